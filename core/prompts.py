@@ -1,0 +1,78 @@
+"""The one answer wrapper every strategy uses, so differences come from the strategy alone.
+
+A strategy decides *what* goes in front of the question (nothing, shots, retrieved passages,
+adapted weights); this module decides *how* it is laid out and how the reply is cleaned.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from core.types import Context, Corpus, QAPair
+
+DEFAULT_SYSTEM_TEMPLATE = (
+    "You are an expert on {domain}. Answer the question with a short phrase only: no full "
+    "sentence, no explanation."
+)
+CONTEXT_INSTRUCTION = "Use the passages below to answer. The answer is usually a phrase from them."
+
+
+def describe_domain(corpus: Corpus | None, domain: str = "") -> str:
+    """The user's domain description, or one made from the document titles."""
+    if domain.strip():
+        return domain.strip()
+    if corpus is None or not corpus.documents:
+        return "the user's documents"
+    titles = []
+    for d in corpus.documents[:5]:
+        stem = d.name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        titles.append(stem.replace("_", " ").replace("-", " "))
+    more = " and related topics" if len(corpus.documents) > 5 else ""
+    return ", ".join(titles) + more
+
+
+def system_message(template: str, domain: str) -> str:
+    """Fill `{domain}` in a system template (other braces are left alone)."""
+    return template.replace("{domain}", domain)
+
+
+def format_contexts(contexts: Sequence[Context]) -> str:
+    """Retrieved passages as a numbered list with their source names."""
+    lines = []
+    for i, c in enumerate(contexts, 1):
+        src = f" ({c.source})" if c.source else ""
+        lines.append(f"[{i}]{src} {c.text.strip()}")
+    return "\n".join(lines)
+
+
+def answer_messages(
+    question: str,
+    system: str,
+    *,
+    passages: Sequence[Context] = (),
+    shots: Sequence[QAPair] = (),
+) -> list[dict[str, str]]:
+    """Chat messages for one question: system, optional shots as past turns, then the question."""
+    messages = [{"role": "system", "content": system}]
+    for shot in shots:
+        messages.append({"role": "user", "content": f"Question: {shot.question}"})
+        messages.append({"role": "assistant", "content": shot.answers[0]})
+    if passages:
+        user = f"{CONTEXT_INSTRUCTION}\n\n{format_contexts(passages)}\n\nQuestion: {question}"
+    else:
+        user = f"Question: {question}"
+    messages.append({"role": "user", "content": user})
+    return messages
+
+
+_PREFIX = re.compile(r"^(answer|a)\s*[:\-]\s*", re.IGNORECASE)
+
+
+def clean_answer(raw: str) -> str:
+    """First non-empty line of a generation, without an 'Answer:' prefix or wrapping quotes."""
+    for line in raw.strip().splitlines():
+        line = _PREFIX.sub("", line.strip()).strip().strip('"').strip()
+        if line:
+            return line
+    return ""

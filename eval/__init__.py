@@ -1,0 +1,1 @@
+"""Evaluation: the shared harness, metrics, statistics, costs, the results store and the CLI."""

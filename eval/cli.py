@@ -1,0 +1,185 @@
+"""Command line: `python -m eval run|show|list|export|rescore`. A thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from core.config import ConfigError
+from eval.config import RunConfig
+from eval.report import render_run, run_summary
+from eval.store import RunNotFound, RunStore
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m eval", description="AdaptLab comparisons")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="compare strategies on a corpus and a Q/A file")
+    run.add_argument("--config", help="YAML/JSON RunConfig; flags below override it")
+    run.add_argument("--corpus", help="folder of documents (txt, md, pdf, docx, html)")
+    run.add_argument("--qa", help="question/answer file (.jsonl, .json or .csv)")
+    run.add_argument("--strategies", help="comma-separated names, or 'all' (default: all four)")
+    run.add_argument("--generator", help="bundled alias, Hugging Face id or local folder")
+    run.add_argument("--embedder", help="bundled alias, sentence-transformers id or folder")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--n-test", type=int, help="use only the first N test questions")
+    run.add_argument("--seed", type=int, help="seed of the split and the strategies")
+    run.add_argument("--batch-size", type=int, help="questions generated together")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STRATEGY.KEY=VALUE",
+        help="a strategy setting, e.g. --set lora.epochs=1 --set rag.top_k=5",
+    )
+    run.add_argument("--name", help="a label for the run")
+    run.add_argument("--json", metavar="FILE", help="write the run's summary as JSON")
+    run.add_argument("--store", help="SQLite file of runs")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    for name, help_ in (("show", "print a stored run"), ("export", "export a stored run")):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("run_id")
+        sp.add_argument("--store", default=RunConfig().store_path)
+        if name == "export":
+            sp.add_argument("--format", choices=["json", "csv"], default="json")
+            sp.add_argument("-o", "--output", help="file to write (default: stdout)")
+
+    ls = sub.add_parser("list", help="list stored runs")
+    ls.add_argument("--store", default=RunConfig().store_path)
+
+    rs = sub.add_parser("rescore", help="score stored answers with metrics, without generating")
+    rs.add_argument("run_id")
+    rs.add_argument("--metrics", required=True, help="comma-separated metric names")
+    rs.add_argument("--store", default=RunConfig().store_path)
+    return p
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """A RunConfig from --config (if any) with the command-line flags applied on top."""
+    from strategies import strategy_names
+
+    data = RunConfig.load(args.config).to_dict() if args.config else RunConfig().to_dict()
+    for key in ("corpus", "qa", "name"):
+        if getattr(args, key):
+            data[key] = getattr(args, key)
+    if args.strategies:
+        data["strategies"] = (
+            strategy_names()
+            if args.strategies == "all"
+            else [s.strip() for s in args.strategies.split(",") if s.strip()]
+        )
+    for key in ("generator", "embedder", "device"):
+        if getattr(args, key):
+            data["models"][key] = getattr(args, key)
+    if args.n_test is not None:
+        data["n_test"] = args.n_test
+    if args.batch_size is not None:
+        data["batch_size"] = args.batch_size
+    if args.seed is not None:
+        data["split"]["seed"] = args.seed
+    if args.store:
+        data["store_path"] = args.store
+    for item in args.set:
+        target, sep, value = item.partition("=")
+        strategy, dot, key = target.partition(".")
+        if not sep or not dot:
+            raise ConfigError(f"--set wants STRATEGY.KEY=VALUE, got {item!r}")
+        data["strategy_configs"].setdefault(strategy, {})[key] = yaml.safe_load(value)
+    return RunConfig.from_dict(data)
+
+
+class _Progress:
+    """Turns harness events into tqdm bars on stderr."""
+
+    def __init__(self, quiet: bool):
+        from tqdm import tqdm
+
+        self.tqdm = tqdm
+        self.quiet = quiet
+        self.bar = None
+        self.key = None
+
+    def __call__(self, ev: dict) -> None:
+        if self.quiet:
+            return
+        stage, name = ev.get("stage"), ev.get("strategy", "")
+        if stage in ("answer", "train"):
+            total = ev.get("total") or ev.get("steps")
+            done = ev.get("done", ev.get("step", 0))
+            key = (name, stage)
+            if self.key != key:
+                self._close()
+                label = f"{name}: {'answering' if stage == 'answer' else 'training'}"
+                self.bar = self.tqdm(total=total, desc=label, file=sys.stderr, leave=True)
+                self.key = key
+            self.bar.n = done
+            if "loss" in ev:
+                self.bar.set_postfix(loss=f"{ev['loss']:.3f}")
+            self.bar.refresh()
+        else:
+            self._close()
+            if stage == "strategy_failed":
+                print(f"{name}: failed: {ev.get('error')}", file=sys.stderr)
+            elif stage in ("load_models", "ingest", "prepare", "score"):
+                what = {"load_models": "loading models", "ingest": "reading the corpus"}
+                print(f"{name + ': ' if name else ''}{what.get(stage, stage)}...", file=sys.stderr)
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar, self.key = None, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        store = RunStore(args.store)
+        if args.command == "show":
+            print(render_run(store.get_run(args.run_id)))
+        elif args.command == "list":
+            for r in store.list_runs():
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
+                print(f"{r['id']}  {when}  {r['status']:<9}  {r['strategies'] or ''}  {r['name']}")
+        elif args.command == "export":
+            text = (store.export_json if args.format == "json" else store.export_csv)(args.run_id)
+            if args.output:
+                Path(args.output).write_text(text, encoding="utf-8")
+            else:
+                sys.stdout.write(text)
+        elif args.command == "rescore":
+            from eval.harness import rescore
+
+            rescore(store, args.run_id, [m.strip() for m in args.metrics.split(",") if m.strip()])
+            print(render_run(store.get_run(args.run_id)))
+    except (ConfigError, RunNotFound, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from eval.harness import run_comparison
+
+    config = build_config(args)
+    store = RunStore(config.store_path)
+    t0 = time.perf_counter()
+    progress = _Progress(args.quiet)
+    try:
+        run_id = run_comparison(config, store=store, progress=progress)
+    finally:
+        progress._close()
+    run = store.get_run(run_id)
+    print(render_run(run))
+    print(f"\nWall time: {time.perf_counter() - t0:.1f} s   (python -m eval show {run_id})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(run_summary(run), indent=2), encoding="utf-8")
+    return 0 if run.status == "done" else 1

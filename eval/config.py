@@ -1,0 +1,62 @@
+"""The configuration of one comparison run (what the CLI's --config YAML holds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.config import (
+    ChunkingConfig,
+    ConfigBase,
+    ConfigError,
+    ModelConfig,
+    PriceTable,
+    SplitConfig,
+    check,
+    option,
+)
+
+DEFAULT_STRATEGIES = ["system_prompt", "few_shot", "rag", "lora"]
+
+
+@dataclass
+class RunConfig(ConfigBase):
+    corpus: str = option("sample_data/corpus", "Folder (or file) of documents.")
+    qa: str = option("sample_data/qa.jsonl", "Question/answer file (JSONL, JSON or CSV).")
+    strategies: list[str] = option(DEFAULT_STRATEGIES, "Strategies to compare, by name.")
+    strategy_configs: dict[str, dict[str, Any]] = option(
+        {}, "Per-strategy settings, by strategy name (see each strategy's config)."
+    )
+    models: ModelConfig = option(ModelConfig, "Generator and embedder shared by all strategies.")
+    chunking: ChunkingConfig = option(ChunkingConfig, "How documents are chunked.")
+    split: SplitConfig = option(SplitConfig, "How Q/A pairs are split into train and test.")
+    n_test: int = option(0, "Use only the first N test questions (0 = the whole test split).")
+    batch_size: int = option(8, "Questions generated together in one batch.")
+    metrics: list[str] = option([], "Metrics to score (empty = every registered metric).")
+    prices: PriceTable = option(PriceTable, "Hourly prices that turn measured time into money.")
+    store_path: str = option(".adaptlab/runs.sqlite", "SQLite file holding every run.")
+    workdir: str = option(".adaptlab/work", "Folder for indexes, adapters and uploads.")
+    bootstrap_resamples: int = option(2000, "Resamples for the 95% confidence intervals.")
+    name: str = option("", "A label for the run.")
+
+    def validate(self) -> None:
+        from eval.metrics import METRICS
+        from strategies import get_strategy_class, make_config
+
+        check(bool(self.strategies), "choose at least one strategy")
+        check(len(set(self.strategies)) == len(self.strategies), "a strategy is listed twice")
+        for name in self.strategies:
+            try:
+                get_strategy_class(name)
+            except KeyError as e:
+                raise ConfigError(str(e)) from None
+        for name, cfg in self.strategy_configs.items():
+            try:
+                make_config(name, cfg)
+            except KeyError as e:
+                raise ConfigError(str(e)) from None
+        unknown = [m for m in self.metrics if m not in METRICS]
+        check(not unknown, f"unknown metric(s): {', '.join(unknown)}; known: {', '.join(METRICS)}")
+        check(int(self.n_test) >= 0, "n_test must be >= 0")
+        check(1 <= int(self.batch_size) <= 256, "batch_size must be in 1..256")
+        check(100 <= int(self.bootstrap_resamples) <= 100_000, "bootstrap_resamples: 100..100000")

@@ -1,0 +1,66 @@
+"""Measuring what each step costs: wall time, peak memory, and money from the price table."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from core.config import PriceTable
+
+
+@dataclass
+class Measurement:
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0  # highest resident memory of the process during the step
+    added_rss_mb: float = 0.0  # that peak minus the memory held when the step began
+    peak_gpu_mb: float | None = None
+
+
+class measure:
+    """Context manager timing a step and sampling the process's memory while it runs.
+
+    RSS is sampled every `interval` seconds in a thread (torch allocates outside Python's heap,
+    so tracemalloc would miss it); on CUDA the allocator's own peak is read as well.
+    """
+
+    def __init__(self, device: str = "cpu", interval: float = 0.02):
+        self.device = device
+        self.interval = interval
+        self.result = Measurement()
+
+    def __enter__(self) -> Measurement:
+        import psutil
+
+        self._proc = psutil.Process()
+        self._base = self._peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        self._t0 = time.perf_counter()
+        self._thread.start()
+        return self.result
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._peak = max(self._peak, self._proc.memory_info().rss)
+
+    def __exit__(self, *exc) -> None:
+        self.result.seconds = time.perf_counter() - self._t0
+        self._stop.set()
+        self._thread.join()
+        self._peak = max(self._peak, self._proc.memory_info().rss)
+        self.result.peak_rss_mb = self._peak / 2**20
+        self.result.added_rss_mb = max(0, self._peak - self._base) / 2**20
+        if self.device.startswith("cuda"):
+            import torch
+
+            self.result.peak_gpu_mb = torch.cuda.max_memory_allocated() / 2**20
+
+
+def price(seconds: float, device: str, prices: PriceTable) -> float:
+    """Money for `seconds` of machine time on `device` at the table's hourly rate."""
+    return seconds * prices.per_second(device)

@@ -1,0 +1,330 @@
+"""The shared evaluation harness: one corpus, one split, one base model, every strategy.
+
+`run_comparison(config)` is the library entry point that the CLI, the app and the tests call.
+It measures every strategy the same way (wall time and memory around `prepare()`, latency per
+answered batch), scores every answer with the registered metrics, and stores each strategy's
+results as soon as it finishes, so one crashing strategy never loses the others.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import subprocess
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from core.corpus import hf_token_spans, ingest, whitespace_token_spans
+from core.models import load_embedder, load_generator, resolve_device
+from core.qa import load_qa, split_pairs
+from core.types import Answer, Corpus, QAPair
+from eval.config import RunConfig
+from eval.costs import measure, price
+from eval.metrics import METRICS, ScoringItem, score_items
+from eval.stats import bootstrap_ci, percentile
+from eval.store import RunStore, StoredAnswer, StrategyResult
+from strategies import create_strategy, get_strategy_class, make_config
+from strategies.base import StrategyContext
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "sentence-transformers",
+    "faiss-cpu",
+    "chromadb",
+    "streamlit",
+)
+
+
+class RunCancelled(Exception):
+    """Raised inside a run when its cancel event is set; the run is stored as cancelled."""
+
+
+@dataclass
+class Inputs:
+    """What a run works on: the ingested corpus and the split Q/A pairs."""
+
+    corpus: Corpus
+    train: list[QAPair]
+    test: list[QAPair]
+    n_pairs: int
+
+
+def load_inputs(config: RunConfig, tokenizer: Any = None) -> Inputs:
+    """Ingest the corpus (chunked in generator tokens when a tokenizer is given) and split Q/A."""
+    spans = hf_token_spans(tokenizer) if tokenizer is not None else whitespace_token_spans
+    tok_name = getattr(tokenizer, "name_or_path", None) or "whitespace"
+    corpus = ingest(
+        Path(config.corpus),
+        config.chunking,
+        spans,
+        fingerprint_extra={"tokenizer": str(tok_name)},
+    )
+    if not corpus.chunks:
+        reasons = "; ".join(f"{e.name}: {e.reason}" for e in corpus.errors) or "no files found"
+        raise ValueError(f"the corpus at {config.corpus} has no usable text ({reasons})")
+    pairs = load_qa(Path(config.qa))
+    train, test = split_pairs(pairs, config.split)
+    if config.n_test:
+        test = test[: config.n_test]
+    return Inputs(corpus, train, test, len(pairs))
+
+
+def run_comparison(
+    config: RunConfig,
+    *,
+    store: RunStore | None = None,
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+    run_id: str | None = None,
+) -> str:
+    """Run every configured strategy over the test split and store the results; returns the id.
+
+    `progress` receives events ({"stage": ..., "strategy": ..., "done": ..., "total": ...}).
+    Setting `cancel` stops the run between batches. Errors in one strategy are stored with
+    that strategy and the others still run; errors before any strategy (bad corpus, bad Q/A
+    file) mark the run failed and are raised.
+    """
+    store = store or RunStore(config.store_path)
+    emit = progress or (lambda event: None)
+    run_id = run_id or store.create_run(config.to_dict(), config.name)
+    try:
+        _run(config, store, run_id, emit, cancel)
+    except RunCancelled:
+        store.finish_run(run_id, "cancelled", "cancelled by the user")
+        emit({"stage": "cancelled"})
+        return run_id
+    except Exception as e:
+        store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}")
+        emit({"stage": "failed", "error": str(e)})
+        raise
+    return run_id
+
+
+def _run(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn, cancel) -> None:
+    names = list(config.strategies)
+    uses_models = any(get_strategy_class(n).uses_models for n in names)
+    device = resolve_device(config.models.device)
+    meta: dict[str, Any] = {
+        "device": device,
+        "versions": package_versions(),
+        "git": git_hash(),
+        "batch_size": config.batch_size,
+    }
+
+    tokenizer = None
+    if uses_models:
+        emit({"stage": "load_models"})
+        # Loaded once for every strategy and timed apart, so no strategy's preparation time
+        # includes loading the base model.
+        with measure(device) as m:
+            generator = load_generator(config.models)
+            load_embedder(config.models)
+        tokenizer = generator.tokenizer
+        meta["models"] = {
+            "generator": config.models.generator,
+            "embedder": config.models.embedder,
+            "load_s": m.seconds,
+            "base_params": sum(p.numel() for p in generator.model.parameters()),
+        }
+
+    emit({"stage": "ingest"})
+    inputs = load_inputs(config, tokenizer)
+    meta["corpus"] = {
+        "documents": len(inputs.corpus.documents),
+        "chunks": len(inputs.corpus.chunks),
+        "tokens": inputs.corpus.n_tokens,
+        "errors": [asdict(e) for e in inputs.corpus.errors],
+        "names": [d.name for d in inputs.corpus.documents],
+    }
+    meta["split"] = {
+        "pairs": inputs.n_pairs,
+        "train": len(inputs.train),
+        "test": len(inputs.test),
+        "test_ids": [p.id for p in inputs.test],
+    }
+    store.update_run(run_id, fingerprint=inputs.corpus.fingerprint, **meta)
+    if not inputs.test:
+        raise ValueError("the test split is empty: add Q/A pairs or raise test_fraction")
+
+    embedder = load_embedder(config.models) if _needs_embedder(config) else None
+    workdir = Path(config.workdir)
+    for name in names:
+        if cancel is not None and cancel.is_set():
+            raise RunCancelled
+        ctx = StrategyContext(
+            models=config.models,
+            workdir=workdir,
+            seed=config.split.seed,
+            progress=lambda ev, name=name: emit({**ev, "strategy": name}),
+        )
+        result, answers = _evaluate_strategy(name, config, ctx, inputs, emit, cancel, device)
+        if result.status == "done":
+            emit({"stage": "score", "strategy": name})
+            result.metrics = _score(answers, config, embedder)
+        store.save_strategy(run_id, result, answers)
+        emit({"stage": "strategy_done", "strategy": name, "status": result.status})
+    store.finish_run(run_id, "done")
+    emit({"stage": "done", "run_id": run_id})
+
+
+def _needs_embedder(config: RunConfig) -> bool:
+    wanted = config.metrics or list(METRICS)
+    return any(METRICS[m].needs_embedder for m in wanted)
+
+
+def _evaluate_strategy(
+    name: str,
+    config: RunConfig,
+    ctx: StrategyContext,
+    inputs: Inputs,
+    emit: ProgressFn,
+    cancel,
+    device: str,
+) -> tuple[StrategyResult, list[StoredAnswer]]:
+    """Prepare and answer with one strategy, measured; failures become a failed result."""
+    strategy_config = make_config(name, config.strategy_configs.get(name))
+    result = StrategyResult(name, "failed", strategy_config.to_dict(), {}, {}, {})
+    strategy = create_strategy(name, strategy_config, ctx)
+    answers: list[Answer] = []
+    latencies: list[float] = []
+    try:
+        emit({"stage": "prepare", "strategy": name})
+        with measure(device) as prep:
+            report = strategy.prepare(inputs.corpus, inputs.train)
+        result.prepare = {
+            **asdict(report),
+            "seconds": prep.seconds,
+            "peak_rss_mb": prep.peak_rss_mb,
+            "added_rss_mb": prep.added_rss_mb,
+            "peak_gpu_mb": prep.peak_gpu_mb,
+        }
+        questions = [p.question for p in inputs.test]
+        total = len(questions)
+        emit({"stage": "answer", "strategy": name, "done": 0, "total": total})
+        with measure(device) as ans:
+            for start in range(0, total, config.batch_size):
+                if cancel is not None and cancel.is_set():
+                    raise RunCancelled
+                batch = questions[start : start + config.batch_size]
+                t0 = time.perf_counter()
+                got = strategy.answer(batch)
+                elapsed = time.perf_counter() - t0
+                if len(got) != len(batch):
+                    raise RuntimeError(f"{name} returned {len(got)} answers for {len(batch)}")
+                # Batched generation: each question is charged an equal share of the batch.
+                for a in got:
+                    a.cost.latency_s = elapsed / len(batch)
+                    latencies.append(a.cost.latency_s)
+                answers.extend(got)
+                emit({"stage": "answer", "strategy": name, "done": len(answers), "total": total})
+        result.cost = _cost_summary(answers, result.prepare, ans, device, config)
+        result.status = "done"
+    except RunCancelled:
+        raise
+    except Exception as e:
+        result.error = f"{type(e).__name__}: {e}"
+        result.prepare.setdefault("traceback", traceback.format_exc(limit=8))
+        emit({"stage": "strategy_failed", "strategy": name, "error": result.error})
+        answers = []
+    finally:
+        try:
+            strategy.close()
+        except Exception:  # closing must never hide the strategy's own outcome
+            pass
+    stored = [
+        StoredAnswer(name, p.id, p.question, list(p.answers), a)
+        for p, a in zip(inputs.test, answers, strict=False)
+    ]
+    return result, stored
+
+
+def _cost_summary(answers, prepare: dict, ans, device: str, config: RunConfig) -> dict[str, Any]:
+    lat = [a.cost.latency_s for a in answers]
+    n = max(1, len(answers))
+    mean_latency = sum(lat) / n
+    return {
+        "device": device,
+        "questions": len(answers),
+        "prepare_s": prepare["seconds"],
+        "prepare_added_mb": prepare["added_rss_mb"],
+        "answer_s": ans.seconds,
+        "answer_added_mb": ans.added_rss_mb,
+        "peak_rss_mb": max(prepare["peak_rss_mb"], ans.peak_rss_mb),
+        "peak_gpu_mb": ans.peak_gpu_mb,
+        "latency_mean_s": mean_latency,
+        "latency_p50_s": percentile(lat, 50),
+        "latency_p95_s": percentile(lat, 95),
+        "prompt_tokens_mean": sum(a.cost.prompt_tokens for a in answers) / n,
+        "output_tokens_mean": sum(a.cost.output_tokens for a in answers) / n,
+        "trainable_params": prepare.get("trainable_params", 0),
+        "artifact_mb": prepare.get("artifact_bytes", 0) / 2**20,
+        "price_prepare": price(prepare["seconds"], device, config.prices),
+        "price_per_1k": price(mean_latency * 1000, device, config.prices),
+        "currency": config.prices.currency,
+    }
+
+
+def _score(answers: list[StoredAnswer], config: RunConfig, embedder) -> dict[str, dict]:
+    """Per-question scores into each StoredAnswer, and each metric's mean with its 95% CI."""
+    items = [ScoringItem(a.answer.text, tuple(a.golds), a.answer.contexts) for a in answers]
+    names = config.metrics or list(METRICS)
+    per_metric = score_items(items, names, embedder)
+    summary = {}
+    for metric, values in per_metric.items():
+        for a, v in zip(answers, values, strict=True):
+            a.scores[metric] = v
+        summary[metric] = bootstrap_ci(
+            values, n_resamples=config.bootstrap_resamples, seed=config.split.seed
+        ).to_dict()
+    return summary
+
+
+def rescore(store: RunStore, run_id: str, metrics: list[str], embedder_config=None) -> None:
+    """Score stored answers with `metrics` (e.g. newly registered ones) without generating."""
+    from core.config import ModelConfig
+
+    run = store.get_run(run_id)
+    config = RunConfig.from_dict({**run.config, "metrics": metrics})
+    needs = any(METRICS[m].needs_embedder for m in metrics)
+    embedder = load_embedder(embedder_config or ModelConfig.from_dict(run.config["models"]))
+    for result in run.results:
+        if result.status != "done":
+            continue
+        answers = store.get_answers(run_id, result.strategy)
+        summary = _score(answers, config, embedder if needs else None)
+        per_q = {m: {a.qid: a.scores[m] for a in answers} for m in metrics}
+        store.save_scores(run_id, result.strategy, per_q, summary)
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_hash() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None

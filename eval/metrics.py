@@ -1,0 +1,209 @@
+"""Quality metrics, registered with a direction and scored per question.
+
+Each metric takes the whole list of items at once (so embedding-based ones batch) and returns
+one score per item, or None where the metric does not apply (e.g. retrieval recall for a
+closed-book strategy). EM and F1 follow the official SQuAD v1.1 evaluation script exactly.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.types import Context
+
+
+@dataclass
+class ScoringItem:
+    """One answered question: what the strategy said, the gold answers, the contexts it used."""
+
+    prediction: str
+    golds: tuple[str, ...]
+    contexts: list[Context] = field(default_factory=list)
+
+
+@dataclass
+class Metric:
+    name: str
+    label: str
+    fn: Callable[[list[ScoringItem], Any], list[float | None]]
+    higher_is_better: bool = True
+    aggregation: str = "mean"
+    needs_embedder: bool = False
+    help: str = ""
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(
+    name: str,
+    label: str,
+    *,
+    higher_is_better: bool = True,
+    needs_embedder: bool = False,
+    help: str = "",
+):
+    """Decorator: add a batched metric `fn(items, embedder) -> scores` to the registry."""
+
+    def deco(fn):
+        METRICS[name] = Metric(name, label, fn, higher_is_better, "mean", needs_embedder, help)
+        return fn
+
+    return deco
+
+
+# --- SQuAD v1.1 normalisation (copied in behaviour from the official evaluate-v1.1.py) --------
+
+
+def normalize_answer(s: str) -> str:
+    """Lower case, drop punctuation, articles (a/an/the) and extra whitespace."""
+
+    def remove_articles(text: str) -> str:
+        return re.sub(r"\b(a|an|the)\b", " ", text)
+
+    def white_space_fix(text: str) -> str:
+        return " ".join(text.split())
+
+    def remove_punc(text: str) -> str:
+        exclude = set(string.punctuation)
+        return "".join(ch for ch in text if ch not in exclude)
+
+    return white_space_fix(remove_articles(remove_punc(s.lower())))
+
+
+def f1_score(prediction: str, ground_truth: str) -> float:
+    pred_tokens = normalize_answer(prediction).split()
+    gold_tokens = normalize_answer(ground_truth).split()
+    common = Counter(pred_tokens) & Counter(gold_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0.0
+    precision = num_same / len(pred_tokens)
+    recall = num_same / len(gold_tokens)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def exact_match_score(prediction: str, ground_truth: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(ground_truth))
+
+
+def lcs_length(a: list[str], b: list[str]) -> int:
+    """Length of the longest common subsequence of two token lists (O(len(a) * len(b)))."""
+    if not a or not b:
+        return 0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b, 1):
+            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l(prediction: str, ground_truth: str) -> float:
+    """ROUGE-L F1 (beta = 1) over SQuAD-normalised tokens."""
+    p, g = normalize_answer(prediction).split(), normalize_answer(ground_truth).split()
+    lcs = lcs_length(p, g)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(p), lcs / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _best_over_golds(fn: Callable[[str, str], float]):
+    def batched(items: list[ScoringItem], _embedder: Any = None) -> list[float | None]:
+        return [max(fn(it.prediction, g) for g in it.golds) for it in items]
+
+    return batched
+
+
+register_metric(
+    "exact_match",
+    "EM",
+    help="1 if the normalised answer equals a normalised gold answer (SQuAD).",
+)(_best_over_golds(exact_match_score))
+register_metric(
+    "f1", "F1", help="Token overlap F1 with the best gold answer (SQuAD normalisation)."
+)(_best_over_golds(f1_score))
+register_metric(
+    "rouge_l", "ROUGE-L", help="Longest-common-subsequence F1 with the best gold answer."
+)(_best_over_golds(rouge_l))
+
+
+@register_metric(
+    "semantic_similarity",
+    "Semantic sim.",
+    needs_embedder=True,
+    help="Cosine similarity of answer and best gold answer embeddings (0 for an empty answer).",
+)
+def semantic_similarity(items: list[ScoringItem], embedder: Any) -> list[float | None]:
+    texts: list[str] = []
+    for it in items:
+        texts.append(it.prediction)
+        texts.extend(it.golds)
+    vecs = embedder.encode(texts)
+    out: list[float | None] = []
+    i = 0
+    for it in items:
+        p, golds = vecs[i], vecs[i + 1 : i + 1 + len(it.golds)]
+        i += 1 + len(it.golds)
+        out.append(0.0 if not it.prediction.strip() else float(max(golds @ p)))
+    return out
+
+
+@register_metric(
+    "groundedness",
+    "Grounded",
+    help="Share of the answer's normalised tokens found in the contexts the strategy used "
+    "(none for closed-book strategies).",
+)
+def groundedness(items: list[ScoringItem], _embedder: Any = None) -> list[float | None]:
+    out: list[float | None] = []
+    for it in items:
+        if not it.contexts:
+            out.append(None)
+            continue
+        pred = normalize_answer(it.prediction).split()
+        if not pred:
+            out.append(0.0)
+            continue
+        support = set(normalize_answer(" ".join(c.text for c in it.contexts)).split())
+        out.append(sum(t in support for t in pred) / len(pred))
+    return out
+
+
+@register_metric(
+    "recall_at_k",
+    "Recall@k",
+    help="1 if a gold answer appears in a retrieved chunk (retrieval strategies only).",
+)
+def recall_at_k(items: list[ScoringItem], _embedder: Any = None) -> list[float | None]:
+    out: list[float | None] = []
+    for it in items:
+        chunks = [c for c in it.contexts if c.kind == "chunk"]
+        if not chunks:
+            out.append(None)
+            continue
+        # Padded with spaces so "pharma" does not match inside "pharmacy".
+        hay = [f" {normalize_answer(c.text)} " for c in chunks]
+        golds = [f" {normalize_answer(g)} " for g in it.golds if normalize_answer(g)]
+        out.append(float(any(g in h for g in golds for h in hay)))
+    return out
+
+
+def score_items(
+    items: list[ScoringItem], names: list[str] | None = None, embedder: Any = None
+) -> dict[str, list[float | None]]:
+    """Every requested metric (default: all registered) over the items."""
+    result = {}
+    for name in names or list(METRICS):
+        metric = METRICS[name]
+        if metric.needs_embedder and embedder is None:
+            raise ValueError(f"metric {name!r} needs an embedder")
+        result[name] = metric.fn(items, embedder) if items else []
+    return result

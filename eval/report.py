@@ -1,0 +1,130 @@
+"""Side-by-side tables built from a stored run (never from live objects): CLI and app share them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eval.metrics import METRICS
+from eval.store import Run
+
+COST_COLUMNS: list[tuple[str, str, str]] = [
+    # (cost key, column label, format)
+    ("prepare_s", "Prep s", "{:.1f}"),
+    ("prepare_added_mb", "Prep +MB", "{:.0f}"),
+    ("latency_p50_s", "p50 s/q", "{:.2f}"),
+    ("latency_p95_s", "p95 s/q", "{:.2f}"),
+    ("prompt_tokens_mean", "Prompt tok", "{:.0f}"),
+    ("output_tokens_mean", "Out tok", "{:.1f}"),
+    ("trainable_params", "Trainable", "{:,}"),
+    ("artifact_mb", "Artifact MB", "{:.2f}"),
+    ("price_prepare", "Prep $", "{:.4f}"),
+    ("price_per_1k", "$/1k q", "{:.4f}"),
+]
+
+
+def format_interval(m: dict[str, Any] | None) -> str:
+    """'0.412 [0.351, 0.470]', or '—' where the metric does not apply."""
+    if not m or m.get("mean") is None:
+        return "—"
+    return f"{m['mean']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
+
+
+def _fmt(fmt: str, v: Any) -> str:
+    return "—" if v is None else fmt.format(v)
+
+
+def metric_names(run: Run) -> list[str]:
+    """Metrics present in the run, in registry order (unknown ones last)."""
+    seen = {m for r in run.results for m in r.metrics}
+    return [m for m in METRICS if m in seen] + sorted(seen - set(METRICS))
+
+
+def quality_rows(run: Run) -> list[dict[str, str]]:
+    """One row per strategy: every metric as 'mean [low, high]'."""
+    names = metric_names(run)
+    rows = []
+    for r in run.results:
+        row = {"Strategy": r.strategy}
+        for m in names:
+            label = METRICS[m].label if m in METRICS else m
+            row[label] = format_interval(r.metrics.get(m)) if r.status == "done" else "failed"
+        rows.append(row)
+    return rows
+
+
+def cost_rows(run: Run) -> list[dict[str, str]]:
+    """One row per strategy: every cost column, formatted."""
+    rows = []
+    for r in run.results:
+        row = {"Strategy": r.strategy}
+        for key, label, fmt in COST_COLUMNS:
+            row[label] = _fmt(fmt, r.cost.get(key)) if r.status == "done" else "failed"
+        rows.append(row)
+    return rows
+
+
+def failures(run: Run) -> list[tuple[str, str]]:
+    return [(r.strategy, r.error or "unknown error") for r in run.results if r.status != "done"]
+
+
+def render_table(rows: list[dict[str, str]]) -> str:
+    """A plain fixed-width text table."""
+    if not rows:
+        return "(no results)"
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+    line = "  ".join(c.ljust(widths[c]) for c in cols)
+    out = [line, "  ".join("-" * widths[c] for c in cols)]
+    for r in rows:
+        out.append("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+    return "\n".join(out)
+
+
+def render_run(run: Run) -> str:
+    """The run's header, quality table, cost table and failures, as text."""
+    meta = run.meta
+    split = meta.get("split", {})
+    corpus = meta.get("corpus", {})
+    models = meta.get("models", {})
+    head = [
+        f"Run {run.id}  status: {run.status}" + (f"  ({run.name})" if run.name else ""),
+        f"Corpus: {corpus.get('documents', '?')} documents, {corpus.get('chunks', '?')} chunks, "
+        f"{corpus.get('tokens', '?')} tokens  fingerprint {run.fingerprint or '?'}",
+        f"Q/A: {split.get('pairs', '?')} pairs -> train {split.get('train', '?')}, "
+        f"test {split.get('test', '?')}   device: {meta.get('device', '?')}",
+    ]
+    if models:
+        head.append(
+            f"Models: {models.get('generator')} / {models.get('embedder')} "
+            f"(loaded in {models.get('load_s', 0):.1f} s, shared by all strategies)"
+        )
+    for err in corpus.get("errors", []):
+        head.append(f"Refused file: {err['name']}: {err['reason']}")
+    parts = ["\n".join(head), "", "Quality (mean [95% bootstrap CI])", render_table(quality_rows(run))]
+    parts += ["", "Cost", render_table(cost_rows(run))]
+    for name, err in failures(run):
+        parts.append(f"\n{name} failed: {err}")
+    if run.error:
+        parts.append(f"\nRun error: {run.error}")
+    return "\n".join(parts)
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """The run's totals as plain data (what `--json` writes): no per-question rows."""
+    return {
+        "run_id": run.id,
+        "name": run.name,
+        "status": run.status,
+        "fingerprint": run.fingerprint,
+        "meta": {k: v for k, v in run.meta.items() if k != "split"}
+        | {"split": {k: v for k, v in run.meta.get("split", {}).items() if k != "test_ids"}},
+        "strategies": {
+            r.strategy: {
+                "status": r.status,
+                "metrics": r.metrics,
+                "cost": r.cost,
+                "error": r.error,
+            }
+            for r in run.results
+        },
+    }

@@ -1,0 +1,368 @@
+"""The results store: every run, once, in SQLite. Every view and export reads from here.
+
+Writes are per strategy, as each finishes, so a crash keeps what was already measured.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.types import Answer
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    status TEXT NOT NULL,             -- running | done | failed | cancelled
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    config_json TEXT NOT NULL,
+    fingerprint TEXT,
+    meta_json TEXT NOT NULL DEFAULT '{}',   -- corpus stats, split, models, versions, git hash
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS strategy_results (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    strategy TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    status TEXT NOT NULL,             -- done | failed
+    config_json TEXT NOT NULL,
+    prepare_json TEXT NOT NULL DEFAULT '{}',
+    cost_json TEXT NOT NULL DEFAULT '{}',
+    metrics_json TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    PRIMARY KEY (run_id, strategy)
+);
+CREATE TABLE IF NOT EXISTS answers (
+    run_id TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    qid TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    question TEXT NOT NULL,
+    golds_json TEXT NOT NULL,
+    answer_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, strategy, qid),
+    FOREIGN KEY (run_id, strategy) REFERENCES strategy_results(run_id, strategy) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS scores (
+    run_id TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    qid TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, strategy, qid, metric),
+    FOREIGN KEY (run_id, strategy) REFERENCES strategy_results(run_id, strategy) ON DELETE CASCADE
+);
+"""
+
+
+@dataclass
+class StrategyResult:
+    """One strategy's stored outcome within a run."""
+
+    strategy: str
+    status: str
+    config: dict[str, Any]
+    prepare: dict[str, Any]
+    cost: dict[str, Any]
+    metrics: dict[str, dict[str, Any]]
+    error: str | None = None
+
+
+@dataclass
+class StoredAnswer:
+    strategy: str
+    qid: str
+    question: str
+    golds: list[str]
+    answer: Answer
+    scores: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    """A stored run: its config, metadata and per-strategy results (answers load on demand)."""
+
+    id: str
+    name: str
+    status: str
+    created_at: float
+    finished_at: float | None
+    config: dict[str, Any]
+    fingerprint: str | None
+    meta: dict[str, Any]
+    error: str | None
+    results: list[StrategyResult]
+
+
+class RunNotFound(KeyError):
+    def __str__(self) -> str:
+        return f"no run {self.args[0]!r} in the store"
+
+
+class RunStore:
+    """SQLite-backed runs. Safe to share between threads; each call opens its own connection."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._conn() as c:
+            c.executescript(SCHEMA)
+
+    @contextmanager
+    def _conn(self):
+        conn = sqlite3.connect(self.path, timeout=30)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA journal_mode = WAL")  # readers (the app) never block the writer
+        try:
+            with conn:
+                yield conn
+        finally:
+            conn.close()
+
+    # --- writing -----------------------------------------------------------------------------
+    def create_run(self, config: dict[str, Any], name: str = "") -> str:
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        with self._lock, self._conn() as c:
+            c.execute(
+                "INSERT INTO runs (id, name, status, created_at, config_json) VALUES (?,?,?,?,?)",
+                (run_id, name, "running", time.time(), json.dumps(config)),
+            )
+        return run_id
+
+    def update_run(self, run_id: str, *, fingerprint: str | None = None, **meta: Any) -> None:
+        """Merge `meta` into the run's metadata (and set its corpus fingerprint)."""
+        with self._lock, self._conn() as c:
+            row = c.execute("SELECT meta_json FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFound(run_id)
+            merged = {**json.loads(row["meta_json"]), **meta}
+            c.execute("UPDATE runs SET meta_json=? WHERE id=?", (json.dumps(merged), run_id))
+            if fingerprint is not None:
+                c.execute("UPDATE runs SET fingerprint=? WHERE id=?", (fingerprint, run_id))
+
+    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        with self._lock, self._conn() as c:
+            c.execute(
+                "UPDATE runs SET status=?, finished_at=?, error=? WHERE id=?",
+                (status, time.time(), error, run_id),
+            )
+
+    def save_strategy(
+        self,
+        run_id: str,
+        result: StrategyResult,
+        answers: list[StoredAnswer] = (),
+    ) -> None:
+        """Store one strategy's result with every answer and every per-question score."""
+        with self._lock, self._conn() as c:
+            pos = c.execute(
+                "SELECT COUNT(*) FROM strategy_results WHERE run_id=?", (run_id,)
+            ).fetchone()[0]
+            c.execute(
+                "DELETE FROM strategy_results WHERE run_id=? AND strategy=?",
+                (run_id, result.strategy),
+            )
+            c.execute(
+                "INSERT INTO strategy_results VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    run_id,
+                    result.strategy,
+                    pos,
+                    result.status,
+                    json.dumps(result.config),
+                    json.dumps(result.prepare),
+                    json.dumps(result.cost),
+                    json.dumps(result.metrics),
+                    result.error,
+                ),
+            )
+            c.executemany(
+                "INSERT INTO answers VALUES (?,?,?,?,?,?,?)",
+                [
+                    (
+                        run_id,
+                        a.strategy,
+                        a.qid,
+                        i,
+                        a.question,
+                        json.dumps(a.golds),
+                        json.dumps(a.answer.to_dict()),
+                    )
+                    for i, a in enumerate(answers)
+                ],
+            )
+            c.executemany(
+                "INSERT INTO scores VALUES (?,?,?,?,?)",
+                [
+                    (run_id, a.strategy, a.qid, m, v)
+                    for a in answers
+                    for m, v in a.scores.items()
+                ],
+            )
+
+    def save_scores(
+        self,
+        run_id: str,
+        strategy: str,
+        scores: dict[str, dict[str, float | None]],
+        metrics: dict[str, dict[str, Any]],
+    ) -> None:
+        """Add or replace per-question scores ({metric: {qid: value}}) and their aggregates."""
+        with self._lock, self._conn() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?)",
+                [
+                    (run_id, strategy, qid, m, v)
+                    for m, per_q in scores.items()
+                    for qid, v in per_q.items()
+                ],
+            )
+            row = c.execute(
+                "SELECT metrics_json FROM strategy_results WHERE run_id=? AND strategy=?",
+                (run_id, strategy),
+            ).fetchone()
+            merged = {**json.loads(row["metrics_json"]), **metrics}
+            c.execute(
+                "UPDATE strategy_results SET metrics_json=? WHERE run_id=? AND strategy=?",
+                (json.dumps(merged), run_id, strategy),
+            )
+
+    def delete_run(self, run_id: str) -> None:
+        with self._lock, self._conn() as c:
+            c.execute("DELETE FROM scores WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM answers WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM strategy_results WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM runs WHERE id=?", (run_id,))
+
+    # --- reading -----------------------------------------------------------------------------
+    def list_runs(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Newest first: id, name, status, times, fingerprint, strategies."""
+        with self._conn() as c:
+            rows = c.execute(
+                "SELECT r.id, r.name, r.status, r.created_at, r.finished_at, r.fingerprint, "
+                "group_concat(s.strategy) AS strategies FROM runs r "
+                "LEFT JOIN strategy_results s ON s.run_id = r.id "
+                "GROUP BY r.id ORDER BY r.created_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def get_run(self, run_id: str) -> Run:
+        with self._conn() as c:
+            r = c.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+            if r is None:
+                raise RunNotFound(run_id)
+            srows = c.execute(
+                "SELECT * FROM strategy_results WHERE run_id=? ORDER BY position", (run_id,)
+            ).fetchall()
+        results = [
+            StrategyResult(
+                strategy=s["strategy"],
+                status=s["status"],
+                config=json.loads(s["config_json"]),
+                prepare=json.loads(s["prepare_json"]),
+                cost=json.loads(s["cost_json"]),
+                metrics=json.loads(s["metrics_json"]),
+                error=s["error"],
+            )
+            for s in srows
+        ]
+        return Run(
+            id=r["id"],
+            name=r["name"] or "",
+            status=r["status"],
+            created_at=r["created_at"],
+            finished_at=r["finished_at"],
+            config=json.loads(r["config_json"]),
+            fingerprint=r["fingerprint"],
+            meta=json.loads(r["meta_json"]),
+            error=r["error"],
+            results=results,
+        )
+
+    def get_answers(self, run_id: str, strategy: str | None = None) -> list[StoredAnswer]:
+        """Stored answers with their scores, in question order (optionally one strategy)."""
+        where, args = "run_id=?", [run_id]
+        if strategy is not None:
+            where += " AND strategy=?"
+            args.append(strategy)
+        with self._conn() as c:
+            arows = c.execute(
+                f"SELECT * FROM answers WHERE {where} ORDER BY strategy, position", args
+            ).fetchall()
+            srows = c.execute(
+                f"SELECT strategy, qid, metric, value FROM scores WHERE {where}", args
+            ).fetchall()
+        scores: dict[tuple[str, str], dict[str, float | None]] = {}
+        for s in srows:
+            scores.setdefault((s["strategy"], s["qid"]), {})[s["metric"]] = s["value"]
+        return [
+            StoredAnswer(
+                strategy=a["strategy"],
+                qid=a["qid"],
+                question=a["question"],
+                golds=json.loads(a["golds_json"]),
+                answer=Answer.from_dict(json.loads(a["answer_json"])),
+                scores=scores.get((a["strategy"], a["qid"]), {}),
+            )
+            for a in arows
+        ]
+
+    # --- exports -----------------------------------------------------------------------------
+    def export_json(self, run_id: str) -> str:
+        """The whole run (config, metadata, results, answers and scores) as JSON."""
+        from dataclasses import asdict
+
+        run = self.get_run(run_id)
+        data = asdict(run)
+        data["answers"] = [
+            {
+                "strategy": a.strategy,
+                "qid": a.qid,
+                "question": a.question,
+                "golds": a.golds,
+                **a.answer.to_dict(),
+                "scores": a.scores,
+            }
+            for a in self.get_answers(run_id)
+        ]
+        return json.dumps(data, indent=2)
+
+    def export_csv(self, run_id: str) -> str:
+        """One row per (strategy, question): answer, gold answers, tokens, latency, scores."""
+        answers = self.get_answers(run_id)
+        metrics = sorted({m for a in answers for m in a.scores})
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(
+            ["strategy", "qid", "question", "answer", "golds", "prompt_tokens", "output_tokens"]
+            + ["latency_s", *metrics]
+        )
+        for a in answers:
+            w.writerow(
+                [
+                    a.strategy,
+                    a.qid,
+                    a.question,
+                    a.answer.text,
+                    " | ".join(a.golds),
+                    a.answer.cost.prompt_tokens,
+                    a.answer.cost.output_tokens,
+                    f"{a.answer.cost.latency_s:.4f}",
+                ]
+                + ["" if a.scores.get(m) is None else f"{a.scores[m]:.4f}" for m in metrics]
+            )
+        return buf.getvalue()

@@ -1,0 +1,74 @@
+"""Strategy registry: strategies register by short name and are built by name everywhere.
+
+Importing this package imports every built-in strategy module so they register themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.config import ConfigBase
+from strategies.base import GenerativeStrategy, Strategy, StrategyContext
+
+_REGISTRY: dict[str, type[Strategy]] = {}
+
+
+class UnknownStrategyError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def register_strategy(name: str):
+    """Class decorator: make a Strategy subclass available under `name`."""
+
+    def deco(cls: type[Strategy]) -> type[Strategy]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"strategy {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def get_strategy_class(name: str) -> type[Strategy]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(strategy_names(include_hidden=True))
+        raise UnknownStrategyError(f"unknown strategy {name!r}; known: {known}") from None
+
+
+def strategy_names(include_hidden: bool = False) -> list[str]:
+    """Registered names in registration order; hidden (test-only) ones on request."""
+    return [n for n, c in _REGISTRY.items() if include_hidden or not c.hidden]
+
+
+def make_config(name: str, data: dict[str, Any] | ConfigBase | None) -> ConfigBase:
+    """The strategy's config dataclass from a dict (validated), or its defaults."""
+    cls = get_strategy_class(name).config_class
+    if isinstance(data, cls):
+        return data
+    return cls.from_dict(data or {})
+
+
+def create_strategy(
+    name: str, config: dict[str, Any] | ConfigBase | None, ctx: StrategyContext
+) -> Strategy:
+    """Build a registered strategy by name (cheap: heavy work waits for prepare())."""
+    return get_strategy_class(name)(make_config(name, config), ctx)
+
+
+# Built-in strategies register on import; order here is the order shown to users.
+from strategies import system_prompt, few_shot, rag, lora, fake  # noqa: E402,F401,I001
+
+__all__ = [
+    "GenerativeStrategy",
+    "Strategy",
+    "StrategyContext",
+    "create_strategy",
+    "get_strategy_class",
+    "make_config",
+    "register_strategy",
+    "strategy_names",
+]

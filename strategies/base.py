@@ -1,0 +1,126 @@
+"""The strategy contract: every way of adapting the model is a `Strategy`.
+
+A strategy is built cheaply from its config and a shared `StrategyContext`, does its one-off
+work in `prepare()`, then answers batches of questions. The harness (not the strategy) times
+and measures both steps, so every strategy is measured the same way.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from core.config import ConfigBase, ModelConfig
+from core.models import Embedder, Generator, load_embedder, load_generator
+from core.prompts import answer_messages, clean_answer
+from core.types import Answer, Context, Corpus, Cost, PrepareReport, QAPair
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class StrategyContext:
+    """What a run shares between its strategies: models, a work folder, a seed, a progress sink.
+
+    Models load lazily on first use and come from the shared cache in `core.models`, so a run
+    holds one generator and one embedder however many strategies use them.
+    """
+
+    models: ModelConfig = field(default_factory=ModelConfig)
+    workdir: Path = field(default_factory=lambda: Path(".adaptlab") / "work")
+    seed: int = 0
+    progress: ProgressFn = lambda event: None  # noqa: E731 - a no-op default sink
+
+    @property
+    def generator(self) -> Generator:
+        return load_generator(self.models)
+
+    @property
+    def embedder(self) -> Embedder:
+        return load_embedder(self.models)
+
+    @property
+    def device(self) -> str:
+        from core.models import resolve_device
+
+        return resolve_device(self.models.device)
+
+
+class Strategy(ABC):
+    """One way of adapting the base model to the corpus.
+
+    Subclasses set `name` (by registering), `config_class` and `description`, and implement
+    `prepare` and `answer`. Constructors must stay cheap: no model loading, no I/O.
+    """
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[ConfigBase]]
+    description: ClassVar[str] = ""
+    hidden: ClassVar[bool] = False  # test-only strategies are not offered in the app
+    uses_models: ClassVar[bool] = True
+
+    def __init__(self, config: ConfigBase | None, ctx: StrategyContext):
+        self.config = config if config is not None else self.config_class()
+        self.ctx = ctx
+
+    @abstractmethod
+    def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
+        """One-off work before answering (indexing, training, choosing shots).
+
+        `corpus` is the ingested documents and chunks; `train` the training split, never the
+        test questions. Returns what was built (sizes, parameters, strategy details).
+        """
+
+    @abstractmethod
+    def answer(self, questions: list[str]) -> list[Answer]:
+        """Answer a batch of questions, one `Answer` per question, in order.
+
+        Each answer carries the contexts it used and its token counts; the harness adds latency.
+        """
+
+    def close(self) -> None:
+        """Release what prepare() holds in shared memory (adapters); artifacts stay on disk."""
+
+
+class GenerativeStrategy(Strategy):
+    """A strategy that answers through the shared generator and the shared answer wrapper."""
+
+    adapter: str | None = None  # LoRA sets its adapter name; everyone else runs the base model
+
+    def generate_answers(
+        self,
+        questions: Sequence[str],
+        system: str,
+        passages: Sequence[Sequence[Context]] | None = None,
+        shots: Sequence[Sequence[QAPair]] | None = None,
+    ) -> list[Answer]:
+        """Wrap each question (with its passages or shots), generate in one batch, clean up."""
+        n = len(questions)
+        passages = passages or [()] * n
+        shots = shots or [()] * n
+        convs = [
+            answer_messages(q, system, passages=p, shots=s)
+            for q, p, s in zip(questions, passages, shots, strict=True)
+        ]
+        gens = self.ctx.generator.generate(
+            convs, max_new_tokens=self.ctx.models.max_new_tokens, adapter=self.adapter
+        )
+        answers = []
+        for q, p, s, g in zip(questions, passages, shots, gens, strict=True):
+            contexts = list(p) + [
+                Context(text=f"Q: {x.question}\nA: {x.answers[0]}", source=x.source, kind="shot")
+                for x in s
+            ]
+            answers.append(
+                Answer(
+                    question=q,
+                    text=clean_answer(g.text),
+                    contexts=contexts,
+                    cost=Cost(prompt_tokens=g.prompt_tokens, output_tokens=g.output_tokens),
+                    raw=g.text,
+                )
+            )
+        return answers

@@ -1,0 +1,62 @@
+"""A model-free strategy for tests: deterministic, instant, registered like the real ones."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from core.config import ConfigBase, check, option
+from core.types import Answer, Context, Corpus, Cost, PrepareReport, QAPair
+from strategies import Strategy, register_strategy
+
+_WORD = re.compile(r"\w+")
+
+
+@dataclass
+class FakeConfig(ConfigBase):
+    answer_words: int = option(4, "Words of the best-matching sentence returned as the answer.")
+    fail_on_prepare: bool = option(False, "Raise in prepare() (to test failure handling).")
+
+    def validate(self) -> None:
+        check(1 <= int(self.answer_words) <= 100, "answer_words must be in 1..100")
+
+
+@register_strategy("fake")
+class FakeStrategy(Strategy):
+    """Answers with the opening words of the corpus sentence sharing most words with the question."""
+
+    config_class = FakeConfig
+    description = "Test double: word-overlap lookup in the corpus, no model."
+    hidden = True
+    uses_models = False
+
+    def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
+        if self.config.fail_on_prepare:
+            raise RuntimeError("fake strategy asked to fail in prepare()")
+        self.sentences = [
+            (s.strip(), c.source)
+            for c in corpus.chunks
+            for s in re.split(r"(?<=[.!?])\s+", c.text)
+            if s.strip()
+        ]
+        return PrepareReport(details={"sentences": len(self.sentences)})
+
+    def answer(self, questions: list[str]) -> list[Answer]:
+        out = []
+        for q in questions:
+            qw = {w.lower() for w in _WORD.findall(q)}
+            best, src = max(
+                self.sentences or [("", None)],
+                key=lambda s: len(qw & {w.lower() for w in _WORD.findall(s[0])}),
+            )
+            text = " ".join(best.split()[: self.config.answer_words])
+            out.append(
+                Answer(
+                    question=q,
+                    text=text,
+                    contexts=[Context(best, source=src)] if best else [],
+                    cost=Cost(prompt_tokens=len(q.split()), output_tokens=len(text.split())),
+                    raw=text,
+                )
+            )
+        return out

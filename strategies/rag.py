@@ -1,0 +1,85 @@
+"""RAG: retrieve the chunks nearest to the question and answer from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.config import ConfigBase, check, option
+from core.prompts import DEFAULT_SYSTEM_TEMPLATE, describe_domain, system_message
+from core.types import Answer, Context, Corpus, PrepareReport, QAPair
+from strategies import GenerativeStrategy, register_strategy
+from strategies.vector_stores import STORES
+
+
+@dataclass
+class RagConfig(ConfigBase):
+    top_k: int = option(3, "Chunks retrieved per question.")
+    backend: str = option(
+        "faiss", "'faiss' (in memory, saved to a file) or 'chroma' (embedded persistent store)."
+    )
+    index: str = option(
+        "flat", "FAISS index: 'flat' (exact search) or 'hnsw' (approximate, for large corpora)."
+    )
+    hnsw_m: int = option(32, "Graph degree of HNSW indexes.")
+    max_context_tokens: int = option(
+        700, "Token budget for retrieved text; lower-ranked chunks beyond it are dropped."
+    )
+    template: str = option(DEFAULT_SYSTEM_TEMPLATE, "System prompt; '{domain}' is replaced.")
+    domain: str = option("", "What the documents are about; empty = made from document titles.")
+
+    def validate(self) -> None:
+        check(1 <= int(self.top_k) <= 50, "top_k must be in 1..50")
+        check(self.backend in STORES, f"backend must be one of {', '.join(STORES)}")
+        check(self.index in ("flat", "hnsw"), "index must be 'flat' or 'hnsw'")
+        check(4 <= int(self.hnsw_m) <= 128, "hnsw_m must be in 4..128")
+        check(int(self.max_context_tokens) >= 32, "max_context_tokens must be >= 32")
+
+
+@register_strategy("rag")
+class RagStrategy(GenerativeStrategy):
+    config_class = RagConfig
+    description = "RAG: the top-k corpus chunks (embedding search) in the prompt, with sources."
+
+    def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
+        if not corpus.chunks:
+            raise ValueError("rag needs a corpus with at least one chunk of text")
+        cfg = self.config
+        self.system = system_message(cfg.template, describe_domain(corpus, cfg.domain))
+        self.chunks = {c.id: c for c in corpus.chunks}
+        emb = self.ctx.embedder
+        path = self.ctx.workdir / "rag" / f"{corpus.fingerprint}-{cfg.backend}-{cfg.index}"
+        self.store = STORES[cfg.backend](path, emb.dim, cfg.index, cfg.hnsw_m)
+        vectors = emb.encode([c.text for c in corpus.chunks])
+        self.store.add(
+            [c.id for c in corpus.chunks], vectors, [{"source": c.source} for c in corpus.chunks]
+        )
+        self.store.save()
+        return PrepareReport(
+            artifact_bytes=self.store.size_bytes(),
+            artifact_path=str(path),
+            details={
+                "chunks_indexed": len(self.store),
+                "backend": cfg.backend,
+                "index": cfg.index,
+                "embedder": emb.name,
+                "dim": emb.dim,
+            },
+        )
+
+    def retrieve(self, questions: list[str]) -> list[list[Context]]:
+        """The chunks put in front of each question, best first, within the token budget."""
+        hits = self.store.search(self.ctx.embedder.encode(questions), self.config.top_k)
+        out = []
+        for row in hits:
+            picked, used = [], 0
+            for cid, score in row:
+                chunk = self.chunks[cid]
+                if picked and used + chunk.n_tokens > self.config.max_context_tokens:
+                    break
+                picked.append(Context(chunk.text, source=chunk.source, score=score))
+                used += chunk.n_tokens
+            out.append(picked)
+        return out
+
+    def answer(self, questions: list[str]) -> list[Answer]:
+        return self.generate_answers(questions, self.system, passages=self.retrieve(questions))

@@ -1,0 +1,137 @@
+"""Vector stores behind one interface: FAISS (in memory, saved to a file) and chromadb.
+
+Vectors are L2-normalised by the embedder, so inner product is cosine similarity and both
+backends return scores on the same scale (higher is closer).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+class VectorStore(ABC):
+    """Stores id -> vector (+ metadata) and finds the nearest ids to query vectors."""
+
+    def __init__(self, path: Path, dim: int):
+        self.path = Path(path)
+        self.dim = dim
+
+    @abstractmethod
+    def add(self, ids: list[str], vectors: np.ndarray, metadatas: list[dict]) -> None:
+        """Add vectors (shape n x dim, normalised) under `ids` with their metadata."""
+
+    @abstractmethod
+    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """For each query row, up to k (id, score) pairs, best first."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    def save(self) -> None:
+        """Persist to `path` (chromadb persists as it goes)."""
+
+    def size_bytes(self) -> int:
+        """Bytes the store occupies on disk."""
+        if not self.path.exists():
+            return 0
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+
+class FaissStore(VectorStore):
+    """FAISS inner-product index: exact (`flat`) or approximate graph search (`hnsw`)."""
+
+    def __init__(self, path: Path, dim: int, index_type: str = "flat", hnsw_m: int = 32):
+        import faiss
+
+        super().__init__(path, dim)
+        if index_type == "hnsw":
+            self.index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efSearch = 64
+        else:
+            self.index = faiss.IndexFlatIP(dim)
+        self.ids: list[str] = []
+
+    def add(self, ids: list[str], vectors: np.ndarray, metadatas: list[dict]) -> None:
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        self.ids.extend(ids)
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        k = min(k, len(self.ids))
+        if k == 0:
+            return [[] for _ in range(len(queries))]
+        scores, idx = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return [
+            [(self.ids[i], float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
+            for row_i, row_s in zip(idx, scores, strict=True)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def save(self) -> None:
+        import faiss
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.index, str(self.path / "index.faiss"))
+        (self.path / "ids.json").write_text(json.dumps(self.ids))
+
+
+class ChromaStore(VectorStore):
+    """chromadb's embedded persistent client; we pass our own embeddings (no embedding fn)."""
+
+    def __init__(self, path: Path, dim: int, hnsw_m: int = 32):
+        import chromadb
+        from chromadb.config import Settings
+
+        super().__init__(path, dim)
+        # A fresh folder per build: a stale collection from another corpus must never leak in.
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True)
+        self.client = chromadb.PersistentClient(
+            path=str(self.path), settings=Settings(anonymized_telemetry=False)
+        )
+        self.collection = self.client.get_or_create_collection(
+            "chunks",
+            configuration={"hnsw": {"space": "ip", "max_neighbors": hnsw_m}},
+            embedding_function=None,
+        )
+
+    def add(self, ids: list[str], vectors: np.ndarray, metadatas: list[dict]) -> None:
+        step = self.client.get_max_batch_size()
+        for i in range(0, len(ids), step):
+            self.collection.add(
+                ids=ids[i : i + step],
+                embeddings=np.asarray(vectors[i : i + step], dtype=np.float32),
+                metadatas=metadatas[i : i + step] or None,
+            )
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        k = min(k, len(self))
+        if k == 0:
+            return [[] for _ in range(len(queries))]
+        res = self.collection.query(
+            query_embeddings=np.asarray(queries, dtype=np.float32),
+            n_results=k,
+            include=["distances"],
+        )
+        # chromadb's "ip" distance is 1 - inner product.
+        return [
+            [(i, 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
+            for ids, dists in zip(res["ids"], res["distances"], strict=True)
+        ]
+
+    def __len__(self) -> int:
+        return self.collection.count()
+
+
+STORES: dict[str, Callable[..., VectorStore]] = {
+    "faiss": lambda path, dim, index_type, hnsw_m: FaissStore(path, dim, index_type, hnsw_m),
+    "chroma": lambda path, dim, index_type, hnsw_m: ChromaStore(path, dim, hnsw_m),
+}
