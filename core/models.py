@@ -23,6 +23,7 @@ from core.config import ModelConfig
 _LOCK = threading.RLock()
 _GENERATORS: dict[tuple, Generator] = {}
 _EMBEDDERS: dict[tuple, Embedder] = {}
+_TOKENIZERS: dict[tuple, Any] = {}
 
 
 class ModelLoadError(RuntimeError):
@@ -292,6 +293,26 @@ class Generator:
         if isinstance(end, int) and end != self.tokenizer.unk_token_id:
             ids.add(end)
         return [i for i in ids if i is not None]
+
+
+def load_tokenizer(config: ModelConfig) -> Any:
+    """The generator's tokenizer alone (for chunking previews): no model weights are loaded."""
+    from transformers import AutoTokenizer
+
+    key = ("tokenizer", config.generator, config.cache_dir)
+    with _LOCK:
+        if key not in _TOKENIZERS:
+            gen = next((g for k, g in _GENERATORS.items() if k[0] == config.generator), None)
+            if gen is not None:
+                _TOKENIZERS[key] = gen.tokenizer
+            else:
+                _quiet_transformers()
+                path = _resolve(config.generator, BUNDLED_GENERATORS, Path(config.cache_dir))
+                try:
+                    _TOKENIZERS[key] = AutoTokenizer.from_pretrained(path)
+                except (OSError, ValueError) as e:
+                    raise ModelLoadError(f"could not load tokenizer of {config.generator!r}: {e}")
+        return _TOKENIZERS[key]
 
 
 def load_generator(config: ModelConfig) -> Generator:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core.corpus import hf_token_spans, ingest, whitespace_token_spans
-from core.models import load_embedder, load_generator, resolve_device
+from core.models import load_embedder, load_generator, load_tokenizer, resolve_device
 from core.qa import load_qa, split_pairs
 from core.types import Answer, Corpus, QAPair
 from eval.config import RunConfig
@@ -62,7 +62,7 @@ class Inputs:
 def load_inputs(config: RunConfig, tokenizer: Any = None) -> Inputs:
     """Ingest the corpus (chunked in generator tokens when a tokenizer is given) and split Q/A."""
     spans = hf_token_spans(tokenizer) if tokenizer is not None else whitespace_token_spans
-    tok_name = getattr(tokenizer, "name_or_path", None) or "whitespace"
+    tok_name = config.models.generator if tokenizer is not None else "whitespace"
     corpus = ingest(
         Path(config.corpus),
         config.chunking,
@@ -77,6 +77,30 @@ def load_inputs(config: RunConfig, tokenizer: Any = None) -> Inputs:
     if config.n_test:
         test = test[: config.n_test]
     return Inputs(corpus, train, test, len(pairs))
+
+
+def preview_inputs(config: RunConfig) -> dict[str, Any]:
+    """What a run would work on (documents, chunks, refused files, split sizes), without running.
+
+    Never raises for bad input: problems come back under "problem" for the page to show.
+    """
+    uses_models = any(get_strategy_class(n).uses_models for n in config.strategies)
+    try:
+        tokenizer = load_tokenizer(config.models) if uses_models else None
+        inputs = load_inputs(config, tokenizer)
+    except Exception as e:  # every user-caused problem is reported, not raised
+        return {"problem": str(e)}
+    return {
+        "problem": None,
+        "documents": [d.name for d in inputs.corpus.documents],
+        "chunks": len(inputs.corpus.chunks),
+        "tokens": inputs.corpus.n_tokens,
+        "errors": [asdict(e) for e in inputs.corpus.errors],
+        "pairs": inputs.n_pairs,
+        "train": len(inputs.train),
+        "test": len(inputs.test),
+        "fingerprint": inputs.corpus.fingerprint,
+    }
 
 
 def run_comparison(
@@ -296,12 +320,13 @@ def rescore(store: RunStore, run_id: str, metrics: list[str], embedder_config=No
     run = store.get_run(run_id)
     config = RunConfig.from_dict({**run.config, "metrics": metrics})
     needs = any(METRICS[m].needs_embedder for m in metrics)
-    embedder = load_embedder(embedder_config or ModelConfig.from_dict(run.config["models"]))
+    models = embedder_config or ModelConfig.from_dict(run.config["models"])
+    embedder = load_embedder(models) if needs else None
     for result in run.results:
         if result.status != "done":
             continue
         answers = store.get_answers(run_id, result.strategy)
-        summary = _score(answers, config, embedder if needs else None)
+        summary = _score(answers, config, embedder)
         per_q = {m: {a.qid: a.scores[m] for a in answers} for m in metrics}
         store.save_scores(run_id, result.strategy, per_q, summary)
 

@@ -1,0 +1,80 @@
+"""Saving files uploaded through the browser into a corpus folder, within limits.
+
+Names are reduced to a safe base name (no paths, no hidden files), so an upload can never write
+outside its own folder; files over the limits are refused by name, and the rest are kept.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import ConfigBase, check, option
+from core.types import IngestError
+
+DOC_TYPES = ("txt", "md", "pdf", "docx", "html", "htm")
+QA_TYPES = ("jsonl", "json", "csv")
+
+
+@dataclass
+class UploadLimits(ConfigBase):
+    max_file_mb: float = option(50.0, "Largest single uploaded file, in MB.")
+    max_total_mb: float = option(200.0, "Largest total upload per corpus, in MB.")
+    max_files: int = option(200, "Most documents in one upload.")
+
+    def validate(self) -> None:
+        check(float(self.max_file_mb) > 0, "max_file_mb must be > 0")
+        check(float(self.max_total_mb) >= float(self.max_file_mb), "max_total_mb < max_file_mb")
+        check(int(self.max_files) >= 1, "max_files must be >= 1")
+
+
+def safe_name(name: str) -> str:
+    """The base name with anything but letters, digits, '.', '-', '_' and spaces replaced."""
+    base = Path(name.replace("\\", "/")).name
+    base = re.sub(r"[^\w.\- ]", "_", base).strip(" .")
+    return base or "file"
+
+
+def save_documents(
+    files: list[tuple[str, bytes]], dest: Path, limits: UploadLimits
+) -> tuple[list[Path], list[IngestError]]:
+    """Write (name, data) pairs into `dest`; returns the saved paths and the refused files."""
+    dest.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    refused: list[IngestError] = []
+    total = 0.0
+    for i, (name, data) in enumerate(files):
+        mb = len(data) / 2**20
+        ext = Path(name).suffix.lower().lstrip(".")
+        if i >= limits.max_files:
+            refused.append(IngestError(name, f"more than {limits.max_files} files in one upload"))
+        elif ext not in DOC_TYPES:
+            refused.append(IngestError(name, f"unsupported file type .{ext or '?'}"))
+        elif mb > limits.max_file_mb:
+            refused.append(IngestError(name, f"file too large ({mb:.1f} MB > {limits.max_file_mb} MB)"))
+        elif total + mb > limits.max_total_mb:
+            refused.append(IngestError(name, f"upload total over {limits.max_total_mb} MB"))
+        else:
+            target = dest / safe_name(name)
+            n = 1
+            while target in saved:  # two uploads with the same name keep both
+                target = dest / f"{target.stem}-{n}{target.suffix}"
+                n += 1
+            target.write_bytes(data)
+            saved.append(target)
+            total += mb
+    return saved, refused
+
+
+def save_qa(name: str, data: bytes, dest: Path, limits: UploadLimits) -> Path:
+    """Write an uploaded Q/A file; raises ValueError with the reason when it is refused."""
+    ext = Path(name).suffix.lower().lstrip(".")
+    if ext not in QA_TYPES:
+        raise ValueError(f"{name}: Q/A file must be .jsonl, .json or .csv, not .{ext or '?'}")
+    if len(data) / 2**20 > limits.max_file_mb:
+        raise ValueError(f"{name}: file too large (over {limits.max_file_mb} MB)")
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / safe_name(name)
+    target.write_bytes(data)
+    return target

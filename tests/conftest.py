@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny corpus with Q/A pairs, and configs that use the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.config import ModelConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+
+DOCS = {
+    "immune.md": (
+        "# Immune system\n\nThe immune system protects the body against disease. "
+        "Lymphocytes include T cells and B cells. B cells produce antibodies that bind antigens. "
+        "The thymus is where T cells mature.\n\nInflammation is one of the first responses "
+        "of the immune system to infection. Fever raises the body temperature."
+    ),
+    "pharmacy.txt": (
+        "Pharmacy is the science of preparing and dispensing drugs. The word pharmacy comes "
+        "from the Greek root pharma. Pharmacists advise patients on the safe use of medicines. "
+        "In the United States a pharmacist needs a Doctor of Pharmacy degree."
+    ),
+}
+
+QA = [
+    ("q1", "What do B cells produce?", ["antibodies"]),
+    ("q2", "Where do T cells mature?", ["the thymus", "thymus"]),
+    ("q3", "What is one of the first responses to infection?", ["inflammation"]),
+    ("q4", "What does fever raise?", ["the body temperature", "body temperature"]),
+    ("q5", "What root does the word pharmacy come from?", ["pharma"]),
+    ("q6", "Who advises patients on the safe use of medicines?", ["pharmacists"]),
+    ("q7", "What degree does a US pharmacist need?", ["Doctor of Pharmacy"]),
+    ("q8", "What does the immune system protect against?", ["disease"]),
+    ("q9", "What do antibodies bind?", ["antigens"]),
+    ("q10", "What is pharmacy the science of?", ["preparing and dispensing drugs"]),
+]
+
+
+@pytest.fixture
+def mini_corpus(tmp_path: Path) -> tuple[Path, Path]:
+    """(corpus folder, qa.jsonl) with two documents and ten answerable questions."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in DOCS.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(
+        "\n".join(json.dumps({"id": i, "question": q, "answers": a}) for i, q, a in QA) + "\n",
+        encoding="utf-8",
+    )
+    return corpus, qa
+
+
+@pytest.fixture
+def tiny_models() -> ModelConfig:
+    """The tiny random chat model (built once into the cache) and the bundled embedder."""
+    return ModelConfig(generator="tiny", max_new_tokens=8)

@@ -1,0 +1,65 @@
+"""The command line, through `eval.cli.main` (what `python -m eval` calls)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from eval.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_run_show_list_export(mini_corpus, tmp_path, capsys):
+    corpus, qa = mini_corpus
+    store = tmp_path / "runs.sqlite"
+    summary = tmp_path / "summary.json"
+    rc = main(
+        ["run", "--corpus", str(corpus), "--qa", str(qa), "--strategies", "fake",
+         "--generator", "tiny", "--store", str(store), "--json", str(summary), "--quiet",
+         "--set", "fake.answer_words=2"]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "fake" in out and "F1" in out and "p50 s/q" in out and "Wall time" in out
+    data = json.loads(summary.read_text())
+    run_id = data["run_id"]
+    assert data["strategies"]["fake"]["status"] == "done"
+    assert data["strategies"]["fake"]["metrics"]["f1"]["n"] == 2
+
+    assert main(["show", run_id, "--store", str(store)]) == 0
+    assert run_id in capsys.readouterr().out
+    assert main(["list", "--store", str(store)]) == 0
+    assert run_id in capsys.readouterr().out
+    csv_path = tmp_path / "run.csv"
+    assert main(["export", run_id, "--store", str(store), "--format", "csv", "-o", str(csv_path)]) == 0
+    assert csv_path.read_text().startswith("strategy,qid,question,answer")
+
+
+def test_config_file_and_flags(mini_corpus, tmp_path, capsys):
+    corpus, qa = mini_corpus
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        f"corpus: {corpus}\nqa: {qa}\nstrategies: [fake]\nstore_path: {tmp_path / 'r.sqlite'}\n"
+        "models: {generator: tiny}\nsplit: {test_fraction: 0.5}\n"
+    )
+    assert main(["run", "--config", str(cfg), "--quiet", "--n-test", "3"]) == 0
+    assert "test 3" in capsys.readouterr().out
+
+
+def test_errors_are_messages(tmp_path, capsys):
+    assert main(["show", "nope", "--store", str(tmp_path / "x.sqlite")]) == 2
+    assert "no run 'nope'" in capsys.readouterr().err
+    assert main(["run", "--strategies", "magic", "--store", str(tmp_path / "x.sqlite")]) == 2
+    assert "unknown strategy 'magic'" in capsys.readouterr().err
+    assert main(["run", "--set", "rag.top_k=0", "--store", str(tmp_path / "x.sqlite")]) == 2
+    assert "top_k" in capsys.readouterr().err
+
+
+def test_python_dash_m_eval_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "eval", "run", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "--strategies" in out.stdout

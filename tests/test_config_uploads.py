@@ -1,0 +1,68 @@
+"""Config validation and round-trips; upload limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.config import ChunkingConfig, ConfigError, ModelConfig, PriceTable
+from core.uploads import UploadLimits, safe_name, save_documents, save_qa
+from eval.config import RunConfig
+
+
+def test_run_config_round_trip_with_nested_sections():
+    cfg = RunConfig(strategies=["rag"], strategy_configs={"rag": {"top_k": 5}}, n_test=3)
+    again = RunConfig.from_yaml(cfg.to_yaml())
+    assert again == cfg
+    assert isinstance(again.models, ModelConfig)
+    assert RunConfig.from_dict({"chunking": {"chunk_tokens": 64}}).chunking.chunk_tokens == 64
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"strategies": []}, "at least one"),
+        ({"strategies": ["rag", "rag"]}, "twice"),
+        ({"strategies": ["nope"]}, "unknown strategy"),
+        ({"strategy_configs": {"rag": {"top_k": -1}}}, "top_k"),
+        ({"metrics": ["bleu"]}, "unknown metric"),
+        ({"chunking": {"chunk_tokens": 64, "overlap_tokens": 64}}, "overlap"),
+        ({"split": {"test_fraction": 1.5}}, "test_fraction"),
+        ({"models": {"device": "tpu"}}, "device"),
+        ({"colour": "red"}, "unknown option"),
+    ],
+)
+def test_invalid_run_configs(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        RunConfig.from_dict(bad)
+
+
+def test_every_field_has_help():
+    for cls in (RunConfig, ModelConfig, ChunkingConfig, PriceTable, UploadLimits):
+        assert all(cls.help().values()), cls
+
+
+def test_price_table_rates():
+    p = PriceTable(cpu_per_hour=3.6, gpu_per_hour=36)
+    assert p.per_second("cpu") == pytest.approx(0.001)
+    assert p.per_second("cuda:0") == pytest.approx(0.01)
+
+
+def test_upload_limits_and_names(tmp_path):
+    limits = UploadLimits(max_file_mb=0.001, max_total_mb=0.002, max_files=4)
+    files = [
+        ("../../etc/passwd.txt", b"a" * 100),
+        ("big.md", b"b" * 2000),
+        ("virus.exe", b"x"),
+        ("ok.md", b"hello"),
+        ("late.md", b"more"),
+    ]
+    saved, refused = save_documents(files, tmp_path / "docs", limits)
+    assert [p.name for p in saved] == ["passwd.txt", "ok.md"]
+    assert all(p.parent == tmp_path / "docs" for p in saved)
+    reasons = {e.name: e.reason for e in refused}
+    assert "too large" in reasons["big.md"]
+    assert "unsupported" in reasons["virus.exe"]
+    assert "more than 4 files" in reasons["late.md"]
+    assert safe_name("a/b\\c<d>.md") == "c_d_.md"
+    with pytest.raises(ValueError, match="jsonl"):
+        save_qa("qa.xlsx", b"x", tmp_path, limits)

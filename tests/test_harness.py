@@ -1,0 +1,146 @@
+"""End to end: every strategy through the harness into the store, with the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eval.config import RunConfig
+from eval.harness import rescore, run_comparison
+from eval.metrics import METRICS
+from eval.report import cost_rows, quality_rows, render_run, run_summary
+from eval.store import RunStore
+
+COST_KEYS = [
+    "prepare_s",
+    "prepare_added_mb",
+    "latency_p50_s",
+    "latency_p95_s",
+    "prompt_tokens_mean",
+    "output_tokens_mean",
+    "trainable_params",
+    "artifact_mb",
+    "price_prepare",
+    "price_per_1k",
+]
+
+
+def make_config(mini_corpus, tiny_models, tmp_path, **over):
+    corpus, qa = mini_corpus
+    data = {
+        "corpus": str(corpus),
+        "qa": str(qa),
+        "strategies": ["system_prompt", "few_shot", "rag", "lora", "fake"],
+        "strategy_configs": {"lora": {"epochs": 1, "batch_size": 4}, "few_shot": {"k": 2}},
+        "models": tiny_models.to_dict(),
+        "chunking": {"chunk_tokens": 48, "overlap_tokens": 8},
+        "split": {"test_fraction": 0.3},
+        "batch_size": 2,
+        "store_path": str(tmp_path / "runs.sqlite"),
+        "workdir": str(tmp_path / "work"),
+        "bootstrap_resamples": 200,
+    }
+    data.update(over)
+    return RunConfig.from_dict(data)
+
+
+def test_all_strategies_end_to_end_are_stored(mini_corpus, tiny_models, tmp_path):
+    cfg = make_config(mini_corpus, tiny_models, tmp_path)
+    events = []
+    run_id = run_comparison(cfg, progress=events.append)
+    store = RunStore(cfg.store_path)
+    run = store.get_run(run_id)
+    assert run.status == "done"
+    assert run.fingerprint
+    assert run.meta["split"]["test"] == 3 and run.meta["split"]["train"] == 7
+    assert run.meta["versions"]["torch"]
+    assert [r.strategy for r in run.results] == cfg.strategies
+    test_ids = run.meta["split"]["test_ids"]
+    answers = store.get_answers(run_id)
+    for r in run.results:
+        assert r.status == "done", r.error
+        mine = [a for a in answers if a.strategy == r.strategy]
+        assert [a.qid for a in mine] == test_ids
+        for a in mine:
+            assert set(a.scores) == set(METRICS)
+            assert a.answer.cost.latency_s > 0
+        for m in ("exact_match", "f1", "rouge_l", "semantic_similarity"):
+            assert r.metrics[m]["n"] == 3
+            assert r.metrics[m]["low"] <= r.metrics[m]["mean"] <= r.metrics[m]["high"]
+        for key in COST_KEYS:
+            assert r.cost[key] is not None, (r.strategy, key)
+    by = {r.strategy: r for r in run.results}
+    assert by["rag"].metrics["recall_at_k"]["n"] == 3
+    assert by["system_prompt"].metrics["recall_at_k"]["n"] == 0  # closed book: not applicable
+    assert by["lora"].cost["trainable_params"] > 0
+    assert by["lora"].prepare["details"]["loss_curve"]
+    assert by["rag"].cost["artifact_mb"] > 0
+    # progress covered every stage of every strategy
+    stages = {(e.get("strategy"), e["stage"]) for e in events}
+    assert ("lora", "train") in stages and ("rag", "answer") in stages
+    assert events[-1]["stage"] == "done"
+    # every view is made from the stored run
+    text = render_run(run)
+    for name in cfg.strategies:
+        assert name in text
+    assert len(quality_rows(run)) == len(cost_rows(run)) == 5
+    json.dumps(run_summary(run))
+    exported = json.loads(store.export_json(run_id))
+    assert len(exported["answers"]) == 15
+    assert store.export_csv(run_id).count("\n") == 16
+
+
+def test_a_failing_strategy_does_not_stop_the_others(mini_corpus, tiny_models, tmp_path):
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        strategies=["fake", "system_prompt"],
+        strategy_configs={"fake": {"fail_on_prepare": True}},
+    )
+    run = RunStore(cfg.store_path).get_run(run_comparison(cfg))
+    assert run.status == "done"
+    fake, sp = run.results
+    assert fake.status == "failed" and "asked to fail" in fake.error
+    assert sp.status == "done"
+    assert "fake failed" in render_run(run)
+
+
+def test_bad_inputs_fail_the_run_with_a_clear_message(mini_corpus, tiny_models, tmp_path):
+    cfg = make_config(mini_corpus, tiny_models, tmp_path, qa=str(tmp_path / "missing.jsonl"))
+    with pytest.raises(Exception, match="missing.jsonl"):
+        run_comparison(cfg)
+    runs = RunStore(cfg.store_path).list_runs()
+    assert runs[0]["status"] == "failed"
+
+
+def test_cancel_stops_between_batches(mini_corpus, tiny_models, tmp_path):
+    import threading
+
+    cancel = threading.Event()
+    cfg = make_config(mini_corpus, tiny_models, tmp_path, strategies=["fake", "system_prompt"])
+
+    def progress(ev):
+        if ev.get("stage") == "strategy_done":
+            cancel.set()
+
+    run_id = run_comparison(cfg, progress=progress, cancel=cancel)
+    run = RunStore(cfg.store_path).get_run(run_id)
+    assert run.status == "cancelled"
+    assert [r.strategy for r in run.results] == ["fake"]  # finished work is kept
+
+
+def test_rescore_adds_metrics_without_generating(mini_corpus, tiny_models, tmp_path):
+    cfg = make_config(
+        mini_corpus, tiny_models, tmp_path, strategies=["fake"], metrics=["exact_match"]
+    )
+    run_id = run_comparison(cfg)
+    store = RunStore(cfg.store_path)
+    before = [a.answer.text for a in store.get_answers(run_id)]
+    rescore(store, run_id, ["f1", "rouge_l"])
+    run = store.get_run(run_id)
+    assert set(run.results[0].metrics) == {"exact_match", "f1", "rouge_l"}
+    after = store.get_answers(run_id)
+    assert [a.answer.text for a in after] == before
+    assert all(set(a.scores) == {"exact_match", "f1", "rouge_l"} for a in after)

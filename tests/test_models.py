@@ -1,0 +1,73 @@
+"""Model loading: the tiny model (fast) and the real bundled defaults (slow)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.config import ModelConfig
+from core.models import ModelLoadError, load_embedder, load_generator, load_tokenizer
+
+
+def test_models_are_shared_not_reloaded(tiny_models):
+    assert load_generator(tiny_models) is load_generator(tiny_models)
+    assert load_embedder(tiny_models) is load_embedder(tiny_models)
+    assert load_tokenizer(tiny_models) is load_generator(tiny_models).tokenizer
+
+
+def test_tiny_generator_batches_with_chat_template(tiny_models):
+    gen = load_generator(tiny_models)
+    convs = [
+        [{"role": "user", "content": "short"}],
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": "a longer one"}],
+    ]
+    assert "<|im_start|>assistant" in gen.render(convs[0])
+    out = gen.generate(convs, max_new_tokens=5)
+    assert len(out) == 2
+    assert out[0].prompt_tokens < out[1].prompt_tokens
+    assert all(1 <= g.output_tokens <= 5 for g in out)
+    # left padding must not change an answer: alone or batched, the same greedy output
+    assert gen.generate(convs[:1], max_new_tokens=5)[0].text == out[0].text
+
+
+def test_cpu_uses_float32(tiny_models):
+    import torch
+
+    gen = load_generator(tiny_models)
+    assert gen.device == "cpu"
+    assert next(gen.model.parameters()).dtype == torch.float32
+
+
+def test_a_missing_model_is_a_clear_error(tmp_path):
+    cfg = ModelConfig(generator=str(tmp_path / "no-such-model"), cache_dir=str(tmp_path))
+    with pytest.raises(ModelLoadError, match="no-such-model"):
+        load_generator(cfg)
+
+
+def test_any_local_folder_works_as_generator(tiny_models, tmp_path):
+    from core.tiny import build_tiny_model
+
+    folder = build_tiny_model(tmp_path / "my-model")
+    gen = load_generator(ModelConfig(generator=str(folder), cache_dir=str(tmp_path)))
+    assert gen.generate([[{"role": "user", "content": "hi"}]], max_new_tokens=3)
+
+
+@pytest.mark.slow
+def test_real_default_models_answer_a_question():
+    """The bundled SmolLM2-135M-Instruct and MiniLM, fully offline."""
+    cfg = ModelConfig()
+    gen = load_generator(cfg)
+    out = gen.generate(
+        [
+            [
+                {"role": "system", "content": "Answer with a short phrase only."},
+                {"role": "user", "content": "What is the capital of France?"},
+            ]
+        ],
+        max_new_tokens=12,
+    )[0]
+    assert "paris" in out.text.lower()
+    emb = load_embedder(cfg)
+    v = emb.encode(["The thymus is where T cells mature.", "T cells mature in the thymus.",
+                    "Pharmacists dispense medicines."])
+    assert v.shape == (3, 384)
+    assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.2
