@@ -1,4 +1,4 @@
-"""AdaptLab web app: pick a corpus, pick strategies, compare them. UI only: the library does the work.
+"""AdaptLab web app: pick a corpus and strategies, compare them. UI only: the library works.
 
 Run with `make run` (or `streamlit run app.py`).
 """
@@ -135,14 +135,26 @@ with right:
         st.caption(f"**{name}**: {get_strategy_class(name).description}")
     with st.expander("Run settings"):
         n_test = st.number_input(
-            "Test questions (0 = the whole test split)", min_value=0, value=20, step=5,
-            help=RunConfig.help()["n_test"], key="n_test",
+            "Test questions (0 = the whole test split)",
+            min_value=0,
+            value=20,
+            step=5,
+            help=RunConfig.help()["n_test"],
+            key="n_test",
         )
         seed = st.number_input("Seed", value=0, step=1, key="seed")
-        generator = st.text_input("Generator", value=ModelConfig().generator,
-                                  help=ModelConfig.help()["generator"], key="generator")
-        embedder = st.text_input("Embedder", value=ModelConfig().embedder,
-                                 help=ModelConfig.help()["embedder"], key="embedder")
+        generator = st.text_input(
+            "Generator",
+            value=ModelConfig().generator,
+            help=ModelConfig.help()["generator"],
+            key="generator",
+        )
+        embedder = st.text_input(
+            "Embedder",
+            value=ModelConfig().embedder,
+            help=ModelConfig.help()["embedder"],
+            key="embedder",
+        )
     strategy_settings = {}
     for name in chosen:
         with st.expander(f"{name} settings"):
@@ -193,8 +205,9 @@ st.subheader("3. Run")
 job = manager.get(state.job_id) if state.job_id else None
 running = job is not None and job["status"] in ("queued", "running")
 col_run, col_cancel = st.columns([1, 5])
-if col_run.button("Run comparison", type="primary", disabled=config is None or bool(problem)
-                  or running, key="run"):
+if col_run.button(
+    "Run comparison", type="primary", disabled=config is None or bool(problem) or running, key="run"
+):
     state.job_id = manager.submit(config)
     state.run_id = None
     st.rerun()
@@ -258,9 +271,15 @@ if runs:
     if run.error and run.status != "done":
         st.warning(f"Run {run.status}: {run.error}")
     c1, c2 = st.columns(2)
-    c1.download_button("Download JSON", store.export_json(shown), f"{shown}.json",
-                       "application/json", key="dl_json")
-    c2.download_button("Download CSV", store.export_csv(shown), f"{shown}.csv", "text/csv",
-                       key="dl_csv")
+    c1.download_button(
+        "Download JSON",
+        store.export_json(shown),
+        f"{shown}.json",
+        "application/json",
+        key="dl_json",
+    )
+    c2.download_button(
+        "Download CSV", store.export_csv(shown), f"{shown}.csv", "text/csv", key="dl_csv"
+    )
 else:
     st.info("No runs yet: choose a corpus and strategies, then press Run comparison.")

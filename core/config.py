@@ -173,7 +173,7 @@ class SplitConfig(ConfigBase):
     test_fraction: float = option(0.2, "Share of Q/A pairs held out for testing.")
     seed: int = option(0, "Seed of the split.")
     near_duplicate_jaccard: float = option(
-        0.7,
+        0.6,
         "Questions whose content-word overlap (Jaccard) reaches this are kept on one side.",
     )
 

@@ -228,7 +228,9 @@ def ingest(
         size = path.stat().st_size
         if size > max_file_bytes:
             errors.append(
-                IngestError(name, f"file too large ({size / 1e6:.1f} MB > {max_file_bytes / 1e6:.0f} MB)")
+                IngestError(
+                    name, f"file too large ({size / 1e6:.1f} MB > {max_file_bytes / 1e6:.0f} MB)"
+                )
             )
             continue
         try:

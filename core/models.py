@@ -211,7 +211,9 @@ class Generator:
 
         with self.lock:
             if self.peft_model is None:
-                self.peft_model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+                self.peft_model = PeftModel.from_pretrained(
+                    self.model, str(path), adapter_name=name
+                )
             else:
                 if name in self._adapters:
                     self.peft_model.delete_adapter(name)
@@ -311,7 +313,9 @@ def load_tokenizer(config: ModelConfig) -> Any:
                 try:
                     _TOKENIZERS[key] = AutoTokenizer.from_pretrained(path)
                 except (OSError, ValueError) as e:
-                    raise ModelLoadError(f"could not load tokenizer of {config.generator!r}: {e}")
+                    raise ModelLoadError(
+                        f"could not load tokenizer of {config.generator!r}: {e}"
+                    ) from e
         return _TOKENIZERS[key]
 
 
@@ -403,4 +407,3 @@ def _load_embedder(name: str, device: str, cache_dir: Path) -> Embedder:
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"could not load embedder {name!r}: {e}") from e
     return Embedder(name, model, device)
-

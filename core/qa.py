@@ -110,15 +110,68 @@ def load_qa(path: str | Path) -> list[QAPair]:
 
 
 _STOP = frozenset(
-    "a an the of in on at to for by with from and or is are was were be been what which who whom "
-    "whose when where why how does do did can could would should that this these those it its as "
-    "into than then there their they he she his her".split()
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "by",
+        "with",
+        "from",
+        "and",
+        "or",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+        "does",
+        "do",
+        "did",
+        "can",
+        "could",
+        "would",
+        "should",
+        "that",
+        "this",
+        "these",
+        "those",
+        "it",
+        "its",
+        "as",
+        "into",
+        "than",
+        "then",
+        "there",
+        "their",
+        "they",
+        "he",
+        "she",
+        "his",
+        "her",
+    ]
 )
 
 
 def content_words(question: str) -> frozenset[str]:
     """Lower-cased words without punctuation and stopwords: what near-duplicates share."""
-    return frozenset(w for w in re.findall(r"\w+", question.lower()) if w not in _STOP)
+    words = re.findall(r"\w+", question.lower())
+    return frozenset(w for w in words if len(w) > 1 and w not in _STOP)  # "what's" -> "s"
 
 
 def near_duplicate_groups(pairs: list[QAPair], threshold: float) -> list[list[int]]:
@@ -172,11 +225,10 @@ def split_pairs(pairs: list[QAPair], config: SplitConfig) -> tuple[list[QAPair],
     for g in groups:
         if len(test_idx) >= want:
             break
-        if len(test_idx) + len(g) > want and test_idx and len(groups) > 1:
-            continue  # a big group would overshoot; a later smaller one may fit
-        test_idx.update(g)
-    if len(test_idx) == len(pairs):  # always leave something to train on
-        test_idx -= set(groups[-1])
+        if len(test_idx) + len(g) <= want:  # a group that would overshoot is left to train
+            test_idx.update(g)
+    if want and not test_idx:  # every group is bigger than the target: take the smallest
+        test_idx.update(min(groups, key=len))
     train = [p for i, p in enumerate(pairs) if i not in test_idx]
     test = [p for i, p in enumerate(pairs) if i in test_idx]
     return train, test

@@ -52,7 +52,9 @@ def save_documents(
         elif ext not in DOC_TYPES:
             refused.append(IngestError(name, f"unsupported file type .{ext or '?'}"))
         elif mb > limits.max_file_mb:
-            refused.append(IngestError(name, f"file too large ({mb:.1f} MB > {limits.max_file_mb} MB)"))
+            refused.append(
+                IngestError(name, f"file too large ({mb:.1f} MB > {limits.max_file_mb} MB)")
+            )
         elif total + mb > limits.max_total_mb:
             refused.append(IngestError(name, f"upload total over {limits.max_total_mb} MB"))
         else:

@@ -8,6 +8,7 @@ results as soon as it finishes, so one crashing strategy never loses the others.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import platform
 import subprocess
@@ -261,10 +262,8 @@ def _evaluate_strategy(
         emit({"stage": "strategy_failed", "strategy": name, "error": result.error})
         answers = []
     finally:
-        try:
+        with contextlib.suppress(Exception):  # closing must never hide the strategy's outcome
             strategy.close()
-        except Exception:  # closing must never hide the strategy's own outcome
-            pass
     stored = [
         StoredAnswer(name, p.id, p.question, list(p.answers), a)
         for p, a in zip(inputs.test, answers, strict=False)
@@ -334,10 +333,8 @@ def rescore(store: RunStore, run_id: str, metrics: list[str], embedder_config=No
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for pkg in PACKAGES:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return out
 
 

@@ -100,7 +100,12 @@ def render_run(run: Run) -> str:
         )
     for err in corpus.get("errors", []):
         head.append(f"Refused file: {err['name']}: {err['reason']}")
-    parts = ["\n".join(head), "", "Quality (mean [95% bootstrap CI])", render_table(quality_rows(run))]
+    parts = [
+        "\n".join(head),
+        "",
+        "Quality (mean [95% bootstrap CI])",
+        render_table(quality_rows(run)),
+    ]
     parts += ["", "Cost", render_table(cost_rows(run))]
     for name, err in failures(run):
         parts.append(f"\n{name} failed: {err}")

@@ -206,11 +206,7 @@ class RunStore:
             )
             c.executemany(
                 "INSERT INTO scores VALUES (?,?,?,?,?)",
-                [
-                    (run_id, a.strategy, a.qid, m, v)
-                    for a in answers
-                    for m, v in a.scores.items()
-                ],
+                [(run_id, a.strategy, a.qid, m, v) for a in answers for m, v in a.scores.items()],
             )
 
     def save_scores(

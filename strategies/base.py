@@ -81,7 +81,7 @@ class Strategy(ABC):
         Each answer carries the contexts it used and its token counts; the harness adds latency.
         """
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most strategies hold nothing
         """Release what prepare() holds in shared memory (adapters); artifacts stay on disk."""
 
 

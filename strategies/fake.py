@@ -23,7 +23,7 @@ class FakeConfig(ConfigBase):
 
 @register_strategy("fake")
 class FakeStrategy(Strategy):
-    """Answers with the opening words of the corpus sentence sharing most words with the question."""
+    """Answers with the first words of the corpus sentence sharing most words with the question."""
 
     config_class = FakeConfig
     description = "Test double: word-overlap lookup in the corpus, no model."

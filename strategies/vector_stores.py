@@ -33,7 +33,7 @@ class VectorStore(ABC):
     @abstractmethod
     def __len__(self) -> int: ...
 
-    def save(self) -> None:
+    def save(self) -> None:  # noqa: B027 - optional: chromadb persists as it goes
         """Persist to `path` (chromadb persists as it goes)."""
 
     def size_bytes(self) -> int:

@@ -63,9 +63,9 @@ def test_bad_setting_is_a_message_not_a_traceback(app):
 
 
 def test_upload_own_files_with_a_broken_one(app):
-    from tests.conftest import DOCS, QA
-
     import json
+
+    from tests.conftest import DOCS, QA
 
     app.run()
     app.radio(key="source").set_value("Upload my own").run()

@@ -17,9 +17,24 @@ def test_run_show_list_export(mini_corpus, tmp_path, capsys):
     store = tmp_path / "runs.sqlite"
     summary = tmp_path / "summary.json"
     rc = main(
-        ["run", "--corpus", str(corpus), "--qa", str(qa), "--strategies", "fake",
-         "--generator", "tiny", "--store", str(store), "--json", str(summary), "--quiet",
-         "--set", "fake.answer_words=2"]
+        [
+            "run",
+            "--corpus",
+            str(corpus),
+            "--qa",
+            str(qa),
+            "--strategies",
+            "fake",
+            "--generator",
+            "tiny",
+            "--store",
+            str(store),
+            "--json",
+            str(summary),
+            "--quiet",
+            "--set",
+            "fake.answer_words=2",
+        ]
     )
     out = capsys.readouterr().out
     assert rc == 0
@@ -34,7 +49,9 @@ def test_run_show_list_export(mini_corpus, tmp_path, capsys):
     assert main(["list", "--store", str(store)]) == 0
     assert run_id in capsys.readouterr().out
     csv_path = tmp_path / "run.csv"
-    assert main(["export", run_id, "--store", str(store), "--format", "csv", "-o", str(csv_path)]) == 0
+    assert (
+        main(["export", run_id, "--store", str(store), "--format", "csv", "-o", str(csv_path)]) == 0
+    )
     assert csv_path.read_text().startswith("strategy,qid,question,answer")
 
 

@@ -38,7 +38,7 @@ def test_f1_hand_worked():
 
 
 def test_rouge_l_hand_worked():
-    assert lcs_length("a b c d".split(), "a c d e".split()) == 3
+    assert lcs_length(["a", "b", "c", "d"], ["a", "c", "d", "e"]) == 3
     # pred [b, c, d] vs gold [b, x, d]: lcs 2 -> p = r = 2/3 -> F = 2/3
     assert rouge_l("b c d", "b x d") == pytest.approx(2 / 3)
     assert rouge_l("", "x") == 0.0

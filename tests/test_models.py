@@ -67,7 +67,12 @@ def test_real_default_models_answer_a_question():
     )[0]
     assert "paris" in out.text.lower()
     emb = load_embedder(cfg)
-    v = emb.encode(["The thymus is where T cells mature.", "T cells mature in the thymus.",
-                    "Pharmacists dispense medicines."])
+    v = emb.encode(
+        [
+            "The thymus is where T cells mature.",
+            "T cells mature in the thymus.",
+            "Pharmacists dispense medicines.",
+        ]
+    )
     assert v.shape == (3, 384)
     assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.2

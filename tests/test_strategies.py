@@ -16,7 +16,9 @@ from strategies.base import StrategyContext
 def setup(mini_corpus, tiny_models, tmp_path):
     corpus_dir, qa_path = mini_corpus
     tok = load_generator(tiny_models).tokenizer
-    corpus = ingest(corpus_dir, ChunkingConfig(chunk_tokens=40, overlap_tokens=8), hf_token_spans(tok))
+    corpus = ingest(
+        corpus_dir, ChunkingConfig(chunk_tokens=40, overlap_tokens=8), hf_token_spans(tok)
+    )
     pairs = load_qa(qa_path)
     ctx = StrategyContext(models=tiny_models, workdir=tmp_path)
     return corpus, pairs, ctx

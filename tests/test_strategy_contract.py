@@ -62,7 +62,9 @@ def prepared_inputs(mini_corpus, tiny_models):
     tok = load_generator(tiny_models).tokenizer
     from core.config import ChunkingConfig
 
-    corpus = ingest(corpus_dir, ChunkingConfig(chunk_tokens=48, overlap_tokens=8), hf_token_spans(tok))
+    corpus = ingest(
+        corpus_dir, ChunkingConfig(chunk_tokens=48, overlap_tokens=8), hf_token_spans(tok)
+    )
     pairs = load_qa(qa_path)
     return corpus, pairs[:7], pairs[7:]
 
