@@ -57,7 +57,8 @@ def test_csv_and_json(tmp_path):
         ("qa.txt", "whatever", ".jsonl, .json or .csv"),
         (
             "qa.jsonl",
-            '{"id": "1", "question": "a", "answer": "b"}\n{"id": "1", "question": "c", "answer": "d"}',
+            '{"id": "1", "question": "a", "answer": "b"}\n'
+            '{"id": "1", "question": "c", "answer": "d"}',
             "duplicate id",
         ),
     ],
