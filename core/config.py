@@ -38,6 +38,13 @@ class ConfigBase:
     """Base for config dataclasses: `validate()` runs after init; (de)serialises recursively."""
 
     def __post_init__(self) -> None:
+        # Nested sections given as plain dicts (from code or widgets) become their dataclass.
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            sub = _config_class(hints.get(f.name))
+            value = getattr(self, f.name)
+            if sub is not None and isinstance(value, dict):
+                setattr(self, f.name, sub.from_dict(value))
         self.validate()
 
     def validate(self) -> None:

@@ -15,6 +15,7 @@ def test_run_config_round_trip_with_nested_sections():
     assert again == cfg
     assert isinstance(again.models, ModelConfig)
     assert RunConfig.from_dict({"chunking": {"chunk_tokens": 64}}).chunking.chunk_tokens == 64
+    assert RunConfig(split={"seed": 3}).split.seed == 3  # plain dicts become sections
 
 
 @pytest.mark.parametrize(
