@@ -250,7 +250,8 @@ if runs:
     ids = [r["id"] for r in runs]
     labels = {r["id"]: f"{r['id']} · {r['status']} · {r['strategies'] or ''}" for r in runs}
     index = ids.index(state.run_id) if state.run_id in ids else 0
-    shown = st.selectbox("Run", ids, index=index, format_func=labels.get, key="shown_run")
+    # No key: when this session's newest run appears the widget resets to it.
+    shown = st.selectbox("Run", ids, index=index, format_func=labels.get)
     run = store.get_run(shown)
     meta = run.meta
     split = meta.get("split", {})

@@ -66,13 +66,25 @@ def answer_messages(
     return messages
 
 
-_PREFIX = re.compile(r"^(answer|a)\s*[:\-]\s*", re.IGNORECASE)
+# "Answer:", "A -", "The answer is", "The answer to this question is:" (small models love these).
+_LEAD = re.compile(
+    r"^(?:the\s+)?(?:answer|a)\b(?:\s+to\s+(?:this|the|your)\s+question)?(?:\s*[:\-]|\s+is\b:?)\s*",
+    re.IGNORECASE,
+)
+_BULLET = re.compile(r"^(?:[-*\u2022]|\d+[.)])\s+")
 
 
 def clean_answer(raw: str) -> str:
-    """First non-empty line of a generation, without an 'Answer:' prefix or wrapping quotes."""
-    for line in raw.strip().splitlines():
-        line = _PREFIX.sub("", line.strip()).strip().strip('"').strip()
-        if line:
-            return line
+    """The answer in a generation: its first line without lead-ins like 'The answer is:' or
+    wrapping quotes; a line that only announces what follows ('...including:') gets the next
+    line joined to it.
+    """
+    lines = [ln.strip() for ln in raw.strip().splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        line = _LEAD.sub("", line).strip().strip('"').strip()
+        if not line:
+            continue
+        if line.endswith(":") and i + 1 < len(lines):
+            line = f"{line} {_BULLET.sub('', lines[i + 1])}"
+        return line
     return ""

@@ -30,7 +30,7 @@ from eval.metrics import METRICS, ScoringItem, score_items
 from eval.stats import bootstrap_ci, percentile
 from eval.store import RunStore, StoredAnswer, StrategyResult
 from strategies import create_strategy, get_strategy_class, make_config
-from strategies.base import StrategyContext
+from strategies.base import RunCancelled, StrategyContext
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -44,10 +44,6 @@ PACKAGES = (
     "chromadb",
     "streamlit",
 )
-
-
-class RunCancelled(Exception):
-    """Raised inside a run when its cancel event is set; the run is stored as cancelled."""
 
 
 @dataclass
@@ -191,6 +187,7 @@ def _run(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn, canc
             workdir=workdir,
             seed=config.split.seed,
             progress=lambda ev, name=name: emit({**ev, "strategy": name}),
+            cancelled=cancel.is_set if cancel is not None else (lambda: False),
         )
         result, answers = _evaluate_strategy(name, config, ctx, inputs, emit, cancel, device)
         if result.status == "done":

@@ -21,6 +21,10 @@ from core.types import Answer, Context, Corpus, Cost, PrepareReport, QAPair
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
+class RunCancelled(Exception):
+    """The user cancelled the run; long steps (training) raise it between iterations."""
+
+
 @dataclass
 class StrategyContext:
     """What a run shares between its strategies: models, a work folder, a seed, a progress sink.
@@ -33,6 +37,7 @@ class StrategyContext:
     workdir: Path = field(default_factory=lambda: Path(".adaptlab") / "work")
     seed: int = 0
     progress: ProgressFn = lambda event: None  # noqa: E731 - a no-op default sink
+    cancelled: Callable[[], bool] = lambda: False  # noqa: E731 - polled by long loops
 
     @property
     def generator(self) -> Generator:

@@ -14,6 +14,7 @@ from core.config import ConfigBase, check, option
 from core.prompts import DEFAULT_SYSTEM_TEMPLATE, answer_messages, describe_domain, system_message
 from core.types import Answer, Corpus, PrepareReport, QAPair
 from strategies import GenerativeStrategy, register_strategy
+from strategies.base import RunCancelled
 
 IGNORE = -100  # label value the loss skips
 
@@ -167,6 +168,8 @@ class LoraStrategy(GenerativeStrategy):
                 for b in range(0, len(order), cfg.batch_size):
                     if step >= total:
                         break
+                    if self.ctx.cancelled():
+                        raise RunCancelled
                     batch = [examples[i] for i in order[b : b + cfg.batch_size]]
                     input_ids, labels, mask = _pad_right(batch, pad)
                     loss = model(

@@ -144,3 +144,29 @@ def test_rescore_adds_metrics_without_generating(mini_corpus, tiny_models, tmp_p
     after = store.get_answers(run_id)
     assert [a.answer.text for a in after] == before
     assert all(set(a.scores) == {"exact_match", "f1", "rouge_l"} for a in after)
+
+
+def test_cancel_interrupts_training(mini_corpus, tiny_models, tmp_path):
+    import threading
+
+    from core.models import load_generator
+
+    cancel = threading.Event()
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        strategies=["lora"],
+        strategy_configs={"lora": {"epochs": 50, "batch_size": 1}},
+    )
+    steps = []
+
+    def progress(ev):
+        if ev.get("stage") == "train":
+            steps.append(ev["step"])
+            cancel.set()
+
+    run = RunStore(cfg.store_path).get_run(run_comparison(cfg, progress=progress, cancel=cancel))
+    assert run.status == "cancelled"
+    assert steps == [1]  # stopped at the next step, not after 350
+    assert load_generator(tiny_models).peft_model is None  # the adapter was released
