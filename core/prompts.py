@@ -15,7 +15,11 @@ DEFAULT_SYSTEM_TEMPLATE = (
     "You are an expert on {domain}. Answer the question with a short phrase only: no full "
     "sentence, no explanation."
 )
-CONTEXT_INSTRUCTION = "Use the passages below to answer. The answer is usually a phrase from them."
+# Measured on 32 sample questions with SmolLM2-135M (RAG, token F1): numbered "[1] (source)"
+# passages 0.106, this layout 0.169; the small model copied the numbering into its answers.
+CONTEXT_INSTRUCTION = (
+    "Read the passages and answer the question with the answer only, in a few words."
+)
 
 
 def describe_domain(corpus: Corpus | None, domain: str = "") -> str:
@@ -38,12 +42,11 @@ def system_message(template: str, domain: str) -> str:
 
 
 def format_contexts(contexts: Sequence[Context]) -> str:
-    """Retrieved passages as a numbered list with their source names."""
-    lines = []
-    for i, c in enumerate(contexts, 1):
-        src = f" ({c.source})" if c.source else ""
-        lines.append(f"[{i}]{src} {c.text.strip()}")
-    return "\n".join(lines)
+    """Retrieved passages, each headed by its source name, separated by blank lines."""
+    return "\n\n".join(
+        f"Passage from {c.source}:\n{c.text.strip()}" if c.source else c.text.strip()
+        for c in contexts
+    )
 
 
 def answer_messages(
