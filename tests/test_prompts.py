@@ -31,7 +31,9 @@ def test_messages_layout():
     assert [x["role"] for x in m] == ["system", "user", "assistant", "user"]
     assert m[2]["content"] == "A1" and m[-1]["content"] == "Question: Q?"
     m = answer_messages("Q?", "SYS", passages=[Context("text one", source="a.md")])
-    assert "Passage from a.md:\ntext one" in m[-1]["content"] and m[-1]["content"].endswith("Question: Q?")
+    assert "Passage from a.md:\ntext one" in m[-1]["content"] and m[-1]["content"].endswith(
+        "Question: Q?"
+    )
 
 
 def test_describe_domain():
