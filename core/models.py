@@ -319,14 +319,19 @@ def load_tokenizer(config: ModelConfig) -> Any:
         return _TOKENIZERS[key]
 
 
+def _shared(cache: dict[tuple, Any], name: str, config: ModelConfig, loader: Callable) -> Any:
+    """One loaded model per (name, device, cache folder), made by `loader` on first use."""
+    device = resolve_device(config.device)
+    key = (name, device, config.cache_dir)
+    with _LOCK:
+        if key not in cache:
+            cache[key] = loader(name, device, Path(config.cache_dir))
+        return cache[key]
+
+
 def load_generator(config: ModelConfig) -> Generator:
     """The shared generator for `config` (loaded on first use)."""
-    device = resolve_device(config.device)
-    key = (config.generator, device, config.cache_dir)
-    with _LOCK:
-        if key not in _GENERATORS:
-            _GENERATORS[key] = _load_generator(config.generator, device, Path(config.cache_dir))
-        return _GENERATORS[key]
+    return _shared(_GENERATORS, config.generator, config, _load_generator)
 
 
 def _quiet_transformers() -> None:
@@ -389,12 +394,7 @@ class Embedder:
 
 def load_embedder(config: ModelConfig) -> Embedder:
     """The shared embedder for `config` (loaded on first use)."""
-    device = resolve_device(config.device)
-    key = (config.embedder, device, config.cache_dir)
-    with _LOCK:
-        if key not in _EMBEDDERS:
-            _EMBEDDERS[key] = _load_embedder(config.embedder, device, Path(config.cache_dir))
-        return _EMBEDDERS[key]
+    return _shared(_EMBEDDERS, config.embedder, config, _load_embedder)
 
 
 def _load_embedder(name: str, device: str, cache_dir: Path) -> Embedder:

@@ -13,9 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from core.config import ConfigBase, ModelConfig
+from core.config import ConfigBase, ModelConfig, check, option
 from core.models import Embedder, Generator, load_embedder, load_generator
-from core.prompts import answer_messages, clean_answer
+from core.prompts import (
+    DEFAULT_SYSTEM_TEMPLATE,
+    answer_messages,
+    clean_answer,
+    describe_domain,
+    system_message,
+)
 from core.types import Answer, Context, Corpus, Cost, PrepareReport, QAPair
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -90,10 +96,30 @@ class Strategy(ABC):
         """Release what prepare() holds in shared memory (adapters); artifacts stay on disk."""
 
 
+@dataclass
+class PromptConfig(ConfigBase):
+    """The system prompt options every generative strategy shares (first in each config)."""
+
+    template: str = option(
+        DEFAULT_SYSTEM_TEMPLATE, "System prompt; '{domain}' is replaced by the domain text."
+    )
+    domain: str = option("", "What the documents are about; empty = made from document titles.")
+
+    def validate(self) -> None:
+        check(bool(self.template.strip()), "template must not be empty")
+
+
 class GenerativeStrategy(Strategy):
     """A strategy that answers through the shared generator and the shared answer wrapper."""
 
     adapter: str | None = None  # LoRA sets its adapter name; everyone else runs the base model
+    system: str = ""
+
+    def set_system_prompt(self, corpus: Corpus) -> None:
+        """Fill the configured template with the domain (given, or made from the corpus)."""
+        self.system = system_message(
+            self.config.template, describe_domain(corpus, self.config.domain)
+        )
 
     def generate_answers(
         self,

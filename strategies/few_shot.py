@@ -5,16 +5,16 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from core.config import ConfigBase, check, option
-from core.prompts import DEFAULT_SYSTEM_TEMPLATE, describe_domain, system_message
+from core.config import check, option
 from core.types import Answer, Corpus, PrepareReport, QAPair
 from strategies import GenerativeStrategy, register_strategy
+from strategies.base import PromptConfig
 
 SELECTIONS = ("similar", "random")
 
 
 @dataclass
-class FewShotConfig(ConfigBase):
+class FewShotConfig(PromptConfig):
     k: int = option(4, "Most examples shown before each question.")
     selection: str = option(
         "similar",
@@ -25,10 +25,9 @@ class FewShotConfig(ConfigBase):
         400, "Token budget for the examples; shots that would exceed it are dropped."
     )
     seed: int = option(0, "Seed of the random selection.")
-    template: str = option(DEFAULT_SYSTEM_TEMPLATE, "System prompt; '{domain}' is replaced.")
-    domain: str = option("", "What the documents are about; empty = made from document titles.")
 
     def validate(self) -> None:
+        super().validate()
         check(1 <= int(self.k) <= 64, "k must be in 1..64")
         check(self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}")
         check(int(self.max_shot_tokens) >= 16, "max_shot_tokens must be >= 16")
@@ -43,7 +42,7 @@ class FewShotStrategy(GenerativeStrategy):
         if not train:
             raise ValueError("few_shot needs training Q/A pairs to draw examples from")
         cfg = self.config
-        self.system = system_message(cfg.template, describe_domain(corpus, cfg.domain))
+        self.set_system_prompt(corpus)
         self.pool = list(train)
         gen = self.ctx.generator
         # Cost of each shot once, so per-question selection is a sum, not re-tokenising.

@@ -10,17 +10,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import ConfigBase, check, option
-from core.prompts import DEFAULT_SYSTEM_TEMPLATE, answer_messages, describe_domain, system_message
+from core.config import check, option
+from core.prompts import answer_messages
 from core.types import Answer, Corpus, PrepareReport, QAPair
 from strategies import GenerativeStrategy, register_strategy
-from strategies.base import RunCancelled
+from strategies.base import PromptConfig, RunCancelled
 
 IGNORE = -100  # label value the loss skips
 
 
 @dataclass
-class LoraStrategyConfig(ConfigBase):
+class LoraStrategyConfig(PromptConfig):
     r: int = option(8, "LoRA rank: size of the low-rank update.")
     alpha: int = option(16, "LoRA scaling numerator (update scaled by alpha / r).")
     dropout: float = option(0.05, "Dropout on the LoRA path during training.")
@@ -40,10 +40,9 @@ class LoraStrategyConfig(ConfigBase):
         True, "On CUDA, trade compute for memory (ignored on the CPU, where it only slows down)."
     )
     seed: int = option(0, "Seed of adapter initialisation and data order.")
-    template: str = option(DEFAULT_SYSTEM_TEMPLATE, "System prompt; '{domain}' is replaced.")
-    domain: str = option("", "What the documents are about; empty = made from document titles.")
 
     def validate(self) -> None:
+        super().validate()
         check(1 <= int(self.r) <= 256, "r must be in 1..256")
         check(int(self.alpha) >= 1, "alpha must be >= 1")
         check(0.0 <= float(self.dropout) < 1.0, "dropout must be in [0, 1)")
@@ -71,7 +70,7 @@ class LoraStrategy(GenerativeStrategy):
         if not train and not cfg.train_on_chunks:
             raise ValueError("lora needs training Q/A pairs (or train_on_chunks)")
         gen = self.ctx.generator
-        self.system = system_message(cfg.template, describe_domain(corpus, cfg.domain))
+        self.set_system_prompt(corpus)
         examples = self._examples(corpus, train)
         if not examples:
             raise ValueError("lora: no training example survived tokenisation")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.config import ConfigBase, check, option
-from core.prompts import DEFAULT_SYSTEM_TEMPLATE, describe_domain, system_message
+from core.config import check, option
 from core.types import Answer, Context, Corpus, PrepareReport, QAPair
 from strategies import GenerativeStrategy, register_strategy
+from strategies.base import PromptConfig
 from strategies.vector_stores import STORES
 
 
 @dataclass
-class RagConfig(ConfigBase):
+class RagConfig(PromptConfig):
     top_k: int = option(3, "Chunks retrieved per question.")
     backend: str = option(
         "faiss", "'faiss' (in memory, saved to a file) or 'chroma' (embedded persistent store)."
@@ -24,10 +24,9 @@ class RagConfig(ConfigBase):
     max_context_tokens: int = option(
         700, "Token budget for retrieved text; lower-ranked chunks beyond it are dropped."
     )
-    template: str = option(DEFAULT_SYSTEM_TEMPLATE, "System prompt; '{domain}' is replaced.")
-    domain: str = option("", "What the documents are about; empty = made from document titles.")
 
     def validate(self) -> None:
+        super().validate()
         check(1 <= int(self.top_k) <= 50, "top_k must be in 1..50")
         check(self.backend in STORES, f"backend must be one of {', '.join(STORES)}")
         check(self.index in ("flat", "hnsw"), "index must be 'flat' or 'hnsw'")
@@ -44,7 +43,7 @@ class RagStrategy(GenerativeStrategy):
         if not corpus.chunks:
             raise ValueError("rag needs a corpus with at least one chunk of text")
         cfg = self.config
-        self.system = system_message(cfg.template, describe_domain(corpus, cfg.domain))
+        self.set_system_prompt(corpus)
         self.chunks = {c.id: c for c in corpus.chunks}
         emb = self.ctx.embedder
         path = self.ctx.workdir / "rag" / f"{corpus.fingerprint}-{cfg.backend}-{cfg.index}"

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.config import ConfigBase, check, option
-from core.prompts import DEFAULT_SYSTEM_TEMPLATE, describe_domain, system_message
 from core.types import Answer, Corpus, PrepareReport, QAPair
 from strategies import GenerativeStrategy, register_strategy
+from strategies.base import PromptConfig
 
 
 @dataclass
-class SystemPromptConfig(ConfigBase):
-    template: str = option(
-        DEFAULT_SYSTEM_TEMPLATE, "System prompt; '{domain}' is replaced by the domain text."
-    )
-    domain: str = option("", "What the documents are about; empty = made from document titles.")
-
-    def validate(self) -> None:
-        check(bool(self.template.strip()), "template must not be empty")
+class SystemPromptConfig(PromptConfig):
+    """Only the shared prompt options: the template and the domain description."""
 
 
 @register_strategy("system_prompt")
@@ -27,8 +20,7 @@ class SystemPromptStrategy(GenerativeStrategy):
     description = "Closed book: the base model with a domain system prompt, no documents."
 
     def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
-        domain = describe_domain(corpus, self.config.domain)
-        self.system = system_message(self.config.template, domain)
+        self.set_system_prompt(corpus)
         return PrepareReport(details={"system_prompt": self.system})
 
     def answer(self, questions: list[str]) -> list[Answer]:
