@@ -21,8 +21,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true \
-		--browser.gatherUsageStats false
+	$(BIN)/streamlit run app.py --server.port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -191,8 +191,12 @@ with left:
             st.write(
                 f"**{len(pre['documents'])}** documents, **{pre['chunks']}** chunks, "
                 f"**{pre['tokens']:,}** tokens. **{pre['pairs']}** Q/A pairs: "
-                f"**{pre['train']}** train, **{pre['test']}** test"
-                + (f" (the run uses the first {int(n_test)})" if n_test else "")
+                f"**{pre['train']}** train, **{pre['test_split']}** test"
+                + (
+                    f" (the run asks the first {pre['test']})"
+                    if pre["test"] < pre["test_split"]
+                    else ""
+                )
                 + "."
             )
             for err in pre["errors"]:

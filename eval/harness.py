@@ -52,8 +52,9 @@ class Inputs:
 
     corpus: Corpus
     train: list[QAPair]
-    test: list[QAPair]
+    test: list[QAPair]  # the questions the run asks (the first n_test of the test split)
     n_pairs: int
+    test_split: int  # size of the whole test split
 
 
 def load_inputs(config: RunConfig, tokenizer: Any = None) -> Inputs:
@@ -71,9 +72,7 @@ def load_inputs(config: RunConfig, tokenizer: Any = None) -> Inputs:
         raise ValueError(f"the corpus at {config.corpus} has no usable text ({reasons})")
     pairs = load_qa(Path(config.qa))
     train, test = split_pairs(pairs, config.split)
-    if config.n_test:
-        test = test[: config.n_test]
-    return Inputs(corpus, train, test, len(pairs))
+    return Inputs(corpus, train, test[: config.n_test or None], len(pairs), len(test))
 
 
 def preview_inputs(config: RunConfig) -> dict[str, Any]:
@@ -96,6 +95,7 @@ def preview_inputs(config: RunConfig) -> dict[str, Any]:
         "pairs": inputs.n_pairs,
         "train": len(inputs.train),
         "test": len(inputs.test),
+        "test_split": inputs.test_split,
         "fingerprint": inputs.corpus.fingerprint,
     }
 
@@ -171,6 +171,7 @@ def _run(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn, canc
         "pairs": inputs.n_pairs,
         "train": len(inputs.train),
         "test": len(inputs.test),
+        "test_split": inputs.test_split,
         "test_ids": [p.id for p in inputs.test],
     }
     store.update_run(run_id, fingerprint=inputs.corpus.fingerprint, **meta)

@@ -37,7 +37,7 @@ def test_page_renders_with_the_sample(app):
     assert app.title[0].value == "AdaptLab"
     assert app.multiselect(key="strategies").value == ["system_prompt", "few_shot", "rag", "lora"]
     text = " ".join(m.value for m in app.markdown)
-    assert "367" in text  # the sample's Q/A pairs were read
+    assert "**367** Q/A pairs" in text and "**73** test (the run asks the first 20)" in text
     assert "No runs yet" in " ".join(i.value for i in app.info)
 
 
