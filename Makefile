@@ -8,10 +8,11 @@ PORT ?= 8501
 
 .PHONY: run test venv lint bench clean
 
+# torch goes first and exact: pip then takes the CPU build from this machine's disk instead of
+# pulling a multi-GB CUDA build as a dependency of the others.
 $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-	# torch first and exact: pip then takes the CPU build from this machine's disk.
 	$(BIN)/pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/pip install -q -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/pip install -q --no-deps -r requirements-models.txt 2>&1 | grep -v "^WARNING: Location" || true

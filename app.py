@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.config import ConfigError, ModelConfig
+from core.config import ConfigError, ModelConfig, PriceTable
 from core.uploads import DOC_TYPES, QA_TYPES, UploadLimits, save_documents, save_qa
 from eval.config import RunConfig
 from eval.harness import preview_inputs
@@ -155,6 +155,24 @@ with right:
             help=ModelConfig.help()["embedder"],
             key="embedder",
         )
+        prices = PriceTable()
+        c1, c2 = st.columns(2)
+        cpu_price = c1.number_input(
+            f"CPU price per hour ({prices.currency})",
+            min_value=0.0,
+            value=prices.cpu_per_hour,
+            format="%g",
+            help=PriceTable.help()["cpu_per_hour"],
+            key="cpu_per_hour",
+        )
+        gpu_price = c2.number_input(
+            f"GPU price per hour ({prices.currency})",
+            min_value=0.0,
+            value=prices.gpu_per_hour,
+            format="%g",
+            help=PriceTable.help()["gpu_per_hour"],
+            key="gpu_per_hour",
+        )
     strategy_settings = {}
     for name in chosen:
         with st.expander(f"{name} settings"):
@@ -171,6 +189,7 @@ if corpus_path is not None and qa_path is not None and chosen:
             strategy_configs=strategy_settings,
             models=ModelConfig(generator=generator, embedder=embedder),
             split={"seed": int(seed)},
+            prices={"cpu_per_hour": float(cpu_price), "gpu_per_hour": float(gpu_price)},
             n_test=int(n_test),
             store_path=str(HOME / "runs.sqlite"),
             workdir=str(HOME / "work"),

@@ -41,10 +41,11 @@ def test_page_renders_with_the_sample(app):
     assert "No runs yet" in " ".join(i.value for i in app.info)
 
 
-def test_run_from_the_page_shows_quality_and_cost(app):
+def test_run_from_the_page_shows_quality_and_cost(app, tmp_path):
     app.run()
     app.multiselect(key="strategies").set_value(["fake"]).run()
     app.number_input(key="n_test").set_value(5).run()
+    app.number_input(key="cpu_per_hour").set_value(3.6).run()
     app.button(key="run").click().run()
     assert not app.exception
     wait_for_results(app)
@@ -53,6 +54,12 @@ def test_run_from_the_page_shows_quality_and_cost(app):
     assert "F1" in quality.columns and "p50 s/q" in cost.columns
     assert "[" in quality["F1"][0]  # a confidence interval is shown
     assert not app.error
+    from eval.store import RunStore
+
+    store = RunStore(tmp_path / "home" / "runs.sqlite")
+    run = store.get_run(store.list_runs()[0]["id"])
+    assert run.config["prices"]["cpu_per_hour"] == 3.6  # the page's price table was used
+    assert run.meta["split"]["test"] == 5
 
 
 def test_bad_setting_is_a_message_not_a_traceback(app):
