@@ -119,10 +119,10 @@ class _Progress:
                 label = f"{name}: {'answering' if stage == 'answer' else 'training'}"
                 self.bar = self.tqdm(total=total, desc=label, file=sys.stderr, leave=True)
                 self.key = key
-            self.bar.n = done
             if "loss" in ev:
-                self.bar.set_postfix(loss=f"{ev['loss']:.3f}")
-            self.bar.refresh()
+                self.bar.set_postfix(loss=f"{ev['loss']:.3f}", refresh=False)
+            if done != self.bar.n:
+                self.bar.update(done - self.bar.n)
         else:
             self._close()
             if stage == "strategy_failed":
