@@ -6,6 +6,8 @@ cannot be used is reported by name with the reason, and the rest of the corpus i
 
 from __future__ import annotations
 
+import bisect
+import codecs
 import hashlib
 import json
 import re
@@ -21,13 +23,15 @@ TokenSpans = Callable[[str], list[tuple[int, int]]]
 Reader = Callable[[Path], str]
 
 READERS: dict[str, Reader] = {}
+# Part of every fingerprint: bump it when chunking changes, so cached artifacts are rebuilt.
+CHUNKER_VERSION = 2
 
 
 class Unreadable(Exception):
     """A reader's verdict that a file cannot be used; the message is shown to the user."""
 
 
-def register_reader(*exts: str):
+def register_reader(*exts: str) -> Callable[[Reader], Reader]:
     """Decorator: use `fn(path) -> text` for files with these extensions ('.pdf', ...)."""
 
     def deco(fn: Reader) -> Reader:
@@ -40,8 +44,11 @@ def register_reader(*exts: str):
 
 @register_reader(".txt", ".md", ".markdown")
 def read_text(path: Path) -> str:
+    """UTF-8 text (UTF-16 with a BOM, else cp1252 as a tolerant fallback); refuses binaries."""
     data = path.read_bytes()
-    if b"\x00" in data[:8192]:
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", errors="replace")
+    if b"\x00" in data:  # never in real UTF-8/cp1252 text, always in executables and images
         raise Unreadable("binary data, not text")
     try:
         return data.decode("utf-8-sig")
@@ -52,6 +59,7 @@ def read_text(path: Path) -> str:
 
 @register_reader(".pdf")
 def read_pdf(path: Path) -> str:
+    """Text of every page, pages separated by a blank line; refuses encrypted PDFs."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -68,34 +76,51 @@ def read_pdf(path: Path) -> str:
 
 @register_reader(".docx")
 def read_docx(path: Path) -> str:
+    """Paragraphs and table rows (cells joined by ' | ') in document order."""
     import zipfile
 
     import docx
+    from docx.opc.exceptions import PackageNotFoundError
+    from docx.table import Table
 
     try:
         document = docx.Document(str(path))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
-        raise Unreadable(f"not a valid .docx file ({type(e).__name__})") from e
-    parts = [p.text for p in document.paragraphs]
-    for table in document.tables:
-        for row in table.rows:
-            parts.append(" | ".join(cell.text for cell in row.cells))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as e:
+        raise Unreadable("not a valid .docx file") from e
+    parts = []
+    for block in document.iter_inner_content():
+        if isinstance(block, Table):
+            parts.extend(" | ".join(cell.text for cell in row.cells) for row in block.rows)
+        else:
+            parts.append(block.text)
     return "\n\n".join(parts)
+
+
+_HTML_DROP = ["script", "style", "nav", "noscript", "template", "svg"]
+_HTML_BLOCKS = (  # noqa: SIM905 (a tag list reads better as words)
+    "p div br hr li dt dd tr td th table ul ol dl pre blockquote section article header footer "
+    "main aside figure figcaption form fieldset address h1 h2 h3 h4 h5 h6"
+).split()
 
 
 @register_reader(".html", ".htm")
 def read_html(path: Path) -> str:
+    """Visible text of the body, one line per block element; scripts, styles and menus dropped."""
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(path.read_bytes(), "lxml")
-    for tag in soup(["script", "style", "nav", "noscript", "template", "header", "footer"]):
+    soup = BeautifulSoup(path.read_bytes(), "lxml")  # bytes: bs4 honours the declared charset
+    for tag in soup(_HTML_DROP):
         tag.decompose()
-    # A newline between elements keeps paragraphs apart; normalise() then tidies the gaps.
-    return soup.get_text("\n")
+    root = soup.body or soup
+    # Newlines around block elements only, so inline markup (<b>, <a>) stays inside its line.
+    for tag in root.find_all(_HTML_BLOCKS):
+        tag.insert_before("\n")
+        tag.insert_after("\n")
+    return root.get_text()
 
 
 def normalise(text: str) -> str:
-    """NFC, no trailing spaces, runs of spaces collapsed, at most one blank line in a row."""
+    """NFC, runs of spaces/tabs collapsed, no spaces around line ends, at most one blank line."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     text = re.sub(r"[ \t\f\v\u00a0]+", " ", text)
     text = re.sub(r" *\n *", "\n", text)
@@ -109,77 +134,97 @@ def whitespace_token_spans(text: str) -> list[tuple[int, int]]:
 
 
 def hf_token_spans(tokenizer: Any) -> TokenSpans:
-    """Token spans from a Hugging Face fast tokenizer's offset mapping."""
+    """Token spans from a Hugging Face fast tokenizer's offset mapping (empty spans dropped)."""
 
     def spans(text: str) -> list[tuple[int, int]]:
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        # verbose=False: whole documents exceed the model length on purpose, no warning wanted.
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return [(a, b) for a, b in enc["offset_mapping"] if b > a]
 
     return spans
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
+# Where a sentence ends: after . ! ? (and any closing quote/bracket) before a space, or at a
+# blank line. Abbreviations give extra cut points, which only makes chunks a little smaller.
+_SENTENCE_BREAK = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)\]]))\s+|\n\s*\n")
 
 
-def _sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of sentences (split after . ! ? and at blank lines)."""
-    out, start = [], 0
-    for m in _SENTENCE_END.finditer(text):
-        if m.start() > start:
-            out.append((start, m.start()))
-        start = m.end()
-    if start < len(text):
-        out.append((start, len(text)))
-    return [(a, b) for a, b in out if text[a:b].strip()]
+def _token_ranges(
+    bounds: list[int], solid: list[int], limit: int, overlap: int
+) -> list[tuple[int, int]]:
+    """Chunks as [start, end) token ranges.
+
+    `bounds`: sorted token indices where a sentence starts (0 and n included). `solid[i]`: the
+    first token at or after i that is not whitespace only (n if none), so that no chunk starts
+    on a newline token and, once stripped, repeats its predecessor's start.
+    """
+    n = bounds[-1]
+    is_bound = set(bounds)
+    out: list[tuple[int, int]] = []
+    start = solid[0]
+    while start < n:
+        i = bisect.bisect_right(bounds, start + limit) - 1
+        end = bounds[i]
+        # No whole sentence fits, or the next one must be windowed anyway: fill up to the limit.
+        if end <= start or (end < n and bounds[i + 1] - end > limit):
+            end = min(start + limit, n)
+        out.append((start, end))
+        if end == n:
+            break
+        if end in is_bound:
+            # Repeat the trailing whole sentences worth at most `overlap` tokens, but fewer if
+            # needed for the next sentence to fit, or the next chunk would end where this one
+            # did. `end` is itself a bound > `start`, so `start` moves on.
+            lo = max(start + 1, end - overlap)
+            following = bounds[bisect.bisect_right(bounds, end)]
+            if following - end <= limit:
+                lo = max(lo, following - limit)
+            start = bounds[bisect.bisect_left(bounds, lo)]
+        else:
+            start = end - overlap  # cut inside a sentence: overlap by tokens (overlap < limit)
+        start = solid[start]
+    return out
 
 
 def chunk_document(doc: Document, chunking: ChunkingConfig, token_spans: TokenSpans) -> list[Chunk]:
     """Cut a document into chunks of at most `chunk_tokens` tokens, whole sentences where
-    possible, each next chunk starting with up to `overlap_tokens` tokens of the previous one.
+    possible, each next chunk repeating up to `overlap_tokens` tokens of the previous one.
 
-    Chunk text is an exact slice of the document text.
+    Chunk text is an exact slice of the document text; `n_tokens` is the chunk's own count.
     """
     text = doc.text
+    spans = sorted(token_spans(text))
+    n = len(spans)
+    starts = [a for a, _ in spans]
+    # A token starting exactly at the break (GPT-2 style " word") belongs to the next sentence.
+    bounds = sorted(
+        {0, n} | {bisect.bisect_left(starts, m.start()) for m in _SENTENCE_BREAK.finditer(text)}
+    )
+    solid = [n] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        solid[i] = solid[i + 1] if text[spans[i][0] : spans[i][1]].isspace() else i
+    # Packing uses the whole document's tokens; a chunk tokenised alone can count a token or
+    # two more at its edges (BPE merges differ), so pack tighter until every chunk fits.
     limit, overlap = chunking.chunk_tokens, chunking.overlap_tokens
-    # Pieces are (start, end, tokens): whole sentences, or windows of a too-long sentence.
-    pieces: list[tuple[int, int, int]] = []
-    for a, b in _sentences(text):
-        toks = token_spans(text[a:b])
-        if len(toks) <= limit:
-            if toks:
-                pieces.append((a, b, len(toks)))
-            continue
-        step = max(1, limit - overlap)
-        for i in range(0, len(toks), step):
-            window = toks[i : i + limit]
-            pieces.append((a + window[0][0], a + window[-1][1], len(window)))
-            if i + limit >= len(toks):
-                break
-
-    chunks: list[tuple[int, int]] = []
-    i = 0
-    while i < len(pieces):
-        j, used = i, 0
-        while j < len(pieces) and (j == i or used + pieces[j][2] <= limit):
-            used += pieces[j][2]
-            j += 1
-        chunks.append((pieces[i][0], pieces[j - 1][1]))
-        if j >= len(pieces):
+    while True:
+        pieces, last_end = [], -1
+        for s, e in _token_ranges(bounds, solid, limit, min(overlap, limit - 1)):
+            a, b = spans[s][0], spans[e - 1][1]
+            b = a + len(text[a:b].rstrip())
+            if b <= last_end:  # a window that only added "\n" tokens lies inside the previous
+                continue
+            last_end = b
+            piece = text[a:b].lstrip()  # offsets may include the leading space
+            pieces.append((piece, len(token_spans(piece))))
+        excess = max((k for _, k in pieces), default=0) - chunking.chunk_tokens
+        if excess <= 0 or limit == 1:
             break
-        # Step back over trailing pieces worth at most `overlap` tokens, always moving forward.
-        k, carried = j, 0
-        while k - 1 > i and carried + pieces[k - 1][2] <= overlap:
-            carried += pieces[k - 1][2]
-            k -= 1
-        i = k
-    return [
-        Chunk(f"{doc.name}#{n}", doc.name, text[a:b], len(token_spans(text[a:b])))
-        for n, (a, b) in enumerate(chunks)
-    ]
+        limit = max(1, limit - excess)
+    return [Chunk(f"{doc.name}#{i}", doc.name, p, k) for i, (p, k) in enumerate(pieces)]
 
 
 def fingerprint(documents: Iterable[Document], settings: dict[str, Any]) -> str:
-    """A short hash of the normalised texts (with names) and the settings that shape chunks."""
+    """A 16-hex-digit sha256 of the texts (with names, sorted) and the settings shaping chunks."""
     h = hashlib.sha256()
     for d in sorted(documents, key=lambda d: d.name):
         h.update(d.name.encode() + b"\0" + d.text.encode() + b"\0")
@@ -187,7 +232,7 @@ def fingerprint(documents: Iterable[Document], settings: dict[str, Any]) -> str:
     return h.hexdigest()[:16]
 
 
-def _list_files(source: Path | list[Path]) -> tuple[Path | None, list[Path]]:
+def _list_files(source: str | Path | list[Path]) -> tuple[Path | None, list[Path]]:
     if isinstance(source, (list, tuple)):
         return None, [Path(p) for p in source]
     root = Path(source)
@@ -203,15 +248,32 @@ def _list_files(source: Path | list[Path]) -> tuple[Path | None, list[Path]]:
     return root, files
 
 
+def _read(path: Path, max_file_bytes: int) -> str:
+    """Normalised text of one file, or Unreadable with the reason."""
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise Unreadable(f"unsupported file type {path.suffix.lower() or '(no extension)'}")
+    if not path.is_file():
+        raise Unreadable("not a file" if path.exists() else "file not found")
+    size = path.stat().st_size
+    if size > max_file_bytes:
+        raise Unreadable(f"file too large ({size / 1e6:.1f} MB > {max_file_bytes / 1e6:g} MB)")
+    text = normalise(reader(path))
+    if not text:
+        raise Unreadable("no extractable text")
+    return text
+
+
 def ingest(
-    source: Path | list[Path],
+    source: str | Path | list[Path],
     chunking: ChunkingConfig,
     token_spans: TokenSpans,
     *,
     max_file_bytes: int = 50_000_000,
     fingerprint_extra: dict[str, Any] | None = None,
 ) -> Corpus:
-    """Read a folder (recursively) or a list of files into a chunked, fingerprinted Corpus.
+    """Read a folder (recursively, hidden files skipped) or a list of files into a chunked,
+    fingerprinted Corpus. Names are posix paths relative to the folder, or file names.
 
     Never raises for a bad file: it becomes an IngestError and the others are still used.
     A missing folder raises FileNotFoundError.
@@ -219,33 +281,22 @@ def ingest(
     root, files = _list_files(source)
     documents: list[Document] = []
     errors: list[IngestError] = []
+    seen: set[str] = set()
     for path in files:
         name = path.relative_to(root).as_posix() if root else path.name
-        reader = READERS.get(path.suffix.lower())
-        if reader is None:
-            errors.append(IngestError(name, f"unsupported file type {path.suffix or '(none)'}"))
-            continue
-        size = path.stat().st_size
-        if size > max_file_bytes:
-            errors.append(
-                IngestError(
-                    name, f"file too large ({size / 1e6:.1f} MB > {max_file_bytes / 1e6:.0f} MB)"
-                )
-            )
-            continue
         try:
-            text = normalise(reader(path))
+            if name in seen:  # only possible for a list of files from different folders
+                raise Unreadable("another file with the same name was already read")
+            text = _read(path, max_file_bytes)
         except Unreadable as e:
             errors.append(IngestError(name, str(e)))
             continue
         except Exception as e:  # a parser bug on one odd file must not sink the corpus
             errors.append(IngestError(name, f"could not be read ({type(e).__name__}: {e})"))
             continue
-        if not text:
-            errors.append(IngestError(name, "no extractable text"))
-            continue
+        seen.add(name)
         documents.append(Document(name, text))
 
     chunks = [c for d in documents for c in chunk_document(d, chunking, token_spans)]
-    settings = {**chunking.to_dict(), **(fingerprint_extra or {})}
+    settings = {**chunking.to_dict(), "chunker": CHUNKER_VERSION, **(fingerprint_extra or {})}
     return Corpus(documents, chunks, errors, fingerprint(documents, settings))

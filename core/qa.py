@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import random
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +21,31 @@ class QAFormatError(ValueError):
 
 
 def _answers(raw: dict[str, Any], where: str) -> tuple[str, ...]:
-    value = raw.get("answers", raw.get("answer"))
+    value = raw.get("answers")
+    if value in (None, ""):  # a CSV may carry both columns with one of them empty
+        value = raw.get("answer")
     if isinstance(value, str):
         text = value.strip()
+        value = [text]
         if text.startswith("["):  # CSV cells hold lists as JSON
             try:
-                value = json.loads(text)
+                parsed = json.loads(text)
             except json.JSONDecodeError:
-                value = [text]
-        else:
-            value = [text]
-    if not isinstance(value, list):
+                parsed = None
+            if isinstance(parsed, list):
+                value = parsed
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]  # numeric answers ("1945") often come unquoted in JSON
+    if value is not None and not isinstance(value, list):
         raise QAFormatError(f"{where}: 'answers' must be a list of strings or 'answer' a string")
-    seen: list[str] = []
-    for a in value:
-        a = str(a).strip() if a is not None else ""
-        if a and a not in seen:
-            seen.append(a)
-    if not seen:
+    kept: list[str] = []
+    for a in value or []:
+        a = "" if a is None else str(a).strip()
+        if a and a not in kept:
+            kept.append(a)
+    if not kept:
         raise QAFormatError(f"{where}: no answer (give 'answers' or 'answer')")
-    return tuple(seen)
+    return tuple(kept)
 
 
 def _pair(raw: Any, n: int, where: str) -> QAPair:
@@ -47,20 +54,53 @@ def _pair(raw: Any, n: int, where: str) -> QAPair:
     question = str(raw.get("question") or "").strip()
     if not question:
         raise QAFormatError(f"{where}: missing 'question'")
-    source = raw.get("source")
-    return QAPair(
-        id=str(raw.get("id") or f"q{n}"),
-        question=question,
-        answers=_answers(raw, where),
-        source=str(source).strip() if source else None,
-    )
+    pid = str(raw.get("id") if raw.get("id") is not None else "").strip()
+    source = str(raw.get("source") or "").strip()
+    return QAPair(pid or f"q{n}", question, _answers(raw, where), source or None)
+
+
+def _rows(path: Path, text: str) -> list[tuple[str, Any]]:
+    """(where, raw record) for every non-blank record of the file."""
+    name, ext = path.name, path.suffix.lower()
+    if ext == ".csv":
+        reader = csv.DictReader(io.StringIO(text))
+        header = [(f or "").strip().lower() for f in reader.fieldnames or []]
+        if "question" not in header or not {"answer", "answers"} & set(header):
+            raise QAFormatError(
+                f"{name} line 1: the CSV header needs a 'question' and an 'answers' (or 'answer') "
+                f"column, found {header}"
+            )
+        reader.fieldnames = header
+        rows = []
+        for row in reader:
+            if any(isinstance(v, str) and v.strip() for v in row.values()):
+                rows.append((f"{name} line {reader.line_num}", row))
+        return rows
+    if ext not in (".jsonl", ".json"):
+        raise QAFormatError(f"{name}: Q/A files must be .jsonl, .json or .csv, not {ext or '?'}")
+    if ext == ".json" and text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise QAFormatError(f"{name} line {e.lineno}: invalid JSON ({e.msg})") from e
+        return [(f"{name} item {i}", item) for i, item in enumerate(items, 1)]
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((f"{name} line {lineno}", json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise QAFormatError(f"{name} line {lineno}: invalid JSON ({e.msg})") from e
+    return rows
 
 
 def load_qa(path: str | Path) -> list[QAPair]:
-    """Read Q/A pairs: .jsonl (one object a line), .json (a list of objects) or .csv (header).
+    """Read Q/A pairs: .jsonl (one object a line), .json (a list of objects, or JSON lines) or
+    .csv (with a header).
 
-    Fields: question; answers (list) or answer (string); optional id and source.
-    Raises QAFormatError naming the line of the first problem.
+    Fields: question; answers (a list, in CSV a JSON list or one string) or answer (a string);
+    optional id (default q<n>) and source. Raises QAFormatError naming the line of the problem.
     """
     path = Path(path)
     if not path.is_file():
@@ -69,103 +109,27 @@ def load_qa(path: str | Path) -> list[QAPair]:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise QAFormatError(f"{path.name}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    ext = path.suffix.lower()
     pairs: list[QAPair] = []
-    if ext == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "question" not in reader.fieldnames:
-            raise QAFormatError(f"{path.name}: the CSV header must have a 'question' column")
-        for row in reader:
-            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
-                continue
-            pairs.append(_pair(row, len(pairs) + 1, f"{path.name} row {reader.line_num}"))
-    elif ext in (".jsonl", ".json"):
-        stripped = text.lstrip()
-        if ext == ".json" and stripped.startswith("["):
-            try:
-                items = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise QAFormatError(f"{path.name} line {e.lineno}: invalid JSON ({e.msg})") from e
-            for i, item in enumerate(items, 1):
-                pairs.append(_pair(item, i, f"{path.name} item {i}"))
-        else:
-            for lineno, line in enumerate(text.splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise QAFormatError(f"{path.name} line {lineno}: invalid JSON ({e.msg})") from e
-                pairs.append(_pair(item, len(pairs) + 1, f"{path.name} line {lineno}"))
-    else:
-        raise QAFormatError(f"{path.name}: Q/A files must be .jsonl, .json or .csv")
+    first_seen: dict[str, str] = {}
+    for where, raw in _rows(path, text):
+        pair = _pair(raw, len(pairs) + 1, where)
+        if pair.id in first_seen:
+            raise QAFormatError(
+                f"{where}: duplicate id {pair.id!r} (first at {first_seen[pair.id]})"
+            )
+        first_seen[pair.id] = where
+        pairs.append(pair)
     if not pairs:
         raise QAFormatError(f"{path.name}: no question/answer pairs found")
-    seen: set[str] = set()
-    for p in pairs:
-        if p.id in seen:
-            raise QAFormatError(f"{path.name}: duplicate id {p.id!r}")
-        seen.add(p.id)
     return pairs
 
 
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "of",
-        "in",
-        "on",
-        "at",
-        "to",
-        "for",
-        "by",
-        "with",
-        "from",
-        "and",
-        "or",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "what",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "when",
-        "where",
-        "why",
-        "how",
-        "does",
-        "do",
-        "did",
-        "can",
-        "could",
-        "would",
-        "should",
-        "that",
-        "this",
-        "these",
-        "those",
-        "it",
-        "its",
-        "as",
-        "into",
-        "than",
-        "then",
-        "there",
-        "their",
-        "they",
-        "he",
-        "she",
-        "his",
-        "her",
-    ]
-)
+# Question words and function words: two questions differing only in these ask the same thing.
+_STOP_WORDS = """
+    a an the of in on at to for by with from and or is are was were be been being what which
+    who whom whose when where why how does do did can could would should will that this these
+    those it its as into than then there their they he she his her has have had"""
+_STOP = frozenset(_STOP_WORDS.split())
 
 
 def content_words(question: str) -> frozenset[str]:
@@ -174,11 +138,17 @@ def content_words(question: str) -> frozenset[str]:
     return frozenset(w for w in words if len(w) > 1 and w not in _STOP)  # "what's" -> "s"
 
 
-def near_duplicate_groups(pairs: list[QAPair], threshold: float) -> list[list[int]]:
-    """Indices grouped so that questions with content-word Jaccard >= threshold share a group.
+def _normalised(question: str) -> str:
+    return " ".join(re.findall(r"\w+", question.lower()))
 
-    An inverted index limits comparisons to questions sharing a word, so typical sets stay far
-    from all-pairs cost.
+
+def near_duplicate_groups(pairs: list[QAPair], threshold: float) -> list[list[int]]:
+    """Indices of `pairs` grouped (union-find) so that questions with the same normalised text,
+    or content-word Jaccard >= threshold, share a group. Groups and members in input order.
+
+    Candidates come from an inverted index over each question's rarest words (prefix
+    filtering: two sets with Jaccard >= t must share one of the first |a| - ceil(t|a|) + 1
+    words in a global rarity order), so common words do not make it all-pairs.
     """
     parent = list(range(len(pairs)))
 
@@ -188,46 +158,53 @@ def near_duplicate_groups(pairs: list[QAPair], threshold: float) -> list[list[in
             i = parent[i]
         return i
 
+    def union(i: int, j: int) -> None:
+        parent[find(i)] = find(j)
+
+    same_text: dict[str, int] = {}
+    for i, p in enumerate(pairs):
+        union(i, same_text.setdefault(_normalised(p.question), i))
+
     words = [content_words(p.question) for p in pairs]
+    df = Counter(w for ws in words for w in ws)
     index: dict[str, list[int]] = {}
     for i, ws in enumerate(words):
-        key = ws or frozenset({p_norm(pairs[i].question)})
-        candidates = {j for w in key for j in index.get(w, ())}
-        for j in candidates:
-            a, b = words[i], words[j]
-            same = p_norm(pairs[i].question) == p_norm(pairs[j].question)
-            if same or (a and b and len(a & b) / len(a | b) >= threshold):
-                parent[find(i)] = find(j)
-        for w in key:
+        if not ws:
+            continue
+        ordered = sorted(ws, key=lambda w: (df[w], w))
+        prefix = ordered[: len(ws) - math.ceil(threshold * len(ws) - 1e-9) + 1]
+        for j in {j for w in prefix for j in index.get(w, ())}:
+            if len(ws & words[j]) >= threshold * len(ws | words[j]) - 1e-9:
+                union(i, j)
+        for w in prefix:
             index.setdefault(w, []).append(i)
+
     groups: dict[int, list[int]] = {}
     for i in range(len(pairs)):
         groups.setdefault(find(i), []).append(i)
     return list(groups.values())
 
 
-def p_norm(question: str) -> str:
-    return " ".join(re.findall(r"\w+", question.lower()))
-
-
 def split_pairs(pairs: list[QAPair], config: SplitConfig) -> tuple[list[QAPair], list[QAPair]]:
     """Seeded (train, test) split with near-duplicate questions kept on one side.
 
-    Whole groups go to test until it holds round(n * test_fraction) pairs; original order is
-    kept within each side.
+    Shuffled whole groups go to test while they fit in round(n * test_fraction) pairs (at least
+    one test and one train pair when there are two groups or more); each side keeps the input
+    order. The same pairs and config always give the same split.
     """
-    if not pairs:
-        return [], []
     groups = near_duplicate_groups(pairs, config.near_duplicate_jaccard)
+    if len(groups) < 2:
+        return list(pairs), []
     random.Random(config.seed).shuffle(groups)
-    want = max(1, round(len(pairs) * config.test_fraction)) if len(groups) > 1 else 0
+    n = len(pairs)
+    want = min(max(1, round(n * config.test_fraction)), n - 1)
     test_idx: set[int] = set()
     for g in groups:
-        if len(test_idx) >= want:
-            break
         if len(test_idx) + len(g) <= want:  # a group that would overshoot is left to train
             test_idx.update(g)
-    if want and not test_idx:  # every group is bigger than the target: take the smallest
+        if len(test_idx) == want:
+            break
+    if not test_idx:  # every group is bigger than the target: the first (seeded) smallest one
         test_idx.update(min(groups, key=len))
     train = [p for i, p in enumerate(pairs) if i not in test_idx]
     test = [p for i, p in enumerate(pairs) if i in test_idx]

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import random
+import re
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from core.config import ChunkingConfig
-from core.corpus import chunk_document, fingerprint, ingest, normalise, whitespace_token_spans
+from core.corpus import (
+    chunk_document,
+    fingerprint,
+    ingest,
+    normalise,
+    whitespace_token_spans,
+)
 from core.types import Document
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
@@ -65,7 +74,8 @@ def every_format(tmp_path: Path) -> Path:
     )
     (root / "c.html").write_text(
         "<html><head><style>p{}</style><script>var x=1;</script></head><body><nav>menu</nav>"
-        "<h1>Heading</h1><p>HTML about the thymus.</p><p>Second paragraph.</p></body></html>",
+        "<h1>Heading</h1><p>HTML about the <b>thymus</b> gland.</p><p>Second paragraph.</p>"
+        "</body></html>",
         encoding="utf-8",
     )
     (root / "sub" / "d.pdf").write_bytes(make_pdf("PDF about pharmacists."))
@@ -81,23 +91,37 @@ def test_every_format_is_read(every_format):
     assert set(texts) == {"a.txt", "b.md", "c.html", "sub/d.pdf", "e.docx"}
     assert "vaccines" in texts["a.txt"]
     assert texts["b.md"] == "# Title\n\nMarkdown about antibodies.\n\nEnd."
-    assert "thymus" in texts["c.html"] and "var x" not in texts["c.html"]
-    assert "menu" not in texts["c.html"]
+    # block elements apart, inline markup kept inside its line
+    assert texts["c.html"] == "Heading\n\nHTML about the thymus gland.\n\nSecond paragraph."
     assert "PDF about pharmacists." in texts["sub/d.pdf"]
     assert "fever" in texts["e.docx"] and "cell one | cell two" in texts["e.docx"]
     assert corpus.chunks and corpus.fingerprint
 
 
+def zip_bytes(files: dict[str, str]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize(
     "name, data, reason",
     [
-        ("broken.pdf", b"%PDF-1.4\n1 0 obj garbage", "PDF"),
-        ("fake.pdf", b"not a pdf at all", "PDF"),
-        ("broken.docx", b"PK\x03\x04 not really a zip", "docx"),
+        ("truncated.pdf", make_pdf("Cut short.")[:200], "not a readable PDF"),
+        ("fake.pdf", b"not a pdf at all", "not a readable PDF"),
+        ("blank.pdf", make_pdf(""), "no extractable text"),
+        ("broken.docx", b"PK\x03\x04 not really a zip", "not a valid .docx file"),
+        ("other.docx", zip_bytes({"a.txt": "a zip, but no Word document"}), "not a valid .docx"),
         ("junk.txt", b"\x00\x01\x02binary\x00", "binary"),
         ("empty.html", b"<html><body>   </body></html>", "no extractable text"),
+        ("script.htm", b"<script>only code</script>", "no extractable text"),
         ("empty.md", b"", "no extractable text"),
         ("data.xlsx", b"whatever", "unsupported file type .xlsx"),
+        ("README", b"no extension", "unsupported file type"),
     ],
 )
 def test_broken_files_are_reported_and_the_rest_kept(every_format, name, data, reason):
@@ -106,6 +130,19 @@ def test_broken_files_are_reported_and_the_rest_kept(every_format, name, data, r
     assert len(corpus.documents) == 5
     assert [e.name for e in corpus.errors] == [name]
     assert reason in corpus.errors[0].reason
+
+
+def test_a_list_of_files_names_them_and_reports_missing_and_duplicates(every_format, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.txt").write_text("Same name, other folder.", encoding="utf-8")
+    files = [every_format / "sub" / "d.pdf", every_format / "a.txt", other / "a.txt"]
+    corpus = ingest([*files, tmp_path / "gone.txt"], CHUNKING, whitespace_token_spans)
+    assert [d.name for d in corpus.documents] == ["d.pdf", "a.txt"]
+    assert [(e.name, e.reason) for e in corpus.errors] == [
+        ("a.txt", "another file with the same name was already read"),
+        ("gone.txt", "file not found"),
+    ]
 
 
 def test_too_large_and_encrypted(tmp_path):
@@ -174,11 +211,67 @@ def test_a_sentence_longer_than_a_chunk_is_windowed():
     assert chunks[1].text.split()[:5] == chunks[0].text.split()[-5:]
 
 
+def test_a_short_sentence_before_a_long_one_is_filled_up_to_the_limit():
+    text = "Tiny one. " + " ".join(f"w{i}" for i in range(50)) + "."
+    chunks = chunk_document(Document("d", text), CHUNKING, whitespace_token_spans)
+    assert chunks[0].n_tokens == 20 and chunks[0].text.startswith("Tiny one. w0 w1")
+
+
 def test_degenerate_inputs_terminate():
-    assert chunk_document(Document("d", ""), CHUNKING, whitespace_token_spans) == []
+    for empty in ("", "   \n\n\t  "):
+        assert chunk_document(Document("d", empty), CHUNKING, whitespace_token_spans) == []
     one_token = "x" * 5000
     chunks = chunk_document(Document("d", one_token), CHUNKING, whitespace_token_spans)
     assert [c.text for c in chunks] == [one_token]
+    # 1667 tokens and not one sentence break: windows of 20 every 15 tokens
+    chunks = chunk_document(Document("d", one_token), CHUNKING, subword_spans)
+    assert len(chunks) == 111 and {c.n_tokens for c in chunks[:-1]} == {20}
+
+
+def subword_spans(text: str) -> list[tuple[int, int]]:
+    """GPT-2-like pieces: up to three characters, a leading space inside the token's span."""
+    return [m.span() for m in re.finditer(r" ?\S{1,3}|\n", text)]
+
+
+def first_word_split_spans(text: str) -> list[tuple[int, int]]:
+    """Whitespace tokens, but the text's first word counts twice (as BOS-like effects do), so a
+    chunk tokenised alone has one more token than inside its document."""
+    spans = whitespace_token_spans(text)
+    if spans and spans[0][1] - spans[0][0] > 1:
+        a, b = spans[0]
+        spans[:1] = [(a, a + 1), (a + 1, b)]
+    return spans
+
+
+def random_text(rng: random.Random) -> str:
+    words = ["alpha", "be", "c", "delta-epsilon", "é", "abcdefghijklmnopqrstuvwxyz", "(paren)"]
+    seps = [" ", " ", " ", ". ", "! ", "\n", "\n\n", ".\n\n", '." ']
+    # The counter makes every word unique, so a chunk's text is found at one place only.
+    parts = [f"{rng.choice(words)}{i}{rng.choice(seps)}" for i in range(rng.randint(0, 300))]
+    return normalise("".join(parts))
+
+
+@pytest.mark.parametrize(
+    "spans_fn", [whitespace_token_spans, subword_spans, first_word_split_spans]
+)
+def test_chunker_invariants_on_random_text(spans_fn):
+    rng = random.Random(0)
+    for _ in range(60):
+        text = random_text(rng)
+        limit = rng.choice([16, 17, 24, 40])
+        cfg = ChunkingConfig(chunk_tokens=limit, overlap_tokens=rng.randint(0, limit - 1))
+        chunks = chunk_document(Document("d", text), cfg, spans_fn)
+        assert bool(chunks) == bool(text)
+        start, end = -1, 0  # of the previous chunk in the text
+        for c in chunks:
+            assert c.text and c.text == c.text.strip()
+            assert 0 < c.n_tokens == len(spans_fn(c.text)) <= limit
+            prev_end = end
+            start = text.index(c.text, start + 1)  # chunks move forward through the text
+            end = start + len(c.text)
+            assert not text[prev_end:start].strip()  # no text skipped (from 0 for the first)
+            assert end > prev_end  # and each one adds some
+        assert end == len(text)
 
 
 def test_normalise():
@@ -195,6 +288,19 @@ def test_fingerprint_is_stable_and_sensitive():
     assert fp != fingerprint([Document("c", "one"), docs[1]], {"chunk_tokens": 10})
 
 
+def test_ingest_fingerprint_follows_settings(every_format):
+    fp = ingest(every_format, CHUNKING, whitespace_token_spans).fingerprint
+    assert fp == ingest(every_format, CHUNKING, whitespace_token_spans).fingerprint
+    other = ChunkingConfig(chunk_tokens=20, overlap_tokens=4)
+    assert fp != ingest(every_format, other, whitespace_token_spans).fingerprint
+    extra = {"tokenizer": "gpt2"}
+    corpus = ingest(every_format, CHUNKING, whitespace_token_spans, fingerprint_extra=extra)
+    assert fp != corpus.fingerprint
+    (every_format / "a.txt").write_text("Plain text about vaccines!", encoding="utf-8")
+    assert fp != ingest(every_format, CHUNKING, whitespace_token_spans).fingerprint
+
+
+@pytest.mark.skipif(not (SAMPLE / "corpus").is_dir(), reason="sample corpus not bundled yet")
 def test_sample_corpus():
     corpus = ingest(SAMPLE / "corpus", ChunkingConfig(), whitespace_token_spans)
     assert [d.name for d in corpus.documents] == ["Immune_system.md", "Pharmacy.md"]

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import random
+import time
 from pathlib import Path
 
 import pytest
 
 from core.config import SplitConfig
-from core.qa import QAFormatError, load_qa, near_duplicate_groups, split_pairs
+from core.qa import (
+    QAFormatError,
+    content_words,
+    load_qa,
+    near_duplicate_groups,
+    split_pairs,
+)
 from core.types import QAPair
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
@@ -35,37 +43,57 @@ def test_jsonl_with_answers_list_and_answer_string(tmp_path):
 
 def test_csv_and_json(tmp_path):
     p = write(
-        tmp_path, "qa.csv", 'question,answers,source\nQ1?,"[""a"", ""b""]",doc.md\nQ2?,plain,\n'
+        tmp_path,
+        "qa.csv",
+        'Question , answers,source\nQ1?,"[""a"", ""b""]",doc.md\nQ2?,plain,\n\nQ3?,[not json,\n',
     )
     pairs = load_qa(p)
-    assert pairs[0].answers == ("a", "b") and pairs[0].source == "doc.md"
-    assert pairs[1].answers == ("plain",) and pairs[1].source is None
-    j = write(tmp_path, "qa.json", json.dumps([{"question": "Q?", "answer": "A"}]))
-    assert load_qa(j)[0].answers == ("A",)
+    assert pairs[0] == QAPair("q1", "Q1?", ("a", "b"), "doc.md")
+    assert pairs[1] == QAPair("q2", "Q2?", ("plain",), None)
+    assert pairs[2].answers == ("[not json",)
+    both = write(tmp_path, "both.csv", "id,question,answers,answer\n7,Q?,,single\n")
+    assert load_qa(both) == [QAPair("7", "Q?", ("single",))]
+    j = write(tmp_path, "qa.json", json.dumps([{"id": 0, "question": "Q?", "answer": 1945}]))
+    assert load_qa(j) == [QAPair("0", "Q?", ("1945",))]
+    lines = write(tmp_path, "lines.json", '{"question": "Q?", "answers": "A", "source": " "}\n')
+    assert load_qa(lines) == [QAPair("q1", "Q?", ("A",), None)]
 
 
 @pytest.mark.parametrize(
     "name, text, match",
     [
         ("qa.jsonl", '{"question": "ok", "answer": "a"}\n{"question": "no answer"}\n', "line 2"),
+        ("qa.jsonl", '\n{"question": "ok", "answers": ["", " "]}\n', "qa.jsonl line 2: no answer"),
         ("qa.jsonl", '{"question": "ok", "answer": "a"}\n{broken\n', "line 2: invalid JSON"),
-        ("qa.jsonl", '{"answer": "a"}\n', "missing 'question'"),
-        ("qa.jsonl", '["not", "an", "object"]\n', "expected an object"),
+        ("qa.jsonl", '{"answer": "a"}\n', "line 1: missing 'question'"),
+        ("qa.jsonl", '{"question": "q", "answers": {"a": 1}}\n', "line 1: 'answers' must be"),
+        ("qa.jsonl", '["not", "an", "object"]\n', "line 1: expected an object"),
         ("qa.jsonl", "\n\n", "no question/answer pairs"),
-        ("qa.csv", "q,a\nx,y\n", "'question' column"),
-        ("qa.csv", "question,answer\nQ1?,\n", "row 2"),
+        ("qa.json", "[]", "no question/answer pairs"),
+        ("qa.json", '[{"question": "q", "answer": "a"}, 3]', "qa.json item 2: expected an object"),
+        ("qa.json", '[{"question": "q",\n "answer": }]', "qa.json line 2: invalid JSON"),
+        ("qa.csv", "q,a\nx,y\n", "line 1: the CSV header needs a 'question'"),
+        ("qa.csv", "question,source\nx,y\n", "'answers' \\(or 'answer'\\) column"),
+        ("qa.csv", "", "CSV header"),
+        ("qa.csv", "question,answer\nQ1?,A\n\nQ2?,\n", "qa.csv line 4: no answer"),
+        ("qa.csv", 'question,answer\n"multi\nline",\n', "qa.csv line 3: no answer"),
         ("qa.txt", "whatever", ".jsonl, .json or .csv"),
         (
             "qa.jsonl",
             '{"id": "1", "question": "a", "answer": "b"}\n'
             '{"id": "1", "question": "c", "answer": "d"}',
-            "duplicate id",
+            "line 2: duplicate id '1' \\(first at qa.jsonl line 1\\)",
         ),
     ],
 )
 def test_format_errors_name_the_line(tmp_path, name, text, match):
     with pytest.raises(QAFormatError, match=match):
         load_qa(write(tmp_path, name, text))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(QAFormatError, match="not found"):
+        load_qa(tmp_path / "nope.jsonl")
 
 
 def test_not_utf8(tmp_path):
@@ -108,6 +136,53 @@ def test_near_duplicates_stay_on_one_side():
         assert in_test in (set(), dup_ids)
 
 
+def test_small_sets_keep_one_pair_on_each_side():
+    two = pairs_from(["Who discovered penicillin?", "Where is the thymus?"])
+    for frac in (0.01, 0.5, 0.99):
+        train, test = split_pairs(two, SplitConfig(test_fraction=frac))
+        assert len(train) == 1 and len(test) == 1
+    same = pairs_from(["What is the thymus?", "what is the thymus"])  # one group only
+    assert split_pairs(same, SplitConfig()) == (same, [])
+    assert split_pairs([], SplitConfig()) == ([], [])
+
+
+def test_groups_match_a_brute_force_jaccard():
+    rng = random.Random(1)
+    vocab = [f"w{i}" for i in range(30)] + ["the", "what", "of"]
+    questions = [" ".join(rng.sample(vocab, rng.randint(1, 7))) + "?" for _ in range(300)]
+    pairs = pairs_from(questions)
+    for threshold in (0.3, 0.5, 0.6, 0.7, 1.0):
+        groups = near_duplicate_groups(pairs, threshold)
+        group_of = {i: k for k, g in enumerate(groups) for i in g}
+        words = [content_words(q) for q in questions]
+        for i in range(len(pairs)):
+            for j in range(i):
+                a, b = words[i], words[j]
+                if a and b and len(a & b) / len(a | b) >= threshold:
+                    assert group_of[i] == group_of[j], (questions[i], questions[j], threshold)
+        # and nothing is merged without a chain of similar questions: each group of two or
+        # more has every member similar to some other member
+        for g in groups:
+            for i in g if len(g) > 1 else []:
+                assert any(
+                    len(words[i] & words[j]) >= threshold * len(words[i] | words[j])
+                    or questions[i].lower() == questions[j].lower()
+                    for j in g
+                    if j != i
+                )
+
+
+def test_grouping_scales():
+    rng = random.Random(0)
+    vocab = [f"term{i}" for i in range(3000)]
+    common = ["immune", "system", "cells", "pharmacy"]  # words most questions share
+    questions = [" ".join(rng.sample(common, 2) + rng.sample(vocab, 5)) + "?" for _ in range(10000)]
+    t = time.perf_counter()
+    near_duplicate_groups(pairs_from(questions), 0.6)
+    assert time.perf_counter() - t < 3.0  # all-pairs would be 5e7 comparisons
+
+
+@pytest.mark.skipif(not (SAMPLE / "qa.jsonl").is_file(), reason="sample Q/A not bundled yet")
 def test_sample_qa_file():
     pairs = load_qa(SAMPLE / "qa.jsonl")
     assert len(pairs) == 367
