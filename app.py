@@ -155,24 +155,16 @@ with right:
             help=ModelConfig.help()["embedder"],
             key="embedder",
         )
-        prices = PriceTable()
-        c1, c2 = st.columns(2)
-        cpu_price = c1.number_input(
-            f"CPU price per hour ({prices.currency})",
-            min_value=0.0,
-            value=prices.cpu_per_hour,
-            format="%g",
-            help=PriceTable.help()["cpu_per_hour"],
-            key="cpu_per_hour",
-        )
-        gpu_price = c2.number_input(
-            f"GPU price per hour ({prices.currency})",
-            min_value=0.0,
-            value=prices.gpu_per_hour,
-            format="%g",
-            help=PriceTable.help()["gpu_per_hour"],
-            key="gpu_per_hour",
-        )
+        prices = {}
+        for column, field in zip(st.columns(2), ("cpu_per_hour", "gpu_per_hour"), strict=True):
+            prices[field] = column.number_input(
+                f"{field[:3].upper()} price per hour ({PriceTable().currency})",
+                min_value=0.0,
+                value=getattr(PriceTable(), field),
+                format="%g",
+                help=PriceTable.help()[field],
+                key=field,
+            )
     strategy_settings = {}
     for name in chosen:
         with st.expander(f"{name} settings"):
@@ -189,7 +181,7 @@ if corpus_path is not None and qa_path is not None and chosen:
             strategy_configs=strategy_settings,
             models=ModelConfig(generator=generator, embedder=embedder),
             split={"seed": int(seed)},
-            prices={"cpu_per_hour": float(cpu_price), "gpu_per_hour": float(gpu_price)},
+            prices=prices,
             n_test=int(n_test),
             store_path=str(HOME / "runs.sqlite"),
             workdir=str(HOME / "work"),

@@ -7,6 +7,7 @@ import json
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +158,8 @@ class LoraStrategy(GenerativeStrategy):
         rng = random.Random(cfg.seed)
         pad = gen.tokenizer.pad_token_id
         losses: list[float] = []
+        # peft still calls a transformers property deprecated in v5; the warning is not ours.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
         model.train()
         t0 = time.perf_counter()
         try:

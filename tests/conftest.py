@@ -59,3 +59,15 @@ def mini_corpus(tmp_path: Path) -> tuple[Path, Path]:
 def tiny_models() -> ModelConfig:
     """The tiny random chat model (built once into the cache) and the bundled embedder."""
     return ModelConfig(generator="tiny", max_new_tokens=8)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `gpu` tests where no CUDA device is visible (CI and most machines)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -76,3 +76,29 @@ def test_real_default_models_answer_a_question():
     )
     assert v.shape == (3, 384)
     assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.2
+
+
+@pytest.mark.gpu
+def test_cuda_uses_bfloat16_and_trains(tmp_path):
+    """On a GPU: bf16 weights, generation, and a LoRA step with gradient checkpointing."""
+    import torch
+
+    from core.config import ChunkingConfig
+    from core.corpus import hf_token_spans, ingest
+    from core.types import QAPair
+    from strategies import create_strategy
+    from strategies.base import StrategyContext
+
+    cfg = ModelConfig(generator="tiny", device="cuda", cache_dir=str(tmp_path))
+    gen = load_generator(cfg)
+    assert next(gen.model.parameters()).dtype == torch.bfloat16
+    assert gen.generate([[{"role": "user", "content": "hi"}]], max_new_tokens=3)
+    (tmp_path / "d.txt").write_text("The thymus is where T cells mature.")
+    corpus = ingest(tmp_path / "d.txt", ChunkingConfig(), hf_token_spans(gen.tokenizer))
+    ctx = StrategyContext(models=cfg, workdir=tmp_path)
+    lora = create_strategy("lora", {"epochs": 2, "batch_size": 1}, ctx)
+    pairs = [QAPair("1", "Where do T cells mature?", ("the thymus",))]
+    report = lora.prepare(corpus, pairs)
+    assert report.details["device"] == "cuda" and len(report.details["loss_curve"]) == 2
+    assert lora.answer(["Where do T cells mature?"])[0].cost.output_tokens >= 1
+    lora.close()
