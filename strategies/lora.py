@@ -18,6 +18,8 @@ from strategies import GenerativeStrategy, register_strategy
 from strategies.base import PromptConfig, RunCancelled
 
 IGNORE = -100  # label value the loss skips
+# peft still calls a transformers property deprecated in v5; the warning is not ours to fix.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
 
 
 @dataclass
@@ -158,8 +160,6 @@ class LoraStrategy(GenerativeStrategy):
         rng = random.Random(cfg.seed)
         pad = gen.tokenizer.pad_token_id
         losses: list[float] = []
-        # peft still calls a transformers property deprecated in v5; the warning is not ours.
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
         model.train()
         t0 = time.perf_counter()
         try:
