@@ -199,18 +199,19 @@ with left:
         if pre["problem"]:
             problem = pre["problem"]
         else:
+            docs, split = pre["corpus"], pre["split"]
             st.write(
-                f"**{len(pre['documents'])}** documents, **{pre['chunks']}** chunks, "
-                f"**{pre['tokens']:,}** tokens. **{pre['pairs']}** Q/A pairs: "
-                f"**{pre['train']}** train, **{pre['test_split']}** test"
+                f"**{docs['documents']}** documents, **{docs['chunks']}** chunks, "
+                f"**{docs['tokens']:,}** tokens. **{split['pairs']}** Q/A pairs: "
+                f"**{split['train']}** train, **{split['test_split']}** test"
                 + (
-                    f" (the run asks the first {pre['test']})"
-                    if pre["test"] < pre["test_split"]
+                    f" (the run asks the first {split['test']})"
+                    if split["test"] < split["test_split"]
                     else ""
                 )
                 + "."
             )
-            for err in pre["errors"]:
+            for err in docs["errors"]:
                 st.warning(f"Skipped **{err['name']}**: {err['reason']}")
 
 if problem:

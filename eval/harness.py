@@ -56,6 +56,25 @@ class Inputs:
     n_pairs: int
     test_split: int  # size of the whole test split
 
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """What was read and how it was split, as stored with a run and shown in previews."""
+        return {
+            "corpus": {
+                "documents": len(self.corpus.documents),
+                "chunks": len(self.corpus.chunks),
+                "tokens": self.corpus.n_tokens,
+                "errors": [asdict(e) for e in self.corpus.errors],
+                "names": [d.name for d in self.corpus.documents],
+            },
+            "split": {
+                "pairs": self.n_pairs,
+                "train": len(self.train),
+                "test": len(self.test),
+                "test_split": self.test_split,
+                "test_ids": [p.id for p in self.test],
+            },
+        }
+
 
 def load_inputs(config: RunConfig, tokenizer: Any = None) -> Inputs:
     """Ingest the corpus (chunked in generator tokens when a tokenizer is given) and split Q/A."""
@@ -86,18 +105,7 @@ def preview_inputs(config: RunConfig) -> dict[str, Any]:
         inputs = load_inputs(config, tokenizer)
     except Exception as e:  # every user-caused problem is reported, not raised
         return {"problem": str(e)}
-    return {
-        "problem": None,
-        "documents": [d.name for d in inputs.corpus.documents],
-        "chunks": len(inputs.corpus.chunks),
-        "tokens": inputs.corpus.n_tokens,
-        "errors": [asdict(e) for e in inputs.corpus.errors],
-        "pairs": inputs.n_pairs,
-        "train": len(inputs.train),
-        "test": len(inputs.test),
-        "test_split": inputs.test_split,
-        "fingerprint": inputs.corpus.fingerprint,
-    }
+    return {"problem": None, "fingerprint": inputs.corpus.fingerprint, **inputs.summary()}
 
 
 def run_comparison(
@@ -160,20 +168,7 @@ def _run(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn, canc
 
     emit({"stage": "ingest"})
     inputs = load_inputs(config, tokenizer)
-    meta["corpus"] = {
-        "documents": len(inputs.corpus.documents),
-        "chunks": len(inputs.corpus.chunks),
-        "tokens": inputs.corpus.n_tokens,
-        "errors": [asdict(e) for e in inputs.corpus.errors],
-        "names": [d.name for d in inputs.corpus.documents],
-    }
-    meta["split"] = {
-        "pairs": inputs.n_pairs,
-        "train": len(inputs.train),
-        "test": len(inputs.test),
-        "test_split": inputs.test_split,
-        "test_ids": [p.id for p in inputs.test],
-    }
+    meta.update(inputs.summary())
     store.update_run(run_id, fingerprint=inputs.corpus.fingerprint, **meta)
     if not inputs.test:
         raise ValueError("the test split is empty: add Q/A pairs or raise test_fraction")
