@@ -299,24 +299,20 @@ class Generator:
 
 def load_tokenizer(config: ModelConfig) -> Any:
     """The generator's tokenizer alone (for chunking previews): no model weights are loaded."""
+    return _shared(_TOKENIZERS, config.generator, config, _load_tokenizer)
+
+
+def _load_tokenizer(name: str, device: str, cache_dir: Path) -> Any:
     from transformers import AutoTokenizer
 
-    key = ("tokenizer", config.generator, config.cache_dir)
-    with _LOCK:
-        if key not in _TOKENIZERS:
-            gen = next((g for k, g in _GENERATORS.items() if k[0] == config.generator), None)
-            if gen is not None:
-                _TOKENIZERS[key] = gen.tokenizer
-            else:
-                _quiet_transformers()
-                path = _resolve(config.generator, BUNDLED_GENERATORS, Path(config.cache_dir))
-                try:
-                    _TOKENIZERS[key] = AutoTokenizer.from_pretrained(path)
-                except (OSError, ValueError) as e:
-                    raise ModelLoadError(
-                        f"could not load tokenizer of {config.generator!r}: {e}"
-                    ) from e
-        return _TOKENIZERS[key]
+    loaded = _GENERATORS.get((name, device, str(cache_dir)))
+    if loaded is not None:  # the generator is in memory already: its tokenizer is the same
+        return loaded.tokenizer
+    _quiet_transformers()
+    try:
+        return AutoTokenizer.from_pretrained(_resolve(name, BUNDLED_GENERATORS, cache_dir))
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"could not load tokenizer of {name!r}: {e}") from e
 
 
 def _shared(cache: dict[tuple, Any], name: str, config: ModelConfig, loader: Callable) -> Any:

@@ -99,9 +99,8 @@ def preview_inputs(config: RunConfig) -> dict[str, Any]:
 
     Never raises for bad input: problems come back under "problem" for the page to show.
     """
-    uses_models = any(get_strategy_class(n).uses_models for n in config.strategies)
     try:
-        tokenizer = load_tokenizer(config.models) if uses_models else None
+        tokenizer = load_tokenizer(config.models) if _uses_models(config.strategies) else None
         inputs = load_inputs(config, tokenizer)
     except Exception as e:  # every user-caused problem is reported, not raised
         return {"problem": str(e)}
@@ -141,7 +140,6 @@ def run_comparison(
 
 def _run(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn, cancel) -> None:
     names = list(config.strategies)
-    uses_models = any(get_strategy_class(n).uses_models for n in names)
     device = resolve_device(config.models.device)
     meta: dict[str, Any] = {
         "device": device,
@@ -151,7 +149,7 @@ def _run(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn, canc
     }
 
     tokenizer = None
-    if uses_models:
+    if _uses_models(names):
         emit({"stage": "load_models"})
         # Loaded once for every strategy and timed apart, so no strategy's preparation time
         # includes loading the base model.
@@ -173,19 +171,20 @@ def _run(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn, canc
     if not inputs.test:
         raise ValueError("the test split is empty: add Q/A pairs or raise test_fraction")
 
-    embedder = load_embedder(config.models) if _needs_embedder(config) else None
+    embedder = load_embedder(config.models) if _needs_embedder(config.metrics) else None
     workdir = Path(config.workdir)
+    cancelled = cancel.is_set if cancel is not None else (lambda: False)
     for name in names:
-        if cancel is not None and cancel.is_set():
+        if cancelled():
             raise RunCancelled
         ctx = StrategyContext(
             models=config.models,
             workdir=workdir,
             seed=config.split.seed,
             progress=lambda ev, name=name: emit({**ev, "strategy": name}),
-            cancelled=cancel.is_set if cancel is not None else (lambda: False),
+            cancelled=cancelled,
         )
-        result, answers = _evaluate_strategy(name, config, ctx, inputs, emit, cancel, device)
+        result, answers = _evaluate_strategy(name, config, ctx, inputs, emit, device)
         if result.status == "done":
             emit({"stage": "score", "strategy": name})
             result.metrics = _score(answers, config, embedder)
@@ -195,9 +194,13 @@ def _run(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn, canc
     emit({"stage": "done", "run_id": run_id})
 
 
-def _needs_embedder(config: RunConfig) -> bool:
-    wanted = config.metrics or list(METRICS)
-    return any(METRICS[m].needs_embedder for m in wanted)
+def _uses_models(strategies: list[str]) -> bool:
+    return any(get_strategy_class(n).uses_models for n in strategies)
+
+
+def _needs_embedder(metrics: list[str]) -> bool:
+    """Whether scoring `metrics` (empty = every registered metric) needs the embedder."""
+    return any(METRICS[m].needs_embedder for m in metrics or list(METRICS))
 
 
 def _evaluate_strategy(
@@ -206,7 +209,6 @@ def _evaluate_strategy(
     ctx: StrategyContext,
     inputs: Inputs,
     emit: ProgressFn,
-    cancel,
     device: str,
 ) -> tuple[StrategyResult, list[StoredAnswer]]:
     """Prepare and answer with one strategy, measured; failures become a failed result."""
@@ -214,7 +216,6 @@ def _evaluate_strategy(
     result = StrategyResult(name, "failed", strategy_config.to_dict(), {}, {}, {})
     strategy = create_strategy(name, strategy_config, ctx)
     answers: list[Answer] = []
-    latencies: list[float] = []
     try:
         emit({"stage": "prepare", "strategy": name})
         with measure(device) as prep:
@@ -231,7 +232,7 @@ def _evaluate_strategy(
         emit({"stage": "answer", "strategy": name, "done": 0, "total": total})
         with measure(device) as ans:
             for start in range(0, total, config.batch_size):
-                if cancel is not None and cancel.is_set():
+                if ctx.cancelled():
                     raise RunCancelled
                 batch = questions[start : start + config.batch_size]
                 t0 = time.perf_counter()
@@ -242,7 +243,6 @@ def _evaluate_strategy(
                 # Batched generation: each question is charged an equal share of the batch.
                 for a in got:
                     a.cost.latency_s = elapsed / len(batch)
-                    latencies.append(a.cost.latency_s)
                 answers.extend(got)
                 emit({"stage": "answer", "strategy": name, "done": len(answers), "total": total})
         result.cost = _cost_summary(answers, result.prepare, ans, device, config)
@@ -311,9 +311,8 @@ def rescore(store: RunStore, run_id: str, metrics: list[str], embedder_config=No
 
     run = store.get_run(run_id)
     config = RunConfig.from_dict({**run.config, "metrics": metrics})
-    needs = any(METRICS[m].needs_embedder for m in metrics)
     models = embedder_config or ModelConfig.from_dict(run.config["models"])
-    embedder = load_embedder(models) if needs else None
+    embedder = load_embedder(models) if _needs_embedder(metrics) else None
     for result in run.results:
         if result.status != "done":
             continue

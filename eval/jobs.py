@@ -31,7 +31,6 @@ class Job:
     total: int = 0
     loss: float | None = None
     eta_s: float | None = None
-    submitted_at: float = field(default_factory=time.time)
     log: list[str] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
 
