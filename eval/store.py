@@ -237,10 +237,8 @@ class RunStore:
             )
 
     def delete_run(self, run_id: str) -> None:
+        """Remove a run; its results, answers and scores go with it (ON DELETE CASCADE)."""
         with self._lock, self._conn() as c:
-            c.execute("DELETE FROM scores WHERE run_id=?", (run_id,))
-            c.execute("DELETE FROM answers WHERE run_id=?", (run_id,))
-            c.execute("DELETE FROM strategy_results WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM runs WHERE id=?", (run_id,))
 
     # --- reading -----------------------------------------------------------------------------

@@ -170,3 +170,17 @@ def test_cancel_interrupts_training(mini_corpus, tiny_models, tmp_path):
     assert run.status == "cancelled"
     assert steps == [1]  # stopped at the next step, not after 350
     assert load_generator(tiny_models).peft_model is None  # the adapter was released
+
+
+def test_delete_run_removes_everything(mini_corpus, tiny_models, tmp_path):
+    import sqlite3
+
+    cfg = make_config(mini_corpus, tiny_models, tmp_path, strategies=["fake"])
+    store = RunStore(cfg.store_path)
+    keep, gone = run_comparison(cfg, store=store), run_comparison(cfg, store=store)
+    store.delete_run(gone)
+    assert [r["id"] for r in store.list_runs()] == [keep]
+    with sqlite3.connect(cfg.store_path) as c:
+        for table in ("strategy_results", "answers", "scores"):
+            ids = {r[0] for r in c.execute(f"SELECT DISTINCT run_id FROM {table}")}
+            assert ids == {keep}, table
