@@ -38,6 +38,16 @@ class RunConfig(ConfigBase):
     workdir: str = option(".adaptlab/work", "Folder for indexes, adapters and uploads.")
     bootstrap_resamples: int = option(2000, "Resamples for the 95% confidence intervals.")
     name: str = option("", "A label for the run.")
+    retention_questions: int = option(
+        40,
+        "General-knowledge questions (shipped set) each strategy also answers, to measure lost "
+        "general ability against the base model (0 = skip).",
+    )
+    learning_curve: list[float] = option(
+        [],
+        "Training-data fractions below 1 (e.g. [0.25, 0.5]) at which strategies that train are "
+        "prepared and scored again: quality against the amount of training data.",
+    )
 
     def validate(self) -> None:
         from eval.metrics import METRICS
@@ -60,3 +70,8 @@ class RunConfig(ConfigBase):
         check(int(self.n_test) >= 0, "n_test must be >= 0")
         check(1 <= int(self.batch_size) <= 256, "batch_size must be in 1..256")
         check(100 <= int(self.bootstrap_resamples) <= 100_000, "bootstrap_resamples: 100..100000")
+        check(int(self.retention_questions) >= 0, "retention_questions must be >= 0")
+        check(
+            all(0 < float(f) < 1 for f in self.learning_curve),
+            "learning_curve fractions must be between 0 and 1 (1 is the main run)",
+        )

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS strategy_results (
     cost_json TEXT NOT NULL DEFAULT '{}',
     metrics_json TEXT NOT NULL DEFAULT '{}',
     error TEXT,
+    extras_json TEXT NOT NULL DEFAULT '{}',  -- retention, learning-curve variant, slices
     PRIMARY KEY (run_id, strategy)
 );
 CREATE TABLE IF NOT EXISTS answers (
@@ -77,6 +78,9 @@ class StrategyResult:
     cost: dict[str, Any]
     metrics: dict[str, dict[str, Any]]
     error: str | None = None
+    # Figures beyond the test-set metrics: "retention" (general-knowledge score and its change
+    # against the base model), "variant_of"/"train_fraction"/"train_pairs" (learning-curve runs).
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -119,6 +123,12 @@ class RunStore:
         self._lock = threading.Lock()
         with self._conn() as c:
             c.executescript(SCHEMA)
+            # Stores written before a column existed get it added in place.
+            cols = {r[1] for r in c.execute("PRAGMA table_info(strategy_results)")}
+            if "extras_json" not in cols:
+                c.execute(
+                    "ALTER TABLE strategy_results ADD COLUMN extras_json TEXT NOT NULL DEFAULT '{}'"
+                )
 
     @contextmanager
     def _conn(self):
@@ -176,7 +186,9 @@ class RunStore:
                 (run_id, result.strategy),
             )
             c.execute(
-                "INSERT INTO strategy_results VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO strategy_results (run_id, strategy, position, status, config_json, "
+                "prepare_json, cost_json, metrics_json, error, extras_json) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     run_id,
                     result.strategy,
@@ -187,6 +199,7 @@ class RunStore:
                     json.dumps(result.cost),
                     json.dumps(result.metrics),
                     result.error,
+                    json.dumps(result.extras),
                 ),
             )
             c.executemany(
@@ -271,6 +284,7 @@ class RunStore:
                 cost=json.loads(s["cost_json"]),
                 metrics=json.loads(s["metrics_json"]),
                 error=s["error"],
+                extras=json.loads(s["extras_json"] or "{}"),
             )
             for s in srows
         ]
