@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import platform
+import random
 import subprocess
 import threading
 import time
@@ -33,6 +34,8 @@ from strategies import create_strategy, get_strategy_class, make_config
 from strategies.base import RunCancelled, StrategyContext
 
 ProgressFn = Callable[[dict[str, Any]], None]
+
+GENERAL_SET = Path(__file__).resolve().parent / "data" / "general_knowledge.jsonl"
 
 PACKAGES = (
     "torch",
@@ -114,19 +117,21 @@ def run_comparison(
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     run_id: str | None = None,
+    resume: bool = False,
 ) -> str:
     """Run every configured strategy over the test split and store the results; returns the id.
 
     `progress` receives events ({"stage": ..., "strategy": ..., "done": ..., "total": ...}).
     Setting `cancel` stops the run between batches. Errors in one strategy are stored with
     that strategy and the others still run; errors before any strategy (bad corpus, bad Q/A
-    file) mark the run failed and are raised.
+    file) mark the run failed and are raised. With `resume`, results already stored as done in
+    run `run_id` are kept and not run again (an interrupted run continues).
     """
     store = store or RunStore(config.store_path)
     emit = progress or (lambda event: None)
     run_id = run_id or store.create_run(config.to_dict(), config.name)
     try:
-        _run(config, store, run_id, emit, cancel)
+        _run(config, store, run_id, emit, cancel, resume=resume)
     except RunCancelled:
         store.finish_run(run_id, "cancelled", "cancelled by the user")
         emit({"stage": "cancelled"})
@@ -138,7 +143,9 @@ def run_comparison(
     return run_id
 
 
-def _run(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn, cancel) -> None:
+def _run(
+    config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn, cancel, resume: bool = False
+) -> None:
     names = list(config.strategies)
     device = resolve_device(config.models.device)
     meta: dict[str, Any] = {
@@ -147,9 +154,16 @@ def _run(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn, canc
         "git": git_hash(),
         "batch_size": config.batch_size,
     }
+    # Resuming keeps what an interrupted run already measured: those results are not redone.
+    kept = (
+        {r.strategy for r in store.get_run(run_id).results if r.status == "done"}
+        if resume
+        else set()
+    )
 
     tokenizer = None
-    if _uses_models(names):
+    uses_models = _uses_models(names)
+    if uses_models:
         emit({"stage": "load_models"})
         # Loaded once for every strategy and timed apart, so no strategy's preparation time
         # includes loading the base model.
@@ -174,24 +188,121 @@ def _run(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn, canc
     embedder = load_embedder(config.models) if _needs_embedder(config.metrics) else None
     workdir = Path(config.workdir)
     cancelled = cancel.is_set if cancel is not None else (lambda: False)
+    general = load_general_set(config.retention_questions) if uses_models else []
+    retention_base = store.get_run(run_id).meta.get("retention_base") if resume else None
     for name in names:
-        if cancelled():
-            raise RunCancelled
-        ctx = StrategyContext(
-            models=config.models,
-            workdir=workdir,
-            seed=config.split.seed,
-            progress=lambda ev, name=name: emit({**ev, "strategy": name}),
-            cancelled=cancelled,
-        )
-        result, answers = _evaluate_strategy(name, config, ctx, inputs, emit, device)
-        if result.status == "done":
-            emit({"stage": "score", "strategy": name})
-            result.metrics = _score(answers, config, embedder)
-        store.save_strategy(run_id, result, answers)
-        emit({"stage": "strategy_done", "strategy": name, "status": result.status})
+        for label, train, extras in _variants(name, config, inputs.train):
+            if label in kept:
+                emit({"stage": "strategy_done", "strategy": label, "status": "kept"})
+                continue
+            if cancelled():
+                raise RunCancelled
+            ctx = StrategyContext(
+                models=config.models,
+                workdir=workdir,
+                seed=config.split.seed,
+                progress=lambda ev, label=label: emit({**ev, "strategy": label}),
+                cancelled=cancelled,
+            )
+            # Variants (learning-curve points) skip the retention set: it measures the model
+            # a user would deploy, the one trained on all the data.
+            asked = general if "variant_of" not in extras else []
+            if asked and retention_base is None:
+                retention_base = _retention_base(config, ctx, inputs, general, emit)
+                store.update_run(run_id, retention_base=retention_base)
+            result, answers, general_answers = _evaluate_strategy(
+                name, config, ctx, inputs, emit, device, train=train, label=label, general=asked
+            )
+            result.extras.update(extras)
+            if result.status == "done":
+                emit({"stage": "score", "strategy": label})
+                result.metrics = _score(answers, config, embedder)
+                if general_answers:
+                    result.extras["retention"] = _retention(
+                        general, general_answers, retention_base, config
+                    )
+            store.save_strategy(run_id, result, answers)
+            emit({"stage": "strategy_done", "strategy": label, "status": result.status})
     store.finish_run(run_id, "done")
     emit({"stage": "done", "run_id": run_id})
+
+
+def _variants(
+    name: str, config: RunConfig, train: list[QAPair]
+) -> list[tuple[str, list[QAPair], dict[str, Any]]]:
+    """(label, training pairs, extras) for the main result and each learning-curve point.
+
+    Learning-curve subsets are nested prefixes of one seeded shuffle (25% inside 50% inside 100%),
+    so a higher point only ever adds data.
+    """
+    if not get_strategy_class(name).trains:
+        return [(name, train, {})]
+    out = [(name, train, {"train_fraction": 1.0, "train_pairs": len(train)})]
+    order = list(train)
+    random.Random(config.split.seed).shuffle(order)
+    for f in sorted({float(x) for x in config.learning_curve}):
+        n = max(1, round(f * len(train)))
+        extras = {"variant_of": name, "train_fraction": f, "train_pairs": n}
+        out.append((f"{name}@{f:.0%}", order[:n], extras))
+    return out
+
+
+def load_general_set(n: int) -> list[QAPair]:
+    """The first `n` questions of the shipped general-knowledge set (eval/data)."""
+    if n <= 0:
+        return []
+    return load_qa(GENERAL_SET)[:n]
+
+
+def _answer_all(strategy, questions: list[str], batch_size: int, cancelled) -> list[Answer]:
+    out: list[Answer] = []
+    for start in range(0, len(questions), batch_size):
+        if cancelled():
+            raise RunCancelled
+        out.extend(strategy.answer(questions[start : start + batch_size]))
+    return out
+
+
+def _retention_base(config, ctx, inputs, general: list[QAPair], emit) -> dict[str, Any]:
+    """The base model's score on the general set, closed book with the default system prompt."""
+    emit({"stage": "retention_base"})
+    base = create_strategy("system_prompt", None, ctx)
+    base.prepare(inputs.corpus, [])
+    answers = _answer_all(base, [p.question for p in general], config.batch_size, ctx.cancelled)
+    return _retention_scores(general, answers, config)
+
+
+def _retention_scores(general, answers, config) -> dict[str, Any]:
+    items = [ScoringItem(a.text, p.answers, []) for p, a in zip(general, answers, strict=True)]
+    per = score_items(items, ["f1", "exact_match"], None)
+    ci = {
+        m: bootstrap_ci(v, n_resamples=config.bootstrap_resamples, seed=config.split.seed)
+        for m, v in per.items()
+    }
+    return {
+        "metric": "f1",
+        "n": len(general),
+        "score": ci["f1"].to_dict(),
+        "exact_match": ci["exact_match"].to_dict(),
+        "per_question": {p.id: v for p, v in zip(general, per["f1"], strict=True)},
+        "answers": {p.id: a.text for p, a in zip(general, answers, strict=True)},
+    }
+
+
+def _retention(general, answers, base: dict[str, Any], config) -> dict[str, Any]:
+    """This strategy's general-knowledge score, the base model's, and the change."""
+    mine = _retention_scores(general, answers, config)
+    lost = [
+        qid
+        for qid, v in base["per_question"].items()
+        if (v or 0) >= 0.5 and (mine["per_question"].get(qid) or 0) < 0.5
+    ]
+    return {
+        **mine,
+        "base": base["score"],
+        "delta": mine["score"]["mean"] - base["score"]["mean"],
+        "forgotten": lost,  # general questions the base model got right and this one does not
+    }
 
 
 def _uses_models(strategies: list[str]) -> bool:
@@ -210,16 +321,27 @@ def _evaluate_strategy(
     inputs: Inputs,
     emit: ProgressFn,
     device: str,
-) -> tuple[StrategyResult, list[StoredAnswer]]:
-    """Prepare and answer with one strategy, measured; failures become a failed result."""
+    *,
+    train: list[QAPair] | None = None,
+    label: str | None = None,
+    general: list[QAPair] = (),
+) -> tuple[StrategyResult, list[StoredAnswer], list[Answer]]:
+    """Prepare and answer with one strategy, measured; failures become a failed result.
+
+    `train` replaces the training split (learning-curve points), `label` names the stored result,
+    and `general` questions are answered after the test split (not charged to its latency).
+    """
+    label = label or name
+    train = inputs.train if train is None else train
     strategy_config = make_config(name, config.strategy_configs.get(name))
-    result = StrategyResult(name, "failed", strategy_config.to_dict(), {}, {}, {})
+    result = StrategyResult(label, "failed", strategy_config.to_dict(), {}, {}, {})
     strategy = create_strategy(name, strategy_config, ctx)
     answers: list[Answer] = []
+    general_answers: list[Answer] = []
     try:
-        emit({"stage": "prepare", "strategy": name})
+        emit({"stage": "prepare", "strategy": label})
         with measure(device) as prep:
-            report = strategy.prepare(inputs.corpus, inputs.train)
+            report = strategy.prepare(inputs.corpus, train)
         result.prepare = {
             **asdict(report),
             "seconds": prep.seconds,
@@ -229,7 +351,7 @@ def _evaluate_strategy(
         }
         questions = [p.question for p in inputs.test]
         total = len(questions)
-        emit({"stage": "answer", "strategy": name, "done": 0, "total": total})
+        emit({"stage": "answer", "strategy": label, "done": 0, "total": total})
         with measure(device) as ans:
             for start in range(0, total, config.batch_size):
                 if ctx.cancelled():
@@ -239,29 +361,34 @@ def _evaluate_strategy(
                 got = strategy.answer(batch)
                 elapsed = time.perf_counter() - t0
                 if len(got) != len(batch):
-                    raise RuntimeError(f"{name} returned {len(got)} answers for {len(batch)}")
+                    raise RuntimeError(f"{label} returned {len(got)} answers for {len(batch)}")
                 # Batched generation: each question is charged an equal share of the batch.
                 for a in got:
                     a.cost.latency_s = elapsed / len(batch)
                 answers.extend(got)
-                emit({"stage": "answer", "strategy": name, "done": len(answers), "total": total})
+                emit({"stage": "answer", "strategy": label, "done": len(answers), "total": total})
         result.cost = _cost_summary(answers, result.prepare, ans, device, config)
+        if general:
+            emit({"stage": "retention", "strategy": label})
+            general_answers = _answer_all(
+                strategy, [p.question for p in general], config.batch_size, ctx.cancelled
+            )
         result.status = "done"
     except RunCancelled:
         raise
     except Exception as e:
         result.error = f"{type(e).__name__}: {e}"
         result.prepare.setdefault("traceback", traceback.format_exc(limit=8))
-        emit({"stage": "strategy_failed", "strategy": name, "error": result.error})
-        answers = []
+        emit({"stage": "strategy_failed", "strategy": label, "error": result.error})
+        answers, general_answers = [], []
     finally:
         with contextlib.suppress(Exception):  # closing must never hide the strategy's outcome
             strategy.close()
     stored = [
-        StoredAnswer(name, p.id, p.question, list(p.answers), a)
+        StoredAnswer(label, p.id, p.question, list(p.answers), a)
         for p, a in zip(inputs.test, answers, strict=False)
     ]
-    return result, stored
+    return result, stored, general_answers
 
 
 def _cost_summary(answers, prepare: dict, ans, device: str, config: RunConfig) -> dict[str, Any]:

@@ -72,6 +72,7 @@ class Strategy(ABC):
     description: ClassVar[str] = ""
     hidden: ClassVar[bool] = False  # test-only strategies are not offered in the app
     uses_models: ClassVar[bool] = True
+    trains: ClassVar[bool] = False  # learns from the training split (learning curves apply)
 
     def __init__(self, config: ConfigBase | None, ctx: StrategyContext):
         self.config = config if config is not None else self.config_class()

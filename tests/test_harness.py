@@ -40,6 +40,7 @@ def make_config(mini_corpus, tiny_models, tmp_path, **over):
         "store_path": str(tmp_path / "runs.sqlite"),
         "workdir": str(tmp_path / "work"),
         "bootstrap_resamples": 200,
+        "retention_questions": 6,
     }
     data.update(over)
     return RunConfig.from_dict(data)
@@ -184,3 +185,48 @@ def test_delete_run_removes_everything(mini_corpus, tiny_models, tmp_path):
         for table in ("strategy_results", "answers", "scores"):
             ids = {r[0] for r in c.execute(f"SELECT DISTINCT run_id FROM {table}")}
             assert ids == {keep}, table
+
+
+def test_retention_and_learning_curve_are_stored_with_the_run(mini_corpus, tiny_models, tmp_path):
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        strategies=["system_prompt", "lora"],
+        learning_curve=[0.5],
+    )
+    store = RunStore(cfg.store_path)
+    run = store.get_run(run_comparison(cfg))
+    by = {r.strategy: r for r in run.results}
+    assert list(by) == ["system_prompt", "lora", "lora@50%"]
+    assert by["lora"].extras["train_fraction"] == 1.0 and by["lora"].extras["train_pairs"] == 7
+    variant = by["lora@50%"]
+    assert variant.status == "done", variant.error
+    assert variant.extras == {"variant_of": "lora", "train_fraction": 0.5, "train_pairs": 4}
+    assert variant.prepare["details"]["qa_examples"] == 4  # trained on the subset only
+    assert len(store.get_answers(run.id, "lora@50%")) == 3
+    base = run.meta["retention_base"]
+    assert base["n"] == 6 and len(base["answers"]) == 6
+    # the closed-book strategy with default settings is the base model: no change
+    assert by["system_prompt"].extras["retention"]["delta"] == pytest.approx(0.0)
+    lora = by["lora"].extras["retention"]
+    assert lora["n"] == 6 and lora["base"] == base["score"]
+    assert lora["delta"] == pytest.approx(lora["score"]["mean"] - base["score"]["mean"])
+    assert "retention" not in variant.extras  # only the model trained on everything
+
+
+def test_resume_keeps_finished_strategies(mini_corpus, tiny_models, tmp_path):
+    first = make_config(mini_corpus, tiny_models, tmp_path, strategies=["fake"])
+    store = RunStore(first.store_path)
+    run_id = run_comparison(first, store=store)
+    before = store.get_answers(run_id, "fake")
+    both = make_config(mini_corpus, tiny_models, tmp_path, strategies=["fake", "system_prompt"])
+    events = []
+    run_comparison(both, store=store, run_id=run_id, resume=True, progress=events.append)
+    run = store.get_run(run_id)
+    assert run.status == "done"
+    assert [r.strategy for r in run.results] == ["fake", "system_prompt"]
+    after = store.get_answers(run_id, "fake")
+    assert [a.answer.cost.latency_s for a in after] == [a.answer.cost.latency_s for a in before]
+    assert {"stage": "strategy_done", "strategy": "fake", "status": "kept"} in events
+    assert not any(e.get("strategy") == "fake" and e["stage"] == "prepare" for e in events)
