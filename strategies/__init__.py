@@ -60,7 +60,7 @@ def create_strategy(
 
 
 # Built-in strategies register on import; order here is the order shown to users.
-from strategies import system_prompt, few_shot, rag, lora, fake  # noqa: E402,F401,I001
+from strategies import system_prompt, few_shot, rag, lora, combos, fake  # noqa: E402,F401,I001
 
 __all__ = [
     "GenerativeStrategy",

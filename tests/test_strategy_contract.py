@@ -69,7 +69,12 @@ def prepared_inputs(mini_corpus, tiny_models):
     return corpus, pairs[:7], pairs[7:]
 
 
-SMALL_SETTINGS = {"lora": {"epochs": 1, "batch_size": 4}, "few_shot": {"k": 2}}
+SMALL_SETTINGS = {
+    "lora": {"epochs": 1, "batch_size": 4},
+    "few_shot": {"k": 2},
+    "lora+rag": {"lora": {"epochs": 1, "batch_size": 4}},
+    "few_shot+rag": {"few_shot": {"k": 2}},
+}
 
 
 @pytest.mark.parametrize("name", ALL)
