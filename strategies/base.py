@@ -96,6 +96,16 @@ class Strategy(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most strategies hold nothing
         """Release what prepare() holds in shared memory (adapters); artifacts stay on disk."""
 
+    @classmethod
+    def reuse_config(cls, config: ConfigBase, prepared: dict[str, Any]) -> ConfigBase:
+        """The config that prepares this strategy again from a stored run's artifacts.
+
+        `prepared` is the stored `prepare` record (artifact_path, details). Strategies whose
+        preparation is expensive (training) point the config at the saved artifact; cheap ones
+        return the config unchanged and prepare again.
+        """
+        return config
+
 
 @dataclass
 class PromptConfig(ConfigBase):

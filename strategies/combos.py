@@ -59,6 +59,16 @@ class CompositeStrategy(GenerativeStrategy):
         for member in self.members.values():
             member.close()
 
+    @classmethod
+    def reuse_config(cls, config, prepared):
+        from strategies import get_strategy_class
+
+        parts = {
+            field: get_strategy_class(name).reuse_config(getattr(config, field), prepared)
+            for field, name in cls.parts.items()
+        }
+        return config.replace(**parts)
+
 
 def _raft_lora() -> LoraStrategyConfig:
     # TEMPORARY until LoRA training modes land: then always mode="raft".

@@ -1,0 +1,119 @@
+"""Playground: one question, every prepared strategy of a stored run, answers side by side.
+
+Strategies are prepared again from the run's stored config; a strategy that trained reuses the
+adapter it saved (`Strategy.reuse_config`), so nothing is retrained. An exported adapter (a
+folder, or a zip uploaded through the app) can be added next to them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.models import load_embedder, load_generator
+from core.types import Answer
+from eval.config import RunConfig
+from eval.harness import _uses_models, load_inputs
+from eval.store import RunStore
+from strategies import Strategy, create_strategy, get_strategy_class, make_config
+from strategies.base import StrategyContext
+
+
+@dataclass
+class PlaygroundAnswer:
+    strategy: str
+    answer: Answer
+    latency_s: float
+
+
+@dataclass
+class Playground:
+    """Prepared strategies of one run; `ask` answers a question with each of them."""
+
+    run_id: str
+    config: RunConfig
+    strategies: dict[str, Strategy] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    _inputs: Any = None
+
+    @classmethod
+    def from_run(cls, store: RunStore, run_id: str, names: list[str] | None = None) -> Playground:
+        """Prepare the run's finished strategies (or `names` among them) for questions.
+
+        Raises ValueError when the run's corpus can no longer be read.
+        """
+        run = store.get_run(run_id)
+        config = RunConfig.from_dict(run.config)
+        done = {
+            r.strategy: r
+            for r in run.results
+            if r.status == "done" and "variant_of" not in r.extras
+        }
+        chosen = [n for n in (names or list(done)) if n in done]
+        pg = cls(run_id, config)
+        tokenizer = load_generator(config.models).tokenizer if _uses_models(chosen) else None
+        if _uses_models(chosen):
+            load_embedder(config.models)
+        try:
+            pg._inputs = load_inputs(config, tokenizer)
+        except Exception as e:  # the corpus folder was deleted or moved since the run
+            raise ValueError(f"the corpus of run {run_id} cannot be read any more: {e}") from e
+        if run.fingerprint and pg._inputs.corpus.fingerprint != run.fingerprint:
+            pg.warnings.append(
+                "The documents changed since this run: retrieval uses their current text."
+            )
+        for name in chosen:
+            result = done[name]
+            cfg = get_strategy_class(name).reuse_config(
+                make_config(name, result.config), result.prepare
+            )
+            pg._add(name, name, cfg)
+        return pg
+
+    def _add(self, label: str, name: str, cfg) -> None:
+        ctx = StrategyContext(
+            models=self.config.models,
+            workdir=Path(self.config.workdir),
+            seed=self.config.split.seed,
+        )
+        strategy = create_strategy(name, cfg, ctx)
+        try:
+            strategy.prepare(self._inputs.corpus, self._inputs.train)
+        except Exception as e:  # one strategy that cannot be restored leaves the others usable
+            strategy.close()
+            self.warnings.append(f"{label} could not be prepared: {type(e).__name__}: {e}")
+            return
+        self.strategies[label] = strategy
+
+    def add_adapter(self, path: str | Path, label: str = "uploaded adapter") -> str | None:
+        """Answer with a saved peft adapter too (closed book, the run's LoRA settings otherwise).
+
+        Returns the label it answers under, or None (with a warning) if it could not be loaded.
+        """
+        base = make_config("lora", self.config.strategy_configs.get("lora"))
+        cfg = get_strategy_class("lora").reuse_config(base, {"artifact_path": str(path)})
+        before = len(self.strategies)
+        self._add(label, "lora", cfg)
+        return label if len(self.strategies) > before else None
+
+    def ask(self, question: str) -> list[PlaygroundAnswer]:
+        """Every prepared strategy's answer to `question`, timed one by one."""
+        question = question.strip()
+        if not question:
+            raise ValueError("type a question first")
+        out = []
+        for label, strategy in self.strategies.items():
+            t0 = time.perf_counter()
+            (answer,) = strategy.answer([question])
+            latency = time.perf_counter() - t0
+            answer.cost.latency_s = latency
+            out.append(PlaygroundAnswer(label, answer, latency))
+        return out
+
+    def close(self) -> None:
+        """Release adapters held in the shared generator."""
+        for strategy in self.strategies.values():
+            strategy.close()
+        self.strategies.clear()
