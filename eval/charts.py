@@ -1,0 +1,199 @@
+"""Altair charts over the frames of eval/dashboards.py (the app draws them with st.altair_chart,
+the HTML report renders them to SVG). Each function takes the dashboard's output and returns an
+`alt.Chart`/`alt.LayerChart`; an empty input gives a chart that says there is nothing to draw."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from eval.dashboards import COST_AXES, BreakEven, metric_label
+
+WIDTH, HEIGHT = 460, 280
+
+
+def _empty(message: str) -> alt.Chart:
+    return (
+        alt.Chart(pd.DataFrame({"text": [message]}))
+        .mark_text(size=13, color="gray")
+        .encode(text="text:N")
+        .properties(width=WIDTH, height=60)
+    )
+
+
+def quality_cost_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
+    """Points per strategy (with 95% interval bars) and the Pareto frontier as a line.
+
+    `df` is `dashboards.quality_vs_cost(...)`."""
+    if df.empty:
+        return _empty("no strategy has both this metric and this cost")
+    metric, cost = df.attrs.get("metric", "quality"), df.attrs.get("cost", "cost")
+    y_title = f"{metric_label(metric)} (mean, 95% CI)"
+    x = alt.X("cost:Q", title=COST_AXES.get(cost, cost), scale=alt.Scale(zero=False, nice=True))
+    # A text column rather than a fixed boolean domain: a colour scale shared with other charts
+    # (concatenated in the app) must not drop their categories.
+    df = df.assign(frontier=df.pareto.map({True: "on the frontier", False: "dominated"}))
+    base = alt.Chart(df).properties(width=WIDTH, height=HEIGHT)
+    bars = base.mark_rule(opacity=0.6).encode(x=x, y=alt.Y("low:Q", title=y_title), y2="high:Q")
+    points = base.mark_point(filled=True, size=90).encode(
+        x=x,
+        y="quality:Q",
+        color=alt.Color("frontier:N", title="Pareto"),
+        tooltip=["strategy", "quality", "low", "high", "cost", "pareto"],
+    )
+    labels = base.mark_text(align="left", dx=7, dy=-7).encode(x=x, y="quality:Q", text="strategy")
+    frontier = (
+        alt.Chart(df[df.pareto])
+        .mark_line(strokeDash=[4, 3])
+        .encode(x=x, y="quality:Q", order="cost:Q")
+    )
+    return alt.layer(bars, frontier, points, labels).properties(
+        title=f"{metric_label(metric)} against {COST_AXES.get(cost, cost).lower()}"
+    )
+
+
+def break_even_chart(be: BreakEven) -> alt.LayerChart | alt.Chart:
+    """Total cost against questions answered, one line per strategy, crossings marked."""
+    if be.curve.empty:
+        return _empty("no strategy has prices")
+    y = alt.Y("total_cost:Q", title=f"Total cost ({be.currency})")
+    x = alt.X(
+        "volume:Q",
+        title="Questions answered",
+        scale=alt.Scale(domain=[0, be.x_max]),
+        axis=alt.Axis(format="~s"),
+    )
+    lines = (
+        alt.Chart(be.curve)
+        .mark_line()
+        .encode(
+            x=x, y=y, color=alt.Color("strategy:N"), tooltip=["strategy", "volume", "total_cost"]
+        )
+    )
+    layers = [lines]
+    cross = be.crossings[be.crossings.volume <= be.x_max].rename(columns={"cost": "total_cost"})
+    # The full sentence goes in the tooltip; on the chart the volume alone keeps labels apart.
+    cross = cross.assign(short=[f"{v:,.0f}" for v in cross.volume])
+    if not cross.empty:
+        layers.append(
+            alt.Chart(cross)
+            .mark_point(shape="diamond", size=80, filled=True, color="black")
+            .encode(x="volume:Q", y="total_cost:Q", tooltip=["label"])
+        )
+        layers.append(
+            alt.Chart(cross)
+            .mark_text(align="left", dx=6, dy=-8, fontSize=10)
+            .encode(x="volume:Q", y="total_cost:Q", text="short:N")
+        )
+    return alt.layer(*layers).properties(
+        width=WIDTH, height=HEIGHT, title="Break-even: preparation + per-question price"
+    )
+
+
+def learning_curve_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
+    """Metric against training pairs with its 95% interval as a band. `df`: learning_curve()."""
+    if df.empty:
+        return _empty("no learning-curve variants in this run (set learning_curve in the config)")
+    metric = df.attrs.get("metric", "metric")
+    x = alt.X("train_pairs:Q", title="Training Q/A pairs")
+    color = alt.Color("strategy:N")
+    base = alt.Chart(df)
+    band = base.mark_area(opacity=0.2).encode(
+        x=x, y=alt.Y("low:Q", title=f"{metric_label(metric)} (95% CI)"), y2="high:Q", color=color
+    )
+    line = base.mark_line(point=True).encode(
+        x=x,
+        y="mean:Q",
+        color=color,
+        tooltip=["label", "train_pairs", "mean", "low", "high", "prepare_s"],
+    )
+    return alt.layer(band, line).properties(width=WIDTH, height=HEIGHT, title="Learning curve")
+
+
+def loss_curve_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
+    """Training loss per step as a line, eval loss as points, the best step as a rule.
+    `df`: loss_curves()."""
+    if df.empty:
+        return _empty("no training in this run")
+    x = alt.X("step:Q", title="Step")
+    y = alt.Y("loss:Q", title="Loss", scale=alt.Scale(zero=False))
+    layers = [
+        alt.Chart(df[df.kind == "train"])
+        .mark_line()
+        .encode(x=x, y=y, color=alt.Color("strategy:N"), strokeDash=alt.value([1, 0]))
+    ]
+    ev = df[df.kind == "eval"]
+    if not ev.empty:
+        layers.append(
+            alt.Chart(ev)
+            .mark_point(filled=True, size=50, shape="square")
+            .encode(x=x, y=y, color="strategy:N", tooltip=["strategy", "step", "loss"])
+        )
+    best = df[df.best]
+    if not best.empty:
+        layers.append(alt.Chart(best).mark_rule(strokeDash=[3, 3], color="gray").encode(x="step:Q"))
+        layers.append(
+            alt.Chart(best.assign(text="best step"))
+            .mark_text(align="left", dx=4, dy=-6, color="gray")
+            .encode(x="step:Q", y="loss:Q", text="text:N")
+        )
+    return alt.layer(*layers).properties(
+        width=WIDTH, height=HEIGHT, title="Loss: train (line), eval (squares)"
+    )
+
+
+def latency_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
+    """Per-question latency per strategy: box plot with every question as a dot.
+    `df`: latency_frame()."""
+    if df.empty:
+        return _empty("no answers stored")
+    y = alt.Y("strategy:N", title=None)
+    x = alt.X("latency_s:Q", title="Latency per question (s)")
+    box = alt.Chart(df).mark_boxplot(extent="min-max", opacity=0.5).encode(x=x, y=y)
+    dots = (
+        alt.Chart(df)
+        .mark_circle(size=18, opacity=0.6, color="black")
+        .encode(x=x, y=y, tooltip=["strategy", "qid", "latency_s"])
+    )
+    return alt.layer(box, dots).properties(width=WIDTH, title="Latency distribution")
+
+
+def recall_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
+    """Retrieval recall@k per strategy with its 95% interval. `df`: retrieval_recall()."""
+    if df.empty:
+        return _empty("no retrieval strategy in this run")
+    y = alt.Y("strategy:N", title=None)
+    bars = (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            x=alt.X("mean:Q", title="Recall@k (95% CI)", scale=alt.Scale(domain=[0, 1])),
+            y=y,
+            tooltip=["strategy", "mean", "low", "high", "n", "top_k"],
+        )
+    )
+    err = alt.Chart(df).mark_rule().encode(x="low:Q", x2="high:Q", y=y)
+    return alt.layer(bars, err).properties(width=WIDTH, title="Retrieval recall@k")
+
+
+def retention_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
+    """Domain gain (x) against general-knowledge change (y) per strategy; the good corner is
+    top right. `df`: retention_vs_gain()."""
+    data = df.dropna(subset=["domain_gain", "retention_delta"])
+    if data.empty:
+        return _empty(df.attrs.get("note") or "no retention figures in this run")
+    metric = df.attrs.get("metric", "metric")
+    x = alt.X("domain_gain:Q", title=f"Domain gain ({metric_label(metric)} vs base)")
+    y = alt.Y("retention_delta:Q", title="General-knowledge change vs base model")
+    zero = pd.DataFrame({"z": [0.0]})
+    layers = [
+        alt.Chart(zero).mark_rule(color="lightgray").encode(x="z:Q"),
+        alt.Chart(zero).mark_rule(color="lightgray").encode(y="z:Q"),
+        alt.Chart(data)
+        .mark_point(filled=True, size=90)
+        .encode(x=x, y=y, tooltip=["strategy", "mean", "domain_gain", "retention_delta"]),
+        alt.Chart(data).mark_text(align="left", dx=7).encode(x=x, y=y, text="strategy"),
+    ]
+    return alt.layer(*layers).properties(
+        width=WIDTH, height=HEIGHT, title="Domain gain against general ability retained"
+    )

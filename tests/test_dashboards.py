@@ -1,0 +1,347 @@
+"""Dashboards, charts and exports over runs written straight into a store with chosen numbers."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from core.types import Answer, Context, Cost
+from eval import charts
+from eval import dashboards as db
+from eval.cli import _parser, build_config
+from eval.config import RunConfig
+from eval.html_report import chart_svg, cli_command, html_report, run_config_yaml
+from eval.metrics import METRICS, Metric
+from eval.stats import bootstrap_ci
+from eval.store import RunStore, StoredAnswer, StrategyResult
+
+N = 20
+QIDS = [f"q{i}" for i in range(N)]
+
+
+def _f1(strategy: str) -> list[float]:
+    """Chosen per-question F1: system_prompt knows q0-q4; rag gets q0-q14; lora trades q0-q4
+    (regressions) for q5-q9; few_shot equals system_prompt."""
+    right = {
+        "system_prompt": range(0, 5),
+        "few_shot": range(0, 5),
+        "rag": range(0, 15),
+        "lora": range(5, 10),
+        "lora@50%": range(5, 7),
+    }[strategy]
+    return [1.0 if i in right else 0.0 for i in range(N)]
+
+
+COSTS = {
+    # strategy: (prepare_s, latency_p50_s, price_prepare, price_per_1k)
+    "system_prompt": (0.0, 0.20, 0.0, 0.05),
+    "few_shot": (0.5, 0.40, 0.0, 0.08),
+    "rag": (3.0, 0.50, 0.01, 0.10),
+    "lora": (100.0, 0.15, 1.0, 0.02),
+    "lora@50%": (50.0, 0.15, 0.5, 0.02),
+}
+
+
+def _result(name: str, scores: dict[str, list[float | None]]) -> StrategyResult:
+    prep_s, p50, pp, p1k = COSTS[name]
+    metrics = {m: bootstrap_ci(v, n_resamples=500).to_dict() for m, v in scores.items()}
+    extras: dict = {}
+    details: dict = {}
+    if name.startswith("lora"):
+        extras = {"train_fraction": 1.0, "train_pairs": 20}
+        if name == "lora@50%":
+            extras = {"variant_of": "lora", "train_fraction": 0.5, "train_pairs": 10}
+        else:
+            extras["retention"] = {
+                "metric": "f1",
+                "n": 6,
+                "score": {"mean": 0.30, "low": 0.2, "high": 0.4},
+                "base": {"mean": 0.35, "low": 0.25, "high": 0.45},
+                "delta": -0.05,
+            }
+            details = {
+                "loss_curve": [2.0, 1.5, 1.2, 1.0],
+                "eval_loss_curve": [{"step": 2, "loss": 1.6}, {"step": 4, "loss": 1.4}],
+                "best_step": 4,
+            }
+    return StrategyResult(
+        strategy=name,
+        status="done",
+        config={"top_k": 3} if name == "rag" else {},
+        prepare={"seconds": prep_s, "details": details},
+        cost={
+            "prepare_s": prep_s,
+            "latency_p50_s": p50,
+            "latency_p95_s": p50 * 2,
+            "price_prepare": pp,
+            "price_per_1k": p1k,
+            "trainable_params": 1000 if name.startswith("lora") else 0,
+            "currency": "USD",
+        },
+        metrics=metrics,
+        extras=extras,
+    )
+
+
+def _store_run(tmp_path, strategies=("system_prompt", "few_shot", "rag", "lora", "lora@50%")):
+    store = RunStore(tmp_path / "runs.sqlite")
+    cfg = RunConfig(strategies=["system_prompt", "few_shot", "rag", "lora"], name="synthetic")
+    run_id = store.create_run(cfg.to_dict(), cfg.name)
+    store.update_run(run_id, device="cpu", models={"generator": "tiny", "embedder": "minilm"})
+    for name in strategies:
+        f1 = _f1(name)
+        recall = [1.0] * 15 + [0.0] * 5 if name == "rag" else [None] * N
+        answers = []
+        for i, q in enumerate(QIDS):
+            ctx = [Context(f"passage about {q}", "doc.md", 0.9)] if name == "rag" else []
+            answers.append(
+                StoredAnswer(
+                    name,
+                    q,
+                    f"Question {i}?",
+                    [f"gold {i}"],
+                    Answer(f"Question {i}?", f"{name} says {i}", ctx, Cost(10, 3, 0.1 + i / 100)),
+                    {"f1": f1[i], "recall_at_k": recall[i]},
+                )
+            )
+        store.save_strategy(run_id, _result(name, {"f1": f1, "recall_at_k": recall}), answers)
+    store.finish_run(run_id, "done")
+    return store, run_id
+
+
+@pytest.fixture
+def synthetic(tmp_path):
+    store, run_id = _store_run(tmp_path)
+    return store, run_id, db.RunView.load(store, run_id)
+
+
+def test_side_by_side_marks_best_per_direction_and_excludes_variants(synthetic, monkeypatch):
+    store, run_id, _ = synthetic
+    # A lower-is-better metric: the best is the smallest value.
+    monkeypatch.setitem(METRICS, "err", Metric("err", "Err", lambda i, e: [], False))
+    for s, v in {"system_prompt": 0.3, "few_shot": 0.1, "rag": 0.5, "lora": 0.2}.items():
+        store.save_scores(
+            run_id, s, {"err": dict.fromkeys(QIDS, v)}, {"err": {"mean": v, "low": v, "high": v}}
+        )
+    sbs = db.side_by_side(db.RunView.load(store, run_id))
+    assert list(sbs.table.index) == ["system_prompt", "few_shot", "rag", "lora"]  # no lora@50%
+    assert sbs.best["f1"] == "rag"
+    assert sbs.best["err"] == "few_shot"
+    assert sbs.best["prepare_s"] == "system_prompt"
+    assert sbs.best["latency_p50_s"] == "lora"
+    assert sbs.best["price_per_1k"] == "lora"
+    assert sbs.best["trainable_params"] == "system_prompt"
+    assert sbs.table.loc["rag", "f1"] == pytest.approx(0.75)
+    disp = sbs.display.set_index("Strategy")
+    assert disp.loc["rag", "F1"].startswith("★")
+    assert not disp.loc["lora", "F1"].startswith("★")
+    sig = sbs.significance.set_index(["metric", "strategy"])
+    # system_prompt is 10 questions behind rag: a clear, significant gap.
+    assert sig.loc[("f1", "system_prompt"), "significant"]
+    assert sig.loc[("f1", "system_prompt"), "p_value"] < 0.01
+    assert sig.loc[("f1", "system_prompt"), "diff"] == pytest.approx(-0.5)
+
+
+def test_paired_test_clear_difference_noise_and_identical(synthetic):
+    _, _, view = synthetic
+    clear = db.compare_strategies(view, "rag", "system_prompt")
+    assert clear.significant and clear.mean_diff == pytest.approx(0.5) and clear.n == N
+    same = db.compare_strategies(view, "few_shot", "system_prompt")
+    assert same.p_value == 1.0 and not same.significant
+    rng = np.random.default_rng(1)
+    base = {q: float(x) for q, x in zip(QIDS, rng.uniform(0, 1, N), strict=True)}
+    noise = rng.normal(0, 0.05, N)
+    noisy = {q: base[q] + noise[i] - noise.mean() for i, q in enumerate(QIDS)}
+    t = db.paired_test(base, noisy)
+    assert not t.significant and t.p_value > 0.5
+    # Exact small case: 5 differences all +1 -> only all-plus and all-minus reach |mean| = 1.
+    five = db.paired_test(dict.fromkeys("abcde", 1.0), dict.fromkeys("abcde", 0.0))
+    assert five.exact and five.p_value == pytest.approx(2 / 32)
+    with pytest.raises(KeyError, match="no finished strategy 'nope'"):
+        db.compare_strategies(view, "nope", "rag")
+    with pytest.raises(ValueError, match="metric 'bleu' is not in run"):
+        db.compare_strategies(view, "rag", "lora", metric="bleu")
+
+
+def test_compare_runs_matches_questions_by_qid(tmp_path):
+    store_a, id_a = _store_run(tmp_path / "a")
+    store_b, id_b = _store_run(tmp_path / "b")
+    a, b = db.RunView.load(store_a, id_a), db.RunView.load(store_b, id_b)
+    t = db.compare_runs(a, b, "rag")
+    assert t.n == N and t.p_value == 1.0
+    t2 = db.compare_runs(a, b, "rag", strategy_b="system_prompt")
+    assert t2.significant and t2.mean_diff == pytest.approx(0.5)
+
+
+def test_quality_vs_cost_pareto(synthetic):
+    _, _, view = synthetic
+    df = db.quality_vs_cost(view, "f1", "price_per_1k").set_index("strategy")
+    assert set(df.index[df.pareto]) == {"lora", "rag"}
+    by_time = db.quality_vs_cost(view, "f1", "prepare_s").set_index("strategy")
+    assert set(by_time.index[by_time.pareto]) == {"system_prompt", "rag"}
+    with pytest.raises(ValueError, match="unknown cost"):
+        db.quality_vs_cost(view, "f1", "bananas")
+    assert db.pareto_mask([1, 2, 3], [1, 2, 3]) == [True, True, True]
+    assert db.pareto_mask([1, 1], [2, 1]) == [False, True]
+
+
+def test_break_even_crossings_exact(synthetic):
+    _, _, view = synthetic
+    be = db.break_even(view)
+    cross = {(r.a, r.b): r for r in be.crossings.itertuples()}
+    # rag 0.01 + n*0.0001 = lora 1.0 + n*0.00002  ->  n = 0.99 / 0.00008
+    assert cross[("rag", "lora")].volume == pytest.approx(0.99 / 0.00008)
+    assert cross[("rag", "lora")].cost == pytest.approx(0.01 + 0.0001 * 0.99 / 0.00008)
+    assert cross[("rag", "lora")].cheaper_after == "lora"
+    assert cross[("system_prompt", "lora")].volume == pytest.approx(1.0 / 0.00003)
+    # Lines starting at the same point never cross at a positive volume.
+    assert ("system_prompt", "few_shot") not in cross
+    pays = be.pays_off.set_index("other")
+    assert pays.loc["rag", "from_volume"] == pytest.approx(12375)
+    assert "12,375 questions" in pays.loc["rag", "sentence"]
+    assert be.x_max == pytest.approx(1.5 * 1.0 / 0.00003)
+    assert set(be.curve.strategy) == {"system_prompt", "few_shot", "rag", "lora"}
+    assert db.crossing(0, 1, 0, 1) is None and db.crossing(1, 1, 0, 2) == 1
+
+
+def test_recommendation_cheapest_meeting_threshold_and_volume(synthetic):
+    _, _, view = synthetic
+    rec = db.recommend(view, 10_000, "f1", 0.5)
+    assert rec.choice == "rag"
+    assert rec.reasons[0].startswith("rag meets F1 ≥ 0.5 (0.750 [")
+    assert "$1.00 a month at 10,000 questions" in rec.reasons[0]
+    assert any(r.startswith("lora is cheaper ($0.28 a month) but its F1 0.25") for r in rec.reasons)
+    # A lower bar: at 10,000 a month lora's cheap answers beat its preparation; at 1,000 not.
+    assert db.recommend(view, 10_000, "f1", 0.2).choice == "lora"
+    assert db.recommend(view, 1_000, "f1", 0.2).choice == "system_prompt"
+    none = db.recommend(view, 1_000, "f1", 0.9)
+    assert none.choice is None and none.best == "rag"
+    assert none.reasons[0].startswith("No strategy meets F1 ≥ 0.9; the best is rag")
+    # rag's interval reaches 0.8 though its mean 0.75 does not.
+    upper = db.recommend(view, 1_000, "f1", 0.8)
+    assert upper.table.set_index("strategy").loc["rag", "status"] == "upper bound only"
+    assert any("only its interval's upper bound" in r for r in upper.reasons)
+    with pytest.raises(ValueError, match="months"):
+        db.recommend(view, 1_000, months=0)
+
+
+def test_explorer_and_filters(synthetic):
+    _, _, view = synthetic
+    df = db.question_explorer(view, "f1")
+    assert len(df) == N and list(df.columns[:3]) == ["qid", "question", "golds"]
+    assert df.loc[0, "rag answer"] == "rag says 0" and df.loc[0, "rag score"] == 1.0
+    assert "[chunk: doc.md] passage about q0" in df.loc[0, "rag contexts"]
+    assert df.loc[0, "lora contexts"] == ""
+    assert set(db.disagreements(df).qid) == set(QIDS[:15])
+    assert set(db.all_wrong(df).qid) == set(QIDS[15:])
+    only_two = db.question_explorer(view, "f1", ["system_prompt", "few_shot"])
+    assert db.disagreements(only_two).empty
+
+
+def test_knowledge_slices_counts_and_regressions(synthetic, tmp_path):
+    _, _, view = synthetic
+    ks = db.knowledge_slices(view)
+    t = ks.table.set_index("strategy")
+    assert ks.known == QIDS[:5]
+    assert t.loc["lora", "known_n"] == 5 and t.loc["lora", "new_n"] == 15
+    assert t.loc["lora", "known_mean"] == 0.0
+    assert t.loc["lora", "new_mean"] == pytest.approx(5 / 15)
+    assert t.loc["lora", "regressions"] == 5
+    assert t.loc["rag", "regressions"] == 0 and t.loc["rag", "new_mean"] == pytest.approx(10 / 15)
+    store, run_id = _store_run(tmp_path / "nobase", strategies=("rag", "lora"))
+    missing = db.knowledge_slices(db.RunView.load(store, run_id))
+    assert missing.table is None and "no finished 'system_prompt'" in missing.reason
+
+
+def test_retention_learning_and_loss_curves(synthetic):
+    _, _, view = synthetic
+    ret = db.retention_vs_gain(view).set_index("strategy")
+    assert ret.loc["rag", "domain_gain"] == pytest.approx(0.5)
+    assert ret.loc["lora", "retention_delta"] == pytest.approx(-0.05)
+    assert np.isnan(ret.loc["rag", "retention_delta"])
+    lc = db.learning_curve(view)
+    assert list(lc.train_pairs) == [10, 20] and list(lc.label) == ["lora@50%", "lora"]
+    assert list(lc["mean"]) == pytest.approx([0.1, 0.25])
+    assert list(lc.prepare_s) == [50.0, 100.0]
+    loss = db.loss_curves(view)
+    assert list(loss[loss.kind == "train"].step) == [1, 2, 3, 4]
+    assert list(loss[loss.best].step) == [4]
+    lat = db.latency_frame(view)
+    assert len(lat) == 4 * N and lat.latency_s.max() == pytest.approx(0.29)
+    rec = db.retrieval_recall(view)
+    assert list(rec.strategy) == ["rag"] and rec.loc[0, "mean"] == pytest.approx(0.75)
+
+
+def test_charts_render_to_svg(synthetic):
+    _, _, view = synthetic
+    built = [
+        charts.quality_cost_chart(db.quality_vs_cost(view)),
+        charts.break_even_chart(db.break_even(view)),
+        charts.learning_curve_chart(db.learning_curve(view)),
+        charts.loss_curve_chart(db.loss_curves(view)),
+        charts.latency_chart(db.latency_frame(view)),
+        charts.recall_chart(db.retrieval_recall(view)),
+        charts.retention_chart(db.retention_vs_gain(view)),
+        charts.loss_curve_chart(db.loss_curves(view).iloc[0:0]),  # the empty case
+    ]
+    for c in built:
+        assert chart_svg(c).lstrip().startswith(("<svg", "<?xml"))
+
+
+def test_html_report_self_contained(synthetic):
+    store, run_id, _ = synthetic
+    page = html_report(store, run_id)
+    assert page.startswith("<!DOCTYPE html>") and "<table" in page
+    assert page.count("<svg") >= 7
+    assert "★" in page and "lora meets F1 ≥ 0.1" in page  # the default inputs
+    assert "rag meets F1 ≥ 0.5" in html_report(store, run_id, threshold=0.5)
+    assert not re.search(r"<script|<link|(src|href)\s*=\s*['\"]?https?://", page, re.I)
+    assert "python -m eval run --config run.yaml" in page
+
+
+def test_yaml_round_trips_and_command_is_accepted(synthetic, tmp_path):
+    store, run_id, _ = synthetic
+    run = store.get_run(run_id)
+    text = run_config_yaml(run)
+    assert RunConfig.from_yaml(text).to_dict() == run.config
+    cmd = cli_command(run)
+    assert cmd == "python -m eval run --config run.yaml"
+    (tmp_path / "run.yaml").write_text(text, encoding="utf-8")
+    args = _parser().parse_args(cmd.split()[3:])
+    args.config = str(tmp_path / args.config)
+    assert build_config(args).to_dict() == run.config
+
+
+def test_every_piece_from_a_real_harness_run(mini_corpus, tiny_models, tmp_path):
+    from eval.harness import run_comparison
+
+    from .test_harness import make_config
+
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        strategies=["fake"],
+        metrics=["exact_match", "f1", "groundedness", "recall_at_k"],
+    )
+    run_id = run_comparison(cfg)
+    store = RunStore(cfg.store_path)
+    view = db.RunView.load(store, run_id)
+    assert view.run.status == "done"
+    assert len(db.side_by_side(view).table) == 1
+    db.compare_strategies(view, "fake", "fake")
+    db.quality_vs_cost(view)
+    db.break_even(view)
+    assert db.recommend(view, 10_000, "f1", 0.0).choice == "fake"
+    assert len(db.question_explorer(view)) == 3
+    assert db.knowledge_slices(view).table is None
+    db.retention_vs_gain(view)
+    assert db.learning_curve(view).empty
+    db.loss_curves(view)
+    db.latency_frame(view)
+    db.retrieval_recall(view)
+    page = html_report(store, run_id)
+    assert "<svg" in page and "fake" in page
+    assert RunConfig.from_yaml(run_config_yaml(view.run)).to_dict() == view.run.config
