@@ -1,12 +1,19 @@
-"""LoRA fine-tuning: train a low-rank adapter on the training Q/A pairs, answer closed book."""
+"""LoRA fine-tuning: train a low-rank adapter on the corpus and the training Q/A pairs.
+
+Training modes: `qa` (supervised Q/A, loss on the answer only), `cpt` (continued pretraining on
+raw chunks), `mix` (both) and `raft` (retrieval-aware: each Q/A prompt carries retrieved
+passages laid out as RAG shows them, the passage holding the answer among distractors, or left
+out for a share of examples, as in RAFT, Zhang et al. 2024). The loop itself lives in
+`strategies.training` and runs through `accelerate`; `python -m strategies.train_lora` runs the
+same training in several processes.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import math
 import random
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +23,23 @@ from core.prompts import answer_messages
 from core.types import Answer, Corpus, PrepareReport, QAPair
 from strategies import GenerativeStrategy, register_strategy
 from strategies.base import PromptConfig, RunCancelled
+from strategies.training import (
+    IGNORE,
+    MODES,
+    RaftStats,
+    chunk_examples,
+    pad_right,
+    qa_example,
+    raft_example,
+    raft_passages,
+    split_validation,
+    train_adapter,
+)
 
-IGNORE = -100  # label value the loss skips
+__all__ = ["IGNORE", "LoraStrategy", "LoraStrategyConfig"]
 # peft still calls a transformers property deprecated in v5; the warning is not ours to fix.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+_pad_right = pad_right  # the old private name, kept for callers outside this module
 
 
 @dataclass
@@ -31,18 +51,44 @@ class LoraStrategyConfig(PromptConfig):
         ["q_proj", "k_proj", "v_proj", "o_proj"],
         "Module names to adapt (attention projections by default); ['all-linear'] for all.",
     )
+    mode: str = option(
+        "qa",
+        "Training data: 'qa' (Q/A pairs, loss on the answer only), 'cpt' (raw corpus chunks, "
+        "loss on every token), 'mix' (both), 'raft' (Q/A with retrieved passages in the "
+        "prompt: the one holding the answer plus distractors, as RAG shows them).",
+    )
+    raft_passages: int = option(
+        3, "raft: passages per example (the oracle plus distractors); match rag.top_k."
+    )
+    raft_no_oracle: float = option(
+        0.2, "raft: share of examples whose passages leave the answer's passage out."
+    )
     epochs: float = option(3.0, "Passes over the training data (fractions allowed).")
     learning_rate: float = option(1e-3, "Peak AdamW learning rate (linear warm-up and decay).")
-    batch_size: int = option(8, "Examples per optimisation step.")
-    max_seq_tokens: int = option(256, "Examples longer than this are truncated.")
+    batch_size: int = option(8, "Examples per optimisation step (per process).")
+    max_seq_tokens: int = option(
+        256,
+        "Examples longer than this are truncated (raft drops distractors first; raise it to "
+        "about raft_passages x chunk tokens to keep them all).",
+    )
     train_on_chunks: bool = option(
-        False, "Also train on raw corpus chunks (continued pretraining, loss on all tokens)."
+        False, "Deprecated: the same as mode 'mix' (kept so old configs still run)."
     )
     max_steps: int = option(0, "Stop after this many steps (0 = no limit).")
+    val_fraction: float = option(
+        0.1, "Share of the training Q/A pairs held out to validate on (0 = no validation)."
+    )
+    eval_every: int = option(50, "Validate every this many steps (and at each epoch's end).")
+    patience: int = option(
+        0, "Stop after this many validations without improvement (0 = never stop early)."
+    )
     gradient_checkpointing: bool = option(
         True, "On CUDA, trade compute for memory (ignored on the CPU, where it only slows down)."
     )
-    seed: int = option(0, "Seed of adapter initialisation and data order.")
+    seed: int = option(0, "Seed of adapter initialisation, data order and validation split.")
+    adapter_path: str = option(
+        "", "A saved peft adapter folder to load instead of training (empty = train)."
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -53,28 +99,52 @@ class LoraStrategyConfig(PromptConfig):
             isinstance(self.target_modules, list) and bool(self.target_modules),
             "target_modules must be a non-empty list",
         )
+        check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}")
+        check(1 <= int(self.raft_passages) <= 20, "raft_passages must be in 1..20")
+        check(0.0 <= float(self.raft_no_oracle) <= 1.0, "raft_no_oracle must be in [0, 1]")
         check(0 < float(self.epochs) <= 100, "epochs must be in (0, 100]")
         check(0 < float(self.learning_rate) < 1, "learning_rate must be in (0, 1)")
         check(1 <= int(self.batch_size) <= 1024, "batch_size must be in 1..1024")
         check(16 <= int(self.max_seq_tokens) <= 8192, "max_seq_tokens must be in 16..8192")
         check(int(self.max_steps) >= 0, "max_steps must be >= 0")
+        check(0.0 <= float(self.val_fraction) < 1.0, "val_fraction must be in [0, 1)")
+        check(int(self.eval_every) >= 0, "eval_every must be >= 0")
+        check(int(self.patience) >= 0, "patience must be >= 0")
+
+    @property
+    def effective_mode(self) -> str:
+        """`mode`, with the old `train_on_chunks=True` turning 'qa' into 'mix'."""
+        return "mix" if self.train_on_chunks and self.mode == "qa" else self.mode
 
 
 @register_strategy("lora")
 class LoraStrategy(GenerativeStrategy):
     config_class = LoraStrategyConfig
+    trains = True
     description = "LoRA fine-tune: a low-rank adapter trained on the training Q/A pairs."
 
     def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
+        """Train an adapter (or load `adapter_path`) on the shared generator.
+
+        Raises ValueError when the mode has no data to learn from or the adapter cannot be read.
+        """
+        if self.config.adapter_path:
+            return self._load(corpus)
         import torch
-        from peft import LoraConfig
 
         cfg = self.config
-        if not train and not cfg.train_on_chunks:
-            raise ValueError("lora needs training Q/A pairs (or train_on_chunks)")
+        mode = cfg.effective_mode
+        if mode in ("qa", "raft") and not train:
+            raise ValueError(f"lora mode {mode!r} needs training Q/A pairs")
+        if mode in ("cpt", "raft") and not corpus.chunks:
+            raise ValueError(f"lora mode {mode!r} needs a corpus with at least one chunk")
+        if mode == "mix" and not train and not corpus.chunks:
+            raise ValueError("lora needs training Q/A pairs or corpus chunks")
         gen = self.ctx.generator
         self.set_system_prompt(corpus)
-        examples = self._examples(corpus, train)
+        fit, held = split_validation(train, cfg.val_fraction, cfg.seed)
+        examples, info = self._examples(corpus, fit, mode)
+        val_examples, _ = self._examples(corpus, held, "raft" if mode == "raft" else "qa")
         if not examples:
             raise ValueError("lora: no training example survived tokenisation")
 
@@ -83,7 +153,67 @@ class LoraStrategy(GenerativeStrategy):
         ).hexdigest()[:12]
         self.adapter = f"lora-{key}"
         torch.manual_seed(cfg.seed)
-        peft_config = LoraConfig(
+        with gen.lock:
+            model = gen.attach_adapter(self.adapter, self.peft_config())
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            with warnings.catch_warnings():
+                # peft calls a transformers property deprecated in v5; not ours to fix.
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+                result = train_adapter(
+                    model,
+                    examples,
+                    val_examples,
+                    pad_id=gen.tokenizer.pad_token_id,
+                    device=gen.device,
+                    batch_size=cfg.batch_size,
+                    epochs=cfg.epochs,
+                    learning_rate=cfg.learning_rate,
+                    max_steps=cfg.max_steps,
+                    eval_every=cfg.eval_every,
+                    patience=cfg.patience,
+                    gradient_checkpointing=cfg.gradient_checkpointing,
+                    seed=cfg.seed,
+                    progress=self.ctx.progress,
+                    cancelled=self.ctx.cancelled,
+                    cancel_exc=RunCancelled,
+                )
+            out = self.ctx.workdir / "lora" / self.adapter
+            if _is_main_process():
+                model.save_pretrained(str(out), selected_adapters=[self.adapter])
+            _wait_for_everyone()  # other processes read the saved folder's size next
+        saved = _adapter_dir(out)
+        losses = result.losses
+        return PrepareReport(
+            trainable_params=int(trainable),
+            artifact_bytes=_folder_bytes(saved),
+            artifact_path=str(saved),
+            details={
+                "mode": mode,
+                "loss_curve": losses,
+                "steps": result.steps,
+                "steps_done": result.steps_done,
+                "examples": len(examples),
+                "qa_examples": info["qa"],
+                "chunk_examples": info["chunks"],
+                "val_examples": len(val_examples),
+                "eval_loss_curve": result.eval_curve,
+                "best_step": result.best_step,
+                "best_eval_loss": result.best_eval_loss,
+                "stopped_early": result.stopped_early,
+                "eval_s": round(result.eval_s, 3),
+                "final_loss": losses[-1] if losses else None,
+                "device": gen.device,
+                "processes": result.processes,
+                **info.get("raft", {}),
+            },
+        )
+
+    def peft_config(self):
+        """The peft LoraConfig this strategy's settings describe."""
+        from peft import LoraConfig
+
+        cfg = self.config
+        return LoraConfig(
             r=cfg.r,
             lora_alpha=cfg.alpha,
             lora_dropout=cfg.dropout,
@@ -92,115 +222,106 @@ class LoraStrategy(GenerativeStrategy):
             else list(cfg.target_modules),
             task_type="CAUSAL_LM",
         )
-        with gen.lock:
-            model = gen.attach_adapter(self.adapter, peft_config)
-            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            losses, steps = self._train(model, examples)
-            out = self.ctx.workdir / "lora" / self.adapter
-            model.save_pretrained(str(out), selected_adapters=[self.adapter])
-        saved = _adapter_dir(out)
+
+    def _examples(self, corpus: Corpus, pairs: list[QAPair], mode: str):
+        """(examples, info) for `mode`; info counts Q/A and chunk examples (and raft figures)."""
+        gen, cfg = self.ctx.generator, self.config
+        out, info = [], {"qa": 0, "chunks": 0}
+        if mode in ("qa", "mix"):
+            for pair in pairs:
+                messages = answer_messages(pair.question, self.system)
+                ex = qa_example(gen, messages, pair.answers[0], cfg.max_seq_tokens)
+                if ex is not None:
+                    out.append(ex)
+        elif mode == "raft" and pairs:
+            out, info["raft"] = self._raft_examples(corpus, pairs)
+        info["qa"] = len(out)
+        if mode in ("cpt", "mix"):
+            chunks = chunk_examples(gen, corpus.chunks, cfg.max_seq_tokens)
+            out.extend(chunks)
+            info["chunks"] = len(chunks)
+        return out, info
+
+    def _raft_examples(self, corpus: Corpus, pairs: list[QAPair]):
+        from strategies.rag import RagConfig, RagStrategy
+
+        gen, cfg = self.ctx.generator, self.config
+        # The retriever RAG answers with, composed rather than copied; its own work folder so
+        # it never shares an index file with a `rag` strategy of the same run.
+        ctx = dataclasses.replace(self.ctx, workdir=self.ctx.workdir / "lora-raft")
+        if getattr(self, "_retriever", None) is None:  # built once for train and validation
+            self._retriever = RagStrategy(RagConfig(top_k=cfg.raft_passages + 1), ctx)
+            self._retriever.prepare(corpus, [])
+        retrieved = self._retriever.retrieve([p.question for p in pairs])
+        rng = random.Random(cfg.seed)
+        stats = RaftStats()
+        out = []
+        for pair, hits in zip(pairs, retrieved, strict=True):
+            drop = rng.random() < cfg.raft_no_oracle
+            passages, has_oracle = raft_passages(pair, hits, corpus, cfg.raft_passages, drop, rng)
+            if not has_oracle and not drop:
+                stats.no_oracle_found += 1
+            ex = raft_example(
+                gen, pair.question, pair.answers[0], self.system, passages, cfg.max_seq_tokens
+            )
+            if ex is None:
+                continue
+            out.append(ex)
+            stats.with_oracle += has_oracle
+            stats.without_oracle += not has_oracle
+        return out, {
+            "raft_with_oracle": stats.with_oracle,
+            "raft_without_oracle": stats.without_oracle,
+            "raft_no_oracle_found": stats.no_oracle_found,
+        }
+
+    def _load(self, corpus: Corpus) -> PrepareReport:
+        """Load the saved adapter at `adapter_path` instead of training."""
+        path = Path(self.config.adapter_path).expanduser()
+        if not path.is_dir():
+            raise ValueError(f"lora adapter_path {str(path)!r} is not a folder")
+        folder = _adapter_dir(path)
+        config_file = folder / "adapter_config.json"
+        if not config_file.is_file():
+            raise ValueError(f"lora adapter_path {str(path)!r} holds no adapter_config.json")
+        try:
+            saved = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"lora adapter_path: unreadable adapter_config.json: {e}") from e
+        gen = self.ctx.generator
+        self.set_system_prompt(corpus)
+        details: dict = {"loaded from": str(folder), "device": gen.device, "mode": "loaded"}
+        base = str(saved.get("base_model_name_or_path") or "")
+        ours = str(getattr(gen.model.config, "_name_or_path", "") or "")
+        if base and ours and not _same_model(base, ours):
+            details["warning"] = (
+                f"the adapter was trained on {base!r}, the generator is {ours!r}: answers may "
+                "be poor or loading may fail"
+            )
+        key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
+        self.adapter = f"lora-loaded-{key}"
+        try:
+            gen.load_adapter(self.adapter, folder)
+        except Exception as e:  # peft raises many kinds for an adapter that does not fit
+            raise ValueError(
+                f"lora adapter at {str(folder)!r} does not fit generator {gen.name!r}: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        n_params = sum(
+            p.numel() for n, p in gen.peft_model.named_parameters() if f".{self.adapter}." in n
+        )
         return PrepareReport(
-            trainable_params=int(trainable),
-            artifact_bytes=sum(f.stat().st_size for f in saved.rglob("*") if f.is_file()),
-            artifact_path=str(saved),
-            details={
-                "loss_curve": losses,
-                "steps": steps,
-                "examples": len(examples),
-                "qa_examples": len(train),
-                "chunk_examples": len(examples) - len(train) if cfg.train_on_chunks else 0,
-                "final_loss": losses[-1] if losses else None,
-                "device": gen.device,
-            },
+            trainable_params=int(n_params),
+            artifact_bytes=_folder_bytes(folder),
+            artifact_path=str(folder),
+            details=details,
         )
 
-    def _examples(self, corpus: Corpus, train: list[QAPair]) -> list[tuple[list[int], list[int]]]:
-        """(input_ids, labels) pairs: Q/A in chat format with loss on the answer tokens only."""
-        gen, cfg = self.ctx.generator, self.config
-        tok = gen.tokenizer
-        out = []
-        for pair in train:
-            messages = answer_messages(pair.question, self.system)
-            prompt_ids = tok(gen.render(messages), add_special_tokens=False)["input_ids"]
-            full_ids = tok(gen.render(messages, answer=pair.answers[0]), add_special_tokens=False)[
-                "input_ids"
-            ]
-            if full_ids[: len(prompt_ids)] != prompt_ids:
-                # Templates that re-tokenise across the boundary: append the answer ourselves.
-                full_ids = prompt_ids + tok(pair.answers[0], add_special_tokens=False)["input_ids"]
-                full_ids.append(tok.eos_token_id)
-            labels = [IGNORE] * len(prompt_ids) + full_ids[len(prompt_ids) :]
-            full_ids, labels = full_ids[: cfg.max_seq_tokens], labels[: cfg.max_seq_tokens]
-            if any(x != IGNORE for x in labels):
-                out.append((full_ids, labels))
-        if cfg.train_on_chunks:
-            for chunk in corpus.chunks:
-                ids = tok(chunk.text, add_special_tokens=False)["input_ids"][: cfg.max_seq_tokens]
-                if len(ids) > 1:
-                    out.append((ids, list(ids)))
-        return out
-
-    def _train(self, model, examples) -> tuple[list[float], int]:
-        import torch
-        from transformers import get_linear_schedule_with_warmup
-
-        cfg, gen = self.config, self.ctx.generator
-        device = gen.device
-        on_cuda = device.startswith("cuda")
-        steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
-        total = max(1, math.ceil(steps_per_epoch * cfg.epochs))
-        if cfg.max_steps:
-            total = min(total, cfg.max_steps)
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
-        sched = get_linear_schedule_with_warmup(opt, max(1, total // 10), total)
-        if on_cuda and cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
-            model.enable_input_require_grads()
-        rng = random.Random(cfg.seed)
-        pad = gen.tokenizer.pad_token_id
-        losses: list[float] = []
-        model.train()
-        t0 = time.perf_counter()
-        try:
-            step = 0
-            while step < total:
-                order = list(range(len(examples)))
-                rng.shuffle(order)
-                for b in range(0, len(order), cfg.batch_size):
-                    if step >= total:
-                        break
-                    if self.ctx.cancelled():
-                        raise RunCancelled
-                    batch = [examples[i] for i in order[b : b + cfg.batch_size]]
-                    input_ids, labels, mask = _pad_right(batch, pad)
-                    loss = model(
-                        input_ids=input_ids.to(device),
-                        attention_mask=mask.to(device),
-                        labels=labels.to(device),
-                    ).loss
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    opt.step()
-                    sched.step()
-                    opt.zero_grad(set_to_none=True)
-                    step += 1
-                    losses.append(round(float(loss.detach()), 5))
-                    elapsed = time.perf_counter() - t0
-                    self.ctx.progress(
-                        {
-                            "stage": "train",
-                            "step": step,
-                            "steps": total,
-                            "loss": losses[-1],
-                            "eta_s": elapsed / step * (total - step),
-                        }
-                    )
-        finally:
-            model.eval()
-            if on_cuda and cfg.gradient_checkpointing:
-                model.gradient_checkpointing_disable()
-        return losses, total
+    @classmethod
+    def reuse_config(cls, config, prepared):
+        """Point `adapter_path` at the stored adapter, so it is loaded, not trained again."""
+        path = (prepared or {}).get("artifact_path")
+        return config.replace(adapter_path=str(path)) if path else config
 
     def answer(self, questions: list[str]) -> list[Answer]:
         return self.generate_answers(questions, self.system)
@@ -210,21 +331,30 @@ class LoraStrategy(GenerativeStrategy):
             self.ctx.generator.detach_adapter(self.adapter)
 
 
-def _pad_right(batch, pad_id: int):
-    import torch
+def _is_main_process() -> bool:
+    from accelerate import PartialState
 
-    width = max(len(ids) for ids, _ in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, (x, y) in enumerate(batch):
-        ids[i, : len(x)] = torch.tensor(x)
-        labels[i, : len(y)] = torch.tensor(y)
-        mask[i, : len(x)] = 1
-    return ids, labels, mask
+    return PartialState().is_main_process
+
+
+def _wait_for_everyone() -> None:
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
+
+
+def _same_model(a: str, b: str) -> bool:
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    if pa.exists() and pb.exists():
+        return pa.resolve() == pb.resolve()
+    return a.rstrip("/") == b.rstrip("/")
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
 
 
 def _adapter_dir(root: Path) -> Path:
     """peft saves a non-default adapter name in a subfolder; find the folder holding it."""
-    found = sorted(root.rglob("adapter_config.json"))
-    return found[0].parent if found else root
+    found = sorted(Path(root).rglob("adapter_config.json"))
+    return found[0].parent if found else Path(root)
