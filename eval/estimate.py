@@ -107,8 +107,11 @@ def estimate_run(config: RunConfig, probe_questions: int = 4) -> dict[str, Any]:
             variants_s = 0.0
             if cls.trains:
                 steps = _planned_steps(cfg, int(report.details.get("examples", 0)))
-                note = f"1 training step took {prep:.1f} s; the run trains {steps} steps"
-                prep *= steps
+                # The probe also ran one validation pass; count it once, not once per step.
+                eval_s = float(report.details.get("eval_s") or 0.0)
+                step_s = max(prep - eval_s, 0.0)
+                note = f"1 training step took {step_s:.1f} s; the run trains {steps} steps"
+                prep = step_s * steps + eval_s
                 variants_s = sum(prep * f for f in config.learning_curve) + per_q * len(
                     inputs.test
                 ) * len(config.learning_curve)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.models import load_embedder, load_generator
-from core.types import Answer
+from core.types import Answer, PrepareReport
 from eval.config import RunConfig
 from eval.harness import _uses_models, load_inputs
 from eval.store import RunStore
@@ -35,6 +35,7 @@ class Playground:
     run_id: str
     config: RunConfig
     strategies: dict[str, Strategy] = field(default_factory=dict)
+    reports: dict[str, PrepareReport] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     _inputs: Any = None
 
@@ -80,12 +81,13 @@ class Playground:
         )
         strategy = create_strategy(name, cfg, ctx)
         try:
-            strategy.prepare(self._inputs.corpus, self._inputs.train)
+            report = strategy.prepare(self._inputs.corpus, self._inputs.train)
         except Exception as e:  # one strategy that cannot be restored leaves the others usable
             strategy.close()
             self.warnings.append(f"{label} could not be prepared: {type(e).__name__}: {e}")
             return
         self.strategies[label] = strategy
+        self.reports[label] = report
 
     def add_adapter(self, path: str | Path, label: str = "uploaded adapter") -> str | None:
         """Answer with a saved peft adapter too (closed book, the run's LoRA settings otherwise).

@@ -50,8 +50,9 @@ def test_lora_reuses_the_stored_adapter_and_answers_as_in_the_run(stored_run):
     stored = {a.question: a.answer.text for a in store.get_answers(run_id, "lora")}
     pg = Playground.from_run(store, run_id, names=["lora"])
     try:
-        details = pg.strategies["lora"].prepare  # prepared, not retrained
-        assert details
+        details = pg.reports["lora"].details  # loaded, not retrained
+        assert details["loaded from"] == lora.prepare["artifact_path"]
+        assert "loss_curve" not in details
         for question, text in stored.items():
             (answer,) = pg.ask(question)
             assert answer.answer.text == text  # same adapter, greedy decoding
