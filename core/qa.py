@@ -56,7 +56,8 @@ def _pair(raw: Any, n: int, where: str) -> QAPair:
         raise QAFormatError(f"{where}: missing 'question'")
     pid = str(raw.get("id") if raw.get("id") is not None else "").strip()
     source = str(raw.get("source") or "").strip()
-    return QAPair(pid or f"q{n}", question, _answers(raw, where), source or None)
+    passage = str(raw.get("passage") or "").strip()
+    return QAPair(pid or f"q{n}", question, _answers(raw, where), source or None, passage or None)
 
 
 def _rows(path: Path, text: str) -> list[tuple[str, Any]]:
@@ -100,7 +101,8 @@ def load_qa(path: str | Path) -> list[QAPair]:
     .csv (with a header).
 
     Fields: question; answers (a list, in CSV a JSON list or one string) or answer (a string);
-    optional id (default q<n>) and source. Raises QAFormatError naming the line of the problem.
+    optional id (default q<n>), source and passage (the text a generated pair came from).
+    Raises QAFormatError naming the line of the problem.
     """
     path = Path(path)
     if not path.is_file():
@@ -144,7 +146,8 @@ def _normalised(question: str) -> str:
 
 def near_duplicate_groups(pairs: list[QAPair], threshold: float) -> list[list[int]]:
     """Indices of `pairs` grouped (union-find) so that questions with the same normalised text,
-    or content-word Jaccard >= threshold, share a group. Groups and members in input order.
+    or content-word Jaccard >= threshold, or the same non-empty `passage` (generated pairs),
+    share a group. Groups and members in input order.
 
     Candidates come from an inverted index over each question's rarest words (prefix
     filtering: two sets with Jaccard >= t must share one of the first |a| - ceil(t|a|) + 1
@@ -164,6 +167,10 @@ def near_duplicate_groups(pairs: list[QAPair], threshold: float) -> list[list[in
     same_text: dict[str, int] = {}
     for i, p in enumerate(pairs):
         union(i, same_text.setdefault(_normalised(p.question), i))
+    same_passage: dict[str, int] = {}
+    for i, p in enumerate(pairs):
+        if p.passage:  # pairs drawn from one passage would leak it across the split
+            union(i, same_passage.setdefault(" ".join(p.passage.split()), i))
 
     words = [content_words(p.question) for p in pairs]
     df = Counter(w for ws in words for w in ws)

@@ -54,6 +54,7 @@ class QAPair:
     question: str
     answers: tuple[str, ...]
     source: str | None = None
+    passage: str | None = None  # the text a generated pair was drawn from (its answer is in it)
 
 
 @dataclass

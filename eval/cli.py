@@ -24,6 +24,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="YAML/JSON RunConfig; flags below override it")
     run.add_argument("--corpus", help="folder of documents (txt, md, pdf, docx, html)")
     run.add_argument("--qa", help="question/answer file (.jsonl, .json or .csv)")
+    run.add_argument(
+        "--generate-qa",
+        nargs="?",
+        const="cloze",
+        choices=["cloze", "model"],
+        help="no Q/A file: generate pairs from the corpus (cloze, the default, or model) and "
+        "save them under workdir/generated_qa",
+    )
     run.add_argument("--strategies", help="comma-separated names, or 'all' (default: all four)")
     run.add_argument("--generator", help="bundled alias, Hugging Face id or local folder")
     run.add_argument("--embedder", help="bundled alias, sentence-transformers id or folder")
@@ -50,6 +58,15 @@ def _parser() -> argparse.ArgumentParser:
         if name == "export":
             sp.add_argument("--format", choices=["json", "csv"], default="json")
             sp.add_argument("-o", "--output", help="file to write (default: stdout)")
+
+    gq = sub.add_parser("generate-qa", help="generate question/answer pairs from a corpus")
+    gq.add_argument("--corpus", required=True, help="folder of documents")
+    gq.add_argument("-o", "--output", required=True, help="JSONL file to write")
+    gq.add_argument("--method", choices=["cloze", "model"], default="cloze")
+    gq.add_argument("--n", type=int, help="most pairs in total")
+    gq.add_argument("--per-chunk", type=int, help="most pairs from one chunk")
+    gq.add_argument("--seed", type=int, help="seed of the choices")
+    gq.add_argument("--generator", help="generator for --method model (default: the bundled one)")
 
     ls = sub.add_parser("list", help="list stored runs")
     ls.add_argument("--store", default=RunConfig().store_path)
@@ -84,6 +101,11 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         data["batch_size"] = args.batch_size
     if args.seed is not None:
         data["split"]["seed"] = args.seed
+    if args.generate_qa:
+        if args.qa:
+            raise ConfigError("give either --qa or --generate-qa, not both")
+        data["qa"] = ""
+        data["qa_generation"]["method"] = args.generate_qa
     if args.store:
         data["store_path"] = args.store
     for item in args.set:
@@ -142,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "generate-qa":
+            return _cmd_generate_qa(args)
         store = RunStore(args.store)
         if args.command == "show":
             print(render_run(store.get_run(args.run_id)))
@@ -183,3 +207,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(run_summary(run), indent=2), encoding="utf-8")
     return 0 if run.status == "done" else 1
+
+
+def _cmd_generate_qa(args: argparse.Namespace) -> int:
+    from core.config import ChunkingConfig, ModelConfig
+    from core.corpus import ingest, whitespace_token_spans
+    from core.qagen import QAGenConfig, generate_qa, save_qa_jsonl
+
+    settings = {"method": args.method}
+    for key in ("n", "per_chunk", "seed"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    config = QAGenConfig.from_dict(settings)
+    models = ModelConfig(generator=args.generator) if args.generator else ModelConfig()
+    corpus = ingest(Path(args.corpus), ChunkingConfig(), whitespace_token_spans)
+    for e in corpus.errors:
+        print(f"skipped {e.name}: {e.reason}", file=sys.stderr)
+    if not corpus.chunks:
+        raise ValueError(f"the corpus at {args.corpus} has no usable text")
+    t0 = time.perf_counter()
+    result = generate_qa(corpus, config, models)
+    save_qa_jsonl(result.pairs, args.output)
+    rejected = ", ".join(f"{k} {v}" for k, v in result.stats["rejected"].items()) or "none"
+    print(
+        f"{result.stats['kept']} pairs kept of {result.stats['considered']} considered "
+        f"in {time.perf_counter() - t0:.2f} s -> {args.output}\nrejected: {rejected}"
+    )
+    return 0 if result.pairs else 1

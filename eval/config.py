@@ -15,6 +15,7 @@ from core.config import (
     check,
     option,
 )
+from core.qagen import QAGenConfig
 
 DEFAULT_STRATEGIES = ["system_prompt", "few_shot", "rag", "lora"]
 
@@ -22,7 +23,11 @@ DEFAULT_STRATEGIES = ["system_prompt", "few_shot", "rag", "lora"]
 @dataclass
 class RunConfig(ConfigBase):
     corpus: str = option("sample_data/corpus", "Folder (or file) of documents.")
-    qa: str = option("sample_data/qa.jsonl", "Question/answer file (JSONL, JSON or CSV).")
+    qa: str = option(
+        "sample_data/qa.jsonl",
+        "Question/answer file (JSONL, JSON or CSV). Empty: pairs are generated from the corpus "
+        "(see qa_generation) and saved under workdir/generated_qa.",
+    )
     strategies: list[str] = option(DEFAULT_STRATEGIES, "Strategies to compare, by name.")
     strategy_configs: dict[str, dict[str, Any]] = option(
         {}, "Per-strategy settings, by strategy name (see each strategy's config)."
@@ -42,6 +47,9 @@ class RunConfig(ConfigBase):
         40,
         "General-knowledge questions (shipped set) each strategy also answers, to measure lost "
         "general ability against the base model (0 = skip).",
+    )
+    qa_generation: QAGenConfig = option(
+        QAGenConfig, "How Q/A pairs are generated when no Q/A file is given (qa empty)."
     )
     learning_curve: list[float] = option(
         [],

@@ -58,6 +58,7 @@ class Inputs:
     test: list[QAPair]  # the questions the run asks (the first n_test of the test split)
     n_pairs: int
     test_split: int  # size of the whole test split
+    qa_file: str = ""  # the Q/A file read (a generated one when the config named none)
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """What was read and how it was split, as stored with a run and shown in previews."""
@@ -75,6 +76,7 @@ class Inputs:
                 "test": len(self.test),
                 "test_split": self.test_split,
                 "test_ids": [p.id for p in self.test],
+                "qa_file": self.qa_file,
             },
         }
 
@@ -92,9 +94,17 @@ def load_inputs(config: RunConfig, tokenizer: Any = None) -> Inputs:
     if not corpus.chunks:
         reasons = "; ".join(f"{e.name}: {e.reason}" for e in corpus.errors) or "no files found"
         raise ValueError(f"the corpus at {config.corpus} has no usable text ({reasons})")
-    pairs = load_qa(Path(config.qa))
+    qa_path = Path(config.qa) if config.qa else None
+    if qa_path is None:  # no Q/A file: generated from the corpus, kept with the run's files
+        from core.qagen import generated_qa_file
+
+        folder = Path(config.workdir) / "generated_qa"
+        qa_path = generated_qa_file(corpus, config.qa_generation, config.models, folder)
+    pairs = load_qa(qa_path)
     train, test = split_pairs(pairs, config.split)
-    return Inputs(corpus, train, test[: config.n_test or None], len(pairs), len(test))
+    inputs = Inputs(corpus, train, test[: config.n_test or None], len(pairs), len(test))
+    inputs.qa_file = str(qa_path)
+    return inputs
 
 
 def preview_inputs(config: RunConfig) -> dict[str, Any]:

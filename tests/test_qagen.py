@@ -1,0 +1,233 @@
+"""Q/A generation from a corpus: cloze spans, model-based filtering, editing, storage, split."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.config import ChunkingConfig, ConfigError, SplitConfig
+from core.corpus import ingest, whitespace_token_spans
+from core.qa import load_qa, split_pairs
+from core.qagen import (
+    QAGenConfig,
+    QARecordError,
+    check_records,
+    find_span,
+    generate_qa,
+    pairs_to_records,
+    parse_reply,
+    records_to_pairs,
+    save_qa_jsonl,
+    split_sentences,
+)
+from core.types import QAPair
+from eval.cli import main
+from eval.harness import load_inputs, run_comparison
+from eval.store import RunStore
+from tests.test_harness import make_config
+
+
+@pytest.fixture
+def corpus(mini_corpus):
+    folder, _ = mini_corpus
+    return ingest(folder, ChunkingConfig(chunk_tokens=24, overlap_tokens=4), whitespace_token_spans)
+
+
+def test_cloze_answers_are_spans_of_their_passage_and_source(corpus):
+    result = generate_qa(corpus, QAGenConfig(n=50, per_chunk=5))
+    assert len(result.pairs) >= 5
+    texts = {d.name: d.text for d in corpus.documents}
+    for p in result.pairs:
+        assert p.answers[0] in p.passage
+        assert p.passage in texts[p.source]  # the passage is a real sentence of its document
+        blanked = p.question.removeprefix("Fill in the blank: ")
+        if "_____" in blanked:
+            assert blanked.replace("_____", p.answers[0]) == p.passage
+    assert len({p.id for p in result.pairs}) == len(result.pairs)
+    assert result.stats["kept"] == len(result.pairs)
+
+
+def test_cloze_rewrites_simple_definitions_and_skips_headings(corpus):
+    pairs = generate_qa(corpus, QAGenConfig(n=50, per_chunk=5)).pairs
+    by_q = {p.question: p.answers[0] for p in pairs}
+    assert by_q.get("What is pharmacy?") == "the science of preparing and dispensing drugs" or (
+        by_q.get("What is Pharmacy?") == "the science of preparing and dispensing drugs"
+    )
+    assert not any(p.passage == "Immune system" for p in pairs)  # the heading
+
+
+def test_cloze_is_deterministic_and_caps_hold(corpus):
+    cfg = QAGenConfig(n=4, per_chunk=1, seed=3)
+    a, b = generate_qa(corpus, cfg), generate_qa(corpus, cfg)
+    assert [p.id for p in a.pairs] == [p.id for p in b.pairs] and a.stats == b.stats
+    assert len(a.pairs) == 4
+    assert a.stats["rejected"]["over_n"] >= 1
+    per_source_chunk = {}
+    chunk_of = {}
+    for c in corpus.chunks:
+        for p in a.pairs:
+            if p.passage in c.text:
+                chunk_of.setdefault(p.id, c.id)
+    for cid in chunk_of.values():
+        per_source_chunk[cid] = per_source_chunk.get(cid, 0) + 1
+    assert max(per_source_chunk.values()) <= 1
+    others = {tuple(p.id for p in generate_qa(corpus, cfg.replace(seed=s)).pairs) for s in range(6)}
+    assert len(others) > 1  # the seed matters
+
+
+def test_sentence_split_keeps_abbreviations_and_exact_offsets():
+    text = "Dr. Smith studied e.g. T cells. The thymus is where T cells mature.\nNext line here."
+    spans = split_sentences(text)
+    assert [text[a:b] for a, b in spans] == [
+        "Dr. Smith studied e.g. T cells.",
+        "The thymus is where T cells mature.",
+        "Next line here.",
+    ]
+
+
+def test_config_validation_messages():
+    with pytest.raises(ConfigError, match="method"):
+        QAGenConfig(method="magic")
+    with pytest.raises(ConfigError, match="max_sentence_words"):
+        QAGenConfig(min_sentence_words=10, max_sentence_words=5)
+    assert QAGenConfig.from_dict(QAGenConfig(n=7).to_dict()).n == 7
+
+
+def test_model_method_needs_models(corpus):
+    with pytest.raises(ValueError, match="ModelConfig"):
+        generate_qa(corpus, QAGenConfig(method="model"))
+
+
+def test_model_generator_with_tiny_model_reports_rejections(corpus, tiny_models):
+    seen = []
+    result = generate_qa(
+        corpus,
+        QAGenConfig(method="model", max_prompts=3, max_new_tokens=12),
+        tiny_models,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    stats = result.stats
+    assert stats["considered"] == 3
+    assert stats["kept"] + sum(stats["rejected"].values()) == 3
+    assert seen[-1] == (3, 3)
+    for p in result.pairs:
+        assert p.answers[0] in p.passage
+
+
+def test_reply_parsing_and_span_recovery():
+    assert parse_reply("Question: Where do T cells mature?\nAnswer: the thymus.") == (
+        "Where do T cells mature?",
+        "the thymus.",
+    )
+    assert parse_reply("I cannot do that") is None
+    passage = "The thymus is where T cells mature."
+    assert find_span("THE  thymus.", passage) == "The thymus"
+    assert find_span("spleen", passage) is None
+
+
+def test_jsonl_round_trip_keeps_source_and_passage(tmp_path, corpus):
+    pairs = generate_qa(corpus, QAGenConfig(n=5)).pairs
+    path = save_qa_jsonl(pairs, tmp_path / "out" / "qa.jsonl")
+    assert load_qa(path) == pairs
+
+
+def test_records_round_trip_and_validation():
+    p = QAPair(
+        "a1",
+        "Where do T cells mature?",
+        ("the thymus", "thymus"),
+        "immune.md",
+        "The thymus is where T cells mature.",
+    )
+    records = pairs_to_records([p])
+    assert records[0]["answer"] == "the thymus | thymus" and records[0]["grounded"] is True
+    assert records_to_pairs(records) == [p]
+    blank = {"id": "", "question": "", "answer": "", "source": "", "passage": ""}
+    assert records_to_pairs([*records, blank]) == [p]  # blank rows from a table are dropped
+    with pytest.raises(QARecordError, match="row 2: the answer is empty"):
+        records_to_pairs([*records, {"question": "What?", "answer": "  "}])
+    with pytest.raises(QARecordError, match="row 2: id 'a1'"):
+        records_to_pairs([*records, {**records[0]}])
+    edited = [{**records[0], "answer": "the spleen"}]
+    assert check_records(edited) == ["row 1: the answer 'the spleen' is not in its passage"]
+    with pytest.raises(QARecordError, match="not in its passage"):
+        records_to_pairs(edited)
+    kept = records_to_pairs(edited, allow_ungrounded=True)
+    assert kept[0].answers == ("the spleen",) and kept[0].passage == p.passage
+    new = records_to_pairs([{"question": "Q?", "answer": ["x", "y"]}])
+    assert new[0].id.startswith("gen-") and new[0].answers == ("x", "y")
+
+
+def test_split_keeps_pairs_of_one_passage_together():
+    words = [
+        "alpha",
+        "beta",
+        "gamma",
+        "delta",
+        "epsilon",
+        "zeta",
+        "eta",
+        "theta",
+        "iota",
+        "kappa",
+        "lambda",
+        "omicron",
+    ]
+    pairs = []
+    for i in range(12):
+        passage = f"Passage number {i // 3} holds facts."
+        pairs.append(
+            QAPair(f"p{i}", f"Why {words[i]} {words[(i + 5) % 12]}?", (f"a{i}",), None, passage)
+        )
+    for seed in range(5):
+        train, test = split_pairs(pairs, SplitConfig(test_fraction=0.3, seed=seed))
+        assert test and train
+        assert len({p.passage for p in test}) >= 1 and len(test) % 3 == 0
+        test_passages = {p.passage for p in test}
+        assert not test_passages & {p.passage for p in train}
+
+
+def test_cli_generate_qa_writes_loadable_file(mini_corpus, tmp_path, capsys):
+    folder, _ = mini_corpus
+    out = tmp_path / "gen.jsonl"
+    assert main(["generate-qa", "--corpus", str(folder), "-o", str(out), "--n", "3"]) == 0
+    assert "3 pairs kept" in capsys.readouterr().out
+    pairs = load_qa(out)
+    assert len(pairs) == 3 and all(p.answers[0] in p.passage for p in pairs)
+    assert main(["generate-qa", "--corpus", str(folder), "-o", str(out), "--n", "0"]) == 2
+    assert "n must be" in capsys.readouterr().err
+
+
+def test_harness_without_qa_file_uses_generated_pairs(mini_corpus, tiny_models, tmp_path):
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        qa="",
+        strategies=["fake"],
+        qa_generation={"n": 10, "per_chunk": 3},
+        retention_questions=0,
+    )
+    inputs = load_inputs(cfg)
+    assert inputs.qa_file.startswith(str(tmp_path / "work" / "generated_qa"))
+    generated = load_qa(inputs.qa_file)
+    assert inputs.n_pairs == len(generated) >= 5
+    assert all(p.id.startswith("gen-") for p in inputs.test)
+    run_id = run_comparison(cfg)
+    run = RunStore(cfg.store_path).get_run(run_id)
+    assert run.status == "done"
+    assert run.meta["split"]["qa_file"] == inputs.qa_file
+    assert set(run.meta["split"]["test_ids"]) <= {p.id for p in generated}
+
+
+def test_cli_run_flags_for_generation(mini_corpus, tmp_path):
+    from eval.cli import _parser, build_config
+
+    args = _parser().parse_args(["run", "--corpus", "x", "--generate-qa"])
+    cfg = build_config(args)
+    assert cfg.qa == "" and cfg.qa_generation.method == "cloze"
+    args = _parser().parse_args(["run", "--qa", "a.jsonl", "--generate-qa", "model"])
+    with pytest.raises(ConfigError, match="not both"):
+        build_config(args)
+    assert json.loads(cfg.to_json())["qa_generation"]["n"] == 100
