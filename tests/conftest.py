@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.config import ModelConfig
+from tests.browser_support import app_url, browser, page  # noqa: F401 (browser-test fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
