@@ -1,4 +1,6 @@
-"""Command line: `python -m eval run|show|list|export|rescore`. A thin layer over the library."""
+"""Command line: `python -m eval run|show|list|export|rescore|worker|jobs`.
+
+A thin layer over the library."""
 
 from __future__ import annotations
 
@@ -70,6 +72,16 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list stored runs")
     ls.add_argument("--store", default=RunConfig().store_path)
+
+    wk = sub.add_parser("worker", help="run queued jobs of a store one at a time (background)")
+    wk.add_argument("--store", default=RunConfig().store_path)
+    wk.add_argument(
+        "--idle-exit", type=float, default=600.0, help="exit after this many idle seconds"
+    )
+    wk.add_argument("--once", action="store_true", help="exit as soon as the queue is empty")
+    jb = sub.add_parser("jobs", help="list queued, running and finished jobs")
+    jb.add_argument("--store", default=RunConfig().store_path)
+    jb.add_argument("--owner", help="only this owner's jobs")
 
     rs = sub.add_parser("rescore", help="score stored answers with metrics, without generating")
     rs.add_argument("run_id")
@@ -166,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "generate-qa":
             return _cmd_generate_qa(args)
+        if args.command in ("worker", "jobs"):
+            from eval import jobs
+
+            if args.command == "worker":
+                return jobs.main_worker(args.store, args.idle_exit, args.once)
+            print(jobs.render_jobs(jobs.JobQueue(args.store).list_jobs(args.owner)))
+            return 0
         store = RunStore(args.store)
         if args.command == "show":
             print(render_run(store.get_run(args.run_id)))

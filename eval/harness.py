@@ -125,21 +125,25 @@ def run_comparison(
     *,
     store: RunStore | None = None,
     progress: ProgressFn | None = None,
-    cancel: threading.Event | None = None,
+    cancel: threading.Event | Callable[[], bool] | None = None,
     run_id: str | None = None,
     resume: bool = False,
 ) -> str:
     """Run every configured strategy over the test split and store the results; returns the id.
 
     `progress` receives events ({"stage": ..., "strategy": ..., "done": ..., "total": ...}).
-    Setting `cancel` stops the run between batches. Errors in one strategy are stored with
+    `cancel` (an Event-like object with `is_set()`, or a callable returning True to stop) stops
+    the run between batches. Errors in one strategy are stored with
     that strategy and the others still run; errors before any strategy (bad corpus, bad Q/A
     file) mark the run failed and are raised. With `resume`, results already stored as done in
     run `run_id` are kept and not run again (an interrupted run continues).
     """
     store = store or RunStore(config.store_path)
     emit = progress or (lambda event: None)
-    run_id = run_id or store.create_run(config.to_dict(), config.name)
+    if run_id:  # created earlier (a queued job) or resumed: running again from now on
+        store.set_status(run_id, "running")
+    else:
+        run_id = store.create_run(config.to_dict(), config.name)
     try:
         _run(config, store, run_id, emit, cancel, resume=resume)
     except RunCancelled:
@@ -197,7 +201,7 @@ def _run(
 
     embedder = load_embedder(config.models) if _needs_embedder(config.metrics) else None
     workdir = Path(config.workdir)
-    cancelled = cancel.is_set if cancel is not None else (lambda: False)
+    cancelled = getattr(cancel, "is_set", cancel) or (lambda: False)
     general = load_general_set(config.retention_questions) if uses_models else []
     retention_base = store.get_run(run_id).meta.get("retention_base") if resume else None
     for name in names:

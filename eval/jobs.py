@@ -1,135 +1,602 @@
-"""Background runs for the app: a queue and one worker thread per process.
+"""Background runs: a durable job queue in the run store's SQLite file and one worker process.
 
-The page's script thread only submits jobs and reads their progress, so a page reload or a
-second browser neither kills nor repeats a run. Jobs run one at a time (they would only fight
-for the same cores). Results go to the run store as each strategy finishes.
+The app (or any script) only submits jobs and polls their progress; a separate worker process
+(`python -m eval worker --store PATH`, started by `ensure_worker`) takes queued jobs one at a
+time and runs them with the harness. So a page reload, a closed tab or a second browser neither
+kills nor repeats a run, and two runs never fight for the same cores.
+
+- Progress (stage, strategy, done/total, loss, ETA, a short log) lives in the `jobs` table of
+  the run store file, written at most a few times a second and always on stage changes.
+- Cancel is a flag in that table that the worker polls between batches.
+- The worker writes its pid and a heartbeat while a job runs. A running job whose worker is gone
+  or silent for more than `STALE_S` is marked interrupted (and its run too) by whoever next
+  lists jobs or starts a worker; `JobQueue.resume(run_id)` then continues the run, keeping the
+  strategies already done.
+- One worker per store file: it holds an exclusive lock on `<store>.worker.lock` for its life,
+  and exits by itself after `idle_exit_s` without work.
+
+Typical use (the app):
+    queue = JobQueue(store_path)
+    job_id = queue.submit(config, owner=session_id)
+    ensure_worker(store_path)
+    queue.get(job_id)  # poll
 """
 
 from __future__ import annotations
 
-import queue
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from eval.config import RunConfig
 from eval.store import RunStore
 
+STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+FINISHED = ("done", "failed", "cancelled", "interrupted")
+STALE_S = 30.0  # a running job's heartbeat older than this means its worker is gone
+HEARTBEAT_S = 5.0  # how often the worker refreshes the heartbeat of the job it runs
+WRITE_EVERY_S = 0.25  # progress snapshots at most this often (stage changes always)
+CANCEL_POLL_S = 0.2  # the cancel flag is read from the DB at most this often
+LOG_LINES = 50  # the stored log keeps this many last lines
+ROOT = Path(__file__).resolve().parents[1]  # the project folder, importable by the worker
 
-@dataclass
-class Job:
-    id: str
-    config: RunConfig
-    status: str = "queued"  # queued | running | done | failed | cancelled
-    run_id: str | None = None
-    error: str | None = None
-    stage: str = "queued"
-    strategy: str | None = None
-    done: int = 0
-    total: int = 0
-    loss: float | None = None
-    eta_s: float | None = None
-    log: list[str] = field(default_factory=list)
-    cancel: threading.Event = field(default_factory=threading.Event)
+JOBS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL DEFAULT '',        -- browser-session id; each person lists their own
+    kind TEXT NOT NULL,                    -- run | resume
+    status TEXT NOT NULL,                  -- one of STATUSES
+    run_id TEXT,
+    config_json TEXT NOT NULL,
+    error TEXT,
+    stage TEXT NOT NULL DEFAULT 'queued',
+    strategy TEXT,
+    done INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL DEFAULT 0,
+    loss REAL,
+    eta_s REAL,
+    log_json TEXT NOT NULL DEFAULT '[]',
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    worker_pid INTEGER,
+    heartbeat REAL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created_at);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at);
+"""
 
-    def snapshot(self) -> dict[str, Any]:
-        """A copy of the progress fields, safe to read from another thread."""
-        keys = ("id", "status", "run_id", "error", "stage", "strategy", "done", "total")
-        out = {k: getattr(self, k) for k in keys}
-        out.update(loss=self.loss, eta_s=self.eta_s, log=list(self.log[-20:]))
-        return out
+_PUBLIC = (
+    "id",
+    "owner",
+    "kind",
+    "status",
+    "run_id",
+    "error",
+    "stage",
+    "strategy",
+    "done",
+    "total",
+    "loss",
+    "eta_s",
+    "cancel_requested",
+    "worker_pid",
+    "heartbeat",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
 
 
-class JobManager:
-    """Queue of comparison runs executed by one daemon worker thread."""
+class JobNotFound(KeyError):
+    def __str__(self) -> str:
+        return f"no job {self.args[0]!r} in the queue"
+
+
+class JobQueue:
+    """Jobs of one store file. Cheap to create; every call opens its own connection, so one
+    object per page run (or one per browser) is fine and all of them see the same jobs."""
+
+    def __init__(self, store_path: str | Path):
+        self.path = Path(store_path).resolve()
+        self.store = RunStore(self.path)  # creates the file and the runs tables
+        with self._conn() as c:
+            c.executescript(JOBS_SCHEMA)
+
+    @contextlib.contextmanager
+    def _conn(self):
+        conn = sqlite3.connect(self.path, timeout=30)
+        conn.row_factory = sqlite3.Row
+        try:
+            with conn:
+                yield conn
+        finally:
+            conn.close()
+
+    # --- submitting --------------------------------------------------------------------------
+    def submit(self, config: RunConfig, owner: str = "") -> str:
+        """Queue a comparison run; returns the job id. The run row is created at once (status
+        "queued"), so `get(job_id)["run_id"]` is known before the worker starts it.
+
+        Relative paths in the config (corpus, qa, workdir) are made absolute so a worker started
+        from another folder reads the same files; the run is stored in this queue's file.
+        Raises ConfigError for an invalid config.
+        """
+        config = _absolute_paths(config, self.path)
+        run_id = self.store.create_run(config.to_dict(), config.name)
+        self.store.set_status(run_id, "queued")
+        return self._insert("run", run_id, config, owner)
+
+    def resume(self, run_id: str, owner: str = "") -> str:
+        """Queue a job that continues stored run `run_id`: strategies stored as done are kept,
+        the others run (again). Returns the job id. Raises RunNotFound for an unknown run and
+        ValueError when the run is queued, running, or done with every strategy."""
+        self.mark_interrupted()
+        run = self.store.get_run(run_id)
+        if run.status in ("queued", "running"):
+            raise ValueError(f"run {run_id} is already {run.status}; wait for it or cancel it")
+        wanted = run.config.get("strategies", [])
+        kept = {r.strategy for r in run.results if r.status == "done"}
+        if run.status == "done" and all(s in kept for s in wanted):
+            raise ValueError(f"run {run_id} finished every strategy: nothing to resume")
+        config = RunConfig.from_dict({**run.config, "store_path": str(self.path)})
+        self.store.set_status(run_id, "queued")
+        return self._insert("resume", run_id, config, owner)
+
+    def _insert(self, kind: str, run_id: str, config: RunConfig, owner: str) -> str:
+        job_id = uuid.uuid4().hex[:12]
+        with self._conn() as c:
+            c.execute(
+                "INSERT INTO jobs (id, owner, kind, status, run_id, config_json, created_at, "
+                "log_json) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    job_id,
+                    str(owner or ""),
+                    kind,
+                    "queued",
+                    run_id,
+                    json.dumps(config.to_dict()),
+                    time.time(),
+                    json.dumps([f"{time.strftime('%H:%M:%S')} {kind}: queued"]),
+                ),
+            )
+        return job_id
+
+    # --- reading -----------------------------------------------------------------------------
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """One job as a dict (None if unknown): id, owner, kind, status, run_id, error, stage,
+        strategy, done, total, loss, eta_s, log (list of lines), cancel_requested, worker_pid,
+        heartbeat, created_at, started_at, finished_at. Stale running jobs are marked
+        interrupted first."""
+        self.mark_interrupted()
+        with self._conn() as c:
+            row = c.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return _to_dict(row) if row else None
+
+    def list_jobs(self, owner: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Newest first; only `owner`'s jobs when given, everyone's when None. Marks stale
+        running jobs interrupted first."""
+        self.mark_interrupted()
+        where, args = ("WHERE owner=?", [owner]) if owner is not None else ("", [])
+        with self._conn() as c:
+            rows = c.execute(
+                f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ?", [*args, limit]
+            ).fetchall()
+        return [_to_dict(r) for r in rows]
+
+    def wait(self, job_id: str, timeout: float = 60.0, poll_s: float = 0.1) -> dict[str, Any]:
+        """Block until the job has finished (any of FINISHED) and return it; for tests and
+        scripts. Raises JobNotFound or TimeoutError."""
+        end = time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            if job["status"] in FINISHED:
+                return job
+            if time.monotonic() > end:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s")
+            time.sleep(poll_s)
+
+    # --- changing ----------------------------------------------------------------------------
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job: a queued one at once (its run marked cancelled), a running one at the
+        worker's next check (between batches or training steps). Finished jobs are left as
+        they are. Raises JobNotFound for an unknown id."""
+        now = time.time()
+        with self._conn() as c:
+            row = c.execute("SELECT run_id, status FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            # Conditional update: the worker may claim the job between the read and this write.
+            n = c.execute(
+                "UPDATE jobs SET status='cancelled', stage='cancelled', finished_at=?, "
+                "cancel_requested=1 WHERE id=? AND status='queued'",
+                (now, job_id),
+            ).rowcount
+            if not n:
+                c.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
+        if n and row["run_id"]:
+            self.store.finish_run(row["run_id"], "cancelled", "cancelled before it started")
+
+    def mark_interrupted(self) -> int:
+        """Mark running jobs whose worker process is gone, or whose heartbeat is older than
+        STALE_S, as interrupted, and their runs too. Returns how many were marked."""
+        now = time.time()
+        with self._conn() as c:
+            rows = c.execute(
+                "SELECT id, run_id, worker_pid, heartbeat FROM jobs WHERE status='running'"
+            ).fetchall()
+        marked = 0
+        for r in rows:
+            alive, silent = _pid_alive(r["worker_pid"]), now - (r["heartbeat"] or 0)
+            if alive and silent <= STALE_S:
+                continue
+            why = (
+                f"no heartbeat from the worker for {silent:.0f} s"
+                if alive
+                else f"the worker process (pid {r['worker_pid']}) stopped"
+            )
+            with self._conn() as c:
+                n = c.execute(
+                    "UPDATE jobs SET status='interrupted', stage='interrupted', error=?, "
+                    "finished_at=? WHERE id=? AND status='running'",
+                    (f"interrupted: {why}; resume the run to continue", now, r["id"]),
+                ).rowcount
+            if n and r["run_id"]:
+                self.store.finish_run(r["run_id"], "interrupted", f"interrupted: {why}")
+            marked += n
+        return marked
+
+    # --- used by the worker ------------------------------------------------------------------
+    def _claim(self) -> dict[str, Any] | None:
+        """Take the oldest queued job for this process (atomically), or None."""
+        now, pid = time.time(), os.getpid()
+        with self._conn() as c:
+            c.execute("BEGIN IMMEDIATE")
+            row = c.execute(
+                "SELECT id FROM jobs WHERE status='queued' ORDER BY created_at LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            c.execute(
+                "UPDATE jobs SET status='running', stage='starting', worker_pid=?, heartbeat=?, "
+                "started_at=? WHERE id=?",
+                (pid, now, now, row["id"]),
+            )
+            full = c.execute("SELECT * FROM jobs WHERE id=?", (row["id"],)).fetchone()
+        job = _to_dict(full)
+        job["config"] = json.loads(full["config_json"])
+        return job
+
+    def _update(self, job_id: str, **fields: Any) -> None:
+        if "log" in fields:
+            fields["log_json"] = json.dumps(fields.pop("log")[-LOG_LINES:])
+        cols = ", ".join(f"{k}=?" for k in fields)
+        with self._conn() as c:
+            c.execute(f"UPDATE jobs SET {cols} WHERE id=?", [*fields.values(), job_id])
+
+    def _cancel_requested(self, job_id: str) -> bool:
+        with self._conn() as c:
+            row = c.execute("SELECT cancel_requested FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return bool(row and row[0])
+
+
+def _to_dict(row: sqlite3.Row) -> dict[str, Any]:
+    out = {k: row[k] for k in _PUBLIC}
+    out["cancel_requested"] = bool(out["cancel_requested"])
+    out["log"] = json.loads(row["log_json"] or "[]")
+    return out
+
+
+def _absolute_paths(config: RunConfig, store_path: Path) -> RunConfig:
+    changes: dict[str, Any] = {"store_path": str(store_path)}
+    for key in ("corpus", "qa", "workdir"):
+        value = getattr(config, key)
+        if value:
+            changes[key] = str(Path(value).resolve())
+    return config.replace(**changes)
+
+
+def _pid_alive(pid: int | None) -> bool:
+    """Whether process `pid` exists and is not a zombie (a killed child not yet reaped)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+# --- progress --------------------------------------------------------------------------------
+class _Progress:
+    """Turns harness events into job fields; writes them throttled, stage changes at once."""
+
+    def __init__(self, queue: JobQueue, job_id: str, log: list[str]):
+        self.queue, self.job_id = queue, job_id
+        self.fields: dict[str, Any] = {}
+        self.log = list(log)
+        self.key: tuple[Any, Any] = (None, None)
+        self.last_write = 0.0
+        self.answer_t0: float | None = None
+
+    def __call__(self, ev: dict[str, Any]) -> None:
+        stage, strategy = ev.get("stage", ""), ev.get("strategy")
+        changed = (strategy, stage) != self.key
+        if changed:
+            note = f" ({ev['error']})" if "error" in ev else ""
+            note += f" ({ev['status']})" if ev.get("status") else ""
+            self.log.append(f"{time.strftime('%H:%M:%S')} {strategy or 'run'}: {stage}{note}")
+            self.key = (strategy, stage)
+            self.fields.update(done=0, total=0, loss=None, eta_s=None)
+            self.answer_t0 = time.monotonic() if stage == "answer" else None
+        self.fields.update(stage=stage, strategy=strategy)
+        if stage == "train":
+            self.fields.update(
+                done=ev.get("step", 0),
+                total=ev.get("steps", 0),
+                loss=ev.get("loss"),
+                eta_s=ev.get("eta_s"),
+            )
+        elif stage == "answer":
+            done, total = ev.get("done", 0), ev.get("total", 0)
+            self.fields.update(done=done, total=total)
+            if done and self.answer_t0 is not None:  # the harness sends no ETA for answering
+                rate = (time.monotonic() - self.answer_t0) / done
+                self.fields["eta_s"] = rate * (total - done)
+        self.flush(force=changed)
+
+    def flush(self, force: bool = True) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_write < WRITE_EVERY_S:
+            return
+        self.last_write = now
+        self.queue._update(self.job_id, heartbeat=time.time(), log=self.log, **self.fields)
+
+
+class _CancelFlag:
+    """The job's cancel flag for the harness (`is_set()`), read from the DB at most every
+    CANCEL_POLL_S."""
+
+    def __init__(self, queue: JobQueue, job_id: str):
+        self.queue, self.job_id = queue, job_id
+        self.last, self.value = 0.0, False
+
+    def is_set(self) -> bool:
+        now = time.monotonic()
+        if not self.value and now - self.last >= CANCEL_POLL_S:
+            self.last = now
+            self.value = self.queue._cancel_requested(self.job_id)
+        return self.value
+
+
+def _heartbeat(queue: JobQueue, job_id: str, stop: threading.Event) -> None:
+    # A thread, because one training step or model load can outlast STALE_S without an event.
+    while not stop.wait(HEARTBEAT_S):
+        with contextlib.suppress(sqlite3.Error):
+            queue._update(job_id, heartbeat=time.time())
+
+
+def _execute(queue: JobQueue, job: dict[str, Any]) -> None:
+    """Run one claimed job to its end; every outcome lands in the job row and the run row."""
+    from eval.harness import run_comparison
+
+    job_id, run_id = job["id"], job["run_id"]
+    progress = _Progress(queue, job_id, job["log"])
+    progress({"stage": "starting"})
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(queue, job_id, stop), daemon=True)
+    beat.start()
+    status, error = "failed", None
+    try:
+        config = RunConfig.from_dict(job["config"])
+        run_comparison(
+            config,
+            store=queue.store,
+            progress=progress,
+            cancel=_CancelFlag(queue, job_id),
+            run_id=run_id,
+            resume=job["kind"] == "resume",
+        )
+        status = "cancelled" if queue.store.get_run(run_id).status == "cancelled" else "done"
+    except Exception as e:  # the harness has marked the run failed when it got that far
+        error = f"{type(e).__name__}: {e}"
+        with contextlib.suppress(Exception):
+            if queue.store.get_run(run_id).status in ("queued", "running"):
+                queue.store.finish_run(run_id, "failed", error)
+    except BaseException:  # SIGTERM or Ctrl-C: the worker stops, the run can be resumed
+        status, error = "interrupted", "interrupted: the worker was stopped"
+        with contextlib.suppress(Exception):
+            queue.store.finish_run(run_id, "interrupted", error)
+        raise
+    finally:
+        stop.set()
+        progress({"stage": status})  # logged unless the harness already said so
+        queue._update(job_id, status=status, error=error, finished_at=time.time())
+
+
+# --- the worker --------------------------------------------------------------------------------
+def _lock_path(store_path: str | Path) -> Path:
+    return Path(str(Path(store_path).resolve()) + ".worker.lock")
+
+
+def _try_lock(path: Path) -> int | None:
+    """An fd holding the exclusive lock on `path`, or None when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def worker_pid(store_path: str | Path) -> int | None:
+    """The pid of the worker serving `store_path`, or None when no worker holds the lock."""
+    path = _lock_path(store_path)
+    if not path.exists():
+        return None
+    fd = _try_lock(path)
+    if fd is not None:  # nobody holds it
+        os.close(fd)
+        return None
+    with contextlib.suppress(ValueError, OSError):
+        return int(path.read_text().strip() or 0) or None
+    return None
+
+
+def work(
+    store_path: str | Path, idle_exit_s: float = 600.0, once: bool = False, poll_s: float = 0.5
+) -> None:
+    """The worker loop (what `python -m eval worker` runs): take queued jobs one at a time and
+    run them, until no job has come for `idle_exit_s` seconds (or, with `once`, until the
+    queue is empty). Returns at once if another worker already serves this store file."""
+    inherited = os.environ.pop("ADAPTLAB_WORKER_LOCK_FD", None)
+    if inherited:  # ensure_worker took the lock for us, so no second worker can slip in
+        fd = int(inherited)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the same open file: granted at once
+        os.set_inheritable(fd, False)  # not passed on to processes the run starts
+    else:
+        fd = _try_lock(_lock_path(store_path))
+        if fd is None:
+            print(f"another worker serves {store_path}; exiting", file=sys.stderr)
+            return
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        queue = JobQueue(store_path)
+        queue.mark_interrupted()  # jobs a killed predecessor left as running
+        idle_since = time.monotonic()
+        while True:
+            job = queue._claim()
+            if job is None:
+                if once or time.monotonic() - idle_since > idle_exit_s:
+                    return
+                time.sleep(poll_s)
+                continue
+            print(f"{time.strftime('%H:%M:%S')} job {job['id']} ({job['run_id']})", flush=True)
+            _execute(queue, job)
+            idle_since = time.monotonic()
+    finally:
+        os.close(fd)
+
+
+def ensure_worker(store_path: str | Path, idle_exit_s: float = 600.0) -> bool:
+    """Start a detached worker process for `store_path` unless one is running; True if it
+    started one. Marks stale running jobs interrupted first. The worker's output goes to
+    `<store>.worker.log`; it exits by itself after `idle_exit_s` seconds without jobs."""
+    store_path = Path(store_path).resolve()
+    JobQueue(store_path).mark_interrupted()
+    fd = _try_lock(_lock_path(store_path))
+    if fd is None:
+        return False
+    try:
+        # The child inherits this locked open file: the lock passes to it without a gap in
+        # which a second caller could start another worker.
+        env = {
+            **os.environ,
+            "ADAPTLAB_WORKER_LOCK_FD": str(fd),
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        }
+        command = [sys.executable, "-m", "eval", "worker", "--store", str(store_path)]
+        command += ["--idle-exit", str(idle_exit_s)]
+        with open(str(store_path) + ".worker.log", "ab") as log:
+            subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(fd,),
+                start_new_session=True,
+            )
+    finally:
+        os.close(fd)
+    return True
+
+
+def main_worker(store_path: str, idle_exit_s: float = 600.0, once: bool = False) -> int:
+    """CLI entry: the worker loop, with SIGTERM stopping it cleanly (its job interrupted)."""
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        work(store_path, idle_exit_s=idle_exit_s, once=once)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def render_jobs(jobs: list[dict[str, Any]]) -> str:
+    """One line per job (for `python -m eval jobs`)."""
+    lines = []
+    for j in jobs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j["created_at"]))
+        where = f"{j['strategy'] or 'run'}: {j['stage']}"
+        if j["total"]:
+            where += f" {j['done']}/{j['total']}"
+        lines.append(
+            f"{j['id']}  {when}  {j['status']:<11}  {j['run_id']}  {j['owner'] or '-'}  {where}"
+            + (f"  {j['error']}" if j["error"] else "")
+        )
+    return "\n".join(lines) or "no jobs"
+
+
+# --- compatibility ---------------------------------------------------------------------------
+class _QueueManager:
+    """The old thread-manager API (submit/get/cancel/wait) over JobQueue and a worker process.
+
+    Kept only until app.py moves to JobQueue + ensure_worker; it remembers, in this process,
+    which store file each job id lives in.
+    """
 
     def __init__(self) -> None:
-        self.jobs: dict[str, Job] = {}
-        self._queue: queue.Queue[Job] = queue.Queue()
-        self._lock = threading.Lock()
-        self._worker: threading.Thread | None = None
+        self._stores: dict[str, Path] = {}
 
-    def submit(self, config: RunConfig) -> str:
-        """Queue a run; returns the job id. The run id appears once the run starts."""
-        job = Job(uuid.uuid4().hex[:10], config)
-        with self._lock:
-            self.jobs[job.id] = job
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._work, daemon=True, name="runs")
-                self._worker.start()
-        self._queue.put(job)
-        return job.id
+    def submit(self, config: RunConfig, owner: str = "") -> str:
+        job_id = JobQueue(config.store_path).submit(config, owner)
+        self._stores[job_id] = Path(config.store_path)
+        ensure_worker(config.store_path)
+        return job_id
 
     def get(self, job_id: str) -> dict[str, Any] | None:
-        job = self.jobs.get(job_id)
-        return job.snapshot() if job else None
+        path = self._stores.get(job_id)
+        return JobQueue(path).get(job_id) if path else None
 
     def cancel(self, job_id: str) -> None:
-        job = self.jobs.get(job_id)
-        if job is not None:
-            job.cancel.set()
+        if job_id in self._stores:
+            JobQueue(self._stores[job_id]).cancel(job_id)
 
     def wait(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
-        """Block until the job ends (for tests and scripts)."""
-        end = time.time() + timeout
-        while time.time() < end:
-            snap = self.get(job_id)
-            if snap and snap["status"] in ("done", "failed", "cancelled"):
-                return snap
-            time.sleep(0.05)
-        raise TimeoutError(f"job {job_id} still running after {timeout} s")
-
-    def _work(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job.cancel.is_set():
-                job.status = job.stage = "cancelled"
-                continue
-            self._run(job)
-
-    def _run(self, job: Job) -> None:
-        from eval.harness import run_comparison
-
-        job.status = "running"
-        store = RunStore(job.config.store_path)
-        job.run_id = store.create_run(job.config.to_dict(), job.config.name)
-        try:
-            run_comparison(
-                job.config,
-                store=store,
-                progress=lambda ev: _apply(job, ev),
-                cancel=job.cancel,
-                run_id=job.run_id,
-            )
-            job.status = "cancelled" if job.cancel.is_set() else "done"
-        except Exception as e:  # shown on the page; the store already marks the run failed
-            job.status = "failed"
-            job.error = f"{type(e).__name__}: {e}"
+        return JobQueue(self._stores[job_id]).wait(job_id, timeout)
 
 
-def _apply(job: Job, ev: dict[str, Any]) -> None:
-    stage, strategy = ev.get("stage", ""), ev.get("strategy")
-    if (strategy, stage) != (job.strategy, job.stage):
-        note = f" ({ev['error']})" if "error" in ev else ""
-        job.log.append(f"{strategy or 'run'}: {stage}{note}")
-    job.stage, job.strategy = stage, strategy
-    if stage == "train":
-        job.done, job.total = ev.get("step", 0), ev.get("steps", 0)
-        job.loss, job.eta_s = ev.get("loss"), ev.get("eta_s")
-    elif stage == "answer":
-        job.done, job.total = ev.get("done", 0), ev.get("total", 0)
+_MANAGER = _QueueManager()
 
 
-_MANAGER: JobManager | None = None
-_MANAGER_LOCK = threading.Lock()
-
-
-def default_manager() -> JobManager:
-    """The process-wide manager: every browser session of one app server shares its queue."""
-    global _MANAGER
-    with _MANAGER_LOCK:
-        if _MANAGER is None:
-            _MANAGER = JobManager()
-        return _MANAGER
+def default_manager() -> _QueueManager:
+    """Deprecated shim for app.py: use JobQueue(store_path) and ensure_worker(store_path)."""
+    return _MANAGER

@@ -23,7 +23,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     name TEXT,
-    status TEXT NOT NULL,             -- running | done | failed | cancelled
+    status TEXT NOT NULL,             -- queued | running | done | failed | cancelled | interrupted
     created_at REAL NOT NULL,
     finished_at REAL,
     config_json TEXT NOT NULL,
@@ -169,6 +169,17 @@ class RunStore:
                 "UPDATE runs SET status=?, finished_at=?, error=? WHERE id=?",
                 (status, time.time(), error, run_id),
             )
+
+    def set_status(self, run_id: str, status: str) -> None:
+        """Mark a run not finished ("queued", "running"), clearing its end time and error;
+        a resumed run goes back to running. Finished states go through `finish_run`."""
+        with self._lock, self._conn() as c:
+            n = c.execute(
+                "UPDATE runs SET status=?, finished_at=NULL, error=NULL WHERE id=?",
+                (status, run_id),
+            ).rowcount
+        if not n:
+            raise RunNotFound(run_id)
 
     def save_strategy(
         self,

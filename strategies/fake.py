@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 from core.config import ConfigBase, check, option
@@ -16,9 +17,11 @@ _WORD = re.compile(r"\w+")
 class FakeConfig(ConfigBase):
     answer_words: int = option(4, "Words of the best-matching sentence returned as the answer.")
     fail_on_prepare: bool = option(False, "Raise in prepare() (to test failure handling).")
+    delay_s: float = option(0.0, "Seconds to sleep per answered batch (tests of long runs).")
 
     def validate(self) -> None:
         check(1 <= int(self.answer_words) <= 100, "answer_words must be in 1..100")
+        check(0.0 <= float(self.delay_s) <= 600.0, "delay_s must be in 0..600")
 
 
 @register_strategy("fake")
@@ -42,6 +45,8 @@ class FakeStrategy(Strategy):
         return PrepareReport(details={"sentences": len(self.sentences)})
 
     def answer(self, questions: list[str]) -> list[Answer]:
+        if self.config.delay_s:
+            time.sleep(float(self.config.delay_s))
         out = []
         for q in questions:
             qw = {w.lower() for w in _WORD.findall(q)}
@@ -60,3 +65,11 @@ class FakeStrategy(Strategy):
                 )
             )
         return out
+
+
+@register_strategy("fake2")
+class FakeTwinStrategy(FakeStrategy):
+    """The fake strategy under a second name, so one model-free run can hold two strategies
+    (queue, kill-and-resume tests)."""
+
+    description = "Test double: a second copy of the fake strategy."
