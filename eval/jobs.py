@@ -579,7 +579,7 @@ class _QueueManager:
     def submit(self, config: RunConfig, owner: str = "") -> str:
         job_id = JobQueue(config.store_path).submit(config, owner)
         self._stores[job_id] = Path(config.store_path)
-        ensure_worker(config.store_path)
+        ensure_worker(config.store_path, idle_exit_s=60)  # app tests leave no long-lived worker
         return job_id
 
     def get(self, job_id: str) -> dict[str, Any] | None:

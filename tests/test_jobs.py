@@ -286,3 +286,17 @@ def test_a_second_worker_on_the_same_store_exits_at_once(store_path):
     assert ensure_worker(store_path) is False
     t.join(10)
     assert release.is_set()
+
+
+def test_sigterm_stops_the_worker_and_marks_the_job_interrupted(mini_corpus, store_path):
+    queue = JobQueue(store_path)
+    config = make_config(mini_corpus, store_path, strategy_configs={"fake": {"delay_s": 0.5}})
+    job_id = queue.submit(config)
+    ensure_worker(store_path, idle_exit_s=30)
+    snap = poll_until(queue, job_id, lambda s: s["stage"] == "answer" and s["done"] >= 1)[-1]
+    os.kill(snap["worker_pid"], signal.SIGTERM)
+    os.waitpid(snap["worker_pid"], 0)
+    job = queue.get(job_id)
+    assert job["status"] == "interrupted" and "stopped" in job["error"]
+    assert queue.store.get_run(job["run_id"]).status == "interrupted"
+    assert worker_pid(store_path) is None  # the lock went with it
