@@ -63,13 +63,7 @@ class Inputs:
     def summary(self) -> dict[str, dict[str, Any]]:
         """What was read and how it was split, as stored with a run and shown in previews."""
         return {
-            "corpus": {
-                "documents": len(self.corpus.documents),
-                "chunks": len(self.corpus.chunks),
-                "tokens": self.corpus.n_tokens,
-                "errors": [asdict(e) for e in self.corpus.errors],
-                "names": [d.name for d in self.corpus.documents],
-            },
+            "corpus": corpus_summary(self.corpus),
             "split": {
                 "pairs": self.n_pairs,
                 "train": len(self.train),
@@ -79,6 +73,17 @@ class Inputs:
                 "qa_file": self.qa_file,
             },
         }
+
+
+def corpus_summary(corpus: Corpus) -> dict[str, Any]:
+    """Documents, chunks, tokens, refused files and document names, as stored and shown."""
+    return {
+        "documents": len(corpus.documents),
+        "chunks": len(corpus.chunks),
+        "tokens": corpus.n_tokens,
+        "errors": [asdict(e) for e in corpus.errors],
+        "names": [d.name for d in corpus.documents],
+    }
 
 
 def load_inputs(config: RunConfig, tokenizer: Any = None) -> Inputs:
@@ -118,6 +123,21 @@ def preview_inputs(config: RunConfig) -> dict[str, Any]:
     except Exception as e:  # every user-caused problem is reported, not raised
         return {"problem": str(e)}
     return {"problem": None, "fingerprint": inputs.corpus.fingerprint, **inputs.summary()}
+
+
+def preview_corpus(corpus: str | Path, config: RunConfig | None = None) -> dict[str, Any]:
+    """Documents, chunks, tokens and refused files of a corpus alone (no Q/A file yet).
+
+    Chunked in the generator's tokens, as a run would. Never raises: see `preview_inputs`.
+    """
+    config = config or RunConfig()
+    try:
+        tokenizer = load_tokenizer(config.models)
+        c = ingest(Path(corpus), config.chunking, hf_token_spans(tokenizer))
+    except Exception as e:  # every user-caused problem is reported, not raised
+        return {"problem": str(e)}
+    problem = None if c.chunks else f"the corpus at {corpus} has no usable text"
+    return {"problem": problem, "fingerprint": c.fingerprint, "corpus": corpus_summary(c)}
 
 
 def run_comparison(
