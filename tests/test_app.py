@@ -1,104 +1,200 @@
-"""The web page, driven headless with Streamlit's AppTest (model-free strategy for speed)."""
+"""The web app's pages, driven headless with Streamlit's AppTest (model-free strategy for speed)."""
 
 from __future__ import annotations
 
-import time
+import contextlib
+import os
+import signal
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from eval.harness import run_comparison
+from eval.jobs import JobQueue, worker_pid
+from eval.store import RunStore
+from tests.conftest import DOCS
+from tests.test_harness import make_config
+
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture
-def app(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADAPTLAB_HOME", str(tmp_path / "home"))
-    at = AppTest.from_file(APP, default_timeout=60)
+def home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("ADAPTLAB_HOME", str(home))
+    yield home
+    pid = worker_pid(home / "runs.sqlite")  # the Run page started one: it must not linger
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+
+@pytest.fixture
+def app(home):
+    at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["show_hidden_strategies"] = True
+    at.run()
     return at
 
 
-def wait_for_results(at: AppTest, timeout: float = 60) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        at.run()
-        if len(at.dataframe) >= 2:
-            return
-        if any("run failed" in e.value for e in at.error):
-            break
-        time.sleep(0.3)
-    raise AssertionError("results never appeared: " + " | ".join(e.value for e in at.error))
+def goto(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"ui/{page}_page.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
 
 
-def test_page_renders_with_the_sample(app):
-    app.run()
+def texts(elements) -> str:
+    return " | ".join(e.value for e in elements)
+
+
+def frame(at: AppTest, column: str):
+    """The shown table having `column` (AppTest keeps no dataframe keys)."""
+    for df in at.dataframe:
+        if column in df.value.columns:
+            return df.value
+    shown = [list(df.value.columns) for df in at.dataframe]
+    raise AssertionError(f"no table with column {column!r}; tables: {shown}")
+
+
+@pytest.fixture
+def stored_run(home, mini_corpus, tiny_models, tmp_path):
+    """A finished run in the app's store: three strategies, tiny model, mini corpus."""
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        strategies=["system_prompt", "rag", "lora"],
+        strategy_configs={"lora": {"epochs": 1, "batch_size": 4}},
+        learning_curve=[0.5],
+        store_path=str(home / "runs.sqlite"),
+        workdir=str(home / "work"),
+    )
+    return run_comparison(cfg)
+
+
+def test_corpus_page_starts_on_the_sample(app):
     assert not app.exception
-    assert app.title[0].value == "AdaptLab"
-    assert app.multiselect(key="strategies").value == ["system_prompt", "few_shot", "rag", "lora"]
-    text = " ".join(m.value for m in app.markdown)
-    assert "**367** Q/A pairs" in text and "**73** test (the run asks the first 20)" in text
-    assert "No runs yet" in " ".join(i.value for i in app.info)
+    md = texts(app.markdown)
+    assert "**2** documents" in md and "**367** Q/A pairs" in md
+    assert app.selectbox(key="corpus_pick").value == "sample"
 
 
-def test_run_from_the_page_shows_quality_and_cost(app, tmp_path):
-    app.run()
-    app.multiselect(key="strategies").set_value(["fake"]).run()
-    app.number_input(key="n_test").set_value(5).run()
-    app.number_input(key="cpu_per_hour").set_value(3.6).run()
-    app.button(key="run").click().run()
+def test_upload_keeps_good_files_names_refused_ones_and_generates_pairs(app):
+    docs = [(name, text.encode(), "text/plain") for name, text in DOCS.items()]
+    docs.append(("broken.pdf", b"%PDF-1.4 not really a pdf", "application/pdf"))
+    app.text_input(key="up_name").set_value("Mini")
+    app.file_uploader(key="docs").set_value(docs)
+    app.button(key="FormSubmitter:upload_form-Save corpus").click().run()
     assert not app.exception
-    wait_for_results(app)
-    quality, cost = app.dataframe[0].value, app.dataframe[1].value
-    assert list(quality["Strategy"]) == ["fake"]
-    assert "F1" in quality.columns and "p50 s/q" in cost.columns
-    assert "[" in quality["F1"][0]  # a confidence interval is shown
-    assert not app.error
-    from eval.store import RunStore
-
-    store = RunStore(tmp_path / "home" / "runs.sqlite")
-    run = store.get_run(store.list_runs()[0]["id"])
-    assert run.config["prices"]["cpu_per_hour"] == 3.6  # the page's price table was used
-    assert run.meta["split"]["test"] == 5
+    assert "Saved **Mini**" in texts(app.success)
+    md = texts(app.markdown)
+    assert "**2** documents" in md or "**3** documents" in md
+    assert "broken.pdf" in texts(app.warning) + texts(app.error)
+    assert "no Q/A pairs" in texts(app.info)
+    # Run refuses to start without pairs and says where to get them
+    goto(app, "run")
+    assert "no question/answer pairs" in texts(app.warning)
+    goto(app, "corpus")
+    app.button(key="FormSubmitter:gen_form-Generate pairs").click().run()
+    assert not app.exception
+    assert "pairs generated" in texts(app.success)
+    edited = app.data_editor(key="gen_editor")
+    assert len(edited.value) > 0
+    app.button(key="gen_save").click().run()
+    assert not app.exception
+    assert "Q/A pairs" in texts(app.markdown)
+    goto(app, "run")
+    assert "Mini" in texts(app.caption)
 
 
 def test_bad_setting_is_a_message_not_a_traceback(app):
-    app.run()
+    goto(app, "run")
     app.multiselect(key="strategies").set_value(["fake"]).run()
     app.number_input(key="fake.answer_words").set_value(0).run()
     assert not app.exception
-    assert any("answer_words" in e.value for e in app.error)
+    assert "answer_words" in texts(app.error)
     assert app.button(key="run").disabled
+    app.text_input(key="learning_curve").set_value("half").run()
+    assert "Settings" in texts(app.error)
 
 
-def test_upload_own_files_with_a_broken_one(app):
-    import json
-
-    from tests.conftest import DOCS, QA
-
-    app.run()
-    app.radio(key="source").set_value("Upload my own").run()
-    assert any("Upload at least one document" in i.value for i in app.info)
-    docs = [(name, text.encode(), "text/plain") for name, text in DOCS.items()]
-    docs.append(("broken.pdf", b"%PDF-1.4 not really a pdf", "application/pdf"))
-    qa = "\n".join(json.dumps({"id": i, "question": q, "answers": a}) for i, q, a in QA)
-    app.file_uploader(key="docs").set_value(docs).run()
-    app.file_uploader(key="qa").set_value(("qa.jsonl", qa.encode(), "application/json")).run()
-    assert not app.exception
-    text = " ".join(m.value for m in app.markdown)
-    assert "**2** documents" in text and "**10** Q/A pairs" in text
-    assert any("broken.pdf" in w.value for w in app.warning)  # refused by name, rest kept
+def test_estimate_then_run_in_the_worker(app, home):
+    goto(app, "run")
     app.multiselect(key="strategies").set_value(["fake"]).run()
-    app.button(key="run").click().run()
-    wait_for_results(app)
-    assert list(app.dataframe[0].value["Strategy"]) == ["fake"]
-
-
-def test_upload_of_a_bad_qa_file_is_explained(app):
-    app.run()
-    app.radio(key="source").set_value("Upload my own").run()
-    app.file_uploader(key="docs").set_value(("a.txt", b"Some text here.", "text/plain")).run()
-    app.file_uploader(key="qa").set_value(("qa.jsonl", b'{"question": "no answer"}', "x")).run()
+    app.number_input(key="n_test").set_value(5).run()
+    app.number_input(key="cpu_per_hour").set_value(3.6).run()
+    app.button(key="estimate").click().run()
     assert not app.exception
-    assert any("qa.jsonl" in e.value for e in app.error)
-    assert app.button(key="run").disabled
+    assert not app.error, texts(app.error)
+    est = frame(app, "Prompt tokens / q")
+    assert list(est["Strategy"]) == ["fake"]
+    app.button(key="run").click().run()
+    assert not app.exception
+    job = app.session_state["job_id"]
+    queue = JobQueue(home / "runs.sqlite")
+    snap = queue.wait(job, timeout=120)
+    assert snap["status"] == "done", snap
+    run = RunStore(home / "runs.sqlite").get_run(snap["run_id"])
+    assert run.config["prices"]["cpu_per_hour"] == 3.6  # the page's price table was used
+    assert run.meta["split"]["test"] == 5
+    app.run()
+    assert "Open the Compare page" in texts(app.success)
+
+
+def test_compare_page_shows_every_dashboard(app, stored_run):
+    goto(app, "compare")
+    assert app.selectbox(key="cmp_run").value == stored_run
+    table = frame(app, "F1")
+    assert {"system_prompt", "rag", "lora"} <= set(table.index) | set(table.get("Strategy", []))
+    assert "lora@50%" not in set(table.index) | set(table.get("Strategy", []))
+    assert "★" in table.to_string()
+    assert app.get("vega_lite_chart")  # charts are drawn
+    assert len(frame(app, "monthly_cost")) == 3
+    app.number_input(key="rec_min").set_value(0.99).run()
+    assert not app.exception
+    assert "No strategy" in texts(app.warning) or "none" in texts(app.warning).lower()
+    app.radio(key="explorer_filter").set_value("All wrong").run()
+    assert not app.exception
+    assert app.download_button(key="dl_yaml")
+    app.button(key="build_html").click().run()
+    assert not app.exception
+    assert app.download_button(key="dl_html")
+
+
+def test_playground_answers_with_every_strategy(app, stored_run):
+    goto(app, "playground")
+    app.button(key="pg_prepare").click().run()
+    assert not app.exception
+    app.text_input(key="pg_question").set_value("Where do T cells mature?")
+    app.button(key="FormSubmitter:pg_form-Ask every strategy").click().run()
+    assert not app.exception
+    md = texts(app.markdown)
+    for name in ("system_prompt", "rag", "lora"):
+        assert f"**{name}**" in md
+    assert "prompt tokens" in texts(app.caption)
+
+
+def test_history_filters_compares_and_deletes(
+    app, stored_run, home, mini_corpus, tiny_models, tmp_path
+):
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        strategies=["fake"],
+        store_path=str(home / "runs.sqlite"),
+        workdir=str(home / "work"),
+    )
+    other = run_comparison(cfg)
+    goto(app, "history")
+    assert len(frame(app, "Run")) == 2
+    app.text_input(key="hist_text").set_value("lora").run()
+    assert list(frame(app, "Run")["Run"]) == [stored_run]
+    app.text_input(key="hist_text").set_value("").run()
+    assert not app.exception
+    app.selectbox(key="hist_pick").set_value(other).run()
+    app.button(key="hist_delete").click().run()
+    assert not app.exception
+    assert [r["id"] for r in RunStore(home / "runs.sqlite").list_runs()] == [stored_run]

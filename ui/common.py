@@ -1,0 +1,122 @@
+"""What every page shares: where the app keeps its data, session state, config widgets."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+import uuid
+from pathlib import Path
+
+import streamlit as st
+
+from core.config import ConfigBase
+from eval.store import RunStore
+from strategies import get_strategy_class
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+
+
+def home() -> Path:
+    """Where the app keeps its data (read per call: tests point it elsewhere per app)."""
+    return Path(os.environ.get("ADAPTLAB_HOME", ".adaptlab"))
+
+
+def store_path() -> Path:
+    return home() / "runs.sqlite"
+
+
+def init_state() -> None:
+    """Session defaults; called at the top of every run of the app."""
+    state = st.session_state
+    state.setdefault("session_id", uuid.uuid4().hex[:12])
+    state.setdefault("corpus_id", None)
+    state.setdefault("job_id", None)
+    state.setdefault("run_id", None)
+    state.setdefault("show_hidden_strategies", False)  # tests switch on the model-free strategy
+
+
+def store() -> RunStore:
+    return RunStore(store_path())
+
+
+def run_label(r: dict) -> str:
+    name = f" · {r['name']}" if r.get("name") else ""
+    return f"{r['id']}{name} · {r['status']} · {r.get('strategies') or ''}"
+
+
+def pick_run(key: str, only_done: bool = False) -> str | None:
+    """A run selector defaulting to this session's latest run; None when there is none."""
+    runs = store().list_runs()
+    if only_done:
+        runs = [r for r in runs if r["status"] in ("done", "interrupted", "cancelled")]
+    if not runs:
+        st.info("No runs yet: pick a corpus, then start a run on the Run page.")
+        return None
+    ids = [r["id"] for r in runs]
+    labels = {r["id"]: run_label(r) for r in runs}
+    current = st.session_state.get("run_id")
+    index = ids.index(current) if current in ids else 0
+    chosen = st.selectbox("Run", ids, index=index, format_func=labels.get, key=key)
+    st.session_state.run_id = chosen
+    return chosen
+
+
+def setting_widget(prefix: str, f: dataclasses.Field, value, hint):
+    """One widget for one config field, chosen by the field's type; help from the dataclass."""
+    key, label, help_ = f"{prefix}.{f.name}", f.name.replace("_", " "), f.metadata.get("help")
+    if hint is bool:
+        return st.checkbox(label, value=value, help=help_, key=key)
+    if hint is int:
+        return int(st.number_input(label, value=int(value), step=1, help=help_, key=key))
+    if hint is float:
+        return float(st.number_input(label, value=float(value), format="%g", help=help_, key=key))
+    if typing.get_origin(hint) is list:
+        text = st.text_input(label, value=", ".join(map(str, value)), help=help_, key=key)
+        return [x.strip() for x in text.split(",") if x.strip()]
+    if isinstance(value, str) and len(value) > 60:
+        return st.text_area(label, value=value, help=help_, key=key)
+    return st.text_input(label, value=str(value), help=help_, key=key)
+
+
+def config_form(defaults: ConfigBase, prefix: str) -> dict:
+    """Widgets for every field of a config (nested sections too), starting at `defaults`."""
+    hints = typing.get_type_hints(type(defaults))
+    out = {}
+    for f in dataclasses.fields(defaults):
+        value = getattr(defaults, f.name)
+        if isinstance(value, ConfigBase):
+            st.markdown(f"*{f.name.replace('_', ' ')}*: {f.metadata.get('help', '')}")
+            out[f.name] = config_form(value, f"{prefix}.{f.name}")
+        else:
+            out[f.name] = setting_widget(prefix, f, value, hints[f.name])
+    return out
+
+
+def settings_form(name: str) -> dict:
+    """Widgets for a strategy's settings, from its config dataclass."""
+    return config_form(get_strategy_class(name).config_class(), name)
+
+
+def corpus_library():
+    """The saved corpora, with the bundled sample always among them."""
+    from core.corpora import CorpusLibrary
+
+    library = CorpusLibrary(home() / "corpora")
+    library.sample()
+    return library
+
+
+def selected_corpus() -> tuple[Path, Path | None, str] | None:
+    """(documents folder, Q/A file or None, name) of this session's corpus (the sample at first)."""
+    from core.corpora import CorpusNotFound
+
+    library = corpus_library()
+    try:
+        entry = library.get(st.session_state.get("corpus_id") or "sample")
+    except CorpusNotFound:  # deleted in another tab
+        st.session_state.corpus_id = None
+        entry = library.sample()
+    qa = Path(entry.qa_path) if entry.qa_path else None
+    return Path(entry.docs_path), qa, entry.name

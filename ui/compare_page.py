@@ -1,0 +1,210 @@
+"""Compare: every dashboard of one stored run. Each number comes from the store."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from eval import charts, dashboards
+from eval.html_report import cli_command, html_report, run_config_yaml
+from eval.report import failures, metric_names
+from ui.common import home, pick_run, store
+
+st.title("Compare")
+run_id = pick_run("cmp_run", only_done=True)
+if run_id is None:
+    st.stop()
+view = dashboards.RunView.load(store(), run_id)
+run = view.run
+meta, split, corpus = run.meta, run.meta.get("split", {}), run.meta.get("corpus", {})
+models = meta.get("models", {})
+st.caption(
+    f"Status: {run.status}. Corpus: {corpus.get('documents', '?')} documents, "
+    f"{corpus.get('chunks', '?')} chunks. Q/A: {split.get('train', '?')} train pairs, "
+    f"{split.get('test', '?')} test questions. Models: {models.get('generator', '—')} / "
+    f"{models.get('embedder', '—')} on {meta.get('device', '?')}."
+)
+for name, err in failures(run):
+    st.error(f"{name} failed: {err}")
+if run.error and run.status != "done":
+    st.warning(f"Run {run.status}: {run.error}")
+if not view.main:
+    st.info("No strategy of this run has finished yet.")
+    st.stop()
+
+metrics = metric_names(run)
+metric = st.selectbox(
+    "Quality metric for the charts",
+    metrics,
+    index=metrics.index("f1") if "f1" in metrics else 0,
+    format_func=dashboards.metric_label,
+    key="cmp_metric",
+)
+label = dashboards.metric_label(metric)
+currency = view.currency
+
+overview, cost_tab, tuning, questions, exports = st.tabs(
+    ["Overview", "Cost", "Fine-tuning", "Questions", "Exports"]
+)
+
+with overview:
+    st.subheader("Side by side")
+    sbs = dashboards.side_by_side(view)
+    st.dataframe(sbs.display, key="side_by_side")
+    st.caption(
+        "Quality: mean [95% bootstrap interval]. ★ best in the column. (=) the gap to the best "
+        "is not significant (paired sign-flip test on the same questions, p ≥ 0.05)."
+    )
+
+    st.subheader("Recommendation")
+    c1, c2, c3 = st.columns(3)
+    volume = c1.number_input(
+        "Questions per month", min_value=1, value=10_000, step=1000, key="rec_volume"
+    )
+    threshold = c2.number_input(
+        f"Minimum {label}", min_value=0.0, max_value=1.0, value=0.1, step=0.05, key="rec_min"
+    )
+    months = c3.number_input(
+        "Months to spread preparation over", min_value=1, value=12, step=1, key="rec_months"
+    )
+    rec = dashboards.recommend(view, int(volume), metric, float(threshold), int(months))
+    (st.success if rec.choice else st.warning)(rec.summary)
+    st.dataframe(rec.table, hide_index=True, key="rec_table")
+
+with cost_tab:
+    st.subheader("Quality against cost")
+    axis = st.selectbox(
+        "Cost axis", list(dashboards.COST_AXES), format_func=dashboards.COST_AXES.get, key="axis"
+    )
+    qc = dashboards.quality_vs_cost(view, metric, axis)
+    st.altair_chart(charts.quality_cost_chart(qc), width="stretch")
+    st.caption("Filled points are on the Pareto frontier: nothing else is better and cheaper.")
+
+    st.subheader("Break-even: when does fine-tuning pay off?")
+    trainers = [r.strategy for r in view.main if r.prepare.get("trainable_params")]
+    be = dashboards.break_even(view, trainer=trainers[0] if trainers else "lora")
+    st.altair_chart(charts.break_even_chart(be), width="stretch")
+    for sentence in be.pays_off.get("sentence", []):
+        st.markdown(f"- {sentence}")
+    st.caption(
+        "Total cost = preparation + questions × price per question, at the run's price table."
+    )
+
+    st.subheader("Latency")
+    st.altair_chart(charts.latency_chart(dashboards.latency_frame(view)), width="stretch")
+
+with tuning:
+    st.subheader("Domain gain and general ability")
+    rg = dashboards.retention_vs_gain(view, metric)
+    st.dataframe(rg, hide_index=True, key="retention_table")
+    if rg.attrs.get("note"):
+        st.caption(rg.attrs["note"])
+    st.altair_chart(charts.retention_chart(rg), width="stretch")
+
+    st.subheader("Known and new facts")
+    ks = dashboards.knowledge_slices(view, metric)
+    if ks.table is None:
+        st.info(ks.reason)
+    else:
+        st.caption(ks.reason)
+        st.dataframe(ks.table, hide_index=True, key="slices_table")
+
+    st.subheader("Learning curve")
+    lc = dashboards.learning_curve(view, metric)
+    if lc.empty:
+        st.info("No learning curve in this run: set fractions under Run settings on the Run page.")
+    else:
+        st.altair_chart(charts.learning_curve_chart(lc), width="stretch")
+
+    st.subheader("Training loss")
+    st.altair_chart(charts.loss_curve_chart(dashboards.loss_curves(view)), width="stretch")
+
+    st.subheader("Retrieval recall@k")
+    st.altair_chart(charts.recall_chart(dashboards.retrieval_recall(view)), width="stretch")
+
+with questions:
+    st.subheader("Per question")
+    which = st.radio(
+        "Show",
+        ["All questions", "Strategies disagree", "All wrong"],
+        horizontal=True,
+        key="explorer_filter",
+    )
+    qx = dashboards.question_explorer(view, metric)
+    if which == "Strategies disagree":
+        qx = dashboards.disagreements(qx)
+    elif which == "All wrong":
+        qx = dashboards.all_wrong(qx)
+    st.caption(f"{len(qx)} questions. Right/wrong at {label} ≥ 0.5.")
+    st.dataframe(qx, hide_index=True, key="explorer")
+
+with exports:
+    st.subheader("Downloads")
+    s = store()
+    c1, c2, c3 = st.columns(3)
+    c1.download_button(
+        "Run as JSON", s.export_json(run_id), f"{run_id}.json", "application/json", key="dl_json"
+    )
+    c2.download_button(
+        "Answers as CSV", s.export_csv(run_id), f"{run_id}.csv", "text/csv", key="dl_csv"
+    )
+    if c3.button("Build HTML report", key="build_html"):
+        with st.spinner("Rendering the charts..."):
+            st.session_state.html_report = (run_id, html_report(s, run_id, metric=metric))
+    built = st.session_state.get("html_report")
+    if built and built[0] == run_id:
+        c3.download_button(
+            "Download HTML report", built[1], f"{run_id}.html", "text/html", key="dl_html"
+        )
+
+    st.subheader("Repeat this run headless")
+    st.download_button(
+        "Run config (YAML)", run_config_yaml(run), f"{run_id}.yaml", "text/yaml", key="dl_yaml"
+    )
+    st.code(cli_command(run, f"{run_id}.yaml"), language="bash")
+
+    trained = [
+        r for r in view.main if r.prepare.get("trainable_params") and r.prepare.get("artifact_path")
+    ]
+    if trained:
+        from core.config import ModelConfig
+        from strategies import deploy
+
+        st.subheader("Deploy a fine-tuned adapter")
+        models_cfg = ModelConfig.from_dict(run.config["models"])
+        for r in trained:
+            adapter = r.prepare["artifact_path"]
+            merged = home() / "merged" / run_id / r.strategy.replace("+", "_")
+            st.markdown(f"**{r.strategy}**: adapter at `{adapter}`")
+            try:
+                zipped = deploy.export_adapter_zip(adapter)
+            except (OSError, ValueError) as e:
+                st.error(f"The adapter cannot be exported: {e}")
+                continue
+            a, b = st.columns(2)
+            a.download_button(
+                "Adapter (peft, zip)",
+                zipped,
+                f"{run_id}-{r.strategy}-adapter.zip",
+                "application/zip",
+                key=f"dl_adapter_{r.strategy}",
+            )
+            if b.button("Build merged model", key=f"merge_{r.strategy}"):
+                with st.spinner("Merging the adapter into a copy of the base model..."):
+                    try:
+                        deploy.merge_adapter(models_cfg, adapter, merged)
+                    except (OSError, ValueError, RuntimeError) as e:
+                        st.error(f"Merging failed: {e}")
+            sizes = deploy.sizes(models_cfg, adapter, merged if merged.exists() else None)
+            st.dataframe(
+                [
+                    {"Artifact": k, "MB": None if v is None else round(v / 2**20, 2)}
+                    for k, v in sizes.items()
+                ],
+                hide_index=True,
+                key=f"sizes_{r.strategy}",
+            )
+            if merged.exists():
+                st.caption(
+                    f"Merged model at `{merged}`: use it as the generator (a local folder works "
+                    "wherever a model name does)."
+                )

@@ -1,0 +1,175 @@
+"""Corpus: pick a saved corpus or upload one; see what was read; generate and edit Q/A pairs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.config import ChunkingConfig, ModelConfig
+from core.corpora import CorpusLibrary
+from core.corpus import hf_token_spans, ingest
+from core.models import load_tokenizer
+from core.qagen import QAGenConfig, check_records, generate_qa, pairs_to_records, records_to_pairs
+from core.uploads import DOC_TYPES, QA_TYPES, UploadLimits
+from eval.config import RunConfig
+from eval.harness import preview_corpus, preview_inputs
+from ui.common import corpus_library, selected_corpus
+
+state = st.session_state
+LIMITS = UploadLimits()
+library: CorpusLibrary = corpus_library()
+
+st.title("AdaptLab")
+st.caption(
+    "Should you fine-tune, use RAG, add few-shot examples or just write a better system prompt? "
+    "Run all four on your own documents, with the same model and the same test questions."
+)
+st.header("Corpus")
+
+
+@st.cache_data(show_spinner="Reading the corpus...", max_entries=16)
+def cached_preview(corpus: str, qa: str | None) -> dict:
+    if qa is None:
+        return preview_corpus(corpus)
+    return preview_inputs(RunConfig(corpus=corpus, qa=qa, strategies=["system_prompt"]))
+
+
+pick, upload = st.tabs(["Saved corpora", "Upload a new one"])
+with upload:
+    with st.form("upload_form", clear_on_submit=True):
+        name = st.text_input("Name", placeholder="e.g. Support handbook", key="up_name")
+        docs = st.file_uploader(
+            f"Documents ({', '.join(DOC_TYPES)}; up to {LIMITS.max_files} files, "
+            f"{LIMITS.max_file_mb:g} MB each, {LIMITS.max_total_mb:g} MB in all)",
+            type=list(DOC_TYPES),
+            accept_multiple_files=True,
+            key="docs",
+        )
+        qa_upload = st.file_uploader(
+            "Question/answer file, optional (JSONL or CSV with `question` and `answers` or "
+            "`answer`); without one, generate pairs below",
+            type=list(QA_TYPES),
+            key="qa",
+        )
+        saved = st.form_submit_button("Save corpus", type="primary")
+    if saved:
+        if not docs:
+            st.error("Choose at least one document.")
+        else:
+            try:
+                entry = library.save(
+                    name.strip() or docs[0].name,
+                    [(f.name, f.getvalue()) for f in docs],
+                    (qa_upload.name, qa_upload.getvalue()) if qa_upload else None,
+                    LIMITS,
+                )
+            except ValueError as e:
+                st.error(str(e))
+            else:
+                # The selector below is drawn after this: point it at the new entry.
+                state.corpus_id = state.corpus_pick = entry.id
+                for err in entry.refused:
+                    st.warning(f"Refused **{err['name']}**: {err['reason']}")
+                st.success(f"Saved **{entry.name}**; it is now the selected corpus.")
+
+with pick:
+    entries = library.list()
+    ids = [e.id for e in entries]
+    names = {e.id: f"{e.name} ({e.n_docs} documents{', Q/A' if e.has_qa else ''})" for e in entries}
+    index = ids.index(state.corpus_id) if state.corpus_id in ids else 0
+    chosen = st.selectbox("Corpus", ids, index=index, format_func=names.get, key="corpus_pick")
+    state.corpus_id = chosen
+    entry = library.get(chosen)
+    if not entry.builtin:
+        with st.popover("Delete this corpus"):
+            st.write("Runs made with it stay in History, but cannot be reopened in the Playground.")
+            if st.button("Delete for good", key="corpus_delete"):
+                library.delete(chosen)
+                state.corpus_id = None
+                st.rerun()
+
+selection = selected_corpus()
+if selection is not None:
+    corpus_path, qa_path, corpus_name = selection
+    pre = cached_preview(str(corpus_path), str(qa_path) if qa_path else None)
+    if pre.get("corpus"):
+        docs, split = pre["corpus"], pre.get("split")
+        line = (
+            f"**{docs['documents']}** documents, **{docs['chunks']}** chunks, "
+            f"**{docs['tokens']:,}** tokens."
+        )
+        if qa_path is not None:
+            line += (
+                f" **{split['pairs']}** Q/A pairs: **{split['train']}** train, "
+                f"**{split['test_split']}** test."
+            )
+        st.write(line)
+        for err in docs["errors"]:
+            st.warning(f"Skipped **{err['name']}**: {err['reason']}")
+        with st.expander("Documents"):
+            st.dataframe(pd.DataFrame({"Document": docs["names"]}), hide_index=True)
+    if pre["problem"]:
+        st.error(pre["problem"])
+
+    st.subheader("Question/answer pairs")
+    if qa_path is None:
+        st.info("This corpus has no Q/A pairs: generate them from the documents, review, save.")
+    else:
+        st.caption(f"Using `{qa_path.name}`. Generating new pairs replaces generated ones.")
+    with st.form("gen_form"):
+        help_ = QAGenConfig.help()
+        c1, c2, c3 = st.columns(3)
+        method = c1.selectbox("Method", ["cloze", "model"], help=help_["method"], key="gen_method")
+        n = c2.number_input(
+            "Pairs",
+            min_value=10,
+            max_value=5000,
+            value=QAGenConfig().n,
+            help=help_["n"],
+            key="gen_n",
+        )
+        seed = c3.number_input("Seed", value=0, step=1, help=help_["seed"], key="gen_seed")
+        generate = st.form_submit_button("Generate pairs")
+    if generate:
+        try:
+            config = QAGenConfig(method=method, n=int(n), seed=int(seed))
+            models = ModelConfig()
+            with st.spinner("Generating question/answer pairs..."):
+                # Chunked as a run chunks them, so each pair's passage is a retrievable chunk.
+                spans = hf_token_spans(load_tokenizer(models))
+                corpus = ingest(corpus_path, ChunkingConfig(), spans)
+                result = generate_qa(corpus, config, models)
+        except (ValueError, RuntimeError) as e:
+            st.error(str(e))
+        else:
+            stats = result.stats
+            rejected = ", ".join(f"{k}: {v}" for k, v in stats.get("rejected", {}).items())
+            state.generated = pairs_to_records(result.pairs)
+            considered = stats.get("considered", "?")
+            msg = f"{len(result.pairs)} pairs generated from {considered} candidates"
+            (st.success if result.pairs else st.warning)(
+                msg + (f" (rejected: {rejected})." if rejected else ".")
+            )
+    if state.get("generated"):
+        st.caption("Review and edit; rows whose answer is no longer in their passage are refused.")
+        edited = st.data_editor(
+            pd.DataFrame(state.generated), num_rows="dynamic", hide_index=True, key="gen_editor"
+        )
+        records = edited.to_dict("records")
+        for problem in check_records(records)[:10]:
+            st.warning(problem)
+        if st.button("Save these pairs", type="primary", key="gen_save"):
+            try:
+                pairs = records_to_pairs(records)
+                library.set_qa(chosen, pairs)
+            except ValueError as e:
+                st.error(str(e))
+            else:
+                state.generated = None
+                st.success(f"Saved {len(pairs)} pairs: the Run page uses them now.")
+                cached_preview.clear()
+                st.rerun()
+
+st.page_link(
+    "ui/run_page.py", label="Next: choose strategies and run", icon=":material/play_arrow:"
+)

@@ -1,0 +1,203 @@
+"""Run: choose strategies and settings, see a dry-run estimate, launch in the background."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.config import ConfigError, ModelConfig, PriceTable
+from eval.config import RunConfig
+from eval.estimate import estimate_run
+from eval.jobs import JobQueue, ensure_worker
+from strategies import get_strategy_class, strategy_names
+from ui.common import home, selected_corpus, settings_form, store_path
+
+state = st.session_state
+st.title("Run")
+
+corpus = selected_corpus()
+if corpus is None:
+    st.info("Pick or upload a corpus on the Corpus page first.")
+    st.page_link("ui/corpus_page.py", label="Go to Corpus", icon=":material/folder_open:")
+    st.stop()
+corpus_path, qa_path, corpus_name = corpus
+if qa_path is None:
+    st.warning(
+        f"**{corpus_name}** has no question/answer pairs yet: generate them on the Corpus page."
+    )
+    st.page_link("ui/corpus_page.py", label="Go to Corpus", icon=":material/folder_open:")
+    st.stop()
+st.caption(f"Corpus: **{corpus_name}**")
+
+offered = strategy_names(include_hidden=state.show_hidden_strategies)
+default = [n for n in ("system_prompt", "few_shot", "rag", "lora") if n in offered]
+chosen = st.multiselect("Strategies", offered, default=default, key="strategies")
+for name in chosen:
+    st.caption(f"**{name}**: {get_strategy_class(name).description}")
+
+with st.expander("Run settings"):
+    defaults = RunConfig()
+    helps = RunConfig.help()
+    c1, c2, c3 = st.columns(3)
+    n_test = c1.number_input(
+        "Test questions (0 = the whole test split)",
+        min_value=0,
+        value=20,
+        step=5,
+        help=helps["n_test"],
+        key="n_test",
+    )
+    seed = c2.number_input("Seed", value=0, step=1, key="seed")
+    retention = c3.number_input(
+        "General-knowledge questions",
+        min_value=0,
+        value=defaults.retention_questions,
+        help=helps["retention_questions"],
+        key="retention_questions",
+    )
+    curve = st.text_input(
+        "Learning curve: training fractions (empty = off)",
+        value="",
+        placeholder="0.25, 0.5",
+        help=helps["learning_curve"],
+        key="learning_curve",
+    )
+    generator = st.text_input(
+        "Generator",
+        value=ModelConfig().generator,
+        help=ModelConfig.help()["generator"],
+        key="generator",
+    )
+    embedder = st.text_input(
+        "Embedder",
+        value=ModelConfig().embedder,
+        help=ModelConfig.help()["embedder"],
+        key="embedder",
+    )
+    device = st.selectbox(
+        "Device", ["auto", "cpu", "cuda"], help=ModelConfig.help()["device"], key="device"
+    )
+    prices = {}
+    for column, field in zip(st.columns(2), ("cpu_per_hour", "gpu_per_hour"), strict=True):
+        prices[field] = column.number_input(
+            f"{field[:3].upper()} price per hour ({PriceTable().currency})",
+            min_value=0.0,
+            value=getattr(PriceTable(), field),
+            format="%g",
+            help=PriceTable.help()[field],
+            key=field,
+        )
+    name = st.text_input("Label for the run (optional)", key="run_name")
+
+strategy_settings = {}
+for strategy in chosen:
+    with st.expander(f"{strategy} settings"):
+        strategy_settings[strategy] = settings_form(strategy)
+
+config, problem = None, None
+try:
+    fractions = [float(x) for x in curve.replace(";", ",").split(",") if x.strip()]
+    config = RunConfig(
+        corpus=str(corpus_path),
+        qa=str(qa_path),
+        strategies=list(chosen),
+        strategy_configs=strategy_settings,
+        models=ModelConfig(generator=generator, embedder=embedder, device=device),
+        split={"seed": int(seed)},
+        prices=prices,
+        n_test=int(n_test),
+        retention_questions=int(retention),
+        learning_curve=fractions,
+        name=name,
+        store_path=str(store_path()),
+        workdir=str(home() / "work"),
+    )
+except ValueError as e:  # ConfigError is a ValueError; so is a fraction that is not a number
+    problem = f"Settings: {e}"
+if not chosen:
+    problem = "Choose at least one strategy."
+if problem:
+    st.error(problem)
+
+queue = JobQueue(store_path())
+st.subheader("Estimate")
+st.caption(
+    "A short probe: each strategy answers a few test questions; a strategy that trains runs one "
+    "training step, multiplied by the steps the run would take. Nothing is stored."
+)
+if st.button("Estimate", disabled=config is None, key="estimate"):
+    with st.spinner("Probing each strategy..."):
+        try:
+            state.estimate_result = estimate_run(config)
+        except (ValueError, ConfigError, OSError) as e:
+            state.estimate_result = None
+            st.error(f"Cannot estimate: {e}")
+est = state.get("estimate_result")
+if est:
+    rows = [
+        {
+            "Strategy": e["strategy"],
+            "Prompt tokens / q": round(e["prompt_tokens_mean"]),
+            "s / question": round(e["seconds_per_question"], 2),
+            "Preparation s": round(e["prepare_s"], 1),
+            "Total s": round(e["total_s"], 1),
+            "Note": e["error"] or e["prepare_note"],
+        }
+        for e in est["strategies"]
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="estimate_table")
+    st.write(
+        f"{est['questions']} test questions, {est['train']} training pairs, "
+        f"{est['retention_questions']} general questions on {est['device']}: about "
+        f"**{est['total_s'] / 60:.1f} minutes** in all."
+    )
+
+st.subheader("Launch")
+mine = queue.list_jobs(owner=state.session_id)
+active = [j for j in mine if j["status"] in ("queued", "running")]
+if st.button("Run comparison", type="primary", disabled=config is None or bool(problem), key="run"):
+    state.job_id = queue.submit(config, owner=state.session_id)
+    state.run_id = queue.get(state.job_id)["run_id"]
+    ensure_worker(store_path())
+    st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def progress_panel():
+    """Polls this session's jobs from the store; a reload or a second tab sees the same."""
+    jobs = queue.list_jobs(owner=state.session_id)
+    if not jobs:
+        return
+    for job in jobs[:5]:
+        status = job["status"]
+        head = f"Run {job['run_id']}: {status}"
+        if status in ("queued", "running"):
+            frac = job["done"] / job["total"] if job["total"] else 0.0
+            what = {"train": "training", "answer": "answering"}.get(job["stage"], job["stage"])
+            text = f"{job['strategy'] or 'run'}: {what}"
+            if job["total"]:
+                text += f" {job['done']}/{job['total']}"
+            if job.get("loss") is not None and job["stage"] == "train":
+                text += f", loss {job['loss']:.3f}"
+            if job.get("eta_s") and job["stage"] == "train":
+                text += f", about {job['eta_s']:.0f} s left"
+            st.progress(min(1.0, frac), text=f"{head}: {text}")
+            if st.button("Cancel", key=f"cancel_{job['id']}"):
+                queue.cancel(job["id"])
+            with st.expander("Log"):
+                st.text("\n".join(job["log"]))
+        elif status == "failed":
+            st.error(f"{head}: {job['error']}")
+        elif status == "interrupted":
+            st.warning(f"{head}: the worker stopped; finished strategies are kept.")
+            if st.button("Resume", key=f"resume_{job['id']}"):
+                state.job_id = queue.resume(job["run_id"], owner=state.session_id)
+                ensure_worker(store_path())
+        else:
+            st.success(f"{head}. Open the Compare page to read the results.")
+
+
+progress_panel()
+if active:
+    st.caption("Runs go on in the background: reloading or closing this page does not stop them.")
+st.page_link("ui/compare_page.py", label="Compare results", icon=":material/bar_chart:")
