@@ -32,6 +32,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_batching.py
+	$(BIN)/python bench/bench_adapter_reuse.py
 
 clean:
 	rm -rf $(VENV) .adaptlab .pytest_cache

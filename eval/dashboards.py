@@ -931,3 +931,49 @@ def retrieval_recall(view: RunView) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=["strategy", "mean", "low", "high", "n", "top_k"])
+
+
+# --- the headline -----------------------------------------------------------------------------
+
+
+def verdict(
+    view: RunView,
+    sbs: SideBySide,
+    be: BreakEven,
+    metric: str = DEFAULT_METRIC,
+    base: str = BASE_STRATEGY,
+) -> str:
+    """Markdown sentences answering, from the stored figures: which strategy is best, by how
+    much (and whether the lead is significant), at what cost, and from what volume
+    fine-tuning pays off."""
+    label = metric_label(metric)
+    if metric not in sbs.best:
+        return f"The strategies do not differ on {label}."
+    t, cur = sbs.table, view.currency
+    best = sbs.best[metric]
+
+    def iv(name: str) -> str:
+        return f"{t.loc[name, metric]:.3f} [{t.loc[name, f'{metric}_low']:.3f}, " + (
+            f"{t.loc[name, f'{metric}_high']:.3f}]"
+        )
+
+    out = [f"**{best}** scores the best {label}: {iv(best)}."]
+    sig = sbs.significance[sbs.significance.metric == metric]
+    if not sig.empty:
+        runner = sig.sort_values("diff", ascending=False).iloc[0]
+        verdict_word = "significantly" if runner.significant else "not significantly"
+        out.append(
+            f"It is {verdict_word} ahead of the next one, {runner.strategy} "
+            f"({iv(runner.strategy)}; paired test p = {runner.p_value:.3f})."
+        )
+    if base in t.index and best != base:
+        gain = t.loc[best, metric] - t.loc[base, metric]
+        out.append(f"That is {gain:+.3f} over the base model closed book ({base}).")
+    prep, per_1k = t.loc[best, "prepare_s"], t.loc[best, "price_per_1k"]
+    if pd.notna(prep) and pd.notna(per_1k):
+        out.append(
+            f"It took {prep:.1f} s to prepare and costs {money(per_1k, cur)} per 1,000 questions."
+        )
+    if not be.pays_off.empty:
+        out.append("Fine-tuning: " + " ".join(be.pays_off["sentence"]))
+    return " ".join(out)

@@ -275,6 +275,44 @@ def click_button(page, name: str) -> None:
     page.get_by_role("button", name=name, exact=True).first.click()
 
 
+def go_to_page(page, title: str, ready_text: str, timeout: float = 60) -> None:
+    """Open a page of the app from the sidebar navigation and wait for its script run."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    wait_for_text(page, ready_text, timeout)
+    wait_until_idle(page, timeout)
+
+
+def open_tab(page, title: str) -> None:
+    page.get_by_role("tab", name=title, exact=True).click()
+    page.wait_for_timeout(300)
+
+
+def fill_text(page, label: str, value: str, commit: bool = True) -> None:
+    """Type into the text input labelled `label`; `commit` presses Enter (not inside a form,
+    where Enter submits the form)."""
+    box = page.get_by_role("textbox", name=label).first
+    box.fill(value)
+    if commit:
+        box.press("Enter")
+        wait_until_idle(page)
+
+
+def wait_for_any(page, texts: list[str], fail: list[str], timeout: float) -> str:
+    """Wait until one of `texts` shows; raise at once with the page's words if one of `fail`
+    shows first. Returns the text seen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for t in fail:
+            hit = page.get_by_text(t, exact=False)
+            if hit.count():
+                raise AssertionError(hit.first.inner_text())
+        for t in texts:
+            if page.get_by_text(t, exact=False).count():
+                return t
+        page.wait_for_timeout(1000)
+    raise AssertionError(f"none of {texts} after {timeout:.0f} s")
+
+
 def open_app(page, url: str, ready_text: str, timeout: float = 90) -> None:
     """Load the app and wait for its first script run to finish."""
     page.goto(url)

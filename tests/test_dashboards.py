@@ -345,3 +345,12 @@ def test_every_piece_from_a_real_harness_run(mini_corpus, tiny_models, tmp_path)
     page = html_report(store, run_id)
     assert "<svg" in page and "fake" in page
     assert RunConfig.from_yaml(run_config_yaml(view.run)).to_dict() == view.run.config
+
+
+def test_verdict_names_the_best_its_lead_its_cost_and_the_break_even(synthetic):
+    view = synthetic[2]
+    text = db.verdict(view, db.side_by_side(view), db.break_even(view))
+    assert text.startswith("**rag** scores the best F1")
+    assert "It is significantly ahead of the next one" in text  # 15 right vs 5 of 20
+    assert "+0.500 over the base model" in text
+    assert "per 1,000 questions" in text and "Fine-tuning: lora" in text

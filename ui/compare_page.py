@@ -46,10 +46,15 @@ overview, cost_tab, tuning, questions, exports = st.tabs(
     ["Overview", "Cost", "Fine-tuning", "Questions", "Exports"]
 )
 
+sbs = dashboards.side_by_side(view)
+trainers = [r.strategy for r in view.main if r.prepare.get("trainable_params")]
+be = dashboards.break_even(view, trainer=trainers[0] if trainers else "lora")
+
 with overview:
+    st.subheader("In short")
+    st.markdown(dashboards.verdict(view, sbs, be, metric))
     st.subheader("Side by side")
-    sbs = dashboards.side_by_side(view)
-    st.dataframe(sbs.display, key="side_by_side")
+    st.dataframe(sbs.display, hide_index=True, key="side_by_side")
     st.caption(
         "Quality: mean [95% bootstrap interval]. ★ best in the column. (=) the gap to the best "
         "is not significant (paired sign-flip test on the same questions, p ≥ 0.05)."
@@ -80,8 +85,6 @@ with cost_tab:
     st.caption("Filled points are on the Pareto frontier: nothing else is better and cheaper.")
 
     st.subheader("Break-even: when does fine-tuning pay off?")
-    trainers = [r.strategy for r in view.main if r.prepare.get("trainable_params")]
-    be = dashboards.break_even(view, trainer=trainers[0] if trainers else "lora")
     st.altair_chart(charts.break_even_chart(be), width="stretch")
     for sentence in be.pays_off.get("sentence", []):
         st.markdown(f"- {sentence}")
