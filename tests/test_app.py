@@ -163,7 +163,7 @@ def test_compare_page_shows_every_dashboard(app, stored_run):
     assert app.download_button(key="dl_html")
 
 
-def test_playground_answers_with_every_strategy(app, stored_run):
+def test_playground_answers_with_every_strategy(app, stored_run, home):
     goto(app, "playground")
     app.button(key="pg_prepare").click().run()
     assert not app.exception
@@ -174,6 +174,21 @@ def test_playground_answers_with_every_strategy(app, stored_run):
     for name in ("system_prompt", "rag", "lora"):
         assert f"**{name}**" in md
     assert "prompt tokens" in texts(app.caption)
+    # an exported adapter (here: the run's own folder) answers next to them
+    lora = next(
+        r
+        for r in RunStore(home / "runs.sqlite").get_run(stored_run).results
+        if r.strategy == "lora"
+    )
+    app.text_input(key="pg_adapter_dir").set_value(lora.prepare["artifact_path"]).run()
+    app.button(key="pg_load").click().run()
+    assert not app.exception and not app.error, texts(app.error)
+    assert "answers as 'adapter:" in texts(app.success)
+    app.button(key="FormSubmitter:pg_form-Ask every strategy").click().run()
+    assert "**adapter: " in texts(app.markdown)
+    app.text_input(key="pg_adapter_dir").set_value(str(home / "nowhere")).run()
+    app.button(key="pg_load").click().run()
+    assert not app.exception and app.error  # a clear message, the others still answer
 
 
 def test_history_filters_compares_and_deletes(

@@ -82,7 +82,7 @@ with cost_tab:
     )
     qc = dashboards.quality_vs_cost(view, metric, axis)
     st.altair_chart(charts.quality_cost_chart(qc), width="stretch")
-    st.caption("Filled points are on the Pareto frontier: nothing else is better and cheaper.")
+    st.caption("Points on the Pareto frontier: no other strategy is both better and cheaper.")
 
     st.subheader("Break-even: when does fine-tuning pay off?")
     st.altair_chart(charts.break_even_chart(be), width="stretch")

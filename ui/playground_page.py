@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from eval.playground import Playground
@@ -33,22 +35,27 @@ if run_id is not None:
     else:
         for w in pg.warnings:
             st.warning(w)
-        with st.expander("Add an exported LoRA adapter (zip)"):
+        with st.expander("Add an exported LoRA adapter (a zip or a folder)"):
             upload = st.file_uploader("Adapter zip (peft format)", type=["zip"], key="pg_zip")
-            if upload is not None and st.button("Load adapter", key="pg_load"):
+            folder = st.text_input("…or a folder on this machine", key="pg_adapter_dir")
+            if st.button("Load adapter", key="pg_load", disabled=not (upload or folder.strip())):
                 from strategies.deploy import unpack_adapter_zip
 
-                dest = home() / "adapters" / state.session_id / upload.name.removesuffix(".zip")
                 try:
-                    path = unpack_adapter_zip(upload.getvalue(), dest)
+                    if upload is not None:
+                        name = upload.name.removesuffix(".zip")
+                        dest = home() / "adapters" / state.session_id / name
+                        path = unpack_adapter_zip(upload.getvalue(), dest)
+                    else:
+                        path, name = Path(folder.strip()).expanduser(), Path(folder.strip()).name
                 except ValueError as e:
                     st.error(str(e))
                 else:
-                    label = pg.add_adapter(path, label=f"adapter: {upload.name}")
+                    label = pg.add_adapter(path, label=f"adapter: {name}")
                     if label is None:
                         st.error(pg.warnings[-1])
                     else:
-                        st.success(f"Loaded {upload.name}; it answers as '{label}'.")
+                        st.success(f"Loaded {name}; it answers as '{label}'.")
         with st.form("pg_form"):
             question = st.text_input("Question", key="pg_question")
             asked = st.form_submit_button("Ask every strategy", type="primary")
