@@ -62,6 +62,32 @@ def tiny_models() -> ModelConfig:
     return ModelConfig(generator="tiny", max_new_tokens=8)
 
 
+@pytest.fixture(autouse=True)
+def _no_adapter_outlives_its_test():
+    """Generators are shared per process: an adapter a test leaves attached would change what
+    later tests see. Tests that check release do so themselves, before this runs."""
+    yield
+    from core.models import _GENERATORS
+
+    for gen in list(_GENERATORS.values()):
+        for name in list(gen._adapters):
+            gen.detach_adapter(name)
+
+
+@pytest.fixture
+def chunked_mini(mini_corpus, tiny_models):
+    """(corpus chunked in the tiny model's tokens, every Q/A pair) of the mini corpus."""
+    from core.config import ChunkingConfig
+    from core.corpus import hf_token_spans, ingest
+    from core.models import load_generator
+    from core.qa import load_qa
+
+    corpus_dir, qa_path = mini_corpus
+    tok = load_generator(tiny_models).tokenizer
+    chunking = ChunkingConfig(chunk_tokens=40, overlap_tokens=8)
+    return ingest(corpus_dir, chunking, hf_token_spans(tok)), load_qa(qa_path)
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip `gpu` tests where no CUDA device is visible (CI and most machines)."""
     import torch

@@ -189,6 +189,7 @@ def test_playground_answers_with_every_strategy(app, stored_run, home):
     app.text_input(key="pg_adapter_dir").set_value(str(home / "nowhere")).run()
     app.button(key="pg_load").click().run()
     assert not app.exception and app.error  # a clear message, the others still answer
+    app.session_state["playground"].close()
 
 
 def test_history_filters_compares_and_deletes(

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import ChunkingConfig
-from core.corpus import hf_token_spans, ingest
 from core.models import load_generator
-from core.qa import load_qa
 from strategies import create_strategy, get_strategy_class, make_config
 from strategies.base import StrategyContext
 
 
 @pytest.fixture
-def inputs(mini_corpus, tiny_models):
-    corpus_dir, qa_path = mini_corpus
-    tok = load_generator(tiny_models).tokenizer
-    corpus = ingest(
-        corpus_dir, ChunkingConfig(chunk_tokens=48, overlap_tokens=8), hf_token_spans(tok)
-    )
-    pairs = load_qa(qa_path)
+def inputs(chunked_mini):
+    corpus, pairs = chunked_mini
     return corpus, pairs[:7], [p.question for p in pairs[7:]]
 
 

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import ChunkingConfig
-from core.corpus import hf_token_spans, ingest
-from core.models import load_generator
-from core.qa import load_qa
 from strategies import create_strategy
 from strategies.base import StrategyContext
 
 
 @pytest.fixture
-def setup(mini_corpus, tiny_models, tmp_path):
-    corpus_dir, qa_path = mini_corpus
-    tok = load_generator(tiny_models).tokenizer
-    corpus = ingest(
-        corpus_dir, ChunkingConfig(chunk_tokens=40, overlap_tokens=8), hf_token_spans(tok)
-    )
-    pairs = load_qa(qa_path)
-    ctx = StrategyContext(models=tiny_models, workdir=tmp_path)
-    return corpus, pairs, ctx
+def setup(chunked_mini, tiny_models, tmp_path):
+    return *chunked_mini, StrategyContext(models=tiny_models, workdir=tmp_path)
 
 
 @pytest.mark.parametrize("backend", ["faiss", "chroma"])

@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from core.config import ChunkingConfig, ModelConfig
-from core.corpus import hf_token_spans, ingest
+from core.config import ModelConfig
 from core.models import load_generator
 from core.prompts import answer_messages
-from core.qa import load_qa
 from strategies import create_strategy
 from strategies.base import RunCancelled, StrategyContext
 from strategies.deploy import export_adapter_zip, merge_adapter, sizes, unpack_adapter_zip
@@ -29,14 +27,9 @@ FAST = {"val_fraction": 0.0, "eval_every": 0, "r": 4}
 
 
 @pytest.fixture
-def setup(mini_corpus, tiny_models, tmp_path):
-    corpus_dir, qa_path = mini_corpus
-    tok = load_generator(tiny_models).tokenizer
-    corpus = ingest(
-        corpus_dir, ChunkingConfig(chunk_tokens=40, overlap_tokens=8), hf_token_spans(tok)
-    )
+def setup(chunked_mini, tiny_models, tmp_path):
     ctx = StrategyContext(models=tiny_models, workdir=tmp_path / "work")
-    return corpus, load_qa(qa_path), ctx
+    return *chunked_mini, ctx
 
 
 @pytest.mark.parametrize("mode", ["qa", "cpt", "mix", "raft"])

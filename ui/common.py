@@ -63,6 +63,14 @@ def pick_run(key: str, only_done: bool = False) -> str | None:
     return chosen
 
 
+def metric_select(metrics: list[str], label: str, key: str) -> str:
+    """A metric chooser (F1 first when present), showing the metrics' labels."""
+    from eval.dashboards import metric_label
+
+    index = metrics.index("f1") if "f1" in metrics else 0
+    return st.selectbox(label, metrics, index=index, format_func=metric_label, key=key)
+
+
 def setting_widget(prefix: str, f: dataclasses.Field, value, hint):
     """One widget for one config field, chosen by the field's type; help from the dataclass."""
     key, label, help_ = f"{prefix}.{f.name}", f.name.replace("_", " "), f.metadata.get("help")

@@ -7,7 +7,7 @@ import streamlit as st
 from eval import charts, dashboards
 from eval.html_report import cli_command, html_report, run_config_yaml
 from eval.report import failures, metric_names
-from ui.common import home, pick_run, store
+from ui.common import home, metric_select, pick_run, store
 
 st.title("Compare")
 run_id = pick_run("cmp_run", only_done=True)
@@ -32,13 +32,7 @@ if not view.main:
     st.stop()
 
 metrics = metric_names(run)
-metric = st.selectbox(
-    "Quality metric for the charts",
-    metrics,
-    index=metrics.index("f1") if "f1" in metrics else 0,
-    format_func=dashboards.metric_label,
-    key="cmp_metric",
-)
+metric = metric_select(metrics, "Quality metric for the charts", "cmp_metric")
 label = dashboards.metric_label(metric)
 currency = view.currency
 

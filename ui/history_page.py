@@ -10,7 +10,7 @@ import streamlit as st
 from eval import dashboards
 from eval.jobs import JobQueue, ensure_worker
 from eval.report import metric_names
-from ui.common import run_label, store, store_path
+from ui.common import metric_select, run_label, store, store_path
 
 st.title("History")
 state = st.session_state
@@ -87,13 +87,7 @@ elif not common:
     st.info("These runs share no finished strategy.")
 else:
     shared_metrics = [m for m in metric_names(va.run) if m in metric_names(vb.run)]
-    metric = st.selectbox(
-        "Metric",
-        shared_metrics,
-        index=shared_metrics.index("f1") if "f1" in shared_metrics else 0,
-        format_func=dashboards.metric_label,
-        key="hist_metric",
-    )
+    metric = metric_select(shared_metrics, "Metric", "hist_metric")
     out = []
     for name in common:
         try:

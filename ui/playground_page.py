@@ -65,6 +65,10 @@ if run_id is not None:
                     answers = pg.ask(question)
             except ValueError as e:
                 st.error(str(e))
+            except Exception as e:  # e.g. its adapter was released by another session
+                pg.close()
+                state.playground = None
+                st.error(f"The prepared strategies stopped working ({e}); prepare them again.")
             else:
                 for col, a in zip(st.columns(len(answers)), answers, strict=True):
                     with col:
