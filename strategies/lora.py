@@ -28,7 +28,6 @@ from strategies.training import (
     MODES,
     RaftStats,
     chunk_examples,
-    pad_right,
     qa_example,
     raft_example,
     raft_passages,
@@ -39,7 +38,6 @@ from strategies.training import (
 __all__ = ["IGNORE", "LoraStrategy", "LoraStrategyConfig"]
 # peft still calls a transformers property deprecated in v5; the warning is not ours to fix.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-_pad_right = pad_right  # the old private name, kept for callers outside this module
 
 
 @dataclass

@@ -11,6 +11,7 @@ means changing them, not the tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -136,6 +137,17 @@ def serve_app(home: Path, log_path: Path, app: str = "app.py") -> Iterator[str]:
             yield url
         finally:
             _kill_group(proc)
+            _stop_worker(home / "runs.sqlite")
+
+
+def _stop_worker(store: Path) -> None:
+    """The app started a job worker in its own session: it must not outlive the test."""
+    from eval.jobs import worker_pid
+
+    pid = worker_pid(store)
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
