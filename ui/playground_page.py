@@ -79,7 +79,10 @@ if run_id is not None:
                             f"{a.answer.cost.output_tokens} output tokens, {a.latency_s:.2f} s"
                         )
                         for c in a.answer.contexts:
-                            head = "Shot" if c.kind == "shot" else f"Passage from {c.source}"
+                            first = c.text.strip().splitlines()[0][:70] if c.text.strip() else ""
+                            head = (
+                                f"Shot: {first}" if c.kind == "shot" else f"Passage from {c.source}"
+                            )
                             score = f" (score {c.score:.2f})" if c.score is not None else ""
                             with st.expander(head + score):
                                 st.text(c.text)
