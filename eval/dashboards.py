@@ -949,7 +949,7 @@ def verdict(
     label = metric_label(metric)
     if metric not in sbs.best:
         return f"The strategies do not differ on {label}."
-    t, cur = sbs.table, view.currency
+    t, cur = sbs.table, view.currency()
     best = sbs.best[metric]
 
     def iv(name: str) -> str:

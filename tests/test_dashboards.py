@@ -353,4 +353,4 @@ def test_verdict_names_the_best_its_lead_its_cost_and_the_break_even(synthetic):
     assert text.startswith("**rag** scores the best F1")
     assert "It is significantly ahead of the next one" in text  # 15 right vs 5 of 20
     assert "+0.500 over the base model" in text
-    assert "per 1,000 questions" in text and "Fine-tuning: lora" in text
+    assert "costs $0.10 per 1,000 questions" in text and "Fine-tuning: lora" in text

@@ -34,7 +34,6 @@ if not view.main:
 metrics = metric_names(run)
 metric = metric_select(metrics, "Quality metric for the charts", "cmp_metric")
 label = dashboards.metric_label(metric)
-currency = view.currency
 
 overview, cost_tab, tuning, questions, exports = st.tabs(
     ["Overview", "Cost", "Fine-tuning", "Questions", "Exports"]
