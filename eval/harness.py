@@ -27,7 +27,7 @@ from core.qa import load_qa, split_pairs
 from core.types import Answer, Corpus, QAPair
 from eval.config import RunConfig
 from eval.costs import measure, price
-from eval.metrics import METRICS, ScoringItem, score_items
+from eval.metrics import METRICS, ScoringItem, normalize_answer, score_items
 from eval.stats import bootstrap_ci, percentile
 from eval.store import RunStore, StoredAnswer, StrategyResult
 from strategies import create_strategy, get_strategy_class, make_config
@@ -253,7 +253,7 @@ def _run(
                 result.metrics = _score(answers, config, embedder)
                 if general_answers:
                     result.extras["retention"] = _retention(
-                        general, general_answers, retention_base, config
+                        general, [a.text for a in general_answers], retention_base, config
                     )
             store.save_strategy(run_id, result, answers)
             emit({"stage": "strategy_done", "strategy": label, "status": result.status})
@@ -303,29 +303,40 @@ def _retention_base(config, ctx, inputs, general: list[QAPair], emit) -> dict[st
     base = create_strategy("system_prompt", None, ctx)
     base.prepare(inputs.corpus, [])
     answers = _answer_all(base, [p.question for p in general], config.batch_size, ctx.cancelled)
-    return _retention_scores(general, answers, config)
+    return _retention_scores(general, [a.text for a in answers], config)
 
 
-def _retention_scores(general, answers, config) -> dict[str, Any]:
-    items = [ScoringItem(a.text, p.answers, []) for p, a in zip(general, answers, strict=True)]
-    per = score_items(items, ["f1", "exact_match"], None)
+def contains_gold(answer: str, golds) -> float:
+    """1.0 when a gold answer appears, as whole words, in the answer (both SQuAD-normalised).
+
+    The retention score: F1 would reward a model that merely learned to answer tersely, and
+    fine-tuning on short answers does exactly that; containment asks whether the fact is there.
+    """
+    text = f" {normalize_answer(answer)} "
+    return float(any(g and f" {g} " in text for g in map(normalize_answer, golds)))
+
+
+def _retention_scores(general: list[QAPair], texts: list[str], config) -> dict[str, Any]:
+    items = [ScoringItem(t, p.answers, []) for p, t in zip(general, texts, strict=True)]
+    per = score_items(items, ["f1"], None)
+    per["contains"] = [contains_gold(t, p.answers) for p, t in zip(general, texts, strict=True)]
     ci = {
         m: bootstrap_ci(v, n_resamples=config.bootstrap_resamples, seed=config.split.seed)
         for m, v in per.items()
     }
     return {
-        "metric": "f1",
+        "metric": "contains",
         "n": len(general),
-        "score": ci["f1"].to_dict(),
-        "exact_match": ci["exact_match"].to_dict(),
-        "per_question": {p.id: v for p, v in zip(general, per["f1"], strict=True)},
-        "answers": {p.id: a.text for p, a in zip(general, answers, strict=True)},
+        "score": ci["contains"].to_dict(),
+        "f1": ci["f1"].to_dict(),
+        "per_question": {p.id: v for p, v in zip(general, per["contains"], strict=True)},
+        "answers": {p.id: t for p, t in zip(general, texts, strict=True)},
     }
 
 
-def _retention(general, answers, base: dict[str, Any], config) -> dict[str, Any]:
+def _retention(general, texts: list[str], base: dict[str, Any], config) -> dict[str, Any]:
     """This strategy's general-knowledge score, the base model's, and the change."""
-    mine = _retention_scores(general, answers, config)
+    mine = _retention_scores(general, texts, config)
     lost = [
         qid
         for qid, v in base["per_question"].items()
@@ -337,6 +348,32 @@ def _retention(general, answers, base: dict[str, Any], config) -> dict[str, Any]
         "delta": mine["score"]["mean"] - base["score"]["mean"],
         "forgotten": lost,  # general questions the base model got right and this one does not
     }
+
+
+def rescore_retention(store: RunStore, run_id: str) -> bool:
+    """Score the stored general-knowledge answers again (after a change of the retention
+    score), without generating. Returns False when the run measured no retention."""
+    run = store.get_run(run_id)
+    base = run.meta.get("retention_base")
+    if not base:
+        return False
+    config = RunConfig.from_dict(run.config)
+    by_id = {p.id: p for p in load_qa(GENERAL_SET)}
+
+    def scored(answers: dict[str, str], against: dict[str, Any] | None):
+        ids = [i for i in answers if i in by_id]
+        general, texts = [by_id[i] for i in ids], [answers[i] for i in ids]
+        if against is None:
+            return _retention_scores(general, texts, config)
+        return _retention(general, texts, against, config)
+
+    new_base = scored(base["answers"], None)
+    store.update_run(run_id, retention_base=new_base)
+    for r in run.results:
+        if "retention" in r.extras:
+            retention = scored(r.extras["retention"]["answers"], new_base)
+            store.update_extras(run_id, r.strategy, retention=retention)
+    return True
 
 
 def _uses_models(strategies: list[str]) -> bool:
@@ -481,6 +518,7 @@ def rescore(store: RunStore, run_id: str, metrics: list[str], embedder_config=No
         summary = _score(answers, config, embedder)
         per_q = {m: {a.qid: a.scores[m] for a in answers} for m in metrics}
         store.save_scores(run_id, result.strategy, per_q, summary)
+    rescore_retention(store, run_id)
 
 
 def package_versions() -> dict[str, str]:

@@ -260,6 +260,21 @@ class RunStore:
                 (json.dumps(merged), run_id, strategy),
             )
 
+    def update_extras(self, run_id: str, strategy: str, **extras: Any) -> None:
+        """Merge `extras` into one stored result's extras (rescoring, no generation)."""
+        with self._lock, self._conn() as c:
+            row = c.execute(
+                "SELECT extras_json FROM strategy_results WHERE run_id=? AND strategy=?",
+                (run_id, strategy),
+            ).fetchone()
+            if row is None:
+                raise RunNotFound(f"{run_id}/{strategy}")
+            merged = {**json.loads(row["extras_json"] or "{}"), **extras}
+            c.execute(
+                "UPDATE strategy_results SET extras_json=? WHERE run_id=? AND strategy=?",
+                (json.dumps(merged), run_id, strategy),
+            )
+
     def delete_run(self, run_id: str) -> None:
         """Remove a run; its results, answers and scores go with it (ON DELETE CASCADE)."""
         with self._lock, self._conn() as c:

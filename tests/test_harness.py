@@ -230,3 +230,24 @@ def test_resume_keeps_finished_strategies(mini_corpus, tiny_models, tmp_path):
     assert [a.answer.cost.latency_s for a in after] == [a.answer.cost.latency_s for a in before]
     assert {"stage": "strategy_done", "strategy": "fake", "status": "kept"} in events
     assert not any(e.get("strategy") == "fake" and e["stage"] == "prepare" for e in events)
+
+
+def test_retention_counts_facts_not_brevity_and_rescores_from_stored_answers(
+    mini_corpus, tiny_models, tmp_path
+):
+    from eval.harness import contains_gold, rescore_retention
+
+    assert contains_gold("The capital of France is Paris.", ("Paris",)) == 1.0
+    assert contains_gold("Parisian", ("Paris",)) == 0.0  # whole words only
+    assert contains_gold("It is the Pacific", ("the Pacific Ocean", "Pacific")) == 1.0
+
+    cfg = make_config(mini_corpus, tiny_models, tmp_path, strategies=["system_prompt"])
+    store = RunStore(cfg.store_path)
+    run_id = run_comparison(cfg, store=store)
+    stored = store.get_run(run_id).results[0].extras["retention"]
+    assert stored["metric"] == "contains" and set(stored) >= {"score", "f1", "answers"}
+    # answers kept with the run are enough to score again, without generating
+    store.update_extras(run_id, "system_prompt", retention={**stored, "score": {"mean": -1}})
+    assert rescore_retention(store, run_id)
+    again = store.get_run(run_id).results[0].extras["retention"]
+    assert again["score"] == stored["score"] and again["answers"] == stored["answers"]
