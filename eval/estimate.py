@@ -18,7 +18,7 @@ from typing import Any
 from core.config import ConfigBase
 from core.models import load_embedder, load_generator, resolve_device
 from eval.config import RunConfig
-from eval.harness import _uses_models, load_general_set, load_inputs
+from eval.harness import load_general_set, load_inputs, needs_models
 from strategies import create_strategy, get_strategy_class, make_config
 from strategies.base import StrategyContext
 
@@ -75,7 +75,7 @@ def estimate_run(config: RunConfig, probe_questions: int = 4) -> dict[str, Any]:
     device = resolve_device(config.models.device)
     t0 = time.perf_counter()
     tokenizer = None
-    if _uses_models(config.strategies):
+    if needs_models(config.strategies):
         tokenizer = load_generator(config.models).tokenizer
         load_embedder(config.models)
     load_s = time.perf_counter() - t0

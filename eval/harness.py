@@ -118,7 +118,7 @@ def preview_inputs(config: RunConfig) -> dict[str, Any]:
     Never raises for bad input: problems come back under "problem" for the page to show.
     """
     try:
-        tokenizer = load_tokenizer(config.models) if _uses_models(config.strategies) else None
+        tokenizer = load_tokenizer(config.models) if needs_models(config.strategies) else None
         inputs = load_inputs(config, tokenizer)
     except Exception as e:  # every user-caused problem is reported, not raised
         return {"problem": str(e)}
@@ -196,7 +196,7 @@ def _run(
     )
 
     tokenizer = None
-    uses_models = _uses_models(names)
+    uses_models = needs_models(names)
     if uses_models:
         emit({"stage": "load_models"})
         # Loaded once for every strategy and timed apart, so no strategy's preparation time
@@ -376,7 +376,8 @@ def rescore_retention(store: RunStore, run_id: str) -> bool:
     return True
 
 
-def _uses_models(strategies: list[str]) -> bool:
+def needs_models(strategies: list[str]) -> bool:
+    """Whether any of these strategies uses the shared generator or embedder."""
     return any(get_strategy_class(n).uses_models for n in strategies)
 
 

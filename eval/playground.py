@@ -15,7 +15,7 @@ from typing import Any
 from core.models import load_embedder, load_generator
 from core.types import Answer, PrepareReport
 from eval.config import RunConfig
-from eval.harness import _uses_models, load_inputs
+from eval.harness import load_inputs, needs_models
 from eval.store import RunStore
 from strategies import Strategy, create_strategy, get_strategy_class, make_config
 from strategies.base import StrategyContext
@@ -54,8 +54,8 @@ class Playground:
         }
         chosen = [n for n in (names or list(done)) if n in done]
         pg = cls(run_id, config)
-        tokenizer = load_generator(config.models).tokenizer if _uses_models(chosen) else None
-        if _uses_models(chosen):
+        tokenizer = load_generator(config.models).tokenizer if needs_models(chosen) else None
+        if needs_models(chosen):
             load_embedder(config.models)
         try:
             pg._inputs = load_inputs(config, tokenizer)
