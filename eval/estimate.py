@@ -8,7 +8,6 @@ step's time multiplied by the steps the full run would take. Nothing is stored.
 from __future__ import annotations
 
 import dataclasses
-import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -59,11 +58,12 @@ def _one_step(cfg: ConfigBase) -> ConfigBase:
 
 
 def _planned_steps(cfg: ConfigBase, examples: int) -> int:
+    from strategies.training import planned_steps
+
     section = _training_section(cfg)
     if section is None or examples <= 0:
         return 1
-    steps = math.ceil(math.ceil(examples / section.batch_size) * float(section.epochs))
-    return min(steps, section.max_steps) if section.max_steps else max(1, steps)
+    return planned_steps(examples, section.batch_size, section.epochs, section.max_steps, 1)
 
 
 def estimate_run(config: RunConfig, probe_questions: int = 4) -> dict[str, Any]:

@@ -125,15 +125,20 @@ def preview_inputs(config: RunConfig) -> dict[str, Any]:
     return {"problem": None, "fingerprint": inputs.corpus.fingerprint, **inputs.summary()}
 
 
+def read_corpus(corpus: str | Path, config: RunConfig | None = None) -> Corpus:
+    """The corpus alone, chunked in the generator's tokens as a run chunks it."""
+    config = config or RunConfig()
+    tokenizer = load_tokenizer(config.models)
+    return ingest(Path(corpus), config.chunking, hf_token_spans(tokenizer))
+
+
 def preview_corpus(corpus: str | Path, config: RunConfig | None = None) -> dict[str, Any]:
     """Documents, chunks, tokens and refused files of a corpus alone (no Q/A file yet).
 
     Chunked in the generator's tokens, as a run would. Never raises: see `preview_inputs`.
     """
-    config = config or RunConfig()
     try:
-        tokenizer = load_tokenizer(config.models)
-        c = ingest(Path(corpus), config.chunking, hf_token_spans(tokenizer))
+        c = read_corpus(corpus, config)
     except Exception as e:  # every user-caused problem is reported, not raised
         return {"problem": str(e)}
     problem = None if c.chunks else f"the corpus at {corpus} has no usable text"
@@ -189,11 +194,8 @@ def _run(
         "batch_size": config.batch_size,
     }
     # Resuming keeps what an interrupted run already measured: those results are not redone.
-    kept = (
-        {r.strategy for r in store.get_run(run_id).results if r.status == "done"}
-        if resume
-        else set()
-    )
+    previous = store.get_run(run_id) if resume else None
+    kept = {r.strategy for r in previous.results if r.status == "done"} if previous else set()
 
     tokenizer = None
     uses_models = needs_models(names)
@@ -223,7 +225,7 @@ def _run(
     workdir = Path(config.workdir)
     cancelled = getattr(cancel, "is_set", cancel) or (lambda: False)
     general = load_general_set(config.retention_questions) if uses_models else []
-    retention_base = store.get_run(run_id).meta.get("retention_base") if resume else None
+    retention_base = previous.meta.get("retention_base") if previous else None
     for name in names:
         for label, train, extras in _variants(name, config, inputs.train):
             if label in kept:

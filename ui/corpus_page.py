@@ -5,14 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.config import ChunkingConfig, ModelConfig
+from core.config import ModelConfig
 from core.corpora import CorpusLibrary
-from core.corpus import hf_token_spans, ingest
-from core.models import load_tokenizer
 from core.qagen import QAGenConfig, check_records, generate_qa, pairs_to_records, records_to_pairs
 from core.uploads import DOC_TYPES, QA_TYPES, UploadLimits
 from eval.config import RunConfig
-from eval.harness import preview_corpus, preview_inputs
+from eval.harness import preview_corpus, preview_inputs, read_corpus
 from ui.common import corpus_library, selected_corpus
 
 state = st.session_state
@@ -135,10 +133,7 @@ if selection is not None:
             config = QAGenConfig(method=method, n=int(n), seed=int(seed))
             models = ModelConfig()
             with st.spinner("Generating question/answer pairs..."):
-                # Chunked as a run chunks them, so each pair's passage is a retrievable chunk.
-                spans = hf_token_spans(load_tokenizer(models))
-                corpus = ingest(corpus_path, ChunkingConfig(), spans)
-                result = generate_qa(corpus, config, models)
+                result = generate_qa(read_corpus(corpus_path), config, models)
         except (ValueError, RuntimeError) as e:
             st.error(str(e))
         else:
