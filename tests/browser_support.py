@@ -247,24 +247,39 @@ def upload_files(page, index: int, paths: list[Path]) -> None:
     wait_until_idle(page)
 
 
+def _chosen(widget) -> list[str]:
+    # Tags by CSS: the "Clear all" button and a hidden copy of the tags are aria-hidden at times
+    # (hover state, overflow measuring), so role queries see them only now and then.
+    return widget.locator("[data-tag]:visible").evaluate_all(
+        "els => els.map(e => e.getAttribute('aria-label'))"
+    )
+
+
 def choose_strategies(page, names: list[str], label: str = "Strategies") -> None:
-    """Make the multiselect labelled `label` hold exactly `names`: clear it, then type each and
-    pick the exact option (Enter would take the first fuzzy match)."""
+    """Make the multiselect labelled `label` hold exactly `names` (in any order): remove each tag
+    that is not wanted, then type each missing name and pick the exact option (Enter would take
+    the first fuzzy match; "few_shot" also matches "few_shot+rag")."""
+    wait_until_idle(page)
     box = page.get_by_role("combobox", name=label)
     widget = page.locator('[data-testid="stMultiSelect"]').filter(has=box)
-    clear = widget.get_by_role("button", name="Clear all")
-    if clear.count():
-        clear.first.click()
-        wait_until_idle(page)
+    box.wait_for()
+    for name in _chosen(widget):
+        if name not in names:
+            widget.locator(f'button[aria-label="Remove {name}"]:visible').first.click()
+            wait_until_idle(page)
     for name in names:
+        if name in _chosen(widget):
+            continue
         box.click()
-        box.fill(name)  # filters the options; "few_shot" also matches "few_shot+rag"
+        box.fill(name)
         page.get_by_role("option", name=name, exact=True).click()
         wait_until_idle(page)
     page.keyboard.press("Escape")
-    chosen = widget.get_by_role("group", name="Selected values")
-    for name in names:  # each chosen option shows as a removable tag
-        chosen.get_by_role("button", name=f"Remove {name}", exact=True).wait_for(timeout=10_000)
+    deadline = time.monotonic() + 10
+    while sorted(_chosen(widget)) != sorted(names):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{label} holds {_chosen(widget)}, wanted {names}")
+        page.wait_for_timeout(200)
 
 
 def open_expander(page, title: str) -> None:
