@@ -10,7 +10,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import ConfigBase, check, option
+import yaml
+
+from core.config import ConfigBase, ConfigError, check, option
 from core.types import IngestError
 
 DOC_TYPES = ("txt", "md", "pdf", "docx", "html", "htm")
@@ -27,6 +29,22 @@ class UploadLimits(ConfigBase):
         check(float(self.max_file_mb) > 0, "max_file_mb must be > 0")
         check(float(self.max_total_mb) >= float(self.max_file_mb), "max_total_mb < max_file_mb")
         check(int(self.max_files) >= 1, "max_files must be >= 1")
+
+
+LIMITS_FILE = "upload_limits.yaml"
+
+
+def load_limits(path: str | Path) -> UploadLimits:
+    """The operator's limits from a YAML file of UploadLimits fields (any subset), or the
+    defaults when there is no such file. Raises ConfigError for a file that does not parse or
+    holds bad values, naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        return UploadLimits()
+    try:
+        return UploadLimits.from_yaml(path.read_text(encoding="utf-8"))
+    except (ValueError, yaml.YAMLError) as e:  # ConfigError, float("abc"), bad UTF-8
+        raise ConfigError(f"{path}: {e}") from e
 
 
 def safe_name(name: str) -> str:

@@ -109,6 +109,27 @@ def test_upload_keeps_good_files_names_refused_ones_and_generates_pairs(app):
     assert "Mini" in texts(app.caption)
 
 
+def test_operator_limits_file_is_enforced_and_a_broken_one_is_reported(home):
+    home.mkdir(parents=True)
+    (home / "upload_limits.yaml").write_text("max_files: 1\n")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    docs = [(name, text.encode(), "text/plain") for name, text in sorted(DOCS.items())]
+    at.file_uploader(key="docs").set_value(docs)
+    at.button(key="FormSubmitter:upload_form-Save corpus").click().run()
+    assert not at.exception
+    assert "up to 1 files" in at.file_uploader(key="docs").label
+    assert "more than 1 files" in texts(at.warning)
+    assert "**1** documents" in texts(at.markdown)
+
+    (home / "upload_limits.yaml").write_text("max_files: none of your business\n")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception
+    assert "upload_limits.yaml" in texts(at.error) and "defaults" in texts(at.error)
+    assert "up to 200 files" in at.file_uploader(key="docs").label
+
+
 def test_bad_setting_is_a_message_not_a_traceback(app):
     goto(app, "run")
     app.multiselect(key="strategies").set_value(["fake"]).run()

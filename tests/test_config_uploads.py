@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from core.config import ChunkingConfig, ConfigError, ModelConfig, PriceTable
-from core.uploads import UploadLimits, safe_name, save_documents, save_qa
+from core.uploads import (
+    LIMITS_FILE,
+    UploadLimits,
+    load_limits,
+    safe_name,
+    save_documents,
+    save_qa,
+)
 from eval.config import RunConfig
 
 
@@ -67,3 +74,23 @@ def test_upload_limits_and_names(tmp_path):
     assert safe_name("a/b\\c<d>.md") == "c_d_.md"
     with pytest.raises(ValueError, match="jsonl"):
         save_qa("qa.xlsx", b"x", tmp_path, limits)
+
+
+def test_limits_file_sets_some_fields_and_bad_files_name_themselves(tmp_path):
+    path = tmp_path / LIMITS_FILE
+    assert load_limits(path) == UploadLimits()  # no file: the defaults
+    path.write_text("max_files: 3\nmax_file_mb: 0.5\n")
+    limits = load_limits(path)
+    assert (limits.max_files, limits.max_file_mb) == (3, 0.5)
+    assert limits.max_total_mb == UploadLimits().max_total_mb
+    for text, problem in [
+        ("max_files: 0\n", "max_files"),
+        ("max_file_mb: lots\n", "lots"),
+        ("max_size: 3\n", "unknown option"),
+        ("- 1\n- 2\n", "mapping"),
+        ("max_files: [\n", "upload_limits.yaml"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=problem) as info:
+            load_limits(path)
+        assert LIMITS_FILE in str(info.value)

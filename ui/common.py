@@ -10,7 +10,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.config import ConfigBase
+from core.config import ConfigBase, ConfigError
+from core.uploads import LIMITS_FILE, UploadLimits, load_limits
 from eval.store import RunStore
 from strategies import get_strategy_class
 
@@ -25,6 +26,16 @@ def home() -> Path:
 
 def store_path() -> Path:
     return home() / "runs.sqlite"
+
+
+def upload_limits() -> UploadLimits:
+    """The limits in <home>/upload_limits.yaml, else the defaults; a broken file is reported on
+    the page and the defaults apply, so uploads never go unlimited."""
+    try:
+        return load_limits(home() / LIMITS_FILE)
+    except ConfigError as e:
+        st.error(f"Upload limits: {e}. Using the defaults.")
+        return UploadLimits()
 
 
 def init_state() -> None:

@@ -8,13 +8,13 @@ import streamlit as st
 from core.config import ModelConfig
 from core.corpora import CorpusLibrary
 from core.qagen import QAGenConfig, check_records, generate_qa, pairs_to_records, records_to_pairs
-from core.uploads import DOC_TYPES, QA_TYPES, UploadLimits
+from core.uploads import DOC_TYPES, QA_TYPES
 from eval.config import RunConfig
 from eval.harness import preview_corpus, preview_inputs, read_corpus
-from ui.common import corpus_library, selected_corpus
+from ui.common import corpus_library, selected_corpus, upload_limits
 
 state = st.session_state
-LIMITS = UploadLimits()
+LIMITS = upload_limits()
 library: CorpusLibrary = corpus_library()
 
 st.title("AdaptLab")
