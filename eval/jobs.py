@@ -15,6 +15,9 @@ kills nor repeats a run, and two runs never fight for the same cores.
 - One worker per store file: it holds an exclusive lock on `<store>.worker.lock` for its life,
   and exits by itself after `idle_exit_s` without work.
 
+Jobs of kind "qagen" generate question/answer pairs with the model (`submit_qagen`); the pairs
+and their stats land in a JSON file next to the store, read with `qagen_result(job_id)`.
+
 Typical use (the app):
     queue = JobQueue(store_path)
     job_id = queue.submit(config, owner=session_id)
@@ -38,6 +41,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from core.config import ModelConfig
+from core.qagen import QAGenConfig
 from eval.config import RunConfig
 from eval.store import RunStore
 
@@ -48,13 +53,15 @@ HEARTBEAT_S = 5.0  # how often the worker refreshes the heartbeat of the job it 
 WRITE_EVERY_S = 0.25  # progress snapshots at most this often (stage changes always)
 CANCEL_POLL_S = 0.2  # the cancel flag is read from the DB at most this often
 LOG_LINES = 50  # the stored log keeps this many last lines
+RUN_KINDS = ("run", "resume")  # job kinds that make or continue a comparison run
+COUNTED = ("answer", "generate")  # stages whose events count done/total items
 ROOT = Path(__file__).resolve().parents[1]  # the project folder, importable by the worker
 
 JOBS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL DEFAULT '',        -- browser-session id; each person lists their own
-    kind TEXT NOT NULL,                    -- run | resume
+    kind TEXT NOT NULL,                    -- run | resume | qagen
     status TEXT NOT NULL,                  -- one of STATUSES
     run_id TEXT,
     config_json TEXT NOT NULL,
@@ -136,7 +143,7 @@ class JobQueue:
         config = _absolute_paths(config, self.path)
         run_id = self.store.create_run(config.to_dict(), config.name)
         self.store.set_status(run_id, "queued")
-        return self._insert("run", run_id, config, owner)
+        return self._insert("run", run_id, config.to_dict(), owner)
 
     def resume(self, run_id: str, owner: str = "") -> str:
         """Queue a job that continues stored run `run_id`: strategies stored as done are kept,
@@ -152,9 +159,36 @@ class JobQueue:
             raise ValueError(f"run {run_id} finished every strategy: nothing to resume")
         config = RunConfig.from_dict({**run.config, "store_path": str(self.path)})
         self.store.set_status(run_id, "queued")
-        return self._insert("resume", run_id, config, owner)
+        return self._insert("resume", run_id, config.to_dict(), owner)
 
-    def _insert(self, kind: str, run_id: str, config: RunConfig, owner: str) -> str:
+    def submit_qagen(
+        self, corpus: str | Path, config: QAGenConfig, models: ModelConfig, owner: str = ""
+    ) -> str:
+        """Queue question/answer generation from the corpus folder `corpus`; returns the job id.
+        When the job is done, `qagen_result(job_id)` holds the pairs (nothing is saved into the
+        corpus: the person reviews them first). No run is made."""
+        payload = {
+            "corpus": str(Path(corpus).resolve()),
+            "qagen": config.to_dict(),
+            "models": models.to_dict(),
+        }
+        return self._insert("qagen", None, payload, owner)
+
+    def qagen_result(self, job_id: str) -> dict[str, Any]:
+        """{"records": [...], "stats": {...}} of a finished qagen job (records as
+        `core.qagen.pairs_to_records` makes them). Raises JobNotFound for an unknown job and
+        ValueError when the job has not finished well."""
+        job = self.get(job_id)
+        if job is None or job["kind"] != "qagen":
+            raise JobNotFound(job_id)
+        if job["status"] != "done":
+            raise ValueError(f"question generation {job_id} is {job['status']}, not done")
+        return json.loads(self._result_path(job_id).read_text(encoding="utf-8"))
+
+    def _result_path(self, job_id: str) -> Path:
+        return self.path.parent / "qagen" / f"{job_id}.json"
+
+    def _insert(self, kind: str, run_id: str | None, payload: dict[str, Any], owner: str) -> str:
         job_id = uuid.uuid4().hex[:12]
         with self._conn() as c:
             c.execute(
@@ -166,7 +200,7 @@ class JobQueue:
                     kind,
                     "queued",
                     run_id,
-                    json.dumps(config.to_dict()),
+                    json.dumps(payload),
                     time.time(),
                     json.dumps([f"{time.strftime('%H:%M:%S')} {kind}: queued"]),
                 ),
@@ -184,11 +218,21 @@ class JobQueue:
             row = c.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         return _to_dict(row) if row else None
 
-    def list_jobs(self, owner: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """Newest first; only `owner`'s jobs when given, everyone's when None. Marks stale
-        running jobs interrupted first."""
+    def list_jobs(
+        self, owner: str | None = None, limit: int = 50, kinds: tuple[str, ...] | None = None
+    ) -> list[dict[str, Any]]:
+        """Newest first; only `owner`'s jobs when given, everyone's when None; only jobs of
+        `kinds` when given (RUN_KINDS: the comparison runs). Marks stale running jobs
+        interrupted first."""
         self.mark_interrupted()
-        where, args = ("WHERE owner=?", [owner]) if owner is not None else ("", [])
+        clauses, args = [], []
+        if owner is not None:
+            clauses.append("owner=?")
+            args.append(owner)
+        if kinds is not None:
+            clauses.append(f"kind IN ({','.join('?' * len(kinds))})")
+            args.extend(kinds)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._conn() as c:
             rows = c.execute(
                 f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ?", [*args, limit]
@@ -346,7 +390,7 @@ class _Progress:
             self.log.append(f"{time.strftime('%H:%M:%S')} {strategy or 'run'}: {stage}{note}")
             self.key = (strategy, stage)
             self.fields.update(done=0, total=0, loss=None, eta_s=None)
-            self.answer_t0 = time.monotonic() if stage == "answer" else None
+            self.answer_t0 = time.monotonic() if stage in COUNTED else None
         self.fields.update(stage=stage, strategy=strategy)
         if stage == "train":
             self.fields.update(
@@ -355,10 +399,10 @@ class _Progress:
                 loss=ev.get("loss"),
                 eta_s=ev.get("eta_s"),
             )
-        elif stage == "answer":
+        elif stage in COUNTED:
             done, total = ev.get("done", 0), ev.get("total", 0)
             self.fields.update(done=done, total=total)
-            if done and self.answer_t0 is not None:  # the harness sends no ETA for answering
+            if done and self.answer_t0 is not None:  # no ETA comes with these events
                 rate = (time.monotonic() - self.answer_t0) / done
                 self.fields["eta_s"] = rate * (total - done)
         self.flush(force=changed)
@@ -394,37 +438,79 @@ def _heartbeat(queue: JobQueue, job_id: str, stop: threading.Event) -> None:
             queue._update(job_id, heartbeat=time.time())
 
 
-def _execute(queue: JobQueue, job: dict[str, Any]) -> None:
-    """Run one claimed job to its end; every outcome lands in the job row and the run row."""
+class _Cancelled(Exception):
+    pass
+
+
+def _compare(queue: JobQueue, job: dict[str, Any], progress: _Progress) -> str:
     from eval.harness import run_comparison
 
-    job_id, run_id = job["id"], job["run_id"]
+    run_id = job["run_id"]
+    run_comparison(
+        RunConfig.from_dict(job["config"]),
+        store=queue.store,
+        progress=progress,
+        cancel=_CancelFlag(queue, job["id"]),
+        run_id=run_id,
+        resume=job["kind"] == "resume",
+    )
+    return "cancelled" if queue.store.get_run(run_id).status == "cancelled" else "done"
+
+
+def _generate_pairs(queue: JobQueue, job: dict[str, Any], progress: _Progress) -> str:
+    from core.qagen import generate_qa, pairs_to_records
+    from eval.harness import read_corpus
+
+    payload, cancel = job["config"], _CancelFlag(queue, job["id"])
+    models = ModelConfig.from_dict(payload["models"])
+    progress({"stage": "read corpus"})
+    corpus = read_corpus(payload["corpus"], RunConfig(models=models))
+    progress({"stage": "generate"})
+
+    def step(done: int, total: int) -> None:
+        progress({"stage": "generate", "done": done, "total": total})
+        if cancel.is_set():
+            raise _Cancelled
+
+    try:
+        result = generate_qa(corpus, QAGenConfig.from_dict(payload["qagen"]), models, step)
+    except _Cancelled:
+        return "cancelled"
+    path = queue._result_path(job["id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"records": pairs_to_records(result.pairs), "stats": result.stats}))
+    tmp.replace(path)  # the page never reads a half-written file
+    return "done"
+
+
+def _finish_run(queue: JobQueue, run_id: str | None, status: str, error: str) -> None:
+    """Mark the job's run (qagen jobs have none) finished unless the harness already did."""
+    if run_id is None:
+        return
+    with contextlib.suppress(Exception):
+        if queue.store.get_run(run_id).status in ("queued", "running"):
+            queue.store.finish_run(run_id, status, error)
+
+
+def _execute(queue: JobQueue, job: dict[str, Any]) -> None:
+    """Run one claimed job to its end; every outcome lands in the job row (and the run row)."""
+    job_id = job["id"]
     progress = _Progress(queue, job_id, job["log"])
     progress({"stage": "starting"})
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(queue, job_id, stop), daemon=True)
     beat.start()
+    body = _generate_pairs if job["kind"] == "qagen" else _compare
     status, error = "failed", None
     try:
-        config = RunConfig.from_dict(job["config"])
-        run_comparison(
-            config,
-            store=queue.store,
-            progress=progress,
-            cancel=_CancelFlag(queue, job_id),
-            run_id=run_id,
-            resume=job["kind"] == "resume",
-        )
-        status = "cancelled" if queue.store.get_run(run_id).status == "cancelled" else "done"
+        status = body(queue, job, progress)
     except Exception as e:  # the harness has marked the run failed when it got that far
         error = f"{type(e).__name__}: {e}"
-        with contextlib.suppress(Exception):
-            if queue.store.get_run(run_id).status in ("queued", "running"):
-                queue.store.finish_run(run_id, "failed", error)
+        _finish_run(queue, job["run_id"], "failed", error)
     except BaseException:  # SIGTERM or Ctrl-C: the worker stops, the run can be resumed
         status, error = "interrupted", "interrupted: the worker was stopped"
-        with contextlib.suppress(Exception):
-            queue.store.finish_run(run_id, "interrupted", error)
+        _finish_run(queue, job["run_id"], "interrupted", error)
         raise
     finally:
         stop.set()
@@ -559,7 +645,7 @@ def render_jobs(jobs: list[dict[str, Any]]) -> str:
         if j["total"]:
             where += f" {j['done']}/{j['total']}"
         lines.append(
-            f"{j['id']}  {when}  {j['status']:<11}  {j['run_id']}  {j['owner'] or '-'}  {where}"
-            + (f"  {j['error']}" if j["error"] else "")
+            f"{j['id']}  {when}  {j['status']:<11}  {j['run_id'] or j['kind']}  "
+            f"{j['owner'] or '-'}  {where}" + (f"  {j['error']}" if j["error"] else "")
         )
     return "\n".join(lines) or "no jobs"

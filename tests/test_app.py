@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,24 @@ def test_upload_keeps_good_files_names_refused_ones_and_generates_pairs(app):
     assert "Q/A pairs" in texts(app.markdown)
     goto(app, "run")
     assert "Mini" in texts(app.caption)
+
+
+def test_model_generation_runs_in_the_worker_and_lands_in_the_review(app, home):
+    app.selectbox(key="gen_method").set_value("model")
+    app.text_input(key="gen_generator").set_value("tiny")
+    app.button(key="FormSubmitter:gen_form-Generate pairs").click().run()
+    assert not app.exception
+    job_id = app.session_state["qagen_job"]  # queued for the worker, not run in the page
+    assert JobQueue(home / "runs.sqlite").get(job_id)["kind"] == "qagen"
+    deadline = time.monotonic() + 120
+    while app.session_state["qagen_job"] is not None:
+        assert time.monotonic() < deadline, JobQueue(home / "runs.sqlite").get(job_id)
+        time.sleep(0.5)
+        app.run()
+        assert not app.exception
+    notes = texts(app.success) + texts(app.warning)
+    assert "pairs generated from 60 candidates" in notes  # the tiny model writes noise
+    assert JobQueue(home / "runs.sqlite").get(job_id)["status"] == "done"
 
 
 def test_operator_limits_file_is_enforced_and_a_broken_one_is_reported(home):

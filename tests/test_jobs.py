@@ -10,9 +10,12 @@ import time
 
 import pytest
 
+from core.config import ModelConfig
+from core.qagen import QAGenConfig, records_to_pairs
 from eval.cli import main as cli_main
 from eval.config import RunConfig
 from eval.jobs import (
+    RUN_KINDS,
     STALE_S,
     JobNotFound,
     JobQueue,
@@ -300,3 +303,75 @@ def test_sigterm_stops_the_worker_and_marks_the_job_interrupted(mini_corpus, sto
     assert job["status"] == "interrupted" and "stopped" in job["error"]
     assert queue.store.get_run(job["run_id"]).status == "interrupted"
     assert worker_pid(store_path) is None  # the lock went with it
+
+
+def test_qagen_job_writes_grounded_pairs_for_review_and_makes_no_run(mini_corpus, store_path):
+    corpus, _ = mini_corpus
+    queue = JobQueue(store_path)
+    job_id = queue.submit_qagen(
+        corpus, QAGenConfig(method="cloze", n=6), ModelConfig(generator="tiny"), owner="alice"
+    )
+    assert queue.list_jobs(owner="alice", kinds=RUN_KINDS) == []  # not a run: Run page skips it
+    with pytest.raises(ValueError, match="queued"):
+        queue.qagen_result(job_id)
+    work(store_path, once=True)
+    job = queue.get(job_id)
+    assert (job["status"], job["kind"], job["run_id"], job["error"]) == (
+        "done",
+        "qagen",
+        None,
+        None,
+    )
+    assert job["stage"] == "done" and any("generate" in line for line in job["log"])
+    result = queue.qagen_result(job_id)
+    assert 1 <= len(result["records"]) <= 6 and result["stats"]["kept"] == len(result["records"])
+    pairs = records_to_pairs(result["records"])  # what the review table saves
+    assert all(p.answers[0] in p.passage for p in pairs)
+    assert queue.store.list_runs() == []
+
+
+def test_qagen_job_with_the_model_reports_every_prompt(mini_corpus, store_path):
+    corpus, _ = mini_corpus
+    queue = JobQueue(store_path)
+    config = QAGenConfig(method="model", max_prompts=5, max_new_tokens=8)
+    job_id = queue.submit_qagen(corpus, config, ModelConfig(generator="tiny"))
+    work(store_path, once=True)
+    job = queue.get(job_id)
+    assert job["status"] == "done", job["error"]
+    stats = queue.qagen_result(job_id)["stats"]
+    considered = stats["considered"]
+    assert 1 <= considered <= 5 and stats["generator"] == "tiny"
+    assert considered == stats["kept"] + sum(stats["rejected"].values())
+
+
+def test_qagen_job_cancel_and_failure_leave_no_pairs(mini_corpus, store_path, monkeypatch):
+    corpus, _ = mini_corpus
+    queue = JobQueue(store_path)
+    models = ModelConfig(generator="tiny")
+    queued = queue.submit_qagen(corpus, QAGenConfig(), models)
+    queue.cancel(queued)
+    missing = queue.submit_qagen(corpus / "nowhere", QAGenConfig(), models)
+    work(store_path, once=True)
+    assert queue.get(queued)["status"] == "cancelled"
+    failed = queue.get(missing)
+    assert failed["status"] == "failed" and "nowhere" in failed["error"]
+    with pytest.raises(ValueError, match="failed"):
+        queue.qagen_result(missing)
+
+    def slow_generation(corpus, config, models, progress):  # stands in for a big model
+        for done in range(1, 1000):
+            progress(done, 1000)
+            time.sleep(0.01)
+        raise AssertionError("the cancel flag was never read")
+
+    monkeypatch.setattr("core.qagen.generate_qa", slow_generation)
+    running = queue.submit_qagen(corpus, QAGenConfig(method="model"), models)
+    worker = threading.Thread(target=work, args=(store_path,), kwargs={"once": True})
+    worker.start()
+    poll_until(queue, running, lambda s: s["stage"] == "generate" and s["done"] > 0)
+    queue.cancel(running)
+    worker.join(timeout=30)
+    job = queue.get(running)
+    assert job["status"] == "cancelled", job["error"]
+    with pytest.raises(ValueError, match="cancelled"):
+        queue.qagen_result(running)

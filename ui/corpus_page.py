@@ -11,11 +11,13 @@ from core.qagen import QAGenConfig, check_records, generate_qa, pairs_to_records
 from core.uploads import DOC_TYPES, QA_TYPES
 from eval.config import RunConfig
 from eval.harness import preview_corpus, preview_inputs, read_corpus
-from ui.common import corpus_library, selected_corpus, upload_limits
+from eval.jobs import JobQueue, ensure_worker
+from ui.common import corpus_library, selected_corpus, store_path, upload_limits
 
 state = st.session_state
 LIMITS = upload_limits()
 library: CorpusLibrary = corpus_library()
+queue = JobQueue(store_path())
 
 st.title("AdaptLab")
 st.caption(
@@ -30,6 +32,45 @@ def cached_preview(corpus: str, qa: str | None) -> dict:
     if qa is None:
         return preview_corpus(corpus)
     return preview_inputs(RunConfig(corpus=corpus, qa=qa, strategies=["system_prompt"]))
+
+
+def show_generated(records: list[dict], stats: dict, corpus_id: str) -> None:
+    """Put generated pairs into the review table (for `corpus_id` only) with a summary."""
+    state.generated, state.generated_for = records, corpus_id
+    rejected = ", ".join(f"{k}: {v}" for k, v in stats.get("rejected", {}).items())
+    msg = f"{len(records)} pairs generated from {stats.get('considered', '?')} candidates"
+    msg += f" (rejected: {rejected})." if rejected else "."
+    state.gen_notice = ("success" if records else "warning", msg)
+
+
+@st.fragment(run_every=1.0)
+def qagen_progress() -> None:
+    """Polls the background generation; when it ends, the whole page reruns to show it."""
+    job = queue.get(state.qagen_job)
+    if job is None:
+        state.qagen_job = None
+        return
+    if job["status"] in ("queued", "running"):
+        done, total = job["done"], job["total"]
+        text = "Generating pairs with the model"
+        text += f": {done}/{total} passages" if total else f" ({job['stage']})"
+        st.progress(done / total if total else 0.0, text=text)
+        if st.button("Cancel generation", key="qagen_cancel"):
+            queue.cancel(job["id"])
+        return
+    state.qagen_job = None
+    if job["status"] == "done":
+        try:
+            result = queue.qagen_result(job["id"])
+        except (KeyError, ValueError, OSError) as e:  # its file removed or damaged meanwhile
+            state.gen_notice = ("error", f"The generated pairs cannot be read: {e}")
+        else:
+            show_generated(result["records"], result["stats"], state.qagen_for)
+    elif job["status"] == "cancelled":
+        state.gen_notice = ("info", "Generation cancelled; nothing was kept.")
+    else:
+        state.gen_notice = ("error", f"Generation {job['status']}: {job['error']}")
+    st.rerun()
 
 
 pick, upload = st.tabs(["Saved corpora", "Upload a new one"])
@@ -127,25 +168,40 @@ if selection is not None:
             key="gen_n",
         )
         seed = c3.number_input("Seed", value=0, step=1, help=help_["seed"], key="gen_seed")
+        generator = st.text_input(
+            "Generator (model method)",
+            value=ModelConfig().generator,
+            help=ModelConfig.help()["generator"],
+            key="gen_generator",
+        )
         generate = st.form_submit_button("Generate pairs")
     if generate:
         try:
             config = QAGenConfig(method=method, n=int(n), seed=int(seed))
-            models = ModelConfig()
-            with st.spinner("Generating question/answer pairs..."):
-                result = generate_qa(read_corpus(corpus_path), config, models)
-        except (ValueError, RuntimeError) as e:
+            models = ModelConfig(generator=generator.strip() or ModelConfig().generator)
+        except ValueError as e:
             st.error(str(e))
         else:
-            stats = result.stats
-            rejected = ", ".join(f"{k}: {v}" for k, v in stats.get("rejected", {}).items())
-            state.generated = pairs_to_records(result.pairs)
-            considered = stats.get("considered", "?")
-            msg = f"{len(result.pairs)} pairs generated from {considered} candidates"
-            (st.success if result.pairs else st.warning)(
-                msg + (f" (rejected: {rejected})." if rejected else ".")
-            )
-    if state.get("generated"):
+            if config.method == "model":
+                # Minutes with a capable model: the worker writes the pairs, this page polls.
+                state.qagen_job = queue.submit_qagen(
+                    corpus_path, config, models, owner=state.session_id
+                )
+                state.qagen_for = chosen
+                ensure_worker(store_path())
+            else:  # no model, a fraction of a second
+                try:
+                    result = generate_qa(read_corpus(corpus_path), config)
+                except (ValueError, RuntimeError) as e:
+                    st.error(str(e))
+                else:
+                    show_generated(pairs_to_records(result.pairs), result.stats, chosen)
+    if state.get("qagen_job"):
+        qagen_progress()
+    notice = state.pop("gen_notice", None)
+    if notice:
+        getattr(st, notice[0])(notice[1])
+    if state.get("generated") and state.get("generated_for") == chosen:
         st.caption("Review and edit; rows whose answer is no longer in their passage are refused.")
         edited = st.data_editor(
             pd.DataFrame(state.generated), num_rows="dynamic", hide_index=True, key="gen_editor"

@@ -8,7 +8,7 @@ import streamlit as st
 from core.config import ConfigError, ModelConfig, PriceTable
 from eval.config import RunConfig
 from eval.estimate import estimate_run
-from eval.jobs import JobQueue, ensure_worker
+from eval.jobs import RUN_KINDS, JobQueue, ensure_worker
 from strategies import get_strategy_class, strategy_names
 from ui.common import home, selected_corpus, settings_form, store_path
 
@@ -153,7 +153,7 @@ if est:
     )
 
 st.subheader("Launch")
-mine = queue.list_jobs(owner=state.session_id)
+mine = queue.list_jobs(owner=state.session_id, kinds=RUN_KINDS)
 active = [j for j in mine if j["status"] in ("queued", "running")]
 if st.button("Run comparison", type="primary", disabled=config is None or bool(problem), key="run"):
     state.job_id = queue.submit(config, owner=state.session_id)
@@ -165,7 +165,7 @@ if st.button("Run comparison", type="primary", disabled=config is None or bool(p
 @st.fragment(run_every=1.0)
 def progress_panel():
     """Polls this session's jobs from the store; a reload or a second tab sees the same."""
-    jobs = queue.list_jobs(owner=state.session_id)
+    jobs = queue.list_jobs(owner=state.session_id, kinds=RUN_KINDS)
     if not jobs:
         return
     for job in jobs[:5]:
