@@ -229,9 +229,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate_qa(args: argparse.Namespace) -> int:
-    from core.config import ChunkingConfig, ModelConfig
-    from core.corpus import ingest, whitespace_token_spans
+    from core.config import ModelConfig
     from core.qagen import QAGenConfig, generate_qa, save_qa_jsonl
+    from eval.harness import read_corpus
 
     settings = {"method": args.method}
     for key in ("n", "per_chunk", "seed"):
@@ -239,7 +239,8 @@ def _cmd_generate_qa(args: argparse.Namespace) -> int:
             settings[key] = getattr(args, key)
     config = QAGenConfig.from_dict(settings)
     models = ModelConfig(generator=args.generator) if args.generator else ModelConfig()
-    corpus = ingest(Path(args.corpus), ChunkingConfig(), whitespace_token_spans)
+    # Chunked in the generator's tokens, as the app, the worker and a run chunk it.
+    corpus = read_corpus(args.corpus, RunConfig(models=models))
     for e in corpus.errors:
         print(f"skipped {e.name}: {e.reason}", file=sys.stderr)
     if not corpus.chunks:
