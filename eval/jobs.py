@@ -53,6 +53,7 @@ HEARTBEAT_S = 5.0  # how often the worker refreshes the heartbeat of the job it 
 WRITE_EVERY_S = 0.25  # progress snapshots at most this often (stage changes always)
 CANCEL_POLL_S = 0.2  # the cancel flag is read from the DB at most this often
 LOG_LINES = 50  # the stored log keeps this many last lines
+KEEP_JOBS_S = 30 * 86400  # finished jobs (not their runs) are forgotten after this
 RUN_KINDS = ("run", "resume")  # job kinds that make or continue a comparison run
 COUNTED = ("answer", "generate")  # stages whose events count done/total items
 ROOT = Path(__file__).resolve().parents[1]  # the project folder, importable by the worker
@@ -302,6 +303,23 @@ class JobQueue:
                 self.store.finish_run(r["run_id"], "interrupted", f"interrupted: {why}")
             marked += n
         return marked
+
+    def prune(self, older_than_s: float = KEEP_JOBS_S) -> int:
+        """Forget jobs that finished more than `older_than_s` seconds ago, and the pairs file
+        of a qagen job among them; the runs they made stay in the store (History shows them).
+        Returns how many jobs were removed. The worker prunes when it starts."""
+        cutoff = time.time() - older_than_s
+        marks = ",".join("?" * len(FINISHED))
+        with self._conn() as c:
+            rows = c.execute(
+                f"SELECT id, kind FROM jobs WHERE status IN ({marks}) AND finished_at < ?",
+                [*FINISHED, cutoff],
+            ).fetchall()
+            c.executemany("DELETE FROM jobs WHERE id=?", [(r["id"],) for r in rows])
+        for r in rows:
+            if r["kind"] == "qagen":
+                self._result_path(r["id"]).unlink(missing_ok=True)
+        return len(rows)
 
     # --- used by the worker ------------------------------------------------------------------
     def _claim(self) -> dict[str, Any] | None:
@@ -570,6 +588,7 @@ def work(
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         queue = JobQueue(store_path)
         queue.mark_interrupted()  # jobs a killed predecessor left as running
+        queue.prune()
         idle_since = time.monotonic()
         while True:
             job = queue._claim()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import threading
 import time
 
@@ -375,3 +376,29 @@ def test_qagen_job_cancel_and_failure_leave_no_pairs(mini_corpus, store_path, mo
     assert job["status"] == "cancelled", job["error"]
     with pytest.raises(ValueError, match="cancelled"):
         queue.qagen_result(running)
+
+
+def test_prune_forgets_old_finished_jobs_and_their_pairs_but_keeps_runs(mini_corpus, store_path):
+    corpus, _ = mini_corpus
+    queue = JobQueue(store_path)
+    old_run = queue.submit(make_config(mini_corpus, store_path))
+    old_pairs = queue.submit_qagen(corpus, QAGenConfig(n=3), ModelConfig(generator="tiny"))
+    work(store_path, once=True)
+    pairs_file = queue._result_path(old_pairs)
+    assert pairs_file.exists()
+    recent = queue.submit_qagen(corpus, QAGenConfig(n=3), ModelConfig(generator="tiny"))
+    work(store_path, once=True)
+    waiting = queue.submit(make_config(mini_corpus, store_path))
+    run_id = queue.get(old_run)["run_id"]
+    week = 7 * 86400
+    with sqlite3.connect(store_path) as c:  # age the first two jobs by a week
+        c.execute(
+            "UPDATE jobs SET finished_at = finished_at - ? WHERE id IN (?, ?)",
+            (week, old_run, old_pairs),
+        )
+    assert queue.prune(older_than_s=3 * 86400) == 2
+    assert queue.get(old_run) is None and queue.get(old_pairs) is None
+    assert not pairs_file.exists()
+    assert queue.get(recent)["status"] == "done" and queue.get(waiting)["status"] == "queued"
+    assert queue.store.get_run(run_id).status == "done"  # History keeps the run
+    assert queue.prune(older_than_s=3 * 86400) == 0
