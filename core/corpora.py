@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.files import write_text_atomic
 from core.qagen import save_qa_jsonl
 from core.types import IngestError, QAPair
 from core.uploads import UploadLimits, save_documents, save_qa
@@ -90,10 +91,7 @@ class CorpusLibrary:
         return json.loads((folder / META).read_text(encoding="utf-8"))
 
     def _write_meta(self, folder: Path, meta: dict[str, Any]) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (META + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(folder / META)  # a reader never sees half a file
+        write_text_atomic(folder / META, json.dumps(meta, indent=2, ensure_ascii=False))
 
     def _entry(self, folder: Path, meta: dict[str, Any]) -> SavedCorpus:
         base = Path(meta["base"]) if meta.get("base") else folder

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ConfigBase, ModelConfig, check, option
+from core.files import write_text_atomic
 from core.types import Chunk, Corpus, QAPair
 
 ProgressFn = Callable[[int, int], None]  # (done, total)
@@ -413,8 +414,6 @@ def generate_qa(
 def save_qa_jsonl(pairs: list[QAPair], path: str | Path) -> Path:
     """Write pairs as JSONL (id, question, answers, source, passage); `core.qa.load_qa` reads
     it back. Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = []
     for p in pairs:
         rec: dict[str, Any] = {"id": p.id, "question": p.question, "answers": list(p.answers)}
@@ -423,10 +422,7 @@ def save_qa_jsonl(pairs: list[QAPair], path: str | Path) -> Path:
         if p.passage:
             rec["passage"] = p.passage
         lines.append(json.dumps(rec, ensure_ascii=False))
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
-    tmp.replace(path)  # a reader never sees a half-written file
-    return path
+    return write_text_atomic(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
 ANSWER_SEP = " | "

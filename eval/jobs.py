@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ModelConfig
+from core.files import write_text_atomic
 from core.qagen import QAGenConfig
 from eval.config import RunConfig
 from eval.store import RunStore
@@ -494,11 +495,8 @@ def _generate_pairs(queue: JobQueue, job: dict[str, Any], progress: _Progress) -
         result = generate_qa(corpus, QAGenConfig.from_dict(payload["qagen"]), models, step)
     except _Cancelled:
         return "cancelled"
-    path = queue._result_path(job["id"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"records": pairs_to_records(result.pairs), "stats": result.stats}))
-    tmp.replace(path)  # the page never reads a half-written file
+    result_json = json.dumps({"records": pairs_to_records(result.pairs), "stats": result.stats})
+    write_text_atomic(queue._result_path(job["id"]), result_json)  # the page polls for it
     return "done"
 
 
