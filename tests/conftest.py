@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,15 @@ QA = [
     ("q9", "What do antibodies bind?", ["antigens"]),
     ("q10", "What is pharmacy the science of?", ["preparing and dispensing drugs"]),
 ]
+
+
+def zip_bytes(files: dict[str, str | bytes]) -> bytes:
+    """A zip archive in memory holding `files` (name -> content)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
 
 
 @pytest.fixture

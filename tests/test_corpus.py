@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from core.corpus import (
     whitespace_token_spans,
 )
 from core.types import Document
+from tests.conftest import zip_bytes
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 CHUNKING = ChunkingConfig(chunk_tokens=20, overlap_tokens=5)
@@ -96,16 +96,6 @@ def test_every_format_is_read(every_format):
     assert "PDF about pharmacists." in texts["sub/d.pdf"]
     assert "fever" in texts["e.docx"] and "cell one | cell two" in texts["e.docx"]
     assert corpus.chunks and corpus.fingerprint
-
-
-def zip_bytes(files: dict[str, str]) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
-    return buf.getvalue()
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from strategies.base import RunCancelled, StrategyContext
 from strategies.deploy import export_adapter_zip, merge_adapter, sizes, unpack_adapter_zip
 from strategies.lora import LoraStrategy
 from strategies.training import oracle_passage, split_validation
+from tests.conftest import zip_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"val_fraction": 0.0, "eval_every": 0, "r": 4}
@@ -235,24 +234,18 @@ def test_merged_model_answers_like_base_plus_adapter(trained, tmp_path):
     assert sizes(ctx.models, report.artifact_path)["merged_bytes"] is None
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
 def test_unpack_rejects_unsafe_or_incomplete_zips(tmp_path):
-    evil = _zip({"adapter_config.json": b"{}", "../escape.txt": b"x"})
+    evil = zip_bytes({"adapter_config.json": b"{}", "../escape.txt": b"x"})
     with pytest.raises(ValueError, match="unsafe path"):
         unpack_adapter_zip(evil, tmp_path / "a")
     assert not (tmp_path / "escape.txt").exists()
     with pytest.raises(ValueError, match="adapter_config.json"):
-        unpack_adapter_zip(_zip({"adapter_model.safetensors": b"x"}), tmp_path / "b")
+        unpack_adapter_zip(zip_bytes({"adapter_model.safetensors": b"x"}), tmp_path / "b")
     with pytest.raises(ValueError, match="not a zip"):
         unpack_adapter_zip(b"not a zip at all", tmp_path / "c")
     with pytest.raises(ValueError, match="MB"):
-        unpack_adapter_zip(_zip({"adapter_config.json": b"{}" * 100}), tmp_path / "d", max_bytes=50)
-    nested = unpack_adapter_zip(_zip({"run/adapter_config.json": b"{}"}), tmp_path / "e")
+        unpack_adapter_zip(
+            zip_bytes({"adapter_config.json": b"{}" * 100}), tmp_path / "d", max_bytes=50
+        )
+    nested = unpack_adapter_zip(zip_bytes({"run/adapter_config.json": b"{}"}), tmp_path / "e")
     assert nested == tmp_path / "e" / "run"
