@@ -112,14 +112,97 @@ class Answer:
 
 
 @dataclass
+class TrainStep:
+    """What one optimisation step cost: its loss, the tokens it read and the memory it took."""
+
+    step: int
+    loss: float
+    tokens: int = 0  # tokens in the step's batches, padding included
+    useful_tokens: int = 0  # real (non-padding) tokens
+    loss_tokens: int = 0  # tokens the loss is read on (answer tokens; every token in cpt)
+    seconds: float = 0.0
+    peak_memory_mb: float | None = None  # process RSS on the CPU, allocator peak on CUDA
+
+    @property
+    def padding_share(self) -> float:
+        return 1.0 - self.useful_tokens / self.tokens if self.tokens else 0.0
+
+    @property
+    def useful_tokens_per_s(self) -> float:
+        return self.useful_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class TrainingLog:
+    """What a training run did: loss curves, the best checkpoint, and what training cost.
+
+    The typed record every view reads (loss chart, throughput, estimate), instead of keys in
+    `PrepareReport.details`. JSON round-trip through `to_dict`/`from_dict`.
+    """
+
+    mode: str = ""
+    steps: int = 0  # planned optimisation steps
+    steps_done: int = 0
+    examples: int = 0
+    val_examples: int = 0
+    step_log: list[TrainStep] = field(default_factory=list)
+    eval_curve: list[dict[str, float]] = field(default_factory=list)  # [{"step", "loss"}]
+    best_step: int | None = None
+    best_eval_loss: float | None = None
+    stopped_early: bool = False
+    eval_s: float = 0.0  # time spent on validation
+    train_s: float = 0.0  # time spent in optimisation steps
+    processes: int = 1
+    device: str = "cpu"
+    checkpointing: bool = False  # activation checkpointing was on
+    micro_batch_tokens: int | None = None  # the token budget of one micro-batch
+    memory_budget_gb: float | None = None
+
+    @property
+    def losses(self) -> list[float]:
+        return [s.loss for s in self.step_log]
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.step_log[-1].loss if self.step_log else None
+
+    @property
+    def useful_tokens_per_s(self) -> float:
+        seconds = sum(s.seconds for s in self.step_log)
+        return sum(s.useful_tokens for s in self.step_log) / seconds if seconds > 0 else 0.0
+
+    @property
+    def padding_share(self) -> float:
+        tokens = sum(s.tokens for s in self.step_log)
+        return 1.0 - sum(s.useful_tokens for s in self.step_log) / tokens if tokens else 0.0
+
+    @property
+    def peak_memory_mb(self) -> float | None:
+        peaks = [s.peak_memory_mb for s in self.step_log if s.peak_memory_mb is not None]
+        return max(peaks) if peaks else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any] | None) -> TrainingLog | None:
+        if not d:
+            return None
+        d = dict(d)
+        d["step_log"] = [TrainStep(**s) for s in d.get("step_log", [])]
+        return TrainingLog(**d)
+
+
+@dataclass
 class PrepareReport:
     """What a strategy's one-off preparation produced; the harness adds time and memory.
 
-    `details` holds strategy-specific figures (loss curve, index type, shots pool size...) as
-    JSON-safe values.
+    `details` holds strategy-specific figures (index type, shots pool size...) as JSON-safe
+    values; a strategy that trains puts its typed `training` log beside them.
     """
 
     trainable_params: int = 0
     artifact_bytes: int = 0
     artifact_path: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    training: TrainingLog | None = None
