@@ -317,16 +317,29 @@ class _Run:
         return process_share(batch, self.lengths, self.rank, self.world), not self.queue
 
     def step(self, step: int, batch: list[int]) -> TrainStep:
-        """One optimisation step over `batch`, accumulated over its micro-batches."""
+        """One optimisation step over this process's `batch`."""
         import torch
 
         t0 = time.perf_counter()
         if self.on_cuda:
             torch.cuda.reset_peak_memory_stats()
+        record = self.accumulate(batch)
+        self.acc.clip_grad_norm_(self.loss_fn.parameters(), 1.0)
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        record.step = step
+        record.seconds = round(time.perf_counter() - t0, 4)
+        return record
+
+    def accumulate(self, batch: list[int]) -> TrainStep:
+        """Gradients of the mean loss per answer token of the whole step (every process's
+        batch), accumulated over micro-batches; the step's figures, summed over processes."""
+        import torch
+
         parts = micro_batches(batch, self.lengths, self.plan.micro_batch_tokens)
-        # Normalised by the loss tokens of the whole step on every process, so accumulation
-        # gives the gradient of the full batch's mean loss; DDP averages over processes, hence
-        # the factor `world`.
+        # Each micro-batch's summed loss is divided by the loss tokens of the whole step, so
+        # accumulation equals one full batch; DDP averages over processes, hence x world.
         n_local = sum(loss_tokens(self.examples[i]) for i in batch)
         n_all = float(self.acc.reduce(torch.tensor(float(n_local), device=self.acc.device), "sum"))
         scale = self.world / max(n_all, 1.0)
@@ -338,30 +351,20 @@ class _Run:
                 for t in pad_right([self.examples[i] for i in part], self.pad_id)
             )
             # Gradients are synchronised between processes on the last micro-batch only.
-            sync = (
-                contextlib.nullcontext() if k == len(parts) - 1 else self.acc.no_sync(self.loss_fn)
-            )
-            with sync:
+            last = k == len(parts) - 1
+            with contextlib.nullcontext() if last else self.acc.no_sync(self.loss_fn):
                 loss, _ = self.loss_fn(ids, labels, mask)
                 peak = max(peak, self.memory_mb())  # activations are held here, before backward
                 self.acc.backward(loss * scale)
-            sums += torch.tensor(
-                [float(loss.detach()), ids.numel(), float(mask.sum())],
-                dtype=torch.float64,
-                device=self.acc.device,
-            )
-        self.acc.clip_grad_norm_(self.loss_fn.parameters(), 1.0)
-        self.opt.step()
-        self.sched.step()
-        self.opt.zero_grad(set_to_none=True)
+            done = [float(loss.detach()), ids.numel(), float(mask.sum())]
+            sums += torch.tensor(done, dtype=torch.float64, device=self.acc.device)
         sums = self.acc.reduce(sums, "sum")
         return TrainStep(
-            step=step,
+            step=0,
             loss=round(float(sums[0]) / max(n_all, 1.0), 5),
             tokens=int(sums[1]),
             useful_tokens=int(sums[2]),
             loss_tokens=int(n_all),
-            seconds=round(time.perf_counter() - t0, 4),
             peak_memory_mb=round(max(peak, self.memory_mb()), 1),
             micro_batches=len(parts),
         )
