@@ -52,6 +52,7 @@ class LoraStrategyConfig(PromptConfig):
         "Training data: 'qa' (Q/A pairs, loss on the answer only), 'cpt' (raw corpus chunks, "
         "loss on every token), 'mix' (both), 'raft' (Q/A with retrieved passages in the "
         "prompt: the one holding the answer plus distractors, as RAG shows them).",
+        choices=list(MODES),
     )
     raft_passages: int = option(
         3, "raft: passages per example (the oracle plus distractors); match rag.top_k."
@@ -107,7 +108,6 @@ class LoraStrategyConfig(PromptConfig):
             isinstance(self.target_modules, list) and bool(self.target_modules),
             "target_modules must be a non-empty list",
         )
-        check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}")
         check(1 <= int(self.raft_passages) <= 20, "raft_passages must be in 1..20")
         check(0.0 <= float(self.raft_no_oracle) <= 1.0, "raft_no_oracle must be in [0, 1]")
         check(0 < float(self.epochs) <= 100, "epochs must be in (0, 100]")
@@ -135,6 +135,8 @@ class LoraStrategyConfig(PromptConfig):
 class LoraStrategy(GenerativeStrategy):
     config_class = LoraStrategyConfig
     trains = True
+    default = True
+    accepts_adapter = True
     description = "LoRA fine-tune: a low-rank adapter trained on the training Q/A pairs."
 
     def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
