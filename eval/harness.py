@@ -211,7 +211,10 @@ def _run(
             "generator": config.models.generator,
             "embedder": config.models.embedder,
             "load_s": m.seconds,
-            "base_params": sum(p.numel() for p in generator.model.parameters()),
+            # A server engine holds no local weights to count.
+            "base_params": sum(p.numel() for p in generator.model.parameters())
+            if getattr(generator, "in_process", True)
+            else None,
         }
 
     emit({"stage": "ingest"})
