@@ -84,6 +84,7 @@ class OpenAIGenerator:
         self.lock = threading.RLock()
         self._info: ServerInfo | None = None
         self._tokenizer: Any = None
+        self._train_gen: Any = None  # the in-process Generator, once training needs it
         self._served: dict[str, str] = {}  # adapter name -> folder the server loaded it from
         self._paths: dict[str, Path] = {}  # adapter name -> saved folder (load_adapter)
 
@@ -127,6 +128,8 @@ class OpenAIGenerator:
     @property
     def tokenizer(self) -> Any:
         """The local tokenizer named by `models.generator`, or None when none is configured."""
+        if self._train_gen is not None:  # padding set up for training, as Generator's is
+            return self._train_gen.tokenizer
         if self._tokenizer is None and self.config.generator:
             self._tokenizer = load_tokenizer(self.config)
         return self._tokenizer
@@ -259,7 +262,8 @@ class OpenAIGenerator:
                 "the openai engine has no local model (models.generator is empty): training "
                 "and chat templating need one"
             )
-        return load_generator(dataclasses.replace(self.config, engine="transformers"))
+        self._train_gen = load_generator(dataclasses.replace(self.config, engine="transformers"))
+        return self._train_gen
 
     def _require_adapters(self) -> None:
         problem = adapter_support_problem(self)

@@ -315,3 +315,26 @@ def test_retry_after_parsing():
     assert _retry_after("2") == 2.0
     assert _retry_after(None) is None and _retry_after("soon") is None
     assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past
+
+
+def test_lora_strategy_trains_in_process_and_answers_through_the_server(chunked_mini, tmp_path):
+    from strategies.base import StrategyContext
+    from strategies.lora import LoraStrategy, LoraStrategyConfig
+
+    corpus, pairs = chunked_mini
+    stub = Stub(owned_by="vllm")
+    try:
+        models = ModelConfig(engine="openai", base_url=stub.url, generator="tiny")
+        ctx = StrategyContext(models=models, workdir=tmp_path)
+        lora = LoraStrategy(LoraStrategyConfig(max_steps=2, batch_size=2, val_fraction=0), ctx)
+        report = lora.prepare(corpus, pairs)
+        assert report.trainable_params > 0 and report.artifact_bytes > 0
+        [answer] = lora.answer(["Where do T cells mature?"])
+        assert answer.text.startswith("echo:") and answer.cost.prompt_tokens == 11
+        [load] = stub.calls("/v1/load_lora_adapter")
+        assert load["body"]["lora_name"] == lora.adapter
+        assert stub.calls("/v1/chat/completions")[-1]["body"]["model"] == lora.adapter
+        lora.close()
+        assert stub.calls("/v1/unload_lora_adapter")[0]["body"]["lora_name"] == lora.adapter
+    finally:
+        stub.close()
