@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from core.corpus import hf_token_spans, ingest, whitespace_token_spans
+from core.engines import unservable_strategies
 from core.models import load_embedder, load_generator, load_tokenizer, resolve_device
 from core.qa import load_qa, split_pairs
 from core.types import Answer, Corpus, QAPair
@@ -186,6 +187,10 @@ def _run(
     config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn, cancel, resume: bool = False
 ) -> None:
     names = list(config.strategies)
+    # A server that cannot serve adapters refuses the trained arms now, not halfway through.
+    problem = unservable_strategies(config.models, names)
+    if problem:
+        raise ValueError(problem)
     device = resolve_device(config.models.device)
     meta: dict[str, Any] = {
         "device": device,
