@@ -338,3 +338,30 @@ def test_lora_strategy_trains_in_process_and_answers_through_the_server(chunked_
         assert stub.calls("/v1/unload_lora_adapter")[0]["body"]["lora_name"] == lora.adapter
     finally:
         stub.close()
+
+
+def test_trained_arm_on_a_plain_server_fails_the_run_before_any_strategy(
+    stub, mini_corpus, tmp_path
+):
+    from eval.config import RunConfig
+    from eval.harness import run_comparison
+    from eval.store import RunStore
+
+    corpus, qa = mini_corpus
+    cfg = RunConfig.from_dict(
+        {
+            "corpus": str(corpus),
+            "qa": str(qa),
+            "strategies": ["system_prompt", "lora"],
+            "models": {"engine": "openai", "base_url": stub.url, "generator": "tiny"},
+            "store_path": str(tmp_path / "runs.sqlite"),
+            "workdir": str(tmp_path / "work"),
+        }
+    )
+    with pytest.raises(ValueError, match="lora cannot run on engine 'openai'"):
+        run_comparison(cfg)
+    store = RunStore(cfg.store_path)
+    [listed] = store.list_runs()
+    run = store.get_run(listed["id"])
+    assert run.status == "failed" and "lora" in (run.error or "") and not run.results
+    assert not stub.calls("/v1/chat/completions")

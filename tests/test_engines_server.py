@@ -132,29 +132,3 @@ def test_chroma_host_needs_the_chroma_backend():
 
     with pytest.raises(ConfigError, match="chroma_host applies to backend chroma"):
         RagConfig(backend="faiss", chroma_host="localhost")
-
-
-def test_trained_arm_on_llama_server_fails_the_run_before_any_strategy(
-    llama_server, mini_corpus, tmp_path
-):
-    from eval.config import RunConfig
-    from eval.harness import run_comparison
-    from eval.store import RunStore
-
-    corpus, qa = mini_corpus
-    cfg = RunConfig.from_dict(
-        {
-            "corpus": str(corpus),
-            "qa": str(qa),
-            "strategies": ["system_prompt", "lora"],
-            "models": server_models(llama_server).to_dict(),
-            "store_path": str(tmp_path / "runs.sqlite"),
-            "workdir": str(tmp_path / "work"),
-        }
-    )
-    with pytest.raises(ValueError, match="lora cannot run on engine 'openai'"):
-        run_comparison(cfg)
-    store = RunStore(cfg.store_path)
-    [listed] = store.list_runs()
-    run = store.get_run(listed["id"])
-    assert run.status == "failed" and "lora" in (run.error or "") and not run.results
