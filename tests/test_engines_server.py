@@ -74,14 +74,16 @@ def test_comparison_end_to_end_through_llama_server(llama_server, mini_corpus, t
         assert r.status == "done", r.error
         mine = [a for a in answers if a.strategy == r.strategy]
         assert len(mine) == 3
-        assert all(a.prompt_tokens > 0 and a.output_tokens > 0 for a in mine)
+        assert all(
+            a.answer.cost.prompt_tokens > 0 and a.answer.cost.output_tokens > 0 for a in mine
+        )
     shots = [a for a in answers if a.strategy == "few_shot"]
-    assert all(any(c["kind"] == "shot" for c in a.contexts) for a in shots)
+    assert all(any(c.kind == "shot" for c in a.answer.contexts) for a in shots)
     rag = [a for a in answers if a.strategy == "rag"]
-    assert all(a.contexts for a in rag)
+    assert all(a.answer.contexts for a in rag)
     # Few-shot and RAG prompts are longer than the bare system prompt's: the server counted them.
-    base = {a.question: a.prompt_tokens for a in answers if a.strategy == "system_prompt"}
-    assert all(a.prompt_tokens > base[a.question] for a in rag)
+    base = {a.qid: a.answer.cost.prompt_tokens for a in answers if a.strategy == "system_prompt"}
+    assert all(a.answer.cost.prompt_tokens > base[a.qid] for a in rag)
 
 
 def test_chroma_server_store_indexes_and_queries(chroma_server, tmp_path):
