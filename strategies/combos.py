@@ -42,9 +42,10 @@ class CompositeStrategy(GenerativeStrategy):
         lead = self.members[next(iter(self.parts))]
         self.system = lead.system
         self.adapter = getattr(lead, "adapter", None)
-        # The lead part's details stay at the top (loss curves read the same as for `lora`),
-        # every part's details are kept under its field name.
-        details = dict(reports[next(iter(self.parts))].details)
+        # The lead part's details and training log stay at the top (views read them as for
+        # `lora`), every part's details are kept under its field name.
+        lead_report = reports[next(iter(self.parts))]
+        details = dict(lead_report.details)
         details.update({f: r.details for f, r in reports.items()})
         return PrepareReport(
             trainable_params=sum(r.trainable_params for r in reports.values()),
@@ -53,6 +54,7 @@ class CompositeStrategy(GenerativeStrategy):
                 (r.artifact_path for r in reports.values() if r.artifact_path), None
             ),
             details=details,
+            training=lead_report.training,
         )
 
     def close(self) -> None:
