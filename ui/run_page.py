@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.allowlist import check_model, load_allowlist
 from core.config import ConfigError, ModelConfig, PriceTable
 from eval.config import RunConfig
 from eval.estimate import estimate_run
@@ -102,7 +103,11 @@ try:
         qa=str(qa_path),
         strategies=list(chosen),
         strategy_configs=strategy_settings,
-        models=ModelConfig(generator=generator, embedder=embedder, device=device),
+        models=ModelConfig(  # typed in the browser: only models this server allows
+            generator=check_model(generator, "generator", home(), load_allowlist(home())),
+            embedder=check_model(embedder, "embedder", home(), load_allowlist(home())),
+            device=device,
+        ),
         split={"seed": int(seed)},
         prices=prices,
         n_test=int(n_test),
