@@ -14,7 +14,7 @@ from ui.common import home, pick_run, store
 
 
 def adapter_location(upload, folder: str) -> tuple[Path, str]:
-    """(adapter folder, display name) for an uploaded zip, unpacked under this session's own
+    """(adapter folder, display name made safe) for an uploaded zip, unpacked under this session's own
     folder of the app's home, or for a typed folder the server allows; raises ValueError."""
     from strategies.deploy import MAX_ADAPTER_ZIP_BYTES, adapter_folder, unpack_adapter_zip
 
@@ -28,7 +28,7 @@ def adapter_location(upload, folder: str) -> tuple[Path, str]:
         dest = confined(root, safe_filename(st.session_state.session_id), name)
         return unpack_adapter_zip(upload.getvalue(), dest, root=root), name
     allowed = check_location(folder, home=home(), allow=load_allowlist(home()), what="adapter")
-    return adapter_folder(allowed), Path(allowed).name
+    return adapter_folder(allowed), safe_filename(Path(allowed).name, default="adapter")
 
 
 st.title("Playground")
@@ -70,7 +70,7 @@ if run_id is not None:
                     if label is None:
                         st.error(escape_markdown(pg.warnings[-1]))
                     else:
-                        st.success(escape_markdown(f"Loaded {name}; it answers as '{label}'."))
+                        st.success(f"Loaded {name}; it answers as '{label}'.")
         with st.form("pg_form"):
             question = st.text_input("Question", key="pg_question")
             asked = st.form_submit_button("Ask every strategy", type="primary")
