@@ -14,8 +14,8 @@ from ui.common import home, pick_run, store
 
 
 def adapter_location(upload, folder: str) -> tuple[Path, str]:
-    """(adapter folder, display name made safe) for an uploaded zip, unpacked under this session's own
-    folder of the app's home, or for a typed folder the server allows; raises ValueError."""
+    """(adapter folder, safe display name) for an uploaded zip, unpacked under this session's
+    own folder of the app's home, or for a typed folder the server allows; raises ValueError."""
     from strategies.deploy import MAX_ADAPTER_ZIP_BYTES, adapter_folder, unpack_adapter_zip
 
     if upload is not None:
