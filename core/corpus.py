@@ -44,15 +44,21 @@ def register_reader(*exts: str) -> Callable[[Reader], Reader]:
     return deco
 
 
-# Share of control characters (other than tab, newline, CR, form feed) above which a "text"
-# file is binary data: real text has next to none, a binary decoded as cp1252 has ~10%.
-_BINARY_SHARE = 0.01
+# Share of characters no text holds (controls other than whitespace, unassigned and private-use
+# code points, U+FFFD from undecodable bytes) above which a "text" file is binary data: real
+# text has next to none; a binary decoded as cp1252 or UTF-16 has 5-15%.
+_BINARY_SHARE = 0.02
 
 
 def _refuse_binary(text: str) -> str:
     sample = text[:65536]
-    controls = sum(1 for ch in sample if ch < " " and ch not in "\t\n\r\f")
-    if sample and (controls / len(sample) > _BINARY_SHARE or "\x00" in sample):
+    odd = sum(
+        1
+        for ch in sample
+        if ch == "\ufffd"
+        or (unicodedata.category(ch) in ("Cc", "Cn", "Co", "Cs") and ch not in "\t\n\r\f")
+    )
+    if sample and (odd / len(sample) > _BINARY_SHARE or "\x00" in sample):
         raise Unreadable("binary data, not text")
     return text
 

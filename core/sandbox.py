@@ -133,6 +133,10 @@ def _child_read(request: dict) -> dict:
         # core.corpus.Unreadable carries the message for the user; other errors name their type.
         if type(e).__name__ == "Unreadable":
             return {"error": str(e)}
+        # C parsers (lxml) report running out of memory as a syntax error: say what happened.
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if peak_mb > 0.5 * limits.memory_mb:
+            return {"error": f"needs more than {limits.memory_mb} MB of memory to read"}
         return {"error": f"could not be read ({type(e).__name__}: {e})"}
 
 
@@ -191,9 +195,9 @@ class FileParser:
             close_fds=True,
         )
 
-    def _recv(self, proc: subprocess.Popen, deadline: float) -> dict | None:
-        """One reply, or None when the child died or the deadline passed (the child is then
-        killed)."""
+    def _recv(self, proc: subprocess.Popen, deadline: float) -> dict | str:
+        """One reply, or "eof" when the child closed its output (it died) or "timeout" when the
+        deadline passed."""
         fd = proc.stdout.fileno()
         buf = bytearray()
         need = _HEADER.size
@@ -201,10 +205,10 @@ class FileParser:
         while len(buf) < need:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
+                return "timeout"
             chunk = os.read(fd, min(need - len(buf), 1 << 20))
             if not chunk:
-                return None
+                return "eof"
             buf += chunk
             if size is None and len(buf) >= _HEADER.size:
                 (size,) = _HEADER.unpack(bytes(buf[: _HEADER.size]))
@@ -228,14 +232,16 @@ class FileParser:
             self._discard()
             raise ParseRefused("the parser process could not be started") from None
         reply = self._recv(proc, time.monotonic() + self.limits.wall_s)
-        if reply is not None:
+        if isinstance(reply, dict):
             if "error" in reply:
                 raise ParseRefused(reply["error"])
             return reply["text"]
-        alive = proc.poll() is None
-        code = self._discard()
-        if alive:
+        if reply == "timeout":
+            self._discard()
             raise ParseRefused(f"took longer than {self.limits.wall_s:g} s to read")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)  # its output closes a moment before its exit status is known
+        code = self._discard()
         if code == -signal.SIGXCPU:
             raise ParseRefused(f"took more than {self.limits.cpu_s:g} s of CPU time to read")
         raise ParseRefused(
