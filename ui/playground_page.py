@@ -6,8 +6,30 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.allowlist import check_location, load_allowlist
+from core.markup import escape_markdown
+from core.paths import confined, safe_filename
 from eval.run.playground import Playground
 from ui.common import home, pick_run, store
+
+
+def adapter_location(upload, folder: str) -> tuple[Path, str]:
+    """(adapter folder, safe display name) for an uploaded zip, unpacked under this session's
+    own folder of the app's home, or for a typed folder the server allows; raises ValueError."""
+    from strategies.deploy import MAX_ADAPTER_ZIP_BYTES, adapter_folder, unpack_adapter_zip
+
+    if upload is not None:
+        if upload.size > MAX_ADAPTER_ZIP_BYTES:  # checked before the bytes are copied out
+            raise ValueError(f"the adapter zip is over {MAX_ADAPTER_ZIP_BYTES / 1e6:.0f} MB")
+        name = safe_filename(upload.name.removesuffix(".zip"), default="adapter")
+        root = home() / "adapters"
+        # One folder per session: sessions never overwrite each other's adapters; a second
+        # upload under the same name in this session replaces the first as a whole.
+        dest = confined(root, safe_filename(st.session_state.session_id), name)
+        return unpack_adapter_zip(upload.getvalue(), dest, root=root), name
+    allowed = check_location(folder, home=home(), allow=load_allowlist(home()), what="adapter")
+    return adapter_folder(allowed), safe_filename(Path(allowed).name, default="adapter")
+
 
 st.title("Playground")
 st.caption(
@@ -39,21 +61,14 @@ if run_id is not None:
             upload = st.file_uploader("Adapter zip (peft format)", type=["zip"], key="pg_zip")
             folder = st.text_input("…or a folder on this machine", key="pg_adapter_dir")
             if st.button("Load adapter", key="pg_load", disabled=not (upload or folder.strip())):
-                from strategies.deploy import unpack_adapter_zip
-
                 try:
-                    if upload is not None:
-                        name = upload.name.removesuffix(".zip")
-                        dest = home() / "adapters" / state.session_id / name
-                        path = unpack_adapter_zip(upload.getvalue(), dest)
-                    else:
-                        path, name = Path(folder.strip()).expanduser(), Path(folder.strip()).name
+                    path, name = adapter_location(upload, folder)
                 except ValueError as e:
-                    st.error(str(e))
+                    st.error(escape_markdown(e))
                 else:
                     label = pg.add_adapter(path, label=f"adapter: {name}")
                     if label is None:
-                        st.error(pg.warnings[-1])
+                        st.error(escape_markdown(pg.warnings[-1]))
                     else:
                         st.success(f"Loaded {name}; it answers as '{label}'.")
         with st.form("pg_form"):
@@ -72,8 +87,9 @@ if run_id is not None:
             else:
                 for col, a in zip(st.columns(len(answers)), answers, strict=True):
                     with col:
-                        st.markdown(f"**{a.strategy}**")
-                        st.write(a.answer.text or "*(empty answer)*")
+                        st.markdown(f"**{a.strategy}**")  # a registry name or a safe file name
+                        # Plain text: a Markdown image in an answer would be fetched by the browser.
+                        st.text(a.answer.text or "(empty answer)")
                         st.caption(
                             f"{a.answer.cost.prompt_tokens} prompt tokens, "
                             f"{a.answer.cost.output_tokens} output tokens, {a.latency_s:.2f} s"
@@ -84,5 +100,5 @@ if run_id is not None:
                                 f"Shot: {first}" if c.kind == "shot" else f"Passage from {c.source}"
                             )
                             score = f" (score {c.score:.2f})" if c.score is not None else ""
-                            with st.expander(head + score):
+                            with st.expander(escape_markdown(head + score)):
                                 st.text(c.text)
