@@ -3,6 +3,8 @@ time left; and the owner's remembered choices."""
 
 from __future__ import annotations
 
+import pandas as pd
+
 from eval.owner_state import OwnerState, OwnerStates
 from eval.views.progress import describe_job, duration, run_plan, stage_words
 
@@ -110,3 +112,30 @@ def test_a_damaged_owner_record_gives_the_defaults(tmp_path):
         c.execute("INSERT INTO owner_state VALUES ('x', '{not json', 0)")
     assert states.get("x") == OwnerState()
     assert OwnerState.from_dict({"widgets": [1, 2], "unknown": 1}) == OwnerState()
+
+
+def test_estimate_accuracy_is_actual_over_predicted_per_strategy():
+    from eval.store import Run, StrategyResult
+    from eval.views.estimate_check import estimate_accuracy
+
+    est = {
+        "total_s": 100.0,
+        "strategies": [
+            {"strategy": "rag", "seconds_per_question": 2.0, "prepare_s": 10.0},
+            {"strategy": "lora", "seconds_per_question": 1.0, "prepare_s": 0.0},
+            {"strategy": "broken", "seconds_per_question": 0, "prepare_s": 0, "error": "x"},
+        ],
+    }
+    results = [
+        StrategyResult("rag", "done", {}, {}, {"latency_mean_s": 3.0, "prepare_s": 5.0}, {}),
+        StrategyResult("lora", "done", {}, {}, {"latency_mean_s": 1.0, "prepare_s": 7.0}, {}),
+        StrategyResult("few_shot", "done", {}, {}, {"latency_mean_s": 1.0}, {}),
+    ]
+    run = Run("r1", "", "done", 1000.0, 1150.0, {}, None, {"estimate": est}, None, results)
+    df = estimate_accuracy(run).set_index("strategy")
+    assert list(df.index) == ["rag", "lora"]
+    assert df.loc["rag", "answer_ratio"] == 1.5 and df.loc["rag", "prepare_ratio"] == 0.5
+    assert pd.isna(df.loc["lora", "prepare_ratio"])  # nothing predicted: no ratio
+    assert df.attrs["total"] == (100.0, 150.0)
+    run.meta = {}
+    assert estimate_accuracy(run).empty
