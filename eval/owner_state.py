@@ -27,12 +27,15 @@ CREATE TABLE IF NOT EXISTS owner_state (
 @dataclass
 class OwnerState:
     """One owner's choices. `widgets` maps a widget key to its JSON-able value (the Run page's
-    settings); `show_all_runs` lists runs with nothing finished too."""
+    settings); `show_all_runs` lists runs with nothing finished too; `estimate_job` is the last
+    estimate asked for and `estimate_for` the settings it was made with (a hash)."""
 
     corpus_id: str | None = None
     run_id: str | None = None
     widgets: dict[str, Any] = field(default_factory=dict)
     show_all_runs: bool = False
+    estimate_job: str | None = None
+    estimate_for: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -45,6 +45,7 @@ class RagStrategy(GenerativeStrategy):
     default = True
     retrieves = True
     description = "RAG: the top-k corpus chunks (embedding search) in the prompt, with sources."
+    display_name = "RAG (retrieved passages)"
 
     def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
         if not corpus.chunks:
