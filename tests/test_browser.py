@@ -136,7 +136,7 @@ def test_reload_mid_run_page_changes_refusals_and_the_first_screen(fake_app_url,
     open_expander(page, "Run settings")
     set_number(page, "General-knowledge questions", 0)
     open_expander(page, f"{display_name('fake')} settings")
-    set_number(page, "delay s", 20)  # each answered batch waits: a run long enough to reload
+    set_number(page, "delay s", 90)  # each answered batch waits: a run long enough to reload
     go_to_page(page, "History", ready_text="History")
     go_to_page(page, "Run", ready_text="Strategies")
     assert sorted(chosen_strategies(page)) == sorted([option("fake"), option("fake2")])
