@@ -75,12 +75,17 @@ def test_upload_run_and_compare_in_the_browser(app_url, page, tmp_path):
     choose_strategies(page, [option(n) for n in strategies])
     open_expander(page, "Run settings")
     set_number(page, "Test questions", 3)
-    set_number(page, "General-knowledge questions", 0)
+    open_expander(page, "Run settings")
+    set_number(page, "General-knowledge questions", 4)
+    click_button(page, "Estimate")  # probed in the worker; stored with the run launched next
+    wait_for_any(page, ["in all."], fail=["The estimate failed"], timeout=RUN_TIMEOUT_S)
     click_button(page, "Run comparison")
+    wait_for_text(page, "Strategy ", timeout=RUN_TIMEOUT_S)
+    shoot(page, tmp_path, "page-run-progress")
     wait_for_any(
         page,
         ["Open the Compare page"],
-        fail=[": failed", "Settings:"],
+        fail=[" failed", "Settings:"],
         timeout=RUN_TIMEOUT_S,
     )
     shoot(page, tmp_path, "page-run")
@@ -94,8 +99,14 @@ def test_upload_run_and_compare_in_the_browser(app_url, page, tmp_path):
     assert sorted(r[1] for r in table[1:]) == sorted(strategies), table
     open_tab(page, "Cost")
     page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(state="visible")
-    wait_for_text(page, "Break-even")
+    wait_for_any(page, ["Break-even", "Total cost"], fail=[], timeout=30)
     shoot(page, tmp_path, "page-compare-cost")
+    open_tab(page, "Fine-tuning")
+    wait_for_text(page, "Domain gain and general ability")
+    shoot(page, tmp_path, "page-compare-finetuning")
+    open_tab(page, "Questions")
+    wait_for_text(page, "Read one question in full")
+    shoot(page, tmp_path, "page-compare-questions")
 
     go_to_page(page, "Playground", ready_text="Ask one question")
     click_button(page, "Prepare this run's strategies")
@@ -103,10 +114,10 @@ def test_upload_run_and_compare_in_the_browser(app_url, page, tmp_path):
     fill_text(page, "Question", "What do B cells produce?", commit=False)
     click_button(page, "Ask every strategy")
     wait_for_text(page, "prompt tokens", timeout=120)
-    wait_until_idle(page)
+    wait_until_idle(page, timeout=180)  # the answers appear one by one, as each is ready
     shoot(page, tmp_path, "page-playground")
 
-    go_to_page(page, "History", ready_text="Compare two runs")
+    go_to_page(page, "History", ready_text="How close the estimate was")
     shoot(page, tmp_path, "page-history")
     print(f"browser e2e: {time.monotonic() - started:.0f} s; screenshots in {tmp_path}")
 
@@ -136,7 +147,7 @@ def test_reload_mid_run_page_changes_refusals_and_the_first_screen(fake_app_url,
     open_expander(page, "Run settings")
     set_number(page, "General-knowledge questions", 0)
     open_expander(page, f"{display_name('fake')} settings")
-    set_number(page, "delay s", 90)  # each answered batch waits: a run long enough to reload
+    set_number(page, "Delay (s)", 90)  # each answered batch waits: a run long enough to reload
     go_to_page(page, "History", ready_text="History")
     go_to_page(page, "Run", ready_text="Strategies")
     assert sorted(chosen_strategies(page)) == sorted([option("fake"), option("fake2")])
@@ -154,7 +165,7 @@ def test_reload_mid_run_page_changes_refusals_and_the_first_screen(fake_app_url,
     wait_for_text(page, "was cancelled", timeout=90)
 
     open_expander(page, f"{display_name('fake')} settings")
-    set_number(page, "delay s", 0)
+    set_number(page, "Delay (s)", 0)
     click_button(page, "Run comparison")
     wait_for_any(page, ["Open the Compare page"], fail=["failed"], timeout=120)
     go_to_page(page, "Compare", ready_text="Quality")

@@ -198,11 +198,22 @@ def metric_select(metrics: list[str], label: str, key: str) -> str:
     return st.selectbox(label, metrics, index=index, format_func=metric_label, key=key)
 
 
+# Words a field name spells in lower case that people write otherwise.
+_WORDS = {"hnsw": "HNSW", "raft": "RAFT", "gb": "GB", "s": "(s)", "k": "k", "r": "rank r"}
+
+
+def readable(name: str) -> str:
+    """A label from a field name when its field declares none ('max_steps' -> 'Max steps')."""
+    words = [_WORDS.get(w, w) for w in name.split("_")]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:] if words[0] not in _WORDS else text
+
+
 def setting_widget(prefix: str, f: dataclasses.Field, value, hint):
     """One widget for one config field, chosen by its declared choices or its type; label and
     help from the dataclass; it starts at the value this owner last set."""
     key = f"{prefix}.{f.name}" if prefix else f.name
-    label = f.metadata.get("label") or f.name.replace("_", " ")
+    label = f.metadata.get("label") or readable(f.name)
     help_ = f.metadata.get("help")
     choices = f.metadata.get("choices")
     if choices is not None:
