@@ -80,8 +80,6 @@ def test_upload_run_and_compare_in_the_browser(app_url, page, tmp_path):
     click_button(page, "Estimate")  # probed in the worker; stored with the run launched next
     wait_for_any(page, ["in all."], fail=["The estimate failed"], timeout=RUN_TIMEOUT_S)
     click_button(page, "Run comparison")
-    wait_for_text(page, "Strategy ", timeout=RUN_TIMEOUT_S)
-    shoot(page, tmp_path, "page-run-progress")
     wait_for_any(
         page,
         ["Open the Compare page"],
@@ -160,6 +158,7 @@ def test_reload_mid_run_page_changes_refusals_and_the_first_screen(fake_app_url,
     wait_for_text(page, "Strategy 1 of 2", timeout=60)
     cancel = page.get_by_role("button", name="Cancel", exact=True).first
     cancel.wait_for(state="visible")
+    shoot(page, tmp_path, "page-run-progress")
     assert page.get_by_role("button", name="Run comparison").is_disabled()
     cancel.click()
     wait_for_text(page, "was cancelled", timeout=90)

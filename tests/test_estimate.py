@@ -51,6 +51,7 @@ def test_estimate_runs_as_a_worker_job_and_scales_a_sampled_preparation(
     from eval.run import estimate
 
     monkeypatch.setattr(estimate, "PREPARE_SAMPLE", 1)  # every corpus is bigger than this
+    monkeypatch.setattr(estimate, "SAMPLED_NOTE_S", 0.0)
     cfg = make_config(mini_corpus, tiny_models, tmp_path, strategies=["rag", "system_prompt"])
     queue = JobQueue(cfg.store_path)
     job = queue.submit_estimate(cfg, owner="someone")

@@ -76,6 +76,7 @@ def _planned_steps(cfg: ConfigBase, examples: int) -> int:
 
 
 PREPARE_SAMPLE = 48  # chunks and training pairs a strategy that does not train prepares on
+SAMPLED_NOTE_S = 0.5  # below this a sampled preparation is of no consequence: just "measured"
 # One LoRA step (batch 4 x 256 tokens) on the 2-core CPU this was built on took 5.6 s
 # (ENVIRONMENT.md); the rough figure offered before any probe has run.
 CPU_STEP_S = 6.0
@@ -172,7 +173,8 @@ def _probe(
         return StrategyEstimate(name, 0, 0, 0, "", 0, 0, 0, f"{type(e).__name__}: {e}")
     finally:
         strategy.close()
-    note = "measured" if scale == 1 else f"measured on a sample, scaled {scale:.1f}x"
+    sampled = scale > 1 and prep > SAMPLED_NOTE_S
+    note = f"measured on a sample, scaled {scale:.1f}x" if sampled else "measured"
     variants_s = 0.0
     log = training_log(report)
     if trains:
