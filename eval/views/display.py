@@ -38,6 +38,8 @@ def money(value: float | None, currency: str = "USD") -> str:
         return "—"
     if value == 0:
         text = "0"
+    elif abs(value) < 0.0001:  # a fraction of a hundredth of a cent says nothing more
+        return "< $0.0001" if currency == "USD" else f"< 0.0001 {currency}"
     elif abs(value) >= 0.01:
         text = f"{value:,.2f}"
     else:
@@ -213,8 +215,9 @@ def cost_table(view: RunView, monthly_volume: int, months: int) -> StrategyTable
         if all(v is None for v in values):
             continue  # e.g. no strategy trains: no trainable-parameter column
         data[c.key] = values
-        unit = f" ({c.unit})" if c.unit and c.unit not in c.label else ""
+        title = c.title or c.label
+        unit = f" ({c.unit})" if c.unit in ("s", "MB") and "(" not in title else ""
         printf = c.fmt.replace("{:,}", "%d").replace("{:", "%").replace("}", "")
-        cols.append(ColumnSpec(c.key, c.label + unit, "number", printf))
+        cols.append(ColumnSpec(c.key, title + unit, "number", printf))
     notes = [f"Prices from the run's price table, in {cur}."]
     return StrategyTable(pd.DataFrame(data), cols, cur, notes)
