@@ -41,7 +41,9 @@ def test_plan_adds_learning_curve_points_after_training_strategies_only():
 def test_strategy_k_of_n_with_counts_and_a_bar_that_moves_in_every_stage():
     plan = run_plan(CONFIG)
     line = describe_job(job("answer", "rag", 12, 20), plan, now=1100.0)
-    assert line.text.startswith("Strategy 3 of 3: rag, answering the test questions 12/20")
+    assert line.text.startswith(
+        "Strategy 3 of 3: RAG (retrieved passages), answering the test questions 12/20"
+    )
     stages = [
         job("load_models"),
         job("retention_base", done=10, total=40),

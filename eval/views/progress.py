@@ -144,7 +144,9 @@ def describe_job(
     if stage == "train" and job.get("loss") is not None:
         words += f", loss {job['loss']:.3f}"
     if position:
-        text = f"Strategy {position} of {len(plan)}: {strategy}, {words}"
+        from eval.views.display import display_name
+
+        text = f"Strategy {position} of {len(plan)}: {display_name(strategy)}, {words}"
     else:
         text = f"Setting up: {words}"
 
