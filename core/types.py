@@ -96,6 +96,7 @@ class Answer:
     contexts: list[Context] = field(default_factory=list)
     cost: Cost = field(default_factory=Cost)
     raw: str = ""  # the generation before post-processing, for inspection
+    truncated: bool = False  # generation stopped at the token limit, not at its end
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +109,7 @@ class Answer:
             contexts=[Context(**c) for c in d.get("contexts", [])],
             cost=Cost(**d.get("cost", {})),
             raw=d.get("raw", ""),
+            truncated=bool(d.get("truncated", False)),
         )
 
 

@@ -272,11 +272,14 @@ class RunStore:
 
     # --- reading -----------------------------------------------------------------------------
     def list_runs(self, limit: int = 200) -> list[dict[str, Any]]:
-        """Newest first: id, name, status, times, fingerprint, strategies."""
+        """Newest first: id, name, status, times, fingerprint, strategies (every stored result)
+        and finished (those that are done), both comma-separated."""
         with self._conn() as c:
             rows = c.execute(
                 "SELECT r.id, r.name, r.status, r.created_at, r.finished_at, r.fingerprint, "
-                "group_concat(s.strategy) AS strategies FROM runs r "
+                "group_concat(s.strategy) AS strategies, "
+                "group_concat(CASE WHEN s.status = 'done' THEN s.strategy END) AS finished "
+                "FROM runs r "
                 "LEFT JOIN strategy_results s ON s.run_id = r.id "
                 "GROUP BY r.id ORDER BY r.created_at DESC LIMIT ?",
                 (limit,),

@@ -70,6 +70,7 @@ class Strategy(ABC):
     name: ClassVar[str] = ""
     config_class: ClassVar[type[ConfigBase]]
     description: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""  # what users call it ("LoRA + RAG (RAFT)"); default: its name
     # Roles: what the views and the harness ask of a strategy instead of its name.
     hidden: ClassVar[bool] = False  # test-only strategies are not offered in the app
     uses_models: ClassVar[bool] = True
@@ -175,6 +176,7 @@ class GenerativeStrategy(Strategy):
                     contexts=contexts,
                     cost=Cost(prompt_tokens=g.prompt_tokens, output_tokens=g.output_tokens),
                     raw=g.text,
+                    truncated=g.truncated,
                 )
             )
         return answers

@@ -138,6 +138,7 @@ class LoraStrategy(GenerativeStrategy):
     default = True
     accepts_adapter = True
     description = "LoRA fine-tune: a low-rank adapter trained on the training Q/A pairs."
+    display_name = "LoRA fine-tune"
 
     def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
         """Train an adapter (or load `adapter_path`) on the shared generator.

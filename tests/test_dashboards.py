@@ -15,6 +15,7 @@ from eval.metrics import METRICS, Metric
 from eval.stats import bootstrap_ci
 from eval.store import RunStore, StoredAnswer, StrategyResult
 from eval.views import charts
+from eval.views.display import display_name
 from eval.views.html_report import chart_svg, cli_command, html_report, run_config_yaml
 
 N = 20
@@ -295,10 +296,18 @@ def test_html_report_self_contained(synthetic):
     page = html_report(store, run_id)
     assert page.startswith("<!DOCTYPE html>") and "<table" in page
     assert page.count("<svg") >= 7
-    assert "★" in page and "lora meets F1 ≥ 0.1" in page  # the default inputs
-    assert "rag meets F1 ≥ 0.5" in html_report(store, run_id, threshold=0.5)
+    # the Compare page's first screen opens it, for the default inputs or the given ones
+    decision = page.index("<h2>Decision</h2>")
+    assert decision < page.index("<h2>Quality</h2>") < page.index("<h2>Cost</h2>")
+    assert f"Use <b>{display_name('lora')}</b>: it meets your bar (F1 ≥ 0.1)" in page
+    assert f"Use <b>{display_name('rag')}</b>: it meets your bar (F1 ≥ 0.5)" in html_report(
+        store, run_id, threshold=0.5
+    )
+    assert "★" not in page and "None" not in page
     assert not re.search(r"<script|<link|(src|href)\s*=\s*['\"]?https?://", page, re.I)
     assert "python -m eval run --config run.yaml" in page
+    named = html_report(store, run_id, corpus_name="Health articles")
+    assert "Corpus: Health articles — " in named  # the name, not the folder (the YAML keeps it)
 
 
 def test_yaml_round_trips_and_command_is_accepted(synthetic, tmp_path):

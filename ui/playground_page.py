@@ -10,6 +10,7 @@ from core.allowlist import check_location, load_allowlist
 from core.markup import escape_markdown
 from core.paths import confined, safe_filename
 from eval.run.playground import Playground
+from eval.views.display import display_name
 from ui.common import home, pick_run, store
 
 
@@ -39,7 +40,25 @@ st.caption(
 state = st.session_state
 state.setdefault("playground", None)
 
-run_id = pick_run("pg_run", only_done=True)
+
+def show_answer(a) -> None:
+    """One strategy's answer: its text (marked when the token limit cut it), cost, contexts."""
+    st.text(a.answer.text or "(empty answer)")
+    if a.answer.truncated:
+        st.warning("Cut at the answer-length limit (max new tokens): the answer may be incomplete.")
+    st.caption(
+        f"{a.answer.cost.prompt_tokens} prompt tokens, "
+        f"{a.answer.cost.output_tokens} output tokens, {a.latency_s:.2f} s"
+    )
+    for c in a.answer.contexts:
+        first = c.text.strip().splitlines()[0][:70] if c.text.strip() else ""
+        head = f"Shot: {first}" if c.kind == "shot" else f"Passage from {c.source}"
+        score = f" (score {c.score:.2f})" if c.score is not None else ""
+        with st.expander(escape_markdown(head + score)):  # sources are uploaded file names
+            st.text(c.text)
+
+
+run_id = pick_run("pg_run")
 if run_id is not None:
     pg: Playground | None = state.playground
     if pg is not None and pg.run_id != run_id:
@@ -75,30 +94,21 @@ if run_id is not None:
             question = st.text_input("Question", key="pg_question")
             asked = st.form_submit_button("Ask every strategy", type="primary")
         if asked:
+            names = list(pg.strategies)
+            slots = {}
+            for col, name in zip(st.columns(len(names)), names, strict=True):
+                with col:
+                    st.markdown(f"**{escape_markdown(display_name(name))}**", help=f"`{name}`")
+                    slots[name] = st.empty()
+                    slots[name].caption("Waiting for its turn…")
             try:
-                with st.spinner("Answering..."):
-                    answers = pg.ask(question)
+                # One strategy at a time on the shared model: each answer shows when ready.
+                for a in pg.ask_each(question):
+                    with slots[a.strategy].container():
+                        show_answer(a)
             except ValueError as e:
                 st.error(str(e))
             except Exception as e:  # e.g. its adapter was released by another session
                 pg.close()
                 state.playground = None
                 st.error(f"The prepared strategies stopped working ({e}); prepare them again.")
-            else:
-                for col, a in zip(st.columns(len(answers)), answers, strict=True):
-                    with col:
-                        st.markdown(f"**{a.strategy}**")  # a registry name or a safe file name
-                        # Plain text: a Markdown image in an answer would be fetched by the browser.
-                        st.text(a.answer.text or "(empty answer)")
-                        st.caption(
-                            f"{a.answer.cost.prompt_tokens} prompt tokens, "
-                            f"{a.answer.cost.output_tokens} output tokens, {a.latency_s:.2f} s"
-                        )
-                        for c in a.answer.contexts:
-                            first = c.text.strip().splitlines()[0][:70] if c.text.strip() else ""
-                            head = (
-                                f"Shot: {first}" if c.kind == "shot" else f"Passage from {c.source}"
-                            )
-                            score = f" (score {c.score:.2f})" if c.score is not None else ""
-                            with st.expander(escape_markdown(head + score)):
-                                st.text(c.text)

@@ -172,14 +172,22 @@ class _Comparison:
 
     def _retention_base(self, ctx) -> dict[str, Any]:
         """The closed-book reference strategy's score on the general set, with its defaults."""
-        self.emit({"stage": "retention_base"})
+        self.emit({"stage": "retention_base", "done": 0, "total": len(self.general)})
         name = baseline_strategy()
         if name is None:
             raise ValueError("no strategy is registered as the closed-book baseline")
         base = self.bench.strategy(name, {}, ctx)
         base.prepare(self.bench.inputs.corpus, [])
         questions = [p.question for p in self.general]
-        answers = answer_all(base, questions, self.config.batch_size, self.cancelled)
+        answers = answer_all(
+            base,
+            questions,
+            self.config.batch_size,
+            self.cancelled,
+            lambda done, total: self.emit(
+                {"stage": "retention_base", "done": done, "total": total}
+            ),
+        )
         return retention_scores(
             self.general,
             [a.text for a in answers],

@@ -22,14 +22,21 @@ ProgressFn = Callable[[dict[str, Any]], None]
 
 
 def answer_all(
-    strategy: Strategy, questions: list[str], batch_size: int, cancelled: Callable[[], bool]
+    strategy: Strategy,
+    questions: list[str],
+    batch_size: int,
+    cancelled: Callable[[], bool],
+    counted: Callable[[int, int], None] | None = None,
 ) -> list[Answer]:
-    """Every question answered in batches of `batch_size`, checking `cancelled` between them."""
+    """Every question answered in batches of `batch_size`, checking `cancelled` between them;
+    `counted(done, total)` is told after each batch (progress)."""
     out: list[Answer] = []
     for start in range(0, len(questions), batch_size):
         if cancelled():
             raise RunCancelled
         out.extend(strategy.answer(questions[start : start + batch_size]))
+        if counted is not None:
+            counted(len(out), len(questions))
     return out
 
 
@@ -90,9 +97,19 @@ class StrategyMeasurement:
                 answers, result.prepare, answering, self.device, self.prices
             ).to_dict()
             if general:
-                self.emit({"stage": "retention", "strategy": label})
                 questions = [p.question for p in general]
-                general_answers = answer_all(strategy, questions, self.batch_size, self.cancelled)
+                self.emit(
+                    {"stage": "retention", "strategy": label, "done": 0, "total": len(general)}
+                )
+
+                def counted(done: int, total: int) -> None:
+                    self.emit(
+                        {"stage": "retention", "strategy": label, "done": done, "total": total}
+                    )
+
+                general_answers = answer_all(
+                    strategy, questions, self.batch_size, self.cancelled, counted
+                )
             result.status = "done"
         except RunCancelled:
             raise

@@ -8,6 +8,7 @@ folder, or a zip uploaded through the app) can be added next to them.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,17 +103,20 @@ class Playground:
 
     def ask(self, question: str) -> list[PlaygroundAnswer]:
         """Every prepared strategy's answer to `question`, timed one by one."""
+        return list(self.ask_each(question))
+
+    def ask_each(self, question: str) -> Iterator[PlaygroundAnswer]:
+        """Each prepared strategy's answer to `question` as soon as it is ready (a page shows
+        the first while the next is generated). Raises ValueError for an empty question."""
         question = question.strip()
         if not question:
             raise ValueError("type a question first")
-        out = []
-        for label, strategy in self.strategies.items():
+        for label, strategy in list(self.strategies.items()):
             t0 = time.perf_counter()
             (answer,) = strategy.answer([question])
             latency = time.perf_counter() - t0
             answer.cost.latency_s = latency
-            out.append(PlaygroundAnswer(label, answer, latency))
-        return out
+            yield PlaygroundAnswer(label, answer, latency)
 
     def close(self) -> None:
         """Release adapters held in the shared generator."""

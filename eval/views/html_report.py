@@ -4,8 +4,10 @@ HTML report (inline CSS and SVG charts, no scripts, opens offline)."""
 from __future__ import annotations
 
 import html
+import re
 import shlex
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -14,6 +16,8 @@ from eval import views as db
 from eval.config import RunConfig
 from eval.store import Run, RunStore
 from eval.views import charts
+from eval.views.decision import decide
+from eval.views.display import StrategyTable, cost_table, quality_table
 from eval.views.tables import failures
 from eval.views.training import throughput_rows
 
@@ -54,6 +58,8 @@ max-width:1100px;color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 th,td{border:1px solid #ddd;padding:.3em .5em;text-align:right;white-space:nowrap}
+th{white-space:normal;vertical-align:bottom;max-width:9em}.wide{overflow-x:auto}
+.headline{font-size:1.1em;background:#eef7ee;padding:.6em .8em;border-radius:4px}
 th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}
 td.best{font-weight:bold;background:#eef7ee}.meta{color:#555;font-size:.9em}
 .chart{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}.note{color:#666}
@@ -82,6 +88,22 @@ def _fmt_frame(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return df.apply(lambda col: col.map(f))
 
 
+def _strong(text: str) -> str:
+    """Escaped text with the narrative's **bold** kept."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
+
+
+def _rows_table(table: StrategyTable) -> str:
+    """A view table as HTML: header row, then text cells (the first, the strategy, left)."""
+    head, *rows = table.text_rows()
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    cols = "".join(f"<th>{html.escape(c)}</th>" for c in head)
+    table = f"<table><thead><tr>{cols}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='wide'>{table}</div>"
+
+
 def html_report(
     store: RunStore,
     run_id: str,
@@ -90,9 +112,11 @@ def html_report(
     monthly_volume: int = DEFAULT_MONTHLY_VOLUME,
     threshold: float = DEFAULT_THRESHOLD,
     months: int = DEFAULT_MONTHS,
+    corpus_name: str | None = None,
 ) -> str:
-    """A self-contained HTML page for run `run_id`: header (corpus, split, models, device, date),
-    the side-by-side table with the best marked, the recommendation for the given inputs, the
+    """A self-contained HTML page for run `run_id`, laid out for a laptop screen: header
+    (corpus by `corpus_name`, else its folder's name; split, models, device, date), the
+    decision of the Compare page for the given volume and bar, the quality and cost tables, the
     charts as inline SVG and the reproduce command. No external scripts, styles or fonts.
 
     `metric` falls back to the run's first metric when the run lacks it.
@@ -103,7 +127,9 @@ def html_report(
     if metric not in names and names:
         metric = names[0]
     esc = html.escape
-    sections = [f"<h1>AdaptLab comparison</h1><p class='meta'>{'<br>'.join(_header(run))}</p>"]
+    sections = [
+        f"<h1>AdaptLab comparison</h1><p class='meta'>{'<br>'.join(_header(run, corpus_name))}</p>"
+    ]
     if not view.main:
         sections.append("<p>No strategy finished in this run.</p>")
     else:
@@ -122,8 +148,9 @@ def html_report(
     )
 
 
-def _header(run: Run) -> list[str]:
-    """The report's header lines: run, corpus, split, models and device."""
+def _header(run: Run, corpus_name: str | None = None) -> list[str]:
+    """The report's header lines: run, corpus (by name, not by server path), split, models and
+    device."""
     esc = html.escape
     meta, corpus, split, models = (
         run.meta,
@@ -136,7 +163,8 @@ def _header(run: Run) -> list[str]:
     return [
         f"Run <b>{esc(run.id)}</b>{' — ' + esc(run.name) if run.name else ''}, {esc(when)}, "
         f"status {esc(run.status)}",
-        f"Corpus: {esc(str(run.config.get('corpus', '?')))} — {corpus.get('documents', '?')} "
+        f"Corpus: {esc(corpus_name or Path(str(run.config.get('corpus') or '?')).name)} — "
+        f"{corpus.get('documents', '?')} "
         f"documents, {corpus.get('chunks', '?')} chunks, {corpus.get('tokens', '?')} tokens, "
         f"fingerprint {esc(str(run.fingerprint or '?'))}",
         f"Q/A split: {split.get('pairs', '?')} pairs → train {split.get('train', '?')}, "
@@ -148,25 +176,25 @@ def _header(run: Run) -> list[str]:
 
 
 def _findings(view, metric: str, monthly_volume: int, threshold: float, months: int) -> list[str]:
-    """The sections of a run with finished strategies: tables, recommendation, charts."""
+    """The sections of a run with finished strategies: the decision (as on the Compare page's
+    first screen), the quality and cost tables, slices, training, charts."""
     esc = html.escape
     run = view.run
     sections: list[str] = []
     sbs = db.side_by_side(view)
+    decision = decide(view, monthly_volume, metric, threshold, months)
     sections.append(
-        "<h2>Side by side</h2><p class='note'>Mean [95% bootstrap interval]. ★ best in its "
-        "column (costs: lowest). (=) not significantly different from the best (paired "
-        "permutation test, p ≥ 0.05).</p>" + _table(sbs.display, best_cells=True)
+        f"<h2>Decision</h2><p class='note'>{monthly_volume:,} questions a month, "
+        f"{esc(db.metric_label(metric))} ≥ {threshold:g}, preparation spread over "
+        f"{months} months.</p><p class='headline'>{_strong(decision.headline)}</p><ul>"
+        + "".join(f"<li>{_strong(x)}</li>" for x in decision.sentences()[1:])
+        + "</ul>"
     )
-    rec = db.recommend(view, monthly_volume, metric, threshold, months)
-    sections.append(
-        f"<h2>Recommendation</h2><p class='note'>{monthly_volume:,} questions a month, "
-        f"{esc(db.metric_label(metric))} ≥ {threshold:g}, preparation amortised over "
-        f"{months} months.</p><p>" + "<br>".join(esc(s) for s in rec.reasons) + "</p>"
-    )
+    sections.append("<h2>Quality</h2>" + _rows_table(quality_table(view, sbs, metric)))
+    sections.append("<h2>Cost</h2>" + _rows_table(cost_table(view, monthly_volume, months)))
     be = db.break_even(view)
-    if not be.pays_off.empty:
-        sections.append("<p>" + "<br>".join(esc(s) for s in be.pays_off.sentence) + "</p>")
+    if be.x_max < monthly_volume:  # the chart covers the volume the decision is made for
+        be = db.break_even(view, x_max=monthly_volume * 1.2)
     slices = db.knowledge_slices(view, metric)
     sections.append("<h2>Known and new questions</h2>")
     if slices.table is None:
@@ -182,7 +210,7 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
 
     figures = [
         ("Quality against price", charts.quality_cost_chart(db.quality_vs_cost(view, metric))),
-        ("Break-even", charts.break_even_chart(be)),
+        ("Break-even", charts.break_even_chart(be, volume=monthly_volume)),
         ("Retention", charts.retention_chart(ret)),
         ("Learning curve", charts.learning_curve_chart(db.learning_curve(view, metric))),
         ("Loss", charts.loss_curve_chart(db.loss_curves(view))),
