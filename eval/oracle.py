@@ -46,8 +46,8 @@ class OracleReading:
     """The run-level oracle-reading record: answers, per-question scores and their summary.
 
     `found` counts how the gold passages were found ("passage", "answer", "none"); questions
-    without one are not asked. `cost` holds wall and CPU seconds and token means, apart from
-    every strategy's cost.
+    without one are not asked. `cost` holds wall and CPU seconds, contention and token figures
+    (a `CpuSample` dict plus token means), apart from every strategy's cost.
     """
 
     n: int = 0
@@ -57,7 +57,7 @@ class OracleReading:
     passages: dict[str, str] = field(default_factory=dict)  # qid -> the passage read
     scores: dict[str, dict[str, float | None]] = field(default_factory=dict)  # metric -> qid ->
     summary: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> interval
-    cost: dict[str, float] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)
 
     def mean(self, metric: str) -> float | None:
         return (self.summary.get(metric) or {}).get("mean")
@@ -88,27 +88,28 @@ def read_gold(
     *,
     batch_size: int = 8,
     cancelled: Callable[[], bool] = lambda: False,
-) -> tuple[list[QAPair], list[Answer], dict[str, float]]:
+) -> tuple[list[QAPair], list[Answer], dict[str, Any]]:
     """Answer every test question that has a gold passage with it; returns (the pairs asked,
-    their answers, cost: seconds, cpu_s, prompt and output token means)."""
-    from eval.costs import measure
+    their answers, cost: wall and CPU seconds, contention, token means and throughput)."""
+    from eval.contention import cpu_clock, tokens_per_s
 
     contexts = oracle_contexts(test, gold)
     asked = [p for p in test if p.id in contexts]
     reader = GoldReader(prompt, ctx, {p.question: contexts[p.id] for p in asked})
     reader.prepare(corpus, [])
     answers: list[Answer] = []
-    with measure(ctx.device) as m:
+    with cpu_clock() as clock:
         for start in range(0, len(asked), batch_size):
             if cancelled():
                 raise RunCancelled
             answers.extend(reader.answer([p.question for p in asked[start : start + batch_size]]))
     n = max(1, len(answers))
+    out_tokens = sum(a.cost.output_tokens for a in answers)
     cost = {
-        "seconds": m.seconds,
-        "cpu_s": getattr(m, "cpu_s", 0.0),
+        **clock.to_dict(),
         "prompt_tokens_mean": sum(a.cost.prompt_tokens for a in answers) / n,
-        "output_tokens_mean": sum(a.cost.output_tokens for a in answers) / n,
+        "output_tokens_mean": out_tokens / n,
+        "output_tokens_per_s": tokens_per_s(out_tokens, clock.wall_s),
     }
     return asked, answers, cost
 
@@ -117,7 +118,7 @@ def oracle_reading(
     asked: Sequence[QAPair],
     answers: Sequence[Answer],
     gold: Mapping[str, GoldPassage],
-    cost: Mapping[str, float],
+    cost: Mapping[str, Any],
 ) -> OracleReading:
     """The unscored record of an oracle reading (score it with `rescore_oracle`)."""
     return OracleReading(
