@@ -239,6 +239,7 @@ def _run(
                 seed=config.split.seed,
                 progress=lambda ev, label=label: emit({**ev, "strategy": label}),
                 cancelled=cancelled,
+                held_out=tuple(inputs.test),
             )
             # Variants (learning-curve points) skip the retention set: it measures the model
             # a user would deploy, the one trained on all the data.
