@@ -25,9 +25,11 @@ from core.corpus import hf_token_spans, ingest, whitespace_token_spans
 from core.models import load_embedder, load_generator, load_tokenizer, resolve_device
 from core.qa import load_qa, split_pairs
 from core.types import Answer, Corpus, QAPair
+from eval.attribution import gold_passages
 from eval.config import RunConfig
 from eval.costs import measure, price
 from eval.metrics import METRICS, ScoringItem, normalize_answer, score_items
+from eval.oracle import OracleReading, measure_oracle, rescore_oracle
 from eval.stats import bootstrap_ci, percentile
 from eval.store import RunStore, StoredAnswer, StrategyResult
 from strategies import create_strategy, get_strategy_class, make_config
@@ -221,6 +223,8 @@ def _run(
     if not inputs.test:
         raise ValueError("the test split is empty: add Q/A pairs or raise test_fraction")
 
+    gold = gold_passages(inputs.test, inputs.corpus)
+    store.update_run(run_id, gold_passages={q: g.to_dict() for q, g in gold.items()})
     embedder = load_embedder(config.models) if _needs_embedder(config.metrics) else None
     workdir = Path(config.workdir)
     cancelled = getattr(cancel, "is_set", cancel) or (lambda: False)
@@ -260,6 +264,16 @@ def _run(
                     )
             store.save_strategy(run_id, result, answers)
             emit({"stage": "strategy_done", "strategy": label, "status": result.status})
+    if uses_models and not (previous and previous.meta.get("oracle")):
+        if cancelled():
+            raise RunCancelled
+        emit({"stage": "oracle"})
+        ctx = StrategyContext(
+            models=config.models, workdir=workdir, seed=config.split.seed, cancelled=cancelled
+        )
+        oracle = measure_oracle(config, ctx, inputs.corpus, inputs.test, gold, embedder)
+        if oracle is not None:
+            store.update_run(run_id, oracle=oracle.to_dict())
     store.finish_run(run_id, "done")
     emit({"stage": "done", "run_id": run_id})
 
@@ -522,6 +536,16 @@ def rescore(store: RunStore, run_id: str, metrics: list[str], embedder_config=No
         summary = _score(answers, config, embedder)
         per_q = {m: {a.qid: a.scores[m] for a in answers} for m in metrics}
         store.save_scores(run_id, result.strategy, per_q, summary)
+    oracle = OracleReading.from_dict(run.meta.get("oracle"))
+    if oracle is not None:
+        rescore_oracle(
+            oracle,
+            metrics,
+            embedder,
+            n_resamples=config.bootstrap_resamples,
+            seed=config.split.seed,
+        )
+        store.update_run(run_id, oracle=oracle.to_dict())
     rescore_retention(store, run_id)
 
 

@@ -160,3 +160,47 @@ def rescore_oracle(
         record.scores[metric] = dict(zip(qids, values, strict=True))
         record.summary[metric] = bootstrap_ci(values, n_resamples=n_resamples, seed=seed).to_dict()
     return record
+
+
+def reader_prompt(strategy_configs: Mapping[str, Any], strategies: Sequence[str]) -> PromptConfig:
+    """The system prompt settings the oracle reads under: those of the run's first retrieval
+    strategy (its role, else a RAG config), so the ceiling is that strategy's; else defaults."""
+    from strategies import get_strategy_class, make_config
+    from strategies.rag import RagConfig
+
+    for name in strategies:
+        cfg = make_config(name, strategy_configs.get(name))
+        role = getattr(get_strategy_class(name), "retrieves", isinstance(cfg, RagConfig))
+        if role and isinstance(cfg, PromptConfig):
+            return PromptConfig(template=cfg.template, domain=cfg.domain)
+    return PromptConfig()
+
+
+def measure_oracle(
+    config: Any,
+    ctx: StrategyContext,
+    corpus: Corpus,
+    test: Sequence[QAPair],
+    gold: Mapping[str, GoldPassage],
+    embedder: Any = None,
+) -> OracleReading | None:
+    """Answer, cost and score the oracle reading of a run (`config` is its RunConfig); None
+    when it is switched off or no test question has a gold passage."""
+    from eval.costs import price
+    from eval.metrics import METRICS
+
+    if not config.verdict.oracle or not oracle_contexts(test, gold):
+        return None
+    prompt = reader_prompt(config.strategy_configs, config.strategies)
+    asked, answers, cost = read_gold(
+        ctx, prompt, corpus, test, gold, batch_size=config.batch_size, cancelled=ctx.cancelled
+    )
+    cost["price"] = price(cost["wall_s"], ctx.device, config.prices)
+    record = oracle_reading(asked, answers, gold, cost)
+    return rescore_oracle(
+        record,
+        config.metrics or list(METRICS),
+        embedder,
+        n_resamples=config.bootstrap_resamples,
+        seed=config.split.seed,
+    )
