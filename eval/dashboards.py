@@ -17,7 +17,13 @@ import numpy as np
 import pandas as pd
 
 from eval.metrics import METRICS
-from eval.report import COST_COLUMNS, format_interval, metric_names
+from eval.report import (
+    CONTENDED_LABEL,
+    COST_COLUMNS,
+    contended_mark,
+    format_interval,
+    metric_names,
+)
 from eval.store import Run, RunStore, StoredAnswer, StrategyResult
 
 # Cost axes offered for "quality against cost" (key -> label); lower is better for each.
@@ -345,6 +351,7 @@ def _display(results, metrics, best, significance) -> pd.DataFrame:
             v = r.cost.get(key)
             text = "—" if v is None else fmt.format(v)
             row[label] = ("★ " + text) if best.get(key) == r.strategy else text
+        row[CONTENDED_LABEL] = contended_mark(r.cost)
         rows.append(row)
     return pd.DataFrame(rows)
 

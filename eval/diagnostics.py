@@ -176,3 +176,61 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
             "the CPU: their times are inflated; compare CPU seconds instead."
         )
     return d
+
+
+# --- as text (CLI) ------------------------------------------------------------------------------
+
+
+def cells_rows(d: Diagnostics) -> list[dict[str, str]]:
+    """One row per strategy: its four cells as 'count (share of its questions)'."""
+    from eval.attribution import CELL_LABELS
+
+    rows = []
+    for c in d.cells:
+        row = {"Strategy": c.strategy}
+        for i, (cell, ids) in enumerate(c.qids.items()):
+            share = len(ids) / c.n if c.n else 0.0
+            row[f"cell {i + 1}"] = f"{CELL_LABELS[cell]}: {len(ids)} ({share:.0%})"
+        rows.append(row)
+    return rows
+
+
+def power_rows(d: Diagnostics) -> list[dict[str, str]]:
+    """One row per comparison against the best: n, gap, its MDD and the n for the target."""
+    return [
+        {
+            "Comparison": f"{p.a} − {p.b}",
+            "n": str(p.n),
+            "Gap": "—" if p.mean_diff is None else f"{p.mean_diff:+.3f}",
+            "Detectable gap (MDD)": "—" if p.mdd is None else f"{p.mdd:.3f}",
+            f"n for {p.target:g}": "—" if p.n_needed is None else f"{p.n_needed:,}",
+        }
+        for p in d.power
+    ]
+
+
+def render_diagnostics(d: Diagnostics) -> str:
+    """The diagnostics as text for the CLI: headline, oracle ceiling, cells, advice, power."""
+    from eval.metrics import METRICS
+    from eval.report import format_interval, render_table
+
+    label = METRICS[d.metric].label if d.metric in METRICS else d.metric
+    out = [f"Verdict diagnostics (an answer is right when {label} >= {d.threshold:g})"]
+    out += [f"! {h}" for h in d.headline]
+    if d.oracle:
+        out.append(
+            f"Oracle reading (gold passage, same generator, RAG layout): {label} "
+            f"{format_interval(d.oracle)} on {d.oracle.get('n')} questions: the ceiling of "
+            "any retrieval strategy with this generator."
+        )
+    else:
+        out.append("Oracle reading: not measured (off, or no test question has a gold passage).")
+    if d.cells:
+        out += ["", "Why answers were wrong (attribution)"]
+        for row in cells_rows(d):
+            out.append(f"  {row.pop('Strategy')}: " + "; ".join(row.values()))
+        out += [f"  -> {text}" for text in d.advice.values()]
+    if d.power:
+        out += ["", "Power (paired, alpha 0.05, power 0.8; each against the best)"]
+        out.append(render_table(power_rows(d)))
+    return "\n".join(out)

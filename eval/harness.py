@@ -27,6 +27,7 @@ from core.qa import load_qa, split_pairs
 from core.types import Answer, Corpus, QAPair
 from eval.attribution import gold_passages
 from eval.config import RunConfig
+from eval.contention import CpuSample, cpu_clock, tokens_per_s
 from eval.costs import measure, price
 from eval.metrics import METRICS, ScoringItem, normalize_answer, score_items
 from eval.oracle import OracleReading, measure_oracle, rescore_oracle
@@ -429,11 +430,12 @@ def _evaluate_strategy(
     general_answers: list[Answer] = []
     try:
         emit({"stage": "prepare", "strategy": label})
-        with measure(device) as prep:
+        with measure(device) as prep, cpu_clock() as prep_cpu:
             report = strategy.prepare(inputs.corpus, train)
         result.prepare = {
             **asdict(report),
             "seconds": prep.seconds,
+            "cpu": prep_cpu.to_dict(),
             "peak_rss_mb": prep.peak_rss_mb,
             "added_rss_mb": prep.added_rss_mb,
             "peak_gpu_mb": prep.peak_gpu_mb,
@@ -441,22 +443,24 @@ def _evaluate_strategy(
         questions = [p.question for p in inputs.test]
         total = len(questions)
         emit({"stage": "answer", "strategy": label, "done": 0, "total": total})
-        with measure(device) as ans:
+        with measure(device) as ans, cpu_clock() as ans_cpu:
             for start in range(0, total, config.batch_size):
                 if ctx.cancelled():
                     raise RunCancelled
                 batch = questions[start : start + config.batch_size]
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 got = strategy.answer(batch)
-                elapsed = time.perf_counter() - t0
+                elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
                 if len(got) != len(batch):
                     raise RuntimeError(f"{label} returned {len(got)} answers for {len(batch)}")
                 # Batched generation: each question is charged an equal share of the batch.
                 for a in got:
                     a.cost.latency_s = elapsed / len(batch)
+                    a.cost.cpu_s = cpu / len(batch)
                 answers.extend(got)
                 emit({"stage": "answer", "strategy": label, "done": len(answers), "total": total})
         result.cost = _cost_summary(answers, result.prepare, ans, device, config)
+        result.cost.update(_cpu_summary(answers, prep_cpu, ans_cpu))
         if general:
             emit({"stage": "retention", "strategy": label})
             general_answers = _answer_all(
@@ -503,6 +507,25 @@ def _cost_summary(answers, prepare: dict, ans, device: str, config: RunConfig) -
         "price_prepare": price(prepare["seconds"], device, config.prices),
         "price_per_1k": price(mean_latency * 1000, device, config.prices),
         "currency": config.prices.currency,
+    }
+
+
+def _cpu_summary(answers: list[Answer], prep: CpuSample, ans: CpuSample) -> dict[str, Any]:
+    """CPU time beside wall time, throughput, and whether the machine was contended while this
+    strategy prepared or answered (the rule in eval.contention)."""
+    n = max(1, len(answers))
+    out_tokens = sum(a.cost.output_tokens for a in answers)
+    return {
+        "cpu_mean_s": sum(a.cost.cpu_s for a in answers) / n,
+        "prepare_cpu_s": prep.cpu_s,
+        "answer_cpu_s": ans.cpu_s,
+        "threads": ans.threads,
+        "output_tokens_per_s": tokens_per_s(out_tokens, ans.wall_s),
+        "output_tokens_per_cpu_s": tokens_per_s(out_tokens, ans.cpu_s),
+        "others_cores": ans.others_cores,
+        "contended_prepare": prep.contended,
+        "contended_answer": ans.contended,
+        "contended": prep.contended or ans.contended,
     }
 
 

@@ -13,6 +13,7 @@ COST_COLUMNS: list[tuple[str, str, str]] = [
     ("prepare_added_mb", "Prep +MB", "{:.0f}"),
     ("latency_p50_s", "p50 s/q", "{:.2f}"),
     ("latency_p95_s", "p95 s/q", "{:.2f}"),
+    ("cpu_mean_s", "CPU s/q", "{:.2f}"),
     ("prompt_tokens_mean", "Prompt tok", "{:.0f}"),
     ("output_tokens_mean", "Out tok", "{:.1f}"),
     ("trainable_params", "Trainable", "{:,}"),
@@ -20,6 +21,17 @@ COST_COLUMNS: list[tuple[str, str, str]] = [
     ("price_prepare", "Prep $", "{:.4f}"),
     ("price_per_1k", "$/1k q", "{:.4f}"),
 ]
+
+
+CONTENDED_LABEL = "Contended"
+
+
+def contended_mark(cost: dict[str, Any]) -> str:
+    """'yes' where the strategy's costs were measured on a contended machine (see
+    eval.contention), '' where not, '—' for runs measured before the flag existed."""
+    if "contended" not in cost:
+        return "—"
+    return "yes" if cost["contended"] else ""
 
 
 def format_interval(m: dict[str, Any] | None) -> str:
@@ -59,6 +71,7 @@ def cost_rows(run: Run) -> list[dict[str, str]]:
         row = {"Strategy": r.strategy}
         for key, label, fmt in COST_COLUMNS:
             row[label] = _fmt(fmt, r.cost.get(key)) if r.status == "done" else "failed"
+        row[CONTENDED_LABEL] = contended_mark(r.cost)
         rows.append(row)
     return rows
 

@@ -36,6 +36,14 @@ def test_oracle_and_gold_passages_are_stored_and_rescored(mini_corpus, tiny_mode
     assert again["answers"] == oracle["answers"]  # nothing generated again
     assert set(again["summary"]) == {"exact_match", "f1"}
 
+    # CPU time beside wall time, throughput and the contention flag in every strategy's cost.
+    for r in run.results:
+        assert r.cost["cpu_mean_s"] > 0 and r.cost["answer_cpu_s"] > 0
+        assert r.cost["output_tokens_per_s"] > 0 and isinstance(r.cost["contended"], bool)
+        assert r.prepare["cpu"]["wall_s"] >= 0
+    answers = store.get_answers(run_id)
+    assert all(a.answer.cost.cpu_s > 0 for a in answers)
+
     d = diagnose(RunView.load(store, run_id))
     assert [c.strategy for c in d.cells] == ["rag"] and d.cells[0].n == 3
     assert d.oracle["n"] == 3 and d.power[0].n == 3
@@ -53,3 +61,24 @@ def test_oracle_switch(mini_corpus, tiny_models, tmp_path):
     )
     run = RunStore(cfg.store_path).get_run(run_comparison(cfg))
     assert "oracle" not in run.meta and run.meta["gold_passages"]
+
+
+def test_cli_prints_and_writes_the_diagnostics(mini_corpus, tiny_models, tmp_path, capsys):
+    import json
+
+    from eval.cli import main
+
+    corpus, qa = mini_corpus
+    out = tmp_path / "summary.json"
+    args = ["run", "--corpus", str(corpus), "--qa", str(qa), "--generator", "tiny"]
+    args += ["--strategies", "system_prompt,rag", "--store", str(tmp_path / "runs.sqlite")]
+    args += ["--json", str(out), "--quiet"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "Verdict diagnostics" in text and "Oracle reading (gold passage" in text
+    assert "Why answers were wrong" in text and "Detectable gap (MDD)" in text
+    assert "CPU s/q" in text and "Contended" in text
+    summary = json.loads(out.read_text())
+    verdict = summary["verdict"]
+    assert verdict["attribution"][0]["strategy"] == "rag"
+    assert verdict["power"][0]["mdd"] is not None and verdict["oracle"]["n"] >= 1
