@@ -135,6 +135,7 @@ def html_report(
             "column (costs: lowest). (=) not significantly different from the best (paired "
             "permutation test, p ≥ 0.05).</p>" + _table(sbs.display, best_cells=True)
         )
+        sections.append(_diagnostics_section(view))
         rec = db.recommend(view, monthly_volume, metric, threshold, months)
         sections.append(
             f"<h2>Recommendation</h2><p class='note'>{monthly_volume:,} questions a month, "
@@ -180,6 +181,36 @@ def html_report(
         + "\n".join(sections)
         + "</body></html>"
     )
+
+
+def _diagnostics_section(view: db.RunView) -> str:
+    """Why strategies lost: the headline, the oracle ceiling, the attribution chart and advice,
+    and the power of each comparison."""
+    from eval.diagnostics import diagnose, power_rows
+
+    esc = html.escape
+    d = diagnose(view)
+    out = ["<h2>Why strategies lost</h2>"]
+    out += [f"<p><b>{esc(h)}</b></p>" for h in d.headline]
+    label = db.metric_label(d.metric)
+    if d.oracle:
+        o = d.oracle
+        out.append(
+            f"<p>Oracle reading (the gold passage in RAG's layout, same generator): {esc(label)} "
+            f"{o['mean']:.3f} [{o['low']:.3f}, {o['high']:.3f}] on {o['n']} questions, the "
+            "ceiling of any retrieval strategy with this generator.</p>"
+        )
+    chart = charts.attribution_chart(d.cells, d.oracle["mean"] if d.oracle else None)
+    out.append(f"<div class='chart' title='Attribution'>{_strip_xml_decl(chart_svg(chart))}</div>")
+    out.append(
+        f"<p class='note'>Right = {esc(label)} ≥ {d.threshold:g}.</p><ul>"
+        + "".join(f"<li><b>{esc(s)}</b>: {esc(t)}</li>" for s, t in d.advice.items())
+        + "</ul>"
+    )
+    if d.power:
+        out.append("<h3>Power</h3>" + _table(pd.DataFrame(power_rows(d))))
+        out.append("<p class='note'>" + "<br>".join(esc(p.sentence()) for p in d.power) + "</p>")
+    return "".join(out)
 
 
 def _config_text(run: Run) -> str:

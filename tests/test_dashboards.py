@@ -12,6 +12,7 @@ from eval import charts
 from eval import dashboards as db
 from eval.cli import _parser, build_config
 from eval.config import RunConfig
+from eval.diagnostics import diagnose
 from eval.html_report import chart_svg, cli_command, html_report, run_config_yaml
 from eval.metrics import METRICS, Metric
 from eval.stats import bootstrap_ci
@@ -285,6 +286,8 @@ def test_charts_render_to_svg(synthetic):
         charts.recall_chart(db.retrieval_recall(view)),
         charts.retention_chart(db.retention_vs_gain(view)),
         charts.loss_curve_chart(db.loss_curves(view).iloc[0:0]),  # the empty case
+        charts.attribution_chart(diagnose(view).cells, 0.3),
+        charts.attribution_chart([]),
     ]
     for c in built:
         assert chart_svg(c).lstrip().startswith(("<svg", "<?xml"))
@@ -299,6 +302,7 @@ def test_html_report_self_contained(synthetic):
     assert "rag meets F1 ≥ 0.5" in html_report(store, run_id, threshold=0.5)
     assert not re.search(r"<script|<link|(src|href)\s*=\s*['\"]?https?://", page, re.I)
     assert "python -m eval run --config run.yaml" in page
+    assert "<h2>Why strategies lost</h2>" in page and "Detectable gap (MDD)" in page
 
 
 def test_yaml_round_trips_and_command_is_accepted(synthetic, tmp_path):

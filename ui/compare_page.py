@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from eval import charts, dashboards
+from eval.diagnostics import diagnose, power_rows
 from eval.html_report import cli_command, html_report, run_config_yaml
 from eval.report import failures, metric_names
 from ui.common import home, metric_select, pick_run, store
@@ -35,9 +36,10 @@ metrics = metric_names(run)
 metric = metric_select(metrics, "Quality metric for the charts", "cmp_metric")
 label = dashboards.metric_label(metric)
 
-overview, cost_tab, tuning, questions, exports = st.tabs(
-    ["Overview", "Cost", "Fine-tuning", "Questions", "Exports"]
+overview, why, cost_tab, tuning, questions, exports = st.tabs(
+    ["Overview", "Why", "Cost", "Fine-tuning", "Questions", "Exports"]
 )
+diag = diagnose(view)
 
 sbs = dashboards.side_by_side(view)
 trainers = [r.strategy for r in view.main if r.prepare.get("trainable_params")]
@@ -45,6 +47,8 @@ be = dashboards.break_even(view, trainer=trainers[0] if trainers else "lora")
 
 with overview:
     st.subheader("In short")
+    for sentence in diag.headline:  # said before any ranking
+        st.warning(sentence)
     st.markdown(dashboards.verdict(view, sbs, be, metric))
     st.subheader("Side by side")
     st.dataframe(sbs.display, hide_index=True, key="side_by_side")
@@ -67,6 +71,42 @@ with overview:
     rec = dashboards.recommend(view, int(volume), metric, float(threshold), int(months))
     (st.success if rec.choice else st.warning)(rec.summary)
     st.dataframe(rec.table, hide_index=True, key="rec_table")
+
+with why:
+    right = f"{dashboards.metric_label(diag.metric)} ≥ {diag.threshold:g}"
+    for sentence in diag.headline:
+        st.warning(sentence)
+    st.subheader("Oracle reading: the generator's ceiling")
+    if diag.oracle:
+        o = diag.oracle
+        st.markdown(
+            f"Reading each question's gold passage (RAG's layout, the same generator), it scores "
+            f"**{dashboards.metric_label(diag.metric)} {o['mean']:.3f} [{o['low']:.3f}, "
+            f"{o['high']:.3f}]** on {o['n']} questions: the most any retrieval strategy can reach "
+            "with this generator.",
+            help="Measured once per run; its time is not charged to any strategy.",
+        )
+    else:
+        st.info("Not measured in this run (switched off, or no test question has a passage).")
+    st.subheader("Why answers were wrong")
+    st.altair_chart(
+        charts.attribution_chart(diag.cells, diag.oracle["mean"] if diag.oracle else None),
+        width="stretch",
+        key="attribution_chart",
+    )
+    st.caption(
+        f"Right = {right}. Retrieval strategies: was the gold passage among the retrieved chunks? "
+        "Closed-book ones: did the base model already know the answer?"
+    )
+    for strategy, text in diag.advice.items():
+        st.markdown(f"- **{strategy}**: {text}")
+    st.subheader("What this test set can detect")
+    if diag.power:
+        st.dataframe(power_rows(diag), hide_index=True, key="power_table")
+        for line in diag.power:
+            st.caption(line.sentence())
+    else:
+        st.info("One strategy only: nothing to compare.")
 
 with cost_tab:
     st.subheader("Quality against cost")
