@@ -158,7 +158,7 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
     if d.all_overlap:
         widest = max((p.mdd for p in d.power if p.mdd is not None), default=None)
         text = f"No strategy is shown to be better on {n} questions: every 95% interval overlaps."
-        if widest is not None:
+        if widest:  # 0 when the scores do not vary: no gap size to quote
             text += f" This test set detects only gaps of about {widest:.2f} {label} or more."
         d.headline.append(text)
     if ceiling is not None and ceiling < config.low_ceiling:
