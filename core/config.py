@@ -22,9 +22,25 @@ class ConfigError(ValueError):
     """A configuration value is out of range or of the wrong kind; the message says which."""
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
-    """A dataclass field carrying its help text. Mutable defaults go through default_factory."""
-    meta = {"help": help}
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    choices: list[Any] | tuple[Any, ...] | None = None,
+    label: str = "",
+    **kwargs: Any,
+) -> Any:
+    """A dataclass field carrying its help text. Mutable defaults go through default_factory.
+
+    `choices` declares the only values allowed (checked before `validate()`, drawn as a select
+    by the app, offered as choices by the CLI); `label` is the name forms show (default: the
+    field name with spaces).
+    """
+    meta: dict[str, Any] = {"help": help}
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    if label:
+        meta["label"] = label
     if isinstance(default, (list, dict, set)):
         value = default
         return field(default_factory=lambda: type(value)(value), metadata=meta, **kwargs)
@@ -45,6 +61,9 @@ class ConfigBase:
             value = getattr(self, f.name)
             if sub is not None and isinstance(value, dict):
                 setattr(self, f.name, sub.from_dict(value))
+            allowed = f.metadata.get("choices")
+            if allowed is not None and value not in allowed:
+                raise ConfigError(f"{f.name} must be one of {', '.join(map(str, allowed))}")
         self.validate()
 
     def validate(self) -> None:
@@ -54,6 +73,11 @@ class ConfigBase:
     def help(cls) -> dict[str, str]:
         """Field name -> help text."""
         return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+    @classmethod
+    def choices_of(cls, name: str) -> tuple[Any, ...] | None:
+        """The values field `name` allows, or None when any value of its type will do."""
+        return next(f.metadata.get("choices") for f in fields(cls) if f.name == name)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -128,6 +152,11 @@ def check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+DEVICES = ("auto", "cpu", "cuda")
+# Generation engines (core.models.load_generator dispatches on these names).
+ENGINES = ("transformers", "openai")
+
+
 def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "adaptlab"
 
@@ -145,17 +174,59 @@ class ModelConfig(ConfigBase):
         "all-minilm-l6-v2",
         "Embedder: 'all-minilm-l6-v2' (bundled), a sentence-transformers id or a local folder.",
     )
-    device: str = option("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'.")
+    device: str = option(
+        "auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'.", choices=DEVICES
+    )
     max_new_tokens: int = option(32, "Most tokens generated per answer.")
     cache_dir: str = option(
         str(default_cache_dir()), "Where converted models and other caches are kept."
     )
+    engine: str = option(
+        "transformers",
+        "Where answers are generated: 'transformers' (in this process) or 'openai' (an "
+        "OpenAI-compatible server: vLLM, llama.cpp, Ollama, TGI). Every strategy of a run uses "
+        "the same engine. With 'openai', `generator` still names the local tokenizer used for "
+        "token budgets and the model trained in-process for fine-tuned arms; empty = none "
+        "(budgets counted in words, fine-tuned arms unavailable).",
+        choices=ENGINES,
+    )
+    base_url: str = option(
+        "", "openai engine: the server's API root, e.g. http://127.0.0.1:8000/v1."
+    )
+    api_model: str = option(
+        "", "openai engine: model name sent to the server (empty = the first one it lists)."
+    )
+    api_key_env: str = option(
+        "",
+        "openai engine: name of the environment variable holding the API key (the key itself "
+        "is never stored; empty = no key sent).",
+    )
+    concurrency: int = option(4, "openai engine: requests in flight at once.")
+    timeout_s: float = option(120.0, "openai engine: seconds to wait for one response.")
+    retries: int = option(
+        3,
+        "openai engine: retries of a request after a connection error, 429 or 5xx, with "
+        "exponential backoff.",
+    )
 
     def validate(self) -> None:
-        check(bool(self.generator), "generator must be named")
+        remote = self.engine != "transformers"
+        check(bool(self.generator) or remote, "generator must be named")
         check(bool(self.embedder), "embedder must be named")
-        check(self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda")
         check(1 <= int(self.max_new_tokens) <= 2048, "max_new_tokens must be in 1..2048")
+        if remote:
+            check(
+                self.base_url.startswith(("http://", "https://")),
+                f"engine {self.engine!r} needs base_url, an http(s):// address of the server",
+            )
+        check(
+            not self.api_key_env or self.api_key_env.replace("_", "").isalnum(),
+            "api_key_env must be the NAME of an environment variable (letters, digits, _), "
+            "not the key",
+        )
+        check(1 <= int(self.concurrency) <= 256, "concurrency must be in 1..256")
+        check(0 < float(self.timeout_s) <= 3600, "timeout_s must be in (0, 3600]")
+        check(0 <= int(self.retries) <= 20, "retries must be in 0..20")
 
 
 @dataclass

@@ -44,6 +44,41 @@ def strategy_names(include_hidden: bool = False) -> list[str]:
     return [n for n, c in _REGISTRY.items() if include_hidden or not c.hidden]
 
 
+def strategies_with(role: str, include_hidden: bool = True) -> list[str]:
+    """Registered names whose class has the role attribute `role` set (e.g. "trains")."""
+    return [n for n in strategy_names(include_hidden) if getattr(_REGISTRY[n], role, False)]
+
+
+def default_strategies() -> list[str]:
+    """The strategies a run compares when none are named (their `default` role)."""
+    return strategies_with("default", include_hidden=False)
+
+
+def baseline_strategy() -> str | None:
+    """The closed-book reference strategy (its `baseline` role), or None if none registered."""
+    found = strategies_with("baseline")
+    return found[0] if found else None
+
+
+def unservable_strategies(models: Any, names: list[str]) -> str | None:
+    """A message naming the strategies among `names` that train (role `trains`) but that the
+    configured engine cannot serve an adapter for, or None. Called before a run starts, by the
+    run, the estimate and the Run page; contacts the server only when a trained one is chosen.
+    """
+    from core.engines import EngineError, adapter_support_problem, load_engine
+
+    trained = [n for n in names if get_strategy_class(n).trains]
+    if not trained or models.engine == "transformers":
+        return None
+    try:
+        problem = adapter_support_problem(load_engine(models))
+    except EngineError as e:
+        problem = str(e)
+    if problem is None:
+        return None
+    return f"{', '.join(trained)} cannot run on engine {models.engine!r}: {problem}"
+
+
 def make_config(name: str, data: dict[str, Any] | ConfigBase | None) -> ConfigBase:
     """The strategy's config dataclass from a dict (validated), or its defaults."""
     cls = get_strategy_class(name).config_class
@@ -64,6 +99,9 @@ from strategies import system_prompt, few_shot, rag, lora, combos, fake  # noqa:
 
 __all__ = [
     "GenerativeStrategy",
+    "baseline_strategy",
+    "default_strategies",
+    "strategies_with",
     "Strategy",
     "StrategyContext",
     "create_strategy",
@@ -71,4 +109,5 @@ __all__ = [
     "make_config",
     "register_strategy",
     "strategy_names",
+    "unservable_strategies",
 ]

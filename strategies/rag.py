@@ -3,40 +3,56 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from core.config import check, option
 from core.types import Answer, Context, Corpus, PrepareReport, QAPair
 from strategies import GenerativeStrategy, register_strategy
 from strategies.base import PromptConfig
-from strategies.vector_stores import STORES
+from strategies.vector_stores import SERVER_STORES, STORES
+
+INDEXES = ("flat", "hnsw")
 
 
 @dataclass
 class RagConfig(PromptConfig):
     top_k: int = option(3, "Chunks retrieved per question.")
     backend: str = option(
-        "faiss", "'faiss' (in memory, saved to a file) or 'chroma' (embedded persistent store)."
+        "faiss",
+        "'faiss' (in memory, saved to a file) or 'chroma' (embedded persistent store).",
+        choices=list(STORES),
     )
     index: str = option(
-        "flat", "FAISS index: 'flat' (exact search) or 'hnsw' (approximate, for large corpora)."
+        "flat",
+        "FAISS index: 'flat' (exact search) or 'hnsw' (approximate, for large corpora).",
+        choices=INDEXES,
     )
     hnsw_m: int = option(32, "Graph degree of HNSW indexes.")
     max_context_tokens: int = option(
         700, "Token budget for retrieved text; lower-ranked chunks beyond it are dropped."
     )
+    chroma_host: str = option(
+        "", "chroma: host of a Chroma server (`chroma run`) to index into; empty = embedded folder."
+    )
+    chroma_port: int = option(8000, "chroma: port of the Chroma server.")
 
     def validate(self) -> None:
         super().validate()
         check(1 <= int(self.top_k) <= 50, "top_k must be in 1..50")
-        check(self.backend in STORES, f"backend must be one of {', '.join(STORES)}")
-        check(self.index in ("flat", "hnsw"), "index must be 'flat' or 'hnsw'")
         check(4 <= int(self.hnsw_m) <= 128, "hnsw_m must be in 4..128")
         check(int(self.max_context_tokens) >= 32, "max_context_tokens must be >= 32")
+        check(
+            not self.chroma_host or self.backend in SERVER_STORES,
+            f"chroma_host applies to backend {' or '.join(SERVER_STORES)} only",
+        )
+        check(1 <= int(self.chroma_port) <= 65535, "chroma_port must be in 1..65535")
 
 
 @register_strategy("rag")
 class RagStrategy(GenerativeStrategy):
     config_class = RagConfig
+    default = True
+    retrieves = True
     description = "RAG: the top-k corpus chunks (embedding search) in the prompt, with sources."
 
     def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
@@ -47,7 +63,8 @@ class RagStrategy(GenerativeStrategy):
         self.chunks = {c.id: c for c in corpus.chunks}
         emb = self.ctx.embedder
         path = self.ctx.workdir / "rag" / f"{corpus.fingerprint}-{cfg.backend}-{cfg.index}"
-        self.store = STORES[cfg.backend](path, emb.dim, cfg.index, cfg.hnsw_m)
+        server = (cfg.chroma_host, cfg.chroma_port) if cfg.chroma_host else None
+        self.store = STORES[cfg.backend](path, emb.dim, cfg.index, cfg.hnsw_m, server)
         vectors = emb.encode([c.text for c in corpus.chunks])
         self.store.add(
             [c.id for c in corpus.chunks], vectors, [{"source": c.source} for c in corpus.chunks]
@@ -60,10 +77,15 @@ class RagStrategy(GenerativeStrategy):
                 "chunks_indexed": len(self.store),
                 "backend": cfg.backend,
                 "index": cfg.index,
+                "server": f"{cfg.chroma_host}:{cfg.chroma_port}" if server else None,
                 "embedder": emb.name,
                 "dim": emb.dim,
             },
         )
+
+    @classmethod
+    def retrieval_depth(cls, config: dict[str, Any]) -> int | None:
+        return config.get("top_k")
 
     def retrieve(self, questions: list[str]) -> list[list[Context]]:
         """The chunks put in front of each question, best first, within the token budget."""

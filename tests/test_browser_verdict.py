@@ -37,7 +37,7 @@ def served_run(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     from eval.config import RunConfig
-    from eval.harness import run_comparison
+    from eval.run import run_comparison
 
     tmp = tmp_path_factory.mktemp("verdict")
     home = tmp / "home"

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from eval.contention import CpuSample, contended, cpu_clock, tokens_per_s
+from eval.run.contention import CpuSample, contended, cpu_clock, tokens_per_s
 
 
 def test_rule_slow_factor_without_system_figures():

@@ -4,9 +4,9 @@ import pytest
 
 from core.types import Answer, Context
 from eval.attribution import VerdictConfig
-from eval.dashboards import RunView
-from eval.diagnostics import diagnose
 from eval.store import Run, StoredAnswer, StrategyResult
+from eval.views import RunView
+from eval.views.diagnostics import diagnose
 
 PASSAGE = "The thymus is where T cells mature."
 OTHER = "Pharmacists dispense medicines."

@@ -3,7 +3,7 @@
 from core.prompts import answer_messages
 from core.types import Context
 from eval.attribution import GoldPassage, gold_passages
-from eval.oracle import (
+from eval.run.oracle import (
     GoldReader,
     OracleReading,
     oracle_contexts,

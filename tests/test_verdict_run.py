@@ -1,10 +1,10 @@
 """The verdict's run-level records through the harness (tiny model): gold passages, the oracle
 reading (stored once, rescored without generating, switchable), and the diagnostics."""
 
-from eval.dashboards import RunView
-from eval.diagnostics import diagnose
-from eval.harness import rescore, run_comparison
+from eval.run import rescore, run_comparison
 from eval.store import RunStore
+from eval.views import RunView
+from eval.views.diagnostics import diagnose
 from tests.test_harness import make_config
 
 

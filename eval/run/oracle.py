@@ -91,7 +91,7 @@ def read_gold(
 ) -> tuple[list[QAPair], list[Answer], dict[str, Any]]:
     """Answer every test question that has a gold passage with it; returns (the pairs asked,
     their answers, cost: wall and CPU seconds, contention, token means and throughput)."""
-    from eval.contention import cpu_clock, tokens_per_s
+    from eval.run.contention import cpu_clock, tokens_per_s
 
     contexts = oracle_contexts(test, gold)
     asked = [p for p in test if p.id in contexts]
@@ -163,15 +163,13 @@ def rescore_oracle(
 
 
 def reader_prompt(strategy_configs: Mapping[str, Any], strategies: Sequence[str]) -> PromptConfig:
-    """The system prompt settings the oracle reads under: those of the run's first retrieval
-    strategy (its role, else a RAG config), so the ceiling is that strategy's; else defaults."""
+    """The system prompt settings the oracle reads under: those of the run's first strategy with
+    the `retrieves` role, so the ceiling is that strategy's; else the defaults."""
     from strategies import get_strategy_class, make_config
-    from strategies.rag import RagConfig
 
     for name in strategies:
         cfg = make_config(name, strategy_configs.get(name))
-        role = getattr(get_strategy_class(name), "retrieves", isinstance(cfg, RagConfig))
-        if role and isinstance(cfg, PromptConfig):
+        if get_strategy_class(name).retrieves and isinstance(cfg, PromptConfig):
             return PromptConfig(template=cfg.template, domain=cfg.domain)
     return PromptConfig()
 
@@ -186,8 +184,8 @@ def measure_oracle(
 ) -> OracleReading | None:
     """Answer, cost and score the oracle reading of a run (`config` is its RunConfig); None
     when it is switched off or no test question has a gold passage."""
-    from eval.costs import price
     from eval.metrics import METRICS
+    from eval.run.costs import price
 
     if not config.verdict.oracle or not oracle_contexts(test, gold):
         return None

@@ -21,10 +21,9 @@ from eval.attribution import (
     passage_retrieved,
     retrieval_cells,
 )
-from eval.oracle import OracleReading
 from eval.power import PowerLine, power_line
-
-BASE_STRATEGY = "system_prompt"
+from eval.run.oracle import OracleReading
+from eval.views.run_view import baseline_name, has_role, metric_label
 
 
 @dataclass
@@ -72,19 +71,17 @@ def verdict_config(run_config: dict[str, Any]) -> VerdictConfig:
 
 
 def retrieves(view, strategy: str) -> bool:
-    """Whether a strategy retrieves: its registered role when declared, else whether any of
-    its stored answers used a retrieved chunk."""
+    """Whether a strategy retrieves: its `retrieves` role, or, for a strategy no longer
+    registered, whether any of its stored answers used a retrieved chunk."""
     from strategies import get_strategy_class
 
     try:
-        role = getattr(get_strategy_class(strategy), "retrieves", None)
-    except KeyError:  # a strategy no longer registered: read what it stored
-        role = None
-    if role is not None:
-        return bool(role)
-    return any(
-        c.kind == "chunk" for a in view.answers_of(strategy).values() for c in a.answer.contexts
-    )
+        get_strategy_class(strategy)
+    except KeyError:
+        return any(
+            c.kind == "chunk" for a in view.answers_of(strategy).values() for c in a.answer.contexts
+        )
+    return has_role(strategy, "retrieves")
 
 
 def stored_gold(run_meta: dict[str, Any]) -> dict[str, GoldPassage]:
@@ -92,9 +89,10 @@ def stored_gold(run_meta: dict[str, Any]) -> dict[str, GoldPassage]:
     return {q: GoldPassage(**g) for q, g in (run_meta.get("gold_passages") or {}).items()}
 
 
-def attribution(view, config: VerdictConfig, base: str = BASE_STRATEGY) -> list[Cells]:
+def attribution(view, config: VerdictConfig, base: str | None = None) -> list[Cells]:
     """Cells of every main strategy but the base: retrieval strategies against the stored gold
     passages, closed-book ones against the base model's scores (when the run has the base)."""
+    base = baseline_name(base)
     gold = stored_gold(view.run.meta)
     metric, thr = config.right_metric, config.right_threshold
     base_scores = view.scores(base, metric) if view.has(base) else None
@@ -120,11 +118,9 @@ def _overlap(a: dict, b: dict) -> bool:
 
 def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
     """Every diagnostic figure of a stored run, from its stored records."""
-    from eval.metrics import METRICS
-
     config = config or verdict_config(view.run.config)
     metric = config.right_metric
-    label = METRICS[metric].label if metric in METRICS else metric
+    label = metric_label(metric)
     results = [r for r in view.main if (r.metrics.get(metric) or {}).get("mean") is not None]
     n = max((int((r.metrics.get(metric) or {}).get("n") or 0) for r in results), default=0)
     d = Diagnostics(metric, config.right_threshold, n)
@@ -211,10 +207,10 @@ def power_rows(d: Diagnostics) -> list[dict[str, str]]:
 
 def render_diagnostics(d: Diagnostics) -> str:
     """The diagnostics as text for the CLI: headline, oracle ceiling, cells, advice, power."""
-    from eval.metrics import METRICS
-    from eval.report import format_interval, render_table
+    from eval.views.run_view import format_interval
+    from eval.views.tables import render_table
 
-    label = METRICS[d.metric].label if d.metric in METRICS else d.metric
+    label = metric_label(d.metric)
     out = [f"Verdict diagnostics (an answer is right when {label} >= {d.threshold:g})"]
     out += [f"! {h}" for h in d.headline]
     if d.oracle:
