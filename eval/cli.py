@@ -20,6 +20,25 @@ from eval.store import RunNotFound, RunStore
 from eval.views.tables import render_run, run_summary
 
 
+def render_with_diagnostics(store: RunStore, run_id: str) -> str:
+    """The run's tables, then what the verdict knows (attribution, oracle ceiling, power)."""
+    from eval.views import RunView
+    from eval.views.diagnostics import diagnose, render_diagnostics
+
+    view = RunView.load(store, run_id)
+    text = render_run(view.run)
+    return f"{text}\n\n{render_diagnostics(diagnose(view))}" if view.results else text
+
+
+def summary_with_diagnostics(store: RunStore, run_id: str) -> dict:
+    """`run_summary` plus the diagnostics under "verdict" (what `--json` writes)."""
+    from eval.views import RunView
+    from eval.views.diagnostics import diagnose
+
+    view = RunView.load(store, run_id)
+    return {**run_summary(view.run), "verdict": diagnose(view).to_dict()}
+
+
 def _parser() -> argparse.ArgumentParser:  # long but flat: one declaration per flag
     p = argparse.ArgumentParser(prog="python -m eval", description="AdaptLab comparisons")
     sub = p.add_subparsers(dest="command", required=True)
@@ -201,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         store = RunStore(args.store)
         if args.command == "show":
-            print(render_run(store.get_run(args.run_id)))
+            print(render_with_diagnostics(store, args.run_id))
         elif args.command == "list":
             for r in store.list_runs():
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
@@ -216,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             from eval.run import rescore
 
             rescore(store, args.run_id, [m.strip() for m in args.metrics.split(",") if m.strip()])
-            print(render_run(store.get_run(args.run_id)))
+            print(render_with_diagnostics(store, args.run_id))
     except (ConfigError, RunNotFound, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -235,10 +254,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         progress._close()
     run = store.get_run(run_id)
-    print(render_run(run))
+    print(render_with_diagnostics(store, run_id))
     print(f"\nWall time: {time.perf_counter() - t0:.1f} s   (python -m eval show {run_id})")
     if args.json:
-        Path(args.json).write_text(json.dumps(run_summary(run), indent=2), encoding="utf-8")
+        summary = summary_with_diagnostics(store, run_id)
+        Path(args.json).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return 0 if run.status == "done" else 1
 
 

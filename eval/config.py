@@ -16,6 +16,7 @@ from core.config import (
     option,
 )
 from core.qagen import QAGenConfig
+from eval.attribution import VerdictConfig
 from strategies import default_strategies
 
 
@@ -57,6 +58,10 @@ class RunConfig(ConfigBase):
     )
     qa_generation: QAGenConfig = option(
         QAGenConfig, "How Q/A pairs are generated when no Q/A file is given (qa empty)."
+    )
+    verdict: VerdictConfig = option(
+        VerdictConfig,
+        "How answers are judged right, the oracle-reading ceiling and the power figures.",
     )
     learning_curve: list[float] = option(
         [],

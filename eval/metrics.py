@@ -7,6 +7,7 @@ closed-book strategy). EM and F1 follow the official SQuAD v1.1 evaluation scrip
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections import Counter
@@ -92,27 +93,17 @@ def exact_match_score(prediction: str, ground_truth: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(ground_truth))
 
 
-def lcs_length(a: list[str], b: list[str]) -> int:
-    """Length of the longest common subsequence of two token lists (O(len(a) * len(b)))."""
-    if not a or not b:
-        return 0
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b, 1):
-            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
-        prev = cur
-    return prev[-1]
+@functools.cache
+def _rouge_scorer():
+    from rouge_score import rouge_scorer
+
+    # No stemmer: answers are short spans, and the SQuAD metrics beside it do not stem either.
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 
 def rouge_l(prediction: str, ground_truth: str) -> float:
-    """ROUGE-L F1 (beta = 1) over SQuAD-normalised tokens."""
-    p, g = normalize_answer(prediction).split(), normalize_answer(ground_truth).split()
-    lcs = lcs_length(p, g)
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / len(p), lcs / len(g)
-    return 2 * precision * recall / (precision + recall)
+    """ROUGE-L F-measure from Google's `rouge-score` package (its own tokenizer, no stemming)."""
+    return float(_rouge_scorer().score(ground_truth, prediction)["rougeL"].fmeasure)
 
 
 def _best_over_golds(fn: Callable[[str, str], float]):
@@ -131,7 +122,9 @@ register_metric(
     "f1", "F1", help="Token overlap F1 with the best gold answer (SQuAD normalisation)."
 )(_best_over_golds(f1_score))
 register_metric(
-    "rouge_l", "ROUGE-L", help="Longest-common-subsequence F1 with the best gold answer."
+    "rouge_l",
+    "ROUGE-L",
+    help="Longest-common-subsequence F-measure with the best gold answer (rouge-score).",
 )(_best_over_golds(rouge_l))
 
 

@@ -43,6 +43,19 @@ class CostSummary:
         "p50 s/q", "s", "{:.2f}", "Median latency (s/question)", "Median latency per question"
     )
     latency_p95_s: float | None = cost("p95 s/q", "s", "{:.2f}", title="Latency, slowest 5%")
+    # CPU time beside wall time: it holds on a contended machine, where latency does not.
+    cpu_mean_s: float | None = cost(
+        "CPU s/q", "s", "{:.2f}", "CPU time (s/question)", "CPU time per question"
+    )
+    prepare_cpu_s: float | None = cost()
+    answer_cpu_s: float | None = cost()
+    threads: int | None = cost()
+    output_tokens_per_s: float | None = cost()  # higher is better: not a cost column
+    output_tokens_per_cpu_s: float | None = cost()
+    others_cores: float | None = cost()  # cores other processes kept busy while answering
+    contended_prepare: bool | None = cost()
+    contended_answer: bool | None = cost()
+    contended: bool | None = cost()  # see eval.run.contention; shown as its own column
     prompt_tokens_mean: float | None = cost(
         "Prompt tok", "tokens", "{:.0f}", title="Prompt tokens per question"
     )

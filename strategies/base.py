@@ -44,6 +44,9 @@ class StrategyContext:
     seed: int = 0
     progress: ProgressFn = lambda event: None  # noqa: E731 - a no-op default sink
     cancelled: Callable[[], bool] = lambda: False  # noqa: E731 - polled by long loops
+    # The test pairs, only so generated training data can leave them out (core.qagen.HeldOut);
+    # never to train on, choose shots from or answer with.
+    held_out: tuple[QAPair, ...] = ()
 
     @property
     def generator(self) -> Generator:

@@ -269,6 +269,18 @@ def test_compare_page_opens_with_a_decision_and_readable_tables(app, stored_run)
     assert app.download_button(key="dl_html")
 
 
+def test_compare_why_tab_shows_oracle_attribution_and_power(app, stored_run):
+    goto(app, "compare")
+    md = texts(app.markdown)
+    assert "Reading each question's gold passage" in md  # the oracle ceiling
+    assert "**rag**:" in md and ("reading failures" in md or "retrieval failures" in md)
+    power = frame(app, "Detectable gap (MDD)")
+    assert len(power) == 2 and power["n"].astype(int).gt(0).all()  # each against the best
+    caps = texts(app.caption)  # the tiny model scores 0 everywhere: no spread to judge from
+    assert "questions detect a gap of" in caps or "no spread to judge power" in caps
+    assert "Contended" in frame(app, "F1").columns
+
+
 def test_playground_answers_with_every_strategy(app, stored_run, home):
     goto(app, "playground")
     app.button(key="pg_prepare").click().run()

@@ -15,6 +15,7 @@ from eval.metrics import METRICS, Metric
 from eval.stats import bootstrap_ci
 from eval.store import RunStore, StoredAnswer, StrategyResult
 from eval.views import charts
+from eval.views.diagnostics import diagnose
 from eval.views.display import display_name
 from eval.views.html_report import chart_svg, cli_command, html_report, run_config_yaml
 
@@ -286,6 +287,8 @@ def test_charts_render_to_svg(synthetic):
         charts.recall_chart(db.retrieval_recall(view)),
         charts.retention_chart(db.retention_vs_gain(view)),
         charts.loss_curve_chart(db.loss_curves(view).iloc[0:0]),  # the empty case
+        charts.attribution_chart(diagnose(view).cells, 0.3),
+        charts.attribution_chart([]),
     ]
     for c in built:
         assert chart_svg(c).lstrip().startswith(("<svg", "<?xml"))
@@ -308,6 +311,7 @@ def test_html_report_self_contained(synthetic):
     assert "python -m eval run --config run.yaml" in page
     named = html_report(store, run_id, corpus_name="Health articles")
     assert "Corpus: Health articles — " in named  # the name, not the folder (the YAML keeps it)
+    assert "<h2>Why strategies lost</h2>" in page and "Detectable gap (MDD)" in page
 
 
 def test_yaml_round_trips_and_command_is_accepted(synthetic, tmp_path):

@@ -8,6 +8,7 @@ import streamlit as st
 from eval import views as dashboards
 from eval.views import charts
 from eval.views.decision import decide
+from eval.views.diagnostics import diagnose, power_rows
 from eval.views.display import cost_table, display_name, quality_table
 from eval.views.html_report import cli_command, html_report, run_config_yaml
 from eval.views.tables import failures
@@ -51,13 +52,16 @@ metrics = dashboards.metric_names(run)
 metric = metric_select(metrics, "Quality metric", "cmp_metric")
 label = dashboards.metric_label(metric)
 
-overview, cost_tab, tuning, questions, exports = st.tabs(
-    ["Decision", "Cost", "Fine-tuning", "Questions", "Exports"]
+overview, why, cost_tab, tuning, questions, exports = st.tabs(
+    ["Decision", "Why", "Cost", "Fine-tuning", "Questions", "Exports"]
 )
+diag = diagnose(view)
 
 sbs = dashboards.side_by_side(view)
 
 with overview:
+    for sentence in diag.headline:  # said before any ranking
+        st.warning(md(sentence))
     c1, c2, c3 = st.columns(3)
     volume = c1.number_input(
         "Questions per month",
@@ -94,6 +98,42 @@ with overview:
 be = dashboards.break_even(view)
 if be.x_max < volume:  # the axis covers the volume the decision is made for
     be = dashboards.break_even(view, x_max=float(volume) * 1.2)
+
+with why:
+    right = f"{dashboards.metric_label(diag.metric)} ≥ {diag.threshold:g}"
+    for sentence in diag.headline:
+        st.warning(sentence)
+    st.subheader("Oracle reading: the generator's ceiling")
+    if diag.oracle:
+        o = diag.oracle
+        st.markdown(
+            f"Reading each question's gold passage (RAG's layout, the same generator), it scores "
+            f"**{dashboards.metric_label(diag.metric)} {o['mean']:.3f} [{o['low']:.3f}, "
+            f"{o['high']:.3f}]** on {o['n']} questions: the most any retrieval strategy can reach "
+            "with this generator.",
+            help="Measured once per run; its time is not charged to any strategy.",
+        )
+    else:
+        st.info("Not measured in this run (switched off, or no test question has a passage).")
+    st.subheader("Why answers were wrong")
+    st.altair_chart(
+        charts.attribution_chart(diag.cells, diag.oracle["mean"] if diag.oracle else None),
+        width="stretch",
+        key="attribution_chart",
+    )
+    st.caption(
+        f"Right = {right}. Retrieval strategies: was the gold passage among the retrieved chunks? "
+        "Closed-book ones: did the base model already know the answer?"
+    )
+    for strategy, text in diag.advice.items():
+        st.markdown(f"- **{strategy}**: {text}")
+    st.subheader("What this test set can detect")
+    if diag.power:
+        st.dataframe(power_rows(diag), hide_index=True, key="power_table")
+        for line in diag.power:
+            st.caption(line.sentence())
+    else:
+        st.info("One strategy only: nothing to compare.")
 
 with cost_tab:
     st.subheader("Quality against cost")

@@ -16,8 +16,10 @@ from typing import Any
 
 from core.models import load_embedder
 from core.types import QAPair
+from eval.attribution import gold_passages
 from eval.config import RunConfig
 from eval.run.measurement import Measured, StrategyMeasurement, answer_all
+from eval.run.oracle import measure_oracle
 from eval.run.provenance import git_hash, package_versions
 from eval.run.retention import load_general_set, retention, retention_scores
 from eval.run.scoring import needs_embedder, score
@@ -99,6 +101,7 @@ class _Comparison:
         done = previous.results if previous else []
         self.kept = {r.strategy for r in done if r.status == "done"}
         self.retention_base = previous.meta.get("retention_base") if previous else None
+        self.oracle_done = bool(previous and previous.meta.get("oracle"))
 
     def run(self) -> None:
         config = self.config
@@ -117,6 +120,8 @@ class _Comparison:
                 name, self.bench.inputs.train, config.learning_curve, config.split.seed
             ):
                 self._one(name, label, train, extras)
+        if uses_models and not self.oracle_done:
+            self._oracle()
         self.store.finish_run(self.run_id, "done")
         self.emit({"stage": "done", "run_id": self.run_id})
 
@@ -130,6 +135,9 @@ class _Comparison:
         if self.bench.models is not None:
             meta["models"] = self.bench.models
         meta.update(self.bench.inputs.summary())
+        # Each test question's gold passage, for the attribution cells and the oracle reading.
+        self.gold = gold_passages(self.bench.inputs.test, self.bench.inputs.corpus)
+        meta["gold_passages"] = {q: g.to_dict() for q, g in self.gold.items()}
         self.store.update_run(self.run_id, fingerprint=self.bench.inputs.corpus.fingerprint, **meta)
 
     def _one(self, name: str, label: str, train: list[QAPair], extras: dict[str, Any]) -> None:
@@ -141,6 +149,7 @@ class _Comparison:
         ctx = self.bench.context(
             progress=lambda ev, label=label: self.emit({**ev, "strategy": label}),
             cancelled=self.cancelled,
+            held_out=tuple(self.bench.inputs.test),
         )
         # Variants (learning-curve points) skip the retention set: it measures the model
         # a user would deploy, the one trained on all the data.
@@ -169,6 +178,20 @@ class _Comparison:
             measured.result.extras["retention"] = retention(
                 asked, texts, self.retention_base, resamples, seed
             )
+
+    def _oracle(self) -> None:
+        """The run-level oracle reading (each test question with its gold passage), answered
+        once, stored with the run and charged to no strategy."""
+        if self.cancelled():
+            raise RunCancelled
+        self.emit({"stage": "oracle"})
+        inputs = self.bench.inputs
+        ctx = self.bench.context(cancelled=self.cancelled)
+        record = measure_oracle(
+            self.config, ctx, inputs.corpus, inputs.test, self.gold, self.embedder
+        )
+        if record is not None:
+            self.store.update_run(self.run_id, oracle=record.to_dict())
 
     def _retention_base(self, ctx) -> dict[str, Any]:
         """The closed-book reference strategy's score on the general set, with its defaults."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from eval.config import RunConfig
 from eval.metrics import METRICS, ScoringItem, score_items
+from eval.run.oracle import OracleReading, rescore_oracle
 from eval.run.retention import rescore_retention
 from eval.stats import bootstrap_ci
 from eval.store import RunStore, StoredAnswer
@@ -48,4 +49,14 @@ def rescore(store: RunStore, run_id: str, metrics: list[str], embedder_config=No
         summary = score(answers, metrics, embedder, config.bootstrap_resamples, config.split.seed)
         per_q = {m: {a.qid: a.scores[m] for a in answers} for m in metrics}
         store.save_scores(run_id, result.strategy, per_q, summary)
+    oracle = OracleReading.from_dict(run.meta.get("oracle"))
+    if oracle is not None:  # the run-level oracle reading is scored again with the strategies
+        rescore_oracle(
+            oracle,
+            metrics,
+            embedder,
+            n_resamples=config.bootstrap_resamples,
+            seed=config.split.seed,
+        )
+        store.update_run(run_id, oracle=oracle.to_dict())
     rescore_retention(store, run_id)

@@ -227,3 +227,72 @@ def retention_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
     return alt.layer(*layers).properties(
         width=WIDTH, height=HEIGHT, title="Domain gain against general ability retained"
     )
+
+
+def attribution_frame(cells: list) -> pd.DataFrame:
+    """Long frame of attribution cells (eval.attribution.Cells): strategy, cell, label, count,
+    share (of the strategy's questions), order (cell position, for stacking)."""
+    from eval.attribution import CELL_LABELS
+
+    rows = []
+    for c in cells:
+        for i, (cell, ids) in enumerate(c.qids.items()):
+            rows.append(
+                {
+                    "strategy": c.strategy,
+                    "kind": c.kind,
+                    "cell": cell,
+                    "label": CELL_LABELS[cell],
+                    "count": len(ids),
+                    "share": len(ids) / c.n if c.n else 0.0,
+                    "order": i,
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["strategy", "kind", "cell", "label", "count", "share", "order"]
+    )
+
+
+# Right answers in greens, failures in warm colours; the two grids share one legend.
+CELL_COLOURS = {
+    "retrieved_right": "#2e7d32",
+    "missed_right": "#9ccc65",
+    "retrieved_wrong": "#ef6c00",
+    "missed_wrong": "#c62828",
+    "known_right": "#1565c0",
+    "new_right": "#64b5f6",
+    "known_wrong": "#6a1b9a",
+    "new_wrong": "#bdbdbd",
+}
+
+
+def attribution_chart(cells: list, ceiling: float | None = None) -> alt.Chart:
+    """One stacked bar per strategy: the share of its questions in each attribution cell
+    (retrieval strategies: retrieved/missed x right/wrong; closed book: known/new x right/wrong).
+    `ceiling`, the oracle-reading score, goes in the title."""
+    from eval.attribution import CELL_LABELS
+
+    df = attribution_frame(cells)
+    if df.empty:
+        return _empty("no strategy to attribute (add a retrieval strategy or the base model)")
+    labels = [CELL_LABELS[c] for c in CELL_COLOURS]
+    title = "Why answers were right or wrong (share of questions)"
+    if ceiling is not None:
+        title += f"; oracle-reading ceiling {ceiling:.2f}"
+    return (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            x=alt.X("share:Q", title="Share of questions", stack="zero", axis=alt.Axis(format="%")),
+            y=alt.Y("strategy:N", title=None),
+            color=alt.Color(
+                "label:N",
+                title="Cell",
+                scale=alt.Scale(domain=labels, range=list(CELL_COLOURS.values())),
+                legend=alt.Legend(orient="bottom", columns=2, labelLimit=320),
+            ),
+            order=alt.Order("order:Q"),
+            tooltip=["strategy", "label", "count", alt.Tooltip("share:Q", format=".0%")],
+        )
+        .properties(width=WIDTH, title=title)
+    )

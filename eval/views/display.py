@@ -13,7 +13,7 @@ import pandas as pd
 from eval.records import COST_COLUMNS
 from eval.views.knowledge import retention_vs_gain
 from eval.views.quality import SideBySide
-from eval.views.run_view import RunView, metric_label
+from eval.views.run_view import CONTENDED_LABEL, RunView, contended_mark, metric_label
 
 NUMBER_COSTS = [c for c in COST_COLUMNS if c.unit != "currency"]
 
@@ -220,4 +220,17 @@ def cost_table(view: RunView, monthly_volume: int, months: int) -> StrategyTable
         printf = c.fmt.replace("{:,}", "%d").replace("{:", "%").replace("}", "")
         cols.append(ColumnSpec(c.key, title + unit, "number", printf))
     notes = [f"Prices from the run's price table, in {cur}."]
+    contended = [contended_mark(results[n]) for n in data["name"]]
+    if any(contended):  # wall-clock figures taken on a busy machine overstate the cost
+        data["contended"] = contended
+        cols.append(
+            ColumnSpec(
+                "contended",
+                CONTENDED_LABEL,
+                "text",
+                help="'yes': the machine was busy while this strategy was measured (wall time "
+                "well above CPU time per thread), so its times and prices read high.",
+            )
+        )
+        notes.append("Contended: costs measured while other work kept the machine busy.")
     return StrategyTable(pd.DataFrame(data), cols, cur, notes)

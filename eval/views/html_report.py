@@ -183,6 +183,10 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
     sections: list[str] = []
     sbs = db.side_by_side(view)
     decision = decide(view, monthly_volume, metric, threshold, months)
+    from eval.views.diagnostics import diagnose
+
+    # What the test set cannot tell apart, or the generator's ceiling, is said before any ranking.
+    sections += [f"<p class='headline'><b>{esc(h)}</b></p>" for h in diagnose(view).headline]
     sections.append(
         f"<h2>Decision</h2><p class='note'>{monthly_volume:,} questions a month, "
         f"{esc(db.metric_label(metric))} ≥ {threshold:g}, preparation spread over "
@@ -190,6 +194,7 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
         + "".join(f"<li>{_strong(x)}</li>" for x in decision.sentences()[1:])
         + "</ul>"
     )
+    sections.append(_diagnostics_section(view))
     sections.append("<h2>Quality</h2>" + _rows_table(quality_table(view, sbs, metric)))
     sections.append("<h2>Cost</h2>" + _rows_table(cost_table(view, monthly_volume, months)))
     be = db.break_even(view)
@@ -223,6 +228,36 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
             f"<div class='chart' title='{esc(title)}'>{_strip_xml_decl(chart_svg(chart))}</div>"
         )
     return sections
+
+
+def _diagnostics_section(view: db.RunView) -> str:
+    """Why strategies lost: the headline, the oracle ceiling, the attribution chart and advice,
+    and the power of each comparison."""
+    from eval.views.diagnostics import diagnose, power_rows
+
+    esc = html.escape
+    d = diagnose(view)
+    out = ["<h2>Why strategies lost</h2>"]
+    out += [f"<p><b>{esc(h)}</b></p>" for h in d.headline]
+    label = db.metric_label(d.metric)
+    if d.oracle:
+        o = d.oracle
+        out.append(
+            f"<p>Oracle reading (the gold passage in RAG's layout, same generator): {esc(label)} "
+            f"{o['mean']:.3f} [{o['low']:.3f}, {o['high']:.3f}] on {o['n']} questions, the "
+            "ceiling of any retrieval strategy with this generator.</p>"
+        )
+    chart = charts.attribution_chart(d.cells, d.oracle["mean"] if d.oracle else None)
+    out.append(f"<div class='chart' title='Attribution'>{_strip_xml_decl(chart_svg(chart))}</div>")
+    out.append(
+        f"<p class='note'>Right = {esc(label)} ≥ {d.threshold:g}.</p><ul>"
+        + "".join(f"<li><b>{esc(s)}</b>: {esc(t)}</li>" for s, t in d.advice.items())
+        + "</ul>"
+    )
+    if d.power:
+        out.append("<h3>Power</h3>" + _table(pd.DataFrame(power_rows(d))))
+        out.append("<p class='note'>" + "<br>".join(esc(p.sentence()) for p in d.power) + "</p>")
+    return "".join(out)
 
 
 def _config_text(run: Run) -> str:

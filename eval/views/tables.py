@@ -8,7 +8,7 @@ from typing import Any
 from eval.metrics import METRICS
 from eval.records import COST_COLUMNS
 from eval.store import Run
-from eval.views.run_view import format_interval, metric_names
+from eval.views.run_view import CONTENDED_LABEL, contended_mark, format_interval, metric_names
 from eval.views.training import throughput_rows
 
 
@@ -32,6 +32,7 @@ def cost_rows(run: Run) -> list[dict[str, str]]:
         row = {"Strategy": r.strategy}
         for c in COST_COLUMNS:
             row[c.label] = c.format(r.cost.get(c.key)) if r.status == "done" else "failed"
+        row[CONTENDED_LABEL] = contended_mark(r.cost)
         rows.append(row)
     return rows
 
