@@ -386,3 +386,39 @@ def judge_agreement(rows: list[GradedAnswer], threshold: float = 0.5) -> Agreeme
                 )
             )
     return out
+
+
+def graded_answers(answers: list[Any], metric: str = "f1") -> list[GradedAnswer]:
+    """Stored answers (with `scores` and `details`) as the rows `judge_agreement` reads."""
+    rows = []
+    for a in answers:
+        if "judge" not in a.scores:
+            continue  # the judge was not scored for this strategy
+        detail = (getattr(a, "details", None) or {}).get("judge") or {}
+        rows.append(
+            GradedAnswer(
+                a.strategy,
+                a.qid,
+                a.scores.get("judge"),
+                a.scores.get(metric),
+                a.question,
+                a.answer.text,
+                list(a.golds),
+                detail.get("rationale", ""),
+            )
+        )
+    return rows
+
+
+def agreement_by_strategy(
+    answers: list[Any], threshold: float = 0.5, metric: str = "f1"
+) -> dict[str, Agreement]:
+    """Agreement of the judge with `metric` per strategy, plus every strategy pooled under
+    "all"; empty when no answer was judged."""
+    rows = graded_answers(answers, metric)
+    if not rows:
+        return {}
+    out = {"all": judge_agreement(rows, threshold)}
+    for name in dict.fromkeys(r.strategy for r in rows):
+        out[name] = judge_agreement([r for r in rows if r.strategy == name], threshold)
+    return out

@@ -14,6 +14,7 @@ from eval.judge import (
     JudgeConfig,
     JudgeCost,
     JudgeVerdict,
+    agreement_by_strategy,
     judge_agreement,
     judge_model_config,
     load_judge,
@@ -229,3 +230,30 @@ def test_tiny_model_judge_end_to_end(tiny_models):
     assert judge.cost.unparsed == sum(s is None for s in scores)
     assert judge.cost.prompt_tokens > 0 and 3 <= judge.cost.output_tokens <= 18
     assert judge.model_name == "tiny"
+
+
+def test_agreement_by_strategy_from_stored_answers():
+    from core.types import Answer
+    from eval.store import StoredAnswer
+
+    def stored(strategy, qid, judge, f1, rationale=""):
+        a = StoredAnswer(strategy, qid, f"question {qid}", ["gold"], Answer("q", f"answer {qid}"))
+        a.scores = {"f1": f1} | ({} if judge == "absent" else {"judge": judge})
+        a.details = {"judge": {"score": judge, "rationale": rationale}}
+        return a
+
+    answers = [
+        stored("rag", "q1", 1.0, 1.0),
+        stored("rag", "q2", 1.0, 0.0, "same meaning, other words"),
+        stored("few_shot", "q1", 0.0, 0.0),
+        stored("few_shot", "q2", None, 0.0),
+        stored("lora", "q1", "absent", 1.0),  # judge not scored for this strategy
+    ]
+    got = agreement_by_strategy(answers)
+    assert list(got) == ["all", "rag", "few_shot"]
+    assert (got["all"].n, got["all"].unparsed, len(got["all"].disagreements)) == (3, 1, 1)
+    d = got["rag"].disagreements[0]
+    assert (d.qid, d.question, d.answer, d.golds) == ("q2", "question q2", "answer q2", ["gold"])
+    assert d.rationale == "same meaning, other words"
+    assert got["few_shot"].share == 1.0
+    assert agreement_by_strategy(answers[-1:]) == {}
