@@ -257,3 +257,53 @@ def test_agreement_by_strategy_from_stored_answers():
     assert d.rationale == "same meaning, other words"
     assert got["few_shot"].share == 1.0
     assert agreement_by_strategy(answers[-1:]) == {}
+
+
+def test_judge_views_frames_and_lines():
+    from types import SimpleNamespace
+
+    from eval.judge_views import (
+        agreement_frame,
+        disagreement_frame,
+        judge_cost_frame,
+        judge_summary,
+    )
+    from eval.store import StrategyResult
+
+    a = judge_agreement(
+        [
+            GradedAnswer("rag", "q1", 1.0, 1.0),
+            GradedAnswer("rag", "q2", 1.0, 0.0, "Q?", "the gland", ["thymus"], "same organ"),
+        ]
+    )
+    frame = agreement_frame({"all": a, "rag": a})
+    assert list(frame["Strategy"]) == ["all", "rag"]
+    assert frame.iloc[0]["Agree"] == "50%" and frame.iloc[0]["Judge right, F1 wrong"] == 1
+    # po = 0.5; the judge always says right, F1 half the time: pe = 0.5, kappa 0
+    assert frame.iloc[0]["Cohen's kappa"] == "0.00"
+    dis = disagreement_frame(a)
+    assert dis.to_dict("records") == [
+        {
+            "Strategy": "rag",
+            "Question": "Q?",
+            "Answer": "the gland",
+            "Gold": "thymus",
+            "Judge": 1.0,
+            "F1": 0.0,
+            "Judge's reason": "same organ",
+        }
+    ]
+
+    def result(name, judge):
+        return StrategyResult(
+            name, "done", {}, {}, {}, {}, extras={"judge": judge} if judge else {}
+        )
+
+    cost = JudgeCost("tiny", 3, 1, 300, 30, 1.5).to_dict()
+    run = SimpleNamespace(results=[result("rag", cost), result("few_shot", cost), result("x", {})])
+    frame = judge_cost_frame(run)
+    assert list(frame["Strategy"]) == ["rag", "few_shot", "total"]
+    assert frame.iloc[-1]["Verdicts"] == 6 and frame.iloc[-1]["Prompt tok"] == 600
+    line = judge_summary(run)
+    assert line.startswith("Judge (tiny): 6 verdicts, 2 unreadable, 600 prompt + 60 output")
+    assert judge_summary(SimpleNamespace(results=[result("x", {})])) == ""
