@@ -50,7 +50,9 @@ class JudgeConfig(ConfigBase):
         "'openai' (an OpenAI-compatible server at base_url).",
     )
     base_url: str = option(
-        "", "The judge endpoint's base URL (engine 'openai'), e.g. http://127.0.0.1:8080/v1."
+        "",
+        "The judge endpoint's base URL (engine 'openai'), e.g. http://127.0.0.1:8080/v1; "
+        "empty = the run's server.",
     )
     api_key_env: str = option(
         "", "Name of the environment variable holding the endpoint's API key (never the key)."
@@ -66,8 +68,8 @@ class JudgeConfig(ConfigBase):
     def validate(self) -> None:
         check(self.engine in ENGINES, "judge.engine must be empty, 'transformers' or 'openai'")
         check(
-            self.engine != "openai" or bool(self.base_url),
-            "judge.engine 'openai' needs judge.base_url",
+            not self.api_key_env or self.api_key_env.replace("_", "").isalnum(),
+            "judge.api_key_env must be the NAME of an environment variable, not the key",
         )
         missing = [p for p in ("{golds}", "{answer}") if p not in self.prompt]
         check(not missing, f"judge.prompt must contain {' and '.join(missing)}")
@@ -267,21 +269,30 @@ def judge_model_config(run_models: ModelConfig, config: JudgeConfig) -> ModelCon
     """The ModelConfig the judge loads: the run's, with the judge's model and engine put in.
 
     An empty judge config gives the run's own ModelConfig, so the shared generator is reused.
+    On the 'openai' engine `model` is the name sent to the server (a judge with its own
+    base_url and no model takes the first model that server lists); in process it is the
+    generator name.
     """
     data = run_models.to_dict()
-    if config.model:
-        data["generator"] = config.model
-    endpoint = {"engine": config.engine, "base_url": config.base_url}
-    endpoint["api_key_env"] = config.api_key_env
-    for key, value in endpoint.items():
-        if not value:
-            continue
-        if key not in data:
-            raise ConfigError(
-                f"judge.{key} is set but this version's models section has no {key} "
-                "(the OpenAI-compatible engine is not available)"
-            )
-        data[key] = value
+    if (config.engine or config.base_url or config.api_key_env) and "engine" not in data:
+        raise ConfigError(
+            "judge.engine, judge.base_url and judge.api_key_env need the OpenAI-compatible "
+            "engine, which this version's models section does not have"
+        )
+    engine = config.engine or data.get("engine", "transformers")
+    if engine == "openai":
+        data["engine"] = "openai"
+        if config.base_url:  # another server: its own model list, not the run's model name
+            data["base_url"], data["api_model"] = config.base_url, config.model
+        elif config.model:
+            data["api_model"] = config.model
+        if config.api_key_env:
+            data["api_key_env"] = config.api_key_env
+    else:
+        if "engine" in data:
+            data["engine"] = engine
+        if config.model:
+            data["generator"] = config.model
     return ModelConfig.from_dict(data)
 
 

@@ -88,8 +88,8 @@ def test_judge_config_validation_and_round_trip():
     assert JudgeConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="answer"):
         JudgeConfig(prompt="Grade {golds}")
-    with pytest.raises(ConfigError, match="base_url"):
-        JudgeConfig(engine="openai")
+    with pytest.raises(ConfigError, match="NAME"):
+        JudgeConfig(api_key_env="sk-123 secret")
     with pytest.raises(ConfigError, match="engine"):
         JudgeConfig(engine="vllm")
     with pytest.raises(ConfigError, match="max_tokens"):
@@ -218,6 +218,25 @@ def test_judge_model_config():
     if "engine" not in run.to_dict():  # before the OpenAI-compatible engine exists
         with pytest.raises(ConfigError, match="engine"):
             judge_model_config(run, JudgeConfig(engine="openai", base_url="http://x/v1"))
+
+
+def test_judge_model_config_on_the_openai_engine():
+    if "engine" not in ModelConfig().to_dict():
+        pytest.skip("the OpenAI-compatible engine is not in this version")
+    local = ModelConfig(generator="tiny")
+    url = "http://127.0.0.1:9/v1"
+    # An in-process run judged by an endpoint: the endpoint's first listed model by default.
+    got = judge_model_config(local, JudgeConfig(engine="openai", base_url=url, api_key_env="K"))
+    assert (got.engine, got.base_url, got.api_model, got.api_key_env) == ("openai", url, "", "K")
+    assert got.generator == "tiny"  # still the tokenizer for budgets
+    served = ModelConfig(generator="tiny", engine="openai", base_url=url, api_model="small")
+    # A run on a server, judged by a bigger model on the same server.
+    got = judge_model_config(served, JudgeConfig(model="big"))
+    assert (got.engine, got.base_url, got.api_model) == ("openai", url, "big")
+    assert judge_model_config(served, JudgeConfig()) == served
+    # ... or in process, by a local model.
+    got = judge_model_config(served, JudgeConfig(engine="transformers", model="tiny"))
+    assert (got.engine, got.generator) == ("transformers", "tiny")
 
 
 def test_tiny_model_judge_end_to_end(tiny_models):
