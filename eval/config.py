@@ -16,6 +16,8 @@ from core.config import (
     option,
 )
 from core.qagen import QAGenConfig
+from eval.judge import JudgeConfig
+from eval.tracking import TrackingConfig
 
 DEFAULT_STRATEGIES = ["system_prompt", "few_shot", "rag", "lora"]
 
@@ -37,7 +39,9 @@ class RunConfig(ConfigBase):
     split: SplitConfig = option(SplitConfig, "How Q/A pairs are split into train and test.")
     n_test: int = option(0, "Use only the first N test questions (0 = the whole test split).")
     batch_size: int = option(8, "Questions generated together in one batch.")
-    metrics: list[str] = option([], "Metrics to score (empty = every registered metric).")
+    metrics: list[str] = option(
+        [], "Metrics to score (empty = every default metric; 'judge' is scored when named)."
+    )
     prices: PriceTable = option(PriceTable, "Hourly prices that turn measured time into money.")
     store_path: str = option(".adaptlab/runs.sqlite", "SQLite file holding every run.")
     workdir: str = option(".adaptlab/work", "Folder for indexes, adapters and uploads.")
@@ -55,6 +59,12 @@ class RunConfig(ConfigBase):
         [],
         "Training-data fractions below 1 (e.g. [0.25, 0.5]) at which strategies that train are "
         "prepared and scored again: quality against the amount of training data.",
+    )
+    judge: JudgeConfig = option(
+        JudgeConfig, "The model that grades answers for the 'judge' metric, and how it is asked."
+    )
+    tracking: TrackingConfig = option(
+        TrackingConfig, "Experiment tracking: log each stored run to MLflow."
     )
 
     def validate(self) -> None:

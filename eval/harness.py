@@ -27,7 +27,8 @@ from core.qa import load_qa, split_pairs
 from core.types import Answer, Corpus, QAPair
 from eval.config import RunConfig
 from eval.costs import measure, price
-from eval.metrics import METRICS, ScoringItem, normalize_answer, score_items
+from eval.judge import attach_verdicts
+from eval.metrics import METRICS, ScoringItem, default_metrics, normalize_answer, score_items
 from eval.stats import bootstrap_ci, percentile
 from eval.store import RunStore, StoredAnswer, StrategyResult
 from strategies import create_strategy, get_strategy_class, make_config
@@ -174,12 +175,34 @@ def run_comparison(
     except RunCancelled:
         store.finish_run(run_id, "cancelled", "cancelled by the user")
         emit({"stage": "cancelled"})
+        _track(config, store, run_id, emit)
         return run_id
     except Exception as e:
         store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}")
         emit({"stage": "failed", "error": str(e)})
         raise
+    _track(config, store, run_id, emit)
+    emit({"stage": "done", "run_id": run_id})
     return run_id
+
+
+def _track(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn) -> None:
+    """Log the stored run to the configured tracker; a failure is a warning, never an error."""
+    if not config.tracking.tracker:
+        return
+    from eval.tracking import log_run
+
+    emit({"stage": "track", "tracker": config.tracking.tracker})
+    got = log_run(
+        store,
+        run_id,
+        tracker=config.tracking.tracker,
+        uri=config.tracking.uri or None,
+        home=store.path.parent,
+        experiment=config.tracking.experiment,
+    )
+    store.update_run(run_id, tracking=got.to_dict())
+    emit({"stage": "tracked", "ok": got.ok, "message": got.message()})
 
 
 def _run(
@@ -222,6 +245,7 @@ def _run(
         raise ValueError("the test split is empty: add Q/A pairs or raise test_fraction")
 
     embedder = load_embedder(config.models) if _needs_embedder(config.metrics) else None
+    judge = _load_judge(config) if _needs_judge(config.metrics) else None
     workdir = Path(config.workdir)
     cancelled = getattr(cancel, "is_set", cancel) or (lambda: False)
     general = load_general_set(config.retention_questions) if uses_models else []
@@ -252,7 +276,9 @@ def _run(
             result.extras.update(extras)
             if result.status == "done":
                 emit({"stage": "score", "strategy": label})
-                result.metrics = _score(answers, config, embedder)
+                result.metrics = _score(answers, config, embedder, judge)
+                if judge is not None:
+                    result.extras["judge"] = attach_verdicts(judge, answers)
                 if general_answers:
                     result.extras["retention"] = _retention(
                         general, [a.text for a in general_answers], retention_base, config
@@ -260,7 +286,6 @@ def _run(
             store.save_strategy(run_id, result, answers)
             emit({"stage": "strategy_done", "strategy": label, "status": result.status})
     store.finish_run(run_id, "done")
-    emit({"stage": "done", "run_id": run_id})
 
 
 def _variants(
@@ -384,8 +409,19 @@ def needs_models(strategies: list[str]) -> bool:
 
 
 def _needs_embedder(metrics: list[str]) -> bool:
-    """Whether scoring `metrics` (empty = every registered metric) needs the embedder."""
-    return any(METRICS[m].needs_embedder for m in metrics or list(METRICS))
+    """Whether scoring `metrics` (empty = the default metrics) needs the embedder."""
+    return any(METRICS[m].needs_embedder for m in metrics or default_metrics())
+
+
+def _needs_judge(metrics: list[str]) -> bool:
+    """Whether scoring `metrics` (empty = the default metrics) needs a judge model."""
+    return any(METRICS[m].needs_judge for m in metrics or default_metrics())
+
+
+def _load_judge(config: RunConfig):
+    from eval.judge import load_judge
+
+    return load_judge(config.models, config.judge)
 
 
 def _evaluate_strategy(
@@ -491,11 +527,13 @@ def _cost_summary(answers, prepare: dict, ans, device: str, config: RunConfig) -
     }
 
 
-def _score(answers: list[StoredAnswer], config: RunConfig, embedder) -> dict[str, dict]:
+def _score(answers: list[StoredAnswer], config: RunConfig, embedder, judge=None) -> dict:
     """Per-question scores into each StoredAnswer, and each metric's mean with its 95% CI."""
-    items = [ScoringItem(a.answer.text, tuple(a.golds), a.answer.contexts) for a in answers]
-    names = config.metrics or list(METRICS)
-    per_metric = score_items(items, names, embedder)
+    items = [
+        ScoringItem(a.answer.text, tuple(a.golds), a.answer.contexts, a.question) for a in answers
+    ]
+    names = config.metrics or default_metrics()
+    per_metric = score_items(items, names, embedder, judge)
     summary = {}
     for metric, values in per_metric.items():
         for a, v in zip(answers, values, strict=True):
@@ -506,21 +544,34 @@ def _score(answers: list[StoredAnswer], config: RunConfig, embedder) -> dict[str
     return summary
 
 
-def rescore(store: RunStore, run_id: str, metrics: list[str], embedder_config=None) -> None:
-    """Score stored answers with `metrics` (e.g. newly registered ones) without generating."""
+def rescore(
+    store: RunStore, run_id: str, metrics: list[str], embedder_config=None, judge_config=None
+) -> None:
+    """Score stored answers with `metrics` (e.g. newly registered ones) without generating.
+
+    The judge is the run's stored judge settings unless `judge_config` (a JudgeConfig) is given.
+    """
     from core.config import ModelConfig
 
     run = store.get_run(run_id)
     config = RunConfig.from_dict({**run.config, "metrics": metrics})
+    if judge_config is not None:
+        config = config.replace(judge=judge_config)
     models = embedder_config or ModelConfig.from_dict(run.config["models"])
     embedder = load_embedder(models) if _needs_embedder(metrics) else None
+    judge = _load_judge(config) if _needs_judge(metrics) else None
     for result in run.results:
         if result.status != "done":
             continue
         answers = store.get_answers(run_id, result.strategy)
-        summary = _score(answers, config, embedder)
+        summary = _score(answers, config, embedder, judge)
         per_q = {m: {a.qid: a.scores[m] for a in answers} for m in metrics}
-        store.save_scores(run_id, result.strategy, per_q, summary)
+        details = None
+        if judge is not None:
+            extras = attach_verdicts(judge, answers)
+            details = {"judge": {a.qid: a.details["judge"] for a in answers}}
+            store.update_extras(run_id, result.strategy, judge=extras)
+        store.save_scores(run_id, result.strategy, per_q, summary, details)
     rescore_retention(store, run_id)
 
 

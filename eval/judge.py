@@ -433,3 +433,13 @@ def agreement_by_strategy(
     for name in dict.fromkeys(r.strategy for r in rows):
         out[name] = judge_agreement([r for r in rows if r.strategy == name], threshold)
     return out
+
+
+def attach_verdicts(judge: Judge, answers: list[Any], metric: str = "judge") -> dict[str, Any]:
+    """Put the judge's latest verdicts into the scored answers' `details[metric]`; returns the
+    judging cost as stored in the result's extras (apart from the strategy's own cost)."""
+    if len(judge.verdicts) != len(answers):
+        raise RuntimeError(f"{len(judge.verdicts)} verdicts for {len(answers)} answers")
+    for a, v in zip(answers, judge.verdicts, strict=True):
+        a.details[metric] = v.to_dict()
+    return judge.cost.to_dict()

@@ -12,6 +12,7 @@ MLFLOW_TRACKING_URI), runs go to a local `mlruns/` folder: an SQLite database pl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -19,12 +20,33 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from core.config import ConfigBase, check, option
 
 TRACKERS = ("mlflow",)
 DEFAULT_EXPERIMENT = "adaptlab"
 PARAM_CHARS = 6000  # MLflow's limit on one parameter value
 BATCH = 100  # MLflow takes at most 100 parameters in one log_batch call
 INSTALL_HINT = "pip install -r requirements-tracking.txt"
+
+
+@dataclass
+class TrackingConfig(ConfigBase):
+    """Whether and where a finished run is logged to an experiment tracker."""
+
+    tracker: str = option("", "Log each stored run to an experiment tracker: '' (off) or 'mlflow'.")
+    uri: str = option(
+        "",
+        "Tracking URI (e.g. http://127.0.0.1:5000). Empty: MLFLOW_TRACKING_URI, else a local "
+        "mlruns/ folder beside the run store. Keep credentials in MLflow's own environment "
+        "variables, not here: the config is stored with the run.",
+    )
+    experiment: str = option(DEFAULT_EXPERIMENT, "MLflow experiment the runs are logged under.")
+
+    def validate(self) -> None:
+        check(self.tracker in ("", *TRACKERS), f"tracker must be empty or one of {TRACKERS}")
+        check(bool(self.experiment), "tracking.experiment must be named")
 
 
 @dataclass
@@ -40,6 +62,10 @@ class TrackingResult:
     artifacts: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    def to_dict(self) -> dict[str, Any]:
+        """As stored in the run's metadata (the URI without credentials)."""
+        return {**dataclasses.asdict(self), "uri": redact(self.uri)}
+
     def message(self) -> str:
         """One line for the CLI or the Run page."""
         if not self.ok:
@@ -47,8 +73,18 @@ class TrackingResult:
         extra = f" (warnings: {'; '.join(self.warnings)})" if self.warnings else ""
         return (
             f"{self.tracker}: logged run {self.parent_id} with {len(self.strategy_ids)} "
-            f"strategies to {self.uri}, experiment {self.experiment!r}{extra}"
+            f"strategies to {redact(self.uri)}, experiment {self.experiment!r}{extra}"
         )
+
+
+def redact(uri: str) -> str:
+    """`uri` without a user name or password, for storing and showing."""
+    parts = urlsplit(uri)
+    if parts.password is None and parts.username is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def local_uri(folder: str | Path) -> str:
