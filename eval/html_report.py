@@ -135,6 +135,7 @@ def html_report(
             "column (costs: lowest). (=) not significantly different from the best (paired "
             "permutation test, p ≥ 0.05).</p>" + _table(sbs.display, best_cells=True)
         )
+        sections.extend(_judge_sections(view))
         rec = db.recommend(view, monthly_volume, metric, threshold, months)
         sections.append(
             f"<h2>Recommendation</h2><p class='note'>{monthly_volume:,} questions a month, "
@@ -180,6 +181,41 @@ def html_report(
         + "\n".join(sections)
         + "</body></html>"
     )
+
+
+def _judge_sections(view: db.RunView, shown: int = 50) -> list[str]:
+    """The judge against F1 (agreement, kappa, the first disagreements) and what judging cost;
+    nothing when the run was not judged."""
+    from eval.judge import agreement_by_strategy
+    from eval.judge_views import (
+        agreement_frame,
+        disagreement_frame,
+        judge_cost_frame,
+        judge_summary,
+    )
+
+    agreements = agreement_by_strategy(view.answers)
+    if not agreements:
+        return []
+    out = [
+        "<h2>Judge and F1</h2><p class='note'>Where the judge model and token F1 (right at "
+        "≥ 0.5) call answers differently; Cohen's kappa is agreement beyond chance.</p>"
+        + _table(agreement_frame(agreements))
+    ]
+    dis = disagreement_frame(agreements["all"])
+    if len(dis):
+        clipped = dis.head(shown).map(
+            lambda v: v[:117] + "…" if isinstance(v, str) and len(v) > 120 else v
+        )
+        out.append(
+            f"<p class='note'>{len(dis)} answers graded differently"
+            f"{f' (first {shown})' if len(dis) > shown else ''}.</p>" + _table(_fmt_frame(clipped))
+        )
+    out.append(
+        f"<p class='note'>{html.escape(judge_summary(view.run))}</p>"
+        + _table(judge_cost_frame(view.run))
+    )
+    return out
 
 
 def _config_text(run: Run) -> str:

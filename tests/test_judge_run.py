@@ -149,3 +149,81 @@ def test_cli_judge_with_the_tiny_model(mini_corpus, tmp_path, capsys):
         ["rescore", run_id, "--metrics", "judge", "--judge-model", "tiny", "--store", str(store)]
     )
     assert rc == 0 and "Judge (tiny):" in capsys.readouterr().out
+
+
+def test_html_report_has_the_judge_section(mini_corpus, tmp_path, scripted):
+    from eval.html_report import html_report
+
+    cfg = config(mini_corpus, tmp_path)
+    run_id = harness.run_comparison(cfg)
+    page = html_report(RunStore(cfg.store_path), run_id)
+    assert "<th>Judge</th>" in page  # the judge column of the side-by-side table
+    assert "Judge and F1" in page and "Cohen&#x27;s kappa" in page
+    assert "Judge (scripted):" in page and "not included in the strategies" in page
+    plain = harness.run_comparison(config(mini_corpus, tmp_path, metrics=["f1"]))
+    assert "Judge and F1" not in html_report(RunStore(cfg.store_path), plain)
+
+
+def test_compare_page_shows_judge_against_f1(mini_corpus, tmp_path, scripted, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import APP, frame, goto
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("ADAPTLAB_HOME", str(home))
+    cfg = config(mini_corpus, tmp_path, store_path=str(home / "runs.sqlite"))
+    harness.run_comparison(cfg)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    goto(at, "compare")
+    agree = frame(at, "Cohen's kappa")
+    assert list(agree["Strategy"]) == ["all", "fake"]
+    assert "Judge" in frame(at, "F1").columns  # the judge column of the side-by-side table
+    assert "Judge's reason" in frame(at, "Judge's reason").columns
+    assert list(frame(at, "Verdicts")["Judge model"]) == ["scripted"]
+
+
+def test_run_page_judge_and_tracking_reach_the_stored_run(mini_corpus, tmp_path, monkeypatch):
+    """Through the page and the background worker: the tiny model judges, MLflow logs."""
+    pytest.importorskip("mlflow", reason="optional: requirements-tracking.txt")
+    from streamlit.testing.v1 import AppTest
+
+    from eval.jobs import JobQueue
+    from tests.test_app import APP, goto, texts
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("ADAPTLAB_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["show_hidden_strategies"] = True
+    at.run()
+    goto(at, "run")
+    at.multiselect(key="strategies").set_value(["fake"]).run()
+    at.number_input(key="n_test").set_value(3).run()
+    at.number_input(key="retention_questions").set_value(0).run()
+    at.text_input(key="generator").set_value("tiny").run()
+    at.checkbox(key="judge_on").check().run()
+    at.text_input(key="judge_model").set_value("tiny").run()
+    at.number_input(key="judge_max_tokens").set_value(5).run()
+    at.toggle(key="track_on").set_value(True).run()
+    assert not at.exception and not at.error, texts(at.error)
+    at.button(key="run").click().run()
+    try:
+        snap = JobQueue(home / "runs.sqlite").wait(at.session_state["job_id"], timeout=300)
+        assert snap["status"] == "done", snap
+        run = RunStore(home / "runs.sqlite").get_run(snap["run_id"])
+        assert "judge" in run.config["metrics"] and run.config["judge"]["max_tokens"] == 5
+        assert run.results[0].extras["judge"]["verdicts"] == 3
+        assert run.meta["tracking"]["ok"], run.meta["tracking"]
+        assert (home / "mlruns" / "mlflow.db").exists()
+        goto(at, "compare")
+        assert "Logged to mlflow" in texts(at.caption)
+    finally:
+        from tests.test_app import worker_pid
+
+        pid = worker_pid(home / "runs.sqlite")
+        if pid:
+            import os
+            import signal
+
+            os.kill(pid, signal.SIGTERM)

@@ -8,6 +8,7 @@ from eval import charts, dashboards
 from eval.html_report import cli_command, html_report, run_config_yaml
 from eval.report import failures, metric_names
 from ui.common import home, metric_select, pick_run, store
+from ui.judge_tracking import judge_section, tracking_note
 
 st.title("Compare")
 run_id = pick_run("cmp_run", only_done=True)
@@ -23,6 +24,7 @@ st.caption(
     f"{split.get('test', '?')} test questions. Models: {models.get('generator', '—')} / "
     f"{models.get('embedder', '—')} on {meta.get('device', '?')}."
 )
+tracking_note(run)
 for name, err in failures(run):
     st.error(f"{name} failed: {err}")
 if run.error and run.status != "done":
@@ -52,6 +54,7 @@ with overview:
         "Quality: mean [95% bootstrap interval]. ★ best in the column. (=) the gap to the best "
         "is not significant (paired sign-flip test on the same questions, p ≥ 0.05)."
     )
+    judge_section(view)
 
     st.subheader("Recommendation")
     c1, c2, c3 = st.columns(3)

@@ -9,8 +9,10 @@ from core.config import ConfigError, ModelConfig, PriceTable
 from eval.config import RunConfig
 from eval.estimate import estimate_run
 from eval.jobs import RUN_KINDS, JobQueue, ensure_worker
+from eval.metrics import default_metrics
 from strategies import get_strategy_class, strategy_names
 from ui.common import home, selected_corpus, settings_form, store_path
+from ui.judge_tracking import judge_and_tracking_settings
 
 state = st.session_state
 st.title("Run")
@@ -89,6 +91,9 @@ with st.expander("Run settings"):
         )
     name = st.text_input("Label for the run (optional)", key="run_name")
 
+with st.expander("Judge and experiment tracking"):
+    use_judge, judge_settings, tracking_settings = judge_and_tracking_settings(home())
+
 strategy_settings = {}
 for strategy in chosen:
     with st.expander(f"{strategy} settings"):
@@ -108,6 +113,9 @@ try:
         n_test=int(n_test),
         retention_questions=int(retention),
         learning_curve=fractions,
+        metrics=[*default_metrics(), "judge"] if use_judge else [],
+        judge=judge_settings,
+        tracking=tracking_settings,
         name=name,
         store_path=str(store_path()),
         workdir=str(home() / "work"),
