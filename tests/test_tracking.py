@@ -134,3 +134,26 @@ def test_log_run_reads_back_with_mlflow_client(mini_corpus, tmp_path, monkeypatc
     assert names == {"report.html", "answers.csv"}
     csv_path = client.download_artifacts(parent.info.run_id, "answers.csv", str(tmp_path))
     assert Path(csv_path).read_bytes() == store.export_csv(run_id).encode("utf-8")
+
+
+def test_cli_track_and_run_track_flag(mini_corpus, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("mlflow", reason="optional: requirements-tracking.txt")
+    from eval.cli import main
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    corpus, qa = mini_corpus
+    store = tmp_path / "runs.sqlite"
+    args = ["run", "--corpus", str(corpus), "--qa", str(qa), "--strategies", "fake"]
+    args += ["--metrics", "f1", "--store", str(store), "--quiet", "--track", "mlflow"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "mlflow: logged run" in err and str(tmp_path / "mlruns") in err
+    run_id = RunStore(store).list_runs()[0]["id"]
+    tracked = RunStore(store).get_run(run_id).meta["tracking"]
+    assert tracked["ok"] and tracked["strategy_ids"].keys() == {"fake"}
+    # Logged again afterwards, to a second experiment; a broken URI is a warning and rc 1.
+    assert main(["track", run_id, "--store", str(store), "--experiment", "again"]) == 0
+    bad = ["track", run_id, "--store", str(store), "--track-uri", "nosuchscheme://x"]
+    assert main(bad) == 1
+    assert "warning: mlflow: not logged" in capsys.readouterr().err
+    assert RunStore(store).get_run(run_id).status == "done"
