@@ -236,13 +236,14 @@ class _Progress:
             return
         if self.quiet:
             return
-        if stage in ("answer", "train"):
+        if stage in ("answer", "train", "judge"):
             total = ev.get("total") or ev.get("steps")
             done = ev.get("done", ev.get("step", 0))
             key = (name, stage)
             if self.key != key:
                 self._close()
-                label = f"{name}: {'answering' if stage == 'answer' else 'training'}"
+                doing = {"answer": "answering", "train": "training", "judge": "judging"}[stage]
+                label = f"{name}: {doing}"
                 self.bar = self.tqdm(total=total, desc=label, file=sys.stderr, leave=True)
                 self.key = key
             if "loss" in ev:

@@ -276,6 +276,10 @@ def _run(
             result.extras.update(extras)
             if result.status == "done":
                 emit({"stage": "score", "strategy": label})
+                if judge is not None:
+                    judge.progress = lambda done, total, label=label: emit(
+                        {"stage": "judge", "strategy": label, "done": done, "total": total}
+                    )
                 result.metrics = _score(answers, config, embedder, judge)
                 if judge is not None:
                     result.extras["judge"] = attach_verdicts(judge, answers)

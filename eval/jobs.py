@@ -56,7 +56,7 @@ CANCEL_POLL_S = 0.2  # the cancel flag is read from the DB at most this often
 LOG_LINES = 50  # the stored log keeps this many last lines
 KEEP_JOBS_S = 30 * 86400  # finished jobs (not their runs) are forgotten after this
 RUN_KINDS = ("run", "resume")  # job kinds that make or continue a comparison run
-COUNTED = ("answer", "generate")  # stages whose events count done/total items
+COUNTED = ("answer", "generate", "judge")  # stages whose events count done/total items
 ROOT = Path(__file__).resolve().parents[1]  # the project folder, importable by the worker
 
 JOBS_SCHEMA = """

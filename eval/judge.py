@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -235,6 +236,8 @@ class Judge:
         self.model_name = model_name or getattr(generator, "name", "")
         self.verdicts: list[JudgeVerdict] = []
         self.cost = JudgeCost(self.model_name)
+        # Called as progress(done, total) after each batch: judging is slow next to scoring.
+        self.progress: Callable[[int, int], None] | None = None
 
     def prompt_for(self, item: ScoringItem) -> str:
         """The filled-in judge prompt for one scoring item."""
@@ -257,6 +260,8 @@ class Judge:
                 verdicts.append(JudgeVerdict(score, parse_rationale(g.text), g.text))
                 cost.prompt_tokens += int(g.prompt_tokens)
                 cost.output_tokens += int(g.output_tokens)
+            if self.progress is not None:
+                self.progress(len(verdicts), len(convs))
         if len(verdicts) != len(items):
             raise RuntimeError(f"the judge returned {len(verdicts)} replies for {len(items)}")
         cost.verdicts = len(verdicts)

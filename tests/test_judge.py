@@ -155,6 +155,11 @@ def test_judge_grades_keeps_verdicts_and_counts_cost():
     assert cost.prompt_tokens > 0 and cost.seconds >= 0
     # The question reaches the prompt.
     assert "Where do T cells mature?" in judge.prompt_for(ITEMS[0])
+    # Progress after every batch.
+    seen = []
+    judge.progress = lambda done, total: seen.append((done, total))
+    judge.grade(ITEMS)
+    assert seen == [(2, 3), (3, 3)]
 
 
 def test_judge_is_a_registered_metric_not_scored_by_default():

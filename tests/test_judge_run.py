@@ -71,7 +71,10 @@ def scripted(monkeypatch):
 
 def test_run_scores_judge_and_stores_rationales_and_cost(mini_corpus, tmp_path, scripted):
     cfg = config(mini_corpus, tmp_path)
-    run_id = harness.run_comparison(cfg)
+    events = []
+    run_id = harness.run_comparison(cfg, progress=events.append)
+    judged = [e for e in events if e["stage"] == "judge"]
+    assert judged and judged[-1]["done"] == judged[-1]["total"] and judged[-1]["strategy"] == "fake"
     store = RunStore(cfg.store_path)
     run = store.get_run(run_id)
     result = run.results[0]
