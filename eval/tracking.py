@@ -184,7 +184,9 @@ def _experiment_id(client: Any, uri: str, name: str) -> str:
     location = None
     if uri.startswith("sqlite:///"):  # a local folder: artifacts beside the database
         location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    # Classic runs with metrics, not GenAI traces: MLflow's UI opens on the runs table.
+    tags = {"mlflow.experimentKind": "custom_model_development"}
+    return client.create_experiment(name, artifact_location=location, tags=tags)
 
 
 def _log_mlflow(store: Any, run_id: str, uri: str, experiment: str) -> TrackingResult:

@@ -115,6 +115,7 @@ def test_log_run_reads_back_with_mlflow_client(mini_corpus, tmp_path, monkeypatc
 
     client = MlflowClient(tracking_uri=got.uri)
     exp = client.get_experiment_by_name("test-exp")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the runs table
     runs = client.search_runs([exp.experiment_id])
     by_name = {r.info.run_name: r for r in runs}
     assert set(by_name) == {"tracked", "fake"}
