@@ -443,6 +443,8 @@ def agreement_by_strategy(
 def attach_verdicts(judge: Judge, answers: list[Any], metric: str = "judge") -> dict[str, Any]:
     """Put the judge's latest verdicts into the scored answers' `details[metric]`; returns the
     judging cost as stored in the result's extras (apart from the strategy's own cost)."""
+    if not answers:  # nothing was graded: the judge still holds an earlier strategy's verdicts
+        return JudgeCost(judge.model_name).to_dict()
     if len(judge.verdicts) != len(answers):
         raise RuntimeError(f"{len(judge.verdicts)} verdicts for {len(answers)} answers")
     for a, v in zip(answers, judge.verdicts, strict=True):

@@ -331,3 +331,20 @@ def test_judge_views_frames_and_lines():
     line = judge_summary(run)
     assert line.startswith("Judge (tiny): 6 verdicts, 2 unreadable, 600 prompt + 60 output")
     assert judge_summary(SimpleNamespace(results=[result("x", {})])) == ""
+
+
+def test_attach_verdicts():
+    from core.types import Answer
+    from eval.judge import attach_verdicts
+    from eval.store import StoredAnswer
+
+    judge = Judge(FakeGenerator(REPLIES))
+    judge.grade(ITEMS)
+    answers = [
+        StoredAnswer("s", f"q{i}", "", [], Answer("", it.prediction)) for i, it in enumerate(ITEMS)
+    ]
+    cost = attach_verdicts(judge, answers)
+    assert cost["verdicts"] == 3 and answers[1].details["judge"]["rationale"] == "another organ."
+    assert attach_verdicts(judge, [])["verdicts"] == 0  # no answers: no stale verdicts
+    with pytest.raises(RuntimeError):
+        attach_verdicts(judge, answers[:2])
