@@ -126,11 +126,19 @@ class JudgeCost:
 # --- parsing the judge's reply -----------------------------------------------------------------
 
 _NUM = r"(\d+(?:\.\d+)?)"
-_VERDICT_LINE = re.compile(r"^\W*(?:final\s+)?(?:verdict|grade|judg(?:e)?ment)\W*(.*)$", re.I)
+_VERDICT_LINE = re.compile(r"^\W*(?:final\s+)?(?:verdict|grade|judg(?:e)?ment)[^\w-]*(.*)$", re.I)
 _SCORE = re.compile(
     rf"\b(?:score|rating)\b(?:\s+(?:is|of))?\W*{_NUM}\s*(?:(?:/|out\s+of)\s*{_NUM}|(%))?", re.I
 )
-_WORDS = [  # most specific first: "incorrect" and "not correct" contain "correct"
+# Most specific first: "incorrect" and "not correct" contain "correct". Outside a verdict line
+# only the correct/incorrect family counts: "right" and "true" turn up in restated facts.
+_WORDS = [
+    (re.compile(r"\b(?:partially|partly)\s+correct\b", re.I), 0.5),
+    (re.compile(r"\b(?:incorrect|wrong)\b", re.I), 0.0),
+    (re.compile(r"\b(?:not|isn't|is\s+not)\s+correct\b", re.I), 0.0),
+    (re.compile(r"\bcorrect\b", re.I), 1.0),
+]
+_LINE_WORDS = [
     (re.compile(r"\b(?:partially|partly)\s+(?:correct|right)\b", re.I), 0.5),
     (re.compile(r"\b(?:incorrect|wrong|false)\b", re.I), 0.0),
     (re.compile(r"\b(?:not|isn't|is\s+not)\s+(?:correct|right)\b", re.I), 0.0),
@@ -150,10 +158,10 @@ def _scaled(value: str, denominator: str | None, percent: str | None) -> float |
     return v if 0.0 <= v <= 1.0 else None
 
 
-def _verdict_word(text: str) -> float | None:
+def _verdict_word(text: str, words=_WORDS) -> float | None:
     """The grade named by the earliest verdict word in `text` ('partially correct' = 0.5)."""
     best: tuple[int, float] | None = None
-    for pattern, value in _WORDS:
+    for pattern, value in words:
         m = pattern.search(text)
         # The earliest match wins; on a tie the more specific pattern (listed first) does.
         if m and (best is None or m.start() < best[0]):
@@ -174,10 +182,10 @@ def parse_grade(text: str) -> float | None:
     for line in text.splitlines():
         m = _VERDICT_LINE.match(line)
         if m:
-            grade = _verdict_word(m.group(1))
+            grade = _verdict_word(m.group(1), _LINE_WORDS)
             if grade is not None:
                 return grade
-            num = re.match(rf"\W*{_NUM}\s*(?:/\s*{_NUM}|(%))?", m.group(1))
+            num = re.match(rf"[^\w-]*{_NUM}\s*(?:/\s*{_NUM}|(%))?", m.group(1))
             if num:
                 return _scaled(*num.groups())
     m = _SCORE.search(text)

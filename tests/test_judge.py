@@ -44,6 +44,8 @@ from eval.metrics import METRICS, ScoringItem, default_metrics, score_items
         ("The answer is not correct because it names the spleen.", 0.0),
         ("The candidate answer is wrong.", 0.0),
         ("The candidate's answer is correct.", 1.0),
+        ("Verdict: right", 1.0),
+        ("Verdict: false", 0.0),
         # The first verdict word decides when no labelled line exists.
         ("It is incorrect to call it correct.", 0.0),
         # A 'Verdict:' line wins over words elsewhere.
@@ -56,7 +58,18 @@ def test_parse_grade_reads_common_reply_shapes(reply, grade):
 
 @pytest.mark.parametrize(
     "reply",
-    ["", "   ", "I cannot decide.", "Score: 7", "Verdict: 12", "banana 42", "Verdict: maybe"],
+    [
+        "",
+        "   ",
+        "I cannot decide.",
+        "Score: 7",
+        "Verdict: 12",
+        "Verdict: -1",
+        "banana 42",
+        "Verdict: maybe",
+        "The right ventricle pumps blood to the lungs.",  # a restated fact, not a verdict
+        "It is true that T cells mature in the thymus.",
+    ],
 )
 def test_parse_grade_unreadable_is_none(reply):
     assert parse_grade(reply) is None
