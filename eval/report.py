@@ -130,6 +130,7 @@ def run_summary(run: Run) -> dict[str, Any]:
                 "cost": r.cost,
                 "error": r.error,
             }
+            | ({"judge_cost": r.extras["judge"]} if (r.extras or {}).get("judge") else {})
             for r in run.results
         },
     }

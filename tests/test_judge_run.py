@@ -135,7 +135,9 @@ def test_cli_judge_with_the_tiny_model(mini_corpus, tmp_path, capsys):
     rc = main(["run", *args, "--judge", "--json", str(tmp_path / "s.json")])
     out = capsys.readouterr().out
     assert rc == 0
-    run_id = json.loads((tmp_path / "s.json").read_text())["run_id"]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    run_id = summary["run_id"]
+    assert summary["strategies"]["fake"]["judge_cost"]["model"] == "tiny"  # apart from "cost"
     assert (
         "Judge"
         in out.splitlines()[
