@@ -9,16 +9,18 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from core.config import ConfigError
+from core.config import ConfigError, ModelConfig
+from core.qagen import METHODS
 from eval.config import RunConfig
-from eval.report import render_run, run_summary
 from eval.store import RunNotFound, RunStore
+from eval.views.tables import render_run, run_summary
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:  # long but flat: one declaration per flag
     p = argparse.ArgumentParser(prog="python -m eval", description="AdaptLab comparisons")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -29,15 +31,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--generate-qa",
         nargs="?",
-        const="cloze",
-        choices=["cloze", "model"],
+        const=METHODS[0],
+        choices=METHODS,
         help="no Q/A file: generate pairs from the corpus (cloze, the default, or model) and "
         "save them under workdir/generated_qa",
     )
-    run.add_argument("--strategies", help="comma-separated names, or 'all' (default: all four)")
+    run.add_argument(
+        "--strategies", help="comma-separated names, or 'all' (default: the default strategies)"
+    )
     run.add_argument("--generator", help="bundled alias, Hugging Face id or local folder")
     run.add_argument("--embedder", help="bundled alias, sentence-transformers id or folder")
-    run.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--device", choices=ModelConfig.choices_of("device"))
     run.add_argument("--n-test", type=int, help="use only the first N test questions")
     run.add_argument("--seed", type=int, help="seed of the split and the strategies")
     run.add_argument("--batch-size", type=int, help="questions generated together")
@@ -76,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     gq = sub.add_parser("generate-qa", help="generate question/answer pairs from a corpus")
     gq.add_argument("--corpus", required=True, help="folder of documents")
     gq.add_argument("-o", "--output", required=True, help="JSONL file to write")
-    gq.add_argument("--method", choices=["cloze", "model"], default="cloze")
+    gq.add_argument("--method", choices=METHODS, default=METHODS[0])
     gq.add_argument("--n", type=int, help="most pairs in total")
     gq.add_argument("--per-chunk", type=int, help="most pairs from one chunk")
     gq.add_argument("--seed", type=int, help="seed of the choices")
@@ -187,7 +191,7 @@ def _tracking_settings(args: argparse.Namespace, current: dict) -> dict:
 
 def _judge_lines(store: RunStore, run) -> str:
     """What the judge cost and how often it agrees with F1 ('' when the run was not judged)."""
-    from eval.judge_views import agreement_summary, judge_summary
+    from eval.views.judge import agreement_summary, judge_summary
 
     cost = judge_summary(run)
     if not cost:
@@ -271,12 +275,14 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "generate-qa":
             return _cmd_generate_qa(args)
-        if args.command in ("worker", "jobs"):
-            from eval import jobs
+        if args.command == "worker":
+            from eval.jobs import main_worker
 
-            if args.command == "worker":
-                return jobs.main_worker(args.store, args.idle_exit, args.once)
-            print(jobs.render_jobs(jobs.JobQueue(args.store).list_jobs(args.owner)))
+            return main_worker(args.store, args.idle_exit, args.once)
+        if args.command == "jobs":
+            from eval.jobs import JobQueue
+
+            print(render_jobs(JobQueue(args.store).list_jobs(args.owner)))
             return 0
         store = RunStore(args.store)
         if args.command == "show":
@@ -293,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 sys.stdout.write(text)
         elif args.command == "rescore":
-            from eval.harness import rescore
+            from eval.run import rescore
 
             judge = None
             if args.judge_model:
@@ -316,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from eval.harness import run_comparison
+    from eval.run import run_comparison
 
     config = build_config(args)
     store = RunStore(config.store_path)
@@ -335,9 +341,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate_qa(args: argparse.Namespace) -> int:
-    from core.config import ModelConfig
     from core.qagen import QAGenConfig, generate_qa, save_qa_jsonl
-    from eval.harness import read_corpus
+    from eval.run import read_corpus
 
     settings = {"method": args.method}
     for key in ("n", "per_chunk", "seed"):
@@ -360,3 +365,18 @@ def _cmd_generate_qa(args: argparse.Namespace) -> int:
         f"in {time.perf_counter() - t0:.2f} s -> {args.output}\nrejected: {rejected}"
     )
     return 0 if result.pairs else 1
+
+
+def render_jobs(jobs: list[dict[str, Any]]) -> str:
+    """One line per job (for `python -m eval jobs`)."""
+    lines = []
+    for j in jobs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j["created_at"]))
+        where = f"{j['strategy'] or 'run'}: {j['stage']}"
+        if j["total"]:
+            where += f" {j['done']}/{j['total']}"
+        lines.append(
+            f"{j['id']}  {when}  {j['status']:<11}  {j['run_id'] or j['kind']}  "
+            f"{j['owner'] or '-'}  {where}" + (f"  {j['error']}" if j["error"] else "")
+        )
+    return "\n".join(lines) or "no jobs"

@@ -49,6 +49,7 @@ class JudgeConfig(ConfigBase):
         "",
         "How the judge runs: empty = like the run's generator; 'transformers' (in process) or "
         "'openai' (an OpenAI-compatible server at base_url).",
+        choices=ENGINES,
     )
     base_url: str = option(
         "",
@@ -67,7 +68,6 @@ class JudgeConfig(ConfigBase):
     batch_size: int = option(8, "Answers graded together in one batch.")
 
     def validate(self) -> None:
-        check(self.engine in ENGINES, "judge.engine must be empty, 'transformers' or 'openai'")
         check(
             not self.api_key_env or self.api_key_env.replace("_", "").isalnum(),
             "judge.api_key_env must be the NAME of an environment variable, not the key",

@@ -8,16 +8,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.types import Answer
+from eval.db import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -141,17 +140,8 @@ class RunStore:
                     "ALTER TABLE strategy_results ADD COLUMN extras_json TEXT NOT NULL DEFAULT '{}'"
                 )
 
-    @contextmanager
     def _conn(self):
-        conn = sqlite3.connect(self.path, timeout=30)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA journal_mode = WAL")  # readers (the app) never block the writer
-        try:
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+        return connect(self.path)
 
     # --- writing -----------------------------------------------------------------------------
     def create_run(self, config: dict[str, Any], name: str = "") -> str:

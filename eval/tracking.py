@@ -35,7 +35,11 @@ INSTALL_HINT = "pip install -r requirements-tracking.txt"
 class TrackingConfig(ConfigBase):
     """Whether and where a finished run is logged to an experiment tracker."""
 
-    tracker: str = option("", "Log each stored run to an experiment tracker: '' (off) or 'mlflow'.")
+    tracker: str = option(
+        "",
+        "Log each stored run to an experiment tracker: '' (off) or 'mlflow'.",
+        choices=("", *TRACKERS),
+    )
     uri: str = option(
         "",
         "Tracking URI (e.g. http://127.0.0.1:5000). Empty: MLFLOW_TRACKING_URI, else a local "
@@ -45,7 +49,6 @@ class TrackingConfig(ConfigBase):
     experiment: str = option(DEFAULT_EXPERIMENT, "MLflow experiment the runs are logged under.")
 
     def validate(self) -> None:
-        check(self.tracker in ("", *TRACKERS), f"tracker must be empty or one of {TRACKERS}")
         check(bool(self.experiment), "tracking.experiment must be named")
 
 
@@ -260,7 +263,7 @@ def _log_mlflow(store: Any, run_id: str, uri: str, experiment: str) -> TrackingR
 
 def _log_artifacts(client: Any, store: Any, run_id: str, result: TrackingResult) -> None:
     """The HTML report and the answers CSV; a missing one is a warning, not a failure."""
-    from eval.html_report import html_report
+    from eval.views.html_report import html_report
 
     makers = {
         "report.html": lambda: html_report(store, run_id),

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from eval.harness import run_comparison
 from eval.jobs import JobQueue, worker_pid
+from eval.run import run_comparison
 from eval.store import RunStore
 from tests.conftest import DOCS
 from tests.test_harness import make_config
@@ -164,7 +164,7 @@ def test_estimate_then_run_in_the_worker(app, home):
     goto(app, "run")
     app.multiselect(key="strategies").set_value(["fake"]).run()
     app.number_input(key="n_test").set_value(5).run()
-    app.number_input(key="cpu_per_hour").set_value(3.6).run()
+    app.number_input(key="prices.cpu_per_hour").set_value(3.6).run()
     app.button(key="estimate").click().run()
     assert not app.exception
     assert not app.error, texts(app.error)

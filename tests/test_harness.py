@@ -7,10 +7,10 @@ import json
 import pytest
 
 from eval.config import RunConfig
-from eval.harness import rescore, run_comparison
 from eval.metrics import default_metrics
-from eval.report import cost_rows, quality_rows, render_run, run_summary
+from eval.run import rescore, run_comparison
 from eval.store import RunStore
+from eval.views.tables import cost_rows, quality_rows, render_run, run_summary
 
 COST_KEYS = [
     "prepare_s",
@@ -75,7 +75,7 @@ def test_all_strategies_end_to_end_are_stored(mini_corpus, tiny_models, tmp_path
     assert by["rag"].metrics["recall_at_k"]["n"] == 3
     assert by["system_prompt"].metrics["recall_at_k"]["n"] == 0  # closed book: not applicable
     assert by["lora"].cost["trainable_params"] > 0
-    assert by["lora"].prepare["details"]["loss_curve"]
+    assert by["lora"].prepare["training"]["step_log"]
     assert by["rag"].cost["artifact_mb"] > 0
     # progress covered every stage of every strategy
     stages = {(e.get("strategy"), e["stage"]) for e in events}
@@ -235,7 +235,7 @@ def test_resume_keeps_finished_strategies(mini_corpus, tiny_models, tmp_path):
 def test_retention_counts_facts_not_brevity_and_rescores_from_stored_answers(
     mini_corpus, tiny_models, tmp_path
 ):
-    from eval.harness import contains_gold, rescore_retention
+    from eval.run import contains_gold, rescore_retention
 
     assert contains_gold("The capital of France is Paris.", ("Paris",)) == 1.0
     assert contains_gold("Parisian", ("Paris",)) == 0.0  # whole words only

@@ -299,13 +299,13 @@ def test_agreement_by_strategy_from_stored_answers():
 def test_judge_views_frames_and_lines():
     from types import SimpleNamespace
 
-    from eval.judge_views import (
+    from eval.store import StrategyResult
+    from eval.views.judge import (
         agreement_frame,
         disagreement_frame,
         judge_cost_frame,
         judge_summary,
     )
-    from eval.store import StrategyResult
 
     a = judge_agreement(
         [

@@ -9,10 +9,12 @@ import json
 
 import pytest
 
-from eval import harness
+from eval import run as harness
 from eval.cli import main
 from eval.config import RunConfig
 from eval.judge import Judge, JudgeConfig, agreement_by_strategy
+from eval.run import scoring
+from eval.run.workbench import Workbench
 from eval.store import RunStore
 from tests.test_judge import FakeGeneration
 
@@ -65,7 +67,7 @@ def scripted(monkeypatch):
         made.append(cfg.judge)
         return Judge(ScriptedJudge(), cfg.judge, "scripted")
 
-    monkeypatch.setattr(harness, "_load_judge", load)
+    monkeypatch.setattr(scoring, "load_judge", load)
     return made
 
 
@@ -116,7 +118,7 @@ def test_rescore_judge_on_stored_answers(mini_corpus, tmp_path, scripted, monkey
     store = RunStore(cfg.store_path)
     before = {a.qid: a.answer.text for a in store.get_answers(run_id)}
     # Strategies never generate again: their class would fail if asked to.
-    monkeypatch.setattr(harness, "create_strategy", lambda *a, **k: pytest.fail("generated"))
+    monkeypatch.setattr(Workbench, "strategy", lambda *a, **k: pytest.fail("generated"))
     harness.rescore(store, run_id, ["judge"], judge_config=JudgeConfig(max_tokens=9))
     assert scripted[-1].max_tokens == 9
     run = store.get_run(run_id)
@@ -157,7 +159,7 @@ def test_cli_judge_with_the_tiny_model(mini_corpus, tmp_path, capsys):
 
 
 def test_html_report_has_the_judge_section(mini_corpus, tmp_path, scripted):
-    from eval.html_report import html_report
+    from eval.views.html_report import html_report
 
     cfg = config(mini_corpus, tmp_path)
     run_id = harness.run_comparison(cfg)
@@ -208,8 +210,8 @@ def test_run_page_judge_and_tracking_reach_the_stored_run(mini_corpus, tmp_path,
     at.number_input(key="retention_questions").set_value(0).run()
     at.text_input(key="generator").set_value("tiny").run()
     at.checkbox(key="judge_on").check().run()
-    at.text_input(key="judge_model").set_value("tiny").run()
-    at.number_input(key="judge_max_tokens").set_value(5).run()
+    at.text_input(key="judge.model").set_value("tiny").run()
+    at.number_input(key="judge.max_tokens").set_value(5).run()
     at.toggle(key="track_on").set_value(True).run()
     assert not at.exception and not at.error, texts(at.error)
     at.button(key="run").click().run()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from eval.config import RunConfig
-from eval.harness import run_comparison
+from eval.run import run_comparison
 from eval.store import RunStore, StrategyResult
 from eval.tracking import flatten, local_uri, log_run, resolve_uri, strategy_metrics
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from eval import charts, dashboards
-from eval.html_report import cli_command, html_report, run_config_yaml
-from eval.report import failures, metric_names
+from eval import views as dashboards
+from eval.views import charts
+from eval.views.html_report import cli_command, html_report, run_config_yaml
+from eval.views.tables import failures
 from ui.common import home, metric_select, pick_run, store
 from ui.judge_tracking import judge_section, tracking_note
 
@@ -33,7 +34,7 @@ if not view.main:
     st.info("No strategy of this run has finished yet.")
     st.stop()
 
-metrics = metric_names(run)
+metrics = dashboards.metric_names(run)
 metric = metric_select(metrics, "Quality metric for the charts", "cmp_metric")
 label = dashboards.metric_label(metric)
 
@@ -42,8 +43,7 @@ overview, cost_tab, tuning, questions, exports = st.tabs(
 )
 
 sbs = dashboards.side_by_side(view)
-trainers = [r.strategy for r in view.main if r.prepare.get("trainable_params")]
-be = dashboards.break_even(view, trainer=trainers[0] if trainers else "lora")
+be = dashboards.break_even(view)
 
 with overview:
     st.subheader("In short")
@@ -116,6 +116,10 @@ with tuning:
 
     st.subheader("Training loss")
     st.altair_chart(charts.loss_curve_chart(dashboards.loss_curves(view)), width="stretch")
+    trained = dashboards.throughput_rows(run)
+    if trained:
+        st.caption("Throughput of each training run (— where its log does not record it).")
+        st.dataframe(trained, hide_index=True, key="throughput_table")
 
     st.subheader("Retrieval recall@k")
     st.altair_chart(charts.recall_chart(dashboards.retrieval_recall(view)), width="stretch")

@@ -7,9 +7,9 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from eval import dashboards
+from eval import views as dashboards
 from eval.jobs import JobQueue, ensure_worker
-from eval.report import metric_names
+from eval.views import metric_names
 from ui.common import metric_select, run_label, store, store_path
 
 st.title("History")

@@ -4,62 +4,31 @@ from __future__ import annotations
 
 import streamlit as st
 
-from eval.judge import ENGINES, JudgeConfig
-from eval.judge_views import (
+from eval.judge import JudgeConfig
+from eval.tracking import TrackingConfig, local_uri
+from eval.views.judge import (
     agreement_frame,
     disagreement_frame,
     judge_cost_frame,
     judge_summary,
 )
-from eval.tracking import TrackingConfig, local_uri
+from ui.common import config_form
 
 
-def judge_and_tracking_settings(home) -> tuple[bool, dict, dict]:
-    """Run page widgets: (score the judge?, judge section, tracking section) for RunConfig."""
-    helps, track_helps = JudgeConfig.help(), TrackingConfig.help()
-    defaults = JudgeConfig()
-    use_judge = st.checkbox(
+def judge_and_tracking_settings(run_settings: dict, home) -> dict:
+    """Run page widgets; returns the RunConfig keys they set (metrics, judge, tracking)."""
+    from eval.metrics import default_metrics
+
+    out: dict = {}
+    if st.checkbox(
         "Score with a judge model",
         value=False,
         help="Adds the 'judge' metric: a model grades each answer against the gold answers "
         "and says why. Its cost is counted apart from the strategies'.",
         key="judge_on",
-    )
-    judge: dict = {}
-    if use_judge:
-        c1, c2 = st.columns(2)
-        judge["model"] = c1.text_input(
-            "Judge model (empty = the run's generator)", help=helps["model"], key="judge_model"
-        )
-        judge["engine"] = c2.selectbox(
-            "Judge engine",
-            list(ENGINES),
-            format_func=lambda e: e or "like the run",
-            help=helps["engine"],
-            key="judge_engine",
-        )
-        if judge["engine"] == "openai":
-            c3, c4 = st.columns(2)
-            judge["base_url"] = c3.text_input(
-                "Judge base URL", help=helps["base_url"], key="judge_base_url"
-            )
-            judge["api_key_env"] = c4.text_input(
-                "API key variable name", help=helps["api_key_env"], key="judge_key_env"
-            )
-        judge["max_tokens"] = int(
-            st.number_input(
-                "Judge max tokens",
-                min_value=1,
-                max_value=1024,
-                value=defaults.max_tokens,
-                help=helps["max_tokens"],
-                key="judge_max_tokens",
-            )
-        )
-        judge["prompt"] = st.text_area(
-            "Judge prompt", value=defaults.prompt, help=helps["prompt"], key="judge_prompt"
-        )
-    tracking: dict = {}
+    ):
+        out["metrics"] = [*(run_settings.get("metrics") or default_metrics()), "judge"]
+        out["judge"] = config_form(JudgeConfig(), "judge")
     if st.toggle(
         "Log the run to MLflow",
         value=False,
@@ -68,17 +37,16 @@ def judge_and_tracking_settings(home) -> tuple[bool, dict, dict]:
         "fails the run.",
         key="track_on",
     ):
-        tracking["tracker"] = "mlflow"
-        tracking["uri"] = st.text_input(
+        uri = st.text_input(
             "Tracking URI",
             value="",
             placeholder=local_uri(home / "mlruns"),
-            help=track_helps["uri"] + " Empty here: the app's own mlruns/ folder.",
+            help=TrackingConfig.help()["uri"] + " Empty here: the app's own mlruns/ folder.",
             key="track_uri",
         )
-        if not tracking["uri"]:
-            tracking["uri"] = local_uri(home / "mlruns")
-    return use_judge, judge, tracking
+        out["tracking"] = {**run_settings.get("tracking", {}), "tracker": "mlflow"}
+        out["tracking"]["uri"] = uri or local_uri(home / "mlruns")
+    return out
 
 
 def judge_section(view) -> None:

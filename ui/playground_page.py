@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from eval.playground import Playground
+from eval.run.playground import Playground
 from ui.common import home, pick_run, store
 
 st.title("Playground")
