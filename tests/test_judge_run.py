@@ -208,7 +208,7 @@ def test_run_page_judge_and_tracking_reach_the_stored_run(mini_corpus, tmp_path,
     at.multiselect(key="strategies").set_value(["fake"]).run()
     at.number_input(key="n_test").set_value(3).run()
     at.number_input(key="retention_questions").set_value(0).run()
-    at.text_input(key="generator").set_value("tiny").run()
+    at.text_input(key="models.generator").set_value("tiny").run()
     at.checkbox(key="judge_on").check().run()
     at.text_input(key="judge.model").set_value("tiny").run()
     at.number_input(key="judge.max_tokens").set_value(5).run()
