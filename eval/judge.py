@@ -313,8 +313,8 @@ def load_judge(run_models: ModelConfig, config: JudgeConfig) -> Judge:
     """A judge over the shared generator that `config` names (loaded on first use)."""
     from core.models import load_generator
 
-    models = judge_model_config(run_models, config)
-    return Judge(load_generator(models), config, models.generator)
+    # The generator's own name: the model id a server answers with, or the local model's.
+    return Judge(load_generator(judge_model_config(run_models, config)), config)
 
 
 # --- agreement with F1 -------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import streamlit as st
 from eval import views as dashboards
 from eval.views import charts
 from eval.views.html_report import cli_command, html_report, run_config_yaml
-from eval.views.tables import failures
+from eval.views.tables import failures, server_line
 from ui.common import home, metric_select, pick_run, store
 from ui.judge_tracking import judge_section, tracking_note
 
@@ -25,6 +25,8 @@ st.caption(
     f"{split.get('test', '?')} test questions. Models: {models.get('generator', '—')} / "
     f"{models.get('embedder', '—')} on {meta.get('device', '?')}."
 )
+if models.get("server"):
+    st.caption(f"Engine: {models.get('engine')}, {server_line(models['server'])}.")
 tracking_note(run)
 for name, err in failures(run):
     st.error(f"{name} failed: {err}")

@@ -1,4 +1,5 @@
-"""The judge and experiment tracking on the pages: Run page settings, Compare page section."""
+"""The judge, tracking and engine checks on the pages: Run page settings and the adapter-serving
+check, Compare page sections."""
 
 from __future__ import annotations
 
@@ -47,6 +48,18 @@ def judge_and_tracking_settings(run_settings: dict, home) -> dict:
         out["tracking"] = {**run_settings.get("tracking", {}), "tracker": "mlflow"}
         out["tracking"]["uri"] = uri or local_uri(home / "mlruns")
     return out
+
+
+@st.cache_data(ttl=30, show_spinner="Asking the server whether it serves adapters...")
+def unservable(models_json: str, strategies: tuple[str, ...]) -> str | None:
+    """Why the chosen trained strategies cannot run on the configured engine, or None; cached
+    briefly, since asking a server on every rerun of the page would be slow."""
+    import json
+
+    from core.config import ModelConfig
+    from strategies import unservable_strategies
+
+    return unservable_strategies(ModelConfig.from_dict(json.loads(models_json)), list(strategies))
 
 
 def judge_section(view) -> None:

@@ -11,7 +11,7 @@ from eval.jobs import RUN_KINDS, JobQueue, ensure_worker
 from eval.run.estimate import estimate_run
 from strategies import default_strategies, get_strategy_class, strategy_names
 from ui.common import config_form, home, selected_corpus, settings_form, store_path
-from ui.judge_tracking import judge_and_tracking_settings
+from ui.judge_tracking import judge_and_tracking_settings, unservable
 
 # RunConfig fields the Run page offers (dotted: inside a section); the others keep defaults.
 RUN_PAGE_FIELDS = [
@@ -22,6 +22,10 @@ RUN_PAGE_FIELDS = [
     "models.generator",
     "models.embedder",
     "models.device",
+    "models.engine",
+    "models.base_url",
+    "models.api_model",
+    "models.api_key_env",
     "prices.cpu_per_hour",
     "prices.gpu_per_hour",
     "name",
@@ -77,6 +81,9 @@ except ValueError as e:  # ConfigError is a ValueError; so is a fraction that is
     problem = f"Settings: {e}"
 if not chosen:
     problem = "Choose at least one strategy."
+elif config is not None:
+    # Said before the run starts: trained arms on a server that cannot serve adapters.
+    problem = unservable(config.models.to_json(), tuple(chosen))
 if problem:
     st.error(problem)
 

@@ -14,7 +14,7 @@ from eval import views as db
 from eval.config import RunConfig
 from eval.store import Run, RunStore
 from eval.views import charts
-from eval.views.tables import failures
+from eval.views.tables import failures, server_line
 from eval.views.training import throughput_rows
 
 # Inputs of the recommendation shown in the report (the app lets the user change them).
@@ -144,7 +144,11 @@ def _header(run: Run) -> list[str]:
         f"Models: {esc(str(models.get('generator', cfg_models.get('generator'))))}"
         f" / {esc(str(models.get('embedder', cfg_models.get('embedder'))))}"
         f" on {esc(str(meta.get('device', '?')))}",
-    ]
+    ] + (
+        [f"Engine: {esc(str(models.get('engine')))}, {esc(server_line(models['server']))}"]
+        if models.get("server")
+        else []
+    )
 
 
 def _findings(view, metric: str, monthly_volume: int, threshold: float, months: int) -> list[str]:
