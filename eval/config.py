@@ -17,6 +17,8 @@ from core.config import (
 )
 from core.qagen import QAGenConfig
 from eval.attribution import VerdictConfig
+from eval.judge import JudgeConfig
+from eval.tracking import TrackingConfig
 from strategies import default_strategies
 
 
@@ -44,7 +46,9 @@ class RunConfig(ConfigBase):
         label="Test questions (0 = the whole test split)",
     )
     batch_size: int = option(8, "Questions generated together in one batch.")
-    metrics: list[str] = option([], "Metrics to score (empty = every registered metric).")
+    metrics: list[str] = option(
+        [], "Metrics to score (empty = every default metric; 'judge' is scored when named)."
+    )
     prices: PriceTable = option(PriceTable, "Hourly prices that turn measured time into money.")
     store_path: str = option(".adaptlab/runs.sqlite", "SQLite file holding every run.")
     workdir: str = option(".adaptlab/work", "Folder for indexes, adapters and uploads.")
@@ -68,6 +72,12 @@ class RunConfig(ConfigBase):
         "Training-data fractions below 1 (e.g. [0.25, 0.5]) at which strategies that train are "
         "prepared and scored again: quality against the amount of training data.",
         label="Learning curve: training fractions (empty = off)",
+    )
+    judge: JudgeConfig = option(
+        JudgeConfig, "The model that grades answers for the 'judge' metric, and how it is asked."
+    )
+    tracking: TrackingConfig = option(
+        TrackingConfig, "Experiment tracking: log each stored run to MLflow."
     )
 
     def validate(self) -> None:

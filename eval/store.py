@@ -63,6 +63,15 @@ CREATE TABLE IF NOT EXISTS scores (
     PRIMARY KEY (run_id, strategy, qid, metric),
     FOREIGN KEY (run_id, strategy) REFERENCES strategy_results(run_id, strategy) ON DELETE CASCADE
 );
+CREATE TABLE IF NOT EXISTS details (  -- what a metric says beyond its score (judge: rationale)
+    run_id TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    qid TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    detail_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, strategy, qid, metric),
+    FOREIGN KEY (run_id, strategy) REFERENCES strategy_results(run_id, strategy) ON DELETE CASCADE
+);
 """
 
 
@@ -90,6 +99,8 @@ class StoredAnswer:
     golds: list[str]
     answer: Answer
     scores: dict[str, float | None] = field(default_factory=dict)
+    # Per metric, what it said beyond the score as JSON-safe data (the judge's verdict record).
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -222,6 +233,14 @@ class RunStore:
                 "INSERT INTO scores VALUES (?,?,?,?,?)",
                 [(run_id, a.strategy, a.qid, m, v) for a in answers for m, v in a.scores.items()],
             )
+            c.executemany(
+                "INSERT INTO details VALUES (?,?,?,?,?)",
+                [
+                    (run_id, a.strategy, a.qid, m, json.dumps(d))
+                    for a in answers
+                    for m, d in a.details.items()
+                ],
+            )
 
     def save_scores(
         self,
@@ -229,9 +248,19 @@ class RunStore:
         strategy: str,
         scores: dict[str, dict[str, float | None]],
         metrics: dict[str, dict[str, Any]],
+        details: dict[str, dict[str, dict[str, Any]]] | None = None,
     ) -> None:
-        """Add or replace per-question scores ({metric: {qid: value}}) and their aggregates."""
+        """Add or replace per-question scores ({metric: {qid: value}}), their aggregates and
+        per-question details ({metric: {qid: record}})."""
         with self._lock, self._conn() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO details VALUES (?,?,?,?,?)",
+                [
+                    (run_id, strategy, qid, m, json.dumps(d))
+                    for m, per_q in (details or {}).items()
+                    for qid, d in per_q.items()
+                ],
+            )
             c.executemany(
                 "INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?)",
                 [
@@ -333,9 +362,17 @@ class RunStore:
             srows = c.execute(
                 f"SELECT strategy, qid, metric, value FROM scores WHERE {where}", args
             ).fetchall()
+            drows = c.execute(
+                f"SELECT strategy, qid, metric, detail_json FROM details WHERE {where}", args
+            ).fetchall()
         scores: dict[tuple[str, str], dict[str, float | None]] = {}
         for s in srows:
             scores.setdefault((s["strategy"], s["qid"]), {})[s["metric"]] = s["value"]
+        details: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        for d in drows:
+            details.setdefault((d["strategy"], d["qid"]), {})[d["metric"]] = json.loads(
+                d["detail_json"]
+            )
         return [
             StoredAnswer(
                 strategy=a["strategy"],
@@ -344,6 +381,7 @@ class RunStore:
                 golds=json.loads(a["golds_json"]),
                 answer=Answer.from_dict(json.loads(a["answer_json"])),
                 scores=scores.get((a["strategy"], a["qid"]), {}),
+                details=details.get((a["strategy"], a["qid"]), {}),
             )
             for a in arows
         ]
@@ -363,20 +401,23 @@ class RunStore:
                 "golds": a.golds,
                 **a.answer.to_dict(),
                 "scores": a.scores,
+                "details": a.details,
             }
             for a in self.get_answers(run_id)
         ]
         return json.dumps(data, indent=2)
 
     def export_csv(self, run_id: str) -> str:
-        """One row per (strategy, question): answer, gold answers, tokens, latency, scores."""
+        """One row per (strategy, question): answer, gold answers, tokens, latency, scores, and
+        the rationale of metrics that give one (`<metric>_rationale`, e.g. the judge's)."""
         answers = self.get_answers(run_id)
         metrics = sorted({m for a in answers for m in a.scores})
+        reasoned = sorted({m for a in answers for m, d in a.details.items() if "rationale" in d})
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(
             ["strategy", "qid", "question", "answer", "golds", "prompt_tokens", "output_tokens"]
-            + ["latency_s", *metrics]
+            + ["latency_s", *metrics, *(f"{m}_rationale" for m in reasoned)]
         )
         for a in answers:
             w.writerow(
@@ -391,5 +432,6 @@ class RunStore:
                     f"{a.answer.cost.latency_s:.4f}",
                 ]
                 + ["" if a.scores.get(m) is None else f"{a.scores[m]:.4f}" for m in metrics]
+                + [a.details.get(m, {}).get("rationale", "") for m in reasoned]
             )
         return buf.getvalue()

@@ -11,7 +11,7 @@ from eval.views.decision import decide
 from eval.views.diagnostics import diagnose, power_rows
 from eval.views.display import cost_table, display_name, quality_table
 from eval.views.html_report import cli_command, html_report, run_config_yaml
-from eval.views.tables import failures
+from eval.views.tables import failures, server_line
 from ui.common import (
     corpus_name,
     hide_paths,
@@ -23,6 +23,7 @@ from ui.common import (
     pick_run,
     store,
 )
+from ui.judge_tracking import judge_section, tracking_note
 from ui.tables import show_frame, show_table
 
 st.title("Compare")
@@ -40,6 +41,9 @@ st.caption(
     f"Models: {models.get('generator', '—')} / {models.get('embedder', '—')} on "
     f"{meta.get('device', '?')}."
 )
+if models.get("server"):
+    st.caption(f"Engine: {models.get('engine')}, {server_line(models['server'])}.")
+tracking_note(run)
 for name, err in failures(run):
     st.error(f"{display_name(name)} failed: {hide_paths(err)}")
 if run.error and run.status != "done":
@@ -92,6 +96,7 @@ with overview:
         st.markdown("- " + md(sentence))
     st.subheader("Quality")
     show_table(quality_table(view, sbs, metric), "quality_table")
+    judge_section(view)  # the judge against F1, when the run was judged
     st.subheader("Cost")
     show_table(cost_table(view, int(volume), int(months)), "cost_table")
 

@@ -35,6 +35,7 @@ from ui.common import (
     store_path,
 )
 from ui.jobs_panel import active_runs, runs_in_progress
+from ui.judge_tracking import judge_and_tracking_settings, unservable
 
 # RunConfig fields the Run page offers (dotted: inside a section); the others keep defaults.
 RUN_PAGE_FIELDS = [
@@ -45,6 +46,10 @@ RUN_PAGE_FIELDS = [
     "models.generator",
     "models.embedder",
     "models.device",
+    "models.engine",
+    "models.base_url",
+    "models.api_model",
+    "models.api_key_env",
     "prices.cpu_per_hour",
     "prices.gpu_per_hour",
     "name",
@@ -118,6 +123,8 @@ page_defaults = RunConfig(
 )
 with st.expander("Run settings"):
     run_settings = config_form(page_defaults, "run", only=RUN_PAGE_FIELDS)
+with st.expander("Judge and experiment tracking"):
+    run_settings.update(judge_and_tracking_settings(run_settings, home()))
 
 strategy_settings = {}
 for strategy in chosen:
@@ -147,6 +154,9 @@ if not chosen:
     problem = "Choose at least one strategy."
 if inputs_problem:
     problem = f"The question/answer file cannot be used: {hide_paths(inputs_problem)}"
+if config is not None and not problem:
+    # Said before the run starts: trained arms on a server that cannot serve adapters.
+    problem = unservable(config.models.to_json(), tuple(chosen))
 if problem:
     st.error(problem)
 

@@ -18,11 +18,13 @@ from core.models import load_embedder
 from core.types import QAPair
 from eval.attribution import gold_passages
 from eval.config import RunConfig
+from eval.judge import attach_verdicts
+from eval.run import scoring
 from eval.run.measurement import Measured, StrategyMeasurement, answer_all
 from eval.run.oracle import measure_oracle
 from eval.run.provenance import git_hash, package_versions
 from eval.run.retention import load_general_set, retention, retention_scores
-from eval.run.scoring import needs_embedder, score
+from eval.run.scoring import needs_embedder, needs_judge, score
 from eval.run.workbench import Workbench
 from eval.store import Run, RunStore
 from strategies import baseline_strategy, get_strategy_class
@@ -63,12 +65,34 @@ def run_comparison(
     except RunCancelled:
         store.finish_run(run_id, "cancelled", "cancelled by the user")
         emit({"stage": "cancelled"})
+        _track(config, store, run_id, emit)
         return run_id
     except Exception as e:
         store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}")
         emit({"stage": "failed", "error": str(e)})
         raise
+    _track(config, store, run_id, emit)
+    emit({"stage": "done", "run_id": run_id})
     return run_id
+
+
+def _track(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn) -> None:
+    """Log the stored run to the configured tracker; a failure is a warning, never an error."""
+    if not config.tracking.tracker:
+        return
+    from eval.tracking import log_run
+
+    emit({"stage": "track", "tracker": config.tracking.tracker})
+    got = log_run(
+        store,
+        run_id,
+        tracker=config.tracking.tracker,
+        uri=config.tracking.uri or None,
+        home=store.path.parent,
+        experiment=config.tracking.experiment,
+    )
+    store.update_run(run_id, tracking=got.to_dict())
+    emit({"stage": "tracked", "ok": got.ok, "message": got.message()})
 
 
 def variants(
@@ -110,6 +134,7 @@ class _Comparison:
         if not self.bench.inputs.test:
             raise ValueError("the test split is empty: add Q/A pairs or raise test_fraction")
         self.embedder = load_embedder(config.models) if needs_embedder(config.metrics) else None
+        self.judge = scoring.load_judge(config) if needs_judge(config.metrics) else None
         uses_models = self.bench.models is not None
         self.general = load_general_set(config.retention_questions) if uses_models else []
         self.measurement = StrategyMeasurement(
@@ -123,7 +148,6 @@ class _Comparison:
         if uses_models and not self.oracle_done:
             self._oracle()
         self.store.finish_run(self.run_id, "done")
-        self.emit({"stage": "done", "run_id": self.run_id})
 
     def _store_meta(self) -> None:
         meta: dict[str, Any] = {
@@ -170,9 +194,15 @@ class _Comparison:
         config = self.config
         resamples, seed = config.bootstrap_resamples, config.split.seed
         self.emit({"stage": "score", "strategy": label})
+        if self.judge is not None:
+            self.judge.progress = lambda done, total: self.emit(
+                {"stage": "judge", "strategy": label, "done": done, "total": total}
+            )
         measured.result.metrics = score(
-            measured.answers, config.metrics, self.embedder, resamples, seed
+            measured.answers, config.metrics, self.embedder, resamples, seed, self.judge
         )
+        if self.judge is not None:  # the judge's cost, apart from the strategy's own
+            measured.result.extras["judge"] = attach_verdicts(self.judge, measured.answers)
         if measured.general_answers:
             texts = [a.text for a in measured.general_answers]
             measured.result.extras["retention"] = retention(

@@ -144,9 +144,12 @@ def rescore_oracle(
 ) -> OracleReading:
     """Score the stored oracle answers with `metrics` (kept beside earlier metrics) and
     summarise each with its bootstrap interval. Returns the same record, updated."""
-    from eval.metrics import ScoringItem, score_items
+    from eval.metrics import METRICS, ScoringItem, score_items
     from eval.stats import bootstrap_ci
 
+    # The ceiling is read on the answer-matching metrics; a judge would cost a generation per
+    # oracle answer on top of the strategies' own.
+    metrics = [m for m in metrics if not METRICS[m].needs_judge]
     qids = list(record.answers)
     items = [
         ScoringItem(

@@ -18,7 +18,7 @@ from eval.store import Run, RunStore
 from eval.views import charts
 from eval.views.decision import decide
 from eval.views.display import StrategyTable, cost_table, quality_table
-from eval.views.tables import failures
+from eval.views.tables import failures, server_line
 from eval.views.training import throughput_rows
 
 # Inputs of the recommendation shown in the report (the app lets the user change them).
@@ -172,7 +172,11 @@ def _header(run: Run, corpus_name: str | None = None) -> list[str]:
         f"Models: {esc(str(models.get('generator', cfg_models.get('generator'))))}"
         f" / {esc(str(models.get('embedder', cfg_models.get('embedder'))))}"
         f" on {esc(str(meta.get('device', '?')))}",
-    ]
+    ] + (
+        [f"Engine: {esc(str(models.get('engine')))}, {esc(server_line(models['server']))}"]
+        if models.get("server")
+        else []
+    )
 
 
 def _findings(view, metric: str, monthly_volume: int, threshold: float, months: int) -> list[str]:
@@ -196,6 +200,7 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
     )
     sections.append(_diagnostics_section(view))
     sections.append("<h2>Quality</h2>" + _rows_table(quality_table(view, sbs, metric)))
+    sections.extend(_judge_sections(view))
     sections.append("<h2>Cost</h2>" + _rows_table(cost_table(view, monthly_volume, months)))
     be = db.break_even(view)
     if be.x_max < monthly_volume:  # the chart covers the volume the decision is made for
@@ -258,6 +263,41 @@ def _diagnostics_section(view: db.RunView) -> str:
         out.append("<h3>Power</h3>" + _table(pd.DataFrame(power_rows(d))))
         out.append("<p class='note'>" + "<br>".join(esc(p.sentence()) for p in d.power) + "</p>")
     return "".join(out)
+
+
+def _judge_sections(view, shown: int = 50) -> list[str]:
+    """The judge against F1 (agreement, kappa, the first disagreements) and what judging cost;
+    nothing when the run was not judged."""
+    from eval.judge import agreement_by_strategy
+    from eval.views.judge import (
+        agreement_frame,
+        disagreement_frame,
+        judge_cost_frame,
+        judge_summary,
+    )
+
+    agreements = agreement_by_strategy(view.answers)
+    if not agreements:
+        return []
+    out = [
+        "<h2>Judge and F1</h2><p class='note'>Where the judge model and token F1 (right at "
+        "≥ 0.5) call answers differently; Cohen's kappa is agreement beyond chance.</p>"
+        + _table(agreement_frame(agreements))
+    ]
+    dis = disagreement_frame(agreements["all"])
+    if len(dis):
+        clipped = dis.head(shown).map(
+            lambda v: v[:117] + "…" if isinstance(v, str) and len(v) > 120 else v
+        )
+        out.append(
+            f"<p class='note'>{len(dis)} answers graded differently"
+            f"{f' (first {shown})' if len(dis) > shown else ''}.</p>" + _table(_fmt_frame(clipped))
+        )
+    out.append(
+        f"<p class='note'>{html.escape(judge_summary(view.run))}</p>"
+        + _table(judge_cost_frame(view.run))
+    )
+    return out
 
 
 def _config_text(run: Run) -> str:

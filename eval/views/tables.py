@@ -55,6 +55,15 @@ def render_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(out)
 
 
+def server_line(server: dict[str, Any]) -> str:
+    """'model M at URL (kind, version V)' from a run's stored server record."""
+    version = f", version {server['version']}" if server.get("version") else ""
+    return (
+        f"model {server.get('model_id', '?')} at {server.get('base_url', '?')} "
+        f"({server.get('kind', 'openai-compatible')}{version})"
+    )
+
+
 def render_run(run: Run) -> str:
     """The run's header, quality table, cost table and failures, as text."""
     meta = run.meta
@@ -73,6 +82,8 @@ def render_run(run: Run) -> str:
             f"Models: {models.get('generator')} / {models.get('embedder')} "
             f"(loaded in {models.get('load_s', 0):.1f} s, shared by all strategies)"
         )
+    if models.get("server"):
+        head.append(f"Engine: {models.get('engine')}, {server_line(models['server'])}")
     for err in corpus.get("errors", []):
         head.append(f"Refused file: {err['name']}: {err['reason']}")
     parts = [
@@ -108,6 +119,7 @@ def run_summary(run: Run) -> dict[str, Any]:
                 "cost": r.cost,
                 "error": r.error,
             }
+            | ({"judge_cost": r.extras["judge"]} if (r.extras or {}).get("judge") else {})
             for r in run.results
         },
     }
