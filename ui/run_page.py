@@ -17,7 +17,7 @@ from core.models import resolve_device
 from eval.config import RunConfig
 from eval.jobs import JobQueue, ensure_worker
 from eval.run.estimate import training_seconds
-from eval.run.inputs import preview_inputs
+from eval.run.inputs import preview_split
 from eval.views.display import display_name
 from eval.views.progress import duration, stage_words
 from strategies import default_strategies, get_strategy_class, strategy_names
@@ -72,7 +72,7 @@ st.caption(f"Corpus: **{corpus_name}**")
 
 @st.cache_data(show_spinner="Reading the corpus and its questions...", max_entries=16)
 def split_preview(corpus: str, qa: str) -> dict:
-    return preview_inputs(RunConfig(corpus=corpus, qa=qa, strategies=["system_prompt"]))
+    return preview_split(corpus, qa)
 
 
 preview = split_preview(str(corpus_path), str(qa_path))
