@@ -278,7 +278,7 @@ def test_compare_why_tab_shows_oracle_attribution_and_power(app, stored_run):
     assert len(power) == 2 and power["n"].astype(int).gt(0).all()  # each against the best
     caps = texts(app.caption)  # the tiny model scores 0 everywhere: no spread to judge from
     assert "questions detect a gap of" in caps or "no spread to judge power" in caps
-    assert "Contended" in frame(app, "F1").columns
+    assert "contended" in frame(app, "monthly").columns  # the flag sits with the costs
 
 
 def test_playground_answers_with_every_strategy(app, stored_run, home):

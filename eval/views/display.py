@@ -220,9 +220,10 @@ def cost_table(view: RunView, monthly_volume: int, months: int) -> StrategyTable
         printf = c.fmt.replace("{:,}", "%d").replace("{:", "%").replace("}", "")
         cols.append(ColumnSpec(c.key, title + unit, "number", printf))
     notes = [f"Prices from the run's price table, in {cur}."]
-    contended = [contended_mark(results[n]) for n in data["name"]]
-    if any(contended):  # wall-clock figures taken on a busy machine overstate the cost
-        data["contended"] = contended
+    # Wall-clock figures taken on a busy machine overstate the cost: flagged wherever the run
+    # measured it (runs stored before the CPU-time figures have no flag to show).
+    if any(results[n].get("contended") is not None for n in data["name"]):
+        data["contended"] = [contended_mark(results[n]) for n in data["name"]]
         cols.append(
             ColumnSpec(
                 "contended",
@@ -232,5 +233,6 @@ def cost_table(view: RunView, monthly_volume: int, months: int) -> StrategyTable
                 "well above CPU time per thread), so its times and prices read high.",
             )
         )
-        notes.append("Contended: costs measured while other work kept the machine busy.")
+        if any(data["contended"]):
+            notes.append("Contended: costs measured while other work kept the machine busy.")
     return StrategyTable(pd.DataFrame(data), cols, cur, notes)
