@@ -98,7 +98,8 @@ if run_id is not None:
             slots = {}
             for col, name in zip(st.columns(len(names)), names, strict=True):
                 with col:
-                    st.markdown(f"**{escape_markdown(display_name(name))}**", help=f"`{name}`")
+                    # A registry display name, or an uploaded adapter's safe file name (no URL).
+                    st.markdown(f"**{display_name(name)}**", help=f"`{name}`")
                     slots[name] = st.empty()
                     slots[name].caption("Waiting for its turn…")
             try:
