@@ -324,7 +324,7 @@ class Generator:
             text = tok.decode(kept, skip_special_tokens=True)
             # Every generated slot used and none a stop: the limit, not the model, ended it.
             cut = len(kept) == len(row) == max_new_tokens
-            results.append(Generation(text, len(prompt), int(n_out), cut))
+            results.append(Generation(text, len(prompt), int(n_out), truncated=cut))
         return results
 
     def _stop_ids(self) -> list[int]:

@@ -96,7 +96,8 @@ def test_upload_run_and_compare_in_the_browser(app_url, page, tmp_path):
     assert "F1" in table[0] and "F1 95% interval" in table[0], table[0]
     assert sorted(r[1] for r in table[1:]) == sorted(strategies), table
     open_tab(page, "Cost")
-    page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(state="visible")
+    # Every tab's charts are in the page; only the open tab's are visible.
+    page.locator('[data-testid="stVegaLiteChart"]:visible').first.wait_for()
     wait_for_any(page, ["Break-even", "Total cost"], fail=[], timeout=30)
     shoot(page, tmp_path, "page-compare-cost")
     open_tab(page, "Fine-tuning")

@@ -83,11 +83,11 @@ def chart_bars(page, title: str) -> list[dict[str, str]]:
 def test_why_tab_shows_attribution_and_power(served_run, page, tmp_path):
     url, run_id = served_run
     open_app(page, url, ready_text="Saved corpora", timeout=180)
-    go_to_page(page, "Compare", ready_text="Side by side", timeout=180)
+    go_to_page(page, "Compare", ready_text="Quality", timeout=180)
     open_tab(page, "Why")
     wait_for_text(page, "Oracle reading: the generator's ceiling")
     wait_for_text(page, "on 8 questions: the most any retrieval strategy can reach")
-    page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(state="visible")
+    page.locator('[data-testid="stVegaLiteChart"]:visible').first.wait_for()
 
     bars = chart_bars(page, "Why answers were right or wrong")
     by_strategy: dict[str, dict[str, int]] = {}
