@@ -153,6 +153,7 @@ def run_comparison(
     cancel: threading.Event | Callable[[], bool] | None = None,
     run_id: str | None = None,
     resume: bool = False,
+    owner: str = "",
 ) -> str:
     """Run every configured strategy over the test split and store the results; returns the id.
 
@@ -161,14 +162,15 @@ def run_comparison(
     the run between batches. Errors in one strategy are stored with
     that strategy and the others still run; errors before any strategy (bad corpus, bad Q/A
     file) mark the run failed and are raised. With `resume`, results already stored as done in
-    run `run_id` are kept and not run again (an interrupted run continues).
+    run `run_id` are kept and not run again (an interrupted run continues). A new run
+    belongs to `owner` (core.owners; "" = the operator).
     """
     store = store or RunStore(config.store_path)
     emit = progress or (lambda event: None)
     if run_id:  # created earlier (a queued job) or resumed: running again from now on
         store.set_status(run_id, "running")
     else:
-        run_id = store.create_run(config.to_dict(), config.name)
+        run_id = store.create_run(config.to_dict(), config.name, owner=owner)
     try:
         _run(config, store, run_id, emit, cancel, resume=resume)
     except RunCancelled:

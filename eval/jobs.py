@@ -43,6 +43,7 @@ from typing import Any
 
 from core.config import ModelConfig
 from core.files import write_text_atomic
+from core.owners import Access
 from core.qagen import QAGenConfig
 from eval.config import RunConfig
 from eval.store import RunStore
@@ -143,16 +144,17 @@ class JobQueue:
         Raises ConfigError for an invalid config.
         """
         config = _absolute_paths(config, self.path)
-        run_id = self.store.create_run(config.to_dict(), config.name)
+        run_id = self.store.create_run(config.to_dict(), config.name, owner=owner)
         self.store.set_status(run_id, "queued")
         return self._insert("run", run_id, config.to_dict(), owner)
 
-    def resume(self, run_id: str, owner: str = "") -> str:
+    def resume(self, run_id: str, owner: str = "", access: Access = Access()) -> str:
         """Queue a job that continues stored run `run_id`: strategies stored as done are kept,
-        the others run (again). Returns the job id. Raises RunNotFound for an unknown run and
-        ValueError when the run is queued, running, or done with every strategy."""
+        the others run (again). Returns the job id. Raises RunNotFound for an unknown run (or
+        one `access` does not see) and ValueError when the run is queued, running, or done
+        with every strategy."""
         self.mark_interrupted()
-        run = self.store.get_run(run_id)
+        run = self.store.get_run(run_id, access)
         if run.status in ("queued", "running"):
             raise ValueError(f"run {run_id} is already {run.status}; wait for it or cancel it")
         wanted = run.config.get("strategies", [])
@@ -256,14 +258,16 @@ class JobQueue:
             time.sleep(poll_s)
 
     # --- changing ----------------------------------------------------------------------------
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, access: Access = Access()) -> None:
         """Cancel a job: a queued one at once (its run marked cancelled), a running one at the
         worker's next check (between batches or training steps). Finished jobs are left as
-        they are. Raises JobNotFound for an unknown id."""
+        they are. Raises JobNotFound for an unknown id or one `access` does not see."""
         now = time.time()
         with self._conn() as c:
-            row = c.execute("SELECT run_id, status FROM jobs WHERE id=?", (job_id,)).fetchone()
-            if row is None:
+            row = c.execute(
+                "SELECT run_id, status, owner FROM jobs WHERE id=?", (job_id,)
+            ).fetchone()
+            if row is None or not access.sees(row["owner"]):
                 raise JobNotFound(job_id)
             # Conditional update: the worker may claim the job between the read and this write.
             n = c.execute(
@@ -275,6 +279,20 @@ class JobQueue:
                 c.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
         if n and row["run_id"]:
             self.store.finish_run(row["run_id"], "cancelled", "cancelled before it started")
+
+    def inputs_in_use(self) -> set[Path]:
+        """The corpus folders and Q/A files that queued or running jobs read (resolved), so
+        that nobody deletes them from under a job."""
+        self.mark_interrupted()
+        with self._conn() as c:
+            rows = c.execute(
+                "SELECT config_json FROM jobs WHERE status IN ('queued', 'running')"
+            ).fetchall()
+        used = set()
+        for r in rows:
+            payload = json.loads(r["config_json"])
+            used.update(Path(payload[k]).resolve() for k in ("corpus", "qa") if payload.get(k))
+        return used
 
     def mark_interrupted(self) -> int:
         """Mark running jobs whose worker process is gone, or whose heartbeat is older than

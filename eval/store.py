@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.owners import Access
 from core.types import Answer
 
 SCHEMA = """
@@ -29,7 +30,8 @@ CREATE TABLE IF NOT EXISTS runs (
     config_json TEXT NOT NULL,
     fingerprint TEXT,
     meta_json TEXT NOT NULL DEFAULT '{}',   -- corpus stats, split, models, versions, git hash
-    error TEXT
+    error TEXT,
+    owner TEXT NOT NULL DEFAULT ''    -- core.owners token; '' = the operator (CLI, older runs)
 );
 CREATE TABLE IF NOT EXISTS strategy_results (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -107,6 +109,7 @@ class Run:
     meta: dict[str, Any]
     error: str | None
     results: list[StrategyResult]
+    owner: str = ""
 
 
 class RunNotFound(KeyError):
@@ -129,6 +132,8 @@ class RunStore:
                 c.execute(
                     "ALTER TABLE strategy_results ADD COLUMN extras_json TEXT NOT NULL DEFAULT '{}'"
                 )
+            if "owner" not in {r[1] for r in c.execute("PRAGMA table_info(runs)")}:
+                c.execute("ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
 
     @contextmanager
     def _conn(self):
@@ -143,12 +148,14 @@ class RunStore:
             conn.close()
 
     # --- writing -----------------------------------------------------------------------------
-    def create_run(self, config: dict[str, Any], name: str = "") -> str:
+    def create_run(self, config: dict[str, Any], name: str = "", owner: str = "") -> str:
+        """A new run (status "running") of `owner` (core.owners; "" = the operator)."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         with self._lock, self._conn() as c:
             c.execute(
-                "INSERT INTO runs (id, name, status, created_at, config_json) VALUES (?,?,?,?,?)",
-                (run_id, name, "running", time.time(), json.dumps(config)),
+                "INSERT INTO runs (id, name, status, created_at, config_json, owner) "
+                "VALUES (?,?,?,?,?,?)",
+                (run_id, name, "running", time.time(), json.dumps(config), owner or ""),
             )
         return run_id
 
@@ -275,28 +282,35 @@ class RunStore:
                 (json.dumps(merged), run_id, strategy),
             )
 
-    def delete_run(self, run_id: str) -> None:
-        """Remove a run; its results, answers and scores go with it (ON DELETE CASCADE)."""
+    def delete_run(self, run_id: str, access: Access = Access()) -> None:
+        """Remove a run; its results, answers and scores go with it (ON DELETE CASCADE).
+        Raises RunNotFound, or core.owners.AccessDenied when `access` may not change it."""
         with self._lock, self._conn() as c:
+            row = c.execute("SELECT owner FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None or not access.sees(row["owner"]):
+                raise RunNotFound(run_id)
             c.execute("DELETE FROM runs WHERE id=?", (run_id,))
 
     # --- reading -----------------------------------------------------------------------------
-    def list_runs(self, limit: int = 200) -> list[dict[str, Any]]:
-        """Newest first: id, name, status, times, fingerprint, strategies."""
+    def list_runs(self, limit: int = 200, access: Access = Access()) -> list[dict[str, Any]]:
+        """Newest first: id, name, status, times, fingerprint, owner, strategies; only the
+        runs `access` sees (every run by default)."""
+        where, args = ("", []) if access.only is None else ("WHERE r.owner=?", [access.only])
         with self._conn() as c:
             rows = c.execute(
                 "SELECT r.id, r.name, r.status, r.created_at, r.finished_at, r.fingerprint, "
-                "group_concat(s.strategy) AS strategies FROM runs r "
-                "LEFT JOIN strategy_results s ON s.run_id = r.id "
+                "r.owner, group_concat(s.strategy) AS strategies FROM runs r "
+                f"LEFT JOIN strategy_results s ON s.run_id = r.id {where} "
                 "GROUP BY r.id ORDER BY r.created_at DESC LIMIT ?",
-                (limit,),
+                (*args, limit),
             ).fetchall()
         return [dict(r) for r in rows]
 
-    def get_run(self, run_id: str) -> Run:
+    def get_run(self, run_id: str, access: Access = Access()) -> Run:
+        """The stored run; raises RunNotFound when there is none that `access` sees."""
         with self._conn() as c:
             r = c.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
-            if r is None:
+            if r is None or not access.sees(r["owner"]):
                 raise RunNotFound(run_id)
             srows = c.execute(
                 "SELECT * FROM strategy_results WHERE run_id=? ORDER BY position", (run_id,)
@@ -325,6 +339,7 @@ class RunStore:
             meta=json.loads(r["meta_json"]),
             error=r["error"],
             results=results,
+            owner=r["owner"],
         )
 
     def get_answers(self, run_id: str, strategy: str | None = None) -> list[StoredAnswer]:
@@ -362,6 +377,7 @@ class RunStore:
 
         run = self.get_run(run_id)
         data = asdict(run)
+        del data["owner"]  # the owner token is a private link: never in a file that travels
         data["answers"] = [
             {
                 "strategy": a.strategy,

@@ -18,6 +18,7 @@ from tests.conftest import DOCS
 from tests.test_harness import make_config
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+OWNER = "test-owner-token-0001"  # the app's visitor; runs made here belong to them
 
 
 @pytest.fixture
@@ -34,6 +35,7 @@ def home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def app(home):
     at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["owner"] = OWNER
     at.session_state["show_hidden_strategies"] = True
     at.run()
     return at
@@ -72,7 +74,7 @@ def stored_run(home, mini_corpus, tiny_models, tmp_path):
         store_path=str(home / "runs.sqlite"),
         workdir=str(home / "work"),
     )
-    return run_comparison(cfg)
+    return run_comparison(cfg, owner=OWNER)
 
 
 def test_corpus_page_starts_on_the_sample(app):
@@ -243,7 +245,7 @@ def test_history_filters_compares_and_deletes(
         store_path=str(home / "runs.sqlite"),
         workdir=str(home / "work"),
     )
-    other = run_comparison(cfg)
+    other = run_comparison(cfg, owner=OWNER)
     goto(app, "history")
     assert len(frame(app, "Run")) == 2
     app.text_input(key="hist_text").set_value("lora").run()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
-import uuid
 from pathlib import Path
 
 import streamlit as st
 
 from core.config import ConfigBase, ConfigError
+from core.owners import Access, new_owner, valid_owner
 from core.uploads import LIMITS_FILE, UploadLimits, load_limits
 from eval.store import RunStore
 from strategies import get_strategy_class
@@ -38,10 +38,38 @@ def upload_limits() -> UploadLimits:
         return UploadLimits()
 
 
+def current_owner() -> str:
+    """This visitor's owner token, kept in the page URL (`?owner=...`) so it survives reloads.
+
+    Created on the first visit. The URL is then a private link: whoever opens it sees and
+    changes this owner's runs, jobs and corpora. Streamlit drops query parameters when the page
+    changes, so the token is also kept in the session and written back into the URL.
+    """
+    state = st.session_state
+    token = st.query_params.get("owner")
+    if not valid_owner(token):
+        token = state.get("owner") if valid_owner(state.get("owner")) else new_owner()
+    if st.query_params.get("owner") != token:
+        st.query_params["owner"] = token
+    state.owner = token
+    return token
+
+
+def access() -> Access:
+    """What this visitor may see and change (their own work, or all of it in a team workspace).
+
+    A broken workspace setting stops the page: guessing either way would be wrong."""
+    try:
+        return Access.for_owner(current_owner(), home())
+    except ValueError as e:
+        st.error(f"Workspace setting: {e}")
+        st.stop()
+
+
 def init_state() -> None:
     """Session defaults; called at the top of every run of the app."""
     state = st.session_state
-    state.setdefault("session_id", uuid.uuid4().hex[:12])
+    current_owner()
     state.setdefault("corpus_id", None)
     state.setdefault("job_id", None)
     state.setdefault("run_id", None)
@@ -59,7 +87,7 @@ def run_label(r: dict) -> str:
 
 def pick_run(key: str, only_done: bool = False) -> str | None:
     """A run selector defaulting to this session's latest run; None when there is none."""
-    runs = store().list_runs()
+    runs = store().list_runs(access=access())
     if only_done:
         runs = [r for r in runs if r["status"] in ("done", "interrupted", "cancelled")]
     if not runs:
@@ -133,7 +161,7 @@ def selected_corpus() -> tuple[Path, Path | None, str] | None:
 
     library = corpus_library()
     try:
-        entry = library.get(st.session_state.get("corpus_id") or "sample")
+        entry = library.get(st.session_state.get("corpus_id") or "sample", access())
     except CorpusNotFound:  # deleted in another tab
         st.session_state.corpus_id = None
         entry = library.sample()

@@ -12,7 +12,14 @@ from core.uploads import DOC_TYPES, QA_TYPES
 from eval.config import RunConfig
 from eval.harness import preview_corpus, preview_inputs, read_corpus
 from eval.jobs import JobQueue, ensure_worker
-from ui.common import corpus_library, selected_corpus, store_path, upload_limits
+from ui.common import (
+    access,
+    corpus_library,
+    current_owner,
+    selected_corpus,
+    store_path,
+    upload_limits,
+)
 
 state = st.session_state
 LIMITS = upload_limits()
@@ -101,6 +108,7 @@ with upload:
                     [(f.name, f.getvalue()) for f in docs],
                     (qa_upload.name, qa_upload.getvalue()) if qa_upload else None,
                     LIMITS,
+                    owner=current_owner(),
                 )
             except ValueError as e:
                 st.error(str(e))
@@ -112,20 +120,24 @@ with upload:
                 st.success(f"Saved **{entry.name}**; it is now the selected corpus.")
 
 with pick:
-    entries = library.list()
+    entries = library.list(access())
     ids = [e.id for e in entries]
     names = {e.id: f"{e.name} ({e.n_docs} documents{', Q/A' if e.has_qa else ''})" for e in entries}
     index = ids.index(state.corpus_id) if state.corpus_id in ids else 0
     chosen = st.selectbox("Corpus", ids, index=index, format_func=names.get, key="corpus_pick")
     state.corpus_id = chosen
-    entry = library.get(chosen)
+    entry = library.get(chosen, access())
     if not entry.builtin:
         with st.popover("Delete this corpus"):
             st.write("Runs made with it stay in History, but cannot be reopened in the Playground.")
             if st.button("Delete for good", key="corpus_delete"):
-                library.delete(chosen)
-                state.corpus_id = None
-                st.rerun()
+                try:
+                    library.delete(chosen, access(), queue.inputs_in_use())
+                except ValueError as e:  # a job reads it, or it is not this owner's
+                    st.error(str(e))
+                else:
+                    state.corpus_id = None
+                    st.rerun()
 
 selection = selected_corpus()
 if selection is not None:
@@ -185,7 +197,7 @@ if selection is not None:
             if config.method == "model":
                 # Minutes with a capable model: the worker writes the pairs, this page polls.
                 state.qagen_job = queue.submit_qagen(
-                    corpus_path, config, models, owner=state.session_id
+                    corpus_path, config, models, owner=current_owner()
                 )
                 state.qagen_for = chosen
                 ensure_worker(store_path())
@@ -212,7 +224,7 @@ if selection is not None:
         if st.button("Save these pairs", type="primary", key="gen_save"):
             try:
                 pairs = records_to_pairs(records)
-                library.set_qa(chosen, pairs)
+                library.set_qa(chosen, pairs, access())
             except ValueError as e:
                 st.error(str(e))
             else:

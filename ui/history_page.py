@@ -10,12 +10,12 @@ import streamlit as st
 from eval import dashboards
 from eval.jobs import JobQueue, ensure_worker
 from eval.report import metric_names
-from ui.common import metric_select, run_label, store, store_path
+from ui.common import access, current_owner, metric_select, run_label, store, store_path
 
 st.title("History")
 state = st.session_state
 s = store()
-runs = s.list_runs()
+runs = s.list_runs(access=access())
 if not runs:
     st.info("No runs yet.")
     st.stop()
@@ -58,7 +58,7 @@ if b1.button("Open in Compare", key="hist_open"):
     state.run_id = picked
     st.switch_page("ui/compare_page.py")
 if status == "interrupted" and b2.button("Resume", key="hist_resume"):
-    state.job_id = JobQueue(store_path()).resume(picked, owner=state.session_id)
+    state.job_id = JobQueue(store_path()).resume(picked, owner=current_owner(), access=access())
     ensure_worker(store_path())
     st.success("Resumed: finished strategies are kept; follow it on the Run page.")
 with b3.popover("Delete"):
@@ -67,7 +67,7 @@ with b3.popover("Delete"):
         if status in ("running", "queued"):
             st.error("Cancel the run first: it is still running.")
         else:
-            s.delete_run(picked)
+            s.delete_run(picked, access())
             if state.get("run_id") == picked:
                 state.run_id = None
             st.rerun()

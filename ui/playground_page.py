@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from eval.playground import Playground
-from ui.common import home, pick_run, store
+from ui.common import current_owner, home, pick_run, store
 
 st.title("Playground")
 st.caption(
@@ -44,7 +44,7 @@ if run_id is not None:
                 try:
                     if upload is not None:
                         name = upload.name.removesuffix(".zip")
-                        dest = home() / "adapters" / state.session_id / name
+                        dest = home() / "adapters" / current_owner() / name
                         path = unpack_adapter_zip(upload.getvalue(), dest)
                     else:
                         path, name = Path(folder.strip()).expanduser(), Path(folder.strip()).name

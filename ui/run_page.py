@@ -10,7 +10,7 @@ from eval.config import RunConfig
 from eval.estimate import estimate_run
 from eval.jobs import RUN_KINDS, JobQueue, ensure_worker
 from strategies import get_strategy_class, strategy_names
-from ui.common import home, selected_corpus, settings_form, store_path
+from ui.common import current_owner, home, selected_corpus, settings_form, store_path
 
 state = st.session_state
 st.title("Run")
@@ -153,10 +153,10 @@ if est:
     )
 
 st.subheader("Launch")
-mine = queue.list_jobs(owner=state.session_id, kinds=RUN_KINDS)
+mine = queue.list_jobs(owner=current_owner(), kinds=RUN_KINDS)
 active = [j for j in mine if j["status"] in ("queued", "running")]
 if st.button("Run comparison", type="primary", disabled=config is None or bool(problem), key="run"):
-    state.job_id = queue.submit(config, owner=state.session_id)
+    state.job_id = queue.submit(config, owner=current_owner())
     state.run_id = queue.get(state.job_id)["run_id"]
     ensure_worker(store_path())
     st.rerun()
@@ -165,7 +165,7 @@ if st.button("Run comparison", type="primary", disabled=config is None or bool(p
 @st.fragment(run_every=1.0)
 def progress_panel():
     """Polls this session's jobs from the store; a reload or a second tab sees the same."""
-    jobs = queue.list_jobs(owner=state.session_id, kinds=RUN_KINDS)
+    jobs = queue.list_jobs(owner=current_owner(), kinds=RUN_KINDS)
     if not jobs:
         return
     for job in jobs[:5]:
@@ -191,7 +191,7 @@ def progress_panel():
         elif status == "interrupted":
             st.warning(f"{head}: the worker stopped; finished strategies are kept.")
             if st.button("Resume", key=f"resume_{job['id']}"):
-                state.job_id = queue.resume(job["run_id"], owner=state.session_id)
+                state.job_id = queue.resume(job["run_id"], owner=current_owner())
                 ensure_worker(store_path())
         else:
             st.success(f"{head}. Open the Compare page to read the results.")
