@@ -144,9 +144,11 @@ class JobQueue:
         Raises ConfigError for an invalid config.
         """
         config = _absolute_paths(config, self.path)
-        run_id = self.store.create_run(config.to_dict(), config.name, owner=owner)
-        self.store.set_status(run_id, "queued")
-        return self._insert("run", run_id, config.to_dict(), owner)
+        with self._conn() as c:  # one transaction: never a run without its job, nor the reverse
+            run_id = self.store.create_run(
+                config.to_dict(), config.name, owner=owner, status="queued", conn=c
+            )
+            return self._insert("run", run_id, config.to_dict(), owner, conn=c)
 
     def resume(self, run_id: str, owner: str = "", access: Access = Access()) -> str:
         """Queue a job that continues stored run `run_id`: strategies stored as done are kept,
@@ -162,8 +164,9 @@ class JobQueue:
         if run.status == "done" and all(s in kept for s in wanted):
             raise ValueError(f"run {run_id} finished every strategy: nothing to resume")
         config = RunConfig.from_dict({**run.config, "store_path": str(self.path)})
-        self.store.set_status(run_id, "queued")
-        return self._insert("resume", run_id, config.to_dict(), owner)
+        with self._conn() as c:
+            self.store.set_status(run_id, "queued", conn=c)
+            return self._insert("resume", run_id, config.to_dict(), owner, conn=c)
 
     def submit_qagen(
         self, corpus: str | Path, config: QAGenConfig, models: ModelConfig, owner: str = ""
@@ -192,23 +195,34 @@ class JobQueue:
     def _result_path(self, job_id: str) -> Path:
         return self.path.parent / "qagen" / f"{job_id}.json"
 
-    def _insert(self, kind: str, run_id: str | None, payload: dict[str, Any], owner: str) -> str:
+    def _insert(
+        self,
+        kind: str,
+        run_id: str | None,
+        payload: dict[str, Any],
+        owner: str,
+        conn: sqlite3.Connection | None = None,
+    ) -> str:
         job_id = uuid.uuid4().hex[:12]
+        row = (
+            job_id,
+            str(owner or ""),
+            kind,
+            "queued",
+            run_id,
+            json.dumps(payload),
+            time.time(),
+            json.dumps([f"{time.strftime('%H:%M:%S')} {kind}: queued"]),
+        )
+        sql = (
+            "INSERT INTO jobs (id, owner, kind, status, run_id, config_json, created_at, "
+            "log_json) VALUES (?,?,?,?,?,?,?,?)"
+        )
+        if conn is not None:
+            conn.execute(sql, row)
+            return job_id
         with self._conn() as c:
-            c.execute(
-                "INSERT INTO jobs (id, owner, kind, status, run_id, config_json, created_at, "
-                "log_json) VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    job_id,
-                    str(owner or ""),
-                    kind,
-                    "queued",
-                    run_id,
-                    json.dumps(payload),
-                    time.time(),
-                    json.dumps([f"{time.strftime('%H:%M:%S')} {kind}: queued"]),
-                ),
-            )
+            c.execute(sql, row)
         return job_id
 
     # --- reading -----------------------------------------------------------------------------

@@ -61,6 +61,8 @@ def test_store_lists_opens_and_deletes_only_the_owners_runs(tmp_path):
     a = store.create_run({"strategies": []}, "a", owner=ALICE)
     b = store.create_run({"strategies": []}, "b", owner=BOB)
     cli = store.create_run({"strategies": []}, "cli")
+    for run_id in (a, b, cli):
+        store.finish_run(run_id, "done")
     assert [r["id"] for r in store.list_runs(access=Access(ALICE))] == [a]
     assert {r["id"] for r in store.list_runs()} == {a, b, cli}  # the operator sees all
     assert {r["id"] for r in store.list_runs(access=Access(ALICE, team=True))} == {a, b, cli}
@@ -69,7 +71,7 @@ def test_store_lists_opens_and_deletes_only_the_owners_runs(tmp_path):
         store.get_run(b, Access(ALICE))
     with pytest.raises(RunNotFound):
         store.delete_run(b, Access(ALICE))
-    assert store.get_run(b).status == "running"  # still there
+    assert store.get_run(b).status == "done"  # still there
     assert '"owner"' not in store.export_json(a)  # the private link never travels in a file
     store.delete_run(b, Access(ALICE, team=True))
     with pytest.raises(RunNotFound):
