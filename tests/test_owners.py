@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from core.corpora import CorpusLibrary, CorpusNotFound
 from core.owners import Access, AccessDenied, new_owner, valid_owner, workspace_mode
 from core.uploads import UploadLimits
+from eval.artifacts import run_dir
 from eval.jobs import JobNotFound, JobQueue, worker_pid
 from eval.store import RunNotFound, RunStore
 
@@ -199,17 +200,23 @@ def test_first_visit_gets_an_owner_that_survives_reload_and_page_changes(home):
 
 def test_two_owners_neither_see_nor_delete_each_others_runs(home):
     store = RunStore(home / "runs.sqlite")
-    a = store.create_run({"strategies": ["fake"]}, "alice's", owner=ALICE)
-    b = store.create_run({"strategies": ["fake"]}, "bob's", owner=BOB)
-    for r in (a, b):
+    config = {"strategies": ["fake"], "workdir": str(home / "work")}
+    a = store.create_run(config, "alice's", owner=ALICE)
+    b = store.create_run(config, "bob's", owner=BOB)
+    for r, size in ((a, 2048), (b, 1024)):
         store.finish_run(r, "done")
+        run_dir(home / "work", r).mkdir(parents=True)
+        (run_dir(home / "work", r) / "adapter.bin").write_bytes(b"0" * size)
     alice = history(visit(ALICE))
     assert shown_runs(alice) == {a}
+    assert "2.0 KB for the files of these runs" in alice.caption[0].value
+    assert "3.0 KB for every run" in alice.caption[0].value
     bob = history(visit(BOB))
     assert shown_runs(bob) == {b}
     bob.button(key="hist_delete").click().run()  # Bob deletes the only run he can pick
     assert not bob.exception
     assert [r["id"] for r in store.list_runs()] == [a]  # Alice's run is untouched
+    assert not run_dir(home / "work", b).exists() and run_dir(home / "work", a).exists()
     stranger = history(visit(new_owner()))
     assert "No runs yet" in " ".join(i.value for i in stranger.info)
 

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from eval import dashboards
+from eval.artifacts import disk_usage, human_bytes
 from eval.jobs import JobQueue, ensure_worker
 from eval.report import metric_names
 from ui.common import access, current_owner, metric_select, run_label, store, store_path
@@ -19,6 +20,11 @@ runs = s.list_runs(access=access())
 if not runs:
     st.info("No runs yet.")
     st.stop()
+mine, everyone = disk_usage(s.run_folders(access())), disk_usage(s.run_folders())
+st.caption(
+    f"Disk: {human_bytes(mine)} for the files of these runs (adapters, indexes, merged models), "
+    f"{human_bytes(everyone)} for every run on this server. Deleting a run deletes its files."
+)
 
 c1, c2 = st.columns([1, 2])
 statuses = sorted({r["status"] for r in runs})
