@@ -35,6 +35,11 @@ def run_dir(workdir: str | Path, run_id: str) -> Path:
     return Path(workdir).resolve() / RUNS / run_id
 
 
+def merged_dir(workdir: str | Path, run_id: str, label: str) -> Path:
+    """Where the merged full model of run `run_id`'s strategy `label` is kept (not created)."""
+    return run_dir(workdir, run_id) / MERGED / label_folder(label)
+
+
 def label_folder(label: str) -> str:
     """A folder name for a strategy label ("lora@50%" -> "lora_50_"), never empty."""
     return _UNSAFE.sub("_", label).strip(".") or "_"
