@@ -22,9 +22,25 @@ class ConfigError(ValueError):
     """A configuration value is out of range or of the wrong kind; the message says which."""
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
-    """A dataclass field carrying its help text. Mutable defaults go through default_factory."""
-    meta = {"help": help}
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    choices: list[Any] | tuple[Any, ...] | None = None,
+    label: str = "",
+    **kwargs: Any,
+) -> Any:
+    """A dataclass field carrying its help text. Mutable defaults go through default_factory.
+
+    `choices` declares the only values allowed (checked before `validate()`, drawn as a select
+    by the app, offered as choices by the CLI); `label` is the name forms show (default: the
+    field name with spaces).
+    """
+    meta: dict[str, Any] = {"help": help}
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    if label:
+        meta["label"] = label
     if isinstance(default, (list, dict, set)):
         value = default
         return field(default_factory=lambda: type(value)(value), metadata=meta, **kwargs)
@@ -45,6 +61,9 @@ class ConfigBase:
             value = getattr(self, f.name)
             if sub is not None and isinstance(value, dict):
                 setattr(self, f.name, sub.from_dict(value))
+            allowed = f.metadata.get("choices")
+            if allowed is not None and value not in allowed:
+                raise ConfigError(f"{f.name} must be one of {', '.join(map(str, allowed))}")
         self.validate()
 
     def validate(self) -> None:
@@ -54,6 +73,11 @@ class ConfigBase:
     def help(cls) -> dict[str, str]:
         """Field name -> help text."""
         return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+    @classmethod
+    def choices_of(cls, name: str) -> tuple[Any, ...] | None:
+        """The values field `name` allows, or None when any value of its type will do."""
+        return next(f.metadata.get("choices") for f in fields(cls) if f.name == name)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -128,6 +152,9 @@ def check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
 def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "adaptlab"
 
@@ -145,7 +172,9 @@ class ModelConfig(ConfigBase):
         "all-minilm-l6-v2",
         "Embedder: 'all-minilm-l6-v2' (bundled), a sentence-transformers id or a local folder.",
     )
-    device: str = option("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'.")
+    device: str = option(
+        "auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'.", choices=DEVICES
+    )
     max_new_tokens: int = option(32, "Most tokens generated per answer.")
     cache_dir: str = option(
         str(default_cache_dir()), "Where converted models and other caches are kept."
@@ -154,7 +183,6 @@ class ModelConfig(ConfigBase):
     def validate(self) -> None:
         check(bool(self.generator), "generator must be named")
         check(bool(self.embedder), "embedder must be named")
-        check(self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda")
         check(1 <= int(self.max_new_tokens) <= 2048, "max_new_tokens must be in 1..2048")
 
 

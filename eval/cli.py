@@ -9,13 +9,15 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from core.config import ConfigError
+from core.config import ConfigError, ModelConfig
+from core.qagen import METHODS
 from eval.config import RunConfig
-from eval.report import render_run, run_summary
 from eval.store import RunNotFound, RunStore
+from eval.views.tables import render_run, run_summary
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,15 +31,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--generate-qa",
         nargs="?",
-        const="cloze",
-        choices=["cloze", "model"],
+        const=METHODS[0],
+        choices=METHODS,
         help="no Q/A file: generate pairs from the corpus (cloze, the default, or model) and "
         "save them under workdir/generated_qa",
     )
-    run.add_argument("--strategies", help="comma-separated names, or 'all' (default: all four)")
+    run.add_argument(
+        "--strategies", help="comma-separated names, or 'all' (default: the default strategies)"
+    )
     run.add_argument("--generator", help="bundled alias, Hugging Face id or local folder")
     run.add_argument("--embedder", help="bundled alias, sentence-transformers id or folder")
-    run.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--device", choices=ModelConfig.choices_of("device"))
     run.add_argument("--n-test", type=int, help="use only the first N test questions")
     run.add_argument("--seed", type=int, help="seed of the split and the strategies")
     run.add_argument("--batch-size", type=int, help="questions generated together")
@@ -52,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", metavar="FILE", help="write the run's summary as JSON")
     run.add_argument("--store", help="SQLite file of runs")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--owner",
+        default="",
+        help="file the run under this app owner (the token in the app's ?owner= link); "
+        "default: the operator's, which a private workspace does not show in the app",
+    )
 
     for name, help_ in (("show", "print a stored run"), ("export", "export a stored run")):
         sp = sub.add_parser(name, help=help_)
@@ -64,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     gq = sub.add_parser("generate-qa", help="generate question/answer pairs from a corpus")
     gq.add_argument("--corpus", required=True, help="folder of documents")
     gq.add_argument("-o", "--output", required=True, help="JSONL file to write")
-    gq.add_argument("--method", choices=["cloze", "model"], default="cloze")
+    gq.add_argument("--method", choices=METHODS, default=METHODS[0])
     gq.add_argument("--n", type=int, help="most pairs in total")
     gq.add_argument("--per-chunk", type=int, help="most pairs from one chunk")
     gq.add_argument("--seed", type=int, help="seed of the choices")
@@ -178,12 +188,14 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "generate-qa":
             return _cmd_generate_qa(args)
-        if args.command in ("worker", "jobs"):
-            from eval import jobs
+        if args.command == "worker":
+            from eval.jobs import main_worker
 
-            if args.command == "worker":
-                return jobs.main_worker(args.store, args.idle_exit, args.once)
-            print(jobs.render_jobs(jobs.JobQueue(args.store).list_jobs(args.owner)))
+            return main_worker(args.store, args.idle_exit, args.once)
+        if args.command == "jobs":
+            from eval.jobs import JobQueue
+
+            print(render_jobs(JobQueue(args.store).list_jobs(args.owner)))
             return 0
         store = RunStore(args.store)
         if args.command == "show":
@@ -199,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 sys.stdout.write(text)
         elif args.command == "rescore":
-            from eval.harness import rescore
+            from eval.run import rescore
 
             rescore(store, args.run_id, [m.strip() for m in args.metrics.split(",") if m.strip()])
             print(render_run(store.get_run(args.run_id)))
@@ -210,14 +222,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from eval.harness import run_comparison
+    from eval.run import run_comparison
 
     config = build_config(args)
     store = RunStore(config.store_path)
     t0 = time.perf_counter()
     progress = _Progress(args.quiet)
     try:
-        run_id = run_comparison(config, store=store, progress=progress)
+        run_id = run_comparison(config, store=store, progress=progress, owner=args.owner)
     finally:
         progress._close()
     run = store.get_run(run_id)
@@ -229,9 +241,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate_qa(args: argparse.Namespace) -> int:
-    from core.config import ModelConfig
     from core.qagen import QAGenConfig, generate_qa, save_qa_jsonl
-    from eval.harness import read_corpus
+    from eval.run import read_corpus
 
     settings = {"method": args.method}
     for key in ("n", "per_chunk", "seed"):
@@ -254,3 +265,18 @@ def _cmd_generate_qa(args: argparse.Namespace) -> int:
         f"in {time.perf_counter() - t0:.2f} s -> {args.output}\nrejected: {rejected}"
     )
     return 0 if result.pairs else 1
+
+
+def render_jobs(jobs: list[dict[str, Any]]) -> str:
+    """One line per job (for `python -m eval jobs`)."""
+    lines = []
+    for j in jobs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j["created_at"]))
+        where = f"{j['strategy'] or 'run'}: {j['stage']}"
+        if j["total"]:
+            where += f" {j['done']}/{j['total']}"
+        lines.append(
+            f"{j['id']}  {when}  {j['status']:<11}  {j['run_id'] or j['kind']}  "
+            f"{j['owner'] or '-'}  {where}" + (f"  {j['error']}" if j["error"] else "")
+        )
+    return "\n".join(lines) or "no jobs"

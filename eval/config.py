@@ -16,8 +16,7 @@ from core.config import (
     option,
 )
 from core.qagen import QAGenConfig
-
-DEFAULT_STRATEGIES = ["system_prompt", "few_shot", "rag", "lora"]
+from strategies import default_strategies
 
 
 @dataclass
@@ -28,25 +27,33 @@ class RunConfig(ConfigBase):
         "Question/answer file (JSONL, JSON or CSV). Empty: pairs are generated from the corpus "
         "(see qa_generation) and saved under workdir/generated_qa.",
     )
-    strategies: list[str] = option(DEFAULT_STRATEGIES, "Strategies to compare, by name.")
+    strategies: list[str] = option(
+        help="Strategies to compare, by name (default: those registered as default).",
+        default_factory=default_strategies,
+    )
     strategy_configs: dict[str, dict[str, Any]] = option(
         {}, "Per-strategy settings, by strategy name (see each strategy's config)."
     )
     models: ModelConfig = option(ModelConfig, "Generator and embedder shared by all strategies.")
     chunking: ChunkingConfig = option(ChunkingConfig, "How documents are chunked.")
     split: SplitConfig = option(SplitConfig, "How Q/A pairs are split into train and test.")
-    n_test: int = option(0, "Use only the first N test questions (0 = the whole test split).")
+    n_test: int = option(
+        0,
+        "Use only the first N test questions (0 = the whole test split).",
+        label="Test questions (0 = the whole test split)",
+    )
     batch_size: int = option(8, "Questions generated together in one batch.")
     metrics: list[str] = option([], "Metrics to score (empty = every registered metric).")
     prices: PriceTable = option(PriceTable, "Hourly prices that turn measured time into money.")
     store_path: str = option(".adaptlab/runs.sqlite", "SQLite file holding every run.")
     workdir: str = option(".adaptlab/work", "Folder for indexes, adapters and uploads.")
     bootstrap_resamples: int = option(2000, "Resamples for the 95% confidence intervals.")
-    name: str = option("", "A label for the run.")
+    name: str = option("", "A label for the run.", label="Label for the run (optional)")
     retention_questions: int = option(
         40,
         "General-knowledge questions (shipped set) each strategy also answers, to measure lost "
         "general ability against the base model (0 = skip).",
+        label="General-knowledge questions",
     )
     qa_generation: QAGenConfig = option(
         QAGenConfig, "How Q/A pairs are generated when no Q/A file is given (qa empty)."
@@ -55,6 +62,7 @@ class RunConfig(ConfigBase):
         [],
         "Training-data fractions below 1 (e.g. [0.25, 0.5]) at which strategies that train are "
         "prepared and scored again: quality against the amount of training data.",
+        label="Learning curve: training fractions (empty = off)",
     )
 
     def validate(self) -> None:

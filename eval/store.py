@@ -12,7 +12,6 @@ import sqlite3
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from core.owners import Access
 from core.procs import GONE, ProcessRef
 from core.types import Answer
 from eval.artifacts import delete_run_files, run_dir
+from eval.db import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -142,17 +142,8 @@ class RunStore:
             if "process_json" not in run_cols:
                 c.execute("ALTER TABLE runs ADD COLUMN process_json TEXT")
 
-    @contextmanager
     def _conn(self):
-        conn = sqlite3.connect(self.path, timeout=30)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA journal_mode = WAL")  # readers (the app) never block the writer
-        try:
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+        return connect(self.path)
 
     # --- writing -----------------------------------------------------------------------------
     def create_run(

@@ -44,6 +44,22 @@ def strategy_names(include_hidden: bool = False) -> list[str]:
     return [n for n, c in _REGISTRY.items() if include_hidden or not c.hidden]
 
 
+def strategies_with(role: str, include_hidden: bool = True) -> list[str]:
+    """Registered names whose class has the role attribute `role` set (e.g. "trains")."""
+    return [n for n in strategy_names(include_hidden) if getattr(_REGISTRY[n], role, False)]
+
+
+def default_strategies() -> list[str]:
+    """The strategies a run compares when none are named (their `default` role)."""
+    return strategies_with("default", include_hidden=False)
+
+
+def baseline_strategy() -> str | None:
+    """The closed-book reference strategy (its `baseline` role), or None if none registered."""
+    found = strategies_with("baseline")
+    return found[0] if found else None
+
+
 def make_config(name: str, data: dict[str, Any] | ConfigBase | None) -> ConfigBase:
     """The strategy's config dataclass from a dict (validated), or its defaults."""
     cls = get_strategy_class(name).config_class
@@ -64,6 +80,9 @@ from strategies import system_prompt, few_shot, rag, lora, combos, fake  # noqa:
 
 __all__ = [
     "GenerativeStrategy",
+    "baseline_strategy",
+    "default_strategies",
+    "strategies_with",
     "Strategy",
     "StrategyContext",
     "create_strategy",

@@ -70,9 +70,16 @@ class Strategy(ABC):
     name: ClassVar[str] = ""
     config_class: ClassVar[type[ConfigBase]]
     description: ClassVar[str] = ""
+    # Roles: what the views and the harness ask of a strategy instead of its name.
     hidden: ClassVar[bool] = False  # test-only strategies are not offered in the app
     uses_models: ClassVar[bool] = True
     trains: ClassVar[bool] = False  # learns from the training split (learning curves apply)
+    default: ClassVar[bool] = False  # in the default selection of a run
+    # The closed-book reference: the base model's retention score, known/new questions and
+    # domain gain are measured against it.
+    baseline: ClassVar[bool] = False
+    retrieves: ClassVar[bool] = False  # puts retrieved chunks in front of the model
+    accepts_adapter: ClassVar[bool] = False  # answers with a saved peft adapter (playground)
 
     def __init__(self, config: ConfigBase | None, ctx: StrategyContext):
         self.config = config if config is not None else self.config_class()
@@ -105,6 +112,11 @@ class Strategy(ABC):
         return the config unchanged and prepare again.
         """
         return config
+
+    @classmethod
+    def retrieval_depth(cls, config: dict[str, Any]) -> int | None:
+        """Chunks retrieved per question under the stored `config` (None: does not retrieve)."""
+        return None
 
 
 @dataclass

@@ -44,7 +44,8 @@ class CompositeStrategy(GenerativeStrategy):
         self.adapter = getattr(lead, "adapter", None)
         # The lead part's details stay at the top (loss curves read the same as for `lora`),
         # every part's details are kept under its field name.
-        details = dict(reports[next(iter(self.parts))].details)
+        lead_report = reports[next(iter(self.parts))]
+        details = dict(lead_report.details)
         details.update({f: r.details for f, r in reports.items()})
         return PrepareReport(
             trainable_params=sum(r.trainable_params for r in reports.values()),
@@ -53,6 +54,7 @@ class CompositeStrategy(GenerativeStrategy):
                 (r.artifact_path for r in reports.values() if r.artifact_path), None
             ),
             details=details,
+            training=next((r.training for r in reports.values() if r.training), None),
         )
 
     def close(self) -> None:
@@ -68,6 +70,16 @@ class CompositeStrategy(GenerativeStrategy):
             for field, name in cls.parts.items()
         }
         return config.replace(**parts)
+
+    @classmethod
+    def retrieval_depth(cls, config):
+        from strategies import get_strategy_class
+
+        depths = [
+            get_strategy_class(name).retrieval_depth((config or {}).get(field) or {})
+            for field, name in cls.parts.items()
+        ]
+        return next((d for d in depths if d is not None), None)
 
 
 def _raft_lora() -> LoraStrategyConfig:
@@ -90,6 +102,7 @@ class LoraRagStrategy(CompositeStrategy):
     config_class = LoraRagConfig
     parts = {"lora": "lora", "rag": "rag"}
     trains = True
+    retrieves = True
     description = "LoRA + RAG: the fine-tuned adapter answering with retrieved passages."
 
     def answer(self, questions: list[str]) -> list[Answer]:
@@ -107,6 +120,7 @@ class FewShotRagConfig(ConfigBase):
 class FewShotRagStrategy(CompositeStrategy):
     config_class = FewShotRagConfig
     parts = {"few_shot": "few_shot", "rag": "rag"}
+    retrieves = True
     description = "Few-shot + RAG: worked examples and retrieved passages in one prompt."
 
     def answer(self, questions: list[str]) -> list[Answer]:

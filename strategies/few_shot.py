@@ -20,6 +20,7 @@ class FewShotConfig(PromptConfig):
         "similar",
         "'similar': the training questions closest to the question (embedding cosine); "
         "'random': a seeded random draw, the same for every question.",
+        choices=SELECTIONS,
     )
     max_shot_tokens: int = option(
         400, "Token budget for the examples; shots that would exceed it are dropped."
@@ -29,13 +30,13 @@ class FewShotConfig(PromptConfig):
     def validate(self) -> None:
         super().validate()
         check(1 <= int(self.k) <= 64, "k must be in 1..64")
-        check(self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}")
         check(int(self.max_shot_tokens) >= 16, "max_shot_tokens must be >= 16")
 
 
 @register_strategy("few_shot")
 class FewShotStrategy(GenerativeStrategy):
     config_class = FewShotConfig
+    default = True
     description = "Few-shot: k worked Q/A examples from the training split before the question."
 
     def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:

@@ -119,6 +119,8 @@ class LoraStrategyConfig(PromptConfig):
 class LoraStrategy(GenerativeStrategy):
     config_class = LoraStrategyConfig
     trains = True
+    default = True
+    accepts_adapter = True
     description = "LoRA fine-tune: a low-rank adapter trained on the training Q/A pairs."
 
     def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from core.config import check, option
 from core.types import Answer, Context, Corpus, PrepareReport, QAPair
@@ -10,15 +11,21 @@ from strategies import GenerativeStrategy, register_strategy
 from strategies.base import PromptConfig
 from strategies.vector_stores import STORES
 
+INDEXES = ("flat", "hnsw")
+
 
 @dataclass
 class RagConfig(PromptConfig):
     top_k: int = option(3, "Chunks retrieved per question.")
     backend: str = option(
-        "faiss", "'faiss' (in memory, saved to a file) or 'chroma' (embedded persistent store)."
+        "faiss",
+        "'faiss' (in memory, saved to a file) or 'chroma' (embedded persistent store).",
+        choices=list(STORES),
     )
     index: str = option(
-        "flat", "FAISS index: 'flat' (exact search) or 'hnsw' (approximate, for large corpora)."
+        "flat",
+        "FAISS index: 'flat' (exact search) or 'hnsw' (approximate, for large corpora).",
+        choices=INDEXES,
     )
     hnsw_m: int = option(32, "Graph degree of HNSW indexes.")
     max_context_tokens: int = option(
@@ -28,8 +35,6 @@ class RagConfig(PromptConfig):
     def validate(self) -> None:
         super().validate()
         check(1 <= int(self.top_k) <= 50, "top_k must be in 1..50")
-        check(self.backend in STORES, f"backend must be one of {', '.join(STORES)}")
-        check(self.index in ("flat", "hnsw"), "index must be 'flat' or 'hnsw'")
         check(4 <= int(self.hnsw_m) <= 128, "hnsw_m must be in 4..128")
         check(int(self.max_context_tokens) >= 32, "max_context_tokens must be >= 32")
 
@@ -37,6 +42,8 @@ class RagConfig(PromptConfig):
 @register_strategy("rag")
 class RagStrategy(GenerativeStrategy):
     config_class = RagConfig
+    default = True
+    retrieves = True
     description = "RAG: the top-k corpus chunks (embedding search) in the prompt, with sources."
 
     def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
@@ -64,6 +71,10 @@ class RagStrategy(GenerativeStrategy):
                 "dim": emb.dim,
             },
         )
+
+    @classmethod
+    def retrieval_depth(cls, config: dict[str, Any]) -> int | None:
+        return config.get("top_k")
 
     def retrieve(self, questions: list[str]) -> list[list[Context]]:
         """The chunks put in front of each question, best first, within the token budget."""

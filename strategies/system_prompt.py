@@ -17,6 +17,8 @@ class SystemPromptConfig(PromptConfig):
 @register_strategy("system_prompt")
 class SystemPromptStrategy(GenerativeStrategy):
     config_class = SystemPromptConfig
+    default = True
+    baseline = True  # closed book: the reference for retention and known/new questions
     description = "Closed book: the base model with a domain system prompt, no documents."
 
     def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:

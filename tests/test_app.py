@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from eval.harness import run_comparison
 from eval.jobs import JobQueue, worker_pid
+from eval.run import run_comparison
 from eval.store import RunStore
 from tests.conftest import DOCS
 from tests.test_harness import make_config
@@ -166,7 +166,7 @@ def test_estimate_then_run_in_the_worker(app, home):
     goto(app, "run")
     app.multiselect(key="strategies").set_value(["fake"]).run()
     app.number_input(key="n_test").set_value(5).run()
-    app.number_input(key="cpu_per_hour").set_value(3.6).run()
+    app.number_input(key="prices.cpu_per_hour").set_value(3.6).run()
     app.button(key="estimate").click().run()
     assert not app.exception
     assert not app.error, texts(app.error)
@@ -205,13 +205,29 @@ def test_compare_page_shows_every_dashboard(app, stored_run):
     assert app.download_button(key="dl_html")
 
 
+def until_done(app: AppTest, home: Path, key: str, timeout: float = 180) -> dict:
+    """Rerun the page, as its polling would, until the job in session state `key` finishes."""
+    queue = JobQueue(home / "runs.sqlite")
+    job_id = app.session_state[key]
+    deadline = time.monotonic() + timeout
+    while (job := queue.get(job_id))["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+    app.run()
+    assert not app.exception, app.exception
+    return job
+
+
 def test_playground_answers_with_every_strategy(app, stored_run, home):
     goto(app, "playground")
     app.button(key="pg_prepare").click().run()
     assert not app.exception
+    job = until_done(app, home, "pg_job")
+    assert job["kind"] == "playground" and job["status"] == "done", job  # done by the worker
+    assert "Ready: system_prompt, rag, lora" in texts(app.success)
     app.text_input(key="pg_question").set_value("Where do T cells mature?")
     app.button(key="FormSubmitter:pg_form-Ask every strategy").click().run()
-    assert not app.exception
+    assert until_done(app, home, "pg_job")["status"] == "done"
     md = texts(app.markdown)
     for name in ("system_prompt", "rag", "lora"):
         assert f"**{name}**" in md
@@ -227,11 +243,11 @@ def test_playground_answers_with_every_strategy(app, stored_run, home):
     assert not app.exception and not app.error, texts(app.error)
     assert "answers as 'adapter:" in texts(app.success)
     app.button(key="FormSubmitter:pg_form-Ask every strategy").click().run()
+    assert until_done(app, home, "pg_job")["status"] == "done"
     assert "**adapter: " in texts(app.markdown)
     app.text_input(key="pg_adapter_dir").set_value(str(home / "nowhere")).run()
     app.button(key="pg_load").click().run()
     assert not app.exception and app.error  # a clear message, the others still answer
-    app.session_state["playground"].close()
 
 
 def test_history_filters_compares_and_deletes(

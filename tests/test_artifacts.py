@@ -24,7 +24,7 @@ from eval.artifacts import (
     relocate,
     run_dir,
 )
-from eval.stamp import InputsChanged, InputStamp, file_sha256
+from eval.run.stamp import InputsChanged, InputStamp, file_sha256
 
 
 # --- artifacts --------------------------------------------------------------------------------

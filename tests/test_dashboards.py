@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from core.types import Answer, Context, Cost
-from eval import charts
-from eval import dashboards as db
+from eval import views as db
 from eval.cli import _parser, build_config
 from eval.config import RunConfig
-from eval.html_report import chart_svg, cli_command, html_report, run_config_yaml
 from eval.metrics import METRICS, Metric
 from eval.stats import bootstrap_ci
 from eval.store import RunStore, StoredAnswer, StrategyResult
+from eval.views import charts
+from eval.views.html_report import chart_svg, cli_command, html_report, run_config_yaml
 
 N = 20
 QIDS = [f"q{i}" for i in range(N)]
@@ -315,7 +315,7 @@ def test_yaml_round_trips_and_command_is_accepted(synthetic, tmp_path):
 
 
 def test_every_piece_from_a_real_harness_run(mini_corpus, tiny_models, tmp_path):
-    from eval.harness import run_comparison
+    from eval.run import run_comparison
 
     from .test_harness import make_config
 

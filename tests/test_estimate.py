@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eval.estimate import estimate_run
+from eval.run.estimate import estimate_run
 from eval.store import RunStore
 from tests.test_harness import make_config
 

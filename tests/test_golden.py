@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from eval.config import RunConfig
-from eval.harness import run_comparison
+from eval.run import run_comparison
 from eval.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from eval.config import RunConfig
-from eval.harness import rescore, run_comparison
 from eval.metrics import METRICS
-from eval.report import cost_rows, quality_rows, render_run, run_summary
+from eval.run import rescore, run_comparison
 from eval.store import RunStore
+from eval.views.tables import cost_rows, quality_rows, render_run, run_summary
 
 COST_KEYS = [
     "prepare_s",
@@ -235,7 +235,7 @@ def test_resume_keeps_finished_strategies(mini_corpus, tiny_models, tmp_path):
 def test_retention_counts_facts_not_brevity_and_rescores_from_stored_answers(
     mini_corpus, tiny_models, tmp_path
 ):
-    from eval.harness import contains_gold, rescore_retention
+    from eval.run import contains_gold, rescore_retention
 
     assert contains_gold("The capital of France is Paris.", ("Paris",)) == 1.0
     assert contains_gold("Parisian", ("Paris",)) == 0.0  # whole words only

@@ -20,11 +20,11 @@ from eval.jobs import (
     STALE_S,
     JobNotFound,
     JobQueue,
-    _Progress,
     ensure_worker,
     work,
     worker_pid,
 )
+from eval.jobs.progress import JobProgress
 from eval.store import RunNotFound
 
 
@@ -215,9 +215,9 @@ def test_stale_heartbeat_marks_the_job_and_its_run_interrupted(mini_corpus, stor
     job_id = queue.submit(make_config(mini_corpus, store_path))
     run_id = queue.get(job_id)["run_id"]
     # A worker that is alive (this process) but has not written for longer than STALE_S.
-    queue._update(job_id, status="running", worker_pid=os.getpid(), heartbeat=time.time() - 5)
+    queue.update(job_id, status="running", worker_pid=os.getpid(), heartbeat=time.time() - 5)
     assert queue.mark_interrupted() == 0
-    queue._update(job_id, heartbeat=time.time() - STALE_S - 5)
+    queue.update(job_id, heartbeat=time.time() - STALE_S - 5)
     assert queue.mark_interrupted() == 1
     assert queue.get(job_id)["status"] == "interrupted"
     assert queue.store.get_run(run_id).status == "interrupted"
@@ -242,10 +242,10 @@ def test_progress_writes_are_throttled_but_stage_changes_always_land():
     writes = []
 
     class Recorder:
-        def _update(self, job_id, **fields):
+        def update(self, job_id, **fields):
             writes.append(fields)
 
-    progress = _Progress(Recorder(), "j", [])
+    progress = JobProgress(Recorder(), "j", [])
     progress({"stage": "prepare", "strategy": "rag"})
     t0 = time.monotonic()
     for i in range(1, 2001):
@@ -384,7 +384,7 @@ def test_prune_forgets_old_finished_jobs_and_their_pairs_but_keeps_runs(mini_cor
     old_run = queue.submit(make_config(mini_corpus, store_path))
     old_pairs = queue.submit_qagen(corpus, QAGenConfig(n=3), ModelConfig(generator="tiny"))
     work(store_path, once=True)
-    pairs_file = queue._result_path(old_pairs)
+    pairs_file = queue.result_path(old_pairs)
     assert pairs_file.exists()
     recent = queue.submit_qagen(corpus, QAGenConfig(n=3), ModelConfig(generator="tiny"))
     work(store_path, once=True)

@@ -228,3 +228,17 @@ def test_team_workspace_shows_everyones_runs(home, monkeypatch):
     home.mkdir(parents=True, exist_ok=True)
     (home / "workspace.yaml").write_text("mode: team\n")
     assert shown_runs(history(visit(ALICE))) == {a, b}
+
+
+def test_cli_files_a_run_under_an_owner(tmp_path, mini_corpus, capsys):
+    from eval.cli import main
+    from tests.test_jobs import make_config
+
+    path = tmp_path / "runs.sqlite"
+    config = tmp_path / "run.yaml"
+    config.write_text(make_config(mini_corpus, path).to_yaml())
+    assert main(["run", "--config", str(config), "--quiet", "--owner", ALICE]) == 0
+    assert main(["run", "--config", str(config), "--quiet"]) == 0
+    store = RunStore(path)
+    assert len(store.list_runs(access=Access(ALICE))) == 1  # the operator's run is not hers
+    assert {r["owner"] for r in store.list_runs()} == {ALICE, ""}

@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from core.models import load_generator
-from eval.harness import run_comparison
-from eval.playground import Playground
+from eval.run import run_comparison
+from eval.run.playground import Playground
 from eval.store import RunStore
 from tests.test_harness import make_config
 

@@ -23,7 +23,7 @@ from core.qagen import (
 )
 from core.types import QAPair
 from eval.cli import main
-from eval.harness import load_inputs, run_comparison
+from eval.run import load_inputs, run_comparison
 from eval.store import RunStore
 from tests.test_harness import make_config
 

@@ -104,15 +104,22 @@ def pick_run(key: str, only_done: bool = False) -> str | None:
 
 def metric_select(metrics: list[str], label: str, key: str) -> str:
     """A metric chooser (F1 first when present), showing the metrics' labels."""
-    from eval.dashboards import metric_label
+    from eval.views import metric_label
 
     index = metrics.index("f1") if "f1" in metrics else 0
     return st.selectbox(label, metrics, index=index, format_func=metric_label, key=key)
 
 
 def setting_widget(prefix: str, f: dataclasses.Field, value, hint):
-    """One widget for one config field, chosen by the field's type; help from the dataclass."""
-    key, label, help_ = f"{prefix}.{f.name}", f.name.replace("_", " "), f.metadata.get("help")
+    """One widget for one config field, chosen by its declared choices or its type; label and
+    help from the dataclass."""
+    key = f"{prefix}.{f.name}" if prefix else f.name
+    label = f.metadata.get("label") or f.name.replace("_", " ")
+    help_ = f.metadata.get("help")
+    choices = f.metadata.get("choices")
+    if choices is not None:
+        index = choices.index(value) if value in choices else 0
+        return st.selectbox(label, choices, index=index, help=help_, key=key)
     if hint is bool:
         return st.checkbox(label, value=value, help=help_, key=key)
     if hint is int:
@@ -121,22 +128,44 @@ def setting_widget(prefix: str, f: dataclasses.Field, value, hint):
         return float(st.number_input(label, value=float(value), format="%g", help=help_, key=key))
     if typing.get_origin(hint) is list:
         text = st.text_input(label, value=", ".join(map(str, value)), help=help_, key=key)
-        return [x.strip() for x in text.split(",") if x.strip()]
+        return _typed_items([x.strip() for x in text.split(",") if x.strip()], hint)
     if isinstance(value, str) and len(value) > 60:
         return st.text_area(label, value=value, help=help_, key=key)
     return st.text_input(label, value=str(value), help=help_, key=key)
 
 
-def config_form(defaults: ConfigBase, prefix: str) -> dict:
-    """Widgets for every field of a config (nested sections too), starting at `defaults`."""
+def _typed_items(items: list[str], hint) -> list:
+    """Items of a list field converted to its item type; left as text when one does not convert,
+    so the config's own validation names the field."""
+    (kind,) = typing.get_args(hint) or (str,)
+    try:
+        return [kind(x) for x in items]
+    except (TypeError, ValueError):
+        return items
+
+
+def config_form(defaults: ConfigBase, prefix: str, only: list[str] | None = None) -> dict:
+    """Widgets for the fields of a config (nested sections too), starting at `defaults`.
+
+    With `only` (dotted names, e.g. "split.seed"), just those fields get widgets and the others
+    keep their defaults. Keys are `prefix.field` (just the field name under an empty prefix).
+    """
     hints = typing.get_type_hints(type(defaults))
-    out = {}
+    out = defaults.to_dict()
     for f in dataclasses.fields(defaults):
         value = getattr(defaults, f.name)
         if isinstance(value, ConfigBase):
-            st.markdown(f"*{f.name.replace('_', ' ')}*: {f.metadata.get('help', '')}")
-            out[f.name] = config_form(value, f"{prefix}.{f.name}")
-        else:
+            inner = (
+                None
+                if only is None
+                else [o.partition(".")[2] for o in only if o.startswith(f"{f.name}.")]
+            )
+            if inner == []:
+                continue
+            if only is None:
+                st.markdown(f"*{f.name.replace('_', ' ')}*: {f.metadata.get('help', '')}")
+            out[f.name] = config_form(value, ".".join(p for p in (prefix, f.name) if p), inner)
+        elif only is None or f.name in only:
             out[f.name] = setting_widget(prefix, f, value, hints[f.name])
     return out
 

@@ -4,12 +4,37 @@ from __future__ import annotations
 
 import streamlit as st
 
-from eval import charts, dashboards
-from eval.html_report import cli_command, html_report, run_config_yaml
-from eval.report import failures, metric_names
-from ui.common import home, metric_select, pick_run, store
+from eval import views as dashboards
+from eval.artifacts import merged_dir
+from eval.jobs import JobQueue, ensure_worker, serve_queued
+from eval.jobs.page_kinds import submit_merge
+from eval.views import charts
+from eval.views.html_report import cli_command, html_report, run_config_yaml
+from eval.views.tables import failures
+from ui.common import access, current_owner, metric_select, pick_run, store, store_path
+
+
+@st.fragment(run_every=1.0)
+def merge_progress(job_key: str) -> None:
+    """Polls the merge job in session state `job_key`; when it ends, the page reruns to show
+    the merged model's size."""
+    queue = JobQueue(store_path())
+    job = queue.get(state[job_key])
+    if job is None:
+        return
+    serve_queued(queue, [job])  # a worker that died or went idle is started again
+    if job["status"] in ("queued", "running"):
+        st.progress(0.0 if job["status"] == "queued" else 0.5, text=f"Merging: {job['stage']}")
+        return
+    del state[job_key]
+    if job["status"] == "failed":
+        st.error(f"Merging failed: {job['error']}")
+    else:
+        st.rerun()
+
 
 st.title("Compare")
+state = st.session_state
 run_id = pick_run("cmp_run", only_done=True)
 if run_id is None:
     st.stop()
@@ -31,7 +56,7 @@ if not view.main:
     st.info("No strategy of this run has finished yet.")
     st.stop()
 
-metrics = metric_names(run)
+metrics = dashboards.metric_names(run)
 metric = metric_select(metrics, "Quality metric for the charts", "cmp_metric")
 label = dashboards.metric_label(metric)
 
@@ -40,8 +65,7 @@ overview, cost_tab, tuning, questions, exports = st.tabs(
 )
 
 sbs = dashboards.side_by_side(view)
-trainers = [r.strategy for r in view.main if r.prepare.get("trainable_params")]
-be = dashboards.break_even(view, trainer=trainers[0] if trainers else "lora")
+be = dashboards.break_even(view)
 
 with overview:
     st.subheader("In short")
@@ -113,6 +137,10 @@ with tuning:
 
     st.subheader("Training loss")
     st.altair_chart(charts.loss_curve_chart(dashboards.loss_curves(view)), width="stretch")
+    trained = dashboards.throughput_rows(run)
+    if trained:
+        st.caption("Throughput of each training run (— where its log does not record it).")
+        st.dataframe(trained, hide_index=True, key="throughput_table")
 
     st.subheader("Retrieval recall@k")
     st.altair_chart(charts.recall_chart(dashboards.retrieval_recall(view)), width="stretch")
@@ -169,7 +197,7 @@ with exports:
         models_cfg = ModelConfig.from_dict(run.config["models"])
         for r in trained:
             adapter = r.prepare["artifact_path"]
-            merged = home() / "merged" / run_id / r.strategy.replace("+", "_")
+            merged = merged_dir(run.config["workdir"], run_id, r.strategy)
             st.markdown(f"**{r.strategy}**: adapter at `{adapter}`")
             try:
                 zipped = deploy.export_adapter_zip(adapter)
@@ -184,12 +212,19 @@ with exports:
                 "application/zip",
                 key=f"dl_adapter_{r.strategy}",
             )
+            job_key = f"merge_job_{run_id}_{r.strategy}"
             if b.button("Build merged model", key=f"merge_{r.strategy}"):
-                with st.spinner("Merging the adapter into a copy of the base model..."):
-                    try:
-                        deploy.merge_adapter(models_cfg, adapter, merged)
-                    except (OSError, ValueError, RuntimeError) as e:
-                        st.error(f"Merging failed: {e}")
+                # In the worker, like runs: a full model copy is seconds to minutes of work.
+                try:
+                    state[job_key] = submit_merge(
+                        JobQueue(store_path()), run_id, r.strategy, current_owner(), access()
+                    )
+                except ValueError as e:
+                    st.error(str(e))
+                else:
+                    ensure_worker(store_path())
+            if state.get(job_key):
+                merge_progress(job_key)
             sizes = deploy.sizes(models_cfg, adapter, merged if merged.exists() else None)
             st.dataframe(
                 [

@@ -7,11 +7,17 @@ import streamlit as st
 
 from core.config import ModelConfig
 from core.corpora import CorpusLibrary
-from core.qagen import QAGenConfig, check_records, generate_qa, pairs_to_records, records_to_pairs
+from core.qagen import (
+    METHODS,
+    QAGenConfig,
+    check_records,
+    generate_qa,
+    pairs_to_records,
+    records_to_pairs,
+)
 from core.uploads import DOC_TYPES, QA_TYPES
-from eval.config import RunConfig
-from eval.harness import preview_corpus, preview_inputs, read_corpus
-from eval.jobs import JobQueue, ensure_worker
+from eval.jobs import JobQueue, ensure_worker, serve_queued
+from eval.run import preview_corpus, preview_split, read_corpus
 from ui.common import (
     access,
     corpus_library,
@@ -38,7 +44,7 @@ st.header("Corpus")
 def cached_preview(corpus: str, qa: str | None) -> dict:
     if qa is None:
         return preview_corpus(corpus)
-    return preview_inputs(RunConfig(corpus=corpus, qa=qa, strategies=["system_prompt"]))
+    return preview_split(corpus, qa)
 
 
 def show_generated(records: list[dict], stats: dict, corpus_id: str) -> None:
@@ -57,6 +63,7 @@ def qagen_progress() -> None:
     if job is None:
         state.qagen_job = None
         return
+    serve_queued(queue, [job])  # a worker that died or went idle is started again
     if job["status"] in ("queued", "running"):
         done, total = job["done"], job["total"]
         text = "Generating pairs with the model"
@@ -170,7 +177,7 @@ if selection is not None:
     with st.form("gen_form"):
         help_ = QAGenConfig.help()
         c1, c2, c3 = st.columns(3)
-        method = c1.selectbox("Method", ["cloze", "model"], help=help_["method"], key="gen_method")
+        method = c1.selectbox("Method", METHODS, help=help_["method"], key="gen_method")
         n = c2.number_input(
             "Pairs",
             min_value=10,

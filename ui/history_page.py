@@ -7,10 +7,10 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from eval import dashboards
+from eval import views as dashboards
 from eval.artifacts import disk_usage, human_bytes
 from eval.jobs import JobQueue, ensure_worker
-from eval.report import metric_names
+from eval.views import metric_names
 from ui.common import access, current_owner, metric_select, run_label, store, store_path
 
 st.title("History")
@@ -64,16 +64,21 @@ if b1.button("Open in Compare", key="hist_open"):
     state.run_id = picked
     st.switch_page("ui/compare_page.py")
 if status == "interrupted" and b2.button("Resume", key="hist_resume"):
-    state.job_id = JobQueue(store_path()).resume(picked, owner=current_owner(), access=access())
-    ensure_worker(store_path())
-    st.success("Resumed: finished strategies are kept; follow it on the Run page.")
+    try:
+        state.job_id = JobQueue(store_path()).resume(picked, current_owner(), access())
+    except ValueError as e:  # e.g. the Q/A file changed since: says what
+        st.error(str(e))
+    else:
+        ensure_worker(store_path())
+        st.success("Resumed: finished strategies are kept; follow it on the Run page.")
 with b3.popover("Delete"):
     st.write(f"Delete run {picked} with all its answers and scores?")
     if st.button("Delete for good", type="primary", key="hist_delete"):
-        if status in ("running", "queued"):
-            st.error("Cancel the run first: it is still running.")
-        else:
+        try:
             s.delete_run(picked, access())
+        except ValueError as e:  # still queued or running: cancel it first
+            st.error(str(e))
+        else:
             if state.get("run_id") == picked:
                 state.run_id = None
             st.rerun()

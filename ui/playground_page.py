@@ -1,13 +1,54 @@
-"""Playground: ask one question, see every prepared strategy's answer side by side."""
+"""Playground: ask one question, see every prepared strategy's answer side by side.
+
+Preparing the strategies and answering run in the background worker (job kind "playground"),
+like runs: this page submits and polls, so the script thread never loads a model and a reload
+neither repeats nor kills the work. The worker keeps the last run it prepared, so the next
+question on it is answered without preparing again.
+"""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import streamlit as st
 
-from eval.playground import Playground
-from ui.common import current_owner, home, pick_run, store
+from core.types import Answer
+from eval.jobs import JobQueue, ensure_worker, serve_queued
+from eval.jobs.page_kinds import job_result, submit_playground
+from ui.common import access, current_owner, home, pick_run, store_path
+
+
+def adapter_location(upload, folder: str) -> tuple[Path, str]:
+    """(adapter folder, display name) of an uploaded zip or a typed folder; raises ValueError."""
+    from strategies.deploy import _adapter_folder, unpack_adapter_zip
+
+    if upload is not None:
+        name = upload.name.removesuffix(".zip")
+        # A fresh folder per upload under this owner's own: two uploads never collide, across
+        # sessions, tabs or owners.
+        dest = home() / "adapters" / current_owner() / uuid.uuid4().hex[:12] / "adapter"
+        return unpack_adapter_zip(upload.getvalue(), dest), name
+    path = Path(folder.strip()).expanduser()
+    return _adapter_folder(path), path.name
+
+
+def show_answer(a: dict) -> None:
+    """One strategy's answer: plain text (never Markdown), tokens, latency, what it used."""
+    answer = Answer.from_dict(a["answer"])
+    st.markdown(f"**{a['strategy']}**")
+    st.text(answer.text or "(empty answer)")
+    st.caption(
+        f"{answer.cost.prompt_tokens} prompt tokens, {answer.cost.output_tokens} output tokens, "
+        f"{a['latency_s']:.2f} s"
+    )
+    for c in answer.contexts:
+        first = c.text.strip().splitlines()[0][:70] if c.text.strip() else ""
+        head = f"Shot: {first}" if c.kind == "shot" else f"Passage from {c.source}"
+        score = f" (score {c.score:.2f})" if c.score is not None else ""
+        with st.expander(head + score):
+            st.text(c.text)
+
 
 st.title("Playground")
 st.caption(
@@ -15,74 +56,75 @@ st.caption(
     "used, its tokens and its latency. Trained adapters are reused, not retrained."
 )
 state = st.session_state
-state.setdefault("playground", None)
+state.setdefault("pg_job", None)  # the last playground job of this session
+state.setdefault("pg_for", None)  # the run it was for
+state.setdefault("pg_adapters", [])  # [label, folder] pairs added on this page
+queue = JobQueue(store_path())
+
+
+def submit(run_id: str, question: str = "") -> None:
+    state.pg_job = submit_playground(
+        queue, run_id, question, state.pg_adapters, current_owner(), access()
+    )
+    ensure_worker(store_path())
+
 
 run_id = pick_run("pg_run", only_done=True)
 if run_id is not None:
-    pg: Playground | None = state.playground
-    if pg is not None and pg.run_id != run_id:
-        pg.close()
-        state.playground = pg = None
-    if pg is None:
-        if st.button("Prepare this run's strategies", type="primary", key="pg_prepare"):
-            with st.spinner("Loading the model, indexes and adapters..."):
-                try:
-                    state.playground = Playground.from_run(store(), run_id)
-                except ValueError as e:
-                    st.error(str(e))
-            st.rerun()
-        st.info("The strategies are prepared once per session (a few seconds; no training).")
-    else:
-        for w in pg.warnings:
-            st.warning(w)
-        with st.expander("Add an exported LoRA adapter (a zip or a folder)"):
-            upload = st.file_uploader("Adapter zip (peft format)", type=["zip"], key="pg_zip")
-            folder = st.text_input("…or a folder on this machine", key="pg_adapter_dir")
-            if st.button("Load adapter", key="pg_load", disabled=not (upload or folder.strip())):
-                from strategies.deploy import unpack_adapter_zip
-
-                try:
-                    if upload is not None:
-                        name = upload.name.removesuffix(".zip")
-                        dest = home() / "adapters" / current_owner() / name
-                        path = unpack_adapter_zip(upload.getvalue(), dest)
-                    else:
-                        path, name = Path(folder.strip()).expanduser(), Path(folder.strip()).name
-                except ValueError as e:
-                    st.error(str(e))
-                else:
-                    label = pg.add_adapter(path, label=f"adapter: {name}")
-                    if label is None:
-                        st.error(pg.warnings[-1])
-                    else:
-                        st.success(f"Loaded {name}; it answers as '{label}'.")
-        with st.form("pg_form"):
-            question = st.text_input("Question", key="pg_question")
-            asked = st.form_submit_button("Ask every strategy", type="primary")
-        if asked:
+    if state.pg_for != run_id:  # another run: its own strategies and adapters
+        state.pg_job, state.pg_for, state.pg_adapters = None, run_id, []
+    if st.button("Prepare this run's strategies", key="pg_prepare"):
+        submit(run_id)
+    st.caption(
+        "Preparing takes a few seconds (no training) and happens by itself on the first "
+        "question; the worker keeps the last prepared run for the next ones."
+    )
+    with st.expander("Add an exported LoRA adapter (a zip or a folder)"):
+        upload = st.file_uploader("Adapter zip (peft format)", type=["zip"], key="pg_zip")
+        folder = st.text_input("…or a folder on this machine", key="pg_adapter_dir")
+        if st.button("Load adapter", key="pg_load", disabled=not (upload or folder.strip())):
             try:
-                with st.spinner("Answering..."):
-                    answers = pg.ask(question)
+                path, name = adapter_location(upload, folder)
             except ValueError as e:
                 st.error(str(e))
-            except Exception as e:  # e.g. its adapter was released by another session
-                pg.close()
-                state.playground = None
-                st.error(f"The prepared strategies stopped working ({e}); prepare them again.")
             else:
-                for col, a in zip(st.columns(len(answers)), answers, strict=True):
-                    with col:
-                        st.markdown(f"**{a.strategy}**")
-                        st.write(a.answer.text or "*(empty answer)*")
-                        st.caption(
-                            f"{a.answer.cost.prompt_tokens} prompt tokens, "
-                            f"{a.answer.cost.output_tokens} output tokens, {a.latency_s:.2f} s"
-                        )
-                        for c in a.answer.contexts:
-                            first = c.text.strip().splitlines()[0][:70] if c.text.strip() else ""
-                            head = (
-                                f"Shot: {first}" if c.kind == "shot" else f"Passage from {c.source}"
-                            )
-                            score = f" (score {c.score:.2f})" if c.score is not None else ""
-                            with st.expander(head + score):
-                                st.text(c.text)
+                label = f"adapter: {name}"
+                state.pg_adapters = [a for a in state.pg_adapters if a[0] != label]
+                state.pg_adapters.append([label, str(path)])
+                st.success(f"Added {name}; it answers as '{label}' from the next question.")
+    with st.form("pg_form"):
+        question = st.text_input("Question", key="pg_question")
+        asked = st.form_submit_button("Ask every strategy", type="primary")
+    if asked:
+        if question.strip():
+            submit(run_id, question)
+        else:
+            st.error("Type a question first.")
+
+    @st.fragment(run_every=1.0)
+    def answers_panel() -> None:
+        """Polls this session's playground job; answers appear one by one as they come."""
+        job = queue.get(state.pg_job) if state.pg_job else None
+        if job is None:
+            return
+        serve_queued(queue, [job])  # a worker that died or went idle is started again
+        result = job_result(queue, job["id"], access()) or {}
+        for w in result.get("warnings", []):
+            st.warning(w)
+        if job["status"] in ("queued", "running"):
+            what = {"prepare": "preparing", "answer": "answering"}.get(job["stage"], job["stage"])
+            frac = job["done"] / job["total"] if job["total"] else 0.0
+            st.progress(min(1.0, frac), text=f"{job['strategy'] or 'strategies'}: {what}")
+            if st.button("Cancel", key=f"pg_cancel_{job['id']}"):
+                queue.cancel(job["id"], access())
+        elif job["status"] == "failed":
+            st.error(f"The playground stopped: {job['error']}")
+        elif job["status"] == "done" and not result.get("answers"):
+            st.success(f"Ready: {', '.join(result.get('strategies', [])) or 'no strategy'}.")
+        answers = result.get("answers", [])
+        if answers:
+            for col, a in zip(st.columns(len(answers)), answers, strict=True):
+                with col:
+                    show_answer(a)
+
+    answers_panel()

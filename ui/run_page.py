@@ -5,12 +5,34 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.config import ConfigError, ModelConfig, PriceTable
+from core.config import ConfigError
 from eval.config import RunConfig
-from eval.estimate import estimate_run
-from eval.jobs import RUN_KINDS, JobQueue, ensure_worker
-from strategies import get_strategy_class, strategy_names
-from ui.common import current_owner, home, selected_corpus, settings_form, store_path
+from eval.jobs import RUN_KINDS, JobQueue, ensure_worker, serve_queued
+from eval.run.estimate import estimate_run
+from strategies import default_strategies, get_strategy_class, strategy_names
+from ui.common import (
+    access,
+    config_form,
+    current_owner,
+    home,
+    selected_corpus,
+    settings_form,
+    store_path,
+)
+
+# RunConfig fields the Run page offers (dotted: inside a section); the others keep defaults.
+RUN_PAGE_FIELDS = [
+    "n_test",
+    "split.seed",
+    "retention_questions",
+    "learning_curve",
+    "models.generator",
+    "models.embedder",
+    "models.device",
+    "prices.cpu_per_hour",
+    "prices.gpu_per_hour",
+    "name",
+]
 
 state = st.session_state
 st.title("Run")
@@ -30,64 +52,21 @@ if qa_path is None:
 st.caption(f"Corpus: **{corpus_name}**")
 
 offered = strategy_names(include_hidden=state.show_hidden_strategies)
-default = [n for n in ("system_prompt", "few_shot", "rag", "lora") if n in offered]
+default = [n for n in default_strategies() if n in offered]
 chosen = st.multiselect("Strategies", offered, default=default, key="strategies")
 for name in chosen:
     st.caption(f"**{name}**: {get_strategy_class(name).description}")
 
+# The run's own settings, drawn from RunConfig like every strategy's settings below; the rest
+# (paths, chosen strategies) come from the page.
+page_defaults = RunConfig(
+    corpus=str(corpus_path),
+    qa=str(qa_path),
+    store_path=str(store_path()),
+    workdir=str(home() / "work"),
+)
 with st.expander("Run settings"):
-    defaults = RunConfig()
-    helps = RunConfig.help()
-    c1, c2, c3 = st.columns(3)
-    n_test = c1.number_input(
-        "Test questions (0 = the whole test split)",
-        min_value=0,
-        value=20,
-        step=5,
-        help=helps["n_test"],
-        key="n_test",
-    )
-    seed = c2.number_input("Seed", value=0, step=1, key="seed")
-    retention = c3.number_input(
-        "General-knowledge questions",
-        min_value=0,
-        value=defaults.retention_questions,
-        help=helps["retention_questions"],
-        key="retention_questions",
-    )
-    curve = st.text_input(
-        "Learning curve: training fractions (empty = off)",
-        value="",
-        placeholder="0.25, 0.5",
-        help=helps["learning_curve"],
-        key="learning_curve",
-    )
-    generator = st.text_input(
-        "Generator",
-        value=ModelConfig().generator,
-        help=ModelConfig.help()["generator"],
-        key="generator",
-    )
-    embedder = st.text_input(
-        "Embedder",
-        value=ModelConfig().embedder,
-        help=ModelConfig.help()["embedder"],
-        key="embedder",
-    )
-    device = st.selectbox(
-        "Device", ["auto", "cpu", "cuda"], help=ModelConfig.help()["device"], key="device"
-    )
-    prices = {}
-    for column, field in zip(st.columns(2), ("cpu_per_hour", "gpu_per_hour"), strict=True):
-        prices[field] = column.number_input(
-            f"{field[:3].upper()} price per hour ({PriceTable().currency})",
-            min_value=0.0,
-            value=getattr(PriceTable(), field),
-            format="%g",
-            help=PriceTable.help()[field],
-            key=field,
-        )
-    name = st.text_input("Label for the run (optional)", key="run_name")
+    run_settings = config_form(page_defaults, "", only=RUN_PAGE_FIELDS)
 
 strategy_settings = {}
 for strategy in chosen:
@@ -96,21 +75,8 @@ for strategy in chosen:
 
 config, problem = None, None
 try:
-    fractions = [float(x) for x in curve.replace(";", ",").split(",") if x.strip()]
-    config = RunConfig(
-        corpus=str(corpus_path),
-        qa=str(qa_path),
-        strategies=list(chosen),
-        strategy_configs=strategy_settings,
-        models=ModelConfig(generator=generator, embedder=embedder, device=device),
-        split={"seed": int(seed)},
-        prices=prices,
-        n_test=int(n_test),
-        retention_questions=int(retention),
-        learning_curve=fractions,
-        name=name,
-        store_path=str(store_path()),
-        workdir=str(home() / "work"),
+    config = RunConfig.from_dict(
+        {**run_settings, "strategies": list(chosen), "strategy_configs": strategy_settings}
     )
 except ValueError as e:  # ConfigError is a ValueError; so is a fraction that is not a number
     problem = f"Settings: {e}"
@@ -168,6 +134,7 @@ def progress_panel():
     jobs = queue.list_jobs(owner=current_owner(), kinds=RUN_KINDS)
     if not jobs:
         return
+    serve_queued(queue, jobs)  # a worker that died or went idle is started again
     for job in jobs[:5]:
         status = job["status"]
         head = f"Run {job['run_id']}: {status}"
@@ -183,7 +150,7 @@ def progress_panel():
                 text += f", about {job['eta_s']:.0f} s left"
             st.progress(min(1.0, frac), text=f"{head}: {text}")
             if st.button("Cancel", key=f"cancel_{job['id']}"):
-                queue.cancel(job["id"])
+                queue.cancel(job["id"], access())
             with st.expander("Log"):
                 st.text("\n".join(job["log"]))
         elif status == "failed":
@@ -191,8 +158,12 @@ def progress_panel():
         elif status == "interrupted":
             st.warning(f"{head}: the worker stopped; finished strategies are kept.")
             if st.button("Resume", key=f"resume_{job['id']}"):
-                state.job_id = queue.resume(job["run_id"], owner=current_owner())
-                ensure_worker(store_path())
+                try:
+                    state.job_id = queue.resume(job["run_id"], current_owner(), access())
+                except ValueError as e:  # e.g. the Q/A file changed since: says what
+                    st.error(str(e))
+                else:
+                    ensure_worker(store_path())
         else:
             st.success(f"{head}. Open the Compare page to read the results.")
 

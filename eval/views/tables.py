@@ -1,42 +1,15 @@
-"""Side-by-side tables built from a stored run (never from live objects): CLI and app share them."""
+"""Text tables of a stored run (never of live objects): quality, cost and training rows, the
+run as text for `python -m eval show`, and its totals as plain data for `--json`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from eval.metrics import METRICS
+from eval.records import COST_COLUMNS
 from eval.store import Run
-
-COST_COLUMNS: list[tuple[str, str, str]] = [
-    # (cost key, column label, format)
-    ("prepare_s", "Prep s", "{:.1f}"),
-    ("prepare_added_mb", "Prep +MB", "{:.0f}"),
-    ("latency_p50_s", "p50 s/q", "{:.2f}"),
-    ("latency_p95_s", "p95 s/q", "{:.2f}"),
-    ("prompt_tokens_mean", "Prompt tok", "{:.0f}"),
-    ("output_tokens_mean", "Out tok", "{:.1f}"),
-    ("trainable_params", "Trainable", "{:,}"),
-    ("artifact_mb", "Artifact MB", "{:.2f}"),
-    ("price_prepare", "Prep $", "{:.4f}"),
-    ("price_per_1k", "$/1k q", "{:.4f}"),
-]
-
-
-def format_interval(m: dict[str, Any] | None) -> str:
-    """'0.412 [0.351, 0.470]', or '—' where the metric does not apply."""
-    if not m or m.get("mean") is None:
-        return "—"
-    return f"{m['mean']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
-
-
-def _fmt(fmt: str, v: Any) -> str:
-    return "—" if v is None else fmt.format(v)
-
-
-def metric_names(run: Run) -> list[str]:
-    """Metrics present in the run, in registry order (unknown ones last)."""
-    seen = {m for r in run.results for m in r.metrics}
-    return [m for m in METRICS if m in seen] + sorted(seen - set(METRICS))
+from eval.views.run_view import format_interval, metric_names
+from eval.views.training import throughput_rows
 
 
 def quality_rows(run: Run) -> list[dict[str, str]]:
@@ -57,13 +30,14 @@ def cost_rows(run: Run) -> list[dict[str, str]]:
     rows = []
     for r in run.results:
         row = {"Strategy": r.strategy}
-        for key, label, fmt in COST_COLUMNS:
-            row[label] = _fmt(fmt, r.cost.get(key)) if r.status == "done" else "failed"
+        for c in COST_COLUMNS:
+            row[c.label] = c.format(r.cost.get(c.key)) if r.status == "done" else "failed"
         rows.append(row)
     return rows
 
 
 def failures(run: Run) -> list[tuple[str, str]]:
+    """(strategy, error) of every result that did not finish."""
     return [(r.strategy, r.error or "unknown error") for r in run.results if r.status != "done"]
 
 
@@ -107,6 +81,9 @@ def render_run(run: Run) -> str:
         render_table(quality_rows(run)),
     ]
     parts += ["", "Cost", render_table(cost_rows(run))]
+    training = throughput_rows(run)
+    if training:
+        parts += ["", "Training (loss and throughput)", render_table(training)]
     for name, err in failures(run):
         parts.append(f"\n{name} failed: {err}")
     if run.error:

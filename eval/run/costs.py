@@ -7,6 +7,9 @@ import time
 from dataclasses import dataclass
 
 from core.config import PriceTable
+from core.types import Answer
+from eval.records import CostSummary
+from eval.stats import percentile
 
 
 @dataclass
@@ -64,3 +67,33 @@ class measure:
 def price(seconds: float, device: str, prices: PriceTable) -> float:
     """Money for `seconds` of machine time on `device` at the table's hourly rate."""
     return seconds * prices.per_second(device)
+
+
+def summarize_costs(
+    answers: list[Answer], prepare: dict, answering: Measurement, device: str, prices: PriceTable
+) -> CostSummary:
+    """One strategy's costs from its answers, its stored `prepare` record (time, memory,
+    parameters, artifact) and the measurement around answering."""
+    lat = [a.cost.latency_s for a in answers]
+    n = max(1, len(answers))
+    mean_latency = sum(lat) / n
+    return CostSummary(
+        device=device,
+        questions=len(answers),
+        prepare_s=prepare["seconds"],
+        prepare_added_mb=prepare["added_rss_mb"],
+        answer_s=answering.seconds,
+        answer_added_mb=answering.added_rss_mb,
+        peak_rss_mb=max(prepare["peak_rss_mb"], answering.peak_rss_mb),
+        peak_gpu_mb=answering.peak_gpu_mb,
+        latency_mean_s=mean_latency,
+        latency_p50_s=percentile(lat, 50),
+        latency_p95_s=percentile(lat, 95),
+        prompt_tokens_mean=sum(a.cost.prompt_tokens for a in answers) / n,
+        output_tokens_mean=sum(a.cost.output_tokens for a in answers) / n,
+        trainable_params=prepare.get("trainable_params", 0),
+        artifact_mb=prepare.get("artifact_bytes", 0) / 2**20,
+        price_prepare=price(prepare["seconds"], device, prices),
+        price_per_1k=price(mean_latency * 1000, device, prices),
+        currency=prices.currency,
+    )

@@ -10,11 +10,12 @@ from typing import Any
 
 import pandas as pd
 
-from eval import charts
-from eval import dashboards as db
+from eval import views as db
 from eval.config import RunConfig
-from eval.report import failures
 from eval.store import Run, RunStore
+from eval.views import charts
+from eval.views.tables import failures
+from eval.views.training import throughput_rows
 
 # Inputs of the recommendation shown in the report (the app lets the user change them).
 DEFAULT_MONTHLY_VOLUME = 10_000
@@ -153,6 +154,9 @@ def html_report(
                 f"<p class='note'>{esc(slices.reason)}.</p>" + _table(_fmt_frame(slices.table))
             )
         ret = db.retention_vs_gain(view, metric)
+        trained = throughput_rows(run)
+        if trained:
+            sections.append("<h2>Training</h2>" + _table(pd.DataFrame(trained)))
 
         figures = [
             ("Quality against price", charts.quality_cost_chart(db.quality_vs_cost(view, metric))),

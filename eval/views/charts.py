@@ -1,5 +1,5 @@
-"""Altair charts over the frames of eval/dashboards.py (the app draws them with st.altair_chart,
-the HTML report renders them to SVG). Each function takes the dashboard's output and returns an
+"""Altair charts over the view frames (the app draws them with st.altair_chart, the HTML report
+renders them to SVG). Each function takes a view's output and returns an
 `alt.Chart`/`alt.LayerChart`; an empty input gives a chart that says there is nothing to draw."""
 
 from __future__ import annotations
@@ -7,7 +7,9 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from eval.dashboards import COST_AXES, BreakEven, metric_label
+from eval.records import COST_AXES
+from eval.views.cost import BreakEven
+from eval.views.run_view import metric_label
 
 WIDTH, HEIGHT = 460, 280
 
@@ -24,7 +26,7 @@ def _empty(message: str) -> alt.Chart:
 def quality_cost_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
     """Points per strategy (with 95% interval bars) and the Pareto frontier as a line.
 
-    `df` is `dashboards.quality_vs_cost(...)`."""
+    `df` is `views.quality_vs_cost(...)`."""
     if df.empty:
         return _empty("no strategy has both this metric and this cost")
     metric, cost = df.attrs.get("metric", "quality"), df.attrs.get("cost", "cost")

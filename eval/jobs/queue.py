@@ -1,64 +1,37 @@
-"""Background runs: a durable job queue in the run store's SQLite file and one worker process.
+"""The job queue: jobs of one store file in its `jobs` table; submit, read, cancel, prune.
 
-The app (or any script) only submits jobs and polls their progress; a separate worker process
-(`python -m eval worker --store PATH`, started by `ensure_worker`) takes queued jobs one at a
-time and runs them with the harness. So a page reload, a closed tab or a second browser neither
-kills nor repeats a run, and two runs never fight for the same cores.
-
-- Progress (stage, strategy, done/total, loss, ETA, a short log) lives in the `jobs` table of
-  the run store file, written at most a few times a second and always on stage changes.
-- Cancel is a flag in that table that the worker polls between batches.
-- The worker writes its pid and a heartbeat while a job runs. A running job whose worker is gone
-  or silent for more than `STALE_S` is marked interrupted (and its run too) by whoever next
-  lists jobs or starts a worker; `JobQueue.resume(run_id)` then continues the run, keeping the
-  strategies already done.
-- One worker per store file: it holds an exclusive lock on `<store>.worker.lock` for its life,
-  and exits by itself after `idle_exit_s` without work.
-
-Jobs of kind "qagen" generate question/answer pairs with the model (`submit_qagen`); the pairs
-and their stats land in a JSON file next to the store, read with `qagen_result(job_id)`.
-
-Typical use (the app):
-    queue = JobQueue(store_path)
-    job_id = queue.submit(config, owner=session_id)
-    ensure_worker(store_path)
-    queue.get(job_id)  # poll
+Progress (stage, strategy, done/total, loss, ETA, a short log) lives in the job row, written by
+the worker (`eval.jobs.worker`). Cancel is a flag in that row that the worker polls. A running
+job whose worker is gone or silent for more than `STALE_S` is marked interrupted (and its run
+too) by whoever next lists jobs or starts a worker; `JobQueue.resume(run_id)` then continues
+the run, keeping the strategies already done.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from core.config import ModelConfig
-from core.files import write_text_atomic
 from core.owners import Access
+from core.procs import pid_alive
 from core.qagen import QAGenConfig
 from eval.config import RunConfig
+from eval.db import connect
+from eval.run.stamp import InputsChanged, InputStamp, file_sha256
 from eval.store import RunStore
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINISHED = ("done", "failed", "cancelled", "interrupted")
 STALE_S = 30.0  # a running job's heartbeat older than this means its worker is gone
-HEARTBEAT_S = 5.0  # how often the worker refreshes the heartbeat of the job it runs
-WRITE_EVERY_S = 0.25  # progress snapshots at most this often (stage changes always)
-CANCEL_POLL_S = 0.2  # the cancel flag is read from the DB at most this often
 LOG_LINES = 50  # the stored log keeps this many last lines
 KEEP_JOBS_S = 30 * 86400  # finished jobs (not their runs) are forgotten after this
 RUN_KINDS = ("run", "resume")  # job kinds that make or continue a comparison run
-COUNTED = ("answer", "generate")  # stages whose events count done/total items
-ROOT = Path(__file__).resolve().parents[1]  # the project folder, importable by the worker
 
 JOBS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -124,15 +97,8 @@ class JobQueue:
         with self._conn() as c:
             c.executescript(JOBS_SCHEMA)
 
-    @contextlib.contextmanager
     def _conn(self):
-        conn = sqlite3.connect(self.path, timeout=30)
-        conn.row_factory = sqlite3.Row
-        try:
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+        return connect(self.path)
 
     # --- submitting --------------------------------------------------------------------------
     def submit(self, config: RunConfig, owner: str = "") -> str:
@@ -154,7 +120,8 @@ class JobQueue:
         """Queue a job that continues stored run `run_id`: strategies stored as done are kept,
         the others run (again). Returns the job id. Raises RunNotFound for an unknown run (or
         one `access` does not see) and ValueError when the run is queued, running, or done
-        with every strategy."""
+        with every strategy, and InputsChanged (a ValueError) when its Q/A file changed since
+        (the worker checks the documents and test questions too, as it reads them)."""
         self.mark_interrupted()
         run = self.store.get_run(run_id, access)
         if run.status in ("queued", "running"):
@@ -163,10 +130,16 @@ class JobQueue:
         kept = {r.strategy for r in run.results if r.status == "done"}
         if run.status == "done" and all(s in kept for s in wanted):
             raise ValueError(f"run {run_id} finished every strategy: nothing to resume")
+        _check_qa_file(run)
         config = RunConfig.from_dict({**run.config, "store_path": str(self.path)})
         with self._conn() as c:
             self.store.set_status(run_id, "queued", conn=c)
             return self._insert("resume", run_id, config.to_dict(), owner, conn=c)
+
+    def submit_task(self, kind: str, payload: dict[str, Any], owner: str = "") -> str:
+        """Queue a job of a registered kind that makes no run (eval.jobs.kinds), with its
+        JSON `payload`; returns the job id."""
+        return self._insert(kind, None, payload, owner)
 
     def submit_qagen(
         self, corpus: str | Path, config: QAGenConfig, models: ModelConfig, owner: str = ""
@@ -190,9 +163,10 @@ class JobQueue:
             raise JobNotFound(job_id)
         if job["status"] != "done":
             raise ValueError(f"question generation {job_id} is {job['status']}, not done")
-        return json.loads(self._result_path(job_id).read_text(encoding="utf-8"))
+        return json.loads(self.result_path(job_id).read_text(encoding="utf-8"))
 
-    def _result_path(self, job_id: str) -> Path:
+    def result_path(self, job_id: str) -> Path:
+        """Where a qagen job's pairs are written (and read back by `qagen_result`)."""
         return self.path.parent / "qagen" / f"{job_id}.json"
 
     def _insert(
@@ -318,7 +292,7 @@ class JobQueue:
             ).fetchall()
         marked = 0
         for r in rows:
-            alive, silent = _pid_alive(r["worker_pid"]), now - (r["heartbeat"] or 0)
+            alive, silent = pid_alive(r["worker_pid"]), now - (r["heartbeat"] or 0)
             if alive and silent <= STALE_S:
                 continue
             why = (
@@ -349,13 +323,12 @@ class JobQueue:
                 [*FINISHED, cutoff],
             ).fetchall()
             c.executemany("DELETE FROM jobs WHERE id=?", [(r["id"],) for r in rows])
-        for r in rows:
-            if r["kind"] == "qagen":
-                self._result_path(r["id"]).unlink(missing_ok=True)
+        for r in rows:  # only qagen jobs leave a result file; the others have none to remove
+            self.result_path(r["id"]).unlink(missing_ok=True)
         return len(rows)
 
     # --- used by the worker ------------------------------------------------------------------
-    def _claim(self) -> dict[str, Any] | None:
+    def claim(self) -> dict[str, Any] | None:
         """Take the oldest queued job for this process (atomically), or None."""
         now, pid = time.time(), os.getpid()
         with self._conn() as c:
@@ -375,17 +348,32 @@ class JobQueue:
         job["config"] = json.loads(full["config_json"])
         return job
 
-    def _update(self, job_id: str, **fields: Any) -> None:
+    def update(self, job_id: str, **fields: Any) -> None:
+        """Set columns of one job (`log` as a list of lines, the last LOG_LINES kept)."""
         if "log" in fields:
             fields["log_json"] = json.dumps(fields.pop("log")[-LOG_LINES:])
         cols = ", ".join(f"{k}=?" for k in fields)
         with self._conn() as c:
             c.execute(f"UPDATE jobs SET {cols} WHERE id=?", [*fields.values(), job_id])
 
-    def _cancel_requested(self, job_id: str) -> bool:
+    def cancel_requested(self, job_id: str) -> bool:
+        """Whether someone asked to cancel job `job_id`."""
         with self._conn() as c:
             row = c.execute("SELECT cancel_requested FROM jobs WHERE id=?", (job_id,)).fetchone()
         return bool(row and row[0])
+
+
+def _check_qa_file(run) -> None:
+    """Refuse at once to resume a run whose Q/A file is gone or changed (cheap: one hash)."""
+    then = InputStamp.from_dict(run.meta.get("inputs"))
+    qa_file = run.meta.get("split", {}).get("qa_file")
+    if then is None or not qa_file:
+        return
+    try:
+        now = file_sha256(qa_file)
+    except OSError as e:
+        raise InputsChanged(f"run {run.id} cannot be resumed: its Q/A file is gone ({e})") from e
+    then.check_resume(InputStamp(then.corpus, now, then.test_ids), run.id)
 
 
 def _to_dict(row: sqlite3.Row) -> dict[str, Any]:
@@ -402,299 +390,3 @@ def _absolute_paths(config: RunConfig, store_path: Path) -> RunConfig:
         if value:
             changes[key] = str(Path(value).resolve())
     return config.replace(**changes)
-
-
-def _pid_alive(pid: int | None) -> bool:
-    """Whether process `pid` exists and is not a zombie (a killed child not yet reaped)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    return True
-
-
-# --- progress --------------------------------------------------------------------------------
-class _Progress:
-    """Turns harness events into job fields; writes them throttled, stage changes at once."""
-
-    def __init__(self, queue: JobQueue, job_id: str, log: list[str]):
-        self.queue, self.job_id = queue, job_id
-        self.fields: dict[str, Any] = {}
-        self.log = list(log)
-        self.key: tuple[Any, Any] = (None, None)
-        self.last_write = 0.0
-        self.answer_t0: float | None = None
-
-    def __call__(self, ev: dict[str, Any]) -> None:
-        stage, strategy = ev.get("stage", ""), ev.get("strategy")
-        changed = (strategy, stage) != self.key
-        if changed:
-            note = f" ({ev['error']})" if "error" in ev else ""
-            note += f" ({ev['status']})" if ev.get("status") else ""
-            self.log.append(f"{time.strftime('%H:%M:%S')} {strategy or 'run'}: {stage}{note}")
-            self.key = (strategy, stage)
-            self.fields.update(done=0, total=0, loss=None, eta_s=None)
-            self.answer_t0 = time.monotonic() if stage in COUNTED else None
-        self.fields.update(stage=stage, strategy=strategy)
-        if stage == "train":
-            self.fields.update(
-                done=ev.get("step", 0),
-                total=ev.get("steps", 0),
-                loss=ev.get("loss"),
-                eta_s=ev.get("eta_s"),
-            )
-        elif stage in COUNTED:
-            done, total = ev.get("done", 0), ev.get("total", 0)
-            self.fields.update(done=done, total=total)
-            if done and self.answer_t0 is not None:  # no ETA comes with these events
-                rate = (time.monotonic() - self.answer_t0) / done
-                self.fields["eta_s"] = rate * (total - done)
-        self.flush(force=changed)
-
-    def flush(self, force: bool = True) -> None:
-        now = time.monotonic()
-        if not force and now - self.last_write < WRITE_EVERY_S:
-            return
-        self.last_write = now
-        self.queue._update(self.job_id, heartbeat=time.time(), log=self.log, **self.fields)
-
-
-class _CancelFlag:
-    """The job's cancel flag for the harness (`is_set()`), read from the DB at most every
-    CANCEL_POLL_S."""
-
-    def __init__(self, queue: JobQueue, job_id: str):
-        self.queue, self.job_id = queue, job_id
-        self.last, self.value = 0.0, False
-
-    def is_set(self) -> bool:
-        now = time.monotonic()
-        if not self.value and now - self.last >= CANCEL_POLL_S:
-            self.last = now
-            self.value = self.queue._cancel_requested(self.job_id)
-        return self.value
-
-
-def _heartbeat(queue: JobQueue, job_id: str, stop: threading.Event) -> None:
-    # A thread, because one training step or model load can outlast STALE_S without an event.
-    while not stop.wait(HEARTBEAT_S):
-        with contextlib.suppress(sqlite3.Error):
-            queue._update(job_id, heartbeat=time.time())
-
-
-class _Cancelled(Exception):
-    pass
-
-
-def _compare(queue: JobQueue, job: dict[str, Any], progress: _Progress) -> str:
-    from eval.harness import run_comparison
-
-    run_id = job["run_id"]
-    run_comparison(
-        RunConfig.from_dict(job["config"]),
-        store=queue.store,
-        progress=progress,
-        cancel=_CancelFlag(queue, job["id"]),
-        run_id=run_id,
-        resume=job["kind"] == "resume",
-    )
-    return "cancelled" if queue.store.get_run(run_id).status == "cancelled" else "done"
-
-
-def _generate_pairs(queue: JobQueue, job: dict[str, Any], progress: _Progress) -> str:
-    from core.qagen import generate_qa, pairs_to_records
-    from eval.harness import read_corpus
-
-    payload, cancel = job["config"], _CancelFlag(queue, job["id"])
-    models = ModelConfig.from_dict(payload["models"])
-    progress({"stage": "read corpus"})
-    corpus = read_corpus(payload["corpus"], RunConfig(models=models))
-    progress({"stage": "generate"})
-
-    def step(done: int, total: int) -> None:
-        progress({"stage": "generate", "done": done, "total": total})
-        if cancel.is_set():
-            raise _Cancelled
-
-    try:
-        result = generate_qa(corpus, QAGenConfig.from_dict(payload["qagen"]), models, step)
-    except _Cancelled:
-        return "cancelled"
-    result_json = json.dumps({"records": pairs_to_records(result.pairs), "stats": result.stats})
-    write_text_atomic(queue._result_path(job["id"]), result_json)  # the page polls for it
-    return "done"
-
-
-def _finish_run(queue: JobQueue, run_id: str | None, status: str, error: str) -> None:
-    """Mark the job's run (qagen jobs have none) finished unless the harness already did."""
-    if run_id is None:
-        return
-    with contextlib.suppress(Exception):
-        if queue.store.get_run(run_id).status in ("queued", "running"):
-            queue.store.finish_run(run_id, status, error)
-
-
-def _execute(queue: JobQueue, job: dict[str, Any]) -> None:
-    """Run one claimed job to its end; every outcome lands in the job row (and the run row)."""
-    job_id = job["id"]
-    progress = _Progress(queue, job_id, job["log"])
-    progress({"stage": "starting"})
-    stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(queue, job_id, stop), daemon=True)
-    beat.start()
-    body = _generate_pairs if job["kind"] == "qagen" else _compare
-    status, error = "failed", None
-    try:
-        status = body(queue, job, progress)
-    except Exception as e:  # the harness has marked the run failed when it got that far
-        error = f"{type(e).__name__}: {e}"
-        _finish_run(queue, job["run_id"], "failed", error)
-    except BaseException:  # SIGTERM or Ctrl-C: the worker stops, the run can be resumed
-        status, error = "interrupted", "interrupted: the worker was stopped"
-        _finish_run(queue, job["run_id"], "interrupted", error)
-        raise
-    finally:
-        stop.set()
-        progress({"stage": status})  # logged unless the harness already said so
-        queue._update(job_id, status=status, error=error, finished_at=time.time())
-
-
-# --- the worker --------------------------------------------------------------------------------
-def _lock_path(store_path: str | Path) -> Path:
-    return Path(str(Path(store_path).resolve()) + ".worker.lock")
-
-
-def _try_lock(path: Path) -> int | None:
-    """An fd holding the exclusive lock on `path`, or None when another process holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def worker_pid(store_path: str | Path) -> int | None:
-    """The pid of the worker serving `store_path`, or None when no worker holds the lock."""
-    path = _lock_path(store_path)
-    if not path.exists():
-        return None
-    fd = _try_lock(path)
-    if fd is not None:  # nobody holds it
-        os.close(fd)
-        return None
-    with contextlib.suppress(ValueError, OSError):
-        return int(path.read_text().strip() or 0) or None
-    return None
-
-
-def work(
-    store_path: str | Path, idle_exit_s: float = 600.0, once: bool = False, poll_s: float = 0.5
-) -> None:
-    """The worker loop (what `python -m eval worker` runs): take queued jobs one at a time and
-    run them, until no job has come for `idle_exit_s` seconds (or, with `once`, until the
-    queue is empty). Returns at once if another worker already serves this store file."""
-    inherited = os.environ.pop("ADAPTLAB_WORKER_LOCK_FD", None)
-    if inherited:  # ensure_worker took the lock for us, so no second worker can slip in
-        fd = int(inherited)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the same open file: granted at once
-        os.set_inheritable(fd, False)  # not passed on to processes the run starts
-    else:
-        fd = _try_lock(_lock_path(store_path))
-        if fd is None:
-            print(f"another worker serves {store_path}; exiting", file=sys.stderr)
-            return
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        queue = JobQueue(store_path)
-        queue.mark_interrupted()  # jobs a killed predecessor left as running
-        queue.prune()
-        idle_since = time.monotonic()
-        while True:
-            job = queue._claim()
-            if job is None:
-                if once or time.monotonic() - idle_since > idle_exit_s:
-                    return
-                time.sleep(poll_s)
-                continue
-            print(f"{time.strftime('%H:%M:%S')} job {job['id']} ({job['run_id']})", flush=True)
-            _execute(queue, job)
-            idle_since = time.monotonic()
-    finally:
-        os.close(fd)
-
-
-def ensure_worker(store_path: str | Path, idle_exit_s: float = 600.0) -> bool:
-    """Start a detached worker process for `store_path` unless one is running; True if it
-    started one. Marks stale running jobs interrupted first. The worker's output goes to
-    `<store>.worker.log`; it exits by itself after `idle_exit_s` seconds without jobs."""
-    store_path = Path(store_path).resolve()
-    JobQueue(store_path).mark_interrupted()
-    fd = _try_lock(_lock_path(store_path))
-    if fd is None:
-        return False
-    try:
-        # The child inherits this locked open file: the lock passes to it without a gap in
-        # which a second caller could start another worker.
-        env = {
-            **os.environ,
-            "ADAPTLAB_WORKER_LOCK_FD": str(fd),
-            "PYTHONPATH": os.pathsep.join(
-                p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
-            ),
-        }
-        command = [sys.executable, "-m", "eval", "worker", "--store", str(store_path)]
-        command += ["--idle-exit", str(idle_exit_s)]
-        with open(str(store_path) + ".worker.log", "ab") as log:
-            subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                pass_fds=(fd,),
-                start_new_session=True,
-            )
-    finally:
-        os.close(fd)
-    return True
-
-
-def main_worker(store_path: str, idle_exit_s: float = 600.0, once: bool = False) -> int:
-    """CLI entry: the worker loop, with SIGTERM stopping it cleanly (its job interrupted)."""
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        work(store_path, idle_exit_s=idle_exit_s, once=once)
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
-
-def render_jobs(jobs: list[dict[str, Any]]) -> str:
-    """One line per job (for `python -m eval jobs`)."""
-    lines = []
-    for j in jobs:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j["created_at"]))
-        where = f"{j['strategy'] or 'run'}: {j['stage']}"
-        if j["total"]:
-            where += f" {j['done']}/{j['total']}"
-        lines.append(
-            f"{j['id']}  {when}  {j['status']:<11}  {j['run_id'] or j['kind']}  "
-            f"{j['owner'] or '-'}  {where}" + (f"  {j['error']}" if j["error"] else "")
-        )
-    return "\n".join(lines) or "no jobs"

@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ConfigBase
-from core.models import load_embedder, load_generator, resolve_device
 from eval.config import RunConfig
-from eval.harness import load_general_set, load_inputs, needs_models
-from strategies import create_strategy, get_strategy_class, make_config
+from eval.records import training_log
+from eval.run.retention import load_general_set
+from eval.run.workbench import Workbench
+from strategies import get_strategy_class, make_config
 from strategies.base import StrategyContext
 
 
 @dataclass
 class StrategyEstimate:
+    """One strategy's probe and what it predicts for the full run."""
+
     strategy: str
     prompt_tokens_mean: float  # measured on the probe questions
     seconds_per_question: float  # measured on the probe questions (one batch)
@@ -72,68 +75,65 @@ def estimate_run(config: RunConfig, probe_questions: int = 4) -> dict[str, Any]:
     Returns {"questions", "train", "load_s", "strategies": [StrategyEstimate as dict], "total_s"}.
     Raises ValueError (with the reason) when the inputs cannot be read.
     """
-    device = resolve_device(config.models.device)
-    t0 = time.perf_counter()
-    tokenizer = None
-    if needs_models(config.strategies):
-        tokenizer = load_generator(config.models).tokenizer
-        load_embedder(config.models)
-    load_s = time.perf_counter() - t0
-    inputs = load_inputs(config, tokenizer)
+    bench = Workbench.open(config)
+    inputs = bench.inputs
     if not inputs.test:
         raise ValueError("the test split is empty: add Q/A pairs or raise test_fraction")
     probe = [p.question for p in inputs.test[: max(1, min(probe_questions, config.batch_size))]]
-    n_general = len(load_general_set(config.retention_questions)) if tokenizer else 0
-    out = []
+    uses_models = bench.models is not None
+    n_general = len(load_general_set(config.retention_questions)) if uses_models else 0
     with tempfile.TemporaryDirectory(prefix="adaptlab-probe-") as tmp:
-        for name in config.strategies:
-            cls = get_strategy_class(name)
-            cfg = make_config(name, config.strategy_configs.get(name))
-            ctx = StrategyContext(models=config.models, workdir=Path(tmp), seed=config.split.seed)
-            strategy = create_strategy(name, _one_step(cfg) if cls.trains else cfg, ctx)
-            try:
-                t = time.perf_counter()
-                report = strategy.prepare(inputs.corpus, inputs.train)
-                prep = time.perf_counter() - t
-                t = time.perf_counter()
-                answers = strategy.answer(probe)
-                per_q = (time.perf_counter() - t) / len(probe)
-            except Exception as e:  # the estimate reports a strategy's problem, the run would too
-                out.append(StrategyEstimate(name, 0, 0, 0, "", 0, 0, 0, f"{type(e).__name__}: {e}"))
-                continue
-            finally:
-                strategy.close()
-            note = "measured"
-            variants_s = 0.0
-            if cls.trains:
-                steps = _planned_steps(cfg, int(report.details.get("examples", 0)))
-                # The probe also ran one validation pass; count it once, not once per step.
-                eval_s = float(report.details.get("eval_s") or 0.0)
-                step_s = max(prep - eval_s, 0.0)
-                note = f"1 training step took {step_s:.1f} s; the run trains {steps} steps"
-                prep = step_s * steps + eval_s
-                variants_s = sum(prep * f for f in config.learning_curve) + per_q * len(
-                    inputs.test
-                ) * len(config.learning_curve)
-            answer_s = per_q * (len(inputs.test) + n_general)
-            out.append(
-                StrategyEstimate(
-                    strategy=name,
-                    prompt_tokens_mean=sum(a.cost.prompt_tokens for a in answers) / len(answers),
-                    seconds_per_question=per_q,
-                    prepare_s=prep,
-                    prepare_note=note,
-                    answer_s=answer_s,
-                    variants_s=variants_s,
-                    total_s=prep + answer_s + variants_s,
-                )
-            )
+        ctx = bench.context(workdir=Path(tmp))
+        out = [_probe(bench, name, ctx, probe, n_general) for name in config.strategies]
     return {
-        "device": device,
+        "device": bench.device,
         "questions": len(inputs.test),
         "train": len(inputs.train),
         "retention_questions": n_general,
-        "load_s": load_s,
+        "load_s": bench.load_s,
         "strategies": [asdict(e) for e in out],
-        "total_s": load_s + sum(e.total_s for e in out),
+        "total_s": bench.load_s + sum(e.total_s for e in out),
     }
+
+
+def _probe(
+    bench: Workbench, name: str, ctx: StrategyContext, probe: list[str], n_general: int
+) -> StrategyEstimate:
+    """One strategy prepared (one training step if it trains) and timed on the probe."""
+    config, inputs = bench.config, bench.inputs
+    trains = get_strategy_class(name).trains
+    cfg = make_config(name, config.strategy_configs.get(name))
+    strategy = bench.strategy(name, _one_step(cfg) if trains else cfg, ctx)
+    try:
+        t = time.perf_counter()
+        report = strategy.prepare(inputs.corpus, inputs.train)
+        prep = time.perf_counter() - t
+        t = time.perf_counter()
+        answers = strategy.answer(probe)
+        per_q = (time.perf_counter() - t) / len(probe)
+    except Exception as e:  # the estimate reports a strategy's problem, the run would too
+        return StrategyEstimate(name, 0, 0, 0, "", 0, 0, 0, f"{type(e).__name__}: {e}")
+    finally:
+        strategy.close()
+    note, variants_s = "measured", 0.0
+    log = training_log(report)
+    if trains:
+        steps = _planned_steps(cfg, log.examples if log else 0)
+        # The probe also ran one validation pass; count it once, not once per step.
+        eval_s = log.eval_s if log else 0.0
+        step_s = max(prep - eval_s, 0.0)
+        note = f"1 training step took {step_s:.1f} s; the run trains {steps} steps"
+        prep = step_s * steps + eval_s
+        curve = config.learning_curve
+        variants_s = sum(prep * f for f in curve) + per_q * len(inputs.test) * len(curve)
+    answer_s = per_q * (len(inputs.test) + n_general)
+    return StrategyEstimate(
+        strategy=name,
+        prompt_tokens_mean=sum(a.cost.prompt_tokens for a in answers) / len(answers),
+        seconds_per_question=per_q,
+        prepare_s=prep,
+        prepare_note=note,
+        answer_s=answer_s,
+        variants_s=variants_s,
+        total_s=prep + answer_s + variants_s,
+    )

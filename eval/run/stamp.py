@@ -1,8 +1,10 @@
 """What a run read (the corpus fingerprint, the Q/A file's hash, the test question ids), so a
 resume can refuse to mix two different inputs in one run and say which one changed.
 
-A run's stored `fingerprint` is `InputStamp.fingerprint`: the corpus and the Q/A file together,
-so two runs with the same fingerprint asked the same questions about the same documents.
+A run's stored `fingerprint` is `InputStamp.fingerprint`: the documents and the Q/A file
+together, so two runs with the same fingerprint asked the same questions about the same
+documents. The documents are identified by their names and text, not by how a run chunked them
+(a resume that adds a strategy using the model's tokenizer reads the same documents).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from core.types import Document
 
 
 class InputsChanged(ValueError):
@@ -30,7 +34,7 @@ def file_sha256(path: str | Path) -> str:
 class InputStamp:
     """The identity of a run's inputs."""
 
-    corpus: str  # core.corpus fingerprint of the ingested documents (chunking included)
+    corpus: str  # core.corpus fingerprint of the documents' names and text (not the chunking)
     qa_sha256: str  # hash of the Q/A file's bytes (a generated one too)
     test_ids: list[str] = field(default_factory=list)  # the questions asked, in order
 
@@ -38,6 +42,13 @@ class InputStamp:
     def fingerprint(self) -> str:
         """Corpus and Q/A file in one short id (what the run's `fingerprint` holds)."""
         return hashlib.sha256(f"{self.corpus}\0{self.qa_sha256}".encode()).hexdigest()[:16]
+
+    @classmethod
+    def read(cls, documents: list[Document], qa_file: str | Path, test_ids: list[str]):
+        """The stamp of what a run reads now: these documents, this Q/A file, these questions."""
+        from core.corpus import fingerprint
+
+        return cls(fingerprint(documents, {}), file_sha256(qa_file), list(test_ids))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

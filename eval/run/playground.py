@@ -7,22 +7,25 @@ folder, or a zip uploaded through the app) can be added next to them.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from core.models import load_embedder, load_generator
+from core.corpus import fingerprint
 from core.types import Answer, PrepareReport
 from eval.config import RunConfig
-from eval.harness import load_inputs, needs_models
+from eval.run.stamp import InputStamp
+from eval.run.workbench import Workbench
 from eval.store import RunStore
-from strategies import Strategy, create_strategy, get_strategy_class, make_config
-from strategies.base import StrategyContext
+from strategies import Strategy, get_strategy_class, make_config, strategies_with
 
 
 @dataclass
 class PlaygroundAnswer:
+    """One strategy's answer to the playground question, timed alone."""
+
     strategy: str
     answer: Answer
     latency_s: float
@@ -33,11 +36,17 @@ class Playground:
     """Prepared strategies of one run; `ask` answers a question with each of them."""
 
     run_id: str
-    config: RunConfig
+    bench: Workbench
     strategies: dict[str, Strategy] = field(default_factory=dict)
     reports: dict[str, PrepareReport] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    _inputs: Any = None
+    # A fresh folder for what preparing writes (indexes): never shared with a run or another
+    # playground, removed on close().
+    workdir: Path | None = None
+
+    @property
+    def config(self) -> RunConfig:
+        return self.bench.config
 
     @classmethod
     def from_run(cls, store: RunStore, run_id: str, names: list[str] | None = None) -> Playground:
@@ -53,15 +62,15 @@ class Playground:
             if r.status == "done" and "variant_of" not in r.extras
         }
         chosen = [n for n in (names or list(done)) if n in done]
-        pg = cls(run_id, config)
-        tokenizer = load_generator(config.models).tokenizer if needs_models(chosen) else None
-        if needs_models(chosen):
-            load_embedder(config.models)
         try:
-            pg._inputs = load_inputs(config, tokenizer)
+            bench = Workbench.open(config, chosen)
         except Exception as e:  # the corpus folder was deleted or moved since the run
             raise ValueError(f"the corpus of run {run_id} cannot be read any more: {e}") from e
-        if run.fingerprint and pg._inputs.corpus.fingerprint != run.fingerprint:
+        scratch = Path(config.workdir) / "playgrounds"
+        scratch.mkdir(parents=True, exist_ok=True)
+        pg = cls(run_id, bench, workdir=Path(tempfile.mkdtemp(prefix="playground-", dir=scratch)))
+        then = InputStamp.from_dict(run.meta.get("inputs"))
+        if then is not None and then.corpus != fingerprint(bench.inputs.corpus.documents, {}):
             pg.warnings.append(
                 "The documents changed since this run: retrieval uses their current text."
             )
@@ -74,14 +83,9 @@ class Playground:
         return pg
 
     def _add(self, label: str, name: str, cfg) -> None:
-        ctx = StrategyContext(
-            models=self.config.models,
-            workdir=Path(self.config.workdir),
-            seed=self.config.split.seed,
-        )
-        strategy = create_strategy(name, cfg, ctx)
+        strategy = self.bench.strategy(name, cfg, self.bench.context(workdir=self.workdir))
         try:
-            report = strategy.prepare(self._inputs.corpus, self._inputs.train)
+            report = strategy.prepare(self.bench.inputs.corpus, self.bench.inputs.train)
         except Exception as e:  # one strategy that cannot be restored leaves the others usable
             strategy.close()
             self.warnings.append(f"{label} could not be prepared: {type(e).__name__}: {e}")
@@ -90,32 +94,41 @@ class Playground:
         self.reports[label] = report
 
     def add_adapter(self, path: str | Path, label: str = "uploaded adapter") -> str | None:
-        """Answer with a saved peft adapter too (closed book, the run's LoRA settings otherwise).
+        """Answer with a saved peft adapter too, through the first strategy that accepts one
+        (closed book, the run's settings for it otherwise).
 
         Returns the label it answers under, or None (with a warning) if it could not be loaded.
         """
-        base = make_config("lora", self.config.strategy_configs.get("lora"))
-        cfg = get_strategy_class("lora").reuse_config(base, {"artifact_path": str(path)})
+        takers = strategies_with("accepts_adapter")
+        if not takers:
+            self.warnings.append("no registered strategy can answer with an adapter")
+            return None
+        name = takers[0]
+        base = make_config(name, self.config.strategy_configs.get(name))
+        cfg = get_strategy_class(name).reuse_config(base, {"artifact_path": str(path)})
         before = len(self.strategies)
-        self._add(label, "lora", cfg)
+        self._add(label, name, cfg)
         return label if len(self.strategies) > before else None
 
     def ask(self, question: str) -> list[PlaygroundAnswer]:
         """Every prepared strategy's answer to `question`, timed one by one."""
+        return [self.ask_one(label, question) for label in list(self.strategies)]
+
+    def ask_one(self, label: str, question: str) -> PlaygroundAnswer:
+        """Prepared strategy `label`'s answer to `question`, timed."""
         question = question.strip()
         if not question:
             raise ValueError("type a question first")
-        out = []
-        for label, strategy in self.strategies.items():
-            t0 = time.perf_counter()
-            (answer,) = strategy.answer([question])
-            latency = time.perf_counter() - t0
-            answer.cost.latency_s = latency
-            out.append(PlaygroundAnswer(label, answer, latency))
-        return out
+        t0 = time.perf_counter()
+        (answer,) = self.strategies[label].answer([question])
+        latency = time.perf_counter() - t0
+        answer.cost.latency_s = latency
+        return PlaygroundAnswer(label, answer, latency)
 
     def close(self) -> None:
-        """Release adapters held in the shared generator."""
+        """Release adapters held in the shared generator, and remove the scratch folder."""
         for strategy in self.strategies.values():
             strategy.close()
         self.strategies.clear()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)

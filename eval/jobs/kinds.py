@@ -1,0 +1,86 @@
+"""What each kind of job does, registered by kind: "run" and "resume" (a comparison run through
+the harness) and "qagen" (question/answer pairs generated from a corpus). The worker looks the
+body up here; a new kind of job is one registered function."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from core.config import ModelConfig
+from core.files import write_text_atomic
+from core.qagen import QAGenConfig
+from eval.config import RunConfig
+from eval.jobs.progress import CancelFlag, JobProgress
+from eval.jobs.queue import JobQueue
+
+# A job body: (queue, claimed job, progress sink) -> final status ("done" or "cancelled").
+JobBody = Callable[[JobQueue, dict[str, Any], JobProgress], str]
+JOB_KINDS: dict[str, JobBody] = {}
+
+
+def register_job_kind(*kinds: str) -> Callable[[JobBody], JobBody]:
+    """Decorator: run `fn` for jobs of each of `kinds`."""
+
+    def deco(fn: JobBody) -> JobBody:
+        for kind in kinds:
+            JOB_KINDS[kind] = fn
+        return fn
+
+    return deco
+
+
+def job_body(kind: str) -> JobBody:
+    """The registered body of jobs of `kind` (KeyError naming the known kinds otherwise)."""
+    try:
+        return JOB_KINDS[kind]
+    except KeyError:
+        raise KeyError(f"unknown job kind {kind!r}; known: {', '.join(JOB_KINDS)}") from None
+
+
+class _Cancelled(Exception):
+    pass
+
+
+@register_job_kind("run", "resume")
+def compare(queue: JobQueue, job: dict[str, Any], progress: JobProgress) -> str:
+    """A comparison run into the job's run row; "resume" keeps the strategies already done."""
+    from eval.run import run_comparison
+
+    run_id = job["run_id"]
+    run_comparison(
+        RunConfig.from_dict(job["config"]),
+        store=queue.store,
+        progress=progress,
+        cancel=CancelFlag(queue, job["id"]),
+        run_id=run_id,
+        resume=job["kind"] == "resume",
+    )
+    return "cancelled" if queue.store.get_run(run_id).status == "cancelled" else "done"
+
+
+@register_job_kind("qagen")
+def generate_pairs(queue: JobQueue, job: dict[str, Any], progress: JobProgress) -> str:
+    """Question/answer pairs from the job's corpus into `queue.result_path(job id)`."""
+    from core.qagen import generate_qa, pairs_to_records
+    from eval.run import read_corpus
+
+    payload, cancel = job["config"], CancelFlag(queue, job["id"])
+    models = ModelConfig.from_dict(payload["models"])
+    progress({"stage": "read corpus"})
+    corpus = read_corpus(payload["corpus"], RunConfig(models=models))
+    progress({"stage": "generate"})
+
+    def step(done: int, total: int) -> None:
+        progress({"stage": "generate", "done": done, "total": total})
+        if cancel.is_set():
+            raise _Cancelled
+
+    try:
+        result = generate_qa(corpus, QAGenConfig.from_dict(payload["qagen"]), models, step)
+    except _Cancelled:
+        return "cancelled"
+    result_json = json.dumps({"records": pairs_to_records(result.pairs), "stats": result.stats})
+    write_text_atomic(queue.result_path(job["id"]), result_json)  # the page polls for it
+    return "done"

@@ -1,0 +1,193 @@
+"""The worker process: one per store file, taking queued jobs one at a time.
+
+The app (or any script) only submits jobs and polls their progress; a separate worker process
+(`python -m eval worker --store PATH`, started by `ensure_worker`) runs them with the body
+registered for their kind (`eval.jobs.kinds`). So a page reload, a closed tab or a second
+browser neither kills nor repeats a run, and two runs never fight for the same cores. The worker
+holds an exclusive lock on `<store>.worker.lock` for its life, writes its pid and a heartbeat
+while a job runs, and exits by itself after `idle_exit_s` without work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from eval.jobs import page_kinds  # noqa: F401 - registers the playground and merge kinds
+from eval.jobs.kinds import job_body
+from eval.jobs.progress import JobProgress, heartbeat
+from eval.jobs.queue import JobQueue
+
+ROOT = Path(__file__).resolve().parents[2]  # the project folder, importable by the worker
+
+
+def _finish_run(queue: JobQueue, run_id: str | None, status: str, error: str) -> None:
+    """Mark the job's run (qagen jobs have none) finished unless the harness already did."""
+    if run_id is None:
+        return
+    with contextlib.suppress(Exception):
+        if queue.store.get_run(run_id).status in ("queued", "running"):
+            queue.store.finish_run(run_id, status, error)
+
+
+def _execute(queue: JobQueue, job: dict[str, Any]) -> None:
+    """Run one claimed job to its end; every outcome lands in the job row (and the run row)."""
+    job_id = job["id"]
+    progress = JobProgress(queue, job_id, job["log"])
+    progress({"stage": "starting"})
+    stop = threading.Event()
+    beat = threading.Thread(target=heartbeat, args=(queue, job_id, stop), daemon=True)
+    beat.start()
+    status, error = "failed", None
+    if job["kind"] != page_kinds.PLAYGROUND:  # its adapters and indexes would sit idle
+        page_kinds.release_playground()
+    try:
+        status = job_body(job["kind"])(queue, job, progress)
+    except Exception as e:  # the harness has marked the run failed when it got that far
+        error = f"{type(e).__name__}: {e}"
+        _finish_run(queue, job["run_id"], "failed", error)
+    except BaseException:  # SIGTERM or Ctrl-C: the worker stops, the run can be resumed
+        status, error = "interrupted", "interrupted: the worker was stopped"
+        _finish_run(queue, job["run_id"], "interrupted", error)
+        raise
+    finally:
+        stop.set()
+        progress({"stage": status})  # logged unless the harness already said so
+        queue.update(job_id, status=status, error=error, finished_at=time.time())
+
+
+def _lock_path(store_path: str | Path) -> Path:
+    """The file whose exclusive lock marks the one worker of `store_path`."""
+    return Path(str(Path(store_path).resolve()) + ".worker.lock")
+
+
+def _try_lock(path: Path) -> int | None:
+    """An fd holding the exclusive lock on `path`, or None when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def worker_pid(store_path: str | Path) -> int | None:
+    """The pid of the worker serving `store_path`, or None when no worker holds the lock."""
+    path = _lock_path(store_path)
+    if not path.exists():
+        return None
+    fd = _try_lock(path)
+    if fd is not None:  # nobody holds it
+        os.close(fd)
+        return None
+    with contextlib.suppress(ValueError, OSError):
+        return int(path.read_text().strip() or 0) or None
+    return None
+
+
+def work(
+    store_path: str | Path, idle_exit_s: float = 600.0, once: bool = False, poll_s: float = 0.5
+) -> None:
+    """The worker loop (what `python -m eval worker` runs): take queued jobs one at a time and
+    run them, until no job has come for `idle_exit_s` seconds (or, with `once`, until the
+    queue is empty). Returns at once if another worker already serves this store file."""
+    inherited = os.environ.pop("ADAPTLAB_WORKER_LOCK_FD", None)
+    if inherited:  # ensure_worker took the lock for us, so no second worker can slip in
+        fd = int(inherited)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the same open file: granted at once
+        os.set_inheritable(fd, False)  # not passed on to processes the run starts
+    else:
+        fd = _try_lock(_lock_path(store_path))
+        if fd is None:
+            print(f"another worker serves {store_path}; exiting", file=sys.stderr)
+            return
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        queue = JobQueue(store_path)
+        queue.mark_interrupted()  # jobs a killed predecessor left as running
+        queue.store.mark_orphans()  # runs whose CLI process died
+        queue.prune()
+        idle_since = time.monotonic()
+        while True:
+            job = queue.claim()
+            if job is None:
+                if once or time.monotonic() - idle_since > idle_exit_s:
+                    return
+                time.sleep(poll_s)
+                continue
+            print(f"{time.strftime('%H:%M:%S')} job {job['id']} ({job['run_id']})", flush=True)
+            _execute(queue, job)
+            idle_since = time.monotonic()
+    finally:
+        os.close(fd)
+
+
+def ensure_worker(store_path: str | Path, idle_exit_s: float = 600.0) -> bool:
+    """Start a detached worker process for `store_path` unless one is running; True if it
+    started one. Marks stale running jobs interrupted first. The worker's output goes to
+    `<store>.worker.log`; it exits by itself after `idle_exit_s` seconds without jobs."""
+    store_path = Path(store_path).resolve()
+    JobQueue(store_path).mark_interrupted()
+    fd = _try_lock(_lock_path(store_path))
+    if fd is None:
+        return False
+    try:
+        # The child inherits this locked open file: the lock passes to it without a gap in
+        # which a second caller could start another worker.
+        env = {
+            **os.environ,
+            "ADAPTLAB_WORKER_LOCK_FD": str(fd),
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        }
+        command = [sys.executable, "-m", "eval", "worker", "--store", str(store_path)]
+        command += ["--idle-exit", str(idle_exit_s)]
+        with open(str(store_path) + ".worker.log", "ab") as log:
+            subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(fd,),
+                start_new_session=True,
+            )
+    finally:
+        os.close(fd)
+    return True
+
+
+def serve_queued(queue: JobQueue, jobs: list[dict[str, Any]]) -> bool:
+    """What a page calls while it polls `jobs`: when one of them is queued and no worker serves
+    the queue (it died, or exited idle), start one, so a queued job never waits forever.
+    True if a worker was started."""
+    if not any(j["status"] == "queued" for j in jobs):
+        return False
+    return ensure_worker(queue.path)
+
+
+def main_worker(store_path: str, idle_exit_s: float = 600.0, once: bool = False) -> int:
+    """CLI entry: the worker loop, with SIGTERM stopping it cleanly (its job interrupted)."""
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        work(store_path, idle_exit_s=idle_exit_s, once=once)
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,227 @@
+"""The comparison run: one corpus, one split, one base model, every strategy, stored as it goes.
+
+`run_comparison(config)` is the library entry point that the CLI, the worker and the tests
+call. It opens a `Workbench` (models and inputs), measures each strategy the same way
+(`measurement`), scores its answers (`scoring`) and its general-knowledge answers
+(`retention`), and stores each strategy's results as soon as it finishes, so one crashing
+strategy never loses the others.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from core.models import load_embedder
+from core.types import QAPair
+from eval.artifacts import Staged, clean_leftovers, label_folder, relocate, run_dir
+from eval.config import RunConfig
+from eval.run.measurement import Measured, StrategyMeasurement, answer_all
+from eval.run.provenance import git_hash, package_versions
+from eval.run.retention import load_general_set, retention, retention_scores
+from eval.run.scoring import needs_embedder, score
+from eval.run.stamp import InputsChanged, InputStamp
+from eval.run.workbench import Workbench
+from eval.store import Run, RunStore
+from strategies import baseline_strategy, get_strategy_class
+from strategies.base import RunCancelled
+
+ProgressFn = Callable[[dict[str, Any]], None]
+CancelFn = threading.Event | Callable[[], bool] | None
+
+
+def run_comparison(
+    config: RunConfig,
+    *,
+    store: RunStore | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn = None,
+    run_id: str | None = None,
+    resume: bool = False,
+    owner: str = "",
+) -> str:
+    """Run every configured strategy over the test split and store the results; returns the id.
+
+    `progress` receives events ({"stage": ..., "strategy": ..., "done": ..., "total": ...}).
+    `cancel` (an Event-like object with `is_set()`, or a callable returning True to stop) stops
+    the run between batches. Errors in one strategy are stored with
+    that strategy and the others still run; errors before any strategy (bad corpus, bad Q/A
+    file) mark the run failed and are raised. With `resume`, results already stored as done in
+    run `run_id` are kept and not run again (an interrupted run continues), provided the run
+    reads the same documents, Q/A file and test questions as before: otherwise InputsChanged
+    is raised, naming what changed, and the run is left interrupted. A new run belongs to
+    `owner` (core.owners; "" = the operator) and records this process as the one running it.
+    """
+    store = store or RunStore(config.store_path)
+    emit = progress or (lambda event: None)
+    if run_id:  # created earlier (a queued job) or resumed: running again from now on
+        store.set_status(run_id, "running")
+    else:
+        run_id = store.create_run(config.to_dict(), config.name, owner=owner)
+    cancelled = getattr(cancel, "is_set", cancel) or (lambda: False)
+    previous = store.get_run(run_id) if resume else None
+    try:
+        _Comparison(config, store, run_id, emit, cancelled, previous).run()
+    except RunCancelled:
+        store.finish_run(run_id, "cancelled", "cancelled by the user")
+        emit({"stage": "cancelled"})
+        return run_id
+    except InputsChanged as e:  # nothing ran: the run keeps what it had, resumable as before
+        store.finish_run(run_id, "interrupted", str(e))
+        emit({"stage": "failed", "error": str(e)})
+        raise
+    except Exception as e:
+        store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}")
+        emit({"stage": "failed", "error": str(e)})
+        raise
+    return run_id
+
+
+def variants(
+    name: str, train: list[QAPair], fractions: list[float], seed: int
+) -> list[tuple[str, list[QAPair], dict[str, Any]]]:
+    """(label, training pairs, extras) for the main result and each learning-curve point.
+
+    Learning-curve subsets are nested prefixes of one seeded shuffle (25% inside 50% inside 100%),
+    so a higher point only ever adds data. Strategies that do not train have no points.
+    """
+    if not get_strategy_class(name).trains:
+        return [(name, train, {})]
+    out = [(name, train, {"train_fraction": 1.0, "train_pairs": len(train)})]
+    order = list(train)
+    random.Random(seed).shuffle(order)
+    for f in sorted({float(x) for x in fractions}):
+        n = max(1, round(f * len(train)))
+        extras = {"variant_of": name, "train_fraction": f, "train_pairs": n}
+        out.append((f"{name}@{f:.0%}", order[:n], extras))
+    return out
+
+
+class _Comparison:
+    """One run's state between strategies: the workbench, what is kept, the retention base."""
+
+    def __init__(self, config, store, run_id, emit, cancelled, previous: Run | None):
+        self.config, self.store, self.run_id = config, store, run_id
+        self.emit, self.cancelled = emit, cancelled
+        # Resuming keeps what an interrupted run already measured: those results are not redone.
+        done = previous.results if previous else []
+        self.kept = {r.strategy for r in done if r.status == "done"}
+        self.retention_base = previous.meta.get("retention_base") if previous else None
+        self.previous = previous
+        # Every file a strategy writes goes under this run's own folder (eval.artifacts).
+        self.folder = run_dir(config.workdir, run_id)
+
+    def run(self) -> None:
+        config = self.config
+        self.bench = Workbench.open(config, emit=self.emit)
+        inputs = self.bench.inputs
+        stamp = InputStamp.read(
+            inputs.corpus.documents, inputs.qa_file, [p.id for p in inputs.test]
+        )
+        if self.previous is not None:
+            self._check_same_inputs(stamp)
+        clean_leftovers(self.folder)  # what a killed attempt of this run was building
+        self._store_meta(stamp)
+        if not self.bench.inputs.test:
+            raise ValueError("the test split is empty: add Q/A pairs or raise test_fraction")
+        self.embedder = load_embedder(config.models) if needs_embedder(config.metrics) else None
+        uses_models = self.bench.models is not None
+        self.general = load_general_set(config.retention_questions) if uses_models else []
+        self.measurement = StrategyMeasurement(
+            config.batch_size, self.bench.device, config.prices, self.emit, self.cancelled
+        )
+        for name in config.strategies:
+            for label, train, extras in variants(
+                name, self.bench.inputs.train, config.learning_curve, config.split.seed
+            ):
+                self._one(name, label, train, extras)
+        self.store.finish_run(self.run_id, "done")
+        self.emit({"stage": "done", "run_id": self.run_id})
+
+    def _check_same_inputs(self, now: InputStamp) -> None:
+        """Raise InputsChanged when a resumed run would read other inputs than it did.
+
+        Runs stored before stamps existed are checked on their test question ids only."""
+        meta = self.previous.meta
+        then = InputStamp.from_dict(meta.get("inputs"))
+        if then is None and "test_ids" in meta.get("split", {}):
+            then = InputStamp(now.corpus, now.qa_sha256, list(meta["split"]["test_ids"]))
+        if then is not None:
+            then.check_resume(now, self.run_id)
+
+    def _store_meta(self, stamp: InputStamp) -> None:
+        meta: dict[str, Any] = {
+            "device": self.bench.device,
+            "versions": package_versions(),
+            "git": git_hash(),
+            "batch_size": self.config.batch_size,
+        }
+        if self.bench.models is not None:
+            meta["models"] = self.bench.models
+        meta.update(self.bench.inputs.summary())
+        meta["inputs"] = stamp.to_dict()
+        self.store.update_run(self.run_id, fingerprint=stamp.fingerprint, **meta)
+
+    def _one(self, name: str, label: str, train: list[QAPair], extras: dict[str, Any]) -> None:
+        if label in self.kept:
+            self.emit({"stage": "strategy_done", "strategy": label, "status": "kept"})
+            return
+        if self.cancelled():
+            raise RunCancelled
+        # Built in a temporary folder, renamed into place once the strategy is done: a reader
+        # never sees half an adapter, and a failed or killed attempt leaves nothing in place.
+        with Staged(self.folder / label_folder(label)) as staged:
+            ctx = self.bench.context(
+                workdir=staged.path,
+                progress=lambda ev, label=label: self.emit({**ev, "strategy": label}),
+                cancelled=self.cancelled,
+            )
+            # Variants (learning-curve points) skip the retention set: it measures the model
+            # a user would deploy, the one trained on all the data.
+            asked = self.general if "variant_of" not in extras else []
+            if asked and self.retention_base is None:
+                self.retention_base = self._retention_base(ctx)
+                self.store.update_run(self.run_id, retention_base=self.retention_base)
+            measured = self.measurement.evaluate(
+                self.bench.strategy(name, None, ctx), label, self.bench.inputs, train, asked
+            )
+            if measured.result.status == "done":
+                final = staged.publish()
+                measured.result.prepare = relocate(measured.result.prepare, staged.path, final)
+        measured.result.extras.update(extras)
+        if measured.result.status == "done":
+            self._score(label, measured, asked)
+        self.store.save_strategy(self.run_id, measured.result, measured.answers)
+        self.emit({"stage": "strategy_done", "strategy": label, "status": measured.result.status})
+
+    def _score(self, label: str, measured: Measured, asked: list[QAPair]) -> None:
+        config = self.config
+        resamples, seed = config.bootstrap_resamples, config.split.seed
+        self.emit({"stage": "score", "strategy": label})
+        measured.result.metrics = score(
+            measured.answers, config.metrics, self.embedder, resamples, seed
+        )
+        if measured.general_answers:
+            texts = [a.text for a in measured.general_answers]
+            measured.result.extras["retention"] = retention(
+                asked, texts, self.retention_base, resamples, seed
+            )
+
+    def _retention_base(self, ctx) -> dict[str, Any]:
+        """The closed-book reference strategy's score on the general set, with its defaults."""
+        self.emit({"stage": "retention_base"})
+        name = baseline_strategy()
+        if name is None:
+            raise ValueError("no strategy is registered as the closed-book baseline")
+        base = self.bench.strategy(name, {}, ctx)
+        base.prepare(self.bench.inputs.corpus, [])
+        questions = [p.question for p in self.general]
+        answers = answer_all(base, questions, self.config.batch_size, self.cancelled)
+        return retention_scores(
+            self.general,
+            [a.text for a in answers],
+            self.config.bootstrap_resamples,
+            self.config.split.seed,
+        )

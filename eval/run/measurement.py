@@ -1,0 +1,136 @@
+"""Measuring one strategy the same way as every other: prepare and answer, timed and sampled
+for memory, latency charged per question; a failure becomes a failed result, not a crash."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from core.config import PriceTable
+from core.types import Answer, PrepareReport, QAPair
+from eval.run.costs import Measurement, measure, summarize_costs
+from eval.run.inputs import Inputs
+from eval.store import StoredAnswer, StrategyResult
+from strategies import Strategy
+from strategies.base import RunCancelled
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+def answer_all(
+    strategy: Strategy, questions: list[str], batch_size: int, cancelled: Callable[[], bool]
+) -> list[Answer]:
+    """Every question answered in batches of `batch_size`, checking `cancelled` between them."""
+    out: list[Answer] = []
+    for start in range(0, len(questions), batch_size):
+        if cancelled():
+            raise RunCancelled
+        out.extend(strategy.answer(questions[start : start + batch_size]))
+    return out
+
+
+def prepare_record(report: PrepareReport, m: Measurement) -> dict[str, Any]:
+    """The stored `prepare` record: what the strategy reported, its typed training log, and the
+    time and memory the harness measured around it."""
+    record = {
+        **asdict(report),
+        "seconds": m.seconds,
+        "peak_rss_mb": m.peak_rss_mb,
+        "added_rss_mb": m.added_rss_mb,
+        "peak_gpu_mb": m.peak_gpu_mb,
+    }
+    record["training"] = report.training.to_dict() if report.training is not None else None
+    return record
+
+
+@dataclass
+class Measured:
+    """One strategy's outcome: its stored result, its stored answers, and its answers to the
+    general-knowledge questions (scored for retention by the caller)."""
+
+    result: StrategyResult
+    answers: list[StoredAnswer] = field(default_factory=list)
+    general_answers: list[Answer] = field(default_factory=list)
+
+
+@dataclass
+class StrategyMeasurement:
+    """How every strategy of a run is measured: batch size, device, prices, progress, cancel."""
+
+    batch_size: int
+    device: str
+    prices: PriceTable
+    emit: ProgressFn
+    cancelled: Callable[[], bool]
+
+    def evaluate(
+        self,
+        strategy: Strategy,
+        label: str,
+        inputs: Inputs,
+        train: list[QAPair],
+        general: list[QAPair] = (),
+    ) -> Measured:
+        """Prepare `strategy` on `train`, answer the test split (then `general`, not charged to
+        its latency), and return it all under `label`. The strategy is closed afterwards."""
+        result = StrategyResult(label, "failed", strategy.config.to_dict(), {}, {}, {})
+        answers: list[Answer] = []
+        general_answers: list[Answer] = []
+        try:
+            self.emit({"stage": "prepare", "strategy": label})
+            with measure(self.device) as prep:
+                report = strategy.prepare(inputs.corpus, train)
+            result.prepare = prepare_record(report, prep)
+            answers, answering = self._answer_test(strategy, label, inputs.test)
+            result.cost = summarize_costs(
+                answers, result.prepare, answering, self.device, self.prices
+            ).to_dict()
+            if general:
+                self.emit({"stage": "retention", "strategy": label})
+                questions = [p.question for p in general]
+                general_answers = answer_all(strategy, questions, self.batch_size, self.cancelled)
+            result.status = "done"
+        except RunCancelled:
+            raise
+        except Exception as e:
+            result.error = f"{type(e).__name__}: {e}"
+            result.prepare.setdefault("traceback", traceback.format_exc(limit=8))
+            self.emit({"stage": "strategy_failed", "strategy": label, "error": result.error})
+            answers, general_answers = [], []
+        finally:
+            with contextlib.suppress(Exception):  # closing must never hide the outcome
+                strategy.close()
+        stored = [
+            StoredAnswer(label, p.id, p.question, list(p.answers), a)
+            for p, a in zip(inputs.test, answers, strict=False)
+        ]
+        return Measured(result, stored, general_answers)
+
+    def _answer_test(
+        self, strategy: Strategy, label: str, test: list[QAPair]
+    ) -> tuple[list[Answer], Measurement]:
+        questions = [p.question for p in test]
+        total, answers = len(questions), []
+        self.emit({"stage": "answer", "strategy": label, "done": 0, "total": total})
+        with measure(self.device) as answering:
+            for start in range(0, total, self.batch_size):
+                if self.cancelled():
+                    raise RunCancelled
+                batch = questions[start : start + self.batch_size]
+                t0 = time.perf_counter()
+                got = strategy.answer(batch)
+                elapsed = time.perf_counter() - t0
+                if len(got) != len(batch):
+                    raise RuntimeError(f"{label} returned {len(got)} answers for {len(batch)}")
+                # Batched generation: each question is charged an equal share of the batch.
+                for a in got:
+                    a.cost.latency_s = elapsed / len(batch)
+                answers.extend(got)
+                self.emit(
+                    {"stage": "answer", "strategy": label, "done": len(answers), "total": total}
+                )
+        return answers, answering

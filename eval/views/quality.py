@@ -1,0 +1,252 @@
+"""Quality views: the side-by-side table, the per-question explorer and its filters, the
+learning curve and retrieval recall."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from eval.records import COST_COLUMNS
+from eval.store import StoredAnswer, StrategyResult
+from eval.views.run_view import (
+    DEFAULT_METRIC,
+    RunView,
+    check_metric,
+    format_interval,
+    higher_is_better,
+    metric_label,
+    metric_names,
+    seed_of,
+)
+from eval.views.significance import paired_test
+from strategies import get_strategy_class
+
+
+@dataclass
+class SideBySide:
+    """The main comparison table.
+
+    table: one row per main strategy (index = strategy); per metric columns `<m>`, `<m>_low`,
+        `<m>_high`; then every cost key of report.COST_COLUMNS (NaN where absent).
+    best: column -> best strategy (metric direction from the registry; costs: lower is better).
+    significance: one row per (metric, strategy): best, diff (strategy − best), p_value,
+        significant — a paired test against the best strategy on the same questions.
+    display: the table as strings for showing: "mean [low, high]", best marked with ★, and
+        "(=)" after metrics whose gap to the best is not significant.
+    """
+
+    table: pd.DataFrame
+    best: dict[str, str]
+    significance: pd.DataFrame
+    display: pd.DataFrame
+    metrics: list[str]
+    costs: list[str]
+
+
+def side_by_side(view: RunView, *, alpha: float = 0.05) -> SideBySide:
+    """Quality with 95% intervals and every cost per main strategy, best marked, gaps tested."""
+    results = view.main
+    metrics = metric_names(view.run)
+    costs = [c.key for c in COST_COLUMNS]
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {"strategy": r.strategy}
+        for m in metrics:
+            iv = r.metrics.get(m) or {}
+            row[m], row[f"{m}_low"], row[f"{m}_high"] = (
+                iv.get("mean"),
+                iv.get("low"),
+                iv.get("high"),
+            )
+        for k in costs:
+            row[k] = r.cost.get(k)
+        rows.append(row)
+    cols = ["strategy"] + [c for m in metrics for c in (m, f"{m}_low", f"{m}_high")] + costs
+    table = pd.DataFrame(rows, columns=cols).set_index("strategy")
+    table = table.apply(pd.to_numeric, errors="coerce")
+
+    best: dict[str, str] = {}
+    for col in metrics + costs:
+        s = table[col].dropna()
+        if s.empty or s.nunique() == 1 and len(results) > 1:
+            continue  # every strategy equal (e.g. trainable 0 everywhere): nothing to mark
+        best[col] = str(s.idxmax() if col in metrics and higher_is_better(col) else s.idxmin())
+
+    sig_rows = []
+    for m in metrics:
+        if m not in best:
+            continue
+        for r in results:
+            if r.strategy == best[m]:
+                continue
+            t = paired_test(
+                view.scores(r.strategy, m),
+                view.scores(best[m], m),
+                names=(r.strategy, best[m]),
+                metric=m,
+                seed=seed_of(view),
+                alpha=alpha,
+            )
+            sig_rows.append(
+                {
+                    "metric": m,
+                    "strategy": r.strategy,
+                    "best": best[m],
+                    "n": t.n,
+                    "diff": t.mean_diff,
+                    "p_value": t.p_value,
+                    "significant": t.significant,
+                }
+            )
+    significance = pd.DataFrame(
+        sig_rows, columns=["metric", "strategy", "best", "n", "diff", "p_value", "significant"]
+    )
+    display = _display(results, metrics, best, significance)
+    return SideBySide(table, best, significance, display, metrics, costs)
+
+
+def _display(results, metrics, best, significance) -> pd.DataFrame:
+    not_sig = {
+        (row.metric, row.strategy)
+        for row in significance.itertuples()
+        if row.p_value is not None and not row.significant
+    }
+    rows = []
+    for r in results:
+        row = {"Strategy": r.strategy}
+        for m in metrics:
+            text = format_interval(r.metrics.get(m))
+            if best.get(m) == r.strategy:
+                text = "★ " + text
+            elif (m, r.strategy) in not_sig:
+                text += " (=)"
+            row[metric_label(m)] = text
+        for c in COST_COLUMNS:
+            text = c.format(r.cost.get(c.key))
+            row[c.label] = ("★ " + text) if best.get(c.key) == r.strategy else text
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _contexts_text(a: StoredAnswer, limit: int = 160) -> str:
+    parts = []
+    for c in a.answer.contexts:
+        head = f"[{c.kind}{': ' + c.source if c.source else ''}] "
+        text = " ".join(c.text.split())
+        parts.append(head + (text[:limit] + "…" if len(text) > limit else text))
+    return "\n".join(parts)
+
+
+def question_explorer(
+    view: RunView, metric: str = DEFAULT_METRIC, strategies: list[str] | None = None
+) -> pd.DataFrame:
+    """One row per question: qid, question, golds, then per strategy `<s> answer`,
+    `<s> score` (on `metric`, NaN where it does not apply) and `<s> contexts` (the retrieved
+    chunks or shots it used, one a line, truncated).
+
+    `attrs` carries `metric` and `strategies` for the filters below.
+    """
+    check_metric(view, metric)
+    strategies = strategies or [r.strategy for r in view.main]
+    for s in strategies:
+        view.result(s)
+    rows = []
+    for qid in view.qids():
+        first = next(
+            (view.answers_of(s)[qid] for s in strategies if qid in view.answers_of(s)), None
+        )
+        if first is None:
+            continue
+        row: dict[str, Any] = {
+            "qid": qid,
+            "question": first.question,
+            "golds": " | ".join(first.golds),
+        }
+        for s in strategies:
+            a = view.answers_of(s).get(qid)
+            score = None if a is None else a.scores.get(metric)
+            row[f"{s} answer"] = None if a is None else a.answer.text
+            row[f"{s} score"] = math.nan if score is None else float(score)
+            row[f"{s} contexts"] = "" if a is None else _contexts_text(a)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df.attrs.update(metric=metric, strategies=list(strategies))
+    return df
+
+
+def _score_frame(df: pd.DataFrame) -> pd.DataFrame:
+    return df[[f"{s} score" for s in df.attrs.get("strategies", [])]]
+
+
+def disagreements(df: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+    """Rows of a `question_explorer` frame where one strategy scores ≥ threshold, another < it."""
+    s = _score_frame(df)
+    return df[(s >= threshold).any(axis=1) & (s < threshold).any(axis=1)]
+
+
+def all_wrong(df: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+    """Rows of a `question_explorer` frame where every scored strategy is below threshold."""
+    s = _score_frame(df)
+    return df[(s < threshold).where(s.notna(), True).all(axis=1) & s.notna().any(axis=1)]
+
+
+def learning_curve(view: RunView, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
+    """Per training strategy with learning-curve variants: strategy, label, train_fraction,
+    train_pairs, mean, low, high, prepare_s — one row per variant plus the main result,
+    sorted by training pairs. Empty when the run has no variants."""
+    check_metric(view, metric)
+    trainers = {r.extras["variant_of"] for r in view.results if "variant_of" in (r.extras or {})}
+    rows = []
+    for r in view.results:
+        ex = r.extras or {}
+        owner = ex.get("variant_of", r.strategy)
+        if owner not in trainers or ex.get("train_pairs") is None:
+            continue
+        iv = r.metrics.get(metric) or {}
+        rows.append(
+            {
+                "strategy": owner,
+                "label": r.strategy,
+                "train_fraction": float(ex.get("train_fraction", 1.0)),
+                "train_pairs": int(ex["train_pairs"]),
+                "mean": iv.get("mean"),
+                "low": iv.get("low"),
+                "high": iv.get("high"),
+                "prepare_s": r.cost.get("prepare_s"),
+            }
+        )
+    cols = ["strategy", "label", "train_fraction", "train_pairs", "mean", "low", "high"]
+    df = pd.DataFrame(rows, columns=[*cols, "prepare_s"])
+    df = df.sort_values(["strategy", "train_pairs"]).reset_index(drop=True)
+    df.attrs.update(metric=metric)
+    return df
+
+
+def _retrieval_depth(r: StrategyResult) -> int | None:
+    try:
+        return get_strategy_class(r.strategy).retrieval_depth(r.config or {})
+    except KeyError:  # a strategy no longer registered: its depth is unknown
+        return None
+
+
+def retrieval_recall(view: RunView) -> pd.DataFrame:
+    """Recall@k for strategies that retrieved: strategy, mean, low, high, n, top_k (if set)."""
+    rows = []
+    for r in view.main:
+        iv = r.metrics.get("recall_at_k") or {}
+        if iv.get("mean") is None:
+            continue
+        rows.append(
+            {
+                "strategy": r.strategy,
+                "mean": iv["mean"],
+                "low": iv.get("low"),
+                "high": iv.get("high"),
+                "n": iv.get("n"),
+                "top_k": _retrieval_depth(r),
+            }
+        )
+    return pd.DataFrame(rows, columns=["strategy", "mean", "low", "high", "n", "top_k"])

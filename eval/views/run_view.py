@@ -1,0 +1,143 @@
+"""A stored run loaded once for every view, and the helpers all views share: metric labels and
+directions, roles of the stored strategies, money and interval formatting, argument checks."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from eval.metrics import METRICS
+from eval.records import COST_COLUMNS
+from eval.store import Run, RunStore, StoredAnswer, StrategyResult
+from strategies import get_strategy_class
+
+DEFAULT_METRIC = "f1"
+
+
+@dataclass
+class RunView:
+    """A stored run with its answers, indexed for the dashboards.
+
+    `results` are the finished (status "done") results; `main` excludes learning-curve variants
+    (those whose extras carry `variant_of`).
+    """
+
+    run: Run
+    answers: list[StoredAnswer]
+    _by_strategy: dict[str, dict[str, StoredAnswer]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for a in self.answers:
+            self._by_strategy.setdefault(a.strategy, {})[a.qid] = a
+
+    @classmethod
+    def load(cls, store: RunStore, run_id: str) -> RunView:
+        """Read run `run_id` and all its answers from `store` (raises RunNotFound)."""
+        return cls(store.get_run(run_id), store.get_answers(run_id))
+
+    @property
+    def results(self) -> list[StrategyResult]:
+        return [r for r in self.run.results if r.status == "done"]
+
+    @property
+    def main(self) -> list[StrategyResult]:
+        return [r for r in self.results if "variant_of" not in (r.extras or {})]
+
+    def result(self, strategy: str) -> StrategyResult:
+        for r in self.results:
+            if r.strategy == strategy:
+                return r
+        done = ", ".join(r.strategy for r in self.results) or "none"
+        raise KeyError(f"no finished strategy {strategy!r} in run {self.run.id} (finished: {done})")
+
+    def has(self, strategy: str) -> bool:
+        return any(r.strategy == strategy for r in self.results)
+
+    def with_role(self, role: str) -> list[StrategyResult]:
+        """Main results whose strategy class has `role` set (e.g. "trains", "retrieves");
+        strategies no longer registered have no role."""
+        return [r for r in self.main if has_role(r.strategy, role)]
+
+    def answers_of(self, strategy: str) -> dict[str, StoredAnswer]:
+        """qid -> stored answer of one strategy, in question order."""
+        return self._by_strategy.get(strategy, {})
+
+    def scores(self, strategy: str, metric: str) -> dict[str, float]:
+        """qid -> score of one strategy on one metric (questions it does not apply to left out)."""
+        return {
+            q: float(a.scores[metric])
+            for q, a in self.answers_of(strategy).items()
+            if a.scores.get(metric) is not None
+        }
+
+    def qids(self) -> list[str]:
+        """Every question id of the run, in the order the strategies answered them."""
+        seen: dict[str, None] = {}
+        for per in self._by_strategy.values():
+            seen.update(dict.fromkeys(per))
+        return list(seen)
+
+    def currency(self) -> str:
+        for r in self.results:
+            if r.cost.get("currency"):
+                return str(r.cost["currency"])
+        return str(self.run.config.get("prices", {}).get("currency", "USD"))
+
+
+def has_role(strategy: str, role: str) -> bool:
+    """Whether registered strategy `strategy` has the class attribute `role` set."""
+    try:
+        return bool(getattr(get_strategy_class(strategy), role, False))
+    except KeyError:  # a stored run may name a strategy that is not registered any more
+        return False
+
+
+def higher_is_better(metric: str) -> bool:
+    """The metric's direction from the registry (unknown metrics: higher is better)."""
+    return METRICS[metric].higher_is_better if metric in METRICS else True
+
+
+def metric_label(metric: str) -> str:
+    return METRICS[metric].label if metric in METRICS else metric
+
+
+def money(value: float | None, currency: str = "USD") -> str:
+    """'$0.46' for USD, '0.46 EUR' otherwise; small amounts keep significant digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    digits = 2 if abs(value) >= 0.1 or value == 0 else 4
+    text = f"{value:,.{digits}f}"
+    return f"${text}" if currency == "USD" else f"{text} {currency}"
+
+
+def format_interval(m: dict[str, Any] | None) -> str:
+    """'0.412 [0.351, 0.470]', or '—' where the metric does not apply."""
+    if not m or m.get("mean") is None:
+        return "—"
+    return f"{m['mean']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
+
+
+def metric_names(run: Run) -> list[str]:
+    """Metrics present in the run, in registry order (unknown ones last)."""
+    seen = {m for r in run.results for m in r.metrics}
+    return [m for m in METRICS if m in seen] + sorted(seen - set(METRICS))
+
+
+def check_metric(view: RunView, metric: str) -> None:
+    present = metric_names(view.run)
+    if metric not in present:
+        raise ValueError(
+            f"metric {metric!r} is not in run {view.run.id}; it has: {', '.join(present) or 'none'}"
+        )
+
+
+def check_cost(cost: str) -> None:
+    known = [c.key for c in COST_COLUMNS]
+    if cost not in known:
+        raise ValueError(f"unknown cost {cost!r}; choose one of {', '.join(known)}")
+
+
+def seed_of(view: RunView) -> int:
+    """The run's split seed: paired tests on its questions are seeded with it."""
+    return int(view.run.config.get("split", {}).get("seed", 0) or 0)
