@@ -20,7 +20,7 @@ from eval.store import RunNotFound, RunStore
 from eval.views.tables import render_run, run_summary
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:  # long but flat: one declaration per flag
     p = argparse.ArgumentParser(prog="python -m eval", description="AdaptLab comparisons")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -93,7 +93,7 @@ def crossing(fixed_a: float, slope_a: float, fixed_b: float, slope_b: float) -> 
     return n if n > 0 else None
 
 
-def break_even(
+def break_even(  # ~60 lines: lines, crossings, curve and pay-off built in one pass
     view: RunView, *, trainer: str | None = None, x_max: float | None = None, points: int = 60
 ) -> BreakEven:
     """Break-even lines, their exact pairwise crossings and when each strategy that trains (or

@@ -102,76 +102,12 @@ def html_report(
     names = db.metric_names(run)
     if metric not in names and names:
         metric = names[0]
-    sections: list[str] = []
     esc = html.escape
-
-    meta, corpus, split, models = (
-        run.meta,
-        run.meta.get("corpus", {}),
-        run.meta.get("split", {}),
-        run.meta.get("models", {}),
-    )
-    cfg_models = run.config.get("models", {})
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_at))
-    header = [
-        f"Run <b>{esc(run.id)}</b>{' — ' + esc(run.name) if run.name else ''}, {esc(when)}, "
-        f"status {esc(run.status)}",
-        f"Corpus: {esc(str(run.config.get('corpus', '?')))} — {corpus.get('documents', '?')} "
-        f"documents, {corpus.get('chunks', '?')} chunks, {corpus.get('tokens', '?')} tokens, "
-        f"fingerprint {esc(str(run.fingerprint or '?'))}",
-        f"Q/A split: {split.get('pairs', '?')} pairs → train {split.get('train', '?')}, "
-        f"test {split.get('test', '?')}",
-        f"Models: {esc(str(models.get('generator', cfg_models.get('generator'))))}"
-        f" / {esc(str(models.get('embedder', cfg_models.get('embedder'))))}"
-        f" on {esc(str(meta.get('device', '?')))}",
-    ]
-    sections.append(f"<h1>AdaptLab comparison</h1><p class='meta'>{'<br>'.join(header)}</p>")
-
+    sections = [f"<h1>AdaptLab comparison</h1><p class='meta'>{'<br>'.join(_header(run))}</p>"]
     if not view.main:
         sections.append("<p>No strategy finished in this run.</p>")
     else:
-        sbs = db.side_by_side(view)
-        sections.append(
-            "<h2>Side by side</h2><p class='note'>Mean [95% bootstrap interval]. ★ best in its "
-            "column (costs: lowest). (=) not significantly different from the best (paired "
-            "permutation test, p ≥ 0.05).</p>" + _table(sbs.display, best_cells=True)
-        )
-        rec = db.recommend(view, monthly_volume, metric, threshold, months)
-        sections.append(
-            f"<h2>Recommendation</h2><p class='note'>{monthly_volume:,} questions a month, "
-            f"{esc(db.metric_label(metric))} ≥ {threshold:g}, preparation amortised over "
-            f"{months} months.</p><p>" + "<br>".join(esc(s) for s in rec.reasons) + "</p>"
-        )
-        be = db.break_even(view)
-        if not be.pays_off.empty:
-            sections.append("<p>" + "<br>".join(esc(s) for s in be.pays_off.sentence) + "</p>")
-        slices = db.knowledge_slices(view, metric)
-        sections.append("<h2>Known and new questions</h2>")
-        if slices.table is None:
-            sections.append(f"<p class='note'>{esc(slices.reason)}.</p>")
-        else:
-            sections.append(
-                f"<p class='note'>{esc(slices.reason)}.</p>" + _table(_fmt_frame(slices.table))
-            )
-        ret = db.retention_vs_gain(view, metric)
-        trained = throughput_rows(run)
-        if trained:
-            sections.append("<h2>Training</h2>" + _table(pd.DataFrame(trained)))
-
-        figures = [
-            ("Quality against price", charts.quality_cost_chart(db.quality_vs_cost(view, metric))),
-            ("Break-even", charts.break_even_chart(be)),
-            ("Retention", charts.retention_chart(ret)),
-            ("Learning curve", charts.learning_curve_chart(db.learning_curve(view, metric))),
-            ("Loss", charts.loss_curve_chart(db.loss_curves(view))),
-            ("Latency", charts.latency_chart(db.latency_frame(view))),
-            ("Recall", charts.recall_chart(db.retrieval_recall(view))),
-        ]
-        sections.append("<h2>Charts</h2>")
-        for title, chart in figures:
-            sections.append(
-                f"<div class='chart' title='{esc(title)}'>{_strip_xml_decl(chart_svg(chart))}</div>"
-            )
+        sections += _findings(view, metric, monthly_volume, threshold, months)
     for name, err in failures(run):
         sections.append(f"<p class='note'>{esc(name)} failed: {esc(err)}</p>")
     sections.append(
@@ -184,6 +120,81 @@ def html_report(
         + "\n".join(sections)
         + "</body></html>"
     )
+
+
+def _header(run: Run) -> list[str]:
+    """The report's header lines: run, corpus, split, models and device."""
+    esc = html.escape
+    meta, corpus, split, models = (
+        run.meta,
+        run.meta.get("corpus", {}),
+        run.meta.get("split", {}),
+        run.meta.get("models", {}),
+    )
+    cfg_models = run.config.get("models", {})
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_at))
+    return [
+        f"Run <b>{esc(run.id)}</b>{' — ' + esc(run.name) if run.name else ''}, {esc(when)}, "
+        f"status {esc(run.status)}",
+        f"Corpus: {esc(str(run.config.get('corpus', '?')))} — {corpus.get('documents', '?')} "
+        f"documents, {corpus.get('chunks', '?')} chunks, {corpus.get('tokens', '?')} tokens, "
+        f"fingerprint {esc(str(run.fingerprint or '?'))}",
+        f"Q/A split: {split.get('pairs', '?')} pairs → train {split.get('train', '?')}, "
+        f"test {split.get('test', '?')}",
+        f"Models: {esc(str(models.get('generator', cfg_models.get('generator'))))}"
+        f" / {esc(str(models.get('embedder', cfg_models.get('embedder'))))}"
+        f" on {esc(str(meta.get('device', '?')))}",
+    ]
+
+
+def _findings(view, metric: str, monthly_volume: int, threshold: float, months: int) -> list[str]:
+    """The sections of a run with finished strategies: tables, recommendation, charts."""
+    esc = html.escape
+    run = view.run
+    sections: list[str] = []
+    sbs = db.side_by_side(view)
+    sections.append(
+        "<h2>Side by side</h2><p class='note'>Mean [95% bootstrap interval]. ★ best in its "
+        "column (costs: lowest). (=) not significantly different from the best (paired "
+        "permutation test, p ≥ 0.05).</p>" + _table(sbs.display, best_cells=True)
+    )
+    rec = db.recommend(view, monthly_volume, metric, threshold, months)
+    sections.append(
+        f"<h2>Recommendation</h2><p class='note'>{monthly_volume:,} questions a month, "
+        f"{esc(db.metric_label(metric))} ≥ {threshold:g}, preparation amortised over "
+        f"{months} months.</p><p>" + "<br>".join(esc(s) for s in rec.reasons) + "</p>"
+    )
+    be = db.break_even(view)
+    if not be.pays_off.empty:
+        sections.append("<p>" + "<br>".join(esc(s) for s in be.pays_off.sentence) + "</p>")
+    slices = db.knowledge_slices(view, metric)
+    sections.append("<h2>Known and new questions</h2>")
+    if slices.table is None:
+        sections.append(f"<p class='note'>{esc(slices.reason)}.</p>")
+    else:
+        sections.append(
+            f"<p class='note'>{esc(slices.reason)}.</p>" + _table(_fmt_frame(slices.table))
+        )
+    ret = db.retention_vs_gain(view, metric)
+    trained = throughput_rows(run)
+    if trained:
+        sections.append("<h2>Training</h2>" + _table(pd.DataFrame(trained)))
+
+    figures = [
+        ("Quality against price", charts.quality_cost_chart(db.quality_vs_cost(view, metric))),
+        ("Break-even", charts.break_even_chart(be)),
+        ("Retention", charts.retention_chart(ret)),
+        ("Learning curve", charts.learning_curve_chart(db.learning_curve(view, metric))),
+        ("Loss", charts.loss_curve_chart(db.loss_curves(view))),
+        ("Latency", charts.latency_chart(db.latency_frame(view))),
+        ("Recall", charts.recall_chart(db.retrieval_recall(view))),
+    ]
+    sections.append("<h2>Charts</h2>")
+    for title, chart in figures:
+        sections.append(
+            f"<div class='chart' title='{esc(title)}'>{_strip_xml_decl(chart_svg(chart))}</div>"
+        )
+    return sections
 
 
 def _config_text(run: Run) -> str:

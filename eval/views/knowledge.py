@@ -9,8 +9,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from eval.views.run_view import DEFAULT_METRIC, RunView, check_metric, metric_label
-from strategies import baseline_strategy
+from eval.views.run_view import (
+    DEFAULT_METRIC,
+    RunView,
+    baseline_name,
+    check_metric,
+    metric_label,
+)
 
 
 @dataclass
@@ -37,7 +42,7 @@ def knowledge_slices(
     """Per strategy, `metric` on questions the `base` strategy (default: the registered
     closed-book baseline) already got (score ≥ threshold) against the others, and the
     regressions on the known ones."""
-    base = base or baseline_strategy() or "baseline"
+    base = baseline_name(base)
     if not view.has(base):
         return KnowledgeSlices(
             None,
@@ -78,7 +83,7 @@ def retention_vs_gain(
     retention_delta (NaN where the run measured no retention). `attrs["note"]` explains gaps.
     `base` defaults to the registered closed-book baseline."""
     check_metric(view, metric)
-    base = base or baseline_strategy() or "baseline"
+    base = baseline_name(base)
     base_mean = None
     if view.has(base):
         base_mean = (view.result(base).metrics.get(metric) or {}).get("mean")

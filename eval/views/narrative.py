@@ -12,13 +12,13 @@ from eval.views.quality import SideBySide
 from eval.views.run_view import (
     DEFAULT_METRIC,
     RunView,
+    baseline_name,
     check_metric,
     format_interval,
     higher_is_better,
     metric_label,
     money,
 )
-from strategies import baseline_strategy
 
 
 @dataclass
@@ -186,7 +186,7 @@ def verdict(
     """Markdown sentences answering, from the stored figures: which strategy is best, by how
     much (and whether the lead is significant), at what cost, and from what volume
     fine-tuning pays off. `base` defaults to the registered closed-book baseline."""
-    base = base or baseline_strategy() or "baseline"
+    base = baseline_name(base)
     label = metric_label(metric)
     if metric not in sbs.best:
         return f"The strategies do not differ on {label}."

@@ -10,7 +10,7 @@ from typing import Any
 from eval.metrics import METRICS
 from eval.records import COST_COLUMNS
 from eval.store import Run, RunStore, StoredAnswer, StrategyResult
-from strategies import get_strategy_class
+from strategies import baseline_strategy, get_strategy_class
 
 DEFAULT_METRIC = "f1"
 
@@ -91,6 +91,11 @@ def has_role(strategy: str, role: str) -> bool:
         return bool(getattr(get_strategy_class(strategy), role, False))
     except KeyError:  # a stored run may name a strategy that is not registered any more
         return False
+
+
+def baseline_name(base: str | None = None) -> str:
+    """`base`, or the registered closed-book baseline strategy the views compare against."""
+    return base or baseline_strategy() or "baseline"
 
 
 def higher_is_better(metric: str) -> bool:
