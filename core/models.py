@@ -24,6 +24,7 @@ _LOCK = threading.RLock()
 _GENERATORS: dict[tuple, Generator] = {}
 _EMBEDDERS: dict[tuple, Embedder] = {}
 _TOKENIZERS: dict[tuple, Any] = {}
+GENERATE_TOKEN_BUDGET = 8192  # default Generator.generate_token_budget
 
 
 class ModelLoadError(RuntimeError):
@@ -169,6 +170,9 @@ class Generator:
         self.device = device
         self.peft_model: Any = None  # set once the first adapter is attached
         self._adapters: set[str] = set()
+        # Padded tokens (prompt + answer) one generation sub-batch may hold: bounds the KV cache
+        # and keeps long RAG prompts from padding short ones.
+        self.generate_token_budget = GENERATE_TOKEN_BUDGET
         self.lock = threading.RLock()  # one generation or training step at a time
 
     # --- prompts -----------------------------------------------------------------------------
@@ -195,7 +199,8 @@ class Generator:
 
         with self.lock:
             if self.peft_model is None:
-                self.peft_model = get_peft_model(self.model, peft_config, adapter_name=name)
+                with _peft_wrapping():
+                    self.peft_model = get_peft_model(self.model, peft_config, adapter_name=name)
             else:
                 if name in self._adapters:
                     self.peft_model.delete_adapter(name)
@@ -211,9 +216,10 @@ class Generator:
 
         with self.lock:
             if self.peft_model is None:
-                self.peft_model = PeftModel.from_pretrained(
-                    self.model, str(path), adapter_name=name
-                )
+                with _peft_wrapping():
+                    self.peft_model = PeftModel.from_pretrained(
+                        self.model, str(path), adapter_name=name
+                    )
             else:
                 if name in self._adapters:
                     self.peft_model.delete_adapter(name)
@@ -256,16 +262,44 @@ class Generator:
         max_new_tokens: int = 32,
         adapter: str | None = None,
     ) -> list[Generation]:
-        """Greedy completions for a batch of chat conversations (left-padded together)."""
-        import torch
+        """Greedy completions for a batch of chat conversations, in the order given.
 
+        Prompts run in length-sorted sub-batches of at most `generate_token_budget` padded
+        tokens (prompt + new tokens), so prompts of very different lengths do not pad each other.
+        """
         if not conversations:
             return []
-        prompts = [self.render(m) for m in conversations]
         tok = self.tokenizer
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        prompts = [self.render(m) for m in conversations]
+        ids = tok(prompts, add_special_tokens=False)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        results: list[Generation | None] = [None] * len(ids)
+        start = 0
+        while start < len(order):
+            end = start + 1  # sorted ascending, so the newest member is the longest
+            while (
+                end < len(order)
+                and (end - start + 1) * (len(ids[order[end]]) + max_new_tokens)
+                <= self.generate_token_budget
+            ):
+                end += 1
+            part = order[start:end]
+            for i, gen in zip(
+                part, self._generate([ids[i] for i in part], max_new_tokens, adapter), strict=True
+            ):
+                results[i] = gen
+            start = end
+        return results  # type: ignore[return-value]
+
+    def _generate(
+        self, ids: list[list[int]], max_new_tokens: int, adapter: str | None
+    ) -> list[Generation]:
+        """Greedy completions for tokenised prompts, left-padded together."""
+        import torch
+
+        tok = self.tokenizer
+        enc = tok.pad({"input_ids": ids}, return_tensors="pt", padding=True)
         enc = {k: v.to(self.device) for k, v in enc.items()}
-        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
         with self.using(adapter) as model, torch.inference_mode():
             model.eval()
             out = model.generate(
@@ -278,7 +312,7 @@ class Generator:
         new = out[:, enc["input_ids"].shape[1] :]
         results = []
         stops = set(self._stop_ids())
-        for row, n_prompt in zip(new.tolist(), prompt_lens, strict=True):
+        for row, prompt in zip(new.tolist(), ids, strict=True):
             kept = []
             for t in row:
                 if t in stops or t == tok.pad_token_id:
@@ -286,7 +320,7 @@ class Generator:
                 kept.append(t)
             n_out = min(len(row), len(kept) + 1)  # the stop token was generated too
             text = tok.decode(kept, skip_special_tokens=True)
-            results.append(Generation(text, int(n_prompt), int(n_out)))
+            results.append(Generation(text, len(prompt), int(n_out)))
         return results
 
     def _stop_ids(self) -> list[int]:
@@ -295,6 +329,17 @@ class Generator:
         if isinstance(end, int) and end != self.tokenizer.unk_token_id:
             ids.add(end)
         return [i for i in ids if i is not None]
+
+
+@contextlib.contextmanager
+def _peft_wrapping() -> Iterator[None]:
+    """Around peft wrapping a model: peft reads a transformers property deprecated in v5
+    (`is_gradient_checkpointing`) there; the warning is not ours to fix, nor the user's."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        yield
 
 
 def load_tokenizer(config: ModelConfig) -> Any:
@@ -345,7 +390,10 @@ def _load_generator(name: str, device: str, cache_dir: Path) -> Generator:
     path = _resolve(name, BUNDLED_GENERATORS, cache_dir)
     try:
         tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(device))
+        # SDPA, never the eager path: eager materialises every attention matrix in training.
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch_dtype(device), attn_implementation="sdpa"
+        )
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"could not load generator {name!r}: {e}") from e
     if tok.pad_token is None:

@@ -122,6 +122,7 @@ class TrainStep:
     loss_tokens: int = 0  # tokens the loss is read on (answer tokens; every token in cpt)
     seconds: float = 0.0
     peak_memory_mb: float | None = None  # process RSS on the CPU, allocator peak on CUDA
+    micro_batches: int = 1  # forward/backward passes the step was split into
 
     @property
     def padding_share(self) -> float:

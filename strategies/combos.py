@@ -42,8 +42,8 @@ class CompositeStrategy(GenerativeStrategy):
         lead = self.members[next(iter(self.parts))]
         self.system = lead.system
         self.adapter = getattr(lead, "adapter", None)
-        # The lead part's details stay at the top (loss curves read the same as for `lora`),
-        # every part's details are kept under its field name.
+        # The lead part's details stay at the top, every part's details are kept under its
+        # field name; the training log is the part that trained (the lead or another).
         lead_report = reports[next(iter(self.parts))]
         details = dict(lead_report.details)
         details.update({f: r.details for f, r in reports.items()})

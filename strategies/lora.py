@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import json
 import random
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from strategies.training import (
     IGNORE,
     MODES,
     RaftStats,
+    TrainingConfig,
     chunk_examples,
     qa_example,
     raft_example,
@@ -36,8 +36,6 @@ from strategies.training import (
 )
 
 __all__ = ["IGNORE", "LoraStrategy", "LoraStrategyConfig"]
-# peft still calls a transformers property deprecated in v5; the warning is not ours to fix.
-warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
 
 
 @dataclass
@@ -54,6 +52,7 @@ class LoraStrategyConfig(PromptConfig):
         "Training data: 'qa' (Q/A pairs, loss on the answer only), 'cpt' (raw corpus chunks, "
         "loss on every token), 'mix' (both), 'raft' (Q/A with retrieved passages in the "
         "prompt: the one holding the answer plus distractors, as RAG shows them).",
+        choices=list(MODES),
     )
     raft_passages: int = option(
         3, "raft: passages per example (the oracle plus distractors); match rag.top_k."
@@ -63,7 +62,11 @@ class LoraStrategyConfig(PromptConfig):
     )
     epochs: float = option(3.0, "Passes over the training data (fractions allowed).")
     learning_rate: float = option(1e-3, "Peak AdamW learning rate (linear warm-up and decay).")
-    batch_size: int = option(8, "Examples per optimisation step (per process).")
+    batch_size: int = option(
+        8,
+        "Examples per optimisation step (per process); a step runs in as many micro-batches "
+        "as the memory budget needs, with the same result.",
+    )
     max_seq_tokens: int = option(
         256,
         "Examples longer than this are truncated (raft drops distractors first; raise it to "
@@ -81,7 +84,15 @@ class LoraStrategyConfig(PromptConfig):
         0, "Stop after this many validations without improvement (0 = never stop early)."
     )
     gradient_checkpointing: bool = option(
-        True, "On CUDA, trade compute for memory (ignored on the CPU, where it only slows down)."
+        True,
+        "Allow activation checkpointing (recompute instead of store) when one longest example "
+        "would not fit the memory budget otherwise; False never uses it.",
+    )
+    memory_budget_gb: float = option(
+        0.0,
+        "Memory for training activations, in GB: sets the micro-batch size and whether "
+        "checkpointing is needed. 0 = automatic: a quarter of the available memory up to 2 GB "
+        "on the CPU, 80% of the free GPU memory on CUDA.",
     )
     seed: int = option(0, "Seed of adapter initialisation, data order and validation split.")
     adapter_path: str = option(
@@ -97,7 +108,6 @@ class LoraStrategyConfig(PromptConfig):
             isinstance(self.target_modules, list) and bool(self.target_modules),
             "target_modules must be a non-empty list",
         )
-        check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}")
         check(1 <= int(self.raft_passages) <= 20, "raft_passages must be in 1..20")
         check(0.0 <= float(self.raft_no_oracle) <= 1.0, "raft_no_oracle must be in [0, 1]")
         check(0 < float(self.epochs) <= 100, "epochs must be in (0, 100]")
@@ -108,11 +118,17 @@ class LoraStrategyConfig(PromptConfig):
         check(0.0 <= float(self.val_fraction) < 1.0, "val_fraction must be in [0, 1)")
         check(int(self.eval_every) >= 0, "eval_every must be >= 0")
         check(int(self.patience) >= 0, "patience must be >= 0")
+        check(0.0 <= float(self.memory_budget_gb) <= 4096, "memory_budget_gb must be in [0, 4096]")
 
     @property
     def effective_mode(self) -> str:
         """`mode`, with the old `train_on_chunks=True` turning 'qa' into 'mix'."""
         return "mix" if self.train_on_chunks and self.mode == "qa" else self.mode
+
+    @property
+    def training(self) -> TrainingConfig:
+        """The training schedule and budget as the loop takes them."""
+        return TrainingConfig.of(self)
 
 
 @register_strategy("lora")
@@ -156,56 +172,34 @@ class LoraStrategy(GenerativeStrategy):
         with gen.lock:
             model = gen.attach_adapter(self.adapter, self.peft_config())
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            with warnings.catch_warnings():
-                # peft calls a transformers property deprecated in v5; not ours to fix.
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-                result = train_adapter(
-                    model,
-                    examples,
-                    val_examples,
-                    pad_id=gen.tokenizer.pad_token_id,
-                    device=gen.device,
-                    batch_size=cfg.batch_size,
-                    epochs=cfg.epochs,
-                    learning_rate=cfg.learning_rate,
-                    max_steps=cfg.max_steps,
-                    eval_every=cfg.eval_every,
-                    patience=cfg.patience,
-                    gradient_checkpointing=cfg.gradient_checkpointing,
-                    seed=cfg.seed,
-                    progress=self.ctx.progress,
-                    cancelled=self.ctx.cancelled,
-                    cancel_exc=RunCancelled,
-                )
+            log = train_adapter(
+                model,
+                examples,
+                val_examples,
+                cfg.training,
+                pad_id=gen.tokenizer.pad_token_id,
+                device=gen.device,
+                progress=self.ctx.progress,
+                cancelled=self.ctx.cancelled,
+                cancel_exc=RunCancelled,
+            )
             out = self.ctx.workdir / "lora" / self.adapter
             if _is_main_process():
                 model.save_pretrained(str(out), selected_adapters=[self.adapter])
             _wait_for_everyone()  # other processes read the saved folder's size next
         saved = _adapter_dir(out)
-        losses = result.losses
+        log.mode = mode
         return PrepareReport(
             trainable_params=int(trainable),
             artifact_bytes=_folder_bytes(saved),
             artifact_path=str(saved),
             details={
                 "mode": mode,
-                "loss_curve": losses,
-                "steps": result.steps,
-                "steps_done": result.steps_done,
-                "examples": len(examples),
                 "qa_examples": info["qa"],
                 "chunk_examples": info["chunks"],
-                "val_examples": len(val_examples),
-                "eval_loss_curve": result.eval_curve,
-                "best_step": result.best_step,
-                "best_eval_loss": result.best_eval_loss,
-                "stopped_early": result.stopped_early,
-                "eval_s": round(result.eval_s, 3),
-                "final_loss": losses[-1] if losses else None,
-                "device": gen.device,
-                "processes": result.processes,
                 **info.get("raft", {}),
             },
+            training=log,
         )
 
     def peft_config(self):

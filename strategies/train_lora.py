@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             "trainable_params": report.trainable_params,
             "adapter_bytes": report.artifact_bytes,
             **report.details,
+            **_training_summary(report.training),
         }
         print(json.dumps(summary, indent=2))
     state.wait_for_everyone()
@@ -116,6 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     if state.is_main_process:
         shutil.rmtree(work.parent, ignore_errors=True)
     return 0
+
+
+def _training_summary(log) -> dict:
+    """The training log's figures without its per-step list, plus throughput and padding."""
+    if log is None:
+        return {}
+    out = {k: v for k, v in log.to_dict().items() if k != "step_log"}
+    out["losses"] = log.losses
+    out["useful_tokens_per_s"] = round(log.useful_tokens_per_s, 1)
+    out["padding_share"] = round(log.padding_share, 4)
+    out["peak_memory_mb"] = log.peak_memory_mb
+    return out
 
 
 if __name__ == "__main__":

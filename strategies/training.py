@@ -1,27 +1,39 @@
 """The LoRA training loop and its training data, shared by the strategy and `train_lora`.
 
 Training goes through Hugging Face `accelerate`, so one piece of code runs on one CPU, one GPU
-or several processes (`accelerate launch`, DDP): the data is sharded across processes, losses
-are averaged over them, and every process takes the same early-stopping decision.
+or several processes (`accelerate launch`, DDP): every process builds the same length-grouped
+batches from the seed and takes its share, losses are summed over processes, and every process
+takes the same early-stopping decision. Each optimisation step runs in micro-batches that fit a
+memory budget (`strategies.train_batches`) and reads the loss on answer tokens only
+(`strategies.answer_loss`). The record of a run is a `core.types.TrainingLog`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from core.prompts import answer_messages
-from core.types import Chunk, Context, Corpus, QAPair
+from core.types import Chunk, Context, Corpus, QAPair, TrainingLog, TrainStep
+from strategies.train_batches import (
+    IGNORE,
+    Example,
+    ModelShape,
+    default_memory_budget_gb,
+    length_grouped_batches,
+    loss_tokens,
+    micro_batches,
+    pad_right,
+    plan_batches,
+    process_share,
+)
 
-IGNORE = -100  # label value the loss skips
 MODES = ("qa", "cpt", "mix", "raft")
-
-Example = tuple[list[int], list[int]]  # (input_ids, labels)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,19 +167,27 @@ def split_validation(
 # Training loop
 
 
-@dataclass
-class TrainResult:
-    """What a training run did; every process holds the same figures."""
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The training section of a LoRA config, passed to the loop as one object.
 
-    losses: list[float]  # train loss per step (mean over processes)
-    steps: int  # planned steps
-    steps_done: int
-    eval_curve: list[dict[str, float]] = field(default_factory=list)  # [{"step", "loss"}]
-    best_step: int | None = None
-    best_eval_loss: float | None = None
-    stopped_early: bool = False
-    eval_s: float = 0.0  # time spent on validation
-    processes: int = 1
+    Field meanings and help texts are those of `LoraStrategyConfig`'s fields of the same names.
+    """
+
+    epochs: float = 3.0
+    learning_rate: float = 1e-3
+    batch_size: int = 8  # examples per optimisation step and process, however many micro-batches
+    max_steps: int = 0
+    eval_every: int = 50
+    patience: int = 0
+    gradient_checkpointing: bool = True  # allowed when the memory budget needs it
+    memory_budget_gb: float = 0.0  # 0 = default_memory_budget_gb(device)
+    seed: int = 0
+
+    @classmethod
+    def of(cls, config: Any) -> TrainingConfig:
+        """The training fields of any config object that has them (a LoraStrategyConfig)."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 def planned_steps(
@@ -179,191 +199,274 @@ def planned_steps(
     return min(total, max_steps) if max_steps else total
 
 
-class _EpochShuffle:
-    """A sampler that reshuffles every epoch with a seed, identically in every process
-    (accelerate then shards its batches), so no RNG state has to be synchronised.
-    """
-
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def __iter__(self):
-        order = list(range(self.n))
-        random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
-        self.epoch += 1
-        return iter(order)
-
-    def __len__(self) -> int:
-        return self.n
-
-
-def pad_right(batch: Sequence[Example], pad_id: int):
-    """(input_ids, labels, attention_mask) tensors, right-padded to the longest example."""
-    import torch
-
-    width = max(len(ids) for ids, _ in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, (x, y) in enumerate(batch):
-        ids[i, : len(x)] = torch.tensor(x)
-        labels[i, : len(y)] = torch.tensor(y)
-        mask[i, : len(x)] = 1
-    return ids, labels, mask
-
-
 def train_adapter(
     model: Any,
     examples: list[Example],
     val_examples: list[Example],
+    config: TrainingConfig,
     *,
     pad_id: int,
     device: str,
-    batch_size: int,
-    epochs: float,
-    learning_rate: float,
-    max_steps: int = 0,
-    eval_every: int = 50,
-    patience: int = 0,
-    gradient_checkpointing: bool = True,
-    seed: int = 0,
     progress: Callable[[dict[str, Any]], None] = lambda e: None,
     cancelled: Callable[[], bool] = lambda: False,
     cancel_exc: type[Exception] = InterruptedError,
-) -> TrainResult:
+) -> TrainingLog:
     """Train the trainable (LoRA) parameters of `model` in place through `accelerate`.
 
-    Validation loss (mean per answer token) on `val_examples` every `eval_every` steps and at
-    the end of each epoch; after `patience` evaluations without improvement training stops
-    (0 = never). The weights at the best validation loss are restored at the end. Raises
-    `cancel_exc` between steps once `cancelled()` is true. Leaves `model` in eval mode.
+    Each step reads `batch_size` examples per process, in micro-batches that fit the memory
+    budget, the loss averaged over every answer token of the whole step. Validation loss (mean
+    per answer token) on `val_examples` every `eval_every` steps, at each epoch's end and at the
+    last step; after `patience` evaluations without improvement training stops (0 = never). The
+    weights at the best validation loss are restored at the end. Raises `cancel_exc` between
+    steps once `cancelled()` is true. Leaves `model` in eval mode.
     """
-    import torch
-    from accelerate import Accelerator
-    from torch.utils.data import DataLoader
-    from transformers import get_linear_schedule_with_warmup
+    run = _Run(model, examples, val_examples, config, pad_id, device)
+    try:
+        return run.train(progress, cancelled, cancel_exc)
+    finally:
+        run.close()
 
-    on_cuda = device.startswith("cuda")
-    # mixed_precision stays "no": the weights already are bfloat16 on CUDA (core.models).
-    acc = Accelerator(cpu=not on_cuda)
-    world, rank = acc.num_processes, acc.process_index
-    total = planned_steps(len(examples), batch_size, epochs, max_steps, world)
-    torch.manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-    # Stepped once per step by us, not wrapped by accelerate (which steps it once per process).
-    sched = get_linear_schedule_with_warmup(opt, max(1, total // 10), total)
-    loader = DataLoader(
-        examples,
-        batch_size=batch_size,
-        sampler=_EpochShuffle(len(examples), seed),
-        collate_fn=lambda b: pad_right(b, pad_id),
-    )
-    if on_cuda and gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    with warnings.catch_warnings():
-        # peft still calls a transformers property deprecated in v5; not ours to fix.
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-        ddp_model, opt, loader = acc.prepare(model, opt, loader)
-    plain = acc.unwrap_model(ddp_model)
-    names = [n for n, p in plain.named_parameters() if p.requires_grad]
-    result = TrainResult(losses=[], steps=total, steps_done=0, processes=world)
-    best_state: dict[str, Any] | None = None
-    bad_evals = 0
 
-    def evaluate(step: int) -> bool:
-        """Record the validation loss at `step`; True when training should stop."""
-        nonlocal best_state, bad_evals
-        if not val_examples or (result.eval_curve and result.eval_curve[-1]["step"] == step):
+class _Run:
+    """One training run's state: data order, optimiser and schedule, best weights, the log."""
+
+    def __init__(self, model, examples, val_examples, config: TrainingConfig, pad_id, device):
+        import torch
+        from accelerate import Accelerator
+        from transformers import get_linear_schedule_with_warmup
+
+        from strategies.answer_loss import AnswerLoss
+
+        self.cfg, self.pad_id, self.device = config, pad_id, device
+        self.examples, self.val_examples = examples, val_examples
+        self.lengths = [len(ids) for ids, _ in examples]
+        self.on_cuda = device.startswith("cuda")
+        # mixed_precision stays "no": the weights already are bfloat16 on CUDA (core.models).
+        self.acc = Accelerator(cpu=not self.on_cuda)
+        self.world, self.rank = self.acc.num_processes, self.acc.process_index
+        self.total = planned_steps(
+            len(examples), config.batch_size, config.epochs, config.max_steps, self.world
+        )
+        longest = max(self.lengths + [len(ids) for ids, _ in val_examples])
+        budget = config.memory_budget_gb or default_memory_budget_gb(device)
+        dtype_bytes = next(model.parameters()).element_size()
+        self.plan = plan_batches(
+            ModelShape.of(causal_lm_config(model)),
+            longest,
+            budget,
+            dtype_bytes,
+            allow_checkpointing=config.gradient_checkpointing,
+        )
+        if self.plan.checkpointing:
+            _enable_checkpointing(model)
+            model.enable_input_require_grads()
+        torch.manual_seed(config.seed)
+        self.model = model
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+        # Stepped once per step by us, not wrapped by accelerate (which steps it once per process).
+        self.sched = get_linear_schedule_with_warmup(opt, max(1, self.total // 10), self.total)
+        self.loss_fn, self.opt = self.acc.prepare(AnswerLoss(model), opt)  # DDP-wrapped if many
+        self.trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        self.best_state: dict[str, Any] | None = None
+        self.bad_evals = 0
+        self.epoch, self.queue = 0, []  # this epoch's remaining global batches
+        self.log = TrainingLog(
+            steps=self.total,
+            examples=len(examples),
+            val_examples=len(val_examples),
+            processes=self.world,
+            device=device,
+            checkpointing=self.plan.checkpointing,
+            micro_batch_tokens=self.plan.micro_batch_tokens,
+            memory_budget_gb=self.plan.memory_budget_gb,
+        )
+
+    def train(self, progress, cancelled, cancel_exc) -> TrainingLog:
+        """The loop: a step per batch, validation at eval_every / epoch ends / the last step."""
+        self.loss_fn.train()
+        for step in range(1, self.total + 1):
+            if cancelled():
+                raise cancel_exc
+            batch, epoch_ended = self.next_batch()
+            record = self.step(step, batch)
+            self.log.step_log.append(record)
+            self.log.train_s += record.seconds
+            progress(self.train_event(record))
+            due = (
+                epoch_ended
+                or step == self.total
+                or (self.cfg.eval_every and step % self.cfg.eval_every == 0)
+            )
+            if due and self.validate(step, progress):
+                self.log.stopped_early = True
+                break
+        self.log.steps_done = len(self.log.step_log)
+        self.restore_best()
+        return self.log
+
+    def next_batch(self) -> tuple[list[int], bool]:
+        """This process's examples for the next step, and whether they end an epoch."""
+        if not self.queue:
+            global_size = self.cfg.batch_size * self.world
+            self.queue = length_grouped_batches(
+                self.lengths, global_size, self.cfg.seed, self.epoch
+            )
+            self.epoch += 1
+        batch = self.queue.pop(0)
+        return process_share(batch, self.lengths, self.rank, self.world), not self.queue
+
+    def step(self, step: int, batch: list[int]) -> TrainStep:
+        """One optimisation step over this process's `batch`."""
+        import torch
+
+        t0 = time.perf_counter()
+        if self.on_cuda:
+            torch.cuda.reset_peak_memory_stats()
+        record = self.accumulate(batch)
+        self.acc.clip_grad_norm_(self.loss_fn.parameters(), 1.0)
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        record.step = step
+        record.seconds = round(time.perf_counter() - t0, 4)
+        return record
+
+    def accumulate(self, batch: list[int]) -> TrainStep:
+        """Gradients of the mean loss per answer token of the whole step (every process's
+        batch), accumulated over micro-batches; the step's figures, summed over processes."""
+        import torch
+
+        parts = micro_batches(batch, self.lengths, self.plan.micro_batch_tokens)
+        # Each micro-batch's summed loss is divided by the loss tokens of the whole step, so
+        # accumulation equals one full batch; DDP averages over processes, hence x world.
+        n_local = sum(loss_tokens(self.examples[i]) for i in batch)
+        n_all = float(self.acc.reduce(torch.tensor(float(n_local), device=self.acc.device), "sum"))
+        scale = self.world / max(n_all, 1.0)
+        sums = torch.zeros(3, dtype=torch.float64, device=self.acc.device)  # loss, tokens, useful
+        peak = 0.0
+        for k, part in enumerate(parts):
+            ids, labels, mask = (
+                t.to(self.acc.device)
+                for t in pad_right([self.examples[i] for i in part], self.pad_id)
+            )
+            # Gradients are synchronised between processes on the last micro-batch only.
+            last = k == len(parts) - 1
+            with contextlib.nullcontext() if last else self.acc.no_sync(self.loss_fn):
+                loss, _ = self.loss_fn(ids, labels, mask)
+                peak = max(peak, self.memory_mb())  # activations are held here, before backward
+                self.acc.backward(loss * scale)
+            done = [float(loss.detach()), ids.numel(), float(mask.sum())]
+            sums += torch.tensor(done, dtype=torch.float64, device=self.acc.device)
+        sums = self.acc.reduce(sums, "sum")
+        return TrainStep(
+            step=0,
+            loss=round(float(sums[0]) / max(n_all, 1.0), 5),
+            tokens=int(sums[1]),
+            useful_tokens=int(sums[2]),
+            loss_tokens=int(n_all),
+            peak_memory_mb=round(max(peak, self.memory_mb()), 1),
+            micro_batches=len(parts),
+        )
+
+    def memory_mb(self) -> float:
+        """Allocator peak on CUDA, resident memory of this process on the CPU."""
+        if self.on_cuda:
+            import torch
+
+            return torch.cuda.max_memory_allocated() / 2**20
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+
+    def train_event(self, record: TrainStep) -> dict[str, Any]:
+        done = len(self.log.step_log)
+        return {
+            "stage": "train",
+            "step": record.step,
+            "steps": self.total,
+            "loss": record.loss,
+            "tokens_per_s": round(record.useful_tokens_per_s, 1),
+            "eta_s": self.log.train_s / done * (self.total - done),
+        }
+
+    def validate(self, step: int, progress) -> bool:
+        """Record the validation loss at `step`; True when training should stop early."""
+        if not self.val_examples:
             return False
         t = time.perf_counter()
-        loss = _eval_loss(plain, val_examples[rank::world], pad_id, acc, batch_size)
-        result.eval_s += time.perf_counter() - t
-        result.eval_curve.append({"step": step, "loss": round(loss, 5)})
-        progress({"stage": "validate", "step": step, "steps": total, "eval_loss": round(loss, 5)})
-        if result.best_eval_loss is None or loss < result.best_eval_loss:
-            result.best_eval_loss, result.best_step, bad_evals = round(loss, 5), step, 0
-            state = dict(plain.named_parameters())
-            best_state = {n: state[n].detach().clone() for n in names}
+        loss = validation_loss(
+            self.acc.unwrap_model(self.loss_fn),
+            self.val_examples[self.rank :: self.world],
+            self.pad_id,
+            self.acc,
+            self.plan.micro_batch_tokens,
+        )
+        self.log.eval_s += time.perf_counter() - t
+        self.log.eval_curve.append({"step": step, "loss": round(loss, 5)})
+        progress(
+            {"stage": "validate", "step": step, "steps": self.total, "eval_loss": round(loss, 5)}
+        )
+        if self.log.best_eval_loss is None or loss < self.log.best_eval_loss:
+            self.log.best_eval_loss, self.log.best_step, self.bad_evals = round(loss, 5), step, 0
+            state = dict(self.model.named_parameters())
+            self.best_state = {n: state[n].detach().clone() for n in self.trainable}
             return False
-        bad_evals += 1
-        return bool(patience) and bad_evals >= patience
+        self.bad_evals += 1
+        return bool(self.cfg.patience) and self.bad_evals >= self.cfg.patience
 
-    ddp_model.train()
-    t0 = time.perf_counter()
-    step = 0
-    try:
-        while step < total and not result.stopped_early:
-            for input_ids, labels, mask in loader:
-                if step >= total:
-                    break
-                if cancelled():
-                    raise cancel_exc
-                loss = ddp_model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-                acc.backward(loss)
-                acc.clip_grad_norm_(ddp_model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-                step += 1
-                mean_loss = float(acc.reduce(loss.detach(), reduction="mean"))
-                result.losses.append(round(mean_loss, 5))
-                elapsed = time.perf_counter() - t0
-                progress(
-                    {
-                        "stage": "train",
-                        "step": step,
-                        "steps": total,
-                        "loss": result.losses[-1],
-                        "eta_s": elapsed / step * (total - step),
-                    }
-                )
-                if eval_every and step % eval_every == 0 and evaluate(step):
-                    result.stopped_early = True
-                    break
-            else:  # an epoch ended (not a break): validate there too
-                if evaluate(step):
-                    result.stopped_early = True
-        if not result.stopped_early:
-            evaluate(step)  # the last step, when it was not an epoch end or an eval step
-        result.steps_done = step
-        if best_state is not None:
-            state = dict(plain.named_parameters())
-            with torch.no_grad():
-                for n, value in best_state.items():
-                    state[n].copy_(value)
-    finally:
-        plain.eval()
-        if on_cuda and gradient_checkpointing:
-            plain.gradient_checkpointing_disable()
-        acc.free_memory()  # drops accelerate's references to the model and optimizer
-    return result
+    def restore_best(self) -> None:
+        import torch
+
+        if self.best_state is None:
+            return
+        state = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for n, value in self.best_state.items():
+                state[n].copy_(value)
+
+    def close(self) -> None:
+        """Eval mode, checkpointing off, accelerate's references to model and optimiser dropped."""
+        self.model.eval()
+        if self.plan.checkpointing:
+            disable = getattr(self.model, "activation_checkpointing_disable", None)
+            (disable or self.model.gradient_checkpointing_disable)()
+        self.acc.free_memory()
+        self.log.eval_s = round(self.log.eval_s, 3)
+        self.log.train_s = round(self.log.train_s, 3)
 
 
-def _eval_loss(model, shard: list[Example], pad_id: int, acc, batch_size: int) -> float:
-    """Mean loss per label token over every process's shard of the validation set."""
-    import torch
-    import torch.nn.functional as F
+def _enable_checkpointing(model: Any) -> None:
+    """Non-reentrant activation checkpointing, under the name this transformers version uses
+    (`activation_checkpointing_*` from 5.2x on; the older `gradient_checkpointing_*` warns)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
-    was_training = model.training
-    model.eval()
-    total = torch.zeros(2, dtype=torch.float64, device=acc.device)
-    with torch.no_grad():
-        for b in range(0, len(shard), batch_size):
-            ids, labels, mask = (
-                t.to(acc.device) for t in pad_right(shard[b : b + batch_size], pad_id)
-            )
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            target = labels[:, 1:]
-            loss = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]),
-                target.reshape(-1),
-                ignore_index=IGNORE,
-                reduction="sum",
-            )
-            total += torch.stack([loss.double(), (target != IGNORE).sum().double()])
+
+def causal_lm_config(model: Any) -> Any:
+    """The transformers config of `model` (peft-wrapped or not)."""
+    get_base = getattr(model, "get_base_model", None)
+    return (get_base() if callable(get_base) else model).config
+
+
+def validation_loss(loss_fn, shard: list[Example], pad_id: int, acc, max_tokens: int) -> float:
+    """Mean loss per answer token over every process's `shard`, in length-sorted micro-batches.
+
+    `loss_fn` is an `AnswerLoss` or a (peft) model, which is then wrapped in one.
+    """
+    from strategies.answer_loss import AnswerLoss, summed_loss
+
+    if not isinstance(loss_fn, AnswerLoss):
+        loss_fn = AnswerLoss(loss_fn)
+    was_training = loss_fn.training
+    loss_fn.eval()
+    lengths = [len(ids) for ids, _ in shard]
+    parts = micro_batches(range(len(shard)), lengths, max_tokens) if shard else []
+    batches = (pad_right([shard[i] for i in part], pad_id) for part in parts)
+    total = acc.reduce(summed_loss(loss_fn, batches, acc.device), reduction="sum")
     if was_training:
-        model.train()
-    total = acc.reduce(total, reduction="sum")
+        loss_fn.train()
     return float(total[0] / total[1].clamp(min=1))

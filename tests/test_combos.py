@@ -25,7 +25,7 @@ def test_lora_rag_answers_with_the_adapter_and_rags_passages(inputs, tiny_models
     gen = load_generator(tiny_models)
     try:
         assert combo.adapter is not None and combo.adapter == combo.members["lora"].adapter
-        assert report.trainable_params > 0 and report.details["loss_curve"]
+        assert report.trainable_params > 0 and report.training.losses
         assert report.details["rag"]["chunks_indexed"] == len(corpus.chunks)
         answers = combo.answer(questions)
         expected = combo.members["rag"].retrieve(questions)

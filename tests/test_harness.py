@@ -75,7 +75,7 @@ def test_all_strategies_end_to_end_are_stored(mini_corpus, tiny_models, tmp_path
     assert by["rag"].metrics["recall_at_k"]["n"] == 3
     assert by["system_prompt"].metrics["recall_at_k"]["n"] == 0  # closed book: not applicable
     assert by["lora"].cost["trainable_params"] > 0
-    assert by["lora"].prepare["details"]["loss_curve"]
+    assert by["lora"].prepare["training"]["step_log"]
     assert by["rag"].cost["artifact_mb"] > 0
     # progress covered every stage of every strategy
     stages = {(e.get("strategy"), e["stage"]) for e in events}

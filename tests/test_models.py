@@ -99,6 +99,6 @@ def test_cuda_uses_bfloat16_and_trains(tmp_path):
     lora = create_strategy("lora", {"epochs": 2, "batch_size": 1}, ctx)
     pairs = [QAPair("1", "Where do T cells mature?", ("the thymus",))]
     report = lora.prepare(corpus, pairs)
-    assert report.details["device"] == "cuda" and len(report.details["loss_curve"]) == 2
+    assert report.training.device == "cuda" and len(report.training.losses) == 2
     assert lora.answer(["Where do T cells mature?"])[0].cost.output_tokens >= 1
     lora.close()

@@ -87,8 +87,8 @@ def test_lora_trains_saves_and_leaves_base_model_untouched(setup):
         "lora", {"epochs": 8, "batch_size": 8, "learning_rate": 5e-3, "r": 4}, ctx
     )
     report = lora.prepare(corpus, pairs)
-    curve = report.details["loss_curve"]
-    assert len(curve) == report.details["steps"] == 16  # ceil(10 / 8) * 8 epochs
+    curve = report.training.losses
+    assert len(curve) == report.training.steps == 16  # ceil(10 / 8) * 8 epochs
     assert sum(curve[-3:]) / 3 < sum(curve[:3]) / 3  # it learns
     assert report.trainable_params > 0
     files = {p.name for p in __import__("pathlib").Path(report.artifact_path).iterdir()}

@@ -40,9 +40,9 @@ def test_each_mode_overfits_a_handful_of_examples(setup, mode):
         report = lora.prepare(corpus, pairs[:4])
     finally:
         lora.close()
-    d = report.details
-    assert d["mode"] == mode and d["steps_done"] == 12
-    assert d["loss_curve"][-1] < d["loss_curve"][0]
+    d, log = report.details, report.training
+    assert d["mode"] == mode == log.mode and log.steps_done == 12
+    assert log.losses[-1] < log.losses[0]
     assert (d["chunk_examples"] > 0) == (mode in ("cpt", "mix"))
     assert (d["qa_examples"] > 0) == (mode != "cpt")
 
@@ -90,11 +90,12 @@ def test_validation_split_is_disjoint_and_seeded(setup):
     assert split_validation(pairs, 0.0, seed=1) == (pairs, [])
     lora = create_strategy("lora", {"val_fraction": 0.3, "seed": 1, "max_steps": 2}, ctx)
     try:
-        d = lora.prepare(corpus, pairs).details
+        report = lora.prepare(corpus, pairs)
     finally:
         lora.close()
-    assert d["val_examples"] == 3 and d["qa_examples"] == 7
-    assert d["eval_loss_curve"] and d["eval_loss_curve"][-1]["step"] == 2
+    log = report.training
+    assert log.val_examples == 3 and report.details["qa_examples"] == 7
+    assert log.eval_curve and log.eval_curve[-1]["step"] == 2
 
 
 def test_early_stopping_keeps_the_best_checkpoint(setup):
@@ -104,27 +105,29 @@ def test_early_stopping_keeps_the_best_checkpoint(setup):
     cfg = {"learning_rate": 0.5, "val_fraction": 0.3, "eval_every": 1, "patience": 1}
     lora = create_strategy("lora", {**cfg, "max_steps": 40, "batch_size": 2, "epochs": 50}, ctx)
     try:
-        d = lora.prepare(corpus, pairs).details
-        curve = [e["loss"] for e in d["eval_loss_curve"]]
-        assert d["stopped_early"] and d["steps_done"] < 40
-        assert d["best_eval_loss"] == min(curve)
-        assert curve[-1] > d["best_eval_loss"]  # stopped on a worse evaluation
+        log = lora.prepare(corpus, pairs).training
+        curve = [e["loss"] for e in log.eval_curve]
+        assert log.stopped_early and log.steps_done < 40
+        assert log.best_eval_loss == min(curve)
+        assert curve[-1] > log.best_eval_loss  # stopped on a worse evaluation
         # the saved (restored) adapter scores the best loss on the validation set again
         from accelerate import Accelerator
 
-        from strategies.training import _eval_loss, split_validation
+        from strategies.training import split_validation, validation_loss
 
         _, held = split_validation(pairs, 0.3, 0)
         val, _ = lora._examples(corpus, held, "qa")
         gen = ctx.generator
+        acc = Accelerator(cpu=True)
         with gen.using(lora.adapter) as model:
-            again = _eval_loss(model, val, gen.tokenizer.pad_token_id, Accelerator(cpu=True), 8)
-        assert again == pytest.approx(d["best_eval_loss"], abs=1e-4)
+            again = validation_loss(model, val, gen.tokenizer.pad_token_id, acc, 512)
+        assert again == pytest.approx(log.best_eval_loss, abs=1e-4)
     finally:
         lora.close()
     assert any(e["stage"] == "validate" and "eval_loss" in e for e in events)
     assert any(
-        e["stage"] == "train" and {"step", "steps", "loss", "eta_s"} <= set(e) for e in events
+        e["stage"] == "train" and {"step", "steps", "loss", "eta_s", "tokens_per_s"} <= set(e)
+        for e in events
     )
 
 
@@ -190,7 +193,7 @@ def test_exported_zip_loads_back_with_identical_answers(trained, tmp_path):
     try:
         rep = loaded.prepare(corpus, pairs)
         assert rep.details["loaded from"] == str(folder) and "warning" not in rep.details
-        assert rep.details.get("loss_curve") is None  # nothing was trained
+        assert rep.training is None  # nothing was trained
         assert [a.text for a in loaded.answer(qs)] == answers
     finally:
         loaded.close()

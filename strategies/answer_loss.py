@@ -1,0 +1,69 @@
+"""The training loss read only where it counts: decoder to hidden states, then the LM head and the
+cross-entropy on the positions whose label is a target token (answer tokens in Q/A examples).
+
+The full-vocabulary logits of every prompt position are never built: for a RAFT example of ~700
+tokens with a ~10-token answer, that is most of the LM head's work and memory. Imports torch at
+module level: import it inside functions (strategies.training does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE = -100  # same value as strategies.train_batches.IGNORE (kept torch-free there)
+
+# Config attributes that change the logits after the LM head; such models go the plain way.
+_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
+
+
+def causal_lm(model: Any) -> Any:
+    """The transformers causal LM inside `model` (a peft wrapper or the model itself)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+class AnswerLoss(nn.Module):
+    """`forward(input_ids, labels, attention_mask)` -> (summed loss, number of loss tokens).
+
+    The sum over label tokens (shifted, as causal LMs predict the next token), not the mean, so
+    micro-batches add up and the caller normalises by the whole optimisation batch. Wraps the
+    (peft) model as a submodule, so DDP sees its trainable parameters when this is prepared.
+    """
+
+    def __init__(self, model: Any):
+        super().__init__()
+        self.model = model
+        lm = causal_lm(model)
+        config = getattr(lm, "config", None)
+        # Kept outside the module tree (a tuple): they are parts of `self.model` already.
+        self._parts = (lm.get_decoder(), lm.get_output_embeddings())
+        self.gathered = all(p is not None for p in self._parts) and not any(
+            getattr(config, k, None) for k in _LOGIT_POSTPROCESSING
+        )
+
+    def forward(self, input_ids, labels, attention_mask):
+        target = labels[:, 1:]
+        keep = target != IGNORE
+        if self.gathered:
+            decoder, head = self._parts
+            hidden = decoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+            logits = head(hidden[:, :-1][keep])
+        else:  # logits post-processed by the model: take its full logits, then gather
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            logits = logits[:, :-1][keep]
+        loss = F.cross_entropy(logits.float(), target[keep], reduction="sum")
+        return loss, keep.sum()
+
+
+@torch.no_grad()
+def summed_loss(loss_fn: AnswerLoss, batches, device) -> torch.Tensor:
+    """[summed loss, loss tokens] (float64) over (ids, labels, mask) batches, without gradients."""
+    total = torch.zeros(2, dtype=torch.float64, device=device)
+    for ids, labels, mask in batches:
+        loss, n = loss_fn(ids.to(device), labels.to(device), mask.to(device))
+        total += torch.stack([loss.double(), n.double()])
+    return total
