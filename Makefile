@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
+# Private by default; see README "Security" before changing it.
+ADDRESS ?= 127.0.0.1
 
 .PHONY: run test venv lint bench clean
 
@@ -22,7 +24,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/streamlit run app.py --server.port $(PORT)
+	$(BIN)/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

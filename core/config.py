@@ -153,6 +153,8 @@ def check(cond: bool, message: str) -> None:
 
 
 DEVICES = ("auto", "cpu", "cuda")
+# Generation engines (core.models.load_generator dispatches on these names).
+ENGINES = ("transformers", "openai")
 
 
 def default_cache_dir() -> Path:
@@ -179,11 +181,52 @@ class ModelConfig(ConfigBase):
     cache_dir: str = option(
         str(default_cache_dir()), "Where converted models and other caches are kept."
     )
+    engine: str = option(
+        "transformers",
+        "Where answers are generated: 'transformers' (in this process) or 'openai' (an "
+        "OpenAI-compatible server: vLLM, llama.cpp, Ollama, TGI). Every strategy of a run uses "
+        "the same engine. With 'openai', `generator` still names the local tokenizer used for "
+        "token budgets and the model trained in-process for fine-tuned arms; empty = none "
+        "(budgets counted in words, fine-tuned arms unavailable).",
+        choices=ENGINES,
+    )
+    base_url: str = option(
+        "", "openai engine: the server's API root, e.g. http://127.0.0.1:8000/v1."
+    )
+    api_model: str = option(
+        "", "openai engine: model name sent to the server (empty = the first one it lists)."
+    )
+    api_key_env: str = option(
+        "",
+        "openai engine: name of the environment variable holding the API key (the key itself "
+        "is never stored; empty = no key sent).",
+    )
+    concurrency: int = option(4, "openai engine: requests in flight at once.")
+    timeout_s: float = option(120.0, "openai engine: seconds to wait for one response.")
+    retries: int = option(
+        3,
+        "openai engine: retries of a request after a connection error, 429 or 5xx, with "
+        "exponential backoff.",
+    )
 
     def validate(self) -> None:
-        check(bool(self.generator), "generator must be named")
+        remote = self.engine != "transformers"
+        check(bool(self.generator) or remote, "generator must be named")
         check(bool(self.embedder), "embedder must be named")
         check(1 <= int(self.max_new_tokens) <= 2048, "max_new_tokens must be in 1..2048")
+        if remote:
+            check(
+                self.base_url.startswith(("http://", "https://")),
+                f"engine {self.engine!r} needs base_url, an http(s):// address of the server",
+            )
+        check(
+            not self.api_key_env or self.api_key_env.replace("_", "").isalnum(),
+            "api_key_env must be the NAME of an environment variable (letters, digits, _), "
+            "not the key",
+        )
+        check(1 <= int(self.concurrency) <= 256, "concurrency must be in 1..256")
+        check(0 < float(self.timeout_s) <= 3600, "timeout_s must be in (0, 3600]")
+        check(0 <= int(self.retries) <= 20, "retries must be in 0..20")
 
 
 @dataclass

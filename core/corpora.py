@@ -121,13 +121,14 @@ class CorpusLibrary:
     def save(
         self,
         name: str,
-        documents: list[tuple[str, bytes]],
-        qa: tuple[str, bytes] | None = None,
+        documents: list[Any],
+        qa: Any = None,
         limits: UploadLimits | None = None,
         owner: str = "",
     ) -> SavedCorpus:
-        """Save uploaded (file name, bytes) documents and an optional Q/A file as one entry
-        of `owner`.
+        """Save uploaded documents and an optional Q/A file as one entry of `owner`: (file
+        name, bytes) pairs or upload objects with `name`, `size` and `getvalue()`
+        (core.uploads.Upload), whose bytes are read only once their sizes pass the limits.
 
         Files over the limits or of unsupported types are refused and listed in
         `.refused` (name, reason); the rest are kept. Saving the same accepted files again
@@ -144,7 +145,7 @@ class CorpusLibrary:
                 raise ValueError(f"no document could be saved ({reasons})")
             qa_name = None
             if qa is not None:
-                qa_name = save_qa(qa[0], qa[1], staging / "qa", limits).name
+                qa_name = save_qa(qa, staging / "qa", limits).name
             corpus_id = self._content_id(staging, owner)
             folder = self.root / corpus_id
             if (folder / META).is_file():

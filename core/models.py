@@ -149,11 +149,12 @@ def _resolve(name: str, bundled: dict[str, Callable[[Path], Path]], cache_dir: P
 
 @dataclass
 class Generation:
-    """One generated completion and its token counts."""
+    """One generated completion and its token counts (and its own latency when measured)."""
 
     text: str
     prompt_tokens: int
     output_tokens: int
+    latency_s: float | None = None  # per request on a server engine; None in a local batch
 
 
 class Generator:
@@ -343,7 +344,12 @@ def _peft_wrapping() -> Iterator[None]:
 
 
 def load_tokenizer(config: ModelConfig) -> Any:
-    """The generator's tokenizer alone (for chunking previews): no model weights are loaded."""
+    """The generator's tokenizer alone (for chunking previews): no model weights are loaded.
+
+    None for a server engine configured without a local model (chunking then counts words).
+    """
+    if not config.generator:
+        return None
     return _shared(_TOKENIZERS, config.generator, config, _load_tokenizer)
 
 
@@ -371,7 +377,15 @@ def _shared(cache: dict[tuple, Any], name: str, config: ModelConfig, loader: Cal
 
 
 def load_generator(config: ModelConfig) -> Generator:
-    """The shared generator for `config` (loaded on first use)."""
+    """The shared generator for `config` (loaded on first use).
+
+    `config.engine` picks the implementation: in-process transformers here, or a model server
+    (`core.engines`, same public surface).
+    """
+    if config.engine != "transformers":
+        from core.engines import load_engine
+
+        return load_engine(config)
     return _shared(_GENERATORS, config.generator, config, _load_generator)
 
 

@@ -40,7 +40,7 @@ def _answers(raw: dict[str, Any], where: str) -> tuple[str, ...]:
         raise QAFormatError(f"{where}: 'answers' must be a list of strings or 'answer' a string")
     kept: list[str] = []
     for a in value or []:
-        a = "" if a is None else str(a).strip()
+        a = _scalar(a, "an answer", where)
         if a and a not in kept:
             kept.append(a)
     if not kept:
@@ -48,15 +48,29 @@ def _answers(raw: dict[str, Any], where: str) -> tuple[str, ...]:
     return tuple(kept)
 
 
+def _scalar(value: Any, what: str, where: str) -> str:
+    """A string, or a finite number as text; None is ''. Anything else (an object, a list, a
+    boolean, NaN) was turned into text like "{'text': ...}" before; now it is an error."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value)
+    raise QAFormatError(f"{where}: {what} must be text, not {json.dumps(value)[:60]}")
+
+
 def _pair(raw: Any, n: int, where: str) -> QAPair:
     if not isinstance(raw, dict):
         raise QAFormatError(f"{where}: expected an object with 'question' and 'answers'")
-    question = str(raw.get("question") or "").strip()
+    if None in raw:  # csv.DictReader puts the cells beyond the header under None
+        raise QAFormatError(f"{where}: more cells than the header has columns")
+    question = _scalar(raw.get("question"), "'question'", where)
     if not question:
         raise QAFormatError(f"{where}: missing 'question'")
-    pid = str(raw.get("id") if raw.get("id") is not None else "").strip()
-    source = str(raw.get("source") or "").strip()
-    passage = str(raw.get("passage") or "").strip()
+    pid = _scalar(raw.get("id"), "'id'", where)
+    source = _scalar(raw.get("source"), "'source'", where)
+    passage = _scalar(raw.get("passage"), "'passage'", where)
     return QAPair(pid or f"q{n}", question, _answers(raw, where), source or None, passage or None)
 
 
@@ -65,17 +79,26 @@ def _rows(path: Path, text: str) -> list[tuple[str, Any]]:
     name, ext = path.name, path.suffix.lower()
     if ext == ".csv":
         reader = csv.DictReader(io.StringIO(text))
-        header = [(f or "").strip().lower() for f in reader.fieldnames or []]
+        try:
+            header = [(f or "").strip().lower() for f in reader.fieldnames or []]
+        except csv.Error as e:
+            raise QAFormatError(f"{name} line 1: unreadable CSV header ({e})") from e
         if "question" not in header or not {"answer", "answers"} & set(header):
             raise QAFormatError(
                 f"{name} line 1: the CSV header needs a 'question' and an 'answers' (or 'answer') "
                 f"column, found {header}"
             )
+        repeated = sorted({h for h in header if h and header.count(h) > 1})
+        if repeated:
+            raise QAFormatError(f"{name} line 1: the CSV header repeats {repeated}")
         reader.fieldnames = header
         rows = []
-        for row in reader:
-            if any(isinstance(v, str) and v.strip() for v in row.values()):
-                rows.append((f"{name} line {reader.line_num}", row))
+        try:
+            for row in reader:
+                if any(isinstance(v, str) and v.strip() for v in row.values()):
+                    rows.append((f"{name} line {reader.line_num}", row))
+        except csv.Error as e:  # a cell over csv's 128 KB field limit, a NUL byte...
+            raise QAFormatError(f"{name} line {reader.line_num + 1}: unreadable CSV ({e})") from e
         return rows
     if ext not in (".jsonl", ".json"):
         raise QAFormatError(f"{name}: Q/A files must be .jsonl, .json or .csv, not {ext or '?'}")
@@ -84,6 +107,8 @@ def _rows(path: Path, text: str) -> list[tuple[str, Any]]:
             items = json.loads(text)
         except json.JSONDecodeError as e:
             raise QAFormatError(f"{name} line {e.lineno}: invalid JSON ({e.msg})") from e
+        except RecursionError as e:
+            raise QAFormatError(f"{name}: JSON nested too deeply") from e
         return [(f"{name} item {i}", item) for i, item in enumerate(items, 1)]
     rows = []
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -93,6 +118,8 @@ def _rows(path: Path, text: str) -> list[tuple[str, Any]]:
             rows.append((f"{name} line {lineno}", json.loads(line)))
         except json.JSONDecodeError as e:
             raise QAFormatError(f"{name} line {lineno}: invalid JSON ({e.msg})") from e
+        except RecursionError as e:
+            raise QAFormatError(f"{name} line {lineno}: JSON nested too deeply") from e
     return rows
 
 

@@ -1,18 +1,23 @@
 """Saving files uploaded through the browser into a corpus folder, within limits.
 
-Names are reduced to a safe base name (no paths, no hidden files), so an upload can never write
-outside its own folder; files over the limits are refused by name, and the rest are kept.
+Names are reduced to a safe base name (core.paths: no paths, no hidden files, bounded length)
+and every destination is confined to its folder; files over the limits are refused by name, and
+the rest are kept. Limits are checked from the sizes the browser's upload reports, before the
+bytes are copied out of it.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from core.config import ConfigBase, ConfigError, check, option
+from core.files import write_bytes_atomic
+from core.paths import confined, safe_filename
 from core.types import IngestError
 
 DOC_TYPES = ("txt", "md", "pdf", "docx", "html", "htm")
@@ -48,22 +53,44 @@ def load_limits(path: str | Path) -> UploadLimits:
 
 
 def safe_name(name: str) -> str:
-    """The base name with anything but letters, digits, '.', '-', '_' and spaces replaced."""
-    base = Path(name.replace("\\", "/")).name
-    base = re.sub(r"[^\w.\- ]", "_", base).strip(" .")
-    return base or "file"
+    """The base name made safe for a file system (see core.paths.safe_filename)."""
+    return safe_filename(name)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file: its name, its size and how to get its bytes (called only once the
+    size is accepted)."""
+
+    name: str
+    size: int
+    read: Callable[[], bytes]
+
+    @classmethod
+    def of(cls, item: Any) -> Upload:
+        """From a (name, bytes) pair or an object with `name`, `size` and `getvalue()` (a
+        Streamlit UploadedFile)."""
+        if isinstance(item, Upload):
+            return item
+        if isinstance(item, tuple):
+            name, data = item
+            return cls(str(name), len(data), lambda: data)
+        return cls(str(item.name), int(item.size), item.getvalue)
 
 
 def save_documents(
-    files: list[tuple[str, bytes]], dest: Path, limits: UploadLimits
+    files: list[Any], dest: Path, limits: UploadLimits
 ) -> tuple[list[Path], list[IngestError]]:
-    """Write (name, data) pairs into `dest`; returns the saved paths and the refused files."""
+    """Write uploaded documents ((name, bytes) pairs or Upload-like objects) into `dest`;
+    returns the saved paths and the refused files. Count, type, size and total are checked
+    before a file's bytes are read."""
     dest.mkdir(parents=True, exist_ok=True)
     saved: list[Path] = []
     refused: list[IngestError] = []
     total = 0.0
-    for i, (name, data) in enumerate(files):
-        mb = len(data) / 2**20
+    for i, upload in enumerate(map(Upload.of, files)):
+        name = upload.name
+        mb = upload.size / 2**20
         ext = Path(name).suffix.lower().lstrip(".")
         if i >= limits.max_files:
             refused.append(IngestError(name, f"more than {limits.max_files} files in one upload"))
@@ -76,25 +103,30 @@ def save_documents(
         elif total + mb > limits.max_total_mb:
             refused.append(IngestError(name, f"upload total over {limits.max_total_mb} MB"))
         else:
-            target = dest / safe_name(name)
+            target = first = confined(dest, safe_name(name))
             n = 1
             while target in saved:  # two uploads with the same name keep both
-                target = dest / f"{target.stem}-{n}{target.suffix}"
+                target = confined(dest, f"{first.stem}-{n}{first.suffix}")
                 n += 1
+            data = upload.read()
+            if len(data) != upload.size:  # the reported size is what the limits were checked on
+                refused.append(IngestError(name, "its size changed while it was read"))
+                continue
             target.write_bytes(data)
             saved.append(target)
             total += mb
     return saved, refused
 
 
-def save_qa(name: str, data: bytes, dest: Path, limits: UploadLimits) -> Path:
-    """Write an uploaded Q/A file; raises ValueError with the reason when it is refused."""
+def save_qa(upload: Any, dest: Path, limits: UploadLimits) -> Path:
+    """Write an uploaded Q/A file ((name, bytes) or Upload-like); raises ValueError with the
+    reason when it is refused. The size is checked before the bytes are read."""
+    upload = Upload.of(upload)
+    name = upload.name
     ext = Path(name).suffix.lower().lstrip(".")
     if ext not in QA_TYPES:
         raise ValueError(f"{name}: Q/A file must be .jsonl, .json or .csv, not .{ext or '?'}")
-    if len(data) / 2**20 > limits.max_file_mb:
+    if upload.size / 2**20 > limits.max_file_mb:
         raise ValueError(f"{name}: file too large (over {limits.max_file_mb} MB)")
     dest.mkdir(parents=True, exist_ok=True)
-    target = dest / safe_name(name)
-    target.write_bytes(data)
-    return target
+    return write_bytes_atomic(confined(dest, safe_name(name)), upload.read())

@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:  # long but flat: one declaration per 
         action="append",
         default=[],
         metavar="STRATEGY.KEY=VALUE",
-        help="a strategy setting, e.g. --set lora.epochs=1 --set rag.top_k=5",
+        help="a strategy or run-section setting, e.g. --set lora.epochs=1 --set rag.top_k=5 "
+        "--set models.engine=openai",
     )
     run.add_argument("--name", help="a label for the run")
     run.add_argument("--json", metavar="FILE", help="write the run's summary as JSON")
@@ -135,7 +136,14 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         strategy, dot, key = target.partition(".")
         if not sep or not dot:
             raise ConfigError(f"--set wants STRATEGY.KEY=VALUE, got {item!r}")
-        data["strategy_configs"].setdefault(strategy, {})[key] = yaml.safe_load(value)
+        # A run section (models, chunking, split, ...) takes the key itself; else a strategy.
+        section = data.get(strategy) if strategy != "strategy_configs" else None
+        dest = (
+            section
+            if isinstance(section, dict)
+            else data["strategy_configs"].setdefault(strategy, {})
+        )
+        dest[key] = yaml.safe_load(value)
     return RunConfig.from_dict(data)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.files import csv_safe
 from core.owners import Access
 from core.procs import GONE, ProcessRef
 from core.types import Answer
@@ -467,7 +468,8 @@ class RunStore:
         return json.dumps(data, indent=2)
 
     def export_csv(self, run_id: str) -> str:
-        """One row per (strategy, question): answer, gold answers, tokens, latency, scores."""
+        """One row per (strategy, question): answer, gold answers, tokens, latency, scores.
+        Text cells that a spreadsheet would run as a formula are neutralised (core.files)."""
         answers = self.get_answers(run_id)
         metrics = sorted({m for a in answers for m in a.scores})
         buf = io.StringIO()
@@ -477,13 +479,11 @@ class RunStore:
             + ["latency_s", *metrics]
         )
         for a in answers:
+            # Questions and answers are untrusted text: "=HYPERLINK(...)" must stay text.
+            text = [a.strategy, a.qid, a.question, a.answer.text, " | ".join(a.golds)]
             w.writerow(
-                [
-                    a.strategy,
-                    a.qid,
-                    a.question,
-                    a.answer.text,
-                    " | ".join(a.golds),
+                [csv_safe(cell) for cell in text]
+                + [
                     a.answer.cost.prompt_tokens,
                     a.answer.cost.output_tokens,
                     f"{a.answer.cost.latency_s:.4f}",

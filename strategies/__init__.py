@@ -60,6 +60,25 @@ def baseline_strategy() -> str | None:
     return found[0] if found else None
 
 
+def unservable_strategies(models: Any, names: list[str]) -> str | None:
+    """A message naming the strategies among `names` that train (role `trains`) but that the
+    configured engine cannot serve an adapter for, or None. Called before a run starts, by the
+    run, the estimate and the Run page; contacts the server only when a trained one is chosen.
+    """
+    from core.engines import EngineError, adapter_support_problem, load_engine
+
+    trained = [n for n in names if get_strategy_class(n).trains]
+    if not trained or models.engine == "transformers":
+        return None
+    try:
+        problem = adapter_support_problem(load_engine(models))
+    except EngineError as e:
+        problem = str(e)
+    if problem is None:
+        return None
+    return f"{', '.join(trained)} cannot run on engine {models.engine!r}: {problem}"
+
+
 def make_config(name: str, data: dict[str, Any] | ConfigBase | None) -> ConfigBase:
     """The strategy's config dataclass from a dict (validated), or its defaults."""
     cls = get_strategy_class(name).config_class
@@ -90,4 +109,5 @@ __all__ = [
     "make_config",
     "register_strategy",
     "strategy_names",
+    "unservable_strategies",
 ]

@@ -8,22 +8,27 @@ at the price of a full copy of the model; `ModelConfig(generator=str(folder))` l
 from __future__ import annotations
 
 import io
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from core.config import ModelConfig
+from core.paths import UnsafePath, confined, find_file
 
 MAX_ADAPTER_ZIP_BYTES = 512 * 1024 * 1024  # unpacked size; a LoRA adapter is a few MB
+MAX_ADAPTER_ZIP_MEMBERS = 200  # a peft adapter is a handful of files (config, weights, readme)
+ADAPTER_SEARCH_DEPTH = 3  # peft puts a named adapter one folder down; never walk a whole disk
 
 
-def _adapter_folder(adapter_dir: str | Path) -> Path:
+def adapter_folder(adapter_dir: str | Path) -> Path:
+    """The folder holding adapter_config.json: `adapter_dir` or one at most
+    ADAPTER_SEARCH_DEPTH folders below it. Raises ValueError."""
     root = Path(adapter_dir).expanduser()
-    if (root / "adapter_config.json").is_file():
-        return root
-    found = sorted(root.rglob("adapter_config.json")) if root.is_dir() else []
-    if not found:
+    found = find_file(root, "adapter_config.json", ADAPTER_SEARCH_DEPTH) if root.is_dir() else None
+    if found is None:
         raise ValueError(f"{str(root)!r} holds no peft adapter (no adapter_config.json)")
-    return found[0].parent
+    return found.parent
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -35,7 +40,7 @@ def export_adapter_zip(adapter_dir: str | Path) -> bytes:
 
     Raises ValueError when the folder holds no adapter.
     """
-    folder = _adapter_folder(adapter_dir)
+    folder = adapter_folder(adapter_dir)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for f in sorted(folder.rglob("*")):
@@ -45,21 +50,36 @@ def export_adapter_zip(adapter_dir: str | Path) -> bytes:
 
 
 def unpack_adapter_zip(
-    data: bytes, dest: str | Path, max_bytes: int = MAX_ADAPTER_ZIP_BYTES
+    data: bytes,
+    dest: str | Path,
+    max_bytes: int = MAX_ADAPTER_ZIP_BYTES,
+    *,
+    root: str | Path | None = None,
+    max_members: int = MAX_ADAPTER_ZIP_MEMBERS,
 ) -> Path:
     """Unpack an uploaded adapter zip into `dest`; returns the folder holding
     adapter_config.json (usable as the LoRA `adapter_path`).
 
-    Raises ValueError for a file that is not a zip, entries that would land outside `dest`
-    (absolute or `..` paths, links), more than `max_bytes` unpacked, or no adapter_config.json.
+    `dest` itself must lie inside `root` when given (the caller's data folder). The zip is
+    checked from its central directory before anything is written: no absolute or `..` names,
+    drive letters or links, at most `max_members` entries and `max_bytes` unpacked. It is then
+    unpacked into a fresh temporary folder beside `dest` and renamed into place, so `dest` is
+    never half-written and a failed upload leaves nothing behind. Raises ValueError.
     """
+    dest = Path(dest)
+    if root is not None:
+        try:
+            dest = confined(root, dest.resolve().relative_to(Path(root).resolve()))
+        except (ValueError, UnsafePath) as e:
+            raise ValueError(f"the adapter destination {str(dest)!r} is outside {root}") from e
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as e:
         raise ValueError(f"the adapter upload is not a zip file ({e})") from e
-    dest = Path(dest)
     with zf:
         infos = zf.infolist()
+        if len(infos) > max_members:
+            raise ValueError(f"the adapter zip has {len(infos)} entries (at most {max_members})")
         total = 0
         for info in infos:
             name = PurePosixPath(info.filename.replace("\\", "/"))
@@ -76,19 +96,28 @@ def unpack_adapter_zip(
         configs = [i for i in infos if PurePosixPath(i.filename).name == "adapter_config.json"]
         if not configs:
             raise ValueError("the zip holds no adapter_config.json: not a peft adapter")
-        dest.mkdir(parents=True, exist_ok=True)
-        root = dest.resolve()
-        for info in infos:
-            target = (dest / info.filename).resolve()
-            if root not in target.parents and target != root:  # belt and braces
-                raise ValueError(f"the adapter zip has an unsafe path: {info.filename!r}")
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:
-                out.write(src.read(max_bytes + 1))
-    return (dest / configs[0].filename).parent
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=dest.parent))
+        try:
+            for info in infos:
+                target = confined(staging, info.filename.replace("\\", "/"))  # belt and braces
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as out:
+                    # zipfile stops at the declared size, which the total above bounds.
+                    shutil.copyfileobj(src, out, 1 << 20)
+            if dest.exists():  # replace an earlier upload under the same name as a whole
+                old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=dest.parent))
+                dest.rename(old / "adapter")
+                shutil.rmtree(old, ignore_errors=True)
+            staging.rename(dest)
+        except UnsafePath as e:
+            raise ValueError(f"the adapter zip has an unsafe path: {e}") from e
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return (dest / configs[0].filename.replace("\\", "/")).parent
 
 
 def _base_path(models: ModelConfig) -> str:
@@ -108,7 +137,7 @@ def merge_adapter(models: ModelConfig, adapter_dir: str | Path, out_dir: str | P
 
     from core.models import resolve_device, torch_dtype
 
-    folder = _adapter_folder(adapter_dir)
+    folder = adapter_folder(adapter_dir)
     base_path = _base_path(models)
     dtype = torch_dtype(resolve_device(models.device))
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
@@ -135,6 +164,6 @@ def sizes(
     base = Path(_base_path(models))
     return {
         "base_bytes": _folder_bytes(base) if base.is_dir() else None,
-        "adapter_bytes": _folder_bytes(_adapter_folder(adapter_dir)),
+        "adapter_bytes": _folder_bytes(adapter_folder(adapter_dir)),
         "merged_bytes": _folder_bytes(Path(merged_dir)) if merged_dir else None,
     }

@@ -349,6 +349,11 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def _adapter_dir(root: Path) -> Path:
-    """peft saves a non-default adapter name in a subfolder; find the folder holding it."""
-    found = sorted(Path(root).rglob("adapter_config.json"))
-    return found[0].parent if found else Path(root)
+    """peft saves a non-default adapter name in a subfolder; find the folder holding it.
+
+    Bounded depth: `adapter_path` may be typed by a user, and a root of `/` must not walk the
+    whole file system."""
+    from core.paths import find_file
+
+    found = find_file(root, "adapter_config.json", max_depth=3)
+    return found.parent if found else Path(root)

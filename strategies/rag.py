@@ -9,7 +9,7 @@ from core.config import check, option
 from core.types import Answer, Context, Corpus, PrepareReport, QAPair
 from strategies import GenerativeStrategy, register_strategy
 from strategies.base import PromptConfig
-from strategies.vector_stores import STORES
+from strategies.vector_stores import SERVER_STORES, STORES
 
 INDEXES = ("flat", "hnsw")
 
@@ -31,12 +31,21 @@ class RagConfig(PromptConfig):
     max_context_tokens: int = option(
         700, "Token budget for retrieved text; lower-ranked chunks beyond it are dropped."
     )
+    chroma_host: str = option(
+        "", "chroma: host of a Chroma server (`chroma run`) to index into; empty = embedded folder."
+    )
+    chroma_port: int = option(8000, "chroma: port of the Chroma server.")
 
     def validate(self) -> None:
         super().validate()
         check(1 <= int(self.top_k) <= 50, "top_k must be in 1..50")
         check(4 <= int(self.hnsw_m) <= 128, "hnsw_m must be in 4..128")
         check(int(self.max_context_tokens) >= 32, "max_context_tokens must be >= 32")
+        check(
+            not self.chroma_host or self.backend in SERVER_STORES,
+            f"chroma_host applies to backend {' or '.join(SERVER_STORES)} only",
+        )
+        check(1 <= int(self.chroma_port) <= 65535, "chroma_port must be in 1..65535")
 
 
 @register_strategy("rag")
@@ -54,7 +63,8 @@ class RagStrategy(GenerativeStrategy):
         self.chunks = {c.id: c for c in corpus.chunks}
         emb = self.ctx.embedder
         path = self.ctx.workdir / "rag" / f"{corpus.fingerprint}-{cfg.backend}-{cfg.index}"
-        self.store = STORES[cfg.backend](path, emb.dim, cfg.index, cfg.hnsw_m)
+        server = (cfg.chroma_host, cfg.chroma_port) if cfg.chroma_host else None
+        self.store = STORES[cfg.backend](path, emb.dim, cfg.index, cfg.hnsw_m, server)
         vectors = emb.encode([c.text for c in corpus.chunks])
         self.store.add(
             [c.id for c in corpus.chunks], vectors, [{"source": c.source} for c in corpus.chunks]
@@ -67,6 +77,7 @@ class RagStrategy(GenerativeStrategy):
                 "chunks_indexed": len(self.store),
                 "backend": cfg.backend,
                 "index": cfg.index,
+                "server": f"{cfg.chroma_host}:{cfg.chroma_port}" if server else None,
                 "embedder": emb.name,
                 "dim": emb.dim,
             },

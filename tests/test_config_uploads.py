@@ -73,7 +73,7 @@ def test_upload_limits_and_names(tmp_path):
     assert "more than 4 files" in reasons["late.md"]
     assert safe_name("a/b\\c<d>.md") == "c_d_.md"
     with pytest.raises(ValueError, match="jsonl"):
-        save_qa("qa.xlsx", b"x", tmp_path, limits)
+        save_qa(("qa.xlsx", b"x"), tmp_path, limits)
 
 
 def test_limits_file_sets_some_fields_and_bad_files_name_themselves(tmp_path):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.allowlist import check_model, load_allowlist
 from core.config import ModelConfig
 from core.corpora import CorpusLibrary
+from core.markup import escape_markdown
 from core.qagen import (
     METHODS,
     QAGenConfig,
@@ -22,6 +24,7 @@ from ui.common import (
     access,
     corpus_library,
     current_owner,
+    home,
     selected_corpus,
     store_path,
     upload_limits,
@@ -110,21 +113,21 @@ with upload:
             st.error("Choose at least one document.")
         else:
             try:
+                # Upload objects, not bytes: the limits are checked on their sizes first.
                 entry = library.save(
-                    name.strip() or docs[0].name,
-                    [(f.name, f.getvalue()) for f in docs],
-                    (qa_upload.name, qa_upload.getvalue()) if qa_upload else None,
-                    LIMITS,
-                    owner=current_owner(),
+                    name.strip() or docs[0].name, docs, qa_upload, LIMITS, owner=current_owner()
                 )
             except ValueError as e:
-                st.error(str(e))
+                st.error(escape_markdown(e))
             else:
                 # The selector below is drawn after this: point it at the new entry.
                 state.corpus_id = state.corpus_pick = entry.id
                 for err in entry.refused:
-                    st.warning(f"Refused **{err['name']}**: {err['reason']}")
-                st.success(f"Saved **{entry.name}**; it is now the selected corpus.")
+                    name_md = escape_markdown(err["name"])
+                    reason_md = escape_markdown(err["reason"])
+                    st.warning(f"Refused **{name_md}**: {reason_md}")
+                saved_md = escape_markdown(entry.name)
+                st.success(f"Saved **{saved_md}**; it is now the selected corpus.")
 
 with pick:
     entries = library.list(access())
@@ -163,11 +166,13 @@ if selection is not None:
             )
         st.write(line)
         for err in docs["errors"]:
-            st.warning(f"Skipped **{err['name']}**: {err['reason']}")
+            st.warning(
+                f"Skipped **{escape_markdown(err['name'])}**: {escape_markdown(err['reason'])}"
+            )
         with st.expander("Documents"):
             st.dataframe(pd.DataFrame({"Document": docs["names"]}), hide_index=True)
     if pre["problem"]:
-        st.error(pre["problem"])
+        st.error(escape_markdown(pre["problem"]))
 
     st.subheader("Question/answer pairs")
     if qa_path is None:
@@ -197,7 +202,9 @@ if selection is not None:
     if generate:
         try:
             config = QAGenConfig(method=method, n=int(n), seed=int(seed))
-            models = ModelConfig(generator=generator.strip() or ModelConfig().generator)
+            chosen_model = generator.strip() or ModelConfig().generator
+            allowed = check_model(chosen_model, "generator", home(), load_allowlist(home()))
+            models = ModelConfig(generator=allowed)
         except ValueError as e:
             st.error(str(e))
         else:

@@ -13,40 +13,51 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.allowlist import check_location, load_allowlist
+from core.markup import escape_markdown
+from core.paths import confined, safe_filename
 from core.types import Answer
 from eval.jobs import JobQueue, ensure_worker, serve_queued
 from eval.jobs.page_kinds import job_result, submit_playground
+from eval.run.playground import PlaygroundAnswer
 from ui.common import access, current_owner, home, pick_run, store_path
 
 
 def adapter_location(upload, folder: str) -> tuple[Path, str]:
-    """(adapter folder, display name) of an uploaded zip or a typed folder; raises ValueError."""
-    from strategies.deploy import _adapter_folder, unpack_adapter_zip
+    """(adapter folder, safe display name) for an uploaded zip, unpacked under this owner's
+    folder of the app's home, or for a typed folder the server allows; raises ValueError."""
+    from strategies.deploy import MAX_ADAPTER_ZIP_BYTES, adapter_folder, unpack_adapter_zip
 
     if upload is not None:
-        name = upload.name.removesuffix(".zip")
-        # A fresh folder per upload under this owner's own: two uploads never collide, across
-        # sessions, tabs or owners.
-        dest = home() / "adapters" / current_owner() / uuid.uuid4().hex[:12] / "adapter"
-        return unpack_adapter_zip(upload.getvalue(), dest), name
-    path = Path(folder.strip()).expanduser()
-    return _adapter_folder(path), path.name
+        if upload.size > MAX_ADAPTER_ZIP_BYTES:  # checked before the bytes are copied out
+            raise ValueError(f"the adapter zip is over {MAX_ADAPTER_ZIP_BYTES / 1e6:.0f} MB")
+        name = safe_filename(upload.name.removesuffix(".zip"), default="adapter")
+        root = home() / "adapters"
+        # A fresh folder per upload under the owner's own: two uploads never collide, across
+        # sessions, tabs or owners, and a queued playground job still finds the one it named.
+        dest = confined(root, current_owner(), uuid.uuid4().hex[:12], name)
+        return unpack_adapter_zip(upload.getvalue(), dest, root=root), name
+    allowed = check_location(folder, home=home(), allow=load_allowlist(home()), what="adapter")
+    return adapter_folder(allowed), safe_filename(Path(allowed).name, default="adapter")
 
 
-def show_answer(a: dict) -> None:
+def show_answer(record: dict) -> None:
     """One strategy's answer: plain text (never Markdown), tokens, latency, what it used."""
-    answer = Answer.from_dict(a["answer"])
-    st.markdown(f"**{a['strategy']}**")
-    st.text(answer.text or "(empty answer)")
-    st.caption(
-        f"{answer.cost.prompt_tokens} prompt tokens, {answer.cost.output_tokens} output tokens, "
-        f"{a['latency_s']:.2f} s"
+    a = PlaygroundAnswer(
+        record["strategy"], Answer.from_dict(record["answer"]), record["latency_s"]
     )
-    for c in answer.contexts:
+    st.markdown(f"**{a.strategy}**")  # a registry name or a safe file name
+    # Plain text: a Markdown image in an answer would be fetched by the viewer's browser.
+    st.text(a.answer.text or "(empty answer)")
+    st.caption(
+        f"{a.answer.cost.prompt_tokens} prompt tokens, {a.answer.cost.output_tokens} output "
+        f"tokens, {a.latency_s:.2f} s"
+    )
+    for c in a.answer.contexts:
         first = c.text.strip().splitlines()[0][:70] if c.text.strip() else ""
         head = f"Shot: {first}" if c.kind == "shot" else f"Passage from {c.source}"
         score = f" (score {c.score:.2f})" if c.score is not None else ""
-        with st.expander(head + score):
+        with st.expander(escape_markdown(head + score)):
             st.text(c.text)
 
 
@@ -86,12 +97,16 @@ if run_id is not None:
             try:
                 path, name = adapter_location(upload, folder)
             except ValueError as e:
-                st.error(str(e))
+                st.error(escape_markdown(e))
             else:
                 label = f"adapter: {name}"
                 state.pg_adapters = [a for a in state.pg_adapters if a[0] != label]
                 state.pg_adapters.append([label, str(path)])
-                st.success(f"Added {name}; it answers as '{label}' from the next question.")
+                st.success(
+                    escape_markdown(
+                        f"Added {name}; it answers as '{label}' from the next question."
+                    )
+                )
     with st.form("pg_form"):
         question = st.text_input("Question", key="pg_question")
         asked = st.form_submit_button("Ask every strategy", type="primary")
@@ -110,7 +125,7 @@ if run_id is not None:
         serve_queued(queue, [job])  # a worker that died or went idle is started again
         result = job_result(queue, job["id"], access()) or {}
         for w in result.get("warnings", []):
-            st.warning(w)
+            st.warning(escape_markdown(w))
         if job["status"] in ("queued", "running"):
             what = {"prepare": "preparing", "answer": "answering"}.get(job["stage"], job["stage"])
             frac = job["done"] / job["total"] if job["total"] else 0.0
@@ -118,7 +133,7 @@ if run_id is not None:
             if st.button("Cancel", key=f"pg_cancel_{job['id']}"):
                 queue.cancel(job["id"], access())
         elif job["status"] == "failed":
-            st.error(f"The playground stopped: {job['error']}")
+            st.error(escape_markdown(f"The playground stopped: {job['error']}"))
         elif job["status"] == "done" and not result.get("answers"):
             st.success(f"Ready: {', '.join(result.get('strategies', [])) or 'no strategy'}.")
         answers = result.get("answers", [])

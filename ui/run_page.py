@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.allowlist import check_location, check_model, load_allowlist
 from core.config import ConfigError
 from eval.config import RunConfig
 from eval.jobs import RUN_KINDS, JobQueue, ensure_worker, serve_queued
@@ -75,6 +76,16 @@ for strategy in chosen:
 
 config, problem = None, None
 try:
+    # Paths typed in the browser: only models and adapters this server allows.
+    allow = load_allowlist(home())
+    models = run_settings.setdefault("models", {})
+    for kind in ("generator", "embedder"):
+        models[kind] = check_model(models.get(kind, ""), kind, home(), allow)
+    for settings in strategy_settings.values():
+        if settings.get("adapter_path"):
+            settings["adapter_path"] = check_location(
+                settings["adapter_path"], home=home(), allow=allow, what="adapter"
+            )
     config = RunConfig.from_dict(
         {**run_settings, "strategies": list(chosen), "strategy_configs": strategy_settings}
     )

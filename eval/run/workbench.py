@@ -12,7 +12,7 @@ from core.models import load_embedder, load_generator, resolve_device
 from eval.config import RunConfig
 from eval.run.costs import measure
 from eval.run.inputs import Inputs, load_inputs, needs_models
-from strategies import Strategy, create_strategy, make_config
+from strategies import Strategy, create_strategy, make_config, unservable_strategies
 from strategies.base import StrategyContext
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -45,6 +45,10 @@ class Workbench:
         names = list(config.strategies if strategies is None else strategies)
         device = resolve_device(config.models.device)
         tokenizer, models, load_s = None, None, 0.0
+        # A server that cannot serve adapters refuses the trained arms now, not halfway through.
+        problem = unservable_strategies(config.models, names)
+        if problem:
+            raise ValueError(problem)
         if needs_models(names):
             emit({"stage": "load_models"})
             with measure(device) as m:
@@ -55,7 +59,11 @@ class Workbench:
                 "generator": config.models.generator,
                 "embedder": config.models.embedder,
                 "load_s": m.seconds,
-                "base_params": sum(p.numel() for p in generator.model.parameters()),
+                "engine": config.models.engine,
+                # A server engine holds no local weights to count.
+                "base_params": sum(p.numel() for p in generator.model.parameters())
+                if getattr(generator, "in_process", True)
+                else None,
             }
         emit({"stage": "ingest"})
         return cls(config, load_inputs(config, tokenizer), device, load_s, models)
