@@ -102,11 +102,8 @@ if run_id is not None:
                 label = f"adapter: {name}"
                 state.pg_adapters = [a for a in state.pg_adapters if a[0] != label]
                 state.pg_adapters.append([label, str(path)])
-                st.success(
-                    escape_markdown(
-                        f"Added {name}; it answers as '{label}' from the next question."
-                    )
-                )
+                # `name` is a safe file name (core.paths): nothing in it is Markdown.
+                st.success(f"Added {name}; it answers as '{label}' from the next question.")
     with st.form("pg_form"):
         question = st.text_input("Question", key="pg_question")
         asked = st.form_submit_button("Ask every strategy", type="primary")
