@@ -172,7 +172,8 @@ class OpenAIGenerator:
         reply = self._request("POST", "/chat/completions", body)
         latency = time.perf_counter() - start
         try:
-            text = reply["choices"][0]["message"].get("content") or ""
+            choice = reply["choices"][0]
+            text = choice["message"].get("content") or ""
         except (KeyError, IndexError, TypeError, AttributeError) as e:
             raise EngineError(
                 f"{self.base_url}/chat/completions returned no choices[0].message: "
@@ -184,6 +185,7 @@ class OpenAIGenerator:
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             output_tokens=int(usage.get("completion_tokens") or 0),
             latency_s=latency,
+            truncated=choice.get("finish_reason") == "length",  # OpenAI's word for max_tokens
         )
 
     # --- HTTP --------------------------------------------------------------------------------

@@ -155,6 +155,7 @@ class Generation:
     prompt_tokens: int
     output_tokens: int
     latency_s: float | None = None  # per request on a server engine; None in a local batch
+    truncated: bool = False  # stopped by max_new_tokens before any stop token
 
 
 class Generator:
@@ -321,7 +322,9 @@ class Generator:
                 kept.append(t)
             n_out = min(len(row), len(kept) + 1)  # the stop token was generated too
             text = tok.decode(kept, skip_special_tokens=True)
-            results.append(Generation(text, len(prompt), int(n_out)))
+            # Every generated slot used and none a stop: the limit, not the model, ended it.
+            cut = len(kept) == len(row) == max_new_tokens
+            results.append(Generation(text, len(prompt), int(n_out), cut))
         return results
 
     def _stop_ids(self) -> list[int]:

@@ -64,12 +64,14 @@ class Cost:
     prompt_tokens: int = 0
     output_tokens: int = 0
     latency_s: float = 0.0
+    cpu_s: float = 0.0  # process CPU time (every thread), measured beside the wall-clock latency
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(
             self.prompt_tokens + other.prompt_tokens,
             self.output_tokens + other.output_tokens,
             self.latency_s + other.latency_s,
+            self.cpu_s + other.cpu_s,
         )
 
 
@@ -87,8 +89,8 @@ class Context:
 class Answer:
     """A strategy's answer to one question, with the contexts it used and what it cost.
 
-    Strategies fill `prompt_tokens`/`output_tokens` in `cost`; the harness fills `latency_s`,
-    so every strategy's latency is measured the same way.
+    Strategies fill `prompt_tokens`/`output_tokens` in `cost`; the harness fills `latency_s`
+    and `cpu_s`, so every strategy is measured the same way.
     """
 
     question: str
@@ -96,6 +98,7 @@ class Answer:
     contexts: list[Context] = field(default_factory=list)
     cost: Cost = field(default_factory=Cost)
     raw: str = ""  # the generation before post-processing, for inspection
+    truncated: bool = False  # generation stopped at the token limit, not at its end
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +111,7 @@ class Answer:
             contexts=[Context(**c) for c in d.get("contexts", [])],
             cost=Cost(**d.get("cost", {})),
             raw=d.get("raw", ""),
+            truncated=bool(d.get("truncated", False)),
         )
 
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m eval run|show|list|export|rescore|worker|jobs`.
+"""Command line: `python -m eval run|show|list|export|rescore|track|worker|jobs`.
 
 A thin layer over the library."""
 
@@ -18,6 +18,25 @@ from core.qagen import METHODS
 from eval.config import RunConfig
 from eval.store import RunNotFound, RunStore
 from eval.views.tables import render_run, run_summary
+
+
+def render_with_diagnostics(store: RunStore, run_id: str) -> str:
+    """The run's tables, then what the verdict knows (attribution, oracle ceiling, power)."""
+    from eval.views import RunView
+    from eval.views.diagnostics import diagnose, render_diagnostics
+
+    view = RunView.load(store, run_id)
+    text = render_run(view.run)
+    return f"{text}\n\n{render_diagnostics(diagnose(view))}" if view.results else text
+
+
+def summary_with_diagnostics(store: RunStore, run_id: str) -> dict:
+    """`run_summary` plus the diagnostics under "verdict" (what `--json` writes)."""
+    from eval.views import RunView
+    from eval.views.diagnostics import diagnose
+
+    view = RunView.load(store, run_id)
+    return {**run_summary(view.run), "verdict": diagnose(view).to_dict()}
 
 
 def _parser() -> argparse.ArgumentParser:  # long but flat: one declaration per flag
@@ -54,6 +73,18 @@ def _parser() -> argparse.ArgumentParser:  # long but flat: one declaration per 
         "--set models.engine=openai",
     )
     run.add_argument("--name", help="a label for the run")
+    run.add_argument(
+        "--metrics", help="comma-separated metric names (default: every default metric)"
+    )
+    run.add_argument(
+        "--judge",
+        nargs="?",
+        const="",
+        metavar="MODEL",
+        help="also score the 'judge' metric: a model grades each answer against the gold "
+        "answers (MODEL: a generator name; none = the run's generator)",
+    )
+    _tracking_flags(run)
     run.add_argument("--json", metavar="FILE", help="write the run's summary as JSON")
     run.add_argument("--store", help="SQLite file of runs")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -98,7 +129,30 @@ def _parser() -> argparse.ArgumentParser:  # long but flat: one declaration per 
     rs.add_argument("run_id")
     rs.add_argument("--metrics", required=True, help="comma-separated metric names")
     rs.add_argument("--store", default=RunConfig().store_path)
+    rs.add_argument(
+        "--judge-model", help="grade with this model instead of the run's stored judge settings"
+    )
+    _tracking_flags(rs)
+
+    tr = sub.add_parser("track", help="log a stored run to an experiment tracker (MLflow)")
+    tr.add_argument("run_id")
+    tr.add_argument("--store", default=RunConfig().store_path)
+    _tracking_flags(tr, default="mlflow")
     return p
+
+
+def _tracking_flags(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    p.add_argument(
+        "--track",
+        choices=["mlflow"],
+        default=default,
+        help="log the stored run to MLflow (pip install -r requirements-tracking.txt)",
+    )
+    p.add_argument(
+        "--track-uri",
+        help="tracking URI (default: MLFLOW_TRACKING_URI, else mlruns/ beside the store)",
+    )
+    p.add_argument("--experiment", help="MLflow experiment name (default: adaptlab)")
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -131,6 +185,15 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         data["qa_generation"]["method"] = args.generate_qa
     if args.store:
         data["store_path"] = args.store
+    if args.metrics:
+        data["metrics"] = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if args.judge is not None:
+        from eval.metrics import default_metrics
+
+        data["metrics"] = list(dict.fromkeys([*(data["metrics"] or default_metrics()), "judge"]))
+        if args.judge:
+            data["judge"]["model"] = args.judge
+    data["tracking"] = _tracking_settings(args, data["tracking"])
     for item in args.set:
         target, sep, value = item.partition("=")
         strategy, dot, key = target.partition(".")
@@ -147,6 +210,50 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig.from_dict(data)
 
 
+def _tracking_settings(args: argparse.Namespace, current: dict) -> dict:
+    """The tracking section with --track, --track-uri and --experiment applied."""
+    out = dict(current)
+    if args.track:
+        out["tracker"] = args.track
+    if args.track_uri:
+        out["uri"] = args.track_uri
+    if args.experiment:
+        out["experiment"] = args.experiment
+    return out
+
+
+def _judge_lines(store: RunStore, run) -> str:
+    """What the judge cost and how often it agrees with F1 ('' when the run was not judged)."""
+    from eval.views.judge import agreement_summary, judge_summary
+
+    cost = judge_summary(run)
+    if not cost:
+        return ""
+    agree = agreement_summary(store.get_answers(run.id))
+    return "\n" + cost + (f"\n{agree}" if agree else "")
+
+
+def _track(store: RunStore, run_id: str, args: argparse.Namespace) -> bool | None:
+    """Log a stored run when --track asks (a failure is printed, never fatal)."""
+    from eval.tracking import TrackingConfig, log_run
+
+    cfg = TrackingConfig.from_dict(_tracking_settings(args, {}))
+    if not cfg.tracker:
+        return None
+    got = log_run(
+        store,
+        run_id,
+        tracker=cfg.tracker,
+        uri=cfg.uri or None,
+        home=store.path.parent,
+        experiment=cfg.experiment,
+    )
+    if got.ok:
+        store.update_run(run_id, tracking=got.to_dict())
+    print(("" if got.ok else "warning: ") + got.message(), file=sys.stderr)
+    return got.ok
+
+
 class _Progress:
     """Turns harness events into tqdm bars on stderr."""
 
@@ -159,16 +266,21 @@ class _Progress:
         self.key = None
 
     def __call__(self, ev: dict) -> None:
+        stage, name = ev.get("stage"), ev.get("strategy", "")
+        if stage == "tracked":  # said even with --quiet: a failure to log is a warning to read
+            self._close()
+            print(("" if ev.get("ok") else "warning: ") + ev["message"], file=sys.stderr)
+            return
         if self.quiet:
             return
-        stage, name = ev.get("stage"), ev.get("strategy", "")
-        if stage in ("answer", "train"):
+        if stage in ("answer", "train", "judge"):
             total = ev.get("total") or ev.get("steps")
             done = ev.get("done", ev.get("step", 0))
             key = (name, stage)
             if self.key != key:
                 self._close()
-                label = f"{name}: {'answering' if stage == 'answer' else 'training'}"
+                doing = {"answer": "answering", "train": "training", "judge": "judging"}[stage]
+                label = f"{name}: {doing}"
                 self.bar = self.tqdm(total=total, desc=label, file=sys.stderr, leave=True)
                 self.key = key
             if "loss" in ev:
@@ -207,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         store = RunStore(args.store)
         if args.command == "show":
-            print(render_run(store.get_run(args.run_id)))
+            run = store.get_run(args.run_id)
+            print(render_with_diagnostics(store, args.run_id) + _judge_lines(store, run))
         elif args.command == "list":
             for r in store.list_runs():
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
@@ -221,8 +334,20 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "rescore":
             from eval.run import rescore
 
-            rescore(store, args.run_id, [m.strip() for m in args.metrics.split(",") if m.strip()])
-            print(render_run(store.get_run(args.run_id)))
+            judge = None
+            if args.judge_model:
+                from eval.judge import JudgeConfig
+
+                stored = store.get_run(args.run_id).config.get("judge") or {}
+                judge = JudgeConfig.from_dict({**stored, "model": args.judge_model})
+            metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+            rescore(store, args.run_id, metrics, judge_config=judge)
+            run = store.get_run(args.run_id)
+            print(render_with_diagnostics(store, args.run_id) + _judge_lines(store, run))
+            _track(store, args.run_id, args)
+        elif args.command == "track":
+            store.get_run(args.run_id)  # an unknown run is an error, not a tracking warning
+            return 0 if _track(store, args.run_id, args) else 1
     except (ConfigError, RunNotFound, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -241,10 +366,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         progress._close()
     run = store.get_run(run_id)
-    print(render_run(run))
+    print(render_with_diagnostics(store, run_id) + _judge_lines(store, run))
     print(f"\nWall time: {time.perf_counter() - t0:.1f} s   (python -m eval show {run_id})")
     if args.json:
-        Path(args.json).write_text(json.dumps(run_summary(run), indent=2), encoding="utf-8")
+        summary = summary_with_diagnostics(store, run_id)
+        Path(args.json).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return 0 if run.status == "done" else 1
 
 

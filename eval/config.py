@@ -16,6 +16,9 @@ from core.config import (
     option,
 )
 from core.qagen import QAGenConfig
+from eval.attribution import VerdictConfig
+from eval.judge import JudgeConfig
+from eval.tracking import TrackingConfig
 from strategies import default_strategies
 
 
@@ -43,7 +46,9 @@ class RunConfig(ConfigBase):
         label="Test questions (0 = the whole test split)",
     )
     batch_size: int = option(8, "Questions generated together in one batch.")
-    metrics: list[str] = option([], "Metrics to score (empty = every registered metric).")
+    metrics: list[str] = option(
+        [], "Metrics to score (empty = every default metric; 'judge' is scored when named)."
+    )
     prices: PriceTable = option(PriceTable, "Hourly prices that turn measured time into money.")
     store_path: str = option(".adaptlab/runs.sqlite", "SQLite file holding every run.")
     workdir: str = option(".adaptlab/work", "Folder for indexes, adapters and uploads.")
@@ -58,11 +63,21 @@ class RunConfig(ConfigBase):
     qa_generation: QAGenConfig = option(
         QAGenConfig, "How Q/A pairs are generated when no Q/A file is given (qa empty)."
     )
+    verdict: VerdictConfig = option(
+        VerdictConfig,
+        "How answers are judged right, the oracle-reading ceiling and the power figures.",
+    )
     learning_curve: list[float] = option(
         [],
         "Training-data fractions below 1 (e.g. [0.25, 0.5]) at which strategies that train are "
         "prepared and scored again: quality against the amount of training data.",
         label="Learning curve: training fractions (empty = off)",
+    )
+    judge: JudgeConfig = option(
+        JudgeConfig, "The model that grades answers for the 'judge' metric, and how it is asked."
+    )
+    tracking: TrackingConfig = option(
+        TrackingConfig, "Experiment tracking: log each stored run to MLflow."
     )
 
     def validate(self) -> None:

@@ -7,6 +7,7 @@ closed-book strategy). EM and F1 follow the official SQuAD v1.1 evaluation scrip
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections import Counter
@@ -24,6 +25,7 @@ class ScoringItem:
     prediction: str
     golds: tuple[str, ...]
     contexts: list[Context] = field(default_factory=list)
+    question: str = ""  # the judge reads it; string metrics do not
 
 
 @dataclass
@@ -35,6 +37,8 @@ class Metric:
     aggregation: str = "mean"
     needs_embedder: bool = False
     help: str = ""
+    needs_judge: bool = False  # fn receives a judge (eval.judge.Judge) instead of the embedder
+    default: bool = True  # scored when a run names no metrics (the judge costs generations)
 
 
 METRICS: dict[str, Metric] = {}
@@ -47,14 +51,26 @@ def register_metric(
     higher_is_better: bool = True,
     needs_embedder: bool = False,
     help: str = "",
+    needs_judge: bool = False,
+    default: bool = True,
 ):
-    """Decorator: add a batched metric `fn(items, embedder) -> scores` to the registry."""
+    """Decorator: add a batched metric `fn(items, embedder or judge) -> scores` to the registry.
+
+    `default=False` keeps a metric out of runs that name no metrics (it is scored when asked).
+    """
 
     def deco(fn):
-        METRICS[name] = Metric(name, label, fn, higher_is_better, "mean", needs_embedder, help)
+        METRICS[name] = Metric(
+            name, label, fn, higher_is_better, "mean", needs_embedder, help, needs_judge, default
+        )
         return fn
 
     return deco
+
+
+def default_metrics() -> list[str]:
+    """The metrics a run scores when its config names none."""
+    return [m.name for m in METRICS.values() if m.default]
 
 
 # --- SQuAD v1.1 normalisation (copied in behaviour from the official evaluate-v1.1.py) --------
@@ -92,27 +108,17 @@ def exact_match_score(prediction: str, ground_truth: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(ground_truth))
 
 
-def lcs_length(a: list[str], b: list[str]) -> int:
-    """Length of the longest common subsequence of two token lists (O(len(a) * len(b)))."""
-    if not a or not b:
-        return 0
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b, 1):
-            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
-        prev = cur
-    return prev[-1]
+@functools.cache
+def _rouge_scorer():
+    from rouge_score import rouge_scorer
+
+    # No stemmer: answers are short spans, and the SQuAD metrics beside it do not stem either.
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 
 def rouge_l(prediction: str, ground_truth: str) -> float:
-    """ROUGE-L F1 (beta = 1) over SQuAD-normalised tokens."""
-    p, g = normalize_answer(prediction).split(), normalize_answer(ground_truth).split()
-    lcs = lcs_length(p, g)
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / len(p), lcs / len(g)
-    return 2 * precision * recall / (precision + recall)
+    """ROUGE-L F-measure from Google's `rouge-score` package (its own tokenizer, no stemming)."""
+    return float(_rouge_scorer().score(ground_truth, prediction)["rougeL"].fmeasure)
 
 
 def _best_over_golds(fn: Callable[[str, str], float]):
@@ -131,7 +137,9 @@ register_metric(
     "f1", "F1", help="Token overlap F1 with the best gold answer (SQuAD normalisation)."
 )(_best_over_golds(f1_score))
 register_metric(
-    "rouge_l", "ROUGE-L", help="Longest-common-subsequence F1 with the best gold answer."
+    "rouge_l",
+    "ROUGE-L",
+    help="Longest-common-subsequence F-measure with the best gold answer (rouge-score).",
 )(_best_over_golds(rouge_l))
 
 
@@ -196,14 +204,32 @@ def recall_at_k(items: list[ScoringItem], _embedder: Any = None) -> list[float |
     return out
 
 
+@register_metric(
+    "judge",
+    "Judge",
+    needs_judge=True,
+    default=False,
+    help="1 if a judge model grades the answer correct against the gold answers, 0 if not "
+    "(None when its reply cannot be read); its rationale is stored per question.",
+)
+def judge_metric(items: list[ScoringItem], judge: Any) -> list[float | None]:
+    return judge.grade(items)
+
+
 def score_items(
-    items: list[ScoringItem], names: list[str] | None = None, embedder: Any = None
+    items: list[ScoringItem],
+    names: list[str] | None = None,
+    embedder: Any = None,
+    judge: Any = None,
 ) -> dict[str, list[float | None]]:
-    """Every requested metric (default: all registered) over the items."""
+    """Every requested metric (default: the default ones) over the items."""
     result = {}
-    for name in names or list(METRICS):
+    for name in names or default_metrics():
         metric = METRICS[name]
         if metric.needs_embedder and embedder is None:
             raise ValueError(f"metric {name!r} needs an embedder")
-        result[name] = metric.fn(items, embedder) if items else []
+        if metric.needs_judge and judge is None:
+            raise ValueError(f"metric {name!r} needs a judge")
+        resource = judge if metric.needs_judge else embedder
+        result[name] = metric.fn(items, resource) if items else []
     return result

@@ -15,10 +15,12 @@ from typing import Any
 from core.types import PrepareReport, TrainingLog, TrainStep
 
 
-def cost(label: str = "", unit: str = "", fmt: str = "", axis: str = "") -> Any:
-    """A CostSummary field: shown as a table column when `label` is set (formatted with `fmt`),
-    offered as a chart axis when `axis` is set. Every cost is better lower."""
+def cost(label: str = "", unit: str = "", fmt: str = "", axis: str = "", title: str = "") -> Any:
+    """A CostSummary field: shown as a table column when `label` is set (formatted with `fmt`;
+    `label` is the terse CLI heading, `title` the words the app and the report show), offered
+    as a chart axis when `axis` is set. Every cost is better lower."""
     meta = {"label": label, "unit": unit, "format": fmt, "axis": axis, "higher_is_better": False}
+    meta["title"] = title or label
     return field(default=None, metadata=meta)
 
 
@@ -28,21 +30,46 @@ class CostSummary:
 
     device: str | None = cost()
     questions: int | None = cost()
-    prepare_s: float | None = cost("Prep s", "s", "{:.1f}", "Preparation time (s)")
-    prepare_added_mb: float | None = cost("Prep +MB", "MB", "{:.0f}")
+    prepare_s: float | None = cost(
+        "Prep s", "s", "{:.1f}", "Preparation time (s)", "Preparation time"
+    )
+    prepare_added_mb: float | None = cost("Prep +MB", "MB", "{:.0f}", title="Preparation memory")
     answer_s: float | None = cost()
     answer_added_mb: float | None = cost()
     peak_rss_mb: float | None = cost()
     peak_gpu_mb: float | None = cost()
     latency_mean_s: float | None = cost()
-    latency_p50_s: float | None = cost("p50 s/q", "s", "{:.2f}", "Median latency (s/question)")
-    latency_p95_s: float | None = cost("p95 s/q", "s", "{:.2f}")
-    prompt_tokens_mean: float | None = cost("Prompt tok", "tokens", "{:.0f}")
-    output_tokens_mean: float | None = cost("Out tok", "tokens", "{:.1f}")
-    trainable_params: int | None = cost("Trainable", "parameters", "{:,}")
-    artifact_mb: float | None = cost("Artifact MB", "MB", "{:.2f}")
-    price_prepare: float | None = cost("Prep $", "currency", "{:.4f}")
-    price_per_1k: float | None = cost("$/1k q", "currency", "{:.4f}", "Price per 1,000 questions")
+    latency_p50_s: float | None = cost(
+        "p50 s/q", "s", "{:.2f}", "Median latency (s/question)", "Median latency per question"
+    )
+    latency_p95_s: float | None = cost("p95 s/q", "s", "{:.2f}", title="Latency, slowest 5%")
+    # CPU time beside wall time: it holds on a contended machine, where latency does not.
+    cpu_mean_s: float | None = cost(
+        "CPU s/q", "s", "{:.2f}", "CPU time (s/question)", "CPU time per question"
+    )
+    prepare_cpu_s: float | None = cost()
+    answer_cpu_s: float | None = cost()
+    threads: int | None = cost()
+    output_tokens_per_s: float | None = cost()  # higher is better: not a cost column
+    output_tokens_per_cpu_s: float | None = cost()
+    others_cores: float | None = cost()  # cores other processes kept busy while answering
+    contended_prepare: bool | None = cost()
+    contended_answer: bool | None = cost()
+    contended: bool | None = cost()  # see eval.run.contention; shown as its own column
+    prompt_tokens_mean: float | None = cost(
+        "Prompt tok", "tokens", "{:.0f}", title="Prompt tokens per question"
+    )
+    output_tokens_mean: float | None = cost(
+        "Out tok", "tokens", "{:.1f}", title="Answer tokens per question"
+    )
+    trainable_params: int | None = cost(
+        "Trainable", "parameters", "{:,}", title="Trained parameters"
+    )
+    artifact_mb: float | None = cost("Artifact MB", "MB", "{:.2f}", title="Artifact size (MB)")
+    price_prepare: float | None = cost("Prep $", "currency", "{:.4f}", title="Preparation cost")
+    price_per_1k: float | None = cost(
+        "$/1k q", "currency", "{:.4f}", "Price per 1,000 questions", "Cost per 1,000 questions"
+    )
     currency: str | None = cost()
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,13 +91,20 @@ class Column:
     unit: str
     fmt: str
     higher_is_better: bool = False
+    title: str = ""  # the heading in words (app, report); the terse `label` suits the CLI
 
     def format(self, value: Any) -> str:
         return "—" if value is None else self.fmt.format(value)
 
 
 COST_COLUMNS: list[Column] = [
-    Column(f.name, f.metadata["label"], f.metadata["unit"], f.metadata["format"])
+    Column(
+        f.name,
+        f.metadata["label"],
+        f.metadata["unit"],
+        f.metadata["format"],
+        title=f.metadata["title"],
+    )
     for f in dataclasses.fields(CostSummary)
     if f.metadata["label"]
 ]

@@ -70,6 +70,15 @@ CREATE TABLE IF NOT EXISTS scores (
     PRIMARY KEY (run_id, strategy, qid, metric),
     FOREIGN KEY (run_id, strategy) REFERENCES strategy_results(run_id, strategy) ON DELETE CASCADE
 );
+CREATE TABLE IF NOT EXISTS details (  -- what a metric says beyond its score (judge: rationale)
+    run_id TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    qid TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    detail_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, strategy, qid, metric),
+    FOREIGN KEY (run_id, strategy) REFERENCES strategy_results(run_id, strategy) ON DELETE CASCADE
+);
 """
 
 
@@ -97,6 +106,8 @@ class StoredAnswer:
     golds: list[str]
     answer: Answer
     scores: dict[str, float | None] = field(default_factory=dict)
+    # Per metric, what it said beyond the score as JSON-safe data (the judge's verdict record).
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -284,6 +295,14 @@ class RunStore:
                 "INSERT INTO scores VALUES (?,?,?,?,?)",
                 [(run_id, a.strategy, a.qid, m, v) for a in answers for m, v in a.scores.items()],
             )
+            c.executemany(
+                "INSERT INTO details VALUES (?,?,?,?,?)",
+                [
+                    (run_id, a.strategy, a.qid, m, json.dumps(d))
+                    for a in answers
+                    for m, d in a.details.items()
+                ],
+            )
 
     def save_scores(
         self,
@@ -291,9 +310,19 @@ class RunStore:
         strategy: str,
         scores: dict[str, dict[str, float | None]],
         metrics: dict[str, dict[str, Any]],
+        details: dict[str, dict[str, dict[str, Any]]] | None = None,
     ) -> None:
-        """Add or replace per-question scores ({metric: {qid: value}}) and their aggregates."""
+        """Add or replace per-question scores ({metric: {qid: value}}), their aggregates and
+        per-question details ({metric: {qid: record}})."""
         with self._lock, self._conn() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO details VALUES (?,?,?,?,?)",
+                [
+                    (run_id, strategy, qid, m, json.dumps(d))
+                    for m, per_q in (details or {}).items()
+                    for qid, d in per_q.items()
+                ],
+            )
             c.executemany(
                 "INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?)",
                 [
@@ -359,15 +388,18 @@ class RunStore:
 
     # --- reading -----------------------------------------------------------------------------
     def list_runs(self, limit: int = 200, access: Access = Access()) -> list[dict[str, Any]]:
-        """Newest first: id, name, status, times, fingerprint, owner, process, strategies;
-        only the runs `access` sees (every run by default). Runs whose process died are
-        marked interrupted first."""
+        """Newest first: id, name, status, times, fingerprint, owner, process, strategies (every
+        stored result) and finished (those that are done), both comma-separated; only the runs
+        `access` sees (every run by default). Runs whose process died are marked interrupted
+        first."""
         self.mark_orphans()
         where, args = ("", []) if access.only is None else ("WHERE r.owner=?", [access.only])
         with self._conn() as c:
             rows = c.execute(
                 "SELECT r.id, r.name, r.status, r.created_at, r.finished_at, r.fingerprint, "
-                "r.owner, r.process_json, group_concat(s.strategy) AS strategies FROM runs r "
+                "r.owner, r.process_json, group_concat(s.strategy) AS strategies, "
+                "group_concat(CASE WHEN s.status = 'done' THEN s.strategy END) AS finished "
+                "FROM runs r "
                 f"LEFT JOIN strategy_results s ON s.run_id = r.id {where} "
                 "GROUP BY r.id ORDER BY r.created_at DESC LIMIT ?",
                 (*args, limit),
@@ -430,9 +462,17 @@ class RunStore:
             srows = c.execute(
                 f"SELECT strategy, qid, metric, value FROM scores WHERE {where}", args
             ).fetchall()
+            drows = c.execute(
+                f"SELECT strategy, qid, metric, detail_json FROM details WHERE {where}", args
+            ).fetchall()
         scores: dict[tuple[str, str], dict[str, float | None]] = {}
         for s in srows:
             scores.setdefault((s["strategy"], s["qid"]), {})[s["metric"]] = s["value"]
+        details: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        for d in drows:
+            details.setdefault((d["strategy"], d["qid"]), {})[d["metric"]] = json.loads(
+                d["detail_json"]
+            )
         return [
             StoredAnswer(
                 strategy=a["strategy"],
@@ -441,6 +481,7 @@ class RunStore:
                 golds=json.loads(a["golds_json"]),
                 answer=Answer.from_dict(json.loads(a["answer_json"])),
                 scores=scores.get((a["strategy"], a["qid"]), {}),
+                details=details.get((a["strategy"], a["qid"]), {}),
             )
             for a in arows
         ]
@@ -462,21 +503,24 @@ class RunStore:
                 "golds": a.golds,
                 **a.answer.to_dict(),
                 "scores": a.scores,
+                "details": a.details,
             }
             for a in self.get_answers(run_id)
         ]
         return json.dumps(data, indent=2)
 
     def export_csv(self, run_id: str) -> str:
-        """One row per (strategy, question): answer, gold answers, tokens, latency, scores.
-        Text cells that a spreadsheet would run as a formula are neutralised (core.files)."""
+        """One row per (strategy, question): answer, gold answers, tokens, latency, scores, and
+        the rationale of metrics that give one (`<metric>_rationale`, e.g. the judge's). Text
+        cells that a spreadsheet would run as a formula are neutralised (core.files)."""
         answers = self.get_answers(run_id)
         metrics = sorted({m for a in answers for m in a.scores})
+        reasoned = sorted({m for a in answers for m, d in a.details.items() if "rationale" in d})
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(
             ["strategy", "qid", "question", "answer", "golds", "prompt_tokens", "output_tokens"]
-            + ["latency_s", *metrics]
+            + ["latency_s", *metrics, *(f"{m}_rationale" for m in reasoned)]
         )
         for a in answers:
             # Questions and answers are untrusted text: "=HYPERLINK(...)" must stay text.
@@ -489,5 +533,6 @@ class RunStore:
                     f"{a.answer.cost.latency_s:.4f}",
                 ]
                 + ["" if a.scores.get(m) is None else f"{a.scores[m]:.4f}" for m in metrics]
+                + [csv_safe(a.details.get(m, {}).get("rationale", "")) for m in reasoned]
             )
         return buf.getvalue()

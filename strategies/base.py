@@ -44,6 +44,9 @@ class StrategyContext:
     seed: int = 0
     progress: ProgressFn = lambda event: None  # noqa: E731 - a no-op default sink
     cancelled: Callable[[], bool] = lambda: False  # noqa: E731 - polled by long loops
+    # The test pairs, only so generated training data can leave them out (core.qagen.HeldOut);
+    # never to train on, choose shots from or answer with.
+    held_out: tuple[QAPair, ...] = ()
 
     @property
     def generator(self) -> Generator:
@@ -70,6 +73,7 @@ class Strategy(ABC):
     name: ClassVar[str] = ""
     config_class: ClassVar[type[ConfigBase]]
     description: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""  # what users call it ("LoRA + RAG (RAFT)"); default: its name
     # Roles: what the views and the harness ask of a strategy instead of its name.
     hidden: ClassVar[bool] = False  # test-only strategies are not offered in the app
     uses_models: ClassVar[bool] = True
@@ -175,6 +179,7 @@ class GenerativeStrategy(Strategy):
                     contexts=contexts,
                     cost=Cost(prompt_tokens=g.prompt_tokens, output_tokens=g.output_tokens),
                     raw=g.text,
+                    truncated=g.truncated,
                 )
             )
         return answers

@@ -104,6 +104,7 @@ class LoraRagStrategy(CompositeStrategy):
     trains = True
     retrieves = True
     description = "LoRA + RAG: the fine-tuned adapter answering with retrieved passages."
+    display_name = "LoRA + RAG (RAFT)"
 
     def answer(self, questions: list[str]) -> list[Answer]:
         passages = self.members["rag"].retrieve(questions)
@@ -122,6 +123,7 @@ class FewShotRagStrategy(CompositeStrategy):
     parts = {"few_shot": "few_shot", "rag": "rag"}
     retrieves = True
     description = "Few-shot + RAG: worked examples and retrieved passages in one prompt."
+    display_name = "Few-shot + RAG"
 
     def answer(self, questions: list[str]) -> list[Answer]:
         shots = self.members["few_shot"].select(questions)

@@ -38,6 +38,7 @@ class FakeStrategy(Strategy):
 
     config_class = FakeConfig
     description = "Test double: word-overlap lookup in the corpus, no model."
+    display_name = "Fake (test)"
     hidden = True
     uses_models = False
 
@@ -107,3 +108,4 @@ class FakeTwinStrategy(FakeStrategy):
     (queue, kill-and-resume tests)."""
 
     description = "Test double: a second copy of the fake strategy."
+    display_name = "Fake twin (test)"

@@ -38,6 +38,7 @@ class FewShotStrategy(GenerativeStrategy):
     config_class = FewShotConfig
     default = True
     description = "Few-shot: k worked Q/A examples from the training split before the question."
+    display_name = "Few-shot examples"
 
     def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
         if not train:

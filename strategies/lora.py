@@ -36,6 +36,7 @@ from strategies.training import (
 )
 
 __all__ = ["IGNORE", "LoraStrategy", "LoraStrategyConfig"]
+DATA = ("pairs", "pairs+corpus")
 
 
 @dataclass
@@ -60,6 +61,21 @@ class LoraStrategyConfig(PromptConfig):
     raft_no_oracle: float = option(
         0.2, "raft: share of examples whose passages leave the answer's passage out."
     )
+    data: str = option(
+        "pairs",
+        "Q/A training data: 'pairs' (the training split) or 'pairs+corpus' (plus pairs generated "
+        "from every corpus sentence, corpus_phrasings per fact, never a test question).",
+        choices=list(DATA),
+    )
+    corpus_phrasings: int = option(
+        2, "pairs+corpus: questions per corpus fact (wh rewrite, cloze spans, templates)."
+    )
+    corpus_paraphrases: bool = option(
+        False,
+        "pairs+corpus: add a generator-written paraphrase per fact (kept only when the "
+        "generator proves capable on the first batch).",
+    )
+    corpus_max_pairs: int = option(0, "pairs+corpus: most generated pairs (0 = every fact).")
     epochs: float = option(3.0, "Passes over the training data (fractions allowed).")
     learning_rate: float = option(1e-3, "Peak AdamW learning rate (linear warm-up and decay).")
     batch_size: int = option(
@@ -108,6 +124,8 @@ class LoraStrategyConfig(PromptConfig):
             isinstance(self.target_modules, list) and bool(self.target_modules),
             "target_modules must be a non-empty list",
         )
+        check(1 <= int(self.corpus_phrasings) <= 10, "corpus_phrasings must be in 1..10")
+        check(int(self.corpus_max_pairs) >= 0, "corpus_max_pairs must be >= 0")
         check(1 <= int(self.raft_passages) <= 20, "raft_passages must be in 1..20")
         check(0.0 <= float(self.raft_no_oracle) <= 1.0, "raft_no_oracle must be in [0, 1]")
         check(0 < float(self.epochs) <= 100, "epochs must be in (0, 100]")
@@ -138,6 +156,7 @@ class LoraStrategy(GenerativeStrategy):
     default = True
     accepts_adapter = True
     description = "LoRA fine-tune: a low-rank adapter trained on the training Q/A pairs."
+    display_name = "LoRA fine-tune"
 
     def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
         """Train an adapter (or load `adapter_path`) on the shared generator.
@@ -159,7 +178,8 @@ class LoraStrategy(GenerativeStrategy):
         gen = self.ctx.generator
         self.set_system_prompt(corpus)
         fit, held = split_validation(train, cfg.val_fraction, cfg.seed)
-        examples, info = self._examples(corpus, fit, mode)
+        generated = self._corpus_pairs(corpus, train) if mode != "cpt" else []
+        examples, info = self._examples(corpus, fit + generated, mode)
         val_examples, _ = self._examples(corpus, held, "raft" if mode == "raft" else "qa")
         if not examples:
             raise ValueError("lora: no training example survived tokenisation")
@@ -197,10 +217,31 @@ class LoraStrategy(GenerativeStrategy):
                 "mode": mode,
                 "qa_examples": info["qa"],
                 "chunk_examples": info["chunks"],
+                "data": cfg.data,
+                "corpus_pairs": len(generated),
                 **info.get("raft", {}),
             },
             training=log,
         )
+
+    def _corpus_pairs(self, corpus: Corpus, train: list[QAPair]) -> list[QAPair]:
+        """pairs+corpus: pairs generated from every corpus fact, leaving out the test pairs
+        and the training pairs themselves (validation pairs included, so it stays held out)."""
+        cfg = self.config
+        if cfg.data != "pairs+corpus":
+            return []
+        from core.qagen import HeldOut, corpus_fact_pairs
+
+        guard = HeldOut([*self.ctx.held_out, *train])
+        result = corpus_fact_pairs(
+            corpus,
+            phrasings=cfg.corpus_phrasings,
+            held_out=guard,
+            paraphrase_with=self.ctx.generator if cfg.corpus_paraphrases else None,
+            max_pairs=cfg.corpus_max_pairs,
+        )
+        self.ctx.progress({"stage": "corpus_pairs", **result.stats})
+        return result.pairs
 
     def peft_config(self):
         """The peft LoraConfig this strategy's settings describe."""

@@ -16,20 +16,24 @@ INDEXES = ("flat", "hnsw")
 
 @dataclass
 class RagConfig(PromptConfig):
-    top_k: int = option(3, "Chunks retrieved per question.")
+    top_k: int = option(3, "Chunks retrieved per question.", label="Passages per question")
     backend: str = option(
         "faiss",
         "'faiss' (in memory, saved to a file) or 'chroma' (embedded persistent store).",
         choices=list(STORES),
+        label="Vector store",
     )
     index: str = option(
         "flat",
         "FAISS index: 'flat' (exact search) or 'hnsw' (approximate, for large corpora).",
         choices=INDEXES,
+        label="FAISS index",
     )
-    hnsw_m: int = option(32, "Graph degree of HNSW indexes.")
+    hnsw_m: int = option(32, "Graph degree of HNSW indexes.", label="HNSW graph degree")
     max_context_tokens: int = option(
-        700, "Token budget for retrieved text; lower-ranked chunks beyond it are dropped."
+        700,
+        "Token budget for retrieved text; lower-ranked chunks beyond it are dropped.",
+        label="Passage token budget",
     )
     chroma_host: str = option(
         "", "chroma: host of a Chroma server (`chroma run`) to index into; empty = embedded folder."
@@ -54,6 +58,7 @@ class RagStrategy(GenerativeStrategy):
     default = True
     retrieves = True
     description = "RAG: the top-k corpus chunks (embedding search) in the prompt, with sources."
+    display_name = "RAG (retrieved passages)"
 
     def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
         if not corpus.chunks:

@@ -20,6 +20,7 @@ class SystemPromptStrategy(GenerativeStrategy):
     default = True
     baseline = True  # closed book: the reference for retention and known/new questions
     description = "Closed book: the base model with a domain system prompt, no documents."
+    display_name = "System prompt (closed book)"
 
     def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
         self.set_system_prompt(corpus)

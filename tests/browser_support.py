@@ -89,8 +89,10 @@ def _answers(url: str) -> bool:
         return False
 
 
-def serve_app(home: Path, log_path: Path, app: str = "app.py") -> Iterator[str]:
-    """Run `streamlit run app` on a free port with ADAPTLAB_HOME=home; yields its URL.
+def serve_app(
+    home: Path, log_path: Path, app: str = "app.py", env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Run `streamlit run app` on a free port with ADAPTLAB_HOME=home (and `env`); yields its URL.
 
     Waits for both the page and /_stcore/health; always kills the server's process group.
     """
@@ -101,6 +103,7 @@ def serve_app(home: Path, log_path: Path, app: str = "app.py") -> Iterator[str]:
         "ADAPTLAB_HOME": str(home),
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
         "HF_HUB_OFFLINE": "1",
+        **(env or {}),
     }
     cmd = [
         sys.executable,
@@ -174,6 +177,17 @@ def app_url(tmp_path_factory) -> Iterator[str]:
         pytest.skip(reason)
     tmp = tmp_path_factory.mktemp("app")
     yield from serve_app(tmp / "home", tmp / "streamlit.log")
+
+
+@pytest.fixture(scope="module")
+def fake_app_url(tmp_path_factory) -> Iterator[str]:
+    """The app with the model-free test strategies offered (fast runs whose length is set)."""
+    reason = browser_unavailable()
+    if reason:
+        pytest.skip(reason)
+    tmp = tmp_path_factory.mktemp("fake_app")
+    env = {"ADAPTLAB_TEST_STRATEGIES": "1"}
+    yield from serve_app(tmp / "home", tmp / "streamlit.log", env=env)
 
 
 @pytest.fixture(scope="session")
@@ -283,10 +297,14 @@ def choose_strategies(page, names: list[str], label: str = "Strategies") -> None
 
 
 def open_expander(page, title: str) -> None:
+    """Open the expander titled `title` unless it is open (after the current script run: an
+    expander opened while a rerun redraws the page can close again)."""
+    wait_until_idle(page)
     summary = page.get_by_text(title, exact=True).first
     details = page.locator("details").filter(has=summary).first
     if details.get_attribute("open") is None:
         summary.click()
+        wait_until_idle(page)
 
 
 def set_number(page, label: str, value: int | float) -> None:
@@ -362,6 +380,17 @@ def wait_for_results(page, tables: int, timeout: float) -> None:
             return
         page.wait_for_timeout(1000)
     raise AssertionError(f"no results after {timeout:.0f} s")
+
+
+def number_value(page, label: str) -> str:
+    """The text in the number input labelled `label` (prefix match)."""
+    return page.get_by_role("spinbutton", name=label).first.input_value()
+
+
+def chosen_strategies(page, label: str = "Strategies") -> list[str]:
+    """The option labels the multiselect labelled `label` holds."""
+    box = page.get_by_role("combobox", name=label)
+    return _chosen(page.locator('[data-testid="stMultiSelect"]').filter(has=box))
 
 
 def dataframe_rows(page, index: int) -> list[list[str]]:

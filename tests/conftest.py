@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from core.config import ModelConfig
-from tests.browser_support import app_url, browser, page  # noqa: F401 (browser-test fixtures)
+from tests.browser_support import (  # noqa: F401 (browser-test fixtures)
+    app_url,
+    browser,
+    fake_app_url,
+    page,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"

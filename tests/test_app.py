@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from eval.jobs import JobQueue, worker_pid
 from eval.run import run_comparison
 from eval.store import RunStore
+from eval.views.display import display_name
 from tests.conftest import DOCS
 from tests.test_harness import make_config
 
@@ -153,48 +154,113 @@ def test_operator_limits_file_is_enforced_and_a_broken_one_is_reported(home):
 
 def test_bad_setting_is_a_message_not_a_traceback(app):
     goto(app, "run")
-    app.multiselect(key="strategies").set_value(["fake"]).run()
-    app.number_input(key="fake.answer_words").set_value(0).run()
+    app.multiselect(key="run.strategies").set_value(["fake"]).run()
+    app.number_input(key="run.fake.answer_words").set_value(0).run()
     assert not app.exception
     assert "answer_words" in texts(app.error)
     assert app.button(key="run").disabled
-    app.text_input(key="learning_curve").set_value("half").run()
+    app.text_input(key="run.learning_curve").set_value("half").run()
     assert "Settings" in texts(app.error)
+
+
+def test_training_on_the_cpu_is_offered_with_its_time_not_by_default(app):
+    goto(app, "run")
+    strategies = app.multiselect(key="run.strategies")
+    assert "lora" in strategies.options or any("lora" in o for o in strategies.options)
+    assert all("lora" not in v for v in strategies.value)  # not in the default selection
+    lora = next(o for o in strategies.options if "(lora)" in o)
+    assert "trains, about" in lora and "on this CPU" in lora
+
+
+def test_settings_survive_a_page_change_and_a_new_session(app, home):
+    goto(app, "run")
+    app.multiselect(key="run.strategies").set_value(["fake", "system_prompt"]).run()
+    app.number_input(key="run.n_test").set_value(7).run()
+    goto(app, "history")
+    goto(app, "run")
+    assert sorted(app.multiselect(key="run.strategies").value) == ["fake", "system_prompt"]
+    assert app.number_input(key="run.n_test").value == 7
+    # a reload is a new session with the same owner: the store brings the settings back
+    owner = app.query_params["owner"]
+    again = AppTest.from_file(APP, default_timeout=120)
+    again.session_state["show_hidden_strategies"] = True
+    again.query_params["owner"] = owner
+    again.run()
+    goto(again, "run")
+    assert sorted(again.multiselect(key="run.strategies").value) == ["fake", "system_prompt"]
+    assert again.number_input(key="run.n_test").value == 7
+
+
+def test_an_unreadable_qa_file_is_refused_and_nothing_saved(app, home):
+    docs = [(name, text.encode(), "text/plain") for name, text in DOCS.items()]
+    app.text_input(key="up_name").set_value("Bad QA")
+    app.file_uploader(key="docs").set_value(docs)
+    app.file_uploader(key="qa").set_value([("qa.csv", b"wrong,header\n1,2\n", "text/csv")])
+    app.button(key="FormSubmitter:upload_form-Save corpus").click().run()
+    assert not app.exception
+    assert "Refused" in texts(app.error) and "Nothing was saved" in texts(app.error)
+    assert not app.success
+    assert "Bad QA" not in " ".join(app.selectbox(key="corpus_pick").options)
+    assert str(home) not in texts(app.error)
+
+
+def test_a_binary_text_file_is_refused_not_saved(app, home):
+    app.text_input(key="up_name").set_value("Binary")
+    blob = bytes(range(256)) * 64
+    app.file_uploader(key="docs").set_value([("blob.txt", blob, "text/plain")])
+    app.button(key="FormSubmitter:upload_form-Save corpus").click().run()
+    assert not app.exception
+    assert "Refused" in texts(app.error) and not app.success
+    assert "Binary" not in " ".join(app.selectbox(key="corpus_pick").options)
+    assert str(home) not in texts(app.error) + texts(app.warning)
 
 
 def test_estimate_then_run_in_the_worker(app, home):
     goto(app, "run")
-    app.multiselect(key="strategies").set_value(["fake"]).run()
-    app.number_input(key="n_test").set_value(5).run()
-    app.number_input(key="prices.cpu_per_hour").set_value(3.6).run()
+    app.multiselect(key="run.strategies").set_value(["fake"]).run()
+    app.number_input(key="run.n_test").set_value(5).run()
+    app.number_input(key="run.prices.cpu_per_hour").set_value(3.6).run()
     app.button(key="estimate").click().run()
     assert not app.exception
     assert not app.error, texts(app.error)
-    est = frame(app, "Prompt tokens / q")
-    assert list(est["Strategy"]) == ["fake"]
+    queue = JobQueue(home / "runs.sqlite")
+    estimate = queue.list_jobs()[0]
+    assert estimate["kind"] == "estimate"  # probed in the worker, not in the page
+    assert queue.wait(estimate["id"], timeout=120)["status"] == "done"
+    app.run()
+    est = frame(app, "Prompt tokens per question")
+    assert list(est["Strategy"]) == ["Fake (test)"]
     app.button(key="run").click().run()
     assert not app.exception
-    job = app.session_state["job_id"]
-    queue = JobQueue(home / "runs.sqlite")
-    snap = queue.wait(job, timeout=120)
+    job = next(j for j in queue.list_jobs() if j["kind"] == "run")
+    assert app.button(key="run").disabled  # one run at a time per owner
+    snap = queue.wait(job["id"], timeout=120)
     assert snap["status"] == "done", snap
     run = RunStore(home / "runs.sqlite").get_run(snap["run_id"])
     assert run.config["prices"]["cpu_per_hour"] == 3.6  # the page's price table was used
     assert run.meta["split"]["test"] == 5
+    assert run.meta["estimate"]["strategies"][0]["strategy"] == "fake"  # kept with the run
     app.run()
     assert "Open the Compare page" in texts(app.success)
+    assert not app.button(key="run").disabled
+    goto(app, "history")
+    assert "How close the estimate was" in texts(app.subheader)
+    assert len(frame(app, "answer_ratio")) == 1
 
 
-def test_compare_page_shows_every_dashboard(app, stored_run):
+def test_compare_page_opens_with_a_decision_and_readable_tables(app, stored_run):
     goto(app, "compare")
     assert app.selectbox(key="cmp_run").value == stored_run
-    table = frame(app, "F1")
-    assert {"system_prompt", "rag", "lora"} <= set(table.index) | set(table.get("Strategy", []))
-    assert "lora@50%" not in set(table.index) | set(table.get("Strategy", []))
-    assert "★" in table.to_string()
+    quality = frame(app, "f1")
+    assert set(quality["name"]) == {"system_prompt", "rag", "lora"}  # no learning-curve point
+    cost = frame(app, "monthly")
+    assert len(cost) == 3 and all(str(v).startswith("$") for v in cost["monthly"])
+    assert "None" not in quality.to_string() + cost.to_string()
+    assert "★" not in quality.to_string() + cost.to_string()
+    headline = texts(app.success) + texts(app.warning)
+    assert headline.startswith("Use **") or "No strategy reaches" in headline
     assert app.get("vega_lite_chart")  # charts are drawn
-    assert len(frame(app, "monthly_cost")) == 3
-    app.number_input(key="rec_min").set_value(0.99).run()
+    app.number_input(key="cmp.threshold").set_value(0.99).run()
     assert not app.exception
     assert "No strategy" in texts(app.warning) or "none" in texts(app.warning).lower()
     app.radio(key="explorer_filter").set_value("All wrong").run()
@@ -203,6 +269,18 @@ def test_compare_page_shows_every_dashboard(app, stored_run):
     app.button(key="build_html").click().run()
     assert not app.exception
     assert app.download_button(key="dl_html")
+
+
+def test_compare_why_tab_shows_oracle_attribution_and_power(app, stored_run):
+    goto(app, "compare")
+    md = texts(app.markdown)
+    assert "Reading each question's gold passage" in md  # the oracle ceiling
+    assert "**rag**:" in md and ("reading failures" in md or "retrieval failures" in md)
+    power = frame(app, "Detectable gap (MDD)")
+    assert len(power) == 2 and power["n"].astype(int).gt(0).all()  # each against the best
+    caps = texts(app.caption)  # the tiny model scores 0 everywhere: no spread to judge from
+    assert "questions detect a gap of" in caps or "no spread to judge power" in caps
+    assert "contended" in frame(app, "monthly").columns  # the flag sits with the costs
 
 
 def until_done(app: AppTest, home: Path, key: str, timeout: float = 180) -> dict:
@@ -224,13 +302,14 @@ def test_playground_answers_with_every_strategy(app, stored_run, home):
     assert not app.exception
     job = until_done(app, home, "pg_job")
     assert job["kind"] == "playground" and job["status"] == "done", job  # done by the worker
-    assert "Ready: system_prompt, rag, lora" in texts(app.success)
+    ready = ", ".join(display_name(n) for n in ("system_prompt", "rag", "lora"))
+    assert f"Ready: {ready}." in texts(app.success)
     app.text_input(key="pg_question").set_value("Where do T cells mature?")
     app.button(key="FormSubmitter:pg_form-Ask every strategy").click().run()
     assert until_done(app, home, "pg_job")["status"] == "done"
     md = texts(app.markdown)
     for name in ("system_prompt", "rag", "lora"):
-        assert f"**{name}**" in md
+        assert f"**{display_name(name)}**" in md
     assert "prompt tokens" in texts(app.caption)
     # an exported adapter (here: the run's own folder) answers next to them
     lora = next(

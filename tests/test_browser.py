@@ -9,18 +9,22 @@ tests/browser_support.py, which hold every selector.
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
 import pytest
 
+from eval.views.display import display_name
 from tests.browser_support import (
     ROOT,
     choose_strategies,
+    chosen_strategies,
     click_button,
     dataframe_rows,
     fill_text,
     go_to_page,
+    number_value,
     open_app,
     open_expander,
     open_tab,
@@ -36,6 +40,11 @@ SAMPLE = ROOT / "sample_data"
 # A folder that also receives a screenshot of each page (docs/ for the README); unset: tmp only.
 SCREENSHOTS = os.environ.get("ADAPTLAB_SCREENSHOTS", "")
 RUN_TIMEOUT_S = 600  # first run loads (fresh machine: converts) the models: 2-5 min on 2 cores
+
+
+def option(name: str) -> str:
+    """How the Run page lists strategy `name`."""
+    return f"{display_name(name)} ({name})"
 
 
 def shoot(page, tmp_path: Path, name: str) -> None:
@@ -63,32 +72,39 @@ def test_upload_run_and_compare_in_the_browser(app_url, page, tmp_path):
     go_to_page(page, "Run", ready_text="Strategies")
     wait_for_text(page, "Health articles")
     strategies = ["system_prompt", "few_shot"]
-    choose_strategies(page, strategies)
+    choose_strategies(page, [option(n) for n in strategies])
     open_expander(page, "Run settings")
     set_number(page, "Test questions", 3)
-    set_number(page, "General-knowledge questions", 0)
+    open_expander(page, "Run settings")
+    set_number(page, "General-knowledge questions", 4)
+    click_button(page, "Estimate")  # probed in the worker; stored with the run launched next
+    wait_for_any(page, ["in all."], fail=["The estimate failed"], timeout=RUN_TIMEOUT_S)
     click_button(page, "Run comparison")
     wait_for_any(
         page,
         ["Open the Compare page"],
-        fail=[": failed", "Settings:"],
+        fail=[" failed", "Settings:"],
         timeout=RUN_TIMEOUT_S,
     )
     shoot(page, tmp_path, "page-run")
 
-    go_to_page(page, "Compare", ready_text="Side by side")
-    wait_for_text(page, "Recommendation")
+    go_to_page(page, "Compare", ready_text="Quality")
+    page.locator('[data-testid="stDataFrame"]').nth(1).wait_for()  # quality and cost tables
     # Before reading the tables: reading focuses a grid, which draws a focus ring.
     shoot(page, tmp_path, "page-compare")
     table = dataframe_rows(page, 0)
-    assert "F1" in table[0], table[0]
-    assert sorted(r[0] for r in table[1:]) == sorted(strategies), table
-    f1 = table[0].index("F1")
-    assert all("[" in r[f1] for r in table[1:]), table  # a mean with its bootstrap interval
+    assert "F1" in table[0] and "F1 95% interval" in table[0], table[0]
+    assert sorted(r[1] for r in table[1:]) == sorted(strategies), table
     open_tab(page, "Cost")
     page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(state="visible")
-    wait_for_text(page, "Break-even")
+    wait_for_any(page, ["Break-even", "Total cost"], fail=[], timeout=30)
     shoot(page, tmp_path, "page-compare-cost")
+    open_tab(page, "Fine-tuning")
+    wait_for_text(page, "Domain gain and general ability")
+    shoot(page, tmp_path, "page-compare-finetuning")
+    open_tab(page, "Questions")
+    wait_for_text(page, "Read one question in full")
+    shoot(page, tmp_path, "page-compare-questions")
 
     go_to_page(page, "Playground", ready_text="Ask one question")
     click_button(page, "Prepare this run's strategies")
@@ -96,9 +112,74 @@ def test_upload_run_and_compare_in_the_browser(app_url, page, tmp_path):
     fill_text(page, "Question", "What do B cells produce?", commit=False)
     click_button(page, "Ask every strategy")
     wait_for_text(page, "prompt tokens", timeout=120)
-    wait_until_idle(page)
+    wait_until_idle(page, timeout=180)  # the answers appear one by one, as each is ready
     shoot(page, tmp_path, "page-playground")
 
-    go_to_page(page, "History", ready_text="Compare two runs")
+    go_to_page(page, "History", ready_text="How close the estimate was")
     shoot(page, tmp_path, "page-history")
     print(f"browser e2e: {time.monotonic() - started:.0f} s; screenshots in {tmp_path}")
+
+
+@pytest.mark.browser
+def test_reload_mid_run_page_changes_refusals_and_the_first_screen(fake_app_url, page, tmp_path):
+    """With the model-free strategies: a binary .txt is refused, not saved; settings survive a
+    page change; a reload mid-run still shows the run and cancels it; the first screen's
+    numbers are the tables' numbers."""
+    open_app(page, fake_app_url, ready_text="Saved corpora")
+
+    blob = tmp_path / "blob.txt"
+    blob.write_bytes(bytes(range(256)) * 64)
+    open_tab(page, "Upload a new one")
+    fill_text(page, "Name", "Binary", commit=False)
+    upload_files(page, 0, [blob])
+    click_button(page, "Save corpus")
+    wait_for_text(page, "Nothing was saved", timeout=60)
+    wait_until_idle(page)
+    assert page.locator('[data-testid="stAlertContentSuccess"]').count() == 0  # no "Saved"
+    assert page.get_by_text("it is now the selected corpus").count() == 0
+
+    go_to_page(page, "Run", ready_text="Strategies")
+    choose_strategies(page, [option("fake"), option("fake2")])
+    open_expander(page, "Run settings")
+    set_number(page, "Test questions", 4)
+    open_expander(page, "Run settings")
+    set_number(page, "General-knowledge questions", 0)
+    open_expander(page, f"{display_name('fake')} settings")
+    set_number(page, "Delay (s)", 90)  # each answered batch waits: a run long enough to reload
+    go_to_page(page, "History", ready_text="History")
+    go_to_page(page, "Run", ready_text="Strategies")
+    assert sorted(chosen_strategies(page)) == sorted([option("fake"), option("fake2")])
+    open_expander(page, "Run settings")
+    assert number_value(page, "Test questions") == "4"
+
+    click_button(page, "Run comparison")
+    wait_for_text(page, "Strategy 1 of 2", timeout=60)
+    page.reload()  # the owner's token is in the URL: the same owner comes back
+    wait_for_text(page, "Strategy 1 of 2", timeout=60)
+    cancel = page.get_by_role("button", name="Cancel", exact=True).first
+    cancel.wait_for(state="visible")
+    shoot(page, tmp_path, "page-run-progress")
+    assert page.get_by_role("button", name="Run comparison").is_disabled()
+    cancel.click()
+    wait_for_text(page, "was cancelled", timeout=90)
+
+    open_expander(page, f"{display_name('fake')} settings")
+    set_number(page, "Delay (s)", 0)
+    click_button(page, "Run comparison")
+    wait_for_any(page, ["Open the Compare page"], fail=["failed"], timeout=120)
+    go_to_page(page, "Compare", ready_text="Quality")
+    set_number(page, "Minimum F1", 0)
+    page.locator('[data-testid="stDataFrame"]').nth(1).wait_for()  # quality and cost tables
+    headline = page.locator('[data-testid="stAlertContentSuccess"]').first.inner_text()
+    assert headline.startswith("Use "), headline
+    chosen = next(n for n in ("fake2", "fake") if display_name(n) in headline)
+    reasons = page.locator('[data-testid="stMarkdownContainer"] li').all_inner_texts()
+    quality_line = next(r for r in reasons if r.startswith("Quality:"))
+    monthly = headline.split("lowest cost, ")[1].split(" a month")[0]
+    quality = dataframe_rows(page, 0)
+    row = next(r for r in quality[1:] if r[1] == chosen)
+    said = float(re.search(r"F1 ([0-9.]+) ", quality_line).group(1))
+    assert said == round(float(row[quality[0].index("F1")]), 3), (quality_line, row)
+    cost = dataframe_rows(page, 1)
+    cost_row = next(r for r in cost[1:] if r[0] == display_name(chosen))
+    assert cost_row[cost[0].index("Cost a month")] == monthly, (headline, cost_row)

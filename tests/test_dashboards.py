@@ -15,6 +15,8 @@ from eval.metrics import METRICS, Metric
 from eval.stats import bootstrap_ci
 from eval.store import RunStore, StoredAnswer, StrategyResult
 from eval.views import charts
+from eval.views.diagnostics import diagnose
+from eval.views.display import display_name
 from eval.views.html_report import chart_svg, cli_command, html_report, run_config_yaml
 
 N = 20
@@ -285,6 +287,8 @@ def test_charts_render_to_svg(synthetic):
         charts.recall_chart(db.retrieval_recall(view)),
         charts.retention_chart(db.retention_vs_gain(view)),
         charts.loss_curve_chart(db.loss_curves(view).iloc[0:0]),  # the empty case
+        charts.attribution_chart(diagnose(view).cells, 0.3),
+        charts.attribution_chart([]),
     ]
     for c in built:
         assert chart_svg(c).lstrip().startswith(("<svg", "<?xml"))
@@ -295,10 +299,19 @@ def test_html_report_self_contained(synthetic):
     page = html_report(store, run_id)
     assert page.startswith("<!DOCTYPE html>") and "<table" in page
     assert page.count("<svg") >= 7
-    assert "★" in page and "lora meets F1 ≥ 0.1" in page  # the default inputs
-    assert "rag meets F1 ≥ 0.5" in html_report(store, run_id, threshold=0.5)
+    # the Compare page's first screen opens it, for the default inputs or the given ones
+    decision = page.index("<h2>Decision</h2>")
+    assert decision < page.index("<h2>Quality</h2>") < page.index("<h2>Cost</h2>")
+    assert f"Use <b>{display_name('lora')}</b>: it meets your bar (F1 ≥ 0.1)" in page
+    assert f"Use <b>{display_name('rag')}</b>: it meets your bar (F1 ≥ 0.5)" in html_report(
+        store, run_id, threshold=0.5
+    )
+    assert "★" not in page and "None" not in page
     assert not re.search(r"<script|<link|(src|href)\s*=\s*['\"]?https?://", page, re.I)
     assert "python -m eval run --config run.yaml" in page
+    named = html_report(store, run_id, corpus_name="Health articles")
+    assert "Corpus: Health articles — " in named  # the name, not the folder (the YAML keeps it)
+    assert "<h2>Why strategies lost</h2>" in page and "Detectable gap (MDD)" in page
 
 
 def test_yaml_round_trips_and_command_is_accepted(synthetic, tmp_path):

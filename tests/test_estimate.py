@@ -42,3 +42,25 @@ def test_a_strategy_that_cannot_prepare_is_reported_not_raised(mini_corpus, tiny
     by = {e["strategy"]: e for e in estimate_run(cfg)["strategies"]}
     assert "asked to fail" in by["fake"]["error"]
     assert by["system_prompt"]["error"] is None
+
+
+def test_estimate_runs_as_a_worker_job_and_scales_a_sampled_preparation(
+    mini_corpus, tiny_models, tmp_path, monkeypatch
+):
+    from eval.jobs import JobQueue, work
+    from eval.run import estimate
+
+    monkeypatch.setattr(estimate, "PREPARE_SAMPLE", 1)  # every corpus is bigger than this
+    monkeypatch.setattr(estimate, "SAMPLED_NOTE_S", 0.0)
+    cfg = make_config(mini_corpus, tiny_models, tmp_path, strategies=["rag", "system_prompt"])
+    queue = JobQueue(cfg.store_path)
+    job = queue.submit_estimate(cfg, owner="someone")
+    work(cfg.store_path, once=True)
+    snap = queue.get(job)
+    assert snap["status"] == "done", snap
+    assert snap["kind"] == "estimate" and snap["run_id"] is None
+    est = queue.estimate_result(job)
+    by = {e["strategy"]: e for e in est["strategies"]}
+    assert "measured on a sample, scaled" in by["rag"]["prepare_note"]
+    assert by["system_prompt"]["seconds_per_question"] > 0
+    assert RunStore(cfg.store_path).list_runs() == []

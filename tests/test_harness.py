@@ -7,7 +7,7 @@ import json
 import pytest
 
 from eval.config import RunConfig
-from eval.metrics import METRICS
+from eval.metrics import default_metrics
 from eval.run import rescore, run_comparison
 from eval.store import RunStore
 from eval.views.tables import cost_rows, quality_rows, render_run, run_summary
@@ -64,7 +64,7 @@ def test_all_strategies_end_to_end_are_stored(mini_corpus, tiny_models, tmp_path
         mine = [a for a in answers if a.strategy == r.strategy]
         assert [a.qid for a in mine] == test_ids
         for a in mine:
-            assert set(a.scores) == set(METRICS)
+            assert set(a.scores) == set(default_metrics())
             assert a.answer.cost.latency_s > 0
         for m in ("exact_match", "f1", "rouge_l", "semantic_similarity"):
             assert r.metrics[m]["n"] == 3

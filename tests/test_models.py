@@ -102,3 +102,19 @@ def test_cuda_uses_bfloat16_and_trains(tmp_path):
     assert report.training.device == "cuda" and len(report.training.losses) == 2
     assert lora.answer(["Where do T cells mature?"])[0].cost.output_tokens >= 1
     lora.close()
+
+
+def test_an_answer_cut_by_the_token_limit_is_marked(tiny_models):
+    from core.models import load_generator
+
+    gen = load_generator(tiny_models)
+    prompts = [[{"role": "user", "content": f"Question {i}?"}] for i in range(6)]
+    for limit in (1, 3, 64):
+        for g in gen.generate(prompts, limit):
+            # cut <=> every slot holds an answer token: as many output tokens as the limit
+            # and no stop among them (a stop would be counted, with nothing after it)
+            assert not g.truncated or g.output_tokens == limit, (limit, g)
+            if g.output_tokens < limit:
+                assert not g.truncated
+    cut = [g.truncated for g in gen.generate(prompts, 1)]
+    assert any(cut)  # the random model rarely emits a stop as its very first token

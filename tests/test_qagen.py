@@ -231,3 +231,76 @@ def test_cli_run_flags_for_generation(mini_corpus, tmp_path):
     with pytest.raises(ConfigError, match="not both"):
         build_config(args)
     assert json.loads(cfg.to_json())["qa_generation"]["n"] == 100
+
+
+# --- several phrasings per fact, never a test question ------------------------------------------
+
+
+def test_fact_phrasings_differ_and_answer_from_the_sentence(corpus):
+    from core.qagen import corpus_fact_pairs
+
+    result = corpus_fact_pairs(corpus, phrasings=3)
+    by_fact: dict[str, list[QAPair]] = {}
+    for p in result.pairs:
+        assert p.answers[0] in p.passage
+        by_fact.setdefault(p.passage, []).append(p)
+    assert result.stats["facts"] == len(by_fact) >= 5
+    assert all(1 <= len(ps) <= 3 for ps in by_fact.values())
+    assert max(len(ps) for ps in by_fact.values()) == 3
+    for ps in by_fact.values():
+        assert len({p.question for p in ps}) == len(ps)  # different phrasings, not copies
+    one = corpus_fact_pairs(corpus, phrasings=1)
+    assert one.stats["facts"] == result.stats["facts"] and len(one.pairs) == len(by_fact)
+    assert len(corpus_fact_pairs(corpus, phrasings=3, max_pairs=4).pairs) == 4
+
+
+def test_fact_pairs_never_duplicate_a_test_question(corpus):
+    from core.qagen import HeldOut, corpus_fact_pairs
+
+    every = corpus_fact_pairs(corpus, phrasings=3).pairs
+    # A generated test set: its pairs' questions and passages must not come back for training.
+    test = generate_qa(corpus, QAGenConfig(n=4, per_chunk=1)).pairs
+    guard = HeldOut(test)
+    kept = corpus_fact_pairs(corpus, phrasings=3, held_out=guard)
+    assert kept.stats["rejected"]["held_out"] >= len(test)
+    test_q = {p.question for p in test}
+    test_passages = {p.passage for p in test}
+    assert not any(p.question in test_q or p.passage in test_passages for p in kept.pairs)
+    assert len(kept.pairs) < len(every)
+    # A reworded near-duplicate of a test question is caught too; an unrelated one is not.
+    q = QAPair("t", "Which cells produce antibodies in the blood?", ("B cells",))
+    guard = HeldOut([q])
+    assert guard.leaks(QAPair("g", "Which cells produce antibodies in blood?", ("B cells",)))
+    assert not guard.leaks(QAPair("g", "Where do T cells mature?", ("thymus",)))
+
+
+class _Parrot:
+    """A generator whose replies are given per call, to test the paraphrase filter."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+
+    def generate(self, convs, max_new_tokens=64):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(text=self.replies.pop(0)) for _ in convs]
+
+
+def test_paraphrases_are_filtered_and_weak_models_skipped():
+    from core.qagen import HeldOut, paraphrase_pairs
+
+    pairs = [
+        QAPair(
+            "a", "What do B cells produce?", ("antibodies",), "x", "B cells produce antibodies."
+        ),
+        QAPair("b", "Where do T cells mature?", ("thymus",), "x", "T cells mature in the thymus."),
+        QAPair("c", "What does fever raise?", ("temperature",), "x", "Fever raises temperature."),
+    ]
+    good = _Parrot(["Question: B cells make what?", "The thymus is where.", "Fever raises what?"])
+    kept, stats = paraphrase_pairs(pairs, good, HeldOut([]))
+    assert [p.question for p in kept] == ["B cells make what?", "Fever raises what?"]
+    assert kept[0].answers == ("antibodies",) and kept[0].passage == pairs[0].passage
+    assert stats["capable"] and stats["rejected"] == {"not_a_question": 1}
+    weak = _Parrot(["antibodies", "thymus", "What do B cells produce?"])
+    kept, stats = paraphrase_pairs(pairs, weak)
+    assert kept == [] and stats["capable"] is False

@@ -21,7 +21,7 @@ def test_cost_columns_come_from_the_summary_fields():
     assert all(not c.higher_is_better for c in COST_COLUMNS)
     trainable = next(c for c in COST_COLUMNS if c.key == "trainable_params")
     assert trainable.format(12345) == "12,345" and trainable.format(None) == "—"
-    assert set(COST_AXES) == {"prepare_s", "latency_p50_s", "price_per_1k"}
+    assert set(COST_AXES) == {"prepare_s", "latency_p50_s", "cpu_mean_s", "price_per_1k"}
     summary = CostSummary.from_dict({"prepare_s": 1.5, "not_a_cost": 3})
     assert summary.prepare_s == 1.5 and summary.price_per_1k is None
     assert CostSummary.from_dict(summary.to_dict()) == summary

@@ -121,3 +121,31 @@ def lora_messages(lora, q):
     from core.prompts import answer_messages
 
     return answer_messages(q, lora.system)
+
+
+def test_lora_pairs_plus_corpus_adds_facts_but_no_test_question(setup):
+    import dataclasses
+
+    from core.qagen import HeldOut, corpus_fact_pairs
+
+    corpus, pairs, ctx = setup
+    train, test = pairs[:7], pairs[7:]
+    ctx = dataclasses.replace(ctx, held_out=tuple(test))
+    seen = []
+    ctx.progress = lambda ev: seen.append(ev)
+    opts = {"epochs": 1, "batch_size": 8, "val_fraction": 0.0, "corpus_phrasings": 2}
+    plain = create_strategy("lora", opts, ctx)
+    base = plain.prepare(corpus, train).details
+    plain.close()
+    more = create_strategy("lora", {**opts, "data": "pairs+corpus"}, ctx)
+    details = more.prepare(corpus, train).details
+    more.close()
+    assert base["corpus_pairs"] == 0 and details["corpus_pairs"] > 0
+    assert details["qa_examples"] == base["qa_examples"] + details["corpus_pairs"]
+    stats = next(ev for ev in seen if ev.get("stage") == "corpus_pairs")
+    assert stats["kept"] == details["corpus_pairs"]
+    # What it trained on is what corpus_fact_pairs gives with the test and train pairs held out.
+    expected = corpus_fact_pairs(corpus, phrasings=2, held_out=HeldOut([*test, *train]))
+    assert len(expected.pairs) == details["corpus_pairs"]
+    guard = HeldOut(test)
+    assert not any(guard.leaks(p) for p in expected.pairs)

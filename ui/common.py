@@ -1,17 +1,23 @@
-"""What every page shares: where the app keeps its data, session state, config widgets."""
+"""What every page shares: where the app keeps its data, the owner's remembered choices,
+run pickers, config widgets and text made safe to show."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
 from core.config import ConfigBase, ConfigError
 from core.owners import Access, new_owner, valid_owner
 from core.uploads import LIMITS_FILE, UploadLimits, load_limits
+from eval.owner_state import OwnerState, OwnerStates
 from eval.store import RunStore
 from strategies import get_strategy_class
 
@@ -73,33 +79,123 @@ def init_state() -> None:
     state.setdefault("corpus_id", None)
     state.setdefault("job_id", None)
     state.setdefault("run_id", None)
-    state.setdefault("show_hidden_strategies", False)  # tests switch on the model-free strategy
+    # Tests switch on the model-free strategies (AppTest through the session, a browser test
+    # through the environment of the server it starts).
+    state.setdefault("show_hidden_strategies", os.environ.get("ADAPTLAB_TEST_STRATEGIES") == "1")
 
 
 def store() -> RunStore:
     return RunStore(store_path())
 
 
+# --- the owner's remembered choices ---------------------------------------------------------
+
+
+def remembered() -> OwnerState:
+    """This owner's stored choices (corpus, run, widget values)."""
+    return OwnerStates(store_path()).get(current_owner())
+
+
+def remember(**changes: Any) -> None:
+    """Store changed choices of this owner (corpus_id, run_id, widgets, show_all_runs)."""
+    OwnerStates(store_path()).update(current_owner(), **changes)
+
+
+def initial(key: str, default: Any, valid: Callable[[Any], bool] | None = None) -> Any:
+    """The starting value of widget `key`: what this owner last set (when still `valid`), else
+    `default`. A keyed widget keeps its own state while shown (Streamlit identifies it by its
+    key, so this value does not reset it); the store covers reloads and page changes."""
+    value = remembered().widgets.get(key, default)
+    if valid is not None and not valid(value):
+        return default
+    return value
+
+
+def keep_widgets(prefix: str) -> None:
+    """Store the current values of the widgets whose keys start with `prefix` (JSON values)."""
+    values = {}
+    for key, value in st.session_state.items():
+        if isinstance(key, str) and key.startswith(prefix):
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                continue
+            values[key] = value
+    if values:
+        remember(widgets=values)
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+def corpus_names() -> dict[str, str]:
+    """Documents folder -> the corpus's display name, for every saved corpus."""
+    return {str(Path(e.docs_path).resolve()): e.name for e in corpus_library().list(access())}
+
+
+def corpus_name(config: dict[str, Any], names: dict[str, str] | None = None) -> str:
+    """The display name of a run's corpus (its folder name when no saved corpus has it)."""
+    path = str(config.get("corpus") or "")
+    if not path:
+        return "—"
+    names = corpus_names() if names is None else names
+    return names.get(str(Path(path).resolve()), Path(path).name)
+
+
 def run_label(r: dict) -> str:
+    """'a1b2c3 · label · done · system_prompt, rag' for a `list_runs` row."""
     name = f" · {r['name']}" if r.get("name") else ""
-    return f"{r['id']}{name} · {r['status']} · {r.get('strategies') or ''}"
+    strategies = (r.get("strategies") or "").replace(",", ", ")
+    return f"{r['id']}{name} · {r['status']} · {strategies}"
 
 
-def pick_run(key: str, only_done: bool = False) -> str | None:
-    """A run selector defaulting to this session's latest run; None when there is none."""
-    runs = store().list_runs(access=access())
-    if only_done:
-        runs = [r for r in runs if r["status"] in ("done", "interrupted", "cancelled")]
+def usable(r: dict) -> bool:
+    """Whether a `list_runs` row has at least one finished strategy to show."""
+    return bool(r.get("finished"))
+
+
+def pick_run(key: str) -> str | None:
+    """A run selector over this owner's runs with something finished (a toggle lists all),
+    starting at the run the owner last opened; None when there is none."""
+    saved = remembered()
+    every = store().list_runs(access=access())
+    show_all = st.toggle(
+        "Show runs with nothing finished",
+        value=saved.show_all_runs,
+        key=f"{key}_all",
+        help="Cancelled, failed or running runs whose strategies have not finished yet.",
+    )
+    runs = every if show_all else [r for r in every if usable(r)]
     if not runs:
-        st.info("No runs yet: pick a corpus, then start a run on the Run page.")
+        hidden = len(every) - len(runs)
+        st.info(
+            "No finished run yet: pick a corpus, then start a run on the Run page."
+            + (f" ({hidden} without a finished strategy are hidden.)" if hidden else "")
+        )
         return None
     ids = [r["id"] for r in runs]
     labels = {r["id"]: run_label(r) for r in runs}
-    current = st.session_state.get("run_id")
-    index = ids.index(current) if current in ids else 0
+    index = ids.index(saved.run_id) if saved.run_id in ids else 0
     chosen = st.selectbox("Run", ids, index=index, format_func=labels.get, key=key)
-    st.session_state.run_id = chosen
+    if chosen != saved.run_id or show_all != saved.show_all_runs:
+        remember(run_id=chosen, show_all_runs=show_all)
     return chosen
+
+
+# --- text for the page ----------------------------------------------------------------------
+
+_PATH = re.compile(r"(?<![\w.:/])(?:/[\w.+@-]+)+/")
+
+
+def hide_paths(text: str) -> str:
+    """`text` with every absolute folder cut away, leaving file names: server paths do not
+    belong on the page ('/srv/app/home/corpora/x/docs/a.txt' -> 'a.txt')."""
+    return _PATH.sub("", str(text))
+
+
+def md(text: str) -> str:
+    """`text` safe inside st.markdown: a dollar sign would start a formula."""
+    return str(text).replace("$", "\\$")
 
 
 def metric_select(metrics: list[str], label: str, key: str) -> str:
@@ -110,28 +206,45 @@ def metric_select(metrics: list[str], label: str, key: str) -> str:
     return st.selectbox(label, metrics, index=index, format_func=metric_label, key=key)
 
 
+# Words a field name spells in lower case that people write otherwise.
+_WORDS = {"hnsw": "HNSW", "raft": "RAFT", "gb": "GB", "s": "(s)", "k": "k", "r": "rank r"}
+
+
+def readable(name: str) -> str:
+    """A label from a field name when its field declares none ('max_steps' -> 'Max steps')."""
+    words = [_WORDS.get(w, w) for w in name.split("_")]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:] if words[0] not in _WORDS else text
+
+
 def setting_widget(prefix: str, f: dataclasses.Field, value, hint):
     """One widget for one config field, chosen by its declared choices or its type; label and
-    help from the dataclass."""
+    help from the dataclass; it starts at the value this owner last set."""
     key = f"{prefix}.{f.name}" if prefix else f.name
-    label = f.metadata.get("label") or f.name.replace("_", " ")
+    label = f.metadata.get("label") or readable(f.name)
     help_ = f.metadata.get("help")
     choices = f.metadata.get("choices")
     if choices is not None:
-        index = choices.index(value) if value in choices else 0
+        start = initial(key, value, lambda v: v in choices)
+        index = choices.index(start) if start in choices else 0
         return st.selectbox(label, choices, index=index, help=help_, key=key)
     if hint is bool:
-        return st.checkbox(label, value=value, help=help_, key=key)
+        start = initial(key, bool(value), lambda v: isinstance(v, bool))
+        return st.checkbox(label, value=start, help=help_, key=key)
     if hint is int:
-        return int(st.number_input(label, value=int(value), step=1, help=help_, key=key))
+        start = initial(key, int(value), lambda v: isinstance(v, int))
+        return int(st.number_input(label, value=start, step=1, help=help_, key=key))
     if hint is float:
-        return float(st.number_input(label, value=float(value), format="%g", help=help_, key=key))
+        start = initial(key, float(value), lambda v: isinstance(v, (int, float)))
+        return float(st.number_input(label, value=float(start), format="%g", help=help_, key=key))
     if typing.get_origin(hint) is list:
-        text = st.text_input(label, value=", ".join(map(str, value)), help=help_, key=key)
+        start = initial(key, ", ".join(map(str, value)), lambda v: isinstance(v, str))
+        text = st.text_input(label, value=start, help=help_, key=key)
         return _typed_items([x.strip() for x in text.split(",") if x.strip()], hint)
+    start = initial(key, str(value), lambda v: isinstance(v, str))
     if isinstance(value, str) and len(value) > 60:
-        return st.text_area(label, value=value, help=help_, key=key)
-    return st.text_input(label, value=str(value), help=help_, key=key)
+        return st.text_area(label, value=start, help=help_, key=key)
+    return st.text_input(label, value=start, help=help_, key=key)
 
 
 def _typed_items(items: list[str], hint) -> list:
@@ -185,14 +298,14 @@ def corpus_library():
 
 
 def selected_corpus() -> tuple[Path, Path | None, str] | None:
-    """(documents folder, Q/A file or None, name) of this session's corpus (the sample at first)."""
+    """(documents folder, Q/A file or None, name) of the owner's corpus (the sample at first)."""
     from core.corpora import CorpusNotFound
 
     library = corpus_library()
     try:
-        entry = library.get(st.session_state.get("corpus_id") or "sample", access())
+        entry = library.get(remembered().corpus_id or "sample", access())
     except CorpusNotFound:  # deleted in another tab
-        st.session_state.corpus_id = None
+        remember(corpus_id=None)
         entry = library.sample()
     qa = Path(entry.qa_path) if entry.qa_path else None
     return Path(entry.docs_path), qa, entry.name

@@ -1,4 +1,5 @@
-"""Compare: every dashboard of one stored run. Each number comes from the store."""
+"""Compare: one stored run, first as a decision (what to use and why), then every dashboard.
+Each number comes from the store."""
 
 from __future__ import annotations
 
@@ -9,9 +10,26 @@ from eval.artifacts import merged_dir
 from eval.jobs import JobQueue, ensure_worker, serve_queued
 from eval.jobs.page_kinds import submit_merge
 from eval.views import charts
+from eval.views.decision import decide
+from eval.views.diagnostics import diagnose, power_rows
+from eval.views.display import cost_table, display_name, quality_table
 from eval.views.html_report import cli_command, html_report, run_config_yaml
-from eval.views.tables import failures
-from ui.common import access, current_owner, metric_select, pick_run, store, store_path
+from eval.views.tables import failures, server_line
+from ui.common import (
+    access,
+    corpus_name,
+    current_owner,
+    hide_paths,
+    initial,
+    keep_widgets,
+    md,
+    metric_select,
+    pick_run,
+    store,
+    store_path,
+)
+from ui.judge_tracking import judge_section, tracking_note
+from ui.tables import show_frame, show_table
 
 
 @st.fragment(run_every=1.0)
@@ -28,14 +46,14 @@ def merge_progress(job_key: str) -> None:
         return
     del state[job_key]
     if job["status"] == "failed":
-        st.error(f"Merging failed: {job['error']}")
+        st.error(f"Merging failed: {hide_paths(job['error'] or '')}")
     else:
         st.rerun()
 
 
 st.title("Compare")
 state = st.session_state
-run_id = pick_run("cmp_run", only_done=True)
+run_id = pick_run("cmp_run")
 if run_id is None:
     st.stop()
 view = dashboards.RunView.load(store(), run_id)
@@ -43,54 +61,110 @@ run = view.run
 meta, split, corpus = run.meta, run.meta.get("split", {}), run.meta.get("corpus", {})
 models = meta.get("models", {})
 st.caption(
-    f"Status: {run.status}. Corpus: {corpus.get('documents', '?')} documents, "
-    f"{corpus.get('chunks', '?')} chunks. Q/A: {split.get('train', '?')} train pairs, "
-    f"{split.get('test', '?')} test questions. Models: {models.get('generator', '—')} / "
-    f"{models.get('embedder', '—')} on {meta.get('device', '?')}."
+    f"Status: {run.status}. Corpus: **{corpus_name(run.config)}**, "
+    f"{corpus.get('documents', '?')} documents, {corpus.get('chunks', '?')} chunks. "
+    f"Q/A: {split.get('train', '?')} training pairs, {split.get('test', '?')} test questions. "
+    f"Models: {models.get('generator', '—')} / {models.get('embedder', '—')} on "
+    f"{meta.get('device', '?')}."
 )
+if models.get("server"):
+    st.caption(f"Engine: {models.get('engine')}, {server_line(models['server'])}.")
+tracking_note(run)
 for name, err in failures(run):
-    st.error(f"{name} failed: {err}")
+    st.error(f"{display_name(name)} failed: {hide_paths(err)}")
 if run.error and run.status != "done":
-    st.warning(f"Run {run.status}: {run.error}")
+    st.warning(f"Run {run.status}: {hide_paths(run.error)}")
 if not view.main:
     st.info("No strategy of this run has finished yet.")
     st.stop()
 
 metrics = dashboards.metric_names(run)
-metric = metric_select(metrics, "Quality metric for the charts", "cmp_metric")
+metric = metric_select(metrics, "Quality metric", "cmp_metric")
 label = dashboards.metric_label(metric)
 
-overview, cost_tab, tuning, questions, exports = st.tabs(
-    ["Overview", "Cost", "Fine-tuning", "Questions", "Exports"]
+overview, why, cost_tab, tuning, questions, exports = st.tabs(
+    ["Decision", "Why", "Cost", "Fine-tuning", "Questions", "Exports"]
 )
+diag = diagnose(view)
 
 sbs = dashboards.side_by_side(view)
-be = dashboards.break_even(view)
 
 with overview:
-    st.subheader("In short")
-    st.markdown(dashboards.verdict(view, sbs, be, metric))
-    st.subheader("Side by side")
-    st.dataframe(sbs.display, hide_index=True, key="side_by_side")
-    st.caption(
-        "Quality: mean [95% bootstrap interval]. ★ best in the column. (=) the gap to the best "
-        "is not significant (paired sign-flip test on the same questions, p ≥ 0.05)."
-    )
-
-    st.subheader("Recommendation")
+    for sentence in diag.headline:  # said before any ranking
+        st.warning(md(sentence))
     c1, c2, c3 = st.columns(3)
     volume = c1.number_input(
-        "Questions per month", min_value=1, value=10_000, step=1000, key="rec_volume"
+        "Questions per month",
+        min_value=1,
+        value=initial("cmp.volume", 10_000, lambda v: isinstance(v, int) and v >= 1),
+        step=1000,
+        key="cmp.volume",
     )
     threshold = c2.number_input(
-        f"Minimum {label}", min_value=0.0, max_value=1.0, value=0.1, step=0.05, key="rec_min"
+        f"Minimum {label}",
+        min_value=0.0,
+        max_value=1.0,
+        value=float(initial("cmp.threshold", 0.1, lambda v: isinstance(v, float | int))),
+        step=0.05,
+        key="cmp.threshold",
     )
     months = c3.number_input(
-        "Months to spread preparation over", min_value=1, value=12, step=1, key="rec_months"
+        "Months to spread preparation over",
+        min_value=1,
+        value=initial("cmp.months", 12, lambda v: isinstance(v, int) and v >= 1),
+        step=1,
+        key="cmp.months",
     )
-    rec = dashboards.recommend(view, int(volume), metric, float(threshold), int(months))
-    (st.success if rec.choice else st.warning)(rec.summary)
-    st.dataframe(rec.table, hide_index=True, key="rec_table")
+    keep_widgets("cmp.")
+    decision = decide(view, int(volume), metric, float(threshold), int(months))
+    (st.success if decision.choice else st.warning)(md(decision.headline))
+    for sentence in decision.sentences()[1:]:
+        st.markdown("- " + md(sentence))
+    st.subheader("Quality")
+    show_table(quality_table(view, sbs, metric), "quality_table")
+    judge_section(view)  # the judge against F1, when the run was judged
+    st.subheader("Cost")
+    show_table(cost_table(view, int(volume), int(months)), "cost_table")
+
+be = dashboards.break_even(view)
+if be.x_max < volume:  # the axis covers the volume the decision is made for
+    be = dashboards.break_even(view, x_max=float(volume) * 1.2)
+
+with why:
+    right = f"{dashboards.metric_label(diag.metric)} ≥ {diag.threshold:g}"
+    for sentence in diag.headline:
+        st.warning(sentence)
+    st.subheader("Oracle reading: the generator's ceiling")
+    if diag.oracle:
+        o = diag.oracle
+        st.markdown(
+            f"Reading each question's gold passage (RAG's layout, the same generator), it scores "
+            f"**{dashboards.metric_label(diag.metric)} {o['mean']:.3f} [{o['low']:.3f}, "
+            f"{o['high']:.3f}]** on {o['n']} questions: the most any retrieval strategy can reach "
+            "with this generator.",
+            help="Measured once per run; its time is not charged to any strategy.",
+        )
+    else:
+        st.info("Not measured in this run (switched off, or no test question has a passage).")
+    st.subheader("Why answers were wrong")
+    st.altair_chart(
+        charts.attribution_chart(diag.cells, diag.oracle["mean"] if diag.oracle else None),
+        width="stretch",
+        key="attribution_chart",
+    )
+    st.caption(
+        f"Right = {right}. Retrieval strategies: was the gold passage among the retrieved chunks? "
+        "Closed-book ones: did the base model already know the answer?"
+    )
+    for strategy, text in diag.advice.items():
+        st.markdown(f"- **{strategy}**: {text}")
+    st.subheader("What this test set can detect")
+    if diag.power:
+        st.dataframe(power_rows(diag), hide_index=True, key="power_table")
+        for line in diag.power:
+            st.caption(line.sentence())
+    else:
+        st.info("One strategy only: nothing to compare.")
 
 with cost_tab:
     st.subheader("Quality against cost")
@@ -101,10 +175,11 @@ with cost_tab:
     st.altair_chart(charts.quality_cost_chart(qc), width="stretch")
     st.caption("Points on the Pareto frontier: no other strategy is both better and cheaper.")
 
-    st.subheader("Break-even: when does fine-tuning pay off?")
-    st.altair_chart(charts.break_even_chart(be), width="stretch")
-    for sentence in be.pays_off.get("sentence", []):
-        st.markdown(f"- {sentence}")
+    trains = not be.pays_off.empty
+    st.subheader("Break-even: when does fine-tuning pay off?" if trains else "Total cost")
+    st.altair_chart(charts.break_even_chart(be, volume=int(volume)), width="stretch")
+    if decision.fine_tuning:
+        st.markdown(md(decision.fine_tuning))
     st.caption(
         "Total cost = preparation + questions × price per question, at the run's price table."
     )
@@ -115,7 +190,18 @@ with cost_tab:
 with tuning:
     st.subheader("Domain gain and general ability")
     rg = dashboards.retention_vs_gain(view, metric)
-    st.dataframe(rg, hide_index=True, key="retention_table")
+    show_frame(
+        rg,
+        {
+            "strategy": ("Strategy", ""),
+            "mean": (label, "%.3f"),
+            "domain_gain": (f"{label} gain over the base model", "%+.3f"),
+            "retention_score": ("General knowledge", "%.3f"),
+            "retention_base": ("Base model's general knowledge", "%.3f"),
+            "retention_delta": ("Change in general knowledge", "%+.3f"),
+        },
+        "retention_table",
+    )
     if rg.attrs.get("note"):
         st.caption(rg.attrs["note"])
     st.altair_chart(charts.retention_chart(rg), width="stretch")
@@ -126,7 +212,18 @@ with tuning:
         st.info(ks.reason)
     else:
         st.caption(ks.reason)
-        st.dataframe(ks.table, hide_index=True, key="slices_table")
+        show_frame(
+            ks.table,
+            {
+                "strategy": ("Strategy", ""),
+                "known_n": ("Known questions", "%d"),
+                "known_mean": (f"{label} on known", "%.3f"),
+                "new_n": ("New questions", "%d"),
+                "new_mean": (f"{label} on new", "%.3f"),
+                "regressions": ("Known, now missed", "%d"),
+            },
+            "slices_table",
+        )
 
     st.subheader("Learning curve")
     lc = dashboards.learning_curve(view, metric)
@@ -159,7 +256,47 @@ with questions:
     elif which == "All wrong":
         qx = dashboards.all_wrong(qx)
     st.caption(f"{len(qx)} questions. Right/wrong at {label} ≥ 0.5.")
-    st.dataframe(qx, hide_index=True, key="explorer")
+    strategies = qx.attrs.get("strategies", [])
+    config = {
+        "question": st.column_config.TextColumn("Question", pinned=True, width="large"),
+        "golds": st.column_config.TextColumn("Gold answers", width="medium"),
+    }
+    for name in strategies:
+        config[f"{name} answer"] = st.column_config.TextColumn(
+            f"{display_name(name)}: answer", width="large"
+        )
+        config[f"{name} score"] = st.column_config.NumberColumn(
+            f"{display_name(name)}: {label}", format="%.2f"
+        )
+    order = ["question", "golds"] + [
+        c for name in strategies for c in (f"{name} answer", f"{name} score")
+    ]
+    st.dataframe(
+        qx[order] if not qx.empty else qx,
+        hide_index=True,
+        column_config=config,
+        key="explorer",
+    )
+    if not qx.empty:
+        picked = st.selectbox(
+            "Read one question in full",
+            list(qx.index),
+            format_func=lambda i: qx.question[i],
+            key="explorer_pick",
+        )
+        row = qx.loc[picked]
+        st.markdown(f"**{md(row.question)}**  \nGold: {md(row.golds)}")
+        for col, name in zip(st.columns(len(strategies)), strategies, strict=True):
+            with col:
+                score = row[f"{name} score"]
+                st.markdown(
+                    f"**{display_name(name)}**"
+                    + ("" if score != score else f" · {label} {score:.2f}")
+                )
+                st.text(row[f"{name} answer"] or "(no answer)")
+                if row[f"{name} contexts"]:
+                    with st.expander("Passages or examples it used"):
+                        st.text(row[f"{name} contexts"])
 
 with exports:
     st.subheader("Downloads")
@@ -173,7 +310,18 @@ with exports:
     )
     if c3.button("Build HTML report", key="build_html"):
         with st.spinner("Rendering the charts..."):
-            st.session_state.html_report = (run_id, html_report(s, run_id, metric=metric))
+            st.session_state.html_report = (
+                run_id,
+                html_report(
+                    s,
+                    run_id,
+                    metric=metric,
+                    monthly_volume=int(volume),
+                    threshold=float(threshold),
+                    months=int(months),
+                    corpus_name=corpus_name(run.config),
+                ),
+            )
     built = st.session_state.get("html_report")
     if built and built[0] == run_id:
         c3.download_button(
@@ -198,11 +346,11 @@ with exports:
         for r in trained:
             adapter = r.prepare["artifact_path"]
             merged = merged_dir(run.config["workdir"], run_id, r.strategy)
-            st.markdown(f"**{r.strategy}**: adapter at `{adapter}`")
+            st.markdown(f"**{display_name(r.strategy)}**: a trained adapter")
             try:
                 zipped = deploy.export_adapter_zip(adapter)
             except (OSError, ValueError) as e:
-                st.error(f"The adapter cannot be exported: {e}")
+                st.error(f"The adapter cannot be exported: {hide_paths(e)}")
                 continue
             a, b = st.columns(2)
             a.download_button(
@@ -220,7 +368,7 @@ with exports:
                         JobQueue(store_path()), run_id, r.strategy, current_owner(), access()
                     )
                 except ValueError as e:
-                    st.error(str(e))
+                    st.error(hide_paths(e))
                 else:
                     ensure_worker(store_path())
             if state.get(job_key):
@@ -236,6 +384,8 @@ with exports:
             )
             if merged.exists():
                 st.caption(
-                    f"Merged model at `{merged}`: use it as the generator (a local folder works "
-                    "wherever a model name does)."
+                    f"Merged model saved with this run's files, in `runs/{run_id}/merged/"
+                    f"{merged.name}` of the app's work folder: use that folder as the generator "
+                    "(a local folder works wherever a model name does); deleting the run deletes "
+                    "it."
                 )

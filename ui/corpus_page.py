@@ -24,7 +24,10 @@ from ui.common import (
     access,
     corpus_library,
     current_owner,
+    hide_paths,
     home,
+    remember,
+    remembered,
     selected_corpus,
     store_path,
     upload_limits,
@@ -41,6 +44,27 @@ st.caption(
     "Run all four on your own documents, with the same model and the same test questions."
 )
 st.header("Corpus")
+
+
+def why_unusable(entry) -> str | None:
+    """Why a just-saved corpus cannot be used (no document with text, a Q/A file that does not
+    parse or holds no pairs), or None when it can."""
+    from core.qa import load_qa
+
+    pre = preview_corpus(entry.docs_path)
+    read = pre.get("corpus") or {}
+    if pre.get("problem") or not read.get("chunks"):
+        skipped = "; ".join(f"{e['name']}: {e['reason']}" for e in read.get("errors", []))
+        return "no document has usable text" + (f" ({skipped})" if skipped else "")
+    if entry.uploaded_qa:
+        name = entry.uploaded_qa.replace("\\", "/").rsplit("/", 1)[-1]
+        try:
+            pairs = load_qa(entry.uploaded_qa)
+        except Exception as e:  # every parse problem is the upload's, said on the page
+            return f"the question/answer file {name} cannot be read: {e}"
+        if not pairs:
+            return f"the question/answer file {name} holds no pairs"
+    return None
 
 
 @st.cache_data(show_spinner="Reading the corpus...", max_entries=16)
@@ -112,30 +136,43 @@ with upload:
         if not docs:
             st.error("Choose at least one document.")
         else:
+            known = {e.id for e in library.list(access())}
             try:
                 # Upload objects, not bytes: the limits are checked on their sizes first.
                 entry = library.save(
                     name.strip() or docs[0].name, docs, qa_upload, LIMITS, owner=current_owner()
                 )
             except ValueError as e:
-                st.error(escape_markdown(e))
+                st.error(f"Refused: {escape_markdown(hide_paths(e))}. Nothing was saved.")
             else:
-                # The selector below is drawn after this: point it at the new entry.
-                state.corpus_id = state.corpus_pick = entry.id
                 for err in entry.refused:
-                    name_md = escape_markdown(err["name"])
-                    reason_md = escape_markdown(err["reason"])
+                    name_md, reason_md = (
+                        escape_markdown(err["name"]),
+                        escape_markdown(hide_paths(err["reason"])),
+                    )
                     st.warning(f"Refused **{name_md}**: {reason_md}")
-                saved_md = escape_markdown(entry.name)
-                st.success(f"Saved **{saved_md}**; it is now the selected corpus.")
+                why = why_unusable(entry)
+                if why is not None:
+                    if entry.id not in known:  # saved a moment ago: take it back
+                        library.delete(entry.id)
+                    st.error(f"Refused: {escape_markdown(hide_paths(why))}. Nothing was saved.")
+                else:
+                    # The selector below is drawn after this: point it at the new entry.
+                    remember(corpus_id=entry.id)
+                    state.pop("corpus_pick", None)
+                    st.success(
+                        f"Saved **{escape_markdown(entry.name)}**; it is now the selected corpus."
+                    )
 
 with pick:
     entries = library.list(access())
     ids = [e.id for e in entries]
     names = {e.id: f"{e.name} ({e.n_docs} documents{', Q/A' if e.has_qa else ''})" for e in entries}
-    index = ids.index(state.corpus_id) if state.corpus_id in ids else 0
+    current = remembered().corpus_id
+    index = ids.index(current) if current in ids else ids.index("sample") if "sample" in ids else 0
     chosen = st.selectbox("Corpus", ids, index=index, format_func=names.get, key="corpus_pick")
-    state.corpus_id = chosen
+    if chosen != current:
+        remember(corpus_id=chosen)
     entry = library.get(chosen, access())
     if not entry.builtin:
         with st.popover("Delete this corpus"):
@@ -144,9 +181,9 @@ with pick:
                 try:
                     library.delete(chosen, access(), queue.inputs_in_use())
                 except ValueError as e:  # a job reads it, or it is not this owner's
-                    st.error(str(e))
+                    st.error(escape_markdown(hide_paths(e)))
                 else:
-                    state.corpus_id = None
+                    remember(corpus_id=None)
                     st.rerun()
 
 selection = selected_corpus()
@@ -167,12 +204,13 @@ if selection is not None:
         st.write(line)
         for err in docs["errors"]:
             st.warning(
-                f"Skipped **{escape_markdown(err['name'])}**: {escape_markdown(err['reason'])}"
+                f"Skipped **{escape_markdown(err['name'])}**: "
+                f"{escape_markdown(hide_paths(err['reason']))}"
             )
         with st.expander("Documents"):
             st.dataframe(pd.DataFrame({"Document": docs["names"]}), hide_index=True)
     if pre["problem"]:
-        st.error(escape_markdown(pre["problem"]))
+        st.error(escape_markdown(hide_paths(pre["problem"])))
 
     st.subheader("Question/answer pairs")
     if qa_path is None:

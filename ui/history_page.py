@@ -1,4 +1,5 @@
-"""History: every stored run; filter, open, delete, resume, compare two runs."""
+"""History: this owner's runs (corpus, strategies, status, duration); follow or cancel the one
+in progress, open, resume, delete, see how close the estimate was, compare two runs."""
 
 from __future__ import annotations
 
@@ -7,17 +8,35 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
+from core.markup import escape_markdown
 from eval import views as dashboards
 from eval.artifacts import disk_usage, human_bytes
 from eval.jobs import JobQueue, ensure_worker
 from eval.views import metric_names
-from ui.common import access, current_owner, metric_select, run_label, store, store_path
+from eval.views.display import display_name
+from eval.views.estimate_check import estimate_accuracy
+from eval.views.progress import duration
+from ui.common import (
+    access,
+    corpus_name,
+    corpus_names,
+    current_owner,
+    hide_paths,
+    metric_select,
+    remember,
+    remembered,
+    run_label,
+    store,
+    store_path,
+    usable,
+)
+from ui.jobs_panel import runs_in_progress
 
 st.title("History")
-state = st.session_state
 s = store()
-runs = s.list_runs(access=access())
-if not runs:
+runs_in_progress("history")
+every = s.list_runs(access=access())
+if not every:
     st.info("No runs yet.")
     st.stop()
 mine, everyone = disk_usage(s.run_folders(access())), disk_usage(s.run_folders())
@@ -26,70 +45,151 @@ st.caption(
     f"{human_bytes(everyone)} for every run on this server. Deleting a run deletes its files."
 )
 
-c1, c2 = st.columns([1, 2])
-statuses = sorted({r["status"] for r in runs})
+saved = remembered()
+c1, c2, c3 = st.columns([1, 2, 1], vertical_alignment="bottom")
+statuses = sorted({r["status"] for r in every})
 shown_status = c1.multiselect("Status", statuses, default=statuses, key="hist_status")
-text = c2.text_input("Filter by id, label or strategy", key="hist_text").strip().lower()
+text = c2.text_input("Filter by id, label, corpus or strategy", key="hist_text").strip().lower()
+show_all = c3.toggle(
+    "Show runs with nothing finished",
+    value=saved.show_all_runs,
+    key="hist_all",
+    help="Cancelled, failed or running runs whose strategies have not finished yet.",
+)
+if show_all != saved.show_all_runs:
+    remember(show_all_runs=show_all)
+
+names = corpus_names()
+configs = {r["id"]: s.get_run(r["id"]) for r in every}
+
+
+def words(r: dict) -> str:
+    run = configs[r["id"]]
+    return " ".join(
+        [r["id"], r.get("name") or "", r.get("strategies") or "", corpus_name(run.config, names)]
+    ).lower()
+
+
 rows = [
     r
-    for r in runs
-    if r["status"] in shown_status
-    and (
-        not text
-        or text in " ".join(str(r.get(k) or "") for k in ("id", "name", "strategies")).lower()
-    )
+    for r in every
+    if r["status"] in shown_status and (show_all or usable(r)) and (not text or text in words(r))
 ]
+hidden = sum(1 for r in every if not usable(r)) if not show_all else 0
+if hidden:
+    st.caption(f"{hidden} run(s) with nothing finished are hidden.")
+
+
+def took(r: dict) -> str:
+    if not r.get("finished_at"):
+        return "running" if r["status"] in ("queued", "running") else "—"
+    return duration(r["finished_at"] - r["created_at"])
+
+
 table = pd.DataFrame(
     [
         {
             "Run": r["id"],
             "Label": r["name"] or "",
+            "Corpus": corpus_name(configs[r["id"]].config, names),
+            "Strategies": ", ".join(
+                display_name(x) for x in configs[r["id"]].config.get("strategies", [])
+            ),
             "Status": r["status"],
             "Started": dt.datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M"),
-            "Strategies": r["strategies"] or "",
+            "Took": took(r),
+            "Error": hide_paths(configs[r["id"]].error or "") if r["status"] == "failed" else "",
         }
         for r in rows
-    ]
+    ],
+    columns=["Run", "Label", "Corpus", "Strategies", "Status", "Started", "Took", "Error"],
 )
-st.dataframe(table, hide_index=True, key="hist_table")
+st.dataframe(
+    table,
+    hide_index=True,
+    key="hist_table",
+    column_config={"Run": st.column_config.TextColumn(pinned=True)},
+)
 if not rows:
     st.stop()
 
 ids = [r["id"] for r in rows]
 labels = {r["id"]: run_label(r) for r in rows}
-picked = st.selectbox("Run", ids, format_func=labels.get, key="hist_pick")
-status = next(r["status"] for r in rows if r["id"] == picked)
+index = ids.index(saved.run_id) if saved.run_id in ids else 0
+picked = st.selectbox("Run", ids, index=index, format_func=labels.get, key="hist_pick")
+run = configs[picked]
+if run.status == "failed" and run.error:
+    st.error(f"This run failed: {hide_paths(run.error)}")
+for r in run.results:
+    if r.status != "done":
+        st.warning(f"{display_name(r.strategy)} failed: {hide_paths(r.error or 'no error')}")
+
 b1, b2, b3 = st.columns(3)
 if b1.button("Open in Compare", key="hist_open"):
-    state.run_id = picked
+    remember(run_id=picked)
     st.switch_page("ui/compare_page.py")
-if status == "interrupted" and b2.button("Resume", key="hist_resume"):
+if run.status == "interrupted" and b2.button("Resume", key="hist_resume"):
     try:
-        state.job_id = JobQueue(store_path()).resume(picked, current_owner(), access())
+        JobQueue(store_path()).resume(picked, current_owner(), access())
     except ValueError as e:  # e.g. the Q/A file changed since: says what
-        st.error(str(e))
+        st.error(escape_markdown(hide_paths(e)))
     else:
         ensure_worker(store_path())
-        st.success("Resumed: finished strategies are kept; follow it on the Run page.")
+        st.rerun()
 with b3.popover("Delete"):
-    st.write(f"Delete run {picked} with all its answers and scores?")
+    st.write(f"Delete run {picked} with all its answers, scores and files?")
     if st.button("Delete for good", type="primary", key="hist_delete"):
         try:
             s.delete_run(picked, access())
         except ValueError as e:  # still queued or running: cancel it first
-            st.error(str(e))
+            st.error(escape_markdown(e))
         else:
-            if state.get("run_id") == picked:
-                state.run_id = None
+            if saved.run_id == picked:
+                remember(run_id=None)
             st.rerun()
 
+acc = estimate_accuracy(run)
+if not acc.empty:
+    st.subheader("How close the estimate was")
+    predicted, actual = acc.attrs["total"]
+    if predicted and actual:
+        st.caption(
+            f"Predicted {duration(predicted)} in all, took {duration(actual)} "
+            f"(actual / predicted = {actual / predicted:.2f})."
+        )
+    st.dataframe(
+        acc.assign(strategy=[display_name(x) for x in acc.strategy]),
+        hide_index=True,
+        key="hist_estimate",
+        column_config={
+            "strategy": st.column_config.TextColumn("Strategy", pinned=True),
+            "predicted_s_per_q": st.column_config.NumberColumn(
+                "Predicted s/question", format="%.2f"
+            ),
+            "actual_s_per_q": st.column_config.NumberColumn("Measured s/question", format="%.2f"),
+            "answer_ratio": st.column_config.NumberColumn(
+                "Answering: measured / predicted", format="%.2f"
+            ),
+            "predicted_prepare_s": st.column_config.NumberColumn(
+                "Predicted preparation (s)", format="%.1f"
+            ),
+            "actual_prepare_s": st.column_config.NumberColumn(
+                "Measured preparation (s)", format="%.1f"
+            ),
+            "prepare_ratio": st.column_config.NumberColumn(
+                "Preparation: measured / predicted", format="%.2f"
+            ),
+        },
+    )
+
 st.subheader("Compare two runs")
-if len(ids) < 2:
-    st.info("Two runs are needed.")
+comparable = [i for i in ids if usable(next(r for r in rows if r["id"] == i))]
+if len(comparable) < 2:
+    st.info("Two runs with finished strategies are needed.")
     st.stop()
 c1, c2 = st.columns(2)
-first = c1.selectbox("First run", ids, format_func=labels.get, key="hist_a")
-second = c2.selectbox("Second run", ids, index=1, format_func=labels.get, key="hist_b")
+first = c1.selectbox("First run", comparable, format_func=labels.get, key="hist_a")
+second = c2.selectbox("Second run", comparable, index=1, format_func=labels.get, key="hist_b")
 va, vb = dashboards.RunView.load(s, first), dashboards.RunView.load(s, second)
 common = [r.strategy for r in va.main if vb.has(r.strategy)]
 if first == second:
@@ -104,7 +204,7 @@ else:
         try:
             t = dashboards.compare_runs(va, vb, name, metric)
         except (KeyError, ValueError) as e:
-            out.append({"Strategy": name, "Result": str(e)})
+            out.append({"Strategy": display_name(name), "Result": str(e)})
             continue
-        out.append({"Strategy": name, "Result": t.sentence()})
+        out.append({"Strategy": display_name(name), "Result": t.sentence()})
     st.dataframe(pd.DataFrame(out), hide_index=True, key="hist_compare")

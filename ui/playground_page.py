@@ -20,6 +20,7 @@ from core.types import Answer
 from eval.jobs import JobQueue, ensure_worker, serve_queued
 from eval.jobs.page_kinds import job_result, submit_playground
 from eval.run.playground import PlaygroundAnswer
+from eval.views.display import display_name
 from ui.common import access, current_owner, home, pick_run, store_path
 
 
@@ -42,22 +43,26 @@ def adapter_location(upload, folder: str) -> tuple[Path, str]:
 
 
 def show_answer(record: dict) -> None:
-    """One strategy's answer: plain text (never Markdown), tokens, latency, what it used."""
+    """One strategy's answer from a playground job's result: its text as plain text (a Markdown
+    image in it would be fetched by the viewer's browser), marked when the token limit cut it,
+    its cost and the contexts it used."""
     a = PlaygroundAnswer(
         record["strategy"], Answer.from_dict(record["answer"]), record["latency_s"]
     )
-    st.markdown(f"**{a.strategy}**")  # a registry name or a safe file name
-    # Plain text: a Markdown image in an answer would be fetched by the viewer's browser.
+    # A registry display name, or an uploaded adapter's safe file name (no URL).
+    st.markdown(f"**{display_name(a.strategy)}**", help=f"`{a.strategy}`")
     st.text(a.answer.text or "(empty answer)")
+    if a.answer.truncated:
+        st.warning("Cut at the answer-length limit (max new tokens): the answer may be incomplete.")
     st.caption(
-        f"{a.answer.cost.prompt_tokens} prompt tokens, {a.answer.cost.output_tokens} output "
-        f"tokens, {a.latency_s:.2f} s"
+        f"{a.answer.cost.prompt_tokens} prompt tokens, "
+        f"{a.answer.cost.output_tokens} output tokens, {a.latency_s:.2f} s"
     )
     for c in a.answer.contexts:
         first = c.text.strip().splitlines()[0][:70] if c.text.strip() else ""
         head = f"Shot: {first}" if c.kind == "shot" else f"Passage from {c.source}"
         score = f" (score {c.score:.2f})" if c.score is not None else ""
-        with st.expander(escape_markdown(head + score)):
+        with st.expander(escape_markdown(head + score)):  # sources are uploaded file names
             st.text(c.text)
 
 
@@ -80,7 +85,7 @@ def submit(run_id: str, question: str = "") -> None:
     ensure_worker(store_path())
 
 
-run_id = pick_run("pg_run", only_done=True)
+run_id = pick_run("pg_run")
 if run_id is not None:
     if state.pg_for != run_id:  # another run: its own strategies and adapters
         state.pg_job, state.pg_for, state.pg_adapters = None, run_id, []
@@ -132,7 +137,8 @@ if run_id is not None:
         elif job["status"] == "failed":
             st.error(escape_markdown(f"The playground stopped: {job['error']}"))
         elif job["status"] == "done" and not result.get("answers"):
-            st.success(f"Ready: {', '.join(result.get('strategies', [])) or 'no strategy'}.")
+            ready = ", ".join(display_name(n) for n in result.get("strategies", []))
+            st.success(f"Ready: {ready or 'no strategy'}.")
         answers = result.get("answers", [])
         if answers:
             for col, a in zip(st.columns(len(answers)), answers, strict=True):

@@ -1,25 +1,41 @@
-"""Run: choose strategies and settings, see a dry-run estimate, launch in the background."""
+"""Run: choose strategies and settings, estimate in the background, launch, follow the run.
+
+Every setting starts at what this owner last chose (kept in the store), so a reload or a visit
+to another page changes nothing; a run in progress shows here and in History with Cancel."""
 
 from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
 
 import pandas as pd
 import streamlit as st
 
 from core.allowlist import check_location, check_model, load_allowlist
-from core.config import ConfigError
+from core.models import resolve_device
 from eval.config import RunConfig
-from eval.jobs import RUN_KINDS, JobQueue, ensure_worker, serve_queued
-from eval.run.estimate import estimate_run
+from eval.jobs import JobQueue, ensure_worker, serve_queued
+from eval.run.estimate import training_seconds
+from eval.run.inputs import preview_split
+from eval.views.display import display_name
+from eval.views.progress import duration, stage_words
 from strategies import default_strategies, get_strategy_class, strategy_names
 from ui.common import (
-    access,
     config_form,
     current_owner,
+    hide_paths,
     home,
+    initial,
+    keep_widgets,
+    remember,
+    remembered,
     selected_corpus,
-    settings_form,
+    store,
     store_path,
 )
+from ui.jobs_panel import active_runs, runs_in_progress
+from ui.judge_tracking import judge_and_tracking_settings, unservable
 
 # RunConfig fields the Run page offers (dotted: inside a section); the others keep defaults.
 RUN_PAGE_FIELDS = [
@@ -30,6 +46,10 @@ RUN_PAGE_FIELDS = [
     "models.generator",
     "models.embedder",
     "models.device",
+    "models.engine",
+    "models.base_url",
+    "models.api_model",
+    "models.api_key_env",
     "prices.cpu_per_hour",
     "prices.gpu_per_hour",
     "name",
@@ -37,12 +57,9 @@ RUN_PAGE_FIELDS = [
 
 state = st.session_state
 st.title("Run")
+queue = JobQueue(store_path())
 
 corpus = selected_corpus()
-if corpus is None:
-    st.info("Pick or upload a corpus on the Corpus page first.")
-    st.page_link("ui/corpus_page.py", label="Go to Corpus", icon=":material/folder_open:")
-    st.stop()
 corpus_path, qa_path, corpus_name = corpus
 if qa_path is None:
     st.warning(
@@ -52,11 +69,49 @@ if qa_path is None:
     st.stop()
 st.caption(f"Corpus: **{corpus_name}**")
 
-offered = strategy_names(include_hidden=state.show_hidden_strategies)
-default = [n for n in default_strategies() if n in offered]
-chosen = st.multiselect("Strategies", offered, default=default, key="strategies")
+
+@st.cache_data(show_spinner="Reading the corpus and its questions...", max_entries=16)
+def split_preview(corpus: str, qa: str) -> dict:
+    return preview_split(corpus, qa)
+
+
+preview = split_preview(str(corpus_path), str(qa_path))
+inputs_problem = preview.get("problem")
+n_train = (preview.get("split") or {}).get("train", 0)
+
+device = resolve_device(initial("run.models.device", "auto"))
+offered = strategy_names(include_hidden=state.get("show_hidden_strategies", False))
+
+
+def trains(name: str) -> bool:
+    return bool(get_strategy_class(name).trains)
+
+
+# On a CPU, training takes long: it is offered with its time, never chosen by default.
+default = [n for n in default_strategies() if n in offered and not (device == "cpu" and trains(n))]
+hints = {n: training_seconds(RunConfig(), n, n_train) if device == "cpu" else None for n in offered}
+
+
+def option_label(name: str) -> str:
+    label = f"{display_name(name)} ({name})"
+    if hints.get(name):
+        label += f" · trains, about {duration(hints[name])} on this CPU"
+    return label
+
+
+start = initial("run.strategies", default, lambda v: isinstance(v, list) and set(v) <= set(offered))
+chosen = st.multiselect(
+    "Strategies", offered, default=start, format_func=option_label, key="run.strategies"
+)
 for name in chosen:
-    st.caption(f"**{name}**: {get_strategy_class(name).description}")
+    st.caption(f"**{display_name(name)}** (`{name}`): {get_strategy_class(name).description}")
+slow = [n for n in chosen if hints.get(n)]
+if slow:
+    st.warning(
+        "Training on this CPU: "
+        + "; ".join(f"{display_name(n)} about {duration(hints[n])}" for n in slow)
+        + ". Estimate below for a measured figure."
+    )
 
 # The run's own settings, drawn from RunConfig like every strategy's settings below; the rest
 # (paths, chosen strategies) come from the page.
@@ -67,12 +122,16 @@ page_defaults = RunConfig(
     workdir=str(home() / "work"),
 )
 with st.expander("Run settings"):
-    run_settings = config_form(page_defaults, "", only=RUN_PAGE_FIELDS)
+    run_settings = config_form(page_defaults, "run", only=RUN_PAGE_FIELDS)
+with st.expander("Judge and experiment tracking"):
+    run_settings.update(judge_and_tracking_settings(run_settings, home()))
 
 strategy_settings = {}
 for strategy in chosen:
-    with st.expander(f"{strategy} settings"):
-        strategy_settings[strategy] = settings_form(strategy)
+    with st.expander(f"{display_name(strategy)} settings"):
+        cls = get_strategy_class(strategy)
+        strategy_settings[strategy] = config_form(cls.config_class(), f"run.{strategy}")
+keep_widgets("run.")
 
 config, problem = None, None
 try:
@@ -90,96 +149,125 @@ try:
         {**run_settings, "strategies": list(chosen), "strategy_configs": strategy_settings}
     )
 except ValueError as e:  # ConfigError is a ValueError; so is a fraction that is not a number
-    problem = f"Settings: {e}"
+    problem = f"Settings: {hide_paths(e)}"
 if not chosen:
     problem = "Choose at least one strategy."
+if inputs_problem:
+    problem = f"The question/answer file cannot be used: {hide_paths(inputs_problem)}"
+if config is not None and not problem:
+    # Said before the run starts: trained arms on a server that cannot serve adapters.
+    problem = unservable(config.models.to_json(), tuple(chosen))
 if problem:
     st.error(problem)
 
-queue = JobQueue(store_path())
+settings_hash = (
+    hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    if config
+    else None
+)
+
 st.subheader("Estimate")
 st.caption(
-    "A short probe: each strategy answers a few test questions; a strategy that trains runs one "
-    "training step, multiplied by the steps the run would take. Nothing is stored."
+    "A short probe in the background: each strategy answers one batch of test questions; a "
+    "strategy that trains runs one training step, multiplied by the steps the run would take. "
+    "The estimate is stored with the run you launch, and History shows how close it was."
 )
-if st.button("Estimate", disabled=config is None, key="estimate"):
-    with st.spinner("Probing each strategy..."):
-        try:
-            state.estimate_result = estimate_run(config)
-        except (ValueError, ConfigError, OSError) as e:
-            state.estimate_result = None
-            st.error(f"Cannot estimate: {e}")
-est = state.get("estimate_result")
-if est:
+if st.button("Estimate", disabled=config is None or bool(problem), key="estimate"):
+    job = queue.submit_estimate(config, owner=current_owner())
+    remember(estimate_job=job, estimate_for=settings_hash)
+    ensure_worker(store_path())
+
+
+def estimate_table(est: dict) -> None:
     rows = [
         {
-            "Strategy": e["strategy"],
-            "Prompt tokens / q": round(e["prompt_tokens_mean"]),
-            "s / question": round(e["seconds_per_question"], 2),
-            "Preparation s": round(e["prepare_s"], 1),
-            "Total s": round(e["total_s"], 1),
-            "Note": e["error"] or e["prepare_note"],
+            "Strategy": display_name(e["strategy"]),
+            "Prompt tokens per question": round(e["prompt_tokens_mean"]),
+            "Seconds per question": e["seconds_per_question"],
+            "Preparation (s)": e["prepare_s"],
+            "In all": duration(e["total_s"]),
+            "How": hide_paths(e["error"] or e["prepare_note"]),
         }
         for e in est["strategies"]
     ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="estimate_table")
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        key="estimate_table",
+        column_config={
+            "Seconds per question": st.column_config.NumberColumn(format="%.2f"),
+            "Preparation (s)": st.column_config.NumberColumn(format="%.0f"),
+        },
+    )
     st.write(
         f"{est['questions']} test questions, {est['train']} training pairs, "
         f"{est['retention_questions']} general questions on {est['device']}: about "
-        f"**{est['total_s'] / 60:.1f} minutes** in all."
+        f"**{duration(est['total_s'])}** in all."
     )
-
-st.subheader("Launch")
-mine = queue.list_jobs(owner=current_owner(), kinds=RUN_KINDS)
-active = [j for j in mine if j["status"] in ("queued", "running")]
-if st.button("Run comparison", type="primary", disabled=config is None or bool(problem), key="run"):
-    state.job_id = queue.submit(config, owner=current_owner())
-    state.run_id = queue.get(state.job_id)["run_id"]
-    ensure_worker(store_path())
-    st.rerun()
 
 
 @st.fragment(run_every=1.0)
-def progress_panel():
-    """Polls this session's jobs from the store; a reload or a second tab sees the same."""
-    jobs = queue.list_jobs(owner=current_owner(), kinds=RUN_KINDS)
-    if not jobs:
-        return
-    serve_queued(queue, jobs)  # a worker that died or went idle is started again
-    for job in jobs[:5]:
-        status = job["status"]
-        head = f"Run {job['run_id']}: {status}"
-        if status in ("queued", "running"):
-            frac = job["done"] / job["total"] if job["total"] else 0.0
-            what = {"train": "training", "answer": "answering"}.get(job["stage"], job["stage"])
-            text = f"{job['strategy'] or 'run'}: {what}"
-            if job["total"]:
-                text += f" {job['done']}/{job['total']}"
-            if job.get("loss") is not None and job["stage"] == "train":
-                text += f", loss {job['loss']:.3f}"
-            if job.get("eta_s") and job["stage"] == "train":
-                text += f", about {job['eta_s']:.0f} s left"
-            st.progress(min(1.0, frac), text=f"{head}: {text}")
-            if st.button("Cancel", key=f"cancel_{job['id']}"):
-                queue.cancel(job["id"], access())
-            with st.expander("Log"):
-                st.text("\n".join(job["log"]))
-        elif status == "failed":
-            st.error(f"{head}: {job['error']}")
-        elif status == "interrupted":
-            st.warning(f"{head}: the worker stopped; finished strategies are kept.")
-            if st.button("Resume", key=f"resume_{job['id']}"):
-                try:
-                    state.job_id = queue.resume(job["run_id"], current_owner(), access())
-                except ValueError as e:  # e.g. the Q/A file changed since: says what
-                    st.error(str(e))
-                else:
-                    ensure_worker(store_path())
-        else:
-            st.success(f"{head}. Open the Compare page to read the results.")
+def estimate_panel() -> dict | None:
+    """The owner's last estimate: progress while the worker probes, the figures after."""
+    saved = remembered()
+    if not saved.estimate_job:
+        return None
+    job = queue.get(saved.estimate_job)
+    if job is None:
+        return None
+    serve_queued(queue, [job])  # a worker that died or went idle is started again
+    if job["status"] in ("queued", "running"):
+        done, total = job["done"], job["total"]
+        text = f"Estimating: {stage_words(job['stage'])}"
+        if job["strategy"]:
+            text = f"Estimating {done + 1} of {total}: {display_name(job['strategy'])}"
+        st.progress(done / total if total else 0.0, text=text)
+        return None
+    if job["status"] != "done":
+        st.error(f"The estimate {job['status']}: {hide_paths(job['error'] or '')}")
+        return None
+    est = queue.estimate_result(job["id"])
+    if saved.estimate_for != settings_hash:
+        st.caption("Made with other settings than these: estimate again for these.")
+    estimate_table(est)
+    return est
 
 
-progress_panel()
-if active:
+estimate_panel()
+
+st.subheader("Launch")
+going = active_runs(queue)
+why_not = problem or ("Your run is still going: wait for it or cancel it." if going else None)
+if st.button("Run comparison", type="primary", disabled=bool(why_not), key="run"):
+    job_id = queue.submit(config, owner=current_owner())
+    run_id = queue.get(job_id)["run_id"]
+    saved = remembered()
+    if saved.estimate_job and saved.estimate_for == settings_hash:
+        # Without a finished estimate for these settings the run goes without one.
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            store().update_run(run_id, estimate=queue.estimate_result(saved.estimate_job))
+    remember(run_id=run_id)
+    ensure_worker(store_path())
+    st.rerun()
+if why_not and not problem:
+    st.caption(why_not)
+
+runs_in_progress("run")
+finished = [
+    j
+    for j in queue.list_jobs(owner=current_owner(), kinds=("run", "resume"))
+    if j["status"] not in ("queued", "running")
+][:3]
+for job in finished:
+    head = f"Run {job['run_id']}"
+    if job["status"] == "failed":
+        st.error(f"{head} failed: {hide_paths(job['error'] or 'no error recorded')}")
+    elif job["status"] == "interrupted":
+        st.warning(f"{head} was interrupted; finished strategies are kept. Resume it in History.")
+    elif job["status"] == "cancelled":
+        st.info(f"{head} was cancelled.")
+    else:
+        st.success(f"{head} finished. Open the Compare page to read the results.")
+if going:
     st.caption("Runs go on in the background: reloading or closing this page does not stop them.")
 st.page_link("ui/compare_page.py", label="Compare results", icon=":material/bar_chart:")

@@ -1,5 +1,6 @@
 """What each kind of job does, registered by kind: "run" and "resume" (a comparison run through
-the harness) and "qagen" (question/answer pairs generated from a corpus). The worker looks the
+the harness), "qagen" (question/answer pairs generated from a corpus) and "estimate" (a dry-run
+estimate of a run config). The worker looks the
 body up here; a new kind of job is one registered function."""
 
 from __future__ import annotations
@@ -83,4 +84,15 @@ def generate_pairs(queue: JobQueue, job: dict[str, Any], progress: JobProgress) 
         return "cancelled"
     result_json = json.dumps({"records": pairs_to_records(result.pairs), "stats": result.stats})
     write_text_atomic(queue.result_path(job["id"]), result_json)  # the page polls for it
+    return "done"
+
+
+@register_job_kind("estimate")
+def estimate(queue: JobQueue, job: dict[str, Any], progress: JobProgress) -> str:
+    """A dry-run estimate of the job's run config into `queue.result_path(job id, "estimate")`.
+    Models loaded here stay loaded in the worker for the run that follows."""
+    from eval.run.estimate import estimate_run
+
+    result = estimate_run(RunConfig.from_dict(job["config"]), progress=progress)
+    write_text_atomic(queue.result_path(job["id"], "estimate"), json.dumps(result))
     return "done"

@@ -126,16 +126,15 @@ def playground(queue: JobQueue, job: dict[str, Any], progress: JobProgress) -> s
     if not question:
         return "done"
     total = len(pg.strategies)
-    for i, label in enumerate(list(pg.strategies)):
-        if cancel.is_set():
-            return "cancelled"
-        progress({"stage": "answer", "strategy": label, "done": i, "total": total})
-        a = pg.ask_one(label, question)
+    progress({"stage": "answer", "done": 0, "total": total})
+    for i, a in enumerate(pg.ask_each(question), start=1):
         out["answers"].append(
             {"strategy": a.strategy, "answer": a.answer.to_dict(), "latency_s": a.latency_s}
         )
         write_text_atomic(path, json.dumps(out))
-    progress({"stage": "answer", "done": total, "total": total})
+        progress({"stage": "answer", "strategy": a.strategy, "done": i, "total": total})
+        if cancel.is_set():
+            return "cancelled"
     return "done"
 
 

@@ -14,7 +14,9 @@ from eval.jobs.queue import JobQueue
 HEARTBEAT_S = 5.0  # how often the worker refreshes the heartbeat of the job it runs
 WRITE_EVERY_S = 0.25  # progress snapshots at most this often (stage changes always)
 CANCEL_POLL_S = 0.2  # the cancel flag is read from the DB at most this often
-COUNTED = ("answer", "generate")  # stages whose events count done/total items
+# Stages whose events count done/total items (the general-knowledge questions too, so the
+# bar moves in every stage).
+COUNTED = ("answer", "generate", "retention", "retention_base", "probe", "judge")
 
 
 class JobProgress:

@@ -37,7 +37,7 @@ JOBS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL DEFAULT '',        -- browser-session id; each person lists their own
-    kind TEXT NOT NULL,                    -- run | resume | qagen
+    kind TEXT NOT NULL,                    -- run | resume | qagen | estimate
     status TEXT NOT NULL,                  -- one of STATUSES
     run_id TEXT,
     config_json TEXT NOT NULL,
@@ -158,16 +158,31 @@ class JobQueue:
         """{"records": [...], "stats": {...}} of a finished qagen job (records as
         `core.qagen.pairs_to_records` makes them). Raises JobNotFound for an unknown job and
         ValueError when the job has not finished well."""
+        return self._result(job_id, "qagen", "question generation")
+
+    def submit_estimate(self, config: RunConfig, owner: str = "") -> str:
+        """Queue a dry-run estimate of `config` (`eval.run.estimate`); returns the job id. The
+        worker keeps its models loaded for the run that usually follows. Read the figures with
+        `estimate_result(job_id)`; no run is made."""
+        config = _absolute_paths(config, self.path)
+        return self._insert("estimate", None, config.to_dict(), owner)
+
+    def estimate_result(self, job_id: str) -> dict[str, Any]:
+        """The `estimate_run` figures of a finished estimate job. Raises JobNotFound for an
+        unknown job and ValueError when the job has not finished well."""
+        return self._result(job_id, "estimate", "the estimate")
+
+    def _result(self, job_id: str, kind: str, what: str) -> dict[str, Any]:
         job = self.get(job_id)
-        if job is None or job["kind"] != "qagen":
+        if job is None or job["kind"] != kind:
             raise JobNotFound(job_id)
         if job["status"] != "done":
-            raise ValueError(f"question generation {job_id} is {job['status']}, not done")
-        return json.loads(self.result_path(job_id).read_text(encoding="utf-8"))
+            raise ValueError(f"{what} {job_id} is {job['status']}, not done")
+        return json.loads(self.result_path(job_id, kind).read_text(encoding="utf-8"))
 
-    def result_path(self, job_id: str) -> Path:
-        """Where a qagen job's pairs are written (and read back by `qagen_result`)."""
-        return self.path.parent / "qagen" / f"{job_id}.json"
+    def result_path(self, job_id: str, kind: str = "qagen") -> Path:
+        """Where a job of `kind` writes its result (qagen: the pairs; estimate: the figures)."""
+        return self.path.parent / kind / f"{job_id}.json"
 
     def _insert(
         self,
@@ -312,9 +327,9 @@ class JobQueue:
         return marked
 
     def prune(self, older_than_s: float = KEEP_JOBS_S) -> int:
-        """Forget jobs that finished more than `older_than_s` seconds ago, and the pairs file
-        of a qagen job among them; the runs they made stay in the store (History shows them).
-        Returns how many jobs were removed. The worker prunes when it starts."""
+        """Forget jobs that finished more than `older_than_s` seconds ago, and the result file
+        of a qagen or estimate job among them; the runs they made stay in the store (History
+        shows them). Returns how many jobs were removed. The worker prunes when it starts."""
         cutoff = time.time() - older_than_s
         marks = ",".join("?" * len(FINISHED))
         with self._conn() as c:
@@ -323,8 +338,8 @@ class JobQueue:
                 [*FINISHED, cutoff],
             ).fetchall()
             c.executemany("DELETE FROM jobs WHERE id=?", [(r["id"],) for r in rows])
-        for r in rows:  # only qagen jobs leave a result file; the others have none to remove
-            self.result_path(r["id"]).unlink(missing_ok=True)
+        for r in rows:  # qagen and estimate jobs leave a result file; the others have none
+            self.result_path(r["id"], r["kind"]).unlink(missing_ok=True)
         return len(rows)
 
     # --- used by the worker ------------------------------------------------------------------

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eval.jobs import page_kinds  # noqa: F401 - registers the playground and merge kinds
+from eval.jobs import page_kinds  # registers the playground and merge kinds
 from eval.jobs.kinds import job_body
 from eval.jobs.progress import JobProgress, heartbeat
 from eval.jobs.queue import JobQueue

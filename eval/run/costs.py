@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from core.config import PriceTable
 from core.types import Answer
 from eval.records import CostSummary
+from eval.run.contention import CpuSample, tokens_per_s
 from eval.stats import percentile
 
 
@@ -70,10 +71,16 @@ def price(seconds: float, device: str, prices: PriceTable) -> float:
 
 
 def summarize_costs(
-    answers: list[Answer], prepare: dict, answering: Measurement, device: str, prices: PriceTable
+    answers: list[Answer],
+    prepare: dict,
+    answering: Measurement,
+    device: str,
+    prices: PriceTable,
+    answer_cpu: CpuSample | None = None,
 ) -> CostSummary:
     """One strategy's costs from its answers, its stored `prepare` record (time, memory,
-    parameters, artifact) and the measurement around answering."""
+    parameters, artifact, CPU sample) and the measurements around answering (wall and memory;
+    CPU time and contention in `answer_cpu`)."""
     lat = [a.cost.latency_s for a in answers]
     n = max(1, len(answers))
     mean_latency = sum(lat) / n
@@ -96,4 +103,29 @@ def summarize_costs(
         price_prepare=price(prepare["seconds"], device, prices),
         price_per_1k=price(mean_latency * 1000, device, prices),
         currency=prices.currency,
+        **_cpu_costs(answers, prepare.get("cpu"), answer_cpu),
     )
+
+
+def _cpu_costs(
+    answers: list[Answer], prep: dict | None, ans: CpuSample | None
+) -> dict[str, float | int | bool | None]:
+    """CPU seconds per question, throughput, and whether the machine was contended while the
+    strategy prepared or answered (the rule in eval.run.contention)."""
+    if ans is None:
+        return {}
+    n = max(1, len(answers))
+    out_tokens = sum(a.cost.output_tokens for a in answers)
+    prep_contended = bool(prep and prep.get("contended"))
+    return {
+        "cpu_mean_s": sum(a.cost.cpu_s for a in answers) / n,
+        "prepare_cpu_s": prep.get("cpu_s") if prep else None,
+        "answer_cpu_s": ans.cpu_s,
+        "threads": ans.threads,
+        "output_tokens_per_s": tokens_per_s(out_tokens, ans.wall_s),
+        "output_tokens_per_cpu_s": tokens_per_s(out_tokens, ans.cpu_s),
+        "others_cores": ans.others_cores,
+        "contended_prepare": prep_contended,
+        "contended_answer": ans.contended,
+        "contended": prep_contended or ans.contended,
+    }

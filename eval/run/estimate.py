@@ -1,8 +1,12 @@
 """Dry-run estimate: what a run would ask and roughly how long it would take, from a short probe.
 
-Each strategy is prepared for real where that is cheap (an index, a shots pool) and answers a
-few test questions; a strategy that trains runs one training step, and its preparation is that
-step's time multiplied by the steps the full run would take. Nothing is stored.
+It runs in the background worker (job kind "estimate"), where the models stay loaded for the
+run that follows. Each strategy answers one batch of test questions of the run's batch size, as
+the run will, after one untimed warm-up generation (the first call of a process is slow and
+would be charged to whichever strategy came first). A strategy that trains runs one training
+step, multiplied by the steps the full run takes; the others prepare on a sample of the corpus
+and training pairs (at most PREPARE_SAMPLE of each), scaled up to the full size. Nothing is
+stored; the app stores the estimate with the run it launches, and History compares the two.
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from core.config import ConfigBase
+from core.types import Corpus
 from eval.config import RunConfig
 from eval.records import training_log
 from eval.run.retention import load_general_set
@@ -29,7 +35,7 @@ class StrategyEstimate:
 
     strategy: str
     prompt_tokens_mean: float  # measured on the probe questions
-    seconds_per_question: float  # measured on the probe questions (one batch)
+    seconds_per_question: float  # one batch of the run's batch size, divided by its questions
     prepare_s: float
     prepare_note: str  # how prepare_s was obtained
     answer_s: float  # test questions plus the retention set
@@ -69,22 +75,53 @@ def _planned_steps(cfg: ConfigBase, examples: int) -> int:
     return planned_steps(examples, section.batch_size, section.epochs, section.max_steps, 1)
 
 
-def estimate_run(config: RunConfig, probe_questions: int = 4) -> dict[str, Any]:
+PREPARE_SAMPLE = 48  # chunks and training pairs a strategy that does not train prepares on
+SAMPLED_NOTE_S = 0.5  # below this a sampled preparation is of no consequence: just "measured"
+# One LoRA step (batch 4 x 256 tokens) on the 2-core CPU this was built on took 5.6 s
+# (ENVIRONMENT.md); the rough figure offered before any probe has run.
+CPU_STEP_S = 6.0
+
+
+def training_seconds(config: RunConfig, name: str, n_train: int) -> float | None:
+    """A rough training time for strategy `name` before any probe: its planned steps on
+    `n_train` pairs times CPU_STEP_S, learning-curve points included. None if it does not
+    train."""
+    if not get_strategy_class(name).trains:
+        return None
+    cfg = make_config(name, config.strategy_configs.get(name))
+    steps = _planned_steps(cfg, n_train)
+    return steps * CPU_STEP_S * (1 + sum(config.learning_curve))
+
+
+def estimate_run(
+    config: RunConfig,
+    probe_questions: int | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Questions, prompt tokens and expected seconds per strategy, from a short measured probe.
 
+    `probe_questions` defaults to the run's batch size (what one batch of the run holds);
+    `progress` receives {"stage": "probe", "strategy", "done", "total"} events.
     Returns {"questions", "train", "load_s", "strategies": [StrategyEstimate as dict], "total_s"}.
     Raises ValueError (with the reason) when the inputs cannot be read.
     """
-    bench = Workbench.open(config)
+    emit = progress or (lambda event: None)
+    bench = Workbench.open(config, emit=emit)
     inputs = bench.inputs
     if not inputs.test:
         raise ValueError("the test split is empty: add Q/A pairs or raise test_fraction")
-    probe = [p.question for p in inputs.test[: max(1, min(probe_questions, config.batch_size))]]
+    size = probe_questions or config.batch_size
+    probe = [p.question for p in inputs.test[: max(1, min(size, config.batch_size))]]
     uses_models = bench.models is not None
     n_general = len(load_general_set(config.retention_questions)) if uses_models else 0
+    if uses_models:
+        _warm_up(bench)
+    out = []
     with tempfile.TemporaryDirectory(prefix="adaptlab-probe-") as tmp:
         ctx = bench.context(workdir=Path(tmp))
-        out = [_probe(bench, name, ctx, probe, n_general) for name in config.strategies]
+        for i, name in enumerate(config.strategies):
+            emit({"stage": "probe", "strategy": name, "done": i, "total": len(config.strategies)})
+            out.append(_probe(bench, name, ctx, probe, n_general))
     return {
         "device": bench.device,
         "questions": len(inputs.test),
@@ -96,18 +133,39 @@ def estimate_run(config: RunConfig, probe_questions: int = 4) -> dict[str, Any]:
     }
 
 
+def _warm_up(bench: Workbench) -> None:
+    """One tiny untimed generation: the first of a process pays one-off set-up costs."""
+    from core.models import load_generator
+
+    load_generator(bench.config.models).generate(
+        [[{"role": "user", "content": "Hello"}]], max_new_tokens=2
+    )
+
+
+def _sample(corpus: Corpus, train: list, n: int) -> tuple[Corpus, list, float]:
+    """The first `n` chunks and pairs, and by how much to scale a time measured on them."""
+    chunks, pairs = corpus.chunks[:n], train[:n]
+    scale = max(len(corpus.chunks) / max(1, len(chunks)), len(train) / max(1, len(pairs)), 1.0)
+    small = dataclasses.replace(corpus, chunks=chunks, fingerprint=f"{corpus.fingerprint}-probe")
+    return small, pairs, scale
+
+
 def _probe(
     bench: Workbench, name: str, ctx: StrategyContext, probe: list[str], n_general: int
 ) -> StrategyEstimate:
-    """One strategy prepared (one training step if it trains) and timed on the probe."""
+    """One strategy prepared (one training step if it trains, a sample of the corpus and pairs
+    if not) and timed on one batch of the probe questions."""
     config, inputs = bench.config, bench.inputs
     trains = get_strategy_class(name).trains
     cfg = make_config(name, config.strategy_configs.get(name))
     strategy = bench.strategy(name, _one_step(cfg) if trains else cfg, ctx)
+    corpus, train, scale = inputs.corpus, inputs.train, 1.0
+    if not trains:
+        corpus, train, scale = _sample(inputs.corpus, inputs.train, PREPARE_SAMPLE)
     try:
         t = time.perf_counter()
-        report = strategy.prepare(inputs.corpus, inputs.train)
-        prep = time.perf_counter() - t
+        report = strategy.prepare(corpus, train)
+        prep = (time.perf_counter() - t) * scale
         t = time.perf_counter()
         answers = strategy.answer(probe)
         per_q = (time.perf_counter() - t) / len(probe)
@@ -115,7 +173,9 @@ def _probe(
         return StrategyEstimate(name, 0, 0, 0, "", 0, 0, 0, f"{type(e).__name__}: {e}")
     finally:
         strategy.close()
-    note, variants_s = "measured", 0.0
+    sampled = scale > 1 and prep > SAMPLED_NOTE_S
+    note = f"measured on a sample, scaled {scale:.1f}x" if sampled else "measured"
+    variants_s = 0.0
     log = training_log(report)
     if trains:
         steps = _planned_steps(cfg, log.examples if log else 0)

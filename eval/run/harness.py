@@ -17,11 +17,15 @@ from typing import Any
 from core.models import load_embedder
 from core.types import QAPair
 from eval.artifacts import Staged, clean_leftovers, label_folder, relocate, run_dir
+from eval.attribution import gold_passages
 from eval.config import RunConfig
+from eval.judge import attach_verdicts
+from eval.run import scoring
 from eval.run.measurement import Measured, StrategyMeasurement, answer_all
+from eval.run.oracle import measure_oracle
 from eval.run.provenance import git_hash, package_versions
 from eval.run.retention import load_general_set, retention, retention_scores
-from eval.run.scoring import needs_embedder, score
+from eval.run.scoring import needs_embedder, needs_judge, score
 from eval.run.stamp import InputsChanged, InputStamp
 from eval.run.workbench import Workbench
 from eval.store import Run, RunStore
@@ -67,6 +71,7 @@ def run_comparison(
     except RunCancelled:
         store.finish_run(run_id, "cancelled", "cancelled by the user")
         emit({"stage": "cancelled"})
+        _track(config, store, run_id, emit)
         return run_id
     except InputsChanged as e:  # nothing ran: the run keeps what it had, resumable as before
         store.finish_run(run_id, "interrupted", str(e))
@@ -76,7 +81,28 @@ def run_comparison(
         store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}")
         emit({"stage": "failed", "error": str(e)})
         raise
+    _track(config, store, run_id, emit)
+    emit({"stage": "done", "run_id": run_id})
     return run_id
+
+
+def _track(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn) -> None:
+    """Log the stored run to the configured tracker; a failure is a warning, never an error."""
+    if not config.tracking.tracker:
+        return
+    from eval.tracking import log_run
+
+    emit({"stage": "track", "tracker": config.tracking.tracker})
+    got = log_run(
+        store,
+        run_id,
+        tracker=config.tracking.tracker,
+        uri=config.tracking.uri or None,
+        home=store.path.parent,
+        experiment=config.tracking.experiment,
+    )
+    store.update_run(run_id, tracking=got.to_dict())
+    emit({"stage": "tracked", "ok": got.ok, "message": got.message()})
 
 
 def variants(
@@ -112,6 +138,7 @@ class _Comparison:
         self.previous = previous
         # Every file a strategy writes goes under this run's own folder (eval.artifacts).
         self.folder = run_dir(config.workdir, run_id)
+        self.oracle_done = bool(previous and previous.meta.get("oracle"))
 
     def run(self) -> None:
         config = self.config
@@ -127,6 +154,7 @@ class _Comparison:
         if not self.bench.inputs.test:
             raise ValueError("the test split is empty: add Q/A pairs or raise test_fraction")
         self.embedder = load_embedder(config.models) if needs_embedder(config.metrics) else None
+        self.judge = scoring.load_judge(config) if needs_judge(config.metrics) else None
         uses_models = self.bench.models is not None
         self.general = load_general_set(config.retention_questions) if uses_models else []
         self.measurement = StrategyMeasurement(
@@ -137,8 +165,9 @@ class _Comparison:
                 name, self.bench.inputs.train, config.learning_curve, config.split.seed
             ):
                 self._one(name, label, train, extras)
+        if uses_models and not self.oracle_done:
+            self._oracle()
         self.store.finish_run(self.run_id, "done")
-        self.emit({"stage": "done", "run_id": self.run_id})
 
     def _check_same_inputs(self, now: InputStamp) -> None:
         """Raise InputsChanged when a resumed run would read other inputs than it did.
@@ -162,6 +191,9 @@ class _Comparison:
             meta["models"] = self.bench.models
         meta.update(self.bench.inputs.summary())
         meta["inputs"] = stamp.to_dict()
+        # Each test question's gold passage, for the attribution cells and the oracle reading.
+        self.gold = gold_passages(self.bench.inputs.test, self.bench.inputs.corpus)
+        meta["gold_passages"] = {q: g.to_dict() for q, g in self.gold.items()}
         self.store.update_run(self.run_id, fingerprint=stamp.fingerprint, **meta)
 
     def _one(self, name: str, label: str, train: list[QAPair], extras: dict[str, Any]) -> None:
@@ -177,6 +209,7 @@ class _Comparison:
                 workdir=staged.path,
                 progress=lambda ev, label=label: self.emit({**ev, "strategy": label}),
                 cancelled=self.cancelled,
+                held_out=tuple(self.bench.inputs.test),
             )
             # Variants (learning-curve points) skip the retention set: it measures the model
             # a user would deploy, the one trained on all the data.
@@ -200,25 +233,53 @@ class _Comparison:
         config = self.config
         resamples, seed = config.bootstrap_resamples, config.split.seed
         self.emit({"stage": "score", "strategy": label})
+        if self.judge is not None:
+            self.judge.progress = lambda done, total: self.emit(
+                {"stage": "judge", "strategy": label, "done": done, "total": total}
+            )
         measured.result.metrics = score(
-            measured.answers, config.metrics, self.embedder, resamples, seed
+            measured.answers, config.metrics, self.embedder, resamples, seed, self.judge
         )
+        if self.judge is not None:  # the judge's cost, apart from the strategy's own
+            measured.result.extras["judge"] = attach_verdicts(self.judge, measured.answers)
         if measured.general_answers:
             texts = [a.text for a in measured.general_answers]
             measured.result.extras["retention"] = retention(
                 asked, texts, self.retention_base, resamples, seed
             )
 
+    def _oracle(self) -> None:
+        """The run-level oracle reading (each test question with its gold passage), answered
+        once, stored with the run and charged to no strategy."""
+        if self.cancelled():
+            raise RunCancelled
+        self.emit({"stage": "oracle"})
+        inputs = self.bench.inputs
+        ctx = self.bench.context(cancelled=self.cancelled)
+        record = measure_oracle(
+            self.config, ctx, inputs.corpus, inputs.test, self.gold, self.embedder
+        )
+        if record is not None:
+            self.store.update_run(self.run_id, oracle=record.to_dict())
+
     def _retention_base(self, ctx) -> dict[str, Any]:
         """The closed-book reference strategy's score on the general set, with its defaults."""
-        self.emit({"stage": "retention_base"})
+        self.emit({"stage": "retention_base", "done": 0, "total": len(self.general)})
         name = baseline_strategy()
         if name is None:
             raise ValueError("no strategy is registered as the closed-book baseline")
         base = self.bench.strategy(name, {}, ctx)
         base.prepare(self.bench.inputs.corpus, [])
         questions = [p.question for p in self.general]
-        answers = answer_all(base, questions, self.config.batch_size, self.cancelled)
+        answers = answer_all(
+            base,
+            questions,
+            self.config.batch_size,
+            self.cancelled,
+            lambda done, total: self.emit(
+                {"stage": "retention_base", "done": done, "total": total}
+            ),
+        )
         return retention_scores(
             self.general,
             [a.text for a in answers],

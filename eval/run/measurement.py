@@ -12,6 +12,7 @@ from typing import Any
 
 from core.config import PriceTable
 from core.types import Answer, PrepareReport, QAPair
+from eval.run.contention import CpuSample, cpu_clock
 from eval.run.costs import Measurement, measure, summarize_costs
 from eval.run.inputs import Inputs
 from eval.store import StoredAnswer, StrategyResult
@@ -22,23 +23,33 @@ ProgressFn = Callable[[dict[str, Any]], None]
 
 
 def answer_all(
-    strategy: Strategy, questions: list[str], batch_size: int, cancelled: Callable[[], bool]
+    strategy: Strategy,
+    questions: list[str],
+    batch_size: int,
+    cancelled: Callable[[], bool],
+    counted: Callable[[int, int], None] | None = None,
 ) -> list[Answer]:
-    """Every question answered in batches of `batch_size`, checking `cancelled` between them."""
+    """Every question answered in batches of `batch_size`, checking `cancelled` between them;
+    `counted(done, total)` is told after each batch (progress)."""
     out: list[Answer] = []
     for start in range(0, len(questions), batch_size):
         if cancelled():
             raise RunCancelled
         out.extend(strategy.answer(questions[start : start + batch_size]))
+        if counted is not None:
+            counted(len(out), len(questions))
     return out
 
 
-def prepare_record(report: PrepareReport, m: Measurement) -> dict[str, Any]:
+def prepare_record(
+    report: PrepareReport, m: Measurement, cpu: CpuSample | None = None
+) -> dict[str, Any]:
     """The stored `prepare` record: what the strategy reported, its typed training log, and the
-    time and memory the harness measured around it."""
+    time, memory and CPU the harness measured around it."""
     record = {
         **asdict(report),
         "seconds": m.seconds,
+        "cpu": cpu.to_dict() if cpu is not None else None,
         "peak_rss_mb": m.peak_rss_mb,
         "added_rss_mb": m.added_rss_mb,
         "peak_gpu_mb": m.peak_gpu_mb,
@@ -82,17 +93,27 @@ class StrategyMeasurement:
         general_answers: list[Answer] = []
         try:
             self.emit({"stage": "prepare", "strategy": label})
-            with measure(self.device) as prep:
+            with measure(self.device) as prep, cpu_clock() as prep_cpu:
                 report = strategy.prepare(inputs.corpus, train)
-            result.prepare = prepare_record(report, prep)
-            answers, answering = self._answer_test(strategy, label, inputs.test)
+            result.prepare = prepare_record(report, prep, prep_cpu)
+            answers, answering, answer_cpu = self._answer_test(strategy, label, inputs.test)
             result.cost = summarize_costs(
-                answers, result.prepare, answering, self.device, self.prices
+                answers, result.prepare, answering, self.device, self.prices, answer_cpu
             ).to_dict()
             if general:
-                self.emit({"stage": "retention", "strategy": label})
                 questions = [p.question for p in general]
-                general_answers = answer_all(strategy, questions, self.batch_size, self.cancelled)
+                self.emit(
+                    {"stage": "retention", "strategy": label, "done": 0, "total": len(general)}
+                )
+
+                def counted(done: int, total: int) -> None:
+                    self.emit(
+                        {"stage": "retention", "strategy": label, "done": done, "total": total}
+                    )
+
+                general_answers = answer_all(
+                    strategy, questions, self.batch_size, self.cancelled, counted
+                )
             result.status = "done"
         except RunCancelled:
             raise
@@ -112,25 +133,26 @@ class StrategyMeasurement:
 
     def _answer_test(
         self, strategy: Strategy, label: str, test: list[QAPair]
-    ) -> tuple[list[Answer], Measurement]:
+    ) -> tuple[list[Answer], Measurement, CpuSample]:
         questions = [p.question for p in test]
         total, answers = len(questions), []
         self.emit({"stage": "answer", "strategy": label, "done": 0, "total": total})
-        with measure(self.device) as answering:
+        with measure(self.device) as answering, cpu_clock() as answer_cpu:
             for start in range(0, total, self.batch_size):
                 if self.cancelled():
                     raise RunCancelled
                 batch = questions[start : start + self.batch_size]
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 got = strategy.answer(batch)
-                elapsed = time.perf_counter() - t0
+                elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
                 if len(got) != len(batch):
                     raise RuntimeError(f"{label} returned {len(got)} answers for {len(batch)}")
                 # Batched generation: each question is charged an equal share of the batch.
                 for a in got:
                     a.cost.latency_s = elapsed / len(batch)
+                    a.cost.cpu_s = cpu / len(batch)
                 answers.extend(got)
                 self.emit(
                     {"stage": "answer", "strategy": label, "done": len(answers), "total": total}
                 )
-        return answers, answering
+        return answers, answering, answer_cpu

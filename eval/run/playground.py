@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,18 +113,20 @@ class Playground:
 
     def ask(self, question: str) -> list[PlaygroundAnswer]:
         """Every prepared strategy's answer to `question`, timed one by one."""
-        return [self.ask_one(label, question) for label in list(self.strategies)]
+        return list(self.ask_each(question))
 
-    def ask_one(self, label: str, question: str) -> PlaygroundAnswer:
-        """Prepared strategy `label`'s answer to `question`, timed."""
+    def ask_each(self, question: str) -> Iterator[PlaygroundAnswer]:
+        """Each prepared strategy's answer to `question` as soon as it is ready (a page shows
+        the first while the next is generated). Raises ValueError for an empty question."""
         question = question.strip()
         if not question:
             raise ValueError("type a question first")
-        t0 = time.perf_counter()
-        (answer,) = self.strategies[label].answer([question])
-        latency = time.perf_counter() - t0
-        answer.cost.latency_s = latency
-        return PlaygroundAnswer(label, answer, latency)
+        for label, strategy in list(self.strategies.items()):
+            t0 = time.perf_counter()
+            (answer,) = strategy.answer([question])
+            latency = time.perf_counter() - t0
+            answer.cost.latency_s = latency
+            yield PlaygroundAnswer(label, answer, latency)
 
     def close(self) -> None:
         """Release adapters held in the shared generator, and remove the scratch folder."""

@@ -5,25 +5,47 @@ from __future__ import annotations
 from typing import Any
 
 from eval.config import RunConfig
-from eval.metrics import METRICS, ScoringItem, score_items
+from eval.judge import attach_verdicts
+from eval.metrics import METRICS, ScoringItem, default_metrics, score_items
+from eval.run.oracle import OracleReading, rescore_oracle
 from eval.run.retention import rescore_retention
 from eval.stats import bootstrap_ci
 from eval.store import RunStore, StoredAnswer
 
 
 def needs_embedder(metrics: list[str]) -> bool:
-    """Whether scoring `metrics` (empty = every registered metric) needs the embedder."""
-    return any(METRICS[m].needs_embedder for m in metrics or list(METRICS))
+    """Whether scoring `metrics` (empty = the default metrics) needs the embedder."""
+    return any(METRICS[m].needs_embedder for m in metrics or default_metrics())
+
+
+def needs_judge(metrics: list[str]) -> bool:
+    """Whether scoring `metrics` (empty = the default metrics) needs a judge model."""
+    return any(METRICS[m].needs_judge for m in metrics or default_metrics())
+
+
+def load_judge(config: RunConfig):
+    """The judge that `config.judge` names, over the run's models (loaded once, shared)."""
+    from eval.judge import load_judge as load
+
+    return load(config.models, config.judge)
 
 
 def score(
-    answers: list[StoredAnswer], metrics: list[str], embedder: Any, resamples: int, seed: int
+    answers: list[StoredAnswer],
+    metrics: list[str],
+    embedder: Any,
+    resamples: int,
+    seed: int,
+    judge: Any = None,
 ) -> dict[str, dict]:
     """Per-question scores into each StoredAnswer, and each metric's mean with its 95% CI.
 
-    `metrics` empty means every registered metric."""
-    items = [ScoringItem(a.answer.text, tuple(a.golds), a.answer.contexts) for a in answers]
-    per_metric = score_items(items, metrics or list(METRICS), embedder)
+    `metrics` empty means the default metrics. With a judge, its verdicts go into each answer's
+    `details["judge"]`."""
+    items = [
+        ScoringItem(a.answer.text, tuple(a.golds), a.answer.contexts, a.question) for a in answers
+    ]
+    per_metric = score_items(items, metrics or default_metrics(), embedder, judge)
     summary = {}
     for metric, values in per_metric.items():
         for a, v in zip(answers, values, strict=True):
@@ -32,20 +54,43 @@ def score(
     return summary
 
 
-def rescore(store: RunStore, run_id: str, metrics: list[str], embedder_config=None) -> None:
-    """Score stored answers with `metrics` (e.g. newly registered ones) without generating."""
+def rescore(
+    store: RunStore, run_id: str, metrics: list[str], embedder_config=None, judge_config=None
+) -> None:
+    """Score stored answers with `metrics` (e.g. newly registered ones) without generating.
+
+    The judge is the run's stored judge settings unless `judge_config` (a JudgeConfig) is given;
+    its verdicts and cost are stored like a run's."""
     from core.config import ModelConfig
     from core.models import load_embedder
 
     run = store.get_run(run_id)
     config = RunConfig.from_dict({**run.config, "metrics": metrics})
+    if judge_config is not None:
+        config = config.replace(judge=judge_config)
     models = embedder_config or ModelConfig.from_dict(run.config["models"])
     embedder = load_embedder(models) if needs_embedder(metrics) else None
+    judge = load_judge(config) if needs_judge(metrics) else None
+    resamples, seed = config.bootstrap_resamples, config.split.seed
     for result in run.results:
         if result.status != "done":
             continue
         answers = store.get_answers(run_id, result.strategy)
-        summary = score(answers, metrics, embedder, config.bootstrap_resamples, config.split.seed)
+        summary = score(answers, metrics, embedder, resamples, seed, judge)
         per_q = {m: {a.qid: a.scores[m] for a in answers} for m in metrics}
-        store.save_scores(run_id, result.strategy, per_q, summary)
+        details = None
+        if judge is not None:
+            store.update_extras(run_id, result.strategy, judge=attach_verdicts(judge, answers))
+            details = {"judge": {a.qid: a.details["judge"] for a in answers}}
+        store.save_scores(run_id, result.strategy, per_q, summary, details)
+    oracle = OracleReading.from_dict(run.meta.get("oracle"))
+    if oracle is not None:  # the run-level oracle reading is scored again with the strategies
+        rescore_oracle(
+            oracle,
+            metrics,
+            embedder,
+            n_resamples=config.bootstrap_resamples,
+            seed=config.split.seed,
+        )
+        store.update_run(run_id, oracle=oracle.to_dict())
     rescore_retention(store, run_id)

@@ -65,6 +65,9 @@ class Workbench:
                 if getattr(generator, "in_process", True)
                 else None,
             }
+            if not getattr(generator, "in_process", True):
+                # The server's own account: its URL, the model id it answers with, its version.
+                models["server"] = generator.server_info().to_dict()
         emit({"stage": "ingest"})
         return cls(config, load_inputs(config, tokenizer), device, load_s, models)
 

@@ -3,7 +3,8 @@
 Nothing here generates or rescores. Start with `RunView.load(store, run_id)` and pass the view
 around, so the answers are read from SQLite once. Modules: `run_view` (the loaded run, shared
 helpers), `significance`, `quality`, `knowledge`, `cost`, `training`, `narrative` (verdict and
-recommendation), `charts` (Altair), `tables` (CLI text), `html_report` (the offline export).
+recommendation), `charts` (Altair), `tables` (CLI text), `html_report` (the offline export),
+`judge` (the judge against F1).
 """
 
 from eval.records import COST_AXES, COST_COLUMNS

@@ -9,6 +9,7 @@ import pandas as pd
 
 from eval.records import COST_AXES
 from eval.views.cost import BreakEven
+from eval.views.display import display_name
 from eval.views.run_view import metric_label
 
 WIDTH, HEIGHT = 460, 280
@@ -24,38 +25,45 @@ def _empty(message: str) -> alt.Chart:
 
 
 def quality_cost_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
-    """Points per strategy (with 95% interval bars) and the Pareto frontier as a line.
+    """Points per strategy (with 95% interval bars) and the Pareto frontier as a line; strategies
+    are told apart by colour in a legend (text labels next to close points overlap).
 
     `df` is `views.quality_vs_cost(...)`."""
     if df.empty:
         return _empty("no strategy has both this metric and this cost")
     metric, cost = df.attrs.get("metric", "quality"), df.attrs.get("cost", "cost")
-    y_title = f"{metric_label(metric)} (mean, 95% CI)"
+    y_title = f"{metric_label(metric)} (mean, 95% interval)"
     x = alt.X("cost:Q", title=COST_AXES.get(cost, cost), scale=alt.Scale(zero=False, nice=True))
-    # A text column rather than a fixed boolean domain: a colour scale shared with other charts
-    # (concatenated in the app) must not drop their categories.
-    df = df.assign(frontier=df.pareto.map({True: "on the frontier", False: "dominated"}))
+    df = df.assign(
+        frontier=df.pareto.map({True: "on the frontier", False: "dominated"}),
+        shown=[display_name(s) for s in df.strategy],
+    )
+    color = alt.Color("shown:N", title="Strategy")
     base = alt.Chart(df).properties(width=WIDTH, height=HEIGHT)
-    bars = base.mark_rule(opacity=0.6).encode(x=x, y=alt.Y("low:Q", title=y_title), y2="high:Q")
-    points = base.mark_point(filled=True, size=90).encode(
+    bars = base.mark_rule(opacity=0.6).encode(
+        x=x, y=alt.Y("low:Q", title=y_title), y2="high:Q", color=color
+    )
+    points = base.mark_point(filled=True, size=110).encode(
         x=x,
         y="quality:Q",
-        color=alt.Color("frontier:N", title="Pareto"),
-        tooltip=["strategy", "quality", "low", "high", "cost", "pareto"],
+        color=color,
+        shape=alt.Shape("frontier:N", title="Pareto"),
+        tooltip=["shown", "strategy", "quality", "low", "high", "cost", "frontier"],
     )
-    labels = base.mark_text(align="left", dx=7, dy=-7).encode(x=x, y="quality:Q", text="strategy")
     frontier = (
         alt.Chart(df[df.pareto])
-        .mark_line(strokeDash=[4, 3])
+        .mark_line(strokeDash=[4, 3], color="gray")
         .encode(x=x, y="quality:Q", order="cost:Q")
     )
-    return alt.layer(bars, frontier, points, labels).properties(
+    return alt.layer(bars, frontier, points).properties(
         title=f"{metric_label(metric)} against {COST_AXES.get(cost, cost).lower()}"
     )
 
 
-def break_even_chart(be: BreakEven) -> alt.LayerChart | alt.Chart:
-    """Total cost against questions answered, one line per strategy, crossings marked."""
+def break_even_chart(be: BreakEven, volume: float | None = None) -> alt.LayerChart | alt.Chart:
+    """Total cost against questions answered, one line per strategy, crossings marked, and
+    `volume` (e.g. the recommendation's, when given) as a labelled rule. Titled for what is in
+    the run: "when does fine-tuning pay off" only when a strategy trains."""
     if be.curve.empty:
         return _empty("no strategy has prices")
     y = alt.Y("total_cost:Q", title=f"Total cost ({be.currency})")
@@ -65,31 +73,42 @@ def break_even_chart(be: BreakEven) -> alt.LayerChart | alt.Chart:
         scale=alt.Scale(domain=[0, be.x_max]),
         axis=alt.Axis(format="~s"),
     )
+    curve = be.curve.assign(shown=[display_name(s) for s in be.curve.strategy])
     lines = (
-        alt.Chart(be.curve)
+        alt.Chart(curve)
         .mark_line()
         .encode(
-            x=x, y=y, color=alt.Color("strategy:N"), tooltip=["strategy", "volume", "total_cost"]
+            x=x,
+            y=y,
+            color=alt.Color("shown:N", title="Strategy"),
+            tooltip=["shown", "volume", "total_cost"],
         )
     )
     layers = [lines]
     cross = be.crossings[be.crossings.volume <= be.x_max].rename(columns={"cost": "total_cost"})
-    # The full sentence goes in the tooltip; on the chart the volume alone keeps labels apart.
-    cross = cross.assign(short=[f"{v:,.0f}" for v in cross.volume])
     if not cross.empty:
         layers.append(
             alt.Chart(cross)
             .mark_point(shape="diamond", size=80, filled=True, color="black")
             .encode(x="volume:Q", y="total_cost:Q", tooltip=["label"])
         )
+    if volume:
+        mark = pd.DataFrame({"volume": [float(volume)], "text": [f"your volume: {volume:,.0f}"]})
         layers.append(
-            alt.Chart(cross)
-            .mark_text(align="left", dx=6, dy=-8, fontSize=10)
-            .encode(x="volume:Q", y="total_cost:Q", text="short:N")
+            alt.Chart(mark).mark_rule(color="gray", strokeDash=[3, 3]).encode(x="volume:Q")
         )
-    return alt.layer(*layers).properties(
-        width=WIDTH, height=HEIGHT, title="Break-even: preparation + per-question price"
+        layers.append(
+            alt.Chart(mark)
+            .mark_text(align="left", dx=4, dy=-6, color="gray", baseline="top")
+            .encode(x="volume:Q", y=alt.value(0), text="text:N")
+        )
+    trains = not be.pays_off.empty
+    title = (
+        "When does fine-tuning pay off? Preparation + questions x price"
+        if trains
+        else "Total cost as questions grow: preparation + questions x price"
     )
+    return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
 
 
 def learning_curve_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
@@ -145,19 +164,28 @@ def loss_curve_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
 
 
 def latency_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
-    """Per-question latency per strategy: box plot with every question as a dot.
-    `df`: latency_frame()."""
+    """Per-question latency per strategy: a box (middle half of the questions, whiskers from
+    the fastest to the slowest) with every question as a dot, coloured per strategy with a
+    legend. `df`: latency_frame()."""
     if df.empty:
         return _empty("no answers stored")
-    y = alt.Y("strategy:N", title=None)
-    x = alt.X("latency_s:Q", title="Latency per question (s)")
-    box = alt.Chart(df).mark_boxplot(extent="min-max", opacity=0.5).encode(x=x, y=y)
+    df = df.assign(shown=[display_name(s) for s in df.strategy])
+    y = alt.Y("shown:N", title=None)
+    x = alt.X("latency_s:Q", title="Seconds per question")
+    color = alt.Color("shown:N", title="Strategy")
+    box = alt.Chart(df).mark_boxplot(extent="min-max", opacity=0.5).encode(x=x, y=y, color=color)
     dots = (
         alt.Chart(df)
-        .mark_circle(size=18, opacity=0.6, color="black")
-        .encode(x=x, y=y, tooltip=["strategy", "qid", "latency_s"])
+        .mark_circle(size=18, opacity=0.7, color="black")
+        .encode(x=x, y=y, tooltip=["shown", "qid", "latency_s"])
     )
-    return alt.layer(box, dots).properties(width=WIDTH, title="Latency distribution")
+    return alt.layer(box, dots).properties(
+        width=WIDTH,
+        title=alt.TitleParams(
+            "Latency per question",
+            subtitle="box: middle half of the questions; whiskers: fastest to slowest; dots: each",
+        ),
+    )
 
 
 def recall_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
@@ -198,4 +226,73 @@ def retention_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
     ]
     return alt.layer(*layers).properties(
         width=WIDTH, height=HEIGHT, title="Domain gain against general ability retained"
+    )
+
+
+def attribution_frame(cells: list) -> pd.DataFrame:
+    """Long frame of attribution cells (eval.attribution.Cells): strategy, cell, label, count,
+    share (of the strategy's questions), order (cell position, for stacking)."""
+    from eval.attribution import CELL_LABELS
+
+    rows = []
+    for c in cells:
+        for i, (cell, ids) in enumerate(c.qids.items()):
+            rows.append(
+                {
+                    "strategy": c.strategy,
+                    "kind": c.kind,
+                    "cell": cell,
+                    "label": CELL_LABELS[cell],
+                    "count": len(ids),
+                    "share": len(ids) / c.n if c.n else 0.0,
+                    "order": i,
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["strategy", "kind", "cell", "label", "count", "share", "order"]
+    )
+
+
+# Right answers in greens, failures in warm colours; the two grids share one legend.
+CELL_COLOURS = {
+    "retrieved_right": "#2e7d32",
+    "missed_right": "#9ccc65",
+    "retrieved_wrong": "#ef6c00",
+    "missed_wrong": "#c62828",
+    "known_right": "#1565c0",
+    "new_right": "#64b5f6",
+    "known_wrong": "#6a1b9a",
+    "new_wrong": "#bdbdbd",
+}
+
+
+def attribution_chart(cells: list, ceiling: float | None = None) -> alt.Chart:
+    """One stacked bar per strategy: the share of its questions in each attribution cell
+    (retrieval strategies: retrieved/missed x right/wrong; closed book: known/new x right/wrong).
+    `ceiling`, the oracle-reading score, goes in the title."""
+    from eval.attribution import CELL_LABELS
+
+    df = attribution_frame(cells)
+    if df.empty:
+        return _empty("no strategy to attribute (add a retrieval strategy or the base model)")
+    labels = [CELL_LABELS[c] for c in CELL_COLOURS]
+    title = "Why answers were right or wrong (share of questions)"
+    if ceiling is not None:
+        title += f"; oracle-reading ceiling {ceiling:.2f}"
+    return (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            x=alt.X("share:Q", title="Share of questions", stack="zero", axis=alt.Axis(format="%")),
+            y=alt.Y("strategy:N", title=None),
+            color=alt.Color(
+                "label:N",
+                title="Cell",
+                scale=alt.Scale(domain=labels, range=list(CELL_COLOURS.values())),
+                legend=alt.Legend(orient="bottom", columns=2, labelLimit=320),
+            ),
+            order=alt.Order("order:Q"),
+            tooltip=["strategy", "label", "count", alt.Tooltip("share:Q", format=".0%")],
+        )
+        .properties(width=WIDTH, title=title)
     )

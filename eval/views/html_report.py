@@ -4,8 +4,10 @@ HTML report (inline CSS and SVG charts, no scripts, opens offline)."""
 from __future__ import annotations
 
 import html
+import re
 import shlex
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -14,7 +16,9 @@ from eval import views as db
 from eval.config import RunConfig
 from eval.store import Run, RunStore
 from eval.views import charts
-from eval.views.tables import failures
+from eval.views.decision import decide
+from eval.views.display import StrategyTable, cost_table, quality_table
+from eval.views.tables import failures, server_line
 from eval.views.training import throughput_rows
 
 # Inputs of the recommendation shown in the report (the app lets the user change them).
@@ -54,6 +58,8 @@ max-width:1100px;color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 th,td{border:1px solid #ddd;padding:.3em .5em;text-align:right;white-space:nowrap}
+th{white-space:normal;vertical-align:bottom;max-width:9em}.wide{overflow-x:auto}
+.headline{font-size:1.1em;background:#eef7ee;padding:.6em .8em;border-radius:4px}
 th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}
 td.best{font-weight:bold;background:#eef7ee}.meta{color:#555;font-size:.9em}
 .chart{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}.note{color:#666}
@@ -82,6 +88,22 @@ def _fmt_frame(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return df.apply(lambda col: col.map(f))
 
 
+def _strong(text: str) -> str:
+    """Escaped text with the narrative's **bold** kept."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
+
+
+def _rows_table(table: StrategyTable) -> str:
+    """A view table as HTML: header row, then text cells (the first, the strategy, left)."""
+    head, *rows = table.text_rows()
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    cols = "".join(f"<th>{html.escape(c)}</th>" for c in head)
+    table = f"<table><thead><tr>{cols}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='wide'>{table}</div>"
+
+
 def html_report(
     store: RunStore,
     run_id: str,
@@ -90,9 +112,11 @@ def html_report(
     monthly_volume: int = DEFAULT_MONTHLY_VOLUME,
     threshold: float = DEFAULT_THRESHOLD,
     months: int = DEFAULT_MONTHS,
+    corpus_name: str | None = None,
 ) -> str:
-    """A self-contained HTML page for run `run_id`: header (corpus, split, models, device, date),
-    the side-by-side table with the best marked, the recommendation for the given inputs, the
+    """A self-contained HTML page for run `run_id`, laid out for a laptop screen: header
+    (corpus by `corpus_name`, else its folder's name; split, models, device, date), the
+    decision of the Compare page for the given volume and bar, the quality and cost tables, the
     charts as inline SVG and the reproduce command. No external scripts, styles or fonts.
 
     `metric` falls back to the run's first metric when the run lacks it.
@@ -103,7 +127,9 @@ def html_report(
     if metric not in names and names:
         metric = names[0]
     esc = html.escape
-    sections = [f"<h1>AdaptLab comparison</h1><p class='meta'>{'<br>'.join(_header(run))}</p>"]
+    sections = [
+        f"<h1>AdaptLab comparison</h1><p class='meta'>{'<br>'.join(_header(run, corpus_name))}</p>"
+    ]
     if not view.main:
         sections.append("<p>No strategy finished in this run.</p>")
     else:
@@ -122,8 +148,9 @@ def html_report(
     )
 
 
-def _header(run: Run) -> list[str]:
-    """The report's header lines: run, corpus, split, models and device."""
+def _header(run: Run, corpus_name: str | None = None) -> list[str]:
+    """The report's header lines: run, corpus (by name, not by server path), split, models and
+    device."""
     esc = html.escape
     meta, corpus, split, models = (
         run.meta,
@@ -136,7 +163,8 @@ def _header(run: Run) -> list[str]:
     return [
         f"Run <b>{esc(run.id)}</b>{' — ' + esc(run.name) if run.name else ''}, {esc(when)}, "
         f"status {esc(run.status)}",
-        f"Corpus: {esc(str(run.config.get('corpus', '?')))} — {corpus.get('documents', '?')} "
+        f"Corpus: {esc(corpus_name or Path(str(run.config.get('corpus') or '?')).name)} — "
+        f"{corpus.get('documents', '?')} "
         f"documents, {corpus.get('chunks', '?')} chunks, {corpus.get('tokens', '?')} tokens, "
         f"fingerprint {esc(str(run.fingerprint or '?'))}",
         f"Q/A split: {split.get('pairs', '?')} pairs → train {split.get('train', '?')}, "
@@ -144,29 +172,39 @@ def _header(run: Run) -> list[str]:
         f"Models: {esc(str(models.get('generator', cfg_models.get('generator'))))}"
         f" / {esc(str(models.get('embedder', cfg_models.get('embedder'))))}"
         f" on {esc(str(meta.get('device', '?')))}",
-    ]
+    ] + (
+        [f"Engine: {esc(str(models.get('engine')))}, {esc(server_line(models['server']))}"]
+        if models.get("server")
+        else []
+    )
 
 
 def _findings(view, metric: str, monthly_volume: int, threshold: float, months: int) -> list[str]:
-    """The sections of a run with finished strategies: tables, recommendation, charts."""
+    """The sections of a run with finished strategies: the decision (as on the Compare page's
+    first screen), the quality and cost tables, slices, training, charts."""
     esc = html.escape
     run = view.run
     sections: list[str] = []
     sbs = db.side_by_side(view)
+    decision = decide(view, monthly_volume, metric, threshold, months)
+    from eval.views.diagnostics import diagnose
+
+    # What the test set cannot tell apart, or the generator's ceiling, is said before any ranking.
+    sections += [f"<p class='headline'><b>{esc(h)}</b></p>" for h in diagnose(view).headline]
     sections.append(
-        "<h2>Side by side</h2><p class='note'>Mean [95% bootstrap interval]. ★ best in its "
-        "column (costs: lowest). (=) not significantly different from the best (paired "
-        "permutation test, p ≥ 0.05).</p>" + _table(sbs.display, best_cells=True)
+        f"<h2>Decision</h2><p class='note'>{monthly_volume:,} questions a month, "
+        f"{esc(db.metric_label(metric))} ≥ {threshold:g}, preparation spread over "
+        f"{months} months.</p><p class='headline'>{_strong(decision.headline)}</p><ul>"
+        + "".join(f"<li>{_strong(x)}</li>" for x in decision.sentences()[1:])
+        + "</ul>"
     )
-    rec = db.recommend(view, monthly_volume, metric, threshold, months)
-    sections.append(
-        f"<h2>Recommendation</h2><p class='note'>{monthly_volume:,} questions a month, "
-        f"{esc(db.metric_label(metric))} ≥ {threshold:g}, preparation amortised over "
-        f"{months} months.</p><p>" + "<br>".join(esc(s) for s in rec.reasons) + "</p>"
-    )
+    sections.append(_diagnostics_section(view))
+    sections.append("<h2>Quality</h2>" + _rows_table(quality_table(view, sbs, metric)))
+    sections.extend(_judge_sections(view))
+    sections.append("<h2>Cost</h2>" + _rows_table(cost_table(view, monthly_volume, months)))
     be = db.break_even(view)
-    if not be.pays_off.empty:
-        sections.append("<p>" + "<br>".join(esc(s) for s in be.pays_off.sentence) + "</p>")
+    if be.x_max < monthly_volume:  # the chart covers the volume the decision is made for
+        be = db.break_even(view, x_max=monthly_volume * 1.2)
     slices = db.knowledge_slices(view, metric)
     sections.append("<h2>Known and new questions</h2>")
     if slices.table is None:
@@ -182,7 +220,7 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
 
     figures = [
         ("Quality against price", charts.quality_cost_chart(db.quality_vs_cost(view, metric))),
-        ("Break-even", charts.break_even_chart(be)),
+        ("Break-even", charts.break_even_chart(be, volume=monthly_volume)),
         ("Retention", charts.retention_chart(ret)),
         ("Learning curve", charts.learning_curve_chart(db.learning_curve(view, metric))),
         ("Loss", charts.loss_curve_chart(db.loss_curves(view))),
@@ -195,6 +233,71 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
             f"<div class='chart' title='{esc(title)}'>{_strip_xml_decl(chart_svg(chart))}</div>"
         )
     return sections
+
+
+def _diagnostics_section(view: db.RunView) -> str:
+    """Why strategies lost: the headline, the oracle ceiling, the attribution chart and advice,
+    and the power of each comparison."""
+    from eval.views.diagnostics import diagnose, power_rows
+
+    esc = html.escape
+    d = diagnose(view)
+    out = ["<h2>Why strategies lost</h2>"]
+    out += [f"<p><b>{esc(h)}</b></p>" for h in d.headline]
+    label = db.metric_label(d.metric)
+    if d.oracle:
+        o = d.oracle
+        out.append(
+            f"<p>Oracle reading (the gold passage in RAG's layout, same generator): {esc(label)} "
+            f"{o['mean']:.3f} [{o['low']:.3f}, {o['high']:.3f}] on {o['n']} questions, the "
+            "ceiling of any retrieval strategy with this generator.</p>"
+        )
+    chart = charts.attribution_chart(d.cells, d.oracle["mean"] if d.oracle else None)
+    out.append(f"<div class='chart' title='Attribution'>{_strip_xml_decl(chart_svg(chart))}</div>")
+    out.append(
+        f"<p class='note'>Right = {esc(label)} ≥ {d.threshold:g}.</p><ul>"
+        + "".join(f"<li><b>{esc(s)}</b>: {esc(t)}</li>" for s, t in d.advice.items())
+        + "</ul>"
+    )
+    if d.power:
+        out.append("<h3>Power</h3>" + _table(pd.DataFrame(power_rows(d))))
+        out.append("<p class='note'>" + "<br>".join(esc(p.sentence()) for p in d.power) + "</p>")
+    return "".join(out)
+
+
+def _judge_sections(view, shown: int = 50) -> list[str]:
+    """The judge against F1 (agreement, kappa, the first disagreements) and what judging cost;
+    nothing when the run was not judged."""
+    from eval.judge import agreement_by_strategy
+    from eval.views.judge import (
+        agreement_frame,
+        disagreement_frame,
+        judge_cost_frame,
+        judge_summary,
+    )
+
+    agreements = agreement_by_strategy(view.answers)
+    if not agreements:
+        return []
+    out = [
+        "<h2>Judge and F1</h2><p class='note'>Where the judge model and token F1 (right at "
+        "≥ 0.5) call answers differently; Cohen's kappa is agreement beyond chance.</p>"
+        + _table(agreement_frame(agreements))
+    ]
+    dis = disagreement_frame(agreements["all"])
+    if len(dis):
+        clipped = dis.head(shown).map(
+            lambda v: v[:117] + "…" if isinstance(v, str) and len(v) > 120 else v
+        )
+        out.append(
+            f"<p class='note'>{len(dis)} answers graded differently"
+            f"{f' (first {shown})' if len(dis) > shown else ''}.</p>" + _table(_fmt_frame(clipped))
+        )
+    out.append(
+        f"<p class='note'>{html.escape(judge_summary(view.run))}</p>"
+        + _table(judge_cost_frame(view.run))
+    )
+    return out
 
 
 def _config_text(run: Run) -> str:

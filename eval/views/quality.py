@@ -12,9 +12,11 @@ import pandas as pd
 from eval.records import COST_COLUMNS
 from eval.store import StoredAnswer, StrategyResult
 from eval.views.run_view import (
+    CONTENDED_LABEL,
     DEFAULT_METRIC,
     RunView,
     check_metric,
+    contended_mark,
     format_interval,
     higher_is_better,
     metric_label,
@@ -127,6 +129,7 @@ def _display(results, metrics, best, significance) -> pd.DataFrame:
         for c in COST_COLUMNS:
             text = c.format(r.cost.get(c.key))
             row[c.label] = ("★ " + text) if best.get(c.key) == r.strategy else text
+        row[CONTENDED_LABEL] = contended_mark(r.cost)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -116,6 +116,17 @@ def money(value: float | None, currency: str = "USD") -> str:
     return f"${text}" if currency == "USD" else f"{text} {currency}"
 
 
+CONTENDED_LABEL = "Contended"
+
+
+def contended_mark(cost: dict[str, Any]) -> str:
+    """'yes' where the strategy's costs were measured on a contended machine (see
+    eval.run.contention), '' where not, '—' for runs measured before the flag existed."""
+    if cost.get("contended") is None:
+        return "—"
+    return "yes" if cost["contended"] else ""
+
+
 def format_interval(m: dict[str, Any] | None) -> str:
     """'0.412 [0.351, 0.470]', or '—' where the metric does not apply."""
     if not m or m.get("mean") is None:

@@ -8,7 +8,7 @@ from typing import Any
 from eval.metrics import METRICS
 from eval.records import COST_COLUMNS
 from eval.store import Run
-from eval.views.run_view import format_interval, metric_names
+from eval.views.run_view import CONTENDED_LABEL, contended_mark, format_interval, metric_names
 from eval.views.training import throughput_rows
 
 
@@ -32,6 +32,7 @@ def cost_rows(run: Run) -> list[dict[str, str]]:
         row = {"Strategy": r.strategy}
         for c in COST_COLUMNS:
             row[c.label] = c.format(r.cost.get(c.key)) if r.status == "done" else "failed"
+        row[CONTENDED_LABEL] = contended_mark(r.cost)
         rows.append(row)
     return rows
 
@@ -54,6 +55,15 @@ def render_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(out)
 
 
+def server_line(server: dict[str, Any]) -> str:
+    """'model M at URL (kind, version V)' from a run's stored server record."""
+    version = f", version {server['version']}" if server.get("version") else ""
+    return (
+        f"model {server.get('model_id', '?')} at {server.get('base_url', '?')} "
+        f"({server.get('kind', 'openai-compatible')}{version})"
+    )
+
+
 def render_run(run: Run) -> str:
     """The run's header, quality table, cost table and failures, as text."""
     meta = run.meta
@@ -72,6 +82,8 @@ def render_run(run: Run) -> str:
             f"Models: {models.get('generator')} / {models.get('embedder')} "
             f"(loaded in {models.get('load_s', 0):.1f} s, shared by all strategies)"
         )
+    if models.get("server"):
+        head.append(f"Engine: {models.get('engine')}, {server_line(models['server'])}")
     for err in corpus.get("errors", []):
         head.append(f"Refused file: {err['name']}: {err['reason']}")
     parts = [
@@ -107,6 +119,7 @@ def run_summary(run: Run) -> dict[str, Any]:
                 "cost": r.cost,
                 "error": r.error,
             }
+            | ({"judge_cost": r.extras["judge"]} if (r.extras or {}).get("judge") else {})
             for r in run.results
         },
     }

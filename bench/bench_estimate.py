@@ -1,0 +1,59 @@
+"""The estimate's speed and its per-strategy figures against a measured run, in one process.
+
+Prints, for the same config: seconds the estimate took, and per strategy the predicted seconds
+per question against those a real run of the same questions measured (ratio actual/predicted).
+The models are loaded first and timed apart, as the worker holds them between jobs.
+
+    .venv/bin/python bench/bench_estimate.py [--strategies system_prompt,few_shot,rag] [--n-test 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strategies", default="system_prompt,few_shot,rag")
+    parser.add_argument("--n-test", type=int, default=16)
+    args = parser.parse_args()
+
+    from core.models import load_embedder, load_generator
+    from eval.config import RunConfig
+    from eval.run import run_comparison
+    from eval.run.estimate import estimate_run
+    from eval.store import RunStore
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-estimate-"))
+    config = RunConfig(
+        strategies=args.strategies.split(","),
+        n_test=args.n_test,
+        retention_questions=0,
+        store_path=str(tmp / "runs.sqlite"),
+        workdir=str(tmp / "work"),
+    )
+    t = time.perf_counter()
+    load_generator(config.models), load_embedder(config.models)
+    print(f"models loaded in {time.perf_counter() - t:.1f} s (once per worker)")
+
+    t = time.perf_counter()
+    est = estimate_run(config)
+    print(f"estimate: {time.perf_counter() - t:.1f} s")
+    run_id = run_comparison(config)
+    run = RunStore(config.store_path).get_run(run_id)
+    actual = {r.strategy: r.cost for r in run.results if r.status == "done"}
+    print(f"{'strategy':<16}{'predicted s/q':>15}{'measured s/q':>14}{'ratio':>8}")
+    for e in est["strategies"]:
+        got = actual.get(e["strategy"], {}).get("latency_mean_s")
+        ratio = f"{got / e['seconds_per_question']:.2f}" if got else "—"
+        print(
+            f"{e['strategy']:<16}{e['seconds_per_question']:>15.2f}"
+            f"{(got or float('nan')):>14.2f}{ratio:>8}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""What each owner last chose in the app (corpus, run, Run-page settings), kept in the store file.
+
+The app's pages read this record when they start and write it when a choice changes, so a reload
+or a page change (both of which empty Streamlit's session) brings back the same corpus, run and
+settings. It lives in its own table of the run store's SQLite file, one row per owner token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS owner_state (
+    owner TEXT PRIMARY KEY,
+    state_json TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+
+@dataclass
+class OwnerState:
+    """One owner's choices. `widgets` maps a widget key to its JSON-able value (the Run page's
+    settings); `show_all_runs` lists runs with nothing finished too; `estimate_job` is the last
+    estimate asked for and `estimate_for` the settings it was made with (a hash)."""
+
+    corpus_id: str | None = None
+    run_id: str | None = None
+    widgets: dict[str, Any] = field(default_factory=dict)
+    show_all_runs: bool = False
+    estimate_job: str | None = None
+    estimate_for: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> OwnerState:
+        """From a stored dict; unknown keys are ignored and a damaged record gives the defaults."""
+        names = {f.name for f in fields(cls)}
+        d = {k: v for k, v in (d or {}).items() if k in names}
+        if not isinstance(d.get("widgets", {}), dict):
+            d.pop("widgets")
+        return cls(**d)
+
+
+class OwnerStates:
+    """The owner_state table of one store file. Cheap to create; each call opens a connection."""
+
+    def __init__(self, store_path: str | Path):
+        self.path = Path(store_path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._conn() as c:
+            c.executescript(SCHEMA)
+
+    @contextlib.contextmanager
+    def _conn(self):
+        conn = sqlite3.connect(self.path, timeout=30)
+        try:
+            with conn:
+                yield conn
+        finally:
+            conn.close()
+
+    def get(self, owner: str) -> OwnerState:
+        """The owner's record (the defaults for an owner never seen)."""
+        with self._conn() as c:
+            row = c.execute("SELECT state_json FROM owner_state WHERE owner=?", (owner,)).fetchone()
+        if row is None:
+            return OwnerState()
+        try:
+            return OwnerState.from_dict(json.loads(row[0]))
+        except (ValueError, TypeError):  # a damaged row must not stop the app: start afresh
+            return OwnerState()
+
+    def put(self, owner: str, state: OwnerState) -> None:
+        """Replace the owner's record."""
+        text = json.dumps(state.to_dict(), sort_keys=True, default=str)
+        with self._conn() as c:
+            c.execute(
+                "INSERT INTO owner_state (owner, state_json, updated_at) VALUES (?,?,?) "
+                "ON CONFLICT(owner) DO UPDATE SET state_json=excluded.state_json, "
+                "updated_at=excluded.updated_at",
+                (owner, text, time.time()),
+            )
+
+    def update(self, owner: str, **changes: Any) -> OwnerState:
+        """Change some fields of the owner's record (written only when something differs);
+        `widgets` is merged key by key. Returns the record as stored."""
+        state = self.get(owner)
+        new = OwnerState.from_dict(state.to_dict())
+        for key, value in changes.items():
+            if key == "widgets":
+                new.widgets = {**new.widgets, **value}
+            elif key in {f.name for f in fields(OwnerState)}:
+                setattr(new, key, value)
+            else:
+                raise KeyError(f"OwnerState has no field {key!r}")
+        if new != state:
+            self.put(owner, new)
+        return new

@@ -1,0 +1,238 @@
+"""Numbers for people: strategies by the names users know, money as money, and the two tables of
+the Compare page (quality, cost) with a label, unit and format per column, which the app turns
+into `st.column_config` and the HTML report into text cells."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from eval.records import COST_COLUMNS
+from eval.views.knowledge import retention_vs_gain
+from eval.views.quality import SideBySide
+from eval.views.run_view import CONTENDED_LABEL, RunView, contended_mark, metric_label
+
+NUMBER_COSTS = [c for c in COST_COLUMNS if c.unit != "currency"]
+
+
+def display_name(label: str) -> str:
+    """What users call a result: the strategy class's `display_name` ("LoRA + RAG (RAFT)"), with
+    the training share for learning-curve points ("LoRA fine-tune, 50% of the data")."""
+    from strategies import get_strategy_class
+
+    name, _, frac = label.partition("@")
+    try:
+        shown = get_strategy_class(name).display_name or name
+    except KeyError:  # a run made with a strategy no longer registered
+        shown = name
+    return f"{shown}, {frac} of the data" if frac else shown
+
+
+def money(value: float | None, currency: str = "USD") -> str:
+    """'$12.34', '$0.46', '$0.0046' (two significant digits below a cent), '$0'; '—' for none.
+    Other currencies follow the amount ('0.46 EUR')."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if value == 0:
+        text = "0"
+    elif abs(value) < 0.0001:  # a fraction of a hundredth of a cent says nothing more
+        return "< $0.0001" if currency == "USD" else f"< 0.0001 {currency}"
+    elif abs(value) >= 0.01:
+        text = f"{value:,.2f}"
+    else:
+        text = f"{value:.{1 - math.floor(math.log10(abs(value)))}f}"
+    return f"${text}" if currency == "USD" else f"{text} {currency}"
+
+
+def times(a: float, b: float) -> str:
+    """How a cost `a` compares with `b` in words: 'a third of', 'half', '3.0 times', '12% of'."""
+    if b <= 0 or a < 0:
+        return "no comparable"
+    r = a / b
+    for value, words in ((1 / 4, "a quarter of"), (1 / 3, "a third of"), (1 / 2, "half")):
+        if abs(r - value) < 0.015:
+            return words
+    if r < 1:
+        return f"{r:.0%} of"
+    return f"{r:.1f} times" if r < 10 else f"{r:.0f} times"
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One shown column: the frame's key, its label, the kind of value ("text", "number",
+    "money") with a printf format for numbers, and a help text."""
+
+    key: str
+    label: str
+    kind: str = "number"
+    fmt: str = "%.3f"
+    help: str = ""
+
+    def text(self, value: Any, currency: str = "USD") -> str:
+        """The cell as text (the HTML report); '—' where there is no value."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "—"
+        if self.kind == "money":
+            return money(float(value), currency)
+        if self.kind == "number":
+            return f"{int(value):,}" if self.fmt == "%d" else self.fmt % value
+        return str(value)
+
+
+@dataclass
+class StrategyTable:
+    """Rows per strategy (`frame`, numbers kept as numbers) and how to show each column."""
+
+    frame: pd.DataFrame
+    columns: list[ColumnSpec]
+    currency: str = "USD"
+    notes: list[str] = field(default_factory=list)
+
+    def text_rows(self) -> list[list[str]]:
+        """Header then rows, every cell formatted (for HTML and text)."""
+        out = [[c.label for c in self.columns]]
+        for _, row in self.frame.iterrows():
+            out.append([c.text(row.get(c.key), self.currency) for c in self.columns])
+        return out
+
+
+STRATEGY_HELP = "Strategy as it is usually called; the registry name (for the CLI) is in brackets."
+
+
+def _strategy_columns(view: RunView) -> dict[str, list[str]]:
+    names = [r.strategy for r in view.main]
+    return {"strategy": [display_name(n) for n in names], "name": names}
+
+
+def quality_table(view: RunView, sbs: SideBySide, metric: str | None = None) -> StrategyTable:
+    """Per main strategy: `metric` (default the run's first) with its 95% interval and whether it
+    is the best or not significantly below it, the other metrics' means, and general knowledge
+    kept (score, change against the base model)."""
+    data: dict[str, Any] = _strategy_columns(view)
+    cols = [
+        ColumnSpec("strategy", "Strategy", "text", help=STRATEGY_HELP),
+        ColumnSpec("name", "Registry name", "text", help="The name the CLI and configs use."),
+    ]
+    sig, t = sbs.significance, sbs.table
+    main = metric if metric in sbs.metrics else (sbs.metrics[0] if sbs.metrics else None)
+    ordered = ([main] if main else []) + [m for m in sbs.metrics if m != main]
+    for m in ordered:
+        label = metric_label(m)
+        data[m] = [t.loc[n, m] for n in data["name"]]
+        cols.append(ColumnSpec(m, label, help=f"{label}, mean over the test questions."))
+        if m != main:
+            continue
+        data[f"{m}_ci"] = [
+            "—"
+            if pd.isna(t.loc[n, f"{m}_low"])
+            else f"{t.loc[n, f'{m}_low']:.3f}–{t.loc[n, f'{m}_high']:.3f}"
+            for n in data["name"]
+        ]
+        cols.append(
+            ColumnSpec(
+                f"{m}_ci",
+                f"{label} 95% interval",
+                "text",
+                help="Bootstrap interval over the test questions: where the mean would fall "
+                "with another sample of questions.",
+            )
+        )
+    main = sbs.metrics[0] if sbs.metrics else None
+    if main is not None and main in sbs.best:
+        best = sbs.best[main]
+        flags = []
+        for n in data["name"]:
+            row = sig[(sig.metric == main) & (sig.strategy == n)]
+            if n == best:
+                flags.append(f"best {metric_label(main)}")
+            elif not row.empty and row.iloc[0].p_value is not None and not row.iloc[0].significant:
+                flags.append("not significantly below the best")
+            else:
+                flags.append("below the best")
+        data["standing"] = flags
+        cols.append(
+            ColumnSpec(
+                "standing",
+                "Standing",
+                "text",
+                help="Against the best on the first metric: paired test on the same questions, "
+                "significant at p < 0.05.",
+            )
+        )
+    if main is not None:
+        ret = retention_vs_gain(view, main).set_index("strategy")
+        if not ret.retention_delta.isna().all():
+            data["general"] = [ret.loc[n, "retention_score"] for n in data["name"]]
+            data["general_change"] = [ret.loc[n, "retention_delta"] for n in data["name"]]
+            cols.append(
+                ColumnSpec(
+                    "general",
+                    "General knowledge",
+                    help="Share of the shipped general-knowledge questions answered right.",
+                )
+            )
+            cols.append(
+                ColumnSpec(
+                    "general_change",
+                    "General knowledge vs base model",
+                    fmt="%+.3f",
+                    help="Change against the base model closed book (negative: forgotten).",
+                )
+            )
+    return StrategyTable(pd.DataFrame(data), cols, view.currency())
+
+
+def cost_table(view: RunView, monthly_volume: int, months: int) -> StrategyTable:
+    """Per main strategy: money (a month at `monthly_volume` questions with preparation spread
+    over `months`, preparation, per 1,000 questions) then every measured cost column of
+    `CostSummary` with its label and unit."""
+    cur = view.currency()
+    data: dict[str, Any] = _strategy_columns(view)
+    results = {r.strategy: r.cost for r in view.main}
+    per_1k = [results[n].get("price_per_1k") for n in data["name"]]
+    prep = [results[n].get("price_prepare") for n in data["name"]]
+    data["monthly"] = [
+        None if p is None else p / 1000 * monthly_volume + (q or 0.0) / months
+        for p, q in zip(per_1k, prep, strict=True)
+    ]
+    data["price_prepare"], data["price_per_1k"] = prep, per_1k
+    cols = [
+        ColumnSpec("strategy", "Strategy", "text", help=STRATEGY_HELP),
+        ColumnSpec(
+            "monthly",
+            "Cost a month",
+            "money",
+            help=f"{monthly_volume:,} questions a month, preparation spread over {months} months.",
+        ),
+        ColumnSpec("price_prepare", "Preparation cost", "money", help="Once, before answering."),
+        ColumnSpec("price_per_1k", "Cost per 1,000 questions", "money"),
+    ]
+    for c in NUMBER_COSTS:
+        values = [results[n].get(c.key) for n in data["name"]]
+        if all(v is None for v in values):
+            continue  # e.g. no strategy trains: no trainable-parameter column
+        data[c.key] = values
+        title = c.title or c.label
+        unit = f" ({c.unit})" if c.unit in ("s", "MB") and "(" not in title else ""
+        printf = c.fmt.replace("{:,}", "%d").replace("{:", "%").replace("}", "")
+        cols.append(ColumnSpec(c.key, title + unit, "number", printf))
+    notes = [f"Prices from the run's price table, in {cur}."]
+    # Wall-clock figures taken on a busy machine overstate the cost: flagged wherever the run
+    # measured it (runs stored before the CPU-time figures have no flag to show).
+    if any(results[n].get("contended") is not None for n in data["name"]):
+        data["contended"] = [contended_mark(results[n]) for n in data["name"]]
+        cols.append(
+            ColumnSpec(
+                "contended",
+                CONTENDED_LABEL,
+                "text",
+                help="'yes': the machine was busy while this strategy was measured (wall time "
+                "well above CPU time per thread), so its times and prices read high.",
+            )
+        )
+        if any(data["contended"]):
+            notes.append("Contended: costs measured while other work kept the machine busy.")
+    return StrategyTable(pd.DataFrame(data), cols, cur, notes)

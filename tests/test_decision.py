@@ -1,0 +1,98 @@
+"""The Compare page's first screen: a decision in plain words whose numbers are the tables'."""
+
+from __future__ import annotations
+
+import pytest
+
+from eval import views as db
+from eval.views.decision import decide
+from eval.views.display import cost_table, display_name, money, quality_table, times
+from tests.test_dashboards import _store_run
+
+
+@pytest.fixture
+def view(tmp_path):
+    store, run_id = _store_run(tmp_path)
+    return db.RunView.load(store, run_id)
+
+
+def test_money_reads_as_money():
+    assert money(12.345) == "$12.35"
+    assert money(0.46) == "$0.46"
+    assert money(0.0046) == "$0.0046"
+    assert money(0.000123) == "$0.00012"
+    assert money(0) == "$0"
+    assert money(None) == "—"
+    assert money(1.5, "EUR") == "1.50 EUR"
+    assert [times(1, 3), times(1, 2), times(3, 1), times(0.28, 1)] == [
+        "a third of",
+        "half",
+        "3.0 times",
+        "28% of",
+    ]
+
+
+def test_recommended_cheaper_strategy_is_reconciled_with_the_most_accurate(view):
+    d = decide(view, 10_000, "f1", threshold=0.2, months=12)
+    assert d.choice == "lora" and d.recommendation.best == "rag"
+    text = " ".join(d.sentences())
+    assert display_name("lora") in d.headline and "$0.28 a month" in d.headline
+    bridge = next(s for s in d.reasons if "most accurate" in s)
+    assert "so " + display_name("lora") + " is recommended" in bridge
+    assert "p = 0.003" in bridge
+    assert d.runner_up.startswith("Runner-up: ")
+    assert "pays off" in (d.fine_tuning or "")
+    assert "loses some, from 0.350 to 0.300" in text
+    assert d.striking is None  # the drop is the choice's own, said once among the reasons
+    rag_first = decide(view, 10_000, "f1", threshold=0.5)
+    assert f"{display_name('lora')} dropped general knowledge from 0.350 to 0.300" in (
+        rag_first.striking
+    )
+    assert "None" not in text and "nan" not in text
+    # the figures quoted are the tables' figures
+    q = quality_table(view, db.side_by_side(view)).frame.set_index("name")
+    c = cost_table(view, 10_000, 12).frame.set_index("name")
+    assert q.loc["lora", "f1"] == pytest.approx(d.figures["mean"])
+    assert c.loc["lora", "monthly"] == pytest.approx(d.figures["monthly_cost"])
+    assert f"{d.figures['mean']:.3f}" in text
+
+
+def test_one_sentence_per_idea_not_per_pair(view):
+    d = decide(view, 10_000, "f1", threshold=0.2)
+    sentences = d.sentences()
+    assert len(sentences) <= 8
+    assert sum("pays off" in s for s in sentences) == 1
+
+
+def test_no_strategy_meets_the_bar(view):
+    d = decide(view, 10_000, "f1", threshold=0.9)
+    assert d.choice is None and "No strategy reaches F1 ≥ 0.9" in d.headline
+    assert display_name("rag") in d.headline
+
+
+def test_tables_have_labels_units_and_no_field_names(view):
+    sbs = db.side_by_side(view)
+    q = quality_table(view, sbs)
+    labels = [c.label for c in q.columns]
+    assert labels[0] == "Strategy" and "F1" in labels and "F1 95% interval" in labels
+    assert "General knowledge vs base model" in labels
+    rows = q.text_rows()
+    lora = next(r for r in rows if r[1] == "lora")
+    assert (
+        "None" not in " ".join(lora)
+        and lora[labels.index("General knowledge vs base model")] == "-0.050"
+    )
+    c = cost_table(view, 10_000, 12)
+    clabels = [x.label for x in c.columns]
+    assert clabels[:4] == [
+        "Strategy",
+        "Cost a month",
+        "Preparation cost",
+        "Cost per 1,000 questions",
+    ]
+    assert not any("_" in x for x in clabels)
+    cells = dict(
+        zip(clabels, next(r for r in c.text_rows()[1:] if r[0] == display_name("rag")), strict=True)
+    )
+    assert cells["Cost per 1,000 questions"] == "$0.10" and cells["Preparation cost"] == "$0.01"
+    assert "★" not in " ".join(" ".join(r) for r in c.text_rows())
