@@ -16,7 +16,7 @@ from core.owners import Access, AccessDenied, new_owner, valid_owner, workspace_
 from core.uploads import UploadLimits
 from eval.artifacts import run_dir
 from eval.jobs import JobNotFound, JobQueue, worker_pid
-from eval.store import RunNotFound, RunStore
+from eval.store import RunNotFound, RunStore, StrategyResult
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 ALICE, BOB = "alice-token-000000001", "bob-token-00000000002"
@@ -178,6 +178,12 @@ def history(at: AppTest) -> AppTest:
     return at
 
 
+def finished(store: RunStore, run_id: str) -> None:
+    """Mark a run done with one finished strategy (History hides runs with nothing finished)."""
+    store.save_strategy(run_id, StrategyResult("fake", "done", {}, {}, {}, {}))
+    store.finish_run(run_id, "done")
+
+
 def shown_runs(at: AppTest) -> set[str]:
     """The run ids History lists (its table) and offers (its picker)."""
     table = set(at.dataframe[0].value["Run"])
@@ -204,7 +210,7 @@ def test_two_owners_neither_see_nor_delete_each_others_runs(home):
     a = store.create_run(config, "alice's", owner=ALICE)
     b = store.create_run(config, "bob's", owner=BOB)
     for r, size in ((a, 2048), (b, 1024)):
-        store.finish_run(r, "done")
+        finished(store, r)
         run_dir(home / "work", r).mkdir(parents=True)
         (run_dir(home / "work", r) / "adapter.bin").write_bytes(b"0" * size)
     alice = history(visit(ALICE))
@@ -225,6 +231,8 @@ def test_team_workspace_shows_everyones_runs(home, monkeypatch):
     store = RunStore(home / "runs.sqlite")
     a = store.create_run({"strategies": ["fake"]}, owner=ALICE)
     b = store.create_run({"strategies": ["fake"]}, owner=BOB)
+    for r in (a, b):
+        finished(store, r)
     home.mkdir(parents=True, exist_ok=True)
     (home / "workspace.yaml").write_text("mode: team\n")
     assert shown_runs(history(visit(ALICE))) == {a, b}
