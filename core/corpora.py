@@ -6,9 +6,11 @@ Layout under the root (the app uses `.adaptlab/corpora`):
     <id>/qa/<uploaded>      the uploaded Q/A file, if any
     <id>/qa_generated.jsonl generated or edited pairs attached with `set_qa`
 
-The id is a hash of the saved documents' names and bytes (and the Q/A file's), so saving the same
-files twice gives the same entry. The bundled sample is registered by reference (`sample()`),
-without copying.
+The id is a hash of the owner and of the saved documents' names and bytes (and the Q/A file's),
+so one owner saving the same files twice gets the same entry and two owners never share one.
+Each entry records its owner (core.owners); listing, opening and deleting take an `Access`. The
+bundled sample is registered by reference (`sample()`), without copying: everyone sees it and
+nobody changes it (no deleting, no attached pairs).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from core.files import write_text_atomic
+from core.owners import Access, AccessDenied
 from core.qagen import save_qa_jsonl
 from core.types import IngestError, QAPair
 from core.uploads import UploadLimits, save_documents, save_qa
@@ -57,7 +60,8 @@ class SavedCorpus:
     uploaded_qa: str | None = None
     generated_qa: str | None = None
     refused: list[dict[str, str]] = field(default_factory=list)  # IngestError as dicts
-    builtin: bool = False  # the bundled sample: registered by reference, not deletable
+    builtin: bool = False  # the bundled sample: registered by reference, read-only
+    owner: str = ""  # core.owners token of whoever saved it
 
     @property
     def has_qa(self) -> bool:
@@ -110,6 +114,7 @@ class CorpusLibrary:
             generated_qa=gen,
             refused=list(meta.get("refused", [])),
             builtin=bool(meta.get("builtin")),
+            owner=str(meta.get("owner") or ""),
         )
 
     # --- public --------------------------------------------------------------------------------
@@ -119,10 +124,11 @@ class CorpusLibrary:
         documents: list[Any],
         qa: Any = None,
         limits: UploadLimits | None = None,
+        owner: str = "",
     ) -> SavedCorpus:
-        """Save uploaded documents and an optional Q/A file as one entry: (file name, bytes)
-        pairs or upload objects with `name`, `size` and `getvalue()` (core.uploads.Upload), whose
-        bytes are read only once their sizes pass the limits.
+        """Save uploaded documents and an optional Q/A file as one entry of `owner`: (file
+        name, bytes) pairs or upload objects with `name`, `size` and `getvalue()`
+        (core.uploads.Upload), whose bytes are read only once their sizes pass the limits.
 
         Files over the limits or of unsupported types are refused and listed in
         `.refused` (name, reason); the rest are kept. Saving the same accepted files again
@@ -140,7 +146,7 @@ class CorpusLibrary:
             qa_name = None
             if qa is not None:
                 qa_name = save_qa(qa, staging / "qa", limits).name
-            corpus_id = self._content_id(staging)
+            corpus_id = self._content_id(staging, owner)
             folder = self.root / corpus_id
             if (folder / META).is_file():
                 meta = self._read_meta(folder)
@@ -157,6 +163,7 @@ class CorpusLibrary:
                 "documents": sorted(p.name for p in saved),
                 "uploaded_qa": f"qa/{qa_name}" if qa_name else None,
                 "refused": [asdict(e) for e in refused],
+                "owner": owner,
             }
             self._write_meta(staging, meta)
             shutil.rmtree(folder, ignore_errors=True)  # a half-saved leftover without metadata
@@ -166,46 +173,72 @@ class CorpusLibrary:
             shutil.rmtree(staging, ignore_errors=True)
 
     @staticmethod
-    def _content_id(staging: Path) -> str:
+    def _content_id(staging: Path, owner: str = "") -> str:
         h = hashlib.sha256()
+        if owner:  # the operator's ids stay what they were before owners existed
+            h.update(owner.encode() + b"\0")
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             h.update(path.relative_to(staging).as_posix().encode() + b"\0")
             h.update(hashlib.sha256(path.read_bytes()).digest())
         return h.hexdigest()[:16]
 
-    def list(self) -> list[SavedCorpus]:
-        """Every saved entry, newest first (the sample only once `sample()` registered it)."""
+    def list(self, access: Access = Access()) -> list[SavedCorpus]:
+        """The entries `access` sees (every one by default) and the sample once `sample()`
+        registered it, newest first."""
         if not self.root.is_dir():
             return []
         out = []
         for folder in self.root.iterdir():
             if folder.is_dir() and _ID.match(folder.name) and (folder / META).is_file():
                 try:
-                    out.append(self._entry(folder, self._read_meta(folder)))
+                    entry = self._entry(folder, self._read_meta(folder))
                 except (OSError, ValueError, KeyError):
                     continue  # a damaged entry must not hide the others
+                if entry.builtin or access.sees(entry.owner):
+                    out.append(entry)
         return sorted(out, key=lambda e: (-e.created, e.name))
 
-    def get(self, corpus_id: str) -> SavedCorpus:
-        """The entry with this id; raises CorpusNotFound."""
+    def get(self, corpus_id: str, access: Access = Access()) -> SavedCorpus:
+        """The entry with this id; raises CorpusNotFound (also for one `access` does not see)."""
         folder = self._dir(corpus_id)
         if not (folder / META).is_file():
             raise CorpusNotFound(f"no saved corpus with id {corpus_id!r}")
-        return self._entry(folder, self._read_meta(folder))
+        entry = self._entry(folder, self._read_meta(folder))
+        if not (entry.builtin or access.sees(entry.owner)):
+            raise CorpusNotFound(f"no saved corpus with id {corpus_id!r}")
+        return entry
 
-    def delete(self, corpus_id: str) -> None:
-        """Remove an entry and its files (for the sample, only its registration and any
-        attached pairs; the bundled files stay). Raises CorpusNotFound."""
-        self.get(corpus_id)
-        shutil.rmtree(self._dir(corpus_id))
+    def _changeable(self, corpus_id: str, access: Access) -> SavedCorpus:
+        entry = self.get(corpus_id, access)
+        if entry.builtin:
+            raise AccessDenied(f"{entry.name} is shared by everyone and read-only")
+        return entry
 
-    def set_qa(self, corpus_id: str, qa: list[QAPair] | str | Path | None) -> SavedCorpus:
+    def delete(
+        self, corpus_id: str, access: Access = Access(), in_use: set[Path] = frozenset()
+    ) -> None:
+        """Remove an entry and its files. `in_use`: paths that queued or running jobs read
+        (eval.jobs `inputs_in_use()`); an entry holding one of them is kept. Raises
+        CorpusNotFound, AccessDenied for the sample, and ValueError while a job uses it."""
+        entry = self._changeable(corpus_id, access)
+        folder = self._dir(corpus_id).resolve()
+        if any(p == folder or folder in p.parents for p in in_use):
+            raise ValueError(
+                f"{entry.name} is used by a queued or running job: cancel it or wait for it, "
+                "then delete the corpus"
+            )
+        shutil.rmtree(folder)
+
+    def set_qa(
+        self, corpus_id: str, qa: list[QAPair] | str | Path | None, access: Access = Access()
+    ) -> SavedCorpus:
         """Attach Q/A pairs (a list, or a Q/A file to validate and copy) as
         `qa_generated.jsonl`; an uploaded Q/A file is kept. None removes the attached pairs.
-        Raises ValueError for an empty list, core.qa.QAFormatError for a bad file."""
+        Raises ValueError for an empty list, core.qa.QAFormatError for a bad file,
+        AccessDenied for the sample (shared: save your own copy to attach pairs)."""
         from core.qa import load_qa
 
-        entry = self.get(corpus_id)
+        entry = self._changeable(corpus_id, access)
         target = self._dir(corpus_id) / GENERATED_QA
         if qa is None:
             target.unlink(missing_ok=True)

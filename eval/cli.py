@@ -88,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:  # long but flat: one declaration per 
     run.add_argument("--json", metavar="FILE", help="write the run's summary as JSON")
     run.add_argument("--store", help="SQLite file of runs")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--owner",
+        default="",
+        help="file the run under this app owner (the token in the app's ?owner= link); "
+        "default: the operator's, which a private workspace does not show in the app",
+    )
 
     for name, help_ in (("show", "print a stored run"), ("export", "export a stored run")):
         sp = sub.add_parser(name, help=help_)
@@ -356,7 +362,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     progress = _Progress(args.quiet)
     try:
-        run_id = run_comparison(config, store=store, progress=progress)
+        run_id = run_comparison(config, store=store, progress=progress, owner=args.owner)
     finally:
         progress._close()
     run = store.get_run(run_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 import threading
 import time
 import uuid
@@ -15,7 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.files import csv_safe
+from core.owners import Access
+from core.procs import GONE, ProcessRef
 from core.types import Answer
+from eval.artifacts import delete_run_files, run_dir
 from eval.db import connect
 
 SCHEMA = """
@@ -28,7 +33,9 @@ CREATE TABLE IF NOT EXISTS runs (
     config_json TEXT NOT NULL,
     fingerprint TEXT,
     meta_json TEXT NOT NULL DEFAULT '{}',   -- corpus stats, split, models, versions, git hash
-    error TEXT
+    error TEXT,
+    owner TEXT NOT NULL DEFAULT '',   -- core.owners token; '' = the operator (CLI, older runs)
+    process_json TEXT                 -- core.procs.ProcessRef of the process running it
 );
 CREATE TABLE IF NOT EXISTS strategy_results (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -117,6 +124,8 @@ class Run:
     meta: dict[str, Any]
     error: str | None
     results: list[StrategyResult]
+    owner: str = ""
+    process: dict[str, Any] | None = None  # ProcessRef.to_dict() of whoever last ran it
 
 
 class RunNotFound(KeyError):
@@ -139,18 +148,43 @@ class RunStore:
                 c.execute(
                     "ALTER TABLE strategy_results ADD COLUMN extras_json TEXT NOT NULL DEFAULT '{}'"
                 )
+            run_cols = {r[1] for r in c.execute("PRAGMA table_info(runs)")}
+            if "owner" not in run_cols:
+                c.execute("ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+            if "process_json" not in run_cols:
+                c.execute("ALTER TABLE runs ADD COLUMN process_json TEXT")
 
     def _conn(self):
         return connect(self.path)
 
     # --- writing -----------------------------------------------------------------------------
-    def create_run(self, config: dict[str, Any], name: str = "") -> str:
+    def create_run(
+        self,
+        config: dict[str, Any],
+        name: str = "",
+        owner: str = "",
+        *,
+        status: str = "running",
+        process: ProcessRef | None = None,
+        conn: sqlite3.Connection | None = None,
+    ) -> str:
+        """A new run of `owner` (core.owners; "" = the operator) in `status` ("running" or
+        "queued"), run by `process` (this one when running and not given). With `conn`, the row
+        is written in the caller's transaction (a run and its job are created together)."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        if process is None and status == "running":
+            process = ProcessRef.current()
+        row = (run_id, name, status, time.time(), json.dumps(config), owner or "")
+        row += (json.dumps(process.to_dict()) if process else None,)
+        sql = (
+            "INSERT INTO runs (id, name, status, created_at, config_json, owner, process_json) "
+            "VALUES (?,?,?,?,?,?,?)"
+        )
+        if conn is not None:
+            conn.execute(sql, row)
+            return run_id
         with self._lock, self._conn() as c:
-            c.execute(
-                "INSERT INTO runs (id, name, status, created_at, config_json) VALUES (?,?,?,?,?)",
-                (run_id, name, "running", time.time(), json.dumps(config)),
-            )
+            c.execute(sql, row)
         return run_id
 
     def update_run(self, run_id: str, *, fingerprint: str | None = None, **meta: Any) -> None:
@@ -171,16 +205,44 @@ class RunStore:
                 (status, time.time(), error, run_id),
             )
 
-    def set_status(self, run_id: str, status: str) -> None:
+    def set_status(
+        self, run_id: str, status: str, *, conn: sqlite3.Connection | None = None
+    ) -> None:
         """Mark a run not finished ("queued", "running"), clearing its end time and error;
-        a resumed run goes back to running. Finished states go through `finish_run`."""
-        with self._lock, self._conn() as c:
-            n = c.execute(
-                "UPDATE runs SET status=?, finished_at=NULL, error=NULL WHERE id=?",
-                (status, run_id),
-            ).rowcount
+        a resumed run goes back to running, recorded as run by this process. Finished states
+        go through `finish_run`. With `conn`, in the caller's transaction."""
+        process = json.dumps(ProcessRef.current().to_dict()) if status == "running" else None
+        sql = "UPDATE runs SET status=?, finished_at=NULL, error=NULL, process_json=? WHERE id=?"
+        if conn is not None:
+            n = conn.execute(sql, (status, process, run_id)).rowcount
+        else:
+            with self._lock, self._conn() as c:
+                n = c.execute(sql, (status, process, run_id)).rowcount
         if not n:
             raise RunNotFound(run_id)
+
+    def mark_orphans(self) -> int:
+        """Mark running runs whose process is gone (killed, crashed, rebooted) interrupted, so
+        they can be resumed or deleted; returns how many. Runs on another host, and runs
+        without a recorded process, are left alone: their state cannot be told from here."""
+        with self._conn() as c:
+            rows = c.execute(
+                "SELECT id, process_json FROM runs WHERE status='running' "
+                "AND process_json IS NOT NULL"
+            ).fetchall()
+        marked = 0
+        for r in rows:
+            proc = ProcessRef.from_dict(json.loads(r["process_json"]))
+            if proc is None or proc.state() != GONE:
+                continue
+            why = f"interrupted: the process running it ({proc.describe()}) stopped"
+            with self._lock, self._conn() as c:
+                marked += c.execute(
+                    "UPDATE runs SET status='interrupted', finished_at=?, error=? "
+                    "WHERE id=? AND status='running' AND process_json=?",
+                    (time.time(), f"{why}; resume the run to continue", r["id"], r["process_json"]),
+                ).rowcount
+        return marked
 
     def save_strategy(
         self,
@@ -294,31 +356,67 @@ class RunStore:
                 (json.dumps(merged), run_id, strategy),
             )
 
-    def delete_run(self, run_id: str) -> None:
-        """Remove a run; its results, answers and scores go with it (ON DELETE CASCADE)."""
+    def delete_run(self, run_id: str, access: Access = Access()) -> None:
+        """Remove a run and its files (eval.artifacts); its results, answers and scores go with
+        it (ON DELETE CASCADE). Raises RunNotFound (also for a run `access` does not see) and
+        ValueError for a run that is queued or still running (cancel it first)."""
+        self.mark_orphans()  # a run whose process died can be deleted at once
         with self._lock, self._conn() as c:
+            row = c.execute(
+                "SELECT owner, status, config_json FROM runs WHERE id=?", (run_id,)
+            ).fetchone()
+            if row is None or not access.sees(row["owner"]):
+                raise RunNotFound(run_id)
+            if row["status"] in ("queued", "running"):
+                raise ValueError(f"run {run_id} is still {row['status']}: cancel it first")
             c.execute("DELETE FROM runs WHERE id=?", (run_id,))
+        workdir = json.loads(row["config_json"]).get("workdir")
+        if workdir:
+            delete_run_files(workdir, run_id)
+
+    def run_folders(self, access: Access = Access()) -> list[Path]:
+        """The file folders (eval.artifacts.run_dir) of the runs `access` sees."""
+        where, args = ("", []) if access.only is None else ("WHERE owner=?", [access.only])
+        with self._conn() as c:
+            rows = c.execute(f"SELECT id, config_json FROM runs {where}", args).fetchall()
+        out = []
+        for r in rows:
+            workdir = json.loads(r["config_json"]).get("workdir")
+            if workdir:
+                out.append(run_dir(workdir, r["id"]))
+        return out
 
     # --- reading -----------------------------------------------------------------------------
-    def list_runs(self, limit: int = 200) -> list[dict[str, Any]]:
-        """Newest first: id, name, status, times, fingerprint, strategies (every stored result)
-        and finished (those that are done), both comma-separated."""
+    def list_runs(self, limit: int = 200, access: Access = Access()) -> list[dict[str, Any]]:
+        """Newest first: id, name, status, times, fingerprint, owner, process, strategies (every
+        stored result) and finished (those that are done), both comma-separated; only the runs
+        `access` sees (every run by default). Runs whose process died are marked interrupted
+        first."""
+        self.mark_orphans()
+        where, args = ("", []) if access.only is None else ("WHERE r.owner=?", [access.only])
         with self._conn() as c:
             rows = c.execute(
                 "SELECT r.id, r.name, r.status, r.created_at, r.finished_at, r.fingerprint, "
-                "group_concat(s.strategy) AS strategies, "
+                "r.owner, r.process_json, group_concat(s.strategy) AS strategies, "
                 "group_concat(CASE WHEN s.status = 'done' THEN s.strategy END) AS finished "
                 "FROM runs r "
-                "LEFT JOIN strategy_results s ON s.run_id = r.id "
+                f"LEFT JOIN strategy_results s ON s.run_id = r.id {where} "
                 "GROUP BY r.id ORDER BY r.created_at DESC LIMIT ?",
-                (limit,),
+                (*args, limit),
             ).fetchall()
-        return [dict(r) for r in rows]
+        out = []
+        for r in rows:
+            row = dict(r)
+            process = row.pop("process_json")
+            out.append({**row, "process": json.loads(process) if process else None})
+        return out
 
-    def get_run(self, run_id: str) -> Run:
+    def get_run(self, run_id: str, access: Access = Access()) -> Run:
+        """The stored run; raises RunNotFound when there is none that `access` sees."""
+        self.mark_orphans()
         with self._conn() as c:
             r = c.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
-            if r is None:
+            if r is None or not access.sees(r["owner"]):
                 raise RunNotFound(run_id)
             srows = c.execute(
                 "SELECT * FROM strategy_results WHERE run_id=? ORDER BY position", (run_id,)
@@ -347,6 +445,8 @@ class RunStore:
             meta=json.loads(r["meta_json"]),
             error=r["error"],
             results=results,
+            owner=r["owner"],
+            process=json.loads(r["process_json"]) if r["process_json"] else None,
         )
 
     def get_answers(self, run_id: str, strategy: str | None = None) -> list[StoredAnswer]:
@@ -393,6 +493,8 @@ class RunStore:
 
         run = self.get_run(run_id)
         data = asdict(run)
+        del data["owner"]  # the owner token is a private link: never in a file that travels
+        del data["process"]  # pid and host: nothing for a reader of the export
         data["answers"] = [
             {
                 "strategy": a.strategy,
@@ -409,7 +511,8 @@ class RunStore:
 
     def export_csv(self, run_id: str) -> str:
         """One row per (strategy, question): answer, gold answers, tokens, latency, scores, and
-        the rationale of metrics that give one (`<metric>_rationale`, e.g. the judge's)."""
+        the rationale of metrics that give one (`<metric>_rationale`, e.g. the judge's). Text
+        cells that a spreadsheet would run as a formula are neutralised (core.files)."""
         answers = self.get_answers(run_id)
         metrics = sorted({m for a in answers for m in a.scores})
         reasoned = sorted({m for a in answers for m, d in a.details.items() if "rationale" in d})
@@ -420,18 +523,16 @@ class RunStore:
             + ["latency_s", *metrics, *(f"{m}_rationale" for m in reasoned)]
         )
         for a in answers:
+            # Questions and answers are untrusted text: "=HYPERLINK(...)" must stay text.
+            text = [a.strategy, a.qid, a.question, a.answer.text, " | ".join(a.golds)]
             w.writerow(
-                [
-                    a.strategy,
-                    a.qid,
-                    a.question,
-                    a.answer.text,
-                    " | ".join(a.golds),
+                [csv_safe(cell) for cell in text]
+                + [
                     a.answer.cost.prompt_tokens,
                     a.answer.cost.output_tokens,
                     f"{a.answer.cost.latency_s:.4f}",
                 ]
                 + ["" if a.scores.get(m) is None else f"{a.scores[m]:.4f}" for m in metrics]
-                + [a.details.get(m, {}).get("rationale", "") for m in reasoned]
+                + [csv_safe(a.details.get(m, {}).get("rationale", "")) for m in reasoned]
             )
         return buf.getvalue()

@@ -19,6 +19,7 @@ from tests.conftest import DOCS
 from tests.test_harness import make_config
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+OWNER = "test-owner-token-0001"  # the app's visitor; runs made here belong to them
 
 
 @pytest.fixture
@@ -35,6 +36,7 @@ def home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def app(home):
     at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["owner"] = OWNER
     at.session_state["show_hidden_strategies"] = True
     at.run()
     return at
@@ -73,7 +75,7 @@ def stored_run(home, mini_corpus, tiny_models, tmp_path):
         store_path=str(home / "runs.sqlite"),
         workdir=str(home / "work"),
     )
-    return run_comparison(cfg)
+    return run_comparison(cfg, owner=OWNER)
 
 
 def test_corpus_page_starts_on_the_sample(app):
@@ -281,13 +283,30 @@ def test_compare_why_tab_shows_oracle_attribution_and_power(app, stored_run):
     assert "contended" in frame(app, "monthly").columns  # the flag sits with the costs
 
 
+def until_done(app: AppTest, home: Path, key: str, timeout: float = 180) -> dict:
+    """Rerun the page, as its polling would, until the job in session state `key` finishes."""
+    queue = JobQueue(home / "runs.sqlite")
+    job_id = app.session_state[key]
+    deadline = time.monotonic() + timeout
+    while (job := queue.get(job_id))["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+    app.run()
+    assert not app.exception, app.exception
+    return job
+
+
 def test_playground_answers_with_every_strategy(app, stored_run, home):
     goto(app, "playground")
     app.button(key="pg_prepare").click().run()
     assert not app.exception
+    job = until_done(app, home, "pg_job")
+    assert job["kind"] == "playground" and job["status"] == "done", job  # done by the worker
+    ready = ", ".join(display_name(n) for n in ("system_prompt", "rag", "lora"))
+    assert f"Ready: {ready}." in texts(app.success)
     app.text_input(key="pg_question").set_value("Where do T cells mature?")
     app.button(key="FormSubmitter:pg_form-Ask every strategy").click().run()
-    assert not app.exception
+    assert until_done(app, home, "pg_job")["status"] == "done"
     md = texts(app.markdown)
     for name in ("system_prompt", "rag", "lora"):
         assert f"**{display_name(name)}**" in md
@@ -303,11 +322,11 @@ def test_playground_answers_with_every_strategy(app, stored_run, home):
     assert not app.exception and not app.error, texts(app.error)
     assert "answers as 'adapter:" in texts(app.success)
     app.button(key="FormSubmitter:pg_form-Ask every strategy").click().run()
+    assert until_done(app, home, "pg_job")["status"] == "done"
     assert "**adapter: " in texts(app.markdown)
     app.text_input(key="pg_adapter_dir").set_value(str(home / "nowhere")).run()
     app.button(key="pg_load").click().run()
     assert not app.exception and app.error  # a clear message, the others still answer
-    app.session_state["playground"].close()
 
 
 def test_history_filters_compares_and_deletes(
@@ -321,7 +340,7 @@ def test_history_filters_compares_and_deletes(
         store_path=str(home / "runs.sqlite"),
         workdir=str(home / "work"),
     )
-    other = run_comparison(cfg)
+    other = run_comparison(cfg, owner=OWNER)
     goto(app, "history")
     assert len(frame(app, "Run")) == 2
     app.text_input(key="hist_text").set_value("lora").run()

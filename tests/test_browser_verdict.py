@@ -27,6 +27,7 @@ from tests.browser_support import (
 )
 
 SCREENSHOTS = os.environ.get("ADAPTLAB_SCREENSHOTS", "")
+OWNER = "browser-owner-token-01"  # the run is this owner's; the browser opens their link
 STRATEGIES = ["system_prompt", "few_shot", "rag"]
 
 
@@ -53,9 +54,9 @@ def served_run(tmp_path_factory):
             "workdir": str(home / "work"),
         }
     )
-    run_id = run_comparison(cfg)
+    run_id = run_comparison(cfg, owner=OWNER)
     for url in serve_app(home, tmp / "streamlit.log"):
-        yield url, run_id
+        yield f"{url}?owner={OWNER}", run_id  # the private link of the run's owner
 
 
 def chart_bars(page, title: str) -> list[dict[str, str]]:

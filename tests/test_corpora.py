@@ -10,6 +10,7 @@ import pytest
 from core.config import ChunkingConfig
 from core.corpora import GENERATED_QA, CorpusLibrary, CorpusNotFound
 from core.corpus import ingest, whitespace_token_spans
+from core.owners import AccessDenied
 from core.qa import QAFormatError, load_qa
 from core.types import QAPair
 from core.uploads import UploadLimits
@@ -116,5 +117,6 @@ def test_sample_is_registered_without_copying(tmp_path):
     assert lib.sample().id == s.id and [e.id for e in lib.list()] == ["sample"]
     mine = lib.save("mine", FILES)
     assert [e.id for e in lib.list()] == [mine.id, "sample"]  # the user's corpora first
-    lib.delete("sample")
+    with pytest.raises(AccessDenied, match="read-only"):  # shared by every owner
+        lib.delete("sample")
     assert Path(s.docs_path, "Pharmacy.md").is_file()  # the bundled files stay

@@ -174,13 +174,14 @@ def test_html_report_has_the_judge_section(mini_corpus, tmp_path, scripted):
 def test_compare_page_shows_judge_against_f1(mini_corpus, tmp_path, scripted, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from tests.test_app import APP, frame, goto
+    from tests.test_app import APP, OWNER, frame, goto
 
     home = tmp_path / "home"
     monkeypatch.setenv("ADAPTLAB_HOME", str(home))
     cfg = config(mini_corpus, tmp_path, store_path=str(home / "runs.sqlite"))
-    harness.run_comparison(cfg)
+    harness.run_comparison(cfg, owner=OWNER)
     at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["owner"] = OWNER  # the run's owner opens the app
     at.run()
     goto(at, "compare")
     agree = frame(at, "Cohen's kappa")

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import typing
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import streamlit as st
 
 from core.config import ConfigBase, ConfigError
-from core.owners import new_owner, valid_owner
+from core.owners import Access, new_owner, valid_owner
 from core.uploads import LIMITS_FILE, UploadLimits, load_limits
 from eval.owner_state import OwnerState, OwnerStates
 from eval.store import RunStore
@@ -45,19 +44,6 @@ def upload_limits() -> UploadLimits:
         return UploadLimits()
 
 
-def init_state() -> None:
-    """Session defaults; called at the top of every run of the app."""
-    state = st.session_state
-    state.setdefault("session_id", uuid.uuid4().hex[:12])
-    current_owner()
-    state.setdefault("corpus_id", None)
-    state.setdefault("job_id", None)
-    state.setdefault("run_id", None)
-    # Tests switch on the model-free strategies (AppTest through the session, a browser test
-    # through the environment of the server it starts).
-    state.setdefault("show_hidden_strategies", os.environ.get("ADAPTLAB_TEST_STRATEGIES") == "1")
-
-
 def current_owner() -> str:
     """This visitor's owner token, kept in the page URL (`?owner=...`) so it survives reloads.
 
@@ -65,7 +51,6 @@ def current_owner() -> str:
     changes this owner's runs, jobs and corpora. Streamlit drops query parameters when the page
     changes, so the token is also kept in the session and written back into the URL.
     """
-    # As written on branch sec2 (issue 8), which lands the owners everywhere else.
     state = st.session_state
     token = st.query_params.get("owner")
     if not valid_owner(token):
@@ -74,6 +59,29 @@ def current_owner() -> str:
         st.query_params["owner"] = token
     state.owner = token
     return token
+
+
+def access() -> Access:
+    """What this visitor may see and change (their own work, or all of it in a team workspace).
+
+    A broken workspace setting stops the page: guessing either way would be wrong."""
+    try:
+        return Access.for_owner(current_owner(), home())
+    except ValueError as e:
+        st.error(f"Workspace setting: {e}")
+        st.stop()
+
+
+def init_state() -> None:
+    """Session defaults; called at the top of every run of the app."""
+    state = st.session_state
+    state.session_id = current_owner()  # the name some pages still use for the owner
+    state.setdefault("corpus_id", None)
+    state.setdefault("job_id", None)
+    state.setdefault("run_id", None)
+    # Tests switch on the model-free strategies (AppTest through the session, a browser test
+    # through the environment of the server it starts).
+    state.setdefault("show_hidden_strategies", os.environ.get("ADAPTLAB_TEST_STRATEGIES") == "1")
 
 
 def store() -> RunStore:
@@ -122,7 +130,7 @@ def keep_widgets(prefix: str) -> None:
 
 def corpus_names() -> dict[str, str]:
     """Documents folder -> the corpus's display name, for every saved corpus."""
-    return {str(Path(e.docs_path).resolve()): e.name for e in corpus_library().list()}
+    return {str(Path(e.docs_path).resolve()): e.name for e in corpus_library().list(access())}
 
 
 def corpus_name(config: dict[str, Any], names: dict[str, str] | None = None) -> str:
@@ -150,7 +158,7 @@ def pick_run(key: str) -> str | None:
     """A run selector over this owner's runs with something finished (a toggle lists all),
     starting at the run the owner last opened; None when there is none."""
     saved = remembered()
-    every = store().list_runs()
+    every = store().list_runs(access=access())
     show_all = st.toggle(
         "Show runs with nothing finished",
         value=saved.show_all_runs,
@@ -295,7 +303,7 @@ def selected_corpus() -> tuple[Path, Path | None, str] | None:
 
     library = corpus_library()
     try:
-        entry = library.get(remembered().corpus_id or "sample")
+        entry = library.get(remembered().corpus_id or "sample", access())
     except CorpusNotFound:  # deleted in another tab
         remember(corpus_id=None)
         entry = library.sample()

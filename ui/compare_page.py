@@ -6,6 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from eval import views as dashboards
+from eval.artifacts import merged_dir
+from eval.jobs import JobQueue, ensure_worker, serve_queued
+from eval.jobs.page_kinds import submit_merge
 from eval.views import charts
 from eval.views.decision import decide
 from eval.views.diagnostics import diagnose, power_rows
@@ -13,20 +16,43 @@ from eval.views.display import cost_table, display_name, quality_table
 from eval.views.html_report import cli_command, html_report, run_config_yaml
 from eval.views.tables import failures, server_line
 from ui.common import (
+    access,
     corpus_name,
+    current_owner,
     hide_paths,
-    home,
     initial,
     keep_widgets,
     md,
     metric_select,
     pick_run,
     store,
+    store_path,
 )
 from ui.judge_tracking import judge_section, tracking_note
 from ui.tables import show_frame, show_table
 
+
+@st.fragment(run_every=1.0)
+def merge_progress(job_key: str) -> None:
+    """Polls the merge job in session state `job_key`; when it ends, the page reruns to show
+    the merged model's size."""
+    queue = JobQueue(store_path())
+    job = queue.get(state[job_key])
+    if job is None:
+        return
+    serve_queued(queue, [job])  # a worker that died or went idle is started again
+    if job["status"] in ("queued", "running"):
+        st.progress(0.0 if job["status"] == "queued" else 0.5, text=f"Merging: {job['stage']}")
+        return
+    del state[job_key]
+    if job["status"] == "failed":
+        st.error(f"Merging failed: {hide_paths(job['error'] or '')}")
+    else:
+        st.rerun()
+
+
 st.title("Compare")
+state = st.session_state
 run_id = pick_run("cmp_run")
 if run_id is None:
     st.stop()
@@ -319,7 +345,7 @@ with exports:
         models_cfg = ModelConfig.from_dict(run.config["models"])
         for r in trained:
             adapter = r.prepare["artifact_path"]
-            merged = home() / "merged" / run_id / r.strategy.replace("+", "_")
+            merged = merged_dir(run.config["workdir"], run_id, r.strategy)
             st.markdown(f"**{display_name(r.strategy)}**: a trained adapter")
             try:
                 zipped = deploy.export_adapter_zip(adapter)
@@ -334,12 +360,19 @@ with exports:
                 "application/zip",
                 key=f"dl_adapter_{r.strategy}",
             )
+            job_key = f"merge_job_{run_id}_{r.strategy}"
             if b.button("Build merged model", key=f"merge_{r.strategy}"):
-                with st.spinner("Merging the adapter into a copy of the base model..."):
-                    try:
-                        deploy.merge_adapter(models_cfg, adapter, merged)
-                    except (OSError, ValueError, RuntimeError) as e:
-                        st.error(f"Merging failed: {hide_paths(e)}")
+                # In the worker, like runs: a full model copy is seconds to minutes of work.
+                try:
+                    state[job_key] = submit_merge(
+                        JobQueue(store_path()), run_id, r.strategy, current_owner(), access()
+                    )
+                except ValueError as e:
+                    st.error(hide_paths(e))
+                else:
+                    ensure_worker(store_path())
+            if state.get(job_key):
+                merge_progress(job_key)
             sizes = deploy.sizes(models_cfg, adapter, merged if merged.exists() else None)
             st.dataframe(
                 [
@@ -351,6 +384,8 @@ with exports:
             )
             if merged.exists():
                 st.caption(
-                    f"Merged model saved as `{merged.name}` in the app's merged-models folder: "
-                    "use it as the generator (a local folder works wherever a model name does)."
+                    f"Merged model saved with this run's files, in `runs/{run_id}/merged/"
+                    f"{merged.name}` of the app's work folder: use that folder as the generator "
+                    "(a local folder works wherever a model name does); deleting the run deletes "
+                    "it."
                 )

@@ -18,9 +18,10 @@ from core.qagen import (
     records_to_pairs,
 )
 from core.uploads import DOC_TYPES, QA_TYPES
-from eval.jobs import JobQueue, ensure_worker
+from eval.jobs import JobQueue, ensure_worker, serve_queued
 from eval.run import preview_corpus, preview_split, read_corpus
 from ui.common import (
+    access,
     corpus_library,
     current_owner,
     hide_paths,
@@ -89,6 +90,7 @@ def qagen_progress() -> None:
     if job is None:
         state.qagen_job = None
         return
+    serve_queued(queue, [job])  # a worker that died or went idle is started again
     if job["status"] in ("queued", "running"):
         done, total = job["done"], job["total"]
         text = "Generating pairs with the model"
@@ -134,10 +136,12 @@ with upload:
         if not docs:
             st.error("Choose at least one document.")
         else:
-            known = {e.id for e in library.list()}
+            known = {e.id for e in library.list(access())}
             try:
                 # Upload objects, not bytes: the limits are checked on their sizes first.
-                entry = library.save(name.strip() or docs[0].name, docs, qa_upload, LIMITS)
+                entry = library.save(
+                    name.strip() or docs[0].name, docs, qa_upload, LIMITS, owner=current_owner()
+                )
             except ValueError as e:
                 st.error(f"Refused: {escape_markdown(hide_paths(e))}. Nothing was saved.")
             else:
@@ -161,7 +165,7 @@ with upload:
                     )
 
 with pick:
-    entries = library.list()
+    entries = library.list(access())
     ids = [e.id for e in entries]
     names = {e.id: f"{e.name} ({e.n_docs} documents{', Q/A' if e.has_qa else ''})" for e in entries}
     current = remembered().corpus_id
@@ -169,14 +173,18 @@ with pick:
     chosen = st.selectbox("Corpus", ids, index=index, format_func=names.get, key="corpus_pick")
     if chosen != current:
         remember(corpus_id=chosen)
-    entry = library.get(chosen)
+    entry = library.get(chosen, access())
     if not entry.builtin:
         with st.popover("Delete this corpus"):
             st.write("Runs made with it stay in History, but cannot be reopened in the Playground.")
             if st.button("Delete for good", key="corpus_delete"):
-                library.delete(chosen)
-                remember(corpus_id=None)
-                st.rerun()
+                try:
+                    library.delete(chosen, access(), queue.inputs_in_use())
+                except ValueError as e:  # a job reads it, or it is not this owner's
+                    st.error(escape_markdown(hide_paths(e)))
+                else:
+                    remember(corpus_id=None)
+                    st.rerun()
 
 selection = selected_corpus()
 if selection is not None:
@@ -268,7 +276,7 @@ if selection is not None:
         if st.button("Save these pairs", type="primary", key="gen_save"):
             try:
                 pairs = records_to_pairs(records)
-                library.set_qa(chosen, pairs)
+                library.set_qa(chosen, pairs, access())
             except ValueError as e:
                 st.error(str(e))
             else:

@@ -8,13 +8,16 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
+from core.markup import escape_markdown
 from eval import views as dashboards
+from eval.artifacts import disk_usage, human_bytes
 from eval.jobs import JobQueue, ensure_worker
 from eval.views import metric_names
 from eval.views.display import display_name
 from eval.views.estimate_check import estimate_accuracy
 from eval.views.progress import duration
 from ui.common import (
+    access,
     corpus_name,
     corpus_names,
     current_owner,
@@ -32,10 +35,15 @@ from ui.jobs_panel import runs_in_progress
 st.title("History")
 s = store()
 runs_in_progress("history")
-every = s.list_runs()
+every = s.list_runs(access=access())
 if not every:
     st.info("No runs yet.")
     st.stop()
+mine, everyone = disk_usage(s.run_folders(access())), disk_usage(s.run_folders())
+st.caption(
+    f"Disk: {human_bytes(mine)} for the files of these runs (adapters, indexes, merged models), "
+    f"{human_bytes(everyone)} for every run on this server. Deleting a run deletes its files."
+)
 
 saved = remembered()
 c1, c2, c3 = st.columns([1, 2, 1], vertical_alignment="bottom")
@@ -121,16 +129,21 @@ if b1.button("Open in Compare", key="hist_open"):
     remember(run_id=picked)
     st.switch_page("ui/compare_page.py")
 if run.status == "interrupted" and b2.button("Resume", key="hist_resume"):
-    JobQueue(store_path()).resume(picked, owner=current_owner())
-    ensure_worker(store_path())
-    st.rerun()
+    try:
+        JobQueue(store_path()).resume(picked, current_owner(), access())
+    except ValueError as e:  # e.g. the Q/A file changed since: says what
+        st.error(escape_markdown(hide_paths(e)))
+    else:
+        ensure_worker(store_path())
+        st.rerun()
 with b3.popover("Delete"):
-    st.write(f"Delete run {picked} with all its answers and scores?")
+    st.write(f"Delete run {picked} with all its answers, scores and files?")
     if st.button("Delete for good", type="primary", key="hist_delete"):
-        if run.status in ("running", "queued"):
-            st.error("Cancel the run first: it is still running.")
+        try:
+            s.delete_run(picked, access())
+        except ValueError as e:  # still queued or running: cancel it first
+            st.error(escape_markdown(e))
         else:
-            s.delete_run(picked)
             if saved.run_id == picked:
                 remember(run_id=None)
             st.rerun()

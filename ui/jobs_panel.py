@@ -7,10 +7,10 @@ import time
 
 import streamlit as st
 
-from eval.jobs import RUN_KINDS, JobQueue
+from eval.jobs import RUN_KINDS, JobQueue, serve_queued
 from eval.store import RunNotFound, RunStore
 from eval.views.progress import describe_job, run_plan
-from ui.common import current_owner, store_path
+from ui.common import access, current_owner, store_path
 
 
 def active_runs(queue: JobQueue) -> list[dict]:
@@ -34,6 +34,7 @@ def runs_in_progress(where: str) -> None:
     queue = JobQueue(store_path())
     store = RunStore(store_path())
     active = active_runs(queue)
+    serve_queued(queue, active)  # a worker that died or went idle is started again
     seen_key = f"_active_runs_{where}"
     before = st.session_state.get(seen_key, set())
     now = {j["id"] for j in active}
@@ -50,5 +51,5 @@ def runs_in_progress(where: str) -> None:
         if job.get("cancel_requested"):
             c2.caption("Cancelling…")
         elif c2.button("Cancel", key=f"{where}_cancel_{job['id']}"):
-            queue.cancel(job["id"])
+            queue.cancel(job["id"], access())
             st.rerun(scope="fragment")

@@ -1,7 +1,14 @@
-"""Playground: ask one question, see every prepared strategy's answer side by side."""
+"""Playground: ask one question, see every prepared strategy's answer side by side.
+
+Preparing the strategies and answering run in the background worker (job kind "playground"),
+like runs: this page submits and polls, so the script thread never loads a model and a reload
+neither repeats nor kills the work. The worker keeps the last run it prepared, so the next
+question on it is answered without preparing again.
+"""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import streamlit as st
@@ -9,14 +16,17 @@ import streamlit as st
 from core.allowlist import check_location, load_allowlist
 from core.markup import escape_markdown
 from core.paths import confined, safe_filename
-from eval.run.playground import Playground
+from core.types import Answer
+from eval.jobs import JobQueue, ensure_worker, serve_queued
+from eval.jobs.page_kinds import job_result, submit_playground
+from eval.run.playground import PlaygroundAnswer
 from eval.views.display import display_name
-from ui.common import home, pick_run, store
+from ui.common import access, current_owner, home, pick_run, store_path
 
 
 def adapter_location(upload, folder: str) -> tuple[Path, str]:
-    """(adapter folder, safe display name) for an uploaded zip, unpacked under this session's
-    own folder of the app's home, or for a typed folder the server allows; raises ValueError."""
+    """(adapter folder, safe display name) for an uploaded zip, unpacked under this owner's
+    folder of the app's home, or for a typed folder the server allows; raises ValueError."""
     from strategies.deploy import MAX_ADAPTER_ZIP_BYTES, adapter_folder, unpack_adapter_zip
 
     if upload is not None:
@@ -24,25 +34,23 @@ def adapter_location(upload, folder: str) -> tuple[Path, str]:
             raise ValueError(f"the adapter zip is over {MAX_ADAPTER_ZIP_BYTES / 1e6:.0f} MB")
         name = safe_filename(upload.name.removesuffix(".zip"), default="adapter")
         root = home() / "adapters"
-        # One folder per session: sessions never overwrite each other's adapters; a second
-        # upload under the same name in this session replaces the first as a whole.
-        dest = confined(root, safe_filename(st.session_state.session_id), name)
+        # A fresh folder per upload under the owner's own: two uploads never collide, across
+        # sessions, tabs or owners, and a queued playground job still finds the one it named.
+        dest = confined(root, current_owner(), uuid.uuid4().hex[:12], name)
         return unpack_adapter_zip(upload.getvalue(), dest, root=root), name
     allowed = check_location(folder, home=home(), allow=load_allowlist(home()), what="adapter")
     return adapter_folder(allowed), safe_filename(Path(allowed).name, default="adapter")
 
 
-st.title("Playground")
-st.caption(
-    "Ask one question; every strategy of a finished run answers it with the contexts or shots it "
-    "used, its tokens and its latency. Trained adapters are reused, not retrained."
-)
-state = st.session_state
-state.setdefault("playground", None)
-
-
-def show_answer(a) -> None:
-    """One strategy's answer: its text (marked when the token limit cut it), cost, contexts."""
+def show_answer(record: dict) -> None:
+    """One strategy's answer from a playground job's result: its text as plain text (a Markdown
+    image in it would be fetched by the viewer's browser), marked when the token limit cut it,
+    its cost and the contexts it used."""
+    a = PlaygroundAnswer(
+        record["strategy"], Answer.from_dict(record["answer"]), record["latency_s"]
+    )
+    # A registry display name, or an uploaded adapter's safe file name (no URL).
+    st.markdown(f"**{display_name(a.strategy)}**", help=f"`{a.strategy}`")
     st.text(a.answer.text or "(empty answer)")
     if a.answer.truncated:
         st.warning("Cut at the answer-length limit (max new tokens): the answer may be incomplete.")
@@ -58,58 +66,83 @@ def show_answer(a) -> None:
             st.text(c.text)
 
 
+st.title("Playground")
+st.caption(
+    "Ask one question; every strategy of a finished run answers it with the contexts or shots it "
+    "used, its tokens and its latency. Trained adapters are reused, not retrained."
+)
+state = st.session_state
+state.setdefault("pg_job", None)  # the last playground job of this session
+state.setdefault("pg_for", None)  # the run it was for
+state.setdefault("pg_adapters", [])  # [label, folder] pairs added on this page
+queue = JobQueue(store_path())
+
+
+def submit(run_id: str, question: str = "") -> None:
+    state.pg_job = submit_playground(
+        queue, run_id, question, state.pg_adapters, current_owner(), access()
+    )
+    ensure_worker(store_path())
+
+
 run_id = pick_run("pg_run")
 if run_id is not None:
-    pg: Playground | None = state.playground
-    if pg is not None and pg.run_id != run_id:
-        pg.close()
-        state.playground = pg = None
-    if pg is None:
-        if st.button("Prepare this run's strategies", type="primary", key="pg_prepare"):
-            with st.spinner("Loading the model, indexes and adapters..."):
-                try:
-                    state.playground = Playground.from_run(store(), run_id)
-                except ValueError as e:
-                    st.error(str(e))
-            st.rerun()
-        st.info("The strategies are prepared once per session (a few seconds; no training).")
-    else:
-        for w in pg.warnings:
-            st.warning(w)
-        with st.expander("Add an exported LoRA adapter (a zip or a folder)"):
-            upload = st.file_uploader("Adapter zip (peft format)", type=["zip"], key="pg_zip")
-            folder = st.text_input("…or a folder on this machine", key="pg_adapter_dir")
-            if st.button("Load adapter", key="pg_load", disabled=not (upload or folder.strip())):
-                try:
-                    path, name = adapter_location(upload, folder)
-                except ValueError as e:
-                    st.error(escape_markdown(e))
-                else:
-                    label = pg.add_adapter(path, label=f"adapter: {name}")
-                    if label is None:
-                        st.error(escape_markdown(pg.warnings[-1]))
-                    else:
-                        st.success(f"Loaded {name}; it answers as '{label}'.")
-        with st.form("pg_form"):
-            question = st.text_input("Question", key="pg_question")
-            asked = st.form_submit_button("Ask every strategy", type="primary")
-        if asked:
-            names = list(pg.strategies)
-            slots = {}
-            for col, name in zip(st.columns(len(names)), names, strict=True):
-                with col:
-                    # A registry display name, or an uploaded adapter's safe file name (no URL).
-                    st.markdown(f"**{display_name(name)}**", help=f"`{name}`")
-                    slots[name] = st.empty()
-                    slots[name].caption("Waiting for its turn…")
+    if state.pg_for != run_id:  # another run: its own strategies and adapters
+        state.pg_job, state.pg_for, state.pg_adapters = None, run_id, []
+    if st.button("Prepare this run's strategies", key="pg_prepare"):
+        submit(run_id)
+    st.caption(
+        "Preparing takes a few seconds (no training) and happens by itself on the first "
+        "question; the worker keeps the last prepared run for the next ones."
+    )
+    with st.expander("Add an exported LoRA adapter (a zip or a folder)"):
+        upload = st.file_uploader("Adapter zip (peft format)", type=["zip"], key="pg_zip")
+        folder = st.text_input("…or a folder on this machine", key="pg_adapter_dir")
+        if st.button("Load adapter", key="pg_load", disabled=not (upload or folder.strip())):
             try:
-                # One strategy at a time on the shared model: each answer shows when ready.
-                for a in pg.ask_each(question):
-                    with slots[a.strategy].container():
-                        show_answer(a)
+                path, name = adapter_location(upload, folder)
             except ValueError as e:
-                st.error(str(e))
-            except Exception as e:  # e.g. its adapter was released by another session
-                pg.close()
-                state.playground = None
-                st.error(f"The prepared strategies stopped working ({e}); prepare them again.")
+                st.error(escape_markdown(e))
+            else:
+                label = f"adapter: {name}"
+                state.pg_adapters = [a for a in state.pg_adapters if a[0] != label]
+                state.pg_adapters.append([label, str(path)])
+                # `name` is a safe file name (core.paths): nothing in it is Markdown.
+                st.success(f"Added {name}; it answers as '{label}' from the next question.")
+    with st.form("pg_form"):
+        question = st.text_input("Question", key="pg_question")
+        asked = st.form_submit_button("Ask every strategy", type="primary")
+    if asked:
+        if question.strip():
+            submit(run_id, question)
+        else:
+            st.error("Type a question first.")
+
+    @st.fragment(run_every=1.0)
+    def answers_panel() -> None:
+        """Polls this session's playground job; answers appear one by one as they come."""
+        job = queue.get(state.pg_job) if state.pg_job else None
+        if job is None:
+            return
+        serve_queued(queue, [job])  # a worker that died or went idle is started again
+        result = job_result(queue, job["id"], access()) or {}
+        for w in result.get("warnings", []):
+            st.warning(escape_markdown(w))
+        if job["status"] in ("queued", "running"):
+            what = {"prepare": "preparing", "answer": "answering"}.get(job["stage"], job["stage"])
+            frac = job["done"] / job["total"] if job["total"] else 0.0
+            st.progress(min(1.0, frac), text=f"{job['strategy'] or 'strategies'}: {what}")
+            if st.button("Cancel", key=f"pg_cancel_{job['id']}"):
+                queue.cancel(job["id"], access())
+        elif job["status"] == "failed":
+            st.error(escape_markdown(f"The playground stopped: {job['error']}"))
+        elif job["status"] == "done" and not result.get("answers"):
+            ready = ", ".join(display_name(n) for n in result.get("strategies", []))
+            st.success(f"Ready: {ready or 'no strategy'}.")
+        answers = result.get("answers", [])
+        if answers:
+            for col, a in zip(st.columns(len(answers)), answers, strict=True):
+                with col:
+                    show_answer(a)
+
+    answers_panel()

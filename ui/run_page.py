@@ -15,7 +15,7 @@ import streamlit as st
 from core.allowlist import check_location, check_model, load_allowlist
 from core.models import resolve_device
 from eval.config import RunConfig
-from eval.jobs import JobQueue, ensure_worker
+from eval.jobs import JobQueue, ensure_worker, serve_queued
 from eval.run.estimate import training_seconds
 from eval.run.inputs import preview_split
 from eval.views.display import display_name
@@ -215,6 +215,7 @@ def estimate_panel() -> dict | None:
     job = queue.get(saved.estimate_job)
     if job is None:
         return None
+    serve_queued(queue, [job])  # a worker that died or went idle is started again
     if job["status"] in ("queued", "running"):
         done, total = job["done"], job["total"]
         text = f"Estimating: {stage_words(job['stage'])}"

@@ -9,7 +9,7 @@ Typical use (the app):
 """
 
 from eval.jobs.queue import FINISHED, RUN_KINDS, STALE_S, STATUSES, JobNotFound, JobQueue
-from eval.jobs.worker import ensure_worker, main_worker, work, worker_pid
+from eval.jobs.worker import ensure_worker, main_worker, serve_queued, work, worker_pid
 
 __all__ = [
     "FINISHED",
@@ -20,6 +20,7 @@ __all__ = [
     "JobQueue",
     "ensure_worker",
     "main_worker",
+    "serve_queued",
     "work",
     "worker_pid",
 ]

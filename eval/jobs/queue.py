@@ -9,7 +9,6 @@ the run, keeping the strategies already done.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
@@ -19,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ModelConfig
+from core.owners import Access
+from core.procs import pid_alive
 from core.qagen import QAGenConfig
 from eval.config import RunConfig
 from eval.db import connect
+from eval.run.stamp import InputsChanged, InputStamp, file_sha256
 from eval.store import RunStore
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
@@ -108,25 +110,36 @@ class JobQueue:
         Raises ConfigError for an invalid config.
         """
         config = _absolute_paths(config, self.path)
-        run_id = self.store.create_run(config.to_dict(), config.name)
-        self.store.set_status(run_id, "queued")
-        return self._insert("run", run_id, config.to_dict(), owner)
+        with self._conn() as c:  # one transaction: never a run without its job, nor the reverse
+            run_id = self.store.create_run(
+                config.to_dict(), config.name, owner=owner, status="queued", conn=c
+            )
+            return self._insert("run", run_id, config.to_dict(), owner, conn=c)
 
-    def resume(self, run_id: str, owner: str = "") -> str:
+    def resume(self, run_id: str, owner: str = "", access: Access = Access()) -> str:
         """Queue a job that continues stored run `run_id`: strategies stored as done are kept,
-        the others run (again). Returns the job id. Raises RunNotFound for an unknown run and
-        ValueError when the run is queued, running, or done with every strategy."""
+        the others run (again). Returns the job id. Raises RunNotFound for an unknown run (or
+        one `access` does not see) and ValueError when the run is queued, running, or done
+        with every strategy, and InputsChanged (a ValueError) when its Q/A file changed since
+        (the worker checks the documents and test questions too, as it reads them)."""
         self.mark_interrupted()
-        run = self.store.get_run(run_id)
+        run = self.store.get_run(run_id, access)
         if run.status in ("queued", "running"):
             raise ValueError(f"run {run_id} is already {run.status}; wait for it or cancel it")
         wanted = run.config.get("strategies", [])
         kept = {r.strategy for r in run.results if r.status == "done"}
         if run.status == "done" and all(s in kept for s in wanted):
             raise ValueError(f"run {run_id} finished every strategy: nothing to resume")
+        _check_qa_file(run)
         config = RunConfig.from_dict({**run.config, "store_path": str(self.path)})
-        self.store.set_status(run_id, "queued")
-        return self._insert("resume", run_id, config.to_dict(), owner)
+        with self._conn() as c:
+            self.store.set_status(run_id, "queued", conn=c)
+            return self._insert("resume", run_id, config.to_dict(), owner, conn=c)
+
+    def submit_task(self, kind: str, payload: dict[str, Any], owner: str = "") -> str:
+        """Queue a job of a registered kind that makes no run (eval.jobs.kinds), with its
+        JSON `payload`; returns the job id."""
+        return self._insert(kind, None, payload, owner)
 
     def submit_qagen(
         self, corpus: str | Path, config: QAGenConfig, models: ModelConfig, owner: str = ""
@@ -171,23 +184,34 @@ class JobQueue:
         """Where a job of `kind` writes its result (qagen: the pairs; estimate: the figures)."""
         return self.path.parent / kind / f"{job_id}.json"
 
-    def _insert(self, kind: str, run_id: str | None, payload: dict[str, Any], owner: str) -> str:
+    def _insert(
+        self,
+        kind: str,
+        run_id: str | None,
+        payload: dict[str, Any],
+        owner: str,
+        conn: sqlite3.Connection | None = None,
+    ) -> str:
         job_id = uuid.uuid4().hex[:12]
+        row = (
+            job_id,
+            str(owner or ""),
+            kind,
+            "queued",
+            run_id,
+            json.dumps(payload),
+            time.time(),
+            json.dumps([f"{time.strftime('%H:%M:%S')} {kind}: queued"]),
+        )
+        sql = (
+            "INSERT INTO jobs (id, owner, kind, status, run_id, config_json, created_at, "
+            "log_json) VALUES (?,?,?,?,?,?,?,?)"
+        )
+        if conn is not None:
+            conn.execute(sql, row)
+            return job_id
         with self._conn() as c:
-            c.execute(
-                "INSERT INTO jobs (id, owner, kind, status, run_id, config_json, created_at, "
-                "log_json) VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    job_id,
-                    str(owner or ""),
-                    kind,
-                    "queued",
-                    run_id,
-                    json.dumps(payload),
-                    time.time(),
-                    json.dumps([f"{time.strftime('%H:%M:%S')} {kind}: queued"]),
-                ),
-            )
+            c.execute(sql, row)
         return job_id
 
     # --- reading -----------------------------------------------------------------------------
@@ -237,14 +261,16 @@ class JobQueue:
             time.sleep(poll_s)
 
     # --- changing ----------------------------------------------------------------------------
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, access: Access = Access()) -> None:
         """Cancel a job: a queued one at once (its run marked cancelled), a running one at the
         worker's next check (between batches or training steps). Finished jobs are left as
-        they are. Raises JobNotFound for an unknown id."""
+        they are. Raises JobNotFound for an unknown id or one `access` does not see."""
         now = time.time()
         with self._conn() as c:
-            row = c.execute("SELECT run_id, status FROM jobs WHERE id=?", (job_id,)).fetchone()
-            if row is None:
+            row = c.execute(
+                "SELECT run_id, status, owner FROM jobs WHERE id=?", (job_id,)
+            ).fetchone()
+            if row is None or not access.sees(row["owner"]):
                 raise JobNotFound(job_id)
             # Conditional update: the worker may claim the job between the read and this write.
             n = c.execute(
@@ -257,6 +283,20 @@ class JobQueue:
         if n and row["run_id"]:
             self.store.finish_run(row["run_id"], "cancelled", "cancelled before it started")
 
+    def inputs_in_use(self) -> set[Path]:
+        """The corpus folders and Q/A files that queued or running jobs read (resolved), so
+        that nobody deletes them from under a job."""
+        self.mark_interrupted()
+        with self._conn() as c:
+            rows = c.execute(
+                "SELECT config_json FROM jobs WHERE status IN ('queued', 'running')"
+            ).fetchall()
+        used = set()
+        for r in rows:
+            payload = json.loads(r["config_json"])
+            used.update(Path(payload[k]).resolve() for k in ("corpus", "qa") if payload.get(k))
+        return used
+
     def mark_interrupted(self) -> int:
         """Mark running jobs whose worker process is gone, or whose heartbeat is older than
         STALE_S, as interrupted, and their runs too. Returns how many were marked."""
@@ -267,7 +307,7 @@ class JobQueue:
             ).fetchall()
         marked = 0
         for r in rows:
-            alive, silent = _pid_alive(r["worker_pid"]), now - (r["heartbeat"] or 0)
+            alive, silent = pid_alive(r["worker_pid"]), now - (r["heartbeat"] or 0)
             if alive and silent <= STALE_S:
                 continue
             why = (
@@ -338,6 +378,19 @@ class JobQueue:
         return bool(row and row[0])
 
 
+def _check_qa_file(run) -> None:
+    """Refuse at once to resume a run whose Q/A file is gone or changed (cheap: one hash)."""
+    then = InputStamp.from_dict(run.meta.get("inputs"))
+    qa_file = run.meta.get("split", {}).get("qa_file")
+    if then is None or not qa_file:
+        return
+    try:
+        now = file_sha256(qa_file)
+    except OSError as e:
+        raise InputsChanged(f"run {run.id} cannot be resumed: its Q/A file is gone ({e})") from e
+    then.check_resume(InputStamp(then.corpus, now, then.test_ids), run.id)
+
+
 def _to_dict(row: sqlite3.Row) -> dict[str, Any]:
     out = {k: row[k] for k in _PUBLIC}
     out["cancel_requested"] = bool(out["cancel_requested"])
@@ -352,19 +405,3 @@ def _absolute_paths(config: RunConfig, store_path: Path) -> RunConfig:
         if value:
             changes[key] = str(Path(value).resolve())
     return config.replace(**changes)
-
-
-def _pid_alive(pid: int | None) -> bool:
-    """Whether process `pid` exists and is not a zombie (a killed child not yet reaped)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    return True

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from eval.jobs import page_kinds  # registers the playground and merge kinds
 from eval.jobs.kinds import job_body
 from eval.jobs.progress import JobProgress, heartbeat
 from eval.jobs.queue import JobQueue
@@ -46,6 +47,8 @@ def _execute(queue: JobQueue, job: dict[str, Any]) -> None:
     beat = threading.Thread(target=heartbeat, args=(queue, job_id, stop), daemon=True)
     beat.start()
     status, error = "failed", None
+    if job["kind"] != page_kinds.PLAYGROUND:  # its adapters and indexes would sit idle
+        page_kinds.release_playground()
     try:
         status = job_body(job["kind"])(queue, job, progress)
     except Exception as e:  # the harness has marked the run failed when it got that far
@@ -113,6 +116,7 @@ def work(
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         queue = JobQueue(store_path)
         queue.mark_interrupted()  # jobs a killed predecessor left as running
+        queue.store.mark_orphans()  # runs whose CLI process died
         queue.prune()
         idle_since = time.monotonic()
         while True:
@@ -164,6 +168,15 @@ def ensure_worker(store_path: str | Path, idle_exit_s: float = 600.0) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def serve_queued(queue: JobQueue, jobs: list[dict[str, Any]]) -> bool:
+    """What a page calls while it polls `jobs`: when one of them is queued and no worker serves
+    the queue (it died, or exited idle), start one, so a queued job never waits forever.
+    True if a worker was started."""
+    if not any(j["status"] == "queued" for j in jobs):
+        return False
+    return ensure_worker(queue.path)
 
 
 def main_worker(store_path: str, idle_exit_s: float = 600.0, once: bool = False) -> int:

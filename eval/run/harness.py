@@ -16,6 +16,7 @@ from typing import Any
 
 from core.models import load_embedder
 from core.types import QAPair
+from eval.artifacts import Staged, clean_leftovers, label_folder, relocate, run_dir
 from eval.attribution import gold_passages
 from eval.config import RunConfig
 from eval.judge import attach_verdicts
@@ -25,6 +26,7 @@ from eval.run.oracle import measure_oracle
 from eval.run.provenance import git_hash, package_versions
 from eval.run.retention import load_general_set, retention, retention_scores
 from eval.run.scoring import needs_embedder, needs_judge, score
+from eval.run.stamp import InputsChanged, InputStamp
 from eval.run.workbench import Workbench
 from eval.store import Run, RunStore
 from strategies import baseline_strategy, get_strategy_class
@@ -42,6 +44,7 @@ def run_comparison(
     cancel: CancelFn = None,
     run_id: str | None = None,
     resume: bool = False,
+    owner: str = "",
 ) -> str:
     """Run every configured strategy over the test split and store the results; returns the id.
 
@@ -50,14 +53,17 @@ def run_comparison(
     the run between batches. Errors in one strategy are stored with
     that strategy and the others still run; errors before any strategy (bad corpus, bad Q/A
     file) mark the run failed and are raised. With `resume`, results already stored as done in
-    run `run_id` are kept and not run again (an interrupted run continues).
+    run `run_id` are kept and not run again (an interrupted run continues), provided the run
+    reads the same documents, Q/A file and test questions as before: otherwise InputsChanged
+    is raised, naming what changed, and the run is left interrupted. A new run belongs to
+    `owner` (core.owners; "" = the operator) and records this process as the one running it.
     """
     store = store or RunStore(config.store_path)
     emit = progress or (lambda event: None)
     if run_id:  # created earlier (a queued job) or resumed: running again from now on
         store.set_status(run_id, "running")
     else:
-        run_id = store.create_run(config.to_dict(), config.name)
+        run_id = store.create_run(config.to_dict(), config.name, owner=owner)
     cancelled = getattr(cancel, "is_set", cancel) or (lambda: False)
     previous = store.get_run(run_id) if resume else None
     try:
@@ -67,6 +73,10 @@ def run_comparison(
         emit({"stage": "cancelled"})
         _track(config, store, run_id, emit)
         return run_id
+    except InputsChanged as e:  # nothing ran: the run keeps what it had, resumable as before
+        store.finish_run(run_id, "interrupted", str(e))
+        emit({"stage": "failed", "error": str(e)})
+        raise
     except Exception as e:
         store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}")
         emit({"stage": "failed", "error": str(e)})
@@ -125,12 +135,22 @@ class _Comparison:
         done = previous.results if previous else []
         self.kept = {r.strategy for r in done if r.status == "done"}
         self.retention_base = previous.meta.get("retention_base") if previous else None
+        self.previous = previous
+        # Every file a strategy writes goes under this run's own folder (eval.artifacts).
+        self.folder = run_dir(config.workdir, run_id)
         self.oracle_done = bool(previous and previous.meta.get("oracle"))
 
     def run(self) -> None:
         config = self.config
         self.bench = Workbench.open(config, emit=self.emit)
-        self._store_meta()
+        inputs = self.bench.inputs
+        stamp = InputStamp.read(
+            inputs.corpus.documents, inputs.qa_file, [p.id for p in inputs.test]
+        )
+        if self.previous is not None:
+            self._check_same_inputs(stamp)
+        clean_leftovers(self.folder)  # what a killed attempt of this run was building
+        self._store_meta(stamp)
         if not self.bench.inputs.test:
             raise ValueError("the test split is empty: add Q/A pairs or raise test_fraction")
         self.embedder = load_embedder(config.models) if needs_embedder(config.metrics) else None
@@ -149,7 +169,18 @@ class _Comparison:
             self._oracle()
         self.store.finish_run(self.run_id, "done")
 
-    def _store_meta(self) -> None:
+    def _check_same_inputs(self, now: InputStamp) -> None:
+        """Raise InputsChanged when a resumed run would read other inputs than it did.
+
+        Runs stored before stamps existed are checked on their test question ids only."""
+        meta = self.previous.meta
+        then = InputStamp.from_dict(meta.get("inputs"))
+        if then is None and "test_ids" in meta.get("split", {}):
+            then = InputStamp(now.corpus, now.qa_sha256, list(meta["split"]["test_ids"]))
+        if then is not None:
+            then.check_resume(now, self.run_id)
+
+    def _store_meta(self, stamp: InputStamp) -> None:
         meta: dict[str, Any] = {
             "device": self.bench.device,
             "versions": package_versions(),
@@ -159,10 +190,11 @@ class _Comparison:
         if self.bench.models is not None:
             meta["models"] = self.bench.models
         meta.update(self.bench.inputs.summary())
+        meta["inputs"] = stamp.to_dict()
         # Each test question's gold passage, for the attribution cells and the oracle reading.
         self.gold = gold_passages(self.bench.inputs.test, self.bench.inputs.corpus)
         meta["gold_passages"] = {q: g.to_dict() for q, g in self.gold.items()}
-        self.store.update_run(self.run_id, fingerprint=self.bench.inputs.corpus.fingerprint, **meta)
+        self.store.update_run(self.run_id, fingerprint=stamp.fingerprint, **meta)
 
     def _one(self, name: str, label: str, train: list[QAPair], extras: dict[str, Any]) -> None:
         if label in self.kept:
@@ -170,20 +202,27 @@ class _Comparison:
             return
         if self.cancelled():
             raise RunCancelled
-        ctx = self.bench.context(
-            progress=lambda ev, label=label: self.emit({**ev, "strategy": label}),
-            cancelled=self.cancelled,
-            held_out=tuple(self.bench.inputs.test),
-        )
-        # Variants (learning-curve points) skip the retention set: it measures the model
-        # a user would deploy, the one trained on all the data.
-        asked = self.general if "variant_of" not in extras else []
-        if asked and self.retention_base is None:
-            self.retention_base = self._retention_base(ctx)
-            self.store.update_run(self.run_id, retention_base=self.retention_base)
-        measured = self.measurement.evaluate(
-            self.bench.strategy(name, None, ctx), label, self.bench.inputs, train, asked
-        )
+        # Built in a temporary folder, renamed into place once the strategy is done: a reader
+        # never sees half an adapter, and a failed or killed attempt leaves nothing in place.
+        with Staged(self.folder / label_folder(label)) as staged:
+            ctx = self.bench.context(
+                workdir=staged.path,
+                progress=lambda ev, label=label: self.emit({**ev, "strategy": label}),
+                cancelled=self.cancelled,
+                held_out=tuple(self.bench.inputs.test),
+            )
+            # Variants (learning-curve points) skip the retention set: it measures the model
+            # a user would deploy, the one trained on all the data.
+            asked = self.general if "variant_of" not in extras else []
+            if asked and self.retention_base is None:
+                self.retention_base = self._retention_base(ctx)
+                self.store.update_run(self.run_id, retention_base=self.retention_base)
+            measured = self.measurement.evaluate(
+                self.bench.strategy(name, None, ctx), label, self.bench.inputs, train, asked
+            )
+            if measured.result.status == "done":
+                final = staged.publish()
+                measured.result.prepare = relocate(measured.result.prepare, staged.path, final)
         measured.result.extras.update(extras)
         if measured.result.status == "done":
             self._score(label, measured, asked)

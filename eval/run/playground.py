@@ -7,13 +7,17 @@ folder, or a zip uploaded through the app) can be added next to them.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.corpus import fingerprint
 from core.types import Answer, PrepareReport
 from eval.config import RunConfig
+from eval.run.stamp import InputStamp
 from eval.run.workbench import Workbench
 from eval.store import RunStore
 from strategies import Strategy, get_strategy_class, make_config, strategies_with
@@ -37,6 +41,9 @@ class Playground:
     strategies: dict[str, Strategy] = field(default_factory=dict)
     reports: dict[str, PrepareReport] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # A fresh folder for what preparing writes (indexes): never shared with a run or another
+    # playground, removed on close().
+    workdir: Path | None = None
 
     @property
     def config(self) -> RunConfig:
@@ -60,8 +67,11 @@ class Playground:
             bench = Workbench.open(config, chosen)
         except Exception as e:  # the corpus folder was deleted or moved since the run
             raise ValueError(f"the corpus of run {run_id} cannot be read any more: {e}") from e
-        pg = cls(run_id, bench)
-        if run.fingerprint and bench.inputs.corpus.fingerprint != run.fingerprint:
+        scratch = Path(config.workdir) / "playgrounds"
+        scratch.mkdir(parents=True, exist_ok=True)
+        pg = cls(run_id, bench, workdir=Path(tempfile.mkdtemp(prefix="playground-", dir=scratch)))
+        then = InputStamp.from_dict(run.meta.get("inputs"))
+        if then is not None and then.corpus != fingerprint(bench.inputs.corpus.documents, {}):
             pg.warnings.append(
                 "The documents changed since this run: retrieval uses their current text."
             )
@@ -74,7 +84,7 @@ class Playground:
         return pg
 
     def _add(self, label: str, name: str, cfg) -> None:
-        strategy = self.bench.strategy(name, cfg)
+        strategy = self.bench.strategy(name, cfg, self.bench.context(workdir=self.workdir))
         try:
             report = strategy.prepare(self.bench.inputs.corpus, self.bench.inputs.train)
         except Exception as e:  # one strategy that cannot be restored leaves the others usable
@@ -119,7 +129,9 @@ class Playground:
             yield PlaygroundAnswer(label, answer, latency)
 
     def close(self) -> None:
-        """Release adapters held in the shared generator."""
+        """Release adapters held in the shared generator, and remove the scratch folder."""
         for strategy in self.strategies.values():
             strategy.close()
         self.strategies.clear()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
