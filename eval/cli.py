@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from core.config import ConfigError, ModelConfig
-from core.qagen import METHODS
+from eval.cli_args import parser
 from eval.config import RunConfig
 from eval.store import RunNotFound, RunStore
 from eval.views.tables import render_run, run_summary
@@ -37,122 +37,6 @@ def summary_with_diagnostics(store: RunStore, run_id: str) -> dict:
 
     view = RunView.load(store, run_id)
     return {**run_summary(view.run), "verdict": diagnose(view).to_dict()}
-
-
-def _parser() -> argparse.ArgumentParser:  # long but flat: one declaration per flag
-    p = argparse.ArgumentParser(prog="python -m eval", description="AdaptLab comparisons")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="compare strategies on a corpus and a Q/A file")
-    run.add_argument("--config", help="YAML/JSON RunConfig; flags below override it")
-    run.add_argument("--corpus", help="folder of documents (txt, md, pdf, docx, html)")
-    run.add_argument("--qa", help="question/answer file (.jsonl, .json or .csv)")
-    run.add_argument(
-        "--generate-qa",
-        nargs="?",
-        const=METHODS[0],
-        choices=METHODS,
-        help="no Q/A file: generate pairs from the corpus (cloze, the default, or model) and "
-        "save them under workdir/generated_qa",
-    )
-    run.add_argument(
-        "--strategies", help="comma-separated names, or 'all' (default: the default strategies)"
-    )
-    run.add_argument("--generator", help="bundled alias, Hugging Face id or local folder")
-    run.add_argument("--embedder", help="bundled alias, sentence-transformers id or folder")
-    run.add_argument("--device", choices=ModelConfig.choices_of("device"))
-    run.add_argument("--n-test", type=int, help="use only the first N test questions")
-    run.add_argument("--seed", type=int, help="seed of the split and the strategies")
-    run.add_argument("--batch-size", type=int, help="questions generated together")
-    run.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="STRATEGY.KEY=VALUE",
-        help="a strategy or run-section setting, e.g. --set lora.epochs=1 --set rag.top_k=5 "
-        "--set models.engine=openai",
-    )
-    run.add_argument("--name", help="a label for the run")
-    run.add_argument(
-        "--metrics", help="comma-separated metric names (default: every default metric)"
-    )
-    run.add_argument(
-        "--judge",
-        nargs="?",
-        const="",
-        metavar="MODEL",
-        help="also score the 'judge' metric: a model grades each answer against the gold "
-        "answers (MODEL: a generator name; none = the run's generator)",
-    )
-    _tracking_flags(run)
-    run.add_argument("--json", metavar="FILE", help="write the run's summary as JSON")
-    run.add_argument("--store", help="SQLite file of runs")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
-    run.add_argument(
-        "--owner",
-        default="",
-        help="file the run under this app owner (the token in the app's ?owner= link); "
-        "default: the operator's, which a private workspace does not show in the app",
-    )
-
-    for name, help_ in (("show", "print a stored run"), ("export", "export a stored run")):
-        sp = sub.add_parser(name, help=help_)
-        sp.add_argument("run_id")
-        sp.add_argument("--store", default=RunConfig().store_path)
-        if name == "export":
-            sp.add_argument("--format", choices=["json", "csv"], default="json")
-            sp.add_argument("-o", "--output", help="file to write (default: stdout)")
-
-    gq = sub.add_parser("generate-qa", help="generate question/answer pairs from a corpus")
-    gq.add_argument("--corpus", required=True, help="folder of documents")
-    gq.add_argument("-o", "--output", required=True, help="JSONL file to write")
-    gq.add_argument("--method", choices=METHODS, default=METHODS[0])
-    gq.add_argument("--n", type=int, help="most pairs in total")
-    gq.add_argument("--per-chunk", type=int, help="most pairs from one chunk")
-    gq.add_argument("--seed", type=int, help="seed of the choices")
-    gq.add_argument("--generator", help="generator for --method model (default: the bundled one)")
-
-    ls = sub.add_parser("list", help="list stored runs")
-    ls.add_argument("--store", default=RunConfig().store_path)
-
-    wk = sub.add_parser("worker", help="run queued jobs of a store one at a time (background)")
-    wk.add_argument("--store", default=RunConfig().store_path)
-    wk.add_argument(
-        "--idle-exit", type=float, default=600.0, help="exit after this many idle seconds"
-    )
-    wk.add_argument("--once", action="store_true", help="exit as soon as the queue is empty")
-    jb = sub.add_parser("jobs", help="list queued, running and finished jobs")
-    jb.add_argument("--store", default=RunConfig().store_path)
-    jb.add_argument("--owner", help="only this owner's jobs")
-
-    rs = sub.add_parser("rescore", help="score stored answers with metrics, without generating")
-    rs.add_argument("run_id")
-    rs.add_argument("--metrics", required=True, help="comma-separated metric names")
-    rs.add_argument("--store", default=RunConfig().store_path)
-    rs.add_argument(
-        "--judge-model", help="grade with this model instead of the run's stored judge settings"
-    )
-    _tracking_flags(rs)
-
-    tr = sub.add_parser("track", help="log a stored run to an experiment tracker (MLflow)")
-    tr.add_argument("run_id")
-    tr.add_argument("--store", default=RunConfig().store_path)
-    _tracking_flags(tr, default="mlflow")
-    return p
-
-
-def _tracking_flags(p: argparse.ArgumentParser, default: str | None = None) -> None:
-    p.add_argument(
-        "--track",
-        choices=["mlflow"],
-        default=default,
-        help="log the stored run to MLflow (pip install -r requirements-tracking.txt)",
-    )
-    p.add_argument(
-        "--track-uri",
-        help="tracking URI (default: MLFLOW_TRACKING_URI, else mlruns/ beside the store)",
-    )
-    p.add_argument("--experiment", help="MLflow experiment name (default: adaptlab)")
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -302,7 +186,7 @@ class _Progress:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         if args.command == "run":
             return _cmd_run(args)

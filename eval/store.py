@@ -5,132 +5,21 @@ Writes are per strategy, as each finishes, so a crash keeps what was already mea
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.files import csv_safe
 from core.owners import Access
 from core.procs import GONE, ProcessRef
 from core.types import Answer
 from eval.artifacts import delete_run_files, run_dir
 from eval.db import connect
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    name TEXT,
-    status TEXT NOT NULL,             -- queued | running | done | failed | cancelled | interrupted
-    created_at REAL NOT NULL,
-    finished_at REAL,
-    config_json TEXT NOT NULL,
-    fingerprint TEXT,
-    meta_json TEXT NOT NULL DEFAULT '{}',   -- corpus stats, split, models, versions, git hash
-    error TEXT,
-    owner TEXT NOT NULL DEFAULT '',   -- core.owners token; '' = the operator (CLI, older runs)
-    process_json TEXT                 -- core.procs.ProcessRef of the process running it
-);
-CREATE TABLE IF NOT EXISTS strategy_results (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    strategy TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    status TEXT NOT NULL,             -- done | failed
-    config_json TEXT NOT NULL,
-    prepare_json TEXT NOT NULL DEFAULT '{}',
-    cost_json TEXT NOT NULL DEFAULT '{}',
-    metrics_json TEXT NOT NULL DEFAULT '{}',
-    error TEXT,
-    extras_json TEXT NOT NULL DEFAULT '{}',  -- retention, learning-curve variant, slices
-    PRIMARY KEY (run_id, strategy)
-);
-CREATE TABLE IF NOT EXISTS answers (
-    run_id TEXT NOT NULL,
-    strategy TEXT NOT NULL,
-    qid TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    question TEXT NOT NULL,
-    golds_json TEXT NOT NULL,
-    answer_json TEXT NOT NULL,
-    PRIMARY KEY (run_id, strategy, qid),
-    FOREIGN KEY (run_id, strategy) REFERENCES strategy_results(run_id, strategy) ON DELETE CASCADE
-);
-CREATE TABLE IF NOT EXISTS scores (
-    run_id TEXT NOT NULL,
-    strategy TEXT NOT NULL,
-    qid TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    value REAL,
-    PRIMARY KEY (run_id, strategy, qid, metric),
-    FOREIGN KEY (run_id, strategy) REFERENCES strategy_results(run_id, strategy) ON DELETE CASCADE
-);
-CREATE TABLE IF NOT EXISTS details (  -- what a metric says beyond its score (judge: rationale)
-    run_id TEXT NOT NULL,
-    strategy TEXT NOT NULL,
-    qid TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    detail_json TEXT NOT NULL,
-    PRIMARY KEY (run_id, strategy, qid, metric),
-    FOREIGN KEY (run_id, strategy) REFERENCES strategy_results(run_id, strategy) ON DELETE CASCADE
-);
-"""
-
-
-@dataclass
-class StrategyResult:
-    """One strategy's stored outcome within a run."""
-
-    strategy: str
-    status: str
-    config: dict[str, Any]
-    prepare: dict[str, Any]
-    cost: dict[str, Any]
-    metrics: dict[str, dict[str, Any]]
-    error: str | None = None
-    # Figures beyond the test-set metrics: "retention" (general-knowledge score and its change
-    # against the base model), "variant_of"/"train_fraction"/"train_pairs" (learning-curve runs).
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class StoredAnswer:
-    strategy: str
-    qid: str
-    question: str
-    golds: list[str]
-    answer: Answer
-    scores: dict[str, float | None] = field(default_factory=dict)
-    # Per metric, what it said beyond the score as JSON-safe data (the judge's verdict record).
-    details: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-@dataclass
-class Run:
-    """A stored run: its config, metadata and per-strategy results (answers load on demand)."""
-
-    id: str
-    name: str
-    status: str
-    created_at: float
-    finished_at: float | None
-    config: dict[str, Any]
-    fingerprint: str | None
-    meta: dict[str, Any]
-    error: str | None
-    results: list[StrategyResult]
-    owner: str = ""
-    process: dict[str, Any] | None = None  # ProcessRef.to_dict() of whoever last ran it
-
-
-class RunNotFound(KeyError):
-    def __str__(self) -> str:
-        return f"no run {self.args[0]!r} in the store"
+from eval.exports import answers_csv, run_json
+from eval.store_rows import Run, RunNotFound, StoredAnswer, StrategyResult, create_schema
 
 
 class RunStore:
@@ -141,18 +30,7 @@ class RunStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         with self._conn() as c:
-            c.executescript(SCHEMA)
-            # Stores written before a column existed get it added in place.
-            cols = {r[1] for r in c.execute("PRAGMA table_info(strategy_results)")}
-            if "extras_json" not in cols:
-                c.execute(
-                    "ALTER TABLE strategy_results ADD COLUMN extras_json TEXT NOT NULL DEFAULT '{}'"
-                )
-            run_cols = {r[1] for r in c.execute("PRAGMA table_info(runs)")}
-            if "owner" not in run_cols:
-                c.execute("ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
-            if "process_json" not in run_cols:
-                c.execute("ALTER TABLE runs ADD COLUMN process_json TEXT")
+            create_schema(c)
 
     def _conn(self):
         return connect(self.path)
@@ -488,51 +366,9 @@ class RunStore:
 
     # --- exports -----------------------------------------------------------------------------
     def export_json(self, run_id: str) -> str:
-        """The whole run (config, metadata, results, answers and scores) as JSON."""
-        from dataclasses import asdict
-
-        run = self.get_run(run_id)
-        data = asdict(run)
-        del data["owner"]  # the owner token is a private link: never in a file that travels
-        del data["process"]  # pid and host: nothing for a reader of the export
-        data["answers"] = [
-            {
-                "strategy": a.strategy,
-                "qid": a.qid,
-                "question": a.question,
-                "golds": a.golds,
-                **a.answer.to_dict(),
-                "scores": a.scores,
-                "details": a.details,
-            }
-            for a in self.get_answers(run_id)
-        ]
-        return json.dumps(data, indent=2)
+        """The whole run as JSON (eval.exports)."""
+        return run_json(self.get_run(run_id), self.get_answers(run_id))
 
     def export_csv(self, run_id: str) -> str:
-        """One row per (strategy, question): answer, gold answers, tokens, latency, scores, and
-        the rationale of metrics that give one (`<metric>_rationale`, e.g. the judge's). Text
-        cells that a spreadsheet would run as a formula are neutralised (core.files)."""
-        answers = self.get_answers(run_id)
-        metrics = sorted({m for a in answers for m in a.scores})
-        reasoned = sorted({m for a in answers for m, d in a.details.items() if "rationale" in d})
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(
-            ["strategy", "qid", "question", "answer", "golds", "prompt_tokens", "output_tokens"]
-            + ["latency_s", *metrics, *(f"{m}_rationale" for m in reasoned)]
-        )
-        for a in answers:
-            # Questions and answers are untrusted text: "=HYPERLINK(...)" must stay text.
-            text = [a.strategy, a.qid, a.question, a.answer.text, " | ".join(a.golds)]
-            w.writerow(
-                [csv_safe(cell) for cell in text]
-                + [
-                    a.answer.cost.prompt_tokens,
-                    a.answer.cost.output_tokens,
-                    f"{a.answer.cost.latency_s:.4f}",
-                ]
-                + ["" if a.scores.get(m) is None else f"{a.scores[m]:.4f}" for m in metrics]
-                + [csv_safe(a.details.get(m, {}).get("rationale", "")) for m in reasoned]
-            )
-        return buf.getvalue()
+        """One row per (strategy, question) as CSV (eval.exports)."""
+        return answers_csv(self.get_answers(run_id))

@@ -193,7 +193,6 @@ def _experiment_id(client: Any, uri: str, name: str) -> str:
 
 
 def _log_mlflow(store: Any, run_id: str, uri: str, experiment: str) -> TrackingResult:
-    from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
     if uri.startswith("sqlite:///"):
@@ -205,16 +204,6 @@ def _log_mlflow(store: Any, run_id: str, uri: str, experiment: str) -> TrackingR
     start = int(run.created_at * 1000)
     end = int((run.finished_at or time.time()) * 1000)
     status = "FINISHED" if run.status == "done" else "FAILED"
-
-    def log(mlflow_id: str, params: dict[str, str], metrics: dict[str, float], tags: dict):
-        items = [Param(k, v) for k, v in params.items()]
-        for i in range(0, len(items), BATCH):
-            client.log_batch(mlflow_id, params=items[i : i + BATCH])
-        ms = [Metric(k, v, end, 0) for k, v in metrics.items()]
-        for i in range(0, len(ms), 1000):
-            client.log_batch(mlflow_id, metrics=ms[i : i + 1000])
-        client.log_batch(mlflow_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
     meta = run.meta or {}
     parent = client.create_run(
         exp_id, start_time=start, run_name=run.name or run.id, tags={"adaptlab.run_id": run.id}
@@ -231,7 +220,7 @@ def _log_mlflow(store: Any, run_id: str, uri: str, experiment: str) -> TrackingR
             run_tags[f"version.{pkg}"] = version
         if run.error:
             run_tags["adaptlab.error"] = run.error[:PARAM_CHARS]
-        log(result.parent_id, flatten(run.config), {}, run_tags)
+        _log_batches(client, result.parent_id, flatten(run.config), {}, run_tags, end)
         for r in run.results:
             child = client.create_run(
                 exp_id,
@@ -240,25 +229,48 @@ def _log_mlflow(store: Any, run_id: str, uri: str, experiment: str) -> TrackingR
                 tags={"mlflow.parentRunId": result.parent_id, "adaptlab.run_id": run.id},
             )
             result.strategy_ids[r.strategy] = child.info.run_id
-            tags = {"adaptlab.strategy": r.strategy, "adaptlab.status": r.status}
-            if r.error:
-                tags["adaptlab.error"] = r.error[:PARAM_CHARS]
-            params = flatten(r.config)
-            params.update(
-                {
-                    f"extras.{k}": _text(v)
-                    for k, v in (r.extras or {}).items()
-                    if isinstance(v, (str, int, float))
-                }
-            )
-            log(child.info.run_id, params, strategy_metrics(r), tags)
-            client.set_terminated(
-                child.info.run_id, "FINISHED" if r.status == "done" else "FAILED", end
-            )
+            _log_strategy(client, child.info.run_id, r, end)
         _log_artifacts(client, store, run_id, result)
     finally:
         client.set_terminated(result.parent_id, status, end)
     return result
+
+
+def _log_strategy(client: Any, mlflow_id: str, r: Any, end: int) -> None:
+    """One strategy's child run: its settings and extras as params, its metrics, its status."""
+    tags = {"adaptlab.strategy": r.strategy, "adaptlab.status": r.status}
+    if r.error:
+        tags["adaptlab.error"] = r.error[:PARAM_CHARS]
+    params = flatten(r.config)
+    params.update(
+        {
+            f"extras.{k}": _text(v)
+            for k, v in (r.extras or {}).items()
+            if isinstance(v, (str, int, float))
+        }
+    )
+    _log_batches(client, mlflow_id, params, strategy_metrics(r), tags, end)
+    client.set_terminated(mlflow_id, "FINISHED" if r.status == "done" else "FAILED", end)
+
+
+def _log_batches(
+    client: Any,
+    mlflow_id: str,
+    params: dict[str, str],
+    metrics: dict[str, float],
+    tags: dict,
+    end: int,
+) -> None:
+    """Params, metrics and tags in batches no larger than MLflow accepts in one call."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    items = [Param(k, v) for k, v in params.items()]
+    for i in range(0, len(items), BATCH):
+        client.log_batch(mlflow_id, params=items[i : i + BATCH])
+    ms = [Metric(k, v, end, 0) for k, v in metrics.items()]
+    for i in range(0, len(ms), 1000):
+        client.log_batch(mlflow_id, metrics=ms[i : i + 1000])
+    client.log_batch(mlflow_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 def _log_artifacts(client: Any, store: Any, run_id: str, result: TrackingResult) -> None:

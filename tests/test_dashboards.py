@@ -9,7 +9,8 @@ import pytest
 
 from core.types import Answer, Context, Cost
 from eval import views as db
-from eval.cli import _parser, build_config
+from eval.cli import build_config
+from eval.cli_args import parser as _parser
 from eval.config import RunConfig
 from eval.metrics import METRICS, Metric
 from eval.stats import bootstrap_ci

@@ -233,7 +233,8 @@ def test_config_validation():
 
 
 def test_cli_set_routes_models_options():
-    from eval.cli import _parser, build_config
+    from eval.cli import build_config
+    from eval.cli_args import parser as _parser
 
     args = _parser().parse_args(
         [

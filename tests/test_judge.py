@@ -7,15 +7,12 @@ from dataclasses import dataclass
 import pytest
 
 from core.config import ConfigError, ModelConfig
+from eval.agreement import Agreement, GradedAnswer, agreement_by_strategy, judge_agreement
 from eval.judge import (
-    Agreement,
-    GradedAnswer,
     Judge,
     JudgeConfig,
     JudgeCost,
     JudgeVerdict,
-    agreement_by_strategy,
-    judge_agreement,
     judge_model_config,
     load_judge,
     parse_grade,

@@ -10,9 +10,10 @@ import json
 import pytest
 
 from eval import run as harness
+from eval.agreement import agreement_by_strategy
 from eval.cli import main
 from eval.config import RunConfig
-from eval.judge import Judge, JudgeConfig, agreement_by_strategy
+from eval.judge import Judge, JudgeConfig
 from eval.run import scoring
 from eval.run.workbench import Workbench
 from eval.store import RunStore

@@ -222,7 +222,8 @@ def test_harness_without_qa_file_uses_generated_pairs(mini_corpus, tiny_models, 
 
 
 def test_cli_run_flags_for_generation(mini_corpus, tmp_path):
-    from eval.cli import _parser, build_config
+    from eval.cli import build_config
+    from eval.cli_args import parser as _parser
 
     args = _parser().parse_args(["run", "--corpus", "x", "--generate-qa"])
     cfg = build_config(args)

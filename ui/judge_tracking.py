@@ -64,7 +64,7 @@ def unservable(models_json: str, strategies: tuple[str, ...]) -> str | None:
 
 def judge_section(view) -> None:
     """Compare page: the judge against F1 (agreement, kappa, disagreements) and its cost."""
-    from eval.judge import agreement_by_strategy
+    from eval.agreement import agreement_by_strategy
 
     agreements = agreement_by_strategy(view.answers)
     if not agreements:

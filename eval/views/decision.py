@@ -74,8 +74,9 @@ def decide(
     if rec.choice is None:
         if rec.best is None:
             headline = (
-                "No finished strategy has both a quality score and a price: nothing to choose."
+                "No finished strategy has both a quality score and a price: nothing to choose"
             )
+            headline += "."
             return Decision(None, headline, [], None, None, None, rec)
         headline = (
             f"No strategy reaches {label} {op} {threshold:g}. The best is "
@@ -106,16 +107,10 @@ def decide(
         reasons.append(bridge)
     figures = {"mean": float(row["mean"]), "monthly_cost": float(row.monthly_cost)}
     figures["prepare_cost"] = float(prep)
-    return Decision(
-        c,
-        headline,
-        reasons,
-        _runner_up(rec, c, label, cur),
-        _fine_tuning(be, cur, monthly_volume),
-        _striking(ret, skip=c if general and "loses" in general else None),
-        rec,
-        figures,
-    )
+    runner_up = _runner_up(rec, c, label, cur)
+    striking = _striking(ret, skip=c if general and "loses" in general else None)
+    fine = _fine_tuning(be, cur, monthly_volume)
+    return Decision(c, headline, reasons, runner_up, fine, striking, rec, figures)
 
 
 def _general(ret, name: str) -> str | None:

@@ -116,73 +116,89 @@ def quality_table(view: RunView, sbs: SideBySide, metric: str | None = None) -> 
         ColumnSpec("strategy", "Strategy", "text", help=STRATEGY_HELP),
         ColumnSpec("name", "Registry name", "text", help="The name the CLI and configs use."),
     ]
-    sig, t = sbs.significance, sbs.table
     main = metric if metric in sbs.metrics else (sbs.metrics[0] if sbs.metrics else None)
-    ordered = ([main] if main else []) + [m for m in sbs.metrics if m != main]
-    for m in ordered:
-        label = metric_label(m)
-        data[m] = [t.loc[n, m] for n in data["name"]]
-        cols.append(ColumnSpec(m, label, help=f"{label}, mean over the test questions."))
-        if m != main:
-            continue
-        data[f"{m}_ci"] = [
-            "—"
-            if pd.isna(t.loc[n, f"{m}_low"])
-            else f"{t.loc[n, f'{m}_low']:.3f}–{t.loc[n, f'{m}_high']:.3f}"
-            for n in data["name"]
-        ]
-        cols.append(
-            ColumnSpec(
-                f"{m}_ci",
-                f"{label} 95% interval",
-                "text",
-                help="Bootstrap interval over the test questions: where the mean would fall "
-                "with another sample of questions.",
-            )
-        )
-    main = sbs.metrics[0] if sbs.metrics else None
-    if main is not None and main in sbs.best:
-        best = sbs.best[main]
-        flags = []
-        for n in data["name"]:
-            row = sig[(sig.metric == main) & (sig.strategy == n)]
-            if n == best:
-                flags.append(f"best {metric_label(main)}")
-            elif not row.empty and row.iloc[0].p_value is not None and not row.iloc[0].significant:
-                flags.append("not significantly below the best")
-            else:
-                flags.append("below the best")
-        data["standing"] = flags
-        cols.append(
-            ColumnSpec(
-                "standing",
-                "Standing",
-                "text",
-                help="Against the best on the first metric: paired test on the same questions, "
-                "significant at p < 0.05.",
-            )
-        )
-    if main is not None:
-        ret = retention_vs_gain(view, main).set_index("strategy")
-        if not ret.retention_delta.isna().all():
-            data["general"] = [ret.loc[n, "retention_score"] for n in data["name"]]
-            data["general_change"] = [ret.loc[n, "retention_delta"] for n in data["name"]]
-            cols.append(
-                ColumnSpec(
-                    "general",
-                    "General knowledge",
-                    help="Share of the shipped general-knowledge questions answered right.",
-                )
-            )
-            cols.append(
-                ColumnSpec(
-                    "general_change",
-                    "General knowledge vs base model",
-                    fmt="%+.3f",
-                    help="Change against the base model closed book (negative: forgotten).",
-                )
-            )
+    for m in ([main] if main else []) + [m for m in sbs.metrics if m != main]:
+        _add_metric(data, cols, sbs, m, with_interval=m == main)
+    first = sbs.metrics[0] if sbs.metrics else None
+    if first is not None and first in sbs.best:
+        _add_standing(data, cols, sbs, first)
+    if first is not None:
+        _add_retention(data, cols, view, first)
     return StrategyTable(pd.DataFrame(data), cols, view.currency())
+
+
+def _add_metric(
+    data: dict[str, Any], cols: list[ColumnSpec], sbs: SideBySide, m: str, with_interval: bool
+) -> None:
+    """The metric's mean per strategy, and its bootstrap interval as text when asked."""
+    t, label = sbs.table, metric_label(m)
+    data[m] = [t.loc[n, m] for n in data["name"]]
+    cols.append(ColumnSpec(m, label, help=f"{label}, mean over the test questions."))
+    if not with_interval:
+        return
+    data[f"{m}_ci"] = [
+        "—"
+        if pd.isna(t.loc[n, f"{m}_low"])
+        else f"{t.loc[n, f'{m}_low']:.3f}–{t.loc[n, f'{m}_high']:.3f}"
+        for n in data["name"]
+    ]
+    cols.append(
+        ColumnSpec(
+            f"{m}_ci",
+            f"{label} 95% interval",
+            "text",
+            help="Bootstrap interval over the test questions: where the mean would fall "
+            "with another sample of questions.",
+        )
+    )
+
+
+def _add_standing(data: dict[str, Any], cols: list[ColumnSpec], sbs: SideBySide, m: str) -> None:
+    """Each strategy against the best on `m`: best, not significantly below it, or below it."""
+    sig, best = sbs.significance, sbs.best[m]
+    flags = []
+    for n in data["name"]:
+        row = sig[(sig.metric == m) & (sig.strategy == n)]
+        if n == best:
+            flags.append(f"best {metric_label(m)}")
+        elif not row.empty and row.iloc[0].p_value is not None and not row.iloc[0].significant:
+            flags.append("not significantly below the best")
+        else:
+            flags.append("below the best")
+    data["standing"] = flags
+    cols.append(
+        ColumnSpec(
+            "standing",
+            "Standing",
+            "text",
+            help="Against the best on the first metric: paired test on the same questions, "
+            "significant at p < 0.05.",
+        )
+    )
+
+
+def _add_retention(data: dict[str, Any], cols: list[ColumnSpec], view: RunView, m: str) -> None:
+    """General knowledge kept (score, change against the base model), when it was measured."""
+    ret = retention_vs_gain(view, m).set_index("strategy")
+    if ret.retention_delta.isna().all():
+        return
+    data["general"] = [ret.loc[n, "retention_score"] for n in data["name"]]
+    data["general_change"] = [ret.loc[n, "retention_delta"] for n in data["name"]]
+    cols.append(
+        ColumnSpec(
+            "general",
+            "General knowledge",
+            help="Share of the shipped general-knowledge questions answered right.",
+        )
+    )
+    cols.append(
+        ColumnSpec(
+            "general_change",
+            "General knowledge vs base model",
+            fmt="%+.3f",
+            help="Change against the base model closed book (negative: forgotten).",
+        )
+    )
 
 
 def cost_table(view: RunView, monthly_volume: int, months: int) -> StrategyTable:

@@ -268,7 +268,7 @@ def _diagnostics_section(view: db.RunView) -> str:
 def _judge_sections(view, shown: int = 50) -> list[str]:
     """The judge against F1 (agreement, kappa, the first disagreements) and what judging cost;
     nothing when the run was not judged."""
-    from eval.judge import agreement_by_strategy
+    from eval.agreement import agreement_by_strategy
     from eval.views.judge import (
         agreement_frame,
         disagreement_frame,

@@ -10,7 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from eval.judge import Agreement, JudgeCost, agreement_by_strategy
+from eval.agreement import Agreement, agreement_by_strategy
+from eval.judge import JudgeCost
 
 AGREEMENT_COLUMNS = [
     "Strategy",

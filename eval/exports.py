@@ -1,0 +1,59 @@
+"""A stored run as files that travel: the whole run as JSON, its answers as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict
+
+from core.files import csv_safe
+from eval.store_rows import Run, StoredAnswer
+
+
+def run_json(run: Run, answers: list[StoredAnswer]) -> str:
+    """The whole run (config, metadata, results, answers and scores) as JSON."""
+    data = asdict(run)
+    del data["owner"]  # the owner token is a private link: never in a file that travels
+    del data["process"]  # pid and host: nothing for a reader of the export
+    data["answers"] = [
+        {
+            "strategy": a.strategy,
+            "qid": a.qid,
+            "question": a.question,
+            "golds": a.golds,
+            **a.answer.to_dict(),
+            "scores": a.scores,
+            "details": a.details,
+        }
+        for a in answers
+    ]
+    return json.dumps(data, indent=2)
+
+
+def answers_csv(answers: list[StoredAnswer]) -> str:
+    """One row per (strategy, question): answer, gold answers, tokens, latency, scores, and
+    the rationale of metrics that give one (`<metric>_rationale`, e.g. the judge's). Text
+    cells that a spreadsheet would run as a formula are neutralised (core.files)."""
+    metrics = sorted({m for a in answers for m in a.scores})
+    reasoned = sorted({m for a in answers for m, d in a.details.items() if "rationale" in d})
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(
+        ["strategy", "qid", "question", "answer", "golds", "prompt_tokens", "output_tokens"]
+        + ["latency_s", *metrics, *(f"{m}_rationale" for m in reasoned)]
+    )
+    for a in answers:
+        # Questions and answers are untrusted text: "=HYPERLINK(...)" must stay text.
+        text = [a.strategy, a.qid, a.question, a.answer.text, " | ".join(a.golds)]
+        w.writerow(
+            [csv_safe(cell) for cell in text]
+            + [
+                a.answer.cost.prompt_tokens,
+                a.answer.cost.output_tokens,
+                f"{a.answer.cost.latency_s:.4f}",
+            ]
+            + ["" if a.scores.get(m) is None else f"{a.scores[m]:.4f}" for m in metrics]
+            + [csv_safe(a.details.get(m, {}).get("rationale", "")) for m in reasoned]
+        )
+    return buf.getvalue()
