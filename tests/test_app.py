@@ -163,6 +163,26 @@ def test_bad_setting_is_a_message_not_a_traceback(app):
     assert "Settings" in texts(app.error)
 
 
+def test_a_server_or_key_typed_in_the_browser_must_be_allowed(app):
+    """A base URL is a request the server makes and an API-key variable a secret it sends:
+    neither may point anywhere a visitor likes."""
+    goto(app, "run")
+    app.multiselect(key="run.strategies").set_value(["fake"]).run()
+    app.selectbox(key="run.models.engine").set_value("openai").run()
+    app.text_input(key="run.models.base_url").set_value("http://attacker.example/v1").run()
+    assert not app.exception
+    assert "attacker.example is not one this server lets users reach" in texts(app.error)
+    assert app.button(key="run").disabled and app.button(key="estimate").disabled
+    app.text_input(key="run.models.base_url").set_value("http://127.0.0.1:9/v1").run()
+    app.text_input(key="run.models.api_key_env").set_value("AWS_SECRET_ACCESS_KEY").run()
+    assert "'AWS_SECRET_ACCESS_KEY' is not one this server sends" in texts(app.error)
+    assert app.button(key="run").disabled
+    app.toggle(key="track_on").set_value(True).run()
+    app.text_input(key="run.models.api_key_env").set_value("").run()
+    app.text_input(key="track_uri").set_value("sqlite:////tmp/anywhere.db").run()
+    assert "outside the app's data folder" in texts(app.error)
+
+
 def test_training_on_the_cpu_is_offered_with_its_time_not_by_default(app):
     goto(app, "run")
     strategies = app.multiselect(key="run.strategies")

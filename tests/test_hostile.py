@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from core.allowlist import ALLOW_FILE, LocationRefused, check_location, load_allowlist
+from core.allowlist import (
+    ALLOW_FILE,
+    LocationRefused,
+    check_key_env,
+    check_location,
+    check_server,
+    check_servers_and_keys,
+    check_tracking_uri,
+    load_allowlist,
+)
 from core.config import ChunkingConfig
 from core.corpora import CorpusLibrary
 from core.corpus import ingest, whitespace_token_spans
@@ -361,6 +370,62 @@ def test_allow_list(tmp_path):
     assert check_location("org/model", home=home, allow=allow) == "org/model"
     with pytest.raises(LocationRefused):
         check_location("/", home=home, allow=allow)
+
+
+def test_servers_keys_and_tracking_uris_a_browser_may_name(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    allow = load_allowlist(home)
+    assert check_server("http://127.0.0.1:8080/v1", allow) == "http://127.0.0.1:8080/v1"
+    assert check_server("http://localhost:5000", allow)
+    for url in (
+        "http://attacker.example/v1",
+        "http://169.254.169.254/latest/meta-data",  # cloud metadata
+        "http://user:pw@127.0.0.1:8080/v1",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:6379/",
+        "http://127.0.0.1:notaport/",
+        "http://127.0.0.1.attacker.example/",
+    ):
+        with pytest.raises(LocationRefused):
+            check_server(url, allow)
+    with pytest.raises(LocationRefused, match="AWS_SECRET_ACCESS_KEY"):
+        check_key_env("AWS_SECRET_ACCESS_KEY", allow)
+    assert check_key_env("", allow) == ""
+    local = f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
+    assert check_tracking_uri(local, home, allow) == local
+    for uri in (
+        "sqlite:////tmp/elsewhere.db",
+        f"file://{tmp_path / 'out'}",
+        f"sqlite:///{home / '..' / 'x.db'}",
+        "sqlite:///relative.db",
+        "http://attacker.example:5000",
+        "s3://bucket/path",
+    ):
+        with pytest.raises(LocationRefused):
+            check_tracking_uri(uri, home, allow)
+    (home / ALLOW_FILE).write_text(
+        "servers: [https://vllm.internal:8000/v1]\napi_key_envs: [VLLM_API_KEY]\n"
+    )
+    allow = load_allowlist(home)
+    assert check_server("https://vllm.internal:8000/v1", allow)
+    for url in (
+        "https://vllm.internal:9000/v1",
+        "https://vllm.internal:8000/admin",
+        "http://127.0.0.1",
+    ):
+        with pytest.raises(LocationRefused):
+            check_server(url, allow)  # the operator's list replaces the loopback default
+    assert check_key_env("VLLM_API_KEY", allow) == "VLLM_API_KEY"
+    settings = {
+        "models": {"engine": "openai", "base_url": "https://vllm.internal:8000/v1"},
+        "judge": {"base_url": "http://attacker.example/v1", "api_key_env": "VLLM_API_KEY"},
+    }
+    with pytest.raises(LocationRefused, match="judge server"):
+        check_servers_and_keys(settings, home, allow)
+    settings = {"judge": {"model": "/etc", "engine": "transformers"}}
+    with pytest.raises(LocationRefused):
+        check_servers_and_keys(settings, home, allow)
 
 
 def test_adapter_search_is_bounded(tmp_path):

@@ -12,7 +12,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core.allowlist import check_location, check_model, load_allowlist
+from core.allowlist import check_location, check_model, check_servers_and_keys, load_allowlist
 from core.models import resolve_device
 from eval.config import RunConfig
 from eval.jobs import JobQueue, ensure_worker, serve_queued
@@ -140,6 +140,7 @@ try:
     models = run_settings.setdefault("models", {})
     for kind in ("generator", "embedder"):
         models[kind] = check_model(models.get(kind, ""), kind, home(), allow)
+    check_servers_and_keys(run_settings, home(), allow)
     for settings in strategy_settings.values():
         if settings.get("adapter_path"):
             settings["adapter_path"] = check_location(
