@@ -209,3 +209,17 @@ def check_servers_and_keys(
     tracking = settings.get("tracking") or {}
     if tracking.get("uri"):
         tracking["uri"] = check_tracking_uri(tracking["uri"], home, allow)
+
+
+def check_strategy_settings(
+    settings: dict, home: str | Path, allow: AllowList | None = None
+) -> None:
+    """Check the locations in one strategy's settings typed in the browser: an adapter folder
+    (`adapter_path`) and a vector-store server (`chroma_host`/`chroma_port`)."""
+    if settings.get("adapter_path"):
+        settings["adapter_path"] = check_location(
+            settings["adapter_path"], home=home, allow=allow, what="adapter"
+        )
+    if settings.get("chroma_host"):
+        url = f"http://{settings['chroma_host']}:{settings.get('chroma_port', 8000)}"
+        check_server(url, allow, what="Chroma server")

@@ -20,6 +20,7 @@ from core.allowlist import (
     check_location,
     check_server,
     check_servers_and_keys,
+    check_strategy_settings,
     check_tracking_uri,
     load_allowlist,
 )
@@ -426,6 +427,9 @@ def test_servers_keys_and_tracking_uris_a_browser_may_name(tmp_path, monkeypatch
     settings = {"judge": {"model": "/etc", "engine": "transformers"}}
     with pytest.raises(LocationRefused):
         check_servers_and_keys(settings, home, allow)
+    with pytest.raises(LocationRefused, match="Chroma server"):
+        check_strategy_settings({"chroma_host": "10.0.0.5", "chroma_port": 8000}, home, allow)
+    check_strategy_settings({"chroma_host": "127.0.0.1"}, home, load_allowlist(tmp_path))
 
 
 def test_adapter_search_is_bounded(tmp_path):

@@ -12,7 +12,12 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core.allowlist import check_location, check_model, check_servers_and_keys, load_allowlist
+from core.allowlist import (
+    check_model,
+    check_servers_and_keys,
+    check_strategy_settings,
+    load_allowlist,
+)
 from core.models import resolve_device
 from eval.config import RunConfig
 from eval.jobs import JobQueue, ensure_worker, serve_queued
@@ -142,10 +147,7 @@ try:
         models[kind] = check_model(models.get(kind, ""), kind, home(), allow)
     check_servers_and_keys(run_settings, home(), allow)
     for settings in strategy_settings.values():
-        if settings.get("adapter_path"):
-            settings["adapter_path"] = check_location(
-                settings["adapter_path"], home=home(), allow=allow, what="adapter"
-            )
+        check_strategy_settings(settings, home(), allow)
     config = RunConfig.from_dict(
         {**run_settings, "strategies": list(chosen), "strategy_configs": strategy_settings}
     )
