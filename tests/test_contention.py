@@ -60,3 +60,22 @@ def test_cpu_clock_sees_a_busy_neighbour():
 def test_tokens_per_s():
     assert tokens_per_s(100, 4.0) == 25.0
     assert tokens_per_s(100, 0.0) is None
+
+
+def test_answers_from_a_model_server_are_never_flagged_contended():
+    """The server's CPU, not ours, did the work: waiting on it is not waiting for a core."""
+    from core.config import PriceTable
+    from core.types import Answer, QAPair
+    from eval.run.measurement import StrategyMeasurement
+
+    class Waits:  # answers like a remote engine: wall time passes, this process idles
+        def answer(self, batch):
+            time.sleep(0.3)
+            return [Answer(question=q, text="x") for q in batch]
+
+    questions = [QAPair(id=str(i), question=f"q{i}?", answers=("x",)) for i in range(2)]
+    for remote in (False, True):
+        m = StrategyMeasurement(2, "cpu", PriceTable(), lambda e: None, lambda: False)
+        m.remote_answers = remote
+        _, _, cpu = m._answer_test(Waits(), "waits", questions)
+        assert cpu.contended is (not remote)  # in process, idling this long means no core

@@ -62,6 +62,9 @@ class CpuSample:
     threads: int = 1
     cores: int = 1
     others_cpu_s: float | None = None
+    # The work ran in another process (a model server, here or elsewhere): our CPU time and
+    # the other processes' busy time say nothing about contention, so it is never flagged.
+    remote: bool = False
 
     @property
     def others_cores(self) -> float | None:
@@ -72,6 +75,8 @@ class CpuSample:
 
     @property
     def contended(self) -> bool:
+        if self.remote:
+            return False
         return contended(self.wall_s, self.cpu_s, self.threads, self.cores, self.others_cpu_s)
 
     def to_dict(self) -> dict:

@@ -77,6 +77,7 @@ class StrategyMeasurement:
     prices: PriceTable
     emit: ProgressFn
     cancelled: Callable[[], bool]
+    remote_answers: bool = False  # a model server generates: answering contention is unknown
 
     def evaluate(
         self,
@@ -155,4 +156,5 @@ class StrategyMeasurement:
                 self.emit(
                     {"stage": "answer", "strategy": label, "done": len(answers), "total": total}
                 )
+        answer_cpu.remote = self.remote_answers
         return answers, answering, answer_cpu
