@@ -134,6 +134,8 @@ def _split(url: str) -> tuple[str, str, int | None, str] | None:
         return None
     if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
         return None
+    if ".." in parts.path.split("/"):  # a server may resolve it out of the allowed prefix
+        return None
     return parts.scheme, parts.hostname.lower(), port, parts.path.rstrip("/")
 
 

@@ -413,6 +413,7 @@ def test_servers_keys_and_tracking_uris_a_browser_may_name(tmp_path, monkeypatch
     for url in (
         "https://vllm.internal:9000/v1",
         "https://vllm.internal:8000/admin",
+        "https://vllm.internal:8000/v1/../admin",
         "http://127.0.0.1",
     ):
         with pytest.raises(LocationRefused):
