@@ -87,6 +87,9 @@ def test_run_page_says_a_server_cannot_serve_adapters_before_the_run(stub, tmp_p
     from tests.test_app import APP, goto, texts
 
     monkeypatch.setenv("ADAPTLAB_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    # The operator lets runs send MY_KEY (a browser may name no variable otherwise).
+    (tmp_path / "home" / "allowed_paths.yaml").write_text("api_key_envs: [MY_KEY]\n")
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     goto(at, "run")
