@@ -192,14 +192,14 @@ def check_tracking_uri(uri: str, home: str | Path, allow: AllowList | None = Non
     return text
 
 
-def check_servers_and_keys(
-    settings: dict, home: str | Path, allow: AllowList | None = None
-) -> None:
-    """Check, in RunConfig settings typed in the browser, every server URL, API-key variable,
-    judge model and tracking URI (LocationRefused naming the first refused); models given as
-    paths are check_model's."""
+def check_run_settings(settings: dict, home: str | Path, allow: AllowList | None = None) -> None:
+    """Check, in RunConfig settings typed in the browser, every location: the generator and
+    embedder, server URLs, API-key variables, the judge's model and the tracking URI. Checked
+    values are written back (resolved); LocationRefused names the first refused."""
     allow = allow or AllowList()
-    models = settings.get("models") or {}
+    models = settings.setdefault("models", {})
+    for kind in ("generator", "embedder"):
+        models[kind] = check_model(models.get(kind, ""), kind, home, allow)
     judge = settings.get("judge") or {}
     for section, what in ((models, "model server"), (judge, "judge server")):
         if section.get("base_url"):
@@ -217,11 +217,15 @@ def check_strategy_settings(
     settings: dict, home: str | Path, allow: AllowList | None = None
 ) -> None:
     """Check the locations in one strategy's settings typed in the browser: an adapter folder
-    (`adapter_path`) and a vector-store server (`chroma_host`/`chroma_port`)."""
+    (`adapter_path`) and a vector-store server (`chroma_host`/`chroma_port`), in nested
+    sections too (a combination holds its parts' settings: lora+rag's `lora` and `rag`)."""
     if settings.get("adapter_path"):
         settings["adapter_path"] = check_location(
             settings["adapter_path"], home=home, allow=allow, what="adapter"
         )
     if settings.get("chroma_host"):
-        url = f"http://{settings['chroma_host']}:{settings.get('chroma_port', 8000)}"
+        url = f"http://{settings['chroma_host']}:{settings['chroma_port']}"
         check_server(url, allow, what="Chroma server")
+    for inner in settings.values():
+        if isinstance(inner, dict):
+            check_strategy_settings(inner, home, allow)

@@ -75,7 +75,6 @@ def test_answers_from_a_model_server_are_never_flagged_contended():
 
     questions = [QAPair(id=str(i), question=f"q{i}?", answers=("x",)) for i in range(2)]
     for remote in (False, True):
-        m = StrategyMeasurement(2, "cpu", PriceTable(), lambda e: None, lambda: False)
-        m.remote_answers = remote
+        m = StrategyMeasurement(2, "cpu", PriceTable(), lambda e: None, lambda: False, remote)
         _, _, cpu = m._answer_test(Waits(), "waits", questions)
         assert cpu.contended is (not remote)  # in process, idling this long means no core

@@ -18,8 +18,8 @@ from core.allowlist import (
     LocationRefused,
     check_key_env,
     check_location,
+    check_run_settings,
     check_server,
-    check_servers_and_keys,
     check_strategy_settings,
     check_tracking_uri,
     load_allowlist,
@@ -419,18 +419,27 @@ def test_servers_keys_and_tracking_uris_a_browser_may_name(tmp_path, monkeypatch
         with pytest.raises(LocationRefused):
             check_server(url, allow)  # the operator's list replaces the loopback default
     assert check_key_env("VLLM_API_KEY", allow) == "VLLM_API_KEY"
+    bundled = {"generator": "tiny", "embedder": "all-minilm-l6-v2"}
     settings = {
-        "models": {"engine": "openai", "base_url": "https://vllm.internal:8000/v1"},
+        "models": {**bundled, "engine": "openai", "base_url": "https://vllm.internal:8000/v1"},
         "judge": {"base_url": "http://attacker.example/v1", "api_key_env": "VLLM_API_KEY"},
     }
     with pytest.raises(LocationRefused, match="judge server"):
-        check_servers_and_keys(settings, home, allow)
-    settings = {"judge": {"model": "/etc", "engine": "transformers"}}
+        check_run_settings(settings, home, allow)
+    settings = {"models": dict(bundled), "judge": {"model": "/etc", "engine": "transformers"}}
     with pytest.raises(LocationRefused):
-        check_servers_and_keys(settings, home, allow)
+        check_run_settings(settings, home, allow)
+    with pytest.raises(LocationRefused, match="generator"):
+        check_run_settings({"models": {**bundled, "generator": "/etc"}}, home, allow)
     with pytest.raises(LocationRefused, match="Chroma server"):
         check_strategy_settings({"chroma_host": "10.0.0.5", "chroma_port": 8000}, home, allow)
-    check_strategy_settings({"chroma_host": "127.0.0.1"}, home, load_allowlist(tmp_path))
+    loopback = load_allowlist(tmp_path)
+    check_strategy_settings({"chroma_host": "127.0.0.1", "chroma_port": 8000}, home, loopback)
+    # A combination nests its parts' settings: they are checked too.
+    with pytest.raises(LocationRefused, match="Chroma server"):
+        check_strategy_settings({"rag": {"chroma_host": "10.0.0.5", "chroma_port": 1}}, home, allow)
+    with pytest.raises(LocationRefused, match="adapter"):
+        check_strategy_settings({"lora": {"adapter_path": "/"}}, home, allow)
 
 
 def test_adapter_search_is_bounded(tmp_path):

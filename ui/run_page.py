@@ -13,8 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from core.allowlist import (
-    check_model,
-    check_servers_and_keys,
+    check_run_settings,
     check_strategy_settings,
     load_allowlist,
 )
@@ -140,12 +139,9 @@ keep_widgets("run.")
 
 config, problem = None, None
 try:
-    # Paths typed in the browser: only models and adapters this server allows.
+    # Locations typed in the browser: only models, adapters and servers this server allows.
     allow = load_allowlist(home())
-    models = run_settings.setdefault("models", {})
-    for kind in ("generator", "embedder"):
-        models[kind] = check_model(models.get(kind, ""), kind, home(), allow)
-    check_servers_and_keys(run_settings, home(), allow)
+    check_run_settings(run_settings, home(), allow)
     for settings in strategy_settings.values():
         check_strategy_settings(settings, home(), allow)
     config = RunConfig.from_dict(

@@ -158,10 +158,14 @@ class _Comparison:
         uses_models = self.bench.models is not None
         self.general = load_general_set(config.retention_questions) if uses_models else []
         self.measurement = StrategyMeasurement(
-            config.batch_size, self.bench.device, config.prices, self.emit, self.cancelled
+            config.batch_size,
+            self.bench.device,
+            config.prices,
+            self.emit,
+            self.cancelled,
+            # On a server engine the generation's CPU is the server's, not this process's.
+            remote_answers=config.models.engine != "transformers",
         )
-        # On a server engine the generation's CPU is the server's, not this process's.
-        self.measurement.remote_answers = config.models.engine != "transformers"
         for name in config.strategies:
             for label, train, extras in variants(
                 name, self.bench.inputs.train, config.learning_curve, config.split.seed
