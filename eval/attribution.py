@@ -201,10 +201,16 @@ def closed_book_cells(
 # --- what to try next ---------------------------------------------------------------------------
 
 
-def advice(cells: Cells, ceiling: float | None = None, metric_label: str = "F1") -> str:
+def advice(
+    cells: Cells,
+    ceiling: float | None = None,
+    metric_label: str = "F1",
+    corpus_pairs: bool = False,
+) -> str:
     """One or two sentences from the cells: what limits this strategy and what to try next.
 
-    `ceiling` is the oracle-reading score on the same metric (None when not measured)."""
+    `ceiling` is the oracle-reading score on the same metric (None when not measured);
+    `corpus_pairs`: the strategy already trained on corpus pairs (`lora.data=pairs+corpus`)."""
     s = cells.strategy
     if cells.n == 0:
         return f"{s}: no question could be placed."
@@ -234,7 +240,12 @@ def advice(cells: Cells, ceiling: float | None = None, metric_label: str = "F1")
     new = learned + cells.count("new_wrong")
     text = f"{s} answered {learned} of {new} questions the base model missed"
     text += f" and lost {lost} it knew (regressions)." if lost else " with no regression."
-    if new and learned / new < 0.1:
+    if new and learned / new < 0.1 and corpus_pairs:
+        text += (
+            " Closed book it barely adds knowledge, even trained on several phrasings of each "
+            "corpus fact: retrieval is the lever."
+        )
+    elif new and learned / new < 0.1:
         text += (
             " Closed book it barely adds knowledge: retrieval, or fine-tuning on several "
             "phrasings of each fact (lora.data=pairs+corpus), is the lever."

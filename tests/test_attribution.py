@@ -106,6 +106,9 @@ def test_advice_closed_book():
     text = advice(closed_book_cells("lora", lora, base, 0.5))
     assert text.startswith("lora answered 1 of 28 questions the base model missed and lost 1")
     assert "pairs+corpus" in text
+    # Once trained on corpus pairs, the advice stops sending the user back to them.
+    tried = advice(closed_book_cells("lora", lora, base, 0.5), corpus_pairs=True)
+    assert "pairs+corpus" not in tried and "retrieval is the lever" in tried
 
 
 def test_verdict_config_round_trip_and_validation():

@@ -112,6 +112,11 @@ def attribution(view, config: VerdictConfig, base: str | None = None) -> list[Ce
     return out
 
 
+def trained_on_corpus_pairs(view, strategy: str) -> bool:
+    """Whether `strategy` trained on pairs generated from the corpus (its stored config)."""
+    return view.result(strategy).config.get("data") == "pairs+corpus"
+
+
 def _overlap(a: dict, b: dict) -> bool:
     return a["low"] <= b["high"] and b["low"] <= a["high"]
 
@@ -131,7 +136,10 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
         d.oracle = {**oracle.summary[metric], "metric": metric, "cost": oracle.cost}
 
     d.cells = attribution(view, config)
-    d.advice = {c.strategy: advice(c, ceiling, label) for c in d.cells}
+    d.advice = {
+        c.strategy: advice(c, ceiling, label, trained_on_corpus_pairs(view, c.strategy))
+        for c in d.cells
+    }
 
     if results:
         ivs = {r.strategy: r.metrics[metric] for r in results}
