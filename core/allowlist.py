@@ -218,7 +218,8 @@ def check_strategy_settings(
 ) -> None:
     """Check the locations in one strategy's settings typed in the browser: an adapter folder
     (`adapter_path`) and a vector-store server (`chroma_host`/`chroma_port`), in nested
-    sections too (a combination holds its parts' settings: lora+rag's `lora` and `rag`)."""
+    sections too (a combination holds its parts' settings: lora+rag's `lora` and `rag`).
+    `settings` is a whole config form (every option present, `chroma_port` included)."""
     if settings.get("adapter_path"):
         settings["adapter_path"] = check_location(
             settings["adapter_path"], home=home, allow=allow, what="adapter"

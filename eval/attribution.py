@@ -240,14 +240,12 @@ def advice(
     new = learned + cells.count("new_wrong")
     text = f"{s} answered {learned} of {new} questions the base model missed"
     text += f" and lost {lost} it knew (regressions)." if lost else " with no regression."
-    if new and learned / new < 0.1 and corpus_pairs:
+    if new and learned / new < 0.1:
         text += (
             " Closed book it barely adds knowledge, even trained on several phrasings of each "
             "corpus fact: retrieval is the lever."
-        )
-    elif new and learned / new < 0.1:
-        text += (
-            " Closed book it barely adds knowledge: retrieval, or fine-tuning on several "
+            if corpus_pairs
+            else " Closed book it barely adds knowledge: retrieval, or fine-tuning on several "
             "phrasings of each fact (lora.data=pairs+corpus), is the lever."
         )
     return text

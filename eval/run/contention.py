@@ -103,8 +103,8 @@ def contended(
 class cpu_clock:
     """Context manager filling a CpuSample around a step (nests freely; cheap to read)."""
 
-    def __init__(self) -> None:
-        self.result = CpuSample()
+    def __init__(self, remote: bool = False) -> None:
+        self.result = CpuSample(remote=remote)
 
     def __enter__(self) -> CpuSample:
         self._sys = _system_busy_s()

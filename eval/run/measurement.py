@@ -138,7 +138,7 @@ class StrategyMeasurement:
         questions = [p.question for p in test]
         total, answers = len(questions), []
         self.emit({"stage": "answer", "strategy": label, "done": 0, "total": total})
-        with measure(self.device) as answering, cpu_clock() as answer_cpu:
+        with measure(self.device) as answering, cpu_clock(self.remote_answers) as answer_cpu:
             for start in range(0, total, self.batch_size):
                 if self.cancelled():
                     raise RunCancelled
@@ -156,5 +156,4 @@ class StrategyMeasurement:
                 self.emit(
                     {"stage": "answer", "strategy": label, "done": len(answers), "total": total}
                 )
-        answer_cpu.remote = self.remote_answers
         return answers, answering, answer_cpu
