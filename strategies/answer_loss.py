@@ -50,10 +50,13 @@ class AnswerLoss(nn.Module):
         keep = target != IGNORE
         if self.gathered:
             decoder, head = self._parts
-            hidden = decoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+            # use_cache=False: a KV cache would only copy every layer's keys and values again
+            hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)[0]
             logits = head(hidden[:, :-1][keep])
         else:  # logits post-processed by the model: take its full logits, then gather
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            logits = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+            ).logits
             logits = logits[:, :-1][keep]
         loss = F.cross_entropy(logits.float(), target[keep], reduction="sum")
         return loss, keep.sum()

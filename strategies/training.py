@@ -236,6 +236,7 @@ class _Run:
         from transformers import get_linear_schedule_with_warmup
 
         from strategies.answer_loss import AnswerLoss
+        from strategies.cpu_training import cpu_training_swaps
 
         self.cfg, self.pad_id, self.device = config, pad_id, device
         self.examples, self.val_examples = examples, val_examples
@@ -281,6 +282,8 @@ class _Run:
             micro_batch_tokens=self.plan.micro_batch_tokens,
             memory_budget_gb=self.plan.memory_budget_gb,
         )
+        # Last in __init__: nothing after it can fail and leave the swaps in place without close().
+        self.undo_swaps = (lambda: None) if self.on_cuda else cpu_training_swaps(model)
 
     def train(self, progress, cancelled, cancel_exc) -> TrainingLog:
         """The loop: a step per batch, validation at eval_every / epoch ends / the last step."""
@@ -428,6 +431,7 @@ class _Run:
     def close(self) -> None:
         """Eval mode, checkpointing off, accelerate's references to model and optimiser dropped."""
         self.model.eval()
+        self.undo_swaps()
         if self.plan.checkpointing:
             disable = getattr(self.model, "activation_checkpointing_disable", None)
             (disable or self.model.gradient_checkpointing_disable)()
