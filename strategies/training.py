@@ -283,7 +283,7 @@ class _Run:
             memory_budget_gb=self.plan.memory_budget_gb,
         )
         # Last in __init__: nothing after it can fail and leave the swaps in place without close().
-        self.undo_swaps = (lambda: None) if self.on_cuda else cpu_training_swaps(model)
+        self.undo_swaps = cpu_training_swaps(model) if device == "cpu" else (lambda: None)
 
     def train(self, progress, cancelled, cancel_exc) -> TrainingLog:
         """The loop: a step per batch, validation at eval_every / epoch ends / the last step."""

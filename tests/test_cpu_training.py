@@ -38,6 +38,8 @@ def test_mask_dropout_drops_p_and_scales_the_rest():
     assert torch.allclose(y[y != 0], torch.tensor(1 / 0.95))
     x = torch.ones(3, 4)
     assert dropout.eval()(x) is x and MaskDropout(0.0).train()(x) is x
+    on_device = MaskDropout(0.5).train()(torch.ones(3, device="meta"))  # torch's dropout there
+    assert on_device.device.type == "meta" and on_device.shape == (3,)
 
 
 def test_the_gradient_goes_through_the_forward_mask_only():
