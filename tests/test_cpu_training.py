@@ -8,25 +8,17 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers.integrations import sdpa_attention
 
-from core.models import load_generator
 from strategies.answer_loss import AnswerLoss
 from strategies.cpu_training import MaskDropout, repeat_kv_heads_on_cpu, swap_lora_dropout
-from strategies.lora import LoraStrategy, LoraStrategyConfig
 from strategies.train_batches import pad_right
 from strategies.training import TrainingConfig, train_adapter
-from tests.test_train_loop import _examples
+from tests.test_train_loop import _examples, lora_on_tiny
 
 
 @pytest.fixture
 def dropout_lora(tiny_models):
-    gen = load_generator(tiny_models)
-    torch.manual_seed(0)
-    peft_config = LoraStrategy(LoraStrategyConfig(r=4, dropout=0.05), None).peft_config()
-    model = gen.attach_adapter("swap-test", peft_config)
-    try:
-        yield gen, model
-    finally:
-        gen.detach_adapter("swap-test")
+    with lora_on_tiny(tiny_models, "swap-test", dropout=0.05) as pair:
+        yield pair
 
 
 def test_mask_dropout_drops_p_and_scales_the_rest():

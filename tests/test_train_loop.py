@@ -4,6 +4,7 @@ memory budget, SDPA, and generation sub-batches."""
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 
 import pytest
 
@@ -34,19 +35,26 @@ def _examples(n: int, seed: int = 0, vocab: int = 300) -> list[tuple[list[int], 
     return out
 
 
-@pytest.fixture
-def tiny_lora(tiny_models):
+@contextmanager
+def lora_on_tiny(tiny_models, name: str, dropout: float):
+    """(generator, peft model): the tiny model with a seeded r=4 adapter `name`, detached after."""
     gen = load_generator(tiny_models)
     import torch
 
     torch.manual_seed(0)
-    # dropout 0: the comparisons below need the same function on every call
-    peft_config = LoraStrategy(LoraStrategyConfig(r=4, dropout=0.0), None).peft_config()
-    model = gen.attach_adapter("loop-test", peft_config)
+    peft_config = LoraStrategy(LoraStrategyConfig(r=4, dropout=dropout), None).peft_config()
+    model = gen.attach_adapter(name, peft_config)
     try:
         yield gen, model
     finally:
-        gen.detach_adapter("loop-test")
+        gen.detach_adapter(name)
+
+
+@pytest.fixture
+def tiny_lora(tiny_models):
+    # dropout 0: the comparisons below need the same function on every call
+    with lora_on_tiny(tiny_models, "loop-test", dropout=0.0) as pair:
+        yield pair
 
 
 def test_gathered_loss_equals_the_plain_model_loss(tiny_lora):
