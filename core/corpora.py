@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.bundled import SAMPLE_DIR
 from core.files import write_text_atomic
 from core.owners import Access, AccessDenied
 from core.qagen import save_qa_jsonl
@@ -35,7 +36,7 @@ META = "corpus.json"
 GENERATED_QA = "qa_generated.jsonl"
 SAMPLE_ID = "sample"
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+_SAMPLE_DIR = SAMPLE_DIR
 
 
 class CorpusNotFound(KeyError):

@@ -1,5 +1,7 @@
+"""`python -m eval`: the `adaptlab` command without installing it."""
+
 import sys
 
 from eval.cli import main
 
-sys.exit(main())
+sys.exit(main(prog="python -m eval"))

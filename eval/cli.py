@@ -1,6 +1,8 @@
-"""Command line: `python -m eval run|show|list|export|rescore|track|worker|jobs`.
+"""Command line: `adaptlab run|show|list|export|compare|rescore|track|worker|jobs|app`.
 
-A thin layer over the library."""
+A thin layer over the library; `python -m eval` is the same command. Paths are relative to the
+current folder; the defaults (`sample_data/...`) fall back to the sample bundled with the package.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from core.bundled import PACKAGE_ROOT, bundled_fallback
 from core.config import ConfigError, ModelConfig
 from eval.cli_args import parser
 from eval.config import RunConfig
@@ -78,6 +81,9 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         if args.judge:
             data["judge"]["model"] = args.judge
     data["tracking"] = _tracking_settings(args, data["tracking"])
+    for key in ("corpus", "qa"):
+        if data[key]:
+            data[key] = str(bundled_fallback(data[key]))
     for item in args.set:
         target, sep, value = item.partition("=")
         strategy, dot, key = target.partition(".")
@@ -185,11 +191,14 @@ class _Progress:
             self.bar, self.key = None, None
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
+    """Parse `argv` (default: the process's arguments), run the command, return its exit code."""
+    args = parser(prog).parse_args(argv)
     try:
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "app":
+            return _cmd_app(args)
         if args.command == "generate-qa":
             return _cmd_generate_qa(args)
         if args.command == "worker":
@@ -215,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.output).write_text(text, encoding="utf-8")
             else:
                 sys.stdout.write(text)
+        elif args.command == "compare":
+            print(compare_text(store, args))
         elif args.command == "rescore":
             from eval.run import rescore
 
@@ -251,11 +262,52 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress._close()
     run = store.get_run(run_id)
     print(render_with_diagnostics(store, run_id) + _judge_lines(store, run))
-    print(f"\nWall time: {time.perf_counter() - t0:.1f} s   (python -m eval show {run_id})")
+    print(f"\nWall time: {time.perf_counter() - t0:.1f} s   (adaptlab show {run_id})")
     if args.json:
         summary = summary_with_diagnostics(store, run_id)
         Path(args.json).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return 0 if run.status == "done" else 1
+
+
+def compare_text(store: RunStore, args: argparse.Namespace) -> str:
+    """The Compare page's decision for `args.run_id` as text; writes the HTML report to
+    `args.html` when given."""
+    from eval.views import RunView
+    from eval.views.decision import decide
+    from eval.views.html_report import html_report
+
+    view = RunView.load(store, args.run_id)
+    if not view.results:
+        return f"run {args.run_id} has no results to compare"
+    decision = decide(view, args.volume, threshold=args.threshold, months=args.months)
+    if args.html:
+        report = html_report(
+            store,
+            args.run_id,
+            monthly_volume=args.volume,
+            threshold=args.threshold,
+            months=args.months,
+        )
+        Path(args.html).write_text(report, encoding="utf-8")
+    return "\n".join(decision.sentences())
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    """Serve app.py with Streamlit from the current folder (where the app keeps .adaptlab/),
+    with the settings of the checkout's .streamlit/config.toml (privacy, upload size)."""
+    import subprocess
+    import tomllib
+
+    script = PACKAGE_ROOT / "app.py"
+    if not script.is_file():
+        raise FileNotFoundError(f"{script} is missing: reinstall adaptlab")
+    flags: list[str] = []
+    settings = PACKAGE_ROOT / ".streamlit" / "config.toml"
+    if settings.is_file() and not (Path.cwd() / ".streamlit" / "config.toml").is_file():
+        for section, values in tomllib.loads(settings.read_text(encoding="utf-8")).items():
+            flags += [f"--{section}.{key}={value}" for key, value in values.items()]
+    flags += [f"--server.address={args.address}", f"--server.port={args.port}"]
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(script), *flags])
 
 
 def _cmd_generate_qa(args: argparse.Namespace) -> int:
@@ -269,7 +321,7 @@ def _cmd_generate_qa(args: argparse.Namespace) -> int:
     config = QAGenConfig.from_dict(settings)
     models = ModelConfig(generator=args.generator) if args.generator else ModelConfig()
     # Chunked in the generator's tokens, as the app, the worker and a run chunk it.
-    corpus = read_corpus(args.corpus, RunConfig(models=models))
+    corpus = read_corpus(bundled_fallback(args.corpus), RunConfig(models=models))
     for e in corpus.errors:
         print(f"skipped {e.name}: {e.reason}", file=sys.stderr)
     if not corpus.chunks:
@@ -286,7 +338,7 @@ def _cmd_generate_qa(args: argparse.Namespace) -> int:
 
 
 def render_jobs(jobs: list[dict[str, Any]]) -> str:
-    """One line per job (for `python -m eval jobs`)."""
+    """One line per job (for `adaptlab jobs`)."""
     lines = []
     for j in jobs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j["created_at"]))

@@ -1,4 +1,5 @@
-"""The command line's flags: every subcommand of `python -m eval` and what it accepts."""
+"""The command line's flags: every subcommand of `adaptlab` (or `python -m eval`) and what it
+accepts."""
 
 from __future__ import annotations
 
@@ -9,14 +10,21 @@ from core.qagen import METHODS
 from eval.config import RunConfig
 
 
-def parser() -> argparse.ArgumentParser:  # long but flat: one declaration per flag
-    """Every subcommand and its flags."""
-    p = argparse.ArgumentParser(prog="python -m eval", description="AdaptLab comparisons")
+def parser(prog: str = "adaptlab") -> argparse.ArgumentParser:
+    """Every subcommand and its flags (`prog`: the name usage lines show)."""
+    p = argparse.ArgumentParser(prog=prog, description="AdaptLab comparisons")
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_run, _stored_run, _compare, _generate_qa, _queue, _rescore, _track, _app):
+        add(sub)
+    return p
 
+
+def _run(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="compare strategies on a corpus and a Q/A file")
     run.add_argument("--config", help="YAML/JSON RunConfig; flags below override it")
-    run.add_argument("--corpus", help="folder of documents (txt, md, pdf, docx, html)")
+    run.add_argument(
+        "--corpus", help="folder of documents (txt, md, pdf, docx, html; default: the sample)"
+    )
     run.add_argument("--qa", help="question/answer file (.jsonl, .json or .csv)")
     run.add_argument(
         "--generate-qa",
@@ -43,6 +51,11 @@ def parser() -> argparse.ArgumentParser:  # long but flat: one declaration per f
         help="a strategy or run-section setting, e.g. --set lora.epochs=1 --set rag.top_k=5 "
         "--set models.engine=openai",
     )
+    _run_outputs(run)
+
+
+def _run_outputs(run: argparse.ArgumentParser) -> None:
+    """`run`'s flags past the comparison itself: metrics, judge, tracking, where results go."""
     run.add_argument("--name", help="a label for the run")
     run.add_argument(
         "--metrics", help="comma-separated metric names (default: every default metric)"
@@ -66,6 +79,8 @@ def parser() -> argparse.ArgumentParser:  # long but flat: one declaration per f
         "default: the operator's, which a private workspace does not show in the app",
     )
 
+
+def _stored_run(sub: argparse._SubParsersAction) -> None:
     for name, help_ in (("show", "print a stored run"), ("export", "export a stored run")):
         sp = sub.add_parser(name, help=help_)
         sp.add_argument("run_id")
@@ -74,6 +89,20 @@ def parser() -> argparse.ArgumentParser:  # long but flat: one declaration per f
             sp.add_argument("--format", choices=["json", "csv"], default="json")
             sp.add_argument("-o", "--output", help="file to write (default: stdout)")
 
+
+def _compare(sub: argparse._SubParsersAction) -> None:
+    cp = sub.add_parser(
+        "compare", help="the Compare page's decision for a stored run (and its HTML report)"
+    )
+    cp.add_argument("run_id")
+    cp.add_argument("--store", default=RunConfig().store_path)
+    cp.add_argument("--volume", type=int, default=10_000, help="questions a month")
+    cp.add_argument("--threshold", type=float, default=0.1, help="the quality bar")
+    cp.add_argument("--months", type=int, default=12, help="months the preparation is spread over")
+    cp.add_argument("--html", metavar="FILE", help="also write the HTML report there")
+
+
+def _generate_qa(sub: argparse._SubParsersAction) -> None:
     gq = sub.add_parser("generate-qa", help="generate question/answer pairs from a corpus")
     gq.add_argument("--corpus", required=True, help="folder of documents")
     gq.add_argument("-o", "--output", required=True, help="JSONL file to write")
@@ -83,6 +112,9 @@ def parser() -> argparse.ArgumentParser:  # long but flat: one declaration per f
     gq.add_argument("--seed", type=int, help="seed of the choices")
     gq.add_argument("--generator", help="generator for --method model (default: the bundled one)")
 
+
+def _queue(sub: argparse._SubParsersAction) -> None:
+    """`list` (stored runs), `worker` and `jobs` (the background queue)."""
     ls = sub.add_parser("list", help="list stored runs")
     ls.add_argument("--store", default=RunConfig().store_path)
 
@@ -96,6 +128,8 @@ def parser() -> argparse.ArgumentParser:  # long but flat: one declaration per f
     jb.add_argument("--store", default=RunConfig().store_path)
     jb.add_argument("--owner", help="only this owner's jobs")
 
+
+def _rescore(sub: argparse._SubParsersAction) -> None:
     rs = sub.add_parser("rescore", help="score stored answers with metrics, without generating")
     rs.add_argument("run_id")
     rs.add_argument("--metrics", required=True, help="comma-separated metric names")
@@ -105,11 +139,19 @@ def parser() -> argparse.ArgumentParser:  # long but flat: one declaration per f
     )
     tracking_flags(rs)
 
+
+def _track(sub: argparse._SubParsersAction) -> None:
     tr = sub.add_parser("track", help="log a stored run to an experiment tracker (MLflow)")
     tr.add_argument("run_id")
     tr.add_argument("--store", default=RunConfig().store_path)
     tracking_flags(tr, default="mlflow")
-    return p
+
+
+def _app(sub: argparse._SubParsersAction) -> None:
+    ap = sub.add_parser("app", help="open the web app (Streamlit), private to this machine")
+    # Loopback by default, as `make run`: see README "Security" before changing it.
+    ap.add_argument("--address", default="127.0.0.1", help="address the server listens on")
+    ap.add_argument("--port", type=int, default=8501)
 
 
 def tracking_flags(p: argparse.ArgumentParser, default: str | None = None) -> None:

@@ -75,7 +75,7 @@ def access() -> Access:
 def init_state() -> None:
     """Session defaults; called at the top of every run of the app."""
     state = st.session_state
-    state.session_id = current_owner()  # the name some pages still use for the owner
+    current_owner()  # sets state.owner, and the URL's ?owner= on a first visit
     state.setdefault("corpus_id", None)
     state.setdefault("job_id", None)
     state.setdefault("run_id", None)

@@ -26,7 +26,7 @@ from eval.jobs.kinds import job_body
 from eval.jobs.progress import JobProgress, heartbeat
 from eval.jobs.queue import JobQueue
 
-ROOT = Path(__file__).resolve().parents[2]  # the project folder, importable by the worker
+ROOT = Path(__file__).resolve().parents[2]  # where the packages are, put on the worker's path
 
 
 def _finish_run(queue: JobQueue, run_id: str | None, status: str, error: str) -> None:
@@ -157,7 +157,7 @@ def ensure_worker(store_path: str | Path, idle_exit_s: float = 600.0) -> bool:
         with open(str(store_path) + ".worker.log", "ab") as log:
             subprocess.Popen(
                 command,
-                cwd=ROOT,
+                cwd=Path.cwd(),  # job configs hold paths relative to where the app was started
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

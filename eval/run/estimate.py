@@ -77,8 +77,8 @@ def _planned_steps(cfg: ConfigBase, examples: int) -> int:
 
 PREPARE_SAMPLE = 48  # chunks and training pairs a strategy that does not train prepares on
 SAMPLED_NOTE_S = 0.5  # below this a sampled preparation is of no consequence: just "measured"
-# One LoRA step (batch 4 x 256 tokens) on the 2-core CPU this was built on took 5.6 s
-# (ENVIRONMENT.md); the rough figure offered before any probe has run.
+# One LoRA step (batch 4 x 256 tokens) took 5.6 s on the 2-core CPU this was built on (measured
+# once, not recorded in the repository); the rough figure offered before any probe has run.
 CPU_STEP_S = 6.0
 
 
