@@ -153,7 +153,7 @@ def check(cond: bool, message: str) -> None:
 
 
 DEVICES = ("auto", "cpu", "cuda")
-# Generation engines (core.models.load_generator dispatches on these names).
+# Generation engines, as registered in core.generation (a test checks the two agree).
 ENGINES = ("transformers", "openai")
 
 
@@ -210,7 +210,9 @@ class ModelConfig(ConfigBase):
     )
 
     def validate(self) -> None:
-        remote = self.engine != "transformers"
+        from core.generation import engine_class
+
+        remote = not engine_class(self.engine).in_process
         check(bool(self.generator) or remote, "generator must be named")
         check(bool(self.embedder), "embedder must be named")
         check(1 <= int(self.max_new_tokens) <= 2048, "max_new_tokens must be in 1..2048")

@@ -1,10 +1,9 @@
 """The OpenAI-compatible engine: a generator that answers through a model server's chat API.
 
-`OpenAIGenerator` has the public surface strategies use on the in-process `Generator`
-(`generate`, `name`, `device`, `tokenizer`, `count_tokens`, `render`, `lock`, adapter methods), so
-a run switches engine by config alone (`models.engine: openai`). Standard library only
-(urllib + threads): no client package to install. Token counts come from the server's `usage`;
-latency is measured per request.
+`OpenAIGenerator` meets the `Generator` contract (core.generation) as the in-process engine does,
+registered as `openai`, so a run switches engine by config alone (`models.engine: openai`).
+Standard library only (urllib + threads): no client package to install. Token counts come from
+the server's `usage`; latency is measured per request.
 
 Prompt-side budgets (few-shot packing, chunking) need a tokenizer: the local one named by
 `models.generator` when given (the same model the server runs, ideally). Without one, `tokenizer`
@@ -13,7 +12,7 @@ is None, chunking falls back to whitespace words and `count_tokens` estimates 4/
 Fine-tuned arms: training always runs in-process on the transformers model; the adapter is then
 served by the server when it can load adapters at runtime (vLLM with
 `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`: `POST /v1/load_lora_adapter`, then the adapter's name as
-`model`). `adapter_support_problem` says before a run when it cannot.
+`model`). `adapter_problem()` says before a run when it cannot.
 """
 
 from __future__ import annotations
@@ -36,7 +35,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from core.config import ModelConfig
-from core.models import Generation, ModelLoadError, load_generator, load_tokenizer, resolve_device
+from core.generation import Generation, register_engine
+from core.models import ModelLoadError, TransformersGenerator, load_tokenizer, resolve_device
 
 _LOCK = threading.Lock()
 _ENGINES: dict[tuple, OpenAIGenerator] = {}
@@ -67,8 +67,10 @@ class ServerInfo:
         return {**dataclasses.asdict(self), "kind": self.kind}
 
 
+@register_engine("openai")
 class OpenAIGenerator:
-    """Chat completions from an OpenAI-compatible server, with the in-process Generator's surface.
+    """Chat completions from an OpenAI-compatible server: the `Generator` contract of
+    core.generation, as the in-process engine meets it.
 
     Requests run `concurrency` at a time; connection errors, timeouts, 429 and 5xx are retried
     up to `retries` times with exponential backoff (honouring `Retry-After`). Greedy decoding
@@ -87,6 +89,11 @@ class OpenAIGenerator:
         self._train_gen: Any = None  # the in-process Generator, once training needs it
         self._served: dict[str, str] = {}  # adapter name -> folder the server loaded it from
         self._paths: dict[str, Path] = {}  # adapter name -> saved folder (load_adapter)
+
+    @classmethod
+    def load(cls, config: ModelConfig) -> OpenAIGenerator:
+        """The shared server-backed generator for `config`; checks the server answers first."""
+        return load_engine(config)
 
     # --- identity ----------------------------------------------------------------------------
     @property
@@ -264,11 +271,36 @@ class OpenAIGenerator:
                 "the openai engine has no local model (models.generator is empty): training "
                 "and chat templating need one"
             )
-        self._train_gen = load_generator(dataclasses.replace(self.config, engine="transformers"))
+        self._train_gen = TransformersGenerator.load(self.config)
         return self._train_gen
 
+    def parameter_count(self) -> int | None:
+        """None: the weights answering are the server's, not in this process."""
+        return None
+
+    def server_details(self) -> dict[str, Any] | None:
+        """The server's own account: its URL, the model id it answers with, its version."""
+        return self.server_info().to_dict()
+
+    def adapter_problem(self) -> str | None:
+        """Why a trained adapter cannot be served here (no local model to train it on, or a
+        server that cannot load adapters at runtime), or None."""
+        if not self.config.generator:
+            return (
+                f"the server at {self.base_url} has no local model to train an adapter on: set "
+                "models.generator to the model the server runs"
+            )
+        info = self.server_info()
+        if info.kind != "vllm":
+            return (
+                f"the server at {self.base_url} ({info.model_id}) cannot load LoRA adapters at "
+                "runtime; fine-tuned arms need vLLM started with --enable-lora and "
+                "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or models.engine=transformers"
+            )
+        return None
+
     def _require_adapters(self) -> None:
-        problem = adapter_support_problem(self)
+        problem = self.adapter_problem()
         if problem:
             raise EngineError(problem)
 
@@ -341,21 +373,7 @@ class OpenAIGenerator:
 
 def adapter_support_problem(generator: Any) -> str | None:
     """Why trained strategies cannot run on this generator's engine, or None when they can."""
-    if getattr(generator, "in_process", True):
-        return None
-    if not generator.config.generator:
-        return (
-            f"the server at {generator.base_url} has no local model to train an adapter on: set "
-            "models.generator to the model the server runs"
-        )
-    info = generator.server_info()
-    if info.kind != "vllm":
-        return (
-            f"the server at {generator.base_url} ({info.model_id}) cannot load LoRA adapters at "
-            "runtime; fine-tuned arms need vLLM started with --enable-lora and "
-            "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or models.engine=transformers"
-        )
-    return None
+    return generator.adapter_problem()
 
 
 def load_engine(config: ModelConfig) -> OpenAIGenerator:

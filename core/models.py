@@ -1,4 +1,5 @@
-"""Model loading, shared by every strategy of a run.
+"""Model loading, shared by every strategy of a run: the in-process generation engine
+(`transformers`) and the embedder.
 
 Generators and embedders are loaded once per (name, device, cache) and handed out again to
 whoever asks (haystack's embedder backend factory): four strategies share one model in memory.
@@ -14,17 +15,20 @@ import importlib.util
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from core.config import ModelConfig
 
+# Generation, Generator and load_generator are the contract's (core.generation); importable from
+# here too, where callers have always found them.
+from core.generation import Generation, Generator, load_generator, register_engine
+
 _LOCK = threading.RLock()
-_GENERATORS: dict[tuple, Generator] = {}
+_GENERATORS: dict[tuple, TransformersGenerator] = {}
 _EMBEDDERS: dict[tuple, Embedder] = {}
 _TOKENIZERS: dict[tuple, Any] = {}
-GENERATE_TOKEN_BUDGET = 8192  # default Generator.generate_token_budget
+GENERATE_TOKEN_BUDGET = 8192  # default TransformersGenerator.generate_token_budget
 
 
 class ModelLoadError(RuntimeError):
@@ -147,23 +151,16 @@ def _resolve(name: str, bundled: dict[str, Callable[[Path], Path]], cache_dir: P
 # Generator
 
 
-@dataclass
-class Generation:
-    """One generated completion and its token counts (and its own latency when measured)."""
-
-    text: str
-    prompt_tokens: int
-    output_tokens: int
-    latency_s: float | None = None  # per request on a server engine; None in a local batch
-    truncated: bool = False  # stopped by max_new_tokens before any stop token
-
-
-class Generator:
-    """A causal LM with its tokenizer: chat-templated prompts in, greedy completions out.
+@register_engine("transformers")
+class TransformersGenerator:
+    """The in-process engine: a causal LM with its tokenizer, chat-templated prompts in, greedy
+    completions out (the `Generator` contract of core.generation).
 
     LoRA adapters attach to the same weights (`attach_adapter`); `generate(adapter=None)` always
     runs the plain base model, so strategies that share it see no trace of fine-tuning.
     """
+
+    in_process: ClassVar[bool] = True
 
     def __init__(self, name: str, model: Any, tokenizer: Any, device: str):
         self.name = name
@@ -176,6 +173,23 @@ class Generator:
         # and keeps long RAG prompts from padding short ones.
         self.generate_token_budget = GENERATE_TOKEN_BUDGET
         self.lock = threading.RLock()  # one generation or training step at a time
+
+    @classmethod
+    def load(cls, config: ModelConfig) -> TransformersGenerator:
+        """The shared generator for `config.generator` on `config.device` (loaded once)."""
+        return _shared(_GENERATORS, config.generator, config, _load_generator)
+
+    def parameter_count(self) -> int | None:
+        """Weights of the base model (adapters excluded)."""
+        return sum(p.numel() for p in self.model.parameters())
+
+    def server_details(self) -> dict[str, Any] | None:
+        """None: no server answers for this engine."""
+        return None
+
+    def adapter_problem(self) -> str | None:
+        """None: adapters train and answer on the same in-process weights."""
+        return None
 
     # --- prompts -----------------------------------------------------------------------------
     def render(self, messages: list[dict[str, str]], answer: str | None = None) -> str:
@@ -192,6 +206,7 @@ class Generator:
         )
 
     def count_tokens(self, text: str) -> int:
+        """Tokens of `text`, special tokens excluded."""
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     # --- adapters ----------------------------------------------------------------------------
@@ -379,17 +394,10 @@ def _shared(cache: dict[tuple, Any], name: str, config: ModelConfig, loader: Cal
         return cache[key]
 
 
-def load_generator(config: ModelConfig) -> Generator:
-    """The shared generator for `config` (loaded on first use).
-
-    `config.engine` picks the implementation: in-process transformers here, or a model server
-    (`core.engines`, same public surface).
-    """
-    if config.engine != "transformers":
-        from core.engines import load_engine
-
-        return load_engine(config)
-    return _shared(_GENERATORS, config.generator, config, _load_generator)
+def generator_path(config: ModelConfig) -> str:
+    """The local folder (a bundled alias converted on first use) or hub id the generator
+    `config.generator` loads from."""
+    return _resolve(config.generator, BUNDLED_GENERATORS, Path(config.cache_dir))
 
 
 def _quiet_transformers() -> None:
@@ -399,7 +407,7 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def _load_generator(name: str, device: str, cache_dir: Path) -> Generator:
+def _load_generator(name: str, device: str, cache_dir: Path) -> TransformersGenerator:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet_transformers()
@@ -420,7 +428,7 @@ def _load_generator(name: str, device: str, cache_dir: Path) -> Generator:
         raise ModelLoadError(f"generator {name!r} has no chat template; use an instruct model")
     model.to(device)
     model.eval()
-    return Generator(name, model, tok, device)
+    return TransformersGenerator(name, model, tok, device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,3 +476,20 @@ def _load_embedder(name: str, device: str, cache_dir: Path) -> Embedder:
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"could not load embedder {name!r}: {e}") from e
     return Embedder(name, model, device)
+
+
+__all__ = [
+    "BUNDLED_EMBEDDERS",
+    "BUNDLED_GENERATORS",
+    "Embedder",
+    "Generation",
+    "Generator",
+    "ModelLoadError",
+    "TransformersGenerator",
+    "generator_path",
+    "load_embedder",
+    "load_generator",
+    "load_tokenizer",
+    "resolve_device",
+    "torch_dtype",
+]

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.config import ConfigBase, ConfigError, ModelConfig, check, option
+from core.generation import engine_class
 
 if TYPE_CHECKING:
     from eval.metrics import ScoringItem
@@ -292,8 +293,8 @@ def judge_model_config(run_models: ModelConfig, config: JudgeConfig) -> ModelCon
             "engine, which this version's models section does not have"
         )
     engine = config.engine or data.get("engine", "transformers")
-    if engine == "openai":
-        data["engine"] = "openai"
+    if not engine_class(engine).in_process:
+        data["engine"] = engine
         if config.base_url:  # another server: its own model list, not the run's model name
             data["base_url"], data["api_model"] = config.base_url, config.model
         elif config.model:

@@ -65,14 +65,16 @@ def unservable_strategies(models: Any, names: list[str]) -> str | None:
     configured engine cannot serve an adapter for, or None. Called before a run starts, by the
     run, the estimate and the Run page; contacts the server only when a trained one is chosen.
     """
-    from core.engines import EngineError, adapter_support_problem, load_engine
+    from core.generation import engine_class
+    from core.models import ModelLoadError
 
     trained = [n for n in names if get_strategy_class(n).trains]
-    if not trained or models.engine == "transformers":
+    engine = engine_class(models.engine)
+    if not trained or engine.in_process:  # nothing to ask: adapters train where they answer
         return None
     try:
-        problem = adapter_support_problem(load_engine(models))
-    except EngineError as e:
+        problem = engine.load(models).adapter_problem()
+    except ModelLoadError as e:
         problem = str(e)
     if problem is None:
         return None

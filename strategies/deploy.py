@@ -121,9 +121,9 @@ def unpack_adapter_zip(
 
 
 def _base_path(models: ModelConfig) -> str:
-    from core.models import BUNDLED_GENERATORS, _resolve
+    from core.models import generator_path
 
-    return _resolve(models.generator, BUNDLED_GENERATORS, Path(models.cache_dir))
+    return generator_path(models)
 
 
 def merge_adapter(models: ModelConfig, adapter_dir: str | Path, out_dir: str | Path) -> Path:

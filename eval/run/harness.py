@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from core.generation import engine_class
 from core.models import load_embedder
 from core.types import QAPair
 from eval.artifacts import Staged, clean_leftovers, label_folder, relocate, run_dir
@@ -164,7 +165,7 @@ class _Comparison:
             self.emit,
             self.cancelled,
             # On a server engine the generation's CPU is the server's, not this process's.
-            remote_answers=config.models.engine != "transformers",
+            remote_answers=not engine_class(config.models.engine).in_process,
         )
         for name in config.strategies:
             for label, train, extras in variants(

@@ -60,14 +60,11 @@ class Workbench:
                 "embedder": config.models.embedder,
                 "load_s": m.seconds,
                 "engine": config.models.engine,
-                # A server engine holds no local weights to count.
-                "base_params": sum(p.numel() for p in generator.model.parameters())
-                if getattr(generator, "in_process", True)
-                else None,
+                "base_params": generator.parameter_count(),
             }
-            if not getattr(generator, "in_process", True):
-                # The server's own account: its URL, the model id it answers with, its version.
-                models["server"] = generator.server_info().to_dict()
+            server = generator.server_details()
+            if server is not None:
+                models["server"] = server
         emit({"stage": "ingest"})
         return cls(config, load_inputs(config, tokenizer), device, load_s, models)
 
