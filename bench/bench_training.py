@@ -58,13 +58,14 @@ def run_adaptlab(data: dict, steps: int) -> dict:
 
     from core.config import ModelConfig
     from core.models import load_generator
-    from strategies.training import TrainingConfig, train_adapter
+    from strategies.lora.loop import train_adapter
+    from strategies.lora.settings import TrainingSettings
 
     gen = load_generator(ModelConfig())
     torch.manual_seed(0)
     model = gen.attach_adapter("bench", _lora_config())
     examples = [tuple(e) for e in data["examples"]]
-    cfg = TrainingConfig(batch_size=BATCH, learning_rate=LR, max_steps=steps, epochs=100)
+    cfg = TrainingSettings(batch_size=BATCH, learning_rate=LR, max_steps=steps, epochs=100)
     t = time.perf_counter()
     log = train_adapter(model, examples, [], cfg, pad_id=data["pad_id"], device="cpu")
     seconds = time.perf_counter() - t

@@ -90,7 +90,7 @@ class GoldPassage:
 
 def gold_passages(pairs: Iterable[QAPair], corpus: Corpus) -> dict[str, GoldPassage]:
     """qid -> gold passage of each pair (the oracle RAFT training uses, `oracle_passage`)."""
-    from strategies.training import oracle_passage
+    from strategies.lora.data import oracle_passage
 
     out = {}
     for p in pairs:

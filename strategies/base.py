@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.config import ConfigBase, ModelConfig, check, option
 from core.models import Embedder, Generator, load_embedder, load_generator
@@ -23,6 +23,9 @@ from core.prompts import (
     system_message,
 )
 from core.types import Answer, Context, Corpus, Cost, PrepareReport, QAPair
+
+if TYPE_CHECKING:
+    from strategies.lora.settings import TrainingSettings
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -78,6 +81,9 @@ class Strategy(ABC):
     hidden: ClassVar[bool] = False  # test-only strategies are not offered in the app
     uses_models: ClassVar[bool] = True
     trains: ClassVar[bool] = False  # learns from the training split (learning curves apply)
+    # The config field holding its TrainingSettings (the estimate shortens or scales training
+    # through it); None when the training schedule is not a settings section.
+    training_section: ClassVar[str | None] = None
     default: ClassVar[bool] = False  # in the default selection of a run
     # The closed-book reference: the base model's retention score, known/new questions and
     # domain gain are measured against it.
@@ -116,6 +122,18 @@ class Strategy(ABC):
         return the config unchanged and prepare again.
         """
         return config
+
+    @classmethod
+    def training_settings(cls, config: ConfigBase) -> TrainingSettings | None:
+        """The training loop's section of `config` (its `training_section` field), or None."""
+        return getattr(config, cls.training_section) if cls.training_section else None
+
+    @classmethod
+    def with_training(cls, config: ConfigBase, settings: TrainingSettings) -> ConfigBase:
+        """A copy of `config` whose training section is `settings` (unchanged if none)."""
+        if not cls.training_section:
+            return config
+        return config.replace(**{cls.training_section: settings})
 
     @classmethod
     def retrieval_depth(cls, config: dict[str, Any]) -> int | None:

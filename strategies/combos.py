@@ -15,7 +15,12 @@ from typing import ClassVar
 
 from core.config import ConfigBase, option
 from core.types import Answer, Corpus, PrepareReport, QAPair
-from strategies import GenerativeStrategy, create_strategy, register_strategy
+from strategies import (
+    GenerativeStrategy,
+    create_strategy,
+    get_strategy_class,
+    register_strategy,
+)
 from strategies.few_shot import FewShotConfig
 from strategies.lora import LoraStrategyConfig
 from strategies.rag import RagConfig
@@ -70,6 +75,27 @@ class CompositeStrategy(GenerativeStrategy):
             for field, name in cls.parts.items()
         }
         return config.replace(**parts)
+
+    @classmethod
+    def training_settings(cls, config):
+        """The training section of the first part that has one."""
+        return next((s for _, s in cls._trained_parts(config)), None)
+
+    @classmethod
+    def with_training(cls, config, settings):
+        """`config` with the first trained part's training section set to `settings`."""
+        for field, _ in cls._trained_parts(config):
+            part = get_strategy_class(cls.parts[field])
+            return config.replace(**{field: part.with_training(getattr(config, field), settings)})
+        return config
+
+    @classmethod
+    def _trained_parts(cls, config):
+        """(field, training section) of each part that trains, in the parts' order."""
+        for field, name in cls.parts.items():
+            found = get_strategy_class(name).training_settings(getattr(config, field))
+            if found is not None:
+                yield field, found
 
     @classmethod
     def retrieval_depth(cls, config):

@@ -8,10 +8,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers.integrations import sdpa_attention
 
-from strategies.answer_loss import AnswerLoss
-from strategies.cpu_training import MaskDropout, repeat_kv_heads_on_cpu, swap_lora_dropout
-from strategies.train_batches import pad_right
-from strategies.training import TrainingConfig, train_adapter
+from strategies.lora.answer_loss import AnswerLoss
+from strategies.lora.batches import pad_right
+from strategies.lora.cpu_swaps import MaskDropout, repeat_kv_heads_on_cpu, swap_lora_dropout
+from strategies.lora.loop import train_adapter
+from strategies.lora.settings import TrainingSettings
 from tests.test_train_loop import _examples, lora_on_tiny
 
 
@@ -124,7 +125,7 @@ def test_a_cpu_run_trains_with_the_swaps_and_takes_them_out(dropout_lora):
         if event.get("stage") == "train":
             seen.append((dropouts(), sdpa_attention.use_gqa_in_sdpa is original))
 
-    cfg = TrainingConfig(batch_size=4, max_steps=2, learning_rate=1e-2, eval_every=0)
+    cfg = TrainingSettings(batch_size=4, max_steps=2, learning_rate=1e-2, eval_every=0)
     log = train_adapter(
         model,
         _examples(8),

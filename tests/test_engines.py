@@ -327,7 +327,9 @@ def test_lora_strategy_trains_in_process_and_answers_through_the_server(chunked_
     try:
         models = ModelConfig(engine="openai", base_url=stub.url, generator="tiny")
         ctx = StrategyContext(models=models, workdir=tmp_path)
-        lora = LoraStrategy(LoraStrategyConfig(max_steps=2, batch_size=2, val_fraction=0), ctx)
+        lora = LoraStrategy(
+            LoraStrategyConfig.from_dict({"max_steps": 2, "batch_size": 2, "val_fraction": 0}), ctx
+        )
         report = lora.prepare(corpus, pairs)
         assert report.trainable_params > 0 and report.artifact_bytes > 0
         [answer] = lora.answer(["Where do T cells mature?"])

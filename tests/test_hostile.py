@@ -33,7 +33,7 @@ from core.paths import UnsafePath, confined, find_file, safe_filename
 from core.qa import QAFormatError, load_qa
 from core.sandbox import FileParser, ParseLimits, ParseRefused
 from core.uploads import Upload, UploadLimits, save_documents
-from strategies.deploy import unpack_adapter_zip
+from strategies.lora.deploy import unpack_adapter_zip
 from tests import hostile_readers  # noqa: F401 (registers .slowtest and .crashtest)
 from tests.conftest import zip_bytes
 

@@ -238,7 +238,7 @@ def test_cli_run_flags_for_generation(mini_corpus, tmp_path):
 
 
 def test_fact_phrasings_differ_and_answer_from_the_sentence(corpus):
-    from core.qagen import corpus_fact_pairs
+    from strategies.lora.corpus_facts import corpus_fact_pairs
 
     result = corpus_fact_pairs(corpus, phrasings=3)
     by_fact: dict[str, list[QAPair]] = {}
@@ -256,7 +256,7 @@ def test_fact_phrasings_differ_and_answer_from_the_sentence(corpus):
 
 
 def test_fact_pairs_never_duplicate_a_test_question(corpus):
-    from core.qagen import HeldOut, corpus_fact_pairs
+    from strategies.lora.corpus_facts import HeldOut, corpus_fact_pairs
 
     every = corpus_fact_pairs(corpus, phrasings=3).pairs
     # A generated test set: its pairs' questions and passages must not come back for training.
@@ -288,7 +288,7 @@ class _Parrot:
 
 
 def test_paraphrases_are_filtered_and_weak_models_skipped():
-    from core.qagen import HeldOut, paraphrase_pairs
+    from strategies.lora.corpus_facts import HeldOut, paraphrase_pairs
 
     pairs = [
         QAPair(

@@ -18,6 +18,7 @@ from eval.run.playground import Playground
 from eval.store import RunStore
 from eval.views.tables import render_run
 from strategies.fake import FakeConfig, FakeStrategy
+from strategies.lora import TrainingSettings
 from tests.test_harness import make_config
 
 NAME = "scratch"
@@ -25,9 +26,10 @@ NAME = "scratch"
 
 @dataclass
 class ScratchConfig(FakeConfig):
-    batch_size: int = option(2, "Examples per step.")
-    epochs: float = option(1.0, "Passes over the training pairs.")
-    max_steps: int = option(0, "Stop after this many steps (0 = no limit).")
+    training: TrainingSettings = option(
+        help="Its training schedule.",
+        default_factory=lambda: TrainingSettings(batch_size=2, epochs=1.0),
+    )
     top_k: int = option(2, "Chunks 'retrieved' per question.")
 
 
@@ -37,11 +39,13 @@ class ScratchStrategy(FakeStrategy):
     config_class = ScratchConfig
     uses_models = True  # so the run loads models and measures retention against the baseline
     trains = True
+    training_section = "training"
     retrieves = True
 
     def prepare(self, corpus, train):
         report = super().prepare(corpus, train)
-        steps = self.config.max_steps or max(1, -(-len(train) // self.config.batch_size))
+        cfg = self.config.training
+        steps = cfg.max_steps or max(1, -(-len(train) // cfg.batch_size))
         report.training = TrainingLog(
             mode="qa",
             steps=steps,

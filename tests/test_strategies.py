@@ -126,7 +126,7 @@ def lora_messages(lora, q):
 def test_lora_pairs_plus_corpus_adds_facts_but_no_test_question(setup):
     import dataclasses
 
-    from core.qagen import HeldOut, corpus_fact_pairs
+    from strategies.lora.corpus_facts import HeldOut, corpus_fact_pairs
 
     corpus, pairs, ctx = setup
     train, test = pairs[:7], pairs[7:]

@@ -11,7 +11,7 @@ import pytest
 from core.config import ModelConfig
 from core.models import load_generator
 from strategies.lora import LoraStrategy, LoraStrategyConfig
-from strategies.train_batches import (
+from strategies.lora.batches import (
     IGNORE,
     ModelShape,
     length_grouped_batches,
@@ -20,7 +20,8 @@ from strategies.train_batches import (
     plan_batches,
     process_share,
 )
-from strategies.training import TrainingConfig, _Run, train_adapter
+from strategies.lora.loop import _Run, train_adapter
+from strategies.lora.settings import TrainingSettings
 
 
 def _examples(n: int, seed: int = 0, vocab: int = 300) -> list[tuple[list[int], list[int]]]:
@@ -58,7 +59,7 @@ def tiny_lora(tiny_models):
 
 
 def test_gathered_loss_equals_the_plain_model_loss(tiny_lora):
-    from strategies.answer_loss import AnswerLoss
+    from strategies.lora.answer_loss import AnswerLoss
 
     gen, model = tiny_lora
     ids, labels, mask = pad_right(_examples(6), gen.tokenizer.pad_token_id)
@@ -78,7 +79,7 @@ def test_gathered_loss_equals_the_plain_model_loss(tiny_lora):
 def test_gathered_loss_equals_the_plain_loss_on_the_default_model():
     import torch
 
-    from strategies.answer_loss import AnswerLoss
+    from strategies.lora.answer_loss import AnswerLoss
 
     gen = load_generator(ModelConfig())
     ids, labels, mask = pad_right(_examples(3, vocab=40000), gen.tokenizer.pad_token_id)
@@ -104,7 +105,9 @@ def test_micro_batches_with_accumulation_give_the_full_batch_gradient(tiny_lora)
     full = _grads(model)
     model.zero_grad(set_to_none=True)
     for budget_gb in (1e-7, 10.0):  # one example per micro-batch; the whole batch at once
-        cfg = TrainingConfig(batch_size=8, memory_budget_gb=budget_gb, gradient_checkpointing=False)
+        cfg = TrainingSettings(
+            batch_size=8, memory_budget_gb=budget_gb, gradient_checkpointing=False
+        )
         run = _Run(model, examples, [], cfg, gen.tokenizer.pad_token_id, "cpu")
         try:
             run.loss_fn.train()
@@ -128,7 +131,7 @@ def test_a_small_budget_turns_checkpointing_on(tiny_lora):
     never = plan_batches(shape, 700, 0.5, allow_checkpointing=False)
     assert not never.checkpointing and never.micro_batch_tokens == 700  # one example at a time
     gen, model = tiny_lora
-    cfg = TrainingConfig(batch_size=4, max_steps=3, learning_rate=1e-2, memory_budget_gb=1e-6)
+    cfg = TrainingSettings(batch_size=4, max_steps=3, learning_rate=1e-2, memory_budget_gb=1e-6)
     log = train_adapter(
         model, _examples(8), [], cfg, pad_id=gen.tokenizer.pad_token_id, device="cpu"
     )

@@ -16,9 +16,9 @@ from core.models import load_generator
 from core.prompts import answer_messages
 from strategies import create_strategy
 from strategies.base import RunCancelled, StrategyContext
-from strategies.deploy import export_adapter_zip, merge_adapter, sizes, unpack_adapter_zip
 from strategies.lora import LoraStrategy
-from strategies.training import oracle_passage, split_validation
+from strategies.lora.data import oracle_passage, split_validation
+from strategies.lora.deploy import export_adapter_zip, merge_adapter, sizes, unpack_adapter_zip
 from tests.conftest import zip_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +113,8 @@ def test_early_stopping_keeps_the_best_checkpoint(setup):
         # the saved (restored) adapter scores the best loss on the validation set again
         from accelerate import Accelerator
 
-        from strategies.training import split_validation, validation_loss
+        from strategies.lora.data import split_validation
+        from strategies.lora.loop import validation_loss
 
         _, held = split_validation(pairs, 0.3, 0)
         val, _ = lora._examples(corpus, held, "qa")
@@ -154,7 +155,7 @@ def test_two_process_ddp_training_gives_a_loadable_adapter(mini_corpus, tiny_mod
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(_free_port()), "-m", "strategies.train_lora",
+        "--master_port", str(_free_port()), "-m", "strategies.lora.train",
         "--corpus", str(corpus_dir), "--qa", str(qa_path), "--out", str(out),
         "--generator", "tiny", "--cache-dir", tiny_models.cache_dir,
         "--set", "epochs=2", "--set", "batch_size=2",

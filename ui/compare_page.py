@@ -339,7 +339,7 @@ with exports:
     ]
     if trained:
         from core.config import ModelConfig
-        from strategies import deploy
+        from strategies.lora import deploy
 
         st.subheader("Deploy a fine-tuned adapter")
         models_cfg = ModelConfig.from_dict(run.config["models"])

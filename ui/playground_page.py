@@ -27,7 +27,7 @@ from ui.common import access, current_owner, home, pick_run, store_path
 def adapter_location(upload, folder: str) -> tuple[Path, str]:
     """(adapter folder, safe display name) for an uploaded zip, unpacked under this owner's
     folder of the app's home, or for a typed folder the server allows; raises ValueError."""
-    from strategies.deploy import MAX_ADAPTER_ZIP_BYTES, adapter_folder, unpack_adapter_zip
+    from strategies.lora.deploy import MAX_ADAPTER_ZIP_BYTES, adapter_folder, unpack_adapter_zip
 
     if upload is not None:
         if upload.size > MAX_ADAPTER_ZIP_BYTES:  # checked before the bytes are copied out

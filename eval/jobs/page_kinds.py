@@ -142,7 +142,7 @@ def playground(queue: JobQueue, job: dict[str, Any], progress: JobProgress) -> s
 def merge(queue: JobQueue, job: dict[str, Any], progress: JobProgress) -> str:
     """Fold the adapter into a fresh copy of the base model, built in a temporary folder and
     renamed into the run's folder; the result file holds its path and the sizes on disk."""
-    from strategies import deploy
+    from strategies.lora import deploy
 
     payload = job["config"]
     run = queue.store.get_run(payload["run_id"])

@@ -44,32 +44,17 @@ class StrategyEstimate:
     error: str | None = None
 
 
-def _training_section(cfg: ConfigBase) -> ConfigBase | None:
-    """The config (itself or a nested part) that holds the training schedule."""
-    if hasattr(cfg, "max_steps"):
-        return cfg
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if isinstance(value, ConfigBase) and hasattr(value, "max_steps"):
-            return value
-    return None
+def _one_step(name: str, cfg: ConfigBase) -> ConfigBase:
+    """A copy of strategy `name`'s `cfg` whose training stops after one step (probe)."""
+    cls = get_strategy_class(name)
+    section = cls.training_settings(cfg)
+    return cfg if section is None else cls.with_training(cfg, section.replace(max_steps=1))
 
 
-def _one_step(cfg: ConfigBase) -> ConfigBase:
-    """A copy of `cfg` whose training stops after one step (probe)."""
-    section = _training_section(cfg)
-    if section is None:
-        return cfg
-    if section is cfg:
-        return cfg.replace(max_steps=1)
-    field = next(f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) is section)
-    return cfg.replace(**{field: section.replace(max_steps=1)})
+def _planned_steps(name: str, cfg: ConfigBase, examples: int) -> int:
+    from strategies.lora.loop import planned_steps
 
-
-def _planned_steps(cfg: ConfigBase, examples: int) -> int:
-    from strategies.training import planned_steps
-
-    section = _training_section(cfg)
+    section = get_strategy_class(name).training_settings(cfg)
     if section is None or examples <= 0:
         return 1
     return planned_steps(examples, section.batch_size, section.epochs, section.max_steps, 1)
@@ -89,7 +74,7 @@ def training_seconds(config: RunConfig, name: str, n_train: int) -> float | None
     if not get_strategy_class(name).trains:
         return None
     cfg = make_config(name, config.strategy_configs.get(name))
-    steps = _planned_steps(cfg, n_train)
+    steps = _planned_steps(name, cfg, n_train)
     return steps * CPU_STEP_S * (1 + sum(config.learning_curve))
 
 
@@ -158,7 +143,7 @@ def _probe(
     config, inputs = bench.config, bench.inputs
     trains = get_strategy_class(name).trains
     cfg = make_config(name, config.strategy_configs.get(name))
-    strategy = bench.strategy(name, _one_step(cfg) if trains else cfg, ctx)
+    strategy = bench.strategy(name, _one_step(name, cfg) if trains else cfg, ctx)
     corpus, train, scale = inputs.corpus, inputs.train, 1.0
     if not trains:
         corpus, train, scale = _sample(inputs.corpus, inputs.train, PREPARE_SAMPLE)
@@ -178,7 +163,7 @@ def _probe(
     variants_s = 0.0
     log = training_log(report)
     if trains:
-        steps = _planned_steps(cfg, log.examples if log else 0)
+        steps = _planned_steps(name, cfg, log.examples if log else 0)
         # The probe also ran one validation pass; count it once, not once per step.
         eval_s = log.eval_s if log else 0.0
         step_s = max(prep - eval_s, 0.0)

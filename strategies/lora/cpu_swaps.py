@@ -7,7 +7,7 @@ forward and backward; `bench/bench_training.py` shows the whole effect):
 - attention over repeated key/value heads (9 for SmolLM2's 3) in place of SDPA's grouped-query
   path: 18.5 ms against 20.4 ms per layer, forward and backward, with torch 2.13's CPU flash
   attention.
-Imports torch and numpy at module level: import it inside functions (strategies.training does).
+Imports torch and numpy at module level: import it inside functions (strategies.lora.loop does).
 """
 
 from __future__ import annotations

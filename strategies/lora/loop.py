@@ -1,30 +1,26 @@
-"""The LoRA training loop and its training data, shared by the strategy and `train_lora`.
+"""The LoRA training loop, shared by the strategy and `python -m strategies.lora.train`.
 
 Training goes through Hugging Face `accelerate`, so one piece of code runs on one CPU, one GPU
 or several processes (`accelerate launch`, DDP): every process builds the same length-grouped
 batches from the seed and takes its share, losses are summed over processes, and every process
 takes the same early-stopping decision. Each optimisation step runs in micro-batches that fit a
-memory budget (`strategies.train_batches`) and reads the loss on answer tokens only
-(`strategies.answer_loss`). The record of a run is a `core.types.TrainingLog`.
+memory budget (`strategies.lora.batches`) and reads the loss on answer tokens only
+(`strategies.lora.answer_loss`). The settings are the config's `TrainingSettings` section, taken
+as it is; the record of a run is a `core.types.TrainingLog`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
 from typing import Any
 
-from core.prompts import answer_messages
-from core.types import Chunk, Context, Corpus, QAPair, TrainingLog, TrainStep
-from strategies.train_batches import (
-    IGNORE,
+from core.types import TrainingLog, TrainStep
+from strategies.lora.batches import (
     Example,
     ModelShape,
-    default_memory_budget_gb,
     length_grouped_batches,
     loss_tokens,
     micro_batches,
@@ -32,162 +28,7 @@ from strategies.train_batches import (
     plan_batches,
     process_share,
 )
-
-MODES = ("qa", "cpt", "mix", "raft")
-
-
-# ---------------------------------------------------------------------------------------------
-# Training data
-
-
-def qa_example(gen, messages: list[dict[str, str]], answer: str, max_tokens: int) -> Example | None:
-    """Chat-formatted (input_ids, labels) with loss on the answer tokens only.
-
-    Returns None when truncation to `max_tokens` leaves no answer token.
-    """
-    tok = gen.tokenizer
-    prompt_ids = tok(gen.render(messages), add_special_tokens=False)["input_ids"]
-    full_ids = tok(gen.render(messages, answer=answer), add_special_tokens=False)["input_ids"]
-    if full_ids[: len(prompt_ids)] != prompt_ids:
-        # Templates that re-tokenise across the boundary: append the answer ourselves.
-        full_ids = prompt_ids + tok(answer, add_special_tokens=False)["input_ids"]
-        full_ids.append(tok.eos_token_id)
-    labels = [IGNORE] * len(prompt_ids) + full_ids[len(prompt_ids) :]
-    full_ids, labels = full_ids[:max_tokens], labels[:max_tokens]
-    return (full_ids, labels) if any(x != IGNORE for x in labels) else None
-
-
-def chunk_examples(gen, chunks: Sequence[Chunk], max_tokens: int) -> list[Example]:
-    """Raw corpus text, loss on every token (continued pretraining)."""
-    out = []
-    for chunk in chunks:
-        ids = gen.tokenizer(chunk.text, add_special_tokens=False)["input_ids"][:max_tokens]
-        if len(ids) > 1:
-            out.append((ids, list(ids)))
-    return out
-
-
-def oracle_passage(pair: QAPair, corpus: Corpus) -> Context | None:
-    """The passage that holds the answer: the pair's own `passage` field when it has one, else
-    the first chunk (of the pair's `source` document if given) containing a gold answer.
-    """
-    given = getattr(pair, "passage", None)  # optional field, added to QAPair separately
-    if given:
-        return Context(given, source=pair.source)
-    answers = [a.lower() for a in pair.answers if a.strip()]
-
-    def holds(chunk: Chunk) -> bool:
-        text = chunk.text.lower()
-        return any(a in text for a in answers)
-
-    if pair.source:
-        same = [c for c in corpus.chunks if _same_source(c.source, pair.source)]
-        for chunk in same:
-            if holds(chunk):
-                return Context(chunk.text, source=chunk.source)
-    for chunk in corpus.chunks:
-        if holds(chunk):
-            return Context(chunk.text, source=chunk.source)
-    return None
-
-
-def _same_source(chunk_source: str, pair_source: str) -> bool:
-    return chunk_source == pair_source or chunk_source.rsplit("/", 1)[-1] == pair_source
-
-
-@dataclass
-class RaftStats:
-    """What went into the retrieval-aware examples (reported in the strategy's details)."""
-
-    with_oracle: int = 0
-    without_oracle: int = 0
-    no_oracle_found: int = 0
-    passages: list[int] = field(default_factory=list)  # passages per example
-
-
-def raft_passages(
-    pair: QAPair,
-    retrieved: Sequence[Context],
-    corpus: Corpus,
-    n_passages: int,
-    drop_oracle: bool,
-    rng: random.Random,
-) -> tuple[list[Context], bool]:
-    """Passages for one RAFT example: the oracle plus distractors (retrieved chunks that are not
-    the oracle), shuffled; or distractors only when `drop_oracle`. Returns (passages, has_oracle).
-    """
-    oracle = oracle_passage(pair, corpus)
-    key = oracle.text.strip() if oracle else None
-    distractors = [c for c in retrieved if c.text.strip() != key]
-    if oracle is None or drop_oracle:
-        return distractors[:n_passages], False
-    picked = [oracle, *distractors[: n_passages - 1]]
-    rng.shuffle(picked)  # the oracle's position must carry no signal
-    return picked, True
-
-
-def raft_example(
-    gen, question: str, answer: str, system: str, passages: list[Context], max_tokens: int
-) -> Example | None:
-    """A Q/A example whose prompt carries `passages` in the layout RAG answers with; while it
-    is too long, distractors are dropped (last first), so the answer is not truncated away.
-    """
-    passages = list(passages)
-    while True:
-        ex = qa_example(gen, answer_messages(question, system, passages=passages), answer, 10**9)
-        if ex is None or len(ex[0]) <= max_tokens or len(passages) <= 1:
-            break
-        passages.pop()
-    if ex is None:
-        return None
-    ids, labels = ex[0][:max_tokens], ex[1][:max_tokens]
-    return (ids, labels) if any(x != IGNORE for x in labels) else None
-
-
-def split_validation(
-    pairs: list[QAPair], fraction: float, seed: int
-) -> tuple[list[QAPair], list[QAPair]]:
-    """(train, validation): a seeded `fraction` of the pairs (rounded down) held out.
-
-    At least one pair always stays in training; fraction 0 gives no validation set.
-    """
-    n_val = min(int(len(pairs) * float(fraction)), max(0, len(pairs) - 1))
-    if n_val <= 0:
-        return list(pairs), []
-    order = list(range(len(pairs)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:n_val])
-    return (
-        [p for i, p in enumerate(pairs) if i not in held],
-        [p for i, p in enumerate(pairs) if i in held],
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Training loop
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """The training section of a LoRA config, passed to the loop as one object.
-
-    Field meanings and help texts are those of `LoraStrategyConfig`'s fields of the same names.
-    """
-
-    epochs: float = 3.0
-    learning_rate: float = 1e-3
-    batch_size: int = 8  # examples per optimisation step and process, however many micro-batches
-    max_steps: int = 0
-    eval_every: int = 50
-    patience: int = 0
-    gradient_checkpointing: bool = True  # allowed when the memory budget needs it
-    memory_budget_gb: float = 0.0  # 0 = default_memory_budget_gb(device)
-    seed: int = 0
-
-    @classmethod
-    def of(cls, config: Any) -> TrainingConfig:
-        """The training fields of any config object that has them (a LoraStrategyConfig)."""
-        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+from strategies.lora.settings import TrainingSettings
 
 
 def planned_steps(
@@ -203,7 +44,7 @@ def train_adapter(
     model: Any,
     examples: list[Example],
     val_examples: list[Example],
-    config: TrainingConfig,
+    config: TrainingSettings,
     *,
     pad_id: int,
     device: str,
@@ -230,13 +71,13 @@ def train_adapter(
 class _Run:
     """One training run's state: data order, optimiser and schedule, best weights, the log."""
 
-    def __init__(self, model, examples, val_examples, config: TrainingConfig, pad_id, device):
+    def __init__(self, model, examples, val_examples, config: TrainingSettings, pad_id, device):
         import torch
         from accelerate import Accelerator
         from transformers import get_linear_schedule_with_warmup
 
-        from strategies.answer_loss import AnswerLoss
-        from strategies.cpu_training import cpu_training_swaps
+        from strategies.lora.answer_loss import AnswerLoss
+        from strategies.lora.cpu_swaps import cpu_training_swaps
 
         self.cfg, self.pad_id, self.device = config, pad_id, device
         self.examples, self.val_examples = examples, val_examples
@@ -249,7 +90,7 @@ class _Run:
             len(examples), config.batch_size, config.epochs, config.max_steps, self.world
         )
         longest = max(self.lengths + [len(ids) for ids, _ in val_examples])
-        budget = config.memory_budget_gb or default_memory_budget_gb(device)
+        budget = config.memory_budget(device)
         dtype_bytes = next(model.parameters()).element_size()
         self.plan = plan_batches(
             ModelShape.of(causal_lm_config(model)),
@@ -461,7 +302,7 @@ def validation_loss(loss_fn, shard: list[Example], pad_id: int, acc, max_tokens:
 
     `loss_fn` is an `AnswerLoss` or a (peft) model, which is then wrapped in one.
     """
-    from strategies.answer_loss import AnswerLoss, summed_loss
+    from strategies.lora.answer_loss import AnswerLoss, summed_loss
 
     if not isinstance(loss_fn, AnswerLoss):
         loss_fn = AnswerLoss(loss_fn)

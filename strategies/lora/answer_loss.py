@@ -3,7 +3,7 @@ cross-entropy on the positions whose label is a target token (answer tokens in Q
 
 The full-vocabulary logits of every prompt position are never built: for a RAFT example of ~700
 tokens with a ~10-token answer, that is most of the LM head's work and memory. Imports torch at
-module level: import it inside functions (strategies.training does).
+module level: import it inside functions (strategies.lora.loop does).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE = -100  # same value as strategies.train_batches.IGNORE (kept torch-free there)
+IGNORE = -100  # same value as strategies.lora.batches.IGNORE (kept torch-free there)
 
 # Config attributes that change the logits after the LM head; such models go the plain way.
 _LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")

@@ -1,10 +1,10 @@
-"""LoRA fine-tuning: train a low-rank adapter on the corpus and the training Q/A pairs.
+"""The LoRA strategy: train a low-rank adapter on the corpus and the training Q/A pairs.
 
 Training modes: `qa` (supervised Q/A, loss on the answer only), `cpt` (continued pretraining on
 raw chunks), `mix` (both) and `raft` (retrieval-aware: each Q/A prompt carries retrieved
 passages laid out as RAG shows them, the passage holding the answer among distractors, or left
 out for a share of examples, as in RAFT, Zhang et al. 2024). The loop itself lives in
-`strategies.training` and runs through `accelerate`; `python -m strategies.train_lora` runs the
+`strategies.lora.loop` and runs through `accelerate`; `python -m strategies.lora.train` runs the
 same training in several processes.
 """
 
@@ -14,145 +14,29 @@ import dataclasses
 import hashlib
 import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import check, option
 from core.prompts import answer_messages
 from core.types import Answer, Corpus, PrepareReport, QAPair
 from strategies import GenerativeStrategy, register_strategy
-from strategies.base import PromptConfig, RunCancelled
-from strategies.training import (
-    IGNORE,
-    MODES,
+from strategies.base import RunCancelled
+from strategies.lora.data import (
     RaftStats,
-    TrainingConfig,
     chunk_examples,
     qa_example,
     raft_example,
     raft_passages,
     split_validation,
-    train_adapter,
 )
-
-__all__ = ["IGNORE", "LoraStrategy", "LoraStrategyConfig"]
-DATA = ("pairs", "pairs+corpus")
-
-
-@dataclass
-class LoraStrategyConfig(PromptConfig):
-    r: int = option(8, "LoRA rank: size of the low-rank update.")
-    alpha: int = option(16, "LoRA scaling numerator (update scaled by alpha / r).")
-    dropout: float = option(0.05, "Dropout on the LoRA path during training.")
-    target_modules: list[str] = option(
-        ["q_proj", "k_proj", "v_proj", "o_proj"],
-        "Module names to adapt (attention projections by default); ['all-linear'] for all.",
-    )
-    mode: str = option(
-        "qa",
-        "Training data: 'qa' (Q/A pairs, loss on the answer only), 'cpt' (raw corpus chunks, "
-        "loss on every token), 'mix' (both), 'raft' (Q/A with retrieved passages in the "
-        "prompt: the one holding the answer plus distractors, as RAG shows them).",
-        choices=list(MODES),
-    )
-    raft_passages: int = option(
-        3, "raft: passages per example (the oracle plus distractors); match rag.top_k."
-    )
-    raft_no_oracle: float = option(
-        0.2, "raft: share of examples whose passages leave the answer's passage out."
-    )
-    data: str = option(
-        "pairs",
-        "Q/A training data: 'pairs' (the training split) or 'pairs+corpus' (plus pairs generated "
-        "from every corpus sentence, corpus_phrasings per fact, never a test question).",
-        choices=list(DATA),
-    )
-    corpus_phrasings: int = option(
-        2, "pairs+corpus: questions per corpus fact (wh rewrite, cloze spans, templates)."
-    )
-    corpus_paraphrases: bool = option(
-        False,
-        "pairs+corpus: add a generator-written paraphrase per fact (kept only when the "
-        "generator proves capable on the first batch).",
-    )
-    corpus_max_pairs: int = option(0, "pairs+corpus: most generated pairs (0 = every fact).")
-    epochs: float = option(3.0, "Passes over the training data (fractions allowed).")
-    learning_rate: float = option(1e-3, "Peak AdamW learning rate (linear warm-up and decay).")
-    batch_size: int = option(
-        8,
-        "Examples per optimisation step (per process); a step runs in as many micro-batches "
-        "as the memory budget needs, with the same result.",
-    )
-    max_seq_tokens: int = option(
-        256,
-        "Examples longer than this are truncated (raft drops distractors first; raise it to "
-        "about raft_passages x chunk tokens to keep them all).",
-    )
-    train_on_chunks: bool = option(
-        False, "Deprecated: the same as mode 'mix' (kept so old configs still run)."
-    )
-    max_steps: int = option(0, "Stop after this many steps (0 = no limit).")
-    val_fraction: float = option(
-        0.1, "Share of the training Q/A pairs held out to validate on (0 = no validation)."
-    )
-    eval_every: int = option(50, "Validate every this many steps (and at each epoch's end).")
-    patience: int = option(
-        0, "Stop after this many validations without improvement (0 = never stop early)."
-    )
-    gradient_checkpointing: bool = option(
-        True,
-        "Allow activation checkpointing (recompute instead of store) when one longest example "
-        "would not fit the memory budget otherwise; False never uses it.",
-    )
-    memory_budget_gb: float = option(
-        0.0,
-        "Memory for training activations, in GB: sets the micro-batch size and whether "
-        "checkpointing is needed. 0 = automatic: a quarter of the available memory up to 2 GB "
-        "on the CPU, 80% of the free GPU memory on CUDA.",
-    )
-    seed: int = option(0, "Seed of adapter initialisation, data order and validation split.")
-    adapter_path: str = option(
-        "", "A saved peft adapter folder to load instead of training (empty = train)."
-    )
-
-    def validate(self) -> None:
-        super().validate()
-        check(1 <= int(self.r) <= 256, "r must be in 1..256")
-        check(int(self.alpha) >= 1, "alpha must be >= 1")
-        check(0.0 <= float(self.dropout) < 1.0, "dropout must be in [0, 1)")
-        check(
-            isinstance(self.target_modules, list) and bool(self.target_modules),
-            "target_modules must be a non-empty list",
-        )
-        check(1 <= int(self.corpus_phrasings) <= 10, "corpus_phrasings must be in 1..10")
-        check(int(self.corpus_max_pairs) >= 0, "corpus_max_pairs must be >= 0")
-        check(1 <= int(self.raft_passages) <= 20, "raft_passages must be in 1..20")
-        check(0.0 <= float(self.raft_no_oracle) <= 1.0, "raft_no_oracle must be in [0, 1]")
-        check(0 < float(self.epochs) <= 100, "epochs must be in (0, 100]")
-        check(0 < float(self.learning_rate) < 1, "learning_rate must be in (0, 1)")
-        check(1 <= int(self.batch_size) <= 1024, "batch_size must be in 1..1024")
-        check(16 <= int(self.max_seq_tokens) <= 8192, "max_seq_tokens must be in 16..8192")
-        check(int(self.max_steps) >= 0, "max_steps must be >= 0")
-        check(0.0 <= float(self.val_fraction) < 1.0, "val_fraction must be in [0, 1)")
-        check(int(self.eval_every) >= 0, "eval_every must be >= 0")
-        check(int(self.patience) >= 0, "patience must be >= 0")
-        check(0.0 <= float(self.memory_budget_gb) <= 4096, "memory_budget_gb must be in [0, 4096]")
-
-    @property
-    def effective_mode(self) -> str:
-        """`mode`, with the old `train_on_chunks=True` turning 'qa' into 'mix'."""
-        return "mix" if self.train_on_chunks and self.mode == "qa" else self.mode
-
-    @property
-    def training(self) -> TrainingConfig:
-        """The training schedule and budget as the loop takes them."""
-        return TrainingConfig.of(self)
+from strategies.lora.loop import train_adapter
+from strategies.lora.settings import LoraStrategyConfig
 
 
 @register_strategy("lora")
 class LoraStrategy(GenerativeStrategy):
     config_class = LoraStrategyConfig
     trains = True
+    training_section = "training"
     default = True
     accepts_adapter = True
     description = "LoRA fine-tune: a low-rank adapter trained on the training Q/A pairs."
@@ -177,7 +61,7 @@ class LoraStrategy(GenerativeStrategy):
             raise ValueError("lora needs training Q/A pairs or corpus chunks")
         gen = self.ctx.generator
         self.set_system_prompt(corpus)
-        fit, held = split_validation(train, cfg.val_fraction, cfg.seed)
+        fit, held = split_validation(train, cfg.val_fraction, cfg.training.seed)
         generated = self._corpus_pairs(corpus, train) if mode != "cpt" else []
         examples, info = self._examples(corpus, fit + generated, mode)
         val_examples, _ = self._examples(corpus, held, "raft" if mode == "raft" else "qa")
@@ -188,7 +72,7 @@ class LoraStrategy(GenerativeStrategy):
             json.dumps([corpus.fingerprint, cfg.to_dict(), [p.id for p in train]]).encode()
         ).hexdigest()[:12]
         self.adapter = f"lora-{key}"
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.training.seed)
         with gen.lock:
             model = gen.attach_adapter(self.adapter, self.peft_config())
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -230,7 +114,7 @@ class LoraStrategy(GenerativeStrategy):
         cfg = self.config
         if cfg.data != "pairs+corpus":
             return []
-        from core.qagen import HeldOut, corpus_fact_pairs
+        from strategies.lora.corpus_facts import HeldOut, corpus_fact_pairs
 
         guard = HeldOut([*self.ctx.held_out, *train])
         result = corpus_fact_pairs(
@@ -288,7 +172,7 @@ class LoraStrategy(GenerativeStrategy):
             self._retriever = RagStrategy(RagConfig(top_k=cfg.raft_passages + 1), ctx)
             self._retriever.prepare(corpus, [])
         retrieved = self._retriever.retrieve([p.question for p in pairs])
-        rng = random.Random(cfg.seed)
+        rng = random.Random(cfg.training.seed)
         stats = RaftStats()
         out = []
         for pair, hits in zip(pairs, retrieved, strict=True):

@@ -1,9 +1,9 @@
 """Train a LoRA adapter outside the harness, in one or several processes.
 
-    python -m strategies.train_lora --corpus DOCS/ --qa train.jsonl --out adapter/
-    torchrun --nproc_per_node 2 -m strategies.train_lora --corpus DOCS/ --qa train.jsonl \\
+    python -m strategies.lora.train --corpus DOCS/ --qa train.jsonl --out adapter/
+    torchrun --nproc_per_node 2 -m strategies.lora.train --corpus DOCS/ --qa train.jsonl \\
         --out adapter/ --set epochs=1 --set mode=raft          # two CPU processes (gloo)
-    accelerate launch --multi_gpu --num_processes 4 -m strategies.train_lora ...  # 4 GPUs
+    accelerate launch --multi_gpu --num_processes 4 -m strategies.lora.train ...  # 4 GPUs
 
 (`accelerate launch --cpu --num_processes 2` starts one process unless MPI is set up, so CPU
 DDP goes through torchrun; accelerate picks up torchrun's environment either way.)
@@ -11,7 +11,7 @@ DDP goes through torchrun; accelerate picks up torchrun's environment either way
 Every process loads the model itself; accelerate shards the data (DDP) and only the main
 process writes the adapter. Every Q/A pair in `--qa` is training data (hold the test questions
 out of that file); `val_fraction` of them validate. The folder written is a peft adapter: use
-it as the LoRA `adapter_path`, or export and merge it with `strategies.deploy`.
+it as the LoRA `adapter_path`, or export and merge it with `strategies.lora.deploy`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from core.config import ChunkingConfig, ConfigError, ModelConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m strategies.train_lora", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m strategies.lora.train", description=__doc__)
     p.add_argument("--corpus", required=True, help="documents folder (or one file)")
     p.add_argument("--qa", required=True, help="training Q/A file (jsonl, json or csv)")
     p.add_argument("--out", required=True, help="folder the adapter is written to")
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     # Each process trains in its own work folder, so no two write the same file.
     work = out.parent / f".{out.name}-work" / f"rank{state.process_index}"
-    ctx = StrategyContext(models=models, workdir=work, seed=cfg.seed)
+    ctx = StrategyContext(models=models, workdir=work, seed=cfg.training.seed)
     lora = LoraStrategy(cfg, ctx)
     report = lora.prepare(corpus, pairs)
     if state.is_main_process:
