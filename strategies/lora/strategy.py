@@ -53,12 +53,7 @@ class LoraStrategy(GenerativeStrategy):
 
         cfg = self.config
         mode = cfg.effective_mode
-        if mode in ("qa", "raft") and not train:
-            raise ValueError(f"lora mode {mode!r} needs training Q/A pairs")
-        if mode in ("cpt", "raft") and not corpus.chunks:
-            raise ValueError(f"lora mode {mode!r} needs a corpus with at least one chunk")
-        if mode == "mix" and not train and not corpus.chunks:
-            raise ValueError("lora needs training Q/A pairs or corpus chunks")
+        _check_inputs(mode, corpus, train)
         gen = self.ctx.generator
         self.set_system_prompt(corpus)
         fit, held = split_validation(train, cfg.val_fraction, cfg.training.seed)
@@ -248,6 +243,16 @@ class LoraStrategy(GenerativeStrategy):
     def close(self) -> None:
         if self.adapter is not None:
             self.ctx.generator.detach_adapter(self.adapter)
+
+
+def _check_inputs(mode: str, corpus: Corpus, train: list[QAPair]) -> None:
+    """Raise ValueError when training mode `mode` has nothing to learn from."""
+    if mode in ("qa", "raft") and not train:
+        raise ValueError(f"lora mode {mode!r} needs training Q/A pairs")
+    if mode in ("cpt", "raft") and not corpus.chunks:
+        raise ValueError(f"lora mode {mode!r} needs a corpus with at least one chunk")
+    if mode == "mix" and not train and not corpus.chunks:
+        raise ValueError("lora needs training Q/A pairs or corpus chunks")
 
 
 def _is_main_process() -> bool:
