@@ -305,7 +305,9 @@ def _cmd_app(args: argparse.Namespace) -> int:
     settings = PACKAGE_ROOT / ".streamlit" / "config.toml"
     if settings.is_file() and not (Path.cwd() / ".streamlit" / "config.toml").is_file():
         for section, values in tomllib.loads(settings.read_text(encoding="utf-8")).items():
-            flags += [f"--{section}.{key}={value}" for key, value in values.items()]
+            for key, value in values.items():
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+                flags.append(f"--{section}.{key}={text}")
     flags += [f"--server.address={args.address}", f"--server.port={args.port}"]
     return subprocess.call([sys.executable, "-m", "streamlit", "run", str(script), *flags])
 

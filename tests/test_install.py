@@ -74,3 +74,16 @@ def test_python_dash_m_eval_and_verbs():
     assert done.stdout.startswith("usage: python -m eval")
     for verb in ("run", "show", "export", "compare", "rescore", "worker", "app"):
         assert verb in done.stdout
+
+
+def test_app_verb_serves_app_py_on_loopback_with_the_checkout_settings(tmp_path, monkeypatch):
+    from eval.cli import main
+
+    called = {}
+    monkeypatch.setattr(subprocess, "call", lambda argv: called.setdefault("argv", argv) and 0)
+    monkeypatch.chdir(tmp_path)  # elsewhere: no .streamlit/ here, the checkout's applies
+    assert main(["app", "--port", "8600"]) == 0
+    argv = called["argv"]
+    assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4] == str(ROOT / "app.py")
+    assert "--server.address=127.0.0.1" in argv and "--server.port=8600" in argv
+    assert "--client.showErrorDetails=none" in argv and "--server.maxUploadSize=200" in argv
