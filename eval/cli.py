@@ -96,7 +96,12 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             if isinstance(section, dict)
             else data["strategy_configs"].setdefault(strategy, {})
         )
-        dest[key] = yaml.safe_load(value)
+        *inner, last = key.split(".")  # lora.training.epochs: a nested section
+        for part in inner:
+            dest = dest.setdefault(part, {})
+            if not isinstance(dest, dict):
+                raise ConfigError(f"--set {target}: {part} is not a section")
+        dest[last] = yaml.safe_load(value)
     return RunConfig.from_dict(data)
 
 

@@ -48,8 +48,8 @@ def _run(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="STRATEGY.KEY=VALUE",
-        help="a strategy or run-section setting, e.g. --set lora.epochs=1 --set rag.top_k=5 "
-        "--set models.engine=openai",
+        help="a strategy or run-section setting, e.g. --set lora.training.epochs=1 "
+        "--set rag.top_k=5 --set models.engine=openai",
     )
     _run_outputs(run)
 

@@ -56,6 +56,18 @@ def test_a_flat_yaml_file_and_a_combination_load():
     assert (combo.lora.training.epochs, combo.lora.training.batch_size) == (1.0, 4)
 
 
+def test_set_flags_reach_the_section_nested_or_flat():
+    from eval.cli import build_config
+    from eval.cli_args import parser
+
+    flags = ["--set", "lora.training.epochs=1", "--set", "lora.batch_size=2", "--set", "lora.r=4"]
+    run = build_config(parser().parse_args(["run", *flags]))
+    cfg = make_config("lora", run.strategy_configs["lora"])
+    assert (cfg.training.epochs, cfg.training.batch_size, cfg.r) == (1.0, 2, 4)
+    with pytest.raises(ConfigError, match="not a section"):
+        build_config(parser().parse_args(["run", "--set", "lora.r=2", "--set", "lora.r.x=1"]))
+
+
 def test_the_section_wins_over_a_flat_key_given_both_ways():
     cfg = LoraStrategyConfig.from_dict({"epochs": 5, "training": {"epochs": 2}})
     assert cfg.training.epochs == 2.0
