@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from core.config import ConfigBase, ConfigError, check, option
+from core.config import ConfigBase, ConfigError, ModelConfig, check, option
 from core.generation import engine_class, engine_names
 from core.paths import is_within
 
@@ -206,7 +206,7 @@ def check_run_settings(settings: dict, home: str | Path, allow: AllowList | None
         if section.get("base_url"):
             section["base_url"] = check_server(section["base_url"], allow, what)
         check_key_env(section.get("api_key_env", ""), allow)
-    judge_engine = judge.get("engine") or models.get("engine") or "transformers"
+    judge_engine = judge.get("engine") or models.get("engine") or ModelConfig.engine
     served = judge_engine in engine_names() and not engine_class(judge_engine).in_process
     if judge.get("model") and not served:  # on a server it is the served name
         judge["model"] = check_model(judge["model"], "generator", home, allow)
