@@ -337,7 +337,7 @@ def test_playground_answers_with_every_strategy(app, stored_run, home):
         for r in RunStore(home / "runs.sqlite").get_run(stored_run).results
         if r.strategy == "lora"
     )
-    app.text_input(key="pg_adapter_dir").set_value(lora.prepare["artifact_path"]).run()
+    app.text_input(key="pg_adapter_dir").set_value(lora.prepare.artifact_path).run()
     app.button(key="pg_load").click().run()
     assert not app.exception and not app.error, texts(app.error)
     assert "answers as 'adapter:" in texts(app.success)

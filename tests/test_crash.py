@@ -75,7 +75,7 @@ def test_worker_killed_mid_training_keeps_finished_work_and_refuses_changed_inpu
     # Each strategy's files live under the run; the half-trained one never reached its place.
     folder = run_dir(config.workdir, run_id)
     assert (folder / "fake" / "fake" / "weights.bin").is_file()
-    kept = run.results[0].prepare["artifact_path"]
+    kept = run.results[0].prepare.artifact_path
     assert Path(kept) == folder / "fake" / "fake"  # the report points at the published folder
     assert not (folder / "fake2").exists()
     assert any(p.name.startswith(".fake2.building-") for p in folder.iterdir())

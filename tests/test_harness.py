@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -70,13 +71,13 @@ def test_all_strategies_end_to_end_are_stored(mini_corpus, tiny_models, tmp_path
             assert r.metrics[m]["n"] == 3
             assert r.metrics[m]["low"] <= r.metrics[m]["mean"] <= r.metrics[m]["high"]
         for key in COST_KEYS:
-            assert r.cost[key] is not None, (r.strategy, key)
+            assert r.cost.value(key) is not None, (r.strategy, key)
     by = {r.strategy: r for r in run.results}
     assert by["rag"].metrics["recall_at_k"]["n"] == 3
     assert by["system_prompt"].metrics["recall_at_k"]["n"] == 0  # closed book: not applicable
-    assert by["lora"].cost["trainable_params"] > 0
-    assert by["lora"].prepare["training"]["step_log"]
-    assert by["rag"].cost["artifact_mb"] > 0
+    assert by["lora"].cost.trainable_params > 0
+    assert by["lora"].prepare.training.step_log
+    assert by["rag"].cost.artifact_mb > 0
     # progress covered every stage of every strategy
     stages = {(e.get("strategy"), e["stage"]) for e in events}
     assert ("lora", "train") in stages and ("rag", "answer") in stages
@@ -199,20 +200,24 @@ def test_retention_and_learning_curve_are_stored_with_the_run(mini_corpus, tiny_
     run = store.get_run(run_comparison(cfg))
     by = {r.strategy: r for r in run.results}
     assert list(by) == ["system_prompt", "lora", "lora@50%"]
-    assert by["lora"].extras["train_fraction"] == 1.0 and by["lora"].extras["train_pairs"] == 7
+    assert by["lora"].extras.train_fraction == 1.0 and by["lora"].extras.train_pairs == 7
     variant = by["lora@50%"]
     assert variant.status == "done", variant.error
-    assert variant.extras == {"variant_of": "lora", "train_fraction": 0.5, "train_pairs": 4}
-    assert variant.prepare["details"]["qa_examples"] == 4  # trained on the subset only
+    assert variant.extras.to_dict() == {
+        "variant_of": "lora",
+        "train_fraction": 0.5,
+        "train_pairs": 4,
+    }
+    assert variant.prepare.details["qa_examples"] == 4  # trained on the subset only
     assert len(store.get_answers(run.id, "lora@50%")) == 3
     base = run.meta["retention_base"]
     assert base["n"] == 6 and len(base["answers"]) == 6
     # the closed-book strategy with default settings is the base model: no change
-    assert by["system_prompt"].extras["retention"]["delta"] == pytest.approx(0.0)
-    lora = by["lora"].extras["retention"]
-    assert lora["n"] == 6 and lora["base"] == base["score"]
-    assert lora["delta"] == pytest.approx(lora["score"]["mean"] - base["score"]["mean"])
-    assert "retention" not in variant.extras  # only the model trained on everything
+    assert by["system_prompt"].extras.retention.delta == pytest.approx(0.0)
+    lora = by["lora"].extras.retention
+    assert lora.n == 6 and lora.base == base["score"]
+    assert lora.delta == pytest.approx(lora.score["mean"] - base["score"]["mean"])
+    assert variant.extras.retention is None  # only the model trained on everything
 
 
 def test_resume_keeps_finished_strategies(mini_corpus, tiny_models, tmp_path):
@@ -244,10 +249,11 @@ def test_retention_counts_facts_not_brevity_and_rescores_from_stored_answers(
     cfg = make_config(mini_corpus, tiny_models, tmp_path, strategies=["system_prompt"])
     store = RunStore(cfg.store_path)
     run_id = run_comparison(cfg, store=store)
-    stored = store.get_run(run_id).results[0].extras["retention"]
-    assert stored["metric"] == "contains" and set(stored) >= {"score", "f1", "answers"}
+    stored = store.get_run(run_id).results[0].extras.retention
+    assert stored.metric == "contains" and stored.f1 and stored.answers
     # answers kept with the run are enough to score again, without generating
-    store.update_extras(run_id, "system_prompt", retention={**stored, "score": {"mean": -1}})
+    spoiled = dataclasses.replace(stored, score={"mean": -1})
+    store.update_extras(run_id, "system_prompt", retention=spoiled)
     assert rescore_retention(store, run_id)
-    again = store.get_run(run_id).results[0].extras["retention"]
-    assert again["score"] == stored["score"] and again["answers"] == stored["answers"]
+    again = store.get_run(run_id).results[0].extras.retention
+    assert again.score == stored.score and again.answers == stored.answers

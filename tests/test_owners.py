@@ -180,7 +180,7 @@ def history(at: AppTest) -> AppTest:
 
 def finished(store: RunStore, run_id: str) -> None:
     """Mark a run done with one finished strategy (History hides runs with nothing finished)."""
-    store.save_strategy(run_id, StrategyResult("fake", "done", {}, {}, {}, {}))
+    store.save_strategy(run_id, StrategyResult("fake", "done"))
     store.finish_run(run_id, "done")
 
 

@@ -80,7 +80,7 @@ def test_merge_job_builds_the_model_in_the_runs_folder(mini_corpus, tiny_models,
     )
     queue = JobQueue(cfg.store_path)
     run_id = run_comparison(cfg, store=queue.store, owner=ALICE)
-    adapter = queue.store.get_run(run_id).results[0].prepare["artifact_path"]
+    adapter = queue.store.get_run(run_id).results[0].prepare.artifact_path
     assert adapter.startswith(str(run_dir(cfg.workdir, run_id)))  # the run's own adapter
 
     job_id = submit_merge(queue, run_id, "lora", owner=ALICE, access=Access(ALICE))

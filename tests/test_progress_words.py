@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from eval.owner_state import OwnerState, OwnerStates
+from eval.records import CostSummary
 from eval.views.progress import describe_job, duration, run_plan, stage_words
 
 CONFIG = {"strategies": ["system_prompt", "fake", "rag"], "learning_curve": [0.5]}
@@ -129,9 +130,9 @@ def test_estimate_accuracy_is_actual_over_predicted_per_strategy():
         ],
     }
     results = [
-        StrategyResult("rag", "done", {}, {}, {"latency_mean_s": 3.0, "prepare_s": 5.0}, {}),
-        StrategyResult("lora", "done", {}, {}, {"latency_mean_s": 1.0, "prepare_s": 7.0}, {}),
-        StrategyResult("few_shot", "done", {}, {}, {"latency_mean_s": 1.0}, {}),
+        StrategyResult("rag", "done", cost=CostSummary(latency_mean_s=3.0, prepare_s=5.0)),
+        StrategyResult("lora", "done", cost=CostSummary(latency_mean_s=1.0, prepare_s=7.0)),
+        StrategyResult("few_shot", "done", cost=CostSummary(latency_mean_s=1.0)),
     ]
     run = Run("r1", "", "done", 1000.0, 1150.0, {}, None, {"estimate": est}, None, results)
     df = estimate_accuracy(run).set_index("strategy")

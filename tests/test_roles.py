@@ -133,5 +133,5 @@ def test_the_throwaway_strategy_in_the_estimate_and_the_playground(scratch_run):
 def test_a_prepare_report_keeps_its_training_log_through_the_store(scratch_run):
     _, store, run_id = scratch_run
     stored = next(r for r in store.get_run(run_id).results if r.strategy == NAME)
-    log = TrainingLog.from_dict(stored.prepare["training"])
+    log = stored.prepare.training
     assert log.examples == 7 and log.best_step == 4 and len(log.step_log) == 4

@@ -71,9 +71,8 @@ def job_result(queue: JobQueue, job_id: str, access: Access = Access()) -> dict[
 
 def _adapter_of(run, strategy: str) -> str:
     for r in run.results:
-        trained = r.prepare.get("trainable_params") and r.prepare.get("artifact_path")
-        if r.strategy == strategy and r.status == "done" and trained:
-            return r.prepare["artifact_path"]
+        if r.strategy == strategy and r.status == "done" and r.prepare.trained:
+            return str(r.prepare.artifact_path)
     raise ValueError(f"{strategy} of run {run.id} saved no trained adapter")
 
 

@@ -9,6 +9,7 @@ strategy never loses the others.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from eval.artifacts import Staged, clean_leftovers, label_folder, relocate, run_
 from eval.attribution import gold_passages
 from eval.config import RunConfig
 from eval.judge import attach_verdicts
+from eval.records import PreparedRecord, ResultExtras, Retention
 from eval.run import scoring
 from eval.run.measurement import Measured, StrategyMeasurement, answer_all
 from eval.run.oracle import measure_oracle
@@ -107,20 +109,20 @@ def _track(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn) ->
 
 def variants(
     name: str, train: list[QAPair], fractions: list[float], seed: int
-) -> list[tuple[str, list[QAPair], dict[str, Any]]]:
+) -> list[tuple[str, list[QAPair], ResultExtras]]:
     """(label, training pairs, extras) for the main result and each learning-curve point.
 
     Learning-curve subsets are nested prefixes of one seeded shuffle (25% inside 50% inside 100%),
     so a higher point only ever adds data. Strategies that do not train have no points.
     """
     if not get_strategy_class(name).trains:
-        return [(name, train, {})]
-    out = [(name, train, {"train_fraction": 1.0, "train_pairs": len(train)})]
+        return [(name, train, ResultExtras())]
+    out = [(name, train, ResultExtras(train_fraction=1.0, train_pairs=len(train)))]
     order = list(train)
     random.Random(seed).shuffle(order)
     for f in sorted({float(x) for x in fractions}):
         n = max(1, round(f * len(train)))
-        extras = {"variant_of": name, "train_fraction": f, "train_pairs": n}
+        extras = ResultExtras(variant_of=name, train_fraction=f, train_pairs=n)
         out.append((f"{name}@{f:.0%}", order[:n], extras))
     return out
 
@@ -134,7 +136,9 @@ class _Comparison:
         # Resuming keeps what an interrupted run already measured: those results are not redone.
         done = previous.results if previous else []
         self.kept = {r.strategy for r in done if r.status == "done"}
-        self.retention_base = previous.meta.get("retention_base") if previous else None
+        self.retention_base = (
+            Retention.from_dict(previous.meta.get("retention_base")) if previous else None
+        )
         self.previous = previous
         # Every file a strategy writes goes under this run's own folder (eval.artifacts).
         self.folder = run_dir(config.workdir, run_id)
@@ -202,7 +206,7 @@ class _Comparison:
         meta["gold_passages"] = {q: g.to_dict() for q, g in self.gold.items()}
         self.store.update_run(self.run_id, fingerprint=stamp.fingerprint, **meta)
 
-    def _one(self, name: str, label: str, train: list[QAPair], extras: dict[str, Any]) -> None:
+    def _one(self, name: str, label: str, train: list[QAPair], extras: ResultExtras) -> None:
         if label in self.kept:
             self.emit({"stage": "strategy_done", "strategy": label, "status": "kept"})
             return
@@ -219,17 +223,18 @@ class _Comparison:
             )
             # Variants (learning-curve points) skip the retention set: it measures the model
             # a user would deploy, the one trained on all the data.
-            asked = self.general if "variant_of" not in extras else []
+            asked = self.general if not extras.is_variant else []
             if asked and self.retention_base is None:
                 self.retention_base = self._retention_base(ctx)
-                self.store.update_run(self.run_id, retention_base=self.retention_base)
+                self.store.update_run(self.run_id, retention_base=self.retention_base.to_dict())
             measured = self.measurement.evaluate(
                 self.bench.strategy(name, None, ctx), label, self.bench.inputs, train, asked
             )
             if measured.result.status == "done":
                 final = staged.publish()
-                measured.result.prepare = relocate(measured.result.prepare, staged.path, final)
-        measured.result.extras.update(extras)
+                moved = relocate(measured.result.prepare.to_dict(), staged.path, final)
+                measured.result.prepare = PreparedRecord.from_dict(moved)
+        measured.result.extras = dataclasses.replace(extras)
         if measured.result.status == "done":
             self._score(label, measured, asked)
         self.store.save_strategy(self.run_id, measured.result, measured.answers)
@@ -247,10 +252,10 @@ class _Comparison:
             measured.answers, config.metrics, self.embedder, resamples, seed, self.judge
         )
         if self.judge is not None:  # the judge's cost, apart from the strategy's own
-            measured.result.extras["judge"] = attach_verdicts(self.judge, measured.answers)
+            measured.result.extras.judge = attach_verdicts(self.judge, measured.answers)
         if measured.general_answers:
             texts = [a.text for a in measured.general_answers]
-            measured.result.extras["retention"] = retention(
+            measured.result.extras.retention = retention(
                 asked, texts, self.retention_base, resamples, seed
             )
 
@@ -268,7 +273,7 @@ class _Comparison:
         if record is not None:
             self.store.update_run(self.run_id, oracle=record.to_dict())
 
-    def _retention_base(self, ctx) -> dict[str, Any]:
+    def _retention_base(self, ctx) -> Retention:
         """The closed-book reference strategy's score on the general set, with its defaults."""
         self.emit({"stage": "retention_base", "done": 0, "total": len(self.general)})
         name = baseline_strategy()

@@ -7,11 +7,12 @@ import contextlib
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.config import PriceTable
 from core.types import Answer, PrepareReport, QAPair
+from eval.records import PreparedRecord
 from eval.run.contention import CpuSample, cpu_clock
 from eval.run.costs import Measurement, measure, summarize_costs
 from eval.run.inputs import Inputs
@@ -43,19 +44,21 @@ def answer_all(
 
 def prepare_record(
     report: PrepareReport, m: Measurement, cpu: CpuSample | None = None
-) -> dict[str, Any]:
-    """The stored `prepare` record: what the strategy reported, its typed training log, and the
+) -> PreparedRecord:
+    """The stored preparation: what the strategy reported, its typed training log, and the
     time, memory and CPU the harness measured around it."""
-    record = {
-        **asdict(report),
-        "seconds": m.seconds,
-        "cpu": cpu.to_dict() if cpu is not None else None,
-        "peak_rss_mb": m.peak_rss_mb,
-        "added_rss_mb": m.added_rss_mb,
-        "peak_gpu_mb": m.peak_gpu_mb,
-    }
-    record["training"] = report.training.to_dict() if report.training is not None else None
-    return record
+    return PreparedRecord(
+        trainable_params=report.trainable_params,
+        artifact_bytes=report.artifact_bytes,
+        artifact_path=report.artifact_path,
+        details=report.details,
+        training=report.training,
+        seconds=m.seconds,
+        cpu=cpu.to_dict() if cpu is not None else None,
+        peak_rss_mb=m.peak_rss_mb,
+        added_rss_mb=m.added_rss_mb,
+        peak_gpu_mb=m.peak_gpu_mb,
+    )
 
 
 @dataclass
@@ -89,7 +92,7 @@ class StrategyMeasurement:
     ) -> Measured:
         """Prepare `strategy` on `train`, answer the test split (then `general`, not charged to
         its latency), and return it all under `label`. The strategy is closed afterwards."""
-        result = StrategyResult(label, "failed", strategy.config.to_dict(), {}, {}, {})
+        result = StrategyResult(label, "failed", strategy.config.to_dict())
         answers: list[Answer] = []
         general_answers: list[Answer] = []
         try:
@@ -100,7 +103,7 @@ class StrategyMeasurement:
             answers, answering, answer_cpu = self._answer_test(strategy, label, inputs.test)
             result.cost = summarize_costs(
                 answers, result.prepare, answering, self.device, self.prices, answer_cpu
-            ).to_dict()
+            )
             if general:
                 questions = [p.question for p in general]
                 self.emit(
@@ -120,7 +123,8 @@ class StrategyMeasurement:
             raise
         except Exception as e:
             result.error = f"{type(e).__name__}: {e}"
-            result.prepare.setdefault("traceback", traceback.format_exc(limit=8))
+            if result.prepare.traceback is None:
+                result.prepare.traceback = traceback.format_exc(limit=8)
             self.emit({"stage": "strategy_failed", "strategy": label, "error": result.error})
             answers, general_answers = [], []
         finally:

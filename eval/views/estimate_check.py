@@ -36,8 +36,8 @@ def estimate_accuracy(run: Run) -> pd.DataFrame:
         e = predicted.get(r.strategy)
         if e is None or r.status != "done":
             continue
-        per_q = r.cost.get("latency_mean_s")
-        prep = r.cost.get("prepare_s")
+        per_q = r.cost.latency_mean_s
+        prep = r.cost.prepare_s
         rows.append(
             {
                 "strategy": r.strategy,
