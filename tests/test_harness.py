@@ -8,6 +8,7 @@ import json
 import pytest
 
 from eval.config import RunConfig
+from eval.events import ProgressEvent
 from eval.metrics import default_metrics
 from eval.run import rescore, run_comparison
 from eval.store import RunStore
@@ -79,9 +80,9 @@ def test_all_strategies_end_to_end_are_stored(mini_corpus, tiny_models, tmp_path
     assert by["lora"].prepare.training.step_log
     assert by["rag"].cost.artifact_mb > 0
     # progress covered every stage of every strategy
-    stages = {(e.get("strategy"), e["stage"]) for e in events}
+    stages = {(e.strategy, e.stage) for e in events}
     assert ("lora", "train") in stages and ("rag", "answer") in stages
-    assert events[-1]["stage"] == "done"
+    assert events[-1].stage == "done"
     # every view is made from the stored run
     text = render_run(run)
     for name in cfg.strategies:
@@ -124,7 +125,7 @@ def test_cancel_stops_between_batches(mini_corpus, tiny_models, tmp_path):
     cfg = make_config(mini_corpus, tiny_models, tmp_path, strategies=["fake", "system_prompt"])
 
     def progress(ev):
-        if ev.get("stage") == "strategy_done":
+        if ev.stage == "strategy_done":
             cancel.set()
 
     run_id = run_comparison(cfg, progress=progress, cancel=cancel)
@@ -164,8 +165,8 @@ def test_cancel_interrupts_training(mini_corpus, tiny_models, tmp_path):
     steps = []
 
     def progress(ev):
-        if ev.get("stage") == "train":
-            steps.append(ev["step"])
+        if ev.stage == "train":
+            steps.append(ev.step)
             cancel.set()
 
     run = RunStore(cfg.store_path).get_run(run_comparison(cfg, progress=progress, cancel=cancel))
@@ -233,8 +234,8 @@ def test_resume_keeps_finished_strategies(mini_corpus, tiny_models, tmp_path):
     assert [r.strategy for r in run.results] == ["fake", "system_prompt"]
     after = store.get_answers(run_id, "fake")
     assert [a.answer.cost.latency_s for a in after] == [a.answer.cost.latency_s for a in before]
-    assert {"stage": "strategy_done", "strategy": "fake", "status": "kept"} in events
-    assert not any(e.get("strategy") == "fake" and e["stage"] == "prepare" for e in events)
+    assert ProgressEvent("strategy_done", strategy="fake", status="kept") in events
+    assert not any(e.strategy == "fake" and e.stage == "prepare" for e in events)
 
 
 def test_retention_counts_facts_not_brevity_and_rescores_from_stored_answers(

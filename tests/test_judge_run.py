@@ -76,8 +76,8 @@ def test_run_scores_judge_and_stores_rationales_and_cost(mini_corpus, tmp_path, 
     cfg = config(mini_corpus, tmp_path)
     events = []
     run_id = harness.run_comparison(cfg, progress=events.append)
-    judged = [e for e in events if e["stage"] == "judge"]
-    assert judged and judged[-1]["done"] == judged[-1]["total"] and judged[-1]["strategy"] == "fake"
+    judged = [e for e in events if e.stage == "judge"]
+    assert judged and judged[-1].done == judged[-1].total and judged[-1].strategy == "fake"
     store = RunStore(cfg.store_path)
     run = store.get_run(run_id)
     result = run.results[0]
@@ -219,10 +219,10 @@ def test_run_page_judge_and_tracking_reach_the_stored_run(mini_corpus, tmp_path,
     at.button(key="run").click().run()
     try:
         queue = JobQueue(home / "runs.sqlite")
-        job = next(j for j in queue.list_jobs() if j["kind"] == "run")
-        snap = queue.wait(job["id"], timeout=300)
-        assert snap["status"] == "done", snap
-        run = RunStore(home / "runs.sqlite").get_run(snap["run_id"])
+        job = next(j for j in queue.list_jobs() if j.kind == "run")
+        snap = queue.wait(job.id, timeout=300)
+        assert snap.status == "done", snap
+        run = RunStore(home / "runs.sqlite").get_run(snap.run_id)
         assert "judge" in run.config["metrics"] and run.config["judge"]["max_tokens"] == 5
         assert run.results[0].extras.judge.verdicts == 3
         assert run.meta["tracking"]["ok"], run.meta["tracking"]

@@ -103,12 +103,12 @@ def test_jobs_resume_and_cancel_need_the_owner(tmp_path, mini_corpus):
     path = tmp_path / "runs.sqlite"
     queue = JobQueue(path)
     job = queue.submit(make_config(mini_corpus, path), owner=ALICE)
-    run_id = queue.get(job)["run_id"]
+    run_id = queue.get(job).run_id
     assert queue.store.get_run(run_id).owner == ALICE  # the run is the submitter's too
     with pytest.raises(JobNotFound):
         queue.cancel(job, Access(BOB))
     queue.cancel(job, Access(ALICE))
-    assert queue.get(job)["status"] == "cancelled"
+    assert queue.get(job).status == "cancelled"
     with pytest.raises(RunNotFound):
         queue.resume(run_id, owner=BOB, access=Access(BOB))
 

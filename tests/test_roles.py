@@ -118,10 +118,10 @@ def test_a_throwaway_strategy_shows_in_every_view(scratch_run):
 
 def test_the_throwaway_strategy_in_the_estimate_and_the_playground(scratch_run):
     cfg, store, run_id = scratch_run
-    est = {e["strategy"]: e for e in estimate_run(cfg)["strategies"]}
-    assert est[NAME]["error"] is None
-    assert "the run trains 4 steps" in est[NAME]["prepare_note"]  # from its TrainingLog
-    assert est[NAME]["variants_s"] > 0  # learning-curve points are counted for trainers
+    est = {e.strategy: e for e in estimate_run(cfg).strategies}
+    assert est[NAME].error is None
+    assert "the run trains 4 steps" in est[NAME].prepare_note  # from its TrainingLog
+    assert est[NAME].variants_s > 0  # learning-curve points are counted for trainers
     pg = Playground.from_run(store, run_id)
     try:
         assert NAME in pg.strategies

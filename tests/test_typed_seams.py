@@ -124,3 +124,104 @@ def test_records_round_trip_through_the_store(tmp_path):
     assert again.judge == JudgeCost("k", 5) and again.retention == result.extras.retention
     with pytest.raises(TypeError):
         store.update_extras(run_id, "rag", slices=3)  # extras are the record's fields
+
+
+# --- no dict[str, Any] at the seams ---------------------------------------------------------------
+
+# Fields that stay JSON-shaped dicts, each for a reason: what they hold is open-ended by design.
+OPEN_FIELDS = {
+    ("StrategyResult", "config"): "the strategy config's JSON form (each strategy its own)",
+    ("StrategyResult", "metrics"): "metric intervals by metric name (eval.stats.Interval shape)",
+    ("PreparedRecord", "details"): "strategy-specific figures each strategy reports",
+    ("StoredAnswer", "details"): "per-metric detail records (the judge's verdict)",
+    ("Run", "config"): "the RunConfig's JSON form, as stored",
+    ("Run", "meta"): "run metadata (corpus stats, split, versions...), open by design",
+    ("Run", "process"): "core.procs.ProcessRef.to_dict()",
+    ("Job", "config"): "the payload of the job's kind, read by that kind's body in eval/jobs",
+}
+# Parameters of the views that take a result, a job or an estimate.
+SEAM_PARAMS = {"job", "jobs", "estimate", "estimate_row", "result", "results", "cost", "run"}
+
+
+def _has_dict_any(tp) -> bool:
+    import typing
+
+    if isinstance(tp, list):  # a Callable's parameter list
+        return any(_has_dict_any(a) for a in tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is dict and args == (str, typing.Any):
+        return True
+    return any(_has_dict_any(a) for a in args)
+
+
+def _record_classes():
+    from eval.estimates import Estimate, StrategyEstimate
+    from eval.events import ProgressEvent
+    from eval.jobs import Job
+    from eval.store_rows import Run, StoredAnswer, StrategyResult
+    from eval.views.progress import ProgressLine
+
+    return [
+        StrategyResult, PreparedRecord, CostSummary, ResultExtras, Retention, JudgeCost,
+        StoredAnswer, Run, Job, Estimate, StrategyEstimate, ProgressLine, ProgressEvent,
+    ]  # fmt: skip
+
+
+def test_records_at_the_seams_hold_no_untyped_dicts():
+    import dataclasses
+    import typing
+
+    found = []
+    for cls in _record_classes():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if _has_dict_any(hints[f.name]) and (cls.__name__, f.name) not in OPEN_FIELDS:
+                found.append(f"{cls.__name__}.{f.name}: {hints[f.name]}")
+    assert not found, found
+    # The result's parts are the records, not dicts.
+    from eval.store_rows import StrategyResult
+
+    hints = typing.get_type_hints(StrategyResult)
+    assert (hints["prepare"], hints["cost"], hints["extras"]) == (
+        PreparedRecord,
+        CostSummary,
+        ResultExtras,
+    )
+
+
+def test_the_store_queue_and_estimate_return_records_and_the_views_take_them():
+    import importlib
+    import inspect
+    import pkgutil
+    import typing
+
+    import eval.views
+    from eval.jobs import JobQueue
+    from eval.jobs.progress import JobProgress
+    from eval.run import run_comparison
+    from eval.run.estimate import estimate_run
+
+    for fn in (run_comparison, estimate_run, JobProgress.__call__):  # progress is an event
+        hints = typing.get_type_hints(fn)
+        tp = hints.get("progress", hints.get("ev"))
+        assert tp is not None and not _has_dict_any(tp), f"{fn.__qualname__}: {tp}"
+    api = [RunStore.get_run, RunStore.get_answers, estimate_run]
+    api += [getattr(JobQueue, n) for n in ("get", "list_jobs", "wait", "claim", "estimate_result")]
+    for fn in api:
+        ret = typing.get_type_hints(fn)["return"]
+        assert not _has_dict_any(ret), f"{fn.__qualname__} returns {ret}"
+    checked, found = 0, []
+    for mod in pkgutil.iter_modules(eval.views.__path__):
+        module = importlib.import_module(f"eval.views.{mod.name}")
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            if name.startswith("_") and name not in ("_within", "_weights"):
+                continue
+            if fn.__module__ != module.__name__:
+                continue
+            hints = typing.get_type_hints(fn)
+            for param, tp in hints.items():
+                if param in SEAM_PARAMS:
+                    checked += 1
+                    if _has_dict_any(tp):
+                        found.append(f"{module.__name__}.{name}({param}: {tp})")
+    assert checked > 20 and not found, found

@@ -1,6 +1,7 @@
 """The verdict's run-level records through the harness (tiny model): gold passages, the oracle
 reading (stored once, rescored without generating, switchable), and the diagnostics."""
 
+from eval.events import ProgressEvent
 from eval.run import rescore, run_comparison
 from eval.store import RunStore
 from eval.views import RunView
@@ -27,7 +28,7 @@ def test_oracle_and_gold_passages_are_stored_and_rescored(mini_corpus, tiny_mode
     assert oracle["n"] == 3 and set(oracle["answers"]) == set(test_ids)
     assert oracle["summary"]["exact_match"]["n"] == 3
     assert oracle["cost"]["wall_s"] > 0 and "contended" in oracle["cost"]
-    assert {"stage": "oracle"} in events
+    assert ProgressEvent("oracle") in events
     # Strategies' costs do not include the oracle: it is a run-level record.
     assert all("oracle" not in r.cost.to_dict() for r in run.results)
 

@@ -41,12 +41,12 @@ def merge_progress(job_key: str) -> None:
     if job is None:
         return
     serve_queued(queue, [job])  # a worker that died or went idle is started again
-    if job["status"] in ("queued", "running"):
-        st.progress(0.0 if job["status"] == "queued" else 0.5, text=f"Merging: {job['stage']}")
+    if job.status in ("queued", "running"):
+        st.progress(0.0 if job.status == "queued" else 0.5, text=f"Merging: {job.stage}")
         return
     del state[job_key]
-    if job["status"] == "failed":
-        st.error(f"Merging failed: {hide_paths(job['error'] or '')}")
+    if job.status == "failed":
+        st.error(f"Merging failed: {hide_paths(job.error or '')}")
     else:
         st.rerun()
 

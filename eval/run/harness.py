@@ -20,6 +20,7 @@ from core.types import QAPair
 from eval.artifacts import Staged, clean_leftovers, label_folder, relocate, run_dir
 from eval.attribution import gold_passages
 from eval.config import RunConfig
+from eval.events import ProgressEvent, ProgressFn
 from eval.judge import attach_verdicts
 from eval.records import PreparedRecord, ResultExtras, Retention
 from eval.run import scoring
@@ -34,7 +35,6 @@ from eval.store import Run, RunStore
 from strategies import baseline_strategy, get_strategy_class
 from strategies.base import RunCancelled
 
-ProgressFn = Callable[[dict[str, Any]], None]
 CancelFn = threading.Event | Callable[[], bool] | None
 
 
@@ -50,7 +50,7 @@ def run_comparison(
 ) -> str:
     """Run every configured strategy over the test split and store the results; returns the id.
 
-    `progress` receives events ({"stage": ..., "strategy": ..., "done": ..., "total": ...}).
+    `progress` receives ProgressEvents (eval.events: stage, strategy, done, total...).
     `cancel` (an Event-like object with `is_set()`, or a callable returning True to stop) stops
     the run between batches. Errors in one strategy are stored with
     that strategy and the others still run; errors before any strategy (bad corpus, bad Q/A
@@ -72,19 +72,19 @@ def run_comparison(
         _Comparison(config, store, run_id, emit, cancelled, previous).run()
     except RunCancelled:
         store.finish_run(run_id, "cancelled", "cancelled by the user")
-        emit({"stage": "cancelled"})
+        emit(ProgressEvent("cancelled"))
         _track(config, store, run_id, emit)
         return run_id
     except InputsChanged as e:  # nothing ran: the run keeps what it had, resumable as before
         store.finish_run(run_id, "interrupted", str(e))
-        emit({"stage": "failed", "error": str(e)})
+        emit(ProgressEvent("failed", error=str(e)))
         raise
     except Exception as e:
         store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}")
-        emit({"stage": "failed", "error": str(e)})
+        emit(ProgressEvent("failed", error=str(e)))
         raise
     _track(config, store, run_id, emit)
-    emit({"stage": "done", "run_id": run_id})
+    emit(ProgressEvent("done", run_id=run_id))
     return run_id
 
 
@@ -94,7 +94,7 @@ def _track(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn) ->
         return
     from eval.tracking import log_run
 
-    emit({"stage": "track", "tracker": config.tracking.tracker})
+    emit(ProgressEvent("track", tracker=config.tracking.tracker))
     got = log_run(
         store,
         run_id,
@@ -104,7 +104,7 @@ def _track(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn) ->
         experiment=config.tracking.experiment,
     )
     store.update_run(run_id, tracking=got.to_dict())
-    emit({"stage": "tracked", "ok": got.ok, "message": got.message()})
+    emit(ProgressEvent("tracked", ok=got.ok, message=got.message()))
 
 
 def variants(
@@ -208,7 +208,7 @@ class _Comparison:
 
     def _one(self, name: str, label: str, train: list[QAPair], extras: ResultExtras) -> None:
         if label in self.kept:
-            self.emit({"stage": "strategy_done", "strategy": label, "status": "kept"})
+            self.emit(ProgressEvent("strategy_done", strategy=label, status="kept"))
             return
         if self.cancelled():
             raise RunCancelled
@@ -217,7 +217,9 @@ class _Comparison:
         with Staged(self.folder / label_folder(label)) as staged:
             ctx = self.bench.context(
                 workdir=staged.path,
-                progress=lambda ev, label=label: self.emit({**ev, "strategy": label}),
+                progress=lambda ev, label=label: self.emit(
+                    ProgressEvent.from_dict(ev, strategy=label)
+                ),
                 cancelled=self.cancelled,
                 held_out=tuple(self.bench.inputs.test),
             )
@@ -238,15 +240,15 @@ class _Comparison:
         if measured.result.status == "done":
             self._score(label, measured, asked)
         self.store.save_strategy(self.run_id, measured.result, measured.answers)
-        self.emit({"stage": "strategy_done", "strategy": label, "status": measured.result.status})
+        self.emit(ProgressEvent("strategy_done", strategy=label, status=measured.result.status))
 
     def _score(self, label: str, measured: Measured, asked: list[QAPair]) -> None:
         config = self.config
         resamples, seed = config.bootstrap_resamples, config.split.seed
-        self.emit({"stage": "score", "strategy": label})
+        self.emit(ProgressEvent("score", strategy=label))
         if self.judge is not None:
             self.judge.progress = lambda done, total: self.emit(
-                {"stage": "judge", "strategy": label, "done": done, "total": total}
+                ProgressEvent("judge", strategy=label, done=done, total=total)
             )
         measured.result.metrics = score(
             measured.answers, config.metrics, self.embedder, resamples, seed, self.judge
@@ -264,7 +266,7 @@ class _Comparison:
         once, stored with the run and charged to no strategy."""
         if self.cancelled():
             raise RunCancelled
-        self.emit({"stage": "oracle"})
+        self.emit(ProgressEvent("oracle"))
         inputs = self.bench.inputs
         ctx = self.bench.context(cancelled=self.cancelled)
         record = measure_oracle(
@@ -275,7 +277,7 @@ class _Comparison:
 
     def _retention_base(self, ctx) -> Retention:
         """The closed-book reference strategy's score on the general set, with its defaults."""
-        self.emit({"stage": "retention_base", "done": 0, "total": len(self.general)})
+        self.emit(ProgressEvent("retention_base", done=0, total=len(self.general)))
         name = baseline_strategy()
         if name is None:
             raise ValueError("no strategy is registered as the closed-book baseline")
@@ -287,9 +289,7 @@ class _Comparison:
             questions,
             self.config.batch_size,
             self.cancelled,
-            lambda done, total: self.emit(
-                {"stage": "retention_base", "done": done, "total": total}
-            ),
+            lambda done, total: self.emit(ProgressEvent("retention_base", done=done, total=total)),
         )
         return retention_scores(
             self.general,

@@ -8,10 +8,10 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from core.config import PriceTable
 from core.types import Answer, PrepareReport, QAPair
+from eval.events import ProgressEvent, ProgressFn
 from eval.records import PreparedRecord
 from eval.run.contention import CpuSample, cpu_clock
 from eval.run.costs import Measurement, measure, summarize_costs
@@ -19,8 +19,6 @@ from eval.run.inputs import Inputs
 from eval.store import StoredAnswer, StrategyResult
 from strategies import Strategy
 from strategies.base import RunCancelled
-
-ProgressFn = Callable[[dict[str, Any]], None]
 
 
 def answer_all(
@@ -96,7 +94,7 @@ class StrategyMeasurement:
         answers: list[Answer] = []
         general_answers: list[Answer] = []
         try:
-            self.emit({"stage": "prepare", "strategy": label})
+            self.emit(ProgressEvent("prepare", strategy=label))
             with measure(self.device) as prep, cpu_clock() as prep_cpu:
                 report = strategy.prepare(inputs.corpus, train)
             result.prepare = prepare_record(report, prep, prep_cpu)
@@ -106,14 +104,10 @@ class StrategyMeasurement:
             )
             if general:
                 questions = [p.question for p in general]
-                self.emit(
-                    {"stage": "retention", "strategy": label, "done": 0, "total": len(general)}
-                )
+                self.emit(ProgressEvent("retention", strategy=label, done=0, total=len(general)))
 
                 def counted(done: int, total: int) -> None:
-                    self.emit(
-                        {"stage": "retention", "strategy": label, "done": done, "total": total}
-                    )
+                    self.emit(ProgressEvent("retention", strategy=label, done=done, total=total))
 
                 general_answers = answer_all(
                     strategy, questions, self.batch_size, self.cancelled, counted
@@ -125,7 +119,7 @@ class StrategyMeasurement:
             result.error = f"{type(e).__name__}: {e}"
             if result.prepare.traceback is None:
                 result.prepare.traceback = traceback.format_exc(limit=8)
-            self.emit({"stage": "strategy_failed", "strategy": label, "error": result.error})
+            self.emit(ProgressEvent("strategy_failed", strategy=label, error=result.error))
             answers, general_answers = [], []
         finally:
             with contextlib.suppress(Exception):  # closing must never hide the outcome
@@ -141,7 +135,7 @@ class StrategyMeasurement:
     ) -> tuple[list[Answer], Measurement, CpuSample]:
         questions = [p.question for p in test]
         total, answers = len(questions), []
-        self.emit({"stage": "answer", "strategy": label, "done": 0, "total": total})
+        self.emit(ProgressEvent("answer", strategy=label, done=0, total=total))
         with measure(self.device) as answering, cpu_clock(self.remote_answers) as answer_cpu:
             for start in range(0, total, self.batch_size):
                 if self.cancelled():
@@ -157,7 +151,5 @@ class StrategyMeasurement:
                     a.cost.latency_s = elapsed / len(batch)
                     a.cost.cpu_s = cpu / len(batch)
                 answers.extend(got)
-                self.emit(
-                    {"stage": "answer", "strategy": label, "done": len(answers), "total": total}
-                )
+                self.emit(ProgressEvent("answer", strategy=label, done=len(answers), total=total))
         return answers, answering, answer_cpu
