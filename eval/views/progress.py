@@ -118,7 +118,7 @@ def describe_job(
     now: float,
     estimate: Estimate | None = None,
 ) -> ProgressLine:
-    """The progress line of a queued or running run job (a `JobQueue.get` dict).
+    """The progress line of a queued or running run job (a `JobQueue.get` Job).
 
     `plan` is `run_plan(config)`; `estimate` the estimate stored with the run (optional: it
     weights the strategies and gives a time left before any was measured). The time left is
