@@ -37,11 +37,6 @@ class Job:
     # in eval/jobs when the worker claims the job; None on the rows pages read.
     config: dict[str, Any] | None = None
 
-    @property
-    def active(self) -> bool:
-        """Queued or running: not finished yet."""
-        return self.status in ("queued", "running")
-
     @classmethod
     def from_row(cls, row: sqlite3.Row, with_payload: bool = False) -> Job:
         """The job of one `jobs` row; columns the record has no field for are left out."""
