@@ -46,11 +46,11 @@ def main() -> None:
     run = RunStore(config.store_path).get_run(run_id)
     actual = {r.strategy: r.cost for r in run.results if r.status == "done"}
     print(f"{'strategy':<16}{'predicted s/q':>15}{'measured s/q':>14}{'ratio':>8}")
-    for e in est["strategies"]:
-        got = actual.get(e["strategy"], {}).get("latency_mean_s")
-        ratio = f"{got / e['seconds_per_question']:.2f}" if got else "—"
+    for e in est.strategies:
+        got = actual[e.strategy].latency_mean_s if e.strategy in actual else None
+        ratio = f"{got / e.seconds_per_question:.2f}" if got else "—"
         print(
-            f"{e['strategy']:<16}{e['seconds_per_question']:>15.2f}"
+            f"{e.strategy:<16}{e.seconds_per_question:>15.2f}"
             f"{(got or float('nan')):>14.2f}{ratio:>8}"
         )
 

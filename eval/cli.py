@@ -11,7 +11,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -19,6 +18,8 @@ from core.bundled import PACKAGE_ROOT, bundled_fallback
 from core.config import ConfigError, ModelConfig
 from eval.cli_args import parser
 from eval.config import RunConfig
+from eval.events import ProgressEvent
+from eval.jobs.job import Job
 from eval.store import RunNotFound, RunStore
 from eval.views.tables import render_run, run_summary
 
@@ -160,17 +161,17 @@ class _Progress:
         self.bar = None
         self.key = None
 
-    def __call__(self, ev: dict) -> None:
-        stage, name = ev.get("stage"), ev.get("strategy", "")
+    def __call__(self, ev: ProgressEvent) -> None:
+        stage, name = ev.stage, ev.strategy or ""
         if stage == "tracked":  # said even with --quiet: a failure to log is a warning to read
             self._close()
-            print(("" if ev.get("ok") else "warning: ") + ev["message"], file=sys.stderr)
+            print(("" if ev.ok else "warning: ") + (ev.message or ""), file=sys.stderr)
             return
         if self.quiet:
             return
         if stage in ("answer", "train", "judge"):
-            total = ev.get("total") or ev.get("steps")
-            done = ev.get("done", ev.get("step", 0))
+            total = ev.total or ev.steps
+            done = ev.done if ev.done is not None else (ev.step or 0)
             key = (name, stage)
             if self.key != key:
                 self._close()
@@ -178,14 +179,14 @@ class _Progress:
                 label = f"{name}: {doing}"
                 self.bar = self.tqdm(total=total, desc=label, file=sys.stderr, leave=True)
                 self.key = key
-            if "loss" in ev:
-                self.bar.set_postfix(loss=f"{ev['loss']:.3f}", refresh=False)
+            if ev.loss is not None:
+                self.bar.set_postfix(loss=f"{ev.loss:.3f}", refresh=False)
             if done != self.bar.n:
                 self.bar.update(done - self.bar.n)
         else:
             self._close()
             if stage == "strategy_failed":
-                print(f"{name}: failed: {ev.get('error')}", file=sys.stderr)
+                print(f"{name}: failed: {ev.error}", file=sys.stderr)
             elif stage in ("load_models", "ingest", "prepare", "score"):
                 what = {"load_models": "loading models", "ingest": "reading the corpus"}
                 print(f"{name + ': ' if name else ''}{what.get(stage, stage)}...", file=sys.stderr)
@@ -344,16 +345,16 @@ def _cmd_generate_qa(args: argparse.Namespace) -> int:
     return 0 if result.pairs else 1
 
 
-def render_jobs(jobs: list[dict[str, Any]]) -> str:
+def render_jobs(jobs: list[Job]) -> str:
     """One line per job (for `adaptlab jobs`)."""
     lines = []
     for j in jobs:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j["created_at"]))
-        where = f"{j['strategy'] or 'run'}: {j['stage']}"
-        if j["total"]:
-            where += f" {j['done']}/{j['total']}"
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created_at))
+        where = f"{j.strategy or 'run'}: {j.stage}"
+        if j.total:
+            where += f" {j.done}/{j.total}"
         lines.append(
-            f"{j['id']}  {when}  {j['status']:<11}  {j['run_id'] or j['kind']}  "
-            f"{j['owner'] or '-'}  {where}" + (f"  {j['error']}" if j["error"] else "")
+            f"{j.id}  {when}  {j.status:<11}  {j.run_id or j.kind}  "
+            f"{j.owner or '-'}  {where}" + (f"  {j.error}" if j.error else "")
         )
     return "\n".join(lines) or "no jobs"

@@ -317,13 +317,13 @@ def load_judge(run_models: ModelConfig, config: JudgeConfig) -> Judge:
     return Judge(load_generator(judge_model_config(run_models, config)), config)
 
 
-def attach_verdicts(judge: Judge, answers: list[Any], metric: str = "judge") -> dict[str, Any]:
+def attach_verdicts(judge: Judge, answers: list[Any], metric: str = "judge") -> JudgeCost:
     """Put the judge's latest verdicts into the scored answers' `details[metric]`; returns the
     judging cost as stored in the result's extras (apart from the strategy's own cost)."""
     if not answers:  # nothing was graded: the judge still holds an earlier strategy's verdicts
-        return JudgeCost(judge.model_name).to_dict()
+        return JudgeCost(judge.model_name)
     if len(judge.verdicts) != len(answers):
         raise RuntimeError(f"{len(judge.verdicts)} verdicts for {len(answers)} answers")
     for a, v in zip(answers, judge.verdicts, strict=True):
         a.details[metric] = v.to_dict()
-    return judge.cost.to_dict()
+    return judge.cost

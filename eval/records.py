@@ -1,9 +1,13 @@
-"""Typed records that cross from the run to the views: the cost summary and the training log.
+"""Typed records that cross from the run to the views: cost, preparation, extras, training log.
 
 `CostSummary` is what the harness measures per strategy; its field metadata (label, unit,
 format, direction) is the single list of cost columns the CLI, the app and the HTML report
-draw, so a new cost column is one field here. `training_log` reads the typed `TrainingLog` a
-strategy stored, or rebuilds one from the `details` keys of runs stored before it existed.
+draw, so a new cost column is one field here. `PreparedRecord` is what preparing a strategy
+left, `ResultExtras` the figures beside the test-set metrics (judge, retention, learning-curve
+variant). Each reads the JSON shape the store keeps (`from_dict`, old runs included) and writes
+it back (`to_dict`); nothing else handles those dicts. `training_log` reads the typed
+`TrainingLog` a strategy stored, or rebuilds one from the `details` keys of runs stored before
+it existed.
 """
 
 from __future__ import annotations
@@ -13,6 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.types import PrepareReport, TrainingLog, TrainStep
+from eval.judge import JudgeCost
+
+# An interval as the store keeps it: {"mean", "low", "high", "n"} (eval.stats.Interval.to_dict).
+IntervalDict = dict[str, float | None]
+# A CPU sample as the store keeps it (eval.run.contention.CpuSample.to_dict): seconds, counts
+# and the contended flag.
+CpuDict = dict[str, float | bool | None]
 
 
 def cost(label: str = "", unit: str = "", fmt: str = "", axis: str = "", title: str = "") -> Any:
@@ -72,7 +83,14 @@ class CostSummary:
     )
     currency: str | None = cost()
 
+    def value(self, key: str) -> float | int | bool | str | None:
+        """The figure of one column (a `Column.key` or `COST_AXES` key); KeyError if none."""
+        if key not in _COST_NAMES:
+            raise KeyError(key)
+        return getattr(self, key)
+
     def to_dict(self) -> dict[str, Any]:
+        """The JSON the store keeps, every field."""
         return dataclasses.asdict(self)
 
     @classmethod
@@ -80,6 +98,9 @@ class CostSummary:
         """From a stored cost dict; keys it lacks are None, keys it does not know are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in (d or {}).items() if k in names})
+
+
+_COST_NAMES = frozenset(f.name for f in dataclasses.fields(CostSummary))
 
 
 @dataclass(frozen=True)
@@ -114,19 +135,138 @@ COST_AXES: dict[str, str] = {
 }
 
 
-def training_log(prepare: dict[str, Any] | PrepareReport | None) -> TrainingLog | None:
-    """The training log of a stored `prepare` record (or a live PrepareReport), None if it did
-    not train. Runs stored before `TrainingLog` existed keep their curves in `details`; those
-    keys are read into a TrainingLog here, so every view reads one record."""
-    if isinstance(prepare, PrepareReport):
-        if prepare.training is not None:
-            return prepare.training
-        prepare = {"details": prepare.details}
-    prepare = prepare or {}
-    log = TrainingLog.from_dict(prepare.get("training"))
-    if log is not None:
-        return log
-    details = prepare.get("details") or {}
+@dataclass
+class PreparedRecord:
+    """What preparing one strategy left: what it reported (PrepareReport's fields) and the
+    time, memory and CPU the harness measured around it (None where it was not measured)."""
+
+    trainable_params: int = 0
+    artifact_bytes: int = 0
+    artifact_path: str | None = None
+    # Strategy-specific figures (index type, pool size...): each strategy says its own.
+    details: dict[str, Any] = field(default_factory=dict)
+    training: TrainingLog | None = None
+    seconds: float | None = None
+    cpu: CpuDict | None = None
+    peak_rss_mb: float | None = None
+    added_rss_mb: float | None = None
+    peak_gpu_mb: float | None = None
+    traceback: str | None = None  # where preparing or answering failed
+
+    @property
+    def trained(self) -> bool:
+        """The strategy trained weights and left them on disk (an adapter to load)."""
+        return bool(self.trainable_params and self.artifact_path)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON the store keeps (the shape stored before this record existed)."""
+        out = dataclasses.asdict(self)
+        out["training"] = self.training.to_dict() if self.training is not None else None
+        if self.traceback is None:
+            del out["traceback"]  # only failed results carry one
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> PreparedRecord:
+        """From a stored `prepare` dict (any age); unknown keys are ignored, missing ones None."""
+        d = d or {}
+        names = {f.name for f in dataclasses.fields(cls)} - {"training", "details"}
+        return cls(
+            **{k: v for k, v in d.items() if k in names},
+            details=dict(d.get("details") or {}),
+            training=TrainingLog.from_dict(d.get("training")),
+        )
+
+
+@dataclass
+class Retention:
+    """General-knowledge retention (eval.run.retention): the containment score with interval,
+    F1, per-question scores and the answers (kept for rescoring); against the base model, its
+    score, the change and the questions forgotten (absent for the base model's own record)."""
+
+    metric: str = "contains"
+    n: int = 0
+    score: IntervalDict = field(default_factory=dict)
+    f1: IntervalDict = field(default_factory=dict)
+    per_question: dict[str, float | None] = field(default_factory=dict)
+    answers: dict[str, str] = field(default_factory=dict)
+    base: IntervalDict | None = None
+    delta: float | None = None
+    forgotten: list[str] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float | None:
+        """The retention score's mean."""
+        return self.score.get("mean")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON the store keeps; the base model's record has no base, delta or forgotten."""
+        out = dataclasses.asdict(self)
+        if self.base is None:
+            for k in ("base", "delta", "forgotten"):
+                del out[k]
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Retention | None:
+        """From a stored retention dict; None for none."""
+        if not d:
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class ResultExtras:
+    """Figures beside a result's test-set metrics, one field per kind: the judge's cost, the
+    general-knowledge retention, and for a learning-curve point which strategy it is a variant
+    of and on what share (and number) of the training pairs."""
+
+    judge: JudgeCost | None = None
+    retention: Retention | None = None
+    variant_of: str | None = None
+    train_fraction: float | None = None
+    train_pairs: int | None = None
+
+    @property
+    def is_variant(self) -> bool:
+        """A learning-curve point, not a strategy a user would deploy."""
+        return self.variant_of is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON the store keeps: only the kinds present (the shape stored before)."""
+        out: dict[str, Any] = {}
+        if self.judge is not None:
+            out["judge"] = self.judge.to_dict()
+        if self.retention is not None:
+            out["retention"] = self.retention.to_dict()
+        for k in ("variant_of", "train_fraction", "train_pairs"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> ResultExtras:
+        """From a stored extras dict; kinds it does not know are ignored."""
+        d = d or {}
+        return cls(
+            judge=JudgeCost.from_dict(d["judge"]) if d.get("judge") else None,
+            retention=Retention.from_dict(d.get("retention")),
+            variant_of=d.get("variant_of"),
+            train_fraction=d.get("train_fraction"),
+            train_pairs=d.get("train_pairs"),
+        )
+
+
+def training_log(prepare: PreparedRecord | PrepareReport | None) -> TrainingLog | None:
+    """The training log of a stored preparation (or a live PrepareReport), None if it did not
+    train. Runs stored before `TrainingLog` existed keep their curves in `details`; those keys
+    are read into a TrainingLog here, so every view reads one record."""
+    if prepare is None:
+        return None
+    if prepare.training is not None:
+        return prepare.training
+    details = prepare.details or {}
     losses = details.get("loss_curve") or []
     evals = details.get("eval_loss_curve") or []
     if not losses and not evals:

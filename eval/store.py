@@ -5,6 +5,7 @@ Writes are per strategy, as each finishes, so a crash keeps what was already mea
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -19,6 +20,8 @@ from core.types import Answer
 from eval.artifacts import delete_run_files, run_dir
 from eval.db import connect
 from eval.exports import answers_csv, run_json
+from eval.judge import JudgeCost
+from eval.records import CostSummary, PreparedRecord, ResultExtras, Retention
 from eval.store_rows import Run, RunNotFound, StoredAnswer, StrategyResult, create_schema
 
 
@@ -147,11 +150,11 @@ class RunStore:
                     pos,
                     result.status,
                     json.dumps(result.config),
-                    json.dumps(result.prepare),
-                    json.dumps(result.cost),
+                    json.dumps(result.prepare.to_dict()),
+                    json.dumps(result.cost.to_dict()),
                     json.dumps(result.metrics),
                     result.error,
-                    json.dumps(result.extras),
+                    json.dumps(result.extras.to_dict()),
                 ),
             )
             c.executemany(
@@ -219,8 +222,11 @@ class RunStore:
                 (json.dumps(merged), run_id, strategy),
             )
 
-    def update_extras(self, run_id: str, strategy: str, **extras: Any) -> None:
-        """Merge `extras` into one stored result's extras (rescoring, no generation)."""
+    def update_extras(
+        self, run_id: str, strategy: str, **extras: JudgeCost | Retention | str | float | None
+    ) -> None:
+        """Set fields of one stored result's extras (eval.records.ResultExtras: judge=JudgeCost,
+        retention=Retention...), keeping the others (rescoring, no generation)."""
         with self._lock, self._conn() as c:
             row = c.execute(
                 "SELECT extras_json FROM strategy_results WHERE run_id=? AND strategy=?",
@@ -228,10 +234,11 @@ class RunStore:
             ).fetchone()
             if row is None:
                 raise RunNotFound(f"{run_id}/{strategy}")
-            merged = {**json.loads(row["extras_json"] or "{}"), **extras}
+            stored = ResultExtras.from_dict(json.loads(row["extras_json"] or "{}"))
+            merged = dataclasses.replace(stored, **extras)
             c.execute(
                 "UPDATE strategy_results SET extras_json=? WHERE run_id=? AND strategy=?",
-                (json.dumps(merged), run_id, strategy),
+                (json.dumps(merged.to_dict()), run_id, strategy),
             )
 
     def delete_run(self, run_id: str, access: Access = Access()) -> None:
@@ -304,11 +311,11 @@ class RunStore:
                 strategy=s["strategy"],
                 status=s["status"],
                 config=json.loads(s["config_json"]),
-                prepare=json.loads(s["prepare_json"]),
-                cost=json.loads(s["cost_json"]),
+                prepare=PreparedRecord.from_dict(json.loads(s["prepare_json"])),
+                cost=CostSummary.from_dict(json.loads(s["cost_json"])),
                 metrics=json.loads(s["metrics_json"]),
                 error=s["error"],
-                extras=json.loads(s["extras_json"] or "{}"),
+                extras=ResultExtras.from_dict(json.loads(s["extras_json"] or "{}")),
             )
             for s in srows
         ]

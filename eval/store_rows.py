@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.types import Answer
+from eval.records import CostSummary, PreparedRecord, ResultExtras
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -69,18 +70,30 @@ CREATE TABLE IF NOT EXISTS details (  -- what a metric says beyond its score (ju
 
 @dataclass
 class StrategyResult:
-    """One strategy's stored outcome within a run."""
+    """One strategy's stored outcome within a run: its settings (the strategy config's JSON
+    form), what preparing it left, what it cost, its metric intervals and its extras."""
 
     strategy: str
     status: str
-    config: dict[str, Any]
-    prepare: dict[str, Any]
-    cost: dict[str, Any]
-    metrics: dict[str, dict[str, Any]]
+    config: dict[str, Any] = field(default_factory=dict)
+    prepare: PreparedRecord = field(default_factory=PreparedRecord)
+    cost: CostSummary = field(default_factory=CostSummary)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: str | None = None
-    # Figures beyond the test-set metrics: "retention" (general-knowledge score and its change
-    # against the base model), "variant_of"/"train_fraction"/"train_pairs" (learning-curve runs).
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: ResultExtras = field(default_factory=ResultExtras)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as the JSON export and `--json` write it (the stored shapes)."""
+        return {
+            "strategy": self.strategy,
+            "status": self.status,
+            "config": self.config,
+            "prepare": self.prepare.to_dict(),
+            "cost": self.cost.to_dict(),
+            "metrics": self.metrics,
+            "error": self.error,
+            "extras": self.extras.to_dict(),
+        }
 
 
 @dataclass

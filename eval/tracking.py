@@ -138,16 +138,16 @@ def strategy_metrics(result: Any) -> dict[str, float]:
             value = (interval or {}).get(part)
             if _number(value):
                 out[name + suffix] = float(value)
-    for key, value in (result.cost or {}).items():
+    for key, value in result.cost.to_dict().items():
         if _number(value):
             out[f"cost.{key}"] = float(value)
-    extras = result.extras or {}
-    retention = extras.get("retention") or {}
-    if _number((retention.get("score") or {}).get("mean")):
-        out["retention"] = float(retention["score"]["mean"])
-    if _number(retention.get("delta")):
-        out["retention_delta"] = float(retention["delta"])
-    for key, value in (extras.get("judge") or {}).items():
+    retention = result.extras.retention
+    if retention is not None and _number(retention.mean):
+        out["retention"] = float(retention.mean)
+    if retention is not None and _number(retention.delta):
+        out["retention_delta"] = float(retention.delta)
+    judge = result.extras.judge.to_dict() if result.extras.judge is not None else {}
+    for key, value in judge.items():
         if _number(value):
             out[f"judge_cost.{key}"] = float(value)
     return out
@@ -245,7 +245,7 @@ def _log_strategy(client: Any, mlflow_id: str, r: Any, end: int) -> None:
     params.update(
         {
             f"extras.{k}": _text(v)
-            for k, v in (r.extras or {}).items()
+            for k, v in r.extras.to_dict().items()
             if isinstance(v, (str, int, float))
         }
     )

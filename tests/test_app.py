@@ -119,7 +119,7 @@ def test_model_generation_runs_in_the_worker_and_lands_in_the_review(app, home):
     app.button(key="FormSubmitter:gen_form-Generate pairs").click().run()
     assert not app.exception
     job_id = app.session_state["qagen_job"]  # queued for the worker, not run in the page
-    assert JobQueue(home / "runs.sqlite").get(job_id)["kind"] == "qagen"
+    assert JobQueue(home / "runs.sqlite").get(job_id).kind == "qagen"
     deadline = time.monotonic() + 120
     while app.session_state["qagen_job"] is not None:
         assert time.monotonic() < deadline, JobQueue(home / "runs.sqlite").get(job_id)
@@ -128,7 +128,7 @@ def test_model_generation_runs_in_the_worker_and_lands_in_the_review(app, home):
         assert not app.exception
     notes = texts(app.success) + texts(app.warning)
     assert "pairs generated from 60 candidates" in notes  # the tiny model writes noise
-    assert JobQueue(home / "runs.sqlite").get(job_id)["status"] == "done"
+    assert JobQueue(home / "runs.sqlite").get(job_id).status == "done"
 
 
 def test_operator_limits_file_is_enforced_and_a_broken_one_is_reported(home):
@@ -245,18 +245,18 @@ def test_estimate_then_run_in_the_worker(app, home):
     assert not app.error, texts(app.error)
     queue = JobQueue(home / "runs.sqlite")
     estimate = queue.list_jobs()[0]
-    assert estimate["kind"] == "estimate"  # probed in the worker, not in the page
-    assert queue.wait(estimate["id"], timeout=120)["status"] == "done"
+    assert estimate.kind == "estimate"  # probed in the worker, not in the page
+    assert queue.wait(estimate.id, timeout=120).status == "done"
     app.run()
     est = frame(app, "Prompt tokens per question")
     assert list(est["Strategy"]) == ["Fake (test)"]
     app.button(key="run").click().run()
     assert not app.exception
-    job = next(j for j in queue.list_jobs() if j["kind"] == "run")
+    job = next(j for j in queue.list_jobs() if j.kind == "run")
     assert app.button(key="run").disabled  # one run at a time per owner
-    snap = queue.wait(job["id"], timeout=120)
-    assert snap["status"] == "done", snap
-    run = RunStore(home / "runs.sqlite").get_run(snap["run_id"])
+    snap = queue.wait(job.id, timeout=120)
+    assert snap.status == "done", snap
+    run = RunStore(home / "runs.sqlite").get_run(snap.run_id)
     assert run.config["prices"]["cpu_per_hour"] == 3.6  # the page's price table was used
     assert run.meta["split"]["test"] == 5
     assert run.meta["estimate"]["strategies"][0]["strategy"] == "fake"  # kept with the run
@@ -308,7 +308,7 @@ def until_done(app: AppTest, home: Path, key: str, timeout: float = 180) -> dict
     queue = JobQueue(home / "runs.sqlite")
     job_id = app.session_state[key]
     deadline = time.monotonic() + timeout
-    while (job := queue.get(job_id))["status"] in ("queued", "running"):
+    while (job := queue.get(job_id)).status in ("queued", "running"):
         assert time.monotonic() < deadline, job
         time.sleep(0.5)
     app.run()
@@ -321,12 +321,12 @@ def test_playground_answers_with_every_strategy(app, stored_run, home):
     app.button(key="pg_prepare").click().run()
     assert not app.exception
     job = until_done(app, home, "pg_job")
-    assert job["kind"] == "playground" and job["status"] == "done", job  # done by the worker
+    assert job.kind == "playground" and job.status == "done", job  # done by the worker
     ready = ", ".join(display_name(n) for n in ("system_prompt", "rag", "lora"))
     assert f"Ready: {ready}." in texts(app.success)
     app.text_input(key="pg_question").set_value("Where do T cells mature?")
     app.button(key="FormSubmitter:pg_form-Ask every strategy").click().run()
-    assert until_done(app, home, "pg_job")["status"] == "done"
+    assert until_done(app, home, "pg_job").status == "done"
     md = texts(app.markdown)
     for name in ("system_prompt", "rag", "lora"):
         assert f"**{display_name(name)}**" in md
@@ -337,12 +337,12 @@ def test_playground_answers_with_every_strategy(app, stored_run, home):
         for r in RunStore(home / "runs.sqlite").get_run(stored_run).results
         if r.strategy == "lora"
     )
-    app.text_input(key="pg_adapter_dir").set_value(lora.prepare["artifact_path"]).run()
+    app.text_input(key="pg_adapter_dir").set_value(lora.prepare.artifact_path).run()
     app.button(key="pg_load").click().run()
     assert not app.exception and not app.error, texts(app.error)
     assert "answers as 'adapter:" in texts(app.success)
     app.button(key="FormSubmitter:pg_form-Ask every strategy").click().run()
-    assert until_done(app, home, "pg_job")["status"] == "done"
+    assert until_done(app, home, "pg_job").status == "done"
     assert "**adapter: " in texts(app.markdown)
     app.text_input(key="pg_adapter_dir").set_value(str(home / "nowhere")).run()
     app.button(key="pg_load").click().run()

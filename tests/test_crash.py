@@ -52,7 +52,7 @@ def kill_when(queue: JobQueue, job_id: str, predicate) -> dict:
     """SIGKILL the job's worker at the first snapshot where `predicate` holds; the snapshot."""
     ensure_worker(queue.path, idle_exit_s=30)
     snap = poll_until(queue, job_id, predicate)[-1]
-    sigkill(snap["worker_pid"])
+    sigkill(snap.worker_pid)
     return snap
 
 
@@ -63,11 +63,11 @@ def test_worker_killed_mid_training_keeps_finished_work_and_refuses_changed_inpu
     config = two_strategies(mini_corpus, store_path, train_steps=400, step_s=0.05)
     job_id = queue.submit(config, owner="alice")
     snap = kill_when(
-        queue, job_id, lambda s: s["strategy"] == "fake2" and s["stage"] == "train" and s["done"]
+        queue, job_id, lambda s: s.strategy == "fake2" and s.stage == "train" and s.done
     )
-    run_id = snap["run_id"]
+    run_id = snap.run_id
     assert integrity(store_path) == "ok"
-    assert queue.get(job_id)["status"] == "interrupted"
+    assert queue.get(job_id).status == "interrupted"
     run = queue.store.get_run(run_id)
     assert run.status == "interrupted" and "stopped" in run.error
     assert [(r.strategy, r.status) for r in run.results] == [("fake", "done")]
@@ -75,7 +75,7 @@ def test_worker_killed_mid_training_keeps_finished_work_and_refuses_changed_inpu
     # Each strategy's files live under the run; the half-trained one never reached its place.
     folder = run_dir(config.workdir, run_id)
     assert (folder / "fake" / "fake" / "weights.bin").is_file()
-    kept = run.results[0].prepare["artifact_path"]
+    kept = run.results[0].prepare.artifact_path
     assert Path(kept) == folder / "fake" / "fake"  # the report points at the published folder
     assert not (folder / "fake2").exists()
     assert any(p.name.startswith(".fake2.building-") for p in folder.iterdir())
@@ -96,7 +96,7 @@ def test_worker_killed_mid_training_keeps_finished_work_and_refuses_changed_inpu
     resumed = queue.resume(run_id, owner="alice")
     ensure_worker(store_path, idle_exit_s=30)
     job = queue.wait(resumed, timeout=60)
-    assert job["status"] == "failed" and "documents changed" in job["error"], job
+    assert job.status == "failed" and "documents changed" in job.error, job
     run = queue.store.get_run(run_id)
     assert run.status == "interrupted" and [r.strategy for r in run.results] == ["fake"]
     assert integrity(store_path) == "ok"
@@ -107,9 +107,9 @@ def test_worker_killed_mid_answering_resumes_to_the_end(mini_corpus, store_path)
     config = two_strategies(mini_corpus, store_path, delay_s=0.4)
     job_id = queue.submit(config, owner="alice")
     snap = kill_when(
-        queue, job_id, lambda s: s["strategy"] == "fake2" and s["stage"] == "answer" and s["done"]
+        queue, job_id, lambda s: s.strategy == "fake2" and s.stage == "answer" and s.done
     )
-    run_id = snap["run_id"]
+    run_id = snap.run_id
     assert integrity(store_path) == "ok"
     assert queue.store.get_run(run_id).status == "interrupted"
     assert queue.store.get_answers(run_id, "fake2") == []  # half-answered: nothing stored
@@ -117,7 +117,7 @@ def test_worker_killed_mid_answering_resumes_to_the_end(mini_corpus, store_path)
 
     ensure_worker(store_path, idle_exit_s=30)
     job = queue.wait(queue.resume(run_id, owner="alice"), timeout=60)
-    assert job["status"] == "done", job["error"]
+    assert job.status == "done", job.error
     run = queue.store.get_run(run_id)
     assert {r.strategy: r.status for r in run.results} == {"fake": "done", "fake2": "done"}
     folder = run_dir(config.workdir, run_id)
@@ -169,7 +169,7 @@ def test_polling_a_queued_job_restarts_a_dead_worker(mini_corpus, store_path):
     job_id = queue.submit(make_config(mini_corpus, store_path), owner="alice")
     assert worker_pid(store_path) is None  # nobody started one: the job would wait forever
     assert serve_queued(queue, [queue.get(job_id)]) is True  # what a polling page calls
-    assert queue.wait(job_id, timeout=60)["status"] == "done"
+    assert queue.wait(job_id, timeout=60).status == "done"
     assert serve_queued(queue, [queue.get(job_id)]) is False  # nothing queued: nothing started
 
 

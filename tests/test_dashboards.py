@@ -13,6 +13,7 @@ from eval.cli import build_config
 from eval.cli_args import parser as _parser
 from eval.config import RunConfig
 from eval.metrics import METRICS, Metric
+from eval.records import CostSummary, PreparedRecord, ResultExtras
 from eval.stats import bootstrap_ci
 from eval.store import RunStore, StoredAnswer, StrategyResult
 from eval.views import charts
@@ -73,18 +74,18 @@ def _result(name: str, scores: dict[str, list[float | None]]) -> StrategyResult:
         strategy=name,
         status="done",
         config={"top_k": 3} if name == "rag" else {},
-        prepare={"seconds": prep_s, "details": details},
-        cost={
-            "prepare_s": prep_s,
-            "latency_p50_s": p50,
-            "latency_p95_s": p50 * 2,
-            "price_prepare": pp,
-            "price_per_1k": p1k,
-            "trainable_params": 1000 if name.startswith("lora") else 0,
-            "currency": "USD",
-        },
+        prepare=PreparedRecord(seconds=prep_s, details=details),
+        cost=CostSummary(
+            prepare_s=prep_s,
+            latency_p50_s=p50,
+            latency_p95_s=p50 * 2,
+            price_prepare=pp,
+            price_per_1k=p1k,
+            trainable_params=1000 if name.startswith("lora") else 0,
+            currency="USD",
+        ),
         metrics=metrics,
-        extras=extras,
+        extras=ResultExtras.from_dict(extras),  # the stored JSON shape of the extras
     )
 
 

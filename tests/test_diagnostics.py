@@ -4,6 +4,7 @@ import pytest
 
 from core.types import Answer, Context
 from eval.attribution import VerdictConfig
+from eval.records import CostSummary, PreparedRecord
 from eval.store import Run, StoredAnswer, StrategyResult
 from eval.views import RunView
 from eval.views.diagnostics import diagnose
@@ -19,8 +20,8 @@ def _result(name, scores, cost=None):
         name,
         "done",
         {},
-        {},
-        cost or {},
+        PreparedRecord(),
+        CostSummary.from_dict(cost),
         {"f1": {"mean": mean, "low": mean - 0.2, "high": mean + 0.2, "n": n}},
     )
 

@@ -17,17 +17,17 @@ def test_estimate_covers_every_strategy_and_stores_nothing(mini_corpus, tiny_mod
         learning_curve=[0.5],
     )
     est = estimate_run(cfg)
-    assert est["questions"] == 3 and est["train"] == 7
-    by = {e["strategy"]: e for e in est["strategies"]}
+    assert est.questions == 3 and est.train == 7
+    by = {e.strategy: e for e in est.strategies}
     assert list(by) == cfg.strategies
     for e in by.values():
-        assert e["error"] is None
-        assert e["seconds_per_question"] > 0 and e["total_s"] >= e["answer_s"] > 0
+        assert e.error is None
+        assert e.seconds_per_question > 0 and e.total_s >= e.answer_s > 0
     # passages make RAG prompts longer than closed-book ones
-    assert by["rag"]["prompt_tokens_mean"] > by["system_prompt"]["prompt_tokens_mean"]
-    assert "trains 8 steps" in by["lora"]["prepare_note"]  # ceil(7 / 2) * 2
-    assert by["lora"]["variants_s"] > 0 and by["rag"]["variants_s"] == 0
-    assert est["total_s"] >= sum(e["total_s"] for e in by.values())
+    assert by["rag"].prompt_tokens_mean > by["system_prompt"].prompt_tokens_mean
+    assert "trains 8 steps" in by["lora"].prepare_note  # ceil(7 / 2) * 2
+    assert by["lora"].variants_s > 0 and by["rag"].variants_s == 0
+    assert est.total_s >= sum(e.total_s for e in by.values())
     assert RunStore(cfg.store_path).list_runs() == []
 
 
@@ -39,9 +39,9 @@ def test_a_strategy_that_cannot_prepare_is_reported_not_raised(mini_corpus, tiny
         strategies=["fake", "system_prompt"],
         strategy_configs={"fake": {"fail_on_prepare": True}},
     )
-    by = {e["strategy"]: e for e in estimate_run(cfg)["strategies"]}
-    assert "asked to fail" in by["fake"]["error"]
-    assert by["system_prompt"]["error"] is None
+    by = {e.strategy: e for e in estimate_run(cfg).strategies}
+    assert "asked to fail" in by["fake"].error
+    assert by["system_prompt"].error is None
 
 
 def test_estimate_runs_as_a_worker_job_and_scales_a_sampled_preparation(
@@ -57,10 +57,10 @@ def test_estimate_runs_as_a_worker_job_and_scales_a_sampled_preparation(
     job = queue.submit_estimate(cfg, owner="someone")
     work(cfg.store_path, once=True)
     snap = queue.get(job)
-    assert snap["status"] == "done", snap
-    assert snap["kind"] == "estimate" and snap["run_id"] is None
+    assert snap.status == "done", snap
+    assert snap.kind == "estimate" and snap.run_id is None
     est = queue.estimate_result(job)
-    by = {e["strategy"]: e for e in est["strategies"]}
-    assert "measured on a sample, scaled" in by["rag"]["prepare_note"]
-    assert by["system_prompt"]["seconds_per_question"] > 0
+    by = {e.strategy: e for e in est.strategies}
+    assert "measured on a sample, scaled" in by["rag"].prepare_note
+    assert by["system_prompt"].seconds_per_question > 0
     assert RunStore(cfg.store_path).list_runs() == []

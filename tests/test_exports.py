@@ -17,7 +17,7 @@ def test_csv_export_neutralises_formula_cells(tmp_path):
         StoredAnswer("fake", "q1", "+1 or @SUM(A1)?", ["-2", "=cmd"], Answer("+1", hostile)),
         StoredAnswer("fake", "q2", "What is 2-3?", ["-1"], Answer("What is 2-3?", "-1")),
     ]
-    store.save_strategy(run_id, StrategyResult("fake", "done", {}, {}, {}, {}), answers)
+    store.save_strategy(run_id, StrategyResult("fake", "done"), answers)
     rows = list(csv.DictReader(io.StringIO(store.export_csv(run_id))))
     assert rows[0]["answer"] == "'" + hostile
     assert rows[0]["question"] == "'+1 or @SUM(A1)?"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from eval.config import RunConfig
+from eval.events import ProgressEvent
 from eval.metrics import default_metrics
 from eval.run import rescore, run_comparison
 from eval.store import RunStore
@@ -70,17 +72,17 @@ def test_all_strategies_end_to_end_are_stored(mini_corpus, tiny_models, tmp_path
             assert r.metrics[m]["n"] == 3
             assert r.metrics[m]["low"] <= r.metrics[m]["mean"] <= r.metrics[m]["high"]
         for key in COST_KEYS:
-            assert r.cost[key] is not None, (r.strategy, key)
+            assert r.cost.value(key) is not None, (r.strategy, key)
     by = {r.strategy: r for r in run.results}
     assert by["rag"].metrics["recall_at_k"]["n"] == 3
     assert by["system_prompt"].metrics["recall_at_k"]["n"] == 0  # closed book: not applicable
-    assert by["lora"].cost["trainable_params"] > 0
-    assert by["lora"].prepare["training"]["step_log"]
-    assert by["rag"].cost["artifact_mb"] > 0
+    assert by["lora"].cost.trainable_params > 0
+    assert by["lora"].prepare.training.step_log
+    assert by["rag"].cost.artifact_mb > 0
     # progress covered every stage of every strategy
-    stages = {(e.get("strategy"), e["stage"]) for e in events}
+    stages = {(e.strategy, e.stage) for e in events}
     assert ("lora", "train") in stages and ("rag", "answer") in stages
-    assert events[-1]["stage"] == "done"
+    assert events[-1].stage == "done"
     # every view is made from the stored run
     text = render_run(run)
     for name in cfg.strategies:
@@ -123,7 +125,7 @@ def test_cancel_stops_between_batches(mini_corpus, tiny_models, tmp_path):
     cfg = make_config(mini_corpus, tiny_models, tmp_path, strategies=["fake", "system_prompt"])
 
     def progress(ev):
-        if ev.get("stage") == "strategy_done":
+        if ev.stage == "strategy_done":
             cancel.set()
 
     run_id = run_comparison(cfg, progress=progress, cancel=cancel)
@@ -163,8 +165,8 @@ def test_cancel_interrupts_training(mini_corpus, tiny_models, tmp_path):
     steps = []
 
     def progress(ev):
-        if ev.get("stage") == "train":
-            steps.append(ev["step"])
+        if ev.stage == "train":
+            steps.append(ev.step)
             cancel.set()
 
     run = RunStore(cfg.store_path).get_run(run_comparison(cfg, progress=progress, cancel=cancel))
@@ -199,20 +201,24 @@ def test_retention_and_learning_curve_are_stored_with_the_run(mini_corpus, tiny_
     run = store.get_run(run_comparison(cfg))
     by = {r.strategy: r for r in run.results}
     assert list(by) == ["system_prompt", "lora", "lora@50%"]
-    assert by["lora"].extras["train_fraction"] == 1.0 and by["lora"].extras["train_pairs"] == 7
+    assert by["lora"].extras.train_fraction == 1.0 and by["lora"].extras.train_pairs == 7
     variant = by["lora@50%"]
     assert variant.status == "done", variant.error
-    assert variant.extras == {"variant_of": "lora", "train_fraction": 0.5, "train_pairs": 4}
-    assert variant.prepare["details"]["qa_examples"] == 4  # trained on the subset only
+    assert variant.extras.to_dict() == {
+        "variant_of": "lora",
+        "train_fraction": 0.5,
+        "train_pairs": 4,
+    }
+    assert variant.prepare.details["qa_examples"] == 4  # trained on the subset only
     assert len(store.get_answers(run.id, "lora@50%")) == 3
     base = run.meta["retention_base"]
     assert base["n"] == 6 and len(base["answers"]) == 6
     # the closed-book strategy with default settings is the base model: no change
-    assert by["system_prompt"].extras["retention"]["delta"] == pytest.approx(0.0)
-    lora = by["lora"].extras["retention"]
-    assert lora["n"] == 6 and lora["base"] == base["score"]
-    assert lora["delta"] == pytest.approx(lora["score"]["mean"] - base["score"]["mean"])
-    assert "retention" not in variant.extras  # only the model trained on everything
+    assert by["system_prompt"].extras.retention.delta == pytest.approx(0.0)
+    lora = by["lora"].extras.retention
+    assert lora.n == 6 and lora.base == base["score"]
+    assert lora.delta == pytest.approx(lora.score["mean"] - base["score"]["mean"])
+    assert variant.extras.retention is None  # only the model trained on everything
 
 
 def test_resume_keeps_finished_strategies(mini_corpus, tiny_models, tmp_path):
@@ -228,8 +234,8 @@ def test_resume_keeps_finished_strategies(mini_corpus, tiny_models, tmp_path):
     assert [r.strategy for r in run.results] == ["fake", "system_prompt"]
     after = store.get_answers(run_id, "fake")
     assert [a.answer.cost.latency_s for a in after] == [a.answer.cost.latency_s for a in before]
-    assert {"stage": "strategy_done", "strategy": "fake", "status": "kept"} in events
-    assert not any(e.get("strategy") == "fake" and e["stage"] == "prepare" for e in events)
+    assert ProgressEvent("strategy_done", strategy="fake", status="kept") in events
+    assert not any(e.strategy == "fake" and e.stage == "prepare" for e in events)
 
 
 def test_retention_counts_facts_not_brevity_and_rescores_from_stored_answers(
@@ -244,10 +250,11 @@ def test_retention_counts_facts_not_brevity_and_rescores_from_stored_answers(
     cfg = make_config(mini_corpus, tiny_models, tmp_path, strategies=["system_prompt"])
     store = RunStore(cfg.store_path)
     run_id = run_comparison(cfg, store=store)
-    stored = store.get_run(run_id).results[0].extras["retention"]
-    assert stored["metric"] == "contains" and set(stored) >= {"score", "f1", "answers"}
+    stored = store.get_run(run_id).results[0].extras.retention
+    assert stored.metric == "contains" and stored.f1 and stored.answers
     # answers kept with the run are enough to score again, without generating
-    store.update_extras(run_id, "system_prompt", retention={**stored, "score": {"mean": -1}})
+    spoiled = dataclasses.replace(stored, score={"mean": -1})
+    store.update_extras(run_id, "system_prompt", retention=spoiled)
     assert rescore_retention(store, run_id)
-    again = store.get_run(run_id).results[0].extras["retention"]
-    assert again["score"] == stored["score"] and again["answers"] == stored["answers"]
+    again = store.get_run(run_id).results[0].extras.retention
+    assert again.score == stored.score and again.answers == stored.answers

@@ -15,6 +15,7 @@ from core.config import ModelConfig
 from core.qagen import QAGenConfig, records_to_pairs
 from eval.cli import main as cli_main
 from eval.config import RunConfig
+from eval.events import ProgressEvent
 from eval.jobs import (
     RUN_KINDS,
     STALE_S,
@@ -35,7 +36,7 @@ def store_path(tmp_path):
     yield path
     pids = {worker_pid(path)}
     if path.exists():
-        pids |= {j["worker_pid"] for j in JobQueue(path).list_jobs(limit=1000)}
+        pids |= {j.worker_pid for j in JobQueue(path).list_jobs(limit=1000)}
     for pid in pids - {None, os.getpid()}:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -76,23 +77,23 @@ def test_worker_process_runs_a_submitted_job_with_progress(mini_corpus, store_pa
     config = make_config(mini_corpus, store_path, strategy_configs={"fake": {"delay_s": 0.2}})
     job_id = queue.submit(config, owner="alice")
     job = queue.get(job_id)
-    assert job["status"] == "queued" and job["owner"] == "alice"
-    assert queue.store.get_run(job["run_id"]).status == "queued"  # the run exists at once
+    assert job.status == "queued" and job.owner == "alice"
+    assert queue.store.get_run(job.run_id).status == "queued"  # the run exists at once
 
     assert ensure_worker(store_path, idle_exit_s=30)
-    snaps = poll_until(queue, job_id, lambda s: s["status"] in ("done", "failed"))
+    snaps = poll_until(queue, job_id, lambda s: s.status in ("done", "failed"))
     job = snaps[-1]
-    assert job["status"] == "done", job["error"]
-    assert job["worker_pid"] not in (None, os.getpid())  # ran in another process
-    answering = [s for s in snaps if s["stage"] == "answer" and s["strategy"] == "fake"]
-    assert answering and all(s["total"] > 0 for s in answering)
-    assert any(0 < s["done"] < s["total"] for s in answering)  # seen midway, by polling
-    assert any(s["eta_s"] is not None for s in answering)
-    assert any("fake: answer" in line for line in job["log"]) and "run: done" in job["log"][-1]
+    assert job.status == "done", job.error
+    assert job.worker_pid not in (None, os.getpid())  # ran in another process
+    answering = [s for s in snaps if s.stage == "answer" and s.strategy == "fake"]
+    assert answering and all(s.total > 0 for s in answering)
+    assert any(0 < s.done < s.total for s in answering)  # seen midway, by polling
+    assert any(s.eta_s is not None for s in answering)
+    assert any("fake: answer" in line for line in job.log) and "run: done" in job.log[-1]
 
-    run = queue.store.get_run(job["run_id"])
+    run = queue.store.get_run(job.run_id)
     assert run.status == "done" and [r.status for r in run.results] == ["done"]
-    assert len(queue.store.get_answers(run.id)) == answering[-1]["total"]
+    assert len(queue.store.get_answers(run.id)) == answering[-1].total
 
 
 def test_jobs_outlive_the_page_and_each_owner_lists_their_own(mini_corpus, store_path):
@@ -104,11 +105,11 @@ def test_jobs_outlive_the_page_and_each_owner_lists_their_own(mini_corpus, store
 
     reopened = JobQueue(store_path)  # a reload, or a second browser
     done = reopened.wait(mine, timeout=60)
-    assert done["status"] == "done"
-    assert reopened.store.get_run(done["run_id"]).results[0].status == "done"
-    assert [j["id"] for j in reopened.list_jobs(owner="alice")] == [mine]
-    assert [j["id"] for j in reopened.list_jobs(owner="bob")] == [theirs]
-    assert {j["id"] for j in reopened.list_jobs()} == {mine, theirs}
+    assert done.status == "done"
+    assert reopened.store.get_run(done.run_id).results[0].status == "done"
+    assert [j.id for j in reopened.list_jobs(owner="alice")] == [mine]
+    assert [j.id for j in reopened.list_jobs(owner="bob")] == [theirs]
+    assert {j.id for j in reopened.list_jobs()} == {mine, theirs}
 
 
 def test_two_jobs_run_one_after_the_other(mini_corpus, store_path):
@@ -118,9 +119,9 @@ def test_two_jobs_run_one_after_the_other(mini_corpus, store_path):
     second = queue.submit(make_config(mini_corpus, store_path, strategy_configs=slow))
     ensure_worker(store_path, idle_exit_s=30)
     a, b = queue.wait(first, 60), queue.wait(second, 60)
-    assert a["status"] == b["status"] == "done"
-    assert a["worker_pid"] == b["worker_pid"]  # one worker took both
-    assert b["started_at"] >= a["finished_at"]  # queued, not concurrent
+    assert a.status == b.status == "done"
+    assert a.worker_pid == b.worker_pid  # one worker took both
+    assert b.started_at >= a.finished_at  # queued, not concurrent
 
 
 def test_ensure_worker_twice_starts_one_worker(store_path):
@@ -147,13 +148,13 @@ def test_cancel_a_running_job(mini_corpus, store_path):
     config = make_config(mini_corpus, store_path, strategy_configs={"fake": {"delay_s": 0.5}})
     job_id = queue.submit(config)
     ensure_worker(store_path, idle_exit_s=30)
-    poll_until(queue, job_id, lambda s: s["stage"] == "answer" and s["done"] >= 1)
+    poll_until(queue, job_id, lambda s: s.stage == "answer" and s.done >= 1)
     t0 = time.monotonic()
     queue.cancel(job_id)
     job = queue.wait(job_id, timeout=30)
-    assert job["status"] == "cancelled" and job["cancel_requested"]
+    assert job.status == "cancelled" and job.cancel_requested
     assert time.monotonic() - t0 < 5  # stopped between batches, not at the end
-    assert queue.store.get_run(job["run_id"]).status == "cancelled"
+    assert queue.store.get_run(job.run_id).status == "cancelled"
 
 
 def test_cancel_a_queued_job_needs_no_worker(mini_corpus, store_path):
@@ -161,10 +162,10 @@ def test_cancel_a_queued_job_needs_no_worker(mini_corpus, store_path):
     job_id = queue.submit(make_config(mini_corpus, store_path))
     queue.cancel(job_id)
     job = queue.get(job_id)
-    assert job["status"] == "cancelled"
-    assert queue.store.get_run(job["run_id"]).status == "cancelled"
+    assert job.status == "cancelled"
+    assert queue.store.get_run(job.run_id).status == "cancelled"
     work(store_path, once=True)  # nothing left to take
-    assert queue.get(job_id)["status"] == "cancelled"
+    assert queue.get(job_id).status == "cancelled"
     with pytest.raises(JobNotFound, match="no job"):
         queue.cancel("nope")
 
@@ -179,16 +180,16 @@ def test_killed_worker_leaves_run_interrupted_and_resume_finishes_it(mini_corpus
     )
     job_id = queue.submit(config, owner="alice")
     ensure_worker(store_path, idle_exit_s=30)
-    snap = poll_until(queue, job_id, lambda s: s["strategy"] == "fake2" and s["done"] >= 1)[-1]
-    run_id, pid = snap["run_id"], snap["worker_pid"]
+    snap = poll_until(queue, job_id, lambda s: s.strategy == "fake2" and s.done >= 1)[-1]
+    run_id, pid = snap.run_id, snap.worker_pid
     before = queue.store.get_run(run_id).results
     answers_before = [a.answer.to_dict() for a in queue.store.get_answers(run_id, "fake")]
 
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-    assert queue.list_jobs(owner="alice")[0]["status"] == "interrupted"  # listing detects it
+    assert queue.list_jobs(owner="alice")[0].status == "interrupted"  # listing detects it
     job = queue.get(job_id)
-    assert "resume" in job["error"]
+    assert "resume" in job.error
     run = queue.store.get_run(run_id)
     assert run.status == "interrupted"
     assert [(r.strategy, r.status) for r in run.results] == [("fake", "done")]
@@ -197,8 +198,8 @@ def test_killed_worker_leaves_run_interrupted_and_resume_finishes_it(mini_corpus
     assert queue.store.get_run(run_id).status == "queued"
     ensure_worker(store_path, idle_exit_s=30)
     job = queue.wait(resumed, timeout=60)
-    assert job["status"] == "done", job["error"]
-    assert any("fake: strategy_done (kept)" in line for line in job["log"])
+    assert job.status == "done", job.error
+    assert any("fake: strategy_done (kept)" in line for line in job.log)
     run = queue.store.get_run(run_id)
     assert run.status == "done" and run.error is None
     assert {r.strategy: r.status for r in run.results} == {"fake": "done", "fake2": "done"}
@@ -213,13 +214,13 @@ def test_killed_worker_leaves_run_interrupted_and_resume_finishes_it(mini_corpus
 def test_stale_heartbeat_marks_the_job_and_its_run_interrupted(mini_corpus, store_path):
     queue = JobQueue(store_path)
     job_id = queue.submit(make_config(mini_corpus, store_path))
-    run_id = queue.get(job_id)["run_id"]
+    run_id = queue.get(job_id).run_id
     # A worker that is alive (this process) but has not written for longer than STALE_S.
     queue.update(job_id, status="running", worker_pid=os.getpid(), heartbeat=time.time() - 5)
     assert queue.mark_interrupted() == 0
     queue.update(job_id, heartbeat=time.time() - STALE_S - 5)
     assert queue.mark_interrupted() == 1
-    assert queue.get(job_id)["status"] == "interrupted"
+    assert queue.get(job_id).status == "interrupted"
     assert queue.store.get_run(run_id).status == "interrupted"
 
 
@@ -231,9 +232,9 @@ def test_bad_input_fails_the_job_with_a_message_and_the_worker_goes_on(
     good = queue.submit(make_config(mini_corpus, store_path))
     work(store_path, once=True)  # in-process mode: drains the queue, then returns
     job = queue.get(bad)
-    assert job["status"] == "failed" and "missing" in job["error"]
-    assert queue.store.get_run(job["run_id"]).status == "failed"
-    assert queue.get(good)["status"] == "done"
+    assert job.status == "failed" and "missing" in job.error
+    assert queue.store.get_run(job.run_id).status == "failed"
+    assert queue.get(good).status == "done"
     with pytest.raises(RunNotFound):
         queue.resume("no-such-run")
 
@@ -246,12 +247,12 @@ def test_progress_writes_are_throttled_but_stage_changes_always_land():
             writes.append(fields)
 
     progress = JobProgress(Recorder(), "j", [])
-    progress({"stage": "prepare", "strategy": "rag"})
+    progress(ProgressEvent("prepare", strategy="rag"))
     t0 = time.monotonic()
     for i in range(1, 2001):
-        progress({"stage": "answer", "strategy": "rag", "done": i, "total": 2000})
+        progress(ProgressEvent("answer", strategy="rag", done=i, total=2000))
     elapsed = time.monotonic() - t0
-    progress({"stage": "score", "strategy": "rag"})
+    progress(ProgressEvent("score", strategy="rag"))
     assert len(writes) <= 3 + elapsed / 0.25 + 1  # the stage changes + at most 4 a second
     assert [w["stage"] for w in writes][:2] == ["prepare", "answer"]
     assert writes[-1]["stage"] == "score" and writes[-1]["log"][-1].endswith("rag: score")
@@ -261,7 +262,7 @@ def test_cli_worker_once_and_jobs_listing(mini_corpus, store_path, capsys):
     queue = JobQueue(store_path)
     job_id = queue.submit(make_config(mini_corpus, store_path), owner="cli")
     assert cli_main(["worker", "--store", str(store_path), "--once"]) == 0
-    assert queue.get(job_id)["status"] == "done"
+    assert queue.get(job_id).status == "done"
     capsys.readouterr()
     assert cli_main(["jobs", "--store", str(store_path)]) == 0
     out = capsys.readouterr().out
@@ -297,12 +298,12 @@ def test_sigterm_stops_the_worker_and_marks_the_job_interrupted(mini_corpus, sto
     config = make_config(mini_corpus, store_path, strategy_configs={"fake": {"delay_s": 0.5}})
     job_id = queue.submit(config)
     ensure_worker(store_path, idle_exit_s=30)
-    snap = poll_until(queue, job_id, lambda s: s["stage"] == "answer" and s["done"] >= 1)[-1]
-    os.kill(snap["worker_pid"], signal.SIGTERM)
-    os.waitpid(snap["worker_pid"], 0)
+    snap = poll_until(queue, job_id, lambda s: s.stage == "answer" and s.done >= 1)[-1]
+    os.kill(snap.worker_pid, signal.SIGTERM)
+    os.waitpid(snap.worker_pid, 0)
     job = queue.get(job_id)
-    assert job["status"] == "interrupted" and "stopped" in job["error"]
-    assert queue.store.get_run(job["run_id"]).status == "interrupted"
+    assert job.status == "interrupted" and "stopped" in job.error
+    assert queue.store.get_run(job.run_id).status == "interrupted"
     assert worker_pid(store_path) is None  # the lock went with it
 
 
@@ -317,13 +318,13 @@ def test_qagen_job_writes_grounded_pairs_for_review_and_makes_no_run(mini_corpus
         queue.qagen_result(job_id)
     work(store_path, once=True)
     job = queue.get(job_id)
-    assert (job["status"], job["kind"], job["run_id"], job["error"]) == (
+    assert (job.status, job.kind, job.run_id, job.error) == (
         "done",
         "qagen",
         None,
         None,
     )
-    assert job["stage"] == "done" and any("generate" in line for line in job["log"])
+    assert job.stage == "done" and any("generate" in line for line in job.log)
     result = queue.qagen_result(job_id)
     assert 1 <= len(result["records"]) <= 6 and result["stats"]["kept"] == len(result["records"])
     pairs = records_to_pairs(result["records"])  # what the review table saves
@@ -338,7 +339,7 @@ def test_qagen_job_with_the_model_reports_every_prompt(mini_corpus, store_path):
     job_id = queue.submit_qagen(corpus, config, ModelConfig(generator="tiny"))
     work(store_path, once=True)
     job = queue.get(job_id)
-    assert job["status"] == "done", job["error"]
+    assert job.status == "done", job.error
     stats = queue.qagen_result(job_id)["stats"]
     considered = stats["considered"]
     assert 1 <= considered <= 5 and stats["generator"] == "tiny"
@@ -353,9 +354,9 @@ def test_qagen_job_cancel_and_failure_leave_no_pairs(mini_corpus, store_path, mo
     queue.cancel(queued)
     missing = queue.submit_qagen(corpus / "nowhere", QAGenConfig(), models)
     work(store_path, once=True)
-    assert queue.get(queued)["status"] == "cancelled"
+    assert queue.get(queued).status == "cancelled"
     failed = queue.get(missing)
-    assert failed["status"] == "failed" and "nowhere" in failed["error"]
+    assert failed.status == "failed" and "nowhere" in failed.error
     with pytest.raises(ValueError, match="failed"):
         queue.qagen_result(missing)
 
@@ -369,11 +370,11 @@ def test_qagen_job_cancel_and_failure_leave_no_pairs(mini_corpus, store_path, mo
     running = queue.submit_qagen(corpus, QAGenConfig(method="model"), models)
     worker = threading.Thread(target=work, args=(store_path,), kwargs={"once": True})
     worker.start()
-    poll_until(queue, running, lambda s: s["stage"] == "generate" and s["done"] > 0)
+    poll_until(queue, running, lambda s: s.stage == "generate" and s.done > 0)
     queue.cancel(running)
     worker.join(timeout=30)
     job = queue.get(running)
-    assert job["status"] == "cancelled", job["error"]
+    assert job.status == "cancelled", job.error
     with pytest.raises(ValueError, match="cancelled"):
         queue.qagen_result(running)
 
@@ -389,7 +390,7 @@ def test_prune_forgets_old_finished_jobs_and_their_pairs_but_keeps_runs(mini_cor
     recent = queue.submit_qagen(corpus, QAGenConfig(n=3), ModelConfig(generator="tiny"))
     work(store_path, once=True)
     waiting = queue.submit(make_config(mini_corpus, store_path))
-    run_id = queue.get(old_run)["run_id"]
+    run_id = queue.get(old_run).run_id
     week = 7 * 86400
     with sqlite3.connect(store_path) as c:  # age the first two jobs by a week
         c.execute(
@@ -399,6 +400,6 @@ def test_prune_forgets_old_finished_jobs_and_their_pairs_but_keeps_runs(mini_cor
     assert queue.prune(older_than_s=3 * 86400) == 2
     assert queue.get(old_run) is None and queue.get(old_pairs) is None
     assert not pairs_file.exists()
-    assert queue.get(recent)["status"] == "done" and queue.get(waiting)["status"] == "queued"
+    assert queue.get(recent).status == "done" and queue.get(waiting).status == "queued"
     assert queue.store.get_run(run_id).status == "done"  # History keeps the run
     assert queue.prune(older_than_s=3 * 86400) == 0

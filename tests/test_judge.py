@@ -296,6 +296,7 @@ def test_agreement_by_strategy_from_stored_answers():
 def test_judge_views_frames_and_lines():
     from types import SimpleNamespace
 
+    from eval.records import ResultExtras
     from eval.store import StrategyResult
     from eval.views.judge import (
         agreement_frame,
@@ -329,9 +330,7 @@ def test_judge_views_frames_and_lines():
     ]
 
     def result(name, judge):
-        return StrategyResult(
-            name, "done", {}, {}, {}, {}, extras={"judge": judge} if judge else {}
-        )
+        return StrategyResult(name, "done", extras=ResultExtras.from_dict({"judge": judge}))
 
     cost = JudgeCost("tiny", 3, 1, 300, 30, 1.5).to_dict()
     run = SimpleNamespace(results=[result("rag", cost), result("few_shot", cost), result("x", {})])
@@ -354,7 +353,7 @@ def test_attach_verdicts():
         StoredAnswer("s", f"q{i}", "", [], Answer("", it.prediction)) for i, it in enumerate(ITEMS)
     ]
     cost = attach_verdicts(judge, answers)
-    assert cost["verdicts"] == 3 and answers[1].details["judge"]["rationale"] == "another organ."
-    assert attach_verdicts(judge, [])["verdicts"] == 0  # no answers: no stale verdicts
+    assert cost.verdicts == 3 and answers[1].details["judge"]["rationale"] == "another organ."
+    assert attach_verdicts(judge, []).verdicts == 0  # no answers: no stale verdicts
     with pytest.raises(RuntimeError):
         attach_verdicts(judge, answers[:2])

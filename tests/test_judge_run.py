@@ -76,8 +76,8 @@ def test_run_scores_judge_and_stores_rationales_and_cost(mini_corpus, tmp_path, 
     cfg = config(mini_corpus, tmp_path)
     events = []
     run_id = harness.run_comparison(cfg, progress=events.append)
-    judged = [e for e in events if e["stage"] == "judge"]
-    assert judged and judged[-1]["done"] == judged[-1]["total"] and judged[-1]["strategy"] == "fake"
+    judged = [e for e in events if e.stage == "judge"]
+    assert judged and judged[-1].done == judged[-1].total and judged[-1].strategy == "fake"
     store = RunStore(cfg.store_path)
     run = store.get_run(run_id)
     result = run.results[0]
@@ -92,11 +92,11 @@ def test_run_scores_judge_and_stores_rationales_and_cost(mini_corpus, tmp_path, 
     assert result.metrics["judge"]["n"] == len(judged)
     assert result.metrics["judge"]["mean"] == pytest.approx(sum(judged) / len(judged))
     # Judging cost is kept apart from the strategy's: its tokens are the judge's own.
-    cost = result.extras["judge"]
-    assert cost["model"] == "scripted" and cost["verdicts"] == len(answers)
-    assert cost["unparsed"] == n_unreadable
-    assert cost["prompt_tokens"] == 10 * len(answers) and cost["output_tokens"] == 4 * len(answers)
-    assert result.cost["prompt_tokens_mean"] != 10
+    cost = result.extras.judge
+    assert cost.model == "scripted" and cost.verdicts == len(answers)
+    assert cost.unparsed == n_unreadable
+    assert cost.prompt_tokens == 10 * len(answers) and cost.output_tokens == 4 * len(answers)
+    assert result.cost.prompt_tokens_mean != 10
     # Exports carry the rationale.
     rows = list(csv.DictReader(io.StringIO(store.export_csv(run_id))))
     assert rows[0]["judge_rationale"] == "scripted." and "judge" in rows[0]
@@ -124,7 +124,7 @@ def test_rescore_judge_on_stored_answers(mini_corpus, tmp_path, scripted, monkey
     assert scripted[-1].max_tokens == 9
     run = store.get_run(run_id)
     assert set(run.results[0].metrics) == {"f1", "judge"}
-    assert run.results[0].extras["judge"]["verdicts"] == len(before)
+    assert run.results[0].extras.judge.verdicts == len(before)
     answers = store.get_answers(run_id)
     assert {a.qid: a.answer.text for a in answers} == before
     assert all(a.details["judge"]["rationale"] == "scripted." for a in answers)
@@ -150,7 +150,7 @@ def test_cli_judge_with_the_tiny_model(mini_corpus, tmp_path, capsys):
     assert "Judge (tiny):" in out and "not included in the strategies' costs" in out
     run = RunStore(store).get_run(run_id)
     assert run.config["metrics"] == ["f1", "judge"]
-    verdicts = run.results[0].extras["judge"]["verdicts"]
+    verdicts = run.results[0].extras.judge.verdicts
     assert verdicts == run.results[0].metrics["f1"]["n"]
     # Rescored by another model name (here the same tiny one) on the stored answers.
     rc = main(
@@ -219,12 +219,12 @@ def test_run_page_judge_and_tracking_reach_the_stored_run(mini_corpus, tmp_path,
     at.button(key="run").click().run()
     try:
         queue = JobQueue(home / "runs.sqlite")
-        job = next(j for j in queue.list_jobs() if j["kind"] == "run")
-        snap = queue.wait(job["id"], timeout=300)
-        assert snap["status"] == "done", snap
-        run = RunStore(home / "runs.sqlite").get_run(snap["run_id"])
+        job = next(j for j in queue.list_jobs() if j.kind == "run")
+        snap = queue.wait(job.id, timeout=300)
+        assert snap.status == "done", snap
+        run = RunStore(home / "runs.sqlite").get_run(snap.run_id)
         assert "judge" in run.config["metrics"] and run.config["judge"]["max_tokens"] == 5
-        assert run.results[0].extras["judge"]["verdicts"] == 3
+        assert run.results[0].extras.judge.verdicts == 3
         assert run.meta["tracking"]["ok"], run.meta["tracking"]
         assert (home / "mlruns" / "mlflow.db").exists()
         goto(at, "compare")

@@ -103,12 +103,12 @@ def test_jobs_resume_and_cancel_need_the_owner(tmp_path, mini_corpus):
     path = tmp_path / "runs.sqlite"
     queue = JobQueue(path)
     job = queue.submit(make_config(mini_corpus, path), owner=ALICE)
-    run_id = queue.get(job)["run_id"]
+    run_id = queue.get(job).run_id
     assert queue.store.get_run(run_id).owner == ALICE  # the run is the submitter's too
     with pytest.raises(JobNotFound):
         queue.cancel(job, Access(BOB))
     queue.cancel(job, Access(ALICE))
-    assert queue.get(job)["status"] == "cancelled"
+    assert queue.get(job).status == "cancelled"
     with pytest.raises(RunNotFound):
         queue.resume(run_id, owner=BOB, access=Access(BOB))
 
@@ -180,7 +180,7 @@ def history(at: AppTest) -> AppTest:
 
 def finished(store: RunStore, run_id: str) -> None:
     """Mark a run done with one finished strategy (History hides runs with nothing finished)."""
-    store.save_strategy(run_id, StrategyResult("fake", "done", {}, {}, {}, {}))
+    store.save_strategy(run_id, StrategyResult("fake", "done"))
     store.finish_run(run_id, "done")
 
 

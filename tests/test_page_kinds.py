@@ -35,9 +35,9 @@ def fake_run(mini_corpus, tmp_path):
 def test_playground_job_answers_each_strategy_and_keeps_the_run_prepared(fake_run):
     queue, run_id = fake_run
     prepare = submit_playground(queue, run_id, owner=ALICE, access=Access(ALICE))
-    assert queue.get(prepare)["run_id"] is None  # a job on the run, not one that changes it
+    assert queue.get(prepare).run_id is None  # a job on the run, not one that changes it
     work(queue.path, once=True)  # the worker's loop, in this process
-    assert queue.get(prepare)["status"] == "done"
+    assert queue.get(prepare).status == "done"
     ready = job_result(queue, prepare, Access(ALICE))
     assert ready == {"strategies": ["fake", "fake2"], "warnings": [], "answers": []}
     prepared = _Prepared.playground
@@ -45,8 +45,8 @@ def test_playground_job_answers_each_strategy_and_keeps_the_run_prepared(fake_ru
     ask = submit_playground(queue, run_id, "What do B cells produce?", owner=ALICE)
     work(queue.path, once=True)
     job = queue.get(ask)
-    assert job["status"] == "done" and _Prepared.playground is prepared  # not prepared again
-    assert not any("prepare" in line for line in job["log"])
+    assert job.status == "done" and _Prepared.playground is prepared  # not prepared again
+    assert not any("prepare" in line for line in job.log)
     answers = job_result(queue, ask)["answers"]
     assert [a["strategy"] for a in answers] == ["fake", "fake2"]
     assert "antibodies" in answers[0]["answer"]["text"] and answers[0]["latency_s"] >= 0
@@ -80,13 +80,13 @@ def test_merge_job_builds_the_model_in_the_runs_folder(mini_corpus, tiny_models,
     )
     queue = JobQueue(cfg.store_path)
     run_id = run_comparison(cfg, store=queue.store, owner=ALICE)
-    adapter = queue.store.get_run(run_id).results[0].prepare["artifact_path"]
+    adapter = queue.store.get_run(run_id).results[0].prepare.artifact_path
     assert adapter.startswith(str(run_dir(cfg.workdir, run_id)))  # the run's own adapter
 
     job_id = submit_merge(queue, run_id, "lora", owner=ALICE, access=Access(ALICE))
     work(queue.path, once=True)
     job = queue.get(job_id)
-    assert job["status"] == "done", job["error"]
+    assert job.status == "done", job.error
     final = merged_dir(cfg.workdir, run_id, "lora")
     result = job_result(queue, job_id)
     assert result["path"] == str(final) and (final / "config.json").is_file()

@@ -51,12 +51,12 @@ def test_lora_reuses_the_stored_adapter_and_answers_as_in_the_run(stored_run):
     pg = Playground.from_run(store, run_id, names=["lora"])
     try:
         details = pg.reports["lora"].details  # loaded, not retrained
-        assert details["loaded from"] == lora.prepare["artifact_path"]
+        assert details["loaded from"] == lora.prepare.artifact_path
         assert "loss_curve" not in details
         for question, text in stored.items():
             (answer,) = pg.ask(question)
             assert answer.answer.text == text  # same adapter, greedy decoding
-        label = pg.add_adapter(lora.prepare["artifact_path"], label="exported")
+        label = pg.add_adapter(lora.prepare.artifact_path, label="exported")
         assert label == "exported"
         assert {a.strategy for a in pg.ask("What do B cells produce?")} == {"lora", "exported"}
     finally:

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import pandas as pd
 
+from eval.estimates import Estimate
+from eval.jobs import Job
 from eval.owner_state import OwnerState, OwnerStates
+from eval.records import CostSummary
 from eval.views.progress import describe_job, duration, run_plan, stage_words
 
 CONFIG = {"strategies": ["system_prompt", "fake", "rag"], "learning_curve": [0.5]}
 
 
 def job(stage, strategy=None, done=0, total=0, started=1000.0, **more):
-    return {
-        "stage": stage,
-        "strategy": strategy,
-        "done": done,
-        "total": total,
-        "started_at": started,
-        **more,
-    }
+    return Job(
+        "j", "run", "running", stage=stage, strategy=strategy, done=done, total=total,
+        started_at=started, **more,
+    )  # fmt: skip
 
 
 def test_stage_names_read_as_words():
@@ -76,6 +75,7 @@ def test_time_left_from_elapsed_time_and_from_the_stored_estimate_before():
             {"strategy": "rag", "prepare_s": 20.0, "answer_s": 180.0, "total_s": 200.0},
         ],
     }
+    estimate = Estimate.from_dict(estimate)  # the JSON kept with the run
     line = describe_job(early, plan, 1001.0, estimate)
     assert line.eta_s == 310.0 and "about 5 min left" in line.text
     # weights from the estimate: the end of system_prompt is a third of the way
@@ -129,9 +129,9 @@ def test_estimate_accuracy_is_actual_over_predicted_per_strategy():
         ],
     }
     results = [
-        StrategyResult("rag", "done", {}, {}, {"latency_mean_s": 3.0, "prepare_s": 5.0}, {}),
-        StrategyResult("lora", "done", {}, {}, {"latency_mean_s": 1.0, "prepare_s": 7.0}, {}),
-        StrategyResult("few_shot", "done", {}, {}, {"latency_mean_s": 1.0}, {}),
+        StrategyResult("rag", "done", cost=CostSummary(latency_mean_s=3.0, prepare_s=5.0)),
+        StrategyResult("lora", "done", cost=CostSummary(latency_mean_s=1.0, prepare_s=7.0)),
+        StrategyResult("few_shot", "done", cost=CostSummary(latency_mean_s=1.0)),
     ]
     run = Run("r1", "", "done", 1000.0, 1150.0, {}, None, {"estimate": est}, None, results)
     df = estimate_accuracy(run).set_index("strategy")

@@ -9,7 +9,7 @@ import pytest
 
 from core.config import ConfigError, ModelConfig
 from core.types import PrepareReport, TrainingLog, TrainStep
-from eval.records import COST_AXES, COST_COLUMNS, CostSummary, training_log
+from eval.records import COST_AXES, COST_COLUMNS, CostSummary, PreparedRecord, training_log
 from eval.store import Run, StrategyResult
 from eval.views.training import throughput, throughput_rows
 from strategies import make_config
@@ -44,7 +44,7 @@ def _log() -> TrainingLog:
 
 def test_training_log_read_from_the_typed_record_or_old_details():
     log = _log()
-    assert training_log({"training": log.to_dict()}) == log
+    assert training_log(PreparedRecord.from_dict({"training": log.to_dict()})) == log
     assert training_log(PrepareReport(training=log)) is log
     old = {
         "details": {
@@ -55,16 +55,17 @@ def test_training_log_read_from_the_typed_record_or_old_details():
             "eval_s": 0.5,
         }
     }
-    rebuilt = training_log(old)
+    rebuilt = training_log(PreparedRecord.from_dict(old))
     assert rebuilt.losses == [2.0, 1.5] and [s.step for s in rebuilt.step_log] == [1, 2]
     assert rebuilt.best_step == 2 and rebuilt.examples == 6 and rebuilt.eval_s == 0.5
     assert training_log(PrepareReport(details=old["details"])).losses == [2.0, 1.5]
-    assert training_log({"details": {"pool_size": 4}}) is None and training_log(None) is None
+    assert training_log(PreparedRecord(details={"pool_size": 4})) is None
+    assert training_log(None) is None
 
 
 def test_throughput_shows_what_each_log_records():
     def result(name, prepare):
-        return StrategyResult(name, "done", {}, prepare, {}, {})
+        return StrategyResult(name, "done", prepare=PreparedRecord.from_dict(prepare))
 
     old = {"details": {"loss_curve": [2.0, 1.0]}}
     run = Run(

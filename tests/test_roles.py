@@ -122,10 +122,10 @@ def test_a_throwaway_strategy_shows_in_every_view(scratch_run):
 
 def test_the_throwaway_strategy_in_the_estimate_and_the_playground(scratch_run):
     cfg, store, run_id = scratch_run
-    est = {e["strategy"]: e for e in estimate_run(cfg)["strategies"]}
-    assert est[NAME]["error"] is None
-    assert "the run trains 4 steps" in est[NAME]["prepare_note"]  # from its TrainingLog
-    assert est[NAME]["variants_s"] > 0  # learning-curve points are counted for trainers
+    est = {e.strategy: e for e in estimate_run(cfg).strategies}
+    assert est[NAME].error is None
+    assert "the run trains 4 steps" in est[NAME].prepare_note  # from its TrainingLog
+    assert est[NAME].variants_s > 0  # learning-curve points are counted for trainers
     pg = Playground.from_run(store, run_id)
     try:
         assert NAME in pg.strategies
@@ -137,5 +137,5 @@ def test_the_throwaway_strategy_in_the_estimate_and_the_playground(scratch_run):
 def test_a_prepare_report_keeps_its_training_log_through_the_store(scratch_run):
     _, store, run_id = scratch_run
     stored = next(r for r in store.get_run(run_id).results if r.strategy == NAME)
-    log = TrainingLog.from_dict(stored.prepare["training"])
+    log = stored.prepare.training
     assert log.examples == 7 and log.best_step == 4 and len(log.step_log) == 4

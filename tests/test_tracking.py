@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from eval.config import RunConfig
+from eval.judge import JudgeCost
+from eval.records import CostSummary, PreparedRecord, ResultExtras, Retention
 from eval.run import run_comparison
 from eval.store import RunStore, StrategyResult
 from eval.tracking import flatten, local_uri, log_run, resolve_uri, strategy_metrics
@@ -38,16 +40,16 @@ def test_strategy_metrics_reads_intervals_costs_retention_and_judge_cost():
         "rag",
         "done",
         {},
-        {},
-        {"latency_p50_s": 0.5, "device": "cpu", "price_per_1k": None},
+        PreparedRecord(),
+        CostSummary(latency_p50_s=0.5, device="cpu", price_per_1k=None),
         {
             "f1": {"mean": 0.4, "low": 0.3, "high": 0.5, "n": 10},
             "recall_at_k": {"mean": None, "low": None, "high": None, "n": 0},
         },
-        extras={
-            "retention": {"score": {"mean": 0.6}, "delta": -0.1},
-            "judge": {"model": "tiny", "verdicts": 10, "seconds": 2.5},
-        },
+        extras=ResultExtras(
+            retention=Retention(score={"mean": 0.6}, base={"mean": 0.7}, delta=-0.1),
+            judge=JudgeCost("tiny", verdicts=10, prompt_tokens=900, seconds=2.5),
+        ),
     )
     assert strategy_metrics(r) == {
         "f1": 0.4,
@@ -59,6 +61,9 @@ def test_strategy_metrics_reads_intervals_costs_retention_and_judge_cost():
         "retention": 0.6,
         "retention_delta": -0.1,
         "judge_cost.verdicts": 10.0,
+        "judge_cost.unparsed": 0.0,
+        "judge_cost.prompt_tokens": 900.0,
+        "judge_cost.output_tokens": 0.0,
         "judge_cost.seconds": 2.5,
     }
 
@@ -130,7 +135,7 @@ def test_log_run_reads_back_with_mlflow_client(mini_corpus, tmp_path, monkeypatc
     stored = store.get_run(run_id).results[0]
     assert child.data.metrics["f1"] == pytest.approx(stored.metrics["f1"]["mean"])
     assert child.data.metrics["f1_low"] <= child.data.metrics["f1"] <= child.data.metrics["f1_high"]
-    assert child.data.metrics["cost.latency_p50_s"] == pytest.approx(stored.cost["latency_p50_s"])
+    assert child.data.metrics["cost.latency_p50_s"] == pytest.approx(stored.cost.latency_p50_s)
     names = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert names == {"report.html", "answers.csv"}
     csv_path = client.download_artifacts(parent.info.run_id, "answers.csv", str(tmp_path))

@@ -41,12 +41,12 @@ def merge_progress(job_key: str) -> None:
     if job is None:
         return
     serve_queued(queue, [job])  # a worker that died or went idle is started again
-    if job["status"] in ("queued", "running"):
-        st.progress(0.0 if job["status"] == "queued" else 0.5, text=f"Merging: {job['stage']}")
+    if job.status in ("queued", "running"):
+        st.progress(0.0 if job.status == "queued" else 0.5, text=f"Merging: {job.stage}")
         return
     del state[job_key]
-    if job["status"] == "failed":
-        st.error(f"Merging failed: {hide_paths(job['error'] or '')}")
+    if job.status == "failed":
+        st.error(f"Merging failed: {hide_paths(job.error or '')}")
     else:
         st.rerun()
 
@@ -334,9 +334,7 @@ with exports:
     )
     st.code(cli_command(run, f"{run_id}.yaml"), language="bash")
 
-    trained = [
-        r for r in view.main if r.prepare.get("trainable_params") and r.prepare.get("artifact_path")
-    ]
+    trained = [r for r in view.main if r.prepare.trained]
     if trained:
         from core.config import ModelConfig
         from strategies.lora import deploy
@@ -344,7 +342,7 @@ with exports:
         st.subheader("Deploy a fine-tuned adapter")
         models_cfg = ModelConfig.from_dict(run.config["models"])
         for r in trained:
-            adapter = r.prepare["artifact_path"]
+            adapter = r.prepare.artifact_path
             merged = merged_dir(run.config["workdir"], run_id, r.strategy)
             st.markdown(f"**{display_name(r.strategy)}**: a trained adapter")
             try:

@@ -91,26 +91,26 @@ def qagen_progress() -> None:
         state.qagen_job = None
         return
     serve_queued(queue, [job])  # a worker that died or went idle is started again
-    if job["status"] in ("queued", "running"):
-        done, total = job["done"], job["total"]
+    if job.status in ("queued", "running"):
+        done, total = job.done, job.total
         text = "Generating pairs with the model"
-        text += f": {done}/{total} passages" if total else f" ({job['stage']})"
+        text += f": {done}/{total} passages" if total else f" ({job.stage})"
         st.progress(done / total if total else 0.0, text=text)
         if st.button("Cancel generation", key="qagen_cancel"):
-            queue.cancel(job["id"])
+            queue.cancel(job.id)
         return
     state.qagen_job = None
-    if job["status"] == "done":
+    if job.status == "done":
         try:
-            result = queue.qagen_result(job["id"])
+            result = queue.qagen_result(job.id)
         except (KeyError, ValueError, OSError) as e:  # its file removed or damaged meanwhile
             state.gen_notice = ("error", f"The generated pairs cannot be read: {e}")
         else:
             show_generated(result["records"], result["stats"], state.qagen_for)
-    elif job["status"] == "cancelled":
+    elif job.status == "cancelled":
         state.gen_notice = ("info", "Generation cancelled; nothing was kept.")
     else:
-        state.gen_notice = ("error", f"Generation {job['status']}: {job['error']}")
+        state.gen_notice = ("error", f"Generation {job.status}: {job.error}")
     st.rerun()
 
 

@@ -7,8 +7,9 @@ import time
 
 import streamlit as st
 
-from eval.jobs import RUN_KINDS, JobQueue, serve_queued
+from eval.jobs import RUN_KINDS, Job, JobQueue, serve_queued
 from eval.store import RunNotFound, RunStore
+from eval.views.estimate_check import stored_estimate
 from eval.views.progress import describe_job, run_plan
 from ui.common import access, current_owner, store_path
 
@@ -16,15 +17,15 @@ from ui.common import access, current_owner, store_path
 def active_runs(queue: JobQueue) -> list[dict]:
     """This owner's queued or running comparison jobs, newest first."""
     jobs = queue.list_jobs(owner=current_owner(), kinds=RUN_KINDS)
-    return [j for j in jobs if j["status"] in ("queued", "running")]
+    return [j for j in jobs if j.status in ("queued", "running")]
 
 
-def _line(store: RunStore, job: dict):
+def _line(store: RunStore, job: Job):
     try:
-        run = store.get_run(job["run_id"])
+        run = store.get_run(job.run_id)
     except RunNotFound:  # deleted meanwhile
         return None
-    return describe_job(job, run_plan(run.config), time.time(), run.meta.get("estimate"))
+    return describe_job(job, run_plan(run.config), time.time(), stored_estimate(run))
 
 
 @st.fragment(run_every=1.0)
@@ -37,7 +38,7 @@ def runs_in_progress(where: str) -> None:
     serve_queued(queue, active)  # a worker that died or went idle is started again
     seen_key = f"_active_runs_{where}"
     before = st.session_state.get(seen_key, set())
-    now = {j["id"] for j in active}
+    now = {j.id for j in active}
     st.session_state[seen_key] = now
     if before - now:
         st.rerun(scope="app")
@@ -45,11 +46,11 @@ def runs_in_progress(where: str) -> None:
         line = _line(store, job)
         if line is None:
             continue
-        head = f"Run {job['run_id']}"
+        head = f"Run {job.run_id}"
         c1, c2 = st.columns([6, 1], vertical_alignment="bottom")
         c1.progress(line.fraction, text=f"{head} · {line.text}")
-        if job.get("cancel_requested"):
+        if job.cancel_requested:
             c2.caption("Cancelling…")
-        elif c2.button("Cancel", key=f"{where}_cancel_{job['id']}"):
-            queue.cancel(job["id"], access())
+        elif c2.button("Cancel", key=f"{where}_cancel_{job.id}"):
+            queue.cancel(job.id, access())
             st.rerun(scope="fragment")

@@ -125,18 +125,18 @@ if run_id is not None:
         if job is None:
             return
         serve_queued(queue, [job])  # a worker that died or went idle is started again
-        result = job_result(queue, job["id"], access()) or {}
+        result = job_result(queue, job.id, access()) or {}
         for w in result.get("warnings", []):
             st.warning(escape_markdown(w))
-        if job["status"] in ("queued", "running"):
-            what = {"prepare": "preparing", "answer": "answering"}.get(job["stage"], job["stage"])
-            frac = job["done"] / job["total"] if job["total"] else 0.0
-            st.progress(min(1.0, frac), text=f"{job['strategy'] or 'strategies'}: {what}")
-            if st.button("Cancel", key=f"pg_cancel_{job['id']}"):
-                queue.cancel(job["id"], access())
-        elif job["status"] == "failed":
-            st.error(escape_markdown(f"The playground stopped: {job['error']}"))
-        elif job["status"] == "done" and not result.get("answers"):
+        if job.status in ("queued", "running"):
+            what = {"prepare": "preparing", "answer": "answering"}.get(job.stage, job.stage)
+            frac = job.done / job.total if job.total else 0.0
+            st.progress(min(1.0, frac), text=f"{job.strategy or 'strategies'}: {what}")
+            if st.button("Cancel", key=f"pg_cancel_{job.id}"):
+                queue.cancel(job.id, access())
+        elif job.status == "failed":
+            st.error(escape_markdown(f"The playground stopped: {job.error}"))
+        elif job.status == "done" and not result.get("answers"):
             ready = ", ".join(display_name(n) for n in result.get("strategies", []))
             st.success(f"Ready: {ready or 'no strategy'}.")
         answers = result.get("answers", [])

@@ -20,7 +20,7 @@ from core.allowlist import (
 from core.models import resolve_device
 from eval.config import RunConfig
 from eval.jobs import JobQueue, ensure_worker, serve_queued
-from eval.run.estimate import training_seconds
+from eval.run.estimate import Estimate, training_seconds
 from eval.run.inputs import preview_split
 from eval.views.display import display_name
 from eval.views.progress import duration, stage_words
@@ -177,17 +177,17 @@ if st.button("Estimate", disabled=config is None or bool(problem), key="estimate
     ensure_worker(store_path())
 
 
-def estimate_table(est: dict) -> None:
+def estimate_table(est: Estimate) -> None:
     rows = [
         {
-            "Strategy": display_name(e["strategy"]),
-            "Prompt tokens per question": round(e["prompt_tokens_mean"]),
-            "Seconds per question": e["seconds_per_question"],
-            "Preparation (s)": e["prepare_s"],
-            "In all": duration(e["total_s"]),
-            "How": hide_paths(e["error"] or e["prepare_note"]),
+            "Strategy": display_name(e.strategy),
+            "Prompt tokens per question": round(e.prompt_tokens_mean),
+            "Seconds per question": e.seconds_per_question,
+            "Preparation (s)": e.prepare_s,
+            "In all": duration(e.total_s),
+            "How": hide_paths(e.error or e.prepare_note),
         }
-        for e in est["strategies"]
+        for e in est.strategies
     ]
     st.dataframe(
         pd.DataFrame(rows),
@@ -199,14 +199,14 @@ def estimate_table(est: dict) -> None:
         },
     )
     st.write(
-        f"{est['questions']} test questions, {est['train']} training pairs, "
-        f"{est['retention_questions']} general questions on {est['device']}: about "
-        f"**{duration(est['total_s'])}** in all."
+        f"{est.questions} test questions, {est.train} training pairs, "
+        f"{est.retention_questions} general questions on {est.device}: about "
+        f"**{duration(est.total_s)}** in all."
     )
 
 
 @st.fragment(run_every=1.0)
-def estimate_panel() -> dict | None:
+def estimate_panel() -> Estimate | None:
     """The owner's last estimate: progress while the worker probes, the figures after."""
     saved = remembered()
     if not saved.estimate_job:
@@ -215,17 +215,17 @@ def estimate_panel() -> dict | None:
     if job is None:
         return None
     serve_queued(queue, [job])  # a worker that died or went idle is started again
-    if job["status"] in ("queued", "running"):
-        done, total = job["done"], job["total"]
-        text = f"Estimating: {stage_words(job['stage'])}"
-        if job["strategy"]:
-            text = f"Estimating {done + 1} of {total}: {display_name(job['strategy'])}"
+    if job.status in ("queued", "running"):
+        done, total = job.done, job.total
+        text = f"Estimating: {stage_words(job.stage)}"
+        if job.strategy:
+            text = f"Estimating {done + 1} of {total}: {display_name(job.strategy)}"
         st.progress(done / total if total else 0.0, text=text)
         return None
-    if job["status"] != "done":
-        st.error(f"The estimate {job['status']}: {hide_paths(job['error'] or '')}")
+    if job.status != "done":
+        st.error(f"The estimate {job.status}: {hide_paths(job.error or '')}")
         return None
-    est = queue.estimate_result(job["id"])
+    est = queue.estimate_result(job.id)
     if saved.estimate_for != settings_hash:
         st.caption("Made with other settings than these: estimate again for these.")
     estimate_table(est)
@@ -239,12 +239,12 @@ going = active_runs(queue)
 why_not = problem or ("Your run is still going: wait for it or cancel it." if going else None)
 if st.button("Run comparison", type="primary", disabled=bool(why_not), key="run"):
     job_id = queue.submit(config, owner=current_owner())
-    run_id = queue.get(job_id)["run_id"]
+    run_id = queue.get(job_id).run_id
     saved = remembered()
     if saved.estimate_job and saved.estimate_for == settings_hash:
         # Without a finished estimate for these settings the run goes without one.
         with contextlib.suppress(KeyError, ValueError, OSError):
-            store().update_run(run_id, estimate=queue.estimate_result(saved.estimate_job))
+            store().update_run(run_id, estimate=queue.estimate_result(saved.estimate_job).to_dict())
     remember(run_id=run_id)
     ensure_worker(store_path())
     st.rerun()
@@ -255,15 +255,15 @@ runs_in_progress("run")
 finished = [
     j
     for j in queue.list_jobs(owner=current_owner(), kinds=("run", "resume"))
-    if j["status"] not in ("queued", "running")
+    if j.status not in ("queued", "running")
 ][:3]
 for job in finished:
-    head = f"Run {job['run_id']}"
-    if job["status"] == "failed":
-        st.error(f"{head} failed: {hide_paths(job['error'] or 'no error recorded')}")
-    elif job["status"] == "interrupted":
+    head = f"Run {job.run_id}"
+    if job.status == "failed":
+        st.error(f"{head} failed: {hide_paths(job.error or 'no error recorded')}")
+    elif job.status == "interrupted":
         st.warning(f"{head} was interrupted; finished strategies are kept. Resume it in History.")
-    elif job["status"] == "cancelled":
+    elif job.status == "cancelled":
         st.info(f"{head} was cancelled.")
     else:
         st.success(f"{head} finished. Open the Compare page to read the results.")

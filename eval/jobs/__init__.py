@@ -8,6 +8,7 @@ Typical use (the app):
     queue.get(job_id)  # poll
 """
 
+from eval.jobs.job import Job
 from eval.jobs.queue import FINISHED, RUN_KINDS, STALE_S, STATUSES, JobNotFound, JobQueue
 from eval.jobs.worker import ensure_worker, main_worker, serve_queued, work, worker_pid
 
@@ -16,6 +17,7 @@ __all__ = [
     "RUN_KINDS",
     "STALE_S",
     "STATUSES",
+    "Job",
     "JobNotFound",
     "JobQueue",
     "ensure_worker",

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 from core.config import ModelConfig
 from core.files import write_text_atomic
 from core.qagen import QAGenConfig
 from eval.config import RunConfig
+from eval.events import ProgressEvent
+from eval.jobs.job import Job
 from eval.jobs.progress import CancelFlag, JobProgress
 from eval.jobs.queue import JobQueue
 
 # A job body: (queue, claimed job, progress sink) -> final status ("done" or "cancelled").
-JobBody = Callable[[JobQueue, dict[str, Any], JobProgress], str]
+JobBody = Callable[[JobQueue, Job, JobProgress], str]
 JOB_KINDS: dict[str, JobBody] = {}
 
 
@@ -45,36 +46,36 @@ class _Cancelled(Exception):
 
 
 @register_job_kind("run", "resume")
-def compare(queue: JobQueue, job: dict[str, Any], progress: JobProgress) -> str:
+def compare(queue: JobQueue, job: Job, progress: JobProgress) -> str:
     """A comparison run into the job's run row; "resume" keeps the strategies already done."""
     from eval.run import run_comparison
 
-    run_id = job["run_id"]
+    run_id = job.run_id
     run_comparison(
-        RunConfig.from_dict(job["config"]),
+        RunConfig.from_dict(job.config),
         store=queue.store,
         progress=progress,
-        cancel=CancelFlag(queue, job["id"]),
+        cancel=CancelFlag(queue, job.id),
         run_id=run_id,
-        resume=job["kind"] == "resume",
+        resume=job.kind == "resume",
     )
     return "cancelled" if queue.store.get_run(run_id).status == "cancelled" else "done"
 
 
 @register_job_kind("qagen")
-def generate_pairs(queue: JobQueue, job: dict[str, Any], progress: JobProgress) -> str:
+def generate_pairs(queue: JobQueue, job: Job, progress: JobProgress) -> str:
     """Question/answer pairs from the job's corpus into `queue.result_path(job id)`."""
     from core.qagen import generate_qa, pairs_to_records
     from eval.run import read_corpus
 
-    payload, cancel = job["config"], CancelFlag(queue, job["id"])
+    payload, cancel = job.config, CancelFlag(queue, job.id)
     models = ModelConfig.from_dict(payload["models"])
-    progress({"stage": "read corpus"})
+    progress(ProgressEvent("read corpus"))
     corpus = read_corpus(payload["corpus"], RunConfig(models=models))
-    progress({"stage": "generate"})
+    progress(ProgressEvent("generate"))
 
     def step(done: int, total: int) -> None:
-        progress({"stage": "generate", "done": done, "total": total})
+        progress(ProgressEvent("generate", done=done, total=total))
         if cancel.is_set():
             raise _Cancelled
 
@@ -83,16 +84,16 @@ def generate_pairs(queue: JobQueue, job: dict[str, Any], progress: JobProgress) 
     except _Cancelled:
         return "cancelled"
     result_json = json.dumps({"records": pairs_to_records(result.pairs), "stats": result.stats})
-    write_text_atomic(queue.result_path(job["id"]), result_json)  # the page polls for it
+    write_text_atomic(queue.result_path(job.id), result_json)  # the page polls for it
     return "done"
 
 
 @register_job_kind("estimate")
-def estimate(queue: JobQueue, job: dict[str, Any], progress: JobProgress) -> str:
+def estimate(queue: JobQueue, job: Job, progress: JobProgress) -> str:
     """A dry-run estimate of the job's run config into `queue.result_path(job id, "estimate")`.
     Models loaded here stay loaded in the worker for the run that follows."""
     from eval.run.estimate import estimate_run
 
-    result = estimate_run(RunConfig.from_dict(job["config"]), progress=progress)
-    write_text_atomic(queue.result_path(job["id"], "estimate"), json.dumps(result))
+    result = estimate_run(RunConfig.from_dict(job.config), progress=progress)
+    write_text_atomic(queue.result_path(job.id, "estimate"), json.dumps(result.to_dict()))
     return "done"

@@ -17,6 +17,8 @@ from core.config import ModelConfig
 from core.files import write_text_atomic
 from core.owners import Access
 from eval.artifacts import Staged, merged_dir
+from eval.events import ProgressEvent
+from eval.jobs.job import Job
 from eval.jobs.kinds import register_job_kind
 from eval.jobs.progress import CancelFlag, JobProgress
 from eval.jobs.queue import JobNotFound, JobQueue
@@ -63,7 +65,7 @@ def job_result(queue: JobQueue, job_id: str, access: Access = Access()) -> dict[
     """What a playground or merge job has written so far (None before anything); raises
     JobNotFound for a job `access` does not see."""
     job = queue.get(job_id)
-    if job is None or not access.sees(job["owner"]):
+    if job is None or not access.sees(job.owner):
         raise JobNotFound(job_id)
     path = queue.result_path(job_id)
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
@@ -71,9 +73,8 @@ def job_result(queue: JobQueue, job_id: str, access: Access = Access()) -> dict[
 
 def _adapter_of(run, strategy: str) -> str:
     for r in run.results:
-        trained = r.prepare.get("trainable_params") and r.prepare.get("artifact_path")
-        if r.strategy == strategy and r.status == "done" and trained:
-            return r.prepare["artifact_path"]
+        if r.strategy == strategy and r.status == "done" and r.prepare.trained:
+            return str(r.prepare.artifact_path)
     raise ValueError(f"{strategy} of run {run.id} saved no trained adapter")
 
 
@@ -93,10 +94,10 @@ class _Prepared:
         if cls.key == key and cls.playground is not None and cls.playground.strategies:
             return cls.playground
         cls.release()
-        progress({"stage": "prepare"})
+        progress(ProgressEvent("prepare"))
         pg = Playground.from_run(queue.store, payload["run_id"])
         for adapter in payload["adapters"]:
-            progress({"stage": "prepare", "strategy": adapter["label"]})
+            progress(ProgressEvent("prepare", strategy=adapter["label"]))
             pg.add_adapter(adapter["path"], label=adapter["label"])
         cls.key, cls.playground = key, pg
         return pg
@@ -113,49 +114,47 @@ release_playground = _Prepared.release
 
 
 @register_job_kind(PLAYGROUND)
-def playground(queue: JobQueue, job: dict[str, Any], progress: JobProgress) -> str:
+def playground(queue: JobQueue, job: Job, progress: JobProgress) -> str:
     """Prepare (or reuse) the run's strategies, then answer the question with each, writing
     every answer to the result file as it comes."""
-    payload, cancel = job["config"], CancelFlag(queue, job["id"])
+    payload, cancel = job.config, CancelFlag(queue, job.id)
     pg = _Prepared.get(queue, payload, progress)
     out: dict[str, Any] = {"strategies": list(pg.strategies), "warnings": pg.warnings}
     out["answers"] = []
-    path = queue.result_path(job["id"])
+    path = queue.result_path(job.id)
     write_text_atomic(path, json.dumps(out))
     question = payload["question"]
     if not question:
         return "done"
     total = len(pg.strategies)
-    progress({"stage": "answer", "done": 0, "total": total})
+    progress(ProgressEvent("answer", done=0, total=total))
     for i, a in enumerate(pg.ask_each(question), start=1):
         out["answers"].append(
             {"strategy": a.strategy, "answer": a.answer.to_dict(), "latency_s": a.latency_s}
         )
         write_text_atomic(path, json.dumps(out))
-        progress({"stage": "answer", "strategy": a.strategy, "done": i, "total": total})
+        progress(ProgressEvent("answer", strategy=a.strategy, done=i, total=total))
         if cancel.is_set():
             return "cancelled"
     return "done"
 
 
 @register_job_kind(MERGE)
-def merge(queue: JobQueue, job: dict[str, Any], progress: JobProgress) -> str:
+def merge(queue: JobQueue, job: Job, progress: JobProgress) -> str:
     """Fold the adapter into a fresh copy of the base model, built in a temporary folder and
     renamed into the run's folder; the result file holds its path and the sizes on disk."""
     from strategies.lora import deploy
 
-    payload = job["config"]
+    payload = job.config
     run = queue.store.get_run(payload["run_id"])
     strategy = payload["strategy"]
     adapter = _adapter_of(run, strategy)
     models = ModelConfig.from_dict(run.config["models"])
     final = merged_dir(run.config["workdir"], run.id, strategy)
-    progress({"stage": "merge", "strategy": strategy})
+    progress(ProgressEvent("merge", strategy=strategy))
     with Staged(final) as staged:
         deploy.merge_adapter(models, adapter, staged.path)
         staged.publish()
     sizes = deploy.sizes(models, adapter, final)
-    write_text_atomic(
-        queue.result_path(job["id"]), json.dumps({"path": str(final), "sizes": sizes})
-    )
+    write_text_atomic(queue.result_path(job.id), json.dumps({"path": str(final), "sizes": sizes}))
     return "done"

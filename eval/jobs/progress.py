@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any
 
+from eval.events import ProgressEvent
 from eval.jobs.queue import JobQueue
 
 HEARTBEAT_S = 5.0  # how often the worker refreshes the heartbeat of the job it runs
@@ -30,12 +31,12 @@ class JobProgress:
         self.last_write = 0.0
         self.answer_t0: float | None = None
 
-    def __call__(self, ev: dict[str, Any]) -> None:
-        stage, strategy = ev.get("stage", ""), ev.get("strategy")
+    def __call__(self, ev: ProgressEvent) -> None:
+        stage, strategy = ev.stage, ev.strategy
         changed = (strategy, stage) != self.key
         if changed:
-            note = f" ({ev['error']})" if "error" in ev else ""
-            note += f" ({ev['status']})" if ev.get("status") else ""
+            note = f" ({ev.error})" if ev.error is not None else ""
+            note += f" ({ev.status})" if ev.status else ""
             self.log.append(f"{time.strftime('%H:%M:%S')} {strategy or 'run'}: {stage}{note}")
             self.key = (strategy, stage)
             self.fields.update(done=0, total=0, loss=None, eta_s=None)
@@ -43,13 +44,13 @@ class JobProgress:
         self.fields.update(stage=stage, strategy=strategy)
         if stage == "train":
             self.fields.update(
-                done=ev.get("step", 0),
-                total=ev.get("steps", 0),
-                loss=ev.get("loss"),
-                eta_s=ev.get("eta_s"),
+                done=ev.step or 0,
+                total=ev.steps or 0,
+                loss=ev.loss,
+                eta_s=ev.eta_s,
             )
         elif stage in COUNTED:
-            done, total = ev.get("done", 0), ev.get("total", 0)
+            done, total = ev.done or 0, ev.total or 0
             self.fields.update(done=done, total=total)
             if done and self.answer_t0 is not None:  # no ETA comes with these events
                 rate = (time.monotonic() - self.answer_t0) / done

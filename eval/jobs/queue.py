@@ -23,6 +23,8 @@ from core.procs import pid_alive
 from core.qagen import QAGenConfig
 from eval.config import RunConfig
 from eval.db import connect
+from eval.estimates import Estimate
+from eval.jobs.job import Job
 from eval.run.stamp import InputsChanged, InputStamp, file_sha256
 from eval.store import RunStore
 
@@ -60,27 +62,6 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created_at);
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at);
 """
 
-_PUBLIC = (
-    "id",
-    "owner",
-    "kind",
-    "status",
-    "run_id",
-    "error",
-    "stage",
-    "strategy",
-    "done",
-    "total",
-    "loss",
-    "eta_s",
-    "cancel_requested",
-    "worker_pid",
-    "heartbeat",
-    "created_at",
-    "started_at",
-    "finished_at",
-)
-
 
 class JobNotFound(KeyError):
     def __str__(self) -> str:
@@ -103,7 +84,7 @@ class JobQueue:
     # --- submitting --------------------------------------------------------------------------
     def submit(self, config: RunConfig, owner: str = "") -> str:
         """Queue a comparison run; returns the job id. The run row is created at once (status
-        "queued"), so `get(job_id)["run_id"]` is known before the worker starts it.
+        "queued"), so `get(job_id).run_id` is known before the worker starts it.
 
         Relative paths in the config (corpus, qa, workdir) are made absolute so a worker started
         from another folder reads the same files; the run is stored in this queue's file.
@@ -167,17 +148,17 @@ class JobQueue:
         config = _absolute_paths(config, self.path)
         return self._insert("estimate", None, config.to_dict(), owner)
 
-    def estimate_result(self, job_id: str) -> dict[str, Any]:
+    def estimate_result(self, job_id: str) -> Estimate:
         """The `estimate_run` figures of a finished estimate job. Raises JobNotFound for an
         unknown job and ValueError when the job has not finished well."""
-        return self._result(job_id, "estimate", "the estimate")
+        return Estimate.from_dict(self._result(job_id, "estimate", "the estimate")) or Estimate()
 
     def _result(self, job_id: str, kind: str, what: str) -> dict[str, Any]:
         job = self.get(job_id)
-        if job is None or job["kind"] != kind:
+        if job is None or job.kind != kind:
             raise JobNotFound(job_id)
-        if job["status"] != "done":
-            raise ValueError(f"{what} {job_id} is {job['status']}, not done")
+        if job.status != "done":
+            raise ValueError(f"{what} {job_id} is {job.status}, not done")
         return json.loads(self.result_path(job_id, kind).read_text(encoding="utf-8"))
 
     def result_path(self, job_id: str, kind: str = "qagen") -> Path:
@@ -215,19 +196,16 @@ class JobQueue:
         return job_id
 
     # --- reading -----------------------------------------------------------------------------
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        """One job as a dict (None if unknown): id, owner, kind, status, run_id, error, stage,
-        strategy, done, total, loss, eta_s, log (list of lines), cancel_requested, worker_pid,
-        heartbeat, created_at, started_at, finished_at. Stale running jobs are marked
-        interrupted first."""
+    def get(self, job_id: str) -> Job | None:
+        """One job (None if unknown); stale running jobs are marked interrupted first."""
         self.mark_interrupted()
         with self._conn() as c:
             row = c.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
-        return _to_dict(row) if row else None
+        return Job.from_row(row) if row else None
 
     def list_jobs(
         self, owner: str | None = None, limit: int = 50, kinds: tuple[str, ...] | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[Job]:
         """Newest first; only `owner`'s jobs when given, everyone's when None; only jobs of
         `kinds` when given (RUN_KINDS: the comparison runs). Marks stale running jobs
         interrupted first."""
@@ -244,9 +222,9 @@ class JobQueue:
             rows = c.execute(
                 f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ?", [*args, limit]
             ).fetchall()
-        return [_to_dict(r) for r in rows]
+        return [Job.from_row(r) for r in rows]
 
-    def wait(self, job_id: str, timeout: float = 60.0, poll_s: float = 0.1) -> dict[str, Any]:
+    def wait(self, job_id: str, timeout: float = 60.0, poll_s: float = 0.1) -> Job:
         """Block until the job has finished (any of FINISHED) and return it; for tests and
         scripts. Raises JobNotFound or TimeoutError."""
         end = time.monotonic() + timeout
@@ -254,10 +232,10 @@ class JobQueue:
             job = self.get(job_id)
             if job is None:
                 raise JobNotFound(job_id)
-            if job["status"] in FINISHED:
+            if job.status in FINISHED:
                 return job
             if time.monotonic() > end:
-                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s")
+                raise TimeoutError(f"job {job_id} still {job.status} after {timeout} s")
             time.sleep(poll_s)
 
     # --- changing ----------------------------------------------------------------------------
@@ -343,8 +321,9 @@ class JobQueue:
         return len(rows)
 
     # --- used by the worker ------------------------------------------------------------------
-    def claim(self) -> dict[str, Any] | None:
-        """Take the oldest queued job for this process (atomically), or None."""
+    def claim(self) -> Job | None:
+        """Take the oldest queued job for this process (atomically), or None; its `config`
+        holds the kind's payload."""
         now, pid = time.time(), os.getpid()
         with self._conn() as c:
             c.execute("BEGIN IMMEDIATE")
@@ -359,9 +338,7 @@ class JobQueue:
                 (pid, now, now, row["id"]),
             )
             full = c.execute("SELECT * FROM jobs WHERE id=?", (row["id"],)).fetchone()
-        job = _to_dict(full)
-        job["config"] = json.loads(full["config_json"])
-        return job
+        return Job.from_row(full, with_payload=True)
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Set columns of one job (`log` as a list of lines, the last LOG_LINES kept)."""
@@ -389,13 +366,6 @@ def _check_qa_file(run) -> None:
     except OSError as e:
         raise InputsChanged(f"run {run.id} cannot be resumed: its Q/A file is gone ({e})") from e
     then.check_resume(InputStamp(then.corpus, now, then.test_ids), run.id)
-
-
-def _to_dict(row: sqlite3.Row) -> dict[str, Any]:
-    out = {k: row[k] for k in _PUBLIC}
-    out["cancel_requested"] = bool(out["cancel_requested"])
-    out["log"] = json.loads(row["log_json"] or "[]")
-    return out
 
 
 def _absolute_paths(config: RunConfig, store_path: Path) -> RunConfig:

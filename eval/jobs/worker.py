@@ -19,9 +19,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
+from eval.events import ProgressEvent
 from eval.jobs import page_kinds  # registers the playground and merge kinds
+from eval.jobs.job import Job
 from eval.jobs.kinds import job_body
 from eval.jobs.progress import JobProgress, heartbeat
 from eval.jobs.queue import JobQueue
@@ -38,29 +39,29 @@ def _finish_run(queue: JobQueue, run_id: str | None, status: str, error: str) ->
             queue.store.finish_run(run_id, status, error)
 
 
-def _execute(queue: JobQueue, job: dict[str, Any]) -> None:
+def _execute(queue: JobQueue, job: Job) -> None:
     """Run one claimed job to its end; every outcome lands in the job row (and the run row)."""
-    job_id = job["id"]
-    progress = JobProgress(queue, job_id, job["log"])
-    progress({"stage": "starting"})
+    job_id = job.id
+    progress = JobProgress(queue, job_id, job.log)
+    progress(ProgressEvent("starting"))
     stop = threading.Event()
     beat = threading.Thread(target=heartbeat, args=(queue, job_id, stop), daemon=True)
     beat.start()
     status, error = "failed", None
-    if job["kind"] != page_kinds.PLAYGROUND:  # its adapters and indexes would sit idle
+    if job.kind != page_kinds.PLAYGROUND:  # its adapters and indexes would sit idle
         page_kinds.release_playground()
     try:
-        status = job_body(job["kind"])(queue, job, progress)
+        status = job_body(job.kind)(queue, job, progress)
     except Exception as e:  # the harness has marked the run failed when it got that far
         error = f"{type(e).__name__}: {e}"
-        _finish_run(queue, job["run_id"], "failed", error)
+        _finish_run(queue, job.run_id, "failed", error)
     except BaseException:  # SIGTERM or Ctrl-C: the worker stops, the run can be resumed
         status, error = "interrupted", "interrupted: the worker was stopped"
-        _finish_run(queue, job["run_id"], "interrupted", error)
+        _finish_run(queue, job.run_id, "interrupted", error)
         raise
     finally:
         stop.set()
-        progress({"stage": status})  # logged unless the harness already said so
+        progress(ProgressEvent(status))  # logged unless the harness already said so
         queue.update(job_id, status=status, error=error, finished_at=time.time())
 
 
@@ -126,7 +127,7 @@ def work(
                     return
                 time.sleep(poll_s)
                 continue
-            print(f"{time.strftime('%H:%M:%S')} job {job['id']} ({job['run_id']})", flush=True)
+            print(f"{time.strftime('%H:%M:%S')} job {job.id} ({job.run_id})", flush=True)
             _execute(queue, job)
             idle_since = time.monotonic()
     finally:
@@ -170,11 +171,11 @@ def ensure_worker(store_path: str | Path, idle_exit_s: float = 600.0) -> bool:
     return True
 
 
-def serve_queued(queue: JobQueue, jobs: list[dict[str, Any]]) -> bool:
+def serve_queued(queue: JobQueue, jobs: list[Job]) -> bool:
     """What a page calls while it polls `jobs`: when one of them is queued and no worker serves
     the queue (it died, or exited idle), start one, so a queued job never waits forever.
     True if a worker was started."""
-    if not any(j["status"] == "queued" for j in jobs):
+    if not any(j.status == "queued" for j in jobs):
         return False
     return ensure_worker(queue.path)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from core.config import PriceTable
 from core.types import Answer
-from eval.records import CostSummary
+from eval.records import CostSummary, PreparedRecord
 from eval.run.contention import CpuSample, tokens_per_s
 from eval.stats import percentile
 
@@ -72,7 +72,7 @@ def price(seconds: float, device: str, prices: PriceTable) -> float:
 
 def summarize_costs(
     answers: list[Answer],
-    prepare: dict,
+    prepare: PreparedRecord,
     answering: Measurement,
     device: str,
     prices: PriceTable,
@@ -87,23 +87,23 @@ def summarize_costs(
     return CostSummary(
         device=device,
         questions=len(answers),
-        prepare_s=prepare["seconds"],
-        prepare_added_mb=prepare["added_rss_mb"],
+        prepare_s=prepare.seconds,
+        prepare_added_mb=prepare.added_rss_mb,
         answer_s=answering.seconds,
         answer_added_mb=answering.added_rss_mb,
-        peak_rss_mb=max(prepare["peak_rss_mb"], answering.peak_rss_mb),
+        peak_rss_mb=max(prepare.peak_rss_mb or 0.0, answering.peak_rss_mb),
         peak_gpu_mb=answering.peak_gpu_mb,
         latency_mean_s=mean_latency,
         latency_p50_s=percentile(lat, 50),
         latency_p95_s=percentile(lat, 95),
         prompt_tokens_mean=sum(a.cost.prompt_tokens for a in answers) / n,
         output_tokens_mean=sum(a.cost.output_tokens for a in answers) / n,
-        trainable_params=prepare.get("trainable_params", 0),
-        artifact_mb=prepare.get("artifact_bytes", 0) / 2**20,
-        price_prepare=price(prepare["seconds"], device, prices),
+        trainable_params=prepare.trainable_params,
+        artifact_mb=prepare.artifact_bytes / 2**20,
+        price_prepare=price(prepare.seconds or 0.0, device, prices),
         price_per_1k=price(mean_latency * 1000, device, prices),
         currency=prices.currency,
-        **_cpu_costs(answers, prepare.get("cpu"), answer_cpu),
+        **_cpu_costs(answers, prepare.cpu, answer_cpu),
     )
 
 

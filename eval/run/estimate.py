@@ -14,34 +14,18 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from core.config import ConfigBase
 from core.types import Corpus
 from eval.config import RunConfig
+from eval.estimates import Estimate, StrategyEstimate
+from eval.events import ProgressEvent, ProgressFn
 from eval.records import training_log
 from eval.run.retention import load_general_set
 from eval.run.workbench import Workbench
 from strategies import get_strategy_class, make_config
 from strategies.base import StrategyContext
-
-
-@dataclass
-class StrategyEstimate:
-    """One strategy's probe and what it predicts for the full run."""
-
-    strategy: str
-    prompt_tokens_mean: float  # measured on the probe questions
-    seconds_per_question: float  # one batch of the run's batch size, divided by its questions
-    prepare_s: float
-    prepare_note: str  # how prepare_s was obtained
-    answer_s: float  # test questions plus the retention set
-    variants_s: float  # learning-curve points (training strategies only)
-    total_s: float
-    error: str | None = None
 
 
 def _one_step(name: str, cfg: ConfigBase) -> ConfigBase:
@@ -81,13 +65,12 @@ def training_seconds(config: RunConfig, name: str, n_train: int) -> float | None
 def estimate_run(
     config: RunConfig,
     probe_questions: int | None = None,
-    progress: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+    progress: ProgressFn | None = None,
+) -> Estimate:
     """Questions, prompt tokens and expected seconds per strategy, from a short measured probe.
 
     `probe_questions` defaults to the run's batch size (what one batch of the run holds);
-    `progress` receives {"stage": "probe", "strategy", "done", "total"} events.
-    Returns {"questions", "train", "load_s", "strategies": [StrategyEstimate as dict], "total_s"}.
+    `progress` receives ProgressEvent("probe", strategy, done, total) events.
     Raises ValueError (with the reason) when the inputs cannot be read.
     """
     emit = progress or (lambda event: None)
@@ -105,17 +88,17 @@ def estimate_run(
     with tempfile.TemporaryDirectory(prefix="adaptlab-probe-") as tmp:
         ctx = bench.context(workdir=Path(tmp))
         for i, name in enumerate(config.strategies):
-            emit({"stage": "probe", "strategy": name, "done": i, "total": len(config.strategies)})
+            emit(ProgressEvent("probe", strategy=name, done=i, total=len(config.strategies)))
             out.append(_probe(bench, name, ctx, probe, n_general))
-    return {
-        "device": bench.device,
-        "questions": len(inputs.test),
-        "train": len(inputs.train),
-        "retention_questions": n_general,
-        "load_s": bench.load_s,
-        "strategies": [asdict(e) for e in out],
-        "total_s": bench.load_s + sum(e.total_s for e in out),
-    }
+    return Estimate(
+        device=bench.device,
+        questions=len(inputs.test),
+        train=len(inputs.train),
+        retention_questions=n_general,
+        load_s=bench.load_s,
+        strategies=out,
+        total_s=bench.load_s + sum(e.total_s for e in out),
+    )
 
 
 def _warm_up(bench: Workbench) -> None:
@@ -155,7 +138,7 @@ def _probe(
         answers = strategy.answer(probe)
         per_q = (time.perf_counter() - t) / len(probe)
     except Exception as e:  # the estimate reports a strategy's problem, the run would too
-        return StrategyEstimate(name, 0, 0, 0, "", 0, 0, 0, f"{type(e).__name__}: {e}")
+        return StrategyEstimate(name, error=f"{type(e).__name__}: {e}")
     finally:
         strategy.close()
     sampled = scale > 1 and prep > SAMPLED_NOTE_S

@@ -9,6 +9,7 @@ strategy never loses the others.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 from collections.abc import Callable
@@ -20,7 +21,9 @@ from core.types import QAPair
 from eval.artifacts import Staged, clean_leftovers, label_folder, relocate, run_dir
 from eval.attribution import gold_passages
 from eval.config import RunConfig
+from eval.events import ProgressEvent, ProgressFn
 from eval.judge import attach_verdicts
+from eval.records import PreparedRecord, ResultExtras, Retention
 from eval.run import scoring
 from eval.run.measurement import Measured, StrategyMeasurement, answer_all
 from eval.run.oracle import measure_oracle
@@ -33,7 +36,6 @@ from eval.store import Run, RunStore
 from strategies import baseline_strategy, get_strategy_class
 from strategies.base import RunCancelled
 
-ProgressFn = Callable[[dict[str, Any]], None]
 CancelFn = threading.Event | Callable[[], bool] | None
 
 
@@ -49,7 +51,7 @@ def run_comparison(
 ) -> str:
     """Run every configured strategy over the test split and store the results; returns the id.
 
-    `progress` receives events ({"stage": ..., "strategy": ..., "done": ..., "total": ...}).
+    `progress` receives ProgressEvents (eval.events: stage, strategy, done, total...).
     `cancel` (an Event-like object with `is_set()`, or a callable returning True to stop) stops
     the run between batches. Errors in one strategy are stored with
     that strategy and the others still run; errors before any strategy (bad corpus, bad Q/A
@@ -71,19 +73,19 @@ def run_comparison(
         _Comparison(config, store, run_id, emit, cancelled, previous).run()
     except RunCancelled:
         store.finish_run(run_id, "cancelled", "cancelled by the user")
-        emit({"stage": "cancelled"})
+        emit(ProgressEvent("cancelled"))
         _track(config, store, run_id, emit)
         return run_id
     except InputsChanged as e:  # nothing ran: the run keeps what it had, resumable as before
         store.finish_run(run_id, "interrupted", str(e))
-        emit({"stage": "failed", "error": str(e)})
+        emit(ProgressEvent("failed", error=str(e)))
         raise
     except Exception as e:
         store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}")
-        emit({"stage": "failed", "error": str(e)})
+        emit(ProgressEvent("failed", error=str(e)))
         raise
     _track(config, store, run_id, emit)
-    emit({"stage": "done", "run_id": run_id})
+    emit(ProgressEvent("done", run_id=run_id))
     return run_id
 
 
@@ -93,7 +95,7 @@ def _track(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn) ->
         return
     from eval.tracking import log_run
 
-    emit({"stage": "track", "tracker": config.tracking.tracker})
+    emit(ProgressEvent("track", tracker=config.tracking.tracker))
     got = log_run(
         store,
         run_id,
@@ -103,25 +105,25 @@ def _track(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn) ->
         experiment=config.tracking.experiment,
     )
     store.update_run(run_id, tracking=got.to_dict())
-    emit({"stage": "tracked", "ok": got.ok, "message": got.message()})
+    emit(ProgressEvent("tracked", ok=got.ok, message=got.message()))
 
 
 def variants(
     name: str, train: list[QAPair], fractions: list[float], seed: int
-) -> list[tuple[str, list[QAPair], dict[str, Any]]]:
+) -> list[tuple[str, list[QAPair], ResultExtras]]:
     """(label, training pairs, extras) for the main result and each learning-curve point.
 
     Learning-curve subsets are nested prefixes of one seeded shuffle (25% inside 50% inside 100%),
     so a higher point only ever adds data. Strategies that do not train have no points.
     """
     if not get_strategy_class(name).trains:
-        return [(name, train, {})]
-    out = [(name, train, {"train_fraction": 1.0, "train_pairs": len(train)})]
+        return [(name, train, ResultExtras())]
+    out = [(name, train, ResultExtras(train_fraction=1.0, train_pairs=len(train)))]
     order = list(train)
     random.Random(seed).shuffle(order)
     for f in sorted({float(x) for x in fractions}):
         n = max(1, round(f * len(train)))
-        extras = {"variant_of": name, "train_fraction": f, "train_pairs": n}
+        extras = ResultExtras(variant_of=name, train_fraction=f, train_pairs=n)
         out.append((f"{name}@{f:.0%}", order[:n], extras))
     return out
 
@@ -135,7 +137,9 @@ class _Comparison:
         # Resuming keeps what an interrupted run already measured: those results are not redone.
         done = previous.results if previous else []
         self.kept = {r.strategy for r in done if r.status == "done"}
-        self.retention_base = previous.meta.get("retention_base") if previous else None
+        self.retention_base = (
+            Retention.from_dict(previous.meta.get("retention_base")) if previous else None
+        )
         self.previous = previous
         # Every file a strategy writes goes under this run's own folder (eval.artifacts).
         self.folder = run_dir(config.workdir, run_id)
@@ -203,9 +207,9 @@ class _Comparison:
         meta["gold_passages"] = {q: g.to_dict() for q, g in self.gold.items()}
         self.store.update_run(self.run_id, fingerprint=stamp.fingerprint, **meta)
 
-    def _one(self, name: str, label: str, train: list[QAPair], extras: dict[str, Any]) -> None:
+    def _one(self, name: str, label: str, train: list[QAPair], extras: ResultExtras) -> None:
         if label in self.kept:
-            self.emit({"stage": "strategy_done", "strategy": label, "status": "kept"})
+            self.emit(ProgressEvent("strategy_done", strategy=label, status="kept"))
             return
         if self.cancelled():
             raise RunCancelled
@@ -214,44 +218,47 @@ class _Comparison:
         with Staged(self.folder / label_folder(label)) as staged:
             ctx = self.bench.context(
                 workdir=staged.path,
-                progress=lambda ev, label=label: self.emit({**ev, "strategy": label}),
+                progress=lambda ev, label=label: self.emit(
+                    ProgressEvent.from_dict(ev, strategy=label)
+                ),
                 cancelled=self.cancelled,
                 held_out=tuple(self.bench.inputs.test),
             )
             # Variants (learning-curve points) skip the retention set: it measures the model
             # a user would deploy, the one trained on all the data.
-            asked = self.general if "variant_of" not in extras else []
+            asked = self.general if not extras.is_variant else []
             if asked and self.retention_base is None:
                 self.retention_base = self._retention_base(ctx)
-                self.store.update_run(self.run_id, retention_base=self.retention_base)
+                self.store.update_run(self.run_id, retention_base=self.retention_base.to_dict())
             measured = self.measurement.evaluate(
                 self.bench.strategy(name, None, ctx), label, self.bench.inputs, train, asked
             )
             if measured.result.status == "done":
                 final = staged.publish()
-                measured.result.prepare = relocate(measured.result.prepare, staged.path, final)
-        measured.result.extras.update(extras)
+                moved = relocate(measured.result.prepare.to_dict(), staged.path, final)
+                measured.result.prepare = PreparedRecord.from_dict(moved)
+        measured.result.extras = dataclasses.replace(extras)
         if measured.result.status == "done":
             self._score(label, measured, asked)
         self.store.save_strategy(self.run_id, measured.result, measured.answers)
-        self.emit({"stage": "strategy_done", "strategy": label, "status": measured.result.status})
+        self.emit(ProgressEvent("strategy_done", strategy=label, status=measured.result.status))
 
     def _score(self, label: str, measured: Measured, asked: list[QAPair]) -> None:
         config = self.config
         resamples, seed = config.bootstrap_resamples, config.split.seed
-        self.emit({"stage": "score", "strategy": label})
+        self.emit(ProgressEvent("score", strategy=label))
         if self.judge is not None:
             self.judge.progress = lambda done, total: self.emit(
-                {"stage": "judge", "strategy": label, "done": done, "total": total}
+                ProgressEvent("judge", strategy=label, done=done, total=total)
             )
         measured.result.metrics = score(
             measured.answers, config.metrics, self.embedder, resamples, seed, self.judge
         )
         if self.judge is not None:  # the judge's cost, apart from the strategy's own
-            measured.result.extras["judge"] = attach_verdicts(self.judge, measured.answers)
+            measured.result.extras.judge = attach_verdicts(self.judge, measured.answers)
         if measured.general_answers:
             texts = [a.text for a in measured.general_answers]
-            measured.result.extras["retention"] = retention(
+            measured.result.extras.retention = retention(
                 asked, texts, self.retention_base, resamples, seed
             )
 
@@ -260,7 +267,7 @@ class _Comparison:
         once, stored with the run and charged to no strategy."""
         if self.cancelled():
             raise RunCancelled
-        self.emit({"stage": "oracle"})
+        self.emit(ProgressEvent("oracle"))
         inputs = self.bench.inputs
         ctx = self.bench.context(cancelled=self.cancelled)
         record = measure_oracle(
@@ -269,9 +276,9 @@ class _Comparison:
         if record is not None:
             self.store.update_run(self.run_id, oracle=record.to_dict())
 
-    def _retention_base(self, ctx) -> dict[str, Any]:
+    def _retention_base(self, ctx) -> Retention:
         """The closed-book reference strategy's score on the general set, with its defaults."""
-        self.emit({"stage": "retention_base", "done": 0, "total": len(self.general)})
+        self.emit(ProgressEvent("retention_base", done=0, total=len(self.general)))
         name = baseline_strategy()
         if name is None:
             raise ValueError("no strategy is registered as the closed-book baseline")
@@ -283,9 +290,7 @@ class _Comparison:
             questions,
             self.config.batch_size,
             self.cancelled,
-            lambda done, total: self.emit(
-                {"stage": "retention_base", "done": done, "total": total}
-            ),
+            lambda done, total: self.emit(ProgressEvent("retention_base", done=done, total=total)),
         )
         return retention_scores(
             self.general,

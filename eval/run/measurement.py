@@ -7,19 +7,18 @@ import contextlib
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 from core.config import PriceTable
 from core.types import Answer, PrepareReport, QAPair
+from eval.events import ProgressEvent, ProgressFn
+from eval.records import PreparedRecord
 from eval.run.contention import CpuSample, cpu_clock
 from eval.run.costs import Measurement, measure, summarize_costs
 from eval.run.inputs import Inputs
 from eval.store import StoredAnswer, StrategyResult
 from strategies import Strategy
 from strategies.base import RunCancelled
-
-ProgressFn = Callable[[dict[str, Any]], None]
 
 
 def answer_all(
@@ -43,19 +42,21 @@ def answer_all(
 
 def prepare_record(
     report: PrepareReport, m: Measurement, cpu: CpuSample | None = None
-) -> dict[str, Any]:
-    """The stored `prepare` record: what the strategy reported, its typed training log, and the
+) -> PreparedRecord:
+    """The stored preparation: what the strategy reported, its typed training log, and the
     time, memory and CPU the harness measured around it."""
-    record = {
-        **asdict(report),
-        "seconds": m.seconds,
-        "cpu": cpu.to_dict() if cpu is not None else None,
-        "peak_rss_mb": m.peak_rss_mb,
-        "added_rss_mb": m.added_rss_mb,
-        "peak_gpu_mb": m.peak_gpu_mb,
-    }
-    record["training"] = report.training.to_dict() if report.training is not None else None
-    return record
+    return PreparedRecord(
+        trainable_params=report.trainable_params,
+        artifact_bytes=report.artifact_bytes,
+        artifact_path=report.artifact_path,
+        details=report.details,
+        training=report.training,
+        seconds=m.seconds,
+        cpu=cpu.to_dict() if cpu is not None else None,
+        peak_rss_mb=m.peak_rss_mb,
+        added_rss_mb=m.added_rss_mb,
+        peak_gpu_mb=m.peak_gpu_mb,
+    )
 
 
 @dataclass
@@ -89,28 +90,24 @@ class StrategyMeasurement:
     ) -> Measured:
         """Prepare `strategy` on `train`, answer the test split (then `general`, not charged to
         its latency), and return it all under `label`. The strategy is closed afterwards."""
-        result = StrategyResult(label, "failed", strategy.config.to_dict(), {}, {}, {})
+        result = StrategyResult(label, "failed", strategy.config.to_dict())
         answers: list[Answer] = []
         general_answers: list[Answer] = []
         try:
-            self.emit({"stage": "prepare", "strategy": label})
+            self.emit(ProgressEvent("prepare", strategy=label))
             with measure(self.device) as prep, cpu_clock() as prep_cpu:
                 report = strategy.prepare(inputs.corpus, train)
             result.prepare = prepare_record(report, prep, prep_cpu)
             answers, answering, answer_cpu = self._answer_test(strategy, label, inputs.test)
             result.cost = summarize_costs(
                 answers, result.prepare, answering, self.device, self.prices, answer_cpu
-            ).to_dict()
+            )
             if general:
                 questions = [p.question for p in general]
-                self.emit(
-                    {"stage": "retention", "strategy": label, "done": 0, "total": len(general)}
-                )
+                self.emit(ProgressEvent("retention", strategy=label, done=0, total=len(general)))
 
                 def counted(done: int, total: int) -> None:
-                    self.emit(
-                        {"stage": "retention", "strategy": label, "done": done, "total": total}
-                    )
+                    self.emit(ProgressEvent("retention", strategy=label, done=done, total=total))
 
                 general_answers = answer_all(
                     strategy, questions, self.batch_size, self.cancelled, counted
@@ -120,8 +117,9 @@ class StrategyMeasurement:
             raise
         except Exception as e:
             result.error = f"{type(e).__name__}: {e}"
-            result.prepare.setdefault("traceback", traceback.format_exc(limit=8))
-            self.emit({"stage": "strategy_failed", "strategy": label, "error": result.error})
+            if result.prepare.traceback is None:
+                result.prepare.traceback = traceback.format_exc(limit=8)
+            self.emit(ProgressEvent("strategy_failed", strategy=label, error=result.error))
             answers, general_answers = [], []
         finally:
             with contextlib.suppress(Exception):  # closing must never hide the outcome
@@ -137,7 +135,7 @@ class StrategyMeasurement:
     ) -> tuple[list[Answer], Measurement, CpuSample]:
         questions = [p.question for p in test]
         total, answers = len(questions), []
-        self.emit({"stage": "answer", "strategy": label, "done": 0, "total": total})
+        self.emit(ProgressEvent("answer", strategy=label, done=0, total=total))
         with measure(self.device) as answering, cpu_clock(self.remote_answers) as answer_cpu:
             for start in range(0, total, self.batch_size):
                 if self.cancelled():
@@ -153,7 +151,5 @@ class StrategyMeasurement:
                     a.cost.latency_s = elapsed / len(batch)
                     a.cost.cpu_s = cpu / len(batch)
                 answers.extend(got)
-                self.emit(
-                    {"stage": "answer", "strategy": label, "done": len(answers), "total": total}
-                )
+                self.emit(ProgressEvent("answer", strategy=label, done=len(answers), total=total))
         return answers, answering, answer_cpu

@@ -58,9 +58,7 @@ class Playground:
         run = store.get_run(run_id)
         config = RunConfig.from_dict(run.config)
         done = {
-            r.strategy: r
-            for r in run.results
-            if r.status == "done" and "variant_of" not in r.extras
+            r.strategy: r for r in run.results if r.status == "done" and not r.extras.is_variant
         }
         chosen = [n for n in (names or list(done)) if n in done]
         try:
@@ -78,7 +76,9 @@ class Playground:
         for name in chosen:
             result = done[name]
             cfg = get_strategy_class(name).reuse_config(
-                make_config(name, result.config), result.prepare
+                # Strategies sit below eval: they read the stored JSON shape, not the record.
+                make_config(name, result.config),
+                result.prepare.to_dict(),
             )
             pg._add(name, name, cfg)
         return pg

@@ -3,19 +3,17 @@ context strategies run in. Runs, estimates and the playground all start here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.models import load_embedder, load_generator, resolve_device
 from eval.config import RunConfig
+from eval.events import ProgressEvent, ProgressFn
 from eval.run.costs import measure
 from eval.run.inputs import Inputs, load_inputs, needs_models
 from strategies import Strategy, create_strategy, make_config, unservable_strategies
 from strategies.base import StrategyContext
-
-ProgressFn = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -50,7 +48,7 @@ class Workbench:
         if problem:
             raise ValueError(problem)
         if needs_models(names):
-            emit({"stage": "load_models"})
+            emit(ProgressEvent("load_models"))
             with measure(device) as m:
                 generator = load_generator(config.models)
                 load_embedder(config.models)
@@ -65,7 +63,7 @@ class Workbench:
             server = generator.server_details()
             if server is not None:
                 models["server"] = server
-        emit({"stage": "ingest"})
+        emit(ProgressEvent("ingest"))
         return cls(config, load_inputs(config, tokenizer), device, load_s, models)
 
     def context(self, workdir: Path | None = None, **hooks: Any) -> StrategyContext:

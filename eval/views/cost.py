@@ -46,7 +46,7 @@ def quality_vs_cost(
     check_cost(cost)
     rows = []
     for r in view.main:
-        iv, c = r.metrics.get(metric) or {}, r.cost.get(cost)
+        iv, c = r.metrics.get(metric) or {}, r.cost.value(cost)
         if iv.get("mean") is None or c is None:
             continue
         rows.append(
@@ -107,11 +107,11 @@ def break_even(  # ~60 lines: lines, crossings, curve and pay-off built in one p
         [
             {
                 "strategy": r.strategy,
-                "fixed": float(r.cost["price_prepare"]),
-                "per_question": float(r.cost["price_per_1k"]) / 1000.0,
+                "fixed": float(r.cost.price_prepare),
+                "per_question": float(r.cost.price_per_1k) / 1000.0,
             }
             for r in view.main
-            if r.cost.get("price_prepare") is not None and r.cost.get("price_per_1k") is not None
+            if r.cost.price_prepare is not None and r.cost.price_per_1k is not None
         ],
         columns=["strategy", "fixed", "per_question"],
     )

@@ -93,8 +93,8 @@ def decide(
         f"cost, {money(row.monthly_cost, cur)} a month for {monthly_volume:,} questions."
     )
     reasons = [f"Quality: {quality(c)} on {n_questions} test questions."]
-    prep = view.result(c).cost.get("price_prepare") or 0.0
-    prep_s = view.result(c).cost.get("prepare_s") or 0.0
+    prep = view.result(c).cost.price_prepare or 0.0
+    prep_s = view.result(c).cost.prepare_s or 0.0
     reasons.append(
         f"Cost: {money(row.per_question * 1000, cur)} per 1,000 questions; preparing it took "
         f"{prep_s:.0f} s ({money(prep, cur)}), spread over {months} months."

@@ -172,7 +172,7 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
             f"(below {config.low_ceiling:g}): the generator, not the strategy, limits every "
             "score; a stronger model raises them all."
         )
-    d.contended = {r.strategy: bool(r.cost.get("contended")) for r in view.main}
+    d.contended = {r.strategy: bool(r.cost.contended) for r in view.main}
     busy = [s for s, c in d.contended.items() if c]
     if busy:
         d.headline.append(

@@ -208,8 +208,8 @@ def cost_table(view: RunView, monthly_volume: int, months: int) -> StrategyTable
     cur = view.currency()
     data: dict[str, Any] = _strategy_columns(view)
     results = {r.strategy: r.cost for r in view.main}
-    per_1k = [results[n].get("price_per_1k") for n in data["name"]]
-    prep = [results[n].get("price_prepare") for n in data["name"]]
+    per_1k = [results[n].price_per_1k for n in data["name"]]
+    prep = [results[n].price_prepare for n in data["name"]]
     data["monthly"] = [
         None if p is None else p / 1000 * monthly_volume + (q or 0.0) / months
         for p, q in zip(per_1k, prep, strict=True)
@@ -227,7 +227,7 @@ def cost_table(view: RunView, monthly_volume: int, months: int) -> StrategyTable
         ColumnSpec("price_per_1k", "Cost per 1,000 questions", "money"),
     ]
     for c in NUMBER_COSTS:
-        values = [results[n].get(c.key) for n in data["name"]]
+        values = [results[n].value(c.key) for n in data["name"]]
         if all(v is None for v in values):
             continue  # e.g. no strategy trains: no trainable-parameter column
         data[c.key] = values
@@ -238,7 +238,7 @@ def cost_table(view: RunView, monthly_volume: int, months: int) -> StrategyTable
     notes = [f"Prices from the run's price table, in {cur}."]
     # Wall-clock figures taken on a busy machine overstate the cost: flagged wherever the run
     # measured it (runs stored before the CPU-time figures have no flag to show).
-    if any(results[n].get("contended") is not None for n in data["name"]):
+    if any(results[n].contended is not None for n in data["name"]):
         data["contended"] = [contended_mark(results[n]) for n in data["name"]]
         cols.append(
             ColumnSpec(

@@ -12,6 +12,7 @@ import pandas as pd
 
 from eval.agreement import Agreement, agreement_by_strategy
 from eval.judge import JudgeCost
+from eval.store_rows import Run
 
 AGREEMENT_COLUMNS = [
     "Strategy",
@@ -66,16 +67,12 @@ def disagreement_frame(agreement: Agreement) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def judge_costs(run: Any) -> dict[str, JudgeCost]:
+def judge_costs(run: Run) -> dict[str, JudgeCost]:
     """Strategy -> what judging its answers cost (only strategies the judge graded)."""
-    return {
-        r.strategy: JudgeCost.from_dict(r.extras["judge"])
-        for r in run.results
-        if (r.extras or {}).get("judge")
-    }
+    return {r.strategy: r.extras.judge for r in run.results if r.extras.judge is not None}
 
 
-def judge_cost_frame(run: Any) -> pd.DataFrame:
+def judge_cost_frame(run: Run) -> pd.DataFrame:
     """One row per judged strategy and a total: verdicts, unreadable ones, tokens, seconds."""
     costs = judge_costs(run)
     rows = []
@@ -96,7 +93,7 @@ def judge_cost_frame(run: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COST_COLUMNS)
 
 
-def judge_summary(run: Any) -> str:
+def judge_summary(run: Run) -> str:
     """One line on what the judge cost, kept apart from the strategies' costs ('' if unjudged)."""
     costs = judge_costs(run)
     if not costs:

@@ -90,16 +90,16 @@ def retention_vs_gain(
     rows = []
     for r in view.main:
         mean = (r.metrics.get(metric) or {}).get("mean")
-        ret = (r.extras or {}).get("retention") or {}
+        ret = r.extras.retention
         rows.append(
             {
                 "strategy": r.strategy,
                 "mean": math.nan if mean is None else mean,
                 "domain_gain": math.nan if mean is None or base_mean is None else mean - base_mean,
-                "retention_metric": ret.get("metric"),
-                "retention_score": (ret.get("score") or {}).get("mean", math.nan),
-                "retention_base": (ret.get("base") or {}).get("mean", math.nan),
-                "retention_delta": ret.get("delta", math.nan),
+                "retention_metric": ret.metric if ret else None,
+                "retention_score": ret.score.get("mean", math.nan) if ret else math.nan,
+                "retention_base": (ret.base or {}).get("mean", math.nan) if ret else math.nan,
+                "retention_delta": math.nan if ret is None or ret.delta is None else ret.delta,
             }
         )
     cols = [

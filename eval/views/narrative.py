@@ -86,10 +86,10 @@ def _monthly_table(
     rows = []
     for r in view.main:
         iv = r.metrics.get(metric) or {}
-        if iv.get("mean") is None or r.cost.get("price_per_1k") is None:
+        if iv.get("mean") is None or r.cost.price_per_1k is None:
             continue
-        per_q = float(r.cost["price_per_1k"]) / 1000.0
-        monthly = per_q * volume + float(r.cost.get("price_prepare") or 0.0) / months
+        per_q = float(r.cost.price_per_1k) / 1000.0
+        monthly = per_q * volume + float(r.cost.price_prepare or 0.0) / months
         favourable = iv.get("high") if hib else iv.get("low")
         status = (
             "meets"

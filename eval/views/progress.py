@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from eval.estimates import Estimate, StrategyEstimate
+from eval.jobs.job import Job
+
 # The harness's and the worker's stage names in words; a stage not listed reads as its name.
 STAGE_WORDS: dict[str, str] = {
     "queued": "waiting for the worker",
@@ -73,9 +76,9 @@ class ProgressLine:
     of: int
 
 
-def _weights(plan: list[str], estimate: dict[str, Any] | None) -> tuple[float, dict[str, float]]:
+def _weights(plan: list[str], estimate: Estimate | None) -> tuple[float, dict[str, float]]:
     """Seconds (or equal shares) for the set-up and for each label of the plan."""
-    per = {e["strategy"]: e for e in (estimate or {}).get("strategies", []) if not e.get("error")}
+    per = estimate.measured() if estimate is not None else {}
     if not per:
         return 0.05 * len(plan), dict.fromkeys(plan, 1.0)
     weights = {}
@@ -83,21 +86,21 @@ def _weights(plan: list[str], estimate: dict[str, Any] | None) -> tuple[float, d
         name, _, frac = label.partition("@")
         e = per.get(name)
         if e is None:
-            weights[label] = max(1.0, sum(x["total_s"] for x in per.values()) / len(per))
+            weights[label] = max(1.0, sum(x.total_s for x in per.values()) / len(per))
         elif frac:
-            weights[label] = float(frac.rstrip("%")) / 100 * e["prepare_s"] + e["answer_s"] / 3
+            weights[label] = float(frac.rstrip("%")) / 100 * e.prepare_s + e.answer_s / 3
         else:
-            weights[label] = max(0.1, e["total_s"] - e.get("variants_s", 0.0))
-    return max(0.1, float(estimate.get("load_s") or 0.0)), weights
+            weights[label] = max(0.1, e.total_s - e.variants_s)
+    return max(0.1, float(estimate.load_s or 0.0)), weights
 
 
-def _within(job: dict[str, Any], trains: bool, estimate_row: dict[str, Any] | None) -> float:
+def _within(job: Job, trains: bool, estimate_row: StrategyEstimate | None) -> float:
     """How far the current result is (0..1) from its stage and counts."""
-    stage, done, total = job.get("stage"), job.get("done") or 0, job.get("total") or 0
+    stage, done, total = job.stage, job.done or 0, job.total or 0
     counted = min(1.0, done / total) if total else 0.0
     prep = PREPARE_SHARE[trains]
-    if estimate_row and estimate_row.get("total_s"):
-        prep = min(0.95, estimate_row["prepare_s"] / max(estimate_row["total_s"], 1e-9))
+    if estimate_row and estimate_row.total_s:
+        prep = min(0.95, estimate_row.prepare_s / max(estimate_row.total_s, 1e-9))
     if stage in ("prepare", "train", "validate"):
         return prep * (counted if stage == "train" else 0.0)
     if stage == "answer":
@@ -110,27 +113,27 @@ def _within(job: dict[str, Any], trains: bool, estimate_row: dict[str, Any] | No
 
 
 def describe_job(
-    job: dict[str, Any],
+    job: Job,
     plan: list[str],
     now: float,
-    estimate: dict[str, Any] | None = None,
+    estimate: Estimate | None = None,
 ) -> ProgressLine:
-    """The progress line of a queued or running run job (a `JobQueue.get` dict).
+    """The progress line of a queued or running run job (a `JobQueue.get` Job).
 
     `plan` is `run_plan(config)`; `estimate` the estimate stored with the run (optional: it
     weights the strategies and gives a time left before any was measured). The time left is
     the run's elapsed time scaled by what is left once a fifth is done, the estimate's
     remainder before that.
     """
-    stage, strategy = job.get("stage") or "queued", job.get("strategy")
+    stage, strategy = job.stage or "queued", job.strategy
     setup_w, weights = _weights(plan, estimate)
     total_w = setup_w + sum(weights.values()) or 1.0
     position = plan.index(strategy) + 1 if strategy in plan else 0
-    per = {e["strategy"]: e for e in (estimate or {}).get("strategies", [])}
+    per = {e.strategy: e for e in estimate.strategies} if estimate is not None else {}
     if position == 0:
         done_w = setup_w * (0.9 if stage == "retention_base" else 0.5 if stage == "ingest" else 0)
-        if stage == "retention_base" and job.get("total"):
-            done_w = setup_w * (0.5 + 0.5 * min(1.0, (job.get("done") or 0) / job["total"]))
+        if stage == "retention_base" and job.total:
+            done_w = setup_w * (0.5 + 0.5 * min(1.0, (job.done or 0) / job.total))
     else:
         before = sum(weights[label] for label in plan[: position - 1])
         name = strategy.partition("@")[0]
@@ -139,10 +142,10 @@ def describe_job(
     fraction = max(0.0, min(1.0, done_w / total_w))
 
     words = stage_words(stage)
-    if job.get("total") and stage in ("train", "answer", "retention", "retention_base"):
-        words += f" {job.get('done') or 0}/{job['total']}"
-    if stage == "train" and job.get("loss") is not None:
-        words += f", loss {job['loss']:.3f}"
+    if job.total and stage in ("train", "answer", "retention", "retention_base"):
+        words += f" {job.done or 0}/{job.total}"
+    if stage == "train" and job.loss is not None:
+        words += f", loss {job.loss:.3f}"
     if position:
         from eval.views.display import display_name
 
@@ -151,11 +154,11 @@ def describe_job(
         text = f"Setting up: {words}"
 
     eta = None
-    started = job.get("started_at")
+    started = job.started_at
     if started and fraction >= 0.2:
         eta = (now - started) * (1 - fraction) / fraction
-    elif estimate and estimate.get("total_s"):
-        eta = float(estimate["total_s"]) * (1 - fraction)
+    elif estimate is not None and estimate.total_s:
+        eta = float(estimate.total_s) * (1 - fraction)
     if eta is not None:
         text += f" · about {duration(eta)} left"
     return ProgressLine(text, fraction, eta, position, len(plan))

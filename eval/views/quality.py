@@ -64,7 +64,7 @@ def side_by_side(view: RunView, *, alpha: float = 0.05) -> SideBySide:
                 iv.get("high"),
             )
         for k in costs:
-            row[k] = r.cost.get(k)
+            row[k] = r.cost.value(k)
         rows.append(row)
     cols = ["strategy"] + [c for m in metrics for c in (m, f"{m}_low", f"{m}_high")] + costs
     table = pd.DataFrame(rows, columns=cols).set_index("strategy")
@@ -127,7 +127,7 @@ def _display(results, metrics, best, significance) -> pd.DataFrame:
                 text += " (=)"
             row[metric_label(m)] = text
         for c in COST_COLUMNS:
-            text = c.format(r.cost.get(c.key))
+            text = c.format(r.cost.value(c.key))
             row[c.label] = ("★ " + text) if best.get(c.key) == r.strategy else text
         row[CONTENDED_LABEL] = contended_mark(r.cost)
         rows.append(row)
@@ -201,24 +201,24 @@ def learning_curve(view: RunView, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
     train_pairs, mean, low, high, prepare_s — one row per variant plus the main result,
     sorted by training pairs. Empty when the run has no variants."""
     check_metric(view, metric)
-    trainers = {r.extras["variant_of"] for r in view.results if "variant_of" in (r.extras or {})}
+    trainers = {r.extras.variant_of for r in view.results if r.extras.is_variant}
     rows = []
     for r in view.results:
-        ex = r.extras or {}
-        owner = ex.get("variant_of", r.strategy)
-        if owner not in trainers or ex.get("train_pairs") is None:
+        ex = r.extras
+        owner = ex.variant_of or r.strategy
+        if owner not in trainers or ex.train_pairs is None:
             continue
         iv = r.metrics.get(metric) or {}
         rows.append(
             {
                 "strategy": owner,
                 "label": r.strategy,
-                "train_fraction": float(ex.get("train_fraction", 1.0)),
-                "train_pairs": int(ex["train_pairs"]),
+                "train_fraction": float(1.0 if ex.train_fraction is None else ex.train_fraction),
+                "train_pairs": int(ex.train_pairs),
                 "mean": iv.get("mean"),
                 "low": iv.get("low"),
                 "high": iv.get("high"),
-                "prepare_s": r.cost.get("prepare_s"),
+                "prepare_s": r.cost.prepare_s,
             }
         )
     cols = ["strategy", "label", "train_fraction", "train_pairs", "mean", "low", "high"]

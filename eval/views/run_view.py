@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eval.metrics import METRICS
-from eval.records import COST_COLUMNS
+from eval.records import COST_COLUMNS, CostSummary
 from eval.store import Run, RunStore, StoredAnswer, StrategyResult
 from strategies import baseline_strategy, get_strategy_class
 
@@ -42,7 +42,7 @@ class RunView:
 
     @property
     def main(self) -> list[StrategyResult]:
-        return [r for r in self.results if "variant_of" not in (r.extras or {})]
+        return [r for r in self.results if not r.extras.is_variant]
 
     def result(self, strategy: str) -> StrategyResult:
         for r in self.results:
@@ -80,8 +80,8 @@ class RunView:
 
     def currency(self) -> str:
         for r in self.results:
-            if r.cost.get("currency"):
-                return str(r.cost["currency"])
+            if r.cost.currency:
+                return r.cost.currency
         return str(self.run.config.get("prices", {}).get("currency", "USD"))
 
 
@@ -119,12 +119,12 @@ def money(value: float | None, currency: str = "USD") -> str:
 CONTENDED_LABEL = "Contended"
 
 
-def contended_mark(cost: dict[str, Any]) -> str:
+def contended_mark(cost: CostSummary) -> str:
     """'yes' where the strategy's costs were measured on a contended machine (see
     eval.run.contention), '' where not, '—' for runs measured before the flag existed."""
-    if cost.get("contended") is None:
+    if cost.contended is None:
         return "—"
-    return "yes" if cost["contended"] else ""
+    return "yes" if cost.contended else ""
 
 
 def format_interval(m: dict[str, Any] | None) -> str:

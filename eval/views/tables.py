@@ -31,7 +31,7 @@ def cost_rows(run: Run) -> list[dict[str, str]]:
     for r in run.results:
         row = {"Strategy": r.strategy}
         for c in COST_COLUMNS:
-            row[c.label] = c.format(r.cost.get(c.key)) if r.status == "done" else "failed"
+            row[c.label] = c.format(r.cost.value(c.key)) if r.status == "done" else "failed"
         row[CONTENDED_LABEL] = contended_mark(r.cost)
         rows.append(row)
     return rows
@@ -116,10 +116,10 @@ def run_summary(run: Run) -> dict[str, Any]:
             r.strategy: {
                 "status": r.status,
                 "metrics": r.metrics,
-                "cost": r.cost,
+                "cost": r.cost.to_dict(),
                 "error": r.error,
             }
-            | ({"judge_cost": r.extras["judge"]} if (r.extras or {}).get("judge") else {})
+            | ({"judge_cost": r.extras.judge.to_dict()} if r.extras.judge else {})
             for r in run.results
         },
     }
