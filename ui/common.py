@@ -15,7 +15,8 @@ from typing import Any
 import streamlit as st
 
 from core.config import ConfigBase, ConfigError
-from core.owners import Access, new_owner, valid_owner
+from core.markup import escape_markdown
+from core.owners import Access, new_owner, upload_folder, upload_roots, valid_owner
 from core.uploads import LIMITS_FILE, UploadLimits, load_limits
 from eval.owner_state import OwnerState, OwnerStates
 from eval.store import RunStore
@@ -86,6 +87,18 @@ def init_state() -> None:
 
 def store() -> RunStore:
     return RunStore(store_path())
+
+
+def my_uploads() -> Path:
+    """Where this owner's adapter uploads go (a hash of the token names it, never the token)."""
+    return upload_folder(home(), current_owner())
+
+
+def my_folders() -> list[Path]:
+    """The folders this owner may name in a model or adapter field: their uploads and their
+    runs' files (everyone's in a team workspace), never the app's home as a whole."""
+    who = access()
+    return [*upload_roots(home(), who), *store().run_folders(who)]
 
 
 # --- the owner's remembered choices ---------------------------------------------------------
@@ -193,8 +206,17 @@ def hide_paths(text: str) -> str:
     return _PATH.sub("", str(text))
 
 
-def md(text: str) -> str:
-    """`text` safe inside st.markdown: a dollar sign would start a formula."""
+def md(text: object) -> str:
+    """Untrusted `text` (a question, a gold answer, a corpus, file or run name, a message)
+    made inert inside st.markdown and alerts: every Markdown-active character escaped, so an
+    image or a link shows as text and is never fetched (core.markup)."""
+    return escape_markdown(text)
+
+
+def prose(text: str) -> str:
+    """A sentence the library wrote (registry names, numbers and its own **bold**) for
+    st.markdown: only a dollar sign is escaped, since it would start a formula. Never for text
+    that came from a user; that goes through `md`."""
     return str(text).replace("$", "\\$")
 
 
