@@ -48,18 +48,51 @@ def upload_limits() -> UploadLimits:
 def current_owner() -> str:
     """This visitor's owner token, kept in the page URL (`?owner=...`) so it survives reloads.
 
-    Created on the first visit. The URL is then a private link: whoever opens it sees and
-    changes this owner's runs, jobs and corpora. Streamlit drops query parameters when the page
-    changes, so the token is also kept in the session and written back into the URL.
+    Created on the first visit, or taken from the link a new session opens with. The URL is
+    then a private link: whoever opens it sees and changes this owner's runs, jobs and corpora.
+    Streamlit drops query parameters when the page changes, so the token is also kept in the
+    session and written back into the URL. A link naming another owner never replaces the
+    session's owner by itself (someone else's link would have this visitor's uploads land in
+    their workspace): it is kept as an offer that `owner_switch_prompt` asks about.
     """
     state = st.session_state
-    token = st.query_params.get("owner")
-    if not valid_owner(token):
-        token = state.get("owner") if valid_owner(state.get("owner")) else new_owner()
+    linked = st.query_params.get("owner")
+    mine = state.get("owner") if valid_owner(state.get("owner")) else None
+    if mine is None:
+        token = linked if valid_owner(linked) else new_owner()
+    else:
+        token = mine
+        if valid_owner(linked) and linked != mine:
+            state.owner_offer = linked
     if st.query_params.get("owner") != token:
         st.query_params["owner"] = token
     state.owner = token
     return token
+
+
+def _accept_owner_offer() -> None:
+    state = st.session_state
+    offer = state.pop("owner_offer", None)
+    if valid_owner(offer):
+        state.owner = offer
+        st.query_params["owner"] = offer
+
+
+def owner_switch_prompt() -> None:
+    """When a link named another owner than this session's: ask before switching to it."""
+    if not valid_owner(st.session_state.get("owner_offer")):
+        return
+    st.warning(
+        "This link opens another workspace. You stay in your own unless you switch: after "
+        "switching, what you upload and run belongs to the linked workspace."
+    )
+    c1, c2 = st.columns(2)
+    c1.button("Switch to the linked workspace", key="owner_switch", on_click=_accept_owner_offer)
+    c2.button(
+        "Stay in my workspace",
+        key="owner_stay",
+        on_click=lambda: st.session_state.pop("owner_offer", None),
+    )
 
 
 def access() -> Access:
