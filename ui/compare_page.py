@@ -332,7 +332,11 @@ with exports:
 
     st.subheader("Repeat this run headless")
     st.download_button(
-        "Run config (YAML)", run_config_yaml(run), f"{run_id}.yaml", "text/yaml", key="dl_yaml"
+        "Run config (YAML)",
+        run_config_yaml(run, portable_paths=True),
+        f"{run_id}.yaml",
+        "text/yaml",
+        key="dl_yaml",
     )
     st.code(cli_command(run, f"{run_id}.yaml"), language="bash")
 
