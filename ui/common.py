@@ -41,7 +41,7 @@ def upload_limits() -> UploadLimits:
     try:
         return load_limits(home() / LIMITS_FILE)
     except ConfigError as e:
-        st.error(f"Upload limits: {e}. Using the defaults.")
+        st.error(md(hide_paths(f"Upload limits: {e}. Using the defaults.")))
         return UploadLimits()
 
 
@@ -102,7 +102,7 @@ def access() -> Access:
     try:
         return Access.for_owner(current_owner(), home())
     except ValueError as e:
-        st.error(f"Workspace setting: {e}")
+        st.error(md(hide_paths(f"Workspace setting: {e}")))
         st.stop()
 
 

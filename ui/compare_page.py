@@ -70,7 +70,7 @@ st.caption(
     f"{meta.get('device', '?')}."
 )
 if models.get("server"):
-    st.caption(f"Engine: {models.get('engine')}, {server_line(models['server'])}.")
+    st.caption(md(f"Engine: {models.get('engine')}, {server_line(models['server'])}."))
 tracking_note(run)
 for name, err in failures(run):
     st.error(f"{display_name(name)} failed: {md(hide_paths(err))}")
@@ -135,7 +135,7 @@ if be.x_max < volume:  # the axis covers the volume the decision is made for
 with why:
     right = f"{dashboards.metric_label(diag.metric)} ≥ {diag.threshold:g}"
     for sentence in diag.headline:
-        st.warning(sentence)
+        st.warning(prose(sentence))
     st.subheader("Oracle reading: the generator's ceiling")
     if diag.oracle:
         o = diag.oracle
@@ -356,7 +356,7 @@ with exports:
             try:
                 zipped = deploy.export_adapter_zip(adapter)
             except (OSError, ValueError) as e:
-                st.error(f"The adapter cannot be exported: {hide_paths(e)}")
+                st.error(f"The adapter cannot be exported: {md(hide_paths(e))}")
                 continue
             a, b = st.columns(2)
             a.download_button(
@@ -374,7 +374,7 @@ with exports:
                         JobQueue(store_path()), run_id, r.strategy, current_owner(), access()
                     )
                 except ValueError as e:
-                    st.error(hide_paths(e))
+                    st.error(md(hide_paths(e)))
                 else:
                     ensure_worker(store_path())
             if state.get(job_key):

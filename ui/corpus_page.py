@@ -274,7 +274,7 @@ if selection is not None:
         )
         records = edited.to_dict("records")
         for problem in check_records(records)[:10]:
-            st.warning(problem)
+            st.warning(md(problem))
         if st.button("Save these pairs", type="primary", key="gen_save"):
             try:
                 pairs = records_to_pairs(records)

@@ -226,7 +226,7 @@ def estimate_panel() -> dict | None:
         st.progress(done / total if total else 0.0, text=text)
         return None
     if job["status"] != "done":
-        st.error(f"The estimate {job['status']}: {hide_paths(job['error'] or '')}")
+        st.error(f"The estimate {job['status']}: {md(hide_paths(job['error'] or ''))}")
         return None
     est = queue.estimate_result(job["id"])
     if saved.estimate_for != settings_hash:
@@ -263,7 +263,7 @@ finished = [
 for job in finished:
     head = f"Run {job['run_id']}"
     if job["status"] == "failed":
-        st.error(f"{head} failed: {hide_paths(job['error'] or 'no error recorded')}")
+        st.error(f"{head} failed: {md(hide_paths(job['error'] or 'no error recorded'))}")
     elif job["status"] == "interrupted":
         st.warning(f"{head} was interrupted; finished strategies are kept. Resume it in History.")
     elif job["status"] == "cancelled":
