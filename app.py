@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.common import init_state
+from ui.common import init_state, owner_switch_prompt
 
 st.set_page_config(page_title="AdaptLab", layout="wide")
 init_state()
+owner_switch_prompt()
 
 pages = [
     st.Page("ui/corpus_page.py", title="Corpus", icon=":material/folder_open:", default=True),

@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 from core.config import ModelConfig
 from core.generation import Generation, register_engine
+from core.http_client import RedirectRefused, open_url, status_text
 from core.models import ModelLoadError, TransformersGenerator, load_tokenizer, resolve_device
 
 _LOCK = threading.Lock()
@@ -126,7 +127,7 @@ class OpenAIGenerator:
         # vLLM serves GET /version at the root (beside /v1); others answer 404 and have none.
         root = self.base_url.removesuffix("/v1")
         try:
-            with urllib.request.urlopen(root + "/version", timeout=5) as r:
+            with open_url(root + "/version", timeout=5) as r:
                 return str(json.loads(r.read() or b"{}").get("version") or "") or None
         except (OSError, ValueError, AttributeError):
             return None
@@ -224,16 +225,14 @@ class OpenAIGenerator:
             req = urllib.request.Request(url, data=data, method=method, headers=self._headers())
             wait: float | None = None
             try:
-                with urllib.request.urlopen(req, timeout=float(self.config.timeout_s)) as r:
+                with open_url(req, timeout=float(self.config.timeout_s)) as r:
                     raw = r.read()
                 if not json_reply:
                     return {"text": raw.decode("utf-8", "replace")}
                 try:
                     return json.loads(raw or b"{}")
                 except ValueError as e:
-                    raise EngineError(
-                        f"{method} {url}: the reply is not JSON: {raw[:200]!r}"
-                    ) from e
+                    raise EngineError(f"{method} {url}: the reply is not JSON") from e
             except urllib.error.HTTPError as e:
                 detail = _error_text(e)
                 if e.code not in RETRY_STATUS or attempt == attempts - 1:
@@ -244,6 +243,8 @@ class OpenAIGenerator:
                         + _hint(e.code, self.config)
                     ) from e
                 wait = _retry_after(e.headers.get("Retry-After"))
+            except RedirectRefused as e:  # never followed: it would carry the key elsewhere
+                raise EngineError(f"{method} {e}") from e
             except (TimeoutError, urllib.error.URLError, ConnectionError) as e:
                 reason = getattr(e, "reason", e)
                 if attempt == attempts - 1:
@@ -399,19 +400,8 @@ def load_engine(config: ModelConfig) -> OpenAIGenerator:
 
 
 def _error_text(e: urllib.error.HTTPError) -> str:
-    try:
-        raw = e.read().decode("utf-8", "replace")
-    except OSError:
-        return str(e.reason)
-    try:
-        err = json.loads(raw).get("error")
-        if isinstance(err, dict):
-            return str(err.get("message") or err)[:300]
-        if err:
-            return str(err)[:300]
-    except (ValueError, AttributeError):
-        pass
-    return (raw or str(e.reason))[:300]
+    # The status only: the body is whatever the server (or a service behind it) wrote.
+    return status_text(e)
 
 
 def _hint(code: int, config: ModelConfig) -> str:

@@ -16,6 +16,7 @@ The mode comes from the environment variable ADAPTLAB_WORKSPACE, else `<home>/wo
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -26,6 +27,7 @@ OPERATOR = ""  # owner of CLI runs and of everything stored before owners existe
 MODES = ("private", "team")
 WORKSPACE_ENV = "ADAPTLAB_WORKSPACE"
 WORKSPACE_FILE = "workspace.yaml"
+UPLOADS = "adapters"  # <home>/adapters/<owner_folder(owner)>/...: each owner's adapter uploads
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
@@ -64,6 +66,29 @@ def workspace_mode(home: str | Path | None = None) -> str:
     if mode not in MODES:
         raise ValueError(f"workspace mode {mode!r} is not one of {', '.join(MODES)}")
     return mode
+
+
+def owner_folder(owner: str) -> str:
+    """The folder name of `owner`'s files: a hash of the token, never the token itself (a path
+    shows up in errors and listings, and the token is the key to the owner's workspace)."""
+    return "o-" + hashlib.sha256(str(owner).encode("utf-8")).hexdigest()[:32]
+
+
+def upload_folder(home: str | Path, owner: str) -> Path:
+    """Where `owner`'s adapter uploads are unpacked (not created)."""
+    return Path(home) / UPLOADS / owner_folder(owner)
+
+
+def upload_roots(home: str | Path, access: Access) -> list[Path]:
+    """The upload folders `access` may name: every owner's in a team workspace or for the
+    operator, else the owner's own, plus the folder named after the raw token where uploads
+    were kept before (still readable by that owner, by nobody else)."""
+    if access.everything:
+        return [Path(home) / UPLOADS]
+    roots = [upload_folder(home, access.owner or OPERATOR)]
+    if valid_owner(access.owner):
+        roots.append(Path(home) / UPLOADS / str(access.owner))
+    return roots
 
 
 @dataclass(frozen=True)

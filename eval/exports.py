@@ -5,9 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 from core.files import csv_safe
+from eval.artifacts import run_dir
 from eval.store_rows import Run, StoredAnswer
 
 
@@ -17,6 +21,15 @@ def run_json(run: Run, answers: list[StoredAnswer]) -> str:
     data["results"] = [r.to_dict() for r in run.results]  # the stored shapes, not every field
     del data["owner"]  # the owner token is a private link: never in a file that travels
     del data["process"]  # pid and host: nothing for a reader of the export
+    # Server paths (the home, other owners' folders) do not travel either: relative to the
+    # run's folder when inside it, else the last name only.
+    folder = run_folder(run)
+    for key in ("config", "meta", "error"):
+        data[key] = portable(data[key], folder)
+    for result in data["results"]:
+        for key in ("prepare", "extras", "error", "config"):
+            if key in result:
+                result[key] = portable(result[key], folder)
     data["answers"] = [
         {
             "strategy": a.strategy,
@@ -30,6 +43,40 @@ def run_json(run: Run, answers: list[StoredAnswer]) -> str:
         for a in answers
     ]
     return json.dumps(data, indent=2)
+
+
+def run_folder(run: Run) -> Path | None:
+    """The run's own folder (eval.artifacts.run_dir), or None when its config names none."""
+    workdir = (run.config or {}).get("workdir")
+    try:
+        return run_dir(workdir, run.id) if workdir else None
+    except ValueError:
+        return None
+
+
+# An absolute path standing alone or after a local URI's scheme (sqlite:///, file://).
+_ABSOLUTE = re.compile(r"(?:(?<=sqlite:///)|(?<=file://)|(?<![\w.:/]))(?:/[^\s/'\"]+)+")
+
+
+def portable(value: Any, folder: Path | None) -> Any:
+    """`value` (JSON data) with every absolute path made relative to `folder` when it lies
+    inside, else cut to its last name, in strings nested anywhere (messages too)."""
+    if isinstance(value, dict):
+        return {k: portable(v, folder) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, folder) for v in value]
+    if not isinstance(value, str) or "/" not in value:
+        return value
+    return _ABSOLUTE.sub(lambda m: _relative(m.group(0), folder), value)
+
+
+def _relative(path: str, folder: Path | None) -> str:
+    if folder is not None:
+        try:
+            return Path(path).relative_to(folder).as_posix() or "."
+        except ValueError:
+            pass
+    return Path(path).name
 
 
 def answers_csv(answers: list[StoredAnswer]) -> str:

@@ -71,7 +71,11 @@ class OwnerStates:
     def get(self, owner: str) -> OwnerState:
         """The owner's record (the defaults for an owner never seen)."""
         with self._conn() as c:
-            row = c.execute("SELECT state_json FROM owner_state WHERE owner=?", (owner,)).fetchone()
+            return self._read(c, owner)
+
+    @staticmethod
+    def _read(c: sqlite3.Connection, owner: str) -> OwnerState:
+        row = c.execute("SELECT state_json FROM owner_state WHERE owner=?", (owner,)).fetchone()
         if row is None:
             return OwnerState()
         try:
@@ -79,29 +83,40 @@ class OwnerStates:
         except (ValueError, TypeError):  # a damaged row must not stop the app: start afresh
             return OwnerState()
 
+    @staticmethod
+    def _write(c: sqlite3.Connection, owner: str, state: OwnerState) -> None:
+        text = json.dumps(state.to_dict(), sort_keys=True, default=str)
+        c.execute(
+            "INSERT INTO owner_state (owner, state_json, updated_at) VALUES (?,?,?) "
+            "ON CONFLICT(owner) DO UPDATE SET state_json=excluded.state_json, "
+            "updated_at=excluded.updated_at",
+            (owner, text, time.time()),
+        )
+
     def put(self, owner: str, state: OwnerState) -> None:
         """Replace the owner's record."""
-        text = json.dumps(state.to_dict(), sort_keys=True, default=str)
         with self._conn() as c:
-            c.execute(
-                "INSERT INTO owner_state (owner, state_json, updated_at) VALUES (?,?,?) "
-                "ON CONFLICT(owner) DO UPDATE SET state_json=excluded.state_json, "
-                "updated_at=excluded.updated_at",
-                (owner, text, time.time()),
-            )
+            self._write(c, owner, state)
 
     def update(self, owner: str, **changes: Any) -> OwnerState:
         """Change some fields of the owner's record (written only when something differs);
-        `widgets` is merged key by key. Returns the record as stored."""
-        state = self.get(owner)
-        new = OwnerState.from_dict(state.to_dict())
-        for key, value in changes.items():
-            if key == "widgets":
-                new.widgets = {**new.widgets, **value}
-            elif key in {f.name for f in fields(OwnerState)}:
-                setattr(new, key, value)
-            else:
-                raise KeyError(f"OwnerState has no field {key!r}")
-        if new != state:
-            self.put(owner, new)
+        `widgets` is merged key by key. Returns the record as stored.
+
+        Read and written in one locked transaction: two tabs, or the page and the worker, that
+        update the same owner at once keep each other's changes."""
+        names = {f.name for f in fields(OwnerState)}
+        unknown = set(changes) - names
+        if unknown:
+            raise KeyError(f"OwnerState has no field {sorted(unknown)[0]!r}")
+        with self._conn() as c:
+            c.execute("BEGIN IMMEDIATE")
+            state = self._read(c, owner)
+            new = OwnerState.from_dict(state.to_dict())
+            for key, value in changes.items():
+                if key == "widgets":
+                    new.widgets = {**new.widgets, **value}
+                else:
+                    setattr(new, key, value)
+            if new != state:
+                self._write(c, owner, new)
         return new

@@ -71,6 +71,9 @@ class RunStore:
     def update_run(self, run_id: str, *, fingerprint: str | None = None, **meta: Any) -> None:
         """Merge `meta` into the run's metadata (and set its corpus fingerprint)."""
         with self._lock, self._conn() as c:
+            # Read and write in one locked transaction: the page and the worker (two processes)
+            # both merge into this record, and a plain read would let one undo the other.
+            c.execute("BEGIN IMMEDIATE")
             row = c.execute("SELECT meta_json FROM runs WHERE id=?", (run_id,)).fetchone()
             if row is None:
                 raise RunNotFound(run_id)
@@ -196,6 +199,7 @@ class RunStore:
         """Add or replace per-question scores ({metric: {qid: value}}), their aggregates and
         per-question details ({metric: {qid: record}})."""
         with self._lock, self._conn() as c:
+            c.execute("BEGIN IMMEDIATE")  # metrics_json is read, merged and written back
             c.executemany(
                 "INSERT OR REPLACE INTO details VALUES (?,?,?,?,?)",
                 [
@@ -228,6 +232,7 @@ class RunStore:
         """Set fields of one stored result's extras (eval.records.ResultExtras: judge=JudgeCost,
         retention=Retention...), keeping the others (rescoring, no generation)."""
         with self._lock, self._conn() as c:
+            c.execute("BEGIN IMMEDIATE")  # read, merged and written back in one transaction
             row = c.execute(
                 "SELECT extras_json FROM strategy_results WHERE run_id=? AND strategy=?",
                 (run_id, strategy),

@@ -89,7 +89,10 @@ def test_run_page_says_a_server_cannot_serve_adapters_before_the_run(stub, tmp_p
     monkeypatch.setenv("ADAPTLAB_HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
     # The operator lets runs send MY_KEY (a browser may name no variable otherwise).
-    (tmp_path / "home" / "allowed_paths.yaml").write_text("api_key_envs: [MY_KEY]\n")
+    # and reach the stub on its random loopback port (the default names a few fixed ports).
+    (tmp_path / "home" / "allowed_paths.yaml").write_text(
+        "api_key_envs: [MY_KEY]\nservers: [http://127.0.0.1]\n"
+    )
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     goto(at, "run")

@@ -159,13 +159,14 @@ def test_gives_up_after_retries_naming_url_and_status(stub):
         engine(stub.url, retries=2).generate([CONV])
     msg = str(e.value)
     assert f"{stub.url}/chat/completions" in msg and "HTTP 503" in msg
-    assert "after 3 attempts" in msg and "overloaded" in msg
+    assert "after 3 attempts" in msg and "Service Unavailable" in msg
+    assert "overloaded" not in msg  # the body is the server's text: never shown on a page
     assert len(stub.calls("/v1/chat/completions")) == 3
 
 
 def test_client_errors_are_not_retried(stub):
     stub.script["/v1/chat/completions"] = [(400, {"error": {"message": "bad prompt"}}, {})]
-    with pytest.raises(EngineError, match="HTTP 400: bad prompt"):
+    with pytest.raises(EngineError, match="HTTP 400: Bad Request"):
         engine(stub.url, retries=5).generate([CONV])
     assert len(stub.calls("/v1/chat/completions")) == 1
 
@@ -368,3 +369,57 @@ def test_trained_arm_on_a_plain_server_fails_the_run_before_any_strategy(
     run = store.get_run(listed["id"])
     assert run.status == "failed" and "lora" in (run.error or "") and not run.results
     assert not stub.calls("/v1/chat/completions")
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A second local server: records every request it gets (the redirect's target)."""
+
+    seen: list[dict] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        type(self).seen.append({"path": self.path, "headers": dict(self.headers)})
+        self.send_response(200)
+        self.end_headers()
+
+    do_POST = do_GET
+
+
+def test_a_redirecting_server_is_refused_and_the_key_goes_nowhere(stub, monkeypatch):
+    """The attack: an allowed server answers 302 to another host; urllib would follow it with
+    the Authorization header. Here the redirect is an error naming the target, and the target
+    gets no request at all."""
+    _Recorder.seen = []
+    target = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=target.serve_forever, daemon=True).start()
+    try:
+        there = f"http://127.0.0.1:{target.server_address[1]}/steal"
+        monkeypatch.setenv("SERVER_KEY", "sk-secret")
+        stub.script["/v1/chat/completions"] = [(302, {}, {"Location": there})]
+        with pytest.raises(EngineError) as e:
+            engine(stub.url, api_key_env="SERVER_KEY").generate([CONV])
+        assert there in str(e.value) and "redirect" in str(e.value)
+        assert stub.calls("/v1/chat/completions")[0]["headers"]["Authorization"]
+        assert _Recorder.seen == []  # not followed: the key never reached the target
+        stub.script["/w/models"] = [(307, {}, {"Location": there})]
+        with pytest.raises(EngineError, match="redirect"):
+            engine(stub.url.removesuffix("/v1") + "/w", api_key_env="SERVER_KEY").server_info()
+        assert _Recorder.seen == []
+    finally:
+        target.shutdown()
+        target.server_close()
+
+
+def test_an_error_reply_is_not_echoed(stub):
+    """A URL steered at another local service must not read that service's reply back to the
+    page: an error says the status, never the body (nor a non-JSON body on success)."""
+    stub.script["/v1/chat/completions"] = [(404, {"secret": "db-password-123"}, {})]
+    with pytest.raises(EngineError) as e:
+        engine(stub.url).generate([CONV])
+    assert "HTTP 404" in str(e.value) and "db-password-123" not in str(e.value)
+    stub.script["/v1/chat/completions"] = [(200, "private page: token=abc", {})]
+    with pytest.raises(EngineError) as e:
+        engine(stub.url).generate([CONV])
+    assert "not JSON" in str(e.value) and "token=abc" not in str(e.value)

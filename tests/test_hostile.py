@@ -357,20 +357,35 @@ def test_playground_shows_answers_as_plain_text():
 
 def test_allow_list(tmp_path):
     home = tmp_path / "home"
-    (home / "merged" / "m1").mkdir(parents=True)
+    mine = home / "work" / "runs" / "r1"
+    (mine / "merged" / "m1").mkdir(parents=True)
     outside = tmp_path / "models" / "big"
     outside.mkdir(parents=True)
-    assert check_location("tiny", home=home, aliases=["tiny"]) == "tiny"
-    assert check_location(str(home / "merged" / "m1"), home=home) == str(home / "merged" / "m1")
-    for value in ("/", str(outside), str(home / ".." / "models" / "big"), "org/model", ""):
+    assert check_location("tiny", roots=[mine], aliases=["tiny"]) == "tiny"
+    assert check_location(str(mine / "merged" / "m1"), roots=[mine]) == str(mine / "merged" / "m1")
+    for value in ("/", str(home), str(outside), str(mine / ".." / ".." / ".."), "org/model", ""):
         with pytest.raises(LocationRefused):
-            check_location(value, home=home, allow=load_allowlist(home))
+            check_location(value, roots=[mine], allow=load_allowlist(home))
     (home / ALLOW_FILE).write_text(f"paths: [{tmp_path / 'models'}]\nallow_hub_ids: true\n")
     allow = load_allowlist(home)
-    assert check_location(str(outside), home=home, allow=allow) == str(outside)
-    assert check_location("org/model", home=home, allow=allow) == "org/model"
+    assert check_location(str(outside), roots=[mine], allow=allow) == str(outside)
+    assert check_location("org/model", roots=[mine], allow=allow) == "org/model"
     with pytest.raises(LocationRefused):
-        check_location("/", home=home, allow=allow)
+        check_location("/", roots=[mine], allow=allow)
+
+
+def test_one_refusal_whether_or_not_the_path_exists(tmp_path):
+    """A refusal must not tell a visitor which server paths exist: `/etc/passwd` (there) and
+    `/etc/nope` (not there) get the same words, and the bundled names are still listed."""
+    there, missing = tmp_path / "secret.txt", tmp_path / "nothing-here"
+    there.write_text("x")
+    words = []
+    for value in (there, missing):
+        with pytest.raises(LocationRefused) as got:
+            check_location(str(value), roots=[tmp_path / "mine"], aliases=["tiny"], what="adapter")
+        words.append(str(got.value).replace(str(value), "<typed>"))
+    assert words[0] == words[1]
+    assert "tiny" in words[0]
 
 
 def test_servers_keys_and_tracking_uris_a_browser_may_name(tmp_path, monkeypatch):
@@ -396,6 +411,9 @@ def test_servers_keys_and_tracking_uris_a_browser_may_name(tmp_path, monkeypatch
     local = f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
     assert check_tracking_uri(local, home, allow) == local
     for uri in (
+        f"sqlite:///{home / 'runs.sqlite'}",  # the app's own run store
+        f"sqlite:///{home / 'mlruns' / '..' / 'runs.sqlite'}",
+        f"file://{home / 'work'}",
         "sqlite:////tmp/elsewhere.db",
         f"file://{tmp_path / 'out'}",
         f"sqlite:///{home / '..' / 'x.db'}",
@@ -432,14 +450,35 @@ def test_servers_keys_and_tracking_uris_a_browser_may_name(tmp_path, monkeypatch
     with pytest.raises(LocationRefused, match="generator"):
         check_run_settings({"models": {**bundled, "generator": "/etc"}}, home, allow)
     with pytest.raises(LocationRefused, match="Chroma server"):
-        check_strategy_settings({"chroma_host": "10.0.0.5", "chroma_port": 8000}, home, allow)
+        check_strategy_settings({"chroma_host": "10.0.0.5", "chroma_port": 8000}, [], allow)
     loopback = load_allowlist(tmp_path)
-    check_strategy_settings({"chroma_host": "127.0.0.1", "chroma_port": 8000}, home, loopback)
+    check_strategy_settings({"chroma_host": "127.0.0.1", "chroma_port": 8000}, [], loopback)
+    with pytest.raises(LocationRefused, match="Chroma server"):  # not a documented port
+        check_strategy_settings({"chroma_host": "127.0.0.1", "chroma_port": 6379}, [], loopback)
     # A combination nests its parts' settings: they are checked too.
     with pytest.raises(LocationRefused, match="Chroma server"):
-        check_strategy_settings({"rag": {"chroma_host": "10.0.0.5", "chroma_port": 1}}, home, allow)
+        check_strategy_settings({"rag": {"chroma_host": "10.0.0.5", "chroma_port": 1}}, [], allow)
     with pytest.raises(LocationRefused, match="adapter"):
-        check_strategy_settings({"lora": {"adapter_path": "/"}}, home, allow)
+        check_strategy_settings({"lora": {"adapter_path": "/"}}, [], allow)
+
+
+def test_the_default_loopback_is_a_few_documented_ports_without_queries(tmp_path):
+    """A loopback URL on any port, or with a query string, turns the model client into a proxy
+    to every local service (the app itself, a database, an admin page)."""
+    allow = load_allowlist(tmp_path)
+    for url in ("http://127.0.0.1:11434/v1", "http://localhost:8000/v1", "http://[::1]:5000"):
+        assert check_server(url, allow) == url
+    for url in (
+        "http://127.0.0.1:8501/",  # the app's own port
+        "http://127.0.0.1:6379/",  # redis
+        "http://127.0.0.1/v1",  # port 80
+        "http://127.0.0.1:8000/v1?",
+        "http://127.0.0.1:8000/v1?url=http://169.254.169.254/",
+        "http://127.0.0.1:8000/v1#frag",
+        "http://127.0.0.1:8000/v1/%2e%2e/admin",
+    ):
+        with pytest.raises(LocationRefused):
+            check_server(url, allow)
 
 
 def test_adapter_search_is_bounded(tmp_path):

@@ -250,3 +250,26 @@ def test_cli_files_a_run_under_an_owner(tmp_path, mini_corpus, capsys):
     store = RunStore(path)
     assert len(store.list_runs(access=Access(ALICE))) == 1  # the operator's run is not hers
     assert {r["owner"] for r in store.list_runs()} == {ALICE, ""}
+
+
+def test_a_link_to_another_owner_does_not_take_over_the_session(home):
+    """Session fixation: Bob sends Alice `?owner=<Bob's token>`; followed within her session it
+    must not silently make her Bob (her uploads would land in his workspace). She is asked, and
+    stays herself unless she switches."""
+    at = visit(ALICE)
+    at.query_params["owner"] = BOB
+    at.run()
+    assert not at.exception
+    assert at.session_state["owner"] == ALICE
+    linked = at.query_params["owner"]
+    assert (linked[0] if isinstance(linked, list) else linked) == ALICE
+    assert "another workspace" in " ".join(w.value for w in at.warning)
+    at.button(key="owner_stay").click().run()
+    assert at.session_state["owner"] == ALICE and not at.warning
+    at.query_params["owner"] = BOB
+    at.run()
+    at.button(key="owner_switch").click().run()  # a confirmed switch is honoured
+    assert not at.exception
+    assert at.session_state["owner"] == BOB
+    linked = at.query_params["owner"]
+    assert (linked[0] if isinstance(linked, list) else linked) == BOB

@@ -15,7 +15,8 @@ from typing import Any
 import streamlit as st
 
 from core.config import ConfigBase, ConfigError
-from core.owners import Access, new_owner, valid_owner
+from core.markup import escape_markdown
+from core.owners import Access, new_owner, upload_folder, upload_roots, valid_owner
 from core.uploads import LIMITS_FILE, UploadLimits, load_limits
 from eval.owner_state import OwnerState, OwnerStates
 from eval.store import RunStore
@@ -40,25 +41,58 @@ def upload_limits() -> UploadLimits:
     try:
         return load_limits(home() / LIMITS_FILE)
     except ConfigError as e:
-        st.error(f"Upload limits: {e}. Using the defaults.")
+        st.error(md(hide_paths(f"Upload limits: {e}. Using the defaults.")))
         return UploadLimits()
 
 
 def current_owner() -> str:
     """This visitor's owner token, kept in the page URL (`?owner=...`) so it survives reloads.
 
-    Created on the first visit. The URL is then a private link: whoever opens it sees and
-    changes this owner's runs, jobs and corpora. Streamlit drops query parameters when the page
-    changes, so the token is also kept in the session and written back into the URL.
+    Created on the first visit, or taken from the link a new session opens with. The URL is
+    then a private link: whoever opens it sees and changes this owner's runs, jobs and corpora.
+    Streamlit drops query parameters when the page changes, so the token is also kept in the
+    session and written back into the URL. A link naming another owner never replaces the
+    session's owner by itself (someone else's link would have this visitor's uploads land in
+    their workspace): it is kept as an offer that `owner_switch_prompt` asks about.
     """
     state = st.session_state
-    token = st.query_params.get("owner")
-    if not valid_owner(token):
-        token = state.get("owner") if valid_owner(state.get("owner")) else new_owner()
+    linked = st.query_params.get("owner")
+    mine = state.get("owner") if valid_owner(state.get("owner")) else None
+    if mine is None:
+        token = linked if valid_owner(linked) else new_owner()
+    else:
+        token = mine
+        if valid_owner(linked) and linked != mine:
+            state.owner_offer = linked
     if st.query_params.get("owner") != token:
         st.query_params["owner"] = token
     state.owner = token
     return token
+
+
+def _accept_owner_offer() -> None:
+    state = st.session_state
+    offer = state.pop("owner_offer", None)
+    if valid_owner(offer):
+        state.owner = offer
+        st.query_params["owner"] = offer
+
+
+def owner_switch_prompt() -> None:
+    """When a link named another owner than this session's: ask before switching to it."""
+    if not valid_owner(st.session_state.get("owner_offer")):
+        return
+    st.warning(
+        "This link opens another workspace. You stay in your own unless you switch: after "
+        "switching, what you upload and run belongs to the linked workspace."
+    )
+    c1, c2 = st.columns(2)
+    c1.button("Switch to the linked workspace", key="owner_switch", on_click=_accept_owner_offer)
+    c2.button(
+        "Stay in my workspace",
+        key="owner_stay",
+        on_click=lambda: st.session_state.pop("owner_offer", None),
+    )
 
 
 def access() -> Access:
@@ -68,7 +102,7 @@ def access() -> Access:
     try:
         return Access.for_owner(current_owner(), home())
     except ValueError as e:
-        st.error(f"Workspace setting: {e}")
+        st.error(md(hide_paths(f"Workspace setting: {e}")))
         st.stop()
 
 
@@ -86,6 +120,18 @@ def init_state() -> None:
 
 def store() -> RunStore:
     return RunStore(store_path())
+
+
+def my_uploads() -> Path:
+    """Where this owner's adapter uploads go (a hash of the token names it, never the token)."""
+    return upload_folder(home(), current_owner())
+
+
+def my_folders() -> list[Path]:
+    """The folders this owner may name in a model or adapter field: their uploads and their
+    runs' files (everyone's in a team workspace), never the app's home as a whole."""
+    who = access()
+    return [*upload_roots(home(), who), *store().run_folders(who)]
 
 
 # --- the owner's remembered choices ---------------------------------------------------------
@@ -193,8 +239,17 @@ def hide_paths(text: str) -> str:
     return _PATH.sub("", str(text))
 
 
-def md(text: str) -> str:
-    """`text` safe inside st.markdown: a dollar sign would start a formula."""
+def md(text: object) -> str:
+    """Untrusted `text` (a question, a gold answer, a corpus, file or run name, a message)
+    made inert inside st.markdown and alerts: every Markdown-active character escaped, so an
+    image or a link shows as text and is never fetched (core.markup)."""
+    return escape_markdown(text)
+
+
+def prose(text: str) -> str:
+    """A sentence the library wrote (registry names, numbers and its own **bold**) for
+    st.markdown: only a dollar sign is escaped, since it would start a formula. Never for text
+    that came from a user; that goes through `md`."""
     return str(text).replace("$", "\\$")
 
 

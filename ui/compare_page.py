@@ -25,6 +25,7 @@ from ui.common import (
     md,
     metric_select,
     pick_run,
+    prose,
     store,
     store_path,
 )
@@ -46,7 +47,7 @@ def merge_progress(job_key: str) -> None:
         return
     del state[job_key]
     if job.status == "failed":
-        st.error(f"Merging failed: {hide_paths(job.error or '')}")
+        st.error(f"Merging failed: {md(hide_paths(job.error or ''))}")
     else:
         st.rerun()
 
@@ -61,19 +62,20 @@ run = view.run
 meta, split, corpus = run.meta, run.meta.get("split", {}), run.meta.get("corpus", {})
 models = meta.get("models", {})
 st.caption(
-    f"Status: {run.status}. Corpus: **{corpus_name(run.config)}**, "
+    f"Status: {run.status}. Corpus: **{md(corpus_name(run.config))}**, "
     f"{corpus.get('documents', '?')} documents, {corpus.get('chunks', '?')} chunks. "
     f"Q/A: {split.get('train', '?')} training pairs, {split.get('test', '?')} test questions. "
-    f"Models: {models.get('generator', '—')} / {models.get('embedder', '—')} on "
+    f"Models: {md(hide_paths(models.get('generator', '—')))} / "
+    f"{md(hide_paths(models.get('embedder', '—')))} on "
     f"{meta.get('device', '?')}."
 )
 if models.get("server"):
-    st.caption(f"Engine: {models.get('engine')}, {server_line(models['server'])}.")
+    st.caption(md(f"Engine: {models.get('engine')}, {server_line(models['server'])}."))
 tracking_note(run)
 for name, err in failures(run):
-    st.error(f"{display_name(name)} failed: {hide_paths(err)}")
+    st.error(f"{display_name(name)} failed: {md(hide_paths(err))}")
 if run.error and run.status != "done":
-    st.warning(f"Run {run.status}: {hide_paths(run.error)}")
+    st.warning(f"Run {run.status}: {md(hide_paths(run.error))}")
 if not view.main:
     st.info("No strategy of this run has finished yet.")
     st.stop()
@@ -91,7 +93,7 @@ sbs = dashboards.side_by_side(view)
 
 with overview:
     for sentence in diag.headline:  # said before any ranking
-        st.warning(md(sentence))
+        st.warning(prose(sentence))
     c1, c2, c3 = st.columns(3)
     volume = c1.number_input(
         "Questions per month",
@@ -117,9 +119,9 @@ with overview:
     )
     keep_widgets("cmp.")
     decision = decide(view, int(volume), metric, float(threshold), int(months))
-    (st.success if decision.choice else st.warning)(md(decision.headline))
+    (st.success if decision.choice else st.warning)(prose(decision.headline))
     for sentence in decision.sentences()[1:]:
-        st.markdown("- " + md(sentence))
+        st.markdown("- " + prose(sentence))
     st.subheader("Quality")
     show_table(quality_table(view, sbs, metric), "quality_table")
     judge_section(view)  # the judge against F1, when the run was judged
@@ -133,7 +135,7 @@ if be.x_max < volume:  # the axis covers the volume the decision is made for
 with why:
     right = f"{dashboards.metric_label(diag.metric)} ≥ {diag.threshold:g}"
     for sentence in diag.headline:
-        st.warning(sentence)
+        st.warning(prose(sentence))
     st.subheader("Oracle reading: the generator's ceiling")
     if diag.oracle:
         o = diag.oracle
@@ -179,7 +181,7 @@ with cost_tab:
     st.subheader("Break-even: when does fine-tuning pay off?" if trains else "Total cost")
     st.altair_chart(charts.break_even_chart(be, volume=int(volume)), width="stretch")
     if decision.fine_tuning:
-        st.markdown(md(decision.fine_tuning))
+        st.markdown(prose(decision.fine_tuning))
     st.caption(
         "Total cost = preparation + questions × price per question, at the run's price table."
     )
@@ -330,7 +332,11 @@ with exports:
 
     st.subheader("Repeat this run headless")
     st.download_button(
-        "Run config (YAML)", run_config_yaml(run), f"{run_id}.yaml", "text/yaml", key="dl_yaml"
+        "Run config (YAML)",
+        run_config_yaml(run, portable_paths=True),
+        f"{run_id}.yaml",
+        "text/yaml",
+        key="dl_yaml",
     )
     st.code(cli_command(run, f"{run_id}.yaml"), language="bash")
 
@@ -348,7 +354,7 @@ with exports:
             try:
                 zipped = deploy.export_adapter_zip(adapter)
             except (OSError, ValueError) as e:
-                st.error(f"The adapter cannot be exported: {hide_paths(e)}")
+                st.error(f"The adapter cannot be exported: {md(hide_paths(e))}")
                 continue
             a, b = st.columns(2)
             a.download_button(
@@ -366,7 +372,7 @@ with exports:
                         JobQueue(store_path()), run_id, r.strategy, current_owner(), access()
                     )
                 except ValueError as e:
-                    st.error(hide_paths(e))
+                    st.error(md(hide_paths(e)))
                 else:
                     ensure_worker(store_path())
             if state.get(job_key):

@@ -26,6 +26,8 @@ from ui.common import (
     current_owner,
     hide_paths,
     home,
+    md,
+    my_folders,
     remember,
     remembered,
     selected_corpus,
@@ -241,10 +243,10 @@ if selection is not None:
         try:
             config = QAGenConfig(method=method, n=int(n), seed=int(seed))
             chosen_model = generator.strip() or ModelConfig().generator
-            allowed = check_model(chosen_model, "generator", home(), load_allowlist(home()))
+            allowed = check_model(chosen_model, "generator", my_folders(), load_allowlist(home()))
             models = ModelConfig(generator=allowed)
         except ValueError as e:
-            st.error(str(e))
+            st.error(md(hide_paths(e)))
         else:
             if config.method == "model":
                 # Minutes with a capable model: the worker writes the pairs, this page polls.
@@ -257,7 +259,7 @@ if selection is not None:
                 try:
                     result = generate_qa(read_corpus(corpus_path), config)
                 except (ValueError, RuntimeError) as e:
-                    st.error(str(e))
+                    st.error(md(hide_paths(e)))
                 else:
                     show_generated(pairs_to_records(result.pairs), result.stats, chosen)
     if state.get("qagen_job"):
@@ -272,13 +274,13 @@ if selection is not None:
         )
         records = edited.to_dict("records")
         for problem in check_records(records)[:10]:
-            st.warning(problem)
+            st.warning(md(problem))
         if st.button("Save these pairs", type="primary", key="gen_save"):
             try:
                 pairs = records_to_pairs(records)
                 library.set_qa(chosen, pairs, access())
             except ValueError as e:
-                st.error(str(e))
+                st.error(md(hide_paths(e)))
             else:
                 state.generated = None
                 st.success(f"Saved {len(pairs)} pairs: the Run page uses them now.")

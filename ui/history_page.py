@@ -119,10 +119,11 @@ index = ids.index(saved.run_id) if saved.run_id in ids else 0
 picked = st.selectbox("Run", ids, index=index, format_func=labels.get, key="hist_pick")
 run = configs[picked]
 if run.status == "failed" and run.error:
-    st.error(f"This run failed: {hide_paths(run.error)}")
+    st.error(f"This run failed: {escape_markdown(hide_paths(run.error))}")
 for r in run.results:
     if r.status != "done":
-        st.warning(f"{display_name(r.strategy)} failed: {hide_paths(r.error or 'no error')}")
+        why = escape_markdown(hide_paths(r.error or "no error"))
+        st.warning(f"{display_name(r.strategy)} failed: {why}")
 
 b1, b2, b3 = st.columns(3)
 if b1.button("Open in Compare", key="hist_open"):

@@ -13,7 +13,7 @@ from eval.views.judge import (
     judge_cost_frame,
     judge_summary,
 )
-from ui.common import config_form
+from ui.common import config_form, hide_paths, md
 
 
 def judge_and_tracking_settings(run_settings: dict, home) -> dict:
@@ -41,7 +41,7 @@ def judge_and_tracking_settings(run_settings: dict, home) -> dict:
         uri = st.text_input(
             "Tracking URI",
             value="",
-            placeholder=local_uri(home / "mlruns"),
+            placeholder="empty: the app's own mlruns/ folder",  # no server path on the page
             help=TrackingConfig.help()["uri"] + " Empty here: the app's own mlruns/ folder.",
             key="track_uri",
         )
@@ -87,10 +87,15 @@ def tracking_note(run) -> None:
     got = run.meta.get("tracking")
     if not got:
         return
+    uri = str(got.get("uri") or "")
+    where = uri if uri.startswith(("http://", "https://")) else "the app's mlruns/ folder"
     if got.get("ok"):
         st.caption(
-            f"Logged to {got['tracker']}: run {got['parent_id']} at {got['uri']} "
-            f"(experiment {got['experiment']!r})."
+            md(
+                f"Logged to {got['tracker']}: run {got['parent_id']} at {where} "
+                f"(experiment {got['experiment']!r})."
+            )
         )
     else:
-        st.warning(f"Not logged to {got['tracker']}: {'; '.join(got.get('warnings', []))}")
+        why = hide_paths("; ".join(got.get("warnings", [])))
+        st.warning(md(f"Not logged to {got['tracker']}: {why}"))

@@ -21,7 +21,16 @@ from eval.jobs import JobQueue, ensure_worker, serve_queued
 from eval.jobs.page_kinds import job_result, submit_playground
 from eval.run.playground import PlaygroundAnswer
 from eval.views.display import display_name
-from ui.common import access, current_owner, home, pick_run, store_path
+from ui.common import (
+    access,
+    current_owner,
+    hide_paths,
+    home,
+    my_folders,
+    my_uploads,
+    pick_run,
+    store_path,
+)
 
 
 def adapter_location(upload, folder: str) -> tuple[Path, str]:
@@ -33,12 +42,13 @@ def adapter_location(upload, folder: str) -> tuple[Path, str]:
         if upload.size > MAX_ADAPTER_ZIP_BYTES:  # checked before the bytes are copied out
             raise ValueError(f"the adapter zip is over {MAX_ADAPTER_ZIP_BYTES / 1e6:.0f} MB")
         name = safe_filename(upload.name.removesuffix(".zip"), default="adapter")
-        root = home() / "adapters"
+        root = my_uploads()  # named by a hash of the owner token, never the token
         # A fresh folder per upload under the owner's own: two uploads never collide, across
         # sessions, tabs or owners, and a queued playground job still finds the one it named.
-        dest = confined(root, current_owner(), uuid.uuid4().hex[:12], name)
+        dest = confined(root, uuid.uuid4().hex[:12], name)
         return unpack_adapter_zip(upload.getvalue(), dest, root=root), name
-    allowed = check_location(folder, home=home(), allow=load_allowlist(home()), what="adapter")
+    allow = load_allowlist(home())
+    allowed = check_location(folder, roots=my_folders(), allow=allow, what="adapter")
     return adapter_folder(allowed), safe_filename(Path(allowed).name, default="adapter")
 
 
@@ -102,7 +112,7 @@ if run_id is not None:
             try:
                 path, name = adapter_location(upload, folder)
             except ValueError as e:
-                st.error(escape_markdown(e))
+                st.error(escape_markdown(hide_paths(e)))
             else:
                 label = f"adapter: {name}"
                 state.pg_adapters = [a for a in state.pg_adapters if a[0] != label]
@@ -127,7 +137,7 @@ if run_id is not None:
         serve_queued(queue, [job])  # a worker that died or went idle is started again
         result = job_result(queue, job.id, access()) or {}
         for w in result.get("warnings", []):
-            st.warning(escape_markdown(w))
+            st.warning(escape_markdown(hide_paths(w)))
         if job.status in ("queued", "running"):
             what = {"prepare": "preparing", "answer": "answering"}.get(job.stage, job.stage)
             frac = job.done / job.total if job.total else 0.0
@@ -135,7 +145,7 @@ if run_id is not None:
             if st.button("Cancel", key=f"pg_cancel_{job.id}"):
                 queue.cancel(job.id, access())
         elif job.status == "failed":
-            st.error(escape_markdown(f"The playground stopped: {job.error}"))
+            st.error(escape_markdown(hide_paths(f"The playground stopped: {job.error}")))
         elif job.status == "done" and not result.get("answers"):
             ready = ", ".join(display_name(n) for n in result.get("strategies", []))
             st.success(f"Ready: {ready or 'no strategy'}.")

@@ -32,6 +32,8 @@ from ui.common import (
     home,
     initial,
     keep_widgets,
+    md,
+    my_folders,
     remember,
     remembered,
     selected_corpus,
@@ -67,11 +69,11 @@ corpus = selected_corpus()
 corpus_path, qa_path, corpus_name = corpus
 if qa_path is None:
     st.warning(
-        f"**{corpus_name}** has no question/answer pairs yet: generate them on the Corpus page."
+        f"**{md(corpus_name)}** has no question/answer pairs yet: generate them on the Corpus page."
     )
     st.page_link("ui/corpus_page.py", label="Go to Corpus", icon=":material/folder_open:")
     st.stop()
-st.caption(f"Corpus: **{corpus_name}**")
+st.caption(f"Corpus: **{md(corpus_name)}**")
 
 
 @st.cache_data(show_spinner="Reading the corpus and its questions...", max_entries=16)
@@ -141,9 +143,10 @@ config, problem = None, None
 try:
     # Locations typed in the browser: only models, adapters and servers this server allows.
     allow = load_allowlist(home())
-    check_run_settings(run_settings, home(), allow)
+    mine = my_folders()  # this owner's uploads and runs' files, never the whole home
+    check_run_settings(run_settings, home(), allow, mine)
     for settings in strategy_settings.values():
-        check_strategy_settings(settings, home(), allow)
+        check_strategy_settings(settings, mine, allow)
     config = RunConfig.from_dict(
         {**run_settings, "strategies": list(chosen), "strategy_configs": strategy_settings}
     )
@@ -157,7 +160,7 @@ if config is not None and not problem:
     # Said before the run starts: trained arms on a server that cannot serve adapters.
     problem = unservable(config.models.to_json(), tuple(chosen))
 if problem:
-    st.error(problem)
+    st.error(md(problem))
 
 settings_hash = (
     hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
@@ -223,7 +226,7 @@ def estimate_panel() -> Estimate | None:
         st.progress(done / total if total else 0.0, text=text)
         return None
     if job.status != "done":
-        st.error(f"The estimate {job.status}: {hide_paths(job.error or '')}")
+        st.error(f"The estimate {job.status}: {md(hide_paths(job.error or ''))}")
         return None
     est = queue.estimate_result(job.id)
     if saved.estimate_for != settings_hash:
@@ -260,7 +263,7 @@ finished = [
 for job in finished:
     head = f"Run {job.run_id}"
     if job.status == "failed":
-        st.error(f"{head} failed: {hide_paths(job.error or 'no error recorded')}")
+        st.error(f"{head} failed: {md(hide_paths(job.error or 'no error recorded'))}")
     elif job.status == "interrupted":
         st.warning(f"{head} was interrupted; finished strategies are kept. Resume it in History.")
     elif job.status == "cancelled":

@@ -14,6 +14,7 @@ import pandas as pd
 
 from eval import views as db
 from eval.config import RunConfig
+from eval.exports import portable, run_folder
 from eval.store import Run, RunStore
 from eval.views import charts
 from eval.views.decision import decide
@@ -27,14 +28,17 @@ DEFAULT_THRESHOLD = 0.1
 DEFAULT_MONTHS = 12
 
 
-def run_config_yaml(run: Run) -> str:
+def run_config_yaml(run: Run, portable_paths: bool = False) -> str:
     """The run's stored RunConfig as YAML (what `python -m eval run --config` reads).
 
     Goes through RunConfig so the text is validated and complete; a leading comment names the
     run and the command. Raises ConfigError if the stored config no longer validates (e.g. a
-    strategy that is not registered any more).
+    strategy that is not registered any more). With `portable_paths`, absolute paths are
+    relative to the run's folder or cut to their last name (a download for a browser user).
     """
     body = RunConfig.from_dict(run.config).to_yaml()
+    if portable_paths:  # for a browser: the server's folders stay on the server
+        body = portable(body, run_folder(run))
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_at))
     return f"# AdaptLab run {run.id} ({when}). Reproduce with: {cli_command(run)}\n{body}"
 
@@ -169,8 +173,9 @@ def _header(run: Run, corpus_name: str | None = None) -> list[str]:
         f"fingerprint {esc(str(run.fingerprint or '?'))}",
         f"Q/A split: {split.get('pairs', '?')} pairs → train {split.get('train', '?')}, "
         f"test {split.get('test', '?')}",
-        f"Models: {esc(str(models.get('generator', cfg_models.get('generator'))))}"
-        f" / {esc(str(models.get('embedder', cfg_models.get('embedder'))))}"
+        # A model folder is a server path: its name only (eval.exports.portable).
+        f"Models: {esc(portable(str(models.get('generator', cfg_models.get('generator'))), None))}"
+        f" / {esc(portable(str(models.get('embedder', cfg_models.get('embedder'))), None))}"
         f" on {esc(str(meta.get('device', '?')))}",
     ] + (
         [f"Engine: {esc(str(models.get('engine')))}, {esc(server_line(models['server']))}"]
