@@ -17,6 +17,7 @@ from core.allowlist import LocationRefused, check_location
 from core.owners import Access, owner_folder, upload_folder, upload_roots
 from eval.artifacts import run_dir
 from eval.jobs import worker_pid
+from eval.records import CostSummary, PreparedRecord
 from eval.store import RunStore, StrategyResult
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -42,8 +43,9 @@ def two_owners(tmp_path, monkeypatch):
         config = {"strategies": ["fake"], "workdir": str(home / "work")}
         run_id = store.create_run(config, owner=owner)
         trained = adapter(run_dir(home / "work", run_id) / "lora" / "weights")
-        prepare = {"artifact_path": str(trained), "trainable_params": 8}
-        store.save_strategy(run_id, StrategyResult("fake", "done", {}, prepare, {}, {}))
+        prepare = PreparedRecord(artifact_path=str(trained), trainable_params=8)
+        result = StrategyResult("fake", "done", {}, prepare, CostSummary(), {})
+        store.save_strategy(run_id, result)
         store.finish_run(run_id, "done")
         runs[owner] = run_id
     paths = {
