@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from core.config import ConfigBase, ModelConfig, check, option
+from core.tuning_space import Categorical
 from core.models import Embedder, Generator, load_embedder, load_generator
 from core.prompts import (
     DEFAULT_SYSTEM_TEMPLATE,
@@ -123,12 +124,24 @@ class Strategy(ABC):
         return None
 
 
+# The instructions tuning tries (`tuning.extra_choices: {template: [...]}` adds a user's own):
+# the shipped one, a concise-answer one (token F1 punishes extra words) and a plainer one.
+PROMPT_TEMPLATES = (
+    DEFAULT_SYSTEM_TEMPLATE,
+    "You are an expert on {domain}. Reply with the answer alone, in as few words as possible.",
+    "You answer questions about {domain}. Give the exact name, term or number asked for.",
+    "You are a helpful assistant who knows {domain} well. Answer accurately and briefly.",
+)
+
+
 @dataclass
 class PromptConfig(ConfigBase):
     """The system prompt options every generative strategy shares (first in each config)."""
 
     template: str = option(
-        DEFAULT_SYSTEM_TEMPLATE, "System prompt; '{domain}' is replaced by the domain text."
+        DEFAULT_SYSTEM_TEMPLATE,
+        "System prompt; '{domain}' is replaced by the domain text.",
+        tune=Categorical(PROMPT_TEMPLATES),
     )
     domain: str = option("", "What the documents are about; empty = made from document titles.")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from core.config import check, option
 from core.prompts import answer_messages
+from core.tuning_space import Categorical, FloatRange, IntRange
 from core.types import Answer, Corpus, PrepareReport, QAPair
 from strategies import GenerativeStrategy, register_strategy
 from strategies.base import PromptConfig, RunCancelled
@@ -41,12 +42,13 @@ DATA = ("pairs", "pairs+corpus")
 
 @dataclass
 class LoraStrategyConfig(PromptConfig):
-    r: int = option(8, "LoRA rank: size of the low-rank update.")
+    r: int = option(8, "LoRA rank: size of the low-rank update.", tune=Categorical((4, 8, 16, 32)))
     alpha: int = option(16, "LoRA scaling numerator (update scaled by alpha / r).")
     dropout: float = option(0.05, "Dropout on the LoRA path during training.")
     target_modules: list[str] = option(
         ["q_proj", "k_proj", "v_proj", "o_proj"],
         "Module names to adapt (attention projections by default); ['all-linear'] for all.",
+        tune=Categorical((["q_proj", "k_proj", "v_proj", "o_proj"], ["all-linear"])),
     )
     mode: str = option(
         "qa",
@@ -76,8 +78,14 @@ class LoraStrategyConfig(PromptConfig):
         "generator proves capable on the first batch).",
     )
     corpus_max_pairs: int = option(0, "pairs+corpus: most generated pairs (0 = every fact).")
-    epochs: float = option(3.0, "Passes over the training data (fractions allowed).")
-    learning_rate: float = option(1e-3, "Peak AdamW learning rate (linear warm-up and decay).")
+    epochs: float = option(
+        3.0, "Passes over the training data (fractions allowed).", tune=IntRange(1, 5)
+    )
+    learning_rate: float = option(
+        1e-3,
+        "Peak AdamW learning rate (linear warm-up and decay).",
+        tune=FloatRange(1e-5, 3e-3),
+    )
     batch_size: int = option(
         8,
         "Examples per optimisation step (per process); a step runs in as many micro-batches "
