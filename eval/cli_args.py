@@ -43,6 +43,12 @@ def parser() -> argparse.ArgumentParser:  # long but flat: one declaration per f
         help="a strategy or run-section setting, e.g. --set lora.epochs=1 --set rag.top_k=5 "
         "--set models.engine=openai",
     )
+    run.add_argument(
+        "--tuning",
+        choices=RunConfig().tuning.choices_of("budget"),
+        help="search each strategy's tunable settings on validation pairs first "
+        "(`python -m eval spaces` lists them)",
+    )
     run.add_argument("--name", help="a label for the run")
     run.add_argument(
         "--metrics", help="comma-separated metric names (default: every default metric)"
@@ -82,6 +88,13 @@ def parser() -> argparse.ArgumentParser:  # long but flat: one declaration per f
     gq.add_argument("--per-chunk", type=int, help="most pairs from one chunk")
     gq.add_argument("--seed", type=int, help="seed of the choices")
     gq.add_argument("--generator", help="generator for --method model (default: the bundled one)")
+
+    sc = sub.add_parser("spaces", help="list each strategy's tunable settings and search spaces")
+    sc.add_argument("strategies", nargs="*", help="strategy names (default: every one offered)")
+    tu = sub.add_parser("tuned", help="a stored run's tuned settings as YAML for --config")
+    tu.add_argument("run_id")
+    tu.add_argument("--store", default=RunConfig().store_path)
+    tu.add_argument("-o", "--output", help="file to write (default: stdout)")
 
     ls = sub.add_parser("list", help="list stored runs")
     ls.add_argument("--store", default=RunConfig().store_path)

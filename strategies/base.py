@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from core.config import ConfigBase, ModelConfig, check, option
-from core.tuning_space import Categorical
 from core.models import Embedder, Generator, load_embedder, load_generator
 from core.prompts import (
     DEFAULT_SYSTEM_TEMPLATE,
@@ -23,6 +22,7 @@ from core.prompts import (
     describe_domain,
     system_message,
 )
+from core.tuning_space import Categorical
 from core.types import Answer, Context, Corpus, Cost, PrepareReport, QAPair
 
 ProgressFn = Callable[[dict[str, Any]], None]
