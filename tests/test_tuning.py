@@ -335,3 +335,70 @@ def test_a_throwaway_strategy_is_tuned_charged_and_shown(
     assert again.strategy_configs["tuning_dial"]["words"] == rec.chosen["words"]
     assert main(["tuned", run_id, "--store", cfg.store_path]) == 0
     assert "tuning_dial" in capsys.readouterr().out
+
+
+# --- the app --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ui_home(tmp_path, monkeypatch):
+    import contextlib
+    import os
+    import signal
+
+    from eval.jobs import worker_pid
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("ADAPTLAB_HOME", str(home))
+    yield home
+    pid = worker_pid(home / "runs.sqlite")  # a page may start one: it must not linger
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+
+@pytest.fixture
+def ui(ui_home):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import APP, OWNER
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["owner"] = OWNER
+    at.session_state["show_hidden_strategies"] = True
+    at.run()
+    return at
+
+
+def test_run_page_shows_each_strategys_search_spaces(ui):
+    from tests.test_app import goto
+
+    goto(ui, "run")
+    ui.multiselect(key="run.strategies").set_value(["rag", "tuning_dial"]).run()
+    assert not ui.exception, ui.exception
+    shown = [df.value for df in ui.dataframe if "space" in df.value.columns]
+    fields = {f for df in shown for f in df["field"]}
+    assert {"top_k", "chunk_tokens", "words"} <= fields
+    assert ui.selectbox(key="run.tuning.budget").options == ["off", "quick", "thorough"]
+
+
+def test_compare_page_tuning_tab_shows_each_arms_tuning(
+    ui, ui_home, mini_corpus, tiny_models, tmp_path
+):
+    from tests.test_app import OWNER, frame, goto
+
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        strategies=["tuning_dial", "fake"],
+        retention_questions=0,
+        tuning={"budget": "quick", "n_trials": 4, "val_fraction": 0.3},
+        store_path=str(ui_home / "runs.sqlite"),
+        workdir=str(ui_home / "work"),
+    )
+    run_comparison(cfg, owner=OWNER)
+    goto(ui, "compare")
+    table = frame(ui, "changed settings")
+    assert list(table["strategy"]) == ["tuning_dial", "fake"]
+    assert list(table["trials"]) == [4, 0]
