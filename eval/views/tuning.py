@@ -85,22 +85,22 @@ def trials_frame(run: Run) -> pd.DataFrame:
 
 
 def trials_chart(frame: pd.DataFrame):
-    """Altair: each arm's trials in order, validation score by state (pruned ones at their
-    last reported point are not scored, so they sit on the axis)."""
+    """Altair: each arm's trials in order (colour: arm, shape: default / complete / pruned /
+    fail); trials that were not scored (pruned, failed) sit at 0."""
     import altair as alt
 
     data = frame.assign(score=frame["score"].fillna(0.0))
     return (
-        alt.Chart(data)
-        .mark_point(filled=True, size=70)
+        alt.Chart(data, title="Tuning trials: validation score")
+        .mark_point(filled=True, size=80)
         .encode(
             x=alt.X("trial:Q", title="Trial"),
-            y=alt.Y("score:Q", title="Validation score (pruned: 0)"),
-            color=alt.Color("state:N", title="Trial"),
+            y=alt.Y("score:Q", title="Validation score (not scored: 0)"),
+            color=alt.Color("strategy:N", title="Strategy"),
+            shape=alt.Shape("state:N", title="Trial"),
             tooltip=["strategy", "trial", "state", "score", "seconds", "steps", "settings"],
         )
-        .properties(height=160)
-        .facet(row=alt.Row("strategy:N", title=None))
+        .properties(height=260)
     )
 
 
