@@ -32,7 +32,6 @@ class DialConfig(ConfigBase):
     words: int = option(1, "Words of the gold-free answer.", tune=IntRange(1, 6))
 
 
-@register_strategy("tuning_dial")
 class DialStrategy(Strategy):
     """Answers every question with its first `words` words; remembers what it saw."""
 
@@ -62,7 +61,6 @@ class SlopeConfig(ConfigBase):
         check(0 < self.lr < 1, "lr must be in (0, 1)")
 
 
-@register_strategy("tuning_slope")
 class SlopeStrategy(Strategy):
     """A pretend trainer: reports validation loss `lr` every step, polling cancel like the loop."""
 
@@ -84,6 +82,18 @@ class SlopeStrategy(Strategy):
         return [
             Answer(q, "antibodies" if self.config.lr < 0.5 else "x", [], Cost()) for q in questions
         ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _throwaways():
+    """Registered for this module's tests only, then removed so no other test sees them."""
+    import strategies
+
+    register_strategy("tuning_dial")(DialStrategy)
+    register_strategy("tuning_slope")(SlopeStrategy)
+    yield
+    for name in ("tuning_dial", "tuning_slope"):
+        strategies._REGISTRY.pop(name, None)
 
 
 def _pairs(n: int) -> list[QAPair]:

@@ -84,7 +84,7 @@ class ArmTuner:
 def charge(result: StrategyResult, record: TuningRecord, device: str, prices: Any) -> None:
     """Store `record` with the arm's result and add its seconds (and money) to preparation."""
     result.extras["tuning"] = record.to_dict()
-    if result.status != "done" or not record.seconds:
+    if result.status != "done":
         return
     result.prepare["tuning_s"] = record.seconds
     cost = result.cost

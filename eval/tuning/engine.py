@@ -71,7 +71,10 @@ def tune(
         record.status = "skipped"
         record.note = f"{len(job.val)} validation pair(s): too few to compare settings on"
         return job.base, record
+    t0 = time.perf_counter()
     study = _study(job, pruner)
+    # Trials of an earlier, killed attempt were paid for too: their time counts.
+    before = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study))
     objective = _Objective(job, spaces, tuning.extra_choices)
     budget = tuning.budget_for(job.trains)
     import optuna
@@ -89,7 +92,7 @@ def tune(
         timeout = None if cap is None else cap - spent
         study.optimize(objective, n_trials=left, timeout=timeout, catch=(ConfigError,))
     record.trials = [_row(t) for t in study.trials if t.state != optuna.trial.TrialState.RUNNING]
-    record.seconds = round(sum(t.seconds for t in record.trials), 3)
+    record.seconds = round(before + time.perf_counter() - t0, 4)
     return _choose(job, study, record)
 
 
