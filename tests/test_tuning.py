@@ -139,6 +139,19 @@ def test_combination_inherits_its_parts_spaces_and_values_are_validated():
         with_values(cfg, {"rag.nope": 1})
 
 
+def test_rag_cuts_its_own_chunks_when_asked(chunked_mini, tiny_models, tmp_path):
+    from strategies import create_strategy
+    from strategies.base import StrategyContext
+
+    corpus, _ = chunked_mini
+    ctx = StrategyContext(models=tiny_models, workdir=tmp_path)
+    rag = create_strategy("rag", {"chunk_tokens": 16}, ctx)
+    report = rag.prepare(corpus, [])
+    assert report.details["chunks_indexed"] > len(corpus.chunks)
+    assert all(c.n_tokens <= 16 for c in rag.chunks.values())
+    assert corpus.fingerprint in report.artifact_path and "-c16" in report.artifact_path
+
+
 def test_a_tunable_field_appears_as_a_search_space_in_the_cli(capsys):
     assert main(["spaces", "rag", "tuning_dial"]) == 0
     out = capsys.readouterr().out
