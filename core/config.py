@@ -28,19 +28,22 @@ def option(
     *,
     choices: list[Any] | tuple[Any, ...] | None = None,
     label: str = "",
+    tune: Any = None,
     **kwargs: Any,
 ) -> Any:
     """A dataclass field carrying its help text. Mutable defaults go through default_factory.
 
     `choices` declares the only values allowed (checked before `validate()`, drawn as a select
     by the app, offered as choices by the CLI); `label` is the name forms show (default: the
-    field name with spaces).
+    field name with spaces); `tune` a search space (core.tuning_space) that tuning searches.
     """
     meta: dict[str, Any] = {"help": help}
     if choices is not None:
         meta["choices"] = tuple(choices)
     if label:
         meta["label"] = label
+    if tune is not None:
+        meta["tune"] = tune
     if isinstance(default, (list, dict, set)):
         value = default
         return field(default_factory=lambda: type(value)(value), metadata=meta, **kwargs)

@@ -1,4 +1,4 @@
-"""Command line: `adaptlab run|show|list|export|compare|rescore|track|worker|jobs|app`.
+"""Command line: `adaptlab run|show|list|export|compare|spaces|tuned|rescore|track|worker|jobs|app`.
 
 A thin layer over the library; `python -m eval` is the same command. Paths are relative to the
 current folder; the defaults (`sample_data/...`) fall back to the sample bundled with the package.
@@ -38,9 +38,11 @@ def summary_with_diagnostics(store: RunStore, run_id: str) -> dict:
     """`run_summary` plus the diagnostics under "verdict" (what `--json` writes)."""
     from eval.views import RunView
     from eval.views.diagnostics import diagnose
+    from eval.views.tuning import tuning_records
 
     view = RunView.load(store, run_id)
-    return {**run_summary(view.run), "verdict": diagnose(view).to_dict()}
+    tuning = {label: rec.to_dict() for label, rec in tuning_records(view.run).items()}
+    return {**run_summary(view.run), "verdict": diagnose(view).to_dict(), "tuning": tuning}
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -73,6 +75,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         data["qa_generation"]["method"] = args.generate_qa
     if args.store:
         data["store_path"] = args.store
+    if args.tuning:
+        data["tuning"]["budget"] = args.tuning
     if args.metrics:
         data["metrics"] = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if args.judge is not None:
@@ -211,6 +215,12 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
             from eval.jobs import main_worker
 
             return main_worker(args.store, args.idle_exit, args.once)
+        if args.command == "spaces":
+            try:
+                print(render_spaces(args.strategies))
+            except KeyError as e:  # an unknown strategy name
+                raise ValueError(str(e)) from None
+            return 0
         if args.command == "jobs":
             from eval.jobs import JobQueue
 
@@ -224,6 +234,14 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
             for r in store.list_runs():
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
                 print(f"{r['id']}  {when}  {r['status']:<9}  {r['strategies'] or ''}  {r['name']}")
+        elif args.command == "tuned":
+            from eval.views.tuning import tuned_config_yaml
+
+            text = tuned_config_yaml(store.get_run(args.run_id))
+            if args.output:
+                Path(args.output).write_text(text, encoding="utf-8")
+            else:
+                sys.stdout.write(text)
         elif args.command == "export":
             text = (store.export_json if args.format == "json" else store.export_csv)(args.run_id)
             if args.output:
@@ -358,3 +376,18 @@ def render_jobs(jobs: list[Job]) -> str:
             f"{j.owner or '-'}  {where}" + (f"  {j.error}" if j.error else "")
         )
     return "\n".join(lines) or "no jobs"
+
+
+def render_spaces(names: list[str]) -> str:
+    """Each strategy's tunable settings, read from its config fields: field, default, space.
+
+    Raises UnknownStrategyError (a KeyError) for a name that is not registered."""
+    from core.tuning_space import describe_spaces
+    from strategies import get_strategy_class, strategy_names
+
+    out = []
+    for name in names or strategy_names():
+        rows = describe_spaces(get_strategy_class(name).config_class)
+        out.append(f"{name}:" if rows else f"{name}: nothing to tune")
+        out += [f"  {r['field']:<24} default {r['default']:<44} {r['space']}" for r in rows]
+    return "\n".join(out)

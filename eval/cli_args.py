@@ -14,7 +14,7 @@ def parser(prog: str = "adaptlab") -> argparse.ArgumentParser:
     """Every subcommand and its flags (`prog`: the name usage lines show)."""
     p = argparse.ArgumentParser(prog=prog, description="AdaptLab comparisons")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_run, _stored_run, _compare, _generate_qa, _queue, _rescore, _track, _app):
+    for add in (_run, _stored_run, _compare, _generate_qa, _tuning, _queue, _rescore, _track, _app):
         add(sub)
     return p
 
@@ -50,6 +50,12 @@ def _run(sub: argparse._SubParsersAction) -> None:
         metavar="STRATEGY.KEY=VALUE",
         help="a strategy or run-section setting, e.g. --set lora.training.epochs=1 "
         "--set rag.top_k=5 --set models.engine=openai",
+    )
+    run.add_argument(
+        "--tuning",
+        choices=RunConfig().tuning.choices_of("budget"),
+        help="search each strategy's tunable settings on validation pairs first "
+        "(`adaptlab spaces` lists them)",
     )
     _run_outputs(run)
 
@@ -111,6 +117,16 @@ def _generate_qa(sub: argparse._SubParsersAction) -> None:
     gq.add_argument("--per-chunk", type=int, help="most pairs from one chunk")
     gq.add_argument("--seed", type=int, help="seed of the choices")
     gq.add_argument("--generator", help="generator for --method model (default: the bundled one)")
+
+
+def _tuning(sub: argparse._SubParsersAction) -> None:
+    """`spaces` (what each strategy can tune) and `tuned` (a run's tuned settings as YAML)."""
+    sc = sub.add_parser("spaces", help="list each strategy's tunable settings and search spaces")
+    sc.add_argument("strategies", nargs="*", help="strategy names (default: every one offered)")
+    tu = sub.add_parser("tuned", help="a stored run's tuned settings as YAML for --config")
+    tu.add_argument("run_id")
+    tu.add_argument("--store", default=RunConfig().store_path)
+    tu.add_argument("-o", "--output", help="file to write (default: stdout)")
 
 
 def _queue(sub: argparse._SubParsersAction) -> None:

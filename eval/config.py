@@ -19,6 +19,7 @@ from core.qagen import QAGenConfig
 from eval.attribution import VerdictConfig
 from eval.judge import JudgeConfig
 from eval.tracking import TrackingConfig
+from eval.tuning.config import TuningConfig
 from strategies import default_strategies
 
 
@@ -78,6 +79,11 @@ class RunConfig(ConfigBase):
     )
     tracking: TrackingConfig = option(
         TrackingConfig, "Experiment tracking: log each stored run to MLflow."
+    )
+    tuning: TuningConfig = option(
+        TuningConfig,
+        "Search each strategy's tunable settings on validation pairs (never the test split) "
+        "before it is measured; the time is charged to its preparation.",
     )
 
     def validate(self) -> None:

@@ -4,10 +4,10 @@
 format, direction) is the single list of cost columns the CLI, the app and the HTML report
 draw, so a new cost column is one field here. `PreparedRecord` is what preparing a strategy
 left, `ResultExtras` the figures beside the test-set metrics (judge, retention, learning-curve
-variant). Each reads the JSON shape the store keeps (`from_dict`, old runs included) and writes
-it back (`to_dict`); nothing else handles those dicts. `training_log` reads the typed
-`TrainingLog` a strategy stored, or rebuilds one from the `details` keys of runs stored before
-it existed.
+variant, `TuningRecord`). Each reads the JSON shape the store keeps (`from_dict`, old runs
+included) and writes it back (`to_dict`); nothing else handles those dicts. `training_log`
+reads the typed `TrainingLog` a strategy stored, or rebuilds one from the `details` keys of
+runs stored before it existed.
 """
 
 from __future__ import annotations
@@ -216,17 +216,91 @@ class Retention:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+# A tuned setting's value as a config field holds it: a number, a flag, a text or a list.
+Setting = str | int | float | bool | list[str] | list[int] | list[float] | None
+
+
+@dataclass
+class TrialRow:
+    """One tuning trial: its settings (dotted field path -> value), outcome and cost."""
+
+    number: int
+    state: str  # complete | pruned | fail
+    value: float | None
+    values: dict[str, Setting]
+    seconds: float
+    steps: int | None = None  # training steps done (trained arms)
+    default: bool = False  # the arm's shipped settings
+
+
+@dataclass
+class TuningRecord:
+    """An arm's tuning (eval.tuning): the spaces searched, every trial, the chosen settings.
+
+    Scores are mean validation token F1 with 95% bootstrap intervals; `gain` is the paired
+    tuned-minus-default difference on the same validation pairs.
+    """
+
+    status: str  # tuned | off | no_space | skipped
+    budget: str
+    metric: str = "f1"
+    note: str = ""
+    space: dict[str, str] = field(default_factory=dict)  # path -> the space in words
+    default: dict[str, Setting] = field(default_factory=dict)
+    chosen: dict[str, Setting] = field(default_factory=dict)
+    default_score: IntervalDict | None = None
+    tuned_score: IntervalDict | None = None
+    gain: IntervalDict | None = None
+    val_pairs: int = 0
+    seconds: float = 0.0
+    trials: list[TrialRow] = field(default_factory=list)
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.trials)
+
+    @property
+    def n_pruned(self) -> int:
+        return sum(t.state == "pruned" for t in self.trials)
+
+    @property
+    def changed(self) -> dict[str, Setting]:
+        """The chosen settings that differ from the defaults."""
+        return {k: v for k, v in self.chosen.items() if self.default.get(k) != v}
+
+    @property
+    def within_noise(self) -> bool | None:
+        """True when the gain's interval reaches zero (None: nothing to compare)."""
+        if not self.gain or self.gain.get("low") is None:
+            return None
+        return float(self.gain["low"]) <= 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON the store keeps."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> TuningRecord | None:
+        """From a stored tuning dict; None for none."""
+        if not d:
+            return None
+        names = {f.name for f in dataclasses.fields(cls)} - {"trials"}
+        trials = [TrialRow(**t) for t in d.get("trials") or []]
+        return cls(**{k: v for k, v in d.items() if k in names}, trials=trials)
+
+
 @dataclass
 class ResultExtras:
     """Figures beside a result's test-set metrics, one field per kind: the judge's cost, the
-    general-knowledge retention, and for a learning-curve point which strategy it is a variant
-    of and on what share (and number) of the training pairs."""
+    general-knowledge retention, for a learning-curve point which strategy it is a variant
+    of and on what share (and number) of the training pairs, and the arm's tuning."""
 
     judge: JudgeCost | None = None
     retention: Retention | None = None
     variant_of: str | None = None
     train_fraction: float | None = None
     train_pairs: int | None = None
+    tuning: TuningRecord | None = None
 
     @property
     def is_variant(self) -> bool:
@@ -240,6 +314,8 @@ class ResultExtras:
             out["judge"] = self.judge.to_dict()
         if self.retention is not None:
             out["retention"] = self.retention.to_dict()
+        if self.tuning is not None:
+            out["tuning"] = self.tuning.to_dict()
         for k in ("variant_of", "train_fraction", "train_pairs"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
@@ -255,6 +331,7 @@ class ResultExtras:
             variant_of=d.get("variant_of"),
             train_fraction=d.get("train_fraction"),
             train_pairs=d.get("train_pairs"),
+            tuning=TuningRecord.from_dict(d.get("tuning")),
         )
 
 

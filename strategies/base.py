@@ -22,6 +22,7 @@ from core.prompts import (
     describe_domain,
     system_message,
 )
+from core.tuning_space import Categorical
 from core.types import Answer, Context, Corpus, Cost, PrepareReport, QAPair
 
 if TYPE_CHECKING:
@@ -141,12 +142,24 @@ class Strategy(ABC):
         return None
 
 
+# The instructions tuning tries (`tuning.extra_choices: {template: [...]}` adds a user's own):
+# the shipped one, a concise-answer one (token F1 punishes extra words) and a plainer one.
+PROMPT_TEMPLATES = (
+    DEFAULT_SYSTEM_TEMPLATE,
+    "You are an expert on {domain}. Reply with the answer alone, in as few words as possible.",
+    "You answer questions about {domain}. Give the exact name, term or number asked for.",
+    "You are a helpful assistant who knows {domain} well. Answer accurately and briefly.",
+)
+
+
 @dataclass
 class PromptConfig(ConfigBase):
     """The system prompt options every generative strategy shares (first in each config)."""
 
     template: str = option(
-        DEFAULT_SYSTEM_TEMPLATE, "System prompt; '{domain}' is replaced by the domain text."
+        DEFAULT_SYSTEM_TEMPLATE,
+        "System prompt; '{domain}' is replaced by the domain text.",
+        tune=Categorical(PROMPT_TEMPLATES),
     )
     domain: str = option("", "What the documents are about; empty = made from document titles.")
 

@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 
 from core.config import check, option
+from core.tuning_space import Categorical, IntRange
 from core.types import Answer, Corpus, PrepareReport, QAPair
 from strategies import GenerativeStrategy, register_strategy
 from strategies.base import PromptConfig
@@ -15,12 +16,13 @@ SELECTIONS = ("similar", "random")
 
 @dataclass
 class FewShotConfig(PromptConfig):
-    k: int = option(4, "Most examples shown before each question.")
+    k: int = option(4, "Most examples shown before each question.", tune=IntRange(1, 8))
     selection: str = option(
         "similar",
         "'similar': the training questions closest to the question (embedding cosine); "
         "'random': a seeded random draw, the same for every question.",
         choices=SELECTIONS,
+        tune=Categorical(SELECTIONS),
     )
     max_shot_tokens: int = option(
         400, "Token budget for the examples; shots that would exceed it are dropped."

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.config import check, option
+from core.config import ChunkingConfig, check, option
+from core.tuning_space import Categorical, IntRange
 from core.types import Answer, Context, Corpus, PrepareReport, QAPair
 from strategies import GenerativeStrategy, register_strategy
 from strategies.base import PromptConfig
@@ -16,7 +17,16 @@ INDEXES = ("flat", "hnsw")
 
 @dataclass
 class RagConfig(PromptConfig):
-    top_k: int = option(3, "Chunks retrieved per question.", label="Passages per question")
+    top_k: int = option(
+        3, "Chunks retrieved per question.", label="Passages per question", tune=IntRange(1, 8)
+    )
+    chunk_tokens: int = option(
+        0,
+        "Cut the documents again into chunks of this many tokens for this strategy alone "
+        "(0 = the run's chunking).",
+        label="Own chunk size (0 = the run's)",
+        tune=Categorical((0, 96, 384)),
+    )
     backend: str = option(
         "faiss",
         "'faiss' (in memory, saved to a file) or 'chroma' (embedded persistent store).",
@@ -43,6 +53,10 @@ class RagConfig(PromptConfig):
     def validate(self) -> None:
         super().validate()
         check(1 <= int(self.top_k) <= 50, "top_k must be in 1..50")
+        check(
+            int(self.chunk_tokens) == 0 or 16 <= int(self.chunk_tokens) <= 8192,
+            "chunk_tokens must be 0 (the run's chunking) or in 16..8192",
+        )
         check(4 <= int(self.hnsw_m) <= 128, "hnsw_m must be in 4..128")
         check(int(self.max_context_tokens) >= 32, "max_context_tokens must be >= 32")
         check(
@@ -64,6 +78,8 @@ class RagStrategy(GenerativeStrategy):
         if not corpus.chunks:
             raise ValueError("rag needs a corpus with at least one chunk of text")
         cfg = self.config
+        if cfg.chunk_tokens:
+            corpus = _rechunked(corpus, int(cfg.chunk_tokens), self.ctx.generator)
         self.set_system_prompt(corpus)
         self.chunks = {c.id: c for c in corpus.chunks}
         emb = self.ctx.embedder
@@ -109,3 +125,19 @@ class RagStrategy(GenerativeStrategy):
 
     def answer(self, questions: list[str]) -> list[Answer]:
         return self.generate_answers(questions, self.system, passages=self.retrieve(questions))
+
+
+def _rechunked(corpus: Corpus, chunk_tokens: int, generator) -> Corpus:
+    """The corpus cut again into `chunk_tokens`-token chunks (in the generator's tokens when it
+    has a tokenizer), under its own fingerprint so its index never mixes with the run's."""
+    import dataclasses
+
+    from core.corpus import chunk_document, hf_token_spans, whitespace_token_spans
+
+    tokenizer = getattr(generator, "tokenizer", None)
+    spans = hf_token_spans(tokenizer) if tokenizer is not None else whitespace_token_spans
+    # The run's overlap is not passed to a strategy; a sixth of the chunk is the default's share.
+    chunking = ChunkingConfig(chunk_tokens=chunk_tokens, overlap_tokens=chunk_tokens // 6)
+    chunks = [c for d in corpus.documents for c in chunk_document(d, chunking, spans)]
+    fingerprint = f"{corpus.fingerprint}-c{chunk_tokens}"
+    return dataclasses.replace(corpus, chunks=chunks, fingerprint=fingerprint)

@@ -10,7 +10,14 @@ import pytest
 
 from eval.db import connect
 from eval.judge import JudgeCost
-from eval.records import CostSummary, PreparedRecord, ResultExtras, Retention
+from eval.records import (
+    CostSummary,
+    PreparedRecord,
+    ResultExtras,
+    Retention,
+    TrialRow,
+    TuningRecord,
+)
 from eval.store import RunStore
 from eval.views import RunView, learning_curve, quality_vs_cost, retention_vs_gain, throughput
 from eval.views.display import cost_table
@@ -115,6 +122,15 @@ def test_records_round_trip_through_the_store(tmp_path):
         extras=ResultExtras(
             judge=JudgeCost("j", 2),
             retention=Retention(n=2, score={"mean": 1.0}, base={"mean": 0.5}, delta=0.5),
+            tuning=TuningRecord(
+                "tuned",
+                "quick",
+                space={"top_k": "integer 1..8"},
+                default={"top_k": 3},
+                chosen={"top_k": 5},
+                gain={"mean": 0.1, "low": -0.05, "high": 0.2, "n": 4},
+                trials=[TrialRow(0, "complete", 0.4, {"top_k": 3}, 1.5, default=True)],
+            ),
         ),
     )
     store.save_strategy(run_id, result)
@@ -122,6 +138,7 @@ def test_records_round_trip_through_the_store(tmp_path):
     store.update_extras(run_id, "rag", judge=JudgeCost("k", 5))
     again = store.get_run(run_id).results[0].extras
     assert again.judge == JudgeCost("k", 5) and again.retention == result.extras.retention
+    assert again.tuning == result.extras.tuning and again.tuning.changed == {"top_k": 5}
     with pytest.raises(TypeError):
         store.update_extras(run_id, "rag", slices=3)  # extras are the record's fields
 
@@ -158,12 +175,14 @@ def _record_classes():
     from eval.estimates import Estimate, StrategyEstimate
     from eval.events import ProgressEvent
     from eval.jobs import Job
+    from eval.records import TrialRow, TuningRecord
     from eval.store_rows import Run, StoredAnswer, StrategyResult
     from eval.views.progress import ProgressLine
 
     return [
         StrategyResult, PreparedRecord, CostSummary, ResultExtras, Retention, JudgeCost,
         StoredAnswer, Run, Job, Estimate, StrategyEstimate, ProgressLine, ProgressEvent,
+        TuningRecord, TrialRow,
     ]  # fmt: skip
 
 

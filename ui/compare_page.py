@@ -31,6 +31,7 @@ from ui.common import (
 )
 from ui.judge_tracking import judge_section, tracking_note
 from ui.tables import show_frame, show_table
+from ui.tuning_tab import show_tuning
 
 
 @st.fragment(run_every=1.0)
@@ -84,8 +85,8 @@ metrics = dashboards.metric_names(run)
 metric = metric_select(metrics, "Quality metric", "cmp_metric")
 label = dashboards.metric_label(metric)
 
-overview, why, cost_tab, tuning, questions, exports = st.tabs(
-    ["Decision", "Why", "Cost", "Fine-tuning", "Questions", "Exports"]
+overview, why, cost_tab, tuning, search, questions, exports = st.tabs(
+    ["Decision", "Why", "Cost", "Fine-tuning", "Tuning", "Questions", "Exports"]
 )
 diag = diagnose(view)
 
@@ -243,6 +244,9 @@ with tuning:
 
     st.subheader("Retrieval recall@k")
     st.altair_chart(charts.recall_chart(dashboards.retrieval_recall(view)), width="stretch")
+
+with search:
+    show_tuning(run)
 
 with questions:
     st.subheader("Per question")

@@ -18,6 +18,7 @@ from core.allowlist import (
     load_allowlist,
 )
 from core.models import resolve_device
+from core.tuning_space import describe_spaces
 from eval.config import RunConfig
 from eval.jobs import JobQueue, ensure_worker, serve_queued
 from eval.run.estimate import Estimate, training_seconds
@@ -49,6 +50,9 @@ RUN_PAGE_FIELDS = [
     "split.seed",
     "retention_questions",
     "learning_curve",
+    "tuning.budget",
+    "tuning.n_trials",
+    "tuning.max_seconds",
     "models.generator",
     "models.embedder",
     "models.device",
@@ -137,6 +141,10 @@ for strategy in chosen:
     with st.expander(f"{display_name(strategy)} settings"):
         cls = get_strategy_class(strategy)
         strategy_settings[strategy] = config_form(cls.config_class(), f"run.{strategy}")
+        spaces = describe_spaces(cls.config_class)
+        if spaces:  # read from the config's fields: what a tuning budget other than off searches
+            st.caption("Searched on validation pairs when Run settings › Tuning budget is not off:")
+            st.dataframe(spaces, hide_index=True, key=f"run.{strategy}.spaces")
 keep_widgets("run.")
 
 config, problem = None, None

@@ -31,6 +31,7 @@ from eval.run.provenance import git_hash, package_versions
 from eval.run.retention import load_general_set, retention, retention_scores
 from eval.run.scoring import needs_embedder, needs_judge, score
 from eval.run.stamp import InputsChanged, InputStamp
+from eval.run.tuning import ArmTuner, charge
 from eval.run.workbench import Workbench
 from eval.store import Run, RunStore
 from strategies import baseline_strategy, get_strategy_class
@@ -171,6 +172,7 @@ class _Comparison:
             # On a server engine the generation's CPU is the server's, not this process's.
             remote_answers=not engine_class(config.models.engine).in_process,
         )
+        self.tuner = ArmTuner(self.bench, self.folder, self.emit, self.cancelled)
         for name in config.strategies:
             for label, train, extras in variants(
                 name, self.bench.inputs.train, config.learning_curve, config.split.seed
@@ -230,14 +232,17 @@ class _Comparison:
             if asked and self.retention_base is None:
                 self.retention_base = self._retention_base(ctx)
                 self.store.update_run(self.run_id, retention_base=self.retention_base.to_dict())
+            settings, tuning = self.tuner.settings_for(name, label, train, extras)
             measured = self.measurement.evaluate(
-                self.bench.strategy(name, None, ctx), label, self.bench.inputs, train, asked
+                self.bench.strategy(name, settings, ctx), label, self.bench.inputs, train, asked
             )
             if measured.result.status == "done":
                 final = staged.publish()
                 moved = relocate(measured.result.prepare.to_dict(), staged.path, final)
                 measured.result.prepare = PreparedRecord.from_dict(moved)
         measured.result.extras = dataclasses.replace(extras)
+        if tuning is not None:
+            charge(measured.result, tuning, self.bench.device, self.config.prices)
         if measured.result.status == "done":
             self._score(label, measured, asked)
         self.store.save_strategy(self.run_id, measured.result, measured.answers)

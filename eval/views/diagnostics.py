@@ -172,6 +172,9 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
             f"(below {config.low_ceiling:g}): the generator, not the strategy, limits every "
             "score; a stronger model raises them all."
         )
+    from eval.views.tuning import tuning_notes
+
+    d.headline.extend(tuning_notes(view.run))  # an untuned arm, a tuning gain within noise
     d.contended = {r.strategy: bool(r.cost.contended) for r in view.main}
     busy = [s for s, c in d.contended.items() if c]
     if busy:

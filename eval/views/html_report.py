@@ -222,6 +222,7 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
     trained = throughput_rows(run)
     if trained:
         sections.append("<h2>Training</h2>" + _table(pd.DataFrame(trained)))
+    sections.extend(_tuning_sections(run))
 
     figures = [
         ("Quality against price", charts.quality_cost_chart(db.quality_vs_cost(view, metric))),
@@ -316,3 +317,22 @@ def _config_text(run: Run) -> str:
 
 def _strip_xml_decl(svg: str) -> str:
     return svg.split("?>", 1)[1] if svg.startswith("<?xml") else svg
+
+
+def _tuning_sections(run: Run) -> list[str]:
+    """Each arm's tuning (chosen vs default, validation scores, trials) and its trials chart."""
+    from eval.views.tuning import budget_of, trials_chart, trials_frame, tuning_table
+
+    table = tuning_table(run)
+    if table.empty:
+        return [
+            f"<h2>Tuning</h2><p class='note'>Tuning budget {html.escape(budget_of(run))}: every "
+            "arm ran with its default settings.</p>"
+        ]
+    chart = trials_chart(trials_frame(run))
+    return [
+        "<h2>Tuning</h2><p class='note'>Scored on validation pairs carved from the training "
+        "split, never the test split; tuning time is included in the preparation cost.</p>"
+        + _table(table),
+        f"<div class='chart' title='Tuning trials'>{_strip_xml_decl(chart_svg(chart))}</div>",
+    ]

@@ -17,6 +17,7 @@ STAGE_WORDS: dict[str, str] = {
     "load_models": "loading the models",
     "ingest": "reading the documents and questions",
     "retention_base": "asking the base model the general-knowledge questions",
+    "tune": "tuning its settings on validation pairs",
     "prepare": "preparing",
     "train": "training",
     "validate": "measuring the validation loss",

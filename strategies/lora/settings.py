@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from core.config import ConfigBase, ConfigError, check, option
+from core.tuning_space import Categorical, FloatRange, IntRange
 from strategies.base import PromptConfig
 from strategies.lora.batches import default_memory_budget_gb
 from strategies.lora.data import MODES
@@ -23,8 +24,14 @@ DATA = ("pairs", "pairs+corpus")
 class TrainingSettings(ConfigBase):
     """The training loop's schedule, budget and seed."""
 
-    epochs: float = option(3.0, "Passes over the training data (fractions allowed).")
-    learning_rate: float = option(1e-3, "Peak AdamW learning rate (linear warm-up and decay).")
+    epochs: float = option(
+        3.0, "Passes over the training data (fractions allowed).", tune=IntRange(1, 5)
+    )
+    learning_rate: float = option(
+        1e-3,
+        "Peak AdamW learning rate (linear warm-up and decay).",
+        tune=FloatRange(1e-5, 3e-3),
+    )
     batch_size: int = option(
         8,
         "Examples per optimisation step (per process); a step runs in as many micro-batches "
@@ -80,12 +87,13 @@ TRAINING_KEYS = frozenset(f.name for f in fields(TrainingSettings))
 
 @dataclass
 class LoraStrategyConfig(PromptConfig):
-    r: int = option(8, "LoRA rank: size of the low-rank update.")
+    r: int = option(8, "LoRA rank: size of the low-rank update.", tune=Categorical((4, 8, 16, 32)))
     alpha: int = option(16, "LoRA scaling numerator (update scaled by alpha / r).")
     dropout: float = option(0.05, "Dropout on the LoRA path during training.")
     target_modules: list[str] = option(
         ["q_proj", "k_proj", "v_proj", "o_proj"],
         "Module names to adapt (attention projections by default); ['all-linear'] for all.",
+        tune=Categorical((["q_proj", "k_proj", "v_proj", "o_proj"], ["all-linear"])),
     )
     mode: str = option(
         "qa",

@@ -1,0 +1,84 @@
+"""The tuning section of a run: how much search every arm gets, and on which pairs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.config import ConfigBase, check, option
+
+BUDGETS = ("off", "quick", "thorough")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One arm's search allowance: trials, and seconds (absolute, or per default trial)."""
+
+    n_trials: int
+    max_seconds: float  # 0 = no cap of its own
+    default_runs: float = 0.0  # trained arms: extra seconds = this x the default trial's
+
+    def seconds_after_default(self, default_s: float) -> float | None:
+        """Seconds left for the trials after the default one (None = no cap)."""
+        caps = [c for c in (self.max_seconds, self.default_runs * default_s) if c > 0]
+        return min(caps) if caps else None
+
+
+# quick: a trained arm's other trials together cost about one more full training (pruning
+# cuts the bad ones short); the prompt-side arms get a real search in minutes.
+_PRESETS = {
+    ("quick", False): Budget(12, 600.0),
+    ("quick", True): Budget(6, 0.0, default_runs=1.0),
+    ("thorough", False): Budget(40, 3600.0),
+    ("thorough", True): Budget(16, 0.0, default_runs=4.0),
+}
+
+
+@dataclass
+class TuningConfig(ConfigBase):
+    """How each arm's settings are searched before the test split decides."""
+
+    budget: str = option(
+        "off",
+        "Search each arm's tunable settings on validation pairs first: 'off', 'quick' (12 "
+        "trials for arms that do not train, 6 for those that do, about one extra training's "
+        "time), 'thorough' (40 and 16, four trainings' time).",
+        choices=BUDGETS,
+        label="Tuning budget",
+    )
+    n_trials: int = option(0, "Trials per arm, the default settings' included (0 = budget's).")
+    max_seconds: float = option(
+        0.0, "Most seconds of tuning per arm after the default trial (0 = the budget's cap)."
+    )
+    val_fraction: float = option(
+        0.1,
+        "Share of the training pairs held out to score trials on (LoRA's own validation "
+        "share and seed); the test split is never used.",
+    )
+    extra_choices: dict[str, list[Any]] = option(
+        {},
+        "More values for a categorical space, by field name, e.g. {template: ['Answer in one "
+        "word about {domain}.']} adds your own system prompts to the search.",
+    )
+
+    def validate(self) -> None:
+        check(0 <= int(self.n_trials) <= 1000, "n_trials must be in 0..1000")
+        check(0.0 <= float(self.max_seconds) <= 7 * 86400, "max_seconds must be in 0..604800")
+        check(0.0 < float(self.val_fraction) < 1.0, "val_fraction must be between 0 and 1")
+        check(
+            isinstance(self.extra_choices, dict)
+            and all(isinstance(v, list) for v in self.extra_choices.values()),
+            "extra_choices maps a field name to a list of values",
+        )
+
+    @property
+    def on(self) -> bool:
+        return self.budget != "off"
+
+    def budget_for(self, trains: bool) -> Budget:
+        """The allowance of an arm that trains (or not), explicit settings first."""
+        preset = _PRESETS.get((self.budget, trains), Budget(0, 0.0))
+        n = int(self.n_trials) or preset.n_trials
+        if self.max_seconds:
+            return Budget(n, float(self.max_seconds))
+        return Budget(n, preset.max_seconds, preset.default_runs)

@@ -1,0 +1,251 @@
+"""The Optuna search of one arm: seeded TPE over the config's spaces, scored on validation pairs.
+
+Trials live in a journal file under the run's folder, so a killed run resumes its search: the
+finished trials are read back, not run again. The first trial is always the arm's default
+settings, which gives the default-vs-tuned comparison on the same validation pairs. A trained
+arm reports its validation loss at each validation point; the pruner (successive halving) stops a
+bad trial through the strategy's own cancel hook (`cancelled()` is polled between steps), and
+the `RunCancelled` it raises becomes `optuna.TrialPruned`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.config import ConfigBase, ConfigError
+from core.tuning_space import Categorical, spaces_of, value_at, with_values
+from core.types import Corpus, QAPair
+from eval.metrics import f1_score
+from eval.records import TrialRow, TuningRecord
+from eval.stats import bootstrap_ci
+from eval.tuning.config import TuningConfig
+from strategies.base import RunCancelled, Strategy
+
+ProgressFn = Callable[[dict[str, Any]], None]
+# (config, work folder, progress sink, cancel poll) -> a strategy ready to prepare.
+BuildFn = Callable[[ConfigBase, Path, ProgressFn, Callable[[], bool]], Strategy]
+
+
+@dataclass
+class TuningJob:
+    """One arm's search: what it starts from, the pairs it fits and scores on, where it works."""
+
+    label: str
+    base: ConfigBase
+    trains: bool
+    fit: list[QAPair]
+    val: list[QAPair]
+    corpus: Corpus
+    build: BuildFn
+    workdir: Path  # trials build here, each in its own folder, removed after the trial
+    journal: Path  # Optuna's journal file: the trials so far
+    batch_size: int = 8
+    seed: int = 0
+    cancelled: Callable[[], bool] = lambda: False  # noqa: E731 - never cancelled by default
+    emit: ProgressFn = lambda event: None  # noqa: E731 - a no-op sink
+
+
+def tune(
+    job: TuningJob, tuning: TuningConfig, pruner: Any = None
+) -> tuple[ConfigBase, TuningRecord]:
+    """Search `job`'s spaces under `tuning`'s budget; (chosen config, record).
+
+    The chosen config is the default unless a trial scored higher on the validation pairs.
+    `pruner` replaces the default successive-halving pruner (tests). RunCancelled from the run
+    propagates; the trials done so far stay in the journal.
+    """
+    spaces = spaces_of(type(job.base))
+    record = TuningRecord(status="tuned", budget=tuning.budget, val_pairs=len(job.val))
+    record.space = {path: s.describe() for path, s in spaces.items()}
+    record.default = {path: value_at(job.base, path) for path in spaces}
+    record.chosen = dict(record.default)
+    if not spaces:
+        record.status, record.note = "no_space", "no setting of this strategy has a search space"
+        return job.base, record
+    if len(job.val) < 2:
+        record.status = "skipped"
+        record.note = f"{len(job.val)} validation pair(s): too few to compare settings on"
+        return job.base, record
+    t0 = time.perf_counter()
+    study = _study(job, pruner)
+    # Trials of an earlier, killed attempt were paid for too: their time counts.
+    before = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study))
+    objective = _Objective(job, spaces, tuning.extra_choices)
+    budget = tuning.budget_for(job.trains)
+    import optuna
+
+    if not any(_is_default(t) for t in _finished(study)):
+        waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+        if not waiting:  # a killed run may have left the default queued already
+            study.enqueue_trial(objective.default_params(), user_attrs={"default": True})
+        study.optimize(objective, n_trials=1, catch=(ConfigError,))
+    default_s = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if _is_default(t))
+    spent = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if not _is_default(t))
+    left = budget.n_trials - len(_finished(study))
+    cap = budget.seconds_after_default(default_s)
+    if left > 0 and (cap is None or cap - spent > 0):
+        timeout = None if cap is None else cap - spent
+        study.optimize(objective, n_trials=left, timeout=timeout, catch=(ConfigError,))
+    record.trials = [_row(t) for t in study.trials if t.state != optuna.trial.TrialState.RUNNING]
+    record.seconds = round(before + time.perf_counter() - t0, 4)
+    return _choose(job, study, record)
+
+
+def _study(job: TuningJob, pruner: Any):
+    """The arm's study in the journal: created, or loaded with its trials (a resumed run)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    job.journal.parent.mkdir(parents=True, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(job.journal)))
+    study = optuna.create_study(
+        study_name=job.label,
+        storage=storage,
+        direction="maximize",
+        pruner=pruner or optuna.pruners.SuccessiveHalvingPruner(),
+        load_if_exists=True,
+    )
+    # A trial still marked running was killed with the process: it failed and is run anew.
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    # Seeded, and shifted by the trials already done so a resumed search does not redraw them.
+    study.sampler = optuna.samplers.TPESampler(seed=job.seed + len(study.trials))
+    return study
+
+
+def _finished(study) -> list:
+    from optuna.trial import TrialState
+
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+
+def _is_default(trial) -> bool:
+    return bool(trial.user_attrs.get("default"))
+
+
+def _row(t) -> TrialRow:
+    return TrialRow(
+        number=t.number,
+        state=t.state.name.lower(),
+        value=None if t.value is None else round(float(t.value), 5),
+        values=dict(t.user_attrs.get("values") or {}),
+        seconds=round(float(t.user_attrs.get("seconds", 0.0)), 3),
+        steps=t.user_attrs.get("steps"),
+        default=_is_default(t),
+    )
+
+
+def _choose(job: TuningJob, study, record: TuningRecord) -> tuple[ConfigBase, TuningRecord]:
+    """The best complete trial's settings when it beat the default; intervals for both."""
+    from optuna.trial import TrialState
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    default = next((t for t in done if _is_default(t)), None)
+    if default is None:
+        record.status, record.note = "skipped", "the default settings could not be scored"
+        return job.base, record
+    best = max(done, key=lambda t: (t.value, _is_default(t)))  # ties keep the default
+    d_scores, b_scores = default.user_attrs["scores"], best.user_attrs["scores"]
+    record.default_score = bootstrap_ci(d_scores, seed=job.seed).to_dict()
+    record.tuned_score = bootstrap_ci(b_scores, seed=job.seed).to_dict()
+    diffs = [b - d for b, d in zip(b_scores, d_scores, strict=True)]
+    record.gain = bootstrap_ci(diffs, seed=job.seed).to_dict()
+    if best is default:
+        record.note = "no trial beat the default settings on the validation pairs"
+        return job.base, record
+    record.chosen = {**record.default, **best.user_attrs["values"]}
+    return with_values(job.base, best.user_attrs["values"]), record
+
+
+class _Objective:
+    """One trial: build the arm with the suggested settings, prepare it on the fit pairs,
+    answer the validation pairs, return their mean token F1."""
+
+    def __init__(self, job: TuningJob, spaces: dict, extra_choices: dict[str, list[Any]]):
+        self.job, self.spaces = job, spaces
+        # Categorical choices must be the same in every trial: the default and the user's
+        # extra values (by field name) join the declared ones once, here.
+        self.extra: dict[str, tuple[Any, ...]] = {}
+        for path, space in spaces.items():
+            if isinstance(space, Categorical):
+                added = list(extra_choices.get(path.rsplit(".", 1)[-1], []))
+                self.extra[path] = (value_at(job.base, path), *added)
+
+    def default_params(self) -> dict[str, Any]:
+        """The trial parameters that stand for the arm's own settings."""
+        return {p: s.param(value_at(self.job.base, p)) for p, s in self.spaces.items()}
+
+    def __call__(self, trial) -> float:
+        import optuna
+
+        values = {
+            path: space.suggest(trial, path, self.extra.get(path, ()))
+            for path, space in self.spaces.items()
+        }
+        trial.set_user_attr("values", values)
+        config = with_values(self.job.base, values)  # ConfigError: a failed trial, caught
+        watch = _Watch(trial, self.job)
+        t0 = time.perf_counter()
+        try:
+            scores = self._score(config, watch, trial.number)
+        except RunCancelled:
+            trial.set_user_attr("seconds", time.perf_counter() - t0)
+            trial.set_user_attr("steps", watch.steps)
+            if watch.pruned:
+                raise optuna.TrialPruned(f"pruned at step {watch.steps}") from None
+            raise
+        trial.set_user_attr("seconds", time.perf_counter() - t0)
+        trial.set_user_attr("steps", watch.steps)
+        trial.set_user_attr("scores", scores)
+        return sum(scores) / len(scores)
+
+    def _score(self, config: ConfigBase, watch: _Watch, number: int) -> list[float]:
+        job = self.job
+        folder = job.workdir / f"trial-{number}"
+        strategy = job.build(config, folder, watch.progress, watch.cancelled)
+        try:
+            strategy.prepare(job.corpus, list(job.fit))
+            scores: list[float] = []
+            for start in range(0, len(job.val), job.batch_size):
+                if job.cancelled():
+                    raise RunCancelled
+                batch = job.val[start : start + job.batch_size]
+                answers = strategy.answer([p.question for p in batch])
+                scores += [
+                    max(f1_score(a.text, g) for g in p.answers)
+                    for a, p in zip(answers, batch, strict=True)
+                ]
+            return scores
+        finally:
+            strategy.close()
+            shutil.rmtree(folder, ignore_errors=True)  # adapters and indexes of a trial
+
+
+class _Watch:
+    """A trial's progress sink and cancel poll: validation losses go to the pruner."""
+
+    def __init__(self, trial, job: TuningJob):
+        self.trial, self.job = trial, job
+        self.pruned, self.steps = False, 0
+
+    def progress(self, event: dict[str, Any]) -> None:
+        if isinstance(event.get("step"), int):
+            self.steps = max(self.steps, event["step"])
+        if event.get("eval_loss") is not None:
+            # The study maximises F1, so a loss is reported negated (higher is better).
+            self.trial.report(-float(event["eval_loss"]), int(event["step"]))
+            self.pruned = self.pruned or self.trial.should_prune()
+        self.job.emit(
+            {**event, "stage": "tune", "phase": event.get("stage"), "trial": self.trial.number}
+        )
+
+    def cancelled(self) -> bool:
+        return self.pruned or self.job.cancelled()

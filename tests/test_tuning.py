@@ -1,0 +1,455 @@
+"""Tuning: spaces read from config fields, the test split untouched, pruning, resuming, and a
+throwaway strategy tuned and shown with no other change."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from core.config import ConfigBase, ConfigError, check, option
+from core.tuning_space import Categorical, FloatRange, IntRange, spaces_of, value_at, with_values
+from core.types import Answer, Corpus, Cost, PrepareReport, QAPair
+from eval.cli import main, summary_with_diagnostics
+from eval.config import RunConfig
+from eval.records import TuningRecord
+from eval.run import run_comparison
+from eval.store import RunStore
+from eval.tuning.config import TuningConfig
+from eval.tuning.engine import TuningJob, tune
+from eval.views.html_report import html_report
+from eval.views.tuning import tuned_config_yaml
+from strategies import Strategy, get_strategy_class, register_strategy
+from strategies.base import RunCancelled
+from tests.test_harness import make_config
+
+# --- throwaway strategies, registered here only --------------------------------------------
+
+
+@dataclass
+class DialConfig(ConfigBase):
+    words: int = option(1, "Words of the gold-free answer.", tune=IntRange(1, 6))
+
+
+class DialStrategy(Strategy):
+    """Answers every question with its first `words` words; remembers what it saw."""
+
+    config_class = DialConfig
+    hidden = True
+    uses_models = False
+    seen_train: list[str] = []
+    seen_questions: list[str] = []
+
+    def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
+        DialStrategy.seen_train += [p.question for p in train]
+        return PrepareReport()
+
+    def answer(self, questions: list[str]) -> list[Answer]:
+        DialStrategy.seen_questions += questions
+        return [Answer(q, " ".join(q.split()[: self.config.words]), [], Cost()) for q in questions]
+
+
+@dataclass
+class SlopeConfig(ConfigBase):
+    lr: float = option(
+        0.1, "Pretend learning rate: the loss it reports.", tune=Categorical((0.1, 0.9))
+    )
+    steps: int = option(20, "Pretend training steps.")
+
+    def validate(self) -> None:
+        check(0 < self.lr < 1, "lr must be in (0, 1)")
+
+
+class SlopeStrategy(Strategy):
+    """A pretend trainer: reports validation loss `lr` every step, polling cancel like the loop."""
+
+    config_class = SlopeConfig
+    hidden = True
+    uses_models = False
+    trains = True
+    prepared = 0
+
+    def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
+        SlopeStrategy.prepared += 1
+        for step in range(1, self.config.steps + 1):
+            if self.ctx.cancelled():
+                raise RunCancelled
+            self.ctx.progress({"stage": "validate", "step": step, "eval_loss": self.config.lr})
+        return PrepareReport()
+
+    def answer(self, questions: list[str]) -> list[Answer]:
+        return [
+            Answer(q, "antibodies" if self.config.lr < 0.5 else "x", [], Cost()) for q in questions
+        ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _throwaways():
+    """Registered for this module's tests only, then removed so no other test sees them."""
+    import strategies
+
+    register_strategy("tuning_dial")(DialStrategy)
+    register_strategy("tuning_slope")(SlopeStrategy)
+    yield
+    for name in ("tuning_dial", "tuning_slope"):
+        strategies._REGISTRY.pop(name, None)
+
+
+def _pairs(n: int) -> list[QAPair]:
+    return [QAPair(f"p{i}", f"What do B cells produce {i}?", ["antibodies"]) for i in range(n)]
+
+
+def _job(tmp_path, name: str, **over) -> TuningJob:
+    from strategies import create_strategy
+    from strategies.base import StrategyContext
+
+    def build(cfg, workdir, progress, cancelled):
+        ctx = StrategyContext(workdir=workdir, progress=progress, cancelled=cancelled)
+        return create_strategy(name, cfg, ctx)
+
+    fields = dict(
+        label=name,
+        base=get_strategy_class(name).config_class(),
+        trains=bool(get_strategy_class(name).trains),
+        fit=_pairs(6),
+        val=_pairs(4),
+        corpus=Corpus([], []),
+        build=build,
+        workdir=tmp_path / "trials",
+        journal=tmp_path / "trials.journal",
+    )
+    fields.update(over)
+    return TuningJob(**fields)
+
+
+# --- spaces ---------------------------------------------------------------------------------
+
+
+def test_combination_inherits_its_parts_spaces_and_values_are_validated():
+    spaces = spaces_of(get_strategy_class("lora+rag").config_class)
+    # LoRA's loop settings sit in its nested `training` section: searched under that path.
+    assert isinstance(spaces["lora.training.learning_rate"], FloatRange)
+    assert isinstance(spaces["lora.training.epochs"], IntRange)
+    assert isinstance(spaces["rag.top_k"], IntRange)
+    assert spaces["lora.target_modules"].contains(["all-linear"])
+    cfg = with_values(get_strategy_class("lora+rag").config_class(), {"rag.top_k": 6})
+    assert cfg.rag.top_k == 6 and cfg.lora.mode == "raft"  # the rest unchanged
+    with pytest.raises(ConfigError):
+        with_values(cfg, {"rag.top_k": 0})
+    with pytest.raises(ConfigError):
+        with_values(cfg, {"rag.nope": 1})
+
+
+def test_tuned_values_land_in_loras_nested_training_section():
+    lora_class = get_strategy_class("lora").config_class
+    assert {"r", "target_modules", "training.learning_rate", "training.epochs"} <= set(
+        spaces_of(lora_class)
+    )
+    base = lora_class.from_dict({"batch_size": 2})  # a flat (older) key still migrates in
+    cfg = with_values(base, {"training.learning_rate": 2e-4, "training.epochs": 2, "r": 16})
+    assert (cfg.training.learning_rate, cfg.training.epochs, cfg.r) == (2e-4, 2.0, 16)
+    assert cfg.training.batch_size == 2  # the rest of the section kept
+    with pytest.raises(ConfigError):
+        with_values(base, {"training.learning_rate": 5.0})
+
+
+def test_rag_cuts_its_own_chunks_when_asked(chunked_mini, tiny_models, tmp_path):
+    from strategies import create_strategy
+    from strategies.base import StrategyContext
+
+    corpus, _ = chunked_mini
+    ctx = StrategyContext(models=tiny_models, workdir=tmp_path)
+    rag = create_strategy("rag", {"chunk_tokens": 16}, ctx)
+    report = rag.prepare(corpus, [])
+    assert report.details["chunks_indexed"] > len(corpus.chunks)
+    assert all(c.n_tokens <= 16 for c in rag.chunks.values())
+    assert corpus.fingerprint in report.artifact_path and "-c16" in report.artifact_path
+
+
+def test_a_tunable_field_appears_as_a_search_space_in_the_cli(capsys):
+    assert main(["spaces", "rag", "tuning_dial"]) == 0
+    out = capsys.readouterr().out
+    assert "top_k" in out and "integer 1..8" in out
+    assert "words" in out and "integer 1..6" in out
+    assert main(["spaces", "no-such"]) == 2
+
+
+def test_budgets_resolve_per_arm_and_explicit_settings_win():
+    quick = TuningConfig(budget="quick")
+    assert quick.budget_for(False).n_trials == 12
+    trained = quick.budget_for(True)
+    assert trained.n_trials == 6 and trained.seconds_after_default(100.0) == 100.0
+    own = TuningConfig(budget="quick", n_trials=3, max_seconds=5)
+    assert own.budget_for(True).n_trials == 3
+    assert own.budget_for(True).seconds_after_default(100.0) == 5
+    with pytest.raises(ConfigError):
+        TuningConfig(budget="lavish")
+
+
+# --- the engine -----------------------------------------------------------------------------
+
+
+def test_a_pruned_trial_stops_early(tmp_path):
+    import optuna
+
+    SlopeStrategy.prepared = 0
+    # lr 0.9 reports loss 0.9 (-0.9 to the maximising study): below the threshold, pruned.
+    pruner = optuna.pruners.ThresholdPruner(lower=-0.5)
+    chosen, rec = tune(
+        _job(tmp_path, "tuning_slope"), TuningConfig(budget="quick", n_trials=6), pruner
+    )
+    pruned = [t for t in rec.trials if t.state == "pruned"]
+    assert pruned and all(t.values["lr"] == 0.9 for t in pruned)
+    assert all(t.steps == 1 for t in pruned)  # stopped at the first validation of 20
+    assert all(t.steps == 20 for t in rec.trials if t.state == "complete")
+    assert rec.n_pruned == len(pruned) and chosen.lr == 0.1
+
+
+def test_real_lora_trial_is_pruned_through_the_training_loop(tmp_path, chunked_mini, tiny_models):
+    import optuna
+
+    from strategies import create_strategy
+    from strategies.base import StrategyContext
+
+    corpus, pairs = chunked_mini
+    base = get_strategy_class("lora").config_class.from_dict(
+        {"training": {"max_steps": 8, "eval_every": 1, "batch_size": 2}, "val_fraction": 0.3}
+    )
+
+    def build(cfg, workdir, progress, cancelled):
+        ctx = StrategyContext(
+            models=tiny_models, workdir=workdir, progress=progress, cancelled=cancelled
+        )
+        return create_strategy("lora", cfg, ctx)
+
+    job = _job(
+        tmp_path,
+        "lora",
+        base=base,
+        trains=True,
+        fit=pairs[:7],
+        val=pairs[7:],
+        corpus=corpus,
+        build=build,
+    )
+    # Any finite loss is "below" this: every trial is pruned at its first validation.
+    pruner = optuna.pruners.ThresholdPruner(lower=0.0)
+    _, rec = tune(job, TuningConfig(budget="quick", n_trials=2), pruner)
+    assert [t.state for t in rec.trials] == ["pruned", "pruned"]
+    assert all(t.steps == 1 for t in rec.trials)  # of 8 planned steps
+    assert rec.status == "skipped"  # nothing scored: the defaults stand
+
+
+def test_a_killed_tuning_run_resumes_without_repeating_finished_trials(tmp_path, monkeypatch):
+    calls: list[int] = []
+    killed: list[bool] = []
+    real = DialStrategy.prepare
+
+    def dying(self, corpus, train):
+        calls.append(self.config.words)
+        if len(calls) == 3 and not killed:
+            killed.append(True)
+            raise KeyboardInterrupt  # the process killed during the third trial
+        return real(self, corpus, train)
+
+    monkeypatch.setattr(DialStrategy, "prepare", dying)
+    settings = TuningConfig(budget="quick", n_trials=5)
+    with pytest.raises(KeyboardInterrupt):
+        tune(_job(tmp_path, "tuning_dial"), settings)
+    assert len(calls) == 3
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    # A harder kill leaves a trial marked running: it is failed and run anew, not counted.
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "trials.journal")))
+    optuna.load_study(study_name="tuning_dial", storage=storage).ask()
+    calls.clear()
+    _, rec = tune(_job(tmp_path, "tuning_dial"), settings)
+    finished = [t for t in rec.trials if t.state == "complete"]
+    assert len(finished) == 5 and len(calls) == 3  # 2 kept, 3 run now
+    assert sum(t.default for t in rec.trials) == 1  # the default trial is not run again
+    numbers = [t.number for t in finished]
+    assert numbers[:2] == [0, 1]
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def test_tuning_never_sees_the_test_split(mini_corpus, tiny_models, tmp_path, monkeypatch):
+    """Spy on every prompt generated and every training example made while tuning."""
+    import eval.run.tuning as run_tuning
+    from core.models import load_generator
+
+    phase = {"tuning": False}
+    prompts: list[str] = []
+    examples: list[str] = []
+    gen = load_generator(tiny_models)
+    real_generate, real_tune = gen.generate, run_tuning.tune
+    lora_module = sys.modules[get_strategy_class("lora").__module__]
+    real_train = lora_module.train_adapter
+
+    def spy_generate(convs, *a, **k):
+        if phase["tuning"]:
+            prompts.extend(m["content"] for conv in convs for m in conv)
+        return real_generate(convs, *a, **k)
+
+    def spy_train(model, ex, val_ex, *a, **k):
+        if phase["tuning"]:
+            examples.extend(gen.tokenizer.decode(ids) for ids, _ in [*ex, *val_ex])
+        return real_train(model, ex, val_ex, *a, **k)
+
+    def spy_tune(job, tuning, pruner=None):
+        phase["tuning"] = True
+        try:
+            return real_tune(job, tuning, pruner)
+        finally:
+            phase["tuning"] = False
+
+    monkeypatch.setattr(gen, "generate", spy_generate)
+    monkeypatch.setattr(lora_module, "train_adapter", spy_train)
+    monkeypatch.setattr(run_tuning, "tune", spy_tune)
+    DialStrategy.seen_train, DialStrategy.seen_questions = [], []
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        strategies=["few_shot", "lora", "tuning_dial"],
+        strategy_configs={"lora": {"training": {"max_steps": 2, "batch_size": 4, "eval_every": 1}}},
+        retention_questions=0,
+        tuning={"budget": "quick", "n_trials": 2, "val_fraction": 0.3},
+    )
+    run_id = run_comparison(cfg)
+    run = RunStore(cfg.store_path).get_run(run_id)
+    assert run.status == "done"
+    test_questions = {a.question for a in RunStore(cfg.store_path).get_answers(run_id)}
+    assert test_questions and prompts and examples
+    for text in [*prompts, *examples, *DialStrategy.seen_train]:
+        assert not any(q in text for q in test_questions), text
+    tuned = {r.strategy: r.extras.tuning for r in run.results}
+    assert all(isinstance(rec, TuningRecord) for rec in tuned.values())
+    assert all(rec.status == "tuned" and rec.n_trials == 2 for rec in tuned.values())
+    # LoRA's chosen settings, nested ones included, are what it was measured with and what
+    # the tuned YAML reruns with.
+    lora = next(r for r in run.results if r.strategy == "lora")
+    assert "training.learning_rate" in tuned["lora"].chosen
+    path = tmp_path / "tuned.yaml"
+    path.write_text(tuned_config_yaml(run), encoding="utf-8")
+    again = RunConfig.load(path)
+    rerun = get_strategy_class("lora").config_class.from_dict(again.strategy_configs["lora"])
+    measured = get_strategy_class("lora").config_class.from_dict(lora.config)
+    for field_path, value in tuned["lora"].chosen.items():
+        assert value_at(rerun, field_path) == value_at(measured, field_path) == value
+    assert rerun.training.max_steps == 2 and again.tuning.budget == "off"
+    # The trials answered the validation pairs: none of them is a test question either.
+    assert not set(DialStrategy.seen_questions[:4]) & test_questions
+
+
+def test_a_throwaway_strategy_is_tuned_charged_and_shown(
+    mini_corpus, tiny_models, tmp_path, capsys
+):
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        strategies=["tuning_dial", "fake"],
+        retention_questions=0,
+        tuning={"budget": "quick", "n_trials": 6, "val_fraction": 0.3},
+    )
+    run_id = run_comparison(cfg)
+    store = RunStore(cfg.store_path)
+    run = store.get_run(run_id)
+    by = {r.strategy: r for r in run.results}
+    rec = by["tuning_dial"].extras.tuning
+    assert rec.status == "tuned" and rec.n_trials == 6 and rec.space == {"words": "integer 1..6"}
+    assert rec.default == {"words": 1} and rec.default_score["mean"] is not None
+    prepared = by["tuning_dial"].prepare.seconds
+    assert rec.seconds > 0  # paid for in the cost columns: preparation plus the search
+    assert by["tuning_dial"].cost.prepare_s == pytest.approx(prepared + rec.seconds)
+    assert by["tuning_dial"].config["words"] == rec.chosen["words"]
+    assert by["fake"].extras.tuning.status == "no_space"
+    # --json, the HTML report and the verdict carry it
+    summary = summary_with_diagnostics(store, run_id)
+    assert summary["tuning"]["tuning_dial"]["trials"]
+    assert any("fake was not tuned" in h for h in summary["verdict"]["headline"])
+    json.dumps(summary)
+    page = html_report(store, run_id)
+    assert "<h2>Tuning</h2>" in page and "tuning_dial" in page
+    # the tuned settings rerun through --config without searching again
+    yaml_text = tuned_config_yaml(run)
+    path = tmp_path / "tuned.yaml"
+    path.write_text(yaml_text, encoding="utf-8")
+    again = RunConfig.load(path)
+    assert again.tuning.budget == "off"
+    assert again.strategy_configs["tuning_dial"]["words"] == rec.chosen["words"]
+    assert main(["tuned", run_id, "--store", cfg.store_path]) == 0
+    assert "tuning_dial" in capsys.readouterr().out
+
+
+# --- the app --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ui_home(tmp_path, monkeypatch):
+    import contextlib
+    import os
+    import signal
+
+    from eval.jobs import worker_pid
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("ADAPTLAB_HOME", str(home))
+    yield home
+    pid = worker_pid(home / "runs.sqlite")  # a page may start one: it must not linger
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+
+@pytest.fixture
+def ui(ui_home):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import APP, OWNER
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["owner"] = OWNER
+    at.session_state["show_hidden_strategies"] = True
+    at.run()
+    return at
+
+
+def test_run_page_shows_each_strategys_search_spaces(ui):
+    from tests.test_app import goto
+
+    goto(ui, "run")
+    ui.multiselect(key="run.strategies").set_value(["rag", "tuning_dial"]).run()
+    assert not ui.exception, ui.exception
+    shown = [df.value for df in ui.dataframe if "space" in df.value.columns]
+    fields = {f for df in shown for f in df["field"]}
+    assert {"top_k", "chunk_tokens", "words"} <= fields
+    assert ui.selectbox(key="run.tuning.budget").options == ["off", "quick", "thorough"]
+
+
+def test_compare_page_tuning_tab_shows_each_arms_tuning(
+    ui, ui_home, mini_corpus, tiny_models, tmp_path
+):
+    from tests.test_app import OWNER, frame, goto
+
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        strategies=["tuning_dial", "fake"],
+        retention_questions=0,
+        tuning={"budget": "quick", "n_trials": 4, "val_fraction": 0.3},
+        store_path=str(ui_home / "runs.sqlite"),
+        workdir=str(ui_home / "work"),
+    )
+    run_comparison(cfg, owner=OWNER)
+    goto(ui, "compare")
+    table = frame(ui, "changed settings")
+    assert list(table["strategy"]) == ["tuning_dial", "fake"]
+    assert list(table["trials"]) == [4, 0]

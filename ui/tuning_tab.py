@@ -1,0 +1,42 @@
+"""The Compare page's Tuning tab: each arm's chosen vs default settings, and its trials."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from eval.store import Run
+from eval.views.tuning import (
+    budget_of,
+    trials_chart,
+    trials_frame,
+    tuned_config_yaml,
+    tuning_notes,
+    tuning_table,
+)
+from ui.common import md, prose
+
+
+def show_tuning(run: Run) -> None:
+    """Draw the tab: a note when nothing was tuned, else the table, notes, chart and export."""
+    table = tuning_table(run)
+    if table.empty:
+        st.info(
+            f"Tuning budget **{md(budget_of(run))}**: every strategy ran with its default "
+            "settings. Set Run settings › Tuning budget on the Run page to search them first."
+        )
+        return
+    st.caption(
+        "Scored on validation pairs carved from the training split, never the test split. "
+        "Tuning time is part of each strategy's preparation cost."
+    )
+    st.dataframe(table, hide_index=True, key="tuning_table")
+    for note in tuning_notes(run):
+        st.warning(prose(note))
+    st.altair_chart(trials_chart(trials_frame(run)), width="stretch")
+    st.download_button(
+        "Tuned settings (YAML for --config)",
+        tuned_config_yaml(run),
+        file_name=f"tuned-{run.id}.yaml",
+        mime="application/x-yaml",
+        key="tuned_yaml",
+    )
