@@ -1,0 +1,195 @@
+"""How sure a decision is, read from a stored run: each strategy's chance of being the best,
+its comparison with the best (McNemar or sign-flip test, Holm-corrected, with a paired effect
+size) and the expected cost of one right answer. Numbers come from `eval.decision_stats`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from eval.attribution import VerdictConfig
+from eval.decision_stats import (
+    common_questions,
+    cost_per_right,
+    effect_size,
+    holm,
+    is_binary,
+    mcnemar_exact,
+    prob_best,
+)
+from eval.records import CostSummary
+from eval.views.run_view import RunView, higher_is_better, metric_label, metric_names, seed_of
+from eval.views.significance import paired_test
+
+# Axes of the quality-cost chart beyond the stored costs (key -> title); lower is better.
+PER_RIGHT_AXES: dict[str, str] = {
+    "money_per_right": "Cost per right answer",
+    "seconds_per_right": "Machine-seconds per right answer",
+}
+NONE_RIGHT = "none right"
+COMPARISON_COLUMNS = [
+    "metric", "strategy", "best", "n", "test", "diff", "diff_low", "diff_high",
+    "d_z", "d_z_low", "d_z_high", "p_value", "p_holm", "significant",
+]  # fmt: skip
+
+
+def _resamples(view: RunView) -> int:
+    return int(view.run.config.get("bootstrap_resamples") or 2000)
+
+
+def chance_best(view: RunView, metric: str) -> dict[str, float]:
+    """Main strategy -> probability of the best mean on `metric` (paired bootstrap, seeded with
+    the run's split seed, ties split); strategies without scores on it are left out."""
+    scores = {r.strategy: view.scores(r.strategy, metric) for r in view.main}
+    scores = {k: v for k, v in scores.items() if v}
+    if not scores:
+        return {}
+    return prob_best(
+        scores,
+        higher_is_better=higher_is_better(metric),
+        n_resamples=_resamples(view),
+        seed=seed_of(view),
+    )
+
+
+def best_sentence(view: RunView, metric: str) -> str | None:
+    """'rag is best with probability 0.83 (paired bootstrap over the test questions).'"""
+    chances = {k: v for k, v in chance_best(view, metric).items() if not math.isnan(v)}
+    if len(chances) < 2:
+        return None
+    top = max(chances, key=chances.get)
+    return (
+        f"{top} is best on {metric_label(metric)} with probability {chances[top]:.2f} "
+        "(paired bootstrap over the test questions)."
+    )
+
+
+def comparisons(view: RunView, metric: str, best: str, *, alpha: float = 0.05) -> pd.DataFrame:
+    """Every main strategy against `best` on `metric`, one row each (see COMPARISON_COLUMNS).
+
+    Binary scores (every one 0 or 1: exact match, judge) use McNemar's exact test on the
+    discordant questions, others the sign-flip permutation test; `p_holm` is Holm's step-down
+    over these comparisons and `significant` reads it. `diff` is strategy − best, with Cohen's
+    d_z, each with a bootstrap interval.
+    """
+    rows = []
+    seed, b = seed_of(view), view.scores(best, metric)
+    for r in view.main:
+        if r.strategy == best:
+            continue
+        a = view.scores(r.strategy, metric)
+        common = common_questions({"a": a, "b": b})
+        pa, pb = [a[q] for q in common], [b[q] for q in common]
+        if common and is_binary(pa + pb):
+            test = "McNemar exact"
+            only_a = sum(1 for x, y in zip(pa, pb, strict=True) if x > y)
+            only_b = sum(1 for x, y in zip(pa, pb, strict=True) if y > x)
+            p = mcnemar_exact(only_a, only_b)
+        else:
+            test = "sign-flip permutation"
+            p = paired_test(a, b, metric=metric, seed=seed).p_value
+        eff = effect_size(
+            [x - y for x, y in zip(pa, pb, strict=True)], n_resamples=_resamples(view), seed=seed
+        )
+        rows.append(
+            {"metric": metric, "strategy": r.strategy, "best": best, "n": eff.n, "test": test}
+            | {"diff": eff.mean_diff, "diff_low": eff.low, "diff_high": eff.high}
+            | {"d_z": eff.d_z, "d_z_low": eff.d_low, "d_z_high": eff.d_high, "p_value": p}
+        )
+    adjusted = holm([row["p_value"] for row in rows])
+    for row, ph in zip(rows, adjusted, strict=True):
+        row["p_holm"] = ph
+        row["significant"] = ph is not None and ph < alpha
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def right_basis(view: RunView) -> tuple[str, float, str]:
+    """(metric, threshold, words) deciding "right": the judge's pass/fail where the run was
+    judged, else the run's verdict.right_metric ≥ right_threshold."""
+    if "judge" in metric_names(view.run):
+        return "judge", 0.5, "the judge's verdict"
+    cfg = VerdictConfig.from_dict(view.run.config.get("verdict") or {})
+    m, t = cfg.right_metric, float(cfg.right_threshold)
+    return m, t, f"{metric_label(m)} ≥ {t:g}"
+
+
+def cost_per_right_frame(
+    view: RunView, monthly_volume: int | None = None, months: int = 12
+) -> pd.DataFrame:
+    """Per main strategy with a price: strategy, right, n, money, money_low, money_high,
+    seconds, seconds_low, seconds_high, none_right — the expected cost of one right answer.
+
+    Preparation (money and seconds) is spread over `monthly_volume` × `months` questions, as the
+    monthly cost spreads it; without a volume only answering counts. `attrs["basis"]` says what
+    counted as right.
+    """
+    metric, threshold, words = right_basis(view)
+    volume = (monthly_volume or 0) * months
+    rows = []
+    for r in view.main:
+        cost = CostSummary.from_dict(r.cost)
+        scored = [
+            a for a in view.answers_of(r.strategy).values() if a.scores.get(metric) is not None
+        ]
+        if cost.price_per_1k is None or not scored:
+            continue
+        got = cost_per_right(
+            [float(a.scores[metric]) >= threshold for a in scored],
+            [a.answer.cost.latency_s for a in scored],
+            money_per_question=cost.price_per_1k / 1000.0,
+            money_fixed=(cost.price_prepare or 0.0) / volume if volume else 0.0,
+            seconds_fixed=(cost.prepare_s or 0.0) / volume if volume else 0.0,
+            n_resamples=_resamples(view),
+            seed=seed_of(view),
+        )
+        rows.append({"strategy": r.strategy} | got.to_dict())
+    cols = ["strategy", "right", "n", "money", "money_low", "money_high"]
+    cols += ["seconds", "seconds_low", "seconds_high", "none_right"]
+    df = pd.DataFrame(rows, columns=cols)
+    df.attrs.update(basis=words, metric=metric, threshold=threshold)
+    return df
+
+
+def per_right_text(money: float | None, none_right: bool, currency: str = "USD") -> str:
+    """A cost per right answer as text: money, or "none right" where nothing was right."""
+    from eval.views.run_view import money as fmt
+
+    if none_right or money is None or (isinstance(money, float) and math.isnan(money)):
+        return NONE_RIGHT
+    return fmt(float(money), currency)
+
+
+def decision_figures(
+    view: RunView, monthly_volume: int | None = None, months: int = 12
+) -> dict[str, Any]:
+    """The figures above as plain data, for `--json`, MLflow and the report: per metric the
+    chance of being best and the corrected comparisons with the best, and the cost per right
+    answer."""
+    out: dict[str, Any] = {"prob_best": {}, "comparisons": {}}
+    for m in metric_names(view.run):
+        chances = chance_best(view, m)
+        if not chances:
+            continue
+        out["prob_best"][m] = chances
+        means = {r.strategy: (r.metrics.get(m) or {}).get("mean") for r in view.main}
+        means = {k: v for k, v in means.items() if v is not None}
+        if len(means) > 1:
+            pick = max if higher_is_better(m) else min
+            best = pick(means, key=means.get)
+            frame = comparisons(view, m, best)
+            out["comparisons"][m] = (
+                frame.astype(object).where(frame.notna(), None).to_dict("records")
+            )
+    per_right = cost_per_right_frame(view, monthly_volume, months)
+    out["cost_per_right"] = {
+        "basis": per_right.attrs["basis"],
+        "monthly_volume": monthly_volume,
+        "months": months,
+        "strategies": {
+            row["strategy"]: {k: v for k, v in row.items() if k != "strategy"}
+            for row in per_right.astype(object).where(per_right.notna(), None).to_dict("records")
+        },
+    }
+    return out

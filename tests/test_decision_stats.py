@@ -1,0 +1,140 @@
+"""The decision's statistics against known answers: chance of being best, Holm, McNemar,
+paired effect size, cost per right answer; and the same figures read from a stored run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from eval import views as db
+from eval.decision_stats import cost_per_right, effect_size, holm, mcnemar_exact, prob_best
+from eval.views.confidence import (
+    NONE_RIGHT,
+    best_sentence,
+    chance_best,
+    comparisons,
+    cost_per_right_frame,
+    decision_figures,
+    per_right_text,
+)
+from tests.test_dashboards import _store_run
+
+
+def test_prob_best_is_one_for_a_dominating_strategy():
+    rng = np.random.default_rng(1)
+    base = {f"q{i}": float(rng.uniform(0, 0.5)) for i in range(30)}
+    scores = {"weak": base, "strong": {q: v + 0.4 for q, v in base.items()}}
+    p = prob_best(scores, seed=3)
+    assert p["strong"] == pytest.approx(1.0) and p["weak"] == pytest.approx(0.0)
+    # lower is better: the weak one now dominates
+    assert prob_best(scores, higher_is_better=False)["weak"] == pytest.approx(1.0)
+
+
+def test_prob_best_splits_ties_evenly_among_identical_strategies():
+    same = {f"q{i}": float(i % 3) / 2 for i in range(25)}
+    p = prob_best({"a": same, "b": dict(same), "c": dict(same), "d": dict(same)}, seed=0)
+    assert all(v == pytest.approx(0.25) for v in p.values())
+    assert sum(p.values()) == pytest.approx(1.0)
+
+
+def test_prob_best_resamples_questions_jointly():
+    # b = a + 0.01 on one question: jointly resampled, b wins whenever that question is drawn
+    # and ties (half a win) when not: 1 - (1 - 1/n)^n / 2 ≈ 0.82. Resampled apart, the spread
+    # of either mean would swamp 0.01 and give about 0.5.
+    a = {f"q{i}": float(i % 2) for i in range(40)}
+    b = dict(a) | {"q0": a["q0"] + 0.01}
+    p = prob_best({"a": a, "b": b}, n_resamples=4000, seed=1)
+    assert p["b"] == pytest.approx(1 - (1 - 1 / 40) ** 40 / 2, abs=0.02)
+
+
+def test_prob_best_is_seeded_and_nan_without_shared_questions():
+    s = {"a": {"q1": 1.0, "q2": 0.0}, "b": {"q1": 0.0, "q2": 1.0}}
+    assert prob_best(s, seed=5) == prob_best(s, seed=5)
+    p = prob_best({"a": {"q1": 1.0}, "b": {"q2": 1.0}})
+    assert all(math.isnan(v) for v in p.values())
+
+
+def test_holm_on_a_textbook_example():
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, None, 0.9]) == [pytest.approx(1.0), None, pytest.approx(1.0)]
+    assert holm([]) == []
+
+
+def test_mcnemar_exact_matches_the_reference_table():
+    # b = 1, c = 7: 2 × P(X ≤ 1), X ~ Binomial(8, 1/2) = 2 × 9/256
+    assert mcnemar_exact(1, 7) == pytest.approx(0.0703125)
+    assert mcnemar_exact(7, 1) == pytest.approx(0.0703125)
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(5, 5) == pytest.approx(1.0)
+
+
+def test_effect_size_mean_difference_and_dz():
+    d = [0.1, 0.3, 0.2, 0.4, 0.0, 0.2]
+    e = effect_size(d, seed=0)
+    assert e.mean_diff == pytest.approx(0.2)
+    assert e.d_z == pytest.approx(0.2 / np.std(d, ddof=1))
+    assert e.low <= 0.2 <= e.high and e.d_low <= e.d_z <= e.d_high
+    flat = effect_size([0.5] * 5)
+    assert flat.mean_diff == pytest.approx(0.5) and flat.d_z is None
+    assert effect_size([]).n == 0
+
+
+def test_cost_per_right_is_infinite_when_nothing_is_right():
+    c = cost_per_right([False] * 5, [1.0] * 5, money_per_question=0.01)
+    assert c.none_right and math.isinf(c.money) and math.isinf(c.seconds)
+    assert c.to_dict()["money"] is None and c.to_dict()["none_right"] is True
+    assert per_right_text(c.to_dict()["money"], c.none_right) == NONE_RIGHT
+
+
+def test_cost_per_right_divides_by_the_share_right_and_amortises_preparation():
+    right = [True, False, True, False]  # half right
+    c = cost_per_right(
+        right, [2.0, 2.0, 2.0, 2.0], money_per_question=0.01, money_fixed=0.02, seconds_fixed=1.0
+    )
+    assert c.money == pytest.approx((0.01 + 0.02) / 0.5)
+    assert c.seconds == pytest.approx((2.0 + 1.0) / 0.5)
+    assert c.money_low <= c.money <= c.money_high
+    # a resample can hold no right answer: the upper bound may be infinite, never below the mean
+    assert c.seconds_high >= c.seconds
+
+
+@pytest.fixture
+def view(tmp_path):
+    store, run_id = _store_run(tmp_path)
+    return db.RunView.load(store, run_id)
+
+
+def test_stored_run_chance_best_and_corrected_comparisons(view):
+    # rag gets q0-q14 right, lora q5-q9, system_prompt and few_shot q0-q4 (binary F1)
+    chances = chance_best(view, "f1")
+    assert set(chances) == {"system_prompt", "few_shot", "rag", "lora"}
+    assert chances["rag"] > 0.99
+    assert best_sentence(view, "f1").startswith("rag is best on F1 with probability 1.00")
+    cmp = comparisons(view, "f1", "rag").set_index("strategy")
+    assert set(cmp.test) == {"McNemar exact"}
+    # system_prompt vs rag: 0 only system_prompt right, 10 only rag right
+    assert cmp.loc["system_prompt", "p_value"] == pytest.approx(mcnemar_exact(0, 10))
+    raw = [cmp.loc[s, "p_value"] for s in ("system_prompt", "few_shot", "lora")]
+    assert list(cmp.loc[["system_prompt", "few_shot", "lora"], "p_holm"]) == pytest.approx(
+        holm(raw)
+    )
+    assert cmp.loc["system_prompt", "diff"] == pytest.approx(-0.5)
+    assert bool(cmp.loc["system_prompt", "significant"])
+
+
+def test_stored_run_cost_per_right(view):
+    frame = cost_per_right_frame(view, monthly_volume=1000, months=10).set_index("strategy")
+    assert frame.attrs["basis"] == "F1 ≥ 0.5"
+    # rag: 15 of 20 right, $0.10 per 1,000 questions, $0.01 preparation over 10,000 questions
+    assert frame.loc["rag", "money"] == pytest.approx((0.10 / 1000 + 0.01 / 10_000) / 0.75)
+    assert frame.loc["rag", "right"] == 15
+    figures = decision_figures(view, 1000, 10)
+    assert figures["prob_best"]["f1"]["rag"] > 0.99
+    assert figures["cost_per_right"]["strategies"]["lora"]["right"] == 5
+    assert {r["strategy"] for r in figures["comparisons"]["f1"]} == {
+        "system_prompt",
+        "few_shot",
+        "lora",
+    }
