@@ -138,3 +138,43 @@ def test_stored_run_cost_per_right(view):
         "few_shot",
         "lora",
     }
+
+
+def test_decision_says_the_chance_and_can_rank_by_cost_per_right_answer(view):
+    from eval.views.decision import decide
+
+    d = decide(view, 10_000, "f1", threshold=0.2, months=12)
+    assert any(r.startswith("Chance of being best: rag is best") for r in d.reasons)
+    # per right answer, lora (5 of 20 right at $0.02/1k + $1 prep) loses to system_prompt
+    # (5 of 20 at $0.05/1k) and to rag (15 of 20 at $0.10/1k + $0.01 prep)
+    per = decide(view, 10_000, "f1", threshold=0.2, months=12, by="per_right")
+    table = per.recommendation.table.set_index("strategy")
+    assert per.choice == table.per_right.idxmin()
+    assert "per right answer" in per.headline
+    assert table.loc["rag", "per_right"] == pytest.approx((0.10 / 1000 + 0.01 / 120_000) / 0.75)
+    with pytest.raises(ValueError, match="unknown ranking"):
+        decide(view, 10_000, "f1", by="cheapest")
+
+
+def test_quality_cost_chart_offers_cost_per_right_answer(view):
+    from eval.views import charts
+
+    qc = db.quality_vs_cost(view, "f1", "money_per_right", monthly_volume=10_000)
+    assert set(qc.strategy) == {"system_prompt", "few_shot", "rag", "lora"}
+    assert qc.set_index("strategy").loc["rag", "cost"] == pytest.approx(
+        (0.10 / 1000 + 0.01 / 120_000) / 0.75
+    )
+    assert "money_per_right" in charts.AXES
+    charts.quality_cost_chart(qc).to_dict()  # draws
+    with pytest.raises(ValueError, match="unknown cost"):
+        db.quality_vs_cost(view, "f1", "per_right_nonsense")
+
+
+def test_cost_table_shows_cost_per_right_and_quality_table_the_chance(view):
+    from eval.views.display import cost_table, quality_table
+
+    ct = cost_table(view, 10_000, 12).frame.set_index("name")
+    assert ct.loc["rag", "money_per_right"].startswith("$")
+    assert ct.loc["rag", "seconds_per_right"].endswith("]")
+    qt = quality_table(view, db.side_by_side(view), "f1").frame.set_index("name")
+    assert qt.loc["rag", "prob_best"] > 0.99

@@ -10,6 +10,7 @@ from eval.artifacts import merged_dir
 from eval.jobs import JobQueue, ensure_worker, serve_queued
 from eval.jobs.page_kinds import submit_merge
 from eval.views import charts
+from eval.views.confidence import RANK_BY
 from eval.views.decision import decide
 from eval.views.diagnostics import diagnose, power_rows
 from eval.views.display import cost_table, display_name, quality_table
@@ -115,8 +116,18 @@ with overview:
         step=1,
         key="cmp.months",
     )
+    rank_by = st.radio(
+        "Recommend the strategy that is",
+        list(RANK_BY),
+        index=list(RANK_BY).index(initial("cmp.rank_by", "month", lambda v: v in RANK_BY)),
+        format_func=RANK_BY.get,
+        horizontal=True,
+        key="cmp.rank_by",
+        help="Cheapest per correct answer divides the cost per question by the share answered "
+        "right: a cheap strategy that is often wrong costs more per useful answer.",
+    )
     keep_widgets("cmp.")
-    decision = decide(view, int(volume), metric, float(threshold), int(months))
+    decision = decide(view, int(volume), metric, float(threshold), int(months), rank_by)
     (st.success if decision.choice else st.warning)(md(decision.headline))
     for sentence in decision.sentences()[1:]:
         st.markdown("- " + md(sentence))
@@ -168,10 +179,8 @@ with why:
 
 with cost_tab:
     st.subheader("Quality against cost")
-    axis = st.selectbox(
-        "Cost axis", list(dashboards.COST_AXES), format_func=dashboards.COST_AXES.get, key="axis"
-    )
-    qc = dashboards.quality_vs_cost(view, metric, axis)
+    axis = st.selectbox("Cost axis", list(charts.AXES), format_func=charts.AXES.get, key="axis")
+    qc = dashboards.quality_vs_cost(view, metric, axis, int(volume), int(months))
     st.altair_chart(charts.quality_cost_chart(qc), width="stretch")
     st.caption("Points on the Pareto frontier: no other strategy is both better and cheaper.")
 

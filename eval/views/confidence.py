@@ -102,7 +102,12 @@ def comparisons(view: RunView, metric: str, best: str, *, alpha: float = 0.05) -
     for row, ph in zip(rows, adjusted, strict=True):
         row["p_holm"] = ph
         row["significant"] = ph is not None and ph < alpha
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS) if rows else comparisons_frame()
+
+
+def comparisons_frame() -> pd.DataFrame:
+    """An empty frame of comparisons (no metric has a best)."""
+    return pd.DataFrame(columns=COMPARISON_COLUMNS)
 
 
 def right_basis(view: RunView) -> tuple[str, float, str]:
@@ -156,7 +161,8 @@ def per_right_text(money: float | None, none_right: bool, currency: str = "USD")
     """A cost per right answer as text: money, or "none right" where nothing was right."""
     from eval.views.run_view import money as fmt
 
-    if none_right or money is None or (isinstance(money, float) and math.isnan(money)):
+    bad = money is None or (isinstance(money, float) and not math.isfinite(money))
+    if none_right or bad:
         return NONE_RIGHT
     return fmt(float(money), currency)
 
@@ -193,3 +199,120 @@ def decision_figures(
         },
     }
     return out
+
+
+def _span(value: float | None, low: float | None, high: float | None, fmt) -> str:
+    """'v [low–high]' with an unbounded upper end shown as '∞'."""
+
+    def one(x: float | None) -> str:
+        return "∞" if x is None or math.isinf(x) else fmt(x)
+
+    return f"{fmt(value)} [{one(low)}–{one(high)}]"
+
+
+def per_right_cells(row: dict[str, Any], currency: str = "USD") -> tuple[str, str]:
+    """(money, machine-seconds) per right answer of one `cost_per_right_frame` row, as text with
+    their 95% intervals, or "none right" for both where nothing was right."""
+    from eval.views.run_view import money as fmt
+
+    if row.get("none_right") or row.get("money") is None:
+        return NONE_RIGHT, NONE_RIGHT
+    return (
+        _span(row["money"], row["money_low"], row["money_high"], lambda x: fmt(x, currency)),
+        _span(row["seconds"], row["seconds_low"], row["seconds_high"], lambda x: f"{x:.2f} s"),
+    )
+
+
+def add_cost_per_right(
+    data: dict[str, Any], cols: list, view: RunView, monthly_volume: int, months: int
+) -> None:
+    """Cost-table columns: money and machine-seconds per right answer, by `data["name"]`."""
+    from eval.views.display import ColumnSpec
+
+    frame = cost_per_right_frame(view, monthly_volume, months)
+    rows = {
+        r["strategy"]: r for r in frame.astype(object).where(frame.notna(), None).to_dict("records")
+    }
+    cells = [
+        per_right_cells(rows[n], view.currency()) if n in rows else ("—", "—") for n in data["name"]
+    ]
+    data["money_per_right"] = [c[0] for c in cells]
+    data["seconds_per_right"] = [c[1] for c in cells]
+    why = (
+        f"Right = {frame.attrs['basis']}. Expected cost of one right answer: cost per question "
+        f"(preparation spread over {monthly_volume:,} questions a month for {months} months) "
+        "divided by the share answered right, with its 95% bootstrap interval."
+    )
+    cols.append(ColumnSpec("money_per_right", PER_RIGHT_AXES["money_per_right"], "text", help=why))
+    cols.append(
+        ColumnSpec("seconds_per_right", PER_RIGHT_AXES["seconds_per_right"], "text", help=why)
+    )
+
+
+def add_prob_best(data: dict[str, Any], cols: list, chances: dict[str, float], metric: str) -> None:
+    """Quality-table column: each strategy's chance of the best `metric`, by `data["name"]`."""
+    from eval.views.display import ColumnSpec
+
+    data["prob_best"] = [chances.get(n, math.nan) for n in data["name"]]
+    cols.append(
+        ColumnSpec(
+            "prob_best",
+            f"Chance of best {metric_label(metric)}",
+            fmt="%.2f",
+            help="How often this strategy has the best mean when the test questions are "
+            "resampled (the same questions for every strategy at once; ties shared).",
+        )
+    )
+
+
+# What "cheapest" means for the recommendation (key -> words the UI shows).
+RANK_BY: dict[str, str] = {
+    "month": "cheapest a month",
+    "per_right": "cheapest per correct answer",
+}
+
+
+def with_per_right(
+    view: RunView, table: pd.DataFrame, monthly_volume: int, months: int, by: str = "month"
+) -> pd.DataFrame:
+    """The recommendation's table with `per_right` (money per right answer, inf where none is
+    right) added; sorted by it when `by` is "per_right", else left in its order."""
+    frame = cost_per_right_frame(view, monthly_volume, months).set_index("strategy")
+    money = frame["money"].astype(float).fillna(math.inf) if not frame.empty else frame
+    table = table.copy()
+    table["per_right"] = [
+        float(money.get(s, math.nan)) if not frame.empty else math.nan for s in table.strategy
+    ]
+    if by == "per_right":
+        table = table.sort_values(["per_right", "monthly_cost"], kind="stable")
+    return table.reset_index(drop=True)
+
+
+def per_right_reason(table: pd.DataFrame, choice: str | None, currency: str = "USD") -> str:
+    """Why the choice is the cheapest per right answer, in one sentence."""
+    from eval.views.run_view import money as fmt
+
+    if choice is None:
+        return "Ranked by cost per right answer: no strategy meets the bar."
+    value = float(table.set_index("strategy").loc[choice, "per_right"])
+    cost = NONE_RIGHT if math.isinf(value) or math.isnan(value) else fmt(value, currency)
+    return (
+        f"Ranked by cost per right answer: {choice} costs {cost} per right answer, the least "
+        "among the strategies meeting the bar."
+    )
+
+
+def per_right_costs(
+    view: RunView, axis: str, monthly_volume: int | None, months: int = 12
+) -> dict[str, float] | None:
+    """Strategy -> finite cost per right answer on `axis` (a PER_RIGHT_AXES key), or None when
+    `axis` is not one (a stored cost). Strategies with nothing right are left out."""
+    if axis not in PER_RIGHT_AXES:
+        return None
+    column = "money" if axis == "money_per_right" else "seconds"
+    frame = cost_per_right_frame(view, monthly_volume, months)
+    return {
+        str(s): float(v)
+        for s, v in zip(frame.strategy, frame[column], strict=True)
+        if v is not None and math.isfinite(float(v))
+    }
