@@ -23,20 +23,25 @@ from eval.views.tables import render_run, run_summary
 def render_with_diagnostics(store: RunStore, run_id: str) -> str:
     """The run's tables, then what the verdict knows (attribution, oracle ceiling, power)."""
     from eval.views import RunView
+    from eval.views.confidence import render_decision
     from eval.views.diagnostics import diagnose, render_diagnostics
 
     view = RunView.load(store, run_id)
     text = render_run(view.run)
-    return f"{text}\n\n{render_diagnostics(diagnose(view))}" if view.results else text
+    if not view.results:
+        return text
+    return f"{text}\n\n{render_decision(view)}\n\n{render_diagnostics(diagnose(view))}"
 
 
 def summary_with_diagnostics(store: RunStore, run_id: str) -> dict:
     """`run_summary` plus the diagnostics under "verdict" (what `--json` writes)."""
     from eval.views import RunView
+    from eval.views.confidence import decision_figures
     from eval.views.diagnostics import diagnose
 
     view = RunView.load(store, run_id)
-    return {**run_summary(view.run), "verdict": diagnose(view).to_dict()}
+    summary = {**run_summary(view.run), "verdict": diagnose(view).to_dict()}
+    return summary | {"decision": decision_figures(view, 10_000, 12)}
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:

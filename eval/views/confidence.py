@@ -316,3 +316,36 @@ def per_right_costs(
         for s, v in zip(frame.strategy, frame[column], strict=True)
         if v is not None and math.isfinite(float(v))
     }
+
+
+def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 12) -> str:
+    """The figures above as text for `python -m eval show`: per metric the chance of being
+    best and the corrected comparisons with the best; then the cost per right answer."""
+    figures = decision_figures(view, monthly_volume, months)
+    lines = []
+    for m, chances in figures["prob_best"].items():
+        if len(chances) < 2:
+            continue  # one strategy scored on it: nothing to be best against
+        ranked = sorted(chances.items(), key=lambda kv: -kv[1] if not math.isnan(kv[1]) else 1)
+        lines.append(
+            f"Chance of being best on {metric_label(m)}: "
+            + ", ".join(f"{s} {p:.2f}" for s, p in ranked)
+        )
+        for row in figures["comparisons"].get(m, []):
+            if row["diff"] is None or row["p_value"] is None:
+                continue
+            dz = "" if row["d_z"] is None else f", d_z {row['d_z']:+.2f}"
+            lines.append(
+                f"  {row['strategy']} − {row['best']}: {row['diff']:+.3f} "
+                f"[{row['diff_low']:+.3f}, {row['diff_high']:+.3f}]{dz}; {row['test']} "
+                f"p = {row['p_value']:.3g}, Holm p = {row['p_holm']:.3g}"
+            )
+    per = figures["cost_per_right"]
+    lines.append(
+        f"Cost per right answer (right = {per['basis']}; preparation spread over "
+        f"{monthly_volume:,} questions a month for {months} months):"
+    )
+    for s, row in per["strategies"].items():
+        money, secs = per_right_cells(row, view.currency())
+        lines.append(f"  {s}: {money}, {secs} ({row['right']} of {row['n']} right)")
+    return "\n".join(lines)
