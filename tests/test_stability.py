@@ -1,0 +1,126 @@
+"""Stability across re-splits: leak-safe re-drawn splits, the summary of stored re-split
+scores, and a small run with resplits=2 through the harness (resumable)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.config import ConfigError, SplitConfig
+from core.qa import near_duplicate_groups
+from core.types import QAPair
+from eval.cli import build_config
+from eval.cli_args import parser
+from eval.config import RunConfig
+from eval.run import run_comparison
+from eval.stability import draw_resplits, sentence, summarize
+from eval.store import RunStore
+
+
+def _pairs() -> list[QAPair]:
+    base = [f"alpha{i} beta{i} gamma{i} delta{i}?" for i in range(40)]
+    dups = [
+        "What is the capital of France?",
+        "what is the capital of france",
+        "What's the capital of France?",
+        "Which city is the capital of France?",
+    ]
+    return [QAPair(f"q{i}", q, ("a",)) for i, q in enumerate(base + dups)]
+
+
+def test_resplits_never_put_a_test_question_or_its_near_duplicate_in_training():
+    pairs = _pairs()
+    split = SplitConfig(test_fraction=0.25, seed=7)
+    groups = [{pairs[i].id for i in g} for g in near_duplicate_groups(pairs, 0.6)]
+    draws = draw_resplits(pairs, split, 12)
+    assert [d.seed for d in draws] == list(range(8, 20))
+    tests = set()
+    for d in draws:
+        train_ids, test_ids = {p.id for p in d.train}, {p.id for p in d.test}
+        assert not train_ids & test_ids
+        assert train_ids | test_ids == {p.id for p in pairs}
+        for g in groups:  # a near-duplicate group is wholly on one side
+            assert g <= train_ids or g <= test_ids
+        tests.add(frozenset(test_ids))
+    assert len(tests) > 1  # the splits differ
+    assert [len(d.test) for d in draw_resplits(pairs, split, 2, n_test=3)] == [3, 3]
+
+
+def test_summary_counts_wins_spread_and_whether_the_best_changes():
+    own = {"a": 0.5, "b": 0.4, "c": 0.1}
+    stored = {
+        "seed": 0,
+        "splits": [
+            {"k": 1, "seed": 1, "strategies": _recs(a=0.3, b=0.6, c=0.1)},
+            {"k": 2, "seed": 2, "strategies": _recs(a=0.5, b=0.5, c=0.2)},
+        ],
+    }
+    st = summarize(own, stored, "f1", True)
+    assert st.n_splits == 3
+    assert st.wins == pytest.approx({"a": 1.5, "b": 1.5, "c": 0.0})  # the tie is shared
+    assert st.winners == ["a", "b", None] and st.changes
+    assert st.spread["a"]["min"] == 0.3 and st.spread["a"]["max"] == 0.5
+    assert st.spread["c"]["sd"] == pytest.approx(0.057735, abs=1e-5)
+    assert "wins on F1: a 1.5, b 1.5, c 0" in sentence(st, "F1")
+    steady = summarize(
+        own, {"splits": [stored["splits"][0] | {"strategies": _recs(a=1, b=0, c=0)}]}, "f1", True
+    )
+    assert not steady.changes and "a is best on every split" in sentence(steady, "F1")
+    # lower is better; a strategy missing from a split is left out of the comparison
+    low = summarize(
+        own, {"splits": [{"k": 1, "seed": 1, "strategies": _recs(a=0.2, b=0.3)}]}, "f1", False
+    )
+    assert low.skipped == ["c"] and low.winners == ["b", "a"]
+    assert summarize(own, {"splits": []}, "f1", True) is None
+
+
+def _recs(**means: float) -> dict:
+    return {n: {"status": "done", "metrics": {"f1": v}} for n, v in means.items()}
+
+
+def test_stability_is_settable_from_the_cli_and_validated():
+    args = parser().parse_args(["run", "--set", "stability.resplits=5"])
+    assert build_config(args).stability.resplits == 5
+    with pytest.raises(ConfigError, match="resplits"):
+        RunConfig.from_dict({"stability": {"resplits": -1}})
+
+
+def test_run_with_two_resplits_stores_scores_per_split_and_resumes(
+    mini_corpus, tiny_models, tmp_path
+):
+    corpus, qa = mini_corpus
+    cfg = RunConfig.from_dict(
+        {
+            "corpus": str(corpus),
+            "qa": str(qa),
+            "strategies": ["fake", "system_prompt"],
+            "models": tiny_models.to_dict(),
+            "split": {"test_fraction": 0.3},
+            "batch_size": 4,
+            "store_path": str(tmp_path / "runs.sqlite"),
+            "workdir": str(tmp_path / "work"),
+            "bootstrap_resamples": 200,
+            "retention_questions": 0,
+            "stability": {"resplits": 2},
+        }
+    )
+    store = RunStore(cfg.store_path)
+    run_id = run_comparison(cfg, store=store)
+    run = store.get_run(run_id)
+    assert run.status == "done"
+    st = run.meta["stability"]
+    assert [s["seed"] for s in st["splits"]] == [1, 2]
+    for s in st["splits"]:
+        assert set(s["strategies"]) == {"fake", "system_prompt"}
+        assert all(r["status"] == "done" for r in s["strategies"].values())
+        assert "f1" in s["strategies"]["fake"]["metrics"]
+        assert not set(s["test_ids"]) & set(s["train_ids"])
+    assert st["splits"][0]["test_ids"] != run.meta["split"]["test_ids"]
+    # resumed after losing one record: only that one is run again
+    lost = st["splits"][1]["strategies"].pop("system_prompt")
+    store.update_run(run_id, stability=st)
+    events = []
+    run_comparison(cfg, store=store, run_id=run_id, resume=True, progress=events.append)
+    ran = {e["strategy"] for e in events if e.get("stage") == "prepare"}
+    assert ran == {"system_prompt#split2"}
+    again = store.get_run(run_id).meta["stability"]["splits"][1]["strategies"]["system_prompt"]
+    assert again["metrics"] == lost["metrics"]  # the tiny model is seeded: same answers
