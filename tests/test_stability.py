@@ -124,3 +124,23 @@ def test_run_with_two_resplits_stores_scores_per_split_and_resumes(
     assert ran == {"system_prompt#split2"}
     again = store.get_run(run_id).meta["stability"]["splits"][1]["strategies"]["system_prompt"]
     assert again["metrics"] == lost["metrics"]  # the tiny model is seeded: same answers
+
+
+def test_estimate_shows_the_extra_cost_of_resplits(mini_corpus, tiny_models, tmp_path):
+    from eval.run.estimate import estimate_run
+    from tests.test_harness import make_config
+
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        strategies=["system_prompt", "lora"],
+        strategy_configs={"lora": {"epochs": 1, "batch_size": 4}},
+        stability={"resplits": 3},
+    )
+    by = {e["strategy"]: e for e in estimate_run(cfg)["strategies"]}
+    sp = by["system_prompt"]
+    once = sp["prepare_s"] + sp["seconds_per_question"] * 3  # 3 test questions
+    assert sp["resplits_s"] == pytest.approx(3 * once)
+    assert sp["total_s"] == pytest.approx(sp["prepare_s"] + sp["answer_s"] + 3 * once)
+    assert by["lora"]["resplits_s"] == 0  # trained arms join only when asked

@@ -87,7 +87,9 @@ def _weights(plan: list[str], estimate: dict[str, Any] | None) -> tuple[float, d
         elif frac:
             weights[label] = float(frac.rstrip("%")) / 100 * e["prepare_s"] + e["answer_s"] / 3
         else:
-            weights[label] = max(0.1, e["total_s"] - e.get("variants_s", 0.0))
+            weights[label] = max(
+                0.1, e["total_s"] - e.get("variants_s", 0.0) - e.get("resplits_s", 0.0)
+            )
     return max(0.1, float(estimate.get("load_s") or 0.0)), weights
 
 
