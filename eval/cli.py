@@ -41,7 +41,10 @@ def summary_with_diagnostics(store: RunStore, run_id: str) -> dict:
 
     view = RunView.load(store, run_id)
     summary = {**run_summary(view.run), "verdict": diagnose(view).to_dict()}
-    return summary | {"decision": decision_figures(view, 10_000, 12)}
+    from eval.views.stability_view import stability_figures
+
+    summary["decision"] = decision_figures(view, 10_000, 12)
+    return summary | {"stability": stability_figures(view)}
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:

@@ -144,3 +144,49 @@ def test_estimate_shows_the_extra_cost_of_resplits(mini_corpus, tiny_models, tmp
     assert sp["resplits_s"] == pytest.approx(3 * once)
     assert sp["total_s"] == pytest.approx(sp["prepare_s"] + sp["answer_s"] + 3 * once)
     assert by["lora"]["resplits_s"] == 0  # trained arms join only when asked
+
+
+def test_stability_views_read_the_stored_resplits(tmp_path):
+    from eval import views as db
+    from eval.views.stability_view import (
+        recommendations,
+        stability,
+        stability_figures,
+        stability_frame,
+        stability_sentences,
+    )
+    from tests.test_dashboards import _store_run
+
+    store, run_id = _store_run(tmp_path)  # own F1: rag 0.75, lora/system_prompt/few_shot 0.25
+    view = db.RunView.load(store, run_id)
+    assert stability(view, "f1") is None and stability_sentences(view, "f1") == []
+    prices = {"system_prompt": 0.05, "few_shot": 0.08, "rag": 0.10, "lora": 0.02}
+
+    def recs(**f1):
+        return {
+            n: {
+                "status": "done",
+                "metrics": {"f1": v},
+                "price_per_1k": prices[n],
+                "price_prepare": 0.0,
+            }
+            for n, v in f1.items()
+        }
+
+    splits = [
+        {"k": 1, "seed": 1, "strategies": recs(system_prompt=0.2, few_shot=0.2, rag=0.7, lora=0.3)},
+        {"k": 2, "seed": 2, "strategies": recs(system_prompt=0.5, few_shot=0.1, rag=0.4, lora=0.1)},
+    ]
+    store.update_run(run_id, stability={"resplits": 2, "seed": 0, "skipped": [], "splits": splits})
+    view = db.RunView.load(store, run_id)
+    st = stability(view, "f1")
+    assert st.wins == {"system_prompt": 1.0, "few_shot": 0.0, "rag": 2.0, "lora": 0.0}
+    assert st.changes
+    frame = stability_frame(st).set_index("strategy")
+    assert list(frame.index)[0] == "rag"
+    assert frame.loc["rag", "split 2"] == 0.4 and frame.loc["rag", "min"] == 0.4
+    # at a bar of 0.25: lora (cheapest a month) meets it on the own split and split 1 only
+    assert recommendations(view, "f1", 0.25, 10_000) == ["lora", "lora", "system_prompt"]
+    words = " ".join(stability_sentences(view, "f1", 0.25, 10_000))
+    assert "wins on F1: rag 2, system_prompt 1" in words and "same on 1 of 2 re-splits" in words
+    assert stability_figures(view)["metrics"]["f1"]["wins"]["rag"] == 2.0

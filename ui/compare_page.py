@@ -15,6 +15,7 @@ from eval.views.decision import decide
 from eval.views.diagnostics import diagnose, power_rows
 from eval.views.display import cost_table, display_name, quality_table
 from eval.views.html_report import cli_command, html_report, run_config_yaml
+from eval.views.stability_view import stability, stability_frame
 from eval.views.tables import failures, server_line
 from ui.common import (
     access,
@@ -133,6 +134,14 @@ with overview:
         st.markdown("- " + md(sentence))
     st.subheader("Quality")
     show_table(quality_table(view, sbs, metric), "quality_table")
+    st_split = stability(view, metric)
+    if st_split is not None:
+        st.subheader("Across re-drawn train/test splits")
+        st.dataframe(stability_frame(st_split), hide_index=True, key="stability_table")
+        st.caption(
+            "wins: splits on which the strategy had the best mean (ties shared); split 0 is the "
+            "run's own. mean, sd, min, max: its score across the splits."
+        )
     judge_section(view)  # the judge against F1, when the run was judged
     st.subheader("Cost")
     show_table(cost_table(view, int(volume), int(months)), "cost_table")

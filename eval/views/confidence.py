@@ -348,4 +348,16 @@ def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 1
     for s, row in per["strategies"].items():
         money, secs = per_right_cells(row, view.currency())
         lines.append(f"  {s}: {money}, {secs} ({row['right']} of {row['n']} right)")
+    from eval.views.stability_view import stability, stability_frame, stability_sentences
+
+    first = next(iter(figures["prob_best"]), None)
+    st = stability(view, first) if first else None
+    if st is not None:
+        lines.append(" ".join(stability_sentences(view, first)))
+        for row in stability_frame(st).to_dict("records"):
+            per = ", ".join(f"{s['means'][row['strategy']]:.3f}" for s in st.splits)
+            lines.append(
+                f"  {row['strategy']}: wins {row['wins']:g}, {row['mean']:.3f} ± {row['sd']:.3f} "
+                f"(splits: {per})"
+            )
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from eval.views.knowledge import retention_vs_gain
 from eval.views.narrative import Recommendation, recommend
 from eval.views.run_view import DEFAULT_METRIC, RunView, higher_is_better, metric_label
 from eval.views.significance import compare_strategies
+from eval.views.stability_view import stability_sentences
 
 NOTABLE_DROP = 0.05  # a general-knowledge change below -5 points is worth a sentence
 
@@ -119,6 +120,7 @@ def decide(
     bridge = _bridge(view, rec, metric, cur)
     if bridge:
         reasons.append(bridge)
+    reasons.extend(stability_sentences(view, metric, threshold, monthly_volume, months))
     figures = {"mean": float(row["mean"]), "monthly_cost": float(row.monthly_cost)}
     figures["per_right"] = float(row.per_right)
     figures["prepare_cost"] = float(prep)
