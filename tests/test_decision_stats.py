@@ -111,7 +111,7 @@ def test_stored_run_chance_best_and_corrected_comparisons(view):
     chances = chance_best(view, "f1")
     assert set(chances) == {"system_prompt", "few_shot", "rag", "lora"}
     assert chances["rag"] > 0.99
-    assert best_sentence(view, "f1").startswith("rag is best on F1 with probability 1.00")
+    assert best_sentence(view, "f1").startswith("rag is best with probability 1.00 on F1")
     cmp = comparisons(view, "f1", "rag").set_index("strategy")
     assert set(cmp.test) == {"McNemar exact"}
     # system_prompt vs rag: 0 only system_prompt right, 10 only rag right

@@ -3,6 +3,8 @@ scores, and a small run with resplits=2 through the harness (resumable)."""
 
 from __future__ import annotations
 
+import html
+
 import pytest
 
 from core.config import ConfigError, SplitConfig
@@ -190,3 +192,27 @@ def test_stability_views_read_the_stored_resplits(tmp_path):
     words = " ".join(stability_sentences(view, "f1", 0.25, 10_000))
     assert "wins on F1: rag 2, system_prompt 1" in words and "same on 1 of 2 re-splits" in words
     assert stability_figures(view)["metrics"]["f1"]["wins"]["rag"] == 2.0
+
+
+def test_html_report_carries_the_decision_figures(tmp_path):
+    from eval import views as db
+    from eval.views.html_report import html_report
+    from tests.test_dashboards import _store_run
+
+    store, run_id = _store_run(tmp_path)
+    split = {"system_prompt": 0.2, "few_shot": 0.2, "rag": 0.7, "lora": 0.3}
+    recs = {n: {"status": "done", "metrics": {"f1": v}} for n, v in split.items()}
+    store.update_run(
+        run_id,
+        stability={"resplits": 1, "seed": 0, "splits": [{"k": 1, "seed": 1, "strategies": recs}]},
+    )
+    page = html.unescape(html_report(store, run_id))
+    for text in (
+        "Chance of best F1",
+        "Holm",
+        "McNemar exact",
+        "Cost per right answer",
+        "Across re-drawn train/test splits",
+        "rag is best with probability",
+    ):
+        assert text in page, text

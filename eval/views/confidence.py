@@ -55,13 +55,13 @@ def chance_best(view: RunView, metric: str) -> dict[str, float]:
 
 
 def best_sentence(view: RunView, metric: str) -> str | None:
-    """'rag is best with probability 0.83 (paired bootstrap over the test questions).'"""
+    """'rag is best with probability 0.83 on F1 (paired bootstrap over the test questions).'"""
     chances = {k: v for k, v in chance_best(view, metric).items() if not math.isnan(v)}
     if len(chances) < 2:
         return None
     top = max(chances, key=chances.get)
     return (
-        f"{top} is best on {metric_label(metric)} with probability {chances[top]:.2f} "
+        f"{top} is best with probability {chances[top]:.2f} on {metric_label(metric)} "
         "(paired bootstrap over the test questions)."
     )
 
