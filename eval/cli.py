@@ -36,15 +36,11 @@ def render_with_diagnostics(store: RunStore, run_id: str) -> str:
 def summary_with_diagnostics(store: RunStore, run_id: str) -> dict:
     """`run_summary` plus the diagnostics under "verdict" (what `--json` writes)."""
     from eval.views import RunView
-    from eval.views.confidence import decision_figures
+    from eval.views.decision_export import decision_data
     from eval.views.diagnostics import diagnose
 
     view = RunView.load(store, run_id)
-    summary = {**run_summary(view.run), "verdict": diagnose(view).to_dict()}
-    from eval.views.stability_view import stability_figures
-
-    summary["decision"] = decision_figures(view, 10_000, 12)
-    return summary | {"stability": stability_figures(view)}
+    return {**run_summary(view.run), "verdict": diagnose(view).to_dict()} | decision_data(view)
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:

@@ -195,7 +195,6 @@ def test_stability_views_read_the_stored_resplits(tmp_path):
 
 
 def test_html_report_carries_the_decision_figures(tmp_path):
-    from eval import views as db
     from eval.views.html_report import html_report
     from tests.test_dashboards import _store_run
 

@@ -178,7 +178,7 @@ def decision_figures(
         chances = chance_best(view, m)
         if not chances:
             continue
-        out["prob_best"][m] = chances
+        out["prob_best"][m] = {k: None if math.isnan(v) else v for k, v in chances.items()}
         means = {r.strategy: (r.metrics.get(m) or {}).get("mean") for r in view.main}
         means = {k: v for k, v in means.items() if v is not None}
         if len(means) > 1:
@@ -324,9 +324,9 @@ def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 1
     figures = decision_figures(view, monthly_volume, months)
     lines = []
     for m, chances in figures["prob_best"].items():
-        if len(chances) < 2:
-            continue  # one strategy scored on it: nothing to be best against
-        ranked = sorted(chances.items(), key=lambda kv: -kv[1] if not math.isnan(kv[1]) else 1)
+        if len(chances) < 2 or None in chances.values():
+            continue  # one strategy scored on it, or no question all of them scored
+        ranked = sorted(chances.items(), key=lambda kv: -kv[1])
         lines.append(
             f"Chance of being best on {metric_label(m)}: "
             + ", ".join(f"{s} {p:.2f}" for s, p in ranked)
