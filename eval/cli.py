@@ -1,4 +1,4 @@
-"""Command line: `python -m eval run|show|list|export|rescore|track|worker|jobs`.
+"""Command line: `python -m eval run|show|compare|list|export|rescore|track|worker|jobs`.
 
 A thin layer over the library."""
 
@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "show":
             run = store.get_run(args.run_id)
             print(render_with_diagnostics(store, args.run_id) + _judge_lines(store, run))
+        elif args.command == "compare":
+            _cmd_compare(store, args)
         elif args.command == "list":
             for r in store.list_runs():
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
@@ -240,6 +242,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _cmd_compare(store: RunStore, args: argparse.Namespace) -> None:
+    """`eval compare A B`: the two runs' change per strategy, and each run's decision figures."""
+    from eval.views import RunView
+    from eval.views.run_compare import compare_data, render_compare
+
+    a, b = RunView.load(store, args.run_a), RunView.load(store, args.run_b)
+    print(render_compare(a, b, args.metric))
+    if args.json:
+        data = compare_data(a, b, args.metric)
+        Path(args.json).write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -74,6 +74,15 @@ def parser() -> argparse.ArgumentParser:  # long but flat: one declaration per f
             sp.add_argument("--format", choices=["json", "csv"], default="json")
             sp.add_argument("-o", "--output", help="file to write (default: stdout)")
 
+    cp = sub.add_parser(
+        "compare", help="two stored runs: paired change per strategy, corrected, with costs"
+    )
+    cp.add_argument("run_a")
+    cp.add_argument("run_b")
+    cp.add_argument("--metric", default="f1", help="metric to compare on (default: f1)")
+    cp.add_argument("--store", default=RunConfig().store_path)
+    cp.add_argument("--json", help="also write the comparison as JSON to this file")
+
     gq = sub.add_parser("generate-qa", help="generate question/answer pairs from a corpus")
     gq.add_argument("--corpus", required=True, help="folder of documents")
     gq.add_argument("-o", "--output", required=True, help="JSONL file to write")

@@ -178,3 +178,42 @@ def test_cost_table_shows_cost_per_right_and_quality_table_the_chance(view):
     assert ct.loc["rag", "seconds_per_right"].endswith("]")
     qt = quality_table(view, db.side_by_side(view), "f1").frame.set_index("name")
     assert qt.loc["rag", "prob_best"] > 0.99
+
+
+def test_eval_compare_two_runs(tmp_path, capsys):
+    import json
+    from dataclasses import replace
+
+    from eval.cli import main
+    from eval.views.run_compare import compare_two
+
+    store, run_a = _store_run(tmp_path)
+    # run B: the same answers, except rag now misses q10-q14 (F1 1 -> 0 on five questions)
+    a = db.RunView.load(store, run_a)
+    run_b = store.create_run(a.run.config, "b")
+    for r in a.main:
+        # copies: the answers of view `a` must keep their scores
+        answers = [replace(x, scores=dict(x.scores)) for x in a.answers_of(r.strategy).values()]
+        if r.strategy == "rag":
+            for x in answers:
+                if x.qid in {f"q{i}" for i in range(10, 15)}:
+                    x.scores["f1"] = 0.0
+        store.save_strategy(run_b, r, answers)
+    store.finish_run(run_b, "done")
+    b = db.RunView.load(store, run_b)
+    frame = compare_two(a, b, "f1").set_index("strategy")
+    assert set(frame.index) == {"system_prompt", "few_shot", "rag", "lora"}
+    assert frame.loc["rag", "diff"] == pytest.approx(-0.25)
+    assert frame.loc["rag", "test"] == "McNemar exact"
+    assert frame.loc["rag", "p_value"] == pytest.approx(mcnemar_exact(5, 0))
+    assert frame.loc["few_shot", "p_value"] == 1.0 and frame.loc["few_shot", "diff"] == 0.0
+    assert frame.loc["rag", "prob_b_better"] < 0.01
+    assert frame.loc["rag", "p_holm"] == pytest.approx(holm(list(frame.p_value))[2])
+    out = tmp_path / "cmp.json"
+    store_path = str(store.path)
+    assert main(["compare", run_a, run_b, "--store", store_path, "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "McNemar exact" in text and "Holm p" in text and "P(B better)" in text
+    data = json.loads(out.read_text())
+    assert {r["strategy"] for r in data["strategies"]} == set(frame.index)
+    assert data["a"]["decision"]["prob_best"]["f1"]["rag"] > 0.99
