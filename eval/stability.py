@@ -163,12 +163,13 @@ def sentence(st: Stability, label: str) -> str:
     """One sentence: who wins how often, and whether another split changes the winner."""
     ranked = sorted(st.wins.items(), key=lambda kv: -kv[1])
     counts = ", ".join(f"{n} {w:g}" for n, w in ranked)
-    own = st.winners[0] or "a tie"
-    verdict = (
-        f"the best changes with the split (the run's own: {own})"
-        if st.changes
-        else f"{own} is best on every split"
-    )
+    own = st.winners[0]
+    if st.changes:
+        verdict = f"the best changes with the split (on the run's own: {own or 'a tie'})"
+    elif own is None:
+        verdict = "every split ends in a tie for the best"
+    else:
+        verdict = f"{own} is best on every split"
     return (
         f"Across {st.n_splits} train/test splits (the run's own and {st.n_splits - 1} re-drawn), "
         f"wins on {label}: {counts}; {verdict}."

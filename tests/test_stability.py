@@ -115,7 +115,7 @@ def test_run_with_two_resplits_stores_scores_per_split_and_resumes(
         assert set(s["strategies"]) == {"fake", "system_prompt"}
         assert all(r["status"] == "done" for r in s["strategies"].values())
         assert "f1" in s["strategies"]["fake"]["metrics"]
-        assert not set(s["test_ids"]) & set(s["train_ids"])
+        assert len(s["test_ids"]) == 3 and set(s["test_ids"]) <= {f"q{i}" for i in range(1, 11)}
     assert st["splits"][0]["test_ids"] != run.meta["split"]["test_ids"]
     # resumed after losing one record: only that one is run again
     lost = st["splits"][1]["strategies"].pop("system_prompt")
@@ -215,3 +215,11 @@ def test_html_report_carries_the_decision_figures(tmp_path):
         "rag is best with probability",
     ):
         assert text in page, text
+
+
+def test_sentence_when_every_split_ties():
+    own = {"a": 0.0, "b": 0.0}
+    st = summarize(
+        own, {"splits": [{"k": 1, "seed": 1, "strategies": _recs(a=0.0, b=0.0)}]}, "f1", True
+    )
+    assert "every split ends in a tie" in sentence(st, "F1") and not st.changes

@@ -46,8 +46,7 @@ def run_resplits(cmp: Any) -> None:
         entry = kept.get(split.k)
         if entry is None or entry.get("seed") != split.seed:
             entry = {"k": split.k, "seed": split.seed, "strategies": {}}
-        entry["test_ids"] = [p.id for p in split.test]
-        entry["train_ids"] = [p.id for p in split.train]
+        entry["test_ids"] = [p.id for p in split.test]  # the rest of the pairs trained
         record["splits"].append(entry)
         for name in names:
             if entry["strategies"].get(name, {}).get("status") == "done":

@@ -20,7 +20,14 @@ from eval.decision_stats import (
     prob_best,
 )
 from eval.records import CostSummary
-from eval.views.run_view import RunView, higher_is_better, metric_label, metric_names, seed_of
+from eval.views.run_view import (
+    DEFAULT_METRIC,
+    RunView,
+    higher_is_better,
+    metric_label,
+    metric_names,
+    seed_of,
+)
 from eval.views.significance import paired_test
 
 # Axes of the quality-cost chart beyond the stored costs (key -> title); lower is better.
@@ -350,7 +357,8 @@ def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 1
         lines.append(f"  {s}: {money}, {secs} ({row['right']} of {row['n']} right)")
     from eval.views.stability_view import stability, stability_frame, stability_sentences
 
-    first = next(iter(figures["prob_best"]), None)
+    first = DEFAULT_METRIC if DEFAULT_METRIC in figures["prob_best"] else None
+    first = first or next(iter(figures["prob_best"]), None)
     st = stability(view, first) if first else None
     if st is not None:
         lines.append(" ".join(stability_sentences(view, first)))
