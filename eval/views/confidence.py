@@ -284,12 +284,13 @@ def with_per_right(
 ) -> pd.DataFrame:
     """The recommendation's table with `per_right` (money per right answer, inf where none is
     right) added; sorted by it when `by` is "per_right", else left in its order."""
-    frame = cost_per_right_frame(view, monthly_volume, months).set_index("strategy")
-    money = frame["money"].astype(float).fillna(math.inf) if not frame.empty else frame
+    frame = cost_per_right_frame(view, monthly_volume, months)
+    money = {  # nothing right: an infinite cost per right answer, ranked last
+        s: math.inf if v is None or pd.isna(v) else float(v)
+        for s, v in zip(frame.strategy, frame.money, strict=True)
+    }
     table = table.copy()
-    table["per_right"] = [
-        float(money.get(s, math.nan)) if not frame.empty else math.nan for s in table.strategy
-    ]
+    table["per_right"] = [money.get(s, math.nan) for s in table.strategy]
     if by == "per_right":
         table = table.sort_values(["per_right", "monthly_cost"], kind="stable")
     return table.reset_index(drop=True)
