@@ -134,6 +134,17 @@ with overview:
         st.markdown("- " + md(sentence))
     st.subheader("Quality")
     show_table(quality_table(view, sbs, metric), "quality_table")
+    against = sbs.significance[sbs.significance.metric == metric]
+    if not against.empty:
+        with st.expander(f"Each strategy against the best on {label}"):
+            st.dataframe(
+                against.drop(columns=["metric"]), hide_index=True, key="against_best_table"
+            )
+            st.caption(
+                "diff = strategy − best, with its 95% bootstrap interval; d_z = mean difference "
+                "/ SD of the differences. McNemar's exact test for right/wrong scores, the "
+                "sign-flip test otherwise; p_holm corrects for the number of comparisons."
+            )
     st_split = stability(view, metric)
     if st_split is not None:
         st.subheader("Across re-drawn train/test splits")

@@ -82,7 +82,8 @@ def side_by_side(view: RunView, *, alpha: float = 0.05) -> SideBySide:
     # Against the best on the same questions: McNemar or sign-flip, Holm-corrected per metric.
     frames = [comparisons(view, m, best[m], alpha=alpha) for m in metrics if m in best]
     significance = pd.concat(frames, ignore_index=True) if frames else comparisons_frame()
-    chances = {m: chance_best(view, m) for m in metrics if m in best}
+    # Every metric, tied ones too: identical strategies share the chance (1/n each).
+    chances = {m: c for m in metrics if (c := chance_best(view, m))}
     display = _display(results, metrics, best, significance)
     return SideBySide(table, best, significance, display, metrics, costs, chances)
 
