@@ -38,6 +38,31 @@ class StabilityConfig(ConfigBase):
         check(0 <= int(self.resplits) <= MAX_RESPLITS, f"resplits must be in 0..{MAX_RESPLITS}")
 
 
+SPLIT_MARK = "#split"  # "rag#split2": strategy rag on re-split 2 (progress events, the plan)
+
+
+def resplit_label(name: str, k: int) -> str:
+    """The label a strategy's re-run on split k goes by in progress events."""
+    return f"{name}{SPLIT_MARK}{k}"
+
+
+def planned(strategies: list[str], include_trained: bool) -> list[str]:
+    """The strategies re-run on each re-split: all, or those that do not train."""
+    from strategies import get_strategy_class
+
+    return [n for n in strategies if include_trained or not get_strategy_class(n).trains]
+
+
+def plan_labels(config: dict[str, Any]) -> list[str]:
+    """The re-run labels a stored run config makes, split by split (none when off)."""
+    cfg = StabilityConfig.from_dict(config.get("stability") or {})
+    try:
+        names = planned(list(config.get("strategies") or []), cfg.include_trained)
+    except KeyError:  # a strategy no longer registered: its re-runs are not shown
+        return []
+    return [resplit_label(n, k) for k in range(1, cfg.resplits + 1) for n in names]
+
+
 @dataclass
 class Resplit:
     """One re-drawn split: its index k (1…K), its seed and its pairs."""

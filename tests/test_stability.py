@@ -223,3 +223,18 @@ def test_sentence_when_every_split_ties():
         own, {"splits": [{"k": 1, "seed": 1, "strategies": _recs(a=0.0, b=0.0)}]}, "f1", True
     )
     assert "every split ends in a tie" in sentence(st, "F1") and not st.changes
+
+
+def test_progress_follows_the_reruns_on_resplits():
+    from eval.views.progress import describe_job, run_plan
+
+    config = {
+        "strategies": ["system_prompt", "lora"],
+        "stability": {"resplits": 2},
+    }
+    plan = run_plan(config)
+    assert plan == ["system_prompt", "lora", "system_prompt#split1", "system_prompt#split2"]
+    job = {"stage": "answer", "strategy": "system_prompt#split2", "done": 1, "total": 2}
+    line = describe_job(job, plan, now=0.0)
+    assert line.position == 4 and line.fraction > 0.75
+    assert "Strategy 4 of 4: System prompt (closed book), re-split 2, answering" in line.text

@@ -15,13 +15,7 @@ from typing import Any
 
 from core.qa import load_qa
 from eval.run.scoring import score
-from eval.stability import draw_resplits, strategy_record
-from strategies import get_strategy_class
-
-
-def planned(strategies: list[str], include_trained: bool) -> list[str]:
-    """The strategies re-run on each re-split: all, or those that do not train."""
-    return [n for n in strategies if include_trained or not get_strategy_class(n).trains]
+from eval.stability import draw_resplits, planned, resplit_label, strategy_record
 
 
 def run_resplits(cmp: Any) -> None:
@@ -59,7 +53,7 @@ def run_resplits(cmp: Any) -> None:
 
 def _one(cmp: Any, name: str, split: Any, inputs: Any) -> dict[str, Any]:
     """Prepare, answer and score strategy `name` on one re-split; its files are thrown away."""
-    label = f"{name}#split{split.k}"
+    label = resplit_label(name, split.k)
     folder = cmp.folder / "resplits" / f"{split.k}-{name}"
     folder.mkdir(parents=True, exist_ok=True)
     try:

@@ -24,11 +24,13 @@ def display_name(label: str) -> str:
     the training share for learning-curve points ("LoRA fine-tune, 50% of the data")."""
     from strategies import get_strategy_class
 
+    label, _, split = label.partition("#split")  # a re-run on a re-drawn split (stability)
     name, _, frac = label.partition("@")
     try:
         shown = get_strategy_class(name).display_name or name
     except KeyError:  # a run made with a strategy no longer registered
         shown = name
+    shown = f"{shown}, re-split {split}" if split else shown
     return f"{shown}, {frac} of the data" if frac else shown
 
 
