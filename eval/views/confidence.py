@@ -328,8 +328,11 @@ def per_right_costs(
 
 def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 12) -> str:
     """The figures above as text for `python -m eval show`: per metric the chance of being
-    best and the corrected comparisons with the best; then the cost per right answer."""
+    best, on the main metric (F1, else the first) the corrected comparisons with the best;
+    then the cost per right answer and the stability across re-splits."""
     figures = decision_figures(view, monthly_volume, months)
+    first = DEFAULT_METRIC if DEFAULT_METRIC in figures["prob_best"] else None
+    first = first or next(iter(figures["prob_best"]), None)
     lines = []
     for m, chances in figures["prob_best"].items():
         if len(chances) < 2 or None in chances.values():
@@ -339,7 +342,7 @@ def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 1
             f"Chance of being best on {metric_label(m)}: "
             + ", ".join(f"{s} {p:.2f}" for s, p in ranked)
         )
-        for row in figures["comparisons"].get(m, []):
+        for row in figures["comparisons"].get(m, []) if m == first else []:
             if row["diff"] is None or row["p_value"] is None:
                 continue
             dz = "" if row["d_z"] is None else f", d_z {row['d_z']:+.2f}"
@@ -355,11 +358,10 @@ def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 1
     )
     for s, row in per["strategies"].items():
         money, secs = per_right_cells(row, view.currency())
-        lines.append(f"  {s}: {money}, {secs} ({row['right']} of {row['n']} right)")
+        cost = NONE_RIGHT if row["none_right"] else f"{money}, {secs}"
+        lines.append(f"  {s}: {cost} ({row['right']} of {row['n']} right)")
     from eval.views.stability_view import stability, stability_frame, stability_sentences
 
-    first = DEFAULT_METRIC if DEFAULT_METRIC in figures["prob_best"] else None
-    first = first or next(iter(figures["prob_best"]), None)
     st = stability(view, first) if first else None
     if st is not None:
         lines.append(" ".join(stability_sentences(view, first)))
