@@ -217,3 +217,12 @@ def test_eval_compare_two_runs(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert {r["strategy"] for r in data["strategies"]} == set(frame.index)
     assert data["a"]["decision"]["prob_best"]["f1"]["rag"] > 0.99
+
+
+def test_per_right_ranking_never_calls_a_strategy_meeting_the_bar_below_it(view):
+    # bar 0.2: all four meet it. At 100 questions a month rag is cheapest per right answer
+    # (15 of 20 right), while system_prompt and few_shot cost less a month
+    rec = db.recommend(view, 100, "f1", 0.2, 12, by="per_right")
+    assert set(rec.table.status) == {"meets"}
+    assert rec.choice == "rag" == rec.table.iloc[0].strategy
+    assert not any("below the threshold" in r for r in rec.reasons)

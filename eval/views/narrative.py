@@ -160,7 +160,9 @@ class _Reasons:
             ]
             cheaper = table[table.monthly_cost < c.monthly_cost]
         for row in cheaper.itertuples():
-            if row.strategy != choice:
+            # one meeting the bar is cheaper a month only when ranked per right answer:
+            # it is listed below with the others that meet it
+            if row.strategy != choice and row.status != "meets":
                 reasons.append(self._why_not(row, choice, best, label, hib))
         if choice is not None:
             for row in meeting.iloc[1:].itertuples():
