@@ -18,6 +18,7 @@ from core.config import (
 from core.qagen import QAGenConfig
 from eval.attribution import VerdictConfig
 from eval.judge import JudgeConfig
+from eval.stability import StabilityConfig
 from eval.tracking import TrackingConfig
 from strategies import default_strategies
 
@@ -78,6 +79,9 @@ class RunConfig(ConfigBase):
     )
     tracking: TrackingConfig = option(
         TrackingConfig, "Experiment tracking: log each stored run to MLflow."
+    )
+    stability: StabilityConfig = option(
+        StabilityConfig, "Re-draw the train/test split and run again: does the winner hold?"
     )
 
     def validate(self) -> None:
