@@ -89,6 +89,7 @@ def _stored_run(sub: argparse._SubParsersAction) -> None:
             sp.add_argument("--format", choices=["json", "csv"], default="json")
             sp.add_argument("-o", "--output", help="file to write (default: stdout)")
 
+
 def _compare(sub: argparse._SubParsersAction) -> None:
     cp = sub.add_parser(
         "compare",
@@ -102,9 +103,7 @@ def _compare(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("--threshold", type=float, default=0.1, help="the quality bar")
     cp.add_argument("--months", type=int, default=12, help="months the preparation is spread over")
     cp.add_argument("--html", metavar="FILE", help="also write the HTML report there (one run)")
-    cp.add_argument(
-        "--metric", default="f1", help="metric two runs are compared on (default: f1)"
-    )
+    cp.add_argument("--metric", default="f1", help="metric two runs are compared on (default: f1)")
     cp.add_argument("--json", help="two runs: also write the comparison as JSON to this file")
 
 

@@ -4,14 +4,18 @@ the recommendation changes). The re-runs themselves are eval.run.resplit's job."
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import ConfigBase, SplitConfig, check, option
 from core.qa import split_pairs
 from core.types import QAPair
+
+if TYPE_CHECKING:
+    from eval.store_rows import StrategyResult
 
 MAX_RESPLITS = 50
 
@@ -87,18 +91,110 @@ def draw_resplits(
     return out
 
 
-def strategy_record(result: Any) -> dict[str, Any]:
+@dataclass
+class SplitResult:
     """What a re-split keeps of one strategy's result: status, metric means, the prices."""
-    cost = result.cost or {}
-    return {
-        "status": result.status,
-        "error": result.error,
-        "metrics": {m: iv.get("mean") for m, iv in (result.metrics or {}).items()},
-        "price_per_1k": cost.get("price_per_1k"),
-        "price_prepare": cost.get("price_prepare"),
-        "prepare_s": cost.get("prepare_s"),
-        "answer_s": cost.get("answer_s"),
-    }
+
+    status: str
+    error: str | None = None
+    metrics: dict[str, float | None] = field(default_factory=dict)  # metric -> mean
+    price_per_1k: float | None = None
+    price_prepare: float | None = None
+    prepare_s: float | None = None
+    answer_s: float | None = None
+
+    @classmethod
+    def of(cls, result: StrategyResult) -> SplitResult:
+        """The part of a measured (and scored) result a re-split keeps."""
+        cost = result.cost
+        return cls(
+            status=result.status,
+            error=result.error,
+            metrics={m: iv.get("mean") for m, iv in (result.metrics or {}).items()},
+            price_per_1k=cost.price_per_1k,
+            price_prepare=cost.price_prepare,
+            prepare_s=cost.prepare_s,
+            answer_s=cost.answer_s,
+        )
+
+    def mean(self, metric: str) -> float | None:
+        """Its mean on `metric` when it finished, else None."""
+        return self.metrics.get(metric) if self.status == "done" else None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SplitResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{"status": "", **{k: v for k, v in d.items() if k in names}})
+
+
+@dataclass
+class ResplitRecord:
+    """One re-split as the run keeps it: index, seed, test question ids (the rest of the pairs
+    trained) and strategy -> its SplitResult."""
+
+    k: int
+    seed: int | None = None
+    test_ids: list[str] = field(default_factory=list)
+    strategies: dict[str, SplitResult] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ResplitRecord:
+        recs = d.get("strategies") or {}
+        return cls(
+            k=int(d.get("k", 0)),
+            seed=d.get("seed"),
+            test_ids=list(d.get("test_ids") or []),
+            strategies={n: SplitResult.from_dict(r) for n, r in recs.items()},
+        )
+
+
+@dataclass
+class StabilityRecord:
+    """The re-splits a run stored (run meta "stability"): its settings, the strategies re-run
+    and left out, and each re-split. `to_dict`/`from_dict` are the stored JSON."""
+
+    resplits: int = 0
+    include_trained: bool = False
+    seed: int | None = None
+    strategies: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    splits: list[ResplitRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> StabilityRecord | None:
+        """From run meta "stability" (None when the run stored none)."""
+        if not d:
+            return None
+        return cls(
+            resplits=int(d.get("resplits") or 0),
+            include_trained=bool(d.get("include_trained")),
+            seed=d.get("seed"),
+            strategies=list(d.get("strategies") or []),
+            skipped=list(d.get("skipped") or []),
+            splits=[ResplitRecord.from_dict(s) for s in d.get("splits") or []],
+        )
+
+
+@dataclass
+class SplitMeans:
+    """One split's means on a metric (k 0: the run's own split)."""
+
+    k: int
+    seed: int | None
+    means: dict[str, float]
+
+
+@dataclass
+class Spread:
+    """One strategy's score across the splits."""
+
+    mean: float
+    sd: float
+    min: float
+    max: float
 
 
 @dataclass
@@ -113,9 +209,9 @@ class Stability:
     """
 
     metric: str
-    splits: list[dict[str, Any]]
+    splits: list[SplitMeans]
     wins: dict[str, float]
-    spread: dict[str, dict[str, float]]
+    spread: dict[str, Spread]
     winners: list[str | None]
     changes: bool
     skipped: list[str] = field(default_factory=list)  # strategies not re-run (trained)
@@ -125,12 +221,13 @@ class Stability:
         return len(self.splits)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON `--json`, MLflow and the report carry."""
         return {
             "metric": self.metric,
             "n_splits": self.n_splits,
-            "splits": self.splits,
+            "splits": [dataclasses.asdict(s) for s in self.splits],
             "wins": self.wins,
-            "spread": self.spread,
+            "spread": {n: dataclasses.asdict(v) for n, v in self.spread.items()},
             "winners": self.winners,
             "changes": self.changes,
             "skipped": self.skipped,
@@ -145,41 +242,41 @@ def _winner(means: dict[str, float], higher_is_better: bool) -> list[str]:
 
 
 def summarize(
-    own: dict[str, float], stored: dict[str, Any] | None, metric: str, higher_is_better: bool
+    own: dict[str, float], stored: StabilityRecord | None, metric: str, higher_is_better: bool
 ) -> Stability | None:
     """The stability of `metric` from the run's own means (`own`, strategy -> mean) and its
-    stored re-splits (run meta "stability"); None when no re-split finished. Only strategies
-    re-run on every split are compared (a trained one left out is listed in `skipped`)."""
-    done = [s for s in (stored or {}).get("splits", []) if s.get("strategies")]
+    stored re-splits; None when no re-split finished. Only strategies re-run on every split
+    are compared (a trained one left out is listed in `skipped`)."""
+    done = [s for s in (stored.splits if stored else []) if s.strategies]
     if not done:
         return None
     per_split = [
         {
-            name: float(rec["metrics"][metric])
-            for name, rec in s["strategies"].items()
-            if rec.get("status") == "done" and rec.get("metrics", {}).get(metric) is not None
+            name: float(mean)
+            for name, rec in s.strategies.items()
+            if (mean := rec.mean(metric)) is not None
         }
         for s in done
     ]
     names = [n for n in own if all(n in means for means in per_split)]
     skipped = [n for n in own if n not in names]
-    splits = [{"k": 0, "seed": (stored or {}).get("seed"), "means": {n: own[n] for n in names}}]
+    splits = [SplitMeans(0, stored.seed, {n: own[n] for n in names})]
     splits += [
-        {"k": s["k"], "seed": s["seed"], "means": {n: m[n] for n in names}}
+        SplitMeans(s.k, s.seed, {n: m[n] for n in names})
         for s, m in zip(done, per_split, strict=True)
     ]
     wins = dict.fromkeys(names, 0.0)
     winners: list[str | None] = []
     for s in splits:
-        top = _winner(s["means"], higher_is_better)
+        top = _winner(s.means, higher_is_better)
         for n in top:
             wins[n] += 1.0 / len(top)
         winners.append(top[0] if len(top) == 1 else None)
     spread = {}
     for n in names:
-        xs = [s["means"][n] for s in splits]
+        xs = [s.means[n] for s in splits]
         sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-        spread[n] = {"mean": statistics.fmean(xs), "sd": sd, "min": min(xs), "max": max(xs)}
+        spread[n] = Spread(statistics.fmean(xs), sd, min(xs), max(xs))
     changes = any(w != winners[0] for w in winners[1:])
     return Stability(metric, splits, wins, spread, winners, changes, skipped)
 

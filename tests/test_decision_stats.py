@@ -217,6 +217,11 @@ def test_eval_compare_two_runs(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert {r["strategy"] for r in data["strategies"]} == set(frame.index)
     assert data["a"]["decision"]["prob_best"]["f1"]["rag"] > 0.99
+    # one run: that run's decision (the verb's other form), which takes no --json
+    assert main(["compare", run_a, "--store", store_path, "--threshold", "0.2"]) == 0
+    assert "Chance of being best: rag is best with probability" in capsys.readouterr().out
+    assert main(["compare", run_a, "--store", store_path, "--json", str(out)]) == 2
+    assert main(["compare", run_a, run_b, "--store", store_path, "--html", "x.html"]) == 2
 
 
 def test_per_right_ranking_never_calls_a_strategy_meeting_the_bar_below_it(view):

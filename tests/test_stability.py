@@ -14,7 +14,7 @@ from eval.cli import build_config
 from eval.cli_args import parser
 from eval.config import RunConfig
 from eval.run import run_comparison
-from eval.stability import draw_resplits, sentence, summarize
+from eval.stability import StabilityRecord, draw_resplits, sentence, summarize
 from eval.store import RunStore
 
 
@@ -56,23 +56,29 @@ def test_summary_counts_wins_spread_and_whether_the_best_changes():
             {"k": 2, "seed": 2, "strategies": _recs(a=0.5, b=0.5, c=0.2)},
         ],
     }
-    st = summarize(own, stored, "f1", True)
+    st = summarize(own, StabilityRecord.from_dict(stored), "f1", True)
     assert st.n_splits == 3
     assert st.wins == pytest.approx({"a": 1.5, "b": 1.5, "c": 0.0})  # the tie is shared
     assert st.winners == ["a", "b", None] and st.changes
-    assert st.spread["a"]["min"] == 0.3 and st.spread["a"]["max"] == 0.5
-    assert st.spread["c"]["sd"] == pytest.approx(0.057735, abs=1e-5)
+    assert st.spread["a"].min == 0.3 and st.spread["a"].max == 0.5
+    assert st.spread["c"].sd == pytest.approx(0.057735, abs=1e-5)
     assert "wins on F1: a 1.5, b 1.5, c 0" in sentence(st, "F1")
     steady = summarize(
-        own, {"splits": [stored["splits"][0] | {"strategies": _recs(a=1, b=0, c=0)}]}, "f1", True
+        own, _stored([stored["splits"][0] | {"strategies": _recs(a=1, b=0, c=0)}]), "f1", True
     )
     assert not steady.changes and "a is best on every split" in sentence(steady, "F1")
     # lower is better; a strategy missing from a split is left out of the comparison
     low = summarize(
-        own, {"splits": [{"k": 1, "seed": 1, "strategies": _recs(a=0.2, b=0.3)}]}, "f1", False
+        own, _stored([{"k": 1, "seed": 1, "strategies": _recs(a=0.2, b=0.3)}]), "f1", False
     )
     assert low.skipped == ["c"] and low.winners == ["b", "a"]
-    assert summarize(own, {"splits": []}, "f1", True) is None
+    assert summarize(own, _stored([]), "f1", True) is None
+    assert summarize(own, None, "f1", True) is None
+
+
+def _stored(splits: list[dict]) -> StabilityRecord:
+    """The record of stored re-splits as the run's metadata keeps them."""
+    return StabilityRecord.from_dict({"resplits": len(splits), "splits": splits})
 
 
 def _recs(**means: float) -> dict:
@@ -122,7 +128,7 @@ def test_run_with_two_resplits_stores_scores_per_split_and_resumes(
     store.update_run(run_id, stability=st)
     events = []
     run_comparison(cfg, store=store, run_id=run_id, resume=True, progress=events.append)
-    ran = {e["strategy"] for e in events if e.get("stage") == "prepare"}
+    ran = {e.strategy for e in events if e.stage == "prepare"}
     assert ran == {"system_prompt#split2"}
     again = store.get_run(run_id).meta["stability"]["splits"][1]["strategies"]["system_prompt"]
     assert again["metrics"] == lost["metrics"]  # the tiny model is seeded: same answers
@@ -140,12 +146,12 @@ def test_estimate_shows_the_extra_cost_of_resplits(mini_corpus, tiny_models, tmp
         strategy_configs={"lora": {"epochs": 1, "batch_size": 4}},
         stability={"resplits": 3},
     )
-    by = {e["strategy"]: e for e in estimate_run(cfg)["strategies"]}
+    by = {e.strategy: e for e in estimate_run(cfg).strategies}
     sp = by["system_prompt"]
-    once = sp["prepare_s"] + sp["seconds_per_question"] * 3  # 3 test questions
-    assert sp["resplits_s"] == pytest.approx(3 * once)
-    assert sp["total_s"] == pytest.approx(sp["prepare_s"] + sp["answer_s"] + 3 * once)
-    assert by["lora"]["resplits_s"] == 0  # trained arms join only when asked
+    once = sp.prepare_s + sp.seconds_per_question * 3  # 3 test questions
+    assert sp.resplits_s == pytest.approx(3 * once)
+    assert sp.total_s == pytest.approx(sp.prepare_s + sp.answer_s + 3 * once)
+    assert by["lora"].resplits_s == 0  # trained arms join only when asked
 
 
 def test_stability_views_read_the_stored_resplits(tmp_path):
@@ -220,12 +226,13 @@ def test_html_report_carries_the_decision_figures(tmp_path):
 def test_sentence_when_every_split_ties():
     own = {"a": 0.0, "b": 0.0}
     st = summarize(
-        own, {"splits": [{"k": 1, "seed": 1, "strategies": _recs(a=0.0, b=0.0)}]}, "f1", True
+        own, _stored([{"k": 1, "seed": 1, "strategies": _recs(a=0.0, b=0.0)}]), "f1", True
     )
     assert "every split ends in a tie" in sentence(st, "F1") and not st.changes
 
 
 def test_progress_follows_the_reruns_on_resplits():
+    from eval.jobs.job import Job
     from eval.views.progress import describe_job, run_plan
 
     config = {
@@ -234,7 +241,9 @@ def test_progress_follows_the_reruns_on_resplits():
     }
     plan = run_plan(config)
     assert plan == ["system_prompt", "lora", "system_prompt#split1", "system_prompt#split2"]
-    job = {"stage": "answer", "strategy": "system_prompt#split2", "done": 1, "total": 2}
+    job = Job(
+        "j1", "run", "running", stage="answer", strategy="system_prompt#split2", done=1, total=2
+    )
     line = describe_job(job, plan, now=0.0)
     assert line.position == 4 and line.fraction > 0.75
     assert "Strategy 4 of 4: System prompt (closed book), re-split 2, answering" in line.text

@@ -158,12 +158,14 @@ def _record_classes():
     from eval.estimates import Estimate, StrategyEstimate
     from eval.events import ProgressEvent
     from eval.jobs import Job
+    from eval.stability import ResplitRecord, SplitMeans, SplitResult, Stability, StabilityRecord
     from eval.store_rows import Run, StoredAnswer, StrategyResult
     from eval.views.progress import ProgressLine
 
     return [
         StrategyResult, PreparedRecord, CostSummary, ResultExtras, Retention, JudgeCost,
         StoredAnswer, Run, Job, Estimate, StrategyEstimate, ProgressLine, ProgressEvent,
+        StabilityRecord, ResplitRecord, SplitResult, Stability, SplitMeans,
     ]  # fmt: skip
 
 

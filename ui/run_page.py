@@ -208,7 +208,7 @@ def estimate_table(est: Estimate) -> None:
         f"{est.retention_questions} general questions on {est.device}: about "
         f"**{duration(est.total_s)}** in all."
     )
-    resplits_s = sum(e.get("resplits_s", 0.0) for e in est["strategies"])
+    resplits_s = sum(e.resplits_s for e in est.strategies)
     if resplits_s:
         st.caption(f"Of which re-splits (stability): about {duration(resplits_s)}.")
 

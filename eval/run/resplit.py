@@ -14,8 +14,16 @@ from dataclasses import replace
 from typing import Any
 
 from core.qa import load_qa
+from eval.events import ProgressEvent
 from eval.run.scoring import score
-from eval.stability import draw_resplits, planned, resplit_label, strategy_record
+from eval.stability import (
+    ResplitRecord,
+    SplitResult,
+    StabilityRecord,
+    draw_resplits,
+    planned,
+    resplit_label,
+)
 
 
 def run_resplits(cmp: Any) -> None:
@@ -26,32 +34,32 @@ def run_resplits(cmp: Any) -> None:
     inputs = cmp.bench.inputs
     pairs = load_qa(inputs.qa_file)
     names = planned(config.strategies, cfg.include_trained)
-    previous = cmp.store.get_run(cmp.run_id).meta.get("stability") or {}
-    kept = {s["k"]: s for s in previous.get("splits", []) if s.get("seed") is not None}
-    record: dict[str, Any] = {
-        "resplits": int(cfg.resplits),
-        "include_trained": bool(cfg.include_trained),
-        "seed": int(config.split.seed),
-        "strategies": names,
-        "skipped": [n for n in config.strategies if n not in names],
-        "splits": [],
-    }
+    previous = StabilityRecord.from_dict(cmp.store.get_run(cmp.run_id).meta.get("stability"))
+    kept = {s.k: s for s in (previous.splits if previous else []) if s.seed is not None}
+    record = StabilityRecord(
+        resplits=int(cfg.resplits),
+        include_trained=bool(cfg.include_trained),
+        seed=int(config.split.seed),
+        strategies=names,
+        skipped=[n for n in config.strategies if n not in names],
+    )
     for split in draw_resplits(pairs, config.split, cfg.resplits, config.n_test):
         entry = kept.get(split.k)
-        if entry is None or entry.get("seed") != split.seed:
-            entry = {"k": split.k, "seed": split.seed, "strategies": {}}
-        entry["test_ids"] = [p.id for p in split.test]  # the rest of the pairs trained
-        record["splits"].append(entry)
+        if entry is None or entry.seed != split.seed:
+            entry = ResplitRecord(split.k, split.seed)
+        entry.test_ids = [p.id for p in split.test]  # the rest of the pairs trained
+        record.splits.append(entry)
         for name in names:
-            if entry["strategies"].get(name, {}).get("status") == "done":
+            done = entry.strategies.get(name)
+            if done is not None and done.status == "done":
                 continue  # finished before an interruption: kept
             split_inputs = replace(inputs, train=split.train, test=split.test)
-            entry["strategies"][name] = _one(cmp, name, split, split_inputs)
-            cmp.store.update_run(cmp.run_id, stability=record)
-    cmp.store.update_run(cmp.run_id, stability=record)
+            entry.strategies[name] = _one(cmp, name, split, split_inputs)
+            cmp.store.update_run(cmp.run_id, stability=record.to_dict())
+    cmp.store.update_run(cmp.run_id, stability=record.to_dict())
 
 
-def _one(cmp: Any, name: str, split: Any, inputs: Any) -> dict[str, Any]:
+def _one(cmp: Any, name: str, split: Any, inputs: Any) -> SplitResult:
     """Prepare, answer and score strategy `name` on one re-split; its files are thrown away."""
     label = resplit_label(name, split.k)
     folder = cmp.folder / "resplits" / f"{split.k}-{name}"
@@ -59,7 +67,7 @@ def _one(cmp: Any, name: str, split: Any, inputs: Any) -> dict[str, Any]:
     try:
         ctx = cmp.bench.context(
             workdir=folder,
-            progress=lambda ev: cmp.emit({**ev, "strategy": label}),
+            progress=lambda ev: cmp.emit(ProgressEvent.from_dict(ev, strategy=label)),
             cancelled=cmp.cancelled,
             held_out=tuple(split.test),
         )
@@ -67,7 +75,7 @@ def _one(cmp: Any, name: str, split: Any, inputs: Any) -> dict[str, Any]:
             cmp.bench.strategy(name, None, ctx), label, inputs, split.train
         )
         if measured.result.status == "done":
-            cmp.emit({"stage": "score", "strategy": label})
+            cmp.emit(ProgressEvent("score", strategy=label))
             measured.result.metrics = score(
                 measured.answers,
                 cmp.config.metrics,
@@ -78,5 +86,5 @@ def _one(cmp: Any, name: str, split: Any, inputs: Any) -> dict[str, Any]:
             )
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # an adapter per split is not kept
-    cmp.emit({"stage": "strategy_done", "strategy": label, "status": measured.result.status})
-    return strategy_record(measured.result)
+    cmp.emit(ProgressEvent("strategy_done", strategy=label, status=measured.result.status))
+    return SplitResult.of(measured.result)

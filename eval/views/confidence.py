@@ -19,7 +19,6 @@ from eval.decision_stats import (
     mcnemar_exact,
     prob_best,
 )
-from eval.records import CostSummary
 from eval.views.run_view import (
     DEFAULT_METRIC,
     RunView,
@@ -141,7 +140,7 @@ def cost_per_right_frame(
     volume = (monthly_volume or 0) * months
     rows = []
     for r in view.main:
-        cost = CostSummary.from_dict(r.cost)
+        cost = r.cost
         scored = [
             a for a in view.answers_of(r.strategy).values() if a.scores.get(metric) is not None
         ]
@@ -366,7 +365,7 @@ def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 1
     if st is not None:
         lines.append(" ".join(stability_sentences(view, first)))
         for row in stability_frame(st).to_dict("records"):
-            per = ", ".join(f"{s['means'][row['strategy']]:.3f}" for s in st.splits)
+            per = ", ".join(f"{s.means[row['strategy']]:.3f}" for s in st.splits)
             lines.append(
                 f"  {row['strategy']}: wins {row['wins']:g}, {row['mean']:.3f} ± {row['sd']:.3f} "
                 f"(splits: {per})"

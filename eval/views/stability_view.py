@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from eval.stability import Stability, sentence, summarize
+from eval.stability import SplitResult, Stability, StabilityRecord, sentence, summarize
 from eval.views.run_view import RunView, higher_is_better, metric_label
 
 
@@ -18,7 +18,12 @@ def stability(view: RunView, metric: str) -> Stability | None:
         for r in view.main
         if (r.metrics.get(metric) or {}).get("mean") is not None
     }
-    return summarize(own, view.run.meta.get("stability"), metric, higher_is_better(metric))
+    return summarize(own, stored_stability(view), metric, higher_is_better(metric))
+
+
+def stored_stability(view: RunView) -> StabilityRecord | None:
+    """The re-splits the run stored (None when it ran none)."""
+    return StabilityRecord.from_dict(view.run.meta.get("stability"))
 
 
 def stability_frame(st: Stability) -> pd.DataFrame:
@@ -26,9 +31,11 @@ def stability_frame(st: Stability) -> pd.DataFrame:
     split k; split 0 is the run's own), most wins first."""
     rows = []
     for name, w in st.wins.items():
-        row: dict[str, Any] = {"strategy": name, "wins": w, **st.spread[name]}
+        spread = st.spread[name]
+        row: dict[str, Any] = {"strategy": name, "wins": w, "mean": spread.mean, "sd": spread.sd}
+        row |= {"min": spread.min, "max": spread.max}
         for s in st.splits:
-            row[f"split {s['k']}"] = s["means"][name]
+            row[f"split {s.k}"] = s.means[name]
         rows.append(row)
     return pd.DataFrame(rows).sort_values("wins", ascending=False, kind="stable")
 
@@ -39,27 +46,19 @@ def recommendations(
     """The strategy recommended on each split (0 = the run's own): the cheapest a month whose
     mean meets `threshold`, with that split's own measured prices; None where none meets it."""
     hib = higher_is_better(metric)
-    own = {
-        r.strategy: {
-            "status": "done",
-            "metrics": {m: iv.get("mean") for m, iv in r.metrics.items()},
-            "price_per_1k": r.cost.get("price_per_1k"),
-            "price_prepare": r.cost.get("price_prepare"),
-        }
-        for r in view.main
-    }
-    stored = view.run.meta.get("stability") or {}
-    splits = [own] + [s["strategies"] for s in stored.get("splits", []) if s.get("strategies")]
+    own = {r.strategy: SplitResult.of(r) for r in view.main}
+    stored = stored_stability(view)
+    splits = [own] + [s.strategies for s in (stored.splits if stored else []) if s.strategies]
     out: list[str | None] = []
     for recs in splits:
         best, best_cost = None, float("inf")
         for name, rec in recs.items():
-            mean = (rec.get("metrics") or {}).get(metric)
-            if rec.get("status") != "done" or mean is None or rec.get("price_per_1k") is None:
+            mean = rec.mean(metric)
+            if mean is None or rec.price_per_1k is None:
                 continue
             if (mean >= threshold) if hib else (mean <= threshold):
-                cost = rec["price_per_1k"] / 1000 * monthly_volume
-                cost += (rec.get("price_prepare") or 0.0) / months
+                cost = rec.price_per_1k / 1000 * monthly_volume
+                cost += (rec.price_prepare or 0.0) / months
                 if cost < best_cost:
                     best, best_cost = name, cost
         out.append(best)
@@ -95,12 +94,13 @@ def stability_sentences(
 def stability_figures(view: RunView) -> dict[str, Any] | None:
     """Per metric the stability as plain data (for `--json`, MLflow, the report), with the
     stored re-split settings; None without re-splits."""
-    stored = view.run.meta.get("stability")
-    if not stored:
+    stored = stored_stability(view)
+    if stored is None:
         return None
     per = {}
     for m in {m for r in view.main for m in r.metrics}:
         st = stability(view, m)
         if st is not None:
             per[m] = st.to_dict()
-    return {k: stored.get(k) for k in ("resplits", "include_trained", "skipped")} | {"metrics": per}
+    settings = {"resplits": stored.resplits, "include_trained": stored.include_trained}
+    return settings | {"skipped": stored.skipped, "metrics": per}
