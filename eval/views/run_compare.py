@@ -1,4 +1,4 @@
-"""Two stored runs side by side (`python -m eval compare A B`): per strategy both ran, the
+"""Two stored runs side by side (`adaptlab compare A B`): per strategy both ran, the
 change from A to B on the questions both answered (paired test, Holm-corrected across the
 strategies, effect size, chance that B is better) and each run's cost per right answer,
 chance of being best and stability."""
