@@ -27,22 +27,27 @@ from eval.views.tables import render_run, run_summary
 def render_with_diagnostics(store: RunStore, run_id: str) -> str:
     """The run's tables, then what the verdict knows (attribution, oracle ceiling, power)."""
     from eval.views import RunView
+    from eval.views.confidence import render_decision
     from eval.views.diagnostics import diagnose, render_diagnostics
 
     view = RunView.load(store, run_id)
     text = render_run(view.run)
-    return f"{text}\n\n{render_diagnostics(diagnose(view))}" if view.results else text
+    if not view.results:
+        return text
+    return f"{text}\n\n{render_decision(view)}\n\n{render_diagnostics(diagnose(view))}"
 
 
 def summary_with_diagnostics(store: RunStore, run_id: str) -> dict:
     """`run_summary` plus the diagnostics under "verdict" (what `--json` writes)."""
     from eval.views import RunView
+    from eval.views.decision_export import decision_data
     from eval.views.diagnostics import diagnose
     from eval.views.tuning import tuning_records
 
     view = RunView.load(store, run_id)
     tuning = {label: rec.to_dict() for label, rec in tuning_records(view.run).items()}
-    return {**run_summary(view.run), "verdict": diagnose(view).to_dict(), "tuning": tuning}
+    summary = {**run_summary(view.run), "verdict": diagnose(view).to_dict(), "tuning": tuning}
+    return summary | decision_data(view)
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -249,7 +254,7 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
             else:
                 sys.stdout.write(text)
         elif args.command == "compare":
-            print(compare_text(store, args))
+            print(compare_text(store, args) if args.run_b is None else _compare_runs(store, args))
         elif args.command == "rescore":
             from eval.run import rescore
 
@@ -271,6 +276,22 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _compare_runs(store: RunStore, args: argparse.Namespace) -> str:
+    """`adaptlab compare A B`: the two runs' change per strategy, and each run's decision
+    figures; writes them as JSON to `args.json` when given."""
+    from eval.views import RunView
+    from eval.views.run_compare import compare_data, render_compare
+
+    if args.html:
+        raise ConfigError("--html reports one run: give a single RUN_ID")
+    a, b = RunView.load(store, args.run_id), RunView.load(store, args.run_b)
+    text = render_compare(a, b, args.metric)
+    if args.json:
+        data = compare_data(a, b, args.metric)
+        Path(args.json).write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return text
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -300,6 +321,8 @@ def compare_text(store: RunStore, args: argparse.Namespace) -> str:
     from eval.views.decision import decide
     from eval.views.html_report import html_report
 
+    if args.json:
+        raise ConfigError("--json compares two runs: give RUN_A RUN_B (or `show` for one run)")
     view = RunView.load(store, args.run_id)
     if not view.results:
         return f"run {args.run_id} has no results to compare"

@@ -98,14 +98,19 @@ def _stored_run(sub: argparse._SubParsersAction) -> None:
 
 def _compare(sub: argparse._SubParsersAction) -> None:
     cp = sub.add_parser(
-        "compare", help="the Compare page's decision for a stored run (and its HTML report)"
+        "compare",
+        help="one stored run: the Compare page's decision (and its HTML report); two runs: "
+        "the paired change per strategy, corrected, with costs",
     )
     cp.add_argument("run_id")
+    cp.add_argument("run_b", nargs="?", help="a second run: compare the two, strategy by strategy")
     cp.add_argument("--store", default=RunConfig().store_path)
     cp.add_argument("--volume", type=int, default=10_000, help="questions a month")
     cp.add_argument("--threshold", type=float, default=0.1, help="the quality bar")
     cp.add_argument("--months", type=int, default=12, help="months the preparation is spread over")
-    cp.add_argument("--html", metavar="FILE", help="also write the HTML report there")
+    cp.add_argument("--html", metavar="FILE", help="also write the HTML report there (one run)")
+    cp.add_argument("--metric", default="f1", help="metric two runs are compared on (default: f1)")
+    cp.add_argument("--json", help="two runs: also write the comparison as JSON to this file")
 
 
 def _generate_qa(sub: argparse._SubParsersAction) -> None:

@@ -18,6 +18,7 @@ from core.config import (
 from core.qagen import QAGenConfig
 from eval.attribution import VerdictConfig
 from eval.judge import JudgeConfig
+from eval.stability import StabilityConfig
 from eval.tracking import TrackingConfig
 from eval.tuning.config import TuningConfig
 from strategies import default_strategies
@@ -84,6 +85,9 @@ class RunConfig(ConfigBase):
         TuningConfig,
         "Search each strategy's tunable settings on validation pairs (never the test split) "
         "before it is measured; the time is charged to its preparation.",
+    )
+    stability: StabilityConfig = option(
+        StabilityConfig, "Re-draw the train/test split and run again: does the winner hold?"
     )
 
     def validate(self) -> None:

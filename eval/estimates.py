@@ -25,6 +25,7 @@ class StrategyEstimate:
     variants_s: float = 0.0  # learning-curve points (training strategies only)
     total_s: float = 0.0
     error: str | None = None
+    resplits_s: float = 0.0  # the same strategy again on each re-split (config `stability`)
 
 
 @dataclass

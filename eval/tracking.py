@@ -221,6 +221,7 @@ def _log_mlflow(store: Any, run_id: str, uri: str, experiment: str) -> TrackingR
         if run.error:
             run_tags["adaptlab.error"] = run.error[:PARAM_CHARS]
         _log_batches(client, result.parent_id, flatten(run.config), {}, run_tags, end)
+        decision = _decision_metrics(store, run_id)
         for r in run.results:
             child = client.create_run(
                 exp_id,
@@ -229,15 +230,28 @@ def _log_mlflow(store: Any, run_id: str, uri: str, experiment: str) -> TrackingR
                 tags={"mlflow.parentRunId": result.parent_id, "adaptlab.run_id": run.id},
             )
             result.strategy_ids[r.strategy] = child.info.run_id
-            _log_strategy(client, child.info.run_id, r, end)
+            _log_strategy(client, child.info.run_id, r, end, decision.get(r.strategy))
         _log_artifacts(client, store, run_id, result)
     finally:
         client.set_terminated(result.parent_id, status, end)
     return result
 
 
-def _log_strategy(client: Any, mlflow_id: str, r: Any, end: int) -> None:
-    """One strategy's child run: its settings and extras as params, its metrics, its status."""
+def _decision_metrics(store: Any, run_id: str) -> dict[str, dict[str, float]]:
+    """Per strategy the decision's figures (eval.views.decision_export); none for a run
+    without finished strategies."""
+    from eval.views import RunView
+    from eval.views.decision_export import decision_metrics
+
+    view = RunView.load(store, run_id)
+    return decision_metrics(view) if view.main else {}
+
+
+def _log_strategy(
+    client: Any, mlflow_id: str, r: Any, end: int, decision: dict[str, float] | None = None
+) -> None:
+    """One strategy's child run: its settings and extras as params, its metrics (with the
+    decision's figures), its status."""
     tags = {"adaptlab.strategy": r.strategy, "adaptlab.status": r.status}
     if r.error:
         tags["adaptlab.error"] = r.error[:PARAM_CHARS]
@@ -249,7 +263,8 @@ def _log_strategy(client: Any, mlflow_id: str, r: Any, end: int) -> None:
             if isinstance(v, (str, int, float))
         }
     )
-    _log_batches(client, mlflow_id, params, strategy_metrics(r), tags, end)
+    metrics = strategy_metrics(r) | (decision or {})
+    _log_batches(client, mlflow_id, params, metrics, tags, end)
     client.set_terminated(mlflow_id, "FINISHED" if r.status == "done" else "FAILED", end)
 
 
@@ -280,6 +295,7 @@ def _log_artifacts(client: Any, store: Any, run_id: str, result: TrackingResult)
     makers = {
         "report.html": lambda: html_report(store, run_id),
         "answers.csv": lambda: store.export_csv(run_id),
+        "decision.json": lambda: _decision_json(store, run_id),
     }
     with tempfile.TemporaryDirectory(prefix="adaptlab-track-") as tmp:
         for name, make in makers.items():
@@ -290,3 +306,14 @@ def _log_artifacts(client: Any, store: Any, run_id: str, result: TrackingResult)
                 result.artifacts.append(name)
             except Exception as e:  # the metrics are logged already; say what is missing
                 result.warnings.append(f"{name} not logged: {type(e).__name__}: {e}")
+
+
+def _decision_json(store: Any, run_id: str) -> str:
+    """The chance of being best, the corrected comparisons, the cost per right answer and the
+    stability across re-splits, as `--json` writes them."""
+    import json
+
+    from eval.views import RunView
+    from eval.views.decision_export import decision_data
+
+    return json.dumps(decision_data(RunView.load(store, run_id)), indent=2)

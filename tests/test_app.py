@@ -289,6 +289,12 @@ def test_compare_page_opens_with_a_decision_and_readable_tables(app, stored_run)
     assert "No strategy" in texts(app.warning) or "none" in texts(app.warning).lower()
     app.radio(key="explorer_filter").set_value("All wrong").run()
     assert not app.exception
+    assert "prob_best" in quality and quality["prob_best"].sum() == pytest.approx(1.0)
+    app.number_input(key="cmp.threshold").set_value(0.0).run()
+    app.radio(key="cmp.rank_by").set_value("per_right").run()
+    assert not app.exception and "per right answer" in texts(app.success)
+    app.selectbox(key="axis").set_value("money_per_right").run()
+    assert not app.exception
     assert app.download_button(key="dl_yaml")
     app.button(key="build_html").click().run()
     assert not app.exception

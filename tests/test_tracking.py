@@ -115,7 +115,7 @@ def test_log_run_reads_back_with_mlflow_client(mini_corpus, tmp_path, monkeypatc
     store, run_id = _fake_run(mini_corpus, tmp_path)
     got = log_run(store, run_id, home=tmp_path, experiment="test-exp")
     assert got.ok, got.warnings
-    assert got.artifacts == ["report.html", "answers.csv"] and not got.warnings
+    assert got.artifacts == ["report.html", "answers.csv", "decision.json"] and not got.warnings
     assert (tmp_path / "mlruns" / "mlflow.db").exists()
 
     client = MlflowClient(tracking_uri=got.uri)
@@ -137,7 +137,9 @@ def test_log_run_reads_back_with_mlflow_client(mini_corpus, tmp_path, monkeypatc
     assert child.data.metrics["f1_low"] <= child.data.metrics["f1"] <= child.data.metrics["f1_high"]
     assert child.data.metrics["cost.latency_p50_s"] == pytest.approx(stored.cost.latency_p50_s)
     names = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert names == {"report.html", "answers.csv"}
+    assert names == {"report.html", "answers.csv", "decision.json"}
+    assert child.data.metrics["prob_best.f1"] == 1.0  # the only strategy
+    assert "right_answers" in child.data.metrics  # the cost per right answer's count
     csv_path = client.download_artifacts(parent.info.run_id, "answers.csv", str(tmp_path))
     assert Path(csv_path).read_bytes() == store.export_csv(run_id).encode("utf-8")
 

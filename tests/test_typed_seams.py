@@ -176,13 +176,14 @@ def _record_classes():
     from eval.events import ProgressEvent
     from eval.jobs import Job
     from eval.records import TrialRow, TuningRecord
+    from eval.stability import ResplitRecord, SplitMeans, SplitResult, Stability, StabilityRecord
     from eval.store_rows import Run, StoredAnswer, StrategyResult
     from eval.views.progress import ProgressLine
 
     return [
         StrategyResult, PreparedRecord, CostSummary, ResultExtras, Retention, JudgeCost,
         StoredAnswer, Run, Job, Estimate, StrategyEstimate, ProgressLine, ProgressEvent,
-        TuningRecord, TrialRow,
+        TuningRecord, TrialRow, StabilityRecord, ResplitRecord, SplitResult, Stability, SplitMeans,
     ]  # fmt: skip
 
 

@@ -10,10 +10,12 @@ from eval.artifacts import merged_dir
 from eval.jobs import JobQueue, ensure_worker, serve_queued
 from eval.jobs.page_kinds import submit_merge
 from eval.views import charts
+from eval.views.confidence import RANK_BY
 from eval.views.decision import decide
 from eval.views.diagnostics import diagnose, power_rows
 from eval.views.display import cost_table, display_name, quality_table
 from eval.views.html_report import cli_command, html_report, run_config_yaml
+from eval.views.stability_view import stability, stability_frame
 from eval.views.tables import failures, server_line
 from ui.common import (
     access,
@@ -118,13 +120,42 @@ with overview:
         step=1,
         key="cmp.months",
     )
+    rank_by = st.radio(
+        "Recommend the strategy that is",
+        list(RANK_BY),
+        index=list(RANK_BY).index(initial("cmp.rank_by", "month", lambda v: v in RANK_BY)),
+        format_func=RANK_BY.get,
+        horizontal=True,
+        key="cmp.rank_by",
+        help="Cheapest per correct answer divides the cost per question by the share answered "
+        "right: a cheap strategy that is often wrong costs more per useful answer.",
+    )
     keep_widgets("cmp.")
-    decision = decide(view, int(volume), metric, float(threshold), int(months))
+    decision = decide(view, int(volume), metric, float(threshold), int(months), rank_by)
     (st.success if decision.choice else st.warning)(prose(decision.headline))
     for sentence in decision.sentences()[1:]:
         st.markdown("- " + prose(sentence))
     st.subheader("Quality")
     show_table(quality_table(view, sbs, metric), "quality_table")
+    against = sbs.significance[sbs.significance.metric == metric]
+    if not against.empty:
+        with st.expander(f"Each strategy against the best on {label}"):
+            st.dataframe(
+                against.drop(columns=["metric"]), hide_index=True, key="against_best_table"
+            )
+            st.caption(
+                "diff = strategy − best, with its 95% bootstrap interval; d_z = mean difference "
+                "/ SD of the differences. McNemar's exact test for right/wrong scores, the "
+                "sign-flip test otherwise; p_holm corrects for the number of comparisons."
+            )
+    st_split = stability(view, metric)
+    if st_split is not None:
+        st.subheader("Across re-drawn train/test splits")
+        st.dataframe(stability_frame(st_split), hide_index=True, key="stability_table")
+        st.caption(
+            "wins: splits on which the strategy had the best mean (ties shared); split 0 is the "
+            "run's own. mean, sd, min, max: its score across the splits."
+        )
     judge_section(view)  # the judge against F1, when the run was judged
     st.subheader("Cost")
     show_table(cost_table(view, int(volume), int(months)), "cost_table")
@@ -171,10 +202,8 @@ with why:
 
 with cost_tab:
     st.subheader("Quality against cost")
-    axis = st.selectbox(
-        "Cost axis", list(dashboards.COST_AXES), format_func=dashboards.COST_AXES.get, key="axis"
-    )
-    qc = dashboards.quality_vs_cost(view, metric, axis)
+    axis = st.selectbox("Cost axis", list(charts.AXES), format_func=charts.AXES.get, key="axis")
+    qc = dashboards.quality_vs_cost(view, metric, axis, int(volume), int(months))
     st.altair_chart(charts.quality_cost_chart(qc), width="stretch")
     st.caption("Points on the Pareto frontier: no other strategy is both better and cheaper.")
 

@@ -62,6 +62,8 @@ RUN_PAGE_FIELDS = [
     "models.api_key_env",
     "prices.cpu_per_hour",
     "prices.gpu_per_hour",
+    "stability.resplits",
+    "stability.include_trained",
     "name",
 ]
 
@@ -214,6 +216,9 @@ def estimate_table(est: Estimate) -> None:
         f"{est.retention_questions} general questions on {est.device}: about "
         f"**{duration(est.total_s)}** in all."
     )
+    resplits_s = sum(e.resplits_s for e in est.strategies)
+    if resplits_s:
+        st.caption(f"Of which re-splits (stability): about {duration(resplits_s)}.")
 
 
 @st.fragment(run_every=1.0)

@@ -155,6 +155,8 @@ def _probe(
         curve = config.learning_curve
         variants_s = sum(prep * f for f in curve) + per_q * len(inputs.test) * len(curve)
     answer_s = per_q * (len(inputs.test) + n_general)
+    rerun = config.stability.include_trained or not trains
+    resplits_s = config.stability.resplits * (prep + per_q * len(inputs.test)) if rerun else 0.0
     return StrategyEstimate(
         strategy=name,
         prompt_tokens_mean=sum(a.cost.prompt_tokens for a in answers) / len(answers),
@@ -163,5 +165,6 @@ def _probe(
         prepare_note=note,
         answer_s=answer_s,
         variants_s=variants_s,
-        total_s=prep + answer_s + variants_s,
+        total_s=prep + answer_s + variants_s + resplits_s,
+        resplits_s=resplits_s,
     )

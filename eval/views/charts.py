@@ -8,9 +8,12 @@ import altair as alt
 import pandas as pd
 
 from eval.records import COST_AXES
+from eval.views.confidence import PER_RIGHT_AXES
 from eval.views.cost import BreakEven
 from eval.views.display import display_name
 from eval.views.run_view import metric_label
+
+AXES = COST_AXES | PER_RIGHT_AXES  # every axis the quality-cost chart offers
 
 WIDTH, HEIGHT = 460, 280
 
@@ -33,7 +36,7 @@ def quality_cost_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
         return _empty("no strategy has both this metric and this cost")
     metric, cost = df.attrs.get("metric", "quality"), df.attrs.get("cost", "cost")
     y_title = f"{metric_label(metric)} (mean, 95% interval)"
-    x = alt.X("cost:Q", title=COST_AXES.get(cost, cost), scale=alt.Scale(zero=False, nice=True))
+    x = alt.X("cost:Q", title=AXES.get(cost, cost), scale=alt.Scale(zero=False, nice=True))
     df = df.assign(
         frontier=df.pareto.map({True: "on the frontier", False: "dominated"}),
         shown=[display_name(s) for s in df.strategy],
@@ -56,7 +59,7 @@ def quality_cost_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
         .encode(x=x, y="quality:Q", order="cost:Q")
     )
     return alt.layer(bars, frontier, points).properties(
-        title=f"{metric_label(metric)} against {COST_AXES.get(cost, cost).lower()}"
+        title=f"{metric_label(metric)} against {AXES.get(cost, cost).lower()}"
     )
 
 

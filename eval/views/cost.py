@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from eval.views.confidence import per_right_costs
 from eval.views.run_view import (
     DEFAULT_METRIC,
     RunView,
@@ -35,18 +36,28 @@ def pareto_mask(quality: list[float], cost: list[float], higher_better: bool = T
 
 
 def quality_vs_cost(
-    view: RunView, metric: str = DEFAULT_METRIC, cost: str = "price_per_1k"
+    view: RunView,
+    metric: str = DEFAULT_METRIC,
+    cost: str = "price_per_1k",
+    monthly_volume: int | None = None,
+    months: int = 12,
 ) -> pd.DataFrame:
     """One row per main strategy: strategy, quality, low, high, cost, pareto (bool).
 
     Strategies lacking either value are left out. Rows are sorted by cost, so the frontier
-    (rows with pareto True) reads as a line from cheap to expensive.
+    (rows with pareto True) reads as a line from cheap to expensive. `cost` is a stored cost or
+    a per-right-answer axis (confidence.PER_RIGHT_AXES, preparation spread over
+    `monthly_volume` × `months` questions); a strategy with nothing right has no finite cost
+    per right answer and is left out.
     """
     check_metric(view, metric)
-    check_cost(cost)
+    per_right = per_right_costs(view, cost, monthly_volume, months)
+    if per_right is None:
+        check_cost(cost)
     rows = []
     for r in view.main:
-        iv, c = r.metrics.get(metric) or {}, r.cost.value(cost)
+        iv = r.metrics.get(metric) or {}
+        c = r.cost.value(cost) if per_right is None else per_right.get(r.strategy)
         if iv.get("mean") is None or c is None:
             continue
         rows.append(

@@ -9,12 +9,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from eval.views.confidence import best_sentence, per_right_text
 from eval.views.cost import BreakEven, break_even
 from eval.views.display import display_name, money, times
 from eval.views.knowledge import retention_vs_gain
 from eval.views.narrative import Recommendation, recommend
 from eval.views.run_view import DEFAULT_METRIC, RunView, higher_is_better, metric_label
 from eval.views.significance import compare_strategies
+from eval.views.stability_view import stability_sentences
 
 NOTABLE_DROP = 0.05  # a general-knowledge change below -5 points is worth a sentence
 
@@ -56,10 +58,12 @@ def decide(
     metric: str = DEFAULT_METRIC,
     threshold: float = 0.1,
     months: int = 12,
+    by: str = "month",
 ) -> Decision:
     """The decision for `monthly_volume` questions a month and a bar of `metric` ≥ `threshold`
-    (≤ for lower-is-better metrics), preparation spread over `months` months."""
-    rec = recommend(view, monthly_volume, metric, threshold, months)
+    (≤ for lower-is-better metrics), preparation spread over `months` months; `by` picks what
+    "cheapest" means (narrative.RANK_BY: a month, or per correct answer)."""
+    rec = recommend(view, monthly_volume, metric, threshold, months, by)
     label, cur, hib = metric_label(metric), view.currency(), higher_is_better(metric)
     op = "≥" if hib else "≤"
     table = rec.table.set_index("strategy") if not rec.table.empty else rec.table
@@ -92,7 +96,18 @@ def decide(
         f"Use **{display_name(c)}**: it meets your bar ({label} {op} {threshold:g}) at the lowest "
         f"cost, {money(row.monthly_cost, cur)} a month for {monthly_volume:,} questions."
     )
+    if by == "per_right":
+        headline = (
+            f"Use **{display_name(c)}**: it meets your bar ({label} {op} {threshold:g}) at the "
+            f"lowest cost per right answer, {per_right_text(row.per_right, False, cur)} "
+            f"({money(row.monthly_cost, cur)} a month for {monthly_volume:,} questions)."
+        )
     reasons = [f"Quality: {quality(c)} on {n_questions} test questions."]
+    chance = best_sentence(view, metric)
+    if chance:
+        reasons.append(f"Chance of being best: {chance}")
+    if by == "per_right":
+        reasons.append(rec.reasons[0])
     prep = view.result(c).cost.price_prepare or 0.0
     prep_s = view.result(c).cost.prepare_s or 0.0
     reasons.append(
@@ -105,7 +120,9 @@ def decide(
     bridge = _bridge(view, rec, metric, cur)
     if bridge:
         reasons.append(bridge)
+    reasons.extend(stability_sentences(view, metric, threshold, monthly_volume, months))
     figures = {"mean": float(row["mean"]), "monthly_cost": float(row.monthly_cost)}
+    figures["per_right"] = float(row.per_right)
     figures["prepare_cost"] = float(prep)
     runner_up = _runner_up(rec, c, label, cur)
     striking = _striking(ret, skip=c if general and "loses" in general else None)

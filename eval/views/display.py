@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from eval.records import COST_COLUMNS
+from eval.views.confidence import add_cost_per_right, add_prob_best
 from eval.views.knowledge import retention_vs_gain
 from eval.views.quality import SideBySide
 from eval.views.run_view import CONTENDED_LABEL, RunView, contended_mark, metric_label
@@ -23,11 +24,13 @@ def display_name(label: str) -> str:
     the training share for learning-curve points ("LoRA fine-tune, 50% of the data")."""
     from strategies import get_strategy_class
 
+    label, _, split = label.partition("#split")  # a re-run on a re-drawn split (stability)
     name, _, frac = label.partition("@")
     try:
         shown = get_strategy_class(name).display_name or name
     except KeyError:  # a run made with a strategy no longer registered
         shown = name
+    shown = f"{shown}, re-split {split}" if split else shown
     return f"{shown}, {frac} of the data" if frac else shown
 
 
@@ -119,6 +122,8 @@ def quality_table(view: RunView, sbs: SideBySide, metric: str | None = None) -> 
     main = metric if metric in sbs.metrics else (sbs.metrics[0] if sbs.metrics else None)
     for m in ([main] if main else []) + [m for m in sbs.metrics if m != main]:
         _add_metric(data, cols, sbs, m, with_interval=m == main)
+    if main in sbs.prob_best:
+        add_prob_best(data, cols, sbs.prob_best[main], main)
     first = sbs.metrics[0] if sbs.metrics else None
     if first is not None and first in sbs.best:
         _add_standing(data, cols, sbs, first)
@@ -171,8 +176,9 @@ def _add_standing(data: dict[str, Any], cols: list[ColumnSpec], sbs: SideBySide,
             "standing",
             "Standing",
             "text",
-            help="Against the best on the first metric: paired test on the same questions, "
-            "significant at p < 0.05.",
+            help="Against the best on the first metric: paired test on the same questions "
+            "(McNemar's exact test for right/wrong scores, sign-flip otherwise), significant at "
+            "p < 0.05 after Holm's correction for the number of comparisons.",
         )
     )
 
@@ -235,6 +241,7 @@ def cost_table(view: RunView, monthly_volume: int, months: int) -> StrategyTable
         unit = f" ({c.unit})" if c.unit in ("s", "MB") and "(" not in title else ""
         printf = c.fmt.replace("{:,}", "%d").replace("{:", "%").replace("}", "")
         cols.append(ColumnSpec(c.key, title + unit, "number", printf))
+    add_cost_per_right(data, cols, view, monthly_volume, months)
     notes = [f"Prices from the run's price table, in {cur}."]
     # Wall-clock figures taken on a busy machine overstate the cost: flagged wherever the run
     # measured it (runs stored before the CPU-time figures have no flag to show).

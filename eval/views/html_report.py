@@ -205,6 +205,7 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
     )
     sections.append(_diagnostics_section(view))
     sections.append("<h2>Quality</h2>" + _rows_table(quality_table(view, sbs, metric)))
+    sections.extend(_confidence_sections(view, sbs, metric))
     sections.extend(_judge_sections(view))
     sections.append("<h2>Cost</h2>" + _rows_table(cost_table(view, monthly_volume, months)))
     be = db.break_even(view)
@@ -226,6 +227,12 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
 
     figures = [
         ("Quality against price", charts.quality_cost_chart(db.quality_vs_cost(view, metric))),
+        (
+            "Quality against cost per right answer",
+            charts.quality_cost_chart(
+                db.quality_vs_cost(view, metric, "money_per_right", monthly_volume, months)
+            ),
+        ),
         ("Break-even", charts.break_even_chart(be, volume=monthly_volume)),
         ("Retention", charts.retention_chart(ret)),
         ("Learning curve", charts.learning_curve_chart(db.learning_curve(view, metric))),
@@ -239,6 +246,30 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
             f"<div class='chart' title='{esc(title)}'>{_strip_xml_decl(chart_svg(chart))}</div>"
         )
     return sections
+
+
+def _confidence_sections(view: db.RunView, sbs: db.SideBySide, metric: str) -> list[str]:
+    """Each strategy against the best on `metric` (test, raw and Holm-adjusted p, effect
+    size), then the scores across re-drawn splits when the run has them."""
+    from eval.views.stability_view import stability, stability_frame
+
+    out = []
+    sig = sbs.significance[sbs.significance.metric == metric]
+    if not sig.empty:
+        cols = ["strategy", "best", "n", "test", "diff", "diff_low", "diff_high", "d_z"]
+        out.append(
+            "<h3>Against the best</h3><p class='note'>McNemar's exact test for right/wrong "
+            "scores, the sign-flip permutation test otherwise; Holm's correction for the number "
+            "of comparisons; diff = strategy − best with its 95% bootstrap interval.</p>"
+            + _table(_fmt_frame(sig[[*cols, "p_value", "p_holm", "significant"]]))
+        )
+    st = stability(view, metric)
+    if st is not None:
+        out.append(
+            "<h3>Across re-drawn train/test splits</h3><p class='note'>Split 0 is the run's "
+            "own; wins are shared on a tie.</p>" + _table(_fmt_frame(stability_frame(st)))
+        )
+    return out
 
 
 def _diagnostics_section(view: db.RunView) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from eval.views.confidence import RANK_BY, per_right_reason, with_per_right
 from eval.views.cost import BreakEven
 from eval.views.quality import SideBySide
 from eval.views.run_view import (
@@ -38,6 +39,7 @@ class Recommendation:
     threshold: float
     monthly_volume: int
     months: int
+    by: str = "month"  # a key of RANK_BY: what "cheapest" means
 
     @property
     def summary(self) -> str:
@@ -50,28 +52,36 @@ def recommend(
     metric: str = DEFAULT_METRIC,
     threshold: float = 0.1,
     months: int = 12,
+    by: str = "month",
 ) -> Recommendation:
     """Cheapest strategy whose mean `metric` meets `threshold` at `monthly_volume` questions.
 
     Monthly cost = price per question × volume + preparation price / `months` (preparation
     amortised over the horizon). For metrics where lower is better "meets" means mean ≤ threshold.
+    `by` (a key of RANK_BY) is what "cheapest" means: a month, or per right answer (the table's
+    `per_right` column, eval.views.confidence).
     """
     check_metric(view, metric)
+    if by not in RANK_BY:
+        raise ValueError(f"unknown ranking {by!r}; choose one of {', '.join(RANK_BY)}")
     if monthly_volume < 0:
         raise ValueError(f"monthly volume must be >= 0, got {monthly_volume}")
     if months < 1:
         raise ValueError(f"months (amortisation horizon) must be >= 1, got {months}")
     table = _monthly_table(view, monthly_volume, metric, threshold, months)
+    table = with_per_right(view, table, monthly_volume, months, by)
     args = (metric, threshold, monthly_volume, months)
     if table.empty:
         reason = f"No finished strategy has both {metric_label(metric)} and prices."
-        return Recommendation(None, None, table, [reason], *args)
+        return Recommendation(None, None, table, [reason], *args, by)
     hib = higher_is_better(metric)
     best = table.loc[table["mean"].idxmax() if hib else table["mean"].idxmin()]
     meeting = table[table.status == "meets"]
     choice = None if meeting.empty else str(meeting.iloc[0].strategy)
     reasons = _Reasons(view.currency(), *args).explain(table, best, meeting, choice)
-    return Recommendation(choice, str(best.strategy), table, reasons, *args)
+    if by == "per_right":
+        reasons.insert(0, per_right_reason(table, choice, view.currency()))
+    return Recommendation(choice, str(best.strategy), table, reasons, *args, by)
 
 
 def _monthly_table(
@@ -150,7 +160,9 @@ class _Reasons:
             ]
             cheaper = table[table.monthly_cost < c.monthly_cost]
         for row in cheaper.itertuples():
-            if row.strategy != choice:
+            # one meeting the bar is cheaper a month only when ranked per right answer:
+            # it is listed below with the others that meet it
+            if row.strategy != choice and row.status != "meets":
                 reasons.append(self._why_not(row, choice, best, label, hib))
         if choice is not None:
             for row in meeting.iloc[1:].itertuples():
@@ -199,13 +211,18 @@ def verdict(
         )
 
     out = [f"**{best}** scores the best {label}: {iv(best)}."]
+    chances = sbs.prob_best.get(metric, {})
+    if len(chances) > 1:
+        top = max(chances, key=chances.get)
+        out.append(f"{top} is best with probability {chances[top]:.2f} (paired bootstrap).")
     sig = sbs.significance[sbs.significance.metric == metric]
     if not sig.empty:
         runner = sig.sort_values("diff", ascending=False).iloc[0]
         verdict_word = "significantly" if runner.significant else "not significantly"
         out.append(
             f"It is {verdict_word} ahead of the next one, {runner.strategy} "
-            f"({iv(runner.strategy)}; paired test p = {runner.p_value:.3f})."
+            f"({iv(runner.strategy)}; paired test p = {runner.p_value:.3f}, "
+            f"{_holm_words(runner)})."
         )
     if base in t.index and best != base:
         gain = t.loc[best, metric] - t.loc[base, metric]
@@ -218,3 +235,9 @@ def verdict(
     if not be.pays_off.empty:
         out.append("Fine-tuning: " + " ".join(be.pays_off["sentence"]))
     return " ".join(out)
+
+
+def _holm_words(row) -> str:
+    """'Holm-adjusted p = 0.062 over 3 comparisons' for one row of SideBySide.significance."""
+    p = getattr(row, "p_holm", None)
+    return "not adjusted" if p is None or pd.isna(p) else f"Holm-adjusted p = {p:.3f}"

@@ -9,6 +9,7 @@ from typing import Any
 
 from eval.estimates import Estimate, StrategyEstimate
 from eval.jobs.job import Job
+from eval.stability import SPLIT_MARK, plan_labels
 
 # The harness's and the worker's stage names in words; a stage not listed reads as its name.
 STAGE_WORDS: dict[str, str] = {
@@ -54,14 +55,19 @@ def run_plan(config: dict[str, Any]) -> list[str]:
         labels.append(name)
         if _trains(name):
             labels += [f"{name}@{f:.0%}" for f in curve]
-    return labels
+    return labels + plan_labels(config)  # re-runs on re-drawn splits come last
+
+
+def _base(label: str) -> str:
+    """The strategy of a label: "lora@50%" and "lora#split2" are lora's."""
+    return label.partition(SPLIT_MARK)[0].partition("@")[0]
 
 
 def _trains(label: str) -> bool:
     from strategies import get_strategy_class
 
     try:
-        return bool(get_strategy_class(label.partition("@")[0]).trains)
+        return bool(get_strategy_class(_base(label)).trains)
     except KeyError:  # a strategy no longer registered: shown, never counted as training
         return False
 
@@ -84,14 +90,14 @@ def _weights(plan: list[str], estimate: Estimate | None) -> tuple[float, dict[st
         return 0.05 * len(plan), dict.fromkeys(plan, 1.0)
     weights = {}
     for label in plan:
-        name, _, frac = label.partition("@")
-        e = per.get(name)
+        frac = label.partition(SPLIT_MARK)[0].partition("@")[2]
+        e = per.get(_base(label))
         if e is None:
             weights[label] = max(1.0, sum(x.total_s for x in per.values()) / len(per))
         elif frac:
             weights[label] = float(frac.rstrip("%")) / 100 * e.prepare_s + e.answer_s / 3
         else:
-            weights[label] = max(0.1, e.total_s - e.variants_s)
+            weights[label] = max(0.1, e.total_s - e.variants_s - e.resplits_s)
     return max(0.1, float(estimate.load_s or 0.0)), weights
 
 
@@ -137,7 +143,7 @@ def describe_job(
             done_w = setup_w * (0.5 + 0.5 * min(1.0, (job.done or 0) / job.total))
     else:
         before = sum(weights[label] for label in plan[: position - 1])
-        name = strategy.partition("@")[0]
+        name = _base(strategy)
         inner = _within(job, _trains(strategy), per.get(name))
         done_w = setup_w + before + weights[strategy] * inner
     fraction = max(0.0, min(1.0, done_w / total_w))

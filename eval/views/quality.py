@@ -4,13 +4,14 @@ learning curve and retrieval recall."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from eval.records import COST_COLUMNS
 from eval.store import StoredAnswer, StrategyResult
+from eval.views.confidence import chance_best, comparisons, comparisons_frame
 from eval.views.run_view import (
     CONTENDED_LABEL,
     DEFAULT_METRIC,
@@ -21,9 +22,7 @@ from eval.views.run_view import (
     higher_is_better,
     metric_label,
     metric_names,
-    seed_of,
 )
-from eval.views.significance import paired_test
 from strategies import get_strategy_class
 
 
@@ -34,8 +33,9 @@ class SideBySide:
     table: one row per main strategy (index = strategy); per metric columns `<m>`, `<m>_low`,
         `<m>_high`; then every cost key of report.COST_COLUMNS (NaN where absent).
     best: column -> best strategy (metric direction from the registry; costs: lower is better).
-    significance: one row per (metric, strategy): best, diff (strategy − best), p_value,
-        significant — a paired test against the best strategy on the same questions.
+    significance: one row per (metric, strategy): best, n, test, diff (strategy − best) with
+        its interval, d_z, p_value and p_holm (Holm over the comparisons with the best),
+        significant (on p_holm) — see eval.views.confidence.comparisons.
     display: the table as strings for showing: "mean [low, high]", best marked with ★, and
         "(=)" after metrics whose gap to the best is not significant.
     """
@@ -46,6 +46,8 @@ class SideBySide:
     display: pd.DataFrame
     metrics: list[str]
     costs: list[str]
+    # metric -> strategy -> chance of the best mean (paired bootstrap, eval.views.confidence)
+    prob_best: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def side_by_side(view: RunView, *, alpha: float = 0.05) -> SideBySide:
@@ -77,37 +79,13 @@ def side_by_side(view: RunView, *, alpha: float = 0.05) -> SideBySide:
             continue  # every strategy equal (e.g. trainable 0 everywhere): nothing to mark
         best[col] = str(s.idxmax() if col in metrics and higher_is_better(col) else s.idxmin())
 
-    sig_rows = []
-    for m in metrics:
-        if m not in best:
-            continue
-        for r in results:
-            if r.strategy == best[m]:
-                continue
-            t = paired_test(
-                view.scores(r.strategy, m),
-                view.scores(best[m], m),
-                names=(r.strategy, best[m]),
-                metric=m,
-                seed=seed_of(view),
-                alpha=alpha,
-            )
-            sig_rows.append(
-                {
-                    "metric": m,
-                    "strategy": r.strategy,
-                    "best": best[m],
-                    "n": t.n,
-                    "diff": t.mean_diff,
-                    "p_value": t.p_value,
-                    "significant": t.significant,
-                }
-            )
-    significance = pd.DataFrame(
-        sig_rows, columns=["metric", "strategy", "best", "n", "diff", "p_value", "significant"]
-    )
+    # Against the best on the same questions: McNemar or sign-flip, Holm-corrected per metric.
+    frames = [comparisons(view, m, best[m], alpha=alpha) for m in metrics if m in best]
+    significance = pd.concat(frames, ignore_index=True) if frames else comparisons_frame()
+    # Every metric, tied ones too: identical strategies share the chance (1/n each).
+    chances = {m: c for m in metrics if (c := chance_best(view, m))}
     display = _display(results, metrics, best, significance)
-    return SideBySide(table, best, significance, display, metrics, costs)
+    return SideBySide(table, best, significance, display, metrics, costs, chances)
 
 
 def _display(results, metrics, best, significance) -> pd.DataFrame:

@@ -1,0 +1,202 @@
+"""Statistics a decision rests on: the chance each strategy is the best, comparisons with the
+best corrected for their number (Holm), McNemar's exact test, paired effect sizes, and the
+expected cost of one right answer (Cost-of-Pass, Erol et al. 2025), each with a bootstrap
+interval. Pure functions over per-question scores: no store, no views."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import binomtest
+
+
+def common_questions(scores: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Question ids every strategy scored, in the first strategy's order."""
+    names = list(scores)
+    if not names:
+        return []
+    rest = [set(scores[n]) for n in names[1:]]
+    return [q for q in scores[names[0]] if all(q in s for s in rest)]
+
+
+def _resample_weights(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """(n_resamples, n) counts of each question in a bootstrap resample, seeded."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float64)
+
+
+def prob_best(
+    scores: Mapping[str, Mapping[str, float]],
+    *,
+    higher_is_better: bool = True,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Strategy -> probability of having the best mean, from a paired bootstrap.
+
+    Each resample draws the same questions (with replacement) for every strategy at once, so
+    what the strategies share (an easy or a hard question) moves them together. A tie for the
+    best is split evenly among the tied strategies. Only questions every strategy scored count;
+    with none, every probability is NaN. The probabilities sum to 1.
+    """
+    names = list(scores)
+    qids = common_questions(scores)
+    if not names or not qids:
+        return {n: math.nan for n in names}
+    s = np.asarray([[scores[n][q] for n in names] for q in qids], dtype=np.float64)
+    if not higher_is_better:
+        s = -s
+    w = _resample_weights(len(qids), n_resamples, seed)
+    means = w @ s / len(qids)  # (resamples, strategies)
+    top = means.max(axis=1, keepdims=True)
+    tied = np.isclose(means, top, rtol=0.0, atol=1e-12)
+    share = tied / tied.sum(axis=1, keepdims=True)
+    return {n: float(p) for n, p in zip(names, share.mean(axis=0), strict=True)}
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (family-wise error), in the input order.
+
+    The i-th smallest of m p-values is multiplied by (m - i), made non-decreasing along the
+    sorted order and capped at 1. None (no test) stays None and does not count in m.
+    """
+    idx = [i for i, p in enumerate(p_values) if p is not None]
+    m = len(idx)
+    out: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: p_values[i])):
+        running = max(running, min(1.0, (m - rank) * float(p_values[i])))
+        out[i] = running
+    return out
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant pairs: `b` questions only the first
+    got right, `c` only the second. A binomial test of b out of b + c at 1/2; 1 when b + c = 0."""
+    if b + c == 0:
+        return 1.0
+    return float(binomtest(int(b), int(b + c), 0.5).pvalue)
+
+
+def is_binary(values: Sequence[float]) -> bool:
+    """Whether every score is 0 or 1 (exact match, judge pass/fail): McNemar applies."""
+    return len(values) > 0 and all(v in (0.0, 1.0) for v in values)
+
+
+@dataclass
+class EffectSize:
+    """A paired effect of a over b: mean difference and Cohen's d_z (mean / sd of the
+    differences), each with a percentile bootstrap interval. d_z is None when every
+    difference is the same (its sd is 0)."""
+
+    n: int
+    mean_diff: float | None
+    low: float | None
+    high: float | None
+    d_z: float | None
+    d_low: float | None
+    d_high: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def effect_size(
+    diffs: Sequence[float], *, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
+) -> EffectSize:
+    """Mean paired difference and Cohen's d_z of `diffs` (a - b per question), with intervals."""
+    d = np.asarray(diffs, dtype=np.float64)
+    n = int(d.size)
+    if n == 0:
+        return EffectSize(0, None, None, None, None, None, None)
+    mean = float(d.mean())
+    sd = float(d.std(ddof=1)) if n > 1 else 0.0
+    if n == 1:
+        return EffectSize(1, mean, mean, mean, None, None, None)
+    w = _resample_weights(n, n_resamples, seed)
+    means = w @ d / n
+    sq = w @ (d * d) / n
+    var = np.maximum(sq - means**2, 0.0) * n / (n - 1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    if sd == 0.0:
+        return EffectSize(n, mean, float(low), float(high), None, None, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dz = means / np.sqrt(var)
+    dz = dz[np.isfinite(dz)]  # a resample of one repeated question has no spread
+    d_low, d_high = np.quantile(dz, [alpha, 1.0 - alpha]) if dz.size else (math.nan, math.nan)
+    return EffectSize(n, mean, float(low), float(high), mean / sd, float(d_low), float(d_high))
+
+
+@dataclass
+class CostPerRight:
+    """Expected cost of one right answer: money and machine-seconds, each with a bootstrap
+    interval. `inf` when nothing was right (shown "none right"); `right`/`n` the counts."""
+
+    right: int
+    n: int
+    money: float
+    money_low: float
+    money_high: float
+    seconds: float
+    seconds_low: float
+    seconds_high: float
+
+    @property
+    def none_right(self) -> bool:
+        return self.right == 0
+
+    def to_dict(self) -> dict:
+        """JSON-safe: infinite figures become None, with `none_right` saying why."""
+        d = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in asdict(self).items()
+        }
+        return d | {"none_right": self.none_right}
+
+
+def cost_per_right(
+    right: Sequence[bool],
+    seconds: Sequence[float],
+    *,
+    money_per_question: float,
+    money_fixed: float = 0.0,
+    seconds_fixed: float = 0.0,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> CostPerRight:
+    """Expected money and machine-seconds per right answer (cost per question / share right).
+
+    `right` and `seconds` are per question; `money_per_question` is the run's price per
+    question; `money_fixed`/`seconds_fixed` the preparation share each question carries (the
+    preparation amortised over the expected volume). Resampling questions gives the interval;
+    a resample with nothing right costs infinitely much per right answer.
+    """
+    r = np.asarray(right, dtype=np.float64)
+    s = np.asarray(seconds, dtype=np.float64)
+    n, k = int(r.size), int(r.sum())
+    if n == 0:
+        inf = math.inf
+        return CostPerRight(0, 0, inf, inf, inf, inf, inf, inf)
+
+    def ratio(num: np.ndarray | float, share: np.ndarray | float):
+        with np.errstate(divide="ignore"):
+            return np.where(np.asarray(share) > 0, np.asarray(num) / np.asarray(share), math.inf)
+
+    share = r.mean()
+    money = float(ratio(money_per_question + money_fixed, share))
+    secs = float(ratio(s.mean() + seconds_fixed, share))
+    w = _resample_weights(n, n_resamples, seed)
+    shares, sec_means = w @ r / n, w @ s / n
+    alpha = (1.0 - confidence) / 2.0
+    q = [alpha, 1.0 - alpha]
+    # inverted_cdf picks resampled values, so infinite ones need no interpolation
+    m_lo, m_hi = np.quantile(
+        ratio(money_per_question + money_fixed, shares), q, method="inverted_cdf"
+    )
+    s_lo, s_hi = np.quantile(ratio(sec_means + seconds_fixed, shares), q, method="inverted_cdf")
+    return CostPerRight(k, n, money, float(m_lo), float(m_hi), secs, float(s_lo), float(s_hi))
