@@ -78,6 +78,11 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         if args.judge:
             data["judge"]["model"] = args.judge
     data["tracking"] = _tracking_settings(args, data["tracking"])
+    if args.executor:
+        data["executor"]["kind"] = args.executor
+    if args.ray_address:
+        data["executor"]["address"] = args.ray_address
+        data["executor"]["kind"] = args.executor or "ray"
     for item in args.set:
         target, sep, value = item.partition("=")
         strategy, dot, key = target.partition(".")
