@@ -194,7 +194,8 @@ def check_tracking_uri(uri: str, home: str | Path, allow: AllowList | None = Non
 
 def check_run_settings(settings: dict, home: str | Path, allow: AllowList | None = None) -> None:
     """Check, in RunConfig settings typed in the browser, every location: the generator and
-    embedder, server URLs, API-key variables, the judge's model and the tracking URI. Checked
+    embedder, server URLs, API-key variables, the judge's model and the tracking URI (a cluster
+    address is refused outright). Checked
     values are written back (resolved); LocationRefused names the first refused."""
     allow = allow or AllowList()
     models = settings.setdefault("models", {})
@@ -211,6 +212,8 @@ def check_run_settings(settings: dict, home: str | Path, allow: AllowList | None
     tracking = settings.get("tracking") or {}
     if tracking.get("uri"):
         tracking["uri"] = check_tracking_uri(tracking["uri"], home, allow)
+    if (settings.get("executor") or {}).get("address"):  # the operator's cluster.yaml says
+        raise LocationRefused("a cluster address is an operator setting (cluster.yaml)")
 
 
 def check_strategy_settings(
