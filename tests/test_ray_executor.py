@@ -1,0 +1,228 @@
+"""Runs on a real Ray cluster: a local head on loopback with 2 CPUs and no dashboard.
+
+Skipped where Ray is not installed (requirements-cluster.txt), except under CI=true, where a
+missing Ray is a failure: CI installs it (.ci/run)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from core.config import ModelConfig, SplitConfig
+from eval.config import RunConfig
+from eval.store import RunStore
+
+try:
+    import ray
+except ImportError:
+    if os.environ.get("CI") == "true":
+        raise
+    pytest.skip("ray is not installed (requirements-cluster.txt)", allow_module_level=True)
+
+pytestmark = pytest.mark.cluster
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """The address of a Ray head started for these tests (2 CPUs, loopback, no dashboard);
+    this test process is connected to it as the driver. Stopped afterwards."""
+    port = _free_port()
+    # Ray's socket paths must stay short: a temp folder of its own directly under /tmp.
+    temp = Path(f"/tmp/ray-t{os.getpid()}")
+    command = [
+        str(Path(sys.executable).with_name("ray")),
+        *("start", "--head", "--block", "--port", str(port), "--num-cpus", "2", "--num-gpus", "0"),
+        *("--node-ip-address", "127.0.0.1", "--include-dashboard=false"),
+        *("--disable-usage-stats", "--temp-dir", str(temp)),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if head.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the Ray head did not start") from None
+            time.sleep(0.5)
+    from eval.run.executor import connect
+
+    connect(address)
+    yield address
+    ray.shutdown()
+    head.send_signal(signal.SIGTERM)  # --block: stopping `ray start` stops what it started
+    try:
+        head.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+
+
+def _config(tmp_path, mini_corpus, strategies, executor, address="", **extra) -> RunConfig:
+    corpus, qa = mini_corpus
+    return RunConfig.from_dict(
+        {
+            "corpus": str(corpus),
+            "qa": str(qa),
+            "strategies": strategies,
+            "models": ModelConfig(generator="tiny", max_new_tokens=8).to_dict(),
+            "split": SplitConfig(seed=3).to_dict(),
+            "store_path": str(tmp_path / "runs.sqlite"),
+            "workdir": str(tmp_path / "work"),
+            "bootstrap_resamples": 100,
+            "retention_questions": 0,
+            "executor": {"kind": executor, "address": address},
+            **extra,
+        }
+    )
+
+
+def _answers(store: RunStore, run_id: str) -> dict[tuple[str, str], str]:
+    return {(a.strategy, a.qid): a.answer.text for a in store.get_answers(run_id)}
+
+
+def test_ray_gives_the_same_answers_and_scores_as_local(ray_head, tmp_path, mini_corpus):
+    from eval.run import run_comparison
+
+    strategies = ["fake", "system_prompt", "rag"]
+    got = {}
+    for kind in ("local", "ray"):
+        config = _config(tmp_path / kind, mini_corpus, strategies, kind, ray_head)
+        store = RunStore(config.store_path)
+        events: list[dict] = []
+        run_id = run_comparison(config, store=store, progress=events.append)
+        got[kind] = (store, run_id, events)
+    (local, local_id, _), (remote, remote_id, events) = got["local"], got["ray"]
+    assert remote.get_run(remote_id).status == "done"
+    assert _answers(remote, remote_id) == _answers(local, local_id)
+    assert len(_answers(local, local_id)) > 0
+    by_local = {r.strategy: r for r in local.get_run(local_id).results}
+    for r in remote.get_run(remote_id).results:
+        assert r.status == "done", r.error
+        assert r.metrics == by_local[r.strategy].metrics
+        placement = r.extras["placement"]
+        assert placement["executor"] == "ray" and placement["device"] == "cpu"
+        assert placement["pid"] != os.getpid()  # measured in a Ray worker, not here
+        assert "placement" not in by_local[r.strategy].extras
+    # The worker's progress reached the driver: every arm's answering was relayed.
+    answered = {e["strategy"] for e in events if e.get("stage") == "answer"}
+    assert answered == set(strategies)
+    assert remote.get_run(remote_id).meta["executor"]["kind"] == "ray"
+
+
+def test_cancel_stops_the_arm_on_the_cluster(ray_head, tmp_path, mini_corpus):
+    from eval.run import run_comparison
+
+    config = _config(
+        tmp_path,
+        mini_corpus,
+        ["fake"],
+        "ray",
+        ray_head,
+        batch_size=1,
+        strategy_configs={"fake": {"delay_s": 2.0}},
+    )
+    store, cancel = RunStore(config.store_path), threading.Event()
+
+    def progress(event: dict) -> None:
+        if event.get("stage") == "answer" and event.get("done", 0) >= 1:
+            cancel.set()
+
+    t0 = time.monotonic()
+    run_id = run_comparison(config, store=store, progress=progress, cancel=cancel)
+    assert store.get_run(run_id).status == "cancelled"
+    assert store.get_run(run_id).results == []
+    # Stopped at the next batch, not after every question (10 batches of 2 s).
+    assert time.monotonic() - t0 < 60
+
+
+def test_a_killed_ray_worker_leaves_the_run_interrupted_and_resumable(
+    ray_head, tmp_path, mini_corpus
+):
+    from eval.run import run_comparison
+    from eval.run.executor import ArmLost
+
+    config = _config(
+        tmp_path,
+        mini_corpus,
+        ["fake", "fake2"],
+        "ray",
+        ray_head,
+        batch_size=1,
+        strategy_configs={"fake2": {"delay_s": 1.0}},
+    )
+    store = RunStore(config.store_path)
+    run_id = store.create_run(config.to_dict(), "")
+    killed: list[int] = []
+
+    def progress(event: dict) -> None:
+        if event.get("strategy") == "fake2" and event.get("stage") == "answer" and not killed:
+            # The worker that measured fake measures fake2 too (one per node).
+            pid = store.get_run(run_id).results[0].extras["placement"]["pid"]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    with pytest.raises(ArmLost):
+        run_comparison(config, store=store, progress=progress, run_id=run_id)
+    run = store.get_run(run_id)
+    assert killed and run.status == "interrupted"
+    assert [(r.strategy, r.status) for r in run.results] == [("fake", "done")]
+    events: list[dict] = []
+    run_comparison(config, store=store, progress=events.append, run_id=run_id, resume=True)
+    run = store.get_run(run_id)
+    assert run.status == "done"
+    assert {r.strategy: r.status for r in run.results} == {"fake": "done", "fake2": "done"}
+    assert {"stage": "strategy_done", "strategy": "fake", "status": "kept"} in events
+    assert run.results[1].extras["placement"]["pid"] != killed[0]
+
+
+def test_runs_of_two_owners_proceed_at_once_on_the_cluster(ray_head, tmp_path, mini_corpus):
+    from eval.jobs.queue import JobQueue
+    from eval.jobs.worker import work
+
+    (tmp_path / "cluster.yaml").write_text(
+        f"executor: {{kind: ray, address: '{ray_head}'}}\nparallel_runs: 2\n", encoding="utf-8"
+    )
+    # The browser-side config says local: the operator's cluster.yaml decides.
+    config = _config(
+        tmp_path,
+        mini_corpus,
+        ["fake"],
+        "local",
+        batch_size=2,
+        strategy_configs={"fake": {"delay_s": 1.0}},
+    )
+    queue = JobQueue(config.store_path)
+    jobs = [queue.submit(config, owner=owner) for owner in ("alice", "bob")]
+    work(config.store_path, once=True, poll_s=0.1)
+    got = [queue.get(j) for j in jobs]
+    assert [j["status"] for j in got] == ["done", "done"], [j["error"] for j in got]
+    runs = [queue.store.get_run(j["run_id"]) for j in got]
+    assert [r.owner for r in runs] == ["alice", "bob"]
+    assert all(r.results[0].extras["placement"]["executor"] == "ray" for r in runs)
+    # Both ran at once: each started before the other finished.
+    assert got[0]["started_at"] < got[1]["finished_at"]
+    assert got[1]["started_at"] < got[0]["finished_at"]
