@@ -73,3 +73,22 @@ def load_cluster_settings(home: str | Path) -> ClusterSettings:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping")
     return ClusterSettings.from_dict(data)
+
+
+def where_ran(meta: dict, extras: list[dict]) -> str:
+    """Where a run ran, in words (History's "Where"): the executor, then each node and device
+    its arms were measured on, from the run's `meta` and its results' `extras`."""
+    executor = meta.get("executor") or {"kind": "local"}
+    places = sorted(
+        {
+            f"{p.get('node', '?')} ({p.get('device', '?')})"
+            for p in (e.get("placement") for e in extras)
+            if isinstance(p, dict)
+        }
+    )
+    if places:
+        return f"{executor.get('kind', 'ray')}: {', '.join(places)}"
+    if executor.get("kind") == "ray":
+        return f"ray ({executor.get('nodes', '?')} node(s))"
+    node = executor.get("node")
+    return f"local ({node})" if node else "local"

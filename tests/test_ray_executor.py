@@ -6,6 +6,7 @@ missing Ray is a failure: CI installs it (.ci/run)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -79,6 +80,7 @@ def ray_head(tmp_path_factory):
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
         head.wait()
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def _config(tmp_path, mini_corpus, strategies, executor, address="", **extra) -> RunConfig:
