@@ -6,14 +6,9 @@ missing Ray is a failure: CI installs it (.ci/run)."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -29,58 +24,19 @@ except ImportError:
     pytest.skip("ray is not installed (requirements-cluster.txt)", allow_module_level=True)
 
 pytestmark = pytest.mark.cluster
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
-def ray_head(tmp_path_factory):
+def ray_head():
     """The address of a Ray head started for these tests (2 CPUs, loopback, no dashboard);
     this test process is connected to it as the driver. Stopped afterwards."""
-    port = _free_port()
-    # Ray's socket paths must stay short: a temp folder of its own directly under /tmp.
-    temp = Path(f"/tmp/ray-t{os.getpid()}")
-    command = [
-        str(Path(sys.executable).with_name("ray")),
-        *("start", "--head", "--block", "--port", str(port), "--num-cpus", "2", "--num-gpus", "0"),
-        *("--node-ip-address", "127.0.0.1", "--include-dashboard=false"),
-        *("--disable-usage-stats", "--temp-dir", str(temp)),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
-    head = subprocess.Popen(
-        command,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if head.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the Ray head did not start") from None
-            time.sleep(0.5)
     from eval.run.executor import connect
+    from eval.run.ray_head import local_head
 
-    connect(address)
-    yield address
-    ray.shutdown()
-    head.send_signal(signal.SIGTERM)  # --block: stopping `ray start` stops what it started
-    try:
-        head.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(head.pid, signal.SIGKILL)
-        head.wait()
-    shutil.rmtree(temp, ignore_errors=True)
+    with local_head(cpus=2) as address:
+        connect(address)
+        yield address
+        ray.shutdown()
 
 
 def _config(tmp_path, mini_corpus, strategies, executor, address="", **extra) -> RunConfig:
