@@ -34,8 +34,14 @@ class ExecutorConfig(ConfigBase):
         1,
         "CPUs each Ray worker measuring an arm is given; torch and OpenMP use that many threads.",
     )
+    memory_gb: float = option(
+        0.0,
+        "Memory each arm worker reserves on its node, in GB (0 = none reserved). Set it to a "
+        "stored run's peak RSS of the model: the estimate does not measure memory yet.",
+    )
 
     def validate(self) -> None:
+        check(float(self.memory_gb) >= 0, "executor.memory_gb must be >= 0")
         check(self.kind in EXECUTOR_KINDS, f"executor.kind must be one of {EXECUTOR_KINDS}")
         check(1 <= int(self.cpus_per_arm) <= 512, "executor.cpus_per_arm must be in 1..512")
 

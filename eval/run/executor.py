@@ -162,9 +162,11 @@ class RayExecutor(Executor):
 
     def _options(self, node_id: str) -> dict[str, Any]:
         """What one arm worker declares: CPUs, a GPU when the cluster has any (trained arms
-        and generation want it), and a place on `node_id`."""
+        and generation want it), the memory the operator set, and a place on `node_id`."""
         gpus = 1 if self.ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        memory = int(float(self.config.executor.memory_gb) * 2**30)
         return {
+            **({"memory": memory} if memory else {}),
             "num_cpus": self.config.executor.cpus_per_arm,
             "num_gpus": gpus,
             "max_concurrency": 4,  # drain/stop are answered while evaluate runs
@@ -191,22 +193,14 @@ class RayExecutor(Executor):
         return self.actors[node]
 
     def evaluate(self, arm: Arm) -> Measured:
-        ray, emit = self.ray, self.measurement.emit
+        ray = self.ray
         actor = self._actor()
         t0 = time.perf_counter()
         ref = actor.evaluate.remote(
             self.inputs_ref, arm.name, arm.label, arm.train, arm.general, str(arm.workdir.resolve())
         )
         try:
-            while True:
-                ready, _ = ray.wait([ref], timeout=POLL_S)
-                for event in ray.get(actor.drain.remote()):
-                    emit(event)
-                if ready:
-                    break
-                if self.measurement.cancelled():
-                    self._stop(actor, ref)
-                    raise RunCancelled
+            self._follow(actor, ref)
             measured = ray.get(ref)
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
             self._drop(actor)
@@ -218,6 +212,26 @@ class RayExecutor(Executor):
             raise RunCancelled
         self._account(measured, time.perf_counter() - t0)
         return measured
+
+    def _follow(self, actor: Any, ref: Any) -> None:
+        """Relay the arm's progress until it ends; stop it when the run is cancelled. Never
+        blocks on the actor: one waiting for the cluster to free a CPU answers nothing yet."""
+        ray, emit = self.ray, self.measurement.emit
+        drain = None
+        while True:
+            ready, _ = ray.wait([ref], timeout=POLL_S)
+            drain = drain or actor.drain.remote()
+            if ready or ray.wait([drain], timeout=0)[0]:
+                for event in ray.get(drain):
+                    emit(event)
+                drain = None
+            if ready:
+                for event in ray.get(actor.drain.remote()):  # the arm's last events
+                    emit(event)
+                return
+            if self.measurement.cancelled():
+                self._stop(actor, ref)
+                raise RunCancelled
 
     def _account(self, measured: Measured, wall_s: float) -> None:
         """Record the driver-side overhead: wall time not spent preparing or answering."""
