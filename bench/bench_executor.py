@@ -4,8 +4,8 @@ Both runs are `python -m eval run` child processes on the bundled sample (same s
 strategies), one with `--executor local`, one with `--executor ray` against a Ray head started
 here on loopback (or `--address` of a running cluster: the same command then runs unchanged on
 a real one). Prints wall time, the scheduling overhead per arm (the driver's wall time for an
-arm minus the preparation and answering its worker measured) and peak RSS: the driver's, and
-for Ray also the arm worker's (its own measurement, stored with each arm).
+arm minus the worker's own time measuring it and loading the models) and peak RSS: the
+driver's, and for Ray also the arm worker's (its own measurement, stored with each arm).
 
     .venv/bin/python bench/bench_executor.py [--n-test 20] [--generator tiny]
 """
@@ -57,14 +57,13 @@ def run_once(kind: str, args, work: Path, address: str = "") -> dict:
     return {"wall_s": wall, "driver_rss_mb": usage.ru_maxrss / 1024, "results": run.results}
 
 
-def arm_overheads(results) -> list[tuple[str, float]]:
-    """Per Ray arm: driver wall time minus the worker's preparation and answering seconds."""
+def arm_overheads(results) -> list[tuple[str, float, float]]:
+    """Per Ray arm: (strategy, scheduling overhead, model load on the worker), in seconds."""
     out = []
     for r in results:
         placed = r.extras.get("placement") or {}
-        if "driver_wall_s" in placed:
-            worked = float(r.prepare.get("seconds") or 0) + float(r.cost.get("answer_s") or 0)
-            out.append((r.strategy, placed["driver_wall_s"] - worked))
+        if "overhead_s" in placed:
+            out.append((r.strategy, placed["overhead_s"], placed.get("load_s", 0.0)))
     return out
 
 
@@ -101,8 +100,10 @@ def main() -> None:
         f"ray - local: {extra:+.1f} s in all ({extra / arms:+.2f} s per arm, "
         f"{100 * extra / local['wall_s']:+.1f}% of the local wall time)"
     )
-    shown = ", ".join(f"{name} {o:.2f}" for name, o in overheads)
-    print(f"scheduling overhead per arm (s, driver wall - worker's own): {shown}")
+    shown = ", ".join(f"{name} {o:.2f}" for name, o, _ in overheads)
+    print(f"scheduling overhead per arm (s; driver wall - worker's work - model load): {shown}")
+    loads = ", ".join(f"{name} {load:.1f}" for name, _, load in overheads)
+    print(f"model load on the Ray worker per arm (s; once per run): {loads}")
     print(
         json.dumps(
             {

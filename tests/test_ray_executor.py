@@ -84,6 +84,7 @@ def test_ray_gives_the_same_answers_and_scores_as_local(ray_head, tmp_path, mini
         placement = r.extras["placement"]
         assert placement["executor"] == "ray" and placement["device"] == "cpu"
         assert placement["pid"] != os.getpid()  # measured in a Ray worker, not here
+        assert 0 <= placement["overhead_s"] <= placement["driver_wall_s"]
         assert "placement" not in by_local[r.strategy].extras
     # The worker's progress reached the driver: every arm's answering was relayed.
     answered = {e["strategy"] for e in events if e.get("stage") == "answer"}

@@ -127,7 +127,8 @@ def connect(address: str) -> Any:
 
 @register_executor("ray")
 class RayExecutor(Executor):
-    """Each arm measured by an `ArmWorker` actor, one per node, that keeps the shared models.
+    """Each arm measured by the run's `ArmWorker` actor, placed by Ray, which loads the
+    shared models once and keeps them for the run's later arms.
 
     The run's inputs are put in the object store once; progress is relayed from the actor every
     POLL_S; a cancel stops the arm at its next batch (or kills its worker after STOP_GRACE_S);
@@ -136,16 +137,11 @@ class RayExecutor(Executor):
     def __init__(self, config: RunConfig, bench: Workbench, measurement: StrategyMeasurement):
         super().__init__(config, bench, measurement)
         self.ray = connect(config.executor.address)
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         from eval.run.ray_worker import ArmWorker
 
-        self._affinity = NodeAffinitySchedulingStrategy
         self._actor_class = self.ray.remote(ArmWorker)
         self.inputs_ref = self.ray.put(bench.inputs)
-        self.actors: dict[str, Any] = {}  # node id -> its ArmWorker
-        self.turn = 0
-        self.overhead_s: list[float] = []  # per arm: driver wall time minus the worker's own
+        self.worker: Any = None  # the run's ArmWorker: arms run one after the other
 
     def describe(self) -> dict[str, Any]:
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
@@ -160,9 +156,10 @@ class RayExecutor(Executor):
             },
         }
 
-    def _options(self, node_id: str) -> dict[str, Any]:
-        """What one arm worker declares: CPUs, a GPU when the cluster has any (trained arms
-        and generation want it), the memory the operator set, and a place on `node_id`."""
+    def _options(self) -> dict[str, Any]:
+        """What the arm worker declares: CPUs, a GPU when the cluster has any (trained arms
+        and generation want it) and the memory the operator set. Ray places it (spread, so
+        the runs of a busy app land on different nodes)."""
         gpus = 1 if self.ray.cluster_resources().get("GPU", 0) >= 1 else 0
         memory = int(float(self.config.executor.memory_gb) * 2**30)
         return {
@@ -171,26 +168,16 @@ class RayExecutor(Executor):
             "num_gpus": gpus,
             "max_concurrency": 4,  # drain/stop are answered while evaluate runs
             "max_restarts": 0,  # a dead worker's arm is interrupted, not silently redone
-            "scheduling_strategy": self._affinity(node_id, soft=False),
+            "scheduling_strategy": "SPREAD",
         }
 
     def _actor(self) -> Any:
-        """The next node's arm worker, started on first use."""
-        cpus = self.config.executor.cpus_per_arm
-        nodes = sorted(
-            n["NodeID"]
-            for n in self.ray.nodes()
-            if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= cpus
-        )
-        if not nodes:
-            raise RuntimeError(f"no live Ray node has {cpus} CPU(s) for an arm")
-        node = nodes[self.turn % len(nodes)]
-        self.turn += 1
-        if node not in self.actors:
-            self.actors[node] = self._actor_class.options(**self._options(node)).remote(
-                self.config, cpus
+        """The run's arm worker, started on first use (again after one was lost)."""
+        if self.worker is None:
+            self.worker = self._actor_class.options(**self._options()).remote(
+                self.config, self.config.executor.cpus_per_arm
             )
-        return self.actors[node]
+        return self.worker
 
     def evaluate(self, arm: Arm) -> Measured:
         ray = self.ray
@@ -234,12 +221,12 @@ class RayExecutor(Executor):
                 raise RunCancelled
 
     def _account(self, measured: Measured, wall_s: float) -> None:
-        """Record the driver-side overhead: wall time not spent preparing or answering."""
-        cost = measured.result.cost or {}
-        prepare = measured.result.prepare or {}
-        worked = float(prepare.get("seconds") or 0.0) + float(cost.get("answer_s") or 0.0)
-        self.overhead_s.append(max(0.0, wall_s - worked))
-        measured.result.extras.setdefault("placement", {})["driver_wall_s"] = round(wall_s, 3)
+        """Record the driver's wall time for the arm and its scheduling overhead: the part
+        the worker spent neither measuring the arm nor loading the models."""
+        placed = measured.result.extras.setdefault("placement", {})
+        worked = float(placed.get("worker_s", 0.0)) + float(placed.get("load_s", 0.0))
+        placed["driver_wall_s"] = round(wall_s, 3)
+        placed["overhead_s"] = round(max(0.0, wall_s - worked), 3)
 
     def _stop(self, actor: Any, ref: Any) -> None:
         """Stop the running arm: ask it, then kill its worker if it does not stop in time."""
@@ -251,13 +238,12 @@ class RayExecutor(Executor):
             self._drop(actor)
 
     def _drop(self, actor: Any) -> None:
-        """Kill `actor` and forget it (a later arm on its node starts a fresh one)."""
-        for node, a in list(self.actors.items()):
-            if a is actor:
-                del self.actors[node]
+        """Kill `actor` and forget it (the next arm starts a fresh one)."""
+        if actor is self.worker:
+            self.worker = None
         with contextlib.suppress(Exception):  # already dead
             self.ray.kill(actor)
 
     def close(self) -> None:
-        for actor in list(self.actors.values()):
-            self._drop(actor)
+        if self.worker is not None:
+            self._drop(self.worker)

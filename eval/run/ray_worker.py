@@ -1,5 +1,6 @@
-"""The Ray actor that measures arms on one node: it keeps the shared generator loaded between
-arms and measures each with the same code as a local run (`StrategyMeasurement.evaluate`).
+"""The Ray actor that measures a run's arms where Ray placed it: it loads the shared generator
+once (core.models keeps it, keyed by its settings) for all of them, and measures each with the
+same code as a local run (`StrategyMeasurement.evaluate`).
 
 Kept free of `import ray` at module level: the class is wrapped by `ray.remote` in
 `eval.run.executor`, so importing this module costs nothing without a cluster.
@@ -34,7 +35,7 @@ def limit_threads(cpus: int) -> None:
 
 
 class ArmWorker:
-    """Measures arms of one run on its node; events wait in a list the driver drains.
+    """Measures the arms of one run; progress events wait in a list the driver drains.
 
     Run as a threaded actor (max_concurrency > 1), so `drain` and `stop` are answered while
     `evaluate` works."""
@@ -82,7 +83,7 @@ class ArmWorker:
     ) -> Measured | None:
         """One arm measured here, its files written under `workdir` (a shared folder); None
         when the driver stopped it (cancelled)."""
-        self.warm([name])
+        load_s = self.warm([name])
         bench = Workbench(self.config, inputs, self.device)
         measurement = StrategyMeasurement(
             self.config.batch_size,
@@ -98,13 +99,20 @@ class ArmWorker:
             cancelled=self.cancel.is_set,
             held_out=tuple(inputs.test),
         )
+        t0 = time.perf_counter()
         try:
             measured = measurement.evaluate(
                 bench.strategy(name, None, ctx), label, inputs, train, general
             )
         except RunCancelled:
             return None
-        measured.result.extras["placement"] = self.placement()
+        # The worker's own time, and its one-off model load, apart from the driver's wait.
+        worker_s = round(time.perf_counter() - t0, 3)
+        measured.result.extras["placement"] = {
+            **self.placement(),
+            "worker_s": worker_s,
+            "load_s": round(load_s, 3),
+        }
         return measured
 
     def _push(self, event: dict[str, Any]) -> None:
