@@ -17,6 +17,7 @@ from core.config import (
 )
 from core.qagen import QAGenConfig
 from eval.attribution import VerdictConfig
+from eval.cluster import ExecutorConfig
 from eval.judge import JudgeConfig
 from eval.tracking import TrackingConfig
 from strategies import default_strategies
@@ -78,6 +79,9 @@ class RunConfig(ConfigBase):
     )
     tracking: TrackingConfig = option(
         TrackingConfig, "Experiment tracking: log each stored run to MLflow."
+    )
+    executor: ExecutorConfig = option(
+        ExecutorConfig, "Where arms run: in this process (local) or as Ray work (ray)."
     )
 
     def validate(self) -> None:

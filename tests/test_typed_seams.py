@@ -10,7 +10,7 @@ import pytest
 
 from eval.db import connect
 from eval.judge import JudgeCost
-from eval.records import CostSummary, PreparedRecord, ResultExtras, Retention
+from eval.records import CostSummary, Placement, PreparedRecord, ResultExtras, Retention
 from eval.store import RunStore
 from eval.views import RunView, learning_curve, quality_vs_cost, retention_vs_gain, throughput
 from eval.views.display import cost_table
@@ -115,6 +115,7 @@ def test_records_round_trip_through_the_store(tmp_path):
         extras=ResultExtras(
             judge=JudgeCost("j", 2),
             retention=Retention(n=2, score={"mean": 1.0}, base={"mean": 0.5}, delta=0.5),
+            placement=Placement(node="n1", pid=7, device="cuda", gpus=["0"], overhead_s=0.2),
         ),
     )
     store.save_strategy(run_id, result)
@@ -163,7 +164,7 @@ def _record_classes():
 
     return [
         StrategyResult, PreparedRecord, CostSummary, ResultExtras, Retention, JudgeCost,
-        StoredAnswer, Run, Job, Estimate, StrategyEstimate, ProgressLine, ProgressEvent,
+        StoredAnswer, Run, Job, Estimate, StrategyEstimate, ProgressLine, ProgressEvent, Placement,
     ]  # fmt: skip
 
 
