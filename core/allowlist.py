@@ -234,8 +234,9 @@ def check_run_settings(
 ) -> None:
     """Check, in RunConfig settings typed in the browser, every location: the generator and
     embedder (bundled, or in the user's own `roots` or the allow-list), server URLs, API-key
-    variables, the judge's model and the tracking URI (under `<home>/mlruns`). Checked values
-    are written back (resolved); LocationRefused names the first refused."""
+    variables, the judge's model and the tracking URI (under `<home>/mlruns`); a cluster address
+    is refused outright. Checked values are written back (resolved); LocationRefused names the
+    first refused."""
     allow = allow or AllowList()
     roots = list(roots)
     models = settings.setdefault("models", {})
@@ -253,6 +254,8 @@ def check_run_settings(
     tracking = settings.get("tracking") or {}
     if tracking.get("uri"):
         tracking["uri"] = check_tracking_uri(tracking["uri"], home, allow)
+    if (settings.get("executor") or {}).get("address"):  # the operator's cluster.yaml says
+        raise LocationRefused("a cluster address is an operator setting (cluster.yaml)")
 
 
 def check_strategy_settings(

@@ -94,6 +94,11 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     for key in ("corpus", "qa"):
         if data[key]:
             data[key] = str(bundled_fallback(data[key]))
+    if args.executor:
+        data["executor"]["kind"] = args.executor
+    if args.ray_address:
+        data["executor"]["address"] = args.ray_address
+        data["executor"]["kind"] = args.executor or "ray"
     for item in args.set:
         target, sep, value = item.partition("=")
         strategy, dot, key = target.partition(".")

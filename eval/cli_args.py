@@ -7,6 +7,7 @@ import argparse
 
 from core.config import ModelConfig
 from core.qagen import METHODS
+from eval.cluster import ExecutorConfig
 from eval.config import RunConfig
 
 
@@ -75,6 +76,15 @@ def _run_outputs(run: argparse.ArgumentParser) -> None:
         "answers (MODEL: a generator name; none = the run's generator)",
     )
     tracking_flags(run)
+    run.add_argument(
+        "--executor",
+        choices=ExecutorConfig.choices_of("kind"),
+        help="where arms run: local (this process) or ray (needs requirements-cluster.txt)",
+    )
+    run.add_argument(
+        "--ray-address",
+        help="Ray cluster address (host:6379 or ray://host:10001); implies --executor ray",
+    )
     run.add_argument("--json", metavar="FILE", help="write the run's summary as JSON")
     run.add_argument("--store", help="SQLite file of runs")
     run.add_argument("--quiet", action="store_true", help="no progress bars")

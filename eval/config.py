@@ -17,6 +17,7 @@ from core.config import (
 )
 from core.qagen import QAGenConfig
 from eval.attribution import VerdictConfig
+from eval.cluster import ExecutorConfig
 from eval.judge import JudgeConfig
 from eval.stability import StabilityConfig
 from eval.tracking import TrackingConfig
@@ -88,6 +89,9 @@ class RunConfig(ConfigBase):
     )
     stability: StabilityConfig = option(
         StabilityConfig, "Re-draw the train/test split and run again: does the winner hold?"
+    )
+    executor: ExecutorConfig = option(
+        ExecutorConfig, "Where arms run: in this process (local) or as Ray work (ray)."
     )
 
     def validate(self) -> None:

@@ -4,10 +4,10 @@
 format, direction) is the single list of cost columns the CLI, the app and the HTML report
 draw, so a new cost column is one field here. `PreparedRecord` is what preparing a strategy
 left, `ResultExtras` the figures beside the test-set metrics (judge, retention, learning-curve
-variant, `TuningRecord`). Each reads the JSON shape the store keeps (`from_dict`, old runs
-included) and writes it back (`to_dict`); nothing else handles those dicts. `training_log`
-reads the typed `TrainingLog` a strategy stored, or rebuilds one from the `details` keys of
-runs stored before it existed.
+variant, `TuningRecord`, and `Placement`: where a Ray arm ran). Each reads the JSON shape the
+store keeps (`from_dict`, old runs included) and writes it back (`to_dict`); nothing else
+handles those dicts. `training_log` reads the typed `TrainingLog` a strategy stored, or
+rebuilds one from the `details` keys of runs stored before it existed.
 """
 
 from __future__ import annotations
@@ -290,10 +290,42 @@ class TuningRecord:
 
 
 @dataclass
+class Placement:
+    """Where an arm measured as Ray work ran (eval.run.ray_worker): the node, process, device,
+    CPUs and GPUs it was given, the worker's own time and one-off model load, and, from the
+    driver, its wall time for the arm and the scheduling overhead (the rest)."""
+
+    executor: str = "ray"
+    node: str = ""
+    node_id: str = ""
+    pid: int = 0
+    device: str = ""
+    cpus: int = 0
+    gpus: list[str] = field(default_factory=list)
+    worker_s: float = 0.0
+    load_s: float = 0.0
+    driver_wall_s: float | None = None
+    overhead_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON the store keeps."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Placement | None:
+        """From a stored placement dict; None for none, unknown keys ignored."""
+        if not d:
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
 class ResultExtras:
     """Figures beside a result's test-set metrics, one field per kind: the judge's cost, the
     general-knowledge retention, for a learning-curve point which strategy it is a variant
-    of and on what share (and number) of the training pairs, and the arm's tuning."""
+    of and on what share (and number) of the training pairs, the arm's tuning, and where a Ray
+    arm ran."""
 
     judge: JudgeCost | None = None
     retention: Retention | None = None
@@ -301,6 +333,7 @@ class ResultExtras:
     train_fraction: float | None = None
     train_pairs: int | None = None
     tuning: TuningRecord | None = None
+    placement: Placement | None = None
 
     @property
     def is_variant(self) -> bool:
@@ -319,6 +352,8 @@ class ResultExtras:
         for k in ("variant_of", "train_fraction", "train_pairs"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
+        if self.placement is not None:
+            out["placement"] = self.placement.to_dict()
         return out
 
     @classmethod
@@ -332,6 +367,7 @@ class ResultExtras:
             train_fraction=d.get("train_fraction"),
             train_pairs=d.get("train_pairs"),
             tuning=TuningRecord.from_dict(d.get("tuning")),
+            placement=Placement.from_dict(d.get("placement")),
         )
 
 

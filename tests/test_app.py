@@ -373,6 +373,7 @@ def test_history_filters_compares_and_deletes(
     other = run_comparison(cfg, owner=OWNER)
     goto(app, "history")
     assert len(frame(app, "Run")) == 2
+    assert all(w.startswith("local") for w in frame(app, "Run")["Where"])  # where each ran
     app.text_input(key="hist_text").set_value("lora").run()
     assert list(frame(app, "Run")["Run"]) == [stored_run]
     app.text_input(key="hist_text").set_value("").run()

@@ -12,6 +12,7 @@ from eval.db import connect
 from eval.judge import JudgeCost
 from eval.records import (
     CostSummary,
+    Placement,
     PreparedRecord,
     ResultExtras,
     Retention,
@@ -131,6 +132,7 @@ def test_records_round_trip_through_the_store(tmp_path):
                 gain={"mean": 0.1, "low": -0.05, "high": 0.2, "n": 4},
                 trials=[TrialRow(0, "complete", 0.4, {"top_k": 3}, 1.5, default=True)],
             ),
+            placement=Placement(node="n1", pid=7, device="cuda", gpus=["0"], overhead_s=0.2),
         ),
     )
     store.save_strategy(run_id, result)
@@ -182,7 +184,7 @@ def _record_classes():
 
     return [
         StrategyResult, PreparedRecord, CostSummary, ResultExtras, Retention, JudgeCost,
-        StoredAnswer, Run, Job, Estimate, StrategyEstimate, ProgressLine, ProgressEvent,
+        StoredAnswer, Run, Job, Estimate, StrategyEstimate, ProgressLine, ProgressEvent, Placement,
         TuningRecord, TrialRow, StabilityRecord, ResplitRecord, SplitResult, Stability, SplitMeans,
     ]  # fmt: skip
 

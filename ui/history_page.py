@@ -11,6 +11,7 @@ import streamlit as st
 from core.markup import escape_markdown
 from eval import views as dashboards
 from eval.artifacts import disk_usage, human_bytes
+from eval.cluster import where_ran
 from eval.jobs import JobQueue, ensure_worker
 from eval.views import metric_names
 from eval.views.display import display_name
@@ -98,11 +99,15 @@ table = pd.DataFrame(
             "Status": r["status"],
             "Started": dt.datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M"),
             "Took": took(r),
+            "Where": where_ran(configs[r["id"]].meta, [x.extras for x in configs[r["id"]].results]),
             "Error": hide_paths(configs[r["id"]].error or "") if r["status"] == "failed" else "",
         }
         for r in rows
     ],
-    columns=["Run", "Label", "Corpus", "Strategies", "Status", "Started", "Took", "Error"],
+    columns=[
+        *("Run", "Label", "Corpus", "Strategies", "Status", "Started", "Took", "Where"),
+        "Error",
+    ],
 )
 st.dataframe(
     table,

@@ -48,11 +48,12 @@ class _Cancelled(Exception):
 @register_job_kind("run", "resume")
 def compare(queue: JobQueue, job: Job, progress: JobProgress) -> str:
     """A comparison run into the job's run row; "resume" keeps the strategies already done."""
+    from eval.jobs.cluster import with_operator_executor
     from eval.run import run_comparison
 
     run_id = job.run_id
     run_comparison(
-        RunConfig.from_dict(job.config),
+        with_operator_executor(RunConfig.from_dict(job.config), queue.path),
         store=queue.store,
         progress=progress,
         cancel=CancelFlag(queue, job.id),

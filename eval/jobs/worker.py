@@ -22,6 +22,7 @@ from pathlib import Path
 
 from eval.events import ProgressEvent
 from eval.jobs import page_kinds  # registers the playground and merge kinds
+from eval.jobs.cluster import RunSlots, operator_settings
 from eval.jobs.job import Job
 from eval.jobs.kinds import job_body
 from eval.jobs.progress import JobProgress, heartbeat
@@ -120,15 +121,22 @@ def work(
         queue.store.mark_orphans()  # runs whose CLI process died
         queue.prune()
         idle_since = time.monotonic()
+        # Several runs at once only when the operator's cluster.yaml hands arms to a cluster.
+        slots = RunSlots(operator_settings(store_path).parallel_runs)
         while True:
-            job = queue.claim()
+            job = queue.claim() if slots.free() else None
             if job is None:
-                if once or time.monotonic() - idle_since > idle_exit_s:
+                if slots.running():
+                    idle_since = time.monotonic()
+                elif once or time.monotonic() - idle_since > idle_exit_s:
                     return
                 time.sleep(poll_s)
                 continue
             print(f"{time.strftime('%H:%M:%S')} job {job.id} ({job.run_id})", flush=True)
-            _execute(queue, job)
+            if slots.size > 1:
+                slots.start(_execute, JobQueue(store_path), job)
+            else:
+                _execute(queue, job)
             idle_since = time.monotonic()
     finally:
         os.close(fd)

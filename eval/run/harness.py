@@ -25,6 +25,7 @@ from eval.events import ProgressEvent, ProgressFn
 from eval.judge import attach_verdicts
 from eval.records import PreparedRecord, ResultExtras, Retention
 from eval.run import scoring
+from eval.run.executor import Arm, ArmLost, make_executor
 from eval.run.measurement import Measured, StrategyMeasurement, answer_all
 from eval.run.oracle import measure_oracle
 from eval.run.provenance import git_hash, package_versions
@@ -77,7 +78,7 @@ def run_comparison(
         emit(ProgressEvent("cancelled"))
         _track(config, store, run_id, emit)
         return run_id
-    except InputsChanged as e:  # nothing ran: the run keeps what it had, resumable as before
+    except (InputsChanged, ArmLost) as e:  # the run keeps what it had, resumable as before
         store.finish_run(run_id, "interrupted", str(e))
         emit(ProgressEvent("failed", error=str(e)))
         raise
@@ -173,11 +174,16 @@ class _Comparison:
             remote_answers=not engine_class(config.models.engine).in_process,
         )
         self.tuner = ArmTuner(self.bench, self.folder, self.emit, self.cancelled)
-        for name in config.strategies:
-            for label, train, extras in variants(
-                name, self.bench.inputs.train, config.learning_curve, config.split.seed
-            ):
-                self._one(name, label, train, extras)
+        self.executor = make_executor(config, self.bench, self.measurement)
+        try:
+            self.store.update_run(self.run_id, executor=self.executor.describe())
+            for name in config.strategies:
+                for label, train, extras in variants(
+                    name, self.bench.inputs.train, config.learning_curve, config.split.seed
+                ):
+                    self._one(name, label, train, extras)
+        finally:
+            self.executor.close()
         if uses_models and not self.oracle_done:
             self._oracle()
         if config.stability.resplits:  # the same strategies on re-drawn splits (resumable)
@@ -222,29 +228,32 @@ class _Comparison:
         # Built in a temporary folder, renamed into place once the strategy is done: a reader
         # never sees half an adapter, and a failed or killed attempt leaves nothing in place.
         with Staged(self.folder / label_folder(label)) as staged:
-            ctx = self.bench.context(
-                workdir=staged.path,
-                progress=lambda ev, label=label: self.emit(
-                    ProgressEvent.from_dict(ev, strategy=label)
-                ),
-                cancelled=self.cancelled,
-                held_out=tuple(self.bench.inputs.test),
-            )
             # Variants (learning-curve points) skip the retention set: it measures the model
             # a user would deploy, the one trained on all the data.
             asked = self.general if not extras.is_variant else []
             if asked and self.retention_base is None:
+                ctx = self.bench.context(
+                    workdir=staged.path,
+                    progress=lambda ev, label=label: self.emit(
+                        ProgressEvent.from_dict(ev, strategy=label)
+                    ),
+                    cancelled=self.cancelled,
+                    held_out=tuple(self.bench.inputs.test),
+                )
                 self.retention_base = self._retention_base(ctx)
                 self.store.update_run(self.run_id, retention_base=self.retention_base.to_dict())
             settings, tuning = self.tuner.settings_for(name, label, train, extras)
-            measured = self.measurement.evaluate(
-                self.bench.strategy(name, settings, ctx), label, self.bench.inputs, train, asked
+            measured = self.executor.evaluate(
+                Arm(name, label, train, asked, staged.path, settings=settings)
             )
             if measured.result.status == "done":
                 final = staged.publish()
                 moved = relocate(measured.result.prepare.to_dict(), staged.path, final)
                 measured.result.prepare = PreparedRecord.from_dict(moved)
-        measured.result.extras = dataclasses.replace(extras)
+        # The variant's extras, and where the arm ran (a Ray executor's Placement, else None).
+        measured.result.extras = dataclasses.replace(
+            extras, placement=measured.result.extras.placement
+        )
         if tuning is not None:
             charge(measured.result, tuning, self.bench.device, self.config.prices)
         if measured.result.status == "done":

@@ -71,8 +71,10 @@ def _one(cmp: Any, name: str, split: Any, inputs: Any) -> SplitResult:
             cancelled=cmp.cancelled,
             held_out=tuple(split.test),
         )
+        # The settings tuning chose on the run's own split (None: defaults, or tuning off).
+        settings = cmp.tuner.chosen.get(name)
         measured = cmp.measurement.evaluate(
-            cmp.bench.strategy(name, None, ctx), label, inputs, split.train
+            cmp.bench.strategy(name, settings, ctx), label, inputs, split.train
         )
         if measured.result.status == "done":
             cmp.emit(ProgressEvent("score", strategy=label))

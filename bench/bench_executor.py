@@ -1,0 +1,118 @@
+"""Benchmark: the same comparison run locally and as Ray work on a local 2-CPU Ray cluster.
+
+Both runs are `python -m eval run` child processes on the bundled sample (same split, same
+strategies), one with `--executor local`, one with `--executor ray` against a Ray head started
+here on loopback (or `--address` of a running cluster: the same command then runs unchanged on
+a real one). Prints wall time, the scheduling overhead per arm (the driver's wall time for an
+arm minus the worker's own time measuring it and loading the models) and peak RSS: the
+driver's, and for Ray also the arm worker's (its own measurement, stored with each arm).
+
+    .venv/bin/python bench/bench_executor.py [--n-test 20] [--generator tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eval.run.ray_head import local_head  # noqa: E402
+from eval.store import RunStore  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_once(kind: str, args, work: Path, address: str = "") -> dict:
+    """One `python -m eval run` child; its wall time, peak RSS and per-arm records."""
+    store = work / f"{kind}.sqlite"
+    config = work / "bench.yaml"
+    config.write_text(
+        f"retention_questions: {args.retention}\nbootstrap_resamples: 200\n"
+        f"workdir: {work / kind}\n",
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "eval", "run", "--config", str(config), "--quiet"]
+    command += ["--corpus", str(ROOT / "sample_data/corpus")]
+    command += ["--qa", str(ROOT / "sample_data/qa.jsonl"), "--strategies", args.strategies]
+    command += ["--n-test", str(args.n_test), "--store", str(store), "--executor", kind]
+    command += ["--generator", args.generator] + (["--ray-address", address] if address else [])
+    for item in args.set:
+        command += ["--set", item]
+    t0 = time.perf_counter()
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = child.stdout.read().decode(errors="replace")
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - t0
+    if status != 0:
+        raise SystemExit(f"{kind} run failed:\n{out[-3000:]}")
+    runs = RunStore(store).list_runs()
+    run = RunStore(store).get_run(runs[0]["id"])
+    return {"wall_s": wall, "driver_rss_mb": usage.ru_maxrss / 1024, "results": run.results}
+
+
+def arm_overheads(results) -> list[tuple[str, float, float]]:
+    """Per Ray arm: (strategy, scheduling overhead, model load on the worker), in seconds."""
+    out = []
+    for r in results:
+        placed = r.extras.placement
+        if placed is not None and placed.overhead_s is not None:
+            out.append((r.strategy, placed.overhead_s, placed.load_s))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--strategies", default="system_prompt,few_shot,rag,lora")
+    p.add_argument("--n-test", type=int, default=20)
+    p.add_argument("--generator", default="smollm2-135m-instruct")
+    p.add_argument("--retention", type=int, default=0, help="general questions per arm")
+    p.add_argument("--address", default="", help="a running Ray cluster (default: start one)")
+    p.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray head")
+    p.add_argument("--set", action="append", default=[], help="STRATEGY.KEY=VALUE, as eval run")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        local = run_once("local", args, work)
+        if args.address:
+            remote = run_once("ray", args, work, args.address)
+        else:
+            with local_head(cpus=args.cpus) as address:
+                remote = run_once("ray", args, work, address)
+    arms = len(remote["results"])
+    overheads = arm_overheads(remote["results"])
+    worker_rss = max((float(r.cost.peak_rss_mb or 0) for r in remote["results"]), default=0)
+    extra = remote["wall_s"] - local["wall_s"]
+    print(f"{args.strategies} on {args.generator}, {args.n_test} test questions, {arms} arms")
+    print(f"{'':28}{'local':>10}{'ray':>10}")
+    print(f"{'wall time (s)':28}{local['wall_s']:10.1f}{remote['wall_s']:10.1f}")
+    print(
+        f"{'driver peak RSS (MB)':28}{local['driver_rss_mb']:10.0f}{remote['driver_rss_mb']:10.0f}"
+    )
+    print(f"{'arm worker peak RSS (MB)':28}{'-':>10}{worker_rss:10.0f}")
+    print(
+        f"ray - local: {extra:+.1f} s in all ({extra / arms:+.2f} s per arm, "
+        f"{100 * extra / local['wall_s']:+.1f}% of the local wall time)"
+    )
+    shown = ", ".join(f"{name} {o:.2f}" for name, o, _ in overheads)
+    print(f"scheduling overhead per arm (s; driver wall - worker's work - model load): {shown}")
+    loads = ", ".join(f"{name} {load:.1f}" for name, _, load in overheads)
+    print(f"model load on the Ray worker per arm (s; once per run): {loads}")
+    print(
+        json.dumps(
+            {
+                "local": {k: v for k, v in local.items() if k != "results"},
+                "ray": {k: v for k, v in remote.items() if k != "results"},
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

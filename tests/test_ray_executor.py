@@ -1,0 +1,194 @@
+"""Runs on a real Ray cluster: a local head on loopback with 2 CPUs and no dashboard.
+
+Skipped where Ray is not installed (requirements-cluster.txt), except under CI=true, where a
+missing Ray is a failure: CI installs it (.ci/run)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from core.config import ModelConfig, SplitConfig
+from eval.config import RunConfig
+from eval.events import ProgressEvent
+from eval.records import CostSummary, Placement, PreparedRecord, ResultExtras
+from eval.store import RunStore
+
+try:
+    import ray
+except ImportError:
+    if os.environ.get("CI") == "true":
+        raise
+    pytest.skip("ray is not installed (requirements-cluster.txt)", allow_module_level=True)
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """The address of a Ray head started for these tests (2 CPUs, loopback, no dashboard);
+    this test process is connected to it as the driver. Stopped afterwards."""
+    from eval.run.executor import connect
+    from eval.run.ray_head import local_head
+
+    with local_head(cpus=2) as address:
+        connect(address)
+        yield address
+        ray.shutdown()
+
+
+def _config(tmp_path, mini_corpus, strategies, executor, address="", **extra) -> RunConfig:
+    corpus, qa = mini_corpus
+    return RunConfig.from_dict(
+        {
+            "corpus": str(corpus),
+            "qa": str(qa),
+            "strategies": strategies,
+            "models": ModelConfig(generator="tiny", max_new_tokens=8).to_dict(),
+            "split": SplitConfig(seed=3).to_dict(),
+            "store_path": str(tmp_path / "runs.sqlite"),
+            "workdir": str(tmp_path / "work"),
+            "bootstrap_resamples": 100,
+            "retention_questions": 0,
+            "executor": {"kind": executor, "address": address},
+            **extra,
+        }
+    )
+
+
+def _answers(store: RunStore, run_id: str) -> dict[tuple[str, str], str]:
+    return {(a.strategy, a.qid): a.answer.text for a in store.get_answers(run_id)}
+
+
+def test_ray_gives_the_same_answers_and_scores_as_local(ray_head, tmp_path, mini_corpus):
+    from eval.run import run_comparison
+
+    strategies = ["fake", "system_prompt", "rag"]
+    got = {}
+    for kind in ("local", "ray"):
+        config = _config(tmp_path / kind, mini_corpus, strategies, kind, ray_head)
+        store = RunStore(config.store_path)
+        events: list[ProgressEvent] = []
+        run_id = run_comparison(config, store=store, progress=events.append)
+        got[kind] = (store, run_id, events)
+    (local, local_id, _), (remote, remote_id, events) = got["local"], got["ray"]
+    assert remote.get_run(remote_id).status == "done"
+    assert _answers(remote, remote_id) == _answers(local, local_id)
+    assert len(_answers(local, local_id)) > 0
+    by_local = {r.strategy: r for r in local.get_run(local_id).results}
+    for r in remote.get_run(remote_id).results:
+        assert r.status == "done", r.error
+        assert r.metrics == by_local[r.strategy].metrics
+        # What crossed the Ray boundary came back, and was stored, as the typed records.
+        assert isinstance(r.prepare, PreparedRecord) and isinstance(r.cost, CostSummary)
+        assert isinstance(r.extras, ResultExtras) and isinstance(r.extras.placement, Placement)
+        assert r.cost.questions == by_local[r.strategy].cost.questions
+        placement = r.extras.placement
+        assert placement.executor == "ray" and placement.device == "cpu"
+        assert placement.pid != os.getpid()  # measured in a Ray worker, not here
+        assert 0 <= placement.overhead_s <= placement.driver_wall_s
+        assert by_local[r.strategy].extras.placement is None
+    # The worker's progress reached the driver, as ProgressEvents: every arm's answering.
+    assert all(isinstance(e, ProgressEvent) for e in events)
+    answered = {e.strategy for e in events if e.stage == "answer"}
+    assert answered == set(strategies)
+    assert remote.get_run(remote_id).meta["executor"]["kind"] == "ray"
+
+
+def test_cancel_stops_the_arm_on_the_cluster(ray_head, tmp_path, mini_corpus):
+    from eval.run import run_comparison
+
+    config = _config(
+        tmp_path,
+        mini_corpus,
+        ["fake"],
+        "ray",
+        ray_head,
+        batch_size=1,
+        strategy_configs={"fake": {"delay_s": 2.0}},
+    )
+    store, cancel = RunStore(config.store_path), threading.Event()
+
+    def progress(event: ProgressEvent) -> None:
+        if event.stage == "answer" and (event.done or 0) >= 1:
+            cancel.set()
+
+    t0 = time.monotonic()
+    run_id = run_comparison(config, store=store, progress=progress, cancel=cancel)
+    assert store.get_run(run_id).status == "cancelled"
+    assert store.get_run(run_id).results == []
+    # Stopped at the next batch, not after every question (10 batches of 2 s).
+    assert time.monotonic() - t0 < 60
+
+
+def test_a_killed_ray_worker_leaves_the_run_interrupted_and_resumable(
+    ray_head, tmp_path, mini_corpus
+):
+    from eval.run import run_comparison
+    from eval.run.executor import ArmLost
+
+    config = _config(
+        tmp_path,
+        mini_corpus,
+        ["fake", "fake2"],
+        "ray",
+        ray_head,
+        batch_size=1,
+        strategy_configs={"fake2": {"delay_s": 1.0}},
+    )
+    store = RunStore(config.store_path)
+    run_id = store.create_run(config.to_dict(), "")
+    killed: list[int] = []
+
+    def progress(event: ProgressEvent) -> None:
+        if event.strategy == "fake2" and event.stage == "answer" and not killed:
+            # The worker that measured fake measures fake2 too (one per run).
+            pid = store.get_run(run_id).results[0].extras.placement.pid
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    with pytest.raises(ArmLost):
+        run_comparison(config, store=store, progress=progress, run_id=run_id)
+    run = store.get_run(run_id)
+    assert killed and run.status == "interrupted"
+    assert [(r.strategy, r.status) for r in run.results] == [("fake", "done")]
+    events: list[ProgressEvent] = []
+    run_comparison(config, store=store, progress=events.append, run_id=run_id, resume=True)
+    run = store.get_run(run_id)
+    assert run.status == "done"
+    assert {r.strategy: r.status for r in run.results} == {"fake": "done", "fake2": "done"}
+    assert ProgressEvent("strategy_done", strategy="fake", status="kept") in events
+    assert run.results[1].extras.placement.pid != killed[0]
+
+
+def test_runs_of_two_owners_proceed_at_once_on_the_cluster(ray_head, tmp_path, mini_corpus):
+    from eval.jobs.queue import JobQueue
+    from eval.jobs.worker import work
+
+    (tmp_path / "cluster.yaml").write_text(
+        f"executor: {{kind: ray, address: '{ray_head}'}}\nparallel_runs: 2\n", encoding="utf-8"
+    )
+    # The browser-side config says local: the operator's cluster.yaml decides.
+    config = _config(
+        tmp_path,
+        mini_corpus,
+        ["fake"],
+        "local",
+        batch_size=2,
+        strategy_configs={"fake": {"delay_s": 1.0}},
+    )
+    queue = JobQueue(config.store_path)
+    jobs = [queue.submit(config, owner=owner) for owner in ("alice", "bob")]
+    work(config.store_path, once=True, poll_s=0.1)
+    got = [queue.get(j) for j in jobs]
+    assert [j.status for j in got] == ["done", "done"], [j.error for j in got]
+    runs = [queue.store.get_run(j.run_id) for j in got]
+    assert [r.owner for r in runs] == ["alice", "bob"]
+    assert all(r.results[0].extras.placement.executor == "ray" for r in runs)
+    # Both ran at once: each started before the other finished.
+    assert got[0].started_at < got[1].finished_at
+    assert got[1].started_at < got[0].finished_at
