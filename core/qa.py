@@ -9,6 +9,7 @@ import math
 import random
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -171,14 +172,28 @@ def _normalised(question: str) -> str:
     return " ".join(re.findall(r"\w+", question.lower()))
 
 
-def near_duplicate_groups(pairs: list[QAPair], threshold: float) -> list[list[int]]:
+# Bounds on the candidates one question is compared with, so that a hostile file (40,000
+# questions sharing their rarest words) costs linear time: a word's posting list stops growing
+# at MAX_POSTING questions, and one question is compared with at most MAX_CANDIDATES others.
+# Real Q/A files stay far below both (a rare word is in a few questions), so their groups are
+# exactly the Jaccard rule's; past the bounds a pair may be missed, never wrongly merged.
+MAX_POSTING = 200
+MAX_CANDIDATES = 400
+CHECK_EVERY = 2000  # questions between two calls of near_duplicate_groups' `check`
+
+
+def near_duplicate_groups(
+    pairs: list[QAPair], threshold: float, check: Callable[[], None] | None = None
+) -> list[list[int]]:
     """Indices of `pairs` grouped (union-find) so that questions with the same normalised text,
     or content-word Jaccard >= threshold, or the same non-empty `passage` (generated pairs),
     share a group. Groups and members in input order.
 
-    Candidates come from an inverted index over each question's rarest words (prefix
-    filtering: two sets with Jaccard >= t must share one of the first |a| - ceil(t|a|) + 1
-    words in a global rarity order), so common words do not make it all-pairs.
+    Questions with the same content words are one candidate. The others come from an inverted
+    index over each question's rarest words (prefix filtering: two sets with Jaccard >= t must
+    share one of the first |a| - ceil(t|a|) + 1 words in a global rarity order), capped at
+    MAX_POSTING / MAX_CANDIDATES, so the time is linear in the number of questions.
+    `check` is called every CHECK_EVERY questions (it raises to cancel).
     """
     parent = list(range(len(pairs)))
 
@@ -192,26 +207,37 @@ def near_duplicate_groups(pairs: list[QAPair], threshold: float) -> list[list[in
         parent[find(i)] = find(j)
 
     same_text: dict[str, int] = {}
+    same_words: dict[frozenset[str], int] = {}
+    same_passage: dict[str, int] = {}
+    words = [content_words(p.question) for p in pairs]
     for i, p in enumerate(pairs):
         union(i, same_text.setdefault(_normalised(p.question), i))
-    same_passage: dict[str, int] = {}
-    for i, p in enumerate(pairs):
+        if words[i]:  # identical content words: Jaccard 1
+            union(i, same_words.setdefault(words[i], i))
         if p.passage:  # pairs drawn from one passage would leak it across the split
             union(i, same_passage.setdefault(" ".join(p.passage.split()), i))
 
-    words = [content_words(p.question) for p in pairs]
-    df = Counter(w for ws in words for w in ws)
+    distinct = list(same_words.values())  # one question per set of content words
+    df = Counter(w for i in distinct for w in words[i])
     index: dict[str, list[int]] = {}
-    for i, ws in enumerate(words):
-        if not ws:
-            continue
+    for n, i in enumerate(distinct):
+        if check is not None and n % CHECK_EVERY == 0:
+            check()
+        ws = words[i]
         ordered = sorted(ws, key=lambda w: (df[w], w))
         prefix = ordered[: len(ws) - math.ceil(threshold * len(ws) - 1e-9) + 1]
-        for j in {j for w in prefix for j in index.get(w, ())}:
+        candidates: set[int] = set()
+        for w in prefix:
+            candidates.update(index.get(w, ()))
+            if len(candidates) >= MAX_CANDIDATES:
+                break
+        for j in candidates:
             if len(ws & words[j]) >= threshold * len(ws | words[j]) - 1e-9:
                 union(i, j)
         for w in prefix:
-            index.setdefault(w, []).append(i)
+            posting = index.setdefault(w, [])
+            if len(posting) < MAX_POSTING:
+                posting.append(i)
 
     groups: dict[int, list[int]] = {}
     for i in range(len(pairs)):
