@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ModelConfig
+from core.usage import add_tokens
 
 _LOCK = threading.RLock()
 _GENERATORS: dict[tuple, Generator] = {}
@@ -291,6 +292,7 @@ class Generator:
             ):
                 results[i] = gen
             start = end
+        add_tokens(sum(g.prompt_tokens + g.output_tokens for g in results))  # worker budgets
         return results  # type: ignore[return-value]
 
     def _generate(

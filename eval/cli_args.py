@@ -95,6 +95,8 @@ def parser() -> argparse.ArgumentParser:  # long but flat: one declaration per f
     jb = sub.add_parser("jobs", help="list queued, running and finished jobs")
     jb.add_argument("--store", default=RunConfig().store_path)
     jb.add_argument("--owner", help="only this owner's jobs")
+    jb.add_argument("action", nargs="?", choices=("list", "cancel"), default="list")
+    jb.add_argument("job_id", nargs="?", help="the job to cancel (any owner's: operator only)")
 
     rs = sub.add_parser("rescore", help="score stored answers with metrics, without generating")
     rs.add_argument("run_id")

@@ -20,6 +20,7 @@ from typing import Any
 
 from core.prompts import answer_messages
 from core.types import Chunk, Context, Corpus, QAPair, TrainingLog, TrainStep
+from core.usage import add_tokens
 from strategies.train_batches import (
     IGNORE,
     Example,
@@ -293,6 +294,7 @@ class _Run:
                 raise cancel_exc
             batch, epoch_ended = self.next_batch()
             record = self.step(step, batch)
+            add_tokens(record.tokens)  # the worker's token budget counts training too
             self.log.step_log.append(record)
             self.log.train_s += record.seconds
             progress(self.train_event(record))

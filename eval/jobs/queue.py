@@ -23,6 +23,7 @@ from core.procs import pid_alive
 from core.qagen import QAGenConfig
 from eval.config import RunConfig
 from eval.db import connect
+from eval.jobs.limits import check_submit, load_worker_limits
 from eval.run.stamp import InputsChanged, InputStamp, file_sha256
 from eval.store import RunStore
 
@@ -207,10 +208,14 @@ class JobQueue:
             "INSERT INTO jobs (id, owner, kind, status, run_id, config_json, created_at, "
             "log_json) VALUES (?,?,?,?,?,?,?,?)"
         )
+        limits = load_worker_limits(self.path.parent)  # <home>/worker_limits.yaml
         if conn is not None:
+            check_submit(conn, row[1], limits)  # raises JobRefused, rolling back the run row
             conn.execute(sql, row)
             return job_id
         with self._conn() as c:
+            c.execute("BEGIN IMMEDIATE")  # two submitters cannot both pass the caps
+            check_submit(c, row[1], limits)
             c.execute(sql, row)
         return job_id
 
@@ -344,12 +349,16 @@ class JobQueue:
 
     # --- used by the worker ------------------------------------------------------------------
     def claim(self) -> dict[str, Any] | None:
-        """Take the oldest queued job for this process (atomically), or None."""
+        """Take the next queued job for this process (atomically), or None: round-robin
+        between owners (the owner served longest ago first, then the oldest job), so one
+        owner's many jobs never keep another's waiting behind them."""
         now, pid = time.time(), os.getpid()
         with self._conn() as c:
             c.execute("BEGIN IMMEDIATE")
             row = c.execute(
-                "SELECT id FROM jobs WHERE status='queued' ORDER BY created_at LIMIT 1"
+                "SELECT q.id FROM jobs q WHERE q.status='queued' ORDER BY "
+                "(SELECT COALESCE(MAX(s.started_at), 0) FROM jobs s WHERE s.owner=q.owner), "
+                "q.created_at LIMIT 1"
             ).fetchone()
             if row is None:
                 return None
