@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.caps import MAX_QUESTION_CHARS
 from core.config import SplitConfig
 from core.types import QAPair
 
@@ -69,6 +70,8 @@ def _pair(raw: Any, n: int, where: str) -> QAPair:
     question = _scalar(raw.get("question"), "'question'", where)
     if not question:
         raise QAFormatError(f"{where}: missing 'question'")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QAFormatError(f"{where}: question over {MAX_QUESTION_CHARS:,} characters")
     pid = _scalar(raw.get("id"), "'id'", where)
     source = _scalar(raw.get("source"), "'source'", where)
     passage = _scalar(raw.get("passage"), "'passage'", where)

@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.caps import MAX_TRAIN_STEPS
 from core.config import check, option
 from core.prompts import answer_messages
 from core.types import Answer, Corpus, PrepareReport, QAPair
@@ -132,7 +133,7 @@ class LoraStrategyConfig(PromptConfig):
         check(0 < float(self.learning_rate) < 1, "learning_rate must be in (0, 1)")
         check(1 <= int(self.batch_size) <= 1024, "batch_size must be in 1..1024")
         check(16 <= int(self.max_seq_tokens) <= 8192, "max_seq_tokens must be in 16..8192")
-        check(int(self.max_steps) >= 0, "max_steps must be >= 0")
+        check(0 <= int(self.max_steps) <= MAX_TRAIN_STEPS, f"max_steps: 0..{MAX_TRAIN_STEPS}")
         check(0.0 <= float(self.val_fraction) < 1.0, "val_fraction must be in [0, 1)")
         check(int(self.eval_every) >= 0, "eval_every must be >= 0")
         check(int(self.patience) >= 0, "patience must be >= 0")

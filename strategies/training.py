@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from core.caps import check_train_steps
 from core.prompts import answer_messages
 from core.types import Chunk, Context, Corpus, QAPair, TrainingLog, TrainStep
 from core.usage import add_tokens
@@ -197,7 +198,9 @@ def planned_steps(
     """Optimisation steps per process: each step consumes `batch_size` examples per process."""
     per_epoch = math.ceil(n_examples / (batch_size * world))
     total = max(1, math.ceil(per_epoch * float(epochs)))
-    return min(total, max_steps) if max_steps else total
+    total = min(total, max_steps) if max_steps else total
+    check_train_steps(total)
+    return total
 
 
 def train_adapter(
