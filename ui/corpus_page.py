@@ -248,11 +248,15 @@ if selection is not None:
         else:
             if config.method == "model":
                 # Minutes with a capable model: the worker writes the pairs, this page polls.
-                state.qagen_job = queue.submit_qagen(
-                    corpus_path, config, models, owner=current_owner()
-                )
-                state.qagen_for = chosen
-                ensure_worker(store_path())
+                try:
+                    state.qagen_job = queue.submit_qagen(
+                        corpus_path, config, models, owner=current_owner()
+                    )
+                except ValueError as e:  # JobRefused: over the owner's or server's job cap
+                    st.error(str(e))
+                else:
+                    state.qagen_for = chosen
+                    ensure_worker(store_path())
             else:  # no model, a fraction of a second
                 try:
                     result = generate_qa(read_corpus(corpus_path), config)

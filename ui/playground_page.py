@@ -79,10 +79,14 @@ queue = JobQueue(store_path())
 
 
 def submit(run_id: str, question: str = "") -> None:
-    state.pg_job = submit_playground(
-        queue, run_id, question, state.pg_adapters, current_owner(), access()
-    )
-    ensure_worker(store_path())
+    try:
+        state.pg_job = submit_playground(
+            queue, run_id, question, state.pg_adapters, current_owner(), access()
+        )
+    except ValueError as e:  # over a job cap, or a question over the length limit
+        st.error(escape_markdown(e))
+    else:
+        ensure_worker(store_path())
 
 
 run_id = pick_run("pg_run")
