@@ -8,36 +8,33 @@ question on it is answered without preparing again.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import streamlit as st
 
 from core.allowlist import check_location, load_allowlist
 from core.markup import escape_markdown
-from core.paths import confined, safe_filename
+from core.paths import safe_filename
 from core.types import Answer
 from eval.jobs import JobQueue, ensure_worker, serve_queued
 from eval.jobs.page_kinds import job_result, submit_playground
+from eval.quota import save_adapter_upload
 from eval.run.playground import PlaygroundAnswer
 from eval.views.display import display_name
-from ui.common import access, current_owner, home, pick_run, store_path
+from ui.common import access, current_owner, home, pick_run, store, store_path
 
 
 def adapter_location(upload, folder: str) -> tuple[Path, str]:
     """(adapter folder, safe display name) for an uploaded zip, unpacked under this owner's
     folder of the app's home, or for a typed folder the server allows; raises ValueError."""
-    from strategies.deploy import MAX_ADAPTER_ZIP_BYTES, adapter_folder, unpack_adapter_zip
+    from strategies.deploy import MAX_ADAPTER_ZIP_BYTES, adapter_folder
 
     if upload is not None:
         if upload.size > MAX_ADAPTER_ZIP_BYTES:  # checked before the bytes are copied out
             raise ValueError(f"the adapter zip is over {MAX_ADAPTER_ZIP_BYTES / 1e6:.0f} MB")
         name = safe_filename(upload.name.removesuffix(".zip"), default="adapter")
-        root = home() / "adapters"
-        # A fresh folder per upload under the owner's own: two uploads never collide, across
-        # sessions, tabs or owners, and a queued playground job still finds the one it named.
-        dest = confined(root, current_owner(), uuid.uuid4().hex[:12], name)
-        return unpack_adapter_zip(upload.getvalue(), dest, root=root), name
+        folder = save_adapter_upload(home(), current_owner(), store(), name, upload.getvalue())
+        return folder, name
     allowed = check_location(folder, home=home(), allow=load_allowlist(home()), what="adapter")
     return adapter_folder(allowed), safe_filename(Path(allowed).name, default="adapter")
 

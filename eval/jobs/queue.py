@@ -111,6 +111,10 @@ class JobQueue:
         Raises ConfigError for an invalid config.
         """
         config = _absolute_paths(config, self.path)
+        if owner:  # a browser owner past their disk quota makes no more run files
+            from eval.quota import owner_disk_use
+
+            owner_disk_use(self.path.parent, owner, self.store).check(0, "a new run")
         with self._conn() as c:  # one transaction: never a run without its job, nor the reverse
             run_id = self.store.create_run(
                 config.to_dict(), config.name, owner=owner, status="queued", conn=c
