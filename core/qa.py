@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -248,14 +249,16 @@ def near_duplicate_groups(
     return list(groups.values())
 
 
-def split_pairs(pairs: list[QAPair], config: SplitConfig) -> tuple[list[QAPair], list[QAPair]]:
+def split_pairs(
+    pairs: list[QAPair], config: SplitConfig, check: Callable[[], None] | None = None
+) -> tuple[list[QAPair], list[QAPair]]:
     """Seeded (train, test) split with near-duplicate questions kept on one side.
 
     Shuffled whole groups go to test while they fit in round(n * test_fraction) pairs (at least
     one test and one train pair when there are two groups or more); each side keeps the input
     order. The same pairs and config always give the same split.
     """
-    groups = near_duplicate_groups(pairs, config.near_duplicate_jaccard)
+    groups = near_duplicate_groups(pairs, config.near_duplicate_jaccard, check)
     if len(groups) < 2:
         return list(pairs), []
     random.Random(config.seed).shuffle(groups)
@@ -272,3 +275,48 @@ def split_pairs(pairs: list[QAPair], config: SplitConfig) -> tuple[list[QAPair],
     train = [p for i, p in enumerate(pairs) if i not in test_idx]
     test = [p for i, p in enumerate(pairs) if i in test_idx]
     return train, test
+
+
+# --- in the bounded parser child (core.sandbox): never in the web process -------------------
+
+
+def qa_records(path: Path) -> list[dict[str, Any]]:
+    """`load_qa(path)` as JSON records (what the child sends back)."""
+    return [dataclasses.asdict(p) for p in load_qa(path)]
+
+
+def split_ids(path: Path, split: dict[str, Any]) -> dict[str, Any]:
+    """The pairs of `path` split by `split` (a SplitConfig dict): {"pairs": n, "train": ids,
+    "test": ids}. Parsing and the near-duplicate grouping both run where this is called."""
+    pairs = load_qa(path)
+    train, test = split_pairs(pairs, SplitConfig.from_dict(split))
+    return {"pairs": len(pairs), "train": [p.id for p in train], "test": [p.id for p in test]}
+
+
+def _in_child(fn: Callable[..., Any], path: str | Path, *args: Any) -> Any:
+    from core.sandbox import FileParser, ParseRefused
+
+    path = Path(path)
+    if not path.is_file():
+        raise QAFormatError(f"Q/A file not found: {path.name}")
+    with FileParser() as parser:
+        try:
+            return parser.call(fn, path, *args)
+        except ParseRefused as e:  # a QAFormatError's message, or the limit it went over
+            text = str(e)
+            raise QAFormatError(text if path.name in text else f"{path.name}: {text}") from None
+
+
+def load_qa_bounded(path: str | Path) -> list[QAPair]:
+    """`load_qa` in the bounded parser child (memory, CPU and wall time capped), for files a
+    browser uploaded. Raises QAFormatError with the reason."""
+    return [
+        QAPair(r["id"], r["question"], tuple(r["answers"]), r["source"], r["passage"])
+        for r in _in_child(qa_records, path)
+    ]
+
+
+def split_ids_bounded(path: str | Path, config: SplitConfig) -> dict[str, Any]:
+    """`split_ids` in the bounded parser child: a hostile file's parsing or grouping costs the
+    child's time, never the web process's. Raises QAFormatError."""
+    return _in_child(split_ids, path, config.to_dict())

@@ -49,7 +49,7 @@ st.header("Corpus")
 def why_unusable(entry) -> str | None:
     """Why a just-saved corpus cannot be used (no document with text, a Q/A file that does not
     parse or holds no pairs), or None when it can."""
-    from core.qa import load_qa
+    from core.qa import load_qa_bounded
 
     pre = preview_corpus(entry.docs_path)
     read = pre.get("corpus") or {}
@@ -59,7 +59,7 @@ def why_unusable(entry) -> str | None:
     if entry.uploaded_qa:
         name = entry.uploaded_qa.replace("\\", "/").rsplit("/", 1)[-1]
         try:
-            pairs = load_qa(entry.uploaded_qa)
+            pairs = load_qa_bounded(entry.uploaded_qa)  # in the bounded parser child
         except Exception as e:  # every parse problem is the upload's, said on the page
             return f"the question/answer file {name} cannot be read: {e}"
         if not pairs:

@@ -13,7 +13,7 @@ from eval.config import RunConfig
 from eval.run.costs import measure
 from eval.run.inputs import Inputs, load_inputs, needs_models
 from strategies import Strategy, create_strategy, make_config, unservable_strategies
-from strategies.base import StrategyContext
+from strategies.base import RunCancelled, StrategyContext
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -34,7 +34,11 @@ class Workbench:
 
     @classmethod
     def open(
-        cls, config: RunConfig, strategies: list[str] | None = None, emit: ProgressFn | None = None
+        cls,
+        config: RunConfig,
+        strategies: list[str] | None = None,
+        emit: ProgressFn | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> Workbench:
         """Load the models `strategies` (default: the config's) need, then read the inputs.
 
@@ -69,7 +73,12 @@ class Workbench:
                 # The server's own account: its URL, the model id it answers with, its version.
                 models["server"] = generator.server_info().to_dict()
         emit({"stage": "ingest"})
-        return cls(config, load_inputs(config, tokenizer), device, load_s, models)
+
+        def check() -> None:  # a cancel reaches into the near-duplicate grouping of big files
+            if cancelled is not None and cancelled():
+                raise RunCancelled
+
+        return cls(config, load_inputs(config, tokenizer, check), device, load_s, models)
 
     def context(self, workdir: Path | None = None, **hooks: Any) -> StrategyContext:
         """A StrategyContext on the config's models, work folder (or `workdir`) and seed;
