@@ -132,3 +132,24 @@ def test_operator_lists_and_cancels_any_owners_job(tmp_path, capsys):
     assert cli_main(["jobs", "cancel", b, "--store", str(queue.path)]) == 0
     assert queue.get(b)["status"] == "cancelled" and queue.get(a)["status"] == "queued"
     assert cli_main(["jobs", "cancel", "nope", "--store", str(queue.path)]) == 2
+
+
+def test_the_worker_process_runs_under_an_address_space_limit(tmp_path):
+    # A job allocating past the operator's limit gets a MemoryError; the server keeps its memory.
+    import subprocess
+    import sys
+
+    (tmp_path / "worker_limits.yaml").write_text("worker_memory_mb: 1500\n")
+    code = (
+        "import sys, resource\n"
+        "from pathlib import Path\n"
+        "from eval.jobs.limits import load_worker_limits\n"
+        "from eval.jobs.worker import _limit_memory\n"
+        "_limit_memory(load_worker_limits(Path(sys.argv[1])))\n"
+        "print(resource.getrlimit(resource.RLIMIT_AS)[0] // 2**20)\n"
+        "try:\n    bytearray(3 * 2**30)\nexcept MemoryError:\n    print('refused')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert out.stdout.split() == ["1500", "refused"], out.stderr

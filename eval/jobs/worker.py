@@ -149,8 +149,6 @@ def work(
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         queue = JobQueue(store_path)
-        limits = load_worker_limits(queue.path.parent)
-        _limit_memory(limits)
         queue.mark_interrupted()  # jobs a killed predecessor left as running
         queue.store.mark_orphans()  # runs whose CLI process died
         queue.prune()
@@ -222,6 +220,10 @@ def main_worker(store_path: str, idle_exit_s: float = 600.0, once: bool = False)
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, stop)
+    # Only in a process of its own (`python -m eval worker`, what ensure_worker starts): a test
+    # or script calling this function keeps its own address space unlimited.
+    if sys.argv and Path(sys.argv[0]).parts[-2:] == ("eval", "__main__.py"):
+        _limit_memory(load_worker_limits(Path(store_path).resolve().parent))
     try:
         work(store_path, idle_exit_s=idle_exit_s, once=once)
     except KeyboardInterrupt:
