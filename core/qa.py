@@ -186,6 +186,45 @@ MAX_CANDIDATES = 400
 CHECK_EVERY = 2000  # questions between two calls of near_duplicate_groups' `check`
 
 
+class SimilarQuestions:
+    """An inverted index of content-word sets answering "which indexed sets may reach Jaccard
+    >= threshold with this one" with a bounded candidate list.
+
+    Prefix filtering: under one global order of words (rarest first by `df`, then by the word),
+    two sets with Jaccard >= t share a word among the first |a| - ceil(t|a|) + 1 of each. Only
+    those prefix words are indexed and looked up, capped at MAX_POSTING / MAX_CANDIDATES.
+    """
+
+    def __init__(self, df: Counter[str], threshold: float):
+        self.df, self.threshold = df, threshold
+        self.sets: dict[int, frozenset[str]] = {}
+        self._index: dict[str, list[int]] = {}
+
+    def _prefix(self, ws: frozenset[str]) -> list[str]:
+        ordered = sorted(ws, key=lambda w: (self.df[w], w))
+        return ordered[: len(ws) - math.ceil(self.threshold * len(ws) - 1e-9) + 1]
+
+    def similar(self, ws: frozenset[str]) -> list[int]:
+        """Keys of indexed sets with Jaccard >= threshold to `ws` (among the candidates)."""
+        candidates: set[int] = set()
+        for w in self._prefix(ws):
+            candidates.update(self._index.get(w, ()))
+            if len(candidates) >= MAX_CANDIDATES:
+                break
+        t = self.threshold
+        return [
+            j for j in candidates if len(ws & self.sets[j]) >= t * len(ws | self.sets[j]) - 1e-9
+        ]
+
+    def add(self, key: int, ws: frozenset[str]) -> None:
+        """Index the non-empty set `ws` under `key`."""
+        self.sets[key] = ws
+        for w in self._prefix(ws):
+            posting = self._index.setdefault(w, [])
+            if len(posting) < MAX_POSTING:
+                posting.append(key)
+
+
 def near_duplicate_groups(
     pairs: list[QAPair], threshold: float, check: Callable[[], None] | None = None
 ) -> list[list[int]]:
@@ -193,11 +232,9 @@ def near_duplicate_groups(
     or content-word Jaccard >= threshold, or the same non-empty `passage` (generated pairs),
     share a group. Groups and members in input order.
 
-    Questions with the same content words are one candidate. The others come from an inverted
-    index over each question's rarest words (prefix filtering: two sets with Jaccard >= t must
-    share one of the first |a| - ceil(t|a|) + 1 words in a global rarity order), capped at
-    MAX_POSTING / MAX_CANDIDATES, so the time is linear in the number of questions.
-    `check` is called every CHECK_EVERY questions (it raises to cancel).
+    Questions with the same content words are one candidate; the others come from a
+    `SimilarQuestions` index with a bounded candidate count, so the time is linear in the
+    number of questions. `check` is called every CHECK_EVERY questions (it raises to cancel).
     """
     parent = list(range(len(pairs)))
 
@@ -222,26 +259,13 @@ def near_duplicate_groups(
             union(i, same_passage.setdefault(" ".join(p.passage.split()), i))
 
     distinct = list(same_words.values())  # one question per set of content words
-    df = Counter(w for i in distinct for w in words[i])
-    index: dict[str, list[int]] = {}
+    index = SimilarQuestions(Counter(w for i in distinct for w in words[i]), threshold)
     for n, i in enumerate(distinct):
         if check is not None and n % CHECK_EVERY == 0:
             check()
-        ws = words[i]
-        ordered = sorted(ws, key=lambda w: (df[w], w))
-        prefix = ordered[: len(ws) - math.ceil(threshold * len(ws) - 1e-9) + 1]
-        candidates: set[int] = set()
-        for w in prefix:
-            candidates.update(index.get(w, ()))
-            if len(candidates) >= MAX_CANDIDATES:
-                break
-        for j in candidates:
-            if len(ws & words[j]) >= threshold * len(ws | words[j]) - 1e-9:
-                union(i, j)
-        for w in prefix:
-            posting = index.setdefault(w, [])
-            if len(posting) < MAX_POSTING:
-                posting.append(i)
+        for j in index.similar(words[i]):
+            union(i, j)
+        index.add(i, words[i])
 
     groups: dict[int, list[int]] = {}
     for i in range(len(pairs)):
