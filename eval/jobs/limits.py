@@ -43,7 +43,8 @@ class WorkerLimits(ConfigBase):
     worker_memory_mb: int = option(
         -1,
         "Address-space limit (RLIMIT_AS) of the worker process in MB; -1: the machine's "
-        "physical memory; 0: none (CUDA reserves far more address space than it uses).",
+        "physical memory, or none on a machine with an NVIDIA GPU (CUDA reserves far more "
+        "address space than it uses); 0: none.",
     )
     owner_disk_mb: float = option(
         2048.0, "Disk one owner's runs and adapter uploads may take, in MB."
@@ -64,6 +65,8 @@ class WorkerLimits(ConfigBase):
         if mb == 0:
             return None
         if mb < 0:
+            if Path("/dev/nvidiactl").exists():  # CUDA would fail to start under the cap
+                return None
             return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         return mb * 2**20
 
