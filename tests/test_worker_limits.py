@@ -153,3 +153,19 @@ def test_the_worker_process_runs_under_an_address_space_limit(tmp_path):
         [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120
     )
     assert out.stdout.split() == ["1500", "refused"], out.stderr
+
+
+def test_a_run_over_its_budget_is_marked_failed_with_the_reason(tmp_path, mini_corpus):
+    from eval.config import RunConfig
+
+    corpus, qa = mini_corpus
+    store = limits_file(tmp_path, "job_wall_s: 0.5\n")
+    queue = JobQueue(store)
+    config = RunConfig(corpus=str(corpus), qa=str(qa), strategies=["fake"], store_path=str(store))
+    config = config.replace(strategy_configs={"fake": {"delay_s": 0.2}}, retention_questions=0)
+    job_id = queue.submit(config, owner="hog")
+    work(store, once=True)
+    job = queue.get(job_id)
+    run = queue.store.get_run(job["run_id"])
+    assert job["status"] == "failed" and "wall-clock budget" in job["error"]
+    assert run.status == "failed" and "wall-clock budget" in run.error

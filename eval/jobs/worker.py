@@ -56,9 +56,10 @@ def _execute(queue: JobQueue, job: dict[str, Any], limits: WorkerLimits | None =
         page_kinds.release_playground()
     try:
         status = job_body(job["kind"])(queue, job, progress)
-        if dog.reason:  # it stopped at the cancel the watchdog asked for
+        if dog.reason:  # it stopped at the cancel the watchdog asked for: History says why
             status, error = "failed", dog.reason
-            _finish_run(queue, job["run_id"], "failed", error)
+            if job["run_id"]:
+                queue.store.finish_run(job["run_id"], "failed", error)
     except Exception as e:  # the harness has marked the run failed when it got that far
         error = dog.reason or f"{type(e).__name__}: {e}"
         _finish_run(queue, job["run_id"], "failed", error)
