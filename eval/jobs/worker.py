@@ -85,6 +85,16 @@ def _hard_stop(queue: JobQueue, job: dict[str, Any], reason: str) -> None:
     os._exit(3)  # a thread cannot interrupt a stuck C call; only the process can end
 
 
+def _limits(home: Path) -> WorkerLimits:
+    """The operator's limits, read again for every job; a broken file leaves the defaults in
+    force (said in the worker's log) rather than stopping the worker."""
+    try:
+        return load_worker_limits(home)
+    except ValueError as e:
+        print(f"{e}; the default worker limits apply", file=sys.stderr, flush=True)
+        return WorkerLimits()
+
+
 def _limit_memory(limits: WorkerLimits) -> None:
     """Cap the worker's address space (RLIMIT_AS), so one job cannot take the server's memory:
     an allocation past it fails in that job instead of the kernel killing something else."""
@@ -162,7 +172,7 @@ def work(
                 time.sleep(poll_s)
                 continue
             print(f"{time.strftime('%H:%M:%S')} job {job['id']} ({job['run_id']})", flush=True)
-            _execute(queue, job, load_worker_limits(queue.path.parent))
+            _execute(queue, job, _limits(queue.path.parent))
             idle_since = time.monotonic()
     finally:
         os.close(fd)
@@ -224,7 +234,7 @@ def main_worker(store_path: str, idle_exit_s: float = 600.0, once: bool = False)
     # Only in a process of its own (`python -m eval worker`, what ensure_worker starts): a test
     # or script calling this function keeps its own address space unlimited.
     if sys.argv and Path(sys.argv[0]).parts[-2:] == ("eval", "__main__.py"):
-        _limit_memory(load_worker_limits(Path(store_path).resolve().parent))
+        _limit_memory(_limits(Path(store_path).resolve().parent))
     try:
         work(store_path, idle_exit_s=idle_exit_s, once=once)
     except KeyboardInterrupt:
