@@ -42,9 +42,9 @@ class WorkerLimits(ConfigBase):
     )
     worker_memory_mb: int = option(
         -1,
-        "Address-space limit (RLIMIT_AS) of the worker process in MB; -1: the machine's "
-        "physical memory, or none on a machine with an NVIDIA GPU (CUDA reserves far more "
-        "address space than it uses); 0: none.",
+        "Memory limit (RLIMIT_DATA: heap and writable mappings) of the worker process in MB; "
+        "-1: the machine's physical memory, or none on a machine with an NVIDIA GPU (CUDA's "
+        "driver maps memory of its own); 0: none.",
     )
     owner_disk_mb: float = option(
         2048.0, "Disk one owner's runs and adapter uploads may take, in MB."
@@ -59,8 +59,8 @@ class WorkerLimits(ConfigBase):
         check(int(self.worker_memory_mb) >= -1, "worker_memory_mb must be -1, 0 or a size")
         check(float(self.owner_disk_mb) > 0, "owner_disk_mb must be > 0")
 
-    def address_space_bytes(self) -> int | None:
-        """The RLIMIT_AS to set on the worker, or None for no limit."""
+    def memory_cap_bytes(self) -> int | None:
+        """The RLIMIT_DATA to set on the worker, or None for no limit."""
         mb = int(self.worker_memory_mb)
         if mb == 0:
             return None

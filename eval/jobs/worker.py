@@ -95,17 +95,20 @@ def _limits(home: Path) -> WorkerLimits:
 
 
 def _limit_memory(limits: WorkerLimits) -> None:
-    """Cap the worker's address space (RLIMIT_AS), so one job cannot take the server's memory:
-    an allocation past it fails in that job instead of the kernel killing something else."""
+    """Cap the worker's memory, so one job cannot take the server's: an allocation past it
+    fails in that job instead of the kernel killing something else. RLIMIT_DATA, not RLIMIT_AS:
+    it counts the heap and writable mappings, not address space merely reserved, which V8 (the
+    HTML report's chart renderer, vl_convert, run by tracking in the worker) reserves by the
+    terabyte and fails without."""
     import resource
 
-    cap = limits.address_space_bytes()
+    cap = limits.memory_cap_bytes()
     if cap is None:
         return
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
     if hard != resource.RLIM_INFINITY:
         cap = min(cap, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
 
 
 def _lock_path(store_path: str | Path) -> Path:
@@ -230,9 +233,10 @@ def main_worker(store_path: str, idle_exit_s: float = 600.0, once: bool = False)
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, stop)
-    # Only in a process of its own (`python -m eval worker`, what ensure_worker starts): a test
-    # or script calling this function keeps its own address space unlimited.
-    if sys.argv and Path(sys.argv[0]).parts[-2:] == ("eval", "__main__.py"):
+    # Only in a process of its own (`python -m eval worker`, what ensure_worker starts, or
+    # `adaptlab worker`): a test or script calling this function keeps its memory unlimited.
+    argv0 = Path(sys.argv[0]) if sys.argv else Path()
+    if argv0.parts[-2:] == ("eval", "__main__.py") or argv0.name == "adaptlab":
         _limit_memory(_limits(Path(store_path).resolve().parent))
     try:
         work(store_path, idle_exit_s=idle_exit_s, once=once)
