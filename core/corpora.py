@@ -237,14 +237,15 @@ class CorpusLibrary:
         `qa_generated.jsonl`; an uploaded Q/A file is kept. None removes the attached pairs.
         Raises ValueError for an empty list, core.qa.QAFormatError for a bad file,
         AccessDenied for the sample (shared: save your own copy to attach pairs)."""
-        from core.qa import load_qa
+        from core.qa import load_qa_bounded
 
         entry = self._changeable(corpus_id, access)
         target = self._dir(corpus_id) / GENERATED_QA
         if qa is None:
             target.unlink(missing_ok=True)
             return self.get(corpus_id)
-        pairs = load_qa(qa) if isinstance(qa, (str, Path)) else list(qa)
+        # An uploaded file is parsed in the bounded child (core.sandbox), not this process.
+        pairs = load_qa_bounded(qa) if isinstance(qa, (str, Path)) else list(qa)
         if not pairs:
             raise ValueError(f"{entry.name}: no Q/A pairs to attach")
         save_qa_jsonl(pairs, target)

@@ -28,6 +28,7 @@ from core.model_files import (
     quiet_transformers,
     resolve_name,
 )
+from core.usage import add_tokens
 
 _LOCK = threading.RLock()
 _GENERATORS: dict[tuple, TransformersGenerator] = {}
@@ -213,6 +214,7 @@ class TransformersGenerator:
             ):
                 results[i] = gen
             start = end
+        add_tokens(sum(g.prompt_tokens + g.output_tokens for g in results))  # worker budgets
         return results  # type: ignore[return-value]
 
     def _generate(

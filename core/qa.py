@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
 import random
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.caps import MAX_QUESTION_CHARS
 from core.config import SplitConfig
 from core.types import QAPair
 
@@ -68,6 +71,8 @@ def _pair(raw: Any, n: int, where: str) -> QAPair:
     question = _scalar(raw.get("question"), "'question'", where)
     if not question:
         raise QAFormatError(f"{where}: missing 'question'")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QAFormatError(f"{where}: question over {MAX_QUESTION_CHARS:,} characters")
     pid = _scalar(raw.get("id"), "'id'", where)
     source = _scalar(raw.get("source"), "'source'", where)
     passage = _scalar(raw.get("passage"), "'passage'", where)
@@ -171,14 +176,65 @@ def _normalised(question: str) -> str:
     return " ".join(re.findall(r"\w+", question.lower()))
 
 
-def near_duplicate_groups(pairs: list[QAPair], threshold: float) -> list[list[int]]:
+# Bounds on the candidates one question is compared with, so that a hostile file (40,000
+# questions sharing their rarest words) costs linear time: a word's posting list stops growing
+# at MAX_POSTING questions, and one question is compared with at most MAX_CANDIDATES others.
+# Real Q/A files stay far below both (a rare word is in a few questions), so their groups are
+# exactly the Jaccard rule's; past the bounds a pair may be missed, never wrongly merged.
+MAX_POSTING = 200
+MAX_CANDIDATES = 400
+CHECK_EVERY = 2000  # questions between two calls of near_duplicate_groups' `check`
+
+
+class SimilarQuestions:
+    """An inverted index of content-word sets answering "which indexed sets may reach Jaccard
+    >= threshold with this one" with a bounded candidate list.
+
+    Prefix filtering: under one global order of words (rarest first by `df`, then by the word),
+    two sets with Jaccard >= t share a word among the first |a| - ceil(t|a|) + 1 of each. Only
+    those prefix words are indexed and looked up, capped at MAX_POSTING / MAX_CANDIDATES.
+    """
+
+    def __init__(self, df: Counter[str], threshold: float):
+        self.df, self.threshold = df, threshold
+        self.sets: dict[int, frozenset[str]] = {}
+        self._index: dict[str, list[int]] = {}
+
+    def _prefix(self, ws: frozenset[str]) -> list[str]:
+        ordered = sorted(ws, key=lambda w: (self.df[w], w))
+        return ordered[: len(ws) - math.ceil(self.threshold * len(ws) - 1e-9) + 1]
+
+    def similar(self, ws: frozenset[str]) -> list[int]:
+        """Keys of indexed sets with Jaccard >= threshold to `ws` (among the candidates)."""
+        candidates: set[int] = set()
+        for w in self._prefix(ws):
+            candidates.update(self._index.get(w, ()))
+            if len(candidates) >= MAX_CANDIDATES:
+                break
+        t = self.threshold
+        return [
+            j for j in candidates if len(ws & self.sets[j]) >= t * len(ws | self.sets[j]) - 1e-9
+        ]
+
+    def add(self, key: int, ws: frozenset[str]) -> None:
+        """Index the non-empty set `ws` under `key`."""
+        self.sets[key] = ws
+        for w in self._prefix(ws):
+            posting = self._index.setdefault(w, [])
+            if len(posting) < MAX_POSTING:
+                posting.append(key)
+
+
+def near_duplicate_groups(
+    pairs: list[QAPair], threshold: float, check: Callable[[], None] | None = None
+) -> list[list[int]]:
     """Indices of `pairs` grouped (union-find) so that questions with the same normalised text,
     or content-word Jaccard >= threshold, or the same non-empty `passage` (generated pairs),
     share a group. Groups and members in input order.
 
-    Candidates come from an inverted index over each question's rarest words (prefix
-    filtering: two sets with Jaccard >= t must share one of the first |a| - ceil(t|a|) + 1
-    words in a global rarity order), so common words do not make it all-pairs.
+    Questions with the same content words are one candidate; the others come from a
+    `SimilarQuestions` index with a bounded candidate count, so the time is linear in the
+    number of questions. `check` is called every CHECK_EVERY questions (it raises to cancel).
     """
     parent = list(range(len(pairs)))
 
@@ -192,26 +248,24 @@ def near_duplicate_groups(pairs: list[QAPair], threshold: float) -> list[list[in
         parent[find(i)] = find(j)
 
     same_text: dict[str, int] = {}
+    same_words: dict[frozenset[str], int] = {}
+    same_passage: dict[str, int] = {}
+    words = [content_words(p.question) for p in pairs]
     for i, p in enumerate(pairs):
         union(i, same_text.setdefault(_normalised(p.question), i))
-    same_passage: dict[str, int] = {}
-    for i, p in enumerate(pairs):
+        if words[i]:  # identical content words: Jaccard 1
+            union(i, same_words.setdefault(words[i], i))
         if p.passage:  # pairs drawn from one passage would leak it across the split
             union(i, same_passage.setdefault(" ".join(p.passage.split()), i))
 
-    words = [content_words(p.question) for p in pairs]
-    df = Counter(w for ws in words for w in ws)
-    index: dict[str, list[int]] = {}
-    for i, ws in enumerate(words):
-        if not ws:
-            continue
-        ordered = sorted(ws, key=lambda w: (df[w], w))
-        prefix = ordered[: len(ws) - math.ceil(threshold * len(ws) - 1e-9) + 1]
-        for j in {j for w in prefix for j in index.get(w, ())}:
-            if len(ws & words[j]) >= threshold * len(ws | words[j]) - 1e-9:
-                union(i, j)
-        for w in prefix:
-            index.setdefault(w, []).append(i)
+    distinct = list(same_words.values())  # one question per set of content words
+    index = SimilarQuestions(Counter(w for i in distinct for w in words[i]), threshold)
+    for n, i in enumerate(distinct):
+        if check is not None and n % CHECK_EVERY == 0:
+            check()
+        for j in index.similar(words[i]):
+            union(i, j)
+        index.add(i, words[i])
 
     groups: dict[int, list[int]] = {}
     for i in range(len(pairs)):
@@ -219,14 +273,16 @@ def near_duplicate_groups(pairs: list[QAPair], threshold: float) -> list[list[in
     return list(groups.values())
 
 
-def split_pairs(pairs: list[QAPair], config: SplitConfig) -> tuple[list[QAPair], list[QAPair]]:
+def split_pairs(
+    pairs: list[QAPair], config: SplitConfig, check: Callable[[], None] | None = None
+) -> tuple[list[QAPair], list[QAPair]]:
     """Seeded (train, test) split with near-duplicate questions kept on one side.
 
     Shuffled whole groups go to test while they fit in round(n * test_fraction) pairs (at least
     one test and one train pair when there are two groups or more); each side keeps the input
     order. The same pairs and config always give the same split.
     """
-    groups = near_duplicate_groups(pairs, config.near_duplicate_jaccard)
+    groups = near_duplicate_groups(pairs, config.near_duplicate_jaccard, check)
     if len(groups) < 2:
         return list(pairs), []
     random.Random(config.seed).shuffle(groups)
@@ -243,3 +299,48 @@ def split_pairs(pairs: list[QAPair], config: SplitConfig) -> tuple[list[QAPair],
     train = [p for i, p in enumerate(pairs) if i not in test_idx]
     test = [p for i, p in enumerate(pairs) if i in test_idx]
     return train, test
+
+
+# --- in the bounded parser child (core.sandbox): never in the web process -------------------
+
+
+def qa_records(path: Path) -> list[dict[str, Any]]:
+    """`load_qa(path)` as JSON records (what the child sends back)."""
+    return [dataclasses.asdict(p) for p in load_qa(path)]
+
+
+def split_ids(path: Path, split: dict[str, Any]) -> dict[str, Any]:
+    """The pairs of `path` split by `split` (a SplitConfig dict): {"pairs": n, "train": ids,
+    "test": ids}. Parsing and the near-duplicate grouping both run where this is called."""
+    pairs = load_qa(path)
+    train, test = split_pairs(pairs, SplitConfig.from_dict(split))
+    return {"pairs": len(pairs), "train": [p.id for p in train], "test": [p.id for p in test]}
+
+
+def _in_child(fn: Callable[..., Any], path: str | Path, *args: Any) -> Any:
+    from core.sandbox import FileParser, ParseRefused
+
+    path = Path(path)
+    if not path.is_file():
+        raise QAFormatError(f"Q/A file not found: {path.name}")
+    with FileParser() as parser:
+        try:
+            return parser.call(fn, path, *args)
+        except ParseRefused as e:  # a QAFormatError's message, or the limit it went over
+            text = str(e)
+            raise QAFormatError(text if path.name in text else f"{path.name}: {text}") from None
+
+
+def load_qa_bounded(path: str | Path) -> list[QAPair]:
+    """`load_qa` in the bounded parser child (memory, CPU and wall time capped), for files a
+    browser uploaded. Raises QAFormatError with the reason."""
+    return [
+        QAPair(r["id"], r["question"], tuple(r["answers"]), r["source"], r["passage"])
+        for r in _in_child(qa_records, path)
+    ]
+
+
+def split_ids_bounded(path: str | Path, config: SplitConfig) -> dict[str, Any]:
+    """`split_ids` in the bounded parser child: a hostile file's parsing or grouping costs the
+    child's time, never the web process's. Raises QAFormatError."""
+    return _in_child(split_ids, path, config.to_dict())

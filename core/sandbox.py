@@ -9,7 +9,10 @@ the reason and a fresh child reads the rest. Zip-based formats have their member
 the central directory (count, declared size, compression ratio) before anything is inflated.
 
 The child is a fresh interpreter (`python -m core.sandbox`, started with exec, never a fork of a
-process holding torch threads) speaking length-prefixed JSON over its stdin and stdout.
+process holding torch threads) speaking length-prefixed JSON over its stdin and stdout. It gets
+a scrubbed environment (no keys or tokens of the server's), and at most PARSER_CHILDREN children
+run at once in one process, however many sessions upload: the others wait for a slot.
+`FileParser.call` runs any function of a file (Q/A parsing and grouping) the same way.
 """
 
 from __future__ import annotations
@@ -23,14 +26,22 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 _ROOT = Path(__file__).resolve().parents[1]
 _HEADER = struct.Struct(">Q")
 ZIP_FORMATS = (".docx",)
+# Children of this process at once (each may take ParseLimits.memory_mb): the operator's
+# ADAPTLAB_PARSER_CHILDREN, default 2. A process-wide cap, not one child per browser session.
+PARSER_CHILDREN = max(1, int(os.environ.get("ADAPTLAB_PARSER_CHILDREN", "2") or 2))
+_SLOTS = threading.BoundedSemaphore(PARSER_CHILDREN)
+# What a parser may see of the server's environment: no API keys, tokens or passwords.
+_KEEP_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT")
 
 
 class ParseRefused(Exception):
@@ -117,6 +128,8 @@ def _child_read(request: dict) -> dict:
         fn: Callable = module
         for part in request["qualname"].split("."):
             fn = getattr(fn, part)
+        if "args" in request:  # FileParser.call: any JSON value comes back
+            return {"value": fn(Path(path), *request["args"])}
         text = fn(Path(path))
         if len(text) > limits.max_chars:
             return {"error": f"more than {limits.max_chars:,} characters of text"}
@@ -131,7 +144,7 @@ def _child_read(request: dict) -> dict:
         return {"error": "nested too deeply to read"}
     except Exception as e:
         # core.corpus.Unreadable carries the message for the user; other errors name their type.
-        if type(e).__name__ == "Unreadable":
+        if type(e).__name__ in ("Unreadable", "QAFormatError", "ConfigError"):
             return {"error": str(e)}
         # C parsers (lxml) report running out of memory as a syntax error: say what happened.
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -163,6 +176,12 @@ def _child_main() -> None:
 # --- the parent --------------------------------------------------------------------------------
 
 
+def child_environment() -> dict[str, str]:
+    """The environment a parser child starts with: locale, paths and temp folders only, so
+    a parser (or a file exploiting one) finds no secret of the server's."""
+    return {k: v for k, v in os.environ.items() if k in _KEEP_ENV or k.startswith("LC_")}
+
+
 class FileParser:
     """Reads files through a bounded child process; one child serves a whole batch.
 
@@ -173,6 +192,7 @@ class FileParser:
     def __init__(self, limits: ParseLimits | None = None):
         self.limits = limits or ParseLimits()
         self._proc: subprocess.Popen | None = None
+        self._slot = False  # holds one of the process's PARSER_CHILDREN slots
 
     def __enter__(self) -> FileParser:
         return self
@@ -181,8 +201,12 @@ class FileParser:
         self.close()
 
     def _start(self) -> subprocess.Popen:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
+        if not self._slot:
+            if not _SLOTS.acquire(timeout=self.limits.wall_s):
+                raise ParseRefused("the server is busy reading other uploads; try again soon")
+            self._slot = True
+        env = child_environment()
+        env["PYTHONPATH"] = str(_ROOT)
         env["ADAPTLAB_PARSE_MEMORY_MB"] = str(self.limits.memory_mb)
         # Parsers need one thread; BLAS and tokenizer pools would only inflate the address space.
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -217,15 +241,25 @@ class FileParser:
 
     def read(self, path: str | Path, reader: Callable[[Path], str]) -> str:
         """The normalised text `reader(path)` returns in the child; raises ParseRefused."""
+        return self._ask(path, reader)["text"]
+
+    def call(self, fn: Callable[..., Any], path: str | Path, *args: Any) -> Any:
+        """What `fn(path, *args)` (a module-level function; JSON arguments) returns in the
+        child, as JSON; its errors come back as ParseRefused."""
+        return self._ask(path, fn, list(args))["value"]
+
+    def _ask(self, path: str | Path, fn: Callable, args: list | None = None) -> dict:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = self._start()
         proc = self._proc
         request = {
             "path": str(Path(path).resolve()),
-            "module": reader.__module__,
-            "qualname": reader.__qualname__,
+            "module": fn.__module__,
+            "qualname": fn.__qualname__,
             "limits": asdict(self.limits),
         }
+        if args is not None:
+            request["args"] = args
         try:
             _send(proc.stdin, request)
         except (BrokenPipeError, OSError):
@@ -235,7 +269,7 @@ class FileParser:
         if isinstance(reply, dict):
             if "error" in reply:
                 raise ParseRefused(reply["error"])
-            return reply["text"]
+            return reply
         if reply == "timeout":
             self._discard()
             raise ParseRefused(f"took longer than {self.limits.wall_s:g} s to read")
@@ -262,9 +296,10 @@ class FileParser:
         return code
 
     def close(self) -> None:
-        """End the child (it exits when its input closes)."""
+        """End the child (it exits when its input closes) and free its slot."""
         proc = self._proc
         if proc is None:
+            self._release()
             return
         with contextlib.suppress(OSError):
             proc.stdin.close()
@@ -275,10 +310,17 @@ class FileParser:
             proc.wait()
         proc.stdout.close()
         self._proc = None
+        self._release()
+
+    def _release(self) -> None:
+        if self._slot:
+            self._slot = False
+            _SLOTS.release()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self._discard()
+            self._release()
 
 
 if __name__ == "__main__":

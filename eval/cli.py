@@ -234,7 +234,18 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
         if args.command == "jobs":
             from eval.jobs import JobQueue
 
-            print(render_jobs(JobQueue(args.store).list_jobs(args.owner)))
+            queue = JobQueue(args.store)
+            if args.action == "cancel":  # the operator's full access: any owner's job
+                if not args.job_id:
+                    raise ValueError("name the job to cancel: python -m eval jobs cancel JOB_ID")
+                try:
+                    queue.cancel(args.job_id)
+                except KeyError as e:  # JobNotFound
+                    print(f"error: {e}", file=sys.stderr)
+                    return 2
+                print(f"job {args.job_id}: {queue.get(args.job_id).status}, cancel requested")
+                return 0
+            print(render_jobs(queue.list_jobs(args.owner, limit=10_000)))
             return 0
         store = RunStore(args.store)
         if args.command == "show":

@@ -158,6 +158,8 @@ def _queue(sub: argparse._SubParsersAction) -> None:
     jb = sub.add_parser("jobs", help="list queued, running and finished jobs")
     jb.add_argument("--store", default=RunConfig().store_path)
     jb.add_argument("--owner", help="only this owner's jobs")
+    jb.add_argument("action", nargs="?", choices=("list", "cancel"), default="list")
+    jb.add_argument("job_id", nargs="?", help="the job to cancel (any owner's: operator only)")
 
 
 def _rescore(sub: argparse._SubParsersAction) -> None:

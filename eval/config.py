@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from core import caps
 from core.config import (
     ChunkingConfig,
     ConfigBase,
@@ -116,6 +117,16 @@ class RunConfig(ConfigBase):
         check(1 <= int(self.batch_size) <= 256, "batch_size must be in 1..256")
         check(100 <= int(self.bootstrap_resamples) <= 100_000, "bootstrap_resamples: 100..100000")
         check(int(self.retention_questions) >= 0, "retention_questions must be >= 0")
+        check(
+            len(self.learning_curve) <= caps.MAX_LEARNING_CURVE_POINTS,
+            f"learning_curve has {len(self.learning_curve)} points (at most "
+            f"{caps.MAX_LEARNING_CURVE_POINTS}: each one trains every training strategy again)",
+        )
+        check(int(self.n_test) <= caps.MAX_TEST_QUESTIONS, "n_test is over the server's limit")
+        check(
+            int(self.retention_questions) <= caps.MAX_RETENTION_QUESTIONS,
+            f"retention_questions must be <= {caps.MAX_RETENTION_QUESTIONS}",
+        )
         check(
             all(0 < float(f) < 1 for f in self.learning_curve),
             "learning_curve fractions must be between 0 and 1 (1 is the main run)",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from core.caps import MAX_PROMPT_CHARS, check_length
 from core.config import ConfigBase, ModelConfig, check, option
 from core.models import Embedder, Generator, load_embedder, load_generator
 from core.prompts import (
@@ -165,6 +166,8 @@ class PromptConfig(ConfigBase):
 
     def validate(self) -> None:
         check(bool(self.template.strip()), "template must not be empty")
+        check_length(self.template, MAX_PROMPT_CHARS, "the system prompt template")
+        check_length(self.domain, MAX_PROMPT_CHARS, "the domain text")
 
 
 class GenerativeStrategy(Strategy):

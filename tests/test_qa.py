@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,53 @@ def test_sample_qa_file():
     assert all(p.answers and p.source in ("Pharmacy.md", "Immune_system.md") for p in pairs)
     train, test = split_pairs(pairs, SplitConfig())
     assert len(test) == round(367 * 0.2) and len(train) + len(test) == 367
+
+
+def test_forty_thousand_copies_of_one_question_group_in_linear_time(tmp_path):
+    # The attack of issue 18: a 1.6 MB file whose every question is "alpha beta" took ~16 min.
+    path = tmp_path / "qa.jsonl"
+    line = json.dumps({"question": "alpha beta", "answer": "x"})
+    path.write_text("\n".join(line.replace('"x"', f'"x{i}"') for i in range(40_000)))
+    pairs = load_qa(path)
+    t0 = time.perf_counter()
+    groups = near_duplicate_groups(pairs, 0.6)
+    assert time.perf_counter() - t0 < 2.0
+    assert groups == [list(range(40_000))]
+
+
+def test_distinct_questions_of_common_words_stay_bounded(monkeypatch):
+    # Every question distinct but made of the same 300 words: no rare word to index on. Counts
+    # comparisons (a timing bound fails on a busy machine): all-pairs would be 2e8.
+    import core.qa as qa
+
+    compared = [0]
+
+    class CountingSet(frozenset):
+        def __and__(self, other):
+            compared[0] += 1
+            return frozenset.__and__(self, other)
+
+    real = qa.content_words
+    monkeypatch.setattr(qa, "content_words", lambda text: CountingSet(real(text)))
+    rng = random.Random(0)
+    vocab = [f"common{i}" for i in range(300)]
+    questions = [" ".join(rng.sample(vocab, 2)) for _ in range(20_000)]
+    near_duplicate_groups(pairs_from(questions), 0.6)
+    assert 0 < compared[0] <= 20_000 * (qa.MAX_CANDIDATES + qa.MAX_POSTING)
+
+
+def test_grouping_can_be_cancelled():
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) == 2:
+            raise Stop
+
+    questions = [f"question number {i} about term{i}" for i in range(10_000)]
+    with pytest.raises(Stop):
+        near_duplicate_groups(pairs_from(questions), 0.6, check=check)
+    assert len(calls) == 2

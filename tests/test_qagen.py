@@ -305,3 +305,27 @@ def test_paraphrases_are_filtered_and_weak_models_skipped():
     weak = _Parrot(["antibodies", "thymus", "What do B cells produce?"])
     kept, stats = paraphrase_pairs(pairs, weak)
     assert kept == [] and stats["capable"] is False
+
+
+def test_held_out_guard_is_an_index_that_matches_a_brute_force_jaccard():
+    # 20,000 held-out questions: an index lookup per generated pair, not a scan of all of them.
+    import random
+
+    from core.qa import content_words
+    from strategies.lora.corpus_facts import HeldOut
+
+    rng = random.Random(2)
+    vocab = [f"w{i}" for i in range(40)]
+    held = [
+        QAPair(f"t{i}", " ".join(rng.sample(vocab, rng.randint(1, 6))), ("a",)) for i in range(300)
+    ]
+    guard = HeldOut(held, jaccard=0.6)
+    sets = [content_words(p.question) for p in held]
+    for n in range(300):
+        q = " ".join(rng.sample(vocab, rng.randint(1, 6)))
+        w = content_words(q)
+        brute = any(len(w & s) >= 0.6 * len(w | s) - 1e-9 for s in sets)
+        assert guard.leaks(QAPair(f"g{n}", q, ("a",))) == brute, q
+    big = HeldOut([QAPair(f"t{i}", "alpha beta", ("a",)) for i in range(20_000)])
+    assert big.leaks(QAPair("g", "Alpha beta?", ("a",)))
+    assert not big.leaks(QAPair("g", "gamma delta", ("a",)))

@@ -16,7 +16,7 @@ import streamlit as st
 
 from core.config import ConfigBase, ConfigError
 from core.markup import escape_markdown
-from core.owners import Access, new_owner, upload_folder, upload_roots, valid_owner
+from core.owners import Access, new_owner, upload_roots, valid_owner
 from core.uploads import LIMITS_FILE, UploadLimits, load_limits
 from eval.owner_state import OwnerState, OwnerStates
 from eval.store import RunStore
@@ -120,11 +120,6 @@ def init_state() -> None:
 
 def store() -> RunStore:
     return RunStore(store_path())
-
-
-def my_uploads() -> Path:
-    """Where this owner's adapter uploads go (a hash of the token names it, never the token)."""
-    return upload_folder(home(), current_owner())
 
 
 def my_folders() -> list[Path]:

@@ -51,7 +51,7 @@ st.header("Corpus")
 def why_unusable(entry) -> str | None:
     """Why a just-saved corpus cannot be used (no document with text, a Q/A file that does not
     parse or holds no pairs), or None when it can."""
-    from core.qa import load_qa
+    from core.qa import load_qa_bounded
 
     pre = preview_corpus(entry.docs_path)
     read = pre.get("corpus") or {}
@@ -61,7 +61,7 @@ def why_unusable(entry) -> str | None:
     if entry.uploaded_qa:
         name = entry.uploaded_qa.replace("\\", "/").rsplit("/", 1)[-1]
         try:
-            pairs = load_qa(entry.uploaded_qa)
+            pairs = load_qa_bounded(entry.uploaded_qa)  # in the bounded parser child
         except Exception as e:  # every parse problem is the upload's, said on the page
             return f"the question/answer file {name} cannot be read: {e}"
         if not pairs:
@@ -250,11 +250,15 @@ if selection is not None:
         else:
             if config.method == "model":
                 # Minutes with a capable model: the worker writes the pairs, this page polls.
-                state.qagen_job = queue.submit_qagen(
-                    corpus_path, config, models, owner=current_owner()
-                )
-                state.qagen_for = chosen
-                ensure_worker(store_path())
+                try:
+                    state.qagen_job = queue.submit_qagen(
+                        corpus_path, config, models, owner=current_owner()
+                    )
+                except ValueError as e:  # JobRefused: over the owner's or server's job cap
+                    st.error(md(e))
+                else:
+                    state.qagen_for = chosen
+                    ensure_worker(store_path())
             else:  # no model, a fraction of a second
                 try:
                     result = generate_qa(read_corpus(corpus_path), config)

@@ -13,6 +13,7 @@ from eval import views as dashboards
 from eval.artifacts import disk_usage, human_bytes
 from eval.cluster import where_ran
 from eval.jobs import JobQueue, ensure_worker
+from eval.quota import owner_disk_use
 from eval.views import metric_names
 from eval.views.display import display_name
 from eval.views.estimate_check import estimate_accuracy
@@ -23,6 +24,7 @@ from ui.common import (
     corpus_names,
     current_owner,
     hide_paths,
+    home,
     metric_select,
     remember,
     remembered,
@@ -41,9 +43,11 @@ if not every:
     st.info("No runs yet.")
     st.stop()
 mine, everyone = disk_usage(s.run_folders(access())), disk_usage(s.run_folders())
+quota = owner_disk_use(home(), current_owner(), s)  # per-owner quota: worker_limits.yaml
 st.caption(
     f"Disk: {human_bytes(mine)} for the files of these runs (adapters, indexes, merged models), "
-    f"{human_bytes(everyone)} for every run on this server. Deleting a run deletes its files."
+    f"{human_bytes(everyone)} for every run on this server. Deleting a run deletes its files. "
+    f"Your files (runs, saved corpora, adapter uploads): {quota.describe()}."
 )
 
 saved = remembered()

@@ -8,17 +8,17 @@ question on it is answered without preparing again.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import streamlit as st
 
 from core.allowlist import check_location, load_allowlist
 from core.markup import escape_markdown
-from core.paths import confined, safe_filename
+from core.paths import safe_filename
 from core.types import Answer
 from eval.jobs import JobQueue, ensure_worker, serve_queued
 from eval.jobs.page_kinds import job_result, submit_playground
+from eval.quota import save_adapter_upload
 from eval.run.playground import PlaygroundAnswer
 from eval.views.display import display_name
 from ui.common import (
@@ -27,8 +27,8 @@ from ui.common import (
     hide_paths,
     home,
     my_folders,
-    my_uploads,
     pick_run,
+    store,
     store_path,
 )
 
@@ -36,17 +36,16 @@ from ui.common import (
 def adapter_location(upload, folder: str) -> tuple[Path, str]:
     """(adapter folder, safe display name) for an uploaded zip, unpacked under this owner's
     folder of the app's home, or for a typed folder the server allows; raises ValueError."""
-    from strategies.lora.deploy import MAX_ADAPTER_ZIP_BYTES, adapter_folder, unpack_adapter_zip
+    from strategies.lora.deploy import MAX_ADAPTER_ZIP_BYTES, adapter_folder
 
     if upload is not None:
         if upload.size > MAX_ADAPTER_ZIP_BYTES:  # checked before the bytes are copied out
             raise ValueError(f"the adapter zip is over {MAX_ADAPTER_ZIP_BYTES / 1e6:.0f} MB")
         name = safe_filename(upload.name.removesuffix(".zip"), default="adapter")
-        root = my_uploads()  # named by a hash of the owner token, never the token
-        # A fresh folder per upload under the owner's own: two uploads never collide, across
-        # sessions, tabs or owners, and a queued playground job still finds the one it named.
-        dest = confined(root, uuid.uuid4().hex[:12], name)
-        return unpack_adapter_zip(upload.getvalue(), dest, root=root), name
+        # One folder per adapter name under the owner's own (named by a hash of the token):
+        # a new upload of the name replaces the old, counted against the owner's disk quota.
+        folder = save_adapter_upload(home(), current_owner(), store(), name, upload.getvalue())
+        return folder, name
     allow = load_allowlist(home())
     allowed = check_location(folder, roots=my_folders(), allow=allow, what="adapter")
     return adapter_folder(allowed), safe_filename(Path(allowed).name, default="adapter")
@@ -89,10 +88,14 @@ queue = JobQueue(store_path())
 
 
 def submit(run_id: str, question: str = "") -> None:
-    state.pg_job = submit_playground(
-        queue, run_id, question, state.pg_adapters, current_owner(), access()
-    )
-    ensure_worker(store_path())
+    try:
+        state.pg_job = submit_playground(
+            queue, run_id, question, state.pg_adapters, current_owner(), access()
+        )
+    except ValueError as e:  # over a job cap, or a question over the length limit
+        st.error(escape_markdown(e))
+    else:
+        ensure_worker(store_path())
 
 
 run_id = pick_run("pg_run")

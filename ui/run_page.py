@@ -185,9 +185,13 @@ st.caption(
     "The estimate is stored with the run you launch, and History shows how close it was."
 )
 if st.button("Estimate", disabled=config is None or bool(problem), key="estimate"):
-    job = queue.submit_estimate(config, owner=current_owner())
-    remember(estimate_job=job, estimate_for=settings_hash)
-    ensure_worker(store_path())
+    try:
+        job = queue.submit_estimate(config, owner=current_owner())
+    except ValueError as e:  # JobRefused: over the owner's or the server's job cap
+        st.error(md(e))
+    else:
+        remember(estimate_job=job, estimate_for=settings_hash)
+        ensure_worker(store_path())
 
 
 def estimate_table(est: Estimate) -> None:
@@ -254,7 +258,11 @@ st.subheader("Launch")
 going = active_runs(queue)
 why_not = problem or ("Your run is still going: wait for it or cancel it." if going else None)
 if st.button("Run comparison", type="primary", disabled=bool(why_not), key="run"):
-    job_id = queue.submit(config, owner=current_owner())
+    try:
+        job_id = queue.submit(config, owner=current_owner())
+    except ValueError as e:  # JobRefused or over the disk quota: say which, run nothing
+        st.error(md(e))
+        st.stop()
     run_id = queue.get(job_id).run_id
     saved = remembered()
     if saved.estimate_job and saved.estimate_for == settings_hash:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from core.caps import MAX_QUESTION_CHARS, check_length
 from core.config import ModelConfig
 from core.files import write_text_atomic
 from core.owners import Access
@@ -39,6 +40,7 @@ def submit_playground(
     adapters given as (label, folder)), then answer `question` with each when there is one.
     Returns the job id. Raises RunNotFound for a run `access` does not see."""
     queue.store.get_run(run_id, access)
+    check_length(question.strip(), MAX_QUESTION_CHARS, "the question")
     payload = {
         "run_id": run_id,
         "question": question.strip(),

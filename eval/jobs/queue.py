@@ -25,6 +25,7 @@ from eval.config import RunConfig
 from eval.db import connect
 from eval.estimates import Estimate
 from eval.jobs.job import Job
+from eval.jobs.limits import check_submit, load_worker_limits
 from eval.run.stamp import InputsChanged, InputStamp, file_sha256
 from eval.store import RunStore
 
@@ -91,6 +92,10 @@ class JobQueue:
         Raises ConfigError for an invalid config.
         """
         config = _absolute_paths(config, self.path)
+        if owner:  # a browser owner past their disk quota makes no more run files
+            from eval.quota import owner_disk_use
+
+            owner_disk_use(self.path.parent, owner, self.store).check(0, "a new run")
         with self._conn() as c:  # one transaction: never a run without its job, nor the reverse
             run_id = self.store.create_run(
                 config.to_dict(), config.name, owner=owner, status="queued", conn=c
@@ -188,10 +193,14 @@ class JobQueue:
             "INSERT INTO jobs (id, owner, kind, status, run_id, config_json, created_at, "
             "log_json) VALUES (?,?,?,?,?,?,?,?)"
         )
+        limits = load_worker_limits(self.path.parent)  # <home>/worker_limits.yaml
         if conn is not None:
+            check_submit(conn, row[1], limits)  # raises JobRefused, rolling back the run row
             conn.execute(sql, row)
             return job_id
         with self._conn() as c:
+            c.execute("BEGIN IMMEDIATE")  # two submitters cannot both pass the caps
+            check_submit(c, row[1], limits)
             c.execute(sql, row)
         return job_id
 
@@ -322,13 +331,17 @@ class JobQueue:
 
     # --- used by the worker ------------------------------------------------------------------
     def claim(self) -> Job | None:
-        """Take the oldest queued job for this process (atomically), or None; its `config`
-        holds the kind's payload."""
+        """Take the next queued job for this process (atomically), or None; its `config`
+        holds the kind's payload. Round-robin between owners (the owner served longest ago
+        first, then the oldest job), so one owner's many jobs never keep another's waiting
+        behind them."""
         now, pid = time.time(), os.getpid()
         with self._conn() as c:
             c.execute("BEGIN IMMEDIATE")
             row = c.execute(
-                "SELECT id FROM jobs WHERE status='queued' ORDER BY created_at LIMIT 1"
+                "SELECT q.id FROM jobs q WHERE q.status='queued' ORDER BY "
+                "(SELECT COALESCE(MAX(s.started_at), 0) FROM jobs s WHERE s.owner=q.owner), "
+                "q.created_at LIMIT 1"
             ).fetchone()
             if row is None:
                 return None

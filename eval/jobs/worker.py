@@ -25,8 +25,10 @@ from eval.jobs import page_kinds  # registers the playground and merge kinds
 from eval.jobs.cluster import RunSlots, operator_settings
 from eval.jobs.job import Job
 from eval.jobs.kinds import job_body
+from eval.jobs.limits import WorkerLimits, load_worker_limits
 from eval.jobs.progress import JobProgress, heartbeat
 from eval.jobs.queue import JobQueue
+from eval.jobs.watchdog import Watchdog
 
 ROOT = Path(__file__).resolve().parents[2]  # where the packages are, put on the worker's path
 
@@ -40,30 +42,74 @@ def _finish_run(queue: JobQueue, run_id: str | None, status: str, error: str) ->
             queue.store.finish_run(run_id, status, error)
 
 
-def _execute(queue: JobQueue, job: Job) -> None:
-    """Run one claimed job to its end; every outcome lands in the job row (and the run row)."""
+def _execute(queue: JobQueue, job: Job, limits: WorkerLimits | None = None) -> None:
+    """Run one claimed job to its end; every outcome lands in the job row (and the run row).
+    A job over its wall-clock or token budget is stopped by the watchdog and marked failed."""
     job_id = job.id
     progress = JobProgress(queue, job_id, job.log)
     progress(ProgressEvent("starting"))
     stop = threading.Event()
     beat = threading.Thread(target=heartbeat, args=(queue, job_id, stop), daemon=True)
     beat.start()
+    dog = Watchdog(queue, job, limits or WorkerLimits(), hard_stop=_hard_stop)
+    dog.start()
     status, error = "failed", None
     if job.kind != page_kinds.PLAYGROUND:  # its adapters and indexes would sit idle
         page_kinds.release_playground()
     try:
         status = job_body(job.kind)(queue, job, progress)
+        if dog.reason:  # it stopped at the cancel the watchdog asked for: History says why
+            status, error = "failed", dog.reason
+            if job.run_id:
+                queue.store.finish_run(job.run_id, "failed", error)
     except Exception as e:  # the harness has marked the run failed when it got that far
-        error = f"{type(e).__name__}: {e}"
+        error = dog.reason or f"{type(e).__name__}: {e}"
         _finish_run(queue, job.run_id, "failed", error)
     except BaseException:  # SIGTERM or Ctrl-C: the worker stops, the run can be resumed
         status, error = "interrupted", "interrupted: the worker was stopped"
         _finish_run(queue, job.run_id, "interrupted", error)
         raise
     finally:
+        dog.stop()
         stop.set()
         progress(ProgressEvent(status))  # logged unless the harness already said so
         queue.update(job_id, status=status, error=error, finished_at=time.time())
+
+
+def _hard_stop(queue: JobQueue, job: Job, reason: str) -> None:
+    """A job over its budget that ignored the cancel: mark it (and its run) failed with the
+    reason, then end this worker; the next page poll starts a fresh one for the next job."""
+    with contextlib.suppress(Exception):
+        _finish_run(queue, job.run_id, "failed", reason)
+        queue.update(job.id, status="failed", stage="failed", error=reason, finished_at=time.time())
+    os._exit(3)  # a thread cannot interrupt a stuck C call; only the process can end
+
+
+def _limits(home: Path) -> WorkerLimits:
+    """The operator's limits, read again for every job; a broken file leaves the defaults in
+    force (said in the worker's log) rather than stopping the worker."""
+    try:
+        return load_worker_limits(home)
+    except ValueError as e:
+        print(f"{e}; the default worker limits apply", file=sys.stderr, flush=True)
+        return WorkerLimits()
+
+
+def _limit_memory(limits: WorkerLimits) -> None:
+    """Cap the worker's memory, so one job cannot take the server's: an allocation past it
+    fails in that job instead of the kernel killing something else. RLIMIT_DATA, not RLIMIT_AS:
+    it counts the heap and writable mappings, not address space merely reserved, which V8 (the
+    HTML report's chart renderer, vl_convert, run by tracking in the worker) reserves by the
+    terabyte and fails without."""
+    import resource
+
+    cap = limits.memory_cap_bytes()
+    if cap is None:
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
 
 
 def _lock_path(store_path: str | Path) -> Path:
@@ -133,10 +179,11 @@ def work(
                 time.sleep(poll_s)
                 continue
             print(f"{time.strftime('%H:%M:%S')} job {job.id} ({job.run_id})", flush=True)
+            limits = _limits(queue.path.parent)
             if slots.size > 1:
-                slots.start(_execute, JobQueue(store_path), job)
+                slots.start(_execute, JobQueue(store_path), job, limits)
             else:
-                _execute(queue, job)
+                _execute(queue, job, limits)
             idle_since = time.monotonic()
     finally:
         os.close(fd)
@@ -195,6 +242,11 @@ def main_worker(store_path: str, idle_exit_s: float = 600.0, once: bool = False)
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, stop)
+    # Only in a process of its own (`python -m eval worker`, what ensure_worker starts, or
+    # `adaptlab worker`): a test or script calling this function keeps its memory unlimited.
+    argv0 = Path(sys.argv[0]) if sys.argv else Path()
+    if argv0.parts[-2:] == ("eval", "__main__.py") or argv0.name == "adaptlab":
+        _limit_memory(_limits(Path(store_path).resolve().parent))
     try:
         work(store_path, idle_exit_s=idle_exit_s, once=once)
     except KeyboardInterrupt:

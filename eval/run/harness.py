@@ -149,7 +149,7 @@ class _Comparison:
 
     def run(self) -> None:
         config = self.config
-        self.bench = Workbench.open(config, emit=self.emit)
+        self.bench = Workbench.open(config, emit=self.emit, cancelled=self.cancelled)
         inputs = self.bench.inputs
         stamp = InputStamp.read(
             inputs.corpus.documents, inputs.qa_file, [p.id for p in inputs.test]

@@ -3,6 +3,7 @@ context strategies run in. Runs, estimates and the playground all start here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from eval.events import ProgressEvent, ProgressFn
 from eval.run.costs import measure
 from eval.run.inputs import Inputs, load_inputs, needs_models
 from strategies import Strategy, create_strategy, make_config, unservable_strategies
-from strategies.base import StrategyContext
+from strategies.base import RunCancelled, StrategyContext
 
 
 @dataclass
@@ -32,7 +33,11 @@ class Workbench:
 
     @classmethod
     def open(
-        cls, config: RunConfig, strategies: list[str] | None = None, emit: ProgressFn | None = None
+        cls,
+        config: RunConfig,
+        strategies: list[str] | None = None,
+        emit: ProgressFn | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> Workbench:
         """Load the models `strategies` (default: the config's) need, then read the inputs.
 
@@ -64,7 +69,12 @@ class Workbench:
             if server is not None:
                 models["server"] = server
         emit(ProgressEvent("ingest"))
-        return cls(config, load_inputs(config, tokenizer), device, load_s, models)
+
+        def check() -> None:  # a cancel reaches into the near-duplicate grouping of big files
+            if cancelled is not None and cancelled():
+                raise RunCancelled
+
+        return cls(config, load_inputs(config, tokenizer, check), device, load_s, models)
 
     def context(self, workdir: Path | None = None, **hooks: Any) -> StrategyContext:
         """A StrategyContext on the config's models, work folder (or `workdir`) and seed;

@@ -87,12 +87,18 @@ class HeldOut:
     """
 
     def __init__(self, pairs: list[QAPair] | tuple[QAPair, ...] = (), jaccard: float = 0.8):
-        from core.qa import content_words
+        from collections import Counter
+
+        from core.qa import SimilarQuestions, content_words
 
         self.jaccard = jaccard
         self._texts = {norm_key(p.question) for p in pairs}
-        self._words = [content_words(p.question) for p in pairs]
         self._passages = {norm_key(p.passage) for p in pairs if p.passage}
+        # An index, not a scan of every held-out question per generated pair (quadratic).
+        distinct = {w for w in map(content_words, (p.question for p in pairs)) if w}
+        self._index = SimilarQuestions(Counter(w for ws in distinct for w in ws), jaccard)
+        for key, ws in enumerate(distinct):
+            self._index.add(key, ws)
 
     def leaks(self, pair: QAPair) -> bool:
         """Whether `pair` duplicates a held-out question or comes from a held-out passage."""
@@ -103,9 +109,7 @@ class HeldOut:
         if pair.passage and norm_key(pair.passage) in self._passages:
             return True
         words = content_words(pair.question)
-        return any(
-            words and len(words & w) >= self.jaccard * len(words | w) - 1e-9 for w in self._words
-        )
+        return bool(words) and bool(self._index.similar(words))
 
 
 def corpus_fact_pairs(

@@ -17,6 +17,7 @@ from core.config import ModelConfig
 from core.paths import UnsafePath, confined, find_file
 
 MAX_ADAPTER_ZIP_BYTES = 512 * 1024 * 1024  # unpacked size; a LoRA adapter is a few MB
+MAX_ADAPTER_ZIP_RATIO = 100  # unpacked : packed, for members over 1 MB
 MAX_ADAPTER_ZIP_MEMBERS = 200  # a peft adapter is a handful of files (config, weights, readme)
 ADAPTER_SEARCH_DEPTH = 3  # peft puts a named adapter one folder down; never walk a whole disk
 
@@ -53,7 +54,8 @@ def _checked_members(
     infos: list[zipfile.ZipInfo], max_members: int, max_bytes: int
 ) -> list[zipfile.ZipInfo]:
     """The adapter_config.json entries of a zip whose central directory passed the checks (no
-    unsafe names or links, entry and size limits); raises ValueError naming the first problem."""
+    unsafe names or links, entry, size and compression-ratio limits); raises ValueError naming
+    the first problem."""
     if len(infos) > max_members:
         raise ValueError(f"the adapter zip has {len(infos)} entries (at most {max_members})")
     total = 0
@@ -64,6 +66,9 @@ def _checked_members(
         if (info.external_attr >> 16) & 0o170000 == 0o120000:
             raise ValueError(f"the adapter zip holds a symbolic link: {info.filename!r}")
         total += info.file_size
+        ratio = info.file_size / max(info.compress_size, 1)  # weights barely compress
+        if info.file_size > 1 << 20 and ratio > MAX_ADAPTER_ZIP_RATIO:
+            raise ValueError(f"{info.filename!r} is compressed {ratio:.0f}:1 (a zip bomb?)")
     if total > max_bytes:
         raise ValueError(
             f"the adapter zip unpacks to {total / 1e6:.1f} MB, more than the "

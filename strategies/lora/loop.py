@@ -17,7 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from core.caps import check_train_steps
 from core.types import TrainingLog, TrainStep
+from core.usage import add_tokens
 from strategies.lora.batches import (
     Example,
     ModelShape,
@@ -37,7 +39,9 @@ def planned_steps(
     """Optimisation steps per process: each step consumes `batch_size` examples per process."""
     per_epoch = math.ceil(n_examples / (batch_size * world))
     total = max(1, math.ceil(per_epoch * float(epochs)))
-    return min(total, max_steps) if max_steps else total
+    total = min(total, max_steps) if max_steps else total
+    check_train_steps(total)
+    return total
 
 
 def train_adapter(
@@ -134,6 +138,7 @@ class _Run:
                 raise cancel_exc
             batch, epoch_ended = self.next_batch()
             record = self.step(step, batch)
+            add_tokens(record.tokens)  # the worker's token budget counts training too
             self.log.step_log.append(record)
             self.log.train_s += record.seconds
             progress(self.train_event(record))

@@ -11,6 +11,7 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
+from core.caps import MAX_TRAIN_STEPS
 from core.config import ConfigBase, ConfigError, check, option
 from core.tuning_space import Categorical, FloatRange, IntRange
 from strategies.base import PromptConfig
@@ -72,7 +73,7 @@ class TrainingSettings(ConfigBase):
         check(0 < self.epochs <= 100, "epochs must be in (0, 100]")
         check(0 < self.learning_rate < 1, "learning_rate must be in (0, 1)")
         check(1 <= self.batch_size <= 1024, "batch_size must be in 1..1024")
-        check(self.max_steps >= 0, "max_steps must be >= 0")
+        check(0 <= self.max_steps <= MAX_TRAIN_STEPS, f"max_steps: 0..{MAX_TRAIN_STEPS}")
         check(self.eval_every >= 0, "eval_every must be >= 0")
         check(self.patience >= 0, "patience must be >= 0")
         check(0.0 <= self.memory_budget_gb <= 4096, "memory_budget_gb must be in [0, 4096]")

@@ -1,0 +1,104 @@
+"""What one owner and one job may take of the shared worker: the operator's limits and checks.
+
+The limits live in `<home>/worker_limits.yaml` (any subset of WorkerLimits' fields), beside the
+store file (`<home>/runs.sqlite`); without the file the defaults hold. Caps are checked when a
+job is submitted (`check_submit`); budgets are enforced by the worker while the job runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from core.config import ConfigBase, ConfigError, check, option
+
+LIMITS_FILE = "worker_limits.yaml"
+
+
+class JobRefused(ValueError):
+    """A job over a submit cap; the message says which cap and how to get under it."""
+
+
+@dataclass
+class WorkerLimits(ConfigBase):
+    """The operator's limits on the worker; every browser user shares one worker."""
+
+    job_wall_s: float = option(6 * 3600.0, "Longest wall-clock time one job may run, seconds.")
+    job_tokens: int = option(
+        200_000_000, "Most model tokens (prompt, generated, trained on) one job may spend."
+    )
+    grace_s: float = option(
+        60.0,
+        "Seconds a job over its budget has to stop at its next cancel check before the worker "
+        "marks it failed and exits (a new worker takes the next job).",
+    )
+    owner_jobs: int = option(3, "Most queued plus running jobs of one owner, of every kind.")
+    queued_jobs: int = option(
+        30, "Most queued jobs of all owners together (a fresh owner token is no way around)."
+    )
+    worker_memory_mb: int = option(
+        -1,
+        "Memory limit (RLIMIT_DATA: heap and writable mappings) of the worker process in MB; "
+        "-1: the machine's physical memory, or none on a machine with an NVIDIA GPU (CUDA's "
+        "driver maps memory of its own); 0: none.",
+    )
+    owner_disk_mb: float = option(
+        2048.0, "Disk one owner's runs and adapter uploads may take, in MB."
+    )
+
+    def validate(self) -> None:
+        check(float(self.job_wall_s) > 0, "job_wall_s must be > 0")
+        check(int(self.job_tokens) > 0, "job_tokens must be > 0")
+        check(float(self.grace_s) >= 0, "grace_s must be >= 0")
+        check(int(self.owner_jobs) >= 1, "owner_jobs must be >= 1")
+        check(int(self.queued_jobs) >= 1, "queued_jobs must be >= 1")
+        check(int(self.worker_memory_mb) >= -1, "worker_memory_mb must be -1, 0 or a size")
+        check(float(self.owner_disk_mb) > 0, "owner_disk_mb must be > 0")
+
+    def memory_cap_bytes(self) -> int | None:
+        """The RLIMIT_DATA to set on the worker, or None for no limit."""
+        mb = int(self.worker_memory_mb)
+        if mb == 0:
+            return None
+        if mb < 0:
+            if Path("/dev/nvidiactl").exists():  # CUDA would fail to start under the cap
+                return None
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return mb * 2**20
+
+
+def load_worker_limits(home: str | Path) -> WorkerLimits:
+    """The limits of `<home>/worker_limits.yaml`, or the defaults when there is no such file.
+    Raises ConfigError naming the file for one that does not parse or holds bad values."""
+    path = Path(home) / LIMITS_FILE
+    if not path.is_file():
+        return WorkerLimits()
+    try:
+        return WorkerLimits.from_yaml(path.read_text(encoding="utf-8"))
+    except (ValueError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: {e}") from e
+
+
+def check_submit(conn: sqlite3.Connection, owner: str, limits: WorkerLimits) -> None:
+    """Refuse one more job when its owner already has `owner_jobs` queued or running, or the
+    queue already holds `queued_jobs`. Owner "" (the operator's scripts and CLI) has only the
+    global cap. Raises JobRefused."""
+    queued = conn.execute("SELECT COUNT(*) FROM jobs WHERE status='queued'").fetchone()[0]
+    if queued >= int(limits.queued_jobs):
+        raise JobRefused(
+            f"the server's queue is full ({queued} jobs waiting); try again when some finished"
+        )
+    if not owner:
+        return
+    mine = conn.execute(
+        "SELECT COUNT(*) FROM jobs WHERE owner=? AND status IN ('queued', 'running')", (owner,)
+    ).fetchone()[0]
+    if mine >= int(limits.owner_jobs):
+        raise JobRefused(
+            f"you already have {mine} jobs queued or running (at most {limits.owner_jobs}); "
+            "wait for one to finish or cancel one"
+        )
