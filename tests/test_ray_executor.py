@@ -192,3 +192,31 @@ def test_runs_of_two_owners_proceed_at_once_on_the_cluster(ray_head, tmp_path, m
     # Both ran at once: each started before the other finished.
     assert got[0].started_at < got[1].finished_at
     assert got[1].started_at < got[0].finished_at
+
+
+def test_resplits_run_as_ray_work_on_their_own_splits(ray_head, tmp_path, mini_corpus):
+    """Each re-split is measured by the Ray worker on that split's own train/test (the same
+    per-split scores as local), not on the run's first split."""
+    from eval.run import run_comparison
+    from eval.stability import StabilityRecord
+
+    got = {}
+    for kind in ("local", "ray"):
+        config = _config(
+            tmp_path / kind, mini_corpus, ["fake", "system_prompt"], kind, ray_head,
+            stability={"resplits": 2},
+        )  # fmt: skip
+        store = RunStore(config.store_path)
+        run_id = run_comparison(config, store=store)
+        record = StabilityRecord.from_dict(store.get_run(run_id).meta["stability"])
+        got[kind] = {
+            (s.k, name): (r.status, r.metrics)
+            for s in record.splits
+            for name, r in s.strategies.items()
+        }
+        main_f1 = {r.strategy: r.metrics["f1"]["mean"] for r in store.get_run(run_id).results}
+    assert len(got["ray"]) == 4 and all(st == "done" for st, _ in got["ray"].values())
+    assert got["ray"] == got["local"]
+    # A split answered on the run's own test questions would repeat the main split's scores.
+    splits = {k: m["f1"] for (k, name), (_, m) in got["ray"].items() if name == "fake"}
+    assert len(set(splits.values()) | {main_f1["fake"]}) > 1

@@ -20,6 +20,7 @@ from core.types import QAPair
 from eval.config import RunConfig
 from eval.events import ProgressEvent
 from eval.records import Placement
+from eval.run.inputs import Inputs
 from eval.run.measurement import Measured, StrategyMeasurement
 from eval.run.workbench import Workbench
 from strategies.base import RunCancelled
@@ -45,6 +46,7 @@ class Arm:
     general: list[QAPair] = field(default_factory=list)
     workdir: Path = Path(".")
     settings: ConfigBase | None = None  # tuned settings (eval.run.tuning); None: the defaults
+    inputs: Inputs | None = None  # a re-split's own train/test (eval.run.resplit); None: the run's
 
 
 class Executor:
@@ -94,16 +96,15 @@ class LocalExecutor(Executor):
 
     def evaluate(self, arm: Arm) -> Measured:
         emit = self.measurement.emit
+        inputs = arm.inputs or self.bench.inputs
         ctx = self.bench.context(
             workdir=arm.workdir,
             progress=lambda ev: emit(ProgressEvent.from_dict(ev, strategy=arm.label)),
             cancelled=self.measurement.cancelled,
-            held_out=tuple(self.bench.inputs.test),
+            held_out=tuple(inputs.test),
         )
         strategy = self.bench.strategy(arm.name, arm.settings, ctx)
-        return self.measurement.evaluate(
-            strategy, arm.label, self.bench.inputs, arm.train, arm.general
-        )
+        return self.measurement.evaluate(strategy, arm.label, inputs, arm.train, arm.general)
 
 
 _INIT_LOCK = threading.Lock()  # the app's worker drives several runs from threads
@@ -187,8 +188,9 @@ class RayExecutor(Executor):
         ray = self.ray
         actor = self._actor()
         t0 = time.perf_counter()
+        inputs = self.inputs_ref if arm.inputs is None else self.ray.put(arm.inputs)
         ref = actor.evaluate.remote(
-            self.inputs_ref,
+            inputs,
             arm.name,
             arm.label,
             arm.train,

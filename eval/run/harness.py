@@ -182,14 +182,14 @@ class _Comparison:
                     name, self.bench.inputs.train, config.learning_curve, config.split.seed
                 ):
                     self._one(name, label, train, extras)
+            if uses_models and not self.oracle_done:
+                self._oracle()
+            if config.stability.resplits:  # the same strategies on re-drawn splits (resumable)
+                from eval.run.resplit import run_resplits
+
+                run_resplits(self)
         finally:
             self.executor.close()
-        if uses_models and not self.oracle_done:
-            self._oracle()
-        if config.stability.resplits:  # the same strategies on re-drawn splits (resumable)
-            from eval.run.resplit import run_resplits
-
-            run_resplits(self)
         self.store.finish_run(self.run_id, "done")
 
     def _check_same_inputs(self, now: InputStamp) -> None:

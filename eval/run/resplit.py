@@ -15,6 +15,7 @@ from typing import Any
 
 from core.qa import load_qa
 from eval.events import ProgressEvent
+from eval.run.executor import Arm
 from eval.run.scoring import score
 from eval.stability import (
     ResplitRecord,
@@ -65,17 +66,10 @@ def _one(cmp: Any, name: str, split: Any, inputs: Any) -> SplitResult:
     folder = cmp.folder / "resplits" / f"{split.k}-{name}"
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        ctx = cmp.bench.context(
-            workdir=folder,
-            progress=lambda ev: cmp.emit(ProgressEvent.from_dict(ev, strategy=label)),
-            cancelled=cmp.cancelled,
-            held_out=tuple(split.test),
-        )
-        # The settings tuning chose on the run's own split (None: defaults, or tuning off).
-        settings = cmp.tuner.chosen.get(name)
-        measured = cmp.measurement.evaluate(
-            cmp.bench.strategy(name, settings, ctx), label, inputs, split.train
-        )
+        # Measured by the run's executor (here, or as Ray work), with the settings tuning
+        # chose on the run's own split (None: the defaults, or tuning off).
+        arm = Arm(name, label, split.train, [], folder, cmp.tuner.chosen.get(name), inputs)
+        measured = cmp.executor.evaluate(arm)
         if measured.result.status == "done":
             cmp.emit(ProgressEvent("score", strategy=label))
             measured.result.metrics = score(
