@@ -393,6 +393,13 @@ def chosen_strategies(page, label: str = "Strategies") -> list[str]:
     return _chosen(page.locator('[data-testid="stMultiSelect"]').filter(has=box))
 
 
+def visible_frames(page) -> list[int]:
+    """Indices (among all st.dataframes) of the ones shown: tables in closed expanders and
+    other tabs are in the page but hidden."""
+    frames = page.locator('[data-testid="stDataFrame"]')
+    return [i for i in range(frames.count()) if frames.nth(i).is_visible()]
+
+
 def dataframe_rows(page, index: int) -> list[list[str]]:
     """The cells of the index-th st.dataframe, header row first.
 

@@ -31,6 +31,7 @@ from tests.browser_support import (
     save_screenshot,
     set_number,
     upload_files,
+    visible_frames,
     wait_for_any,
     wait_for_text,
     wait_until_idle,
@@ -89,7 +90,7 @@ def test_upload_run_and_compare_in_the_browser(app_url, page, tmp_path):
     shoot(page, tmp_path, "page-run")
 
     go_to_page(page, "Compare", ready_text="Quality")
-    page.locator('[data-testid="stDataFrame"]').nth(1).wait_for()  # quality and cost tables
+    page.locator('[data-testid="stDataFrame"]:visible').nth(1).wait_for()  # quality, cost
     # Before reading the tables: reading focuses a grid, which draws a focus ring.
     shoot(page, tmp_path, "page-compare")
     table = dataframe_rows(page, 0)
@@ -170,7 +171,7 @@ def test_reload_mid_run_page_changes_refusals_and_the_first_screen(fake_app_url,
     wait_for_any(page, ["Open the Compare page"], fail=["failed"], timeout=120)
     go_to_page(page, "Compare", ready_text="Quality")
     set_number(page, "Minimum F1", 0)
-    page.locator('[data-testid="stDataFrame"]').nth(1).wait_for()  # quality and cost tables
+    page.locator('[data-testid="stDataFrame"]:visible').nth(1).wait_for()  # quality, cost
     headline = page.locator('[data-testid="stAlertContentSuccess"]').first.inner_text()
     assert headline.startswith("Use "), headline
     chosen = next(n for n in ("fake2", "fake") if display_name(n) in headline)
@@ -181,6 +182,6 @@ def test_reload_mid_run_page_changes_refusals_and_the_first_screen(fake_app_url,
     row = next(r for r in quality[1:] if r[1] == chosen)
     said = float(re.search(r"F1 ([0-9.]+) ", quality_line).group(1))
     assert said == round(float(row[quality[0].index("F1")]), 3), (quality_line, row)
-    cost = dataframe_rows(page, 1)
+    cost = dataframe_rows(page, visible_frames(page)[1])
     cost_row = next(r for r in cost[1:] if r[0] == display_name(chosen))
     assert cost_row[cost[0].index("Cost a month")] == monthly, (headline, cost_row)
