@@ -37,6 +37,10 @@ class Categorical:
         """The trial parameter standing for `value` (what enqueue_trial takes)."""
         return _key(value)
 
+    def count(self, extra: tuple[Any, ...] = ()) -> int | None:
+        """How many distinct settings the space holds (with `extra` ones)."""
+        return len({_key(v) for v in (*self.values, *extra)})
+
     def contains(self, value: Any) -> bool:
         return _key(value) in {_key(v) for v in self.values}
 
@@ -60,6 +64,9 @@ class IntRange:
     def param(self, value: Any) -> int:
         return int(value)
 
+    def count(self, extra: tuple[Any, ...] = ()) -> int | None:
+        return len(range(self.low, self.high + 1, self.step))
+
     def contains(self, value: Any) -> bool:
         return self.low <= int(value) <= self.high
 
@@ -81,6 +88,9 @@ class FloatRange:
 
     def param(self, value: Any) -> float:
         return float(value)
+
+    def count(self, extra: tuple[Any, ...] = ()) -> int | None:
+        return None  # a continuum: never exhausted
 
     def contains(self, value: Any) -> bool:
         return self.low <= float(value) <= self.high

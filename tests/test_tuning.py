@@ -207,6 +207,24 @@ def test_a_pruned_trial_stops_early(tmp_path):
     assert rec.n_pruned == len(pruned) and chosen.lr == 0.1
 
 
+def test_a_small_space_is_tried_once_per_setting_then_the_search_stops(tmp_path, monkeypatch):
+    # Three settings (IntRange 1..3) and a budget of ten: three passes, not ten, and the record
+    # still holds the default and the best.
+    calls: list[int] = []
+    real = DialStrategy.prepare
+
+    def counted(self, corpus, train):
+        calls.append(self.config.words)
+        return real(self, corpus, train)
+
+    monkeypatch.setattr(DialStrategy, "prepare", counted)
+    monkeypatch.setattr("eval.tuning.engine.spaces_of", lambda cls: {"words": IntRange(1, 3)})
+    _, rec = tune(_job(tmp_path, "tuning_dial"), TuningConfig(budget="quick", n_trials=10))
+    assert sorted(calls) == [1, 2, 3]  # each setting prepared and answered once
+    assert len(rec.trials) <= 10 and {t.values["words"] for t in rec.trials} == {1, 2, 3}
+    assert all(t.seconds == 0.0 for t in rec.trials[3:])  # any redraw reused, not re-run
+
+
 def test_real_lora_trial_is_pruned_through_the_training_loop(tmp_path, chunked_mini, tiny_models):
     import optuna
 
@@ -269,7 +287,10 @@ def test_a_killed_tuning_run_resumes_without_repeating_finished_trials(tmp_path,
     calls.clear()
     _, rec = tune(_job(tmp_path, "tuning_dial"), settings)
     finished = [t for t in rec.trials if t.state == "complete"]
-    assert len(finished) == 5 and len(calls) == 3  # 2 kept, 3 run now
+    assert len(finished) == 5 and calls  # 2 kept, 3 more now
+    kept = {t.values["words"] for t in finished[:2]}
+    # No setting is prepared twice: neither the kept trials' nor a redraw of a new one.
+    assert not kept & set(calls) and len(calls) == len(set(calls))
     assert sum(t.default for t in rec.trials) == 1  # the default trial is not run again
     numbers = [t.number for t in finished]
     assert numbers[:2] == [0, 1]

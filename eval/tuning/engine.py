@@ -5,7 +5,9 @@ finished trials are read back, not run again. The first trial is always the arm'
 settings, which gives the default-vs-tuned comparison on the same validation pairs. A trained
 arm reports its validation loss at each validation point; the pruner (successive halving) stops a
 bad trial through the strategy's own cancel hook (`cancelled()` is polled between steps), and
-the `RunCancelled` it raises becomes `optuna.TrialPruned`.
+the `RunCancelled` it raises becomes `optuna.TrialPruned`. Settings drawn a second time keep
+the first trial's outcome instead of another pass, and a finite space stops its search once
+every setting has been tried: the system prompt's four instructions cost four passes, not twelve.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def tune(
     spent = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if not _is_default(t))
     left = budget.n_trials - len(_finished(study))
     cap = budget.seconds_after_default(default_s)
-    if left > 0 and (cap is None or cap - spent > 0):
+    if left > 0 and (cap is None or cap - spent > 0) and not objective.exhausted(study):
         timeout = None if cap is None else cap - spent
         study.optimize(objective, n_trials=left, timeout=timeout, catch=(ConfigError,))
     record.trials = [_row(t) for t in study.trials if t.state != optuna.trial.TrialState.RUNNING]
@@ -183,6 +185,16 @@ class _Objective:
         """The trial parameters that stand for the arm's own settings."""
         return {p: s.param(value_at(self.job.base, p)) for p, s in self.spaces.items()}
 
+    def size(self) -> int | None:
+        """Distinct settings in the whole space; None when a range is continuous."""
+        total = 1
+        for path, space in self.spaces.items():
+            n = space.count(self.extra.get(path, ()))
+            if n is None:
+                return None
+            total *= n
+        return total
+
     def __call__(self, trial) -> float:
         import optuna
 
@@ -191,6 +203,18 @@ class _Objective:
             for path, space in self.spaces.items()
         }
         trial.set_user_attr("values", values)
+        earlier = self._same_settings(trial)
+        self._stop_when_exhausted(trial)
+        if earlier is not None:
+            # TPE redraws small spaces; a second pass over the validation pairs would cost a
+            # whole trial and say the same, so the earlier outcome stands.
+            trial.set_user_attr("seconds", 0.0)
+            trial.set_user_attr("steps", 0)
+            trial.set_user_attr("repeat_of", earlier.number)
+            if earlier.value is None:
+                raise optuna.TrialPruned(f"the settings of pruned trial {earlier.number}")
+            trial.set_user_attr("scores", earlier.user_attrs.get("scores", []))
+            return float(earlier.value)
         config = with_values(self.job.base, values)  # ConfigError: a failed trial, caught
         watch = _Watch(trial, self.job)
         t0 = time.perf_counter()
@@ -206,6 +230,29 @@ class _Objective:
         trial.set_user_attr("steps", watch.steps)
         trial.set_user_attr("scores", scores)
         return sum(scores) / len(scores)
+
+    @staticmethod
+    def _same_settings(trial) -> Any:
+        """A finished trial (complete or pruned) with `trial`'s settings, or None."""
+        for t in _finished(trial.study):
+            if t.number != trial.number and t.params == trial.params:
+                return t
+        return None
+
+    def exhausted(self, study, trial: Any = None) -> bool:
+        """Whether every setting of a finite space has been tried (counting `trial`)."""
+        size = self.size()
+        if size is None:
+            return False
+        tried = {tuple(sorted(t.params.items())) for t in _finished(study)}
+        if trial is not None:
+            tried.add(tuple(sorted(trial.params.items())))
+        return len(tried) >= size
+
+    def _stop_when_exhausted(self, trial) -> None:
+        """Stop the search after this trial once every setting of a finite space was tried."""
+        if self.exhausted(trial.study, trial):
+            trial.study.stop()
 
     def _score(self, config: ConfigBase, watch: _Watch, number: int) -> list[float]:
         job = self.job
