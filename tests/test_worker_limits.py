@@ -166,7 +166,9 @@ def test_a_run_over_its_budget_is_marked_failed_with_the_reason(tmp_path, mini_c
     store = limits_file(tmp_path, "job_wall_s: 0.5\n")
     queue = JobQueue(store)
     config = RunConfig(corpus=str(corpus), qa=str(qa), strategies=["fake"], store_path=str(store))
-    config = config.replace(strategy_configs={"fake": {"delay_s": 0.2}}, retention_questions=0)
+    # A first batch far longer than the budget: the run cannot finish before the watchdog fires,
+    # even on a loaded machine (a run that did would stay done, its job failed).
+    config = config.replace(strategy_configs={"fake": {"delay_s": 3.0}}, retention_questions=0)
     job_id = queue.submit(config, owner="hog")
     work(store, once=True)
     job = queue.get(job_id)
