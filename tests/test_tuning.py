@@ -409,6 +409,43 @@ def test_a_throwaway_strategy_is_tuned_charged_and_shown(
     assert "tuning_dial" in capsys.readouterr().out
 
 
+def test_a_resumed_run_re_splits_a_kept_arm_with_its_tuned_settings(
+    mini_corpus, tiny_models, tmp_path, monkeypatch
+):
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        strategies=["tuning_dial"],
+        retention_questions=0,
+        tuning={"budget": "quick", "n_trials": 6, "val_fraction": 0.3},
+        stability={"resplits": 1},
+    )
+
+    def chooses_four(job, tuning):  # a search whose choice differs from the default (1)
+        record = TuningRecord("tuned", "quick", default={"words": 1}, chosen={"words": 4})
+        return with_values(job.base, {"words": 4}), record
+
+    monkeypatch.setattr("eval.run.tuning.tune", chooses_four)
+    run_id = run_comparison(cfg)
+    store = RunStore(cfg.store_path)
+    chosen = store.get_run(run_id).results[0].extras.tuning.chosen["words"]
+    assert chosen == 4 and store.get_run(run_id).results[0].config["words"] == 4
+    # Interrupted after the arm, before its re-split: the arm is kept, the re-split redone.
+    store.update_run(run_id, stability={})
+    store.finish_run(run_id, "interrupted", "killed")
+    seen: list[int] = []
+    real = DialStrategy.prepare
+
+    def spy(self, corpus, train):
+        seen.append(self.config.words)
+        return real(self, corpus, train)
+
+    monkeypatch.setattr(DialStrategy, "prepare", spy)
+    run_comparison(cfg, store=store, run_id=run_id, resume=True)
+    assert seen == [chosen]  # the re-split only, with the kept arm's choice
+
+
 # --- the app --------------------------------------------------------------------------------
 
 

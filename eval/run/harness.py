@@ -139,6 +139,7 @@ class _Comparison:
         # Resuming keeps what an interrupted run already measured: those results are not redone.
         done = previous.results if previous else []
         self.kept = {r.strategy for r in done if r.status == "done"}
+        self.kept_tuning = {r.strategy: r.extras.tuning for r in done if r.status == "done"}
         self.retention_base = (
             Retention.from_dict(previous.meta.get("retention_base")) if previous else None
         )
@@ -221,6 +222,8 @@ class _Comparison:
 
     def _one(self, name: str, label: str, train: list[QAPair], extras: ResultExtras) -> None:
         if label in self.kept:
+            if label == name:  # the arm itself (not a variant): its tuned choice stands
+                self.tuner.restore(name, self.kept_tuning.get(label))
             self.emit(ProgressEvent("strategy_done", strategy=label, status="kept"))
             return
         if self.cancelled():

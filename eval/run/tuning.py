@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ConfigBase
+from core.tuning_space import with_values
 from core.types import QAPair
 from eval.artifacts import label_folder
 from eval.events import ProgressEvent, ProgressFn
@@ -33,6 +34,15 @@ class ArmTuner:
         self.bench, self.folder = bench, Path(folder)
         self.emit, self.cancelled = emit, cancelled
         self.chosen: dict[str, ConfigBase] = {}
+
+    def restore(self, name: str, record: TuningRecord | None) -> None:
+        """An arm kept from before an interruption: its choice, read back from its stored
+        record, so its learning-curve points and re-splits use the settings it was measured
+        with."""
+        if record is None or not record.changed or name in self.chosen:
+            return
+        base = self.bench.strategy(name, None, self.bench.context()).config
+        self.chosen[name] = with_values(base, record.changed)
 
     @property
     def tuning(self) -> TuningConfig:
