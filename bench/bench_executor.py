@@ -54,7 +54,22 @@ def run_once(kind: str, args, work: Path, address: str = "") -> dict:
         raise SystemExit(f"{kind} run failed:\n{out[-3000:]}")
     runs = RunStore(store).list_runs()
     run = RunStore(store).get_run(runs[0]["id"])
-    return {"wall_s": wall, "driver_rss_mb": usage.ru_maxrss / 1024, "results": run.results}
+    answers = {(a.strategy, a.qid): a.answer.text for a in RunStore(store).get_answers(run.id)}
+    return {
+        "wall_s": wall,
+        "driver_rss_mb": usage.ru_maxrss / 1024,
+        "results": run.results,
+        "answers": answers,
+    }
+
+
+def differing(local: dict, remote: dict) -> dict[str, int]:
+    """Per strategy, how many of its answers differ between the two runs (0: word for word)."""
+    out: dict[str, int] = {}
+    for key in local["answers"].keys() | remote["answers"].keys():
+        out.setdefault(key[0], 0)
+        out[key[0]] += local["answers"].get(key) != remote["answers"].get(key)
+    return dict(sorted(out.items()))
 
 
 def arm_overheads(results) -> list[tuple[str, float, float]]:
@@ -104,11 +119,16 @@ def main() -> None:
     print(f"scheduling overhead per arm (s; driver wall - worker's work - model load): {shown}")
     loads = ", ".join(f"{name} {load:.1f}" for name, _, load in overheads)
     print(f"model load on the Ray worker per arm (s; once per run): {loads}")
+    diff = differing(local, remote)
+    print(
+        "answers differing from local, per strategy: "
+        + ", ".join(f"{k} {n}" for k, n in diff.items())
+    )
     print(
         json.dumps(
             {
-                "local": {k: v for k, v in local.items() if k != "results"},
-                "ray": {k: v for k, v in remote.items() if k != "results"},
+                "local": {k: v for k, v in local.items() if k not in ("results", "answers")},
+                "ray": {k: v for k, v in remote.items() if k not in ("results", "answers")},
             }
         )
     )
