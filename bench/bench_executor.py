@@ -35,7 +35,10 @@ def run_once(kind: str, args, work: Path, address: str = "") -> dict:
     config = work / "bench.yaml"
     config.write_text(
         f"retention_questions: {args.retention}\nbootstrap_resamples: 200\n"
-        f"workdir: {work / kind}\n",
+        f"workdir: {work / kind}\n"
+        # The arm worker gets the threads a local run uses (the whole head), so the figures
+        # compare scheduling, not one thread against two.
+        f"executor: {{cpus_per_arm: {args.cpus}}}\n",
         encoding="utf-8",
     )
     command = [sys.executable, "-m", "eval", "run", "--config", str(config), "--quiet"]
