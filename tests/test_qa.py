@@ -172,9 +172,8 @@ def test_groups_match_a_brute_force_jaccard():
                 )
 
 
-def test_grouping_scales(monkeypatch):
-    # Counts the candidate comparisons instead of timing them (a timing bound fails on a busy
-    # machine): all-pairs would be 5e7; the prefix-filtered index must stay far below that.
+def count_comparisons(monkeypatch) -> list[int]:
+    """A one-item list counting the word-set intersections grouping does (its comparisons)."""
     import core.qa as qa
 
     compared = [0]
@@ -186,6 +185,13 @@ def test_grouping_scales(monkeypatch):
 
     real = qa.content_words
     monkeypatch.setattr(qa, "content_words", lambda text: CountingSet(real(text)))
+    return compared
+
+
+def test_grouping_scales(monkeypatch):
+    # Counts the candidate comparisons instead of timing them (a timing bound fails on a busy
+    # machine): all-pairs would be 5e7; the prefix-filtered index must stay far below that.
+    compared = count_comparisons(monkeypatch)
     rng = random.Random(0)
     vocab = [f"term{i}" for i in range(3000)]
     common = ["immune", "system", "cells", "pharmacy"]  # words most questions share
@@ -220,15 +226,7 @@ def test_distinct_questions_of_common_words_stay_bounded(monkeypatch):
     # comparisons (a timing bound fails on a busy machine): all-pairs would be 2e8.
     import core.qa as qa
 
-    compared = [0]
-
-    class CountingSet(frozenset):
-        def __and__(self, other):
-            compared[0] += 1
-            return frozenset.__and__(self, other)
-
-    real = qa.content_words
-    monkeypatch.setattr(qa, "content_words", lambda text: CountingSet(real(text)))
+    compared = count_comparisons(monkeypatch)
     rng = random.Random(0)
     vocab = [f"common{i}" for i in range(300)]
     questions = [" ".join(rng.sample(vocab, 2)) for _ in range(20_000)]

@@ -138,8 +138,8 @@ class _Comparison:
         self.emit, self.cancelled = emit, cancelled
         # Resuming keeps what an interrupted run already measured: those results are not redone.
         done = previous.results if previous else []
-        self.kept = {r.strategy for r in done if r.status == "done"}
-        self.kept_tuning = {r.strategy: r.extras.tuning for r in done if r.status == "done"}
+        # label -> its stored tuning record (None when untuned): the arm's choice stands.
+        self.kept = {r.strategy: r.extras.tuning for r in done if r.status == "done"}
         self.retention_base = (
             Retention.from_dict(previous.meta.get("retention_base")) if previous else None
         )
@@ -223,7 +223,7 @@ class _Comparison:
     def _one(self, name: str, label: str, train: list[QAPair], extras: ResultExtras) -> None:
         if label in self.kept:
             if label == name:  # the arm itself (not a variant): its tuned choice stands
-                self.tuner.restore(name, self.kept_tuning.get(label))
+                self.tuner.restore(name, self.kept[label])
             self.emit(ProgressEvent("strategy_done", strategy=label, status="kept"))
             return
         if self.cancelled():
