@@ -90,7 +90,7 @@ def tune(
     spent = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if not _is_default(t))
     left = budget.n_trials - len(_finished(study))
     cap = budget.seconds_after_default(default_s)
-    if left > 0 and (cap is None or cap - spent > 0) and not objective.exhausted(study):
+    if left > 0 and (cap is None or cap - spent > 0) and not objective.exhausted(_finished(study)):
         timeout = None if cap is None else cap - spent
         study.optimize(objective, n_trials=left, timeout=timeout, catch=(ConfigError,))
     record.trials = [_row(t) for t in study.trials if t.state != optuna.trial.TrialState.RUNNING]
@@ -203,8 +203,10 @@ class _Objective:
             for path, space in self.spaces.items()
         }
         trial.set_user_attr("values", values)
-        earlier = self._same_settings(trial)
-        self._stop_when_exhausted(trial)
+        finished = _finished(trial.study)  # read once: the journal is a file
+        earlier = next((t for t in finished if t.params == trial.params), None)
+        if self.exhausted(finished, trial):  # after this trial: every setting was tried
+            trial.study.stop()
         if earlier is not None:
             # TPE redraws small spaces; a second pass over the validation pairs would cost a
             # whole trial and say the same, so the earlier outcome stands.
@@ -231,28 +233,15 @@ class _Objective:
         trial.set_user_attr("scores", scores)
         return sum(scores) / len(scores)
 
-    @staticmethod
-    def _same_settings(trial) -> Any:
-        """A finished trial (complete or pruned) with `trial`'s settings, or None."""
-        for t in _finished(trial.study):
-            if t.number != trial.number and t.params == trial.params:
-                return t
-        return None
-
-    def exhausted(self, study, trial: Any = None) -> bool:
-        """Whether every setting of a finite space has been tried (counting `trial`)."""
+    def exhausted(self, finished: list, trial: Any = None) -> bool:
+        """Whether the `finished` trials (and `trial`) tried every setting of a finite space."""
         size = self.size()
         if size is None:
             return False
-        tried = {tuple(sorted(t.params.items())) for t in _finished(study)}
+        tried = {tuple(sorted(t.params.items())) for t in finished}
         if trial is not None:
             tried.add(tuple(sorted(trial.params.items())))
         return len(tried) >= size
-
-    def _stop_when_exhausted(self, trial) -> None:
-        """Stop the search after this trial once every setting of a finite space was tried."""
-        if self.exhausted(trial.study, trial):
-            trial.study.stop()
 
     def _score(self, config: ConfigBase, watch: _Watch, number: int) -> list[float]:
         job = self.job
