@@ -90,21 +90,26 @@ def make_executor(
     return EXECUTORS[config.executor.kind](config, bench, measurement)
 
 
+def measure_arm(
+    bench: Workbench, measurement: StrategyMeasurement, arm: Arm, inputs: Inputs
+) -> Measured:
+    """`arm` built and measured in this process on `inputs` (whichever process runs it)."""
+    ctx = bench.context(
+        workdir=arm.workdir,
+        progress=lambda ev: measurement.emit(ProgressEvent.from_dict(ev, strategy=arm.label)),
+        cancelled=measurement.cancelled,
+        held_out=tuple(inputs.test),
+    )
+    strategy = bench.strategy(arm.name, arm.settings, ctx)
+    return measurement.evaluate(strategy, arm.label, inputs, arm.train, arm.general)
+
+
 @register_executor("local")
 class LocalExecutor(Executor):
     """Every arm in this process, one after the other (the default, and what a laptop wants)."""
 
     def evaluate(self, arm: Arm) -> Measured:
-        emit = self.measurement.emit
-        inputs = arm.inputs or self.bench.inputs
-        ctx = self.bench.context(
-            workdir=arm.workdir,
-            progress=lambda ev: emit(ProgressEvent.from_dict(ev, strategy=arm.label)),
-            cancelled=self.measurement.cancelled,
-            held_out=tuple(inputs.test),
-        )
-        strategy = self.bench.strategy(arm.name, arm.settings, ctx)
-        return self.measurement.evaluate(strategy, arm.label, inputs, arm.train, arm.general)
+        return measure_arm(self.bench, self.measurement, arm, arm.inputs or self.bench.inputs)
 
 
 _INIT_LOCK = threading.Lock()  # the app's worker drives several runs from threads

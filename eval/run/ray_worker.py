@@ -21,6 +21,7 @@ from core.types import QAPair
 from eval.config import RunConfig
 from eval.events import ProgressEvent
 from eval.records import Placement
+from eval.run.executor import Arm, measure_arm
 from eval.run.inputs import Inputs, needs_models
 from eval.run.measurement import Measured, StrategyMeasurement
 from eval.run.workbench import Workbench
@@ -99,17 +100,10 @@ class ArmWorker:
             self.cancel.is_set,
             remote_answers=not engine_class(self.config.models.engine).in_process,
         )
-        ctx = bench.context(
-            workdir=Path(workdir),
-            progress=lambda ev: self._push(ProgressEvent.from_dict(ev, strategy=label)),
-            cancelled=self.cancel.is_set,
-            held_out=tuple(inputs.test),
-        )
+        arm = Arm(name, label, train, general, Path(workdir), settings)
         t0 = time.perf_counter()
         try:
-            measured = measurement.evaluate(
-                bench.strategy(name, settings, ctx), label, inputs, train, general
-            )
+            measured = measure_arm(bench, measurement, arm, inputs)
         except RunCancelled:
             return None
         # The worker's own time, and its one-off model load, apart from the driver's wait.
