@@ -55,9 +55,9 @@ def run_once(kind: str, args, work: Path, address: str = "") -> dict:
     wall = time.perf_counter() - t0
     if status != 0:
         raise SystemExit(f"{kind} run failed:\n{out[-3000:]}")
-    runs = RunStore(store).list_runs()
-    run = RunStore(store).get_run(runs[0]["id"])
-    answers = {(a.strategy, a.qid): a.answer.text for a in RunStore(store).get_answers(run.id)}
+    runs = RunStore(store)
+    run = runs.get_run(runs.list_runs()[0]["id"])
+    answers = {(a.strategy, a.qid): a.answer.text for a in runs.get_answers(run.id)}
     return {
         "wall_s": wall,
         "driver_rss_mb": usage.ru_maxrss / 1024,

@@ -23,6 +23,7 @@ from tests.browser_support import (
     open_tab,
     save_screenshot,
     serve_app,
+    visible_frames,
     wait_for_text,
 )
 
@@ -100,8 +101,7 @@ def test_why_tab_shows_attribution_and_power(served_run, page, tmp_path):
     assert "known to the base model, wrong (regression)" in by_strategy["few_shot"]
     wait_for_text(page, "rag:")  # the advice sentence under the chart
 
-    frames = page.locator('[data-testid="stDataFrame"]')
-    shown = [i for i in range(frames.count()) if frames.nth(i).is_visible()]
+    shown = visible_frames(page)
     assert len(shown) == 1, shown  # the Why tab's only table: the power of each comparison
     rows = dataframe_rows(page, shown[0])
     header = rows[0]
