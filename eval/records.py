@@ -254,6 +254,9 @@ class TuningRecord:
     val_pairs: int = 0
     seconds: float = 0.0
     trials: list[TrialRow] = field(default_factory=list)
+    chosen_trial: int | None = None  # the trial whose settings (and outcome) were chosen
+    # The arm answered with what that trial prepared (its adapter), not a second training.
+    reused_trial: int | None = None
 
     @property
     def n_trials(self) -> int:

@@ -92,6 +92,7 @@ class Strategy(ABC):
     baseline: ClassVar[bool] = False
     retrieves: ClassVar[bool] = False  # puts retrieved chunks in front of the model
     accepts_adapter: ClassVar[bool] = False  # answers with a saved peft adapter (playground)
+    reads_pairs: ClassVar[bool] = True  # prepare() uses the training pairs (shots, examples)
 
     def __init__(self, config: ConfigBase | None, ctx: StrategyContext):
         self.config = config if config is not None else self.config_class()
@@ -124,6 +125,15 @@ class Strategy(ABC):
         return the config unchanged and prepare again.
         """
         return config
+
+    @classmethod
+    def held_out_pairs(cls, config: ConfigBase, train: list[QAPair]) -> list[QAPair]:
+        """The pairs of `train` this strategy holds out to validate on and never trains on.
+
+        Tuning scores a trial on exactly these, so the trial prepares on all of `train` as the
+        arm will and the winner's artifacts serve the arm; none by default.
+        """
+        return []
 
     @classmethod
     def training_settings(cls, config: ConfigBase) -> TrainingSettings | None:

@@ -77,6 +77,21 @@ class CompositeStrategy(GenerativeStrategy):
         return config.replace(**parts)
 
     @classmethod
+    def held_out_pairs(cls, config, train):
+        """The pairs a part holds out, when every other part that reads the training pairs
+        holds out the same ones (a few-shot part would show them as shots); else none."""
+        held: list[QAPair] = []
+        readers = []
+        for field, name in cls.parts.items():
+            part = get_strategy_class(name)
+            own = part.held_out_pairs(getattr(config, field), train)
+            held = held or own
+            if part.reads_pairs:
+                readers.append({p.id for p in own})
+        ids = {p.id for p in held}
+        return held if held and all(r == ids for r in readers) else []
+
+    @classmethod
     def training_settings(cls, config):
         """The training section of the first part that has one."""
         return next((s for _, s in cls._trained_parts(config)), None)

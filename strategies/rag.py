@@ -71,6 +71,7 @@ class RagStrategy(GenerativeStrategy):
     config_class = RagConfig
     default = True
     retrieves = True
+    reads_pairs = False  # indexes the corpus only
     description = "RAG: the top-k corpus chunks (embedding search) in the prompt, with sources."
     display_name = "RAG (retrieved passages)"
 

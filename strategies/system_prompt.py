@@ -19,6 +19,7 @@ class SystemPromptStrategy(GenerativeStrategy):
     config_class = SystemPromptConfig
     default = True
     baseline = True  # closed book: the reference for retention and known/new questions
+    reads_pairs = False
     description = "Closed book: the base model with a domain system prompt, no documents."
     display_name = "System prompt (closed book)"
 

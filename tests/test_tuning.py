@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ from eval.store import RunStore
 from eval.tuning.config import TuningConfig
 from eval.tuning.engine import TuningJob, tune
 from eval.views.html_report import html_report
-from eval.views.tuning import tuned_config_yaml
+from eval.views.tuning import tuned_config_yaml, tuning_table
 from strategies import Strategy, get_strategy_class, register_strategy
 from strategies.base import RunCancelled
 from tests.test_harness import make_config
@@ -511,3 +512,97 @@ def test_compare_page_tuning_tab_shows_each_arms_tuning(
     table = frame(ui, "changed settings")
     assert list(table["strategy"]) == ["tuning_dial", "fake"]
     assert list(table["trials"]) == [4, 0]
+
+
+# --- a trained arm's chosen trial serves the arm -------------------------------------------
+
+
+def test_only_the_chosen_trials_artifacts_are_kept(tmp_path, monkeypatch):
+    import strategies
+
+    class Saving(SlopeStrategy):
+        def prepare(self, corpus, train):
+            super().prepare(corpus, train)
+            folder = self.ctx.workdir / "adapter"
+            folder.mkdir(parents=True)
+            (folder / "weights").write_text(str(self.config.lr), encoding="utf-8")
+            return PrepareReport(artifact_path=str(folder))
+
+    monkeypatch.setitem(strategies._REGISTRY, "tuning_saving", Saving)
+    job = _job(tmp_path, "tuning_saving", keep=True)
+    _, rec = tune(job, TuningConfig(budget="quick", n_trials=2), pruner=_never_prune())
+    number, folder, report = job.kept
+    assert number == rec.chosen_trial and rec.chosen == {"lr": 0.1}  # lr 0.1 answers right
+    assert (folder / "adapter" / "weights").read_text(encoding="utf-8") == "0.1"
+    assert report.artifact_path == str(folder / "adapter")
+    assert [p.name for p in (tmp_path / "trials").iterdir()] == [folder.name]
+
+
+def _never_prune():
+    import optuna
+
+    return optuna.pruners.NopPruner()
+
+
+def test_lora_is_tuned_on_what_it_holds_out_and_answers_with_the_chosen_trials_adapter(
+    mini_corpus, tiny_models, tmp_path, monkeypatch
+):
+    """No second training after tuning; the validation pairs are never training examples."""
+    from core.models import load_generator
+
+    lora = get_strategy_class("lora")
+    module = sys.modules[lora.__module__]
+    gen = load_generator(tiny_models)
+    calls: list[tuple[list[QAPair], list[str], int]] = []
+    real_prepare, real_train = lora.prepare, module.train_adapter
+
+    def spy_prepare(self, corpus, train):
+        calls.append((list(train), [], 0))
+        return real_prepare(self, corpus, train)
+
+    def spy_train(model, ex, val_ex, *a, **k):
+        train, texts, _ = calls[-1]
+        calls[-1] = (train, [gen.tokenizer.decode(ids) for ids, _ in ex], len(val_ex))
+        return real_train(model, ex, val_ex, *a, **k)
+
+    monkeypatch.setattr(lora, "prepare", spy_prepare)
+    monkeypatch.setattr(module, "train_adapter", spy_train)
+    settings = {"training": {"max_steps": 2, "batch_size": 4, "eval_every": 1}}
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        strategies=["lora"],
+        strategy_configs={"lora": {**settings, "val_fraction": 0.3}},
+        retention_questions=0,
+        tuning={"budget": "quick", "n_trials": 3},
+    )
+    run = RunStore(cfg.store_path).get_run(run_comparison(cfg))
+    (result,) = run.results
+    rec = result.extras.tuning
+    trained = [t for t in rec.trials if t.state == "complete" and t.seconds > 0]
+    # One training per trial that prepared; the arm itself loaded the chosen trial's adapter.
+    assert len([c for c in calls if c[1]]) == len(trained) and len(calls) == len(trained) + 1
+    assert rec.reused_trial == rec.chosen_trial == result.prepare.details["tuning_trial"]
+    assert result.prepare.training is not None and result.prepare.training.steps_done
+    assert Path(result.prepare.artifact_path).is_dir()
+    assert str(tmp_path / "work") in result.prepare.artifact_path
+    assert result.config["adapter_path"] == ""  # what was chosen, rerunnable as it is
+    base = lora.config_class.from_dict(cfg.strategy_configs["lora"])
+    for train, texts, n_val in calls[:-1]:
+        held = lora.held_out_pairs(base, train)
+        assert held and n_val == len(held) and rec.val_pairs == len(held)
+        assert not any(p.question in t for p in held for t in texts)
+    assert not list((tmp_path / "work").rglob("trial-*"))  # the other trials' folders are gone
+    (row,) = tuning_table(run).to_dict("records")
+    assert row["prepared by"] == f"trial {rec.chosen_trial}"
+
+
+def test_a_combination_holds_out_its_trained_parts_pairs_only_when_no_part_reads_them():
+    pairs = [QAPair(f"p{i}", f"q{i}", ("a",)) for i in range(20)]
+    lora_rag = get_strategy_class("lora+rag")
+    held = lora_rag.held_out_pairs(lora_rag.config_class(), pairs)
+    lora = get_strategy_class("lora")
+    assert held and held == lora.held_out_pairs(lora.config_class(), pairs)
+    few_shot_rag = get_strategy_class("few_shot+rag")
+    assert few_shot_rag.held_out_pairs(few_shot_rag.config_class(), pairs) == []

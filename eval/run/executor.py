@@ -53,6 +53,9 @@ class Executor:
     """Measures arms for one run; `close()` releases what it started."""
 
     kind: ClassVar[str] = ""
+    # Arms are measured where this process's files are (a tuning trial's adapter can be
+    # loaded from its folder); not so for workers that may run on other nodes.
+    local_files: ClassVar[bool] = True
 
     def __init__(self, config: RunConfig, bench: Workbench, measurement: StrategyMeasurement):
         self.config, self.bench, self.measurement = config, bench, measurement
@@ -143,6 +146,8 @@ class RayExecutor(Executor):
     The run's inputs are put in the object store once; progress is relayed from the actor every
     POLL_S; a cancel stops the arm at its next batch (or kills its worker after STOP_GRACE_S);
     a worker or node that dies raises ArmLost."""
+
+    local_files = False
 
     def __init__(self, config: RunConfig, bench: Workbench, measurement: StrategyMeasurement):
         super().__init__(config, bench, measurement)

@@ -174,8 +174,10 @@ class _Comparison:
             # On a server engine the generation's CPU is the server's, not this process's.
             remote_answers=not engine_class(config.models.engine).in_process,
         )
-        self.tuner = ArmTuner(self.bench, self.folder, self.emit, self.cancelled)
         self.executor = make_executor(config, self.bench, self.measurement)
+        self.tuner = ArmTuner(
+            self.bench, self.folder, self.emit, self.cancelled, reuse=self.executor.local_files
+        )
         try:
             self.store.update_run(self.run_id, executor=self.executor.describe())
             for name in config.strategies:
@@ -246,9 +248,13 @@ class _Comparison:
                 self.retention_base = self._retention_base(ctx)
                 self.store.update_run(self.run_id, retention_base=self.retention_base.to_dict())
             settings, tuning = self.tuner.settings_for(name, label, train, extras)
+            # A trained arm answers with the adapter its chosen trial trained (same data,
+            # same settings), not a second training.
+            ready = settings and self.tuner.prepared(name, label, settings, staged.path)
             measured = self.executor.evaluate(
-                Arm(name, label, train, asked, staged.path, settings=settings)
+                Arm(name, label, train, asked, staged.path, settings=ready)
             )
+            self.tuner.adopt(label, measured.result, settings, tuning)
             if measured.result.status == "done":
                 final = staged.publish()
                 moved = relocate(measured.result.prepare.to_dict(), staged.path, final)

@@ -9,13 +9,14 @@ break-even volumes and money include it.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.config import ConfigBase
+from core.config import ConfigBase, ConfigError
 from core.tuning_space import with_values
-from core.types import QAPair
+from core.types import PrepareReport, QAPair
 from eval.artifacts import label_folder
 from eval.events import ProgressEvent, ProgressFn
 from eval.records import ResultExtras, TuningRecord
@@ -30,10 +31,21 @@ from strategies.lora.data import split_validation
 class ArmTuner:
     """Tunes a run's arms on its workbench; remembers each arm's choice for its variants."""
 
-    def __init__(self, bench: Any, folder: Path, emit: ProgressFn, cancelled: Callable[[], bool]):
+    def __init__(
+        self,
+        bench: Any,
+        folder: Path,
+        emit: ProgressFn,
+        cancelled: Callable[[], bool],
+        reuse: bool = True,
+    ):
         self.bench, self.folder = bench, Path(folder)
         self.emit, self.cancelled = emit, cancelled
+        # Whether an arm may answer with a trial's artifacts: they are files on this machine,
+        # so not when the arm is measured elsewhere (a Ray worker on another node).
+        self.reuse = reuse
         self.chosen: dict[str, ConfigBase] = {}
+        self.kept: dict[str, tuple[int, Path, PrepareReport]] = {}  # label -> chosen trial's
 
     def restore(self, name: str, record: TuningRecord | None) -> None:
         """An arm kept from before an interruption: its choice, read back from its stored
@@ -60,11 +72,23 @@ class ArmTuner:
         if extras.is_variant:
             return self.chosen.get(name), None
         config = self.bench.strategy(name, None, self.bench.context()).config
-        fit, val = split_validation(train, self.tuning.val_fraction, self.bench.config.split.seed)
+        kind = get_strategy_class(name)
+        own = kind.held_out_pairs(config, train)
+        if own:
+            # The arm validates on these itself and never trains on them: each trial prepares
+            # on all the training pairs as the arm will, so the winner's adapter is the arm's.
+            fit, val = list(train), list(own)
+        else:
+            fit, val = split_validation(
+                train, self.tuning.val_fraction, self.bench.config.split.seed
+            )
+        held = {p.id for p in own}
         test = tuple(self.bench.inputs.test)
         folder = self.folder / "tuning"
 
         def build(cfg, workdir, progress, cancelled):
+            if own and {p.id for p in kind.held_out_pairs(cfg, train)} != held:
+                raise ConfigError("these settings would train on the validation pairs")
             # Generated training data must leave out the validation pairs as well as the test.
             ctx = self.bench.context(
                 workdir=workdir, progress=progress, cancelled=cancelled, held_out=(*test, *val)
@@ -85,11 +109,47 @@ class ArmTuner:
             seed=self.bench.config.split.seed,
             cancelled=self.cancelled,
             emit=lambda ev: self.emit(ProgressEvent.from_dict(ev, strategy=label)),
+            keep=bool(own) and self.reuse,
         )
         self.emit(ProgressEvent("tune", strategy=label, figures={"budget": self.tuning.budget}))
         chosen, record = tune(job, self.tuning)
         self.chosen[name] = chosen
+        if job.kept is not None:
+            self.kept[label] = job.kept
         return chosen, record
+
+    def prepared(self, name: str, label: str, settings: ConfigBase, into: Path) -> ConfigBase:
+        """`settings` pointing at the chosen trial's artifacts, moved under `into` (the arm's
+        folder), so the arm loads what tuning trained instead of training it again; `settings`
+        unchanged when no trial's artifacts are kept for `label`."""
+        if label not in self.kept:
+            return settings
+        number, folder, report = self.kept[label]
+        if not report.artifact_path or not Path(report.artifact_path).is_dir():
+            return settings
+        target = Path(into) / f"tuning-trial-{number}"
+        shutil.move(report.artifact_path, target)
+        shutil.rmtree(folder, ignore_errors=True)  # what else the trial built (indexes)
+        prepared = {"artifact_path": str(target)}
+        return get_strategy_class(name).reuse_config(settings, prepared)
+
+    def adopt(
+        self, label: str, result: StrategyResult, settings: ConfigBase, record: TuningRecord
+    ) -> None:
+        """The arm's result as the trial prepared it: the settings chosen (not the path to
+        the adapter it loaded), the trial's training log and figures."""
+        if label not in self.kept:
+            return
+        number, _, report = self.kept.pop(label)
+        if result.status != "done":
+            return
+        result.config = settings.to_dict()
+        prepare = result.prepare
+        prepare.training = report.training
+        # The training's own figures (mode, examples) over "loaded"; parts' sections stay.
+        prepare.details.update({k: v for k, v in report.details.items() if not isinstance(v, dict)})
+        prepare.details["tuning_trial"] = number
+        record.reused_trial = number
 
 
 def charge(result: StrategyResult, record: TuningRecord, device: str, prices: Any) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from core.config import ConfigBase, ConfigError
 from core.tuning_space import Categorical, spaces_of, value_at, with_values
-from core.types import Corpus, QAPair
+from core.types import Corpus, PrepareReport, QAPair
 from eval.metrics import f1_score
 from eval.records import TrialRow, TuningRecord
 from eval.stats import bootstrap_ci
@@ -50,6 +50,12 @@ class TuningJob:
     seed: int = 0
     cancelled: Callable[[], bool] = lambda: False  # noqa: E731 - never cancelled by default
     emit: ProgressFn = lambda event: None  # noqa: E731 - a no-op sink
+    # The trials prepare exactly as the arm will (on all its training pairs, `val` being what
+    # the arm holds out itself): the chosen trial's folder is kept for the arm to reuse.
+    keep: bool = False
+    # Filled by `tune` when `keep`: the chosen trial's number, folder and PrepareReport, when
+    # this process ran it (a trial of a killed attempt left no report to reuse).
+    kept: tuple[int, Path, PrepareReport] | None = None
 
 
 def tune(
@@ -95,7 +101,21 @@ def tune(
         study.optimize(objective, n_trials=left, timeout=timeout, catch=(ConfigError,))
     record.trials = [_row(t) for t in study.trials if t.state != optuna.trial.TrialState.RUNNING]
     record.seconds = round(before + time.perf_counter() - t0, 4)
-    return _choose(job, study, record)
+    chosen = _choose(job, study, record)
+    _keep_chosen(job, objective.prepared, record.chosen_trial)
+    return chosen
+
+
+def _keep_chosen(job: TuningJob, prepared: dict[int, PrepareReport], number: int | None) -> None:
+    """Remove every trial folder but the chosen one's, which `job.kept` then names."""
+    if not job.keep:
+        return
+    folder = job.workdir / f"trial-{number}"
+    if number in prepared and folder.is_dir():
+        job.kept = (number, folder, prepared[number])
+    for other in job.workdir.glob("trial-*") if job.workdir.is_dir() else ():
+        if job.kept is None or other != folder:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def _study(job: TuningJob, pruner: Any):
@@ -155,6 +175,8 @@ def _choose(job: TuningJob, study, record: TuningRecord) -> tuple[ConfigBase, Tu
         record.status, record.note = "skipped", "the default settings could not be scored"
         return job.base, record
     best = max(done, key=lambda t: (t.value, _is_default(t)))  # ties keep the default
+    # A redrawn setting's trial prepared nothing: the one it repeats holds the artifacts.
+    record.chosen_trial = best.user_attrs.get("repeat_of", best.number)
     d_scores, b_scores = default.user_attrs["scores"], best.user_attrs["scores"]
     record.default_score = bootstrap_ci(d_scores, seed=job.seed).to_dict()
     record.tuned_score = bootstrap_ci(b_scores, seed=job.seed).to_dict()
@@ -173,6 +195,7 @@ class _Objective:
 
     def __init__(self, job: TuningJob, spaces: dict, extra_choices: dict[str, list[Any]]):
         self.job, self.spaces = job, spaces
+        self.prepared: dict[int, PrepareReport] = {}  # kept trials' reports (job.keep)
         # Categorical choices must be the same in every trial: the default and the user's
         # extra values (by field name) join the declared ones once, here.
         self.extra: dict[str, tuple[Any, ...]] = {}
@@ -247,8 +270,9 @@ class _Objective:
         job = self.job
         folder = job.workdir / f"trial-{number}"
         strategy = job.build(config, folder, watch.progress, watch.cancelled)
+        kept = False
         try:
-            strategy.prepare(job.corpus, list(job.fit))
+            report = strategy.prepare(job.corpus, list(job.fit))
             scores: list[float] = []
             for start in range(0, len(job.val), job.batch_size):
                 if job.cancelled():
@@ -259,10 +283,14 @@ class _Objective:
                     max(f1_score(a.text, g) for g in p.answers)
                     for a, p in zip(answers, batch, strict=True)
                 ]
+            if job.keep:
+                self.prepared[number] = report
+                kept = True
             return scores
         finally:
             strategy.close()
-            shutil.rmtree(folder, ignore_errors=True)  # adapters and indexes of a trial
+            if not kept:
+                shutil.rmtree(folder, ignore_errors=True)  # adapters and indexes of a trial
 
 
 class _Watch:

@@ -39,7 +39,8 @@ def _setting(value: Any) -> str:
 
 def tuning_table(run: Run) -> pd.DataFrame:
     """One row per tuned arm: status, trials, pruned, seconds, validation F1 default vs tuned
-    (95% intervals), the paired gain and the settings that changed."""
+    (95% intervals), the paired gain, the settings that changed and the trial whose prepared
+    artifacts the arm answered with."""
     rows = []
     for label, rec in tuning_records(run).items():
         changed = "; ".join(
@@ -57,6 +58,8 @@ def tuning_table(run: Run) -> pd.DataFrame:
                 f"tuned {rec.metric}": _interval(rec.tuned_score),
                 "gain": _interval(rec.gain),
                 "changed settings": changed or ("none" if rec.status == "tuned" else rec.note),
+                # A trained arm answers with its chosen trial's adapter, not a second training.
+                "prepared by": "—" if rec.reused_trial is None else f"trial {rec.reused_trial}",
             }
         )
     return pd.DataFrame(rows)

@@ -56,7 +56,7 @@ class LoraStrategy(GenerativeStrategy):
         _check_inputs(mode, corpus, train)
         gen = self.ctx.generator
         self.set_system_prompt(corpus)
-        fit, held = split_validation(train, cfg.val_fraction, cfg.training.seed)
+        fit, held = split_validation(train, cfg.val_fraction, cfg.training.seed)  # held_out_pairs
         generated = self._corpus_pairs(corpus, train) if mode != "cpt" else []
         examples, info = self._examples(corpus, fit + generated, mode)
         val_examples, _ = self._examples(corpus, held, "raft" if mode == "raft" else "qa")
@@ -230,6 +230,12 @@ class LoraStrategy(GenerativeStrategy):
             artifact_path=str(folder),
             details=details,
         )
+
+    @classmethod
+    def held_out_pairs(cls, config, train):
+        """`val_fraction` of the training pairs, drawn with the training seed: validation loss,
+        early stopping and the best checkpoint read them; no example is made from them."""
+        return split_validation(train, config.val_fraction, config.training.seed)[1]
 
     @classmethod
     def reuse_config(cls, config, prepared):
