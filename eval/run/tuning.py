@@ -3,8 +3,10 @@
 The harness asks `ArmTuner.settings_for` before it measures an arm: with `tuning.budget` off it
 changes nothing; otherwise it searches the arm's spaces on pairs carved from the training split
 (the share and seed LoRA validates on), never the test split, and returns the chosen settings
-with a `TuningRecord`. `charge` adds the tuning time to the arm's preparation cost, so the
-break-even volumes and money include it.
+with a `TuningRecord`. An arm that holds out validation pairs of its own (LoRA) is tuned on
+exactly those, its trials preparing on all its training pairs; `prepared` then hands the arm
+its chosen trial's adapter, so it is not trained a second time. `charge` adds the tuning time
+to the arm's preparation cost, so the break-even volumes and money include it.
 """
 
 from __future__ import annotations

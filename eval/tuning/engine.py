@@ -8,6 +8,7 @@ bad trial through the strategy's own cancel hook (`cancelled()` is polled betwee
 the `RunCancelled` it raises becomes `optuna.TrialPruned`. Settings drawn a second time keep
 the first trial's outcome instead of another pass, and a finite space stops its search once
 every setting has been tried: the system prompt's four instructions cost four passes, not twelve.
+With `keep`, the chosen trial's folder (its adapter) is kept for the arm to answer with.
 """
 
 from __future__ import annotations
