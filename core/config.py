@@ -97,11 +97,12 @@ class ConfigBase:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}")
+        declared = {f.name: f for f in fields(cls)}
         kwargs: dict[str, Any] = {}
         for name, value in data.items():
             sub = _config_class(hints.get(name))
             if sub is not None and isinstance(value, dict):
-                value = sub.from_dict(value)
+                value = _over_default(sub.from_dict(value), declared[name], value)
             kwargs[name] = value
         try:
             return cls(**kwargs)
@@ -140,6 +141,26 @@ def _plain(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items()}
     return v
+
+
+def _over_default(built: ConfigBase, f: dataclasses.Field, given: dict[str, Any]) -> ConfigBase:
+    """`built` (a section read from `given`) keeping what its field's own default sets apart
+    from the section class's defaults, for every option `given` leaves out.
+
+    lora+rag's LoRA part defaults to RAFT mode with room for passages; a config (or --set)
+    changing only its learning rate must not fall back to closed-book LoRA's mode."""
+    if f.default_factory is dataclasses.MISSING:
+        return built
+    own = f.default_factory()
+    if type(own) is not type(built):
+        return built
+    plain = type(built)()
+    kept = {
+        g.name: getattr(own, g.name)
+        for g in fields(built)
+        if g.name not in given and getattr(own, g.name) != getattr(plain, g.name)
+    }
+    return built.replace(**kept) if kept else built
 
 
 def _config_class(hint: Any) -> type[ConfigBase] | None:

@@ -107,3 +107,21 @@ def test_the_run_page_form_draws_the_nested_section():
     out = at.session_state["out"]
     assert out["training"]["epochs"] == 1.0 and out["r"] == 8
     assert LoraStrategyConfig.from_dict(out).training.epochs == 1.0
+
+
+def test_a_partial_lora_rag_setting_keeps_raft_mode():
+    """Setting only the learning rate of lora+rag's LoRA part (a YAML or --set) keeps the
+    part's own defaults: RAFT mode with room for the passages, not closed-book LoRA's."""
+    from eval.cli import build_config
+    from eval.cli_args import parser
+
+    flags = ["--set", "lora+rag.lora.training.learning_rate=3e-4"]
+    run = build_config(parser().parse_args(["run", *flags]))
+    combo = make_config("lora+rag", run.strategy_configs["lora+rag"])
+    shipped = make_config("lora+rag", None)
+    assert combo.lora.training.learning_rate == 3e-4
+    assert (combo.lora.mode, combo.lora.max_seq_tokens) == ("raft", 768)
+    assert combo.lora.mode == shipped.lora.mode
+    # What is given still wins over the part's own default.
+    qa = make_config("lora+rag", {"lora": {"mode": "qa", "max_seq_tokens": 300}})
+    assert (qa.lora.mode, qa.lora.max_seq_tokens) == ("qa", 300)

@@ -31,6 +31,7 @@ from eval.jobs.queue import JobQueue
 from eval.jobs.watchdog import Watchdog
 
 ROOT = Path(__file__).resolve().parents[2]  # where the packages are, put on the worker's path
+PROBE_PATIENCE_S = 0.5  # longer than a worker_pid probe holds the lock, far shorter than a worker
 
 
 def _finish_run(queue: JobQueue, run_id: str | None, status: str, error: str) -> None:
@@ -117,16 +118,23 @@ def _lock_path(store_path: str | Path) -> Path:
     return Path(str(Path(store_path).resolve()) + ".worker.lock")
 
 
-def _try_lock(path: Path) -> int | None:
-    """An fd holding the exclusive lock on `path`, or None when another process holds it."""
+def _try_lock(path: Path, patience_s: float = PROBE_PATIENCE_S) -> int | None:
+    """An fd holding the exclusive lock on `path`, or None when another process holds it.
+
+    `worker_pid` probes by taking the lock for an instant: a worker (or `ensure_worker`)
+    trying at that instant waits `patience_s` instead of taking the probe for a worker."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+    end = time.monotonic() + patience_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= end:
+                os.close(fd)
+                return None
+            time.sleep(0.01)
 
 
 def worker_pid(store_path: str | Path) -> int | None:
@@ -134,7 +142,7 @@ def worker_pid(store_path: str | Path) -> int | None:
     path = _lock_path(store_path)
     if not path.exists():
         return None
-    fd = _try_lock(path)
+    fd = _try_lock(path, patience_s=0.0)
     if fd is not None:  # nobody holds it
         os.close(fd)
         return None
