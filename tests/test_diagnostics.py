@@ -97,6 +97,14 @@ def test_headline_says_no_winner_and_generator_limit_first():
     assert js["attribution"][0]["counts"] and js["power"][0]["sentence"]
 
 
+def test_an_arm_above_the_reading_ceiling_is_named_instead_of_blaming_the_generator():
+    d = diagnose(_view(oracle_mean=0.05))  # lora and the base: intervals from 0.1 up
+    assert not d.generator_limited
+    line = next(h for h in d.headline if "gold passage" in h)
+    assert "system_prompt, lora scored above that ceiling" in line
+    assert "limits every score" not in line
+
+
 def test_no_headline_when_clear_and_ceiling_high():
     view = _view(oracle_mean=0.9)
     for r in view.run.results:  # narrow, separated intervals

@@ -166,12 +166,24 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
             text += f" This test set detects only gaps of about {widest:.2f} {label} or more."
         d.headline.append(text)
     if ceiling is not None and ceiling < config.low_ceiling:
-        d.generator_limited = True
-        d.headline.append(
+        # A trained arm (RAFT) can read better than the base model reads the gold passage:
+        # then the base generator limits the other strategies, not every score.
+        above = [s for s in ivs if ivs[s]["low"] > ceiling] if results else []
+        d.generator_limited = not above
+        reading = (
             f"Even reading the gold passage the generator scores {label} {ceiling:.2f} "
-            f"(below {config.low_ceiling:g}): the generator, not the strategy, limits every "
-            "score; a stronger model raises them all."
+            f"(below {config.low_ceiling:g})"
         )
+        if above:
+            d.headline.append(
+                f"{reading}, yet {', '.join(above)} scored above that ceiling: it limits the "
+                "other strategies, not every score."
+            )
+        else:
+            d.headline.append(
+                f"{reading}: the generator, not the strategy, limits every score; a stronger "
+                "model raises them all."
+            )
     from eval.views.tuning import tuning_notes
 
     d.headline.extend(tuning_notes(view.run))  # an untuned arm, a tuning gain within noise
