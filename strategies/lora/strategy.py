@@ -56,7 +56,7 @@ class LoraStrategy(GenerativeStrategy):
         _check_inputs(mode, corpus, train)
         gen = self.ctx.generator
         self.set_system_prompt(corpus)
-        fit, held = split_validation(train, cfg.val_fraction, cfg.training.seed)  # held_out_pairs
+        fit, held = _validation_split(cfg, train)
         generated = self._corpus_pairs(corpus, train) if mode != "cpt" else []
         examples, info = self._examples(corpus, fit + generated, mode)
         val_examples, _ = self._examples(corpus, held, "raft" if mode == "raft" else "qa")
@@ -235,7 +235,7 @@ class LoraStrategy(GenerativeStrategy):
     def held_out_pairs(cls, config, train):
         """`val_fraction` of the training pairs, drawn with the training seed: validation loss,
         early stopping and the best checkpoint read them; no example is made from them."""
-        return split_validation(train, config.val_fraction, config.training.seed)[1]
+        return _validation_split(config, train)[1]
 
     @classmethod
     def reuse_config(cls, config, prepared):
@@ -249,6 +249,12 @@ class LoraStrategy(GenerativeStrategy):
     def close(self) -> None:
         if self.adapter is not None:
             self.ctx.generator.detach_adapter(self.adapter)
+
+
+def _validation_split(cfg: LoraStrategyConfig, train: list[QAPair]):
+    """(pairs trained on, pairs held out): one draw for `prepare` and `held_out_pairs`, so
+    tuning scores a trial on exactly what the adapter never trained on."""
+    return split_validation(train, cfg.val_fraction, cfg.training.seed)
 
 
 def _check_inputs(mode: str, corpus: Corpus, train: list[QAPair]) -> None:
