@@ -606,3 +606,22 @@ def test_a_combination_holds_out_its_trained_parts_pairs_only_when_no_part_reads
     assert held and held == lora.held_out_pairs(lora.config_class(), pairs)
     few_shot_rag = get_strategy_class("few_shot+rag")
     assert few_shot_rag.held_out_pairs(few_shot_rag.config_class(), pairs) == []
+
+
+def test_an_arm_whose_trial_left_no_adapter_trains_itself_and_claims_no_reuse(tmp_path):
+    from eval.records import PreparedRecord
+    from eval.run.tuning import ArmTuner
+    from eval.store import StrategyResult
+
+    tuner = ArmTuner(None, tmp_path, lambda event: None, lambda: False)
+    trial = tmp_path / "trial-3"
+    trial.mkdir()
+    tuner.kept["lora"] = (3, trial, PrepareReport(artifact_path=str(tmp_path / "gone")))
+    settings = get_strategy_class("lora").config_class()
+    assert tuner.prepared("lora", "lora", settings, tmp_path / "arm") is settings
+    assert not trial.exists()
+    result = StrategyResult("lora", "done", settings.to_dict(), PreparedRecord())
+    record = TuningRecord(status="tuned", budget="quick")
+    tuner.adopt("lora", result, settings, record)
+    assert record.reused_trial is None and result.prepare.training is None
+    assert "tuning_trial" not in result.prepare.details

@@ -126,20 +126,23 @@ class ArmTuner:
         unchanged when no trial's artifacts are kept for `label`."""
         if label not in self.kept:
             return settings
-        number, folder, report = self.kept[label]
-        if not report.artifact_path or not Path(report.artifact_path).is_dir():
-            return settings
-        target = Path(into) / f"tuning-trial-{number}"
-        shutil.move(report.artifact_path, target)
+        number, folder, report = self.kept.pop(label)
+        usable = bool(report.artifact_path) and Path(report.artifact_path).is_dir()
+        if usable:
+            target = Path(into) / f"tuning-trial-{number}"
+            shutil.move(report.artifact_path, target)
+            self.kept[label] = (number, target, report)  # for `adopt`: the arm reuses it
         shutil.rmtree(folder, ignore_errors=True)  # what else the trial built (indexes)
-        prepared = {"artifact_path": str(target)}
-        return get_strategy_class(name).reuse_config(settings, prepared)
+        if not usable:  # nothing to load: the arm prepares (trains) itself
+            return settings
+        return get_strategy_class(name).reuse_config(settings, {"artifact_path": str(target)})
 
     def adopt(
         self, label: str, result: StrategyResult, settings: ConfigBase, record: TuningRecord
     ) -> None:
         """The arm's result as the trial prepared it: the settings chosen (not the path to
-        the adapter it loaded), the trial's training log and figures."""
+        the adapter it loaded), the trial's training log and figures. Nothing to do unless
+        `prepared` handed the arm the trial's artifacts."""
         if label not in self.kept:
             return
         number, _, report = self.kept.pop(label)

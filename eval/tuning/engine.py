@@ -271,7 +271,6 @@ class _Objective:
         job = self.job
         folder = job.workdir / f"trial-{number}"
         strategy = job.build(config, folder, watch.progress, watch.cancelled)
-        kept = False
         try:
             report = strategy.prepare(job.corpus, list(job.fit))
             scores: list[float] = []
@@ -286,11 +285,10 @@ class _Objective:
                 ]
             if job.keep:
                 self.prepared[number] = report
-                kept = True
             return scores
         finally:
             strategy.close()
-            if not kept:
+            if number not in self.prepared:
                 shutil.rmtree(folder, ignore_errors=True)  # adapters and indexes of a trial
 
 
