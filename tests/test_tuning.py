@@ -226,6 +226,15 @@ def test_a_small_space_is_tried_once_per_setting_then_the_search_stops(tmp_path,
     assert all(t.seconds == 0.0 for t in rec.trials[3:])  # any redraw reused, not re-run
 
 
+def test_every_setting_of_a_space_the_budget_covers_is_tried(tmp_path, monkeypatch):
+    # Eight settings and eight trials: each once. Drawn at random, seven draws after the default
+    # would leave some untried (the sample's system prompt arm missed one instruction of four).
+    monkeypatch.setattr("eval.tuning.engine.spaces_of", lambda cls: {"words": IntRange(1, 8)})
+    _, rec = tune(_job(tmp_path, "tuning_dial"), TuningConfig(budget="quick", n_trials=8))
+    assert sorted(t.values["words"] for t in rec.trials) == list(range(1, 9))
+    assert rec.trials[0].default and rec.trials[0].values["words"] == 1
+
+
 def test_real_lora_trial_is_pruned_through_the_training_loop(tmp_path, chunked_mini, tiny_models):
     import optuna
 

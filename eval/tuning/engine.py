@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,11 +82,12 @@ def tune(
         record.note = f"{len(job.val)} validation pair(s): too few to compare settings on"
         return job.base, record
     t0 = time.perf_counter()
-    study = _study(job, pruner)
-    # Trials of an earlier, killed attempt were paid for too: their time counts.
-    before = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study))
     objective = _Objective(job, spaces, tuning.extra_choices)
     budget = tuning.budget_for(job.trains)
+    size = objective.size()
+    study = _study(job, pruner, exhaustive=size is not None and size <= budget.n_trials)
+    # Trials of an earlier, killed attempt were paid for too: their time counts.
+    before = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study))
     import optuna
 
     if not any(_is_default(t) for t in _finished(study)):
@@ -119,8 +121,11 @@ def _keep_chosen(job: TuningJob, prepared: dict[int, PrepareReport], number: int
             shutil.rmtree(other, ignore_errors=True)
 
 
-def _study(job: TuningJob, pruner: Any):
-    """The arm's study in the journal: created, or loaded with its trials (a resumed run)."""
+def _study(job: TuningJob, pruner: Any, exhaustive: bool = False):
+    """The arm's study in the journal: created, or loaded with its trials (a resumed run).
+
+    `exhaustive`: every setting of the space fits the budget, so each is tried once.
+    """
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -140,7 +145,15 @@ def _study(job: TuningJob, pruner: Any):
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     # Seeded, and shifted by the trials already done so a resumed search does not redraw them.
-    study.sampler = optuna.samplers.TPESampler(seed=job.seed + len(study.trials))
+    seed = job.seed + len(study.trials)
+    if exhaustive:
+        # TPE draws a small space with replacement: twelve draws of four system prompts left
+        # one untried on the sample. Enumerating them (in a seeded order) tries each once.
+        with warnings.catch_warnings():  # experimental in name since 3.1, stable in use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.sampler = optuna.samplers.BruteForceSampler(seed=seed)
+    else:
+        study.sampler = optuna.samplers.TPESampler(seed=seed)
     return study
 
 
