@@ -235,6 +235,50 @@ def test_every_setting_of_a_space_the_budget_covers_is_tried(tmp_path, monkeypat
     assert rec.trials[0].default and rec.trials[0].values["words"] == 1
 
 
+def test_a_trial_still_running_when_the_budget_runs_out_is_stopped(tmp_path, monkeypatch):
+    # Optuna's timeout only refuses new trials: a trial begun just inside the cap would train to
+    # its end, a whole training past the budget. The deadline stops it at its next cancel poll.
+    import time
+
+    def slow(self, corpus, train):
+        for step in range(1, self.config.steps + 1):
+            if self.ctx.cancelled():
+                raise RunCancelled
+            time.sleep(0.02)
+            self.ctx.progress({"stage": "validate", "step": step, "eval_loss": self.config.lr})
+        return PrepareReport()
+
+    monkeypatch.setattr(SlopeStrategy, "prepare", slow)
+    settings = TuningConfig(budget="quick", n_trials=4, max_seconds=0.1)
+    chosen, rec = tune(_job(tmp_path, "tuning_slope"), settings, _never_prune())
+    default, *others = rec.trials
+    assert default.default and default.state == "complete" and default.steps == 20
+    assert others and all(t.state == "pruned" and t.steps < 20 for t in others)
+    assert chosen.lr == 0.1
+
+
+def test_an_untrained_trial_is_stopped_between_validation_batches_at_the_deadline(
+    tmp_path, monkeypatch
+):
+    import time
+
+    real = DialStrategy.answer
+    batches: list[int] = []
+
+    def slow(self, questions):
+        batches.append(self.config.words)
+        time.sleep(0.05)
+        return real(self, questions)
+
+    monkeypatch.setattr(DialStrategy, "answer", slow)
+    job = _job(tmp_path, "tuning_dial", val=_pairs(8), batch_size=1)
+    _, rec = tune(job, TuningConfig(budget="quick", n_trials=4, max_seconds=0.1))
+    default, *others = rec.trials
+    assert default.state == "complete" and batches.count(1) == 8
+    assert others and all(t.state == "pruned" for t in others)
+    assert len(batches) < 16  # the second trial did not answer all eight pairs
+
+
 def test_real_lora_trial_is_pruned_through_the_training_loop(tmp_path, chunked_mini, tiny_models):
     import optuna
 

@@ -101,6 +101,8 @@ def tune(
     cap = budget.seconds_after_default(default_s)
     if left > 0 and (cap is None or cap - spent > 0) and not objective.exhausted(_finished(study)):
         timeout = None if cap is None else cap - spent
+        # Optuna's timeout only stops new trials; the deadline also stops the running one.
+        objective.deadline = None if timeout is None else time.perf_counter() + timeout
         study.optimize(objective, n_trials=left, timeout=timeout, catch=(ConfigError,))
     record.trials = [_row(t) for t in study.trials if t.state != optuna.trial.TrialState.RUNNING]
     record.seconds = round(before + time.perf_counter() - t0, 4)
@@ -210,6 +212,7 @@ class _Objective:
     def __init__(self, job: TuningJob, spaces: dict, extra_choices: dict[str, list[Any]]):
         self.job, self.spaces = job, spaces
         self.prepared: dict[int, PrepareReport] = {}  # kept trials' reports (job.keep)
+        self.deadline: float | None = None  # perf_counter time the budget runs out at
         # Categorical choices must be the same in every trial: the default and the user's
         # extra values (by field name) join the declared ones once, here.
         self.extra: dict[str, tuple[Any, ...]] = {}
@@ -255,7 +258,7 @@ class _Objective:
             trial.set_user_attr("scores", earlier.user_attrs.get("scores", []))
             return float(earlier.value)
         config = with_values(self.job.base, values)  # ConfigError: a failed trial, caught
-        watch = _Watch(trial, self.job)
+        watch = _Watch(trial, self.job, self.deadline)
         t0 = time.perf_counter()
         try:
             scores = self._score(config, watch, trial.number)
@@ -264,6 +267,8 @@ class _Objective:
             trial.set_user_attr("steps", watch.steps)
             if watch.pruned:
                 raise optuna.TrialPruned(f"pruned at step {watch.steps}") from None
+            if watch.out_of_time:
+                raise optuna.TrialPruned(f"the budget ran out at step {watch.steps}") from None
             raise
         trial.set_user_attr("seconds", time.perf_counter() - t0)
         trial.set_user_attr("steps", watch.steps)
@@ -288,7 +293,8 @@ class _Objective:
             report = strategy.prepare(job.corpus, list(job.fit))
             scores: list[float] = []
             for start in range(0, len(job.val), job.batch_size):
-                if job.cancelled():
+                # A trained trial past its training is answered to the end: that was the cost.
+                if job.cancelled() or (not job.trains and watch.cancelled()):
                     raise RunCancelled
                 batch = job.val[start : start + job.batch_size]
                 answers = strategy.answer([p.question for p in batch])
@@ -306,11 +312,12 @@ class _Objective:
 
 
 class _Watch:
-    """A trial's progress sink and cancel poll: validation losses go to the pruner."""
+    """A trial's progress sink and cancel poll: validation losses go to the pruner, and past
+    the budget's deadline the trial is stopped."""
 
-    def __init__(self, trial, job: TuningJob):
-        self.trial, self.job = trial, job
-        self.pruned, self.steps = False, 0
+    def __init__(self, trial, job: TuningJob, deadline: float | None = None):
+        self.trial, self.job, self.deadline = trial, job, deadline
+        self.pruned, self.out_of_time, self.steps = False, False, 0
 
     def progress(self, event: dict[str, Any]) -> None:
         if isinstance(event.get("step"), int):
@@ -324,4 +331,7 @@ class _Watch:
         )
 
     def cancelled(self) -> bool:
-        return self.pruned or self.job.cancelled()
+        # A trial started just inside the budget would otherwise run a whole training past it.
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            self.out_of_time = True
+        return self.pruned or self.out_of_time or self.job.cancelled()
