@@ -208,6 +208,15 @@ def test_a_pruned_trial_stops_early(tmp_path):
     assert rec.n_pruned == len(pruned) and chosen.lr == 0.1
 
 
+def test_the_first_trial_after_the_default_is_pruned_against_the_defaults_curve(tmp_path):
+    # The shipped pruner, not a test's: lr 0.9 reports a loss of 0.9 where the default reported
+    # 0.1, so it stops at its first validation instead of training all 20 steps.
+    _, rec = tune(_job(tmp_path, "tuning_slope"), TuningConfig(budget="quick", n_trials=2))
+    default, trial = rec.trials
+    assert default.default and default.state == "complete" and default.steps == 20
+    assert trial.values["lr"] == 0.9 and trial.state == "pruned" and trial.steps == 1
+
+
 def test_a_small_space_is_tried_once_per_setting_then_the_search_stops(tmp_path, monkeypatch):
     # Three settings (IntRange 1..3) and a budget of ten: three passes, not ten, and the record
     # still holds the default and the best.
@@ -633,7 +642,7 @@ def test_lora_is_tuned_on_what_it_holds_out_and_answers_with_the_chosen_trials_a
     run = RunStore(cfg.store_path).get_run(run_comparison(cfg))
     (result,) = run.results
     rec = result.extras.tuning
-    trained = [t for t in rec.trials if t.state == "complete" and t.seconds > 0]
+    trained = [t for t in rec.trials if t.seconds > 0]  # complete or pruned, not a redraw
     # One training per trial that prepared; the arm itself loaded the chosen trial's adapter.
     assert len([c for c in calls if c[1]]) == len(trained) and len(calls) == len(trained) + 1
     assert rec.reused_trial == rec.chosen_trial == result.prepare.details["tuning_trial"]
