@@ -247,10 +247,7 @@ class _Objective:
             for path, space in self.spaces.items()
         }
         trial.set_user_attr("values", values)
-        finished = _finished(trial.study)  # read once: the journal is a file
-        earlier = next((t for t in finished if t.params == trial.params), None)
-        if self.exhausted(finished, trial):  # after this trial: every setting was tried
-            trial.study.stop()
+        earlier = next((t for t in _finished(trial.study) if t.params == trial.params), None)
         if earlier is not None:
             # TPE redraws small spaces; a second pass over the validation pairs would cost a
             # whole trial and say the same, so the earlier outcome stands.
@@ -279,15 +276,13 @@ class _Objective:
         trial.set_user_attr("scores", scores)
         return sum(scores) / len(scores)
 
-    def exhausted(self, finished: list, trial: Any = None) -> bool:
-        """Whether the `finished` trials (and `trial`) tried every setting of a finite space."""
+    def exhausted(self, finished: list) -> bool:
+        """Whether the `finished` trials tried every setting of a finite space (a space of one
+        setting, or a resumed search): the brute-force sampler stops a search it finishes."""
         size = self.size()
         if size is None:
             return False
-        tried = {tuple(sorted(t.params.items())) for t in finished}
-        if trial is not None:
-            tried.add(tuple(sorted(trial.params.items())))
-        return len(tried) >= size
+        return len({tuple(sorted(t.params.items())) for t in finished}) >= size
 
     def _score(self, config: ConfigBase, watch: _Watch, number: int) -> list[float]:
         job = self.job
