@@ -266,6 +266,31 @@ def test_a_trial_still_running_when_the_budget_runs_out_is_stopped(tmp_path, mon
     assert chosen.lr == 0.1
 
 
+def test_a_cancelled_run_is_not_taken_for_a_trial_out_of_time(tmp_path):
+    # The run is cancelled while the second trial is being built, which takes past the budget's
+    # deadline: at its first cancel poll both hold, and the run stops (RunCancelled) instead of
+    # recording a pruned trial and going on to the next arm.
+    import time
+
+    from strategies import create_strategy
+    from strategies.base import StrategyContext
+
+    builds: list[int] = []
+
+    def build(cfg, workdir, progress, cancelled):
+        builds.append(1)
+        if len(builds) == 2:
+            time.sleep(0.2)  # past the 0.05 s left after the default trial
+        ctx = StrategyContext(workdir=workdir, progress=progress, cancelled=cancelled)
+        return create_strategy("tuning_slope", cfg, ctx)
+
+    SlopeStrategy.prepared = 0
+    job = _job(tmp_path, "tuning_slope", build=build, cancelled=lambda: len(builds) >= 2)
+    with pytest.raises(RunCancelled):
+        tune(job, TuningConfig(budget="quick", n_trials=2, max_seconds=0.05), _never_prune())
+    assert SlopeStrategy.prepared == 2  # the default trial, and the one cancelled
+
+
 def test_an_untrained_trial_is_stopped_between_validation_batches_at_the_deadline(
     tmp_path, monkeypatch
 ):

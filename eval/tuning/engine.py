@@ -266,6 +266,8 @@ class _Objective:
         except RunCancelled:
             trial.set_user_attr("seconds", time.perf_counter() - t0)
             trial.set_user_attr("steps", watch.steps)
+            if self.job.cancelled():  # the run's cancel wins over a prune or the deadline
+                raise
             if watch.pruned:
                 raise optuna.TrialPruned(f"pruned at step {watch.steps}") from None
             if watch.out_of_time:
