@@ -26,6 +26,7 @@ class StrategyEstimate:
     total_s: float = 0.0
     error: str | None = None
     resplits_s: float = 0.0  # the same strategy again on each re-split (config `stability`)
+    tuning_s: float = 0.0  # searching its settings (config `tuning`), part of prepare_s
 
 
 @dataclass

@@ -64,3 +64,64 @@ def test_estimate_runs_as_a_worker_job_and_scales_a_sampled_preparation(
     assert "measured on a sample, scaled" in by["rag"].prepare_note
     assert by["system_prompt"].seconds_per_question > 0
     assert RunStore(cfg.store_path).list_runs() == []
+
+
+def _pairs(n: int) -> list:
+    from core.types import QAPair
+
+    return [QAPair(f"q{i}", f"Question {i}?", (f"answer {i}",)) for i in range(n)]
+
+
+def test_the_estimate_counts_each_arms_search_within_its_budget():
+    from eval.config import RunConfig
+    from eval.run.estimate import tuning_seconds
+    from strategies import make_config as strategy_config
+
+    train = _pairs(20)
+    prompt = strategy_config("system_prompt", None)
+    lora = strategy_config("lora", {"val_fraction": 0.2})
+    off = RunConfig()
+    off.tuning.budget = "off"
+    assert tuning_seconds(off, "system_prompt", prompt, train, 2.0, 1.0) == (0.0, "")
+
+    quick = RunConfig.from_dict({"tuning": {"budget": "quick", "val_fraction": 0.25}})
+    # Four instructions, each tried once (2 s to prepare + 5 validation answers at 1 s).
+    s, note = tuning_seconds(quick, "system_prompt", prompt, train, 2.0, 1.0)
+    assert s == 4 * 7.0 and "4 trials on 5 validation pairs" in note
+    # A seconds cap stops the trials after the default one.
+    capped = RunConfig.from_dict(
+        {"tuning": {"budget": "quick", "val_fraction": 0.25, "max_seconds": 10}}
+    )
+    assert tuning_seconds(capped, "system_prompt", prompt, train, 2.0, 1.0)[0] == 7.0 + 10.0
+    # LoRA validates on its own 4 pairs and keeps its default trial's training: that training
+    # is the arm's, so the search adds its 4 validation answers and about one more training.
+    s, note = tuning_seconds(quick, "lora", lora, train, 100.0, 1.0)
+    assert s == 4.0 + 104.0 and "6 trials on 4 validation pairs" in note
+    # On Ray the arm trains again: the default trial is a training of its own.
+    ray = RunConfig.from_dict({"tuning": {"budget": "quick"}, "executor": {"kind": "ray"}})
+    assert tuning_seconds(ray, "lora", lora, train, 100.0, 1.0)[0] == 104.0 + 104.0
+    # Too few validation pairs: the run skips the search, the estimate counts none.
+    assert tuning_seconds(quick, "system_prompt", prompt, _pairs(5), 2.0, 1.0) == (0.0, "")
+
+
+def test_a_tuned_runs_estimate_includes_the_search_in_preparation(
+    mini_corpus, tiny_models, tmp_path
+):
+    over = {"strategies": ["system_prompt", "fake"], "retention_questions": 0}
+    plain = estimate_run(make_config(mini_corpus, tiny_models, tmp_path / "a", **over))
+    tuned = estimate_run(
+        make_config(
+            mini_corpus,
+            tiny_models,
+            tmp_path / "b",
+            tuning={"budget": "quick", "val_fraction": 0.3},
+            **over,
+        )
+    )
+    p, t = ({e.strategy: e for e in est.strategies} for est in (plain, tuned))
+    assert p["system_prompt"].tuning_s == 0 and "tuning" not in p["system_prompt"].prepare_note
+    assert (
+        t["system_prompt"].tuning_s > 0 and "2 validation pairs" in t["system_prompt"].prepare_note
+    )
+    assert t["system_prompt"].prepare_s >= t["system_prompt"].tuning_s
+    assert t["fake"].tuning_s == 0  # nothing of it has a search space

@@ -220,6 +220,11 @@ def estimate_table(est: Estimate) -> None:
         f"{est.retention_questions} general questions on {est.device}: about "
         f"**{duration(est.total_s)}** in all."
     )
+    tuning_s = sum(e.tuning_s for e in est.strategies)
+    if tuning_s:
+        st.caption(
+            f"Of which tuning (searching each strategy's settings): about {duration(tuning_s)}."
+        )
     resplits_s = sum(e.resplits_s for e in est.strategies)
     if resplits_s:
         st.caption(f"Of which re-splits (stability): about {duration(resplits_s)}.")

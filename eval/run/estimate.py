@@ -5,7 +5,9 @@ run that follows. Each strategy answers one batch of test questions of the run's
 the run will, after one untimed warm-up generation (the first call of a process is slow and
 would be charged to whichever strategy came first). A strategy that trains runs one training
 step, multiplied by the steps the full run takes; the others prepare on a sample of the corpus
-and training pairs (at most PREPARE_SAMPLE of each), scaled up to the full size. Nothing is
+and training pairs (at most PREPARE_SAMPLE of each), scaled up to the full size. With a
+tuning budget, each strategy's search is counted from the same figures: its trials prepare as
+it does and answer the validation pairs, within the budget's trials and seconds. Nothing is
 stored; the app stores the estimate with the run it launches, and History compares the two.
 """
 
@@ -60,6 +62,39 @@ def training_seconds(config: RunConfig, name: str, n_train: int) -> float | None
     cfg = make_config(name, config.strategy_configs.get(name))
     steps = _planned_steps(name, cfg, n_train)
     return steps * CPU_STEP_S * (1 + sum(config.learning_curve))
+
+
+def tuning_seconds(
+    config: RunConfig, name: str, cfg: ConfigBase, train: list, trial_prepare_s: float, per_q: float
+) -> tuple[float, str]:
+    """What searching strategy `name`'s settings (`cfg`) under the run's tuning budget adds
+    to its preparation, and how that was counted ("" when nothing is searched).
+
+    Every trial prepares as the arm does (`trial_prepare_s`) and answers the validation pairs
+    (`per_q` each); the trials after the default one stop at the budget's seconds cap. An arm
+    that validates on pairs of its own answers with its default trial's training when that is
+    kept, so that training is not counted twice."""
+    from eval.run.executor import EXECUTORS
+    from eval.tuning.engine import planned_trials
+    from strategies.lora.data import split_validation
+
+    kind = get_strategy_class(name)
+    tuning = config.tuning
+    trials = planned_trials(cfg, tuning, kind.trains)
+    if not trials:
+        return 0.0, ""
+    own = kind.held_out_pairs(cfg, train)
+    n_val = len(own or split_validation(train, tuning.val_fraction, config.split.seed)[1])
+    if n_val < 2:  # the search is skipped: too few pairs to compare settings on
+        return 0.0, ""
+    trial_s = trial_prepare_s + per_q * n_val
+    reused = bool(own) and EXECUTORS[config.executor.kind].local_files
+    rest = (trials - 1) * trial_s
+    cap = tuning.budget_for(kind.trains).seconds_after_default(trial_s)
+    if cap is not None:
+        rest = min(rest, cap)
+    first = per_q * n_val if reused else trial_s
+    return first + rest, f"tuning: up to {trials} trials on {n_val} validation pairs"
 
 
 def estimate_run(
@@ -156,13 +191,19 @@ def _probe(
         variants_s = sum(prep * f for f in curve) + per_q * len(inputs.test) * len(curve)
     answer_s = per_q * (len(inputs.test) + n_general)
     rerun = config.stability.include_trained or not trains
+    # Re-splits and learning-curve points reuse the tuned settings: no search of their own.
     resplits_s = config.stability.resplits * (prep + per_q * len(inputs.test)) if rerun else 0.0
+    tune_s, tune_note = tuning_seconds(config, name, cfg, inputs.train, prep, per_q)
+    if tune_s:
+        prep += tune_s  # a run counts its tuning in the arm's preparation too
+        note = f"{note}; {tune_note}"
     return StrategyEstimate(
         strategy=name,
         prompt_tokens_mean=sum(a.cost.prompt_tokens for a in answers) / len(answers),
         seconds_per_question=per_q,
         prepare_s=prep,
         prepare_note=note,
+        tuning_s=tune_s,
         answer_s=answer_s,
         variants_s=variants_s,
         total_s=prep + answer_s + variants_s + resplits_s,

@@ -209,6 +209,41 @@ def _choose(job: TuningJob, study, record: TuningRecord) -> tuple[ConfigBase, Tu
     return with_values(job.base, best.user_attrs["values"]), record
 
 
+def _extras(
+    base: ConfigBase, spaces: dict, extra_choices: dict[str, list[Any]]
+) -> dict[str, tuple[Any, ...]]:
+    """Each categorical space's values beyond its declared ones: the arm's default and the
+    user's extra values (by field name). They must be the same in every trial."""
+    extra: dict[str, tuple[Any, ...]] = {}
+    for path, space in spaces.items():
+        if isinstance(space, Categorical):
+            added = list(extra_choices.get(path.rsplit(".", 1)[-1], []))
+            extra[path] = (value_at(base, path), *added)
+    return extra
+
+
+def _size(spaces: dict, extra: dict[str, tuple[Any, ...]]) -> int | None:
+    """Distinct settings in the whole space; None when a range is continuous."""
+    total = 1
+    for path, space in spaces.items():
+        n = space.count(extra.get(path, ()))
+        if n is None:
+            return None
+        total *= n
+    return total
+
+
+def planned_trials(base: ConfigBase, tuning: TuningConfig, trains: bool) -> int:
+    """The most trials `tune` runs for an arm configured as `base`, the default one included:
+    the budget's count, or the space's size when smaller; 0 with no space or no budget."""
+    spaces = spaces_of(type(base))
+    if not tuning.on or not spaces:
+        return 0
+    size = _size(spaces, _extras(base, spaces, tuning.extra_choices))
+    n = tuning.budget_for(trains).n_trials
+    return n if size is None else min(n, size)
+
+
 class _Objective:
     """One trial: build the arm with the suggested settings, prepare it on the fit pairs,
     answer the validation pairs, return their mean token F1."""
@@ -217,13 +252,7 @@ class _Objective:
         self.job, self.spaces = job, spaces
         self.prepared: dict[int, PrepareReport] = {}  # kept trials' reports (job.keep)
         self.deadline: float | None = None  # perf_counter time the budget runs out at
-        # Categorical choices must be the same in every trial: the default and the user's
-        # extra values (by field name) join the declared ones once, here.
-        self.extra: dict[str, tuple[Any, ...]] = {}
-        for path, space in spaces.items():
-            if isinstance(space, Categorical):
-                added = list(extra_choices.get(path.rsplit(".", 1)[-1], []))
-                self.extra[path] = (value_at(job.base, path), *added)
+        self.extra = _extras(job.base, spaces, extra_choices)
 
     def default_params(self) -> dict[str, Any]:
         """The trial parameters that stand for the arm's own settings."""
@@ -231,13 +260,7 @@ class _Objective:
 
     def size(self) -> int | None:
         """Distinct settings in the whole space; None when a range is continuous."""
-        total = 1
-        for path, space in self.spaces.items():
-            n = space.count(self.extra.get(path, ()))
-            if n is None:
-                return None
-            total *= n
-        return total
+        return _size(self.spaces, self.extra)
 
     def __call__(self, trial) -> float:
         import optuna
