@@ -53,6 +53,7 @@ def served_run(tmp_path_factory):
             "bootstrap_resamples": 500,
             "store_path": str(home / "runs.sqlite"),
             "workdir": str(home / "work"),
+            "tuning": {"budget": "off"},
         }
     )
     run_id = run_comparison(cfg, owner=OWNER)

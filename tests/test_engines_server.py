@@ -65,6 +65,7 @@ def test_comparison_end_to_end_through_llama_server(llama_server, mini_corpus, t
             "workdir": str(tmp_path / "work"),
             "bootstrap_resamples": 200,
             "retention_questions": 2,
+            "tuning": {"budget": "off"},
         }
     )
     run = RunStore(cfg.store_path).get_run(run_comparison(cfg))

@@ -31,6 +31,7 @@ def test_default_models_on_fixed_questions(tmp_path):
         metrics=["exact_match", "f1", "recall_at_k"],
         store_path=str(tmp_path / "runs.sqlite"),
         workdir=str(tmp_path / "work"),
+        tuning={"budget": "off"},  # the shipped settings are what the golden file holds
     )
     store = RunStore(cfg.store_path)
     run = store.get_run(run_comparison(cfg, store=store))

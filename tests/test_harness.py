@@ -43,6 +43,7 @@ def make_config(mini_corpus, tiny_models, tmp_path, **over):
         "workdir": str(tmp_path / "work"),
         "bootstrap_resamples": 200,
         "retention_questions": 6,
+        "tuning": {"budget": "off"},
     }
     data.update(over)
     return RunConfig.from_dict(data)

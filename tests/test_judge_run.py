@@ -55,6 +55,7 @@ def config(mini_corpus, tmp_path, **over) -> RunConfig:
         "workdir": str(tmp_path / "work"),
         "bootstrap_resamples": 200,
         "retention_questions": 0,
+        "tuning": {"budget": "off"},
     }
     return RunConfig.from_dict({**data, **over})
 

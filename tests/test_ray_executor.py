@@ -55,6 +55,7 @@ def _config(tmp_path, mini_corpus, strategies, executor, address="", **extra) ->
             "bootstrap_resamples": 100,
             "retention_questions": 0,
             "executor": {"kind": executor, "address": address},
+            "tuning": {"budget": "off"},
             **extra,
         }
     )

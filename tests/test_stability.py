@@ -101,6 +101,7 @@ def test_run_with_two_resplits_stores_scores_per_split_and_resumes(
             "corpus": str(corpus),
             "qa": str(qa),
             "strategies": ["fake", "system_prompt"],
+            "tuning": {"budget": "off"},
             "models": tiny_models.to_dict(),
             "split": {"test_fraction": 0.3},
             "batch_size": 4,
