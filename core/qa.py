@@ -1,4 +1,5 @@
-"""Question/answer files (JSONL, JSON, CSV) and the leak-safe train/test split."""
+"""Question/answer files (JSONL, JSON, CSV), the leak-safe train/test split and the validation
+share carved from the training pairs (LoRA's and tuning's)."""
 
 from __future__ import annotations
 
@@ -299,6 +300,25 @@ def split_pairs(
     train = [p for i, p in enumerate(pairs) if i not in test_idx]
     test = [p for i, p in enumerate(pairs) if i in test_idx]
     return train, test
+
+
+def split_validation(
+    pairs: list[QAPair], fraction: float, seed: int
+) -> tuple[list[QAPair], list[QAPair]]:
+    """(train, validation): a seeded `fraction` of the pairs (rounded down) held out.
+
+    At least one pair always stays in training; fraction 0 gives no validation set.
+    """
+    n_val = min(int(len(pairs) * float(fraction)), max(0, len(pairs) - 1))
+    if n_val <= 0:
+        return list(pairs), []
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n_val])
+    return (
+        [p for i, p in enumerate(pairs) if i not in held],
+        [p for i, p in enumerate(pairs) if i in held],
+    )
 
 
 # --- in the bounded parser child (core.sandbox): never in the web process -------------------

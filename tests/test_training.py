@@ -14,10 +14,11 @@ import pytest
 from core.config import ModelConfig
 from core.models import load_generator
 from core.prompts import answer_messages
+from core.qa import split_validation
 from strategies import create_strategy
 from strategies.base import RunCancelled, StrategyContext
 from strategies.lora import LoraStrategy
-from strategies.lora.data import oracle_passage, split_validation
+from strategies.lora.data import oracle_passage
 from strategies.lora.deploy import export_adapter_zip, merge_adapter, sizes, unpack_adapter_zip
 from tests.conftest import zip_bytes
 
@@ -113,7 +114,7 @@ def test_early_stopping_keeps_the_best_checkpoint(setup):
         # the saved (restored) adapter scores the best loss on the validation set again
         from accelerate import Accelerator
 
-        from strategies.lora.data import split_validation
+        from core.qa import split_validation
         from strategies.lora.loop import validation_loss
 
         _, held = split_validation(pairs, 0.3, 0)

@@ -74,9 +74,9 @@ def tuning_seconds(
     (`per_q` each); the trials after the default one stop at the budget's seconds cap. An arm
     that validates on pairs of its own answers with its default trial's training when that is
     kept, so that training is not counted twice."""
+    from core.qa import split_validation
     from eval.run.executor import EXECUTORS
     from eval.tuning.engine import planned_trials
-    from strategies.lora.data import split_validation
 
     kind = get_strategy_class(name)
     tuning = config.tuning

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ConfigBase, ConfigError
+from core.qa import split_validation
 from core.tuning_space import with_values
 from core.types import PrepareReport, QAPair
 from eval.artifacts import label_folder
@@ -27,7 +28,6 @@ from eval.store import StrategyResult
 from eval.tuning.config import TuningConfig
 from eval.tuning.engine import TuningJob, tune
 from strategies import get_strategy_class
-from strategies.lora.data import split_validation
 
 
 class ArmTuner:

@@ -1,5 +1,5 @@
 """LoRA training data: chat-formatted examples with the loss on the answer only, raw chunks
-for continued pretraining, retrieval-aware (RAFT) examples and the validation split.
+for continued pretraining and retrieval-aware (RAFT) examples.
 
 An example is `(input_ids, labels)` (`strategies.lora.batches.Example`); labels are IGNORE where
 no loss is read.
@@ -120,22 +120,3 @@ def raft_example(
         return None
     ids, labels = ex[0][:max_tokens], ex[1][:max_tokens]
     return (ids, labels) if any(x != IGNORE for x in labels) else None
-
-
-def split_validation(
-    pairs: list[QAPair], fraction: float, seed: int
-) -> tuple[list[QAPair], list[QAPair]]:
-    """(train, validation): a seeded `fraction` of the pairs (rounded down) held out.
-
-    At least one pair always stays in training; fraction 0 gives no validation set.
-    """
-    n_val = min(int(len(pairs) * float(fraction)), max(0, len(pairs) - 1))
-    if n_val <= 0:
-        return list(pairs), []
-    order = list(range(len(pairs)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:n_val])
-    return (
-        [p for i, p in enumerate(pairs) if i not in held],
-        [p for i, p in enumerate(pairs) if i in held],
-    )

@@ -17,6 +17,7 @@ import random
 from pathlib import Path
 
 from core.prompts import answer_messages
+from core.qa import split_validation
 from core.types import Answer, Corpus, PrepareReport, QAPair
 from strategies import GenerativeStrategy, register_strategy
 from strategies.base import RunCancelled
@@ -26,7 +27,6 @@ from strategies.lora.data import (
     qa_example,
     raft_example,
     raft_passages,
-    split_validation,
 )
 from strategies.lora.loop import train_adapter
 from strategies.lora.settings import LoraStrategyConfig
