@@ -579,6 +579,27 @@ def test_run_page_shows_each_strategys_search_spaces(ui):
     assert ui.selectbox(key="run.tuning.budget").options == ["off", "quick", "thorough"]
 
 
+def test_run_page_estimate_counts_the_budgets_search(ui, ui_home):
+    from eval.jobs import JobQueue
+    from tests.test_app import frame, goto, texts
+
+    goto(ui, "run")
+    ui.multiselect(key="run.strategies").set_value(["system_prompt"]).run()
+    ui.text_input(key="run.models.generator").set_value("tiny").run()
+    ui.number_input(key="run.n_test").set_value(4).run()
+    ui.number_input(key="run.retention_questions").set_value(0).run()
+    ui.selectbox(key="run.tuning.budget").set_value("quick").run()
+    ui.button(key="estimate").click().run()
+    assert not ui.exception and not ui.error, texts(ui.error)
+    queue = JobQueue(ui_home / "runs.sqlite")
+    estimate = queue.list_jobs()[0]
+    assert queue.wait(estimate.id, timeout=120).status == "done"
+    ui.run()
+    how = frame(ui, "How")["How"][0]
+    assert "tuning: up to 4 trials on" in how  # the four built-in instructions, each once
+    assert "Of which tuning" in texts(ui.caption)
+
+
 def test_compare_page_tuning_tab_shows_each_arms_tuning(
     ui, ui_home, mini_corpus, tiny_models, tmp_path
 ):
