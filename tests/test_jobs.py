@@ -403,3 +403,15 @@ def test_prune_forgets_old_finished_jobs_and_their_pairs_but_keeps_runs(mini_cor
     assert queue.get(recent).status == "done" and queue.get(waiting).status == "queued"
     assert queue.store.get_run(run_id).status == "done"  # History keeps the run
     assert queue.prune(older_than_s=3 * 86400) == 0
+
+
+def test_a_run_stored_before_tuning_existed_resumes_untuned(mini_corpus, tmp_path):
+    queue = JobQueue(tmp_path / "runs.sqlite")
+    stored = make_config(mini_corpus, tmp_path / "runs.sqlite").to_dict()
+    del stored["tuning"]  # what a run stored before the tuning section had
+    run_id = queue.store.create_run(stored, "old", owner="alice")
+    queue.store.finish_run(run_id, "interrupted", "the worker stopped")
+    job_id = queue.resume(run_id, owner="alice")
+    job = queue.claim()  # what the worker reads
+    assert job.id == job_id and job.config["tuning"]["budget"] == "off"  # its finished arms were not tuned either
+    assert RunConfig().tuning.budget == "quick"  # what a new run gets

@@ -117,7 +117,9 @@ class JobQueue:
         if run.status == "done" and all(s in kept for s in wanted):
             raise ValueError(f"run {run_id} finished every strategy: nothing to resume")
         _check_qa_file(run)
-        config = RunConfig.from_dict({**run.config, "store_path": str(self.path)})
+        # A run stored before tuning existed ran untuned: its other arms must too.
+        stored = {"tuning": {"budget": "off"}, **run.config, "store_path": str(self.path)}
+        config = RunConfig.from_dict(stored)
         with self._conn() as c:
             self.store.set_status(run_id, "queued", conn=c)
             return self._insert("resume", run_id, config.to_dict(), owner, conn=c)

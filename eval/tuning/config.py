@@ -39,7 +39,7 @@ class TuningConfig(ConfigBase):
     """How each arm's settings are searched before the test split decides."""
 
     budget: str = option(
-        "off",
+        "quick",
         "Search each arm's tunable settings on validation pairs first: 'off', 'quick' (12 "
         "trials for arms that do not train, 6 for those that do, about one extra training's "
         "time), 'thorough' (40 and 16, four trainings' time).",
