@@ -40,7 +40,9 @@ from tests.browser_support import (
 SAMPLE = ROOT / "sample_data"
 # A folder that also receives a screenshot of each page (docs/ for the README); unset: tmp only.
 SCREENSHOTS = os.environ.get("ADAPTLAB_SCREENSHOTS", "")
-RUN_TIMEOUT_S = 600  # first run loads (fresh machine: converts) the models: 2-5 min on 2 cores
+# The first run loads (fresh machine: converts) the models, 2-5 min on 2 cores, and searches
+# each strategy's settings under the default `quick` budget, about 4 min for these two.
+RUN_TIMEOUT_S = 1200
 
 
 def option(name: str) -> str:
