@@ -413,5 +413,6 @@ def test_a_run_stored_before_tuning_existed_resumes_untuned(mini_corpus, tmp_pat
     queue.store.finish_run(run_id, "interrupted", "the worker stopped")
     job_id = queue.resume(run_id, owner="alice")
     job = queue.claim()  # what the worker reads
-    assert job.id == job_id and job.config["tuning"]["budget"] == "off"  # its finished arms were not tuned either
+    # Its finished arms were not tuned: the others must not be either.
+    assert job.id == job_id and job.config["tuning"]["budget"] == "off"
     assert RunConfig().tuning.budget == "quick"  # what a new run gets
