@@ -74,8 +74,8 @@ def tuning_seconds(
     (`per_q` each); the trials after the default one stop at the budget's seconds cap. An arm
     that validates on pairs of its own answers with its default trial's training when that is
     kept, so that training is not counted twice."""
-    from core.qa import split_validation
     from eval.run.executor import EXECUTORS
+    from eval.run.tuning import tuning_pairs
     from eval.tuning.engine import planned_trials
 
     kind = get_strategy_class(name)
@@ -83,12 +83,12 @@ def tuning_seconds(
     trials = planned_trials(cfg, tuning, kind.trains)
     if not trials:
         return 0.0, ""
-    own = kind.held_out_pairs(cfg, train)
-    n_val = len(own or split_validation(train, tuning.val_fraction, config.split.seed)[1])
+    _, val, own = tuning_pairs(kind, cfg, train, tuning.val_fraction, config.split.seed)
+    n_val = len(val)
     if n_val < 2:  # the search is skipped: too few pairs to compare settings on
         return 0.0, ""
     trial_s = trial_prepare_s + per_q * n_val
-    reused = bool(own) and EXECUTORS[config.executor.kind].local_files
+    reused = own and EXECUTORS[config.executor.kind].local_files
     rest = (trials - 1) * trial_s
     cap = tuning.budget_for(kind.trains).seconds_after_default(trial_s)
     if cap is not None:

@@ -30,6 +30,22 @@ from eval.tuning.engine import TuningJob, tune
 from strategies import get_strategy_class
 
 
+def tuning_pairs(
+    kind: type, config: ConfigBase, train: list[QAPair], val_fraction: float, seed: int
+) -> tuple[list[QAPair], list[QAPair], bool]:
+    """(pairs each trial prepares on, pairs it is scored on, whether those are the arm's own).
+
+    An arm that validates on held-out pairs of its own (LoRA) is tuned on exactly those and
+    never trains on them: each trial prepares on all the training pairs as the arm will, so
+    the winner's adapter is the arm's. Any other arm is scored on the share of the training
+    pairs LoRA would hold out, with the run's split seed. The estimate counts the same pairs."""
+    own = kind.held_out_pairs(config, train)
+    if own:
+        return list(train), list(own), True
+    fit, val = split_validation(train, val_fraction, seed)
+    return fit, val, False
+
+
 class ArmTuner:
     """Tunes a run's arms on its workbench; remembers each arm's choice for its variants."""
 
@@ -75,16 +91,10 @@ class ArmTuner:
             return self.chosen.get(name), None
         config = self.bench.strategy(name, None, self.bench.context()).config
         kind = get_strategy_class(name)
-        own = kind.held_out_pairs(config, train)
-        if own:
-            # The arm validates on these itself and never trains on them: each trial prepares
-            # on all the training pairs as the arm will, so the winner's adapter is the arm's.
-            fit, val = list(train), list(own)
-        else:
-            fit, val = split_validation(
-                train, self.tuning.val_fraction, self.bench.config.split.seed
-            )
-        held = {p.id for p in own}
+        fit, val, own = tuning_pairs(
+            kind, config, train, self.tuning.val_fraction, self.bench.config.split.seed
+        )
+        held = {p.id for p in val} if own else set()
         test = tuple(self.bench.inputs.test)
         folder = self.folder / "tuning"
 
@@ -111,7 +121,7 @@ class ArmTuner:
             seed=self.bench.config.split.seed,
             cancelled=self.cancelled,
             emit=lambda ev: self.emit(ProgressEvent.from_dict(ev, strategy=label)),
-            keep=bool(own) and self.reuse,
+            keep=own and self.reuse,
         )
         self.emit(ProgressEvent("tune", strategy=label, figures={"budget": self.tuning.budget}))
         chosen, record = tune(job, self.tuning)
