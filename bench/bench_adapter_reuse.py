@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.config import ChunkingConfig, ModelConfig  # noqa: E402
 from core.corpus import hf_token_spans, ingest  # noqa: E402
-from core.models import load_embedder, load_generator  # noqa: E402
+from core.engines.in_process import load_embedder, load_generator  # noqa: E402
 from core.qa import load_qa  # noqa: E402
 from strategies import create_strategy, get_strategy_class, make_config  # noqa: E402
 from strategies.base import StrategyContext  # noqa: E402

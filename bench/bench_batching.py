@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.config import ModelConfig  # noqa: E402
-from core.models import load_generator  # noqa: E402
+from core.engines.in_process import load_generator  # noqa: E402
 from core.prompts import DEFAULT_SYSTEM_TEMPLATE, answer_messages, system_message  # noqa: E402
 from core.qa import load_qa  # noqa: E402
 from core.types import Context  # noqa: E402

@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eval.config import RunConfig  # noqa: E402
-from eval.run import run_comparison  # noqa: E402
-from eval.store import RunStore  # noqa: E402
+from eval.run.harness import run_comparison  # noqa: E402
+from eval.store.runs import RunStore  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

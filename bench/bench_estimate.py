@@ -21,11 +21,11 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=16)
     args = parser.parse_args()
 
-    from core.models import load_embedder, load_generator
+    from core.engines.in_process import load_embedder, load_generator
     from eval.config import RunConfig
-    from eval.run import run_comparison
-    from eval.run.estimate import estimate_run
-    from eval.store import RunStore
+    from eval.run.harness import run_comparison
+    from eval.store.runs import RunStore
+    from service.estimate.probe import estimate_run
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-estimate-"))
     config = RunConfig(

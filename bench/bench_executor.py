@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.run.ray_head import local_head  # noqa: E402
-from eval.store import RunStore  # noqa: E402
+from eval.store.runs import RunStore  # noqa: E402
+from service.cluster.ray_head import local_head  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -30,7 +30,7 @@ def build_examples(mode: str, out: Path, home: Path) -> None:
     """Write the training examples of `mode` (as LoRA / lora+rag build them) to `out`."""
     from core.config import ChunkingConfig, ModelConfig
     from core.corpus import hf_token_spans, ingest
-    from core.models import load_generator
+    from core.engines.in_process import load_generator
     from core.qa import load_qa
     from strategies.base import StrategyContext
     from strategies.combos import LoraRagConfig
@@ -57,7 +57,7 @@ def run_adaptlab(data: dict, steps: int) -> dict:
     import torch
 
     from core.config import ModelConfig
-    from core.models import load_generator
+    from core.engines.in_process import load_generator
     from strategies.lora.loop import train_adapter
     from strategies.lora.settings import TrainingSettings
 
@@ -91,7 +91,7 @@ def run_canonical(data: dict, steps: int) -> dict:
     )
 
     from core.config import ModelConfig
-    from core.models import BUNDLED_GENERATORS
+    from core.engines.in_process import BUNDLED_GENERATORS
 
     folder = BUNDLED_GENERATORS[ModelConfig().generator](Path(ModelConfig().cache_dir))
     tok = AutoTokenizer.from_pretrained(folder)

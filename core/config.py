@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from core.engines.base import engine_class
+
 T = TypeVar("T", bound="ConfigBase")
 
 
@@ -177,7 +179,7 @@ def check(cond: bool, message: str) -> None:
 
 
 DEVICES = ("auto", "cpu", "cuda")
-# Generation engines, as registered in core.generation (a test checks the two agree).
+# Generation engines, as registered in core.engines.base (a test checks the two agree).
 ENGINES = ("transformers", "openai")
 
 
@@ -234,8 +236,6 @@ class ModelConfig(ConfigBase):
     )
 
     def validate(self) -> None:
-        from core.generation import engine_class
-
         remote = not engine_class(self.engine).in_process
         check(bool(self.generator) or remote, "generator must be named")
         check(bool(self.embedder), "embedder must be named")

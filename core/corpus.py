@@ -1,7 +1,8 @@
 """Corpus ingestion: files -> plain text -> token-bounded chunks, plus a fingerprint.
 
 Parsing is left to maintained libraries (pypdf, python-docx, lxml's streaming HTML parser) and
-runs in a bounded child process (core.sandbox); every file that cannot be used is reported by
+runs in a bounded child process (core.untrusted.sandbox); every file that cannot be used is reported
+by
 name with the reason, and the rest of the corpus is still used.
 """
 
@@ -18,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ChunkingConfig
-from core.sandbox import FileParser, ParseLimits, ParseRefused
 from core.types import Chunk, Corpus, Document, IngestError
+from core.untrusted.sandbox import FileParser, ParseLimits, ParseRefused
 
 TokenSpans = Callable[[str], list[tuple[int, int]]]
 Reader = Callable[[Path], str]
@@ -177,15 +178,6 @@ def read_html(path: Path) -> str:
     return _refuse_binary(parser.close())
 
 
-def normalise(text: str) -> str:
-    """NFC, runs of spaces/tabs collapsed, no spaces around line ends, at most one blank line."""
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = re.sub(r"[ \t\f\v\u00a0]+", " ", text)
-    text = re.sub(r" *\n *", "\n", text)
-    text = re.sub(r"\n{3,}", "\n\n", text)
-    return text.strip()
-
-
 def whitespace_token_spans(text: str) -> list[tuple[int, int]]:
     """Spans of whitespace-separated words: a model-free token counter."""
     return [m.span() for m in re.finditer(r"\S+", text)]
@@ -338,7 +330,8 @@ def ingest(
     """Read a folder (recursively, hidden files skipped) or a list of files into a chunked,
     fingerprinted Corpus. Names are posix paths relative to the folder, or file names.
 
-    Files are parsed in one bounded child process (core.sandbox, `limits`): a bomb or a hang
+    Files are parsed in one bounded child process (core.untrusted.sandbox, `limits`): a bomb or a
+    hang
     becomes an IngestError, never a crash here. Never raises for a bad file: it becomes an
     IngestError and the others are still used. A missing folder raises FileNotFoundError.
     """

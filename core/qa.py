@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.caps import MAX_QUESTION_CHARS
 from core.config import SplitConfig
 from core.types import QAPair
+from core.untrusted.caps import MAX_QUESTION_CHARS
 
 
 class QAFormatError(ValueError):
@@ -321,7 +321,8 @@ def split_validation(
     )
 
 
-# --- in the bounded parser child (core.sandbox): never in the web process -------------------
+# --- in the bounded parser child (core.untrusted.sandbox): never in the web process
+# -------------------
 
 
 def qa_records(path: Path) -> list[dict[str, Any]]:
@@ -338,7 +339,7 @@ def split_ids(path: Path, split: dict[str, Any]) -> dict[str, Any]:
 
 
 def _in_child(fn: Callable[..., Any], path: str | Path, *args: Any) -> Any:
-    from core.sandbox import FileParser, ParseRefused
+    from core.untrusted.sandbox import FileParser, ParseRefused
 
     path = Path(path)
     if not path.is_file():

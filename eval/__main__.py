@@ -2,6 +2,6 @@
 
 import sys
 
-from eval.cli import main
+from cli.main import main
 
 sys.exit(main(prog="python -m eval"))

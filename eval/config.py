@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core import caps
 from core.config import (
     ChunkingConfig,
     ConfigBase,
@@ -17,13 +16,69 @@ from core.config import (
     option,
 )
 from core.qagen import QAGenConfig
+from core.untrusted import caps
 from eval.attribution import VerdictConfig
-from eval.cluster import ExecutorConfig
 from eval.judge import JudgeConfig
-from eval.stability import StabilityConfig
-from eval.tracking import TrackingConfig
+from eval.stats.stability import StabilityConfig
 from eval.tuning.config import TuningConfig
 from strategies import default_strategies
+
+EXECUTOR_KINDS = ("local", "ray")
+TRACKERS = ("mlflow",)
+DEFAULT_EXPERIMENT = "adaptlab"
+
+
+@dataclass
+class ExecutorConfig(ConfigBase):
+    """Whether arms run in this process or as Ray work, and on which Ray cluster."""
+
+    kind: str = option(
+        "local",
+        "'local': every arm in this process, one after the other. 'ray': each arm as Ray work "
+        "(requirements-cluster.txt) on the cluster at `address`.",
+        choices=EXECUTOR_KINDS,
+    )
+    address: str = option(
+        "",
+        "Ray cluster address (host:6379, or ray://host:10001 through Ray Client). Empty: "
+        "RAY_ADDRESS, else a Ray started on this machine for the run. An operator setting: "
+        "refused in settings typed in a browser.",
+    )
+    cpus_per_arm: int = option(
+        1,
+        "CPUs each Ray worker measuring an arm is given; torch and OpenMP use that many threads.",
+    )
+    memory_gb: float = option(
+        0.0,
+        "Memory each arm worker reserves on its node, in GB (0 = none reserved). Set it to a "
+        "stored run's peak RSS of the model: the estimate does not measure memory yet.",
+    )
+
+    def validate(self) -> None:
+        check(float(self.memory_gb) >= 0, "executor.memory_gb must be >= 0")
+        check(self.kind in EXECUTOR_KINDS, f"executor.kind must be one of {EXECUTOR_KINDS}")
+        check(1 <= int(self.cpus_per_arm) <= 512, "executor.cpus_per_arm must be in 1..512")
+
+
+@dataclass
+class TrackingConfig(ConfigBase):
+    """Whether and where a finished run is logged to an experiment tracker."""
+
+    tracker: str = option(
+        "",
+        "Log each stored run to an experiment tracker: '' (off) or 'mlflow'.",
+        choices=("", *TRACKERS),
+    )
+    uri: str = option(
+        "",
+        "Tracking URI (e.g. http://127.0.0.1:5000). Empty: MLFLOW_TRACKING_URI, else a local "
+        "mlruns/ folder beside the run store. Keep credentials in MLflow's own environment "
+        "variables, not here: the config is stored with the run.",
+    )
+    experiment: str = option(DEFAULT_EXPERIMENT, "MLflow experiment the runs are logged under.")
+
+    def validate(self) -> None:
+        check(bool(self.experiment), "tracking.experiment must be named")
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Progress events: what a run, an estimate or a page job reports as it goes, as one record.
 
 The harness, the workbench, the estimate and the job bodies emit `ProgressEvent`s; the job's
-progress writer (eval.jobs.progress) and the CLI's bars read them. Strategies sit below eval
+progress writer (service.jobs.progress) and the CLI's bars read them. Strategies sit below eval
 and report plain dicts through `StrategyContext.progress`; `ProgressEvent.from_dict` reads
 those (the figures it has no field for are kept in `figures`).
 """

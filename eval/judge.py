@@ -3,7 +3,7 @@
 `Judge` turns scoring items into prompts, asks a generator (the run's own, another local model,
 or an endpoint), and parses each reply into a `JudgeVerdict` (a 0-1 score or None when the reply
 cannot be read, plus the rationale). What judging cost is kept apart from the strategies' costs in
-a `JudgeCost`. How often the judge and token F1 agree is eval.agreement's job.
+a `JudgeCost`. How often the judge and token F1 agree is eval.stats.agreement's job.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.config import ConfigBase, ConfigError, ModelConfig, check, option
-from core.generation import engine_class
+from core.engines.base import engine_class
 
 if TYPE_CHECKING:
     from eval.metrics import ScoringItem
@@ -311,7 +311,7 @@ def judge_model_config(run_models: ModelConfig, config: JudgeConfig) -> ModelCon
 
 def load_judge(run_models: ModelConfig, config: JudgeConfig) -> Judge:
     """A judge over the shared generator that `config` names (loaded on first use)."""
-    from core.models import load_generator
+    from core.engines.in_process import load_generator
 
     # The generator's own name: the model id a server answers with, or the local model's.
     return Judge(load_generator(judge_model_config(run_models, config)), config)

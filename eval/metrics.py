@@ -17,6 +17,8 @@ from typing import Any
 
 from core.types import Context
 
+DEFAULT_METRIC = "f1"  # the metric views rank by when none is named
+
 
 @dataclass
 class ScoringItem:
@@ -233,3 +235,8 @@ def score_items(
         resource = judge if metric.needs_judge else embedder
         result[name] = metric.fn(items, resource) if items else []
     return result
+
+
+def metric_label(metric: str) -> str:
+    """The metric's label for people (its registered label; an unknown name as it is)."""
+    return METRICS[metric].label if metric in METRICS else metric

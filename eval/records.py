@@ -19,7 +19,8 @@ from typing import Any
 from core.types import PrepareReport, TrainingLog, TrainStep
 from eval.judge import JudgeCost
 
-# An interval as the store keeps it: {"mean", "low", "high", "n"} (eval.stats.Interval.to_dict).
+# An interval as the store keeps it: {"mean", "low", "high", "n"}
+# (eval.stats.intervals.Interval.to_dict).
 IntervalDict = dict[str, float | None]
 # A CPU sample as the store keeps it (eval.run.contention.CpuSample.to_dict): seconds, counts
 # and the contended flag.
@@ -293,8 +294,9 @@ class TuningRecord:
 
 
 @dataclass
-class Placement:
-    """Where an arm measured as Ray work ran (eval.run.ray_worker): the node, process, device,
+class
+Placement:
+    """Where an arm measured as Ray work ran (service.cluster.ray_worker): the node, process, device,
     CPUs and GPUs it was given, the worker's own time and one-off model load, and, from the
     driver, its wall time for the arm and the scheduling overhead (the rest)."""
 

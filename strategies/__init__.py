@@ -65,8 +65,8 @@ def unservable_strategies(models: Any, names: list[str]) -> str | None:
     configured engine cannot serve an adapter for, or None. Called before a run starts, by the
     run, the estimate and the Run page; contacts the server only when a trained one is chosen.
     """
-    from core.generation import engine_class
-    from core.models import ModelLoadError
+    from core.engines.base import engine_class
+    from core.engines.in_process import ModelLoadError
 
     trained = [n for n in names if get_strategy_class(n).trains]
     engine = engine_class(models.engine)

@@ -11,11 +11,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from core.caps import MAX_PROMPT_CHARS, check_length
 from core.config import ConfigBase, ModelConfig, check, option
-from core.models import Embedder, Generator, load_embedder, load_generator
+from core.engines.in_process import Embedder, Generator, load_embedder, load_generator
 from core.prompts import (
     DEFAULT_SYSTEM_TEMPLATE,
     answer_messages,
@@ -25,9 +24,7 @@ from core.prompts import (
 )
 from core.tuning_space import Categorical
 from core.types import Answer, Context, Corpus, Cost, PrepareReport, QAPair
-
-if TYPE_CHECKING:
-    from strategies.lora.settings import TrainingSettings
+from core.untrusted.caps import MAX_PROMPT_CHARS, check_length
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -40,7 +37,8 @@ class RunCancelled(Exception):
 class StrategyContext:
     """What a run shares between its strategies: models, a work folder, a seed, a progress sink.
 
-    Models load lazily on first use and come from the shared cache in `core.models`, so a run
+    Models load lazily on first use and come from the shared cache in `core.engines.in_process`, so
+    a run
     holds one generator and one embedder however many strategies use them.
     """
 
@@ -63,7 +61,7 @@ class StrategyContext:
 
     @property
     def device(self) -> str:
-        from core.models import resolve_device
+        from core.engines.in_process import resolve_device
 
         return resolve_device(self.models.device)
 
@@ -136,12 +134,12 @@ class Strategy(ABC):
         return []
 
     @classmethod
-    def training_settings(cls, config: ConfigBase) -> TrainingSettings | None:
+    def training_settings(cls, config: ConfigBase) -> ConfigBase | None:
         """The training loop's section of `config` (its `training_section` field), or None."""
         return getattr(config, cls.training_section) if cls.training_section else None
 
     @classmethod
-    def with_training(cls, config: ConfigBase, settings: TrainingSettings) -> ConfigBase:
+    def with_training(cls, config: ConfigBase, settings: ConfigBase) -> ConfigBase:
         """A copy of `config` whose training section is `settings` (unchanged if none)."""
         if not cls.training_section:
             return config

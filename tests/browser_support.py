@@ -145,7 +145,7 @@ def serve_app(
 
 def _stop_worker(store: Path) -> None:
     """The app started a job worker in its own session: it must not outlive the test."""
-    from eval.jobs import worker_pid
+    from service.jobs import worker_pid
 
     pid = worker_pid(store)
     if pid:

@@ -83,7 +83,7 @@ def _no_adapter_outlives_its_test():
     """Generators are shared per process: an adapter a test leaves attached would change what
     later tests see. Tests that check release do so themselves, before this runs."""
     yield
-    from core.models import _GENERATORS
+    from core.engines.in_process import _GENERATORS
 
     for gen in list(_GENERATORS.values()):
         for name in list(gen._adapters):
@@ -95,7 +95,7 @@ def chunked_mini(mini_corpus, tiny_models):
     """(corpus chunked in the tiny model's tokens, every Q/A pair) of the mini corpus."""
     from core.config import ChunkingConfig
     from core.corpus import hf_token_spans, ingest
-    from core.models import load_generator
+    from core.engines.in_process import load_generator
     from core.qa import load_qa
 
     corpus_dir, qa_path = mini_corpus

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from eval.jobs import JobQueue, worker_pid
-from eval.run import run_comparison
-from eval.store import RunStore
+from eval.run.harness import run_comparison
+from eval.store.runs import RunStore
 from eval.views.display import display_name
+from service.jobs import JobQueue, worker_pid
 from tests.conftest import DOCS
 from tests.test_harness import make_config
 

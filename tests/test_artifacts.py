@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from core.procs import ALIVE, GONE, UNKNOWN, ProcessRef, pid_alive
-from eval.artifacts import (
+from eval.run.stamp import InputsChanged, InputStamp, file_sha256
+from eval.store.artifacts import (
     Staged,
     clean_leftovers,
     delete_run_files,
@@ -24,7 +25,6 @@ from eval.artifacts import (
     relocate,
     run_dir,
 )
-from eval.run.stamp import InputsChanged, InputStamp, file_sha256
 
 
 # --- artifacts --------------------------------------------------------------------------------

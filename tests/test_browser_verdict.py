@@ -39,7 +39,7 @@ def served_run(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     from eval.config import RunConfig
-    from eval.run import run_comparison
+    from eval.run.harness import run_comparison
 
     tmp = tmp_path_factory.mktemp("verdict")
     home = tmp / "home"

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from core import caps
 from core.config import ConfigError
 from core.qa import QAFormatError, load_qa
+from core.untrusted import caps
 from eval.config import RunConfig
 from strategies import make_config
 from strategies.lora.loop import planned_steps

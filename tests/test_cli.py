@@ -1,4 +1,4 @@
-"""The command line, through `eval.cli.main` (what `python -m eval` calls)."""
+"""The command line, through `cli.main.main` (what `python -m eval` calls)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from eval.cli import main
+from cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.models import load_generator
+from core.engines.in_process import load_generator
 from strategies import create_strategy, get_strategy_class, make_config
 from strategies.base import StrategyContext
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.config import ChunkingConfig, ConfigError, ModelConfig, PriceTable
-from core.uploads import (
+from eval.config import RunConfig
+from service.uploads import (
     LIMITS_FILE,
     UploadLimits,
     load_limits,
@@ -13,7 +14,6 @@ from core.uploads import (
     save_documents,
     save_qa,
 )
-from eval.config import RunConfig
 
 
 def test_run_config_round_trip_with_nested_sections():

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from core.access import AccessDenied
 from core.config import ChunkingConfig
-from core.corpora import GENERATED_QA, CorpusLibrary, CorpusNotFound
 from core.corpus import ingest, whitespace_token_spans
-from core.owners import AccessDenied
 from core.qa import QAFormatError, load_qa
 from core.types import QAPair
-from core.uploads import UploadLimits
+from service.corpora import GENERATED_QA, CorpusLibrary, CorpusNotFound
+from service.uploads import UploadLimits
 from tests.conftest import DOCS, QA
 
 FILES = [(name, text.encode()) for name, text in DOCS.items()]

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from core.procs import pid_alive
-from eval.artifacts import run_dir
-from eval.jobs import JobQueue, ensure_worker, worker_pid
+from eval.store.artifacts import run_dir
+from service.jobs import JobQueue, ensure_worker, worker_pid
 from tests import test_jobs
 from tests.test_jobs import make_config, poll_until
 
@@ -163,7 +163,7 @@ def test_killed_cli_run_is_interrupted_then_deletable(mini_corpus, store_path, t
 
 
 def test_polling_a_queued_job_restarts_a_dead_worker(mini_corpus, store_path):
-    from eval.jobs import serve_queued
+    from service.jobs import serve_queued
 
     queue = JobQueue(store_path)
     job_id = queue.submit(make_config(mini_corpus, store_path), owner="alice")

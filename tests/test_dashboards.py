@@ -7,19 +7,19 @@ import re
 import numpy as np
 import pytest
 
+from cli.args import parser as _parser
+from cli.main import build_config
 from core.types import Answer, Context, Cost
 from eval import views as db
-from eval.cli import build_config
-from eval.cli_args import parser as _parser
 from eval.config import RunConfig
 from eval.metrics import METRICS, Metric
 from eval.records import CostSummary, PreparedRecord, ResultExtras
-from eval.stats import bootstrap_ci
-from eval.store import RunStore, StoredAnswer, StrategyResult
+from eval.stats.intervals import bootstrap_ci
+from eval.store.runs import RunStore, StoredAnswer, StrategyResult
 from eval.views import charts
-from eval.views.diagnostics import diagnose
 from eval.views.display import display_name
 from eval.views.html_report import chart_svg, cli_command, html_report, run_config_yaml
+from eval.views.verdict.diagnostics import diagnose
 
 N = 20
 QIDS = [f"q{i}" for i in range(N)]
@@ -330,7 +330,7 @@ def test_yaml_round_trips_and_command_is_accepted(synthetic, tmp_path):
 
 
 def test_every_piece_from_a_real_harness_run(mini_corpus, tiny_models, tmp_path):
-    from eval.run import run_comparison
+    from eval.run.harness import run_comparison
 
     from .test_harness import make_config
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from eval import views as db
-from eval.decision_stats import cost_per_right, effect_size, holm, mcnemar_exact, prob_best
-from eval.views.confidence import (
+from eval.stats.decision import cost_per_right, effect_size, holm, mcnemar_exact, prob_best
+from eval.views.verdict.confidence import (
     NONE_RIGHT,
     best_sentence,
     chance_best,
@@ -141,7 +141,7 @@ def test_stored_run_cost_per_right(view):
 
 
 def test_decision_says_the_chance_and_can_rank_by_cost_per_right_answer(view):
-    from eval.views.decision import decide
+    from eval.views.verdict.decision import decide
 
     d = decide(view, 10_000, "f1", threshold=0.2, months=12)
     assert any(r.startswith("Chance of being best: rag is best") for r in d.reasons)
@@ -184,7 +184,7 @@ def test_eval_compare_two_runs(tmp_path, capsys):
     import json
     from dataclasses import replace
 
-    from eval.cli import main
+    from cli.main import main
     from eval.views.run_compare import compare_two
 
     store, run_a = _store_run(tmp_path)

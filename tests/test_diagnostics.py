@@ -5,9 +5,9 @@ import pytest
 from core.types import Answer, Context
 from eval.attribution import VerdictConfig
 from eval.records import CostSummary, PreparedRecord
-from eval.store import Run, StoredAnswer, StrategyResult
+from eval.store.runs import Run, StoredAnswer, StrategyResult
 from eval.views import RunView
-from eval.views.diagnostics import diagnose
+from eval.views.verdict.diagnostics import diagnose
 
 PASSAGE = "The thymus is where T cells mature."
 OTHER = "Pharmacists dispense medicines."

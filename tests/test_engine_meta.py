@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from eval.config import RunConfig
-from eval.run import run_comparison
-from eval.store import RunStore
+from eval.run.harness import run_comparison
+from eval.store.runs import RunStore
 from eval.views.tables import render_run
 from tests.test_engines import Stub, completion
 

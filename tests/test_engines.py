@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from core.config import ConfigError, ModelConfig
-from core.engines import (
+from core.engines.server import (
     EngineError,
     OpenAIGenerator,
     _retry_after,
@@ -234,8 +234,8 @@ def test_config_validation():
 
 
 def test_cli_set_routes_models_options():
-    from eval.cli import build_config
-    from eval.cli_args import parser as _parser
+    from cli.args import parser as _parser
+    from cli.main import build_config
 
     args = _parser().parse_args(
         [
@@ -254,7 +254,7 @@ def test_cli_set_routes_models_options():
 
 
 def test_load_generator_dispatches_on_engine(stub):
-    from core.models import load_generator
+    from core.engines.in_process import load_generator
 
     cfg = ModelConfig(engine="openai", base_url=stub.url, generator="")
     gen = load_generator(cfg)
@@ -265,7 +265,7 @@ def test_load_generator_dispatches_on_engine(stub):
 
 
 def test_local_tokenizer_counts_prompt_tokens(stub, tiny_models):
-    from core.models import load_tokenizer
+    from core.engines.in_process import load_tokenizer
 
     gen = engine(stub.url, generator="tiny")
     text = "The thymus is where T cells mature."
@@ -348,8 +348,8 @@ def test_trained_arm_on_a_plain_server_fails_the_run_before_any_strategy(
     stub, mini_corpus, tmp_path
 ):
     from eval.config import RunConfig
-    from eval.run import run_comparison
-    from eval.store import RunStore
+    from eval.run.harness import run_comparison
+    from eval.store.runs import RunStore
 
     corpus, qa = mini_corpus
     cfg = RunConfig.from_dict(

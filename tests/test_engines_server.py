@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from core.config import ModelConfig
-from core.engines import OpenAIGenerator, load_engine
+from core.engines.server import OpenAIGenerator, load_engine
 from strategies import unservable_strategies
 from strategies.base import StrategyContext
 from strategies.rag import RagConfig, RagStrategy
@@ -48,8 +48,8 @@ def test_llama_server_cannot_serve_adapters_and_says_so_before_a_run(llama_serve
 @pytest.mark.slow
 def test_comparison_end_to_end_through_llama_server(llama_server, mini_corpus, tmp_path):
     from eval.config import RunConfig
-    from eval.run import run_comparison
-    from eval.store import RunStore
+    from eval.run.harness import run_comparison
+    from eval.store.runs import RunStore
 
     corpus, qa = mini_corpus
     cfg = RunConfig.from_dict(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from eval.run.estimate import estimate_run
-from eval.store import RunStore
+from eval.store.runs import RunStore
+from service.estimate.probe import estimate_run
 from tests.test_harness import make_config
 
 
@@ -47,8 +47,8 @@ def test_a_strategy_that_cannot_prepare_is_reported_not_raised(mini_corpus, tiny
 def test_estimate_runs_as_a_worker_job_and_scales_a_sampled_preparation(
     mini_corpus, tiny_models, tmp_path, monkeypatch
 ):
-    from eval.jobs import JobQueue, work
-    from eval.run import estimate
+    from service.estimate import probe as estimate
+    from service.jobs import JobQueue, work
 
     monkeypatch.setattr(estimate, "PREPARE_SAMPLE", 1)  # every corpus is bigger than this
     monkeypatch.setattr(estimate, "SAMPLED_NOTE_S", 0.0)
@@ -74,7 +74,7 @@ def _pairs(n: int) -> list:
 
 def test_the_estimate_counts_each_arms_search_within_its_budget():
     from eval.config import RunConfig
-    from eval.run.estimate import tuning_seconds
+    from service.estimate.probe import tuning_seconds
     from strategies import make_config as strategy_config
 
     train = _pairs(20)

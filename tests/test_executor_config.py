@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from core.allowlist import LocationRefused, check_run_settings
+from cli.args import parser
+from cli.main import build_config
 from core.config import ConfigError
-from eval.cli import build_config
-from eval.cli_args import parser
-from eval.cluster import ExecutorConfig, load_cluster_settings, where_ran
+from core.untrusted.allowlist import LocationRefused, check_run_settings
 from eval.config import RunConfig
-from eval.jobs.cluster import RunSlots, with_operator_executor
 from eval.records import Placement, ResultExtras
-from eval.run.executor import EXECUTORS, LocalExecutor, RayExecutor
+from eval.run.executor import EXECUTORS, LocalExecutor
+from service.cluster.ray_executor import RayExecutor
+from service.cluster.settings import ExecutorConfig, load_cluster_settings, where_ran
+from service.cluster.slots import RunSlots, with_operator_executor
 
 
 def test_local_is_the_default_and_ray_is_registered():
@@ -92,8 +93,8 @@ def test_run_slots_hold_at_most_their_size():
 
 
 def test_a_local_run_records_where_it_ran(tmp_path, mini_corpus):
-    from eval.run import run_comparison
-    from eval.store import RunStore
+    from eval.run.harness import run_comparison
+    from eval.store.runs import RunStore
 
     corpus, qa = mini_corpus
     config = RunConfig(

@@ -6,7 +6,7 @@ import csv
 import io
 
 from core.types import Answer
-from eval.store import RunStore, StoredAnswer, StrategyResult
+from eval.store.runs import RunStore, StoredAnswer, StrategyResult
 
 
 def test_csv_export_neutralises_formula_cells(tmp_path):

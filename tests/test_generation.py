@@ -1,4 +1,4 @@
-"""The Generator contract (core.generation): every registered engine meets it, engines are found
+"""The Generator contract (core.engines.base): every registered engine meets it, engines are found
 by name, and the two built-in engines do not import each other."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.config import ENGINES, ModelConfig
-from core.generation import (
+from core.engines.base import (
     _ENGINES,
     Generator,
     UnknownEngineError,
@@ -75,8 +75,10 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_the_engines_do_not_import_each_other_or_probe_roles():
-    assert "core.engines" not in _imports(ROOT / "core" / "models.py")
-    assert not {"core.models", "core.engines"} & _imports(ROOT / "core" / "generation.py")
+    assert "core.engines.server" not in _imports(ROOT / "core" / "models.py")
+    assert not {"core.engines.in_process", "core.engines.server"} & _imports(
+        ROOT / "core" / "generation.py"
+    )
     for folder in ("core", "strategies", "eval", "ui"):
         for path in (ROOT / folder).rglob("*.py"):
             text = path.read_text(encoding="utf-8")

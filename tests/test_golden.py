@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from eval.config import RunConfig
-from eval.run import run_comparison
-from eval.store import RunStore
+from eval.run.harness import run_comparison
+from eval.store.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden" / "sample_8.json"

@@ -10,8 +10,9 @@ import pytest
 from eval.config import RunConfig
 from eval.events import ProgressEvent
 from eval.metrics import default_metrics
-from eval.run import rescore, run_comparison
-from eval.store import RunStore
+from eval.run.harness import run_comparison
+from eval.run.scoring import rescore
+from eval.store.runs import RunStore
 from eval.views.tables import cost_rows, quality_rows, render_run, run_summary
 
 COST_KEYS = [
@@ -153,7 +154,7 @@ def test_rescore_adds_metrics_without_generating(mini_corpus, tiny_models, tmp_p
 def test_cancel_interrupts_training(mini_corpus, tiny_models, tmp_path):
     import threading
 
-    from core.models import load_generator
+    from core.engines.in_process import load_generator
 
     cancel = threading.Event()
     cfg = make_config(
@@ -242,7 +243,7 @@ def test_resume_keeps_finished_strategies(mini_corpus, tiny_models, tmp_path):
 def test_retention_counts_facts_not_brevity_and_rescores_from_stored_answers(
     mini_corpus, tiny_models, tmp_path
 ):
-    from eval.run import contains_gold, rescore_retention
+    from eval.run.retention import contains_gold, rescore_retention
 
     assert contains_gold("The capital of France is Paris.", ("Paris",)) == 1.0
     assert contains_gold("Parisian", ("Paris",)) == 0.0  # whole words only

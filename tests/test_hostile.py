@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from core.allowlist import (
+from core.config import ChunkingConfig
+from core.corpus import ingest, whitespace_token_spans
+from core.files import csv_safe, write_text_atomic
+from core.qa import QAFormatError, load_qa
+from core.untrusted.allowlist import (
     ALLOW_FILE,
     LocationRefused,
     check_key_env,
@@ -24,15 +28,11 @@ from core.allowlist import (
     check_tracking_uri,
     load_allowlist,
 )
-from core.config import ChunkingConfig
-from core.corpora import CorpusLibrary
-from core.corpus import ingest, whitespace_token_spans
-from core.files import csv_safe, write_text_atomic
-from core.markup import escape_markdown
-from core.paths import UnsafePath, confined, find_file, safe_filename
-from core.qa import QAFormatError, load_qa
-from core.sandbox import FileParser, ParseLimits, ParseRefused
-from core.uploads import Upload, UploadLimits, save_documents
+from core.untrusted.markup import escape_markdown
+from core.untrusted.paths import UnsafePath, confined, find_file, safe_filename
+from core.untrusted.sandbox import FileParser, ParseLimits, ParseRefused
+from service.corpora import CorpusLibrary
+from service.uploads import Upload, UploadLimits, save_documents
 from strategies.lora.deploy import unpack_adapter_zip
 from tests import hostile_readers  # noqa: F401 (registers .slowtest and .crashtest)
 from tests.conftest import zip_bytes

@@ -77,7 +77,7 @@ def test_python_dash_m_eval_and_verbs():
 
 
 def test_app_verb_serves_app_py_on_loopback_with_the_checkout_settings(tmp_path, monkeypatch):
-    from eval.cli import main
+    from cli.main import main
 
     called = {}
     monkeypatch.setattr(subprocess, "call", lambda argv: called.setdefault("argv", argv) and 0)

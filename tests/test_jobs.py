@@ -11,12 +11,13 @@ import time
 
 import pytest
 
+from cli.main import main as cli_main
 from core.config import ModelConfig
 from core.qagen import QAGenConfig, records_to_pairs
-from eval.cli import main as cli_main
 from eval.config import RunConfig
 from eval.events import ProgressEvent
-from eval.jobs import (
+from eval.store.runs import RunNotFound
+from service.jobs import (
     RUN_KINDS,
     STALE_S,
     JobNotFound,
@@ -25,8 +26,7 @@ from eval.jobs import (
     work,
     worker_pid,
 )
-from eval.jobs.progress import JobProgress
-from eval.store import RunNotFound
+from service.jobs.progress import JobProgress
 
 
 @pytest.fixture

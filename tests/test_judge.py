@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import pytest
 
 from core.config import ConfigError, ModelConfig
-from eval.agreement import Agreement, GradedAnswer, agreement_by_strategy, judge_agreement
 from eval.judge import (
     Judge,
     JudgeConfig,
@@ -20,6 +19,7 @@ from eval.judge import (
     render_prompt,
 )
 from eval.metrics import METRICS, ScoringItem, default_metrics, score_items
+from eval.stats.agreement import Agreement, GradedAnswer, agreement_by_strategy, judge_agreement
 
 
 @pytest.mark.parametrize(
@@ -268,7 +268,7 @@ def test_tiny_model_judge_end_to_end(tiny_models):
 
 def test_agreement_by_strategy_from_stored_answers():
     from core.types import Answer
-    from eval.store import StoredAnswer
+    from eval.store.runs import StoredAnswer
 
     def stored(strategy, qid, judge, f1, rationale=""):
         a = StoredAnswer(strategy, qid, f"question {qid}", ["gold"], Answer("q", f"answer {qid}"))
@@ -297,7 +297,7 @@ def test_judge_views_frames_and_lines():
     from types import SimpleNamespace
 
     from eval.records import ResultExtras
-    from eval.store import StrategyResult
+    from eval.store.runs import StrategyResult
     from eval.views.judge import (
         agreement_frame,
         disagreement_frame,
@@ -345,7 +345,7 @@ def test_judge_views_frames_and_lines():
 def test_attach_verdicts():
     from core.types import Answer
     from eval.judge import attach_verdicts
-    from eval.store import StoredAnswer
+    from eval.store.runs import StoredAnswer
 
     judge = Judge(FakeGenerator(REPLIES))
     judge.grade(ITEMS)

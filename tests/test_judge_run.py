@@ -9,14 +9,14 @@ import json
 
 import pytest
 
+from cli.main import main
 from eval import run as harness
-from eval.agreement import agreement_by_strategy
-from eval.cli import main
 from eval.config import RunConfig
 from eval.judge import Judge, JudgeConfig
 from eval.run import scoring
 from eval.run.workbench import Workbench
-from eval.store import RunStore
+from eval.stats.agreement import agreement_by_strategy
+from eval.store.runs import RunStore
 from tests.test_judge import FakeGeneration
 
 
@@ -198,7 +198,7 @@ def test_run_page_judge_and_tracking_reach_the_stored_run(mini_corpus, tmp_path,
     pytest.importorskip("mlflow", reason="optional: requirements-tracking.txt")
     from streamlit.testing.v1 import AppTest
 
-    from eval.jobs import JobQueue
+    from service.jobs import JobQueue
     from tests.test_app import APP, goto, texts
 
     home = tmp_path / "home"

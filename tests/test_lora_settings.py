@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.config import ConfigError
-from eval.run.estimate import _one_step, _planned_steps
+from service.estimate.probe import _one_step, _planned_steps
 from strategies import get_strategy_class, make_config
 from strategies.lora import LoraStrategyConfig, TrainingSettings
 
@@ -57,8 +57,8 @@ def test_a_flat_yaml_file_and_a_combination_load():
 
 
 def test_set_flags_reach_the_section_nested_or_flat():
-    from eval.cli import build_config
-    from eval.cli_args import parser
+    from cli.args import parser
+    from cli.main import build_config
 
     flags = ["--set", "lora.training.epochs=1", "--set", "lora.batch_size=2", "--set", "lora.r=4"]
     run = build_config(parser().parse_args(["run", *flags]))
@@ -112,8 +112,8 @@ def test_the_run_page_form_draws_the_nested_section():
 def test_a_partial_lora_rag_setting_keeps_raft_mode():
     """Setting only the learning rate of lora+rag's LoRA part (a YAML or --set) keeps the
     part's own defaults: RAFT mode with room for the passages, not closed-book LoRA's."""
-    from eval.cli import build_config
-    from eval.cli_args import parser
+    from cli.args import parser
+    from cli.main import build_config
 
     flags = ["--set", "lora+rag.lora.training.learning_rate=3e-4"]
     run = build_config(parser().parse_args(["run", *flags]))

@@ -12,9 +12,9 @@ import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from core.corpora import CorpusLibrary
-from eval.jobs import worker_pid
-from eval.owner_state import OwnerStates
+from service.corpora import CorpusLibrary
+from service.jobs import worker_pid
+from service.owner_state import OwnerStates
 from ui.common import md
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.config import ModelConfig
-from core.models import ModelLoadError, load_embedder, load_generator, load_tokenizer
+from core.engines.in_process import ModelLoadError, load_embedder, load_generator, load_tokenizer
 
 
 def test_models_are_shared_not_reloaded(tiny_models):
@@ -44,7 +44,7 @@ def test_a_missing_model_is_a_clear_error(tmp_path):
 
 
 def test_any_local_folder_works_as_generator(tiny_models, tmp_path):
-    from core.tiny import build_tiny_model
+    from core.engines.tiny import build_tiny_model
 
     folder = build_tiny_model(tmp_path / "my-model")
     gen = load_generator(ModelConfig(generator=str(folder), cache_dir=str(tmp_path)))
@@ -105,7 +105,7 @@ def test_cuda_uses_bfloat16_and_trains(tmp_path):
 
 
 def test_an_answer_cut_by_the_token_limit_is_marked(tiny_models):
-    from core.models import load_generator
+    from core.engines.in_process import load_generator
 
     gen = load_generator(tiny_models)
     prompts = [[{"role": "user", "content": f"Question {i}?"}] for i in range(6)]

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.corpora import CorpusLibrary, CorpusNotFound
-from core.owners import Access, AccessDenied, new_owner, valid_owner, workspace_mode
-from core.uploads import UploadLimits
-from eval.artifacts import run_dir
-from eval.jobs import JobNotFound, JobQueue, worker_pid
-from eval.store import RunNotFound, RunStore, StrategyResult
+from core.access import Access, AccessDenied, new_owner, valid_owner, workspace_mode
+from eval.store.artifacts import run_dir
+from eval.store.runs import RunNotFound, RunStore, StrategyResult
+from service.corpora import CorpusLibrary, CorpusNotFound
+from service.jobs import JobNotFound, JobQueue, worker_pid
+from service.uploads import UploadLimits
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 ALICE, BOB = "alice-token-000000001", "bob-token-00000000002"
@@ -239,7 +239,7 @@ def test_team_workspace_shows_everyones_runs(home, monkeypatch):
 
 
 def test_cli_files_a_run_under_an_owner(tmp_path, mini_corpus, capsys):
-    from eval.cli import main
+    from cli.main import main
     from tests.test_jobs import make_config
 
     path = tmp_path / "runs.sqlite"

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import pytest
 
-from core.owners import Access
-from eval.artifacts import merged_dir, run_dir
-from eval.jobs import JobNotFound, JobQueue, work
-from eval.jobs.page_kinds import (
+from core.access import Access
+from eval.run.harness import run_comparison
+from eval.store.artifacts import merged_dir, run_dir
+from eval.store.runs import RunNotFound
+from service.jobs import JobNotFound, JobQueue, work
+from service.jobs.page_kinds import (
     _Prepared,
     job_result,
     release_playground,
     submit_merge,
     submit_playground,
 )
-from eval.run import run_comparison
-from eval.store import RunNotFound
 from tests.test_jobs import make_config
 
 ALICE, BOB = "alice-token-000000001", "bob-token-00000000002"

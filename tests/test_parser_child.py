@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import core.qa
-from core import sandbox
 from core.qa import QAFormatError, load_qa_bounded
-from core.sandbox import FileParser, ParseLimits, ParseRefused
+from core.untrusted import sandbox
+from core.untrusted.sandbox import FileParser, ParseLimits, ParseRefused
 from eval.run.inputs import preview_split
 
 

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from core.models import load_generator
-from eval.run import run_comparison
-from eval.run.playground import Playground
-from eval.store import RunStore
+from core.engines.in_process import load_generator
+from eval.run.harness import run_comparison
+from eval.store.runs import RunStore
+from service.playground import Playground
 from tests.test_harness import make_config
 
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from eval.power import (
+from eval.stats.power import (
     min_detectable_difference,
     paired_sd,
     power_line,

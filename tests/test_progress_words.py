@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from eval.estimates import Estimate
-from eval.jobs import Job
-from eval.owner_state import OwnerState, OwnerStates
 from eval.records import CostSummary
-from eval.views.progress import describe_job, duration, run_plan, stage_words
+from service.estimate.records import Estimate
+from service.jobs import Job
+from service.jobs.progress_view import describe_job, duration, run_plan, stage_words
+from service.owner_state import OwnerState, OwnerStates
 
 CONFIG = {"strategies": ["system_prompt", "fake", "rag"], "learning_curve": [0.5]}
 
@@ -117,8 +117,8 @@ def test_a_damaged_owner_record_gives_the_defaults(tmp_path):
 
 
 def test_estimate_accuracy_is_actual_over_predicted_per_strategy():
-    from eval.store import Run, StrategyResult
-    from eval.views.estimate_check import estimate_accuracy
+    from eval.store.runs import Run, StrategyResult
+    from service.estimate.check import estimate_accuracy
 
     est = {
         "total_s": 100.0,

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from cli.main import main
 from core.config import ChunkingConfig, ConfigError, SplitConfig
 from core.corpus import ingest, whitespace_token_spans
 from core.qa import load_qa, split_pairs
@@ -22,9 +23,9 @@ from core.qagen import (
     split_sentences,
 )
 from core.types import QAPair
-from eval.cli import main
-from eval.run import load_inputs, run_comparison
-from eval.store import RunStore
+from eval.run.harness import run_comparison
+from eval.run.inputs import load_inputs
+from eval.store.runs import RunStore
 from tests.test_harness import make_config
 
 
@@ -222,8 +223,8 @@ def test_harness_without_qa_file_uses_generated_pairs(mini_corpus, tiny_models, 
 
 
 def test_cli_run_flags_for_generation(mini_corpus, tmp_path):
-    from eval.cli import build_config
-    from eval.cli_args import parser as _parser
+    from cli.args import parser as _parser
+    from cli.main import build_config
 
     args = _parser().parse_args(["run", "--corpus", "x", "--generate-qa"])
     cfg = build_config(args)

@@ -11,9 +11,9 @@ import zipfile
 import pytest
 
 from eval.config import RunConfig
-from eval.jobs import JobQueue
-from eval.quota import QuotaExceeded, adapter_uploads_dir, owner_disk_use, save_adapter_upload
-from eval.store import RunStore
+from eval.store.runs import RunStore
+from service.jobs import JobQueue
+from service.quota import QuotaExceeded, adapter_uploads_dir, owner_disk_use, save_adapter_upload
 from strategies.lora.deploy import unpack_adapter_zip
 
 CONFIG = json.dumps({"peft_type": "LORA", "r": 4})

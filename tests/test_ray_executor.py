@@ -16,7 +16,7 @@ from core.config import ModelConfig, SplitConfig
 from eval.config import RunConfig
 from eval.events import ProgressEvent
 from eval.records import CostSummary, Placement, PreparedRecord, ResultExtras
-from eval.store import RunStore
+from eval.store.runs import RunStore
 
 try:
     import ray
@@ -32,8 +32,8 @@ pytestmark = pytest.mark.cluster
 def ray_head():
     """The address of a Ray head started for these tests (2 CPUs, loopback, no dashboard);
     this test process is connected to it as the driver. Stopped afterwards."""
-    from eval.run.executor import connect
-    from eval.run.ray_head import local_head
+    from service.cluster.ray_executor import connect
+    from service.cluster.ray_head import local_head
 
     with local_head(cpus=2) as address:
         connect(address)
@@ -66,7 +66,7 @@ def _answers(store: RunStore, run_id: str) -> dict[tuple[str, str], str]:
 
 
 def test_ray_gives_the_same_answers_and_scores_as_local(ray_head, tmp_path, mini_corpus):
-    from eval.run import run_comparison
+    from eval.run.harness import run_comparison
 
     strategies = ["fake", "system_prompt", "rag"]
     got = {}
@@ -101,7 +101,7 @@ def test_ray_gives_the_same_answers_and_scores_as_local(ray_head, tmp_path, mini
 
 
 def test_cancel_stops_the_arm_on_the_cluster(ray_head, tmp_path, mini_corpus):
-    from eval.run import run_comparison
+    from eval.run.harness import run_comparison
 
     config = _config(
         tmp_path,
@@ -129,8 +129,8 @@ def test_cancel_stops_the_arm_on_the_cluster(ray_head, tmp_path, mini_corpus):
 def test_a_killed_ray_worker_leaves_the_run_interrupted_and_resumable(
     ray_head, tmp_path, mini_corpus
 ):
-    from eval.run import run_comparison
     from eval.run.executor import ArmLost
+    from eval.run.harness import run_comparison
 
     config = _config(
         tmp_path,
@@ -167,8 +167,8 @@ def test_a_killed_ray_worker_leaves_the_run_interrupted_and_resumable(
 
 
 def test_runs_of_two_owners_proceed_at_once_on_the_cluster(ray_head, tmp_path, mini_corpus):
-    from eval.jobs.queue import JobQueue
-    from eval.jobs.worker import work
+    from service.jobs.queue import JobQueue
+    from service.jobs.worker import work
 
     (tmp_path / "cluster.yaml").write_text(
         f"executor: {{kind: ray, address: '{ray_head}'}}\nparallel_runs: 2\n", encoding="utf-8"
@@ -198,8 +198,8 @@ def test_runs_of_two_owners_proceed_at_once_on_the_cluster(ray_head, tmp_path, m
 def test_resplits_run_as_ray_work_on_their_own_splits(ray_head, tmp_path, mini_corpus):
     """Each re-split is measured by the Ray worker on that split's own train/test (the same
     per-split scores as local), not on the run's first split."""
-    from eval.run import run_comparison
-    from eval.stability import StabilityRecord
+    from eval.run.harness import run_comparison
+    from eval.stats.stability import StabilityRecord
 
     got = {}
     for kind in ("local", "ray"):

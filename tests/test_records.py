@@ -10,7 +10,7 @@ import pytest
 from core.config import ConfigError, ModelConfig
 from core.types import PrepareReport, TrainingLog, TrainStep
 from eval.records import COST_AXES, COST_COLUMNS, CostSummary, PreparedRecord, training_log
-from eval.store import Run, StrategyResult
+from eval.store.runs import Run, StrategyResult
 from eval.views.training import throughput, throughput_rows
 from strategies import make_config
 

@@ -12,11 +12,11 @@ import strategies
 from core.config import option
 from core.types import TrainingLog, TrainStep
 from eval import views
-from eval.run import run_comparison
-from eval.run.estimate import estimate_run
-from eval.run.playground import Playground
-from eval.store import RunStore
+from eval.run.harness import run_comparison
+from eval.store.runs import RunStore
 from eval.views.tables import render_run
+from service.estimate.probe import estimate_run
+from service.playground import Playground
 from strategies.fake import FakeConfig, FakeStrategy
 from strategies.lora import TrainingSettings
 from tests.test_harness import make_config

@@ -7,15 +7,15 @@ import html
 
 import pytest
 
+from cli.args import parser
+from cli.main import build_config
 from core.config import ConfigError, SplitConfig
 from core.qa import near_duplicate_groups
 from core.types import QAPair
-from eval.cli import build_config
-from eval.cli_args import parser
 from eval.config import RunConfig
-from eval.run import run_comparison
-from eval.stability import StabilityRecord, draw_resplits, sentence, summarize
-from eval.store import RunStore
+from eval.run.harness import run_comparison
+from eval.stats.stability import StabilityRecord, draw_resplits, sentence, summarize
+from eval.store.runs import RunStore
 
 
 def _pairs() -> list[QAPair]:
@@ -136,7 +136,7 @@ def test_run_with_two_resplits_stores_scores_per_split_and_resumes(
 
 
 def test_estimate_shows_the_extra_cost_of_resplits(mini_corpus, tiny_models, tmp_path):
-    from eval.run.estimate import estimate_run
+    from service.estimate.probe import estimate_run
     from tests.test_harness import make_config
 
     cfg = make_config(
@@ -157,7 +157,7 @@ def test_estimate_shows_the_extra_cost_of_resplits(mini_corpus, tiny_models, tmp
 
 def test_stability_views_read_the_stored_resplits(tmp_path):
     from eval import views as db
-    from eval.views.stability_view import (
+    from eval.views.verdict.stability import (
         recommendations,
         stability,
         stability_figures,
@@ -233,8 +233,8 @@ def test_sentence_when_every_split_ties():
 
 
 def test_progress_follows_the_reruns_on_resplits():
-    from eval.jobs.job import Job
-    from eval.views.progress import describe_job, run_plan
+    from service.jobs.job import Job
+    from service.jobs.progress_view import describe_job, run_plan
 
     config = {
         "strategies": ["system_prompt", "lora"],

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from eval.stats import bootstrap_ci, percentile
+from eval.stats.intervals import bootstrap_ci, percentile
 
 
 def test_bootstrap_contains_mean_and_is_seeded():

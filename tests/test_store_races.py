@@ -7,8 +7,8 @@ import multiprocessing
 
 import pytest
 
-from eval.owner_state import OwnerStates
-from eval.store import RunStore
+from eval.store.runs import RunStore
+from service.owner_state import OwnerStates
 
 N = 60
 

@@ -10,7 +10,7 @@ import pytest
 
 from core.config import ConfigError, ModelConfig
 from core.corpus import hf_token_spans, ingest
-from core.models import _GENERATORS, load_generator
+from core.engines.in_process import _GENERATORS, load_generator
 from core.qa import load_qa
 from core.types import Answer, Context, PrepareReport
 from strategies import (

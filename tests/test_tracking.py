@@ -9,9 +9,15 @@ import pytest
 from eval.config import RunConfig
 from eval.judge import JudgeCost
 from eval.records import CostSummary, PreparedRecord, ResultExtras, Retention
-from eval.run import run_comparison
-from eval.store import RunStore, StrategyResult
-from eval.tracking import flatten, local_uri, log_run, resolve_uri, strategy_metrics
+from eval.store.runs import RunStore, StrategyResult
+from service.tracking import (
+    flatten,
+    local_uri,
+    log_run,
+    resolve_uri,
+    run_and_track,
+    strategy_metrics,
+)
 
 
 def test_flatten_config():
@@ -95,7 +101,7 @@ def _fake_run(mini_corpus, tmp_path) -> tuple[RunStore, str]:
         }
     )
     store = RunStore(cfg.store_path)
-    return store, run_comparison(cfg, store=store)
+    return store, run_and_track(cfg, store=store)
 
 
 def test_unknown_tracker_and_bad_uri_warn_never_raise(mini_corpus, tmp_path):
@@ -146,7 +152,7 @@ def test_log_run_reads_back_with_mlflow_client(mini_corpus, tmp_path, monkeypatc
 
 def test_cli_track_and_run_track_flag(mini_corpus, tmp_path, capsys, monkeypatch):
     pytest.importorskip("mlflow", reason="optional: requirements-tracking.txt")
-    from eval.cli import main
+    from cli.main import main
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     corpus, qa = mini_corpus

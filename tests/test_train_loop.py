@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import pytest
 
 from core.config import ModelConfig
-from core.models import load_generator
+from core.engines.in_process import load_generator
 from strategies.lora import LoraStrategy, LoraStrategyConfig
 from strategies.lora.batches import (
     IGNORE,

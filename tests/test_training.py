@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.config import ModelConfig
-from core.models import load_generator
+from core.engines.in_process import load_generator
 from core.prompts import answer_messages
 from core.qa import split_validation
 from strategies import create_strategy

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main, summary_with_diagnostics
 from core.config import ConfigBase, ConfigError, check, option
 from core.tuning_space import Categorical, FloatRange, IntRange, spaces_of, value_at, with_values
 from core.types import Answer, Corpus, Cost, PrepareReport, QAPair
-from eval.cli import main, summary_with_diagnostics
 from eval.config import RunConfig
 from eval.records import TuningRecord
-from eval.run import run_comparison
-from eval.store import RunStore
+from eval.run.harness import run_comparison
+from eval.store.runs import RunStore
 from eval.tuning.config import TuningConfig
 from eval.tuning.engine import TuningJob, tune
 from eval.views.html_report import html_report
@@ -389,8 +389,8 @@ def test_a_killed_tuning_run_resumes_without_repeating_finished_trials(tmp_path,
 
 def test_tuning_never_sees_the_test_split(mini_corpus, tiny_models, tmp_path, monkeypatch):
     """Spy on every prompt generated and every training example made while tuning."""
-    import eval.run.tuning as run_tuning
-    from core.models import load_generator
+    import eval.tuning.arm as run_tuning
+    from core.engines.in_process import load_generator
 
     phase = {"tuning": False}
     prompts: list[str] = []
@@ -514,7 +514,7 @@ def test_a_resumed_run_re_splits_a_kept_arm_with_its_tuned_settings(
         record = TuningRecord("tuned", "quick", default={"words": 1}, chosen={"words": 4})
         return with_values(job.base, {"words": 4}), record
 
-    monkeypatch.setattr("eval.run.tuning.tune", chooses_four)
+    monkeypatch.setattr("eval.tuning.arm.tune", chooses_four)
     run_id = run_comparison(cfg)
     store = RunStore(cfg.store_path)
     chosen = store.get_run(run_id).results[0].extras.tuning.chosen["words"]
@@ -543,7 +543,7 @@ def ui_home(tmp_path, monkeypatch):
     import os
     import signal
 
-    from eval.jobs import worker_pid
+    from service.jobs import worker_pid
 
     home = tmp_path / "home"
     monkeypatch.setenv("ADAPTLAB_HOME", str(home))
@@ -580,7 +580,7 @@ def test_run_page_shows_each_strategys_search_spaces(ui):
 
 
 def test_run_page_estimate_counts_the_budgets_search(ui, ui_home):
-    from eval.jobs import JobQueue
+    from service.jobs import JobQueue
     from tests.test_app import frame, goto, texts
 
     goto(ui, "run")
@@ -656,7 +656,7 @@ def test_lora_is_tuned_on_what_it_holds_out_and_answers_with_the_chosen_trials_a
     mini_corpus, tiny_models, tmp_path, monkeypatch
 ):
     """No second training after tuning; the validation pairs are never training examples."""
-    from core.models import load_generator
+    from core.engines.in_process import load_generator
 
     lora = get_strategy_class("lora")
     module = sys.modules[lora.__module__]
@@ -718,8 +718,8 @@ def test_a_combination_holds_out_its_trained_parts_pairs_only_when_no_part_reads
 
 def test_an_arm_whose_trial_left_no_adapter_trains_itself_and_claims_no_reuse(tmp_path):
     from eval.records import PreparedRecord
-    from eval.run.tuning import ArmTuner
-    from eval.store import StrategyResult
+    from eval.store.runs import StrategyResult
+    from eval.tuning.arm import ArmTuner
 
     tuner = ArmTuner(None, tmp_path, lambda event: None, lambda: False)
     trial = tmp_path / "trial-3"

@@ -8,7 +8,6 @@ import math
 
 import pytest
 
-from eval.db import connect
 from eval.judge import JudgeCost
 from eval.records import (
     CostSummary,
@@ -19,7 +18,8 @@ from eval.records import (
     TrialRow,
     TuningRecord,
 )
-from eval.store import RunStore
+from eval.store.db import connect
+from eval.store.runs import RunStore
 from eval.views import RunView, learning_curve, quality_vs_cost, retention_vs_gain, throughput
 from eval.views.display import cost_table
 from eval.views.judge import judge_costs
@@ -109,7 +109,7 @@ def test_the_export_keeps_the_stored_json_shapes(old_store):
 
 
 def test_records_round_trip_through_the_store(tmp_path):
-    from eval.store import StrategyResult
+    from eval.store.runs import StrategyResult
 
     store = RunStore(tmp_path / "runs.sqlite")
     run_id = store.create_run({}, "new")
@@ -150,7 +150,10 @@ def test_records_round_trip_through_the_store(tmp_path):
 # Fields that stay JSON-shaped dicts, each for a reason: what they hold is open-ended by design.
 OPEN_FIELDS = {
     ("StrategyResult", "config"): "the strategy config's JSON form (each strategy its own)",
-    ("StrategyResult", "metrics"): "metric intervals by metric name (eval.stats.Interval shape)",
+    (
+        "StrategyResult",
+        "metrics",
+    ): "metric intervals by metric name (eval.stats.intervals.Interval shape)",
     ("PreparedRecord", "details"): "strategy-specific figures each strategy reports",
     ("StoredAnswer", "details"): "per-metric detail records (the judge's verdict)",
     ("Run", "config"): "the RunConfig's JSON form, as stored",
@@ -174,13 +177,19 @@ def _has_dict_any(tp) -> bool:
 
 
 def _record_classes():
-    from eval.estimates import Estimate, StrategyEstimate
     from eval.events import ProgressEvent
-    from eval.jobs import Job
     from eval.records import TrialRow, TuningRecord
-    from eval.stability import ResplitRecord, SplitMeans, SplitResult, Stability, StabilityRecord
-    from eval.store_rows import Run, StoredAnswer, StrategyResult
-    from eval.views.progress import ProgressLine
+    from eval.stats.stability import (
+        ResplitRecord,
+        SplitMeans,
+        SplitResult,
+        Stability,
+        StabilityRecord,
+    )
+    from eval.store.rows import Run, StoredAnswer, StrategyResult
+    from service.estimate.records import Estimate, StrategyEstimate
+    from service.jobs import Job
+    from service.jobs.progress_view import ProgressLine
 
     return [
         StrategyResult, PreparedRecord, CostSummary, ResultExtras, Retention, JudgeCost,
@@ -201,7 +210,7 @@ def test_records_at_the_seams_hold_no_untyped_dicts():
                 found.append(f"{cls.__name__}.{f.name}: {hints[f.name]}")
     assert not found, found
     # The result's parts are the records, not dicts.
-    from eval.store_rows import StrategyResult
+    from eval.store.rows import StrategyResult
 
     hints = typing.get_type_hints(StrategyResult)
     assert (hints["prepare"], hints["cost"], hints["extras"]) == (
@@ -218,10 +227,10 @@ def test_the_store_queue_and_estimate_return_records_and_the_views_take_them():
     import typing
 
     import eval.views
-    from eval.jobs import JobQueue
-    from eval.jobs.progress import JobProgress
-    from eval.run import run_comparison
-    from eval.run.estimate import estimate_run
+    from eval.run.harness import run_comparison
+    from service.estimate.probe import estimate_run
+    from service.jobs import JobQueue
+    from service.jobs.progress import JobProgress
 
     for fn in (run_comparison, estimate_run, JobProgress.__call__):  # progress is an event
         hints = typing.get_type_hints(fn)

@@ -2,10 +2,11 @@
 reading (stored once, rescored without generating, switchable), and the diagnostics."""
 
 from eval.events import ProgressEvent
-from eval.run import rescore, run_comparison
-from eval.store import RunStore
+from eval.run.harness import run_comparison
+from eval.run.scoring import rescore
+from eval.store.runs import RunStore
 from eval.views import RunView
-from eval.views.diagnostics import diagnose
+from eval.views.verdict.diagnostics import diagnose
 from tests.test_harness import make_config
 
 
@@ -67,7 +68,7 @@ def test_oracle_switch(mini_corpus, tiny_models, tmp_path):
 def test_cli_prints_and_writes_the_diagnostics(mini_corpus, tiny_models, tmp_path, capsys):
     import json
 
-    from eval.cli import main
+    from cli.main import main
 
     corpus, qa = mini_corpus
     out = tmp_path / "summary.json"

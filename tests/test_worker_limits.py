@@ -7,14 +7,14 @@ import time
 
 import pytest
 
+from cli.main import main as cli_main
 from core.usage import add_tokens
-from eval.cli import main as cli_main
-from eval.jobs import JobQueue
-from eval.jobs.kinds import register_job_kind
-from eval.jobs.limits import JobRefused, WorkerLimits, load_worker_limits
-from eval.jobs.progress import CancelFlag
-from eval.jobs.watchdog import Watchdog
-from eval.jobs.worker import work
+from service.jobs import JobQueue
+from service.jobs.kinds import register_job_kind
+from service.jobs.progress import CancelFlag
+from service.jobs.watchdog import Watchdog
+from service.jobs.worker import work
+from service.limits import JobRefused, WorkerLimits, load_worker_limits
 
 ORDER: list[str] = []
 
@@ -143,8 +143,8 @@ def test_the_worker_process_runs_under_a_memory_limit(tmp_path):
     code = (
         "import sys, resource\n"
         "from pathlib import Path\n"
-        "from eval.jobs.limits import load_worker_limits\n"
-        "from eval.jobs.worker import _limit_memory\n"
+        "from service.limits import load_worker_limits\n"
+        "from service.jobs.worker import _limit_memory\n"
         "_limit_memory(load_worker_limits(Path(sys.argv[1])))\n"
         "print(resource.getrlimit(resource.RLIMIT_DATA)[0] // 2**20)\n"
         "try:\n    bytearray(3 * 2**30)\nexcept MemoryError:\n    print('refused')\n"

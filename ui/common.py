@@ -14,12 +14,12 @@ from typing import Any
 
 import streamlit as st
 
+from core.access import Access, new_owner, upload_roots, valid_owner
 from core.config import ConfigBase, ConfigError
-from core.markup import escape_markdown
-from core.owners import Access, new_owner, upload_roots, valid_owner
-from core.uploads import LIMITS_FILE, UploadLimits, load_limits
-from eval.owner_state import OwnerState, OwnerStates
-from eval.store import RunStore
+from core.untrusted.markup import escape_markdown
+from eval.store.runs import RunStore
+from service.owner_state import OwnerState, OwnerStates
+from service.uploads import LIMITS_FILE, UploadLimits, load_limits
 from strategies import get_strategy_class
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,7 +237,7 @@ def hide_paths(text: str) -> str:
 def md(text: object) -> str:
     """Untrusted `text` (a question, a gold answer, a corpus, file or run name, a message)
     made inert inside st.markdown and alerts: every Markdown-active character escaped, so an
-    image or a link shows as text and is never fetched (core.markup)."""
+    image or a link shows as text and is never fetched (core.untrusted.markup)."""
     return escape_markdown(text)
 
 
@@ -340,7 +340,7 @@ def settings_form(name: str) -> dict:
 
 def corpus_library():
     """The saved corpora, with the bundled sample always among them."""
-    from core.corpora import CorpusLibrary
+    from service.corpora import CorpusLibrary
 
     library = CorpusLibrary(home() / "corpora")
     library.sample()
@@ -349,7 +349,7 @@ def corpus_library():
 
 def selected_corpus() -> tuple[Path, Path | None, str] | None:
     """(documents folder, Q/A file or None, name) of the owner's corpus (the sample at first)."""
-    from core.corpora import CorpusNotFound
+    from service.corpora import CorpusNotFound
 
     library = corpus_library()
     try:

@@ -6,17 +6,17 @@ from __future__ import annotations
 import streamlit as st
 
 from eval import views as dashboards
-from eval.artifacts import merged_dir
-from eval.jobs import JobQueue, ensure_worker, serve_queued
-from eval.jobs.page_kinds import submit_merge
+from eval.store.artifacts import merged_dir
 from eval.views import charts
-from eval.views.confidence import RANK_BY
-from eval.views.decision import decide
-from eval.views.diagnostics import diagnose, power_rows
 from eval.views.display import cost_table, display_name, quality_table
 from eval.views.html_report import cli_command, html_report, run_config_yaml
-from eval.views.stability_view import stability, stability_frame
 from eval.views.tables import failures, server_line
+from eval.views.verdict.confidence import RANK_BY
+from eval.views.verdict.decision import decide
+from eval.views.verdict.diagnostics import diagnose, power_rows
+from eval.views.verdict.stability import stability, stability_frame
+from service.jobs import JobQueue, ensure_worker, serve_queued
+from service.jobs.page_kinds import submit_merge
 from ui.common import (
     access,
     corpus_name,

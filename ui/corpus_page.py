@@ -5,10 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.allowlist import check_model, load_allowlist
 from core.config import ModelConfig
-from core.corpora import CorpusLibrary
-from core.markup import escape_markdown
 from core.qagen import (
     METHODS,
     QAGenConfig,
@@ -17,9 +14,12 @@ from core.qagen import (
     pairs_to_records,
     records_to_pairs,
 )
-from core.uploads import DOC_TYPES, QA_TYPES
-from eval.jobs import JobQueue, ensure_worker, serve_queued
-from eval.run import preview_corpus, preview_split, read_corpus
+from core.untrusted.allowlist import check_model, load_allowlist
+from core.untrusted.markup import escape_markdown
+from eval.run.inputs import preview_corpus, preview_split, read_corpus
+from service.corpora import CorpusLibrary
+from service.jobs import JobQueue, ensure_worker, serve_queued
+from service.uploads import DOC_TYPES, QA_TYPES
 from ui.common import (
     access,
     corpus_library,

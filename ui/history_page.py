@@ -8,16 +8,16 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from core.markup import escape_markdown
+from core.untrusted.markup import escape_markdown
 from eval import views as dashboards
-from eval.artifacts import disk_usage, human_bytes
-from eval.cluster import where_ran
-from eval.jobs import JobQueue, ensure_worker
-from eval.quota import owner_disk_use
+from eval.store.artifacts import disk_usage, human_bytes
 from eval.views import metric_names
 from eval.views.display import display_name
-from eval.views.estimate_check import estimate_accuracy
-from eval.views.progress import duration
+from service.cluster.settings import where_ran
+from service.estimate.check import estimate_accuracy
+from service.jobs import JobQueue, ensure_worker
+from service.jobs.progress_view import duration
+from service.quota import owner_disk_use
 from ui.common import (
     access,
     corpus_name,

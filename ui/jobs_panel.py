@@ -7,10 +7,10 @@ import time
 
 import streamlit as st
 
-from eval.jobs import RUN_KINDS, Job, JobQueue, serve_queued
-from eval.store import RunNotFound, RunStore
-from eval.views.estimate_check import stored_estimate
-from eval.views.progress import describe_job, run_plan
+from eval.store.runs import RunNotFound, RunStore
+from service.estimate.check import stored_estimate
+from service.jobs import RUN_KINDS, Job, JobQueue, serve_queued
+from service.jobs.progress_view import describe_job, run_plan
 from ui.common import access, current_owner, store_path
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import streamlit as st
 
 from eval.judge import JudgeConfig
-from eval.tracking import TrackingConfig, local_uri
 from eval.views.judge import (
     agreement_frame,
     disagreement_frame,
     judge_cost_frame,
     judge_summary,
 )
+from service.tracking import TrackingConfig, local_uri
 from ui.common import config_form, hide_paths, md
 
 
@@ -64,7 +64,7 @@ def unservable(models_json: str, strategies: tuple[str, ...]) -> str | None:
 
 def judge_section(view) -> None:
     """Compare page: the judge against F1 (agreement, kappa, disagreements) and its cost."""
-    from eval.agreement import agreement_by_strategy
+    from eval.stats.agreement import agreement_by_strategy
 
     agreements = agreement_by_strategy(view.answers)
     if not agreements:

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.allowlist import check_location, load_allowlist
-from core.markup import escape_markdown
-from core.paths import safe_filename
 from core.types import Answer
-from eval.jobs import JobQueue, ensure_worker, serve_queued
-from eval.jobs.page_kinds import job_result, submit_playground
-from eval.quota import save_adapter_upload
-from eval.run.playground import PlaygroundAnswer
+from core.untrusted.allowlist import check_location, load_allowlist
+from core.untrusted.markup import escape_markdown
+from core.untrusted.paths import safe_filename
 from eval.views.display import display_name
+from service.jobs import JobQueue, ensure_worker, serve_queued
+from service.jobs.page_kinds import job_result, submit_playground
+from service.playground import PlaygroundAnswer
+from service.quota import save_adapter_upload
 from ui.common import (
     access,
     current_owner,
@@ -120,7 +120,7 @@ if run_id is not None:
                 label = f"adapter: {name}"
                 state.pg_adapters = [a for a in state.pg_adapters if a[0] != label]
                 state.pg_adapters.append([label, str(path)])
-                # `name` is a safe file name (core.paths): nothing in it is Markdown.
+                # `name` is a safe file name (core.untrusted.paths): nothing in it is Markdown.
                 st.success(f"Added {name}; it answers as '{label}' from the next question.")
     with st.form("pg_form"):
         question = st.text_input("Question", key="pg_question")

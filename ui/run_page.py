@@ -12,19 +12,19 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core.allowlist import (
+from core.engines.in_process import resolve_device
+from core.tuning_space import describe_spaces
+from core.untrusted.allowlist import (
     check_run_settings,
     check_strategy_settings,
     load_allowlist,
 )
-from core.models import resolve_device
-from core.tuning_space import describe_spaces
 from eval.config import RunConfig
-from eval.jobs import JobQueue, ensure_worker, serve_queued
-from eval.run.estimate import Estimate, training_seconds
 from eval.run.inputs import preview_split
 from eval.views.display import display_name
-from eval.views.progress import duration, stage_words
+from service.estimate.probe import Estimate, training_seconds
+from service.jobs import JobQueue, ensure_worker, serve_queued
+from service.jobs.progress_view import duration, stage_words
 from strategies import default_strategies, get_strategy_class, strategy_names
 from ui.common import (
     config_form,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from eval.store import Run
+from eval.store.runs import Run
 from eval.views.tuning import (
     budget_of,
     trials_chart,

@@ -33,7 +33,7 @@ def parse_reply(text: str) -> tuple[str, str] | None:
 def model_pairs(
     corpus: Corpus, config: QAGenConfig, models: ModelConfig, progress: ProgressFn | None
 ) -> QAGenResult:
-    from core.models import load_generator
+    from core.engines.in_process import load_generator
 
     generator = load_generator(models)
     rng = random.Random(config.seed)

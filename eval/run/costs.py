@@ -10,7 +10,7 @@ from core.config import PriceTable
 from core.types import Answer
 from eval.records import CostSummary, PreparedRecord
 from eval.run.contention import CpuSample, tokens_per_s
-from eval.stats import percentile
+from eval.stats.intervals import percentile
 
 
 @dataclass

@@ -1,52 +1,25 @@
-"""Where each arm of a run is measured: in this process (`local`) or as Ray work (`ray`).
+"""Where each arm of a run is measured: the executor contract, its registry and the local one.
 
 The harness hands an executor one `Arm` at a time and gets a `Measured` back; it alone writes
-the store. Executors register by name (`@register_executor("ray")`), as strategies do.
+the store. Executors register by name (`@register_executor("ray")`), as strategies do; the Ray
+executor lives on the service floor (`service.cluster.ray_executor`) and registers when that
+package is imported (the CLI and the app's worker do).
 """
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
-from core.config import ConfigBase
-from core.types import QAPair
+from core.config import ConfigError
 from eval.config import RunConfig
-from eval.events import ProgressEvent
-from eval.records import Placement
-from eval.run.inputs import Inputs
-from eval.run.measurement import Measured, StrategyMeasurement
+from eval.run.measurement import Arm, Measured, StrategyMeasurement, measure_arm
 from eval.run.workbench import Workbench
-from strategies.base import RunCancelled
-
-ROOT = Path(__file__).resolve().parents[2]  # the project folder, importable by Ray workers
-POLL_S = 0.2  # how often the driver relays an arm's progress and checks for a cancel
-STOP_GRACE_S = 15.0  # how long a cancelled arm may take to stop before its worker is killed
-INSTALL_HINT = "pip install -r requirements-cluster.txt"
 
 
 class ArmLost(RuntimeError):
     """The process or node measuring an arm died: the run is left interrupted, resumable."""
-
-
-@dataclass
-class Arm:
-    """One strategy (or learning-curve point) to measure: what to build, on which training
-    pairs, which general questions it also answers, and the folder its files go to."""
-
-    name: str
-    label: str
-    train: list[QAPair]
-    general: list[QAPair] = field(default_factory=list)
-    workdir: Path = Path(".")
-    settings: ConfigBase | None = None  # tuned settings (eval.run.tuning); None: the defaults
-    inputs: Inputs | None = None  # a re-split's own train/test (eval.run.resplit); None: the run's
 
 
 class Executor:
@@ -90,21 +63,13 @@ def make_executor(
     config: RunConfig, bench: Workbench, measurement: StrategyMeasurement
 ) -> Executor:
     """The executor `config.executor.kind` names, for this run."""
-    return EXECUTORS[config.executor.kind](config, bench, measurement)
-
-
-def measure_arm(
-    bench: Workbench, measurement: StrategyMeasurement, arm: Arm, inputs: Inputs
-) -> Measured:
-    """`arm` built and measured in this process on `inputs` (whichever process runs it)."""
-    ctx = bench.context(
-        workdir=arm.workdir,
-        progress=lambda ev: measurement.emit(ProgressEvent.from_dict(ev, strategy=arm.label)),
-        cancelled=measurement.cancelled,
-        held_out=tuple(inputs.test),
-    )
-    strategy = bench.strategy(arm.name, arm.settings, ctx)
-    return measurement.evaluate(strategy, arm.label, inputs, arm.train, arm.general)
+    kind = config.executor.kind
+    if kind not in EXECUTORS:
+        raise ConfigError(
+            f"executor {kind!r} is not registered in this process; known: "
+            f"{', '.join(EXECUTORS)} (the 'ray' executor registers with `import service.cluster`)"
+        )
+    return EXECUTORS[kind](config, bench, measurement)
 
 
 @register_executor("local")
@@ -113,160 +78,3 @@ class LocalExecutor(Executor):
 
     def evaluate(self, arm: Arm) -> Measured:
         return measure_arm(self.bench, self.measurement, arm, arm.inputs or self.bench.inputs)
-
-
-_INIT_LOCK = threading.Lock()  # the app's worker drives several runs from threads
-
-
-def connect(address: str) -> Any:
-    """The `ray` module, connected to the cluster at `address` (once per process); an empty
-    address means RAY_ADDRESS, else a Ray started here. ImportError says what to install."""
-    try:
-        import ray
-    except ImportError as e:
-        raise ImportError(f"executor 'ray' needs Ray: {INSTALL_HINT}") from e
-    with _INIT_LOCK:
-        if not ray.is_initialized():
-            ray.init(
-                address=address or None,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-                # Workers import the project from its folder (the same path on every node).
-                runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
-            )
-    return ray
-
-
-@register_executor("ray")
-class RayExecutor(Executor):
-    """Each arm measured by the run's `ArmWorker` actor, placed by Ray, which loads the
-    shared models once and keeps them for the run's later arms.
-
-    The run's inputs are put in the object store once; progress is relayed from the actor every
-    POLL_S; a cancel stops the arm at its next batch (or kills its worker after STOP_GRACE_S);
-    a worker or node that dies raises ArmLost."""
-
-    local_files = False
-
-    def __init__(self, config: RunConfig, bench: Workbench, measurement: StrategyMeasurement):
-        super().__init__(config, bench, measurement)
-        self.ray = connect(config.executor.address)
-        from eval.run.ray_worker import ArmWorker
-
-        self._actor_class = self.ray.remote(ArmWorker)
-        self.inputs_ref = self.ray.put(bench.inputs)
-        self.worker: Any = None  # the run's ArmWorker: arms run one after the other
-
-    def describe(self) -> dict[str, Any]:
-        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
-        return {
-            "kind": "ray",
-            "node": socket.gethostname(),
-            "nodes": len(nodes),
-            "cluster": {
-                k: float(v)
-                for k, v in self.ray.cluster_resources().items()
-                if k in ("CPU", "GPU", "memory")
-            },
-        }
-
-    def _options(self) -> dict[str, Any]:
-        """What the arm worker declares: CPUs, a GPU when the cluster has any (trained arms
-        and generation want it) and the memory the operator set. Ray places it (spread, so
-        the runs of a busy app land on different nodes)."""
-        gpus = 1 if self.ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        memory = int(float(self.config.executor.memory_gb) * 2**30)
-        return {
-            **({"memory": memory} if memory else {}),
-            "num_cpus": self.config.executor.cpus_per_arm,
-            "num_gpus": gpus,
-            "max_concurrency": 4,  # drain/stop are answered while evaluate runs
-            "max_restarts": 0,  # a dead worker's arm is interrupted, not silently redone
-            "scheduling_strategy": "SPREAD",
-        }
-
-    def _actor(self) -> Any:
-        """The run's arm worker, started on first use (again after one was lost)."""
-        if self.worker is None:
-            self.worker = self._actor_class.options(**self._options()).remote(
-                self.config, self.config.executor.cpus_per_arm
-            )
-        return self.worker
-
-    def evaluate(self, arm: Arm) -> Measured:
-        ray = self.ray
-        actor = self._actor()
-        t0 = time.perf_counter()
-        inputs = self.inputs_ref if arm.inputs is None else self.ray.put(arm.inputs)
-        ref = actor.evaluate.remote(
-            inputs,
-            arm.name,
-            arm.label,
-            arm.train,
-            arm.general,
-            str(arm.workdir.resolve()),
-            arm.settings,
-        )
-        try:
-            self._follow(actor, ref)
-            measured = ray.get(ref)
-        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
-            self._drop(actor)
-            raise ArmLost(
-                f"interrupted: the Ray worker measuring {arm.label} stopped "
-                f"({type(e).__name__}); resume the run to continue"
-            ) from None
-        if measured is None:
-            raise RunCancelled
-        self._account(measured, time.perf_counter() - t0)
-        return measured
-
-    def _follow(self, actor: Any, ref: Any) -> None:
-        """Relay the arm's progress until it ends; stop it when the run is cancelled. Never
-        blocks on the actor: one waiting for the cluster to free a CPU answers nothing yet."""
-        ray, emit = self.ray, self.measurement.emit
-        drain = None
-        while True:
-            ready, _ = ray.wait([ref], timeout=POLL_S)
-            drain = drain or actor.drain.remote()
-            if ready or ray.wait([drain], timeout=0)[0]:
-                for event in ray.get(drain):
-                    emit(event)
-                drain = None
-            if ready:
-                for event in ray.get(actor.drain.remote()):  # the arm's last events
-                    emit(event)
-                return
-            if self.measurement.cancelled():
-                self._stop(actor, ref)
-                raise RunCancelled
-
-    def _account(self, measured: Measured, wall_s: float) -> None:
-        """Record the driver's wall time for the arm and its scheduling overhead: the part
-        the worker spent neither measuring the arm nor loading the models."""
-        placed = measured.result.extras.placement
-        if placed is None:  # an arm that failed before the worker measured it
-            placed = measured.result.extras.placement = Placement()
-        placed.driver_wall_s = round(wall_s, 3)
-        placed.overhead_s = round(max(0.0, wall_s - placed.worker_s - placed.load_s), 3)
-
-    def _stop(self, actor: Any, ref: Any) -> None:
-        """Stop the running arm: ask it, then kill its worker if it does not stop in time."""
-        ray = self.ray
-        actor.stop.remote()
-        ray.cancel(ref)  # sets Ray's own flag too; the arm checks ours between batches
-        ready, _ = ray.wait([ref], timeout=STOP_GRACE_S)
-        if not ready:
-            self._drop(actor)
-
-    def _drop(self, actor: Any) -> None:
-        """Kill `actor` and forget it (the next arm starts a fresh one)."""
-        if actor is self.worker:
-            self.worker = None
-        with contextlib.suppress(Exception):  # already dead
-            self.ray.kill(actor)
-
-    def close(self) -> None:
-        if self.worker is not None:
-            self._drop(self.worker)

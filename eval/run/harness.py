@@ -15,26 +15,26 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from core.generation import engine_class
-from core.models import load_embedder
+from core.engines.base import engine_class
+from core.engines.in_process import load_embedder
 from core.types import QAPair
-from eval.artifacts import Staged, clean_leftovers, label_folder, relocate, run_dir
 from eval.attribution import gold_passages
 from eval.config import RunConfig
 from eval.events import ProgressEvent, ProgressFn
 from eval.judge import attach_verdicts
 from eval.records import PreparedRecord, ResultExtras, Retention
 from eval.run import scoring
-from eval.run.executor import Arm, ArmLost, make_executor
-from eval.run.measurement import Measured, StrategyMeasurement, answer_all
+from eval.run.executor import ArmLost, make_executor
+from eval.run.measurement import Arm, Measured, StrategyMeasurement, answer_all
 from eval.run.oracle import measure_oracle
 from eval.run.provenance import git_hash, package_versions
 from eval.run.retention import load_general_set, retention, retention_scores
 from eval.run.scoring import needs_embedder, needs_judge, score
 from eval.run.stamp import InputsChanged, InputStamp
-from eval.run.tuning import ArmTuner, charge
 from eval.run.workbench import Workbench
-from eval.store import Run, RunStore
+from eval.store.artifacts import Staged, clean_leftovers, label_folder, relocate, run_dir
+from eval.store.runs import Run, RunStore
+from eval.tuning.arm import ArmTuner, charge
 from strategies import baseline_strategy, get_strategy_class
 from strategies.base import RunCancelled
 
@@ -61,7 +61,7 @@ def run_comparison(
     run `run_id` are kept and not run again (an interrupted run continues), provided the run
     reads the same documents, Q/A file and test questions as before: otherwise InputsChanged
     is raised, naming what changed, and the run is left interrupted. A new run belongs to
-    `owner` (core.owners; "" = the operator) and records this process as the one running it.
+    `owner` (core.access; "" = the operator) and records this process as the one running it.
     """
     store = store or RunStore(config.store_path)
     emit = progress or (lambda event: None)
@@ -76,7 +76,6 @@ def run_comparison(
     except RunCancelled:
         store.finish_run(run_id, "cancelled", "cancelled by the user")
         emit(ProgressEvent("cancelled"))
-        _track(config, store, run_id, emit)
         return run_id
     except (InputsChanged, ArmLost) as e:  # the run keeps what it had, resumable as before
         store.finish_run(run_id, "interrupted", str(e))
@@ -86,28 +85,8 @@ def run_comparison(
         store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}")
         emit(ProgressEvent("failed", error=str(e)))
         raise
-    _track(config, store, run_id, emit)
     emit(ProgressEvent("done", run_id=run_id))
     return run_id
-
-
-def _track(config: RunConfig, store: RunStore, run_id: str, emit: ProgressFn) -> None:
-    """Log the stored run to the configured tracker; a failure is a warning, never an error."""
-    if not config.tracking.tracker:
-        return
-    from eval.tracking import log_run
-
-    emit(ProgressEvent("track", tracker=config.tracking.tracker))
-    got = log_run(
-        store,
-        run_id,
-        tracker=config.tracking.tracker,
-        uri=config.tracking.uri or None,
-        home=store.path.parent,
-        experiment=config.tracking.experiment,
-    )
-    store.update_run(run_id, tracking=got.to_dict())
-    emit(ProgressEvent("tracked", ok=got.ok, message=got.message()))
 
 
 def variants(
@@ -144,7 +123,7 @@ class _Comparison:
             Retention.from_dict(previous.meta.get("retention_base")) if previous else None
         )
         self.previous = previous
-        # Every file a strategy writes goes under this run's own folder (eval.artifacts).
+        # Every file a strategy writes goes under this run's own folder (eval.store.artifacts).
         self.folder = run_dir(config.workdir, run_id)
         self.oracle_done = bool(previous and previous.meta.get("oracle"))
 

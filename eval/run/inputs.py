@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from core.corpus import hf_token_spans, ingest, whitespace_token_spans
-from core.models import load_tokenizer
+from core.engines.in_process import load_tokenizer
 from core.qa import load_qa, split_ids_bounded, split_pairs
 from core.types import Corpus, QAPair
 from eval.config import RunConfig

@@ -8,15 +8,17 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from core.config import PriceTable
+from core.config import ConfigBase, PriceTable
 from core.types import Answer, PrepareReport, QAPair
 from eval.events import ProgressEvent, ProgressFn
 from eval.records import PreparedRecord
 from eval.run.contention import CpuSample, cpu_clock
 from eval.run.costs import Measurement, measure, summarize_costs
 from eval.run.inputs import Inputs
-from eval.store import StoredAnswer, StrategyResult
+from eval.run.workbench import Workbench
+from eval.store.runs import StoredAnswer, StrategyResult
 from strategies import Strategy
 from strategies.base import RunCancelled
 
@@ -153,3 +155,31 @@ class StrategyMeasurement:
                 answers.extend(got)
                 self.emit(ProgressEvent("answer", strategy=label, done=len(answers), total=total))
         return answers, answering, answer_cpu
+
+
+@dataclass
+class Arm:
+    """One strategy (or learning-curve point) to measure: what to build, on which training
+    pairs, which general questions it also answers, and the folder its files go to."""
+
+    name: str
+    label: str
+    train: list[QAPair]
+    general: list[QAPair] = field(default_factory=list)
+    workdir: Path = Path(".")
+    settings: ConfigBase | None = None  # tuned settings (eval.tuning.arm); None: the defaults
+    inputs: Inputs | None = None  # a re-split's own train/test (eval.run.resplit); None: the run's
+
+
+def measure_arm(
+    bench: Workbench, measurement: StrategyMeasurement, arm: Arm, inputs: Inputs
+) -> Measured:
+    """`arm` built and measured in this process on `inputs` (whichever process runs it)."""
+    ctx = bench.context(
+        workdir=arm.workdir,
+        progress=lambda ev: measurement.emit(ProgressEvent.from_dict(ev, strategy=arm.label)),
+        cancelled=measurement.cancelled,
+        held_out=tuple(inputs.test),
+    )
+    strategy = bench.strategy(arm.name, arm.settings, ctx)
+    return measurement.evaluate(strategy, arm.label, inputs, arm.train, arm.general)

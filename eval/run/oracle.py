@@ -145,7 +145,7 @@ def rescore_oracle(
     """Score the stored oracle answers with `metrics` (kept beside earlier metrics) and
     summarise each with its bootstrap interval. Returns the same record, updated."""
     from eval.metrics import METRICS, ScoringItem, score_items
-    from eval.stats import bootstrap_ci
+    from eval.stats.intervals import bootstrap_ci
 
     # The ceiling is read on the answer-matching metrics; a judge would cost a generation per
     # oracle answer on top of the strategies' own.

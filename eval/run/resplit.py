@@ -1,6 +1,6 @@
 """Re-running a comparison on re-drawn train/test splits (config `stability`).
 
-After the run's own split, each of the K re-splits (eval.stability.draw_resplits) is answered
+After the run's own split, each of the K re-splits (eval.stats.stability.draw_resplits) is answered
 by every strategy again through the run's own measurement and scoring, so its figures are
 measured the way the main ones are. Per split and strategy only the metric means and prices
 are kept, in the run's metadata under "stability", written after each strategy: a resumed
@@ -15,9 +15,9 @@ from typing import Any
 
 from core.qa import load_qa
 from eval.events import ProgressEvent
-from eval.run.executor import Arm
+from eval.run.measurement import Arm
 from eval.run.scoring import score
-from eval.stability import (
+from eval.stats.stability import (
     ResplitRecord,
     SplitResult,
     StabilityRecord,

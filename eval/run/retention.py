@@ -10,8 +10,8 @@ from core.types import QAPair
 from eval.config import RunConfig
 from eval.metrics import ScoringItem, normalize_answer, score_items
 from eval.records import Retention
-from eval.stats import bootstrap_ci
-from eval.store import RunStore
+from eval.stats.intervals import bootstrap_ci
+from eval.store.runs import RunStore
 
 GENERAL_SET = Path(__file__).resolve().parents[1] / "data" / "general_knowledge.jsonl"
 

@@ -9,8 +9,8 @@ from eval.judge import attach_verdicts
 from eval.metrics import METRICS, ScoringItem, default_metrics, score_items
 from eval.run.oracle import OracleReading, rescore_oracle
 from eval.run.retention import rescore_retention
-from eval.stats import bootstrap_ci
-from eval.store import RunStore, StoredAnswer
+from eval.stats.intervals import bootstrap_ci
+from eval.store.runs import RunStore, StoredAnswer
 
 
 def needs_embedder(metrics: list[str]) -> bool:
@@ -62,7 +62,7 @@ def rescore(
     The judge is the run's stored judge settings unless `judge_config` (a JudgeConfig) is given;
     its verdicts and cost are stored like a run's."""
     from core.config import ModelConfig
-    from core.models import load_embedder
+    from core.engines.in_process import load_embedder
 
     run = store.get_run(run_id)
     config = RunConfig.from_dict({**run.config, "metrics": metrics})

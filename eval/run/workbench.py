@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.models import load_embedder, load_generator, resolve_device
+from core.engines.in_process import load_embedder, load_generator, resolve_device
 from eval.config import RunConfig
 from eval.events import ProgressEvent, ProgressFn
 from eval.run.costs import measure

@@ -26,7 +26,7 @@ from core.tuning_space import Categorical, spaces_of, value_at, with_values
 from core.types import Corpus, PrepareReport, QAPair
 from eval.metrics import f1_score
 from eval.records import TrialRow, TuningRecord
-from eval.stats import bootstrap_ci
+from eval.stats.intervals import bootstrap_ci
 from eval.tuning.config import TuningConfig
 from strategies.base import RunCancelled, Strategy
 

@@ -8,6 +8,7 @@ recommendation), `charts` (Altair), `tables` (CLI text), `html_report` (the offl
 """
 
 from eval.records import COST_AXES, COST_COLUMNS
+from eval.stats.paired import PairedTest, paired_test
 from eval.views.cost import (
     BreakEven,
     break_even,
@@ -17,7 +18,6 @@ from eval.views.cost import (
     quality_vs_cost,
 )
 from eval.views.knowledge import KnowledgeSlices, knowledge_slices, retention_vs_gain
-from eval.views.narrative import Recommendation, recommend, verdict
 from eval.views.quality import (
     SideBySide,
     all_wrong,
@@ -37,8 +37,9 @@ from eval.views.run_view import (
     metric_names,
     money,
 )
-from eval.views.significance import PairedTest, compare_runs, compare_strategies, paired_test
+from eval.views.significance import compare_runs, compare_strategies
 from eval.views.training import loss_curves, throughput, throughput_rows
+from eval.views.verdict.narrative import Recommendation, recommend, verdict
 
 __all__ = [
     "COST_AXES",

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from eval.views.confidence import per_right_costs
 from eval.views.run_view import (
     DEFAULT_METRIC,
     RunView,
@@ -19,6 +18,7 @@ from eval.views.run_view import (
     higher_is_better,
     money,
 )
+from eval.views.verdict.confidence import per_right_costs
 
 
 def pareto_mask(quality: list[float], cost: list[float], higher_better: bool = True) -> list[bool]:

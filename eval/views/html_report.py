@@ -14,13 +14,13 @@ import pandas as pd
 
 from eval import views as db
 from eval.config import RunConfig
-from eval.exports import portable, run_folder
-from eval.store import Run, RunStore
+from eval.store.exports import portable, run_folder
+from eval.store.runs import Run, RunStore
 from eval.views import charts
-from eval.views.decision import decide
 from eval.views.display import StrategyTable, cost_table, quality_table
 from eval.views.tables import failures, server_line
 from eval.views.training import throughput_rows
+from eval.views.verdict.decision import decide
 
 # Inputs of the recommendation shown in the report (the app lets the user change them).
 DEFAULT_MONTHLY_VOLUME = 10_000
@@ -173,7 +173,7 @@ def _header(run: Run, corpus_name: str | None = None) -> list[str]:
         f"fingerprint {esc(str(run.fingerprint or '?'))}",
         f"Q/A split: {split.get('pairs', '?')} pairs → train {split.get('train', '?')}, "
         f"test {split.get('test', '?')}",
-        # A model folder is a server path: its name only (eval.exports.portable).
+        # A model folder is a server path: its name only (eval.store.exports.portable).
         f"Models: {esc(portable(str(models.get('generator', cfg_models.get('generator'))), None))}"
         f" / {esc(portable(str(models.get('embedder', cfg_models.get('embedder'))), None))}"
         f" on {esc(str(meta.get('device', '?')))}",
@@ -192,7 +192,7 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
     sections: list[str] = []
     sbs = db.side_by_side(view)
     decision = decide(view, monthly_volume, metric, threshold, months)
-    from eval.views.diagnostics import diagnose
+    from eval.views.verdict.diagnostics import diagnose
 
     # What the test set cannot tell apart, or the generator's ceiling, is said before any ranking.
     sections += [f"<p class='headline'><b>{esc(h)}</b></p>" for h in diagnose(view).headline]
@@ -251,7 +251,7 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
 def _confidence_sections(view: db.RunView, sbs: db.SideBySide, metric: str) -> list[str]:
     """Each strategy against the best on `metric` (test, raw and Holm-adjusted p, effect
     size), then the scores across re-drawn splits when the run has them."""
-    from eval.views.stability_view import stability, stability_frame
+    from eval.views.verdict.stability import stability, stability_frame
 
     out = []
     sig = sbs.significance[sbs.significance.metric == metric]
@@ -275,7 +275,7 @@ def _confidence_sections(view: db.RunView, sbs: db.SideBySide, metric: str) -> l
 def _diagnostics_section(view: db.RunView) -> str:
     """Why strategies lost: the headline, the oracle ceiling, the attribution chart and advice,
     and the power of each comparison."""
-    from eval.views.diagnostics import diagnose, power_rows
+    from eval.views.verdict.diagnostics import diagnose, power_rows
 
     esc = html.escape
     d = diagnose(view)
@@ -305,7 +305,7 @@ def _diagnostics_section(view: db.RunView) -> str:
 def _judge_sections(view, shown: int = 50) -> list[str]:
     """The judge against F1 (agreement, kappa, the first disagreements) and what judging cost;
     nothing when the run was not judged."""
-    from eval.agreement import agreement_by_strategy
+    from eval.stats.agreement import agreement_by_strategy
     from eval.views.judge import (
         agreement_frame,
         disagreement_frame,

@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from eval.agreement import Agreement, agreement_by_strategy
 from eval.judge import JudgeCost
-from eval.store_rows import Run
+from eval.stats.agreement import Agreement, agreement_by_strategy
+from eval.store.rows import Run
 
 AGREEMENT_COLUMNS = [
     "Strategy",

@@ -10,8 +10,7 @@ from typing import Any
 import pandas as pd
 
 from eval.records import COST_COLUMNS
-from eval.store import StoredAnswer, StrategyResult
-from eval.views.confidence import chance_best, comparisons, comparisons_frame
+from eval.store.runs import StoredAnswer, StrategyResult
 from eval.views.run_view import (
     CONTENDED_LABEL,
     DEFAULT_METRIC,
@@ -23,6 +22,7 @@ from eval.views.run_view import (
     metric_label,
     metric_names,
 )
+from eval.views.verdict.confidence import chance_best, comparisons, comparisons_frame
 from strategies import get_strategy_class
 
 
@@ -35,7 +35,7 @@ class SideBySide:
     best: column -> best strategy (metric direction from the registry; costs: lower is better).
     significance: one row per (metric, strategy): best, n, test, diff (strategy − best) with
         its interval, d_z, p_value and p_holm (Holm over the comparisons with the best),
-        significant (on p_holm) — see eval.views.confidence.comparisons.
+        significant (on p_holm) — see eval.views.verdict.confidence.comparisons.
     display: the table as strings for showing: "mean [low, high]", best marked with ★, and
         "(=)" after metrics whose gap to the best is not significant.
     """
@@ -46,7 +46,8 @@ class SideBySide:
     display: pd.DataFrame
     metrics: list[str]
     costs: list[str]
-    # metric -> strategy -> chance of the best mean (paired bootstrap, eval.views.confidence)
+    # metric -> strategy -> chance of the best mean (paired bootstrap,
+    # eval.views.verdict.confidence)
     prob_best: dict[str, dict[str, float]] = field(default_factory=dict)
 
 

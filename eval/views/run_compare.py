@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from eval.decision_stats import (
+from eval.stats.decision import (
     common_questions,
     effect_size,
     holm,
@@ -17,12 +17,12 @@ from eval.decision_stats import (
     mcnemar_exact,
     prob_best,
 )
-from eval.views.confidence import cost_per_right_frame, per_right_text
-from eval.views.decision_export import decision_data
+from eval.stats.paired import paired_test
 from eval.views.run_view import RunView, check_metric, higher_is_better, seed_of
-from eval.views.significance import paired_test
-from eval.views.stability_view import stability_sentences
 from eval.views.tables import render_table
+from eval.views.verdict.confidence import cost_per_right_frame, per_right_text
+from eval.views.verdict.export import decision_data
+from eval.views.verdict.stability import stability_sentences
 
 COLUMNS = [
     "strategy", "n", "mean_a", "mean_b", "diff", "diff_low", "diff_high", "d_z", "test",

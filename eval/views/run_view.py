@@ -9,10 +9,8 @@ from typing import Any
 
 from eval.metrics import METRICS
 from eval.records import COST_COLUMNS, CostSummary
-from eval.store import Run, RunStore, StoredAnswer, StrategyResult
+from eval.store.runs import Run, RunStore, StoredAnswer, StrategyResult
 from strategies import baseline_strategy, get_strategy_class
-
-DEFAULT_METRIC = "f1"
 
 
 @dataclass
@@ -101,10 +99,6 @@ def baseline_name(base: str | None = None) -> str:
 def higher_is_better(metric: str) -> bool:
     """The metric's direction from the registry (unknown metrics: higher is better)."""
     return METRICS[metric].higher_is_better if metric in METRICS else True
-
-
-def metric_label(metric: str) -> str:
-    return METRICS[metric].label if metric in METRICS else metric
 
 
 def money(value: float | None, currency: str = "USD") -> str:

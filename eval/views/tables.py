@@ -7,7 +7,7 @@ from typing import Any
 
 from eval.metrics import METRICS
 from eval.records import COST_COLUMNS
-from eval.store import Run
+from eval.store.runs import Run
 from eval.views.run_view import CONTENDED_LABEL, contended_mark, format_interval, metric_names
 from eval.views.training import throughput_rows
 

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from eval.records import training_log
-from eval.store import Run
+from eval.store.runs import Run
 from eval.views.run_view import RunView
 
 

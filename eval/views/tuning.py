@@ -9,7 +9,7 @@ import pandas as pd
 
 from eval.config import RunConfig
 from eval.records import IntervalDict, TuningRecord
-from eval.store import Run
+from eval.store.runs import Run
 
 
 def tuning_records(run: Run) -> dict[str, TuningRecord]:

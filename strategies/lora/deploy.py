@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from core.config import ModelConfig
-from core.paths import UnsafePath, confined, find_file
+from core.untrusted.paths import UnsafePath, confined, find_file
 
 MAX_ADAPTER_ZIP_BYTES = 512 * 1024 * 1024  # unpacked size; a LoRA adapter is a few MB
 MAX_ADAPTER_ZIP_RATIO = 100  # unpacked : packed, for members over 1 MB
@@ -135,7 +135,7 @@ def unpack_adapter_zip(
 
 
 def _base_path(models: ModelConfig) -> str:
-    from core.models import generator_path
+    from core.engines.in_process import generator_path
 
     return generator_path(models)
 
@@ -149,7 +149,7 @@ def merge_adapter(models: ModelConfig, adapter_dir: str | Path, out_dir: str | P
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.models import resolve_device, torch_dtype
+    from core.engines.in_process import resolve_device, torch_dtype
 
     folder = adapter_folder(adapter_dir)
     base_path = _base_path(models)

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from core.caps import check_train_steps
 from core.types import TrainingLog, TrainStep
+from core.untrusted.caps import check_train_steps
 from core.usage import add_tokens
 from strategies.lora.batches import (
     Example,
@@ -87,7 +87,8 @@ class _Run:
         self.examples, self.val_examples = examples, val_examples
         self.lengths = [len(ids) for ids, _ in examples]
         self.on_cuda = device.startswith("cuda")
-        # mixed_precision stays "no": the weights already are bfloat16 on CUDA (core.models).
+        # mixed_precision stays "no": the weights already are bfloat16 on CUDA
+        # (core.engines.in_process).
         self.acc = Accelerator(cpu=not self.on_cuda)
         self.world, self.rank = self.acc.num_processes, self.acc.process_index
         self.total = planned_steps(

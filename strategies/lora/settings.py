@@ -11,9 +11,9 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
-from core.caps import MAX_TRAIN_STEPS
 from core.config import ConfigBase, ConfigError, check, option
 from core.tuning_space import Categorical, FloatRange, IntRange
+from core.untrusted.caps import MAX_TRAIN_STEPS
 from strategies.base import PromptConfig
 from strategies.lora.batches import default_memory_budget_gb
 from strategies.lora.data import MODES

@@ -295,7 +295,7 @@ def _adapter_dir(root: Path) -> Path:
 
     Bounded depth: `adapter_path` may be typed by a user, and a root of `/` must not walk the
     whole file system."""
-    from core.paths import find_file
+    from core.untrusted.paths import find_file
 
     found = find_file(root, "adapter_config.json", max_depth=3)
     return found.parent if found else Path(root)

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import PartialState
 
     from core.corpus import hf_token_spans, ingest
-    from core.models import load_generator, resolve_device
+    from core.engines.in_process import load_generator, resolve_device
     from core.qa import load_qa
     from strategies.base import StrategyContext
     from strategies.lora import LoraStrategy, LoraStrategyConfig

@@ -1,0 +1,2 @@
+"""The `adaptlab` command (also `python -m eval`): a thin layer over the eval and service
+libraries."""

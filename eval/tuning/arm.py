@@ -1,0 +1,181 @@
+"""The run's side of tuning: carve the validation pairs, tune each arm, charge the time to it.
+
+The harness asks `ArmTuner.settings_for` before it measures an arm: with `tuning.budget` off it
+changes nothing; otherwise it searches the arm's spaces on pairs carved from the training split
+(the share and seed LoRA validates on), never the test split, and returns the chosen settings
+with a `TuningRecord`. An arm that holds out validation pairs of its own (LoRA) is tuned on
+exactly those, its trials preparing on all its training pairs; `prepared` then hands the arm
+its chosen trial's adapter, so it is not trained a second time. `charge` adds the tuning time
+to the arm's preparation cost, so the break-even volumes and money include it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.config import ConfigBase, ConfigError
+from core.qa import split_validation
+from core.tuning_space import with_values
+from core.types import PrepareReport, QAPair
+from eval.events import ProgressEvent, ProgressFn
+from eval.records import ResultExtras, TuningRecord
+from eval.run.costs import price
+from eval.store.artifacts import label_folder
+from eval.store.runs import StrategyResult
+from eval.tuning.config import TuningConfig
+from eval.tuning.engine import TuningJob, tune
+from strategies import get_strategy_class
+
+
+def tuning_pairs(
+    kind: type, config: ConfigBase, train: list[QAPair], val_fraction: float, seed: int
+) -> tuple[list[QAPair], list[QAPair], bool]:
+    """(pairs each trial prepares on, pairs it is scored on, whether those are the arm's own).
+
+    An arm that validates on held-out pairs of its own (LoRA) is tuned on exactly those and
+    never trains on them: each trial prepares on all the training pairs as the arm will, so
+    the winner's adapter is the arm's. Any other arm is scored on the share of the training
+    pairs LoRA would hold out, with the run's split seed. The estimate counts the same pairs."""
+    own = kind.held_out_pairs(config, train)
+    if own:
+        return list(train), list(own), True
+    fit, val = split_validation(train, val_fraction, seed)
+    return fit, val, False
+
+
+class ArmTuner:
+    """Tunes a run's arms on its workbench; remembers each arm's choice for its variants."""
+
+    def __init__(
+        self,
+        bench: Any,
+        folder: Path,
+        emit: ProgressFn,
+        cancelled: Callable[[], bool],
+        reuse: bool = True,
+    ):
+        self.bench, self.folder = bench, Path(folder)
+        self.emit, self.cancelled = emit, cancelled
+        # Whether an arm may answer with a trial's artifacts: they are files on this machine,
+        # so not when the arm is measured elsewhere (a Ray worker on another node).
+        self.reuse = reuse
+        self.chosen: dict[str, ConfigBase] = {}
+        self.kept: dict[str, tuple[int, Path, PrepareReport]] = {}  # label -> chosen trial's
+
+    def restore(self, name: str, record: TuningRecord | None) -> None:
+        """An arm kept from before an interruption: its choice, read back from its stored
+        record, so its learning-curve points and re-splits use the settings it was measured
+        with."""
+        if record is None or not record.changed or name in self.chosen:
+            return
+        base = self.bench.strategy(name, None, self.bench.context()).config
+        self.chosen[name] = with_values(base, record.changed)
+
+    @property
+    def tuning(self) -> TuningConfig:
+        return self.bench.config.tuning
+
+    def settings_for(
+        self, name: str, label: str, train: list[QAPair], extras: ResultExtras
+    ) -> tuple[ConfigBase | None, TuningRecord | None]:
+        """(settings to measure `label` with, its tuning record); (None, None) when off.
+
+        Learning-curve variants reuse their arm's chosen settings without a search of their
+        own: the curve shows the same strategy on less data."""
+        if not self.tuning.on:
+            return None, None
+        if extras.is_variant:
+            return self.chosen.get(name), None
+        config = self.bench.strategy(name, None, self.bench.context()).config
+        kind = get_strategy_class(name)
+        fit, val, own = tuning_pairs(
+            kind, config, train, self.tuning.val_fraction, self.bench.config.split.seed
+        )
+        held = {p.id for p in val} if own else set()
+        test = tuple(self.bench.inputs.test)
+        folder = self.folder / "tuning"
+
+        def build(cfg, workdir, progress, cancelled):
+            if own and {p.id for p in kind.held_out_pairs(cfg, train)} != held:
+                raise ConfigError("these settings would train on the validation pairs")
+            # Generated training data must leave out the validation pairs as well as the test.
+            ctx = self.bench.context(
+                workdir=workdir, progress=progress, cancelled=cancelled, held_out=(*test, *val)
+            )
+            return self.bench.strategy(name, cfg, ctx)
+
+        job = TuningJob(
+            label=label,
+            base=config,
+            trains=bool(get_strategy_class(name).trains),
+            fit=fit,
+            val=val,
+            corpus=self.bench.inputs.corpus,
+            build=build,
+            workdir=folder / label_folder(label),
+            journal=folder / "trials.journal",
+            batch_size=self.bench.config.batch_size,
+            seed=self.bench.config.split.seed,
+            cancelled=self.cancelled,
+            emit=lambda ev: self.emit(ProgressEvent.from_dict(ev, strategy=label)),
+            keep=own and self.reuse,
+        )
+        self.emit(ProgressEvent("tune", strategy=label, figures={"budget": self.tuning.budget}))
+        chosen, record = tune(job, self.tuning)
+        self.chosen[name] = chosen
+        if job.kept is not None:
+            self.kept[label] = job.kept
+        return chosen, record
+
+    def prepared(self, name: str, label: str, settings: ConfigBase, into: Path) -> ConfigBase:
+        """`settings` pointing at the chosen trial's artifacts, moved under `into` (the arm's
+        folder), so the arm loads what tuning trained instead of training it again; `settings`
+        unchanged when no trial's artifacts are kept for `label`."""
+        if label not in self.kept:
+            return settings
+        number, folder, report = self.kept.pop(label)
+        usable = bool(report.artifact_path) and Path(report.artifact_path).is_dir()
+        if usable:
+            target = Path(into) / f"tuning-trial-{number}"
+            shutil.move(report.artifact_path, target)
+            self.kept[label] = (number, target, report)  # for `adopt`: the arm reuses it
+        shutil.rmtree(folder, ignore_errors=True)  # what else the trial built (indexes)
+        if not usable:  # nothing to load: the arm prepares (trains) itself
+            return settings
+        return get_strategy_class(name).reuse_config(settings, {"artifact_path": str(target)})
+
+    def adopt(
+        self, label: str, result: StrategyResult, settings: ConfigBase, record: TuningRecord
+    ) -> None:
+        """The arm's result as the trial prepared it: the settings chosen (not the path to
+        the adapter it loaded), the trial's training log and figures. Nothing to do unless
+        `prepared` handed the arm the trial's artifacts."""
+        if label not in self.kept:
+            return
+        number, _, report = self.kept.pop(label)
+        if result.status != "done":
+            return
+        result.config = settings.to_dict()
+        prepare = result.prepare
+        prepare.training = report.training
+        # The training's own figures (mode, examples) over "loaded"; parts' sections stay.
+        prepare.details.update({k: v for k, v in report.details.items() if not isinstance(v, dict)})
+        prepare.details["tuning_trial"] = number
+        record.reused_trial = number
+
+
+def charge(result: StrategyResult, record: TuningRecord, device: str, prices: Any) -> None:
+    """Store `record` with the arm's result and add its seconds (and money) to preparation.
+
+    Call it once the result's extras are final: the record is one of them."""
+    result.extras.tuning = record
+    if result.status != "done":
+        return
+    cost = result.cost
+    if cost.prepare_s is not None:
+        cost.prepare_s = float(cost.prepare_s) + record.seconds
+    if cost.price_prepare is not None:
+        cost.price_prepare = float(cost.price_prepare) + price(record.seconds, device, prices)

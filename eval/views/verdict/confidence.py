@@ -1,0 +1,373 @@
+"""How sure a decision is, read from a stored run: each strategy's chance of being the best,
+its comparison with the best (McNemar or sign-flip test, Holm-corrected, with a paired effect
+size) and the expected cost of one right answer. Numbers come from `eval.stats.decision`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from eval.attribution import VerdictConfig
+from eval.stats.decision import (
+    common_questions,
+    cost_per_right,
+    effect_size,
+    holm,
+    is_binary,
+    mcnemar_exact,
+    prob_best,
+)
+from eval.stats.paired import paired_test
+from eval.views.run_view import (
+    DEFAULT_METRIC,
+    RunView,
+    higher_is_better,
+    metric_label,
+    metric_names,
+    seed_of,
+)
+
+# Axes of the quality-cost chart beyond the stored costs (key -> title); lower is better.
+PER_RIGHT_AXES: dict[str, str] = {
+    "money_per_right": "Cost per right answer",
+    "seconds_per_right": "Machine-seconds per right answer",
+}
+NONE_RIGHT = "none right"
+COMPARISON_COLUMNS = [
+    "metric", "strategy", "best", "n", "test", "diff", "diff_low", "diff_high",
+    "d_z", "d_z_low", "d_z_high", "p_value", "p_holm", "significant",
+]  # fmt: skip
+
+
+def _resamples(view: RunView) -> int:
+    return int(view.run.config.get("bootstrap_resamples") or 2000)
+
+
+def chance_best(view: RunView, metric: str) -> dict[str, float]:
+    """Main strategy -> probability of the best mean on `metric` (paired bootstrap, seeded with
+    the run's split seed, ties split); strategies without scores on it are left out."""
+    scores = {r.strategy: view.scores(r.strategy, metric) for r in view.main}
+    scores = {k: v for k, v in scores.items() if v}
+    if not scores:
+        return {}
+    return prob_best(
+        scores,
+        higher_is_better=higher_is_better(metric),
+        n_resamples=_resamples(view),
+        seed=seed_of(view),
+    )
+
+
+def best_sentence(view: RunView, metric: str) -> str | None:
+    """'rag is best with probability 0.83 on F1 (paired bootstrap over the test questions).'"""
+    chances = {k: v for k, v in chance_best(view, metric).items() if not math.isnan(v)}
+    if len(chances) < 2:
+        return None
+    top = max(chances, key=chances.get)
+    return (
+        f"{top} is best with probability {chances[top]:.2f} on {metric_label(metric)} "
+        "(paired bootstrap over the test questions)."
+    )
+
+
+def comparisons(view: RunView, metric: str, best: str, *, alpha: float = 0.05) -> pd.DataFrame:
+    """Every main strategy against `best` on `metric`, one row each (see COMPARISON_COLUMNS).
+
+    Binary scores (every one 0 or 1: exact match, judge) use McNemar's exact test on the
+    discordant questions, others the sign-flip permutation test; `p_holm` is Holm's step-down
+    over these comparisons and `significant` reads it. `diff` is strategy − best, with Cohen's
+    d_z, each with a bootstrap interval.
+    """
+    rows = []
+    seed, b = seed_of(view), view.scores(best, metric)
+    for r in view.main:
+        if r.strategy == best:
+            continue
+        a = view.scores(r.strategy, metric)
+        common = common_questions({"a": a, "b": b})
+        pa, pb = [a[q] for q in common], [b[q] for q in common]
+        if common and is_binary(pa + pb):
+            test = "McNemar exact"
+            only_a = sum(1 for x, y in zip(pa, pb, strict=True) if x > y)
+            only_b = sum(1 for x, y in zip(pa, pb, strict=True) if y > x)
+            p = mcnemar_exact(only_a, only_b)
+        else:
+            test = "sign-flip permutation"
+            p = paired_test(a, b, metric=metric, seed=seed).p_value
+        eff = effect_size(
+            [x - y for x, y in zip(pa, pb, strict=True)], n_resamples=_resamples(view), seed=seed
+        )
+        rows.append(
+            {"metric": metric, "strategy": r.strategy, "best": best, "n": eff.n, "test": test}
+            | {"diff": eff.mean_diff, "diff_low": eff.low, "diff_high": eff.high}
+            | {"d_z": eff.d_z, "d_z_low": eff.d_low, "d_z_high": eff.d_high, "p_value": p}
+        )
+    adjusted = holm([row["p_value"] for row in rows])
+    for row, ph in zip(rows, adjusted, strict=True):
+        row["p_holm"] = ph
+        row["significant"] = ph is not None and ph < alpha
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS) if rows else comparisons_frame()
+
+
+def comparisons_frame() -> pd.DataFrame:
+    """An empty frame of comparisons (no metric has a best)."""
+    return pd.DataFrame(columns=COMPARISON_COLUMNS)
+
+
+def right_basis(view: RunView) -> tuple[str, float, str]:
+    """(metric, threshold, words) deciding "right": the judge's pass/fail where the run was
+    judged, else the run's verdict.right_metric ≥ right_threshold."""
+    if "judge" in metric_names(view.run):
+        return "judge", 0.5, "the judge's verdict"
+    cfg = VerdictConfig.from_dict(view.run.config.get("verdict") or {})
+    m, t = cfg.right_metric, float(cfg.right_threshold)
+    return m, t, f"{metric_label(m)} ≥ {t:g}"
+
+
+def cost_per_right_frame(
+    view: RunView, monthly_volume: int | None = None, months: int = 12
+) -> pd.DataFrame:
+    """Per main strategy with a price: strategy, right, n, money, money_low, money_high,
+    seconds, seconds_low, seconds_high, none_right — the expected cost of one right answer.
+
+    Preparation (money and seconds) is spread over `monthly_volume` × `months` questions, as the
+    monthly cost spreads it; without a volume only answering counts. `attrs["basis"]` says what
+    counted as right.
+    """
+    metric, threshold, words = right_basis(view)
+    volume = (monthly_volume or 0) * months
+    rows = []
+    for r in view.main:
+        cost = r.cost
+        scored = [
+            a for a in view.answers_of(r.strategy).values() if a.scores.get(metric) is not None
+        ]
+        if cost.price_per_1k is None or not scored:
+            continue
+        got = cost_per_right(
+            [float(a.scores[metric]) >= threshold for a in scored],
+            [a.answer.cost.latency_s for a in scored],
+            money_per_question=cost.price_per_1k / 1000.0,
+            money_fixed=(cost.price_prepare or 0.0) / volume if volume else 0.0,
+            seconds_fixed=(cost.prepare_s or 0.0) / volume if volume else 0.0,
+            n_resamples=_resamples(view),
+            seed=seed_of(view),
+        )
+        rows.append({"strategy": r.strategy} | got.to_dict())
+    cols = ["strategy", "right", "n", "money", "money_low", "money_high"]
+    cols += ["seconds", "seconds_low", "seconds_high", "none_right"]
+    df = pd.DataFrame(rows, columns=cols)
+    df.attrs.update(basis=words, metric=metric, threshold=threshold)
+    return df
+
+
+def per_right_text(money: float | None, none_right: bool, currency: str = "USD") -> str:
+    """A cost per right answer as text: money, or "none right" where nothing was right."""
+    from eval.views.run_view import money as fmt
+
+    bad = money is None or (isinstance(money, float) and not math.isfinite(money))
+    if none_right or bad:
+        return NONE_RIGHT
+    return fmt(float(money), currency)
+
+
+def decision_figures(
+    view: RunView, monthly_volume: int | None = None, months: int = 12
+) -> dict[str, Any]:
+    """The figures above as plain data, for `--json`, MLflow and the report: per metric the
+    chance of being best and the corrected comparisons with the best, and the cost per right
+    answer."""
+    out: dict[str, Any] = {"prob_best": {}, "comparisons": {}}
+    for m in metric_names(view.run):
+        chances = chance_best(view, m)
+        if not chances:
+            continue
+        out["prob_best"][m] = {k: None if math.isnan(v) else v for k, v in chances.items()}
+        means = {r.strategy: (r.metrics.get(m) or {}).get("mean") for r in view.main}
+        means = {k: v for k, v in means.items() if v is not None}
+        if len(means) > 1:
+            pick = max if higher_is_better(m) else min
+            best = pick(means, key=means.get)
+            frame = comparisons(view, m, best)
+            out["comparisons"][m] = (
+                frame.astype(object).where(frame.notna(), None).to_dict("records")
+            )
+    per_right = cost_per_right_frame(view, monthly_volume, months)
+    out["cost_per_right"] = {
+        "basis": per_right.attrs["basis"],
+        "monthly_volume": monthly_volume,
+        "months": months,
+        "strategies": {
+            row["strategy"]: {k: v for k, v in row.items() if k != "strategy"}
+            for row in per_right.astype(object).where(per_right.notna(), None).to_dict("records")
+        },
+    }
+    return out
+
+
+def _span(value: float | None, low: float | None, high: float | None, fmt) -> str:
+    """'v [low–high]' with an unbounded upper end shown as '∞'."""
+
+    def one(x: float | None) -> str:
+        return "∞" if x is None or math.isinf(x) else fmt(x)
+
+    return f"{fmt(value)} [{one(low)}–{one(high)}]"
+
+
+def per_right_cells(row: dict[str, Any], currency: str = "USD") -> tuple[str, str]:
+    """(money, machine-seconds) per right answer of one `cost_per_right_frame` row, as text with
+    their 95% intervals, or "none right" for both where nothing was right."""
+    from eval.views.run_view import money as fmt
+
+    if row.get("none_right") or row.get("money") is None:
+        return NONE_RIGHT, NONE_RIGHT
+    return (
+        _span(row["money"], row["money_low"], row["money_high"], lambda x: fmt(x, currency)),
+        _span(row["seconds"], row["seconds_low"], row["seconds_high"], lambda x: f"{x:.2f} s"),
+    )
+
+
+def add_cost_per_right(
+    data: dict[str, Any], cols: list, view: RunView, monthly_volume: int, months: int
+) -> None:
+    """Cost-table columns: money and machine-seconds per right answer, by `data["name"]`."""
+    from eval.views.display import ColumnSpec
+
+    frame = cost_per_right_frame(view, monthly_volume, months)
+    rows = {
+        r["strategy"]: r for r in frame.astype(object).where(frame.notna(), None).to_dict("records")
+    }
+    cells = [
+        per_right_cells(rows[n], view.currency()) if n in rows else ("—", "—") for n in data["name"]
+    ]
+    data["money_per_right"] = [c[0] for c in cells]
+    data["seconds_per_right"] = [c[1] for c in cells]
+    why = (
+        f"Right = {frame.attrs['basis']}. Expected cost of one right answer: cost per question "
+        f"(preparation spread over {monthly_volume:,} questions a month for {months} months) "
+        "divided by the share answered right, with its 95% bootstrap interval."
+    )
+    cols.append(ColumnSpec("money_per_right", PER_RIGHT_AXES["money_per_right"], "text", help=why))
+    cols.append(
+        ColumnSpec("seconds_per_right", PER_RIGHT_AXES["seconds_per_right"], "text", help=why)
+    )
+
+
+def add_prob_best(data: dict[str, Any], cols: list, chances: dict[str, float], metric: str) -> None:
+    """Quality-table column: each strategy's chance of the best `metric`, by `data["name"]`."""
+    from eval.views.display import ColumnSpec
+
+    data["prob_best"] = [chances.get(n, math.nan) for n in data["name"]]
+    cols.append(
+        ColumnSpec(
+            "prob_best",
+            f"Chance of best {metric_label(metric)}",
+            fmt="%.2f",
+            help="How often this strategy has the best mean when the test questions are "
+            "resampled (the same questions for every strategy at once; ties shared).",
+        )
+    )
+
+
+# What "cheapest" means for the recommendation (key -> words the UI shows).
+RANK_BY: dict[str, str] = {
+    "month": "cheapest a month",
+    "per_right": "cheapest per correct answer",
+}
+
+
+def with_per_right(
+    view: RunView, table: pd.DataFrame, monthly_volume: int, months: int, by: str = "month"
+) -> pd.DataFrame:
+    """The recommendation's table with `per_right` (money per right answer, inf where none is
+    right) added; sorted by it when `by` is "per_right", else left in its order."""
+    frame = cost_per_right_frame(view, monthly_volume, months)
+    money = {  # nothing right: an infinite cost per right answer, ranked last
+        s: math.inf if v is None or pd.isna(v) else float(v)
+        for s, v in zip(frame.strategy, frame.money, strict=True)
+    }
+    table = table.copy()
+    table["per_right"] = [money.get(s, math.nan) for s in table.strategy]
+    if by == "per_right":
+        table = table.sort_values(["per_right", "monthly_cost"], kind="stable")
+    return table.reset_index(drop=True)
+
+
+def per_right_reason(table: pd.DataFrame, choice: str | None, currency: str = "USD") -> str:
+    """Why the choice is the cheapest per right answer, in one sentence."""
+    from eval.views.run_view import money as fmt
+
+    if choice is None:
+        return "Ranked by cost per right answer: no strategy meets the bar."
+    value = float(table.set_index("strategy").loc[choice, "per_right"])
+    cost = NONE_RIGHT if math.isinf(value) or math.isnan(value) else fmt(value, currency)
+    return (
+        f"Ranked by cost per right answer: {choice} costs {cost} per right answer, the least "
+        "among the strategies meeting the bar."
+    )
+
+
+def per_right_costs(
+    view: RunView, axis: str, monthly_volume: int | None, months: int = 12
+) -> dict[str, float] | None:
+    """Strategy -> finite cost per right answer on `axis` (a PER_RIGHT_AXES key), or None when
+    `axis` is not one (a stored cost). Strategies with nothing right are left out."""
+    if axis not in PER_RIGHT_AXES:
+        return None
+    column = "money" if axis == "money_per_right" else "seconds"
+    frame = cost_per_right_frame(view, monthly_volume, months)
+    return {
+        str(s): float(v)
+        for s, v in zip(frame.strategy, frame[column], strict=True)
+        if v is not None and math.isfinite(float(v))
+    }
+
+
+def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 12) -> str:
+    """The figures above as text for `python -m eval show`: per metric the chance of being
+    best, on the main metric (F1, else the first) the corrected comparisons with the best;
+    then the cost per right answer and the stability across re-splits."""
+    figures = decision_figures(view, monthly_volume, months)
+    first = DEFAULT_METRIC if DEFAULT_METRIC in figures["prob_best"] else None
+    first = first or next(iter(figures["prob_best"]), None)
+    lines = []
+    for m, chances in figures["prob_best"].items():
+        if len(chances) < 2 or None in chances.values():
+            continue  # one strategy scored on it, or no question all of them scored
+        ranked = sorted(chances.items(), key=lambda kv: -kv[1])
+        lines.append(
+            f"Chance of being best on {metric_label(m)}: "
+            + ", ".join(f"{s} {p:.2f}" for s, p in ranked)
+        )
+        for row in figures["comparisons"].get(m, []) if m == first else []:
+            if row["diff"] is None or row["p_value"] is None:
+                continue
+            dz = "" if row["d_z"] is None else f", d_z {row['d_z']:+.2f}"
+            lines.append(
+                f"  {row['strategy']} − {row['best']}: {row['diff']:+.3f} "
+                f"[{row['diff_low']:+.3f}, {row['diff_high']:+.3f}]{dz}; {row['test']} "
+                f"p = {row['p_value']:.3g}, Holm p = {row['p_holm']:.3g}"
+            )
+    per = figures["cost_per_right"]
+    lines.append(
+        f"Cost per right answer (right = {per['basis']}; preparation spread over "
+        f"{monthly_volume:,} questions a month for {months} months):"
+    )
+    for s, row in per["strategies"].items():
+        money, secs = per_right_cells(row, view.currency())
+        cost = NONE_RIGHT if row["none_right"] else f"{money}, {secs}"
+        lines.append(f"  {s}: {cost} ({row['right']} of {row['n']} right)")
+    from eval.views.verdict.stability import stability, stability_frame, stability_sentences
+
+    st = stability(view, first) if first else None
+    if st is not None:
+        lines.append(" ".join(stability_sentences(view, first)))
+        for row in stability_frame(st).to_dict("records"):
+            per = ", ".join(f"{s.means[row['strategy']]:.3f}" for s in st.splits)
+            lines.append(
+                f"  {row['strategy']}: wins {row['wins']:g}, {row['mean']:.3f} ± {row['sd']:.3f} "
+                f"(splits: {per})"
+            )
+    return "\n".join(lines)

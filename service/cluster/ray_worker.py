@@ -1,0 +1,131 @@
+"""The Ray actor that measures a run's arms where Ray placed it: it loads the shared generator
+once (core.engines.in_process keeps it, keyed by its settings) for all of them, and measures each
+with the
+same code as a local run (`StrategyMeasurement.evaluate`).
+
+Kept free of `import ray` at module level: the class is wrapped by `ray.remote` in
+`service.cluster.ray_executor`, so importing this module costs nothing without a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+from core.config import ConfigBase
+from core.engines.base import engine_class
+from core.engines.in_process import load_embedder, load_generator, resolve_device
+from core.types import QAPair
+from eval.config import RunConfig
+from eval.events import ProgressEvent
+from eval.records import Placement
+from eval.run.inputs import Inputs, needs_models
+from eval.run.measurement import Arm, Measured, StrategyMeasurement, measure_arm
+from eval.run.workbench import Workbench
+from strategies.base import RunCancelled
+
+
+def limit_threads(cpus: int) -> None:
+    """Use `cpus` threads in torch and OpenMP: more threads than granted CPUs would make
+    oversubscription, not the strategy, decide every figure."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(cpus)
+    import torch
+
+    torch.set_num_threads(cpus)
+
+
+class ArmWorker:
+    """Measures the arms of one run; progress events wait in a list the driver drains.
+
+    Run as a threaded actor (max_concurrency > 1), so `drain` and `stop` are answered while
+    `evaluate` works."""
+
+    def __init__(self, config: RunConfig, cpus: int):
+        limit_threads(cpus)
+        self.config, self.cpus = config, cpus
+        self.device = resolve_device(config.models.device)
+        self.cancel = threading.Event()
+        self._events: list[ProgressEvent] = []
+        self._lock = threading.Lock()
+
+    def placement(self, worker_s: float, load_s: float) -> Placement:
+        """Which node, process and device this worker measured on, and for how long (stored
+        with each arm)."""
+        import ray
+
+        ctx = ray.get_runtime_context()
+        return Placement(
+            node=socket.gethostname(),
+            node_id=ctx.get_node_id(),
+            pid=os.getpid(),
+            device=self.device,
+            cpus=self.cpus,
+            gpus=[str(g) for g in ctx.get_accelerator_ids().get("GPU", [])],
+            worker_s=worker_s,
+            load_s=load_s,
+        )
+
+    def warm(self, names: list[str]) ->
+    float:
+        """Load the shared models `names` need (once per worker: core.engines.in_process keeps them);
+        returns the seconds it took, 0 when they were loaded already or not needed."""
+        t0 = time.perf_counter()
+        if needs_models(names):
+            load_generator(self.config.models)
+            load_embedder(self.config.models)
+        return time.perf_counter() - t0
+
+    def evaluate(
+        self,
+        inputs: Inputs,
+        name: str,
+        label: str,
+        train: list[QAPair],
+        general: list[QAPair],
+        workdir: str,
+        settings: ConfigBase | None = None,
+    ) -> Measured | None:
+        """One arm measured here, its files written under `workdir` (a shared folder); None
+        when the driver stopped it (cancelled)."""
+        load_s = self.warm([name])
+        bench = Workbench(self.config, inputs, self.device)
+        measurement = StrategyMeasurement(
+            self.config.batch_size,
+            self.device,
+            self.config.prices,
+            self._push,
+            self.cancel.is_set,
+            remote_answers=not engine_class(self.config.models.engine).in_process,
+        )
+        arm = Arm(name, label, train, general, Path(workdir), settings)
+        t0 = time.perf_counter()
+        try:
+            measured = measure_arm(bench, measurement, arm, inputs)
+        except RunCancelled:
+            return None
+        # The worker's own time, and its one-off model load, apart from the driver's wait.
+        worker_s = round(time.perf_counter() - t0, 3)
+        measured.result.extras.placement = self.placement(worker_s, round(load_s, 3))
+        return measured
+
+    def _push(self, event: ProgressEvent) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    def drain(self) -> list[ProgressEvent]:
+        """The progress events since the last call."""
+        with self._lock:
+            out, self._events = self._events, []
+        return out
+
+    def stop(self) -> None:
+        """Cancel the arm being measured at its next batch."""
+        self.cancel.set()
+
+    def pid(self) -> int:
+        """This worker's process id (tests kill it to simulate a lost node)."""
+        return os.getpid()

@@ -1,0 +1,65 @@
+"""The operator's cluster settings for the app (`<app home>/cluster.yaml`, never typed in a
+browser), and where a stored run ran, in words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from core.config import ConfigBase, ConfigError, check, option
+from eval.config import ExecutorConfig
+from eval.records import ResultExtras
+
+SETTINGS_FILE = "cluster.yaml"
+
+
+@dataclass
+class ClusterSettings(ConfigBase):
+    """The operator's cluster settings for the app's job worker (`<app home>/cluster.yaml`)."""
+
+    executor: ExecutorConfig = option(ExecutorConfig, "Where queued runs measure their arms.")
+    parallel_runs: int = option(
+        1,
+        "Runs the job worker drives at once (each one's arms run on the cluster); 1 = one run "
+        "at a time, as without a cluster.",
+    )
+
+    def validate(self) -> None:
+        check(1 <= int(self.parallel_runs) <= 256, "parallel_runs must be in 1..256")
+
+
+def settings_path(home: str | Path) -> Path:
+    """Where the operator's cluster settings live under the app home."""
+    return Path(home) / SETTINGS_FILE
+
+
+def load_cluster_settings(home: str | Path) -> ClusterSettings:
+    """The operator's cluster settings under `home`; the defaults (local, one run at a time)
+    when there is no file. A malformed file is a ConfigError naming it."""
+    path = settings_path(home)
+    if not path.is_file():
+        return ClusterSettings()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    return ClusterSettings.from_dict(data)
+
+
+def where_ran(meta: dict, extras: list[ResultExtras]) -> str:
+    """Where a run ran, in words (History's "Where"): the executor, then each node and device
+    its arms were measured on, from the run's `meta` and its results' `extras`."""
+    executor = meta.get("executor") or {"kind": "local"}
+    places = sorted(
+        {f"{e.placement.node or '?'} ({e.placement.device or '?'})" for e in extras if e.placement}
+    )
+    if places:
+        return f"{executor.get('kind', 'ray')}: {', '.join(places)}"
+    if executor.get("kind") == "ray":
+        return f"ray ({executor.get('nodes', '?')} node(s))"
+    node = executor.get("node")
+    return f"local ({node})" if node else "local"

@@ -1,0 +1,162 @@
+"""Job kinds the pages submit besides runs: preparing a run's strategies and answering a
+question with each ("playground"), and folding a trained adapter into a full model
+("merge"). Like comparison runs, they run in the worker with progress, so a reload neither
+kills nor repeats them, and the page's script thread never loads a model.
+
+A job's outcome is a JSON file (`JobQueue.result_path`), rewritten as it grows: a playground
+job adds each strategy's answer as soon as it has it, so a page can show answers one by one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from core.access import Access
+from core.config import ModelConfig
+from core.files import write_text_atomic
+from core.untrusted.caps import MAX_QUESTION_CHARS, check_length
+from eval.events import ProgressEvent
+from eval.store.artifacts import Staged, merged_dir
+from service.jobs.job import Job
+from service.jobs.kinds import register_job_kind
+from service.jobs.progress import CancelFlag, JobProgress
+from service.jobs.queue import JobNotFound, JobQueue
+
+PLAYGROUND, MERGE = "playground", "merge"
+
+
+# --- submitting and reading ------------------------------------------------------------------
+def submit_playground(
+    queue: JobQueue,
+    run_id: str,
+    question: str = "",
+    adapters: list[tuple[str, str | Path]] = (),
+    owner: str = "",
+    access: Access = Access(),
+) -> str:
+    """Queue a playground job for stored run `run_id`: prepare its finished strategies (and the
+    adapters given as (label, folder)), then answer `question` with each when there is one.
+    Returns the job id. Raises RunNotFound for a run `access` does not see."""
+    queue.store.get_run(run_id, access)
+    check_length(question.strip(), MAX_QUESTION_CHARS, "the question")
+    payload = {
+        "run_id": run_id,
+        "question": question.strip(),
+        "adapters": [{"label": label, "path": str(path)} for label, path in adapters],
+    }
+    # The run id stays in the payload, not the job's run column: cancelling or failing this job
+    # must never change the finished run's status.
+    return queue.submit_task(PLAYGROUND, payload, owner)
+
+
+def submit_merge(
+    queue: JobQueue, run_id: str, strategy: str, owner: str = "", access: Access = Access()
+) -> str:
+    """Queue folding `strategy`'s adapter of run `run_id` into a copy of the base model, saved
+    under the run's folder (`eval.store.artifacts.merged_dir`). Returns the job id. Raises
+    RunNotFound for a run `access` does not see, ValueError when that strategy saved no
+    adapter."""
+    run = queue.store.get_run(run_id, access)
+    _adapter_of(run, strategy)
+    return queue.submit_task(MERGE, {"run_id": run_id, "strategy": strategy}, owner)
+
+
+def job_result(queue: JobQueue, job_id: str, access: Access = Access()) -> dict[str, Any] | None:
+    """What a playground or merge job has written so far (None before anything); raises
+    JobNotFound for a job `access` does not see."""
+    job = queue.get(job_id)
+    if job is None or not access.sees(job.owner):
+        raise JobNotFound(job_id)
+    path = queue.result_path(job_id)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _adapter_of(run, strategy: str) -> str:
+    for r in run.results:
+        if r.strategy == strategy and r.status == "done" and r.prepare.trained:
+            return str(r.prepare.artifact_path)
+    raise ValueError(f"{strategy} of run {run.id} saved no trained adapter")
+
+
+# --- the bodies --------------------------------------------------------------------------------
+class _Prepared:
+    """The worker's last prepared playground: the next question on the same run (and adapters)
+    is answered without preparing again. One at a time: each holds adapters and indexes."""
+
+    key: str | None = None
+    playground = None
+
+    @classmethod
+    def get(cls, queue: JobQueue, payload: dict[str, Any], progress: JobProgress):
+        from service.playground import Playground
+
+        key = json.dumps([str(queue.path), payload["run_id"], payload["adapters"]])
+        if cls.key == key and cls.playground is not None and cls.playground.strategies:
+            return cls.playground
+        cls.release()
+        progress(ProgressEvent("prepare"))
+        pg = Playground.from_run(queue.store, payload["run_id"])
+        for adapter in payload["adapters"]:
+            progress(ProgressEvent("prepare", strategy=adapter["label"]))
+            pg.add_adapter(adapter["path"], label=adapter["label"])
+        cls.key, cls.playground = key, pg
+        return pg
+
+    @classmethod
+    def release(cls) -> None:
+        """Close the kept playground (its adapters leave the shared generator)."""
+        if cls.playground is not None:
+            cls.playground.close()
+        cls.key, cls.playground = None, None
+
+
+release_playground = _Prepared.release
+
+
+@register_job_kind(PLAYGROUND)
+def playground(queue: JobQueue, job: Job, progress: JobProgress) -> str:
+    """Prepare (or reuse) the run's strategies, then answer the question with each, writing
+    every answer to the result file as it comes."""
+    payload, cancel = job.config, CancelFlag(queue, job.id)
+    pg = _Prepared.get(queue, payload, progress)
+    out: dict[str, Any] = {"strategies": list(pg.strategies), "warnings": pg.warnings}
+    out["answers"] = []
+    path = queue.result_path(job.id)
+    write_text_atomic(path, json.dumps(out))
+    question = payload["question"]
+    if not question:
+        return "done"
+    total = len(pg.strategies)
+    progress(ProgressEvent("answer", done=0, total=total))
+    for i, a in enumerate(pg.ask_each(question), start=1):
+        out["answers"].append(
+            {"strategy": a.strategy, "answer": a.answer.to_dict(), "latency_s": a.latency_s}
+        )
+        write_text_atomic(path, json.dumps(out))
+        progress(ProgressEvent("answer", strategy=a.strategy, done=i, total=total))
+        if cancel.is_set():
+            return "cancelled"
+    return "done"
+
+
+@register_job_kind(MERGE)
+def merge(queue: JobQueue, job: Job, progress: JobProgress) -> str:
+    """Fold the adapter into a fresh copy of the base model, built in a temporary folder and
+    renamed into the run's folder; the result file holds its path and the sizes on disk."""
+    from strategies.lora import deploy
+
+    payload = job.config
+    run = queue.store.get_run(payload["run_id"])
+    strategy = payload["strategy"]
+    adapter = _adapter_of(run, strategy)
+    models = ModelConfig.from_dict(run.config["models"])
+    final = merged_dir(run.config["workdir"], run.id, strategy)
+    progress(ProgressEvent("merge", strategy=strategy))
+    with Staged(final) as staged:
+        deploy.merge_adapter(models, adapter, staged.path)
+        staged.publish()
+    sizes = deploy.sizes(models, adapter, final)
+    write_text_atomic(queue.result_path(job.id), json.dumps({"path": str(final), "sizes": sizes}))
+    return "done"
