@@ -294,10 +294,9 @@ class TuningRecord:
 
 
 @dataclass
-class
-Placement:
-    """Where an arm measured as Ray work ran (service.cluster.ray_worker): the node, process, device,
-    CPUs and GPUs it was given, the worker's own time and one-off model load, and, from the
+class Placement:
+    """Where an arm measured as Ray work ran (service.cluster.ray_worker): the node, process,
+    device, CPUs and GPUs it was given, the worker's own time and one-off model load, and, from the
     driver, its wall time for the arm and the scheduling overhead (the rest)."""
 
     executor: str = "ray"

@@ -248,8 +248,7 @@ class RunStore:
 
     def delete_run(self, run_id: str, access: Access = Access()) -> None:
         """Remove a run and its files (eval.store.artifacts); its results, answers and scores go
-        with
-        it (ON DELETE CASCADE). Raises RunNotFound (also for a run `access` does not see) and
+        with it (ON DELETE CASCADE). Raises RunNotFound (also for a run `access` does not see) and
         ValueError for a run that is queued or still running (cancel it first)."""
         self.mark_orphans()  # a run whose process died can be deleted at once
         with self._lock, self._conn() as c:

@@ -69,10 +69,9 @@ class ArmWorker:
             load_s=load_s,
         )
 
-    def warm(self, names: list[str]) ->
-    float:
-        """Load the shared models `names` need (once per worker: core.engines.in_process keeps them);
-        returns the seconds it took, 0 when they were loaded already or not needed."""
+    def warm(self, names: list[str]) -> float:
+        """Load the shared models `names` need (once per worker: core.engines.in_process keeps
+        them); returns the seconds it took, 0 when they were loaded already or not needed."""
         t0 = time.perf_counter()
         if needs_models(names):
             load_generator(self.config.models)
