@@ -13,10 +13,10 @@ from core.corpus import (
     chunk_document,
     fingerprint,
     ingest,
-    normalise,
     whitespace_token_spans,
 )
 from core.types import Document
+from core.untrusted.sandbox import normalise
 from tests.conftest import zip_bytes
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"

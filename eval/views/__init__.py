@@ -7,6 +7,7 @@ recommendation), `charts` (Altair), `tables` (CLI text), `html_report` (the offl
 `judge` (the judge against F1).
 """
 
+from eval.metrics import DEFAULT_METRIC, metric_label
 from eval.records import COST_AXES, COST_COLUMNS
 from eval.stats.paired import PairedTest, paired_test
 from eval.views.cost import (
@@ -28,12 +29,10 @@ from eval.views.quality import (
     side_by_side,
 )
 from eval.views.run_view import (
-    DEFAULT_METRIC,
     RunView,
     format_interval,
     has_role,
     higher_is_better,
-    metric_label,
     metric_names,
     money,
 )

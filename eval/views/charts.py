@@ -7,10 +7,10 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from eval.metrics import metric_label
 from eval.records import COST_AXES
 from eval.views.cost import BreakEven
 from eval.views.display import display_name
-from eval.views.run_view import metric_label
 from eval.views.verdict.confidence import PER_RIGHT_AXES
 
 AXES = COST_AXES | PER_RIGHT_AXES  # every axis the quality-cost chart offers

@@ -10,14 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from eval.views.run_view import (
-    DEFAULT_METRIC,
-    RunView,
-    check_cost,
-    check_metric,
-    higher_is_better,
-    money,
-)
+from eval.metrics import DEFAULT_METRIC
+from eval.views.run_view import RunView, check_cost, check_metric, higher_is_better, money
 from eval.views.verdict.confidence import per_right_costs
 
 

@@ -10,10 +10,11 @@ from typing import Any
 
 import pandas as pd
 
+from eval.metrics import metric_label
 from eval.records import COST_COLUMNS
 from eval.views.knowledge import retention_vs_gain
 from eval.views.quality import SideBySide
-from eval.views.run_view import CONTENDED_LABEL, RunView, contended_mark, metric_label
+from eval.views.run_view import CONTENDED_LABEL, RunView, contended_mark
 from eval.views.verdict.confidence import add_cost_per_right, add_prob_best
 
 NUMBER_COSTS = [c for c in COST_COLUMNS if c.unit != "currency"]

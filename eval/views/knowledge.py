@@ -9,13 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from eval.views.run_view import (
-    DEFAULT_METRIC,
-    RunView,
-    baseline_name,
-    check_metric,
-    metric_label,
-)
+from eval.metrics import DEFAULT_METRIC, metric_label
+from eval.views.run_view import RunView, baseline_name, check_metric
 
 
 @dataclass

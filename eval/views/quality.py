@@ -9,17 +9,16 @@ from typing import Any
 
 import pandas as pd
 
+from eval.metrics import DEFAULT_METRIC, metric_label
 from eval.records import COST_COLUMNS
 from eval.store.runs import StoredAnswer, StrategyResult
 from eval.views.run_view import (
     CONTENDED_LABEL,
-    DEFAULT_METRIC,
     RunView,
     check_metric,
     contended_mark,
     format_interval,
     higher_is_better,
-    metric_label,
     metric_names,
 )
 from eval.views.verdict.confidence import chance_best, comparisons, comparisons_frame

@@ -3,8 +3,9 @@ two runs, on the questions both answered (the test itself is eval.stats.paired).
 
 from __future__ import annotations
 
+from eval.metrics import DEFAULT_METRIC
 from eval.stats.paired import PairedTest, paired_test
-from eval.views.run_view import DEFAULT_METRIC, RunView, check_metric, seed_of
+from eval.views.run_view import RunView, check_metric, seed_of
 
 
 def compare_strategies(view: RunView, a: str, b: str, metric: str = DEFAULT_METRIC) -> PairedTest:

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from eval.attribution import VerdictConfig
+from eval.metrics import DEFAULT_METRIC, metric_label
 from eval.stats.decision import (
     common_questions,
     cost_per_right,
@@ -20,14 +21,7 @@ from eval.stats.decision import (
     prob_best,
 )
 from eval.stats.paired import paired_test
-from eval.views.run_view import (
-    DEFAULT_METRIC,
-    RunView,
-    higher_is_better,
-    metric_label,
-    metric_names,
-    seed_of,
-)
+from eval.views.run_view import RunView, higher_is_better, metric_names, seed_of
 
 # Axes of the quality-cost chart beyond the stored costs (key -> title); lower is better.
 PER_RIGHT_AXES: dict[str, str] = {

@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from eval.metrics import DEFAULT_METRIC, metric_label
 from eval.views.cost import BreakEven, break_even
 from eval.views.display import display_name, money, times
 from eval.views.knowledge import retention_vs_gain
-from eval.views.run_view import DEFAULT_METRIC, RunView, higher_is_better, metric_label
+from eval.views.run_view import RunView, higher_is_better
 from eval.views.significance import compare_strategies
 from eval.views.verdict.confidence import best_sentence, per_right_text
 from eval.views.verdict.narrative import Recommendation, recommend

@@ -21,9 +21,10 @@ from eval.attribution import (
     passage_retrieved,
     retrieval_cells,
 )
+from eval.metrics import metric_label
 from eval.run.oracle import OracleReading
 from eval.stats.power import PowerLine, power_line
-from eval.views.run_view import baseline_name, has_role, metric_label
+from eval.views.run_view import baseline_name, has_role
 
 
 @dataclass

@@ -7,16 +7,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from eval.metrics import DEFAULT_METRIC, metric_label
 from eval.views.cost import BreakEven
 from eval.views.quality import SideBySide
 from eval.views.run_view import (
-    DEFAULT_METRIC,
     RunView,
     baseline_name,
     check_metric,
     format_interval,
     higher_is_better,
-    metric_label,
     money,
 )
 from eval.views.verdict.confidence import RANK_BY, per_right_reason, with_per_right

@@ -7,8 +7,9 @@ from typing import Any
 
 import pandas as pd
 
+from eval.metrics import metric_label
 from eval.stats.stability import SplitResult, Stability, StabilityRecord, sentence, summarize
-from eval.views.run_view import RunView, higher_is_better, metric_label
+from eval.views.run_view import RunView, higher_is_better
 
 
 def stability(view: RunView, metric: str) -> Stability | None:
