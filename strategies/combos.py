@@ -15,15 +15,11 @@ from typing import ClassVar
 
 from core.config import ConfigBase, option
 from core.types import Answer, Corpus, PrepareReport, QAPair
-from strategies import (
-    GenerativeStrategy,
-    create_strategy,
-    get_strategy_class,
-    register_strategy,
-)
+from strategies.base import GenerativeStrategy
 from strategies.few_shot import FewShotConfig
 from strategies.lora import LoraStrategyConfig
 from strategies.rag import RagConfig
+from strategies.registry import create_strategy, get_strategy_class, register_strategy
 
 
 class CompositeStrategy(GenerativeStrategy):
@@ -68,8 +64,6 @@ class CompositeStrategy(GenerativeStrategy):
 
     @classmethod
     def reuse_config(cls, config, prepared):
-        from strategies import get_strategy_class
-
         parts = {
             field: get_strategy_class(name).reuse_config(getattr(config, field), prepared)
             for field, name in cls.parts.items()
@@ -114,8 +108,6 @@ class CompositeStrategy(GenerativeStrategy):
 
     @classmethod
     def retrieval_depth(cls, config):
-        from strategies import get_strategy_class
-
         depths = [
             get_strategy_class(name).retrieval_depth((config or {}).get(field) or {})
             for field, name in cls.parts.items()

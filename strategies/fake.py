@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from core.config import ConfigBase, check, option
 from core.types import Answer, Context, Corpus, Cost, PrepareReport, QAPair
-from strategies import Strategy, register_strategy
+from strategies.base import Strategy
+from strategies.registry import register_strategy
 
 _WORD = re.compile(r"\w+")
 

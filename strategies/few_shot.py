@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from core.config import check, option
 from core.tuning_space import Categorical, IntRange
 from core.types import Answer, Corpus, PrepareReport, QAPair
-from strategies import GenerativeStrategy, register_strategy
-from strategies.base import PromptConfig
+from strategies.base import GenerativeStrategy, PromptConfig
+from strategies.registry import register_strategy
 
 SELECTIONS = ("similar", "random")
 

@@ -8,8 +8,8 @@ from typing import Any
 from core.config import ChunkingConfig, check, option
 from core.tuning_space import Categorical, IntRange
 from core.types import Answer, Context, Corpus, PrepareReport, QAPair
-from strategies import GenerativeStrategy, register_strategy
-from strategies.base import PromptConfig
+from strategies.base import GenerativeStrategy, PromptConfig
+from strategies.registry import register_strategy
 from strategies.vector_stores import SERVER_STORES, STORES
 
 INDEXES = ("flat", "hnsw")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.types import Answer, Corpus, PrepareReport, QAPair
-from strategies import GenerativeStrategy, register_strategy
-from strategies.base import PromptConfig
+from strategies.base import GenerativeStrategy, PromptConfig
+from strategies.registry import register_strategy
 
 
 @dataclass

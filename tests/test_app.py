@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from eval.run.harness import run_comparison
 from eval.store.runs import RunStore
-from eval.views.display import display_name
+from eval.views.format import display_name
 from service.jobs import JobQueue, worker_pid
 from tests.conftest import DOCS
 from tests.test_harness import make_config

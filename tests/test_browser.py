@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.views.display import display_name
+from eval.views.format import display_name
 from tests.browser_support import (
     ROOT,
     choose_strategies,

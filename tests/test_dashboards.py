@@ -17,7 +17,7 @@ from eval.records import CostSummary, PreparedRecord, ResultExtras
 from eval.stats.intervals import bootstrap_ci
 from eval.store.runs import RunStore, StoredAnswer, StrategyResult
 from eval.views import charts
-from eval.views.display import display_name
+from eval.views.format import display_name
 from eval.views.html_report import chart_svg, cli_command, html_report, run_config_yaml
 from eval.views.verdict.diagnostics import diagnose
 

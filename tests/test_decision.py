@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from eval import views as db
-from eval.views.display import cost_table, display_name, money, quality_table, times
+from eval.views.display import cost_table, quality_table
+from eval.views.format import display_name, money, times
 from eval.views.verdict.decision import decide
 from tests.test_dashboards import _store_run
 

@@ -8,7 +8,8 @@ import streamlit as st
 from eval import views as dashboards
 from eval.store.artifacts import merged_dir
 from eval.views import charts
-from eval.views.display import cost_table, display_name, quality_table
+from eval.views.display import cost_table, quality_table
+from eval.views.format import display_name
 from eval.views.html_report import cli_command, html_report, run_config_yaml
 from eval.views.tables import failures, server_line
 from eval.views.verdict.confidence import RANK_BY

@@ -12,7 +12,7 @@ from core.untrusted.markup import escape_markdown
 from eval import views as dashboards
 from eval.store.artifacts import disk_usage, human_bytes
 from eval.views import metric_names
-from eval.views.display import display_name
+from eval.views.format import display_name
 from service.cluster.settings import where_ran
 from service.estimate.check import estimate_accuracy
 from service.jobs import JobQueue, ensure_worker

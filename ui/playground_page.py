@@ -16,7 +16,7 @@ from core.types import Answer
 from core.untrusted.allowlist import check_location, load_allowlist
 from core.untrusted.markup import escape_markdown
 from core.untrusted.paths import safe_filename
-from eval.views.display import display_name
+from eval.views.format import display_name
 from service.jobs import JobQueue, ensure_worker, serve_queued
 from service.jobs.page_kinds import job_result, submit_playground
 from service.playground import PlaygroundAnswer

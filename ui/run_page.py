@@ -21,7 +21,7 @@ from core.untrusted.allowlist import (
 )
 from eval.config import RunConfig
 from eval.run.inputs import preview_split
-from eval.views.display import display_name
+from eval.views.format import display_name
 from service.estimate.probe import Estimate, training_seconds
 from service.jobs import JobQueue, ensure_worker, serve_queued
 from service.jobs.progress_view import duration, stage_words

@@ -10,7 +10,7 @@ import pandas as pd
 from eval.metrics import metric_label
 from eval.records import COST_AXES
 from eval.views.cost import BreakEven
-from eval.views.display import display_name
+from eval.views.format import display_name
 from eval.views.verdict.confidence import PER_RIGHT_AXES
 
 AXES = COST_AXES | PER_RIGHT_AXES  # every axis the quality-cost chart offers

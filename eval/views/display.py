@@ -1,10 +1,8 @@
-"""Numbers for people: strategies by the names users know, money as money, and the two tables of
-the Compare page (quality, cost) with a label, unit and format per column, which the app turns
-into `st.column_config` and the HTML report into text cells."""
+"""The Compare page's two tables (quality, cost), with a label, unit and format per column,
+which the app turns into `st.column_config` and the HTML report into text cells."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,78 +10,13 @@ import pandas as pd
 
 from eval.metrics import metric_label
 from eval.records import COST_COLUMNS
+from eval.views.format import ColumnSpec, display_name
 from eval.views.knowledge import retention_vs_gain
 from eval.views.quality import SideBySide
 from eval.views.run_view import CONTENDED_LABEL, RunView, contended_mark
 from eval.views.verdict.confidence import add_cost_per_right, add_prob_best
 
 NUMBER_COSTS = [c for c in COST_COLUMNS if c.unit != "currency"]
-
-
-def display_name(label: str) -> str:
-    """What users call a result: the strategy class's `display_name` ("LoRA + RAG (RAFT)"), with
-    the training share for learning-curve points ("LoRA fine-tune, 50% of the data")."""
-    from strategies import get_strategy_class
-
-    label, _, split = label.partition("#split")  # a re-run on a re-drawn split (stability)
-    name, _, frac = label.partition("@")
-    try:
-        shown = get_strategy_class(name).display_name or name
-    except KeyError:  # a run made with a strategy no longer registered
-        shown = name
-    shown = f"{shown}, re-split {split}" if split else shown
-    return f"{shown}, {frac} of the data" if frac else shown
-
-
-def money(value: float | None, currency: str = "USD") -> str:
-    """'$12.34', '$0.46', '$0.0046' (two significant digits below a cent), '$0'; '—' for none.
-    Other currencies follow the amount ('0.46 EUR')."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if value == 0:
-        text = "0"
-    elif abs(value) < 0.0001:  # a fraction of a hundredth of a cent says nothing more
-        return "< $0.0001" if currency == "USD" else f"< 0.0001 {currency}"
-    elif abs(value) >= 0.01:
-        text = f"{value:,.2f}"
-    else:
-        text = f"{value:.{1 - math.floor(math.log10(abs(value)))}f}"
-    return f"${text}" if currency == "USD" else f"{text} {currency}"
-
-
-def times(a: float, b: float) -> str:
-    """How a cost `a` compares with `b` in words: 'a third of', 'half', '3.0 times', '12% of'."""
-    if b <= 0 or a < 0:
-        return "no comparable"
-    r = a / b
-    for value, words in ((1 / 4, "a quarter of"), (1 / 3, "a third of"), (1 / 2, "half")):
-        if abs(r - value) < 0.015:
-            return words
-    if r < 1:
-        return f"{r:.0%} of"
-    return f"{r:.1f} times" if r < 10 else f"{r:.0f} times"
-
-
-@dataclass(frozen=True)
-class ColumnSpec:
-    """One shown column: the frame's key, its label, the kind of value ("text", "number",
-    "money") with a printf format for numbers, and a help text."""
-
-    key: str
-    label: str
-    kind: str = "number"
-    fmt: str = "%.3f"
-    help: str = ""
-
-    def text(self, value: Any, currency: str = "USD") -> str:
-        """The cell as text (the HTML report); '—' where there is no value."""
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "—"
-        if self.kind == "money":
-            return money(float(value), currency)
-        if self.kind == "number":
-            return f"{int(value):,}" if self.fmt == "%d" else self.fmt % value
-        return str(value)
 
 
 @dataclass

@@ -154,7 +154,7 @@ def describe_job(
     if stage == "train" and job.loss is not None:
         words += f", loss {job.loss:.3f}"
     if position:
-        from eval.views.display import display_name
+        from eval.views.format import display_name
 
         text = f"Strategy {position} of {len(plan)}: {display_name(strategy)}, {words}"
     else:

@@ -19,8 +19,7 @@ from pathlib import Path
 from core.prompts import answer_messages
 from core.qa import split_validation
 from core.types import Answer, Corpus, PrepareReport, QAPair
-from strategies import GenerativeStrategy, register_strategy
-from strategies.base import RunCancelled
+from strategies.base import GenerativeStrategy, RunCancelled
 from strategies.lora.data import (
     RaftStats,
     chunk_examples,
@@ -30,6 +29,7 @@ from strategies.lora.data import (
 )
 from strategies.lora.loop import train_adapter
 from strategies.lora.settings import LoraStrategyConfig
+from strategies.registry import register_strategy
 
 
 @register_strategy("lora")

@@ -227,7 +227,7 @@ def add_cost_per_right(
     data: dict[str, Any], cols: list, view: RunView, monthly_volume: int, months: int
 ) -> None:
     """Cost-table columns: money and machine-seconds per right answer, by `data["name"]`."""
-    from eval.views.display import ColumnSpec
+    from eval.views.format import ColumnSpec
 
     frame = cost_per_right_frame(view, monthly_volume, months)
     rows = {
@@ -251,7 +251,7 @@ def add_cost_per_right(
 
 def add_prob_best(data: dict[str, Any], cols: list, chances: dict[str, float], metric: str) -> None:
     """Quality-table column: each strategy's chance of the best `metric`, by `data["name"]`."""
-    from eval.views.display import ColumnSpec
+    from eval.views.format import ColumnSpec
 
     data["prob_best"] = [chances.get(n, math.nan) for n in data["name"]]
     cols.append(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from eval.metrics import DEFAULT_METRIC, metric_label
 from eval.views.cost import BreakEven, break_even
-from eval.views.display import display_name, money, times
+from eval.views.format import display_name, money, times
 from eval.views.knowledge import retention_vs_gain
 from eval.views.run_view import RunView, higher_is_better
 from eval.views.significance import compare_strategies
