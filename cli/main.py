@@ -17,11 +17,20 @@ import yaml
 from cli.args import parser
 from core.bundled import PACKAGE_ROOT, bundled_fallback
 from core.config import ConfigError, ModelConfig
-from eval.config import RunConfig
+from core.qagen import QAGenConfig, generate_qa, save_qa_jsonl
+from core.tuning_space import describe_spaces
+from eval.config import RunConfig, TrackingConfig
 from eval.events import ProgressEvent
+from eval.judge import JudgeConfig
+from eval.metrics import default_metrics
+from eval.run.inputs import read_corpus
+from eval.run.scoring import rescore
 from eval.store.runs import RunNotFound, RunStore
 from eval.views.tables import render_run, run_summary
+from service.jobs import JobQueue, main_worker
 from service.jobs.job import Job
+from service.tracking import log_run, run_and_track
+from strategies import get_strategy_class, strategy_names
 
 
 def render_with_diagnostics(store: RunStore, run_id: str) -> str:
@@ -52,7 +61,6 @@ def summary_with_diagnostics(store: RunStore, run_id: str) -> dict:
 
 def build_config(args: argparse.Namespace) -> RunConfig:
     """A RunConfig from --config (if any) with the command-line flags applied on top."""
-    from strategies import strategy_names
 
     data = RunConfig.load(args.config).to_dict() if args.config else RunConfig().to_dict()
     for key in ("corpus", "qa", "name"):
@@ -85,8 +93,6 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if args.metrics:
         data["metrics"] = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if args.judge is not None:
-        from eval.metrics import default_metrics
-
         data["metrics"] = list(dict.fromkeys([*(data["metrics"] or default_metrics()), "judge"]))
         if args.judge:
             data["judge"]["model"] = args.judge
@@ -145,7 +151,6 @@ def _judge_lines(store: RunStore, run) -> str:
 
 def _track(store: RunStore, run_id: str, args: argparse.Namespace) -> bool | None:
     """Log a stored run when --track asks (a failure is printed, never fatal)."""
-    from service.tracking import TrackingConfig, log_run
 
     cfg = TrackingConfig.from_dict(_tracking_settings(args, {}))
     if not cfg.tracker:
@@ -222,8 +227,6 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
         if args.command == "generate-qa":
             return _cmd_generate_qa(args)
         if args.command == "worker":
-            from service.jobs import main_worker
-
             return main_worker(args.store, args.idle_exit, args.once)
         if args.command == "spaces":
             try:
@@ -232,8 +235,6 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
                 raise ValueError(str(e)) from None
             return 0
         if args.command == "jobs":
-            from service.jobs import JobQueue
-
             queue = JobQueue(args.store)
             if args.action == "cancel":  # the operator's full access: any owner's job
                 if not args.job_id:
@@ -272,12 +273,8 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
         elif args.command == "compare":
             print(compare_text(store, args) if args.run_b is None else _compare_runs(store, args))
         elif args.command == "rescore":
-            from eval.run.scoring import rescore
-
             judge = None
             if args.judge_model:
-                from eval.judge import JudgeConfig
-
                 stored = store.get_run(args.run_id).config.get("judge") or {}
                 judge = JudgeConfig.from_dict({**stored, "model": args.judge_model})
             metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
@@ -311,7 +308,6 @@ def _compare_runs(store: RunStore, args: argparse.Namespace) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from service.tracking import run_and_track
 
     config = build_config(args)
     store = RunStore(config.store_path)
@@ -376,8 +372,6 @@ def _cmd_app(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate_qa(args: argparse.Namespace) -> int:
-    from core.qagen import QAGenConfig, generate_qa, save_qa_jsonl
-    from eval.run.inputs import read_corpus
 
     settings = {"method": args.method}
     for key in ("n", "per_chunk", "seed"):
@@ -421,8 +415,6 @@ def render_spaces(names: list[str]) -> str:
     """Each strategy's tunable settings, read from its config fields: field, default, space.
 
     Raises UnknownStrategyError (a KeyError) for a name that is not registered."""
-    from core.tuning_space import describe_spaces
-    from strategies import get_strategy_class, strategy_names
 
     out = []
     for name in names or strategy_names():

@@ -18,6 +18,7 @@ from typing import Any
 from core.config import SplitConfig
 from core.types import QAPair
 from core.untrusted.caps import MAX_QUESTION_CHARS
+from core.untrusted.sandbox import FileParser, ParseRefused
 
 
 class QAFormatError(ValueError):
@@ -339,7 +340,6 @@ def split_ids(path: Path, split: dict[str, Any]) -> dict[str, Any]:
 
 
 def _in_child(fn: Callable[..., Any], path: str | Path, *args: Any) -> Any:
-    from core.untrusted.sandbox import FileParser, ParseRefused
 
     path = Path(path)
     if not path.is_file():

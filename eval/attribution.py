@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 
 from core.config import ConfigBase, check, option
 from core.types import Context, Corpus, QAPair
+from eval.metrics import METRICS, normalize_answer
+from strategies.lora.data import oracle_passage
 
 RETRIEVAL_CELLS = ("retrieved_right", "retrieved_wrong", "missed_right", "missed_wrong")
 CLOSED_BOOK_CELLS = ("known_right", "known_wrong", "new_right", "new_wrong")
@@ -61,7 +63,6 @@ class VerdictConfig(ConfigBase):
     )
 
     def validate(self) -> None:
-        from eval.metrics import METRICS
 
         check(
             self.right_metric in METRICS and METRICS[self.right_metric].higher_is_better,
@@ -90,7 +91,6 @@ class GoldPassage:
 
 def gold_passages(pairs: Iterable[QAPair], corpus: Corpus) -> dict[str, GoldPassage]:
     """qid -> gold passage of each pair (the oracle RAFT training uses, `oracle_passage`)."""
-    from strategies.lora.data import oracle_passage
 
     out = {}
     for p in pairs:
@@ -113,7 +113,6 @@ def passage_retrieved(
     than a chunk). Otherwise: a chunk holds a gold answer as whole words, as recall@k counts,
     since any chunk holding the answer puts it in the model's hands.
     """
-    from eval.metrics import normalize_answer
 
     chunks = [c for c in contexts if c.kind == "chunk"]
     if not chunks:

@@ -19,9 +19,10 @@ from core.qagen import QAGenConfig
 from core.untrusted import caps
 from eval.attribution import VerdictConfig
 from eval.judge import JudgeConfig
+from eval.metrics import METRICS
 from eval.stats.stability import StabilityConfig
 from eval.tuning.config import TuningConfig
-from strategies import default_strategies
+from strategies import default_strategies, get_strategy_class, make_config
 
 EXECUTOR_KINDS = ("local", "ray")
 TRACKERS = ("mlflow",)
@@ -151,8 +152,6 @@ class RunConfig(ConfigBase):
     )
 
     def validate(self) -> None:
-        from eval.metrics import METRICS
-        from strategies import get_strategy_class, make_config
 
         check(bool(self.strategies), "choose at least one strategy")
         check(len(set(self.strategies)) == len(self.strategies), "a strategy is listed twice")

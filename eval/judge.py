@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.config import ConfigBase, ConfigError, ModelConfig, check, option
 from core.engines.base import engine_class
+from core.engines.in_process import load_generator
 
 if TYPE_CHECKING:
     from eval.metrics import ScoringItem
@@ -311,7 +312,6 @@ def judge_model_config(run_models: ModelConfig, config: JudgeConfig) -> ModelCon
 
 def load_judge(run_models: ModelConfig, config: JudgeConfig) -> Judge:
     """A judge over the shared generator that `config` names (loaded on first use)."""
-    from core.engines.in_process import load_generator
 
     # The generator's own name: the model id a server answers with, or the local model's.
     return Judge(load_generator(judge_model_config(run_models, config)), config)

@@ -28,6 +28,7 @@ from typing import Any
 from core.access import Access, AccessDenied
 from core.bundled import SAMPLE_DIR
 from core.files import write_text_atomic
+from core.qa import load_qa_bounded
 from core.qagen import save_qa_jsonl
 from core.types import IngestError, QAPair
 from service.uploads import UploadLimits, save_documents, save_qa
@@ -237,7 +238,6 @@ class CorpusLibrary:
         `qa_generated.jsonl`; an uploaded Q/A file is kept. None removes the attached pairs.
         Raises ValueError for an empty list, core.qa.QAFormatError for a bad file,
         AccessDenied for the sample (shared: save your own copy to attach pairs)."""
-        from core.qa import load_qa_bounded
 
         entry = self._changeable(corpus_id, access)
         target = self._dir(corpus_id) / GENERATED_QA

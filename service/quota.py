@@ -15,6 +15,7 @@ from eval.store.artifacts import disk_usage, folder_bytes, human_bytes
 from eval.store.runs import RunStore
 from service.corpora import CorpusLibrary
 from service.limits import load_worker_limits
+from strategies.lora.deploy import MAX_ADAPTER_ZIP_BYTES, unpack_adapter_zip
 
 
 class QuotaExceeded(ValueError):
@@ -81,7 +82,6 @@ def save_adapter_upload(
     deletes the old one, so re-uploading never piles up copies; the zip is refused from its
     central directory when it would unpack past the owner's quota or MAX_ADAPTER_ZIP_BYTES, or
     is a zip bomb (strategies.lora.deploy.unpack_adapter_zip). Raises ValueError."""
-    from strategies.lora.deploy import MAX_ADAPTER_ZIP_BYTES, unpack_adapter_zip
 
     root = adapter_uploads_dir(home, owner)
     dest = confined(root, name)

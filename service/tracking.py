@@ -24,6 +24,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from eval.config import DEFAULT_EXPERIMENT, TRACKERS, RunConfig
 from eval.events import ProgressEvent, ProgressFn
+from eval.run.harness import (
+    run_comparison,  # the harness loads torch-heavy modules on first use
+)
 from eval.store.runs import RunStore
 
 PARAM_CHARS = 6000  # MLflow's limit on one parameter value
@@ -301,9 +304,6 @@ def _decision_json(store: Any, run_id: str) -> str:
 def run_and_track(config: RunConfig, **kwargs: Any) -> str:
     """`eval.run.run_comparison(config, **kwargs)`, then the finished (or cancelled) run logged
     to the configured tracker: what the CLI and the app's worker run. Returns the run id."""
-    from eval.run.harness import (
-        run_comparison,  # the harness loads torch-heavy modules on first use
-    )
 
     store = kwargs.get("store") or RunStore(config.store_path)
     emit = kwargs.get("progress") or (lambda event: None)

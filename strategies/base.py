@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from core.config import ConfigBase, ModelConfig, check, option
-from core.engines.in_process import Embedder, Generator, load_embedder, load_generator
+from core.engines.in_process import (
+    Embedder,
+    Generator,
+    load_embedder,
+    load_generator,
+    resolve_device,
+)
 from core.prompts import (
     DEFAULT_SYSTEM_TEMPLATE,
     answer_messages,
@@ -61,7 +67,6 @@ class StrategyContext:
 
     @property
     def device(self) -> str:
-        from core.engines.in_process import resolve_device
 
         return resolve_device(self.models.device)
 

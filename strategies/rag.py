@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.config import ChunkingConfig, check, option
+from core.corpus import chunk_document, hf_token_spans, whitespace_token_spans
 from core.tuning_space import Categorical, IntRange
 from core.types import Answer, Context, Corpus, PrepareReport, QAPair
 from strategies.base import GenerativeStrategy, PromptConfig
@@ -132,8 +133,6 @@ def _rechunked(corpus: Corpus, chunk_tokens: int, generator) -> Corpus:
     """The corpus cut again into `chunk_tokens`-token chunks (in the generator's tokens when it
     has a tokenizer), under its own fingerprint so its index never mixes with the run's."""
     import dataclasses
-
-    from core.corpus import chunk_document, hf_token_spans, whitespace_token_spans
 
     tokenizer = getattr(generator, "tokenizer", None)
     spans = hf_token_spans(tokenizer) if tokenizer is not None else whitespace_token_spans

@@ -18,6 +18,7 @@ from core.access import Access, new_owner, upload_roots, valid_owner
 from core.config import ConfigBase, ConfigError
 from core.untrusted.markup import escape_markdown
 from eval.store.runs import RunStore
+from service.corpora import CorpusLibrary, CorpusNotFound
 from service.owner_state import OwnerState, OwnerStates
 from service.uploads import LIMITS_FILE, UploadLimits, load_limits
 from strategies import get_strategy_class
@@ -340,7 +341,6 @@ def settings_form(name: str) -> dict:
 
 def corpus_library():
     """The saved corpora, with the bundled sample always among them."""
-    from service.corpora import CorpusLibrary
 
     library = CorpusLibrary(home() / "corpora")
     library.sample()
@@ -349,7 +349,6 @@ def corpus_library():
 
 def selected_corpus() -> tuple[Path, Path | None, str] | None:
     """(documents folder, Q/A file or None, name) of the owner's corpus (the sample at first)."""
-    from service.corpora import CorpusNotFound
 
     library = corpus_library()
     try:

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.config import ModelConfig
+from core.qa import load_qa_bounded
 from core.qagen import (
     METHODS,
     QAGenConfig,
@@ -51,7 +52,6 @@ st.header("Corpus")
 def why_unusable(entry) -> str | None:
     """Why a just-saved corpus cannot be used (no document with text, a Q/A file that does not
     parse or holds no pairs), or None when it can."""
-    from core.qa import load_qa_bounded
 
     pre = preview_corpus(entry.docs_path)
     read = pre.get("corpus") or {}

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.config import ModelConfig
+from eval.config import TrackingConfig
 from eval.judge import JudgeConfig
+from eval.metrics import default_metrics
+from eval.stats.agreement import agreement_by_strategy
 from eval.views.judge import (
     agreement_frame,
     disagreement_frame,
     judge_cost_frame,
     judge_summary,
 )
-from service.tracking import TrackingConfig, local_uri
+from service.tracking import local_uri
+from strategies import unservable_strategies
 from ui.common import config_form, hide_paths, md
 
 
 def judge_and_tracking_settings(run_settings: dict, home) -> dict:
     """Run page widgets; returns the RunConfig keys they set (metrics, judge, tracking)."""
-    from eval.metrics import default_metrics
 
     out: dict = {}
     if st.checkbox(
@@ -56,15 +60,11 @@ def unservable(models_json: str, strategies: tuple[str, ...]) -> str | None:
     briefly, since asking a server on every rerun of the page would be slow."""
     import json
 
-    from core.config import ModelConfig
-    from strategies import unservable_strategies
-
     return unservable_strategies(ModelConfig.from_dict(json.loads(models_json)), list(strategies))
 
 
 def judge_section(view) -> None:
     """Compare page: the judge against F1 (agreement, kappa, disagreements) and its cost."""
-    from eval.stats.agreement import agreement_by_strategy
 
     agreements = agreement_by_strategy(view.answers)
     if not agreements:

@@ -21,6 +21,7 @@ from service.jobs import JobQueue, ensure_worker, serve_queued
 from service.jobs.page_kinds import job_result, submit_playground
 from service.playground import PlaygroundAnswer
 from service.quota import save_adapter_upload
+from strategies.lora.deploy import MAX_ADAPTER_ZIP_BYTES, adapter_folder
 from ui.common import (
     access,
     current_owner,
@@ -36,7 +37,6 @@ from ui.common import (
 def adapter_location(upload, folder: str) -> tuple[Path, str]:
     """(adapter folder, safe display name) for an uploaded zip, unpacked under this owner's
     folder of the app's home, or for a typed folder the server allows; raises ValueError."""
-    from strategies.lora.deploy import MAX_ADAPTER_ZIP_BYTES, adapter_folder
 
     if upload is not None:
         if upload.size > MAX_ADAPTER_ZIP_BYTES:  # checked before the bytes are copied out

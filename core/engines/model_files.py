@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from core.engines.tiny import TINY_VERSION, build_tiny_model
+
 
 class ModelLoadError(RuntimeError):
     """A model could not be found or loaded; the message says which and how to fix it."""
@@ -79,7 +81,6 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def _tiny_folder(cache_dir: Path) -> Path:
-    from core.engines.tiny import TINY_VERSION, build_tiny_model
 
     out = cache_dir / "models" / f"tiny-{TINY_VERSION}"
     if not (out / "config.json").exists():

@@ -8,6 +8,7 @@ import re
 from collections import Counter
 
 from core.config import ModelConfig
+from core.engines.in_process import load_generator
 from core.qagen.config import ProgressFn, QAGenConfig, QAGenResult
 from core.qagen.heuristics import WORD, find_span, norm_key, pair_id
 from core.types import Corpus, QAPair
@@ -33,7 +34,6 @@ def parse_reply(text: str) -> tuple[str, str] | None:
 def model_pairs(
     corpus: Corpus, config: QAGenConfig, models: ModelConfig, progress: ProgressFn | None
 ) -> QAGenResult:
-    from core.engines.in_process import load_generator
 
     generator = load_generator(models)
     rng = random.Random(config.seed)

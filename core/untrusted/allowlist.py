@@ -34,6 +34,7 @@ import yaml
 
 from core.config import ConfigBase, ConfigError, ModelConfig, check, option
 from core.engines.base import engine_class, engine_names
+from core.engines.in_process import BUNDLED_EMBEDDERS, BUNDLED_GENERATORS
 from core.untrusted.paths import is_within
 
 ALLOW_FILE = "allowed_paths.yaml"
@@ -146,7 +147,6 @@ def check_model(
 ) -> str:
     """check_location for a generator (`kind="generator"`) or an embedder field, with the
     bundled aliases of that kind."""
-    from core.engines.in_process import BUNDLED_EMBEDDERS, BUNDLED_GENERATORS
 
     aliases = BUNDLED_GENERATORS if kind == "generator" else BUNDLED_EMBEDDERS
     return check_location(value, roots=roots, aliases=aliases, allow=allow, what=kind)

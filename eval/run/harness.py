@@ -28,6 +28,7 @@ from eval.run.executor import ArmLost, make_executor
 from eval.run.measurement import Arm, Measured, StrategyMeasurement, answer_all
 from eval.run.oracle import measure_oracle
 from eval.run.provenance import git_hash, package_versions
+from eval.run.resplit import run_resplits
 from eval.run.retention import load_general_set, retention, retention_scores
 from eval.run.scoring import needs_embedder, needs_judge, score
 from eval.run.stamp import InputsChanged, InputStamp
@@ -167,8 +168,6 @@ class _Comparison:
             if uses_models and not self.oracle_done:
                 self._oracle()
             if config.stability.resplits:  # the same strategies on re-drawn splits (resumable)
-                from eval.run.resplit import run_resplits
-
                 run_resplits(self)
         finally:
             self.executor.close()

@@ -10,6 +10,7 @@ from typing import Any
 from core.corpus import hf_token_spans, ingest, whitespace_token_spans
 from core.engines.in_process import load_tokenizer
 from core.qa import load_qa, split_ids_bounded, split_pairs
+from core.qagen import generated_qa_file
 from core.types import Corpus, QAPair
 from eval.config import RunConfig
 from strategies import get_strategy_class
@@ -81,8 +82,6 @@ def load_inputs(
     corpus = _ingest(config, tokenizer)
     qa_path = Path(config.qa) if config.qa else None
     if qa_path is None:  # no Q/A file: generated from the corpus, kept with the run's files
-        from core.qagen import generated_qa_file
-
         folder = Path(config.workdir) / "generated_qa"
         qa_path = generated_qa_file(corpus, config.qa_generation, config.models, folder)
     pairs = load_qa(qa_path)

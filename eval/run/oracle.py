@@ -17,6 +17,11 @@ from typing import Any
 
 from core.types import Answer, Context, Corpus, PrepareReport, QAPair
 from eval.attribution import GoldPassage
+from eval.metrics import METRICS, ScoringItem, score_items
+from eval.run.contention import cpu_clock, tokens_per_s
+from eval.run.costs import price
+from eval.stats.intervals import bootstrap_ci
+from strategies import get_strategy_class, make_config
 from strategies.base import GenerativeStrategy, PromptConfig, RunCancelled, StrategyContext
 
 
@@ -91,7 +96,6 @@ def read_gold(
 ) -> tuple[list[QAPair], list[Answer], dict[str, Any]]:
     """Answer every test question that has a gold passage with it; returns (the pairs asked,
     their answers, cost: wall and CPU seconds, contention, token means and throughput)."""
-    from eval.run.contention import cpu_clock, tokens_per_s
 
     contexts = oracle_contexts(test, gold)
     asked = [p for p in test if p.id in contexts]
@@ -144,8 +148,6 @@ def rescore_oracle(
 ) -> OracleReading:
     """Score the stored oracle answers with `metrics` (kept beside earlier metrics) and
     summarise each with its bootstrap interval. Returns the same record, updated."""
-    from eval.metrics import METRICS, ScoringItem, score_items
-    from eval.stats.intervals import bootstrap_ci
 
     # The ceiling is read on the answer-matching metrics; a judge would cost a generation per
     # oracle answer on top of the strategies' own.
@@ -168,7 +170,6 @@ def rescore_oracle(
 def reader_prompt(strategy_configs: Mapping[str, Any], strategies: Sequence[str]) -> PromptConfig:
     """The system prompt settings the oracle reads under: those of the run's first strategy with
     the `retrieves` role, so the ceiling is that strategy's; else the defaults."""
-    from strategies import get_strategy_class, make_config
 
     for name in strategies:
         cfg = make_config(name, strategy_configs.get(name))
@@ -187,8 +188,6 @@ def measure_oracle(
 ) -> OracleReading | None:
     """Answer, cost and score the oracle reading of a run (`config` is its RunConfig); None
     when it is switched off or no test question has a gold passage."""
-    from eval.metrics import METRICS
-    from eval.run.costs import price
 
     if not config.verdict.oracle or not oracle_contexts(test, gold):
         return None

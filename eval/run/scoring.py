@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.config import ModelConfig
+from core.engines.in_process import load_embedder
 from eval.config import RunConfig
 from eval.judge import attach_verdicts
+from eval.judge import load_judge as load
 from eval.metrics import METRICS, ScoringItem, default_metrics, score_items
 from eval.run.oracle import OracleReading, rescore_oracle
 from eval.run.retention import rescore_retention
@@ -25,7 +28,6 @@ def needs_judge(metrics: list[str]) -> bool:
 
 def load_judge(config: RunConfig):
     """The judge that `config.judge` names, over the run's models (loaded once, shared)."""
-    from eval.judge import load_judge as load
 
     return load(config.models, config.judge)
 
@@ -61,8 +63,6 @@ def rescore(
 
     The judge is the run's stored judge settings unless `judge_config` (a JudgeConfig) is given;
     its verdicts and cost are stored like a run's."""
-    from core.config import ModelConfig
-    from core.engines.in_process import load_embedder
 
     run = store.get_run(run_id)
     config = RunConfig.from_dict({**run.config, "metrics": metrics})

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.corpus import fingerprint
 from core.types import Document
 
 
@@ -46,7 +47,6 @@ class InputStamp:
     @classmethod
     def read(cls, documents: list[Document], qa_file: str | Path, test_ids: list[str]):
         """The stamp of what a run reads now: these documents, this Q/A file, these questions."""
-        from core.corpus import fingerprint
 
         return cls(fingerprint(documents, {}), file_sha256(qa_file), list(test_ids))
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from core.config import ConfigBase, SplitConfig, check, option
 from core.qa import split_pairs
 from core.types import QAPair
+from strategies import get_strategy_class
 
 if TYPE_CHECKING:
     from eval.store.rows import StrategyResult
@@ -52,7 +53,6 @@ def resplit_label(name: str, k: int) -> str:
 
 def planned(strategies: list[str], include_trained: bool) -> list[str]:
     """The strategies re-run on each re-split: all, or those that do not train."""
-    from strategies import get_strategy_class
 
     return [n for n in strategies if include_trained or not get_strategy_class(n).trains]
 

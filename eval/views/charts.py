@@ -7,6 +7,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from eval.attribution import CELL_LABELS
 from eval.metrics import metric_label
 from eval.records import COST_AXES
 from eval.views.cost import BreakEven
@@ -235,7 +236,6 @@ def retention_chart(df: pd.DataFrame) -> alt.LayerChart | alt.Chart:
 def attribution_frame(cells: list) -> pd.DataFrame:
     """Long frame of attribution cells (eval.attribution.Cells): strategy, cell, label, count,
     share (of the strategy's questions), order (cell position, for stacking)."""
-    from eval.attribution import CELL_LABELS
 
     rows = []
     for c in cells:
@@ -273,7 +273,6 @@ def attribution_chart(cells: list, ceiling: float | None = None) -> alt.Chart:
     """One stacked bar per strategy: the share of its questions in each attribution cell
     (retrieval strategies: retrieved/missed x right/wrong; closed book: known/new x right/wrong).
     `ceiling`, the oracle-reading score, goes in the title."""
-    from eval.attribution import CELL_LABELS
 
     df = attribution_frame(cells)
     if df.empty:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from eval import views as db
 from eval.config import RunConfig
+from eval.stats.agreement import agreement_by_strategy
 from eval.store.exports import portable, run_folder
 from eval.store.runs import Run, RunStore
 from eval.views import charts
@@ -305,7 +306,6 @@ def _diagnostics_section(view: db.RunView) -> str:
 def _judge_sections(view, shown: int = 50) -> list[str]:
     """The judge against F1 (agreement, kappa, the first disagreements) and what judging cost;
     nothing when the run was not judged."""
-    from eval.stats.agreement import agreement_by_strategy
     from eval.views.judge import (
         agreement_frame,
         disagreement_frame,

@@ -19,15 +19,20 @@ import time
 from pathlib import Path
 
 from core.config import ConfigBase
+from core.engines.in_process import load_generator
 from core.types import Corpus
 from eval.config import RunConfig
 from eval.events import ProgressEvent, ProgressFn
 from eval.records import training_log
+from eval.run.executor import EXECUTORS
 from eval.run.retention import load_general_set
 from eval.run.workbench import Workbench
+from eval.tuning.arm import tuning_pairs
+from eval.tuning.engine import planned_trials
 from service.estimate.records import Estimate, StrategyEstimate
 from strategies import get_strategy_class, make_config
 from strategies.base import StrategyContext
+from strategies.lora.loop import planned_steps
 
 
 def _one_step(name: str, cfg: ConfigBase) -> ConfigBase:
@@ -38,7 +43,6 @@ def _one_step(name: str, cfg: ConfigBase) -> ConfigBase:
 
 
 def _planned_steps(name: str, cfg: ConfigBase, examples: int) -> int:
-    from strategies.lora.loop import planned_steps
 
     section = get_strategy_class(name).training_settings(cfg)
     if section is None or examples <= 0:
@@ -74,9 +78,6 @@ def tuning_seconds(
     (`per_q` each); the trials after the default one stop at the budget's seconds cap. An arm
     that validates on pairs of its own answers with its default trial's training when that is
     kept, so that training is not counted twice."""
-    from eval.run.executor import EXECUTORS
-    from eval.tuning.arm import tuning_pairs
-    from eval.tuning.engine import planned_trials
 
     kind = get_strategy_class(name)
     tuning = config.tuning
@@ -138,7 +139,6 @@ def estimate_run(
 
 def _warm_up(bench: Workbench) -> None:
     """One tiny untimed generation: the first of a process pays one-off set-up costs."""
-    from core.engines.in_process import load_generator
 
     load_generator(bench.config.models).generate(
         [[{"role": "user", "content": "Hello"}]], max_new_tokens=2

@@ -10,12 +10,16 @@ from collections.abc import Callable
 
 from core.config import ModelConfig
 from core.files import write_text_atomic
-from core.qagen import QAGenConfig
+from core.qagen import QAGenConfig, generate_qa, pairs_to_records
 from eval.config import RunConfig
 from eval.events import ProgressEvent
+from eval.run.inputs import read_corpus
+from service.cluster.slots import with_operator_executor
+from service.estimate.probe import estimate_run
 from service.jobs.job import Job
 from service.jobs.progress import CancelFlag, JobProgress
 from service.jobs.queue import JobQueue
+from service.tracking import run_and_track
 
 # A job body: (queue, claimed job, progress sink) -> final status ("done" or "cancelled").
 JobBody = Callable[[JobQueue, Job, JobProgress], str]
@@ -48,8 +52,6 @@ class _Cancelled(Exception):
 @register_job_kind("run", "resume")
 def compare(queue: JobQueue, job: Job, progress: JobProgress) -> str:
     """A comparison run into the job's run row; "resume" keeps the strategies already done."""
-    from service.cluster.slots import with_operator_executor
-    from service.tracking import run_and_track
 
     run_id = job.run_id
     run_and_track(
@@ -66,8 +68,6 @@ def compare(queue: JobQueue, job: Job, progress: JobProgress) -> str:
 @register_job_kind("qagen")
 def generate_pairs(queue: JobQueue, job: Job, progress: JobProgress) -> str:
     """Question/answer pairs from the job's corpus into `queue.result_path(job id)`."""
-    from core.qagen import generate_qa, pairs_to_records
-    from eval.run.inputs import read_corpus
 
     payload, cancel = job.config, CancelFlag(queue, job.id)
     models = ModelConfig.from_dict(payload["models"])
@@ -93,7 +93,6 @@ def generate_pairs(queue: JobQueue, job: Job, progress: JobProgress) -> str:
 def estimate(queue: JobQueue, job: Job, progress: JobProgress) -> str:
     """A dry-run estimate of the job's run config into `queue.result_path(job id, "estimate")`.
     Models loaded here stay loaded in the worker for the run that follows."""
-    from service.estimate.probe import estimate_run
 
     result = estimate_run(RunConfig.from_dict(job.config), progress=progress)
     write_text_atomic(queue.result_path(job.id, "estimate"), json.dumps(result.to_dict()))

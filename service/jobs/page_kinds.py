@@ -23,6 +23,8 @@ from service.jobs.job import Job
 from service.jobs.kinds import register_job_kind
 from service.jobs.progress import CancelFlag, JobProgress
 from service.jobs.queue import JobNotFound, JobQueue
+from service.playground import Playground
+from strategies.lora import deploy
 
 PLAYGROUND, MERGE = "playground", "merge"
 
@@ -90,7 +92,6 @@ class _Prepared:
 
     @classmethod
     def get(cls, queue: JobQueue, payload: dict[str, Any], progress: JobProgress):
-        from service.playground import Playground
 
         key = json.dumps([str(queue.path), payload["run_id"], payload["adapters"]])
         if cls.key == key and cls.playground is not None and cls.playground.strategies:
@@ -145,7 +146,6 @@ def playground(queue: JobQueue, job: Job, progress: JobProgress) -> str:
 def merge(queue: JobQueue, job: Job, progress: JobProgress) -> str:
     """Fold the adapter into a fresh copy of the base model, built in a temporary folder and
     renamed into the run's folder; the result file holds its path and the sizes on disk."""
-    from strategies.lora import deploy
 
     payload = job.config
     run = queue.store.get_run(payload["run_id"])

@@ -10,6 +10,7 @@ from typing import Any
 from eval.stats.stability import SPLIT_MARK, plan_labels
 from service.estimate.records import Estimate, StrategyEstimate
 from service.jobs.job import Job
+from strategies import get_strategy_class
 
 # The harness's and the worker's stage names in words; a stage not listed reads as its name.
 STAGE_WORDS: dict[str, str] = {
@@ -64,7 +65,6 @@ def _base(label: str) -> str:
 
 
 def _trains(label: str) -> bool:
-    from strategies import get_strategy_class
 
     try:
         return bool(get_strategy_class(_base(label)).trains)

@@ -28,6 +28,7 @@ from eval.store.runs import RunStore
 from service.estimate.records import Estimate
 from service.jobs.job import Job
 from service.limits import check_submit, load_worker_limits
+from service.quota import owner_disk_use
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINISHED = ("done", "failed", "cancelled", "interrupted")
@@ -93,8 +94,6 @@ class JobQueue:
         """
         config = _absolute_paths(config, self.path)
         if owner:  # a browser owner past their disk quota makes no more run files
-            from service.quota import owner_disk_use
-
             owner_disk_use(self.path.parent, owner, self.store).check(0, "a new run")
         with self._conn() as c:  # one transaction: never a run without its job, nor the reverse
             run_id = self.store.create_run(

@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from core.qa import SimilarQuestions, content_words
 from core.qagen.config import BLANK, QAGenConfig, QAGenResult
 from core.qagen.heuristics import (
     answer_candidates,
@@ -89,8 +90,6 @@ class HeldOut:
     def __init__(self, pairs: list[QAPair] | tuple[QAPair, ...] = (), jaccard: float = 0.8):
         from collections import Counter
 
-        from core.qa import SimilarQuestions, content_words
-
         self.jaccard = jaccard
         self._texts = {norm_key(p.question) for p in pairs}
         self._passages = {norm_key(p.passage) for p in pairs if p.passage}
@@ -102,7 +101,6 @@ class HeldOut:
 
     def leaks(self, pair: QAPair) -> bool:
         """Whether `pair` duplicates a held-out question or comes from a held-out passage."""
-        from core.qa import content_words
 
         if norm_key(pair.question) in self._texts:
             return True

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from core.config import ModelConfig
+from core.engines.in_process import generator_path, resolve_device, torch_dtype
 from core.untrusted.paths import UnsafePath, confined, find_file
 
 MAX_ADAPTER_ZIP_BYTES = 512 * 1024 * 1024  # unpacked size; a LoRA adapter is a few MB
@@ -135,7 +136,6 @@ def unpack_adapter_zip(
 
 
 def _base_path(models: ModelConfig) -> str:
-    from core.engines.in_process import generator_path
 
     return generator_path(models)
 
@@ -148,8 +148,6 @@ def merge_adapter(models: ModelConfig, adapter_dir: str | Path, out_dir: str | P
     """
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from core.engines.in_process import resolve_device, torch_dtype
 
     folder = adapter_folder(adapter_dir)
     base_path = _base_path(models)

@@ -19,6 +19,7 @@ from pathlib import Path
 from core.prompts import answer_messages
 from core.qa import split_validation
 from core.types import Answer, Corpus, PrepareReport, QAPair
+from core.untrusted.paths import find_file
 from strategies.base import GenerativeStrategy, RunCancelled
 from strategies.lora.data import (
     RaftStats,
@@ -295,7 +296,6 @@ def _adapter_dir(root: Path) -> Path:
 
     Bounded depth: `adapter_path` may be typed by a user, and a root of `/` must not walk the
     whole file system."""
-    from core.untrusted.paths import find_file
 
     found = find_file(root, "adapter_config.json", max_depth=3)
     return found.parent if found else Path(root)

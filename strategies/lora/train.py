@@ -25,6 +25,11 @@ from pathlib import Path
 import yaml
 
 from core.config import ChunkingConfig, ConfigError, ModelConfig
+from core.corpus import hf_token_spans, ingest
+from core.engines.in_process import load_generator, resolve_device
+from core.qa import load_qa
+from strategies.base import StrategyContext
+from strategies.lora import LoraStrategy, LoraStrategyConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,12 +67,6 @@ def lora_settings(items: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Train, write the adapter to --out (main process), print the report as JSON."""
     from accelerate import PartialState
-
-    from core.corpus import hf_token_spans, ingest
-    from core.engines.in_process import load_generator, resolve_device
-    from core.qa import load_qa
-    from strategies.base import StrategyContext
-    from strategies.lora import LoraStrategy, LoraStrategyConfig
 
     args = parse_args(argv)
     import torch

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eval.attribution import (
+    CELL_LABELS,
     Cells,
     GoldPassage,
     VerdictConfig,
@@ -25,6 +26,7 @@ from eval.metrics import metric_label
 from eval.run.oracle import OracleReading
 from eval.stats.power import PowerLine, power_line
 from eval.views.run_view import baseline_name, has_role
+from strategies import get_strategy_class
 
 
 @dataclass
@@ -74,7 +76,6 @@ def verdict_config(run_config: dict[str, Any]) -> VerdictConfig:
 def retrieves(view, strategy: str) -> bool:
     """Whether a strategy retrieves: its `retrieves` role, or, for a strategy no longer
     registered, whether any of its stored answers used a retrieved chunk."""
-    from strategies import get_strategy_class
 
     try:
         get_strategy_class(strategy)
@@ -203,7 +204,6 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
 
 def cells_rows(d: Diagnostics) -> list[dict[str, str]]:
     """One row per strategy: its four cells as 'count (share of its questions)'."""
-    from eval.attribution import CELL_LABELS
 
     rows = []
     for c in d.cells:
