@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from cli.args import parser
 from core.bundled import PACKAGE_ROOT, bundled_fallback
 from core.config import ConfigError, ModelConfig
@@ -112,17 +110,22 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             raise ConfigError(f"--set wants STRATEGY.KEY=VALUE, got {item!r}")
         # A run section (models, chunking, split, ...) takes the key itself; else a strategy.
         section = data.get(strategy) if strategy != "strategy_configs" else None
-        dest = (
-            section
-            if isinstance(section, dict)
-            else data["strategy_configs"].setdefault(strategy, {})
-        )
+        try:  # the value read against the field's declared type ("off" stays a word)
+            if isinstance(section, dict):
+                dest, parsed = section, RunConfig.parse_setting(target, value)
+            else:
+                config_class = get_strategy_class(strategy).config_class
+                dest = data["strategy_configs"].setdefault(strategy, {})
+                parsed = config_class.parse_setting(key, value)
+        except (ConfigError, KeyError) as e:
+            message = e.args[0] if isinstance(e, KeyError) else e  # KeyError quotes its text
+            raise ConfigError(f"--set {item}: {message}") from None
         *inner, last = key.split(".")  # lora.training.epochs: a nested section
         for part in inner:
             dest = dest.setdefault(part, {})
             if not isinstance(dest, dict):
                 raise ConfigError(f"--set {target}: {part} is not a section")
-        dest[last] = yaml.safe_load(value)
+        dest[last] = parsed
     return RunConfig.from_dict(data)
 
 

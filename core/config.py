@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -132,6 +133,28 @@ class ConfigBase:
     def replace(self: T, **changes: Any) -> T:
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def parse_setting(cls, key: str, text: str) -> Any:
+        """The value `text` means for the field at dotted `key` (e.g. "training.epochs"), read
+        against the field's declared type, as `--set KEY=VALUE` gives it: a str field takes the
+        text as it is ("off", "no"), a bool one yes/no/true/false/on/off/1/0, numbers accept
+        "1e-3", a list "[a, b]" or "a,b". ConfigError names an unknown key or a bad value."""
+        owner: type[ConfigBase] = cls
+        *inner, last = key.split(".")
+        for part in inner:
+            sub = _config_class(typing.get_type_hints(owner).get(part))
+            if sub is None:
+                raise ConfigError(f"{part} is not a section of {owner.__name__}")
+            owner = sub
+        hints = typing.get_type_hints(owner)
+        if last not in {f.name for f in fields(owner)}:
+            known = ", ".join(f.name for f in fields(owner))
+            raise ConfigError(f"{owner.__name__} has no option {last!r} (known: {known})")
+        try:
+            return _parse_typed(hints[last], text.strip())
+        except (TypeError, ValueError, yaml.YAMLError) as e:
+            raise ConfigError(f"{text!r} is not a valid {_type_name(hints[last])}: {e}") from None
+
 
 def _plain(v: Any) -> Any:
     if isinstance(v, Path):
@@ -163,6 +186,59 @@ def _over_default(built: ConfigBase, f: dataclasses.Field, given: dict[str, Any]
         if g.name not in given and getattr(own, g.name) != getattr(plain, g.name)
     }
     return built.replace(**kept) if kept else built
+
+
+_TRUE = {"true", "yes", "on", "1", "y"}
+_FALSE = {"false", "no", "off", "0", "n"}
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _parse_typed(hint: Any, text: str) -> Any:
+    """`text` read as a value of type `hint` (str, bool, int, float, list[...], unions, dicts)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option_type in args:
+            if option_type is type(None):
+                if text.lower() in ("", "none", "null"):
+                    return None
+                continue
+            try:
+                return _parse_typed(option_type, text)
+            except (TypeError, ValueError) as e:
+                errors.append(str(e))
+        raise ValueError("; ".join(errors) or f"not a {hint}")
+    if hint is str:
+        return text
+    if hint is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ValueError("expected yes/no, true/false, on/off or 1/0")
+    if hint is int:
+        number = float(text)
+        if not number.is_integer():
+            raise ValueError("expected a whole number")
+        return int(number)
+    if hint is float:
+        return float(text)
+    if origin in (list, tuple) or hint in (list, tuple):
+        element = args[0] if args else Any
+        if text.startswith("["):
+            items = yaml.safe_load(text)
+            if not isinstance(items, list):
+                raise ValueError("expected a list such as [a, b]")
+            items = [str(x) if element is str else x for x in items]
+            return [
+                x if element in (Any, str) or not isinstance(x, str) else _parse_typed(element, x)
+                for x in items
+            ]
+        return [_parse_typed(element, x.strip()) for x in text.split(",") if x.strip()]
+    return yaml.safe_load(text)  # dicts and fields without a declared type
 
 
 def _config_class(hint: Any) -> type[ConfigBase] | None:
