@@ -10,7 +10,7 @@ import pytest
 from cli.args import parser as _parser
 from cli.main import build_config
 from core.types import Answer, Context, Cost
-from eval import views as db
+from eval import views
 from eval.config import RunConfig
 from eval.metrics import METRICS, Metric
 from eval.records import CostSummary, PreparedRecord, ResultExtras
@@ -118,7 +118,7 @@ def _store_run(tmp_path, strategies=("system_prompt", "few_shot", "rag", "lora",
 @pytest.fixture
 def synthetic(tmp_path):
     store, run_id = _store_run(tmp_path)
-    return store, run_id, db.RunView.load(store, run_id)
+    return store, run_id, views.RunView.load(store, run_id)
 
 
 def test_side_by_side_marks_best_per_direction_and_excludes_variants(synthetic, monkeypatch):
@@ -129,7 +129,7 @@ def test_side_by_side_marks_best_per_direction_and_excludes_variants(synthetic, 
         store.save_scores(
             run_id, s, {"err": dict.fromkeys(QIDS, v)}, {"err": {"mean": v, "low": v, "high": v}}
         )
-    sbs = db.side_by_side(db.RunView.load(store, run_id))
+    sbs = views.side_by_side(views.RunView.load(store, run_id))
     assert list(sbs.table.index) == ["system_prompt", "few_shot", "rag", "lora"]  # no lora@50%
     assert sbs.best["f1"] == "rag"
     assert sbs.best["err"] == "few_shot"
@@ -150,50 +150,50 @@ def test_side_by_side_marks_best_per_direction_and_excludes_variants(synthetic, 
 
 def test_paired_test_clear_difference_noise_and_identical(synthetic):
     _, _, view = synthetic
-    clear = db.compare_strategies(view, "rag", "system_prompt")
+    clear = views.compare_strategies(view, "rag", "system_prompt")
     assert clear.significant and clear.mean_diff == pytest.approx(0.5) and clear.n == N
-    same = db.compare_strategies(view, "few_shot", "system_prompt")
+    same = views.compare_strategies(view, "few_shot", "system_prompt")
     assert same.p_value == 1.0 and not same.significant
     rng = np.random.default_rng(1)
     base = {q: float(x) for q, x in zip(QIDS, rng.uniform(0, 1, N), strict=True)}
     noise = rng.normal(0, 0.05, N)
     noisy = {q: base[q] + noise[i] - noise.mean() for i, q in enumerate(QIDS)}
-    t = db.paired_test(base, noisy)
+    t = views.paired_test(base, noisy)
     assert not t.significant and t.p_value > 0.5
     # Exact small case: 5 differences all +1 -> only all-plus and all-minus reach |mean| = 1.
-    five = db.paired_test(dict.fromkeys("abcde", 1.0), dict.fromkeys("abcde", 0.0))
+    five = views.paired_test(dict.fromkeys("abcde", 1.0), dict.fromkeys("abcde", 0.0))
     assert five.exact and five.p_value == pytest.approx(2 / 32)
     with pytest.raises(KeyError, match="no finished strategy 'nope'"):
-        db.compare_strategies(view, "nope", "rag")
+        views.compare_strategies(view, "nope", "rag")
     with pytest.raises(ValueError, match="metric 'bleu' is not in run"):
-        db.compare_strategies(view, "rag", "lora", metric="bleu")
+        views.compare_strategies(view, "rag", "lora", metric="bleu")
 
 
 def test_compare_runs_matches_questions_by_qid(tmp_path):
     store_a, id_a = _store_run(tmp_path / "a")
     store_b, id_b = _store_run(tmp_path / "b")
-    a, b = db.RunView.load(store_a, id_a), db.RunView.load(store_b, id_b)
-    t = db.compare_runs(a, b, "rag")
+    a, b = views.RunView.load(store_a, id_a), views.RunView.load(store_b, id_b)
+    t = views.compare_runs(a, b, "rag")
     assert t.n == N and t.p_value == 1.0
-    t2 = db.compare_runs(a, b, "rag", strategy_b="system_prompt")
+    t2 = views.compare_runs(a, b, "rag", strategy_b="system_prompt")
     assert t2.significant and t2.mean_diff == pytest.approx(0.5)
 
 
 def test_quality_vs_cost_pareto(synthetic):
     _, _, view = synthetic
-    df = db.quality_vs_cost(view, "f1", "price_per_1k").set_index("strategy")
+    df = views.quality_vs_cost(view, "f1", "price_per_1k").set_index("strategy")
     assert set(df.index[df.pareto]) == {"lora", "rag"}
-    by_time = db.quality_vs_cost(view, "f1", "prepare_s").set_index("strategy")
+    by_time = views.quality_vs_cost(view, "f1", "prepare_s").set_index("strategy")
     assert set(by_time.index[by_time.pareto]) == {"system_prompt", "rag"}
     with pytest.raises(ValueError, match="unknown cost"):
-        db.quality_vs_cost(view, "f1", "bananas")
-    assert db.pareto_mask([1, 2, 3], [1, 2, 3]) == [True, True, True]
-    assert db.pareto_mask([1, 1], [2, 1]) == [False, True]
+        views.quality_vs_cost(view, "f1", "bananas")
+    assert views.pareto_mask([1, 2, 3], [1, 2, 3]) == [True, True, True]
+    assert views.pareto_mask([1, 1], [2, 1]) == [False, True]
 
 
 def test_break_even_crossings_exact(synthetic):
     _, _, view = synthetic
-    be = db.break_even(view)
+    be = views.break_even(view)
     cross = {(r.a, r.b): r for r in be.crossings.itertuples()}
     # rag 0.01 + n*0.0001 = lora 1.0 + n*0.00002  ->  n = 0.99 / 0.00008
     assert cross[("rag", "lora")].volume == pytest.approx(0.99 / 0.00008)
@@ -207,46 +207,46 @@ def test_break_even_crossings_exact(synthetic):
     assert "12,375 questions" in pays.loc["rag", "sentence"]
     assert be.x_max == pytest.approx(1.5 * 1.0 / 0.00003)
     assert set(be.curve.strategy) == {"system_prompt", "few_shot", "rag", "lora"}
-    assert db.crossing(0, 1, 0, 1) is None and db.crossing(1, 1, 0, 2) == 1
+    assert views.crossing(0, 1, 0, 1) is None and views.crossing(1, 1, 0, 2) == 1
 
 
 def test_recommendation_cheapest_meeting_threshold_and_volume(synthetic):
     _, _, view = synthetic
-    rec = db.recommend(view, 10_000, "f1", 0.5)
+    rec = views.recommend(view, 10_000, "f1", 0.5)
     assert rec.choice == "rag"
     assert rec.reasons[0].startswith("rag meets F1 ≥ 0.5 (0.750 [")
     assert "$1.00 a month at 10,000 questions" in rec.reasons[0]
     assert any(r.startswith("lora is cheaper ($0.28 a month) but its F1 0.25") for r in rec.reasons)
     # A lower bar: at 10,000 a month lora's cheap answers beat its preparation; at 1,000 not.
-    assert db.recommend(view, 10_000, "f1", 0.2).choice == "lora"
-    assert db.recommend(view, 1_000, "f1", 0.2).choice == "system_prompt"
-    none = db.recommend(view, 1_000, "f1", 0.9)
+    assert views.recommend(view, 10_000, "f1", 0.2).choice == "lora"
+    assert views.recommend(view, 1_000, "f1", 0.2).choice == "system_prompt"
+    none = views.recommend(view, 1_000, "f1", 0.9)
     assert none.choice is None and none.best == "rag"
     assert none.reasons[0].startswith("No strategy meets F1 ≥ 0.9; the best is rag")
     # rag's interval reaches 0.8 though its mean 0.75 does not.
-    upper = db.recommend(view, 1_000, "f1", 0.8)
+    upper = views.recommend(view, 1_000, "f1", 0.8)
     assert upper.table.set_index("strategy").loc["rag", "status"] == "upper bound only"
     assert any("only its interval's upper bound" in r for r in upper.reasons)
     with pytest.raises(ValueError, match="months"):
-        db.recommend(view, 1_000, months=0)
+        views.recommend(view, 1_000, months=0)
 
 
 def test_explorer_and_filters(synthetic):
     _, _, view = synthetic
-    df = db.question_explorer(view, "f1")
+    df = views.question_explorer(view, "f1")
     assert len(df) == N and list(df.columns[:3]) == ["qid", "question", "golds"]
     assert df.loc[0, "rag answer"] == "rag says 0" and df.loc[0, "rag score"] == 1.0
     assert "[chunk: doc.md] passage about q0" in df.loc[0, "rag contexts"]
     assert df.loc[0, "lora contexts"] == ""
-    assert set(db.disagreements(df).qid) == set(QIDS[:15])
-    assert set(db.all_wrong(df).qid) == set(QIDS[15:])
-    only_two = db.question_explorer(view, "f1", ["system_prompt", "few_shot"])
-    assert db.disagreements(only_two).empty
+    assert set(views.disagreements(df).qid) == set(QIDS[:15])
+    assert set(views.all_wrong(df).qid) == set(QIDS[15:])
+    only_two = views.question_explorer(view, "f1", ["system_prompt", "few_shot"])
+    assert views.disagreements(only_two).empty
 
 
 def test_knowledge_slices_counts_and_regressions(synthetic, tmp_path):
     _, _, view = synthetic
-    ks = db.knowledge_slices(view)
+    ks = views.knowledge_slices(view)
     t = ks.table.set_index("strategy")
     assert ks.known == QIDS[:5]
     assert t.loc["lora", "known_n"] == 5 and t.loc["lora", "new_n"] == 15
@@ -255,40 +255,40 @@ def test_knowledge_slices_counts_and_regressions(synthetic, tmp_path):
     assert t.loc["lora", "regressions"] == 5
     assert t.loc["rag", "regressions"] == 0 and t.loc["rag", "new_mean"] == pytest.approx(10 / 15)
     store, run_id = _store_run(tmp_path / "nobase", strategies=("rag", "lora"))
-    missing = db.knowledge_slices(db.RunView.load(store, run_id))
+    missing = views.knowledge_slices(views.RunView.load(store, run_id))
     assert missing.table is None and "no finished 'system_prompt'" in missing.reason
 
 
 def test_retention_learning_and_loss_curves(synthetic):
     _, _, view = synthetic
-    ret = db.retention_vs_gain(view).set_index("strategy")
+    ret = views.retention_vs_gain(view).set_index("strategy")
     assert ret.loc["rag", "domain_gain"] == pytest.approx(0.5)
     assert ret.loc["lora", "retention_delta"] == pytest.approx(-0.05)
     assert np.isnan(ret.loc["rag", "retention_delta"])
-    lc = db.learning_curve(view)
+    lc = views.learning_curve(view)
     assert list(lc.train_pairs) == [10, 20] and list(lc.label) == ["lora@50%", "lora"]
     assert list(lc["mean"]) == pytest.approx([0.1, 0.25])
     assert list(lc.prepare_s) == [50.0, 100.0]
-    loss = db.loss_curves(view)
+    loss = views.loss_curves(view)
     assert list(loss[loss.kind == "train"].step) == [1, 2, 3, 4]
     assert list(loss[loss.best].step) == [4]
-    lat = db.latency_frame(view)
+    lat = views.latency_frame(view)
     assert len(lat) == 4 * N and lat.latency_s.max() == pytest.approx(0.29)
-    rec = db.retrieval_recall(view)
+    rec = views.retrieval_recall(view)
     assert list(rec.strategy) == ["rag"] and rec.loc[0, "mean"] == pytest.approx(0.75)
 
 
 def test_charts_render_to_svg(synthetic):
     _, _, view = synthetic
     built = [
-        charts.quality_cost_chart(db.quality_vs_cost(view)),
-        charts.break_even_chart(db.break_even(view)),
-        charts.learning_curve_chart(db.learning_curve(view)),
-        charts.loss_curve_chart(db.loss_curves(view)),
-        charts.latency_chart(db.latency_frame(view)),
-        charts.recall_chart(db.retrieval_recall(view)),
-        charts.retention_chart(db.retention_vs_gain(view)),
-        charts.loss_curve_chart(db.loss_curves(view).iloc[0:0]),  # the empty case
+        charts.quality_cost_chart(views.quality_vs_cost(view)),
+        charts.break_even_chart(views.break_even(view)),
+        charts.learning_curve_chart(views.learning_curve(view)),
+        charts.loss_curve_chart(views.loss_curves(view)),
+        charts.latency_chart(views.latency_frame(view)),
+        charts.recall_chart(views.retrieval_recall(view)),
+        charts.retention_chart(views.retention_vs_gain(view)),
+        charts.loss_curve_chart(views.loss_curves(view).iloc[0:0]),  # the empty case
         charts.attribution_chart(diagnose(view).cells, 0.3),
         charts.attribution_chart([]),
     ]
@@ -343,20 +343,20 @@ def test_every_piece_from_a_real_harness_run(mini_corpus, tiny_models, tmp_path)
     )
     run_id = run_comparison(cfg)
     store = RunStore(cfg.store_path)
-    view = db.RunView.load(store, run_id)
+    view = views.RunView.load(store, run_id)
     assert view.run.status == "done"
-    assert len(db.side_by_side(view).table) == 1
-    db.compare_strategies(view, "fake", "fake")
-    db.quality_vs_cost(view)
-    db.break_even(view)
-    assert db.recommend(view, 10_000, "f1", 0.0).choice == "fake"
-    assert len(db.question_explorer(view)) == 3
-    assert db.knowledge_slices(view).table is None
-    db.retention_vs_gain(view)
-    assert db.learning_curve(view).empty
-    db.loss_curves(view)
-    db.latency_frame(view)
-    db.retrieval_recall(view)
+    assert len(views.side_by_side(view).table) == 1
+    views.compare_strategies(view, "fake", "fake")
+    views.quality_vs_cost(view)
+    views.break_even(view)
+    assert views.recommend(view, 10_000, "f1", 0.0).choice == "fake"
+    assert len(views.question_explorer(view)) == 3
+    assert views.knowledge_slices(view).table is None
+    views.retention_vs_gain(view)
+    assert views.learning_curve(view).empty
+    views.loss_curves(view)
+    views.latency_frame(view)
+    views.retrieval_recall(view)
     page = html_report(store, run_id)
     assert "<svg" in page and "fake" in page
     assert RunConfig.from_yaml(run_config_yaml(view.run)).to_dict() == view.run.config
@@ -364,7 +364,7 @@ def test_every_piece_from_a_real_harness_run(mini_corpus, tiny_models, tmp_path)
 
 def test_verdict_names_the_best_its_lead_its_cost_and_the_break_even(synthetic):
     view = synthetic[2]
-    text = db.verdict(view, db.side_by_side(view), db.break_even(view))
+    text = views.verdict(view, views.side_by_side(view), views.break_even(view))
     assert text.startswith("**rag** scores the best F1")
     assert "It is significantly ahead of the next one" in text  # 15 right vs 5 of 20
     assert "+0.500 over the base model" in text

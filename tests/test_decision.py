@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eval import views as db
+from eval import views
 from eval.views.display import cost_table, quality_table
 from eval.views.format import display_name, money, times
 from eval.views.verdict.decision import decide
@@ -14,7 +14,7 @@ from tests.test_dashboards import _store_run
 @pytest.fixture
 def view(tmp_path):
     store, run_id = _store_run(tmp_path)
-    return db.RunView.load(store, run_id)
+    return views.RunView.load(store, run_id)
 
 
 def test_money_reads_as_money():
@@ -51,7 +51,7 @@ def test_recommended_cheaper_strategy_is_reconciled_with_the_most_accurate(view)
     )
     assert "None" not in text and "nan" not in text
     # the figures quoted are the tables' figures
-    q = quality_table(view, db.side_by_side(view)).frame.set_index("name")
+    q = quality_table(view, views.side_by_side(view)).frame.set_index("name")
     c = cost_table(view, 10_000, 12).frame.set_index("name")
     assert q.loc["lora", "f1"] == pytest.approx(d.figures["mean"])
     assert c.loc["lora", "monthly"] == pytest.approx(d.figures["monthly_cost"])
@@ -72,7 +72,7 @@ def test_no_strategy_meets_the_bar(view):
 
 
 def test_tables_have_labels_units_and_no_field_names(view):
-    sbs = db.side_by_side(view)
+    sbs = views.side_by_side(view)
     q = quality_table(view, sbs)
     labels = [c.label for c in q.columns]
     assert labels[0] == "Strategy" and "F1" in labels and "F1 95% interval" in labels

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from eval import views as db
+from eval import views
 from eval.stats.decision import cost_per_right, effect_size, holm, mcnemar_exact, prob_best
 from eval.views.verdict.confidence import (
     NONE_RIGHT,
@@ -103,7 +103,7 @@ def test_cost_per_right_divides_by_the_share_right_and_amortises_preparation():
 @pytest.fixture
 def view(tmp_path):
     store, run_id = _store_run(tmp_path)
-    return db.RunView.load(store, run_id)
+    return views.RunView.load(store, run_id)
 
 
 def test_stored_run_chance_best_and_corrected_comparisons(view):
@@ -159,7 +159,7 @@ def test_decision_says_the_chance_and_can_rank_by_cost_per_right_answer(view):
 def test_quality_cost_chart_offers_cost_per_right_answer(view):
     from eval.views import charts
 
-    qc = db.quality_vs_cost(view, "f1", "money_per_right", monthly_volume=10_000)
+    qc = views.quality_vs_cost(view, "f1", "money_per_right", monthly_volume=10_000)
     assert set(qc.strategy) == {"system_prompt", "few_shot", "rag", "lora"}
     assert qc.set_index("strategy").loc["rag", "cost"] == pytest.approx(
         (0.10 / 1000 + 0.01 / 120_000) / 0.75
@@ -167,7 +167,7 @@ def test_quality_cost_chart_offers_cost_per_right_answer(view):
     assert "money_per_right" in charts.AXES
     charts.quality_cost_chart(qc).to_dict()  # draws
     with pytest.raises(ValueError, match="unknown cost"):
-        db.quality_vs_cost(view, "f1", "per_right_nonsense")
+        views.quality_vs_cost(view, "f1", "per_right_nonsense")
 
 
 def test_cost_table_shows_cost_per_right_and_quality_table_the_chance(view):
@@ -176,7 +176,7 @@ def test_cost_table_shows_cost_per_right_and_quality_table_the_chance(view):
     ct = cost_table(view, 10_000, 12).frame.set_index("name")
     assert ct.loc["rag", "money_per_right"].startswith("$")
     assert ct.loc["rag", "seconds_per_right"].endswith("]")
-    qt = quality_table(view, db.side_by_side(view), "f1").frame.set_index("name")
+    qt = quality_table(view, views.side_by_side(view), "f1").frame.set_index("name")
     assert qt.loc["rag", "prob_best"] > 0.99
 
 
@@ -189,7 +189,7 @@ def test_eval_compare_two_runs(tmp_path, capsys):
 
     store, run_a = _store_run(tmp_path)
     # run B: the same answers, except rag now misses q10-q14 (F1 1 -> 0 on five questions)
-    a = db.RunView.load(store, run_a)
+    a = views.RunView.load(store, run_a)
     run_b = store.create_run(a.run.config, "b")
     for r in a.main:
         # copies: the answers of view `a` must keep their scores
@@ -200,7 +200,7 @@ def test_eval_compare_two_runs(tmp_path, capsys):
                     x.scores["f1"] = 0.0
         store.save_strategy(run_b, r, answers)
     store.finish_run(run_b, "done")
-    b = db.RunView.load(store, run_b)
+    b = views.RunView.load(store, run_b)
     frame = compare_two(a, b, "f1").set_index("strategy")
     assert set(frame.index) == {"system_prompt", "few_shot", "rag", "lora"}
     assert frame.loc["rag", "diff"] == pytest.approx(-0.25)
@@ -227,7 +227,7 @@ def test_eval_compare_two_runs(tmp_path, capsys):
 def test_per_right_ranking_never_calls_a_strategy_meeting_the_bar_below_it(view):
     # bar 0.2: all four meet it. At 100 questions a month rag is cheapest per right answer
     # (15 of 20 right), while system_prompt and few_shot cost less a month
-    rec = db.recommend(view, 100, "f1", 0.2, 12, by="per_right")
+    rec = views.recommend(view, 100, "f1", 0.2, 12, by="per_right")
     assert set(rec.table.status) == {"meets"}
     assert rec.choice == "rag" == rec.table.iloc[0].strategy
     assert not any("below the threshold" in r for r in rec.reasons)

@@ -156,7 +156,7 @@ def test_estimate_shows_the_extra_cost_of_resplits(mini_corpus, tiny_models, tmp
 
 
 def test_stability_views_read_the_stored_resplits(tmp_path):
-    from eval import views as db
+    from eval import views
     from eval.views.verdict.stability import (
         recommendations,
         stability,
@@ -167,7 +167,7 @@ def test_stability_views_read_the_stored_resplits(tmp_path):
     from tests.test_dashboards import _store_run
 
     store, run_id = _store_run(tmp_path)  # own F1: rag 0.75, lora/system_prompt/few_shot 0.25
-    view = db.RunView.load(store, run_id)
+    view = views.RunView.load(store, run_id)
     assert stability(view, "f1") is None and stability_sentences(view, "f1") == []
     prices = {"system_prompt": 0.05, "few_shot": 0.08, "rag": 0.10, "lora": 0.02}
 
@@ -187,7 +187,7 @@ def test_stability_views_read_the_stored_resplits(tmp_path):
         {"k": 2, "seed": 2, "strategies": recs(system_prompt=0.5, few_shot=0.1, rag=0.4, lora=0.1)},
     ]
     store.update_run(run_id, stability={"resplits": 2, "seed": 0, "skipped": [], "splits": splits})
-    view = db.RunView.load(store, run_id)
+    view = views.RunView.load(store, run_id)
     st = stability(view, "f1")
     assert st.wins == {"system_prompt": 1.0, "few_shot": 0.0, "rag": 2.0, "lora": 0.0}
     assert st.changes

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from eval import views as dashboards
+from eval import views
 from eval.store.artifacts import merged_dir
 from eval.views import charts
 from eval.views.display import cost_table, quality_table
@@ -61,7 +61,7 @@ state = st.session_state
 run_id = pick_run("cmp_run")
 if run_id is None:
     st.stop()
-view = dashboards.RunView.load(store(), run_id)
+view = views.RunView.load(store(), run_id)
 run = view.run
 meta, split, corpus = run.meta, run.meta.get("split", {}), run.meta.get("corpus", {})
 models = meta.get("models", {})
@@ -84,16 +84,16 @@ if not view.main:
     st.info("No strategy of this run has finished yet.")
     st.stop()
 
-metrics = dashboards.metric_names(run)
+metrics = views.metric_names(run)
 metric = metric_select(metrics, "Quality metric", "cmp_metric")
-label = dashboards.metric_label(metric)
+label = views.metric_label(metric)
 
-overview, why, cost_tab, tuning, search, questions, exports = st.tabs(
+overview, why, cost_tab, fine_tuning_tab, tuning_tab, questions, exports = st.tabs(
     ["Decision", "Why", "Cost", "Fine-tuning", "Tuning", "Questions", "Exports"]
 )
 diag = diagnose(view)
 
-sbs = dashboards.side_by_side(view)
+sbs = views.side_by_side(view)
 
 with overview:
     for sentence in diag.headline:  # said before any ranking
@@ -161,12 +161,12 @@ with overview:
     st.subheader("Cost")
     show_table(cost_table(view, int(volume), int(months)), "cost_table")
 
-be = dashboards.break_even(view)
+be = views.break_even(view)
 if be.x_max < volume:  # the axis covers the volume the decision is made for
-    be = dashboards.break_even(view, x_max=float(volume) * 1.2)
+    be = views.break_even(view, x_max=float(volume) * 1.2)
 
 with why:
-    right = f"{dashboards.metric_label(diag.metric)} ≥ {diag.threshold:g}"
+    right = f"{views.metric_label(diag.metric)} ≥ {diag.threshold:g}"
     for sentence in diag.headline:
         st.warning(prose(sentence))
     st.subheader("Oracle reading: the generator's ceiling")
@@ -174,7 +174,7 @@ with why:
         o = diag.oracle
         st.markdown(
             f"Reading each question's gold passage (RAG's layout, the same generator), it scores "
-            f"**{dashboards.metric_label(diag.metric)} {o['mean']:.3f} [{o['low']:.3f}, "
+            f"**{views.metric_label(diag.metric)} {o['mean']:.3f} [{o['low']:.3f}, "
             f"{o['high']:.3f}]** on {o['n']} questions: the most any retrieval strategy can reach "
             "with this generator.",
             help="Measured once per run; its time is not charged to any strategy.",
@@ -204,7 +204,7 @@ with why:
 with cost_tab:
     st.subheader("Quality against cost")
     axis = st.selectbox("Cost axis", list(charts.AXES), format_func=charts.AXES.get, key="axis")
-    qc = dashboards.quality_vs_cost(view, metric, axis, int(volume), int(months))
+    qc = views.quality_vs_cost(view, metric, axis, int(volume), int(months))
     st.altair_chart(charts.quality_cost_chart(qc), width="stretch")
     st.caption("Points on the Pareto frontier: no other strategy is both better and cheaper.")
 
@@ -218,11 +218,11 @@ with cost_tab:
     )
 
     st.subheader("Latency")
-    st.altair_chart(charts.latency_chart(dashboards.latency_frame(view)), width="stretch")
+    st.altair_chart(charts.latency_chart(views.latency_frame(view)), width="stretch")
 
-with tuning:
+with fine_tuning_tab:
     st.subheader("Domain gain and general ability")
-    rg = dashboards.retention_vs_gain(view, metric)
+    rg = views.retention_vs_gain(view, metric)
     show_frame(
         rg,
         {
@@ -240,7 +240,7 @@ with tuning:
     st.altair_chart(charts.retention_chart(rg), width="stretch")
 
     st.subheader("Known and new facts")
-    ks = dashboards.knowledge_slices(view, metric)
+    ks = views.knowledge_slices(view, metric)
     if ks.table is None:
         st.info(ks.reason)
     else:
@@ -259,23 +259,23 @@ with tuning:
         )
 
     st.subheader("Learning curve")
-    lc = dashboards.learning_curve(view, metric)
+    lc = views.learning_curve(view, metric)
     if lc.empty:
         st.info("No learning curve in this run: set fractions under Run settings on the Run page.")
     else:
         st.altair_chart(charts.learning_curve_chart(lc), width="stretch")
 
     st.subheader("Training loss")
-    st.altair_chart(charts.loss_curve_chart(dashboards.loss_curves(view)), width="stretch")
-    trained = dashboards.throughput_rows(run)
+    st.altair_chart(charts.loss_curve_chart(views.loss_curves(view)), width="stretch")
+    trained = views.throughput_rows(run)
     if trained:
         st.caption("Throughput of each training run (— where its log does not record it).")
         st.dataframe(trained, hide_index=True, key="throughput_table")
 
     st.subheader("Retrieval recall@k")
-    st.altair_chart(charts.recall_chart(dashboards.retrieval_recall(view)), width="stretch")
+    st.altair_chart(charts.recall_chart(views.retrieval_recall(view)), width="stretch")
 
-with search:
+with tuning_tab:
     show_tuning(run)
 
 with questions:
@@ -286,11 +286,11 @@ with questions:
         horizontal=True,
         key="explorer_filter",
     )
-    qx = dashboards.question_explorer(view, metric)
+    qx = views.question_explorer(view, metric)
     if which == "Strategies disagree":
-        qx = dashboards.disagreements(qx)
+        qx = views.disagreements(qx)
     elif which == "All wrong":
-        qx = dashboards.all_wrong(qx)
+        qx = views.all_wrong(qx)
     st.caption(f"{len(qx)} questions. Right/wrong at {label} ≥ 0.5.")
     strategies = qx.attrs.get("strategies", [])
     config = {

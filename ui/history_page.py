@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from core.untrusted.markup import escape_markdown
-from eval import views as dashboards
+from eval import views
 from eval.store.artifacts import disk_usage, human_bytes
 from eval.views import metric_names
 from eval.views.format import display_name
@@ -200,7 +200,7 @@ if len(comparable) < 2:
 c1, c2 = st.columns(2)
 first = c1.selectbox("First run", comparable, format_func=labels.get, key="hist_a")
 second = c2.selectbox("Second run", comparable, index=1, format_func=labels.get, key="hist_b")
-va, vb = dashboards.RunView.load(s, first), dashboards.RunView.load(s, second)
+va, vb = views.RunView.load(s, first), views.RunView.load(s, second)
 common = [r.strategy for r in va.main if vb.has(r.strategy)]
 if first == second:
     st.info("Pick two different runs.")
@@ -212,7 +212,7 @@ else:
     out = []
     for name in common:
         try:
-            t = dashboards.compare_runs(va, vb, name, metric)
+            t = views.compare_runs(va, vb, name, metric)
         except (KeyError, ValueError) as e:
             out.append({"Strategy": display_name(name), "Result": str(e)})
             continue

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from eval import views as db
+from eval import views
 from eval.config import RunConfig
 from eval.stats.agreement import agreement_by_strategy
 from eval.store.exports import portable, run_folder
@@ -113,7 +113,7 @@ def html_report(
     store: RunStore,
     run_id: str,
     *,
-    metric: str = db.DEFAULT_METRIC,
+    metric: str = views.DEFAULT_METRIC,
     monthly_volume: int = DEFAULT_MONTHLY_VOLUME,
     threshold: float = DEFAULT_THRESHOLD,
     months: int = DEFAULT_MONTHS,
@@ -126,9 +126,9 @@ def html_report(
 
     `metric` falls back to the run's first metric when the run lacks it.
     """
-    view = db.RunView.load(store, run_id)
+    view = views.RunView.load(store, run_id)
     run = view.run
-    names = db.metric_names(run)
+    names = views.metric_names(run)
     if metric not in names and names:
         metric = names[0]
     esc = html.escape
@@ -191,7 +191,7 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
     esc = html.escape
     run = view.run
     sections: list[str] = []
-    sbs = db.side_by_side(view)
+    sbs = views.side_by_side(view)
     decision = decide(view, monthly_volume, metric, threshold, months)
     from eval.views.verdict.diagnostics import diagnose
 
@@ -199,7 +199,7 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
     sections += [f"<p class='headline'><b>{esc(h)}</b></p>" for h in diagnose(view).headline]
     sections.append(
         f"<h2>Decision</h2><p class='note'>{monthly_volume:,} questions a month, "
-        f"{esc(db.metric_label(metric))} ≥ {threshold:g}, preparation spread over "
+        f"{esc(views.metric_label(metric))} ≥ {threshold:g}, preparation spread over "
         f"{months} months.</p><p class='headline'>{_strong(decision.headline)}</p><ul>"
         + "".join(f"<li>{_strong(x)}</li>" for x in decision.sentences()[1:])
         + "</ul>"
@@ -209,10 +209,10 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
     sections.extend(_confidence_sections(view, sbs, metric))
     sections.extend(_judge_sections(view))
     sections.append("<h2>Cost</h2>" + _rows_table(cost_table(view, monthly_volume, months)))
-    be = db.break_even(view)
+    be = views.break_even(view)
     if be.x_max < monthly_volume:  # the chart covers the volume the decision is made for
-        be = db.break_even(view, x_max=monthly_volume * 1.2)
-    slices = db.knowledge_slices(view, metric)
+        be = views.break_even(view, x_max=monthly_volume * 1.2)
+    slices = views.knowledge_slices(view, metric)
     sections.append("<h2>Known and new questions</h2>")
     if slices.table is None:
         sections.append(f"<p class='note'>{esc(slices.reason)}.</p>")
@@ -220,26 +220,26 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
         sections.append(
             f"<p class='note'>{esc(slices.reason)}.</p>" + _table(_fmt_frame(slices.table))
         )
-    ret = db.retention_vs_gain(view, metric)
+    ret = views.retention_vs_gain(view, metric)
     trained = throughput_rows(run)
     if trained:
         sections.append("<h2>Training</h2>" + _table(pd.DataFrame(trained)))
     sections.extend(_tuning_sections(run))
 
     figures = [
-        ("Quality against price", charts.quality_cost_chart(db.quality_vs_cost(view, metric))),
+        ("Quality against price", charts.quality_cost_chart(views.quality_vs_cost(view, metric))),
         (
             "Quality against cost per right answer",
             charts.quality_cost_chart(
-                db.quality_vs_cost(view, metric, "money_per_right", monthly_volume, months)
+                views.quality_vs_cost(view, metric, "money_per_right", monthly_volume, months)
             ),
         ),
         ("Break-even", charts.break_even_chart(be, volume=monthly_volume)),
         ("Retention", charts.retention_chart(ret)),
-        ("Learning curve", charts.learning_curve_chart(db.learning_curve(view, metric))),
-        ("Loss", charts.loss_curve_chart(db.loss_curves(view))),
-        ("Latency", charts.latency_chart(db.latency_frame(view))),
-        ("Recall", charts.recall_chart(db.retrieval_recall(view))),
+        ("Learning curve", charts.learning_curve_chart(views.learning_curve(view, metric))),
+        ("Loss", charts.loss_curve_chart(views.loss_curves(view))),
+        ("Latency", charts.latency_chart(views.latency_frame(view))),
+        ("Recall", charts.recall_chart(views.retrieval_recall(view))),
     ]
     sections.append("<h2>Charts</h2>")
     for title, chart in figures:
@@ -249,7 +249,7 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
     return sections
 
 
-def _confidence_sections(view: db.RunView, sbs: db.SideBySide, metric: str) -> list[str]:
+def _confidence_sections(view: views.RunView, sbs: views.SideBySide, metric: str) -> list[str]:
     """Each strategy against the best on `metric` (test, raw and Holm-adjusted p, effect
     size), then the scores across re-drawn splits when the run has them."""
     from eval.views.verdict.stability import stability, stability_frame
@@ -273,7 +273,7 @@ def _confidence_sections(view: db.RunView, sbs: db.SideBySide, metric: str) -> l
     return out
 
 
-def _diagnostics_section(view: db.RunView) -> str:
+def _diagnostics_section(view: views.RunView) -> str:
     """Why strategies lost: the headline, the oracle ceiling, the attribution chart and advice,
     and the power of each comparison."""
     from eval.views.verdict.diagnostics import diagnose, power_rows
@@ -282,7 +282,7 @@ def _diagnostics_section(view: db.RunView) -> str:
     d = diagnose(view)
     out = ["<h2>Why strategies lost</h2>"]
     out += [f"<p><b>{esc(h)}</b></p>" for h in d.headline]
-    label = db.metric_label(d.metric)
+    label = views.metric_label(d.metric)
     if d.oracle:
         o = d.oracle
         out.append(
