@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ChunkingConfig
+from core.registry import Registry
 from core.types import Chunk, Corpus, Document, IngestError
 from core.untrusted.sandbox import FileParser, ParseLimits, ParseRefused
 
 TokenSpans = Callable[[str], list[tuple[int, int]]]
 Reader = Callable[[Path], str]
 
-READERS: dict[str, Reader] = {}
+READERS: Registry[Reader] = Registry("reader", unique=False)  # by file extension
 # Part of every fingerprint: bump it when chunking changes, so cached artifacts are rebuilt.
 CHUNKER_VERSION = 2
 
@@ -37,12 +38,7 @@ class Unreadable(Exception):
 def register_reader(*exts: str) -> Callable[[Reader], Reader]:
     """Decorator: use `fn(path) -> text` for files with these extensions ('.pdf', ...)."""
 
-    def deco(fn: Reader) -> Reader:
-        for ext in exts:
-            READERS[ext.lower()] = fn
-        return fn
-
-    return deco
+    return READERS.register(*(ext.lower() for ext in exts))
 
 
 # Share of characters no text holds (controls other than whitespace, unassigned and private-use

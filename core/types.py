@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+def known_fields(
+    cls: type, data: Mapping[str, Any] | None, skip: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The entries of a stored mapping that dataclass `cls` declares, less `skip`. Records read
+    stored JSON of any age this way: keys an older or newer version wrote are left out."""
+    names = {f.name for f in dataclasses.fields(cls)} - set(skip)
+    return {k: data[k] for k in data.keys() if k in names} if data else {}  # noqa: SIM118
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.types import known_fields
+
 Figure = float | int | str | bool | None
 
 
@@ -41,9 +43,8 @@ class ProgressEvent:
     def from_dict(cls, d: dict[str, Any], **override: Any) -> ProgressEvent:
         """The event of a strategy's dict (`override` wins, e.g. strategy=label)."""
         d = {**d, **override}
-        names = {f.name for f in dataclasses.fields(cls)} - {"figures"}
-        known = {k: v for k, v in d.items() if k in names}
-        figures = {k: v for k, v in d.items() if k not in names and k != "figures"}
+        known = known_fields(cls, d, skip=("figures",))
+        figures = {k: v for k, v in d.items() if k not in known and k != "figures"}
         return cls(**{"stage": "", **known}, figures={**d.get("figures", {}), **figures})
 
     def to_dict(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.registry import Registry
 from core.types import Context
 
 DEFAULT_METRIC = "f1"  # the metric views rank by when none is named
@@ -43,7 +44,7 @@ class Metric:
     default: bool = True  # scored when a run names no metrics (the judge costs generations)
 
 
-METRICS: dict[str, Metric] = {}
+METRICS: Registry[Metric] = Registry("metric", unique=False)
 
 
 def register_metric(
@@ -62,8 +63,19 @@ def register_metric(
     """
 
     def deco(fn):
-        METRICS[name] = Metric(
-            name, label, fn, higher_is_better, "mean", needs_embedder, help, needs_judge, default
+        METRICS.add(
+            name,
+            Metric(
+                name,
+                label,
+                fn,
+                higher_is_better,
+                "mean",
+                needs_embedder,
+                help,
+                needs_judge,
+                default,
+            ),
         )
         return fn
 

@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.types import PrepareReport, TrainingLog, TrainStep
+from core.types import PrepareReport, TrainingLog, TrainStep, known_fields
 from eval.judge import JudgeCost
 
 # An interval as the store keeps it: {"mean", "low", "high", "n"}
@@ -97,8 +97,7 @@ class CostSummary:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> CostSummary:
         """From a stored cost dict; keys it lacks are None, keys it does not know are ignored."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in (d or {}).items() if k in names})
+        return cls(**known_fields(cls, d))
 
 
 _COST_NAMES = frozenset(f.name for f in dataclasses.fields(CostSummary))
@@ -171,9 +170,8 @@ class PreparedRecord:
     def from_dict(cls, d: dict[str, Any] | None) -> PreparedRecord:
         """From a stored `prepare` dict (any age); unknown keys are ignored, missing ones None."""
         d = d or {}
-        names = {f.name for f in dataclasses.fields(cls)} - {"training", "details"}
         return cls(
-            **{k: v for k, v in d.items() if k in names},
+            **known_fields(cls, d, skip=("training", "details")),
             details=dict(d.get("details") or {}),
             training=TrainingLog.from_dict(d.get("training")),
         )
@@ -213,8 +211,7 @@ class Retention:
         """From a stored retention dict; None for none."""
         if not d:
             return None
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**known_fields(cls, d))
 
 
 # A tuned setting's value as a config field holds it: a number, a flag, a text or a list.
@@ -288,9 +285,8 @@ class TuningRecord:
         """From a stored tuning dict; None for none."""
         if not d:
             return None
-        names = {f.name for f in dataclasses.fields(cls)} - {"trials"}
         trials = [TrialRow(**t) for t in d.get("trials") or []]
-        return cls(**{k: v for k, v in d.items() if k in names}, trials=trials)
+        return cls(**known_fields(cls, d, skip=("trials",)), trials=trials)
 
 
 @dataclass
@@ -320,8 +316,7 @@ class Placement:
         """From a stored placement dict; None for none, unknown keys ignored."""
         if not d:
             return None
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**known_fields(cls, d))
 
 
 @dataclass

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from core.types import known_fields
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS owner_state (
     owner TEXT PRIMARY KEY,
@@ -43,8 +45,7 @@ class OwnerState:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> OwnerState:
         """From a stored dict; unknown keys are ignored and a damaged record gives the defaults."""
-        names = {f.name for f in fields(cls)}
-        d = {k: v for k, v in (d or {}).items() if k in names}
+        d = known_fields(cls, d)
         if not isinstance(d.get("widgets", {}), dict):
             d.pop("widgets")
         return cls(**d)

@@ -7,35 +7,29 @@ from typing import Any
 from core.config import ConfigBase
 from core.engines.base import engine_class
 from core.engines.in_process import ModelLoadError
+from core.registry import Registry, UnknownName
 from strategies.base import Strategy, StrategyContext
 
-_REGISTRY: dict[str, type[Strategy]] = {}
+
+class UnknownStrategyError(UnknownName):
+    """No strategy is registered under the name; the message lists those that are."""
 
 
-class UnknownStrategyError(KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
+_REGISTRY: Registry[type[Strategy]] = Registry("strategy", UnknownStrategyError)
 
 
 def register_strategy(name: str):
     """Class decorator: make a Strategy subclass available under `name`."""
 
     def deco(cls: type[Strategy]) -> type[Strategy]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"strategy {name!r} is already registered")
         cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return _REGISTRY.add(name, cls)
 
     return deco
 
 
 def get_strategy_class(name: str) -> type[Strategy]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(strategy_names(include_hidden=True))
-        raise UnknownStrategyError(f"unknown strategy {name!r}; known: {known}") from None
+    return _REGISTRY[name]
 
 
 def strategy_names(include_hidden: bool = False) -> list[str]:

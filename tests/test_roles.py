@@ -70,7 +70,7 @@ def scratch():
     strategies.register_strategy(NAME)(ScratchStrategy)
     ScratchStrategy.hidden = True
     yield NAME
-    strategies._REGISTRY.pop(NAME)
+    strategies.registry._REGISTRY.pop(NAME)
 
 
 @pytest.fixture

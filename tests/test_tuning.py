@@ -95,7 +95,7 @@ def _throwaways():
     register_strategy("tuning_slope")(SlopeStrategy)
     yield
     for name in ("tuning_dial", "tuning_slope"):
-        strategies._REGISTRY.pop(name, None)
+        strategies.registry._REGISTRY.pop(name, None)
 
 
 def _pairs(n: int) -> list[QAPair]:
@@ -636,7 +636,7 @@ def test_only_the_chosen_trials_artifacts_are_kept(tmp_path, monkeypatch):
             (folder / "weights").write_text(str(self.config.lr), encoding="utf-8")
             return PrepareReport(artifact_path=str(folder))
 
-    monkeypatch.setitem(strategies._REGISTRY, "tuning_saving", Saving)
+    monkeypatch.setitem(strategies.registry._REGISTRY, "tuning_saving", Saving)
     job = _job(tmp_path, "tuning_saving", keep=True)
     _, rec = tune(job, TuningConfig(budget="quick", n_trials=2), pruner=_never_prune())
     number, folder, report = job.kept

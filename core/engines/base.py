@@ -17,6 +17,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from core.registry import Registry, UnknownName
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -110,25 +112,19 @@ class Generator(Protocol):
         ...
 
 
-_ENGINES: dict[str, type[Generator]] = {}
-
-
-class UnknownEngineError(KeyError):
+class UnknownEngineError(UnknownName):
     """No engine is registered under the name; the message lists those that are."""
 
-    def __str__(self) -> str:
-        return str(self.args[0])
+
+_ENGINES: Registry[type[Generator]] = Registry("engine", UnknownEngineError)
 
 
 def register_engine(name: str):
     """Class decorator: make a Generator implementation available under `name`."""
 
     def deco(cls: type[Generator]) -> type[Generator]:
-        if name in _ENGINES and _ENGINES[name] is not cls:
-            raise ValueError(f"engine {name!r} is already registered")
         cls.engine_name = name  # type: ignore[attr-defined]
-        _ENGINES[name] = cls
-        return cls
+        return _ENGINES.add(name, cls)
 
     return deco
 
@@ -142,9 +138,7 @@ def engine_names() -> list[str]:
 
 def engine_class(name: str) -> type[Generator]:
     """The engine registered under `name` (raises UnknownEngineError)."""
-    known = engine_names()
-    if name not in _ENGINES:
-        raise UnknownEngineError(f"unknown engine {name!r}; known: {', '.join(known)}")
+    engine_names()  # the built-in engines registered first
     return _ENGINES[name]
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from core.config import ConfigError
+from core.registry import Registry
 from eval.config import RunConfig
 from eval.run.measurement import Arm, Measured, StrategyMeasurement, measure_arm
 from eval.run.workbench import Workbench
@@ -45,7 +46,7 @@ class Executor:
         """Release workers this executor started (nothing for the local one)."""
 
 
-EXECUTORS: dict[str, type[Executor]] = {}
+EXECUTORS: Registry[type[Executor]] = Registry("executor")
 
 
 def register_executor(name: str) -> Callable[[type[Executor]], type[Executor]]:
@@ -53,8 +54,7 @@ def register_executor(name: str) -> Callable[[type[Executor]], type[Executor]]:
 
     def deco(cls: type[Executor]) -> type[Executor]:
         cls.kind = name
-        EXECUTORS[name] = cls
-        return cls
+        return EXECUTORS.add(name, cls)
 
     return deco
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.config import ConfigBase, SplitConfig, check, option
 from core.qa import split_pairs
-from core.types import QAPair
+from core.types import QAPair, known_fields
 from strategies import get_strategy_class
 
 if TYPE_CHECKING:
@@ -123,8 +123,7 @@ class SplitResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SplitResult:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{"status": "", **{k: v for k, v in d.items() if k in names}})
+        return cls(**{"status": "", **known_fields(cls, d)})
 
 
 @dataclass

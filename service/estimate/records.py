@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.types import known_fields
+
 
 @dataclass
 class StrategyEstimate:
@@ -55,10 +57,7 @@ class Estimate:
         """From the stored JSON (None for none); keys it does not know are ignored."""
         if not d:
             return None
-        names = {f.name for f in dataclasses.fields(StrategyEstimate)}
         rows = [
-            StrategyEstimate(**{k: v for k, v in e.items() if k in names})
-            for e in d.get("strategies") or []
+            StrategyEstimate(**known_fields(StrategyEstimate, e)) for e in d.get("strategies") or []
         ]
-        top = {f.name for f in dataclasses.fields(cls)} - {"strategies"}
-        return cls(**{k: v for k, v in d.items() if k in top}, strategies=rows)
+        return cls(**known_fields(cls, d, skip=("strategies",)), strategies=rows)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
+
+from core.types import known_fields
 
 
 @dataclass
@@ -40,8 +41,7 @@ class Job:
     @classmethod
     def from_row(cls, row: sqlite3.Row, with_payload: bool = False) -> Job:
         """The job of one `jobs` row; columns the record has no field for are left out."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"log", "config", "cancel_requested"}
-        job = cls(**{k: row[k] for k in row.keys() if k in names})  # noqa: SIM118 (sqlite3.Row)
+        job = cls(**known_fields(cls, row, skip=("log", "config", "cancel_requested")))
         job.cancel_requested = bool(row["cancel_requested"])
         job.log = json.loads(row["log_json"] or "[]")
         if with_payload:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from core.config import ModelConfig
 from core.files import write_text_atomic
 from core.qagen import QAGenConfig, generate_qa, pairs_to_records
+from core.registry import Registry
 from eval.config import RunConfig
 from eval.events import ProgressEvent
 from eval.run.inputs import read_corpus
@@ -23,26 +24,18 @@ from service.tracking import run_and_track
 
 # A job body: (queue, claimed job, progress sink) -> final status ("done" or "cancelled").
 JobBody = Callable[[JobQueue, Job, JobProgress], str]
-JOB_KINDS: dict[str, JobBody] = {}
+JOB_KINDS: Registry[JobBody] = Registry("job kind", KeyError, unique=False)
 
 
 def register_job_kind(*kinds: str) -> Callable[[JobBody], JobBody]:
     """Decorator: run `fn` for jobs of each of `kinds`."""
 
-    def deco(fn: JobBody) -> JobBody:
-        for kind in kinds:
-            JOB_KINDS[kind] = fn
-        return fn
-
-    return deco
+    return JOB_KINDS.register(*kinds)
 
 
 def job_body(kind: str) -> JobBody:
     """The registered body of jobs of `kind` (KeyError naming the known kinds otherwise)."""
-    try:
-        return JOB_KINDS[kind]
-    except KeyError:
-        raise KeyError(f"unknown job kind {kind!r}; known: {', '.join(JOB_KINDS)}") from None
+    return JOB_KINDS[kind]
 
 
 class _Cancelled(Exception):
