@@ -84,7 +84,7 @@ def measure(models: dict, args, work: Path, label: str) -> dict[str, dict[str, f
             "high": f1["high"],
             "prompt_tok": r.cost.prompt_tokens_mean,
         }
-    out["_load_s"] = {"s": run.meta["models"]["load_s"]}
+    out["_load_s"] = {"s": run.meta.models["load_s"]}
     return out
 
 

@@ -19,7 +19,6 @@ from core.qagen import QAGenConfig, generate_qa, save_qa_jsonl
 from core.tuning_space import describe_spaces
 from eval.config import RunConfig, TrackingConfig
 from eval.events import ProgressEvent
-from eval.judge import JudgeConfig
 from eval.metrics import default_metrics
 from eval.run.inputs import read_corpus
 from eval.run.scoring import rescore
@@ -278,8 +277,8 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
         elif args.command == "rescore":
             judge = None
             if args.judge_model:
-                stored = store.get_run(args.run_id).config.get("judge") or {}
-                judge = JudgeConfig.from_dict({**stored, "model": args.judge_model})
+                stored = RunConfig.from_stored(store.get_run(args.run_id).config).judge
+                judge = stored.replace(model=args.judge_model)
             metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
             rescore(store, args.run_id, metrics, judge_config=judge)
             run = store.get_run(args.run_id)

@@ -1,1 +1,1 @@
-"""Shared foundations of AdaptLab: types, configuration, corpus ingestion and model loading."""
+"""What every floor shares: types, configuration, registries, corpus and Q/A ingestion, engines."""

@@ -134,6 +134,12 @@ class ConfigBase:
         return dataclasses.replace(self, **changes)
 
     @classmethod
+    def from_stored(cls: type[T], data: dict[str, Any] | None) -> T:
+        """`from_dict` for a config stored by an older version: options this version no longer
+        has are left out at every level (reading a stored run must not fail on them)."""
+        return cls.from_dict(_known_options(cls, data or {}))
+
+    @classmethod
     def parse_setting(cls, key: str, text: str) -> Any:
         """The value `text` means for the field at dotted `key` (e.g. "training.epochs"), read
         against the field's declared type, as `--set KEY=VALUE` gives it: a str field takes the
@@ -239,6 +245,18 @@ def _parse_typed(hint: Any, text: str) -> Any:
             ]
         return [_parse_typed(element, x.strip()) for x in text.split(",") if x.strip()]
     return yaml.safe_load(text)  # dicts and fields without a declared type
+
+
+def _known_options(cls: type[ConfigBase], data: dict[str, Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in names:
+            continue
+        sub = _config_class(hints.get(name))
+        out[name] = _known_options(sub, value) if sub and isinstance(value, dict) else value
+    return out
 
 
 def _config_class(hint: Any) -> type[ConfigBase] | None:

@@ -1,1 +1,1 @@
-"""Evaluation: the shared harness, metrics, statistics, costs, the results store and the CLI."""
+"""Evaluation: the shared harness, metrics, statistics, tuning, costs, the results store, views."""

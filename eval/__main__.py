@@ -1,4 +1,5 @@
-"""`python -m eval`: the `adaptlab` command without installing it."""
+"""`python -m eval`: the `adaptlab` command without installing it. The command itself lives on
+the top floor (cli/, beside the app); this one import up a floor keeps the historic name."""
 
 import sys
 

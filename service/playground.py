@@ -68,7 +68,7 @@ class Playground:
         scratch = Path(config.workdir) / "playgrounds"
         scratch.mkdir(parents=True, exist_ok=True)
         pg = cls(run_id, bench, workdir=Path(tempfile.mkdtemp(prefix="playground-", dir=scratch)))
-        then = InputStamp.from_dict(run.meta.get("inputs"))
+        then = InputStamp.from_dict(run.meta.inputs)
         if then is not None and then.corpus != fingerprint(bench.inputs.corpus.documents, {}):
             pg.warnings.append(
                 "The documents changed since this run: retrieval uses their current text."

@@ -186,7 +186,7 @@ def _log_mlflow(store: Any, run_id: str, uri: str, experiment: str) -> TrackingR
     start = int(run.created_at * 1000)
     end = int((run.finished_at or time.time()) * 1000)
     status = "FINISHED" if run.status == "done" else "FAILED"
-    meta = run.meta or {}
+    meta = run.meta
     parent = client.create_run(
         exp_id, start_time=start, run_name=run.name or run.id, tags={"adaptlab.run_id": run.id}
     )
@@ -195,10 +195,10 @@ def _log_mlflow(store: Any, run_id: str, uri: str, experiment: str) -> TrackingR
         run_tags = {
             "adaptlab.status": run.status,
             "adaptlab.fingerprint": run.fingerprint or "",
-            "adaptlab.device": meta.get("device", ""),
-            "adaptlab.git": meta.get("git") or "",
+            "adaptlab.device": meta.device,
+            "adaptlab.git": meta.git,
         }
-        for pkg, version in (meta.get("versions") or {}).items():
+        for pkg, version in meta.versions.items():
             run_tags[f"version.{pkg}"] = version
         if run.error:
             run_tags["adaptlab.error"] = run.error[:PARAM_CHARS]

@@ -262,8 +262,8 @@ def test_estimate_then_run_in_the_worker(app, home):
     assert snap.status == "done", snap
     run = RunStore(home / "runs.sqlite").get_run(snap.run_id)
     assert run.config["prices"]["cpu_per_hour"] == 3.6  # the page's price table was used
-    assert run.meta["split"]["test"] == 5
-    assert run.meta["estimate"]["strategies"][0]["strategy"] == "fake"  # kept with the run
+    assert run.meta.split.test == 5
+    assert run.meta.estimate["strategies"][0]["strategy"] == "fake"  # kept with the run
     app.run()
     assert "Open the Compare page" in texts(app.success)
     assert not app.button(key="run").disabled

@@ -5,6 +5,7 @@ import pytest
 from core.types import Answer, Context
 from eval.attribution import VerdictConfig
 from eval.records import CostSummary, PreparedRecord
+from eval.store.rows import RunMeta
 from eval.store.runs import Run, StoredAnswer, StrategyResult
 from eval.views import RunView
 from eval.views.verdict.diagnostics import diagnose
@@ -64,7 +65,16 @@ def _view(oracle_mean=0.3, contended=False, gap=0.0):
         },
     }
     run = Run(
-        "r1", "", "done", 0.0, 1.0, {"verdict": {"power_target": 0.1}}, None, meta, None, results
+        "r1",
+        "",
+        "done",
+        0.0,
+        1.0,
+        {"verdict": {"power_target": 0.1}},
+        None,
+        RunMeta.from_dict(meta),
+        None,
+        results,
     )
     return RunView(run, answers)
 

@@ -50,13 +50,13 @@ def test_run_on_a_server_records_it_and_is_judged_there(stub, mini_corpus, tmp_p
     run_id = run_comparison(cfg)
     run = RunStore(cfg.store_path).get_run(run_id)
     assert run.status == "done", run.error
-    server = run.meta["models"]["server"]
+    server = run.meta.models["server"]
     assert (server["model_id"], server["base_url"], server["kind"]) == (
         "stub-model",
         stub.url,
         "openai-compatible",
     )
-    assert run.meta["models"]["engine"] == "openai"
+    assert run.meta.models["engine"] == "openai"
     assert f"Engine: openai, model stub-model at {stub.url}" in render_run(run)
     # The judge asked the same server: its tokens are the server's usage counts.
     result = run.results[0]

@@ -70,7 +70,7 @@ def test_comparison_end_to_end_through_llama_server(llama_server, mini_corpus, t
     )
     run = RunStore(cfg.store_path).get_run(run_comparison(cfg))
     assert run.status == "done"
-    assert run.meta["models"]["base_params"] is None  # no local weights on a server engine
+    assert run.meta.models["base_params"] is None  # no local weights on a server engine
     answers = RunStore(cfg.store_path).get_answers(run.id)
     for r in run.results:
         assert r.status == "done", r.error

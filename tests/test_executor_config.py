@@ -108,6 +108,6 @@ def test_a_local_run_records_where_it_ran(tmp_path, mini_corpus):
     store = RunStore(config.store_path)
     run = store.get_run(run_comparison(config, store=store))
     assert run.status == "done"
-    assert run.meta["executor"]["kind"] == "local"
+    assert run.meta.executor["kind"] == "local"
     assert run.results[0].extras.placement is None  # a local arm's extras are as before
     assert "placement" not in run.results[0].extras.to_dict()

@@ -58,10 +58,10 @@ def test_all_strategies_end_to_end_are_stored(mini_corpus, tiny_models, tmp_path
     run = store.get_run(run_id)
     assert run.status == "done"
     assert run.fingerprint
-    assert run.meta["split"]["test"] == 3 and run.meta["split"]["train"] == 7
-    assert run.meta["versions"]["torch"]
+    assert run.meta.split.test == 3 and run.meta.split.train == 7
+    assert run.meta.versions["torch"]
     assert [r.strategy for r in run.results] == cfg.strategies
-    test_ids = run.meta["split"]["test_ids"]
+    test_ids = run.meta.split.test_ids
     answers = store.get_answers(run_id)
     for r in run.results:
         assert r.status == "done", r.error
@@ -213,7 +213,7 @@ def test_retention_and_learning_curve_are_stored_with_the_run(mini_corpus, tiny_
     }
     assert variant.prepare.details["qa_examples"] == 4  # trained on the subset only
     assert len(store.get_answers(run.id, "lora@50%")) == 3
-    base = run.meta["retention_base"]
+    base = run.meta.retention_base
     assert base["n"] == 6 and len(base["answers"]) == 6
     # the closed-book strategy with default settings is the base model: no change
     assert by["system_prompt"].extras.retention.delta == pytest.approx(0.0)

@@ -226,7 +226,7 @@ def test_run_page_judge_and_tracking_reach_the_stored_run(mini_corpus, tmp_path,
         run = RunStore(home / "runs.sqlite").get_run(snap.run_id)
         assert "judge" in run.config["metrics"] and run.config["judge"]["max_tokens"] == 5
         assert run.results[0].extras.judge.verdicts == 3
-        assert run.meta["tracking"]["ok"], run.meta["tracking"]
+        assert run.meta.tracking["ok"], run.meta.tracking
         assert (home / "mlruns" / "mlflow.db").exists()
         goto(at, "compare")
         assert "Logged to mlflow" in texts(at.caption)

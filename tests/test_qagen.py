@@ -218,8 +218,8 @@ def test_harness_without_qa_file_uses_generated_pairs(mini_corpus, tiny_models, 
     run_id = run_comparison(cfg)
     run = RunStore(cfg.store_path).get_run(run_id)
     assert run.status == "done"
-    assert run.meta["split"]["qa_file"] == inputs.qa_file
-    assert set(run.meta["split"]["test_ids"]) <= {p.id for p in generated}
+    assert run.meta.split.qa_file == inputs.qa_file
+    assert set(run.meta.split.test_ids) <= {p.id for p in generated}
 
 
 def test_cli_run_flags_for_generation(mini_corpus, tmp_path):

@@ -97,7 +97,7 @@ def test_ray_gives_the_same_answers_and_scores_as_local(ray_head, tmp_path, mini
     assert all(isinstance(e, ProgressEvent) for e in events)
     answered = {e.strategy for e in events if e.stage == "answer"}
     assert answered == set(strategies)
-    assert remote.get_run(remote_id).meta["executor"]["kind"] == "ray"
+    assert remote.get_run(remote_id).meta.executor["kind"] == "ray"
 
 
 def test_cancel_stops_the_arm_on_the_cluster(ray_head, tmp_path, mini_corpus):
@@ -209,7 +209,7 @@ def test_resplits_run_as_ray_work_on_their_own_splits(ray_head, tmp_path, mini_c
         )  # fmt: skip
         store = RunStore(config.store_path)
         run_id = run_comparison(config, store=store)
-        record = StabilityRecord.from_dict(store.get_run(run_id).meta["stability"])
+        record = StabilityRecord.from_dict(store.get_run(run_id).meta.stability)
         got[kind] = {
             (s.k, name): (r.status, r.metrics)
             for s in record.splits

@@ -10,6 +10,7 @@ import pytest
 from core.config import ConfigError, ModelConfig
 from core.types import PrepareReport, TrainingLog, TrainStep
 from eval.records import COST_AXES, COST_COLUMNS, CostSummary, PreparedRecord, training_log
+from eval.store.rows import RunMeta
 from eval.store.runs import Run, StrategyResult
 from eval.views.training import throughput, throughput_rows
 from strategies import make_config
@@ -76,7 +77,7 @@ def test_throughput_shows_what_each_log_records():
         None,
         {},
         None,
-        {},
+        RunMeta(),
         None,
         [
             result("new", {"training": _log().to_dict()}),

@@ -116,14 +116,14 @@ def test_run_with_two_resplits_stores_scores_per_split_and_resumes(
     run_id = run_comparison(cfg, store=store)
     run = store.get_run(run_id)
     assert run.status == "done"
-    st = run.meta["stability"]
+    st = run.meta.stability
     assert [s["seed"] for s in st["splits"]] == [1, 2]
     for s in st["splits"]:
         assert set(s["strategies"]) == {"fake", "system_prompt"}
         assert all(r["status"] == "done" for r in s["strategies"].values())
         assert "f1" in s["strategies"]["fake"]["metrics"]
         assert len(s["test_ids"]) == 3 and set(s["test_ids"]) <= {f"q{i}" for i in range(1, 11)}
-    assert st["splits"][0]["test_ids"] != run.meta["split"]["test_ids"]
+    assert st["splits"][0]["test_ids"] != run.meta.split.test_ids
     # resumed after losing one record: only that one is run again
     lost = st["splits"][1]["strategies"].pop("system_prompt")
     store.update_run(run_id, stability=st)
@@ -131,7 +131,7 @@ def test_run_with_two_resplits_stores_scores_per_split_and_resumes(
     run_comparison(cfg, store=store, run_id=run_id, resume=True, progress=events.append)
     ran = {e.strategy for e in events if e.stage == "prepare"}
     assert ran == {"system_prompt#split2"}
-    again = store.get_run(run_id).meta["stability"]["splits"][1]["strategies"]["system_prompt"]
+    again = store.get_run(run_id).meta.stability["splits"][1]["strategies"]["system_prompt"]
     assert again["metrics"] == lost["metrics"]  # the tiny model is seeded: same answers
 
 

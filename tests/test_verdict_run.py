@@ -23,9 +23,9 @@ def test_oracle_and_gold_passages_are_stored_and_rescored(mini_corpus, tiny_mode
     run_id = run_comparison(cfg, progress=events.append)
     store = RunStore(cfg.store_path)
     run = store.get_run(run_id)
-    test_ids = run.meta["split"]["test_ids"]
-    assert set(run.meta["gold_passages"]) == set(test_ids)
-    oracle = run.meta["oracle"]
+    test_ids = run.meta.split.test_ids
+    assert set(run.meta.gold_passages) == set(test_ids)
+    oracle = run.meta.oracle
     assert oracle["n"] == 3 and set(oracle["answers"]) == set(test_ids)
     assert oracle["summary"]["exact_match"]["n"] == 3
     assert oracle["cost"]["wall_s"] > 0 and "contended" in oracle["cost"]
@@ -34,7 +34,7 @@ def test_oracle_and_gold_passages_are_stored_and_rescored(mini_corpus, tiny_mode
     assert all("oracle" not in r.cost.to_dict() for r in run.results)
 
     rescore(store, run_id, ["f1"])
-    again = store.get_run(run_id).meta["oracle"]
+    again = store.get_run(run_id).meta.oracle
     assert again["answers"] == oracle["answers"]  # nothing generated again
     assert set(again["summary"]) == {"exact_match", "f1"}
 
@@ -62,7 +62,7 @@ def test_oracle_switch(mini_corpus, tiny_models, tmp_path):
         verdict={"oracle": False},
     )
     run = RunStore(cfg.store_path).get_run(run_comparison(cfg))
-    assert "oracle" not in run.meta and run.meta["gold_passages"]
+    assert run.meta.oracle is None and run.meta.gold_passages
 
 
 def test_cli_prints_and_writes_the_diagnostics(mini_corpus, tiny_models, tmp_path, capsys):

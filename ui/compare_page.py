@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from eval import views
+from eval.config import RunConfig
 from eval.store.artifacts import merged_dir
 from eval.views import charts
 from eval.views.display import cost_table, quality_table
@@ -63,15 +64,15 @@ if run_id is None:
     st.stop()
 view = views.RunView.load(store(), run_id)
 run = view.run
-meta, split, corpus = run.meta, run.meta.get("split", {}), run.meta.get("corpus", {})
-models = meta.get("models", {})
+meta, split, corpus = run.meta, run.meta.split, run.meta.corpus
+models = meta.models
 st.caption(
     f"Status: {run.status}. Corpus: **{md(corpus_name(run.config))}**, "
-    f"{corpus.get('documents', '?')} documents, {corpus.get('chunks', '?')} chunks. "
-    f"Q/A: {split.get('train', '?')} training pairs, {split.get('test', '?')} test questions. "
+    f"{corpus.documents} documents, {corpus.chunks} chunks. "
+    f"Q/A: {split.train} training pairs, {split.test} test questions. "
     f"Models: {md(hide_paths(models.get('generator', '—')))} / "
     f"{md(hide_paths(models.get('embedder', '—')))} on "
-    f"{meta.get('device', '?')}."
+    f"{meta.device or '?'}."
 )
 if models.get("server"):
     st.caption(md(f"Engine: {models.get('engine')}, {server_line(models['server'])}."))
@@ -376,14 +377,14 @@ with exports:
 
     trained = [r for r in view.main if r.prepare.trained]
     if trained:
-        from core.config import ModelConfig
         from strategies.lora import deploy
 
         st.subheader("Deploy a fine-tuned adapter")
-        models_cfg = ModelConfig.from_dict(run.config["models"])
+        settings = RunConfig.from_stored(run.config)
+        models_cfg = settings.models
         for r in trained:
             adapter = r.prepare.artifact_path
-            merged = merged_dir(run.config["workdir"], run_id, r.strategy)
+            merged = merged_dir(settings.workdir, run_id, r.strategy)
             st.markdown(f"**{display_name(r.strategy)}**: a trained adapter")
             try:
                 zipped = deploy.export_adapter_zip(adapter)

@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.untrusted.markup import escape_markdown
 from eval import views
+from eval.config import RunConfig
 from eval.store.artifacts import disk_usage, human_bytes
 from eval.views import metric_names
 from eval.views.format import display_name
@@ -98,7 +99,7 @@ table = pd.DataFrame(
             "Label": r["name"] or "",
             "Corpus": corpus_name(configs[r["id"]].config, names),
             "Strategies": ", ".join(
-                display_name(x) for x in configs[r["id"]].config.get("strategies", [])
+                display_name(x) for x in RunConfig.from_stored(configs[r["id"]].config).strategies
             ),
             "Status": r["status"],
             "Started": dt.datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M"),

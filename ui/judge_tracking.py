@@ -84,7 +84,7 @@ def judge_section(view) -> None:
 
 def tracking_note(run) -> None:
     """Compare page: where the run was logged, or why it was not."""
-    got = run.meta.get("tracking")
+    got = run.meta.tracking
     if not got:
         return
     uri = str(got.get("uri") or "")

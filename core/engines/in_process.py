@@ -1,5 +1,5 @@
-"""Model loading, shared by every strategy of a run: the in-process generation engine
-(`transformers`) and the embedder.
+"""The in-process engine (transformers) and model loading, shared by every strategy of a run:
+the generator and the embedder.
 
 Generators and embedders are loaded once per (name, device, cache) and handed out again to
 whoever asks (haystack's embedder backend factory): four strategies share one model in memory.

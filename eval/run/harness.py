@@ -121,12 +121,12 @@ class _Comparison:
         # label -> its stored tuning record (None when untuned): the arm's choice stands.
         self.kept = {r.strategy: r.extras.tuning for r in done if r.status == "done"}
         self.retention_base = (
-            Retention.from_dict(previous.meta.get("retention_base")) if previous else None
+            Retention.from_dict(previous.meta.retention_base) if previous else None
         )
         self.previous = previous
         # Every file a strategy writes goes under this run's own folder (eval.store.artifacts).
         self.folder = run_dir(config.workdir, run_id)
-        self.oracle_done = bool(previous and previous.meta.get("oracle"))
+        self.oracle_done = bool(previous and previous.meta.oracle)
 
     def run(self) -> None:
         config = self.config
@@ -178,9 +178,9 @@ class _Comparison:
 
         Runs stored before stamps existed are checked on their test question ids only."""
         meta = self.previous.meta
-        then = InputStamp.from_dict(meta.get("inputs"))
-        if then is None and "test_ids" in meta.get("split", {}):
-            then = InputStamp(now.corpus, now.qa_sha256, list(meta["split"]["test_ids"]))
+        then = InputStamp.from_dict(meta.inputs)
+        if then is None and meta.split.test_ids:
+            then = InputStamp(now.corpus, now.qa_sha256, list(meta.split.test_ids))
         if then is not None:
             then.check_resume(now, self.run_id)
 

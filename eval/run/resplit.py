@@ -35,7 +35,7 @@ def run_resplits(cmp: Any) -> None:
     inputs = cmp.bench.inputs
     pairs = load_qa(inputs.qa_file)
     names = planned(config.strategies, cfg.include_trained)
-    previous = StabilityRecord.from_dict(cmp.store.get_run(cmp.run_id).meta.get("stability"))
+    previous = StabilityRecord.from_dict(cmp.store.get_run(cmp.run_id).meta.stability)
     kept = {s.k: s for s in (previous.splits if previous else []) if s.seed is not None}
     record = StabilityRecord(
         resplits=int(cfg.resplits),

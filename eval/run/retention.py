@@ -72,7 +72,7 @@ def rescore_retention(store: RunStore, run_id: str) -> bool:
     """Score the stored general-knowledge answers again (after a change of the retention
     score), without generating. Returns False when the run measured no retention."""
     run = store.get_run(run_id)
-    base = Retention.from_dict(run.meta.get("retention_base"))
+    base = Retention.from_dict(run.meta.retention_base)
     if base is None:
         return False
     config = RunConfig.from_dict(run.config)

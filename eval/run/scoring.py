@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.config import ModelConfig
 from core.engines.in_process import load_embedder
 from eval.config import RunConfig
 from eval.judge import attach_verdicts
@@ -68,7 +67,7 @@ def rescore(
     config = RunConfig.from_dict({**run.config, "metrics": metrics})
     if judge_config is not None:
         config = config.replace(judge=judge_config)
-    models = embedder_config or ModelConfig.from_dict(run.config["models"])
+    models = embedder_config or RunConfig.from_stored(run.config).models
     embedder = load_embedder(models) if needs_embedder(metrics) else None
     judge = load_judge(config) if needs_judge(metrics) else None
     resamples, seed = config.bootstrap_resamples, config.split.seed
@@ -83,7 +82,7 @@ def rescore(
             store.update_extras(run_id, result.strategy, judge=attach_verdicts(judge, answers))
             details = {"judge": {a.qid: a.details["judge"] for a in answers}}
         store.save_scores(run_id, result.strategy, per_q, summary, details)
-    oracle = OracleReading.from_dict(run.meta.get("oracle"))
+    oracle = OracleReading.from_dict(run.meta.oracle)
     if oracle is not None:  # the run-level oracle reading is scored again with the strategies
         rescore_oracle(
             oracle,

@@ -19,6 +19,7 @@ def run_json(run: Run, answers: list[StoredAnswer]) -> str:
     """The whole run (config, metadata, results, answers and scores) as JSON."""
     data = asdict(run)
     data["results"] = [r.to_dict() for r in run.results]  # the stored shapes, not every field
+    data["meta"] = run.meta.to_dict()
     del data["owner"]  # the owner token is a private link: never in a file that travels
     del data["process"]  # pid and host: nothing for a reader of the export
     # Server paths (the home, other owners' folders) do not travel either: relative to the

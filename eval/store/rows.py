@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from core.types import Answer
+from core.types import Answer, known_fields
 from eval.records import CostSummary, PreparedRecord, ResultExtras
 
 SCHEMA = """
@@ -109,6 +109,81 @@ class StoredAnswer:
 
 
 @dataclass
+class CorpusSummary:
+    """What a run read of its corpus (eval.run.inputs.corpus_summary), as stored."""
+
+    documents: int = 0
+    chunks: int = 0
+    tokens: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)  # files refused, with reasons
+    names: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> CorpusSummary:
+        return cls(**known_fields(cls, d))
+
+
+@dataclass
+class SplitSummary:
+    """How a run split its Q/A pairs, as stored: counts, the test question ids, the file read."""
+
+    pairs: int = 0
+    train: int = 0
+    test: int = 0
+    test_split: int = 0  # the whole test split (a run may ask only its first n_test)
+    test_ids: list[str] = field(default_factory=list)
+    qa_file: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> SplitSummary:
+        return cls(**known_fields(cls, d))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunMeta:
+    """What a run recorded beside its config, read once from the stored JSON. Sections owned by
+    other records (oracle, stability, inputs, estimate, tracking...) stay in their stored form
+    here and are read by their own `from_dict`, which knows their older shapes."""
+
+    device: str = ""
+    git: str = ""
+    batch_size: int | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)  # the loaded models' details
+    corpus: CorpusSummary = field(default_factory=CorpusSummary)
+    split: SplitSummary = field(default_factory=SplitSummary)
+    executor: dict[str, Any] | None = None  # eval.run.executor.Executor.describe()
+    inputs: dict[str, Any] | None = None  # eval.run.stamp.InputStamp
+    gold_passages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    oracle: dict[str, Any] | None = None  # eval.run.oracle.OracleReading
+    retention_base: dict[str, Any] | None = None  # eval.records.Retention
+    stability: dict[str, Any] | None = None  # eval.stats.stability.StabilityRecord
+    estimate: dict[str, Any] | None = None  # service.estimate.records.Estimate
+    tracking: dict[str, Any] | None = None  # service.tracking.TrackingResult
+    other: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> RunMeta:
+        d = d or {}
+        known = known_fields(cls, d, skip=("corpus", "split", "other"))
+        other = {k: v for k, v in d.items() if k not in known and k not in ("corpus", "split")}
+        return cls(
+            **known,
+            corpus=CorpusSummary.from_dict(d.get("corpus")),
+            split=SplitSummary.from_dict(d.get("split")),
+            other=other,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored shape (sections as stored, unknown keys back at the top level)."""
+        out = {k: v for k, v in asdict(self).items() if k != "other"}
+        return {**self.other, **out}
+
+
+@dataclass
 class Run:
     """A stored run: its config, metadata and per-strategy results (answers load on demand)."""
 
@@ -119,7 +194,7 @@ class Run:
     finished_at: float | None
     config: dict[str, Any]
     fingerprint: str | None
-    meta: dict[str, Any]
+    meta: RunMeta
     error: str | None
     results: list[StrategyResult]
     owner: str = ""

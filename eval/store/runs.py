@@ -22,7 +22,14 @@ from eval.records import CostSummary, PreparedRecord, ResultExtras, Retention
 from eval.store.artifacts import delete_run_files, run_dir
 from eval.store.db import connect
 from eval.store.exports import answers_csv, run_json
-from eval.store.rows import Run, RunNotFound, StoredAnswer, StrategyResult, create_schema
+from eval.store.rows import (
+    Run,
+    RunMeta,
+    RunNotFound,
+    StoredAnswer,
+    StrategyResult,
+    create_schema,
+)
 
 
 class RunStore:
@@ -332,7 +339,7 @@ class RunStore:
             finished_at=r["finished_at"],
             config=json.loads(r["config_json"]),
             fingerprint=r["fingerprint"],
-            meta=json.loads(r["meta_json"]),
+            meta=RunMeta.from_dict(json.loads(r["meta_json"])),
             error=r["error"],
             results=results,
             owner=r["owner"],

@@ -159,25 +159,24 @@ def _header(run: Run, corpus_name: str | None = None) -> list[str]:
     esc = html.escape
     meta, corpus, split, models = (
         run.meta,
-        run.meta.get("corpus", {}),
-        run.meta.get("split", {}),
-        run.meta.get("models", {}),
+        run.meta.corpus,
+        run.meta.split,
+        run.meta.models,
     )
-    cfg_models = run.config.get("models", {})
+    config = RunConfig.from_stored(run.config)
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_at))
     return [
         f"Run <b>{esc(run.id)}</b>{' — ' + esc(run.name) if run.name else ''}, {esc(when)}, "
         f"status {esc(run.status)}",
-        f"Corpus: {esc(corpus_name or Path(str(run.config.get('corpus') or '?')).name)} — "
-        f"{corpus.get('documents', '?')} "
-        f"documents, {corpus.get('chunks', '?')} chunks, {corpus.get('tokens', '?')} tokens, "
+        f"Corpus: {esc(corpus_name or Path(config.corpus or '?').name)} — "
+        f"{corpus.documents} "
+        f"documents, {corpus.chunks} chunks, {corpus.tokens} tokens, "
         f"fingerprint {esc(str(run.fingerprint or '?'))}",
-        f"Q/A split: {split.get('pairs', '?')} pairs → train {split.get('train', '?')}, "
-        f"test {split.get('test', '?')}",
+        f"Q/A split: {split.pairs} pairs → train {split.train}, test {split.test}",
         # A model folder is a server path: its name only (eval.store.exports.portable).
-        f"Models: {esc(portable(str(models.get('generator', cfg_models.get('generator'))), None))}"
-        f" / {esc(portable(str(models.get('embedder', cfg_models.get('embedder'))), None))}"
-        f" on {esc(str(meta.get('device', '?')))}",
+        f"Models: {esc(portable(str(models.get('generator', config.models.generator)), None))}"
+        f" / {esc(portable(str(models.get('embedder', config.models.embedder)), None))}"
+        f" on {esc(meta.device or '?')}",
     ] + (
         [f"Engine: {esc(str(models.get('engine')))}, {esc(server_line(models['server']))}"]
         if models.get("server")

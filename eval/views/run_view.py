@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from eval.config import RunConfig
 from eval.metrics import METRICS
 from eval.records import COST_COLUMNS, CostSummary
 from eval.store.runs import Run, RunStore, StoredAnswer, StrategyResult
@@ -28,6 +29,8 @@ class RunView:
     def __post_init__(self) -> None:
         for a in self.answers:
             self._by_strategy.setdefault(a.strategy, {})[a.qid] = a
+        # The stored config read once into its typed form; views read settings from here.
+        self.settings: RunConfig = RunConfig.from_stored(self.run.config)
 
     @classmethod
     def load(cls, store: RunStore, run_id: str) -> RunView:
@@ -80,7 +83,7 @@ class RunView:
         for r in self.results:
             if r.cost.currency:
                 return r.cost.currency
-        return str(self.run.config.get("prices", {}).get("currency", "USD"))
+        return self.settings.prices.currency
 
 
 def has_role(strategy: str, role: str) -> bool:
@@ -150,4 +153,4 @@ def check_cost(cost: str) -> None:
 
 def seed_of(view: RunView) -> int:
     """The run's split seed: paired tests on its questions are seeded with it."""
-    return int(view.run.config.get("split", {}).get("seed", 0) or 0)
+    return int(view.settings.split.seed)

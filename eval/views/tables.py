@@ -67,15 +67,13 @@ def server_line(server: dict[str, Any]) -> str:
 def render_run(run: Run) -> str:
     """The run's header, quality table, cost table and failures, as text."""
     meta = run.meta
-    split = meta.get("split", {})
-    corpus = meta.get("corpus", {})
-    models = meta.get("models", {})
+    split, corpus, models = meta.split, meta.corpus, meta.models
     head = [
         f"Run {run.id}  status: {run.status}" + (f"  ({run.name})" if run.name else ""),
-        f"Corpus: {corpus.get('documents', '?')} documents, {corpus.get('chunks', '?')} chunks, "
-        f"{corpus.get('tokens', '?')} tokens  fingerprint {run.fingerprint or '?'}",
-        f"Q/A: {split.get('pairs', '?')} pairs -> train {split.get('train', '?')}, "
-        f"test {split.get('test', '?')}   device: {meta.get('device', '?')}",
+        f"Corpus: {corpus.documents} documents, {corpus.chunks} chunks, "
+        f"{corpus.tokens} tokens  fingerprint {run.fingerprint or '?'}",
+        f"Q/A: {split.pairs} pairs -> train {split.train}, "
+        f"test {split.test}   device: {meta.device or '?'}",
     ]
     if models:
         head.append(
@@ -84,7 +82,7 @@ def render_run(run: Run) -> str:
         )
     if models.get("server"):
         head.append(f"Engine: {models.get('engine')}, {server_line(models['server'])}")
-    for err in corpus.get("errors", []):
+    for err in corpus.errors:
         head.append(f"Refused file: {err['name']}: {err['reason']}")
     parts = [
         "\n".join(head),
@@ -110,8 +108,8 @@ def run_summary(run: Run) -> dict[str, Any]:
         "name": run.name,
         "status": run.status,
         "fingerprint": run.fingerprint,
-        "meta": {k: v for k, v in run.meta.items() if k != "split"}
-        | {"split": {k: v for k, v in run.meta.get("split", {}).items() if k != "test_ids"}},
+        "meta": {k: v for k, v in run.meta.to_dict().items() if k != "split"}
+        | {"split": {k: v for k, v in run.meta.split.to_dict().items() if k != "test_ids"}},
         "strategies": {
             r.strategy: {
                 "status": r.status,

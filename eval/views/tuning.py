@@ -23,7 +23,9 @@ def tuning_records(run: Run) -> dict[str, TuningRecord]:
 
 def budget_of(run: Run) -> str:
     """The run's tuning budget ("off" for runs stored before tuning existed)."""
-    return str((run.config.get("tuning") or {}).get("budget", "off"))
+    if "tuning" not in run.config:  # stored before tuning existed: its arms were untuned
+        return "off"
+    return RunConfig.from_stored(run.config).tuning.budget
 
 
 def _interval(score: IntervalDict | None) -> str:

@@ -11,6 +11,7 @@ import yaml
 from core.config import ConfigBase, ConfigError, check, option
 from eval.config import ExecutorConfig
 from eval.records import ResultExtras
+from eval.store.rows import RunMeta
 
 SETTINGS_FILE = "cluster.yaml"
 
@@ -50,10 +51,10 @@ def load_cluster_settings(home: str | Path) -> ClusterSettings:
     return ClusterSettings.from_dict(data)
 
 
-def where_ran(meta: dict, extras: list[ResultExtras]) -> str:
+def where_ran(meta: RunMeta, extras: list[ResultExtras]) -> str:
     """Where a run ran, in words (History's "Where"): the executor, then each node and device
     its arms were measured on, from the run's `meta` and its results' `extras`."""
-    executor = meta.get("executor") or {"kind": "local"}
+    executor = meta.executor or {"kind": "local"}
     places = sorted(
         {f"{e.placement.node or '?'} ({e.placement.device or '?'})" for e in extras if e.placement}
     )

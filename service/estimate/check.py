@@ -27,7 +27,7 @@ def _ratio(actual: float | None, predicted: float | None) -> float | None:
 
 def stored_estimate(run: Run) -> Estimate | None:
     """The estimate stored with the run when it was launched (None for none)."""
-    return Estimate.from_dict(run.meta.get("estimate"))
+    return Estimate.from_dict(run.meta.estimate)
 
 
 def estimate_accuracy(run: Run) -> pd.DataFrame:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from core.access import Access
-from core.config import ModelConfig
 from core.files import write_text_atomic
 from core.untrusted.caps import MAX_QUESTION_CHARS, check_length
+from eval.config import RunConfig
 from eval.events import ProgressEvent
 from eval.store.artifacts import Staged, merged_dir
 from service.jobs.job import Job
@@ -151,8 +151,9 @@ def merge(queue: JobQueue, job: Job, progress: JobProgress) -> str:
     run = queue.store.get_run(payload["run_id"])
     strategy = payload["strategy"]
     adapter = _adapter_of(run, strategy)
-    models = ModelConfig.from_dict(run.config["models"])
-    final = merged_dir(run.config["workdir"], run.id, strategy)
+    settings = RunConfig.from_stored(run.config)
+    models = settings.models
+    final = merged_dir(settings.workdir, run.id, strategy)
     progress(ProgressEvent("merge", strategy=strategy))
     with Staged(final) as staged:
         deploy.merge_adapter(models, adapter, staged.path)

@@ -111,7 +111,7 @@ class JobQueue:
         run = self.store.get_run(run_id, access)
         if run.status in ("queued", "running"):
             raise ValueError(f"run {run_id} is already {run.status}; wait for it or cancel it")
-        wanted = run.config.get("strategies", [])
+        wanted = RunConfig.from_stored(run.config).strategies
         kept = {r.strategy for r in run.results if r.status == "done"}
         if run.status == "done" and all(s in kept for s in wanted):
             raise ValueError(f"run {run_id} finished every strategy: nothing to resume")
@@ -371,8 +371,8 @@ class JobQueue:
 
 def _check_qa_file(run) -> None:
     """Refuse at once to resume a run whose Q/A file is gone or changed (cheap: one hash)."""
-    then = InputStamp.from_dict(run.meta.get("inputs"))
-    qa_file = run.meta.get("split", {}).get("qa_file")
+    then = InputStamp.from_dict(run.meta.inputs)
+    qa_file = run.meta.split.qa_file
     if then is None or not qa_file:
         return
     try:

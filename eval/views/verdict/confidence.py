@@ -9,7 +9,6 @@ from typing import Any
 
 import pandas as pd
 
-from eval.attribution import VerdictConfig
 from eval.metrics import DEFAULT_METRIC, metric_label
 from eval.stats.decision import (
     common_questions,
@@ -36,7 +35,7 @@ COMPARISON_COLUMNS = [
 
 
 def _resamples(view: RunView) -> int:
-    return int(view.run.config.get("bootstrap_resamples") or 2000)
+    return int(view.settings.bootstrap_resamples)
 
 
 def chance_best(view: RunView, metric: str) -> dict[str, float]:
@@ -115,7 +114,7 @@ def right_basis(view: RunView) -> tuple[str, float, str]:
     judged, else the run's verdict.right_metric ≥ right_threshold."""
     if "judge" in metric_names(view.run):
         return "judge", 0.5, "the judge's verdict"
-    cfg = VerdictConfig.from_dict(view.run.config.get("verdict") or {})
+    cfg = view.settings.verdict
     m, t = cfg.right_metric, float(cfg.right_threshold)
     return m, t, f"{metric_label(m)} ≥ {t:g}"
 

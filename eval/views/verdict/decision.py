@@ -68,7 +68,7 @@ def decide(
     label, cur, hib = metric_label(metric), view.currency(), higher_is_better(metric)
     op = "≥" if hib else "≤"
     table = rec.table.set_index("strategy") if not rec.table.empty else rec.table
-    n_questions = int(view.run.meta.get("split", {}).get("test") or len(view.qids()))
+    n_questions = int(view.run.meta.split.test or len(view.qids()))
     ret = retention_vs_gain(view, metric).set_index("strategy")
     be = break_even(view)
 

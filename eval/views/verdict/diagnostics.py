@@ -25,6 +25,7 @@ from eval.attribution import (
 from eval.metrics import metric_label
 from eval.run.oracle import OracleReading
 from eval.stats.power import PowerLine, power_line
+from eval.store.rows import RunMeta
 from eval.views.run_view import baseline_name, has_role
 from strategies import get_strategy_class
 
@@ -86,9 +87,9 @@ def retrieves(view, strategy: str) -> bool:
     return has_role(strategy, "retrieves")
 
 
-def stored_gold(run_meta: dict[str, Any]) -> dict[str, GoldPassage]:
+def stored_gold(run_meta: RunMeta) -> dict[str, GoldPassage]:
     """qid -> gold passage as stored with the run (empty for runs stored before)."""
-    return {q: GoldPassage(**g) for q, g in (run_meta.get("gold_passages") or {}).items()}
+    return {q: GoldPassage(**g) for q, g in run_meta.gold_passages.items()}
 
 
 def attribution(view, config: VerdictConfig, base: str | None = None) -> list[Cells]:
@@ -132,7 +133,7 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
     n = max((int((r.metrics.get(metric) or {}).get("n") or 0) for r in results), default=0)
     d = Diagnostics(metric, config.right_threshold, n)
 
-    oracle = OracleReading.from_dict(view.run.meta.get("oracle"))
+    oracle = OracleReading.from_dict(view.run.meta.oracle)
     ceiling = oracle.mean(metric) if oracle else None
     if oracle and ceiling is not None:
         d.oracle = {**oracle.summary[metric], "metric": metric, "cost": oracle.cost}

@@ -24,7 +24,7 @@ def stability(view: RunView, metric: str) -> Stability | None:
 
 def stored_stability(view: RunView) -> StabilityRecord | None:
     """The re-splits the run stored (None when it ran none)."""
-    return StabilityRecord.from_dict(view.run.meta.get("stability"))
+    return StabilityRecord.from_dict(view.run.meta.stability)
 
 
 def stability_frame(st: Stability) -> pd.DataFrame:
