@@ -302,8 +302,9 @@ def _decision_json(store: Any, run_id: str) -> str:
 
 
 def run_and_track(config: RunConfig, **kwargs: Any) -> str:
-    """`eval.run.run_comparison(config, **kwargs)`, then the finished (or cancelled) run logged
-    to the configured tracker: what the CLI and the app's worker run. Returns the run id."""
+    """`eval.run.harness.run_comparison(config, **kwargs)`, then the finished (or cancelled)
+    run logged to the configured tracker: what the CLI and the app's worker run. Returns the
+    run id."""
 
     store = kwargs.get("store") or RunStore(config.store_path)
     emit = kwargs.get("progress") or (lambda event: None)

@@ -366,7 +366,7 @@ def test_qagen_job_cancel_and_failure_leave_no_pairs(mini_corpus, store_path, mo
             time.sleep(0.01)
         raise AssertionError("the cancel flag was never read")
 
-    monkeypatch.setattr("core.qagen.generate_qa", slow_generation)
+    monkeypatch.setattr("service.jobs.kinds.generate_qa", slow_generation)
     running = queue.submit_qagen(corpus, QAGenConfig(method="model"), models)
     worker = threading.Thread(target=work, args=(store_path,), kwargs={"once": True})
     worker.start()

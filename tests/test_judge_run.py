@@ -10,10 +10,9 @@ import json
 import pytest
 
 from cli.main import main
-from eval import run as harness
 from eval.config import RunConfig
 from eval.judge import Judge, JudgeConfig
-from eval.run import scoring
+from eval.run import harness, scoring
 from eval.run.workbench import Workbench
 from eval.stats.agreement import agreement_by_strategy
 from eval.store.runs import RunStore
@@ -121,7 +120,7 @@ def test_rescore_judge_on_stored_answers(mini_corpus, tmp_path, scripted, monkey
     before = {a.qid: a.answer.text for a in store.get_answers(run_id)}
     # Strategies never generate again: their class would fail if asked to.
     monkeypatch.setattr(Workbench, "strategy", lambda *a, **k: pytest.fail("generated"))
-    harness.rescore(store, run_id, ["judge"], judge_config=JudgeConfig(max_tokens=9))
+    scoring.rescore(store, run_id, ["judge"], judge_config=JudgeConfig(max_tokens=9))
     assert scripted[-1].max_tokens == 9
     run = store.get_run(run_id)
     assert set(run.results[0].metrics) == {"f1", "judge"}
