@@ -23,7 +23,16 @@ from eval.metrics import default_metrics
 from eval.run.inputs import read_corpus
 from eval.run.scoring import rescore
 from eval.store.runs import RunNotFound, RunStore
+from eval.views import RunView
+from eval.views.html_report import html_report
+from eval.views.judge import agreement_summary, judge_summary
+from eval.views.run_compare import compare_data, render_compare
 from eval.views.tables import render_run, run_summary
+from eval.views.tuning import tuned_config_yaml, tuning_records
+from eval.views.verdict.confidence import render_decision
+from eval.views.verdict.decision import decide
+from eval.views.verdict.diagnostics import diagnose, render_diagnostics
+from eval.views.verdict.export import decision_data
 from service.jobs import JobQueue, main_worker
 from service.jobs.job import Job
 from service.tracking import log_run, run_and_track
@@ -32,9 +41,6 @@ from strategies import get_strategy_class, strategy_names
 
 def render_with_diagnostics(store: RunStore, run_id: str) -> str:
     """The run's tables, then what the verdict knows (attribution, oracle ceiling, power)."""
-    from eval.views import RunView
-    from eval.views.verdict.confidence import render_decision
-    from eval.views.verdict.diagnostics import diagnose, render_diagnostics
 
     view = RunView.load(store, run_id)
     text = render_run(view.run)
@@ -45,10 +51,6 @@ def render_with_diagnostics(store: RunStore, run_id: str) -> str:
 
 def summary_with_diagnostics(store: RunStore, run_id: str) -> dict:
     """`run_summary` plus the diagnostics under "verdict" (what `--json` writes)."""
-    from eval.views import RunView
-    from eval.views.tuning import tuning_records
-    from eval.views.verdict.diagnostics import diagnose
-    from eval.views.verdict.export import decision_data
 
     view = RunView.load(store, run_id)
     tuning = {label: rec.to_dict() for label, rec in tuning_records(view.run).items()}
@@ -142,7 +144,6 @@ def _tracking_settings(args: argparse.Namespace, current: dict) -> dict:
 
 def _judge_lines(store: RunStore, run) -> str:
     """What the judge cost and how often it agrees with F1 ('' when the run was not judged)."""
-    from eval.views.judge import agreement_summary, judge_summary
 
     cost = judge_summary(run)
     if not cost:
@@ -259,8 +260,6 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
                 print(f"{r['id']}  {when}  {r['status']:<9}  {r['strategies'] or ''}  {r['name']}")
         elif args.command == "tuned":
-            from eval.views.tuning import tuned_config_yaml
-
             text = tuned_config_yaml(store.get_run(args.run_id))
             if args.output:
                 Path(args.output).write_text(text, encoding="utf-8")
@@ -296,8 +295,6 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
 def _compare_runs(store: RunStore, args: argparse.Namespace) -> str:
     """`adaptlab compare A B`: the two runs' change per strategy, and each run's decision
     figures; writes them as JSON to `args.json` when given."""
-    from eval.views import RunView
-    from eval.views.run_compare import compare_data, render_compare
 
     if args.html:
         raise ConfigError("--html reports one run: give a single RUN_ID")
@@ -331,10 +328,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def compare_text(store: RunStore, args: argparse.Namespace) -> str:
     """The Compare page's decision for `args.run_id` as text; writes the HTML report to
     `args.html` when given."""
-    from eval.views import RunView
-    from eval.views.html_report import html_report
-    from eval.views.verdict.decision import decide
-
     if args.json:
         raise ConfigError("--json compares two runs: give RUN_A RUN_B (or `show` for one run)")
     view = RunView.load(store, args.run_id)

@@ -28,6 +28,9 @@ from eval.run.harness import (
     run_comparison,  # the harness loads torch-heavy modules on first use
 )
 from eval.store.runs import RunStore
+from eval.views import RunView
+from eval.views.html_report import html_report
+from eval.views.verdict.export import decision_data, decision_metrics
 
 PARAM_CHARS = 6000  # MLflow's limit on one parameter value
 BATCH = 100  # MLflow takes at most 100 parameters in one log_batch call
@@ -222,9 +225,6 @@ def _log_mlflow(store: Any, run_id: str, uri: str, experiment: str) -> TrackingR
 def _decision_metrics(store: Any, run_id: str) -> dict[str, dict[str, float]]:
     """Per strategy the decision's figures (eval.views.verdict.export); none for a run
     without finished strategies."""
-    from eval.views import RunView
-    from eval.views.verdict.export import decision_metrics
-
     view = RunView.load(store, run_id)
     return decision_metrics(view) if view.main else {}
 
@@ -272,8 +272,6 @@ def _log_batches(
 
 def _log_artifacts(client: Any, store: Any, run_id: str, result: TrackingResult) -> None:
     """The HTML report and the answers CSV; a missing one is a warning, not a failure."""
-    from eval.views.html_report import html_report
-
     makers = {
         "report.html": lambda: html_report(store, run_id),
         "answers.csv": lambda: store.export_csv(run_id),
@@ -294,9 +292,6 @@ def _decision_json(store: Any, run_id: str) -> str:
     """The chance of being best, the corrected comparisons, the cost per right answer and the
     stability across re-splits, as `--json` writes them."""
     import json
-
-    from eval.views import RunView
-    from eval.views.verdict.export import decision_data
 
     return json.dumps(decision_data(RunView.load(store, run_id)), indent=2)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from core.config import ConfigBase, check, option
 from core.types import Answer, Context, Corpus, Cost, PrepareReport, QAPair
-from strategies.base import Strategy
+from strategies.base import RunCancelled, Strategy
 from strategies.registry import register_strategy
 
 _WORD = re.compile(r"\w+")
@@ -64,8 +64,6 @@ class FakeStrategy(Strategy):
     def _pretend_training(self, steps: int):
         """Sleep `steps` times, reporting progress and appending to a weights file, as a
         trainer would; cancellable between steps. Returns the file."""
-        from strategies.base import RunCancelled
-
         weights = self.ctx.workdir / self.name / "weights.bin"
         weights.parent.mkdir(parents=True, exist_ok=True)
         with open(weights, "wb") as f:

@@ -17,6 +17,7 @@ import streamlit as st
 from core.access import Access, new_owner, upload_roots, valid_owner
 from core.config import ConfigBase, ConfigError
 from core.untrusted.markup import escape_markdown
+from eval.metrics import metric_label
 from eval.store.runs import RunStore
 from service.corpora import CorpusLibrary, CorpusNotFound
 from service.owner_state import OwnerState, OwnerStates
@@ -251,8 +252,6 @@ def prose(text: str) -> str:
 
 def metric_select(metrics: list[str], label: str, key: str) -> str:
     """A metric chooser (F1 first when present), showing the metrics' labels."""
-    from eval.views import metric_label
-
     index = metrics.index("f1") if "f1" in metrics else 0
     return st.selectbox(label, metrics, index=index, format_func=metric_label, key=key)
 

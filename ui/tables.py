@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from eval.views.display import StrategyTable
+from eval.views.format import display_name
 
 
 def show_table(table: StrategyTable, key: str) -> None:
@@ -37,7 +38,6 @@ def show_table(table: StrategyTable, key: str) -> None:
 def show_frame(df: pd.DataFrame, columns: dict[str, tuple[str, str]], key: str) -> None:
     """Draw the `columns` of a view's frame (key -> (label, printf format or "" for text)),
     strategies by their display names, missing numbers as '—' instead of 'None'."""
-    from eval.views.format import display_name
 
     shown = pd.DataFrame(index=df.index)
     for col, (label, fmt) in columns.items():

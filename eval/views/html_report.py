@@ -19,9 +19,18 @@ from eval.store.exports import portable, run_folder
 from eval.store.runs import Run, RunStore
 from eval.views import charts
 from eval.views.display import StrategyTable, cost_table, quality_table
+from eval.views.judge import (
+    agreement_frame,
+    disagreement_frame,
+    judge_cost_frame,
+    judge_summary,
+)
 from eval.views.tables import failures, server_line
 from eval.views.training import throughput_rows
+from eval.views.tuning import budget_of, trials_chart, trials_frame, tuning_table
 from eval.views.verdict.decision import decide
+from eval.views.verdict.diagnostics import diagnose, power_rows
+from eval.views.verdict.stability import stability, stability_frame
 
 # Inputs of the recommendation shown in the report (the app lets the user change them).
 DEFAULT_MONTHLY_VOLUME = 10_000
@@ -192,7 +201,6 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
     sections: list[str] = []
     sbs = views.side_by_side(view)
     decision = decide(view, monthly_volume, metric, threshold, months)
-    from eval.views.verdict.diagnostics import diagnose
 
     # What the test set cannot tell apart, or the generator's ceiling, is said before any ranking.
     sections += [f"<p class='headline'><b>{esc(h)}</b></p>" for h in diagnose(view).headline]
@@ -251,7 +259,6 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
 def _confidence_sections(view: views.RunView, sbs: views.SideBySide, metric: str) -> list[str]:
     """Each strategy against the best on `metric` (test, raw and Holm-adjusted p, effect
     size), then the scores across re-drawn splits when the run has them."""
-    from eval.views.verdict.stability import stability, stability_frame
 
     out = []
     sig = sbs.significance[sbs.significance.metric == metric]
@@ -275,7 +282,6 @@ def _confidence_sections(view: views.RunView, sbs: views.SideBySide, metric: str
 def _diagnostics_section(view: views.RunView) -> str:
     """Why strategies lost: the headline, the oracle ceiling, the attribution chart and advice,
     and the power of each comparison."""
-    from eval.views.verdict.diagnostics import diagnose, power_rows
 
     esc = html.escape
     d = diagnose(view)
@@ -305,12 +311,6 @@ def _diagnostics_section(view: views.RunView) -> str:
 def _judge_sections(view, shown: int = 50) -> list[str]:
     """The judge against F1 (agreement, kappa, the first disagreements) and what judging cost;
     nothing when the run was not judged."""
-    from eval.views.judge import (
-        agreement_frame,
-        disagreement_frame,
-        judge_cost_frame,
-        judge_summary,
-    )
 
     agreements = agreement_by_strategy(view.answers)
     if not agreements:
@@ -351,7 +351,6 @@ def _strip_xml_decl(svg: str) -> str:
 
 def _tuning_sections(run: Run) -> list[str]:
     """Each arm's tuning (chosen vs default, validation scores, trials) and its trials chart."""
-    from eval.views.tuning import budget_of, trials_chart, trials_frame, tuning_table
 
     table = tuning_table(run)
     if table.empty:

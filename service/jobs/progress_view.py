@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eval.stats.stability import SPLIT_MARK, plan_labels
+from eval.views.format import display_name
 from service.estimate.records import Estimate, StrategyEstimate
 from service.jobs.job import Job
 from strategies import get_strategy_class
@@ -154,8 +155,6 @@ def describe_job(
     if stage == "train" and job.loss is not None:
         words += f", loss {job.loss:.3f}"
     if position:
-        from eval.views.format import display_name
-
         text = f"Strategy {position} of {len(plan)}: {display_name(strategy)}, {words}"
     else:
         text = f"Setting up: {words}"

@@ -80,6 +80,7 @@ class _Run:
         from accelerate import Accelerator
         from transformers import get_linear_schedule_with_warmup
 
+        # Both import torch at module level: loaded only when a training loop runs.
         from strategies.lora.answer_loss import AnswerLoss
         from strategies.lora.cpu_swaps import cpu_training_swaps
 
@@ -308,7 +309,7 @@ def validation_loss(loss_fn, shard: list[Example], pad_id: int, acc, max_tokens:
 
     `loss_fn` is an `AnswerLoss` or a (peft) model, which is then wrapped in one.
     """
-    from strategies.lora.answer_loss import AnswerLoss, summed_loss
+    from strategies.lora.answer_loss import AnswerLoss, summed_loss  # torch, on first use
 
     if not isinstance(loss_fn, AnswerLoss):
         loss_fn = AnswerLoss(loss_fn)

@@ -21,6 +21,7 @@ from core.qa import split_validation
 from core.types import Answer, Corpus, PrepareReport, QAPair
 from core.untrusted.paths import find_file
 from strategies.base import GenerativeStrategy, RunCancelled
+from strategies.lora.corpus_facts import HeldOut, corpus_fact_pairs
 from strategies.lora.data import (
     RaftStats,
     chunk_examples,
@@ -30,6 +31,7 @@ from strategies.lora.data import (
 )
 from strategies.lora.loop import train_adapter
 from strategies.lora.settings import LoraStrategyConfig
+from strategies.rag import RagConfig, RagStrategy
 from strategies.registry import register_strategy
 
 
@@ -110,8 +112,6 @@ class LoraStrategy(GenerativeStrategy):
         cfg = self.config
         if cfg.data != "pairs+corpus":
             return []
-        from strategies.lora.corpus_facts import HeldOut, corpus_fact_pairs
-
         guard = HeldOut([*self.ctx.held_out, *train])
         result = corpus_fact_pairs(
             corpus,
@@ -158,8 +158,6 @@ class LoraStrategy(GenerativeStrategy):
         return out, info
 
     def _raft_examples(self, corpus: Corpus, pairs: list[QAPair]):
-        from strategies.rag import RagConfig, RagStrategy
-
         gen, cfg = self.ctx.generator, self.config
         # The retriever RAG answers with, composed rather than copied; its own work folder so
         # it never shares an index file with a `rag` strategy of the same run.

@@ -20,7 +20,10 @@ from eval.stats.decision import (
     prob_best,
 )
 from eval.stats.paired import paired_test
+from eval.views.format import ColumnSpec
 from eval.views.run_view import RunView, higher_is_better, metric_names, seed_of
+from eval.views.run_view import money as short_money
+from eval.views.verdict.stability import stability, stability_frame, stability_sentences
 
 # Axes of the quality-cost chart beyond the stored costs (key -> title); lower is better.
 PER_RIGHT_AXES: dict[str, str] = {
@@ -158,12 +161,10 @@ def cost_per_right_frame(
 
 def per_right_text(money: float | None, none_right: bool, currency: str = "USD") -> str:
     """A cost per right answer as text: money, or "none right" where nothing was right."""
-    from eval.views.run_view import money as fmt
-
     bad = money is None or (isinstance(money, float) and not math.isfinite(money))
     if none_right or bad:
         return NONE_RIGHT
-    return fmt(float(money), currency)
+    return short_money(float(money), currency)
 
 
 def decision_figures(
@@ -212,12 +213,12 @@ def _span(value: float | None, low: float | None, high: float | None, fmt) -> st
 def per_right_cells(row: dict[str, Any], currency: str = "USD") -> tuple[str, str]:
     """(money, machine-seconds) per right answer of one `cost_per_right_frame` row, as text with
     their 95% intervals, or "none right" for both where nothing was right."""
-    from eval.views.run_view import money as fmt
-
     if row.get("none_right") or row.get("money") is None:
         return NONE_RIGHT, NONE_RIGHT
     return (
-        _span(row["money"], row["money_low"], row["money_high"], lambda x: fmt(x, currency)),
+        _span(
+            row["money"], row["money_low"], row["money_high"], lambda x: short_money(x, currency)
+        ),
         _span(row["seconds"], row["seconds_low"], row["seconds_high"], lambda x: f"{x:.2f} s"),
     )
 
@@ -226,8 +227,6 @@ def add_cost_per_right(
     data: dict[str, Any], cols: list, view: RunView, monthly_volume: int, months: int
 ) -> None:
     """Cost-table columns: money and machine-seconds per right answer, by `data["name"]`."""
-    from eval.views.format import ColumnSpec
-
     frame = cost_per_right_frame(view, monthly_volume, months)
     rows = {
         r["strategy"]: r for r in frame.astype(object).where(frame.notna(), None).to_dict("records")
@@ -250,8 +249,6 @@ def add_cost_per_right(
 
 def add_prob_best(data: dict[str, Any], cols: list, chances: dict[str, float], metric: str) -> None:
     """Quality-table column: each strategy's chance of the best `metric`, by `data["name"]`."""
-    from eval.views.format import ColumnSpec
-
     data["prob_best"] = [chances.get(n, math.nan) for n in data["name"]]
     cols.append(
         ColumnSpec(
@@ -290,12 +287,10 @@ def with_per_right(
 
 def per_right_reason(table: pd.DataFrame, choice: str | None, currency: str = "USD") -> str:
     """Why the choice is the cheapest per right answer, in one sentence."""
-    from eval.views.run_view import money as fmt
-
     if choice is None:
         return "Ranked by cost per right answer: no strategy meets the bar."
     value = float(table.set_index("strategy").loc[choice, "per_right"])
-    cost = NONE_RIGHT if math.isinf(value) or math.isnan(value) else fmt(value, currency)
+    cost = NONE_RIGHT if math.isinf(value) or math.isnan(value) else short_money(value, currency)
     return (
         f"Ranked by cost per right answer: {choice} costs {cost} per right answer, the least "
         "among the strategies meeting the bar."
@@ -352,8 +347,6 @@ def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 1
         money, secs = per_right_cells(row, view.currency())
         cost = NONE_RIGHT if row["none_right"] else f"{money}, {secs}"
         lines.append(f"  {s}: {cost} ({row['right']} of {row['n']} right)")
-    from eval.views.verdict.stability import stability, stability_frame, stability_sentences
-
     st = stability(view, first) if first else None
     if st is not None:
         lines.append(" ".join(stability_sentences(view, first)))

@@ -26,7 +26,9 @@ from eval.metrics import metric_label
 from eval.run.oracle import OracleReading
 from eval.stats.power import PowerLine, power_line
 from eval.store.rows import RunMeta
-from eval.views.run_view import baseline_name, has_role
+from eval.views.run_view import baseline_name, format_interval, has_role
+from eval.views.tables import render_table
+from eval.views.tuning import tuning_notes
 from strategies import get_strategy_class
 
 
@@ -187,7 +189,6 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
                 f"{reading}: the generator, not the strategy, limits every score; a stronger "
                 "model raises them all."
             )
-    from eval.views.tuning import tuning_notes
 
     d.headline.extend(tuning_notes(view.run))  # an untuned arm, a tuning gain within noise
     d.contended = {r.strategy: bool(r.cost.contended) for r in view.main}
@@ -232,8 +233,6 @@ def power_rows(d: Diagnostics) -> list[dict[str, str]]:
 
 def render_diagnostics(d: Diagnostics) -> str:
     """The diagnostics as text for the CLI: headline, oracle ceiling, cells, advice, power."""
-    from eval.views.run_view import format_interval
-    from eval.views.tables import render_table
 
     label = metric_label(d.metric)
     out = [f"Verdict diagnostics (an answer is right when {label} >= {d.threshold:g})"]
