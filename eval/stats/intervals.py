@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from eval.stats.groups import group_codes, group_sums, n_groups
 
 
 @dataclass
@@ -22,24 +24,32 @@ class Interval:
 def bootstrap_ci(
     scores: Sequence[float | None],
     *,
+    groups: Sequence[Hashable] | None = None,
     confidence: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> Interval:
     """Mean of the non-None scores and its percentile bootstrap interval.
 
-    Resamples questions with replacement, seeded, so the same scores give the same interval.
-    No scores -> all None; one score -> a zero-width interval.
+    `groups` (one label per score, eval.stats.groups) makes it a cluster bootstrap: whole
+    groups are drawn with replacement and each resample's mean is its questions' mean (the
+    ratio of the drawn groups' sums to their sizes). Without groups every question is its own
+    group, the plain bootstrap. Seeded, so the same scores give the same interval.
+    No scores -> all None; one score (or one group) -> a zero-width interval.
     """
-    x = np.asarray([s for s in scores if s is not None], dtype=np.float64)
+    keep = [i for i, s in enumerate(scores) if s is not None]
+    x = np.asarray([scores[i] for i in keep], dtype=np.float64)
     if x.size == 0:
         return Interval(None, None, None, 0)
     mean = float(x.mean())
-    if x.size == 1:
-        return Interval(mean, mean, mean, 1)
+    codes = group_codes(None if groups is None else [groups[i] for i in keep], x.size)
+    g = n_groups(codes)
+    if g == 1:
+        return Interval(mean, mean, mean, int(x.size))
+    sums, sizes = group_sums(x, codes), np.bincount(codes).astype(np.float64)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(n_resamples, x.size))
-    means = x[idx].mean(axis=1)
+    idx = rng.integers(0, g, size=(n_resamples, g))
+    means = sums[idx].sum(axis=1) / sizes[idx].sum(axis=1)
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return Interval(mean, float(low), float(high), int(x.size))

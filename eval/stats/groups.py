@@ -1,0 +1,48 @@
+"""Independent units for the statistics: questions drawn from one source passage, or
+near-duplicates of each other (core.qa.group_ids), are not independent draws, so every
+interval, test and chance of being best here resamples or flips whole groups. A question
+without a group is its own group, which gives back the per-question statistics exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+
+
+def group_codes(labels: Sequence[Hashable] | None, n: int) -> np.ndarray:
+    """Integer codes 0..G-1 (in order of first appearance) of `n` questions' group labels;
+    None gives every question its own group."""
+    if labels is None:
+        return np.arange(n)
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} group labels for {n} values")
+    seen: dict[Hashable, int] = {}
+    return np.asarray([seen.setdefault(g, len(seen)) for g in labels], dtype=np.int64)
+
+
+def labels_of(qids: Sequence[str], groups: Mapping[str, str] | None) -> list[str] | None:
+    """The group label of each qid (a qid missing from `groups` is its own), None without
+    groups."""
+    if groups is None:
+        return None
+    return [groups.get(q, q) for q in qids]
+
+
+def n_groups(codes: np.ndarray) -> int:
+    return int(codes.max()) + 1 if codes.size else 0
+
+
+def group_sums(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Sum of `values` within each group, indexed by code."""
+    return np.bincount(codes, weights=values, minlength=n_groups(codes))
+
+
+def resample_weights(codes: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+    """(n_resamples, n) weights of each question in a cluster bootstrap resample, seeded: G
+    groups are drawn with replacement and every question counts as often as its group was
+    drawn. With singleton groups this is the ordinary bootstrap's counts (same draws)."""
+    g = n_groups(codes)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(g, np.full(g, 1.0 / g), size=n_resamples).astype(np.float64)
+    return counts[:, codes]
