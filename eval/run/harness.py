@@ -257,7 +257,13 @@ class _Comparison:
                 ProgressEvent("judge", strategy=label, done=done, total=total)
             )
         measured.result.metrics = score(
-            measured.answers, config.metrics, self.embedder, resamples, seed, self.judge
+            measured.answers,
+            config.metrics,
+            self.embedder,
+            resamples,
+            seed,
+            self.judge,
+            self.bench.inputs.groups,  # whole source-passage / near-duplicate groups resampled
         )
         if self.judge is not None:  # the judge's cost, apart from the strategy's own
             measured.result.extras.judge = attach_verdicts(self.judge, measured.answers)

@@ -9,11 +9,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy.stats import binomtest
 
-from eval.stats.groups import group_codes, group_sums, labels_of, n_groups, resample_weights
+from eval.stats.groups import (
+    group_codes,
+    group_sums,
+    labels_of,
+    n_groups,
+    resample_weights,
+    small_sample_scale,
+    widen,
+)
 from eval.stats.paired import sign_flip_p
 
 
@@ -168,7 +177,9 @@ def effect_size(
     sq = w @ (d * d) / total
     var = np.maximum(sq - means**2, 0.0) * total / np.maximum(total - 1, 1)
     alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    g = n_groups(group_codes(groups, n))
+    ends = np.quantile(means, [alpha, 1.0 - alpha])  # widened as bootstrap_ci widens its own
+    low, high = widen(mean, ends, small_sample_scale(g, confidence), d.min(), d.max())
     if sd == 0.0:
         return EffectSize(n, mean, float(low), float(high), None, None, None)
     # rounding leaves a spread of ~1e-17 where every difference is equal: that is no spread
@@ -252,3 +263,74 @@ def cost_per_right(
     )
     s_lo, s_hi = np.quantile(ratio(sec_means + seconds_fixed, shares), q, method="inverted_cdf")
     return CostPerRight(k, n, money, float(m_lo), float(m_hi), secs, float(s_lo), float(s_hi))
+
+
+def pair_test(
+    a: Mapping[str, float],
+    b: Mapping[str, float],
+    groups: Mapping[str, str] | None = None,
+    *,
+    seed: int = 0,
+    n_flips: int = 10_000,
+    effect_resamples: int | None = 2000,
+) -> dict[str, Any]:
+    """The paired test of a − b ({qid: score} each) on the questions both scored, the one every
+    view and the calibration run: McNemar for binary scores (`mcnemar_grouped`), else the
+    sign-flip permutation test over whole groups. Keys: n, groups, test, p_value and, unless
+    `effect_resamples` is None, the effect size (diff with its interval, d_z with its)."""
+    common = common_questions({"a": a, "b": b})
+    pa, pb = [a[q] for q in common], [b[q] for q in common]
+    labels = labels_of(common, groups) or list(common)
+    diffs = np.asarray(pa, dtype=np.float64) - np.asarray(pb, dtype=np.float64)
+    g = len(set(labels))
+    if common and is_binary(pa + pb):
+        p, test = mcnemar_grouped(diffs, labels, n_resamples=n_flips, seed=seed)
+    elif common:
+        codes = group_codes(labels, len(common))
+        p, _ = sign_flip_p(group_sums(diffs, codes), len(common), n_resamples=n_flips, seed=seed)
+        test = "sign-flip permutation" + (" (groups flipped)" if g < len(common) else "")
+    else:
+        p, test = None, "none"
+    row: dict[str, Any] = {"n": len(common), "groups": g, "test": test, "p_value": p}
+    if effect_resamples is not None:
+        eff = effect_size(diffs, groups=labels, n_resamples=effect_resamples, seed=seed)
+        row |= {"diff": eff.mean_diff, "diff_low": eff.low, "diff_high": eff.high}
+        row |= {"d_z": eff.d_z, "d_z_low": eff.d_low, "d_z_high": eff.d_high}
+    else:
+        row["diff"] = float(diffs.mean()) if common else None
+    return row
+
+
+def pairwise_family(
+    scores: Mapping[str, Mapping[str, float]],
+    groups: Mapping[str, str] | None = None,
+    *,
+    alpha: float = 0.05,
+    seed: int = 0,
+    n_flips: int = 10_000,
+    effect_resamples: int | None = 2000,
+) -> list[dict[str, Any]]:
+    """`pair_test` for every pair of strategies in `scores` (a before b in its order), with
+    Holm's step-down over all of them: `p_holm`, `holm_over` (the family's size) and
+    `significant` (p_holm < alpha). All pairs rather than the comparisons with the observed
+    best, whose family is picked by the data (see eval.views.verdict.confidence)."""
+    names = list(scores)
+    rows = [
+        {"a": x, "b": y}
+        | pair_test(
+            scores[x],
+            scores[y],
+            groups,
+            seed=seed,
+            n_flips=n_flips,
+            effect_resamples=effect_resamples,
+        )
+        for i, x in enumerate(names)
+        for y in names[i + 1 :]
+    ]
+    adjusted = holm([row["p_value"] for row in rows])
+    size = sum(p is not None for p in adjusted)
+    for row, ph in zip(rows, adjusted, strict=True):
+        row["p_holm"], row["holm_over"] = ph, size
+        row["significant"] = ph is not None and ph < alpha
+    return rows

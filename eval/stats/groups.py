@@ -5,9 +5,12 @@ without a group is its own group, which gives back the per-question statistics e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
+from statistics import NormalDist
 
 import numpy as np
+from scipy.stats import t as student_t
 
 
 def group_codes(labels: Sequence[Hashable] | None, n: int) -> np.ndarray:
@@ -46,3 +49,21 @@ def resample_weights(codes: np.ndarray, n_resamples: int, seed: int) -> np.ndarr
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(g, np.full(g, 1.0 / g), size=n_resamples).astype(np.float64)
     return counts[:, codes]
+
+
+def small_sample_scale(g: int, confidence: float = 0.95) -> float:
+    """How much to widen a percentile bootstrap interval of a mean over `g` independent groups:
+    sqrt(g / (g - 1)) undoes the bootstrap's variance (it divides by g, not g - 1) and
+    t[g-1] / z widens it as Student's t does for an estimated spread. Both tend to 1 as g
+    grows (1.004 at 400 groups, 1.074 at 25); without them 25 clustered groups gave 91%
+    coverage for a "95%" interval (eval.stats.calibration)."""
+    if g < 2:
+        return 1.0
+    q = 1.0 - (1.0 - confidence) / 2.0
+    return math.sqrt(g / (g - 1)) * float(student_t.ppf(q, g - 1)) / NormalDist().inv_cdf(q)
+
+
+def widen(center: float, ends: np.ndarray, scale: float, lo: float, hi: float) -> np.ndarray:
+    """Interval ends moved away from `center` by `scale`, kept inside [lo, hi] (the data's
+    range: a mean cannot leave it)."""
+    return np.clip(center + (np.asarray(ends) - center) * scale, lo, hi)

@@ -27,16 +27,11 @@ import pandas as pd
 
 from eval.metrics import DEFAULT_METRIC, metric_label
 from eval.stats.decision import (
-    common_questions,
     cost_per_right,
-    effect_size,
-    holm,
-    is_binary,
-    mcnemar_grouped,
+    pairwise_family,
     prob_best,
 )
 from eval.stats.groups import labels_of
-from eval.stats.paired import paired_test
 from eval.views.run_view import RunView, higher_is_better, metric_names, seed_of
 
 # Axes of the quality-cost chart beyond the stored costs (key -> title); lower is better.
@@ -91,44 +86,23 @@ def _units(view: RunView) -> str:
     return f"the {n} test questions" + (f" ({g} independent groups)" if g != n else "")
 
 
-def _pair_row(view: RunView, metric: str, a: str, b: str) -> dict[str, Any]:
-    """The paired test and effect size of a − b on the questions both scored."""
-    sa, sb = view.scores(a, metric), view.scores(b, metric)
-    common = common_questions({"a": sa, "b": sb})
-    pa, pb = [sa[q] for q in common], [sb[q] for q in common]
-    labels = labels_of(common, view.groups())
-    diffs = [x - y for x, y in zip(pa, pb, strict=True)]
-    seed = seed_of(view)
-    if common and is_binary(pa + pb):
-        p, test = mcnemar_grouped(diffs, labels, seed=seed)
-    else:
-        test = "sign-flip permutation" + (
-            " (groups flipped)" if len(set(labels)) < len(labels) else ""
-        )
-        p = paired_test(sa, sb, metric=metric, groups=view.groups(), seed=seed).p_value
-    eff = effect_size(diffs, groups=labels, n_resamples=_resamples(view), seed=seed)
-    return (
-        {"metric": metric, "a": a, "b": b, "n": eff.n, "groups": len(set(labels)), "test": test}
-        | {"diff": eff.mean_diff, "diff_low": eff.low, "diff_high": eff.high}
-        | {"d_z": eff.d_z, "d_z_low": eff.d_low, "d_z_high": eff.d_high, "p_value": p}
-    )
-
-
 def paired_family(view: RunView, metric: str, *, alpha: float = 0.05) -> pd.DataFrame:
-    """Every pair of main strategies on `metric` (see PAIR_COLUMNS; diff = a − b): McNemar's
-    test for binary scores (exact, or with groups flipped where questions cluster), else the
-    sign-flip permutation test on whole groups; `p_holm` is Holm's step-down over all the pairs
-    (`holm_over` of them, see the module docstring) and `significant` reads it. Computed once
-    per view and metric."""
+    """Every pair of main strategies on `metric` (see PAIR_COLUMNS; diff = a − b), from
+    `eval.stats.decision.pairwise_family`: McNemar's test for binary scores (exact, or with
+    groups flipped where questions cluster), else the sign-flip permutation test on whole
+    groups; `p_holm` is Holm's step-down over all the pairs (`holm_over` of them, see the module
+    docstring) and `significant` reads it. Computed once per view and metric."""
     key = ("paired_family", metric, alpha)
     if key not in view.memo:
-        names = [r.strategy for r in view.main if view.scores(r.strategy, metric)]
-        rows = [_pair_row(view, metric, a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-        adjusted = holm([row["p_value"] for row in rows])
-        for row, ph in zip(rows, adjusted, strict=True):
-            row["p_holm"], row["holm_over"] = ph, sum(p is not None for p in adjusted)
-            row["significant"] = ph is not None and ph < alpha
-        view.memo[key] = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+        scores = {r.strategy: view.scores(r.strategy, metric) for r in view.main}
+        rows = pairwise_family(
+            {k: v for k, v in scores.items() if v},
+            view.groups(),
+            alpha=alpha,
+            seed=seed_of(view),
+            effect_resamples=_resamples(view),
+        )
+        view.memo[key] = pd.DataFrame([{"metric": metric} | r for r in rows], columns=PAIR_COLUMNS)
     return view.memo[key]
 
 
