@@ -147,8 +147,10 @@ with overview:
             )
             st.caption(
                 "diff = strategy − best, with its 95% bootstrap interval; d_z = mean difference "
-                "/ SD of the differences. McNemar's exact test for right/wrong scores, the "
-                "sign-flip test otherwise; p_holm corrects for the number of comparisons."
+                "/ SD of the differences. McNemar's test for right/wrong scores, the sign-flip "
+                "test otherwise, both over whole groups of questions (one source passage or "
+                "near-duplicates); p_holm corrects over every pair of strategies, the same "
+                "tests the headline reads."
             )
     st_split = stability(view, metric)
     if st_split is not None:

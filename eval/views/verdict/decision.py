@@ -103,8 +103,10 @@ def decide(
             f"({money(row.monthly_cost, cur)} a month for {monthly_volume:,} questions)."
         )
     groups = view.n_groups()
-    units = f" ({groups} independent groups)" if groups != n_questions else ""
-    reasons = [f"Quality: {quality(c)} on {n_questions} test questions{units}."]
+    reasons = [
+        f"Quality: {quality(c)} on {n_questions} test questions in {groups} independent "
+        "groups (questions of one source passage or near-duplicates count as one)."
+    ]
     chance = best_sentence(view, metric)
     if chance:
         reasons.append(f"Chance of being best: {chance}")
