@@ -277,3 +277,68 @@ def test_calibration_on_a_runs_own_scores_swaps_labels_within_groups():
     cal = calibrate_scores(scores, groups, Settings(runs=150, resamples=300, flips=300))
     assert (cal.questions, cal.groups, cal.strategies) == (30, 15, 2)
     assert cal.within_goals, cal.lines()
+
+
+def test_calibrate_command_prints_false_winners_and_coverage(tmp_path, capsys):
+    from cli.main import main
+    from tests.test_dashboards import _store_run
+
+    store, run_id = _store_run(tmp_path)
+    out = tmp_path / "cal.json"
+    code = main(
+        ["calibrate", run_id, "--store", str(store.path), "--runs", "40", "--json", str(out)]
+    )
+    text = capsys.readouterr().out
+    assert code == 0
+    assert text.count("false winners: ") == 2 and text.count("interval coverage: ") == 2
+    assert "4 strategies, 20 questions in 20 groups" in text  # an old run: singletons
+    assert "synthetic clustered, binary (McNemar)" in text
+    import json
+
+    data = json.loads(out.read_text())
+    assert data["own"]["false_winners"]["trials"] == 40
+    assert main(["calibrate", run_id, "--store", str(store.path), "--metric", "nope"]) == 2
+
+
+def test_a_run_stores_its_test_groups_and_its_intervals_resample_them(mini_corpus, tmp_path):
+    import json
+
+    from eval.config import RunConfig
+    from eval.run.harness import run_comparison
+    from eval.store.runs import RunStore
+    from eval.views import RunView
+
+    corpus, qa = mini_corpus
+    rows = [json.loads(line) for line in qa.read_text().splitlines()]
+    for i, row in enumerate(rows):  # the first six pairs come from two passages
+        if i < 6:
+            row["passage"] = f"passage {i // 3}"
+    qa.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cfg = RunConfig.from_dict(
+        {
+            "corpus": str(corpus),
+            "qa": str(qa),
+            "strategies": ["fake", "fake2"],
+            "tuning": {"budget": "off"},
+            "metrics": ["f1"],
+            "split": {"test_fraction": 0.6, "seed": 3},
+            "store_path": str(tmp_path / "runs.sqlite"),
+            "workdir": str(tmp_path / "work"),
+            "bootstrap_resamples": 300,
+            "retention_questions": 0,
+        }
+    )
+    store = RunStore(cfg.store_path)
+    run = store.get_run(run_comparison(cfg, store=store))
+    split = run.meta["split"]
+    assert set(split["groups"]) == set(split["test_ids"])
+    by_passage = {r["id"]: f"passage {i // 3}" for i, r in enumerate(rows) if i < 6}
+    for q in split["test_ids"]:  # questions of one passage share a group id, others their own
+        same = [p for p in split["test_ids"] if by_passage.get(p, p) == by_passage.get(q, q)]
+        assert {split["groups"][p] for p in same} == {split["groups"][q]}
+    view = RunView.load(store, run.id)
+    assert view.n_groups() == len(set(split["groups"].values())) < len(split["test_ids"])
+    scores = view.scores("fake", "f1")
+    labels = [split["groups"][q] for q in scores]
+    want = bootstrap_ci(list(scores.values()), groups=labels, n_resamples=300, seed=3)
+    assert view.result("fake").metrics["f1"] == want.to_dict()

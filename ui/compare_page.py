@@ -99,6 +99,11 @@ sbs = views.side_by_side(view)
 with overview:
     for sentence in diag.headline:  # said before any ranking
         st.warning(prose(sentence))
+    st.caption(
+        f"Test set: {len(view.qids())} questions in {view.n_groups()} independent groups "
+        "(questions of one source passage, or near-duplicates, count as one: every interval "
+        "and test resamples whole groups; Holm's correction over every pair of strategies)."
+    )
     c1, c2, c3 = st.columns(3)
     volume = c1.number_input(
         "Questions per month",
