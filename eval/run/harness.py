@@ -282,7 +282,7 @@ class _Comparison:
         inputs = self.bench.inputs
         ctx = self.bench.context(cancelled=self.cancelled)
         record = measure_oracle(
-            self.config, ctx, inputs.corpus, inputs.test, self.gold, self.embedder
+            self.config, ctx, inputs.corpus, inputs.test, self.gold, self.embedder, inputs.groups
         )
         if record is not None:
             self.store.update_run(self.run_id, oracle=record.to_dict())

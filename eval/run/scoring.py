@@ -96,6 +96,7 @@ def rescore(
             embedder,
             n_resamples=config.bootstrap_resamples,
             seed=config.split.seed,
+            groups=run.meta.get("split", {}).get("groups"),
         )
         store.update_run(run_id, oracle=oracle.to_dict())
     rescore_retention(store, run_id)
