@@ -5,16 +5,21 @@ any script, stability with a failed re-split, and the calibration's bounds."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
 import pytest
+from rouge_score import rouge_scorer
 from scipy.stats import binomtest
 
+from cli.main import main
 from core.config import SplitConfig
 from core.qa import split_pairs, split_pairs_grouped
 from core.types import QAPair
+from eval.config import RunConfig
 from eval.metrics import rouge_l
+from eval.run.harness import run_comparison
 from eval.stats.calibration import Settings, Synthetic, calibrate_scores, calibrate_synthetic
 from eval.stats.decision import effect_size, mcnemar_exact, mcnemar_grouped, prob_best
 from eval.stats.groups import group_codes, small_sample_scale
@@ -26,6 +31,9 @@ from eval.stats.power import (
     power_line,
 )
 from eval.stats.stability import StabilityRecord, sentence, summarize
+from eval.store.runs import RunStore
+from eval.views import RunView
+from tests.test_dashboards import _store_run
 
 # --- the cluster bootstrap -----------------------------------------------------------------
 
@@ -147,8 +155,6 @@ def test_dz_interval_keeps_all_zero_resamples_and_includes_zero_with_the_mean():
 
 
 def test_rouge_l_reads_any_script_and_keeps_rouge_score_on_ascii():
-    from rouge_score import rouge_scorer
-
     assert rouge_l("Москва", "Москва") == 1.0
     assert rouge_l("café", "café") == 1.0
     assert rouge_l("Столица — Москва", "Москва") == pytest.approx(2 * 0.5 * 1 / 1.5)
@@ -280,8 +286,6 @@ def test_calibration_on_a_runs_own_scores_swaps_labels_within_groups():
 
 
 def test_calibrate_command_prints_false_winners_and_coverage(tmp_path, capsys):
-    from cli.main import main
-    from tests.test_dashboards import _store_run
 
     store, run_id = _store_run(tmp_path)
     out = tmp_path / "cal.json"
@@ -293,20 +297,12 @@ def test_calibrate_command_prints_false_winners_and_coverage(tmp_path, capsys):
     assert text.count("false winners: ") == 2 and text.count("interval coverage: ") == 2
     assert "4 strategies, 20 questions in 20 groups" in text  # an old run: singletons
     assert "synthetic clustered, binary (McNemar)" in text
-    import json
-
     data = json.loads(out.read_text())
     assert data["own"]["false_winners"]["trials"] == 40
     assert main(["calibrate", run_id, "--store", str(store.path), "--metric", "nope"]) == 2
 
 
 def test_a_run_stores_its_test_groups_and_its_intervals_resample_them(mini_corpus, tmp_path):
-    import json
-
-    from eval.config import RunConfig
-    from eval.run.harness import run_comparison
-    from eval.store.runs import RunStore
-    from eval.views import RunView
 
     corpus, qa = mini_corpus
     rows = [json.loads(line) for line in qa.read_text().splitlines()]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.types import Answer, Cost
-from eval import views as db
+from eval import views
 from eval.config import RunConfig
 from eval.records import CostSummary, PreparedRecord
 from eval.stats.intervals import bootstrap_ci
@@ -62,7 +62,7 @@ def _store(tmp_path, groups: dict[str, str] | None = GROUPS):
         ]
         store.save_strategy(run_id, result, answers)
     store.finish_run(run_id, "done")
-    return db.RunView.load(store, run_id), store
+    return views.RunView.load(store, run_id), store
 
 
 def test_a_significant_paired_gap_with_overlapping_intervals_is_the_headline(tmp_path):
@@ -80,13 +80,13 @@ def test_a_significant_paired_gap_with_overlapping_intervals_is_the_headline(tmp
     assert "(20 independent groups)" in line and "Holm's correction over 3 pairs" in line
 
     # the comparisons table says the same, with the same Holm p
-    sbs = db.side_by_side(view)
+    sbs = views.side_by_side(view)
     sig = sbs.significance.set_index("strategy")
     assert bool(sig.loc["system_prompt", "significant"])
     row = next(r for r in d.significant if {r["a"], r["b"]} == {"rag", "system_prompt"})
     assert sig.loc["system_prompt", "p_holm"] == pytest.approx(row["p_holm"])
     assert "(=)" not in sbs.display.set_index("Strategy").loc["system_prompt"].iloc[0]
-    text = verdict(view, sbs, db.break_even(view), "f1")
+    text = verdict(view, sbs, views.break_even(view), "f1")
     assert "significantly ahead of the next one" in text and "not significantly" not in text
 
     # the recommendation: system_prompt is cheapest meeting a low bar; the gap is significant
