@@ -26,7 +26,7 @@ from eval.metrics import metric_label
 from eval.run.oracle import OracleReading
 from eval.stats.power import PowerLine, power_line
 from eval.store.rows import RunMeta
-from eval.views.run_view import baseline_name, has_role, seed_of
+from eval.views.run_view import baseline_name, has_role, higher_is_better, seed_of
 from eval.views.verdict.confidence import paired_family, significant_pairs
 from strategies import get_strategy_class
 
@@ -132,6 +132,17 @@ def trained_on_corpus_pairs(view, strategy: str) -> bool:
     return view.result(strategy).config.get("data") == "pairs+corpus"
 
 
+def _gap_words(row: dict[str, Any], label: str, hib: bool) -> str:
+    """'rag ahead of lora by 0.083 F1 [0.031, 0.140], Holm p 0.006' for a winner − loser row
+    (for a lower-is-better metric the gap is loser − winner, so it reads positive too)."""
+    sign = 1.0 if hib else -1.0
+    gap, ends = sign * row["diff"], sorted((sign * row["diff_low"], sign * row["diff_high"]))
+    return (
+        f"{row['a']} ahead of {row['b']} by {gap:.3f} {label} [{ends[0]:.3f}, {ends[1]:.3f}], "
+        f"Holm p {row['p_holm']:.3g}"
+    )
+
+
 def _overlap(a: dict, b: dict) -> bool:
     return a["low"] <= b["high"] and b["low"] <= a["high"]
 
@@ -198,13 +209,7 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
         else:
             hidden = [r for r in d.significant if _overlap(ivs[r["a"]], ivs[r["b"]])]
             if hidden:  # the marginal intervals would suggest no difference: say there is one
-                gaps = "; ".join(
-                    f"{r['a']} ahead of {r['b']} by {abs(r['diff']):.3f} {label} "
-                    f"[{min(abs(r['diff_low']), abs(r['diff_high'])):.3f}, "
-                    f"{max(abs(r['diff_low']), abs(r['diff_high'])):.3f}], Holm p "
-                    f"{r['p_holm']:.3g}"
-                    for r in hidden
-                )
+                gaps = "; ".join(_gap_words(r, label, higher_is_better(metric)) for r in hidden)
                 d.headline.append(
                     f"Paired on the same {units}, with {holm_words}: {gaps}. Their separate 95% "
                     "intervals overlap, but the paired test removes what the questions share, "
