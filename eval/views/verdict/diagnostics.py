@@ -173,8 +173,10 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
         best = max(ivs, key=lambda s: ivs[s]["mean"])
         for r in results:
             if r.strategy != best:
-                d.power.append(
-                    power_line(
+                # simulated for the sign-flip test (about a second): once per view
+                key = ("power", r.strategy, best, metric, config.power_target)
+                if key not in view.memo:
+                    view.memo[key] = power_line(
                         view.scores(r.strategy, metric),
                         view.scores(best, metric),
                         names=(r.strategy, best),
@@ -183,7 +185,7 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
                         groups=view.groups(),
                         seed=seed_of(view),
                     )
-                )
+                d.power.append(view.memo[key])
         names = list(ivs)
         d.all_overlap = len(names) > 1 and all(
             _overlap(ivs[a], ivs[b]) for i, a in enumerate(names) for b in names[i + 1 :]
