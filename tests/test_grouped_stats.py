@@ -326,7 +326,7 @@ def test_a_run_stores_its_test_groups_and_its_intervals_resample_them(mini_corpu
     )
     store = RunStore(cfg.store_path)
     run = store.get_run(run_comparison(cfg, store=store))
-    split = run.meta["split"]
+    split = run.meta.split.to_dict()
     assert set(split["groups"]) == set(split["test_ids"])
     by_passage = {r["id"]: f"passage {i // 3}" for i, r in enumerate(rows) if i < 6}
     for q in split["test_ids"]:  # questions of one passage share a group id, others their own

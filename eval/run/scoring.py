@@ -80,7 +80,7 @@ def rescore(
         if result.status != "done":
             continue
         answers = store.get_answers(run_id, result.strategy)
-        groups = run.meta.get("split", {}).get("groups")  # None for runs stored before
+        groups = run.meta.split.groups  # empty for runs stored before: singletons
         summary = score(answers, metrics, embedder, resamples, seed, judge, groups)
         per_q = {m: {a.qid: a.scores[m] for a in answers} for m in metrics}
         details = None
@@ -96,7 +96,7 @@ def rescore(
             embedder,
             n_resamples=config.bootstrap_resamples,
             seed=config.split.seed,
-            groups=run.meta.get("split", {}).get("groups"),
+            groups=run.meta.split.groups,
         )
         store.update_run(run_id, oracle=oracle.to_dict())
     rescore_retention(store, run_id)

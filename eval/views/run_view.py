@@ -85,7 +85,7 @@ class RunView:
         """qid -> group id of every question of the run: the source passage or near-duplicate
         group the split stored (core.qa.group_ids); a question the run stored no group for
         (every question of runs stored before groups were) is its own group."""
-        stored = self.run.meta.get("split", {}).get("groups") or {}
+        stored = self.run.meta.split.groups
         return {q: str(stored.get(q, q)) for q in self.qids()}
 
     def n_groups(self, qids: list[str] | None = None) -> int:
