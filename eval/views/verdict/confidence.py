@@ -415,7 +415,7 @@ def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 1
                 f"  {row['strategy']} − {row['best']}: {row['diff']:+.3f} "
                 f"[{row['diff_low']:+.3f}, {row['diff_high']:+.3f}]{dz}; {row['test']} "
                 f"p = {row['p_value']:.3g}, Holm p = {row['p_holm']:.3g} over "
-                f"{row['holm_over']} pairs ({verdict})"
+                f"{row['holm_over']} pair{'s' if row['holm_over'] != 1 else ''} ({verdict})"
             )
     per = figures["cost_per_right"]
     lines.append(
