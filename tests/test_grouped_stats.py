@@ -79,8 +79,8 @@ def test_bootstrap_interval_is_the_widened_percentile_interval_and_wider_for_gro
 
 
 def test_prob_best_resamples_groups_jointly():
-    # b beats a by 1 on one group of three questions and loses by 1 on three singletons:
-    # drawn by group, b is best whenever the group is drawn more often than ... the singletons
+    # b is right on one group of three questions, a on three single questions: drawn by
+    # group, b is best when its group's three questions outnumber a's drawn singletons
     a = {f"q{i}": 0.0 for i in range(6)} | {"q3": 1.0, "q4": 1.0, "q5": 1.0}
     b = {f"q{i}": 0.0 for i in range(6)} | {"q0": 1.0, "q1": 1.0, "q2": 1.0}
     groups = {"q0": "g", "q1": "g", "q2": "g"}
