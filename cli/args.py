@@ -15,7 +15,18 @@ def parser(prog: str = "adaptlab") -> argparse.ArgumentParser:
     """Every subcommand and its flags (`prog`: the name usage lines show)."""
     p = argparse.ArgumentParser(prog=prog, description="AdaptLab comparisons")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_run, _stored_run, _compare, _generate_qa, _tuning, _queue, _rescore, _track, _app):
+    for add in (
+        _run,
+        _stored_run,
+        _compare,
+        _calibrate,
+        _generate_qa,
+        _tuning,
+        _queue,
+        _rescore,
+        _track,
+        _app,
+    ):
         add(sub)
     return p
 
@@ -104,6 +115,20 @@ def _stored_run(sub: argparse._SubParsersAction) -> None:
         if name == "export":
             sp.add_argument("--format", choices=["json", "csv"], default="json")
             sp.add_argument("-o", "--output", help="file to write (default: stdout)")
+
+
+def _calibrate(sub: argparse._SubParsersAction) -> None:
+    ca = sub.add_parser(
+        "calibrate",
+        help="run the decision procedure on null data built from a stored run's scores and on "
+        "synthetic clustered data: the share of false winners and the intervals' coverage",
+    )
+    ca.add_argument("run_id")
+    ca.add_argument("--store", default=RunConfig().store_path)
+    ca.add_argument("--metric", default="f1", help="metric whose scores are used (default: f1)")
+    ca.add_argument("--runs", type=int, default=400, help="null data sets per check")
+    ca.add_argument("--seed", type=int, default=0)
+    ca.add_argument("--json", help="also write the figures as JSON to this file")
 
 
 def _compare(sub: argparse._SubParsersAction) -> None:

@@ -7,6 +7,7 @@ current folder; the defaults (`sample_data/...`) fall back to the sample bundled
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -22,11 +23,13 @@ from eval.events import ProgressEvent
 from eval.metrics import default_metrics
 from eval.run.inputs import read_corpus
 from eval.run.scoring import rescore
+from eval.stats.calibration import Settings, Synthetic, calibrate_scores, calibrate_synthetic
+from eval.stats.decision import is_binary
 from eval.store.runs import RunNotFound, RunStore
-from eval.views import RunView
 from eval.views.html_report import html_report
 from eval.views.judge import agreement_summary, judge_summary
 from eval.views.run_compare import compare_data, render_compare
+from eval.views.run_view import RunView, check_metric
 from eval.views.tables import render_run, run_summary
 from eval.views.tuning import tuned_config_yaml, tuning_records
 from eval.views.verdict.confidence import render_decision
@@ -271,6 +274,8 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
                 Path(args.output).write_text(text, encoding="utf-8")
             else:
                 sys.stdout.write(text)
+        elif args.command == "calibrate":
+            print(_calibrate(store, args))
         elif args.command == "compare":
             print(compare_text(store, args) if args.run_b is None else _compare_runs(store, args))
         elif args.command == "rescore":
@@ -290,6 +295,30 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _calibrate(store: RunStore, args: argparse.Namespace) -> str:
+    """`adaptlab calibrate RUN_ID`: the decision procedure on the run's own scores made null,
+    and on synthetic clustered data like it (eval.stats.calibration)."""
+    if args.runs < 10:
+        raise ValueError("--runs must be at least 10")
+    view = RunView.load(store, args.run_id)
+    check_metric(view, args.metric)
+    scores = {r.strategy: view.scores(r.strategy, args.metric) for r in view.main}
+    scores = {k: v for k, v in scores.items() if v}
+    if len(scores) < 2:
+        raise ValueError(f"run {args.run_id} has fewer than two strategies scored on {args.metric}")
+    settings = Settings(runs=args.runs, seed=args.seed)
+    own = calibrate_scores(scores, view.groups(), settings, f"run {view.run.id}, {args.metric}")
+    binary = is_binary([v for s in scores.values() for v in s.values()])
+    # as many groups and strategies as the run, the same kind of score, groups of 1-3 or more
+    size = max(3, round(2 * own.questions / max(1, own.groups)) - 1)
+    like = Synthetic(groups=max(2, own.groups), max_size=size, strategies=len(scores))
+    synth = calibrate_synthetic(dataclasses.replace(like, binary=binary), settings)
+    if args.json:
+        data = {"own": own.to_dict(), "synthetic": synth.to_dict()}
+        Path(args.json).write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return "\n".join(own.lines() + synth.lines())
 
 
 def _compare_runs(store: RunStore, args: argparse.Namespace) -> str:

@@ -275,18 +275,36 @@ def near_duplicate_groups(
     return list(groups.values())
 
 
+def group_ids(pairs: list[QAPair], groups: list[list[int]]) -> dict[str, str]:
+    """qid -> the id of its group (the id of the group's first member), from
+    `near_duplicate_groups`' index groups: what the statistics resample or flip as one unit,
+    since questions from one passage, or near-duplicates, are not independent."""
+    return {pairs[i].id: pairs[g[0]].id for g in groups for i in g}
+
+
 def split_pairs(
     pairs: list[QAPair], config: SplitConfig, check: Callable[[], None] | None = None
 ) -> tuple[list[QAPair], list[QAPair]]:
+    """Seeded (train, test) split with near-duplicate questions kept on one side (see
+    `split_pairs_grouped`, which also gives each question's group)."""
+    train, test, _ = split_pairs_grouped(pairs, config, check)
+    return train, test
+
+
+def split_pairs_grouped(
+    pairs: list[QAPair], config: SplitConfig, check: Callable[[], None] | None = None
+) -> tuple[list[QAPair], list[QAPair], dict[str, str]]:
     """Seeded (train, test) split with near-duplicate questions kept on one side.
 
     Shuffled whole groups go to test while they fit in round(n * test_fraction) pairs (at least
     one test and one train pair when there are two groups or more); each side keeps the input
-    order. The same pairs and config always give the same split.
+    order. The same pairs and config always give the same split. The third item maps every
+    qid to its group id (`group_ids`).
     """
     groups = near_duplicate_groups(pairs, config.near_duplicate_jaccard, check)
+    ids = group_ids(pairs, groups)
     if len(groups) < 2:
-        return list(pairs), []
+        return list(pairs), [], ids
     random.Random(config.seed).shuffle(groups)
     n = len(pairs)
     want = min(max(1, round(n * config.test_fraction)), n - 1)
@@ -300,7 +318,7 @@ def split_pairs(
         test_idx.update(min(groups, key=len))
     train = [p for i, p in enumerate(pairs) if i not in test_idx]
     test = [p for i, p in enumerate(pairs) if i in test_idx]
-    return train, test
+    return train, test, ids
 
 
 def split_validation(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import string
+import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,16 +123,30 @@ def exact_match_score(prediction: str, ground_truth: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(ground_truth))
 
 
+class UnicodeWords:
+    """rouge-score's tokenizer made Unicode-aware: lower-cased (NFC) runs of letters and
+    digits in any script. rouge-score keeps only [a-z0-9], so "Москва" or "café" lost every
+    letter and scored 0; on ASCII text the tokens are exactly rouge-score's (its letters and
+    digits, the underscore a separator), so its published results stand there."""
+
+    _SEP = re.compile(r"[\W_]+")
+
+    def tokenize(self, text: str) -> list[str]:
+        text = unicodedata.normalize("NFC", text).lower()
+        return [t for t in self._SEP.split(text) if t]
+
+
 @functools.cache
 def _rouge_scorer():
     from rouge_score import rouge_scorer
 
     # No stemmer: answers are short spans, and the SQuAD metrics beside it do not stem either.
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False, tokenizer=UnicodeWords())
 
 
 def rouge_l(prediction: str, ground_truth: str) -> float:
-    """ROUGE-L F-measure from Google's `rouge-score` package (its own tokenizer, no stemming)."""
+    """ROUGE-L F-measure from Google's `rouge-score` package (its LCS scoring, no stemming),
+    tokenized by `UnicodeWords` so that answers in any script score."""
     return float(_rouge_scorer().score(ground_truth, prediction)["rougeL"].fmeasure)
 
 

@@ -309,7 +309,10 @@ def test_compare_why_tab_shows_oracle_attribution_and_power(app, stored_run):
     power = frame(app, "Detectable gap (MDD)")
     assert len(power) == 2 and power["n"].astype(int).gt(0).all()  # each against the best
     caps = texts(app.caption)  # the tiny model scores 0 everywhere: no spread to judge from
-    assert "questions detect a gap of" in caps or "no spread to judge power" in caps
+    assert any(
+        words in caps
+        for words in ("questions detect a gap of", "cannot detect any gap", "no spread to judge")
+    )
     assert "contended" in frame(app, "monthly").columns  # the flag sits with the costs
 
 

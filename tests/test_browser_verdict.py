@@ -108,7 +108,10 @@ def test_why_tab_shows_attribution_and_power(served_run, page, tmp_path):
     header = rows[0]
     assert "Detectable gap (MDD)" in header, header
     assert len(rows) == len(STRATEGIES)  # header + each strategy against the best
-    caption = page.get_by_text(re.compile(r"8 questions detect a gap of|no spread to judge"))
+    # power for the test the comparison runs: 8 questions may detect no gap at all
+    caption = page.get_by_text(
+        re.compile(r"8 questions (detect a gap of|cannot detect any gap)|no spread to judge")
+    )
     assert caption.count() >= 1
     paths = [tmp_path / "page-compare-why.png"]
     if SCREENSHOTS:

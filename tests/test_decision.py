@@ -7,6 +7,7 @@ import pytest
 from eval import views
 from eval.views.display import cost_table, quality_table
 from eval.views.format import display_name, money, times
+from eval.views.verdict.confidence import comparisons
 from eval.views.verdict.decision import decide
 from tests.test_dashboards import _store_run
 
@@ -40,7 +41,9 @@ def test_recommended_cheaper_strategy_is_reconciled_with_the_most_accurate(view)
     assert display_name("lora") in d.headline and "$0.28 a month" in d.headline
     bridge = next(s for s in d.reasons if "most accurate" in s)
     assert "so " + display_name("lora") + " is recommended" in bridge
-    assert "p = 0.003" in bridge
+    # the Holm-adjusted p of the comparisons table (over all six pairs), not the raw 0.003
+    p_holm = comparisons(view, "f1", "rag").set_index("strategy").loc["lora", "p_holm"]
+    assert f"Holm-adjusted p = {p_holm:.2f}" in bridge and "p = 0.01" in bridge
     assert d.runner_up.startswith("Runner-up: ")
     assert "pays off" in (d.fine_tuning or "")
     assert "loses some, from 0.350 to 0.300" in text

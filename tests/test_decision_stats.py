@@ -17,6 +17,7 @@ from eval.views.verdict.confidence import (
     comparisons,
     cost_per_right_frame,
     decision_figures,
+    paired_family,
     per_right_text,
 )
 from tests.test_dashboards import _store_run
@@ -116,10 +117,14 @@ def test_stored_run_chance_best_and_corrected_comparisons(view):
     assert set(cmp.test) == {"McNemar exact"}
     # system_prompt vs rag: 0 only system_prompt right, 10 only rag right
     assert cmp.loc["system_prompt", "p_value"] == pytest.approx(mcnemar_exact(0, 10))
-    raw = [cmp.loc[s, "p_value"] for s in ("system_prompt", "few_shot", "lora")]
-    assert list(cmp.loc[["system_prompt", "few_shot", "lora"], "p_holm"]) == pytest.approx(
-        holm(raw)
-    )
+    # Holm over all six pairs of the four strategies, not only the three against the best
+    family = paired_family(view, "f1")
+    assert len(family) == 6 and set(family.holm_over) == {6}
+    pairs = list(zip(family.a, family.b, strict=True))
+    adjusted = dict(zip(pairs, holm(list(family.p_value)), strict=True))
+    for s in ("system_prompt", "few_shot", "lora"):
+        key = (s, "rag") if (s, "rag") in adjusted else ("rag", s)
+        assert cmp.loc[s, "p_holm"] == pytest.approx(adjusted[key])
     assert cmp.loc["system_prompt", "diff"] == pytest.approx(-0.5)
     assert bool(cmp.loc["system_prompt", "significant"])
 

@@ -115,13 +115,17 @@ def test_an_arm_above_the_reading_ceiling_is_named_instead_of_blaming_the_genera
     assert "limits every score" not in line
 
 
-def test_no_headline_when_clear_and_ceiling_high():
+def test_headline_reads_the_paired_tests_not_the_intervals_and_ceiling_high():
     view = _view(oracle_mean=0.9)
     for r in view.run.results:  # narrow, separated intervals
         m = r.metrics["f1"]
         m["low"], m["high"] = m["mean"] - 0.01, m["mean"] + 0.01
     d = diagnose(view)
-    assert not d.all_overlap and not d.generator_limited and d.headline == []
+    assert not d.all_overlap and not d.generator_limited
+    # ten questions: no paired test is significant after Holm, separated intervals or not
+    assert d.significant == [] and d.pairs == 3
+    assert len(d.headline) == 1 and "no paired difference is significant" in d.headline[0]
+    assert "interval overlaps" not in d.headline[0]
 
 
 def test_contended_costs_are_flagged():

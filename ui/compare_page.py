@@ -99,6 +99,11 @@ sbs = views.side_by_side(view)
 with overview:
     for sentence in diag.headline:  # said before any ranking
         st.warning(prose(sentence))
+    st.caption(
+        f"Test set: {len(view.qids())} questions in {view.n_groups()} independent groups "
+        "(questions of one source passage, or near-duplicates, count as one: every interval "
+        "and test resamples whole groups; Holm's correction over every pair of strategies)."
+    )
     c1, c2, c3 = st.columns(3)
     volume = c1.number_input(
         "Questions per month",
@@ -147,8 +152,10 @@ with overview:
             )
             st.caption(
                 "diff = strategy − best, with its 95% bootstrap interval; d_z = mean difference "
-                "/ SD of the differences. McNemar's exact test for right/wrong scores, the "
-                "sign-flip test otherwise; p_holm corrects for the number of comparisons."
+                "/ SD of the differences. McNemar's test for right/wrong scores, the sign-flip "
+                "test otherwise, both over whole groups of questions (one source passage or "
+                "near-duplicates); p_holm corrects over every pair of strategies, the same "
+                "tests the headline reads."
             )
     st_split = stability(view, metric)
     if st_split is not None:

@@ -257,7 +257,13 @@ class _Comparison:
                 ProgressEvent("judge", strategy=label, done=done, total=total)
             )
         measured.result.metrics = score(
-            measured.answers, config.metrics, self.embedder, resamples, seed, self.judge
+            measured.answers,
+            config.metrics,
+            self.embedder,
+            resamples,
+            seed,
+            self.judge,
+            self.bench.inputs.groups,  # whole source-passage / near-duplicate groups resampled
         )
         if self.judge is not None:  # the judge's cost, apart from the strategy's own
             measured.result.extras.judge = attach_verdicts(self.judge, measured.answers)
@@ -276,7 +282,7 @@ class _Comparison:
         inputs = self.bench.inputs
         ctx = self.bench.context(cancelled=self.cancelled)
         record = measure_oracle(
-            self.config, ctx, inputs.corpus, inputs.test, self.gold, self.embedder
+            self.config, ctx, inputs.corpus, inputs.test, self.gold, self.embedder, inputs.groups
         )
         if record is not None:
             self.store.update_run(self.run_id, oracle=record.to_dict())

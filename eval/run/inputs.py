@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.corpus import hf_token_spans, ingest, whitespace_token_spans
 from core.engines.in_process import load_tokenizer
-from core.qa import load_qa, split_ids_bounded, split_pairs
+from core.qa import load_qa, split_ids_bounded, split_pairs_grouped
 from core.qagen import generated_qa_file
 from core.types import Corpus, QAPair
 from eval.config import RunConfig
@@ -26,6 +26,9 @@ class Inputs:
     n_pairs: int
     test_split: int  # size of the whole test split
     qa_file: str = ""  # the Q/A file read (a generated one when the config named none)
+    # qid -> group id (core.qa.group_ids): questions of one source passage or near-duplicates
+    # share one, and the statistics resample or flip a group as one unit
+    groups: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """What was read and how it was split, as stored with a run and shown in previews."""
@@ -38,6 +41,9 @@ class Inputs:
                 "test_split": self.test_split,
                 "test_ids": [p.id for p in self.test],
                 "qa_file": self.qa_file,
+                # the test questions' groups, read by the views' statistics (absent in runs
+                # stored before: every question its own group)
+                "groups": {p.id: self.groups.get(p.id, p.id) for p in self.test},
             },
         }
 
@@ -85,9 +91,9 @@ def load_inputs(
         folder = Path(config.workdir) / "generated_qa"
         qa_path = generated_qa_file(corpus, config.qa_generation, config.models, folder)
     pairs = load_qa(qa_path)
-    train, test = split_pairs(pairs, config.split, check)
+    train, test, groups = split_pairs_grouped(pairs, config.split, check)
     inputs = Inputs(corpus, train, test[: config.n_test or None], len(pairs), len(test))
-    inputs.qa_file = str(qa_path)
+    inputs.qa_file, inputs.groups = str(qa_path), groups
     return inputs
 
 

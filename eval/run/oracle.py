@@ -145,9 +145,11 @@ def rescore_oracle(
     *,
     n_resamples: int = 2000,
     seed: int = 0,
+    groups: Mapping[str, str] | None = None,
 ) -> OracleReading:
     """Score the stored oracle answers with `metrics` (kept beside earlier metrics) and
-    summarise each with its bootstrap interval. Returns the same record, updated."""
+    summarise each with its bootstrap interval (whole groups resampled with `groups`, qid ->
+    group id, as the strategies' intervals are). Returns the same record, updated."""
 
     # The ceiling is read on the answer-matching metrics; a judge would cost a generation per
     # oracle answer on top of the strategies' own.
@@ -161,9 +163,11 @@ def rescore_oracle(
         )
         for q in qids
     ]
+    labels = [groups.get(q, q) for q in qids] if groups else None
     for metric, values in score_items(items, metrics, embedder).items():
         record.scores[metric] = dict(zip(qids, values, strict=True))
-        record.summary[metric] = bootstrap_ci(values, n_resamples=n_resamples, seed=seed).to_dict()
+        iv = bootstrap_ci(values, groups=labels, n_resamples=n_resamples, seed=seed)
+        record.summary[metric] = iv.to_dict()
     return record
 
 
@@ -185,6 +189,7 @@ def measure_oracle(
     test: Sequence[QAPair],
     gold: Mapping[str, GoldPassage],
     embedder: Any = None,
+    groups: Mapping[str, str] | None = None,
 ) -> OracleReading | None:
     """Answer, cost and score the oracle reading of a run (`config` is its RunConfig); None
     when it is switched off or no test question has a gold passage."""
@@ -203,4 +208,5 @@ def measure_oracle(
         embedder,
         n_resamples=config.bootstrap_resamples,
         seed=config.split.seed,
+        groups=groups,
     )

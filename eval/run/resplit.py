@@ -79,6 +79,7 @@ def _one(cmp: Any, name: str, split: Any, inputs: Any) -> SplitResult:
                 cmp.config.bootstrap_resamples,
                 split.seed,
                 cmp.judge,
+                cmp.bench.inputs.groups,  # group ids cover every pair, whichever the split
             )
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # an adapter per split is not kept

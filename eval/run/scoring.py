@@ -11,6 +11,7 @@ from eval.judge import load_judge as load
 from eval.metrics import METRICS, ScoringItem, default_metrics, score_items
 from eval.run.oracle import OracleReading, rescore_oracle
 from eval.run.retention import rescore_retention
+from eval.stats.groups import labels_of
 from eval.stats.intervals import bootstrap_ci
 from eval.store.runs import RunStore, StoredAnswer
 
@@ -38,20 +39,24 @@ def score(
     resamples: int,
     seed: int,
     judge: Any = None,
+    groups: dict[str, str] | None = None,
 ) -> dict[str, dict]:
     """Per-question scores into each StoredAnswer, and each metric's mean with its 95% CI.
 
     `metrics` empty means the default metrics. With a judge, its verdicts go into each answer's
-    `details["judge"]`."""
+    `details["judge"]`. `groups` (qid -> group id, core.qa.group_ids) makes the interval a
+    cluster bootstrap over whole groups."""
     items = [
         ScoringItem(a.answer.text, tuple(a.golds), a.answer.contexts, a.question) for a in answers
     ]
     per_metric = score_items(items, metrics or default_metrics(), embedder, judge)
     summary = {}
+    labels = labels_of([a.qid for a in answers], groups)
     for metric, values in per_metric.items():
         for a, v in zip(answers, values, strict=True):
             a.scores[metric] = v
-        summary[metric] = bootstrap_ci(values, n_resamples=resamples, seed=seed).to_dict()
+        iv = bootstrap_ci(values, groups=labels, n_resamples=resamples, seed=seed)
+        summary[metric] = iv.to_dict()
     return summary
 
 
@@ -75,7 +80,8 @@ def rescore(
         if result.status != "done":
             continue
         answers = store.get_answers(run_id, result.strategy)
-        summary = score(answers, metrics, embedder, resamples, seed, judge)
+        groups = run.meta.split.groups  # empty for runs stored before: singletons
+        summary = score(answers, metrics, embedder, resamples, seed, judge, groups)
         per_q = {m: {a.qid: a.scores[m] for a in answers} for m in metrics}
         details = None
         if judge is not None:
@@ -90,6 +96,7 @@ def rescore(
             embedder,
             n_resamples=config.bootstrap_resamples,
             seed=config.split.seed,
+            groups=run.meta.split.groups,
         )
         store.update_run(run_id, oracle=oracle.to_dict())
     rescore_retention(store, run_id)

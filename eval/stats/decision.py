@@ -1,16 +1,29 @@
-"""Statistics a decision rests on: the chance each strategy is the best, comparisons with the
-best corrected for their number (Holm), McNemar's exact test, paired effect sizes, and the
-expected cost of one right answer (Cost-of-Pass, Erol et al. 2025), each with a bootstrap
-interval. Pure functions over per-question scores: no store, no views."""
+"""Statistics a decision rests on: the chance each strategy is the best, paired comparisons
+corrected for their number (Holm), McNemar's exact test (and its clustered form), paired effect
+sizes, and the expected cost of one right answer (Cost-of-Pass, Erol et al. 2025), each with a
+bootstrap interval. Every resampling one draws whole groups (eval.stats.groups) when given
+them. Pure functions over per-question scores: no store, no views."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy.stats import binomtest
+
+from eval.stats.groups import (
+    group_codes,
+    group_sums,
+    labels_of,
+    n_groups,
+    resample_weights,
+    small_sample_scale,
+    widen,
+)
+from eval.stats.paired import sign_flip_p
 
 
 def common_questions(scores: Mapping[str, Mapping[str, float]]) -> list[str]:
@@ -22,23 +35,27 @@ def common_questions(scores: Mapping[str, Mapping[str, float]]) -> list[str]:
     return [q for q in scores[names[0]] if all(q in s for s in rest)]
 
 
-def _resample_weights(n: int, n_resamples: int, seed: int) -> np.ndarray:
-    """(n_resamples, n) counts of each question in a bootstrap resample, seeded."""
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float64)
+def _resample_weights(
+    n: int, n_resamples: int, seed: int, labels: Sequence | None = None
+) -> np.ndarray:
+    """(n_resamples, n) weights of each question in a bootstrap resample, seeded: whole groups
+    drawn when `labels` (one group label per question) are given."""
+    return resample_weights(group_codes(labels, n), n_resamples, seed)
 
 
 def prob_best(
     scores: Mapping[str, Mapping[str, float]],
     *,
     higher_is_better: bool = True,
+    groups: Mapping[str, str] | None = None,
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> dict[str, float]:
     """Strategy -> probability of having the best mean, from a paired bootstrap.
 
     Each resample draws the same questions (with replacement) for every strategy at once, so
-    what the strategies share (an easy or a hard question) moves them together. A tie for the
+    what the strategies share (an easy or a hard question) moves them together; with `groups`
+    (qid -> group id) whole groups are drawn. A tie for the
     best is split evenly among the tied strategies. Only questions every strategy scored count;
     with none, every probability is NaN. The probabilities sum to 1.
     """
@@ -49,8 +66,8 @@ def prob_best(
     s = np.asarray([[scores[n][q] for n in names] for q in qids], dtype=np.float64)
     if not higher_is_better:
         s = -s
-    w = _resample_weights(len(qids), n_resamples, seed)
-    means = w @ s / len(qids)  # (resamples, strategies)
+    w = _resample_weights(len(qids), n_resamples, seed, labels_of(qids, groups))
+    means = w @ s / w.sum(axis=1, keepdims=True)  # (resamples, strategies)
     top = means.max(axis=1, keepdims=True)
     tied = np.isclose(means, top, rtol=0.0, atol=1e-12)
     share = tied / tied.sum(axis=1, keepdims=True)
@@ -86,6 +103,32 @@ def is_binary(values: Sequence[float]) -> bool:
     return len(values) > 0 and all(v in (0.0, 1.0) for v in values)
 
 
+def mcnemar_grouped(
+    diffs: Sequence[float],
+    labels: Sequence | None = None,
+    *,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> tuple[float, str]:
+    """(p, test name) of McNemar's test on binary paired differences (a - b: 1 where only a was
+    right, -1 where only b was). Without groups (every question its own) it is the exact
+    binomial test over the discordant pairs (`mcnemar_exact`).
+
+    Clustered questions (one source passage, near-duplicates) use a group-level permutation
+    test: all discordant signs of a group are flipped together (the strategy labels swapped for
+    the whole group), exact over every pattern up to EXACT_MAX discordant groups, sampled
+    above. It needs no model of the within-group correlation (unlike the Obuchowski 1998
+    variance adjustment, which leans on a normal approximation that few groups do not
+    support), and with singleton groups it is exactly the binomial test.
+    """
+    d = np.asarray(diffs, dtype=np.float64)
+    codes = group_codes(labels, int(d.size))
+    if n_groups(codes) == d.size:
+        return mcnemar_exact(int(np.sum(d > 0)), int(np.sum(d < 0))), "McNemar exact"
+    p, _ = sign_flip_p(group_sums(d, codes), int(d.size), n_resamples=n_resamples, seed=seed)
+    return p, "McNemar, groups flipped"
+
+
 @dataclass
 class EffectSize:
     """A paired effect of a over b: mean difference and Cohen's d_z (mean / sd of the
@@ -105,9 +148,21 @@ class EffectSize:
 
 
 def effect_size(
-    diffs: Sequence[float], *, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
+    diffs: Sequence[float],
+    *,
+    groups: Sequence | None = None,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
 ) -> EffectSize:
-    """Mean paired difference and Cohen's d_z of `diffs` (a - b per question), with intervals."""
+    """Mean paired difference and Cohen's d_z of `diffs` (a - b per question), with intervals
+    from one bootstrap (whole groups drawn when `groups`, one label per difference, is given).
+
+    A resample whose differences are all 0 has d_z 0; one whose differences are all the same
+    non-zero c has d_z c/0 = ±inf, kept in the quantiles (read by `inverted_cdf`, which picks
+    resampled values, so no infinity is interpolated): dropping them would move the interval
+    away from 0 exactly where most differences are 0 (exact match).
+    """
     d = np.asarray(diffs, dtype=np.float64)
     n = int(d.size)
     if n == 0:
@@ -116,18 +171,23 @@ def effect_size(
     sd = float(d.std(ddof=1)) if n > 1 else 0.0
     if n == 1:
         return EffectSize(1, mean, mean, mean, None, None, None)
-    w = _resample_weights(n, n_resamples, seed)
-    means = w @ d / n
-    sq = w @ (d * d) / n
-    var = np.maximum(sq - means**2, 0.0) * n / (n - 1)
+    w = _resample_weights(n, n_resamples, seed, groups)
+    total = w.sum(axis=1)
+    means = w @ d / total
+    sq = w @ (d * d) / total
+    var = np.maximum(sq - means**2, 0.0) * total / np.maximum(total - 1, 1)
     alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    g = n_groups(group_codes(groups, n))
+    ends = np.quantile(means, [alpha, 1.0 - alpha])  # widened as bootstrap_ci widens its own
+    low, high = widen(mean, ends, small_sample_scale(g, confidence), d.min(), d.max())
     if sd == 0.0:
         return EffectSize(n, mean, float(low), float(high), None, None, None)
+    # rounding leaves a spread of ~1e-17 where every difference is equal: that is no spread
+    flat = var <= 1e-12 * np.maximum(sq, 1e-300)
     with np.errstate(divide="ignore", invalid="ignore"):
-        dz = means / np.sqrt(var)
-    dz = dz[np.isfinite(dz)]  # a resample of one repeated question has no spread
-    d_low, d_high = np.quantile(dz, [alpha, 1.0 - alpha]) if dz.size else (math.nan, math.nan)
+        dz = np.where(flat, np.sign(means) * np.inf, means / np.sqrt(var))
+    dz = np.where(flat & (np.abs(means) <= 1e-12), 0.0, dz)
+    d_low, d_high = np.quantile(dz, [alpha, 1.0 - alpha], method="inverted_cdf")
     return EffectSize(n, mean, float(low), float(high), mean / sd, float(d_low), float(d_high))
 
 
@@ -165,6 +225,7 @@ def cost_per_right(
     money_per_question: float,
     money_fixed: float = 0.0,
     seconds_fixed: float = 0.0,
+    groups: Sequence | None = None,
     confidence: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
@@ -173,7 +234,8 @@ def cost_per_right(
 
     `right` and `seconds` are per question; `money_per_question` is the run's price per
     question; `money_fixed`/`seconds_fixed` the preparation share each question carries (the
-    preparation amortised over the expected volume). Resampling questions gives the interval;
+    preparation amortised over the expected volume). Resampling questions (whole groups when
+    `groups` gives one label per question) gives the interval;
     a resample with nothing right costs infinitely much per right answer.
     """
     r = np.asarray(right, dtype=np.float64)
@@ -190,8 +252,9 @@ def cost_per_right(
     share = r.mean()
     money = float(ratio(money_per_question + money_fixed, share))
     secs = float(ratio(s.mean() + seconds_fixed, share))
-    w = _resample_weights(n, n_resamples, seed)
-    shares, sec_means = w @ r / n, w @ s / n
+    w = _resample_weights(n, n_resamples, seed, groups)
+    total = w.sum(axis=1)
+    shares, sec_means = w @ r / total, w @ s / total
     alpha = (1.0 - confidence) / 2.0
     q = [alpha, 1.0 - alpha]
     # inverted_cdf picks resampled values, so infinite ones need no interpolation
@@ -200,3 +263,74 @@ def cost_per_right(
     )
     s_lo, s_hi = np.quantile(ratio(sec_means + seconds_fixed, shares), q, method="inverted_cdf")
     return CostPerRight(k, n, money, float(m_lo), float(m_hi), secs, float(s_lo), float(s_hi))
+
+
+def pair_test(
+    a: Mapping[str, float],
+    b: Mapping[str, float],
+    groups: Mapping[str, str] | None = None,
+    *,
+    seed: int = 0,
+    n_flips: int = 10_000,
+    effect_resamples: int | None = 2000,
+) -> dict[str, Any]:
+    """The paired test of a − b ({qid: score} each) on the questions both scored, the one every
+    view and the calibration run: McNemar for binary scores (`mcnemar_grouped`), else the
+    sign-flip permutation test over whole groups. Keys: n, groups, test, p_value and, unless
+    `effect_resamples` is None, the effect size (diff with its interval, d_z with its)."""
+    common = common_questions({"a": a, "b": b})
+    pa, pb = [a[q] for q in common], [b[q] for q in common]
+    labels = labels_of(common, groups) or list(common)
+    diffs = np.asarray(pa, dtype=np.float64) - np.asarray(pb, dtype=np.float64)
+    g = len(set(labels))
+    if common and is_binary(pa + pb):
+        p, test = mcnemar_grouped(diffs, labels, n_resamples=n_flips, seed=seed)
+    elif common:
+        codes = group_codes(labels, len(common))
+        p, _ = sign_flip_p(group_sums(diffs, codes), len(common), n_resamples=n_flips, seed=seed)
+        test = "sign-flip permutation" + (" (groups flipped)" if g < len(common) else "")
+    else:
+        p, test = None, "none"
+    row: dict[str, Any] = {"n": len(common), "groups": g, "test": test, "p_value": p}
+    if effect_resamples is not None:
+        eff = effect_size(diffs, groups=labels, n_resamples=effect_resamples, seed=seed)
+        row |= {"diff": eff.mean_diff, "diff_low": eff.low, "diff_high": eff.high}
+        row |= {"d_z": eff.d_z, "d_z_low": eff.d_low, "d_z_high": eff.d_high}
+    else:
+        row["diff"] = float(diffs.mean()) if common else None
+    return row
+
+
+def pairwise_family(
+    scores: Mapping[str, Mapping[str, float]],
+    groups: Mapping[str, str] | None = None,
+    *,
+    alpha: float = 0.05,
+    seed: int = 0,
+    n_flips: int = 10_000,
+    effect_resamples: int | None = 2000,
+) -> list[dict[str, Any]]:
+    """`pair_test` for every pair of strategies in `scores` (a before b in its order), with
+    Holm's step-down over all of them: `p_holm`, `holm_over` (the family's size) and
+    `significant` (p_holm < alpha). All pairs rather than the comparisons with the observed
+    best, whose family is picked by the data (see eval.views.verdict.confidence)."""
+    names = list(scores)
+    rows = [
+        {"a": x, "b": y}
+        | pair_test(
+            scores[x],
+            scores[y],
+            groups,
+            seed=seed,
+            n_flips=n_flips,
+            effect_resamples=effect_resamples,
+        )
+        for i, x in enumerate(names)
+        for y in names[i + 1 :]
+    ]
+    adjusted = holm([row["p_value"] for row in rows])
+    size = sum(p is not None for p in adjusted)
+    for row, ph in zip(rows, adjusted, strict=True):
+        row["p_holm"], row["holm_over"] = ph, size
+        row["significant"] = ph is not None and ph < alpha
+    return rows

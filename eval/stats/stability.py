@@ -214,6 +214,10 @@ class Stability:
     winners: list[str | None]
     changes: bool
     skipped: list[str] = field(default_factory=list)  # strategies not re-run (trained)
+    # strategy -> re-splits it failed on; those splits are left out of the comparison, so a
+    # strategy that survived is never "best on every split" by another one's failure
+    failed: dict[str, list[int]] = field(default_factory=dict)
+    left_out: list[int] = field(default_factory=list)  # re-splits not compared (not all done)
 
     @property
     def n_splits(self) -> int:
@@ -230,6 +234,8 @@ class Stability:
             "winners": self.winners,
             "changes": self.changes,
             "skipped": self.skipped,
+            "failed": self.failed,
+            "left_out": self.left_out,
         }
 
 
@@ -244,26 +250,36 @@ def summarize(
     own: dict[str, float], stored: StabilityRecord | None, metric: str, higher_is_better: bool
 ) -> Stability | None:
     """The stability of `metric` from the run's own means (`own`, strategy -> mean) and its
-    stored re-splits; None when no re-split finished. Only strategies re-run on every split
-    are compared (a trained one left out is listed in `skipped`)."""
+    stored re-splits; None when no re-split finished.
+
+    The strategies compared are those re-run (the record's list; for records without one,
+    those present on some split); the others are `skipped` (trained, not re-run). A re-split
+    is compared only where every one of them finished: one where a strategy failed is left
+    out (`left_out`) and the failure listed (`failed`), never read as the others winning."""
     done = [s for s in (stored.splits if stored else []) if s.strategies]
     if not done:
         return None
-    per_split = [
-        {
-            name: float(mean)
-            for name, rec in s.strategies.items()
-            if (mean := rec.mean(metric)) is not None
+    rerun_names = set(stored.strategies) or {n for s in done for n in s.strategies}
+    names = [n for n in own if n in rerun_names]
+    skipped = [n for n in own if n not in rerun_names]
+    failed: dict[str, list[int]] = {}
+    kept, left_out = [], []
+    for s in done:
+        means = {
+            n: float(mean)
+            for n in names
+            if n in s.strategies and (mean := s.strategies[n].mean(metric)) is not None
         }
-        for s in done
-    ]
-    names = [n for n in own if all(n in means for means in per_split)]
-    skipped = [n for n in own if n not in names]
+        for n in names:
+            rec = s.strategies.get(n)
+            if rec is not None and rec.status not in ("done", ""):
+                failed.setdefault(n, []).append(s.k)
+        if len(means) == len(names):
+            kept.append((s, means))
+        else:
+            left_out.append(s.k)
     splits = [SplitMeans(0, stored.seed, {n: own[n] for n in names})]
-    splits += [
-        SplitMeans(s.k, s.seed, {n: m[n] for n in names})
-        for s, m in zip(done, per_split, strict=True)
-    ]
+    splits += [SplitMeans(s.k, s.seed, means) for s, means in kept]
     wins = dict.fromkeys(names, 0.0)
     winners: list[str | None] = []
     for s in splits:
@@ -277,7 +293,7 @@ def summarize(
         sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
         spread[n] = Spread(statistics.fmean(xs), sd, min(xs), max(xs))
     changes = any(w != winners[0] for w in winners[1:])
-    return Stability(metric, splits, wins, spread, winners, changes, skipped)
+    return Stability(metric, splits, wins, spread, winners, changes, skipped, failed, left_out)
 
 
 def sentence(st: Stability, label: str) -> str:
@@ -285,13 +301,28 @@ def sentence(st: Stability, label: str) -> str:
     ranked = sorted(st.wins.items(), key=lambda kv: -kv[1])
     counts = ", ".join(f"{n} {w:g}" for n, w in ranked)
     own = st.winners[0]
+    compared = "every split" if not st.left_out else "every split compared"
     if st.changes:
         verdict = f"the best changes with the split (on the run's own: {own or 'a tie'})"
     elif own is None:
-        verdict = "every split ends in a tie for the best"
+        verdict = f"{compared} ends in a tie for the best"
+    elif st.n_splits == 1:
+        verdict = f"{own} is best on the run's own split; no re-split could be compared"
     else:
-        verdict = f"{own} is best on every split"
-    return (
+        verdict = f"{own} is best on {compared}"
+    text = (
         f"Across {st.n_splits} train/test splits (the run's own and {st.n_splits - 1} re-drawn), "
         f"wins on {label}: {counts}; {verdict}."
     )
+    if st.failed:
+        where = "; ".join(
+            f"{n} on re-split{'s' if len(ks) > 1 else ''} {', '.join(map(str, ks))}"
+            for n, ks in st.failed.items()
+        )
+        text += (
+            f" Failed: {where}. Those splits are left out of the comparison "
+            "(a failure is not a loss for the others to win)."
+        )
+    elif st.left_out:
+        text += f" Re-splits {', '.join(map(str, st.left_out))} did not finish: left out."
+    return text

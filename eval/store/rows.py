@@ -133,6 +133,9 @@ class SplitSummary:
     test_split: int = 0  # the whole test split (a run may ask only its first n_test)
     test_ids: list[str] = field(default_factory=list)
     qa_file: str = ""
+    # test qid -> group id (core.qa.group_ids: one source passage or near-duplicates); empty
+    # for runs stored before groups were, where every question is its own group
+    groups: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> SplitSummary:

@@ -16,6 +16,7 @@ from eval import views
 from eval.config import RunConfig
 from eval.stats.agreement import agreement_by_strategy
 from eval.store.exports import portable, run_folder
+from eval.store.rows import SplitSummary
 from eval.store.runs import Run, RunStore
 from eval.views import charts
 from eval.views.display import StrategyTable, cost_table, quality_table
@@ -162,6 +163,12 @@ def html_report(
     )
 
 
+def _groups(split: SplitSummary) -> int:
+    """How many independent groups the stored test questions fall in (runs stored before
+    groups were: every question its own)."""
+    return len({split.groups.get(q, q) for q in split.test_ids}) or split.test
+
+
 def _header(run: Run, corpus_name: str | None = None) -> list[str]:
     """The report's header lines: run, corpus (by name, not by server path), split, models and
     device."""
@@ -181,7 +188,9 @@ def _header(run: Run, corpus_name: str | None = None) -> list[str]:
         f"{corpus.documents} "
         f"documents, {corpus.chunks} chunks, {corpus.tokens} tokens, "
         f"fingerprint {esc(str(run.fingerprint or '?'))}",
-        f"Q/A split: {split.pairs} pairs → train {split.train}, test {split.test}",
+        f"Q/A split: {split.pairs} pairs → train {split.train}, test {split.test} in "
+        f"{_groups(split)} independent groups (questions of one source passage or "
+        "near-duplicates: every interval and test resamples whole groups)",
         # A model folder is a server path: its name only (eval.store.exports.portable).
         f"Models: {esc(portable(str(models.get('generator', config.models.generator)), None))}"
         f" / {esc(portable(str(models.get('embedder', config.models.embedder)), None))}"
@@ -263,11 +272,12 @@ def _confidence_sections(view: views.RunView, sbs: views.SideBySide, metric: str
     out = []
     sig = sbs.significance[sbs.significance.metric == metric]
     if not sig.empty:
-        cols = ["strategy", "best", "n", "test", "diff", "diff_low", "diff_high", "d_z"]
+        cols = ["strategy", "best", "n", "groups", "test", "diff", "diff_low", "diff_high", "d_z"]
         out.append(
-            "<h3>Against the best</h3><p class='note'>McNemar's exact test for right/wrong "
-            "scores, the sign-flip permutation test otherwise; Holm's correction for the number "
-            "of comparisons; diff = strategy − best with its 95% bootstrap interval.</p>"
+            "<h3>Against the best</h3><p class='note'>McNemar's test for right/wrong scores, the "
+            "sign-flip permutation test otherwise, both flipping whole groups of questions; "
+            "Holm's correction over every pair of strategies (the same tests the headline "
+            "reads); diff = strategy − best with its 95% bootstrap interval.</p>"
             + _table(_fmt_frame(sig[[*cols, "p_value", "p_holm", "significant"]]))
         )
     st = stability(view, metric)

@@ -1,7 +1,7 @@
 """Two stored runs side by side (`adaptlab compare A B`): per strategy both ran, the
-change from A to B on the questions both answered (paired test, Holm-corrected across the
-strategies, effect size, chance that B is better) and each run's cost per right answer,
-chance of being best and stability."""
+change from A to B on the questions both answered (paired test over whole groups of
+questions, Holm-corrected across the strategies, effect size, chance that B is better) and
+each run's cost per right answer, chance of being best and stability."""
 
 from __future__ import annotations
 
@@ -9,15 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from eval.stats.decision import (
-    common_questions,
-    effect_size,
-    holm,
-    is_binary,
-    mcnemar_exact,
-    prob_best,
-)
-from eval.stats.paired import paired_test
+from eval.stats.decision import common_questions, holm, pair_test, prob_best
 from eval.views.run_view import RunView, check_metric, higher_is_better, seed_of
 from eval.views.tables import render_table
 from eval.views.verdict.confidence import cost_per_right_frame, per_right_text
@@ -39,6 +31,9 @@ def compare_two(
     check_metric(a, metric)
     check_metric(b, metric)
     seed = seed_of(a)
+    # the same Q/A file gives both runs the same groups; a question only one run grouped
+    # keeps that run's group
+    groups = b.groups() | a.groups()
     cost_a = cost_per_right_frame(a, monthly_volume, months).set_index("strategy")
     cost_b = cost_per_right_frame(b, monthly_volume, months).set_index("strategy")
     rows = []
@@ -48,27 +43,26 @@ def compare_two(
             continue
         sa, sb = a.scores(name, metric), b.scores(name, metric)
         shared = common_questions({"a": sa, "b": sb})
-        pairs = [(sa[q], sb[q]) for q in shared]
-        if shared and is_binary([v for pair in pairs for v in pair]):
-            test = "McNemar exact"
-            p = mcnemar_exact(sum(x > y for x, y in pairs), sum(y > x for x, y in pairs))
-        else:
-            test = "sign-flip permutation"
-            p = paired_test(sb, sa, metric=metric, seed=seed).p_value
-        eff = effect_size([y - x for x, y in pairs], seed=seed)
-        chance = prob_best({"a": sa, "b": sb}, higher_is_better=higher_is_better(metric), seed=seed)
+        # the views' own paired test (McNemar or sign-flip over whole groups), B − A
+        test = pair_test(sb, sa, groups, seed=seed)
+        chance = prob_best(
+            {"a": sa, "b": sb},
+            higher_is_better=higher_is_better(metric),
+            groups=groups,
+            seed=seed,
+        )
         rows.append(
             {
                 "strategy": name,
                 "n": len(shared),
                 "mean_a": (r.metrics.get(metric) or {}).get("mean"),
                 "mean_b": (b.result(name).metrics.get(metric) or {}).get("mean"),
-                "diff": eff.mean_diff,
-                "diff_low": eff.low,
-                "diff_high": eff.high,
-                "d_z": eff.d_z,
-                "test": test,
-                "p_value": p if shared else None,
+                "diff": test["diff"],
+                "diff_low": test["diff_low"],
+                "diff_high": test["diff_high"],
+                "d_z": test["d_z"],
+                "test": test["test"],
+                "p_value": test["p_value"] if shared else None,
                 "prob_b_better": chance["b"] if shared else None,
                 "per_right_a": cost_a["money"].get(name) if not cost_a.empty else None,
                 "per_right_b": cost_b["money"].get(name) if not cost_b.empty else None,

@@ -25,6 +25,8 @@ class RunView:
     run: Run
     answers: list[StoredAnswer]
     _by_strategy: dict[str, dict[str, StoredAnswer]] = field(default_factory=dict, repr=False)
+    # figures the views derive from the stored run more than once (the paired tests), by key
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for a in self.answers:
@@ -78,6 +80,18 @@ class RunView:
         for per in self._by_strategy.values():
             seen.update(dict.fromkeys(per))
         return list(seen)
+
+    def groups(self) -> dict[str, str]:
+        """qid -> group id of every question of the run: the source passage or near-duplicate
+        group the split stored (core.qa.group_ids); a question the run stored no group for
+        (every question of runs stored before groups were) is its own group."""
+        stored = self.run.meta.split.groups
+        return {q: str(stored.get(q, q)) for q in self.qids()}
+
+    def n_groups(self, qids: list[str] | None = None) -> int:
+        """How many independent groups `qids` (default: every question of the run) fall in."""
+        groups = self.groups()
+        return len({groups.get(q, q) for q in (self.qids() if qids is None else qids)})
 
     def currency(self) -> str:
         for r in self.results:

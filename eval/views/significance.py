@@ -17,6 +17,7 @@ def compare_strategies(view: RunView, a: str, b: str, metric: str = DEFAULT_METR
         view.scores(b, metric),
         names=(a, b),
         metric=metric,
+        groups=view.groups(),  # whole source-passage / near-duplicate groups flipped
         seed=seed_of(view),
     )
 
@@ -42,5 +43,6 @@ def compare_runs(
         view_b.scores(strategy_b, metric),
         names=(f"{strategy} ({view_a.run.id})", f"{strategy_b} ({view_b.run.id})"),
         metric=metric,
+        groups=view_b.groups() | view_a.groups(),
         seed=seed_of(view_a),
     )

@@ -109,7 +109,13 @@ def run_summary(run: Run) -> dict[str, Any]:
         "status": run.status,
         "fingerprint": run.fingerprint,
         "meta": {k: v for k, v in run.meta.to_dict().items() if k != "split"}
-        | {"split": {k: v for k, v in run.meta.split.to_dict().items() if k != "test_ids"}},
+        | {
+            "split": {
+                k: v
+                for k, v in run.meta.split.to_dict().items()
+                if k not in ("test_ids", "groups")  # per question: the exports carry them
+            }
+        },
         "strategies": {
             r.strategy: {
                 "status": r.status,

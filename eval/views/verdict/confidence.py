@@ -1,6 +1,22 @@
 """How sure a decision is, read from a stored run: each strategy's chance of being the best,
-its comparison with the best (McNemar or sign-flip test, Holm-corrected, with a paired effect
-size) and the expected cost of one right answer. Numbers come from `eval.stats.decision`."""
+the paired tests between strategies (McNemar or sign-flip, Holm-corrected over every pair, with
+a paired effect size) and the expected cost of one right answer. Numbers come from
+`eval.stats.decision`; every resampling and flip moves whole groups of questions (the source
+passage or near-duplicate groups the run stored, eval.stats.groups).
+
+One family of tests, one voice: `paired_family` is the only place a verdict of "significant"
+comes from. The headline (diagnostics), the recommendation's bridge, the comparisons table,
+the HTML report and the `--json`/MLflow export all read it.
+
+Why Holm over all k(k-1)/2 pairs rather than over the k-1 comparisons with the observed best:
+the best is chosen by the same data, so "the others against the best" is a family picked after
+looking, and Holm over k-1 of them exceeds its level as k grows (0.064 false "significant" at
+k = 5 in a simulation under the null). The all-pairs family is fixed before the data are seen,
+so Holm's step-down keeps the chance of any false "significant" at or below alpha whatever the
+dependence between the tests. Hsu's multiple comparisons with the best would be sharper but
+rests on a normal model with one common variance, which exact McNemar and permutation tests on
+bounded scores do not give. The price is some power at large k (10 tests at k = 5).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +27,11 @@ import pandas as pd
 
 from eval.metrics import DEFAULT_METRIC, metric_label
 from eval.stats.decision import (
-    common_questions,
     cost_per_right,
-    effect_size,
-    holm,
-    is_binary,
-    mcnemar_exact,
+    pairwise_family,
     prob_best,
 )
-from eval.stats.paired import paired_test
+from eval.stats.groups import labels_of
 from eval.views.format import ColumnSpec
 from eval.views.run_view import RunView, higher_is_better, metric_names, seed_of
 from eval.views.run_view import money as short_money
@@ -32,9 +44,11 @@ PER_RIGHT_AXES: dict[str, str] = {
 }
 NONE_RIGHT = "none right"
 COMPARISON_COLUMNS = [
-    "metric", "strategy", "best", "n", "test", "diff", "diff_low", "diff_high",
-    "d_z", "d_z_low", "d_z_high", "p_value", "p_holm", "significant",
+    "metric", "strategy", "best", "n", "groups", "test", "diff", "diff_low", "diff_high",
+    "d_z", "d_z_low", "d_z_high", "p_value", "p_holm", "holm_over", "significant",
 ]  # fmt: skip
+# One row per pair of main strategies (a before b in the run's order), diff = a − b.
+PAIR_COLUMNS = ["metric", "a", "b"] + COMPARISON_COLUMNS[3:]
 
 
 def _resamples(view: RunView) -> int:
@@ -51,6 +65,7 @@ def chance_best(view: RunView, metric: str) -> dict[str, float]:
     return prob_best(
         scores,
         higher_is_better=higher_is_better(metric),
+        groups=view.groups(),
         n_resamples=_resamples(view),
         seed=seed_of(view),
     )
@@ -64,46 +79,82 @@ def best_sentence(view: RunView, metric: str) -> str | None:
     top = max(chances, key=chances.get)
     return (
         f"{top} is best with probability {chances[top]:.2f} on {metric_label(metric)} "
-        "(paired bootstrap over the test questions)."
+        f"(paired bootstrap over {_units(view)})."
     )
 
 
-def comparisons(view: RunView, metric: str, best: str, *, alpha: float = 0.05) -> pd.DataFrame:
-    """Every main strategy against `best` on `metric`, one row each (see COMPARISON_COLUMNS).
+def _units(view: RunView) -> str:
+    """'the 39 test questions (31 independent groups)' or 'the 39 test questions'."""
+    n, g = len(view.qids()), view.n_groups()
+    return f"the {n} test questions" + (f" ({g} independent groups)" if g != n else "")
 
-    Binary scores (every one 0 or 1: exact match, judge) use McNemar's exact test on the
-    discordant questions, others the sign-flip permutation test; `p_holm` is Holm's step-down
-    over these comparisons and `significant` reads it. `diff` is strategy − best, with Cohen's
-    d_z, each with a bootstrap interval.
-    """
+
+def paired_family(view: RunView, metric: str, *, alpha: float = 0.05) -> pd.DataFrame:
+    """Every pair of main strategies on `metric` (see PAIR_COLUMNS; diff = a − b), from
+    `eval.stats.decision.pairwise_family`: McNemar's test for binary scores (exact, or with
+    groups flipped where questions cluster), else the sign-flip permutation test on whole
+    groups; `p_holm` is Holm's step-down over all the pairs (`holm_over` of them, see the module
+    docstring) and `significant` reads it. Computed once per view and metric."""
+    key = ("paired_family", metric, alpha)
+    if key not in view.memo:
+        scores = {r.strategy: view.scores(r.strategy, metric) for r in view.main}
+        rows = pairwise_family(
+            {k: v for k, v in scores.items() if v},
+            view.groups(),
+            alpha=alpha,
+            seed=seed_of(view),
+            effect_resamples=_resamples(view),
+        )
+        view.memo[key] = pd.DataFrame([{"metric": metric} | r for r in rows], columns=PAIR_COLUMNS)
+    return view.memo[key]
+
+
+def _oriented(row: dict[str, Any], first: str) -> dict[str, Any]:
+    """A pair row as `first` − the other (differences and intervals negated when swapped)."""
+    if row["a"] == first:
+        return dict(row)
+    out = dict(row) | {"a": row["b"], "b": row["a"]}
+    for v, lo, hi in (("diff", "diff_low", "diff_high"), ("d_z", "d_z_low", "d_z_high")):
+        if row[v] is not None and not pd.isna(row[v]):
+            out[v], out[lo], out[hi] = -row[v], -row[hi], -row[lo]
+    return out
+
+
+def pair_result(view: RunView, metric: str, a: str, b: str) -> dict[str, Any] | None:
+    """The family's row for a − b (None when either has no scores on `metric`)."""
+    for row in paired_family(view, metric).to_dict("records"):
+        if {row["a"], row["b"]} == {a, b}:
+            return _oriented(row, a)
+    return None
+
+
+def significant_pairs(view: RunView, metric: str) -> list[dict[str, Any]]:
+    """The significant pairs of the family, each oriented winner − loser (`a` the better one
+    in the metric's direction), largest gap first."""
+    hib = higher_is_better(metric)
+    out = []
+    for row in paired_family(view, metric).to_dict("records"):
+        if row["significant"]:
+            ahead = row["a"] if (row["diff"] > 0) == hib else row["b"]
+            out.append(_oriented(row, ahead))
+    return sorted(out, key=lambda r: -abs(r["diff"]))
+
+
+def comparisons(view: RunView, metric: str, best: str, *, alpha: float = 0.05) -> pd.DataFrame:
+    """Every main strategy against `best` on `metric`, one row each (see COMPARISON_COLUMNS):
+    the rows of `paired_family` that involve `best`, as strategy − best, with the Holm p over
+    all the pairs (not only these)."""
     rows = []
-    seed, b = seed_of(view), view.scores(best, metric)
-    for r in view.main:
-        if r.strategy == best:
+    for row in paired_family(view, metric, alpha=alpha).to_dict("records"):
+        if best not in (row["a"], row["b"]):
             continue
-        a = view.scores(r.strategy, metric)
-        common = common_questions({"a": a, "b": b})
-        pa, pb = [a[q] for q in common], [b[q] for q in common]
-        if common and is_binary(pa + pb):
-            test = "McNemar exact"
-            only_a = sum(1 for x, y in zip(pa, pb, strict=True) if x > y)
-            only_b = sum(1 for x, y in zip(pa, pb, strict=True) if y > x)
-            p = mcnemar_exact(only_a, only_b)
-        else:
-            test = "sign-flip permutation"
-            p = paired_test(a, b, metric=metric, seed=seed).p_value
-        eff = effect_size(
-            [x - y for x, y in zip(pa, pb, strict=True)], n_resamples=_resamples(view), seed=seed
-        )
-        rows.append(
-            {"metric": metric, "strategy": r.strategy, "best": best, "n": eff.n, "test": test}
-            | {"diff": eff.mean_diff, "diff_low": eff.low, "diff_high": eff.high}
-            | {"d_z": eff.d_z, "d_z_low": eff.d_low, "d_z_high": eff.d_high, "p_value": p}
-        )
-    adjusted = holm([row["p_value"] for row in rows])
-    for row, ph in zip(rows, adjusted, strict=True):
-        row["p_holm"] = ph
-        row["significant"] = ph is not None and ph < alpha
+        other = row["b"] if row["a"] == best else row["a"]
+        r = _oriented(row, other)
+        rows.append({k: r[k] for k in PAIR_COLUMNS[3:]} | {"strategy": other, "best": best})
+    order = {r.strategy: i for i, r in enumerate(view.main)}
+    rows.sort(key=lambda r: order.get(r["strategy"], 0))
+    for row in rows:
+        row["metric"] = metric
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS) if rows else comparisons_frame()
 
 
@@ -145,6 +196,7 @@ def cost_per_right_frame(
         got = cost_per_right(
             [float(a.scores[metric]) >= threshold for a in scored],
             [a.answer.cost.latency_s for a in scored],
+            groups=labels_of([a.qid for a in scored], view.groups()),
             money_per_question=cost.price_per_1k / 1000.0,
             money_fixed=(cost.price_prepare or 0.0) / volume if volume else 0.0,
             seconds_fixed=(cost.prepare_s or 0.0) / volume if volume else 0.0,
@@ -173,7 +225,15 @@ def decision_figures(
     """The figures above as plain data, for `--json`, MLflow and the report: per metric the
     chance of being best and the corrected comparisons with the best, and the cost per right
     answer."""
-    out: dict[str, Any] = {"prob_best": {}, "comparisons": {}}
+    n = len(view.qids())
+    out: dict[str, Any] = {
+        "questions": n,
+        "groups": view.n_groups(),  # independent units the statistics resample
+        "multiplicity": "Holm over all pairs of strategies",
+        "prob_best": {},
+        "comparisons": {},
+        "pairs": {},
+    }
     for m in metric_names(view.run):
         chances = chance_best(view, m)
         if not chances:
@@ -184,10 +244,8 @@ def decision_figures(
         if len(means) > 1:
             pick = max if higher_is_better(m) else min
             best = pick(means, key=means.get)
-            frame = comparisons(view, m, best)
-            out["comparisons"][m] = (
-                frame.astype(object).where(frame.notna(), None).to_dict("records")
-            )
+            out["comparisons"][m] = _records(comparisons(view, m, best))
+            out["pairs"][m] = _records(paired_family(view, m))
     per_right = cost_per_right_frame(view, monthly_volume, months)
     out["cost_per_right"] = {
         "basis": per_right.attrs["basis"],
@@ -199,6 +257,16 @@ def decision_figures(
         },
     }
     return out
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame as JSON-safe records: NaN and infinite figures (a d_z bound of c/0) None."""
+
+    def clean(v: Any) -> Any:
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return [{k: clean(v) for k, v in row.items()} for row in rows]
 
 
 def _span(value: float | None, low: float | None, high: float | None, fmt) -> str:
@@ -320,7 +388,11 @@ def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 1
     figures = decision_figures(view, monthly_volume, months)
     first = DEFAULT_METRIC if DEFAULT_METRIC in figures["prob_best"] else None
     first = first or next(iter(figures["prob_best"]), None)
-    lines = []
+    n, g = figures["questions"], figures["groups"]
+    lines = [
+        f"Test set: {n} questions in {g} independent groups (questions of one source passage "
+        "or near-duplicates form one group; every interval and test resamples whole groups)."
+    ]
     for m, chances in figures["prob_best"].items():
         if len(chances) < 2 or None in chances.values():
             continue  # one strategy scored on it, or no question all of them scored
@@ -333,10 +405,12 @@ def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 1
             if row["diff"] is None or row["p_value"] is None:
                 continue
             dz = "" if row["d_z"] is None else f", d_z {row['d_z']:+.2f}"
+            verdict = "significant" if row["significant"] else "not significant"
             lines.append(
                 f"  {row['strategy']} − {row['best']}: {row['diff']:+.3f} "
                 f"[{row['diff_low']:+.3f}, {row['diff_high']:+.3f}]{dz}; {row['test']} "
-                f"p = {row['p_value']:.3g}, Holm p = {row['p_holm']:.3g}"
+                f"p = {row['p_value']:.3g}, Holm p = {row['p_holm']:.3g} over "
+                f"{row['holm_over']} pair{'s' if row['holm_over'] != 1 else ''} ({verdict})"
             )
     per = figures["cost_per_right"]
     lines.append(

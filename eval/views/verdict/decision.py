@@ -14,8 +14,7 @@ from eval.views.cost import BreakEven, break_even
 from eval.views.format import display_name, money, times
 from eval.views.knowledge import retention_vs_gain
 from eval.views.run_view import RunView, higher_is_better
-from eval.views.significance import compare_strategies
-from eval.views.verdict.confidence import best_sentence, per_right_text
+from eval.views.verdict.confidence import best_sentence, pair_result, per_right_text
 from eval.views.verdict.narrative import Recommendation, recommend
 from eval.views.verdict.stability import stability_sentences
 
@@ -103,7 +102,11 @@ def decide(
             f"lowest cost per right answer, {per_right_text(row.per_right, False, cur)} "
             f"({money(row.monthly_cost, cur)} a month for {monthly_volume:,} questions)."
         )
-    reasons = [f"Quality: {quality(c)} on {n_questions} test questions."]
+    groups = view.n_groups()
+    reasons = [
+        f"Quality: {quality(c)} on {n_questions} test questions in {groups} independent "
+        "groups (questions of one source passage or near-duplicates count as one)."
+    ]
     chance = best_sentence(view, metric)
     if chance:
         reasons.append(f"Chance of being best: {chance}")
@@ -150,10 +153,11 @@ def _bridge(view: RunView, rec: Recommendation, metric: str, cur: str) -> str | 
     if best is None or best == c:
         return None
     t = rec.table.set_index("strategy")
-    test = compare_strategies(view, best, c, metric)
+    # the same Holm-adjusted paired test the headline and the comparisons table read
+    test = pair_result(view, metric, best, c) or {"significant": False, "p_holm": None}
     gap = (
         "the gap is not significant"
-        if not test.significant
+        if not test["significant"]
         else "the gap is significant, yet both are within the bar"
     )
     ratio = times(t.loc[c].monthly_cost, t.loc[best].monthly_cost)
@@ -162,7 +166,8 @@ def _bridge(view: RunView, rec: Recommendation, metric: str, cur: str) -> str | 
         f"{display_name(best)} is the most accurate ({metric_label(metric)} "
         f"{_num(t.loc[best]['mean'])}), but {display_name(c)} is within your bar {cost_words} "
         f"({money(t.loc[c].monthly_cost, cur)} against {money(t.loc[best].monthly_cost, cur)} "
-        f"a month); {gap} (paired test, {_p(test.p_value)}), so {display_name(c)} is "
+        f"a month); {gap} (paired test, Holm-adjusted {_p(test['p_holm'])}), so "
+        f"{display_name(c)} is "
         "recommended."
     )
 

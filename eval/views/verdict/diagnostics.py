@@ -26,9 +26,10 @@ from eval.metrics import metric_label
 from eval.run.oracle import OracleReading
 from eval.stats.power import PowerLine, power_line
 from eval.store.rows import RunMeta
-from eval.views.run_view import baseline_name, format_interval, has_role
+from eval.views.run_view import baseline_name, format_interval, has_role, higher_is_better, seed_of
 from eval.views.tables import render_table
 from eval.views.tuning import tuning_notes
+from eval.views.verdict.confidence import paired_family, significant_pairs
 from strategies import get_strategy_class
 
 
@@ -36,7 +37,9 @@ from strategies import get_strategy_class
 class Diagnostics:
     """The verdict's diagnostic figures for one run (see the module docstring).
 
-    headline: sentences the verdict says first (no strategy shown better; generator-limited).
+    headline: sentences the verdict says first: no strategy shown better, or the significant
+        paired differences whose marginal intervals overlap (both read the Holm-adjusted paired
+        tests of eval.views.verdict.confidence.paired_family); generator-limited.
     cells: per main strategy (except the base), its attribution cells; advice: its sentence.
     oracle: the oracle-reading mean, interval and n on `metric` (None when not measured).
     power: one PowerLine per strategy against the best on `metric`.
@@ -52,8 +55,11 @@ class Diagnostics:
     oracle: dict[str, Any] | None = None
     power: list[PowerLine] = field(default_factory=list)
     contended: dict[str, bool] = field(default_factory=dict)
-    all_overlap: bool = False
+    all_overlap: bool = False  # context only: the verdict is the paired tests
     generator_limited: bool = False
+    groups: int = 0  # independent groups among the test questions
+    pairs: int = 0  # paired tests in the Holm family
+    significant: list[dict[str, Any]] = field(default_factory=list)  # winner − loser rows
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +74,12 @@ class Diagnostics:
             "contended": self.contended,
             "all_overlap": self.all_overlap,
             "generator_limited": self.generator_limited,
+            "groups": self.groups,
+            "pairs": self.pairs,
+            "significant": [
+                {k: r[k] for k in ("a", "b", "diff", "diff_low", "diff_high", "p_holm", "test")}
+                for r in self.significant
+            ],
         }
 
 
@@ -122,6 +134,17 @@ def trained_on_corpus_pairs(view, strategy: str) -> bool:
     return view.result(strategy).config.get("data") == "pairs+corpus"
 
 
+def _gap_words(row: dict[str, Any], label: str, hib: bool) -> str:
+    """'rag ahead of lora by 0.083 F1 [0.031, 0.140], Holm p 0.006' for a winner − loser row
+    (for a lower-is-better metric the gap is loser − winner, so it reads positive too)."""
+    sign = 1.0 if hib else -1.0
+    gap, ends = sign * row["diff"], sorted((sign * row["diff_low"], sign * row["diff_high"]))
+    return (
+        f"{row['a']} ahead of {row['b']} by {gap:.3f} {label} [{ends[0]:.3f}, {ends[1]:.3f}], "
+        f"Holm p {row['p_holm']:.3g}"
+    )
+
+
 def _overlap(a: dict, b: dict) -> bool:
     return a["low"] <= b["high"] and b["low"] <= a["high"]
 
@@ -134,6 +157,7 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
     results = [r for r in view.main if (r.metrics.get(metric) or {}).get("mean") is not None]
     n = max((int((r.metrics.get(metric) or {}).get("n") or 0) for r in results), default=0)
     d = Diagnostics(metric, config.right_threshold, n)
+    d.groups = view.n_groups()
 
     oracle = OracleReading.from_dict(view.run.meta.oracle)
     ceiling = oracle.mean(metric) if oracle else None
@@ -151,25 +175,50 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
         best = max(ivs, key=lambda s: ivs[s]["mean"])
         for r in results:
             if r.strategy != best:
-                d.power.append(
-                    power_line(
+                # simulated for the sign-flip test (about a second): once per view
+                key = ("power", r.strategy, best, metric, config.power_target)
+                if key not in view.memo:
+                    view.memo[key] = power_line(
                         view.scores(r.strategy, metric),
                         view.scores(best, metric),
                         names=(r.strategy, best),
                         metric=metric,
                         target=config.power_target,
+                        groups=view.groups(),
+                        seed=seed_of(view),
                     )
-                )
+                d.power.append(view.memo[key])
         names = list(ivs)
         d.all_overlap = len(names) > 1 and all(
             _overlap(ivs[a], ivs[b]) for i, a in enumerate(names) for b in names[i + 1 :]
         )
-    if d.all_overlap:
-        widest = max((p.mdd for p in d.power if p.mdd is not None), default=None)
-        text = f"No strategy is shown to be better on {n} questions: every 95% interval overlaps."
-        if widest:  # 0 when the scores do not vary: no gap size to quote
-            text += f" This test set detects only gaps of about {widest:.2f} {label} or more."
-        d.headline.append(text)
+    # The verdict is the Holm-adjusted paired tests (one family, read by every view);
+    # overlapping marginal intervals are only context.
+    if len(results) > 1:
+        family = paired_family(view, metric)
+        d.pairs = int(len(family))
+        d.significant = significant_pairs(view, metric)
+        units = f"{n} questions" + (f" ({d.groups} independent groups)" if d.groups != n else "")
+        holm_words = f"Holm's correction over {d.pairs} pair{'s' if d.pairs != 1 else ''}"
+        if not d.significant:
+            widest = max((p.mdd for p in d.power if p.mdd is not None), default=None)
+            text = (
+                f"No strategy is shown to be better on {units}: no paired difference is "
+                f"significant after {holm_words}"
+            )
+            text += " (and every 95% interval overlaps)." if d.all_overlap else "."
+            if widest:  # 0 when the scores do not vary: no gap size to quote
+                text += f" This test set detects only gaps of about {widest:.2f} {label} or more."
+            d.headline.append(text)
+        else:
+            hidden = [r for r in d.significant if _overlap(ivs[r["a"]], ivs[r["b"]])]
+            if hidden:  # the marginal intervals would suggest no difference: say there is one
+                gaps = "; ".join(_gap_words(r, label, higher_is_better(metric)) for r in hidden)
+                d.headline.append(
+                    f"Paired on the same {units}, with {holm_words}: {gaps}. Their separate 95% "
+                    "intervals overlap, but the paired test removes what the questions share, "
+                    "so the difference is significant."
+                )
     if ceiling is not None and ceiling < config.low_ceiling:
         # A trained arm (RAFT) can read better than the base model reads the gold passage:
         # then the base generator limits the other strategies, not every score.
@@ -251,6 +300,10 @@ def render_diagnostics(d: Diagnostics) -> str:
             out.append(f"  {row.pop('Strategy')}: " + "; ".join(row.values()))
         out += [f"  -> {text}" for text in d.advice.values()]
     if d.power:
-        out += ["", "Power (paired, alpha 0.05, power 0.8; each against the best)"]
+        out += [
+            "",
+            "Power (paired, alpha 0.05, power 0.8, for the test each comparison runs; "
+            "each against the best)",
+        ]
         out.append(render_table(power_rows(d)))
     return "\n".join(out)

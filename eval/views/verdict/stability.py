@@ -82,7 +82,11 @@ def stability_sentences(
     if st.skipped:
         out.append(f"Not re-run on the re-splits (they train): {', '.join(st.skipped)}.")
     if threshold is not None and monthly_volume is not None:
-        recs = recommendations(view, metric, threshold, monthly_volume, months)
+        stored = stored_stability(view)
+        ks = [0] + [s.k for s in (stored.splits if stored else []) if s.strategies]
+        compared = {s.k for s in st.splits}  # a split where a strategy failed is left out
+        every = recommendations(view, metric, threshold, monthly_volume, months)
+        recs = [r for k, r in zip(ks, every, strict=True) if k in compared]
         same = sum(r == recs[0] for r in recs[1:])
         shown = recs[0] or "none"
         out.append(
