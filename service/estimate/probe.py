@@ -84,8 +84,11 @@ def tuning_seconds(
     trials = planned_trials(cfg, tuning, kind.trains)
     if not trials:
         return 0.0, ""
-    _, val, own = tuning_pairs(kind, cfg, train, tuning.val_fraction, config.split.seed)
-    n_val = len(val)
+    split = config.split
+    pairs = tuning_pairs(
+        kind, cfg, train, tuning.val_fraction, split.seed, split.near_duplicate_jaccard
+    )
+    n_val, own = len(pairs.val), pairs.own
     if n_val < 2:  # the search is skipped: too few pairs to compare settings on
         return 0.0, ""
     trial_s = trial_prepare_s + per_q * n_val
