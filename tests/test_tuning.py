@@ -89,7 +89,7 @@ class SlopeStrategy(Strategy):
 @pytest.fixture(autouse=True, scope="module")
 def _throwaways():
     """Registered for this module's tests only, then removed so no other test sees them."""
-    import strategies
+    import strategies.registry
 
     register_strategy("tuning_dial")(DialStrategy)
     register_strategy("tuning_slope")(SlopeStrategy)
@@ -626,7 +626,7 @@ def test_compare_page_tuning_tab_shows_each_arms_tuning(
 
 
 def test_only_the_chosen_trials_artifacts_are_kept(tmp_path, monkeypatch):
-    import strategies
+    import strategies.registry
 
     class Saving(SlopeStrategy):
         def prepare(self, corpus, train):

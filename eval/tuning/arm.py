@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from eval.store.runs import StrategyResult
 from eval.tuning.config import TuningConfig
 from eval.tuning.engine import TuningJob, tune
 from strategies import get_strategy_class
+from strategies.base import RunCancelled
 
 # How an arm's validation pairs were found, as the Tuning tab words it.
 ALL_PAIRS = "all training pairs"
@@ -79,6 +81,23 @@ def tuning_pairs(
         return TuningPairs(list(train), list(own), True, OWN_PAIRS)
     fit, val = split_validation(train, val_fraction, seed, jaccard)
     return TuningPairs(fit, val, False, HELD_OUT)
+
+
+class TuningFailed(Exception):
+    """An arm's search raised (beyond its trials, which fail on their own): the arm is stored
+    as failed with the error, as a failure to prepare it would be, and the run goes on."""
+
+    def __init__(self, label: str, config: ConfigBase, budget: str, error: Exception):
+        super().__init__(f"tuning failed: {type(error).__name__}: {error}")
+        self.label, self.config, self.budget = label, config, budget
+        self.trace = traceback.format_exc(limit=8)
+
+    def result(self) -> tuple[StrategyResult, TuningRecord]:
+        """The arm's failed result, and the tuning record it keeps."""
+        result = StrategyResult(self.label, "failed", self.config.to_dict(), error=str(self))
+        result.prepare.traceback = self.trace
+        record = TuningRecord(status="failed", budget=self.budget, note=str(self))
+        return result, record
 
 
 class ArmTuner:
@@ -168,7 +187,12 @@ class ArmTuner:
             keep=own and self.reuse,
         )
         self.emit(ProgressEvent("tune", strategy=label, figures={"budget": self.tuning.budget}))
-        chosen, record = tune(job, self.tuning)
+        try:
+            chosen, record = tune(job, self.tuning)
+        except RunCancelled:
+            raise
+        except Exception as e:  # noqa: BLE001 - the arm fails with the error, the run goes on
+            raise TuningFailed(label, config, self.tuning.budget, e) from e
         self.chosen[name] = chosen
         if job.kept is not None:
             self.kept[label] = job.kept
