@@ -75,7 +75,9 @@ def tuning_seconds(
     to its preparation, and how that was counted ("" when nothing is searched).
 
     Every trial prepares as the arm does (`trial_prepare_s`) and answers the validation pairs
-    (`per_q` each); the trials after the default one stop at the budget's seconds cap. An arm
+    (`per_q` each); the trials after the default one stop at the budget's seconds cap. An upper
+    bound for an arm that does not train: racing stops its clearly worse trials after a few
+    batches (eval.tuning.racing). An arm
     that validates on pairs of its own answers with its default trial's training when that is
     kept, so that training is not counted twice."""
 
