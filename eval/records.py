@@ -255,7 +255,7 @@ class TuningRecord:
     default: dict[str, Setting] = field(default_factory=dict)
     chosen: dict[str, Setting] = field(default_factory=dict)
     default_score: IntervalDict | None = None
-    tuned_score: IntervalDict | None = None
+    tuned_score: IntervalDict | None = None  # the best trial's, adopted or not
     gain: IntervalDict | None = None
     val_pairs: int = 0
     seconds: float = 0.0

@@ -75,9 +75,11 @@ def tune(
 ) -> tuple[ConfigBase, TuningRecord]:
     """Search `job`'s spaces under `tuning`'s budget; (chosen config, record).
 
-    The chosen config is the default unless a trial scored higher on the validation pairs.
-    `pruner` replaces the default successive-halving pruner (tests). RunCancelled from the run
-    propagates; the trials done so far stay in the journal.
+    The chosen config is the default unless the best trial replaces it under `tuning.adopt`
+    (by default: only on evidence, eval.tuning.evidence). `pruner` replaces the default one
+    (racing for untrained trials, successive halving for trained ones; tests). A trial's own
+    error fails that trial only; RunCancelled from the run propagates; the trials done so far
+    stay in the journal.
     """
     spaces = spaces_of(type(job.base))
     record = TuningRecord(
