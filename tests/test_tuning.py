@@ -620,6 +620,10 @@ def test_compare_page_tuning_tab_shows_each_arms_tuning(
     table = frame(ui, "changed settings")
     assert list(table["strategy"]) == ["tuning_dial", "fake"]
     assert list(table["trials"]) == [4, 0]
+    # Each arm's validation size and the decision, in words, in the table and below it.
+    assert table["validation pairs"][0] > 0 and table["decision"][0]
+    why = [m.value for m in ui.markdown if "dial" in m.value]
+    assert any("default kept" in m or "replaced" in m for m in why), why
 
 
 # --- a trained arm's chosen trial serves the arm -------------------------------------------

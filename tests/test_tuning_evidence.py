@@ -268,6 +268,39 @@ def test_few_shot_never_shows_a_question_its_own_group(tiny_models, tmp_path):
         assert "t0" in {s.id for s in plain.select([train[0].question])[0]}
 
 
+def _pool_readers() -> list[str]:
+    """Every registered strategy scored on its own training pairs while it reads them."""
+    from strategies import strategy_names
+
+    return [
+        n
+        for n in strategy_names(include_hidden=True)
+        if get_strategy_class(n).validates_on_training() and get_strategy_class(n).reads_pairs
+    ]
+
+
+@pytest.mark.parametrize("name", _pool_readers())
+def test_a_strategy_validated_on_its_training_pairs_never_shows_their_answers(
+    name, chunked_mini, tiny_models, tmp_path
+):
+    corpus, pairs = chunked_mini
+    # A near-duplicate of each of four questions (the same words in capitals), which the
+    # identical-question filter alone would let through as a shot.
+    asked = pairs[:4]
+    twins = [QAPair(f"twin{i}", p.question.upper(), p.answers) for i, p in enumerate(asked)]
+    kind = get_strategy_class(name)
+    got = tuning_pairs(kind, kind.config_class(), pairs + twins, 0.1, seed=0)
+    for p, twin in zip(asked, twins, strict=True):
+        assert got.leave_out[p.question] == {p.id, twin.id}
+    ctx = StrategyContext(models=tiny_models, workdir=tmp_path, leave_out=got.leave_out)
+    strategy = create_strategy(name, None, ctx)
+    strategy.prepare(corpus, got.fit)
+    for p, answer in zip(asked, strategy.answer([p.question for p in asked]), strict=True):
+        shown = " ".join(c.text for c in answer.contexts if c.kind == "shot")
+        assert p.question.lower() not in shown.lower(), (name, p.id)
+        assert shown or not got.fit[1:], name  # the others still serve as shots
+
+
 # --- 2. racing ------------------------------------------------------------------------------
 
 
