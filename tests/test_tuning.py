@@ -19,7 +19,7 @@ from eval.records import TuningRecord
 from eval.run.harness import run_comparison
 from eval.store.runs import RunStore
 from eval.tuning.config import TuningConfig
-from eval.tuning.engine import TuningJob, tune
+from eval.tuning.engine import TuningJob, study_name, tune
 from eval.views.html_report import html_report
 from eval.views.tuning import tuned_config_yaml, tuning_table
 from strategies import Strategy, get_strategy_class, register_strategy
@@ -371,7 +371,8 @@ def test_a_killed_tuning_run_resumes_without_repeating_finished_trials(tmp_path,
 
     # A harder kill leaves a trial marked running: it is failed and run anew, not counted.
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "trials.journal")))
-    optuna.load_study(study_name="tuning_dial", storage=storage).ask()
+    job = _job(tmp_path, "tuning_dial")
+    optuna.load_study(study_name=study_name(job), storage=storage).ask()
     calls.clear()
     _, rec = tune(_job(tmp_path, "tuning_dial"), settings)
     finished = [t for t in rec.trials if t.state == "complete"]

@@ -17,7 +17,7 @@ from eval.run.harness import run_comparison
 from eval.store.runs import RunStore
 from eval.tuning.arm import ALL_LEFT_OUT, ALL_PAIRS, HELD_OUT, OWN_PAIRS, tuning_pairs
 from eval.tuning.config import TuningConfig
-from eval.tuning.engine import TuningJob, tune
+from eval.tuning.engine import TuningJob, study_name, tune
 from eval.tuning.evidence import crossfit_diffs, halves
 from eval.tuning.racing import clearly_behind
 from eval.views.tuning import tuning_table
@@ -322,7 +322,7 @@ def test_a_clearly_worse_setting_is_raced_out_and_the_finalists_see_every_pair(t
         assert by_mode[mode].state == "complete" and by_mode[mode].answered == 64, mode
     # The running score went to Optuna batch by batch (step = pairs answered).
     study = optuna.load_study(
-        study_name="ev_mode", storage=JournalStorage(JournalFileBackend(str(job.journal)))
+        study_name=study_name(job), storage=JournalStorage(JournalFileBackend(str(job.journal)))
     )
     raced = next(t for t in study.trials if t.number == wrong.number)
     assert sorted(raced.intermediate_values) == [4, 8, 12, 16]

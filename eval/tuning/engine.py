@@ -17,6 +17,7 @@ instructions cost four passes, not twelve. The default is replaced only as `tuni
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -142,6 +143,14 @@ def _keep_chosen(job: TuningJob, prepared: dict[int, PrepareReport], number: int
             shutil.rmtree(other, ignore_errors=True)
 
 
+def study_name(job: TuningJob) -> str:
+    """The arm's study in the journal: its label and which validation pairs, in their order.
+    A run resumed by another version that validates on other pairs (or in another order)
+    searches afresh instead of mixing trials scored on different pairs."""
+    ids = "\n".join(p.id for p in job.val)
+    return f"{job.label}@{hashlib.sha256(ids.encode('utf-8')).hexdigest()[:12]}"
+
+
 def _study(job: TuningJob, pruner: Any, exhaustive: bool = False):
     """The arm's study in the journal: created, or loaded with its trials (a resumed run).
 
@@ -156,7 +165,7 @@ def _study(job: TuningJob, pruner: Any, exhaustive: bool = False):
     job.journal.parent.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(job.journal)))
     study = optuna.create_study(
-        study_name=job.label,
+        study_name=study_name(job),
         storage=storage,
         direction="maximize",
         # min_resource "auto" waits for a finished trial to size the rungs, so the default trial
