@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from cli.main import summary_with_diagnostics
-from core.config import ConfigBase, option
+from core.config import ConfigBase, check, option
 from core.qa import near_duplicate_groups, split_validation
 from core.tuning_space import Categorical, IntRange
 from core.types import Answer, Corpus, Cost, PrepareReport, QAPair
@@ -108,6 +108,24 @@ class RankStrategy(Strategy):
         ]
 
 
+@dataclass
+class RefusingConfig(ConfigBase):
+    n: int = option(1, "A setting whose 3 the config refuses.", tune=IntRange(1, 3))
+
+    def validate(self) -> None:
+        check(self.n != 3, "n 3 is refused")
+
+
+class RefusingStrategy(EpochsStrategy):
+    config_class = RefusingConfig
+
+    def prepare(self, corpus, train):
+        return PrepareReport()
+
+    def answer(self, questions):
+        return [Answer(q, "antibodies", [], Cost()) for q in questions]
+
+
 class TrainedReader(Strategy):
     """Trains on the pairs and holds none out of its own: validated on a grouped share."""
 
@@ -128,6 +146,7 @@ THROWAWAYS = {
     "ev_epochs": EpochsStrategy,
     "ev_rank": RankStrategy,
     "ev_trained": TrainedReader,
+    "ev_refusing": RefusingStrategy,
 }
 
 
@@ -422,6 +441,14 @@ def test_a_trial_that_raises_fails_alone_and_the_search_goes_on(tmp_path):
     assert by_r[32].state == "fail" and "CUDA out of memory" in by_r[32].error
     assert by_r[16].state == "complete" and rec.n_failed == 1
     assert rec.best == {"r": 16}  # the search went on past the failure
+
+
+def test_a_setting_the_config_refuses_is_a_failed_trial_with_its_reason(tmp_path):
+    job = _job(tmp_path, "ev_refusing", _same_answer(4))
+    _, rec = tune(job, TuningConfig(budget="quick", n_trials=3))
+    by_n = {t.values["n"]: t for t in rec.trials}
+    assert set(by_n) == {1, 2, 3} and rec.n_failed == 1
+    assert by_n[3].state == "fail" and "n 3 is refused" in by_n[3].error
 
 
 def test_an_off_grid_default_runs_as_it_is(tmp_path):

@@ -390,7 +390,11 @@ class _Objective:
                 raise optuna.TrialPruned(f"the settings of pruned trial {earlier.number}")
             trial.set_user_attr("scores", earlier.user_attrs.get("scores", []))
             return float(earlier.value)
-        config = self.job.base if default else with_values(self.job.base, values)
+        try:
+            config = self.job.base if default else with_values(self.job.base, values)
+        except ConfigError as e:  # a combination of values the config refuses
+            trial.set_user_attr("error", f"ConfigError: {e}"[:500])
+            raise
         watch = _Watch(trial, self.job, self.deadline)
         t0 = time.perf_counter()
         try:
