@@ -393,13 +393,13 @@ def test_a_lead_within_noise_keeps_the_default_and_says_why(tmp_path):
 
 
 def tuning_table_row(rec: TuningRecord) -> dict:
+    from eval.store.rows import RunMeta
     from eval.store.runs import Run, StrategyResult
 
     result = StrategyResult("ev_mode", "done")
     result.extras.tuning = rec
-    run = Run(
-        "r", "r", "done", 0.0, None, {"tuning": {"budget": "quick"}}, None, {}, None, [result]
-    )
+    config = {"tuning": {"budget": "quick"}}
+    run = Run("r", "r", "done", 0.0, None, config, None, RunMeta(), None, [result])
     (row,) = tuning_table(run).to_dict("records")
     return row
 
@@ -527,7 +527,7 @@ def test_a_run_shows_each_arms_validation_size_and_decision(mini_corpus, tiny_mo
     run = store.get_run(run_id)
     (result,) = run.results
     rec = result.extras.tuning
-    assert rec.val_pairs == run.meta["split"]["train"] >= 2 and rec.validation == ALL_PAIRS
+    assert rec.val_pairs == run.meta.split.train >= 2 and rec.validation == ALL_PAIRS
     (row,) = tuning_table(run).to_dict("records")
     assert row["validation pairs"] == rec.val_pairs and row["validated on"] == ALL_PAIRS
     assert row["decision"] == rec.note
