@@ -355,6 +355,10 @@ def test_racing_stops_only_a_trial_behind_beyond_noise():
     assert not clearly_behind([1.0] * 16, leader)
     assert not clearly_behind([1.0] * 15 + [0.0], leader)  # one miss: within noise
     assert not clearly_behind([0.0] * 16, None)  # nothing finished to race against
+    # Eight misses that are one near-duplicate group are one unit of evidence, not eight.
+    running = [0.0] * 8 + [1.0] * 8
+    assert clearly_behind(running, [1.0] * 16)
+    assert not clearly_behind(running, [1.0] * 16, groups=[0] * 8 + list(range(1, 9)))
 
 
 # --- 3. a default is replaced only on evidence ----------------------------------------------

@@ -35,7 +35,7 @@ from eval.metrics import f1_score
 from eval.records import TrialRow, TuningRecord
 from eval.stats.intervals import bootstrap_ci
 from eval.tuning.config import TuningConfig
-from eval.tuning.evidence import halves, weigh
+from eval.tuning.evidence import group_labels, halves, weigh
 from eval.tuning.racing import RACE_ATTR, RacePruner
 from strategies.base import RunCancelled, Strategy
 
@@ -175,7 +175,11 @@ def _study(job: TuningJob, pruner: Any, exhaustive: bool = False):
         # Untrained trials are raced on their running validation scores; trained ones reported
         # their loss to successive halving.
         pruner=pruner
-        or RacePruner(optuna.pruners.SuccessiveHalvingPruner(min_resource=1), seed=job.seed),
+        or RacePruner(
+            optuna.pruners.SuccessiveHalvingPruner(min_resource=1),
+            seed=job.seed,
+            groups=group_labels(job.val, job.jaccard),  # near-duplicates resampled together
+        ),
         load_if_exists=True,
     )
     # A trial still marked running was killed with the process: it failed and is run anew.
@@ -239,15 +243,16 @@ def _choose(
     record.best_trial = best.user_attrs.get("repeat_of", best.number)
     record.chosen_trial = default.number
     d_scores, b_scores = default.user_attrs["scores"], best.user_attrs["scores"]
-    record.default_score = bootstrap_ci(d_scores, seed=job.seed).to_dict()
-    record.tuned_score = bootstrap_ci(b_scores, seed=job.seed).to_dict()
+    groups = group_labels(job.val, job.jaccard)
+    record.default_score = bootstrap_ci(d_scores, groups=groups, seed=job.seed).to_dict()
+    record.tuned_score = bootstrap_ci(b_scores, groups=groups, seed=job.seed).to_dict()
     record.best = {**record.default, **best.user_attrs["values"]}
     # Every finished setting once (redraws repeat one), the default first: the cross-fit's
     # candidates.
     others = [t for t in done if not _is_default(t) and "repeat_of" not in t.user_attrs]
     candidates = [d_scores] + [t.user_attrs["scores"] for t in others]
     split = halves(job.val, job.jaccard, job.seed)
-    evidence = weigh(d_scores, b_scores, candidates, split, seed=job.seed)
+    evidence = weigh(d_scores, b_scores, candidates, split, seed=job.seed, groups=groups)
     record.gain = evidence.gain.to_dict()
     record.crossfit_gain = None if evidence.crossfit is None else evidence.crossfit.to_dict()
     if best is default:

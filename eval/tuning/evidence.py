@@ -6,8 +6,9 @@ test split. So the gain shown is also measured on pairs that did not choose it: 
 pairs are cut into two halves by near-duplicate group; the best setting on half A is measured
 against the default on half B and the best on B against the default on A; the pooled per-pair
 differences give the cross-fitted gain (the size-weighted average of the two halves' gains) and
-its paired bootstrap interval. Under the `evidence` rule the best setting replaces the default
-only when the 95% lower bounds of both its plain gain and the cross-fitted gain are above 0.
+its paired bootstrap interval (whole near-duplicate groups resampled). Under the `evidence`
+rule the best setting replaces the default only when the 95% lower bounds of both its plain
+gain and the cross-fitted gain are above 0.
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ from dataclasses import dataclass
 from core.qa import near_duplicate_groups
 from core.types import QAPair
 from eval.stats.intervals import Interval, bootstrap_ci
+
+
+def group_labels(pairs: list[QAPair], jaccard: float) -> list[int]:
+    """Each pair's near-duplicate group (a number): the independent units the paired
+    bootstraps resample whole (eval.stats.intervals.bootstrap_ci's `groups`)."""
+    labels = [0] * len(pairs)
+    for k, g in enumerate(near_duplicate_groups(pairs, jaccard)):
+        for i in g:
+            labels[i] = k
+    return labels
 
 
 def halves(pairs: list[QAPair], jaccard: float, seed: int) -> tuple[list[int], list[int]] | None:
@@ -80,13 +91,15 @@ def weigh(
     candidates: Sequence[Sequence[float]],
     split: tuple[list[int], list[int]] | None,
     seed: int = 0,
+    groups: Sequence[int] | None = None,
 ) -> Evidence:
     """The paired gains of `best` over `default` (per-pair scores on the same validation
-    pairs), with seeded bootstrap intervals; `candidates` (default first) feed the cross-fit."""
-    gain = bootstrap_ci(
-        [float(x) - float(d) for x, d in zip(best, default, strict=True)], seed=seed
-    )
+    pairs), with seeded bootstrap intervals resampling whole `groups` (one label per pair;
+    None: each pair its own); `candidates` (default first) feed the cross-fit."""
+    diffs = [float(x) - float(d) for x, d in zip(best, default, strict=True)]
+    gain = bootstrap_ci(diffs, groups=groups, seed=seed)
     cross = None
     if split is not None:
-        cross = bootstrap_ci(crossfit_diffs(default, candidates, split), seed=seed)
+        crossed = crossfit_diffs(default, candidates, split)
+        cross = bootstrap_ci(crossed, groups=groups, seed=seed)
     return Evidence(gain, cross)

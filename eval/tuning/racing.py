@@ -44,15 +44,18 @@ def clearly_behind(
     min_pairs: int = MIN_RACE_PAIRS,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: Sequence[int] | None = None,
 ) -> bool:
     """Whether `running` (a trial's scores on the first n validation pairs) is behind the
     leader's scores on the same n pairs beyond noise: the upper end of the paired bootstrap
-    interval of their mean difference is below 0."""
+    interval of their mean difference (whole `groups` resampled: one label per validation
+    pair, None for each pair its own) is below 0."""
     n = len(running)
     if leader is None or n < min_pairs or len(leader) < n:
         return False
     diffs = [float(a) - float(b) for a, b in zip(running, leader[:n], strict=True)]
-    high = bootstrap_ci(diffs, confidence=confidence, seed=seed).high
+    labels = None if groups is None else list(groups[:n])
+    high = bootstrap_ci(diffs, groups=labels, confidence=confidence, seed=seed).high
     return high is not None and high < 0.0
 
 
@@ -66,14 +69,15 @@ class RacePruner:
         min_pairs: int = MIN_RACE_PAIRS,
         confidence: float = 0.95,
         seed: int = 0,
+        groups: Sequence[int] | None = None,
     ):
         self.fallback, self.min_pairs = fallback, min_pairs
-        self.confidence, self.seed = confidence, seed
+        self.confidence, self.seed, self.groups = confidence, seed, groups
 
     def prune(self, study: Any, trial: Any) -> bool:
         running = trial.user_attrs.get(RACE_ATTR)
         if running is None:
             return bool(self.fallback.prune(study, trial))
         return clearly_behind(
-            running, leader_scores(study), self.min_pairs, self.confidence, self.seed
+            running, leader_scores(study), self.min_pairs, self.confidence, self.seed, self.groups
         )
