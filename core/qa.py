@@ -321,23 +321,52 @@ def split_pairs_grouped(
     return train, test, ids
 
 
-def split_validation(
-    pairs: list[QAPair], fraction: float, seed: int
-) -> tuple[list[QAPair], list[QAPair]]:
-    """(train, validation): a seeded `fraction` of the pairs (rounded down) held out.
+# The split's default near-duplicate threshold (SplitConfig.near_duplicate_jaccard), for the
+# validation draws that are not handed the run's own.
+DEFAULT_JACCARD = SplitConfig().near_duplicate_jaccard
 
-    At least one pair always stays in training; fraction 0 gives no validation set.
+
+def split_validation(
+    pairs: list[QAPair], fraction: float, seed: int, jaccard: float = DEFAULT_JACCARD
+) -> tuple[list[QAPair], list[QAPair]]:
+    """(train, validation): a seeded `fraction` of the pairs (rounded down) held out by group.
+
+    Drawn as the test split is: whole near-duplicate groups (same or similar question, same
+    `passage`) go to validation while they fit, so a paraphrase of a validation question is
+    never trained on. At least one pair always stays in training; fraction 0 gives no
+    validation set. Each side keeps the input order.
     """
     n_val = min(int(len(pairs) * float(fraction)), max(0, len(pairs) - 1))
     if n_val <= 0:
         return list(pairs), []
-    order = list(range(len(pairs)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:n_val])
+    groups = near_duplicate_groups(pairs, jaccard)
+    random.Random(seed).shuffle(groups)
+    held: set[int] = set()
+    for g in groups:
+        if len(held) + len(g) <= n_val:  # a group that would overshoot stays in training
+            held.update(g)
+        if len(held) == n_val:
+            break
+    if not held and len(groups) > 1:  # every group is bigger than the target: the smallest
+        held.update(min(groups, key=len))
     return (
         [p for i, p in enumerate(pairs) if i not in held],
         [p for i, p in enumerate(pairs) if i in held],
     )
+
+
+def leave_out_groups(
+    pairs: list[QAPair], jaccard: float = DEFAULT_JACCARD
+) -> dict[str, frozenset[str]]:
+    """Question (stripped) -> ids of the pairs in its near-duplicate group, itself included:
+    what a strategy answering that question must not read when it is scored on its own
+    training pairs (few-shot's pool)."""
+    out: dict[str, set[str]] = {}
+    for g in near_duplicate_groups(pairs, jaccard):
+        ids = {pairs[i].id for i in g}
+        for i in g:
+            out.setdefault(pairs[i].question.strip(), set()).update(ids)
+    return {q: frozenset(ids) for q, ids in out.items()}
 
 
 # --- in the bounded parser child (core.untrusted.sandbox): never in the web process

@@ -44,6 +44,10 @@ class Categorical:
     def contains(self, value: Any) -> bool:
         return _key(value) in {_key(v) for v in self.values}
 
+    def nearest(self, value: Any) -> Any:
+        """The setting of the space standing for `value` (the default is always one)."""
+        return value
+
     def describe(self) -> str:
         shown = [v if isinstance(v, str) and len(v) <= 40 else _short(v) for v in self.values]
         return "one of " + ", ".join(map(str, shown))
@@ -70,6 +74,11 @@ class IntRange:
     def contains(self, value: Any) -> bool:
         return self.low <= int(value) <= self.high
 
+    def nearest(self, value: Any) -> int:
+        """The grid point nearest `value` (an off-grid default such as epochs 1.5)."""
+        steps = round((min(max(float(value), self.low), self.high) - self.low) / self.step)
+        return min(self.low + int(steps) * self.step, self.high)
+
     def describe(self) -> str:
         by = f" step {self.step}" if self.step != 1 else ""
         return f"integer {self.low}..{self.high}{by}{' (log)' if self.log else ''}"
@@ -94,6 +103,10 @@ class FloatRange:
 
     def contains(self, value: Any) -> bool:
         return self.low <= float(value) <= self.high
+
+    def nearest(self, value: Any) -> float:
+        """`value` within the range."""
+        return min(max(float(value), self.low), self.high)
 
     def describe(self) -> str:
         return f"{self.low:g}..{self.high:g}{' (log scale)' if self.log else ''}"

@@ -229,6 +229,10 @@ class TrialRow:
     seconds: float
     steps: int | None = None  # training steps done (trained arms)
     default: bool = False  # the arm's shipped settings
+    # Validation pairs it answered: all of them for a finalist, a few for a trial raced out
+    # (None: stored before racing).
+    answered: int | None = None
+    error: str = ""  # why a failed trial failed (an out-of-memory, a refused setting)
 
 
 @dataclass
@@ -236,10 +240,14 @@ class TuningRecord:
     """An arm's tuning (eval.tuning): the spaces searched, every trial, the chosen settings.
 
     Scores are mean validation token F1 with 95% bootstrap intervals; `gain` is the paired
-    tuned-minus-default difference on the same validation pairs.
+    best-minus-default difference on the validation pairs (the ones that chose the best, so
+    flattered by the choice); `crossfit_gain` the same gain measured on pairs that did not
+    choose it (chosen on one half of the validation pairs, measured on the other, both ways).
+    Under the `evidence` rule the best setting replaces the default only when both gains'
+    95% lower bounds are above 0; `note` says why the default was kept or replaced.
     """
 
-    status: str  # tuned | off | no_space | skipped
+    status: str  # tuned | off | no_space | skipped | failed
     budget: str
     metric: str = "f1"
     note: str = ""
@@ -247,7 +255,7 @@ class TuningRecord:
     default: dict[str, Setting] = field(default_factory=dict)
     chosen: dict[str, Setting] = field(default_factory=dict)
     default_score: IntervalDict | None = None
-    tuned_score: IntervalDict | None = None
+    tuned_score: IntervalDict | None = None  # the best trial's, adopted or not
     gain: IntervalDict | None = None
     val_pairs: int = 0
     seconds: float = 0.0
@@ -255,10 +263,19 @@ class TuningRecord:
     chosen_trial: int | None = None  # the trial whose settings (and outcome) were chosen
     # The arm answered with what that trial prepared (its adapter), not a second training.
     reused_trial: int | None = None
+    validation: str = ""  # which pairs validated, in words (eval.tuning.arm.tuning_pairs)
+    adopt: str = ""  # the rule that decided: evidence | best ("" before the rule existed)
+    crossfit_gain: IntervalDict | None = None
+    best: dict[str, Setting] = field(default_factory=dict)  # the best trial's settings
+    best_trial: int | None = None
 
     @property
     def n_trials(self) -> int:
         return len(self.trials)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(t.state == "fail" for t in self.trials)
 
     @property
     def n_pruned(self) -> int:
@@ -271,10 +288,12 @@ class TuningRecord:
 
     @property
     def within_noise(self) -> bool | None:
-        """True when the gain's interval reaches zero (None: nothing to compare)."""
-        if not self.gain or self.gain.get("low") is None:
+        """True when the gain's interval reaches zero, the cross-fitted one when measured
+        (None: nothing to compare)."""
+        gain = self.crossfit_gain or self.gain
+        if not gain or gain.get("low") is None:
             return None
-        return float(self.gain["low"]) <= 0.0
+        return float(gain["low"]) <= 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON the store keeps."""
@@ -285,7 +304,7 @@ class TuningRecord:
         """From a stored tuning dict; None for none."""
         if not d:
             return None
-        trials = [TrialRow(**t) for t in d.get("trials") or []]
+        trials = [TrialRow(**known_fields(TrialRow, t)) for t in d.get("trials") or []]
         return cls(**known_fields(cls, d, skip=("trials",)), trials=trials)
 
 

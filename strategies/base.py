@@ -8,7 +8,7 @@ and measures both steps, so every strategy is measured the same way.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -56,6 +56,10 @@ class StrategyContext:
     # The test pairs, only so generated training data can leave them out (core.qagen.HeldOut);
     # never to train on, choose shots from or answer with.
     held_out: tuple[QAPair, ...] = ()
+    # Question (stripped) -> ids of training pairs `answer()` must not read for it: tuning
+    # scores an arm on its own training pairs, each answered without itself and its
+    # near-duplicates (few-shot's pool). Honoured by strategies whose `leaves_out` is True.
+    leave_out: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def generator(self) -> Generator:
@@ -96,6 +100,10 @@ class Strategy(ABC):
     retrieves: ClassVar[bool] = False  # puts retrieved chunks in front of the model
     accepts_adapter: ClassVar[bool] = False  # answers with a saved peft adapter (playground)
     reads_pairs: ClassVar[bool] = True  # prepare() uses the training pairs (shots, examples)
+    # answer() reads the training pairs only as a pool it can leave given pairs out of, per
+    # question (`ctx.leave_out`, through `left_out`): scored on its own training pairs, it
+    # never sees the answer it is asked for.
+    leaves_out: ClassVar[bool] = False
 
     def __init__(self, config: ConfigBase | None, ctx: StrategyContext):
         self.config = config if config is not None else self.config_class()
@@ -137,6 +145,18 @@ class Strategy(ABC):
         arm will and the winner's artifacts serve the arm; none by default.
         """
         return []
+
+    @classmethod
+    def validates_on_training(cls) -> bool:
+        """Whether this strategy can be scored on its own training pairs without having learnt
+        their answers: it does not train, and reads the pairs not at all or only through a
+        pool that leaves each question's own pairs out. Tuning then validates on all of them."""
+        return not cls.trains and (not cls.reads_pairs or cls.leaves_out)
+
+    def left_out(self, question: str) -> frozenset[str]:
+        """Ids of the training pairs `answer()` must not read for `question` (none outside
+        tuning)."""
+        return self.ctx.leave_out.get(question.strip(), frozenset())
 
     @classmethod
     def training_settings(cls, config: ConfigBase) -> ConfigBase | None:

@@ -86,6 +86,14 @@ class CompositeStrategy(GenerativeStrategy):
         return held if held and all(r == ids for r in readers) else []
 
     @classmethod
+    def validates_on_training(cls):
+        """Whether every part can be scored on the training pairs (none trains, each reads
+        them not at all or through a pool that leaves a question's own pairs out)."""
+        return not cls.trains and all(
+            get_strategy_class(name).validates_on_training() for name in cls.parts.values()
+        )
+
+    @classmethod
     def training_settings(cls, config):
         """The training section of the first part that has one."""
         return next((s for _, s in cls._trained_parts(config)), None)

@@ -41,6 +41,7 @@ class FewShotStrategy(GenerativeStrategy):
     default = True
     description = "Few-shot: k worked Q/A examples from the training split before the question."
     display_name = "Few-shot examples"
+    leaves_out = True  # a question's own pairs are skipped in its pool (select)
 
     def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
         if not train:
@@ -78,7 +79,7 @@ class FewShotStrategy(GenerativeStrategy):
     def select(self, questions: list[str]) -> list[list[QAPair]]:
         """The shots for each question, within the token budget."""
         if self.config.selection == "random":
-            return [self._within_budget(self.random_order) for _ in questions]
+            return [self._within_budget(self._allowed(self.random_order, q)) for q in questions]
         import numpy as np
 
         sims = self.ctx.embedder.encode(questions) @ self.pool_vectors.T
@@ -88,8 +89,13 @@ class FewShotStrategy(GenerativeStrategy):
             # An identical training question would leak the answer; the split prevents it,
             # but user-supplied train/test files might not.
             ranked = [i for i in ranked if self.pool[i].question.strip() != q.strip()]
-            out.append(self._within_budget(ranked))
+            out.append(self._within_budget(self._allowed(ranked, q)))
         return out
+
+    def _allowed(self, ranked: list[int], question: str) -> list[int]:
+        """`ranked` without the pairs left out for `question` (tuning on training pairs)."""
+        skip = self.left_out(question)
+        return [i for i in ranked if self.pool[i].id not in skip] if skip else ranked
 
     def answer(self, questions: list[str]) -> list[Answer]:
         return self.generate_answers(questions, self.system, shots=self.select(questions))

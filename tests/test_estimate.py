@@ -85,14 +85,15 @@ def test_the_estimate_counts_each_arms_search_within_its_budget():
     assert tuning_seconds(off, "system_prompt", prompt, train, 2.0, 1.0) == (0.0, "")
 
     quick = RunConfig.from_dict({"tuning": {"budget": "quick", "val_fraction": 0.25}})
-    # Four instructions, each tried once (2 s to prepare + 5 validation answers at 1 s).
+    # Four instructions, each tried once at most (2 s to prepare + 20 validation answers at
+    # 1 s): the system prompt learns nothing from the training pairs, so all 20 validate.
     s, note = tuning_seconds(quick, "system_prompt", prompt, train, 2.0, 1.0)
-    assert s == 4 * 7.0 and "4 trials on 5 validation pairs" in note
+    assert s == 4 * 22.0 and "4 trials on 20 validation pairs" in note
     # A seconds cap stops the trials after the default one.
     capped = RunConfig.from_dict(
         {"tuning": {"budget": "quick", "val_fraction": 0.25, "max_seconds": 10}}
     )
-    assert tuning_seconds(capped, "system_prompt", prompt, train, 2.0, 1.0)[0] == 7.0 + 10.0
+    assert tuning_seconds(capped, "system_prompt", prompt, train, 2.0, 1.0)[0] == 22.0 + 10.0
     # LoRA validates on its own 4 pairs and keeps its default trial's training: that training
     # is the arm's, so the search adds its 4 validation answers and about one more training.
     s, note = tuning_seconds(quick, "lora", lora, train, 100.0, 1.0)
@@ -101,7 +102,7 @@ def test_the_estimate_counts_each_arms_search_within_its_budget():
     ray = RunConfig.from_dict({"tuning": {"budget": "quick"}, "executor": {"kind": "ray"}})
     assert tuning_seconds(ray, "lora", lora, train, 100.0, 1.0)[0] == 104.0 + 104.0
     # Too few validation pairs: the run skips the search, the estimate counts none.
-    assert tuning_seconds(quick, "system_prompt", prompt, _pairs(5), 2.0, 1.0) == (0.0, "")
+    assert tuning_seconds(quick, "system_prompt", prompt, _pairs(1), 2.0, 1.0) == (0.0, "")
 
 
 def test_a_tuned_runs_estimate_includes_the_search_in_preparation(
@@ -120,8 +121,9 @@ def test_a_tuned_runs_estimate_includes_the_search_in_preparation(
     )
     p, t = ({e.strategy: e for e in est.strategies} for est in (plain, tuned))
     assert p["system_prompt"].tuning_s == 0 and "tuning" not in p["system_prompt"].prepare_note
+    # The system prompt validates on all 7 training pairs of the mini corpus's 10.
     assert (
-        t["system_prompt"].tuning_s > 0 and "2 validation pairs" in t["system_prompt"].prepare_note
+        t["system_prompt"].tuning_s > 0 and "7 validation pairs" in t["system_prompt"].prepare_note
     )
     assert t["system_prompt"].prepare_s >= t["system_prompt"].tuning_s
     assert t["fake"].tuning_s == 0  # nothing of it has a search space

@@ -19,7 +19,7 @@ from eval.records import TuningRecord
 from eval.run.harness import run_comparison
 from eval.store.runs import RunStore
 from eval.tuning.config import TuningConfig
-from eval.tuning.engine import TuningJob, tune
+from eval.tuning.engine import TuningJob, study_name, tune
 from eval.views.html_report import html_report
 from eval.views.tuning import tuned_config_yaml, tuning_table
 from strategies import Strategy, get_strategy_class, register_strategy
@@ -89,7 +89,7 @@ class SlopeStrategy(Strategy):
 @pytest.fixture(autouse=True, scope="module")
 def _throwaways():
     """Registered for this module's tests only, then removed so no other test sees them."""
-    import strategies
+    import strategies.registry
 
     register_strategy("tuning_dial")(DialStrategy)
     register_strategy("tuning_slope")(SlopeStrategy)
@@ -371,7 +371,8 @@ def test_a_killed_tuning_run_resumes_without_repeating_finished_trials(tmp_path,
 
     # A harder kill leaves a trial marked running: it is failed and run anew, not counted.
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "trials.journal")))
-    optuna.load_study(study_name="tuning_dial", storage=storage).ask()
+    job = _job(tmp_path, "tuning_dial")
+    optuna.load_study(study_name=study_name(job), storage=storage).ask()
     calls.clear()
     _, rec = tune(_job(tmp_path, "tuning_dial"), settings)
     finished = [t for t in rec.trials if t.state == "complete"]
@@ -620,13 +621,17 @@ def test_compare_page_tuning_tab_shows_each_arms_tuning(
     table = frame(ui, "changed settings")
     assert list(table["strategy"]) == ["tuning_dial", "fake"]
     assert list(table["trials"]) == [4, 0]
+    # Each arm's validation size and the decision, in words, in the table and below it.
+    assert table["validation pairs"][0] > 0 and table["decision"][0]
+    why = [m.value for m in ui.markdown if "dial" in m.value]
+    assert any("default kept" in m or "replaced" in m for m in why), why
 
 
 # --- a trained arm's chosen trial serves the arm -------------------------------------------
 
 
 def test_only_the_chosen_trials_artifacts_are_kept(tmp_path, monkeypatch):
-    import strategies
+    import strategies.registry
 
     class Saving(SlopeStrategy):
         def prepare(self, corpus, train):

@@ -26,10 +26,17 @@ def show_tuning(run: Run) -> None:
         )
         return
     st.caption(
-        "Scored on validation pairs carved from the training split, never the test split. "
-        "Tuning time is part of each strategy's preparation cost."
+        "Scored on training pairs, never the test split: every one of them for a strategy "
+        "that learns nothing from them (few-shot answers each without its near-duplicates "
+        "among the shots), a held-out share drawn by group for one that trains. Settings "
+        "clearly behind the best so far are stopped after a few batches; a tuned setting "
+        "replaces the default only as the run's rule says (evidence: a paired gain whose 95% "
+        "lower bound is above 0, also on pairs that did not choose it). Tuning time is part "
+        "of each strategy's preparation cost."
     )
     st.dataframe(table, hide_index=True, key="tuning_table")
+    for label, why in zip(table["strategy"], table["decision"], strict=True):
+        st.markdown(f"- **{md(label)}**: {md(why)}")
     for note in tuning_notes(run):
         st.warning(prose(note))
     st.altair_chart(trials_chart(trials_frame(run)), width="stretch")

@@ -35,7 +35,7 @@ from eval.run.stamp import InputsChanged, InputStamp
 from eval.run.workbench import Workbench
 from eval.store.artifacts import Staged, clean_leftovers, label_folder, relocate, run_dir
 from eval.store.runs import Run, RunStore
-from eval.tuning.arm import ArmTuner, charge
+from eval.tuning.arm import ArmTuner, TuningFailed, charge
 from strategies import baseline_strategy, get_strategy_class
 from strategies.base import RunCancelled
 
@@ -225,14 +225,20 @@ class _Comparison:
                 )
                 self.retention_base = self._retention_base(ctx)
                 self.store.update_run(self.run_id, retention_base=self.retention_base.to_dict())
-            settings, tuning = self.tuner.settings_for(name, label, train, extras)
-            # A trained arm answers with the adapter its chosen trial trained (same data,
-            # same settings), not a second training.
-            ready = settings and self.tuner.prepared(name, label, settings, staged.path)
-            measured = self.executor.evaluate(
-                Arm(name, label, train, asked, staged.path, settings=ready)
-            )
-            self.tuner.adopt(label, measured.result, settings, tuning)
+            try:
+                settings, tuning = self.tuner.settings_for(name, label, train, extras)
+            except TuningFailed as e:  # the arm's failure, like one in its preparation
+                failed, tuning = e.result()
+                self.emit(ProgressEvent("strategy_failed", strategy=label, error=failed.error))
+                measured = Measured(failed)
+            else:
+                # A trained arm answers with the adapter its chosen trial trained (same data,
+                # same settings), not a second training.
+                ready = settings and self.tuner.prepared(name, label, settings, staged.path)
+                measured = self.executor.evaluate(
+                    Arm(name, label, train, asked, staged.path, settings=ready)
+                )
+                self.tuner.adopt(label, measured.result, settings, tuning)
             if measured.result.status == "done":
                 final = staged.publish()
                 moved = relocate(measured.result.prepare.to_dict(), staged.path, final)

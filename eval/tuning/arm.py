@@ -1,9 +1,9 @@
 """The run's side of tuning: carve the validation pairs, tune each arm, charge the time to it.
 
 The harness asks `ArmTuner.settings_for` before it measures an arm: with `tuning.budget` off it
-changes nothing; otherwise it searches the arm's spaces on pairs carved from the training split
-(the share and seed LoRA validates on), never the test split, and returns the chosen settings
-with a `TuningRecord`. An arm that holds out validation pairs of its own (LoRA) is tuned on
+changes nothing; otherwise it searches the arm's spaces on training pairs (all of them for an arm
+that learns nothing from them, see `tuning_pairs`), never the test split, and returns the chosen
+settings with a `TuningRecord`. An arm that holds out validation pairs of its own (LoRA) is tuned on
 exactly those, its trials preparing on all its training pairs; `prepared` then hands the arm
 its chosen trial's adapter, so it is not trained a second time. `charge` adds the tuning time
 to the arm's preparation cost, so the break-even volumes and money include it.
@@ -11,13 +11,16 @@ to the arm's preparation cost, so the break-even volumes and money include it.
 
 from __future__ import annotations
 
+import random
 import shutil
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.config import ConfigBase, ConfigError
-from core.qa import split_validation
+from core.qa import DEFAULT_JACCARD, leave_out_groups, split_validation
 from core.tuning_space import with_values
 from core.types import PrepareReport, QAPair
 from eval.events import ProgressEvent, ProgressFn
@@ -28,22 +31,73 @@ from eval.store.runs import StrategyResult
 from eval.tuning.config import TuningConfig
 from eval.tuning.engine import TuningJob, tune
 from strategies import get_strategy_class
+from strategies.base import RunCancelled
+
+# How an arm's validation pairs were found, as the Tuning tab words it.
+ALL_PAIRS = "all training pairs"
+ALL_LEFT_OUT = "all training pairs, each without its near-duplicate group in the pool"
+OWN_PAIRS = "the pairs it holds out itself, drawn by group"
+HELD_OUT = "a held-out share of the training pairs, drawn by group"
+
+
+@dataclass
+class TuningPairs:
+    """Which pairs an arm's trials prepare on (`fit`) and are scored on (`val`)."""
+
+    fit: list[QAPair]
+    val: list[QAPair]
+    own: bool  # `val` is what the arm holds out itself (LoRA): its chosen trial serves it
+    scheme: str  # how `val` was found, in words
+    # Question -> the pair ids its answer must not read (StrategyContext.leave_out).
+    leave_out: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def tuning_pairs(
-    kind: type, config: ConfigBase, train: list[QAPair], val_fraction: float, seed: int
-) -> tuple[list[QAPair], list[QAPair], bool]:
-    """(pairs each trial prepares on, pairs it is scored on, whether those are the arm's own).
+    kind: type,
+    config: ConfigBase,
+    train: list[QAPair],
+    val_fraction: float,
+    seed: int,
+    jaccard: float = DEFAULT_JACCARD,
+) -> TuningPairs:
+    """The pairs arm `kind` (configured as `config`) is tuned on; never the test split.
 
-    An arm that validates on held-out pairs of its own (LoRA) is tuned on exactly those and
-    never trains on them: each trial prepares on all the training pairs as the arm will, so
-    the winner's adapter is the arm's. Any other arm is scored on the share of the training
-    pairs LoRA would hold out, with the run's split seed. The estimate counts the same pairs."""
+    An arm that learns nothing from the training pairs (`validates_on_training`: it does not
+    train and reads them not at all, or only through a pool that leaves a question's own
+    near-duplicate group out) is scored on every one of them, in a seeded order (racing
+    reads a prefix). An arm that validates on held-out pairs of its own (LoRA) is tuned on
+    exactly those, each trial preparing on all the training pairs as the arm will, so the
+    winner's adapter is the arm's. Any other arm is scored on a `val_fraction` share drawn by
+    near-duplicate group with the run's split seed. The estimate counts the same pairs."""
+    if kind.validates_on_training():
+        order = list(train)
+        random.Random(seed).shuffle(order)
+        if not kind.reads_pairs:
+            return TuningPairs(list(train), order, False, ALL_PAIRS)
+        groups = leave_out_groups(train, jaccard)
+        return TuningPairs(list(train), order, False, ALL_LEFT_OUT, groups)
     own = kind.held_out_pairs(config, train)
     if own:
-        return list(train), list(own), True
-    fit, val = split_validation(train, val_fraction, seed)
-    return fit, val, False
+        return TuningPairs(list(train), list(own), True, OWN_PAIRS)
+    fit, val = split_validation(train, val_fraction, seed, jaccard)
+    return TuningPairs(fit, val, False, HELD_OUT)
+
+
+class TuningFailed(Exception):
+    """An arm's search raised (beyond its trials, which fail on their own): the arm is stored
+    as failed with the error, as a failure to prepare it would be, and the run goes on."""
+
+    def __init__(self, label: str, config: ConfigBase, budget: str, error: Exception):
+        super().__init__(f"tuning failed: {type(error).__name__}: {error}")
+        self.label, self.config, self.budget = label, config, budget
+        self.trace = traceback.format_exc(limit=8)
+
+    def result(self) -> tuple[StrategyResult, TuningRecord]:
+        """The arm's failed result, and the tuning record it keeps."""
+        result = StrategyResult(self.label, "failed", self.config.to_dict(), error=str(self))
+        result.prepare.traceback = self.trace
+        record = TuningRecord(status="failed", budget=self.budget, note=str(self))
+        return result, record
 
 
 class ArmTuner:
@@ -91,9 +145,11 @@ class ArmTuner:
             return self.chosen.get(name), None
         config = self.bench.strategy(name, None, self.bench.context()).config
         kind = get_strategy_class(name)
-        fit, val, own = tuning_pairs(
-            kind, config, train, self.tuning.val_fraction, self.bench.config.split.seed
+        split = self.bench.config.split
+        pairs = tuning_pairs(
+            kind, config, train, self.tuning.val_fraction, split.seed, split.near_duplicate_jaccard
         )
+        own, val = pairs.own, pairs.val
         held = {p.id for p in val} if own else set()
         test = tuple(self.bench.inputs.test)
         folder = self.folder / "tuning"
@@ -101,9 +157,14 @@ class ArmTuner:
         def build(cfg, workdir, progress, cancelled):
             if own and {p.id for p in kind.held_out_pairs(cfg, train)} != held:
                 raise ConfigError("these settings would train on the validation pairs")
-            # Generated training data must leave out the validation pairs as well as the test.
+            # Generated training data must leave out the validation pairs as well as the test;
+            # an arm scored on its own training pairs leaves each one's group out of its pool.
             ctx = self.bench.context(
-                workdir=workdir, progress=progress, cancelled=cancelled, held_out=(*test, *val)
+                workdir=workdir,
+                progress=progress,
+                cancelled=cancelled,
+                held_out=(*test, *val),
+                leave_out=pairs.leave_out,
             )
             return self.bench.strategy(name, cfg, ctx)
 
@@ -111,8 +172,10 @@ class ArmTuner:
             label=label,
             base=config,
             trains=bool(get_strategy_class(name).trains),
-            fit=fit,
+            fit=pairs.fit,
             val=val,
+            scheme=pairs.scheme,
+            jaccard=split.near_duplicate_jaccard,
             corpus=self.bench.inputs.corpus,
             build=build,
             workdir=folder / label_folder(label),
@@ -124,7 +187,12 @@ class ArmTuner:
             keep=own and self.reuse,
         )
         self.emit(ProgressEvent("tune", strategy=label, figures={"budget": self.tuning.budget}))
-        chosen, record = tune(job, self.tuning)
+        try:
+            chosen, record = tune(job, self.tuning)
+        except RunCancelled:
+            raise
+        except Exception as e:  # noqa: BLE001 - the arm fails with the error, the run goes on
+            raise TuningFailed(label, config, self.tuning.budget, e) from e
         self.chosen[name] = chosen
         if job.kept is not None:
             self.kept[label] = job.kept

@@ -8,6 +8,10 @@ from typing import Any
 from core.config import ConfigBase, check, option
 
 BUDGETS = ("off", "quick", "thorough")
+# evidence: the best setting replaces the default only when its paired gain on validation has a
+# 95% lower bound above 0 (measured on the pairs that chose it and, cross-fitted, on pairs that
+# did not); best: the highest validation mean wins, however small its lead.
+ADOPT_RULES = ("evidence", "best")
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,18 @@ class TuningConfig(ConfigBase):
     )
     val_fraction: float = option(
         0.1,
-        "Share of the training pairs held out to score trials on (LoRA's own validation "
-        "share and seed); the test split is never used.",
+        "Share of the training pairs held out, by near-duplicate group, to score trials on, "
+        "for arms that learn from them and hold out none of their own (LoRA uses its own "
+        "share and seed); arms that do not train validate on every training pair. The test "
+        "split is never used.",
+    )
+    adopt: str = option(
+        "evidence",
+        "When a tuned setting replaces the default: 'evidence' (its paired gain over the "
+        "default on validation has a 95% lower bound above 0, also on the pairs that did not "
+        "choose it) or 'best' (the highest validation score, however small its lead).",
+        choices=ADOPT_RULES,
+        label="Adopt a tuned setting",
     )
     extra_choices: dict[str, list[Any]] = option(
         {},

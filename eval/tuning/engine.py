@@ -2,17 +2,23 @@
 
 Trials live in a journal file under the run's folder, so a killed run resumes its search: the
 finished trials are read back, not run again. The first trial is always the arm's default
-settings, which gives the default-vs-tuned comparison on the same validation pairs. A trained
-arm reports its validation loss at each validation point; the pruner (successive halving) stops a
-bad trial through the strategy's own cancel hook (`cancelled()` is polled between steps), and
-the `RunCancelled` it raises becomes `optuna.TrialPruned`. Settings drawn a second time keep
-the first trial's outcome instead of another pass, and a finite space stops its search once
-every setting has been tried: the system prompt's four instructions cost four passes, not twelve.
-With `keep`, the chosen trial's folder (its adapter) is kept for the arm to answer with.
+settings exactly as configured (an off-grid value such as epochs 1.5 included), which gives the
+default-vs-tuned comparison on the same validation pairs. A trained arm reports its validation
+loss at each validation point; the pruner (successive halving) stops a bad trial through the
+strategy's own cancel hook (`cancelled()` is polled between steps), and the `RunCancelled` it
+raises becomes `optuna.TrialPruned`. An untrained arm reports its running validation score after
+each batch and is raced against the best finished trial (eval.tuning.racing). A trial that
+raises (an out-of-memory at a large rank) is marked failed with its error, and the search goes
+on. Settings drawn a second time keep the first trial's outcome instead of another pass, and a
+finite space stops its search once every setting has been tried: the system prompt's four
+instructions cost four passes, not twelve. The default is replaced only as `tuning.adopt` says
+(eval.tuning.evidence). With `keep`, the chosen trial's folder (its adapter) is kept for the arm.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import time
 import warnings
@@ -22,12 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ConfigBase, ConfigError
+from core.qa import DEFAULT_JACCARD
 from core.tuning_space import Categorical, spaces_of, value_at, with_values
 from core.types import Corpus, PrepareReport, QAPair
 from eval.metrics import f1_score
 from eval.records import TrialRow, TuningRecord
 from eval.stats.intervals import bootstrap_ci
 from eval.tuning.config import TuningConfig
+from eval.tuning.evidence import group_labels, halves, weigh
+from eval.tuning.racing import RACE_ATTR, RacePruner
 from strategies.base import RunCancelled, Strategy
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -55,6 +64,8 @@ class TuningJob:
     # The trials prepare exactly as the arm will (on all its training pairs, `val` being what
     # the arm holds out itself): the chosen trial's folder is kept for the arm to reuse.
     keep: bool = False
+    scheme: str = ""  # which pairs `val` is, in words (eval.tuning.arm.tuning_pairs)
+    jaccard: float = DEFAULT_JACCARD  # near-duplicate threshold: the cross-fit halves' groups
     # Filled by `tune` when `keep`: the chosen trial's number, folder and PrepareReport, when
     # this process ran it (a trial of a killed attempt left no report to reuse).
     kept: tuple[int, Path, PrepareReport] | None = None
@@ -65,12 +76,20 @@ def tune(
 ) -> tuple[ConfigBase, TuningRecord]:
     """Search `job`'s spaces under `tuning`'s budget; (chosen config, record).
 
-    The chosen config is the default unless a trial scored higher on the validation pairs.
-    `pruner` replaces the default successive-halving pruner (tests). RunCancelled from the run
-    propagates; the trials done so far stay in the journal.
+    The chosen config is the default unless the best trial replaces it under `tuning.adopt`
+    (by default: only on evidence, eval.tuning.evidence). `pruner` replaces the default one
+    (racing for untrained trials, successive halving for trained ones; tests). A trial's own
+    error fails that trial only; RunCancelled from the run propagates; the trials done so far
+    stay in the journal.
     """
     spaces = spaces_of(type(job.base))
-    record = TuningRecord(status="tuned", budget=tuning.budget, val_pairs=len(job.val))
+    record = TuningRecord(
+        status="tuned",
+        budget=tuning.budget,
+        val_pairs=len(job.val),
+        validation=job.scheme,
+        adopt=tuning.adopt,
+    )
     record.space = {path: s.describe() for path, s in spaces.items()}
     record.default = {path: value_at(job.base, path) for path in spaces}
     record.chosen = dict(record.default)
@@ -85,7 +104,8 @@ def tune(
     objective = _Objective(job, spaces, tuning.extra_choices)
     budget = tuning.budget_for(job.trains)
     size = objective.size()
-    study = _study(job, pruner, exhaustive=size is not None and size <= budget.n_trials)
+    exhaustive = size is not None and size <= budget.n_trials and not objective.off_grid()
+    study = _study(job, pruner, exhaustive=exhaustive)
     # Trials of an earlier, killed attempt were paid for too: their time counts.
     before = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study))
     import optuna
@@ -94,7 +114,7 @@ def tune(
         waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
         if not waiting:  # a killed run may have left the default queued already
             study.enqueue_trial(objective.default_params(), user_attrs={"default": True})
-        study.optimize(objective, n_trials=1, catch=(ConfigError,))
+        study.optimize(objective, n_trials=1, catch=_FAILED)
     default_s = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if _is_default(t))
     spent = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if not _is_default(t))
     left = budget.n_trials - len(_finished(study))
@@ -103,10 +123,10 @@ def tune(
         timeout = None if cap is None else cap - spent
         # Optuna's timeout only stops new trials; the deadline also stops the running one.
         objective.deadline = None if timeout is None else time.perf_counter() + timeout
-        study.optimize(objective, n_trials=left, timeout=timeout, catch=(ConfigError,))
+        study.optimize(objective, n_trials=left, timeout=timeout, catch=_FAILED)
     record.trials = [_row(t) for t in study.trials if t.state != optuna.trial.TrialState.RUNNING]
     record.seconds = round(before + time.perf_counter() - t0, 4)
-    chosen = _choose(job, study, record)
+    chosen = _choose(job, study, record, tuning.adopt)
     _keep_chosen(job, objective.prepared, record.chosen_trial)
     return chosen
 
@@ -123,6 +143,14 @@ def _keep_chosen(job: TuningJob, prepared: dict[int, PrepareReport], number: int
             shutil.rmtree(other, ignore_errors=True)
 
 
+def study_name(job: TuningJob) -> str:
+    """The arm's study in the journal: its label and which validation pairs, in their order.
+    A run resumed by another version that validates on other pairs (or in another order)
+    searches afresh instead of mixing trials scored on different pairs."""
+    ids = "\n".join(p.id for p in job.val)
+    return f"{job.label}@{hashlib.sha256(ids.encode('utf-8')).hexdigest()[:12]}"
+
+
 def _study(job: TuningJob, pruner: Any, exhaustive: bool = False):
     """The arm's study in the journal: created, or loaded with its trials (a resumed run).
 
@@ -137,14 +165,21 @@ def _study(job: TuningJob, pruner: Any, exhaustive: bool = False):
     job.journal.parent.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(job.journal)))
     study = optuna.create_study(
-        study_name=job.label,
+        study_name=study_name(job),
         storage=storage,
         direction="maximize",
         # min_resource "auto" waits for a finished trial to size the rungs, so the default trial
         # set none and the first trial after it could not be pruned: on the sample it trained a
         # whole RAFT run with a validation loss 0.3 above the default's at the first check.
         # Rungs from step 1 make the default's validation points the bar from the start.
-        pruner=pruner or optuna.pruners.SuccessiveHalvingPruner(min_resource=1),
+        # Untrained trials are raced on their running validation scores; trained ones reported
+        # their loss to successive halving.
+        pruner=pruner
+        or RacePruner(
+            optuna.pruners.SuccessiveHalvingPruner(min_resource=1),
+            seed=job.seed,
+            groups=group_labels(job.val, job.jaccard),  # near-duplicates resampled together
+        ),
         load_if_exists=True,
     )
     # A trial still marked running was killed with the process: it failed and is run anew.
@@ -164,9 +199,13 @@ def _study(job: TuningJob, pruner: Any, exhaustive: bool = False):
 
 
 def _finished(study) -> list:
+    """Trials done with, those that failed on their own error included (their time was spent,
+    their settings tried); not one killed with the process, which is run anew."""
     from optuna.trial import TrialState
 
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    trials = study.get_trials(deepcopy=False, states=states)
+    return [t for t in trials if t.state != TrialState.FAIL or "error" in t.user_attrs]
 
 
 def _is_default(trial) -> bool:
@@ -182,11 +221,16 @@ def _row(t) -> TrialRow:
         seconds=round(float(t.user_attrs.get("seconds", 0.0)), 3),
         steps=t.user_attrs.get("steps"),
         default=_is_default(t),
+        answered=t.user_attrs.get("answered"),
+        error=str(t.user_attrs.get("error", "")),
     )
 
 
-def _choose(job: TuningJob, study, record: TuningRecord) -> tuple[ConfigBase, TuningRecord]:
-    """The best complete trial's settings when it beat the default; intervals for both."""
+def _choose(
+    job: TuningJob, study, record: TuningRecord, adopt: str = "evidence"
+) -> tuple[ConfigBase, TuningRecord]:
+    """The best complete trial's settings when they replace the default under `adopt`
+    (eval.tuning.evidence); else the default. Intervals for both, the gains and why."""
     from optuna.trial import TrialState
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -196,17 +240,57 @@ def _choose(job: TuningJob, study, record: TuningRecord) -> tuple[ConfigBase, Tu
         return job.base, record
     best = max(done, key=lambda t: (t.value, _is_default(t)))  # ties keep the default
     # A redrawn setting's trial prepared nothing: the one it repeats holds the artifacts.
-    record.chosen_trial = best.user_attrs.get("repeat_of", best.number)
+    record.best_trial = best.user_attrs.get("repeat_of", best.number)
+    record.chosen_trial = default.number
     d_scores, b_scores = default.user_attrs["scores"], best.user_attrs["scores"]
-    record.default_score = bootstrap_ci(d_scores, seed=job.seed).to_dict()
-    record.tuned_score = bootstrap_ci(b_scores, seed=job.seed).to_dict()
-    diffs = [b - d for b, d in zip(b_scores, d_scores, strict=True)]
-    record.gain = bootstrap_ci(diffs, seed=job.seed).to_dict()
+    groups = group_labels(job.val, job.jaccard)
+    record.default_score = bootstrap_ci(d_scores, groups=groups, seed=job.seed).to_dict()
+    record.tuned_score = bootstrap_ci(b_scores, groups=groups, seed=job.seed).to_dict()
+    record.best = {**record.default, **best.user_attrs["values"]}
+    # Every finished setting once (redraws repeat one), the default first: the cross-fit's
+    # candidates.
+    others = [t for t in done if not _is_default(t) and "repeat_of" not in t.user_attrs]
+    candidates = [d_scores] + [t.user_attrs["scores"] for t in others]
+    split = halves(job.val, job.jaccard, job.seed)
+    evidence = weigh(d_scores, b_scores, candidates, split, seed=job.seed, groups=groups)
+    record.gain = evidence.gain.to_dict()
+    record.crossfit_gain = None if evidence.crossfit is None else evidence.crossfit.to_dict()
     if best is default:
-        record.note = "no trial beat the default settings on the validation pairs"
+        record.note = "default kept: no other setting scored higher on the validation pairs"
         return job.base, record
-    record.chosen = {**record.default, **best.user_attrs["values"]}
+    changes = _changes(record.default, record.best)
+    gains = (
+        f"gain {_shown(evidence.gain)}; on pairs that did not choose it {_shown(evidence.crossfit)}"
+    )
+    if adopt == "evidence" and not evidence.convincing:
+        why = "too few groups to measure it on pairs that did not choose it"
+        if evidence.crossfit is not None:
+            why = "a 95% lower bound not above 0"
+        record.note = f"default kept: the best other setting ({changes}) had {gains}: {why}"
+        return job.base, record
+    if adopt == "evidence":
+        record.note = f"replaced on evidence ({changes}): {gains}, both above 0"
+    else:
+        record.note = f"replaced by the highest validation score ({changes}): {gains}"
+    record.chosen_trial = record.best_trial
+    record.chosen = dict(record.best)
     return with_values(job.base, best.user_attrs["values"]), record
+
+
+def _changes(default: dict[str, Any], chosen: dict[str, Any]) -> str:
+    changed = [f"{k}: {_brief(default.get(k))} -> {_brief(v)}" for k, v in chosen.items()]
+    return "; ".join(c for c, k in zip(changed, chosen, strict=True) if default.get(k) != chosen[k])
+
+
+def _brief(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _shown(interval: Any) -> str:
+    if interval is None or interval.mean is None:
+        return "not measured"
+    return f"{interval.mean:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]"
 
 
 def _extras(
@@ -244,6 +328,19 @@ def planned_trials(base: ConfigBase, tuning: TuningConfig, trains: bool) -> int:
     return n if size is None else min(n, size)
 
 
+class _TrialFailed(Exception):
+    """A trial's own error (an out-of-memory, a refused setting), already recorded on it: Optuna
+    marks the trial failed and the search goes on."""
+
+
+_FAILED = (ConfigError, _TrialFailed)
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two trials' settings are the same (the default's are its real values)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
 class _Objective:
     """One trial: build the arm with the suggested settings, prepare it on the fit pairs,
     answer the validation pairs, return their mean token F1."""
@@ -253,10 +350,17 @@ class _Objective:
         self.prepared: dict[int, PrepareReport] = {}  # kept trials' reports (job.keep)
         self.deadline: float | None = None  # perf_counter time the budget runs out at
         self.extra = _extras(job.base, spaces, extra_choices)
+        self.defaults = {p: value_at(job.base, p) for p in spaces}
 
     def default_params(self) -> dict[str, Any]:
-        """The trial parameters that stand for the arm's own settings."""
-        return {p: s.param(value_at(self.job.base, p)) for p, s in self.spaces.items()}
+        """The trial parameters that stand for the arm's own settings: the nearest point of
+        each space (the default trial itself runs the settings as they are)."""
+        return {p: s.param(s.nearest(self.defaults[p])) for p, s in self.spaces.items()}
+
+    def off_grid(self) -> bool:
+        """Whether a default lies off its space's grid (epochs 1.5 in 1..3): the trial standing
+        for it is not the grid point a brute-force search would count as tried."""
+        return any(s.nearest(self.defaults[p]) != self.defaults[p] for p, s in self.spaces.items())
 
     def size(self) -> int | None:
         """Distinct settings in the whole space; None when a range is continuous."""
@@ -269,26 +373,39 @@ class _Objective:
             path: space.suggest(trial, path, self.extra.get(path, ()))
             for path, space in self.spaces.items()
         }
+        default = _is_default(trial)
+        if default:  # the arm's settings as configured, not the grid point standing for them
+            values = dict(self.defaults)
         trial.set_user_attr("values", values)
-        earlier = next((t for t in _finished(trial.study) if t.params == trial.params), None)
-        if earlier is not None:
+        earlier = next(
+            (t for t in _finished(trial.study) if _same(t.user_attrs.get("values", {}), values)),
+            None,
+        )
+        if earlier is not None and not default:
             # TPE redraws small spaces; a second pass over the validation pairs would cost a
             # whole trial and say the same, so the earlier outcome stands.
             trial.set_user_attr("seconds", 0.0)
             trial.set_user_attr("steps", 0)
+            trial.set_user_attr("answered", earlier.user_attrs.get("answered"))
             trial.set_user_attr("repeat_of", earlier.number)
+            if earlier.state == optuna.trial.TrialState.FAIL:
+                trial.set_user_attr("error", earlier.user_attrs.get("error", ""))
+                raise _TrialFailed(f"the settings of failed trial {earlier.number}")
             if earlier.value is None:
                 raise optuna.TrialPruned(f"the settings of pruned trial {earlier.number}")
             trial.set_user_attr("scores", earlier.user_attrs.get("scores", []))
             return float(earlier.value)
-        config = with_values(self.job.base, values)  # ConfigError: a failed trial, caught
+        try:
+            config = self.job.base if default else with_values(self.job.base, values)
+        except ConfigError as e:  # a combination of values the config refuses
+            trial.set_user_attr("error", f"ConfigError: {e}"[:500])
+            raise
         watch = _Watch(trial, self.job, self.deadline)
         t0 = time.perf_counter()
         try:
             scores = self._score(config, watch, trial.number)
         except RunCancelled:
-            trial.set_user_attr("seconds", time.perf_counter() - t0)
-            trial.set_user_attr("steps", watch.steps)
+            self._spent(trial, watch, t0)
             if self.job.cancelled():  # the run's cancel wins over a prune or the deadline
                 raise
             if watch.pruned:
@@ -296,10 +413,19 @@ class _Objective:
             if watch.out_of_time:
                 raise optuna.TrialPruned(f"the budget ran out at step {watch.steps}") from None
             raise
-        trial.set_user_attr("seconds", time.perf_counter() - t0)
-        trial.set_user_attr("steps", watch.steps)
+        except Exception as e:  # noqa: BLE001 - any trial's own error fails that trial only
+            self._spent(trial, watch, t0)
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
+            raise _TrialFailed(str(e)) from e
+        self._spent(trial, watch, t0)
         trial.set_user_attr("scores", scores)
         return sum(scores) / len(scores)
+
+    @staticmethod
+    def _spent(trial, watch: _Watch, t0: float) -> None:
+        trial.set_user_attr("seconds", time.perf_counter() - t0)
+        trial.set_user_attr("steps", watch.steps)
+        trial.set_user_attr("answered", watch.answered)
 
     def exhausted(self, finished: list) -> bool:
         """Whether the `finished` trials tried every setting of a finite space (a space of one
@@ -307,7 +433,8 @@ class _Objective:
         size = self.size()
         if size is None:
             return False
-        return len({tuple(sorted(t.params.items())) for t in finished}) >= size
+        seen = {json.dumps(t.user_attrs.get("values", {}), sort_keys=True) for t in finished}
+        return len(seen) >= size + self.off_grid()
 
     def _score(self, config: ConfigBase, watch: _Watch, number: int) -> list[float]:
         job = self.job
@@ -326,6 +453,9 @@ class _Objective:
                     max(f1_score(a.text, g) for g in p.answers)
                     for a, p in zip(answers, batch, strict=True)
                 ]
+                watch.answered = len(scores)
+                if not job.trains and len(scores) < len(job.val):
+                    watch.race(scores)  # sets `pruned` when clearly behind the leader
             if job.keep:
                 self.prepared[number] = report
             return scores
@@ -342,6 +472,14 @@ class _Watch:
     def __init__(self, trial, job: TuningJob, deadline: float | None = None):
         self.trial, self.job, self.deadline = trial, job, deadline
         self.pruned, self.out_of_time, self.steps = False, False, 0
+        self.answered = 0  # validation pairs answered so far
+
+    def race(self, scores: list[float]) -> None:
+        """Report the running validation score (step = pairs answered) with the per-pair
+        scores the race pruner compares, and ask whether to stop."""
+        self.trial.set_user_attr(RACE_ATTR, list(scores))
+        self.trial.report(sum(scores) / len(scores), len(scores))
+        self.pruned = self.pruned or self.trial.should_prune()
 
     def progress(self, event: dict[str, Any]) -> None:
         if isinstance(event.get("step"), int):

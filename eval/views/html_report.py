@@ -370,8 +370,10 @@ def _tuning_sections(run: Run) -> list[str]:
         ]
     chart = trials_chart(trials_frame(run))
     return [
-        "<h2>Tuning</h2><p class='note'>Scored on validation pairs carved from the training "
-        "split, never the test split; tuning time is included in the preparation cost.</p>"
-        + _table(table),
+        "<h2>Tuning</h2><p class='note'>Scored on training pairs, never the test split (all "
+        "of them for an arm that learns nothing from them, a share held out by group for one "
+        "that trains); settings clearly behind were stopped early; the decision column says "
+        "why each default was kept or replaced. Tuning time is included in the preparation "
+        "cost.</p>" + _table(table),
         f"<div class='chart' title='Tuning trials'>{_strip_xml_decl(chart_svg(chart))}</div>",
     ]

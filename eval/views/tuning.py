@@ -40,9 +40,11 @@ def _setting(value: Any) -> str:
 
 
 def tuning_table(run: Run) -> pd.DataFrame:
-    """One row per tuned arm: status, trials, pruned, seconds, validation F1 default vs tuned
-    (95% intervals), the paired gain, the settings that changed and the trial whose prepared
-    artifacts the arm answered with."""
+    """One row per tuned arm: status, trials (pruned, failed), seconds, which validation pairs
+    and how many, validation F1 of the default and of the best setting (95% intervals), the
+    best's paired gain on the pairs that chose it and, cross-fitted, on pairs that did not,
+    the decision (replaced or kept, and why), the settings that changed and the trial whose
+    prepared artifacts the arm answered with."""
     rows = []
     for label, rec in tuning_records(run).items():
         changed = "; ".join(
@@ -54,12 +56,16 @@ def tuning_table(run: Run) -> pd.DataFrame:
                 "status": rec.status,
                 "trials": rec.n_trials,
                 "pruned": rec.n_pruned,
+                "failed": rec.n_failed,
                 "tuning s": round(rec.seconds, 1),
                 "validation pairs": rec.val_pairs,
+                "validated on": rec.validation or "—",
                 f"default {rec.metric}": _interval(rec.default_score),
-                f"tuned {rec.metric}": _interval(rec.tuned_score),
-                "gain": _interval(rec.gain),
-                "changed settings": changed or ("none" if rec.status == "tuned" else rec.note),
+                f"best {rec.metric}": _interval(rec.tuned_score),
+                "gain (choosing pairs)": _interval(rec.gain),
+                "gain (other pairs)": _interval(rec.crossfit_gain),
+                "decision": decision(rec),
+                "changed settings": changed or "none",
                 # A trained arm answers with its chosen trial's adapter, not a second training.
                 "prepared by": "—" if rec.reused_trial is None else f"trial {rec.reused_trial}",
             }
@@ -67,8 +73,18 @@ def tuning_table(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def decision(rec: TuningRecord) -> str:
+    """Whether the default was replaced or kept, and why, in words."""
+    if rec.note:
+        return rec.note
+    if rec.status != "tuned":
+        return rec.status
+    return "replaced" if rec.changed else "default kept"
+
+
 def trials_frame(run: Run) -> pd.DataFrame:
-    """Every trial of every arm: strategy, trial number, state, validation score, seconds."""
+    """Every trial of every arm: strategy, trial number, state, validation score, validation
+    pairs answered (raced-out trials answer a few), seconds, and a failed trial's error."""
     rows = [
         {
             "strategy": label,
@@ -77,12 +93,15 @@ def trials_frame(run: Run) -> pd.DataFrame:
             "score": t.value,
             "seconds": t.seconds,
             "steps": t.steps,
+            "answered": t.answered,
             "settings": "; ".join(f"{k}={_setting(v)}" for k, v in t.values.items()),
+            "error": t.error,
         }
         for label, rec in tuning_records(run).items()
         for t in rec.trials
     ]
-    cols = ["strategy", "trial", "state", "score", "seconds", "steps", "settings"]
+    cols = ["strategy", "trial", "state", "score", "answered", "seconds", "steps", "settings"]
+    cols += ["error"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -100,7 +119,7 @@ def trials_chart(frame: pd.DataFrame):
             y=alt.Y("score:Q", title="Validation score (not scored: 0)"),
             color=alt.Color("strategy:N", title="Strategy"),
             shape=alt.Shape("state:N", title="Trial"),
-            tooltip=["strategy", "trial", "state", "score", "seconds", "steps", "settings"],
+            tooltip=["strategy", "trial", "state", "score", "answered", "seconds", "settings"],
         )
         .properties(height=260)
     )
@@ -120,8 +139,9 @@ def tuning_notes(run: Run) -> list[str]:
             why = f" ({rec.note})" if rec is not None and rec.note else ""
             notes.append(f"{r.strategy} was not tuned{why}: it ran with its default settings.")
         elif rec.within_noise and rec.changed:
+            gain = rec.crossfit_gain or rec.gain
             notes.append(
-                f"Tuning {r.strategy} gained {rec.metric} {_interval(rec.gain)} on the "
+                f"Tuning {r.strategy} gained {rec.metric} {_interval(gain)} on the "
                 "validation pairs: within noise, so its tuned settings may be no better."
             )
     return notes

@@ -75,7 +75,9 @@ def tuning_seconds(
     to its preparation, and how that was counted ("" when nothing is searched).
 
     Every trial prepares as the arm does (`trial_prepare_s`) and answers the validation pairs
-    (`per_q` each); the trials after the default one stop at the budget's seconds cap. An arm
+    (`per_q` each); the trials after the default one stop at the budget's seconds cap. An upper
+    bound for an arm that does not train: racing stops its clearly worse trials after a few
+    batches (eval.tuning.racing). An arm
     that validates on pairs of its own answers with its default trial's training when that is
     kept, so that training is not counted twice."""
 
@@ -84,8 +86,11 @@ def tuning_seconds(
     trials = planned_trials(cfg, tuning, kind.trains)
     if not trials:
         return 0.0, ""
-    _, val, own = tuning_pairs(kind, cfg, train, tuning.val_fraction, config.split.seed)
-    n_val = len(val)
+    split = config.split
+    pairs = tuning_pairs(
+        kind, cfg, train, tuning.val_fraction, split.seed, split.near_duplicate_jaccard
+    )
+    n_val, own = len(pairs.val), pairs.own
     if n_val < 2:  # the search is skipped: too few pairs to compare settings on
         return 0.0, ""
     trial_s = trial_prepare_s + per_q * n_val
