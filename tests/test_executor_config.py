@@ -26,7 +26,7 @@ def test_executor_settings_are_validated():
     with pytest.raises(ConfigError):
         ExecutorConfig(kind="slurm")
     with pytest.raises(ConfigError):
-        ExecutorConfig(kind="ray", cpus_per_arm=0)
+        ExecutorConfig(kind="ray", cpus_per_arm=-1)
     got = RunConfig.from_yaml("executor: {kind: ray, address: 'head:6379', cpus_per_arm: 2}")
     assert (got.executor.kind, got.executor.address, got.executor.cpus_per_arm) == (
         "ray",

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eval.config import RunConfig
+from eval.config import ExecutorConfig, RunConfig
 from eval.records import Placement
+from eval.run.contention import cores
 from eval.run.executor import ArmLost, Executor, register_executor
 from eval.run.measurement import Arm, Measured, StrategyMeasurement
 from eval.run.workbench import Workbench
@@ -49,6 +50,33 @@ def connect(address: str) -> Any:
     return ray
 
 
+def worker_env(executor: ExecutorConfig) -> dict[str, Any]:
+    """The runtime environment of a worker measuring arms or trials: the project on its path,
+    and the operator's nice value. Ray nices its workers to 15 by default; beside Ray's own
+    services (nice 0, in the same scheduling group) a niced torch thread loses its CPU at each
+    of their wake-ups and its sibling OpenMP threads then wait at the next barrier
+    (bench/bench_ray_stages.py measures it). RAY_worker_niceness is read by each worker as it
+    starts, as Ray's job supervisor sets it for its own actor."""
+    return {
+        "env_vars": {
+            "PYTHONPATH": str(ROOT),
+            "RAY_worker_niceness": str(int(executor.worker_niceness)),
+        }
+    }
+
+
+def arm_cpus(executor: ExecutorConfig, ray: Any) -> int:
+    """CPUs per arm: the configured number, or (0) what a local run uses, this machine's
+    cores, capped at the largest live node's CPUs so the arm can be placed at all."""
+    if int(executor.cpus_per_arm):
+        return int(executor.cpus_per_arm)
+    largest = max(
+        (int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")),
+        default=1,
+    )
+    return max(1, min(cores(), largest))
+
+
 @register_executor("ray")
 class RayExecutor(Executor):
     """Each arm measured by the run's `ArmWorker` actor, placed by Ray, which loads the
@@ -63,6 +91,7 @@ class RayExecutor(Executor):
     def __init__(self, config: RunConfig, bench: Workbench, measurement: StrategyMeasurement):
         super().__init__(config, bench, measurement)
         self.ray = connect(config.executor.address)
+        self.cpus = arm_cpus(config.executor, self.ray)
         self._actor_class = self.ray.remote(ArmWorker)
         self.inputs_ref = self.ray.put(bench.inputs)
         self.worker: Any = None  # the run's ArmWorker: arms run one after the other
@@ -88,18 +117,19 @@ class RayExecutor(Executor):
         memory = int(float(self.config.executor.memory_gb) * 2**30)
         return {
             **({"memory": memory} if memory else {}),
-            "num_cpus": self.config.executor.cpus_per_arm,
+            "num_cpus": self.cpus,
             "num_gpus": gpus,
             "max_concurrency": 4,  # drain/stop are answered while evaluate runs
             "max_restarts": 0,  # a dead worker's arm is interrupted, not silently redone
             "scheduling_strategy": "SPREAD",
+            "runtime_env": worker_env(self.config.executor),
         }
 
     def _actor(self) -> Any:
         """The run's arm worker, started on first use (again after one was lost)."""
         if self.worker is None:
             self.worker = self._actor_class.options(**self._options()).remote(
-                self.config, self.config.executor.cpus_per_arm
+                self.config, self.cpus
             )
         return self.worker
 

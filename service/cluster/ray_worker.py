@@ -25,6 +25,7 @@ from eval.records import Placement
 from eval.run.inputs import Inputs, needs_models
 from eval.run.measurement import Arm, Measured, StrategyMeasurement, measure_arm
 from eval.run.workbench import Workbench
+from service.cluster.process_figures import ProcessFigures
 from strategies.base import RunCancelled
 
 
@@ -52,12 +53,15 @@ class ArmWorker:
         self._events: list[ProgressEvent] = []
         self._lock = threading.Lock()
 
-    def placement(self, worker_s: float, load_s: float) -> Placement:
-        """Which node, process and device this worker measured on, and for how long (stored
-        with each arm)."""
-        import ray
+    def placement(
+        self, worker_s: float, load_s: float, before: ProcessFigures | None = None
+    ) -> Placement:
+        """Which node, process and device this worker measured on, for how long, and at what
+        nice value, threads and involuntary switches since `before` (stored with each arm)."""
+        import ray  # only inside a Ray worker
 
         ctx = ray.get_runtime_context()
+        now = ProcessFigures.read()
         return Placement(
             node=socket.gethostname(),
             node_id=ctx.get_node_id(),
@@ -67,6 +71,9 @@ class ArmWorker:
             gpus=[str(g) for g in ctx.get_accelerator_ids().get("GPU", [])],
             worker_s=worker_s,
             load_s=load_s,
+            nice=now.nice,
+            threads=now.threads,
+            involuntary_switches=now.since(before) if before is not None else None,
         )
 
     def warm(self, names: list[str]) -> float:
@@ -90,6 +97,7 @@ class ArmWorker:
     ) -> Measured | None:
         """One arm measured here, its files written under `workdir` (a shared folder); None
         when the driver stopped it (cancelled)."""
+        before = ProcessFigures.read()
         load_s = self.warm([name])
         bench = Workbench(self.config, inputs, self.device)
         measurement = StrategyMeasurement(
@@ -108,7 +116,7 @@ class ArmWorker:
             return None
         # The worker's own time, and its one-off model load, apart from the driver's wait.
         worker_s = round(time.perf_counter() - t0, 3)
-        measured.result.extras.placement = self.placement(worker_s, round(load_s, 3))
+        measured.result.extras.placement = self.placement(worker_s, round(load_s, 3), before)
         return measured
 
     def _push(self, event: ProgressEvent) -> None:
