@@ -311,6 +311,7 @@ class Placement:
     nice: int | None = None
     threads: int | None = None
     involuntary_switches: int | None = None
+    storage: str = ""  # where the worker put the arm's files (executor.storage), if set
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON the store keeps."""

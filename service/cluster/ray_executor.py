@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from eval.config import ExecutorConfig, RunConfig
-from eval.records import Placement
+from eval.records import Placement, PreparedRecord
 from eval.run.contention import cores
 from eval.run.executor import ArmLost, Executor, register_executor
 from eval.run.measurement import Arm, Measured, StrategyMeasurement
 from eval.run.workbench import Workbench
+from eval.store.artifacts import label_folder
 from service.cluster.ray_worker import ArmWorker
+from service.cluster.storage import Storage, check_reachable, from_placeholder, to_placeholder
 from strategies.base import RunCancelled
 
 ROOT = Path(__file__).resolve().parents[2]  # the project folder, importable by Ray workers
@@ -91,6 +93,11 @@ class RayExecutor(Executor):
     def __init__(self, config: RunConfig, bench: Workbench, measurement: StrategyMeasurement):
         super().__init__(config, bench, measurement)
         self.ray = connect(config.executor.address)
+        alive = [n for n in self.ray.nodes() if n.get("Alive")]
+        check_reachable(config.executor.storage, len(alive))
+        self.storage = Storage(config.executor.storage) if config.executor.storage else None
+        # With storage a tuning trial's adapter travels to the arm's worker through it.
+        self.local_files = self.storage is not None
         self.cpus = arm_cpus(config.executor, self.ray)
         self._actor_class = self.ray.remote(ArmWorker)
         self.inputs_ref = self.ray.put(bench.inputs)
@@ -138,14 +145,24 @@ class RayExecutor(Executor):
         actor = self._actor()
         t0 = time.perf_counter()
         inputs = self.inputs_ref if arm.inputs is None else self.ray.put(arm.inputs)
+        settings, key = arm.settings, self._key(arm)
+        if self.storage is not None:
+            # What the arm starts from (a chosen trial's adapter) goes to storage, and its
+            # settings name it against the placeholder: the worker never sees our folders.
+            if any(arm.workdir.iterdir()):  # else storage is written by the workers alone
+                self.storage.put(arm.workdir, key)
+            if settings is not None:
+                settings = type(settings).from_dict(to_placeholder(settings.to_dict(), arm.workdir))
         ref = actor.evaluate.remote(
             inputs,
             arm.name,
             arm.label,
             arm.train,
             arm.general,
-            str(arm.workdir.resolve()),
-            arm.settings,
+            "" if self.storage is not None else str(arm.workdir.resolve()),
+            settings,
+            self.config.executor.storage,
+            key,
         )
         try:
             self._follow(actor, ref)
@@ -158,8 +175,31 @@ class RayExecutor(Executor):
             ) from None
         if measured is None:
             raise RunCancelled
+        if self.storage is not None:
+            self._fetch(measured, arm, key)
         self._account(measured, time.perf_counter() - t0)
         return measured
+
+    def _key(self, arm: Arm) -> str:
+        """Where the arm's files go in storage: the run's folder under the workdir, then the
+        arm's label (not the temporary name it is built under here)."""
+        try:
+            rel = arm.workdir.resolve().parent.relative_to(Path(self.config.workdir).resolve())
+        except ValueError:
+            rel = Path(arm.workdir.parent.name)
+        return (rel / label_folder(arm.label)).as_posix()
+
+    def _fetch(self, measured: Measured, arm: Arm, key: str) -> None:
+        """The arm's files copied from storage into its folder here, and the result's paths
+        pointed at that copy (the harness then publishes the folder as for a local arm)."""
+        self.storage.get(key, arm.workdir)
+        result = measured.result
+        result.prepare = PreparedRecord.from_dict(
+            from_placeholder(result.prepare.to_dict(), arm.workdir)
+        )
+        result.config = from_placeholder(result.config, arm.workdir)
+        if result.extras.placement is not None:
+            result.extras.placement.storage = self.storage.location(key)
 
     def _follow(self, actor: Any, ref: Any) -> None:
         """Relay the arm's progress until it ends; stop it when the run is cancelled. Never
