@@ -14,11 +14,11 @@ from typing import Any
 
 from eval.config import ExecutorConfig, RunConfig
 from eval.records import Placement, PreparedRecord
-from eval.run.contention import cores
 from eval.run.executor import ArmLost, Executor, register_executor
 from eval.run.measurement import Arm, Measured, StrategyMeasurement
 from eval.run.workbench import Workbench
 from eval.store.artifacts import label_folder
+from service.cluster.plan import ArmRequest, ClusterShape, arm_request, placement_plan
 from service.cluster.ray_worker import ArmWorker
 from service.cluster.storage import Storage, check_reachable, from_placeholder, to_placeholder
 from strategies.base import RunCancelled
@@ -67,18 +67,6 @@ def worker_env(executor: ExecutorConfig) -> dict[str, Any]:
     }
 
 
-def arm_cpus(executor: ExecutorConfig, ray: Any) -> int:
-    """CPUs per arm: the configured number, or (0) what a local run uses, this machine's
-    cores, capped at the largest live node's CPUs so the arm can be placed at all."""
-    if int(executor.cpus_per_arm):
-        return int(executor.cpus_per_arm)
-    largest = max(
-        (int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")),
-        default=1,
-    )
-    return max(1, min(cores(), largest))
-
-
 @register_executor("ray")
 class RayExecutor(Executor):
     """Each arm measured by the run's `ArmWorker` actor, placed by Ray, which loads the
@@ -90,59 +78,63 @@ class RayExecutor(Executor):
 
     local_files = False
 
+    @classmethod
+    def carries_files(cls, config: RunConfig) -> bool:
+        return bool(config.executor.storage)  # a trial's adapter travels through storage
+
     def __init__(self, config: RunConfig, bench: Workbench, measurement: StrategyMeasurement):
         super().__init__(config, bench, measurement)
         self.ray = connect(config.executor.address)
-        alive = [n for n in self.ray.nodes() if n.get("Alive")]
-        check_reachable(config.executor.storage, len(alive))
+        self.shape = ClusterShape.of(self.ray)
+        check_reachable(config.executor.storage, len(self.shape.nodes))
         self.storage = Storage(config.executor.storage) if config.executor.storage else None
         # With storage a tuning trial's adapter travels to the arm's worker through it.
-        self.local_files = self.storage is not None
-        self.cpus = arm_cpus(config.executor, self.ray)
+        self.local_files = self.carries_files(config)
         self._actor_class = self.ray.remote(ArmWorker)
         self.inputs_ref = self.ray.put(bench.inputs)
-        self.worker: Any = None  # the run's ArmWorker: arms run one after the other
+        # The run's ArmWorkers, one per request (a trained arm's asks for a GPU where there
+        # is one, an untrained arm's for `untrained_gpus`); each loads the models once.
+        self.workers: dict[ArmRequest, Any] = {}
 
     def describe(self) -> dict[str, Any]:
-        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         return {
             "kind": "ray",
             "node": socket.gethostname(),
-            "nodes": len(nodes),
+            "nodes": len(self.shape.nodes),
             "cluster": {
                 k: float(v)
                 for k, v in self.ray.cluster_resources().items()
                 if k in ("CPU", "GPU", "memory")
             },
+            "plan": placement_plan(self.config.executor, self.config.strategies, self.shape),
         }
 
-    def _options(self) -> dict[str, Any]:
-        """What the arm worker declares: CPUs, a GPU when the cluster has any (trained arms
-        and generation want it) and the memory the operator set. Ray places it (spread, so
-        the runs of a busy app land on different nodes)."""
-        gpus = 1 if self.ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    def _options(self, request: ArmRequest) -> dict[str, Any]:
+        """What an arm worker declares: `request`'s CPUs and GPUs and the memory the operator
+        set. Ray places it (spread, so the runs of a busy app land on different nodes)."""
         memory = int(float(self.config.executor.memory_gb) * 2**30)
         return {
             **({"memory": memory} if memory else {}),
-            "num_cpus": self.cpus,
-            "num_gpus": gpus,
+            "num_cpus": request.cpus,
+            "num_gpus": request.gpus,
             "max_concurrency": 4,  # drain/stop are answered while evaluate runs
             "max_restarts": 0,  # a dead worker's arm is interrupted, not silently redone
             "scheduling_strategy": "SPREAD",
             "runtime_env": worker_env(self.config.executor),
         }
 
-    def _actor(self) -> Any:
-        """The run's arm worker, started on first use (again after one was lost)."""
-        if self.worker is None:
-            self.worker = self._actor_class.options(**self._options()).remote(
-                self.config, self.cpus
+    def _actor(self, arm: Arm) -> Any:
+        """The worker for `arm`'s request, started on first use (again after one was lost)."""
+        request = arm_request(self.config.executor, arm.name, self.shape)
+        if request not in self.workers:
+            self.workers[request] = self._actor_class.options(**self._options(request)).remote(
+                self.config, request.cpus
             )
-        return self.worker
+        return self.workers[request]
 
     def evaluate(self, arm: Arm) -> Measured:
         ray = self.ray
-        actor = self._actor()
+        actor = self._actor(arm)
         t0 = time.perf_counter()
         inputs = self.inputs_ref if arm.inputs is None else self.ray.put(arm.inputs)
         settings, key = arm.settings, self._key(arm)
@@ -241,11 +233,10 @@ class RayExecutor(Executor):
 
     def _drop(self, actor: Any) -> None:
         """Kill `actor` and forget it (the next arm starts a fresh one)."""
-        if actor is self.worker:
-            self.worker = None
+        self.workers = {k: a for k, a in self.workers.items() if a is not actor}
         with contextlib.suppress(Exception):  # already dead
             self.ray.kill(actor)
 
     def close(self) -> None:
-        if self.worker is not None:
-            self._drop(self.worker)
+        for actor in list(self.workers.values()):
+            self._drop(actor)
