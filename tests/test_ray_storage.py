@@ -155,3 +155,49 @@ def test_workers_write_to_storage_and_the_driver_reads_the_adapter_from_there(
 
         assert ray.get(listing.remote(str(work))) == []
         assert any(work.rglob("adapter_config.json"))  # while the driver's own view has it
+
+
+def test_a_tuned_arm_answers_with_its_trial_adapter_sent_through_storage(
+    two_nodes, tmp_path, mini_corpus
+):
+    from eval.run.harness import run_comparison
+
+    address, work, hidden, second = two_nodes
+    storage = tmp_path / "shared"
+    config = _config(
+        work,
+        tmp_path / "tuned.sqlite",
+        mini_corpus,
+        {"kind": "ray", "address": address, "storage": str(storage)},
+    ).replace(strategies=["lora"])
+    config = config.replace(
+        strategy_configs={
+            "lora": {
+                "training": {"max_steps": 2, "batch_size": 4, "eval_every": 1},
+                "val_fraction": 0.3,  # its own validation: the trials prepare as the arm will
+            },
+        },
+        tuning=config.tuning.replace(budget="quick", n_trials=2),
+    )
+    store = RunStore(config.store_path)
+    run = store.get_run(run_comparison(config, store=store))
+    (result,) = run.results
+    assert result.status == "done", result.error
+    rec = result.extras.tuning
+    # The arm, on the second node, loaded the chosen trial's adapter (trained here by the
+    # tuner) from storage instead of training again.
+    assert rec.reused_trial == rec.chosen_trial == result.prepare.details["tuning_trial"]
+    assert result.extras.placement.node_id == second
+    published = run_dir(work, run.id) / label_folder("lora")
+    trial = published / f"tuning-trial-{rec.chosen_trial}"
+    assert Path(result.prepare.artifact_path).resolve().is_relative_to(published.resolve())
+    assert trial.is_dir() and _files(trial)
+    stored = Path(result.extras.placement.storage) / trial.name
+    assert _files(stored) == _files(trial)
+    if hidden:
+
+        @ray.remote(num_cpus=1, resources={"second_node": 0.01})
+        def listing(folder: str) -> list[str]:
+            return [str(p) for p in Path(folder).rglob("*")]
+
+        assert ray.get(listing.remote(str(work))) == []
