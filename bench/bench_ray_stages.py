@@ -119,9 +119,9 @@ def measure(args, address: str, tmp: Path):
                 row = {
                     "prepare_s": result.cost.prepare_s or 0.0,
                     "answer_s": result.cost.answer_s or 0.0,
-                "prepare_cpu_s": result.cost.prepare_cpu_s or 0.0,
-                "answer_cpu_s": result.cost.answer_cpu_s or 0.0,
-                "others_cores": result.cost.others_cores or 0.0,
+                    "prepare_cpu_s": result.cost.prepare_cpu_s or 0.0,
+                    "answer_cpu_s": result.cost.answer_cpu_s or 0.0,
+                    "others_cores": result.cost.others_cores or 0.0,
                     "score_s": score_s,
                     "arm_wall_s": wall - load,
                     "nice": nice,
