@@ -135,7 +135,9 @@ def test_workers_write_to_storage_and_the_driver_reads_the_adapter_from_there(
         placed = r.extras.placement
         assert placed.node_id == second  # the head has no CPUs: every arm ran on the second node
         assert placed.storage.startswith(str(storage))
-        assert placed.nice == 0 or placed.nice == os.getpriority(os.PRIO_PROCESS, 0)
+        # The nodes inherit this process's nice value; Ray's default would add 15 for workers.
+        assert placed.nice == os.getpriority(os.PRIO_PROCESS, 0)
+        assert placed.threads and placed.involuntary_switches is not None
     lora = next(r for r in run.results if r.strategy == "lora")
     adapter = Path(lora.prepare.artifact_path)
     published = run_dir(work, run.id) / label_folder("lora")

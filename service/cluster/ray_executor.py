@@ -24,10 +24,7 @@ from service.cluster.storage import Storage, check_reachable, from_placeholder, 
 from strategies.base import RunCancelled
 
 ROOT = Path(__file__).resolve().parents[2]  # the project folder, importable by Ray workers
-# How often the driver relays an arm's progress and checks for a cancel. Each relay is a call the
-# worker answers on a second thread, taking the GIL from the thread measuring the arm: once a
-# second is enough for a progress bar (it was 0.2 s).
-POLL_S = 1.0
+POLL_S = 0.2  # how often the driver relays an arm's progress and checks for a cancel
 STOP_GRACE_S = 15.0  # how long a cancelled arm may take to stop before its worker is killed
 INSTALL_HINT = "pip install -r requirements-cluster.txt"
 
