@@ -19,6 +19,7 @@ from core.config import ConfigError, ModelConfig, SplitConfig
 from eval.config import RunConfig
 from eval.store.artifacts import label_folder, run_dir
 from eval.store.runs import RunStore
+from eval.views.tables import run_summary
 
 try:
     import ray
@@ -138,6 +139,10 @@ def test_workers_write_to_storage_and_the_driver_reads_the_adapter_from_there(
         # The nodes inherit this process's nice value; Ray's default would add 15 for workers.
         assert placed.nice == os.getpriority(os.PRIO_PROCESS, 0)
         assert placed.threads and placed.involuntary_switches is not None
+    # --json gives each arm's placement (node, CPUs, GPUs, seconds, storage).
+    placed = run_summary(run)["strategies"]["lora"]["placement"]
+    assert placed["node_id"] == second and placed["cpus"] == 2 and placed["worker_s"] > 0
+    assert run.meta.executor["plan"]["arms"]["lora"]["cpus"] == 2
     lora = next(r for r in run.results if r.strategy == "lora")
     adapter = Path(lora.prepare.artifact_path)
     published = run_dir(work, run.id) / label_folder("lora")
@@ -203,3 +208,17 @@ def test_a_tuned_arm_answers_with_its_trial_adapter_sent_through_storage(
             return [str(p) for p in Path(folder).rglob("*")]
 
         assert ray.get(listing.remote(str(work))) == []
+
+
+def test_the_estimate_shows_the_placement_plan_before_the_run(two_nodes, tmp_path, mini_corpus):
+    from service.estimate.probe import cluster_line
+
+    address, work, _, _ = two_nodes
+    executor = {"kind": "ray", "address": address, "storage": str(tmp_path / "shared")}
+    line = cluster_line(_config(work, tmp_path / "e.sqlite", mini_corpus, executor))
+    assert line.startswith("Ray: 2 node(s), 2 CPUs, 0 GPUs")
+    assert f"storage {tmp_path / 'shared'}" in line and "lora 2 CPUs" in line
+    refused = cluster_line(
+        _config(work, tmp_path / "e.sqlite", mini_corpus, {"kind": "ray", "address": address})
+    )
+    assert "storage is not set" in refused
