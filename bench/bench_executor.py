@@ -6,15 +6,20 @@ here on loopback (or `--address` of a running cluster: the same command then run
 a real one). Prints wall time, the scheduling overhead per arm (the driver's wall time for an
 arm minus the worker's own time measuring it and loading the models) and peak RSS: the
 driver's, and for Ray also the arm worker's (its own measurement, stored with each arm).
+With `--rounds N` the two alternate (local first, then Ray first, ...) and the ratio is the
+median of each round's: on a shared machine, load then falls on both alike.
 
-    .venv/bin/python bench/bench_executor.py [--n-test 20] [--generator tiny]
+    .venv/bin/python bench/bench_executor.py [--n-test 20] [--generator tiny] [--rounds 3]
+        [--tuning off|quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_once(kind: str, args, work: Path, address: str = "") -> dict:
     """One `python -m eval run` child; its wall time, peak RSS and per-arm records."""
+    work = work / f"{kind}-{len(list(work.iterdir()))}"  # a fresh store and workdir per run
+    work.mkdir()
     store = work / f"{kind}.sqlite"
     config = work / "bench.yaml"
     config.write_text(
@@ -46,6 +53,8 @@ def run_once(kind: str, args, work: Path, address: str = "") -> dict:
     command += ["--qa", str(ROOT / "sample_data/qa.jsonl"), "--strategies", args.strategies]
     command += ["--n-test", str(args.n_test), "--store", str(store), "--executor", kind]
     command += ["--generator", args.generator] + (["--ray-address", address] if address else [])
+    if args.tuning:
+        command += ["--tuning", args.tuning]
     for item in args.set:
         command += ["--set", item]
     t0 = time.perf_counter()
@@ -85,6 +94,17 @@ def arm_overheads(results) -> list[tuple[str, float, float]]:
     return out
 
 
+def stages_line(local: dict, remote: dict) -> str:
+    """Per stage, summed over the arms: prepare and answer seconds (the harness's own
+    measurement, taken where the arm ran), local vs Ray."""
+    out = []
+    for stage in ("prepare_s", "answer_s"):
+        a = sum(float(getattr(r.cost, stage) or 0) for r in local["results"])
+        b = sum(float(getattr(r.cost, stage) or 0) for r in remote["results"])
+        out.append(f"{stage[:-2]} {a:.1f} vs {b:.1f} s")
+    return ", ".join(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--strategies", default="system_prompt,few_shot,rag,lora")
@@ -94,15 +114,33 @@ def main() -> None:
     p.add_argument("--address", default="", help="a running Ray cluster (default: start one)")
     p.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray head")
     p.add_argument("--set", action="append", default=[], help="STRATEGY.KEY=VALUE, as eval run")
+    p.add_argument("--rounds", type=int, default=1, help="local/Ray pairs, order alternating")
+    p.add_argument("--tuning", default="", help="tuning budget of both runs (default: config's)")
     args = p.parse_args()
+    pairs = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        local = run_once("local", args, work)
-        if args.address:
-            remote = run_once("ray", args, work, args.address)
-        else:
-            with local_head(cpus=args.cpus) as address:
-                remote = run_once("ray", args, work, address)
+        head = contextlib.nullcontext(args.address) if args.address else local_head(args.cpus)
+        with head as address:
+            for r in range(args.rounds):
+                if r % 2 == 0:
+                    local = run_once("local", args, work)
+                    remote = run_once("ray", args, work, address)
+                else:
+                    remote = run_once("ray", args, work, address)
+                    local = run_once("local", args, work)
+                print(
+                    f"round {r}: local {local['wall_s']:.1f} s, ray {remote['wall_s']:.1f} s, "
+                    f"ratio {remote['wall_s'] / local['wall_s']:.3f}; stages "
+                    + stages_line(local, remote),
+                    flush=True,
+                )
+                pairs.append((local, remote))
+    ratios = sorted(b["wall_s"] / a["wall_s"] for a, b in pairs)
+    print(
+        f"ray / local wall time, median of {len(ratios)} round(s): "
+        f"{statistics.median(ratios):.3f} (each: {', '.join(f'{x:.3f}' for x in ratios)})"
+    )
     arms = len(remote["results"])
     overheads = arm_overheads(remote["results"])
     worker_rss = max((float(r.cost.peak_rss_mb or 0) for r in remote["results"]), default=0)

@@ -96,6 +96,12 @@ def _run_outputs(run: argparse.ArgumentParser) -> None:
         "--ray-address",
         help="Ray cluster address (host:6379 or ray://host:10001); implies --executor ray",
     )
+    run.add_argument(
+        "--storage",
+        metavar="URI",
+        help="storage every Ray node reaches, for adapters, indexes and trial outputs: a "
+        "shared folder, s3://bucket/prefix or gs://bucket/prefix (a multi-node cluster needs it)",
+    )
     run.add_argument("--json", metavar="FILE", help="write the run's summary as JSON")
     run.add_argument("--store", help="SQLite file of runs")
     run.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -107,6 +107,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if args.ray_address:
         data["executor"]["address"] = args.ray_address
         data["executor"]["kind"] = args.executor or "ray"
+    if getattr(args, "storage", None):
+        data["executor"]["storage"] = args.storage
     for item in args.set:
         target, sep, value = item.partition("=")
         strategy, dot, key = target.partition(".")

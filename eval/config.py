@@ -46,19 +46,56 @@ class ExecutorConfig(ConfigBase):
         "refused in settings typed in a browser.",
     )
     cpus_per_arm: int = option(
-        1,
-        "CPUs each Ray worker measuring an arm is given; torch and OpenMP use that many threads.",
+        0,
+        "CPUs each Ray worker measuring an arm (or running a tuning trial) is given; torch and "
+        "OpenMP use that many threads. 0 = what a local run uses: this machine's cores, capped "
+        "at the largest node's CPUs.",
     )
     memory_gb: float = option(
         0.0,
         "Memory each arm worker reserves on its node, in GB (0 = none reserved). Set it to a "
         "stored run's peak RSS of the model: the estimate does not measure memory yet.",
     )
+    num_gpus: float = option(
+        1.0,
+        "GPUs a trained arm or trial requests when the cluster has any (untrained arms ask "
+        "for `untrained_gpus`); 0 keeps every arm on CPUs.",
+    )
+    untrained_gpus: float = option(
+        0.0,
+        "GPUs an arm that trains nothing (RAG, few-shot, prompts) requests when the cluster "
+        "has any; fractions let several share one card.",
+    )
+    worker_niceness: int = option(
+        0,
+        "Nice value of the Ray worker processes. Ray's default, 15, lets Ray's own services "
+        "take the CPU from torch's threads (measured: bench/bench_ray_stages.py); 0 runs them "
+        "as a local run.",
+    )
+    storage: str = option(
+        "",
+        "Where Ray workers write adapters, indexes and trial outputs and the driver reads them: "
+        "a folder every node mounts (NFS), or s3://bucket/prefix or gs://bucket/prefix through "
+        "pyarrow.fs. Empty: a folder of this machine, allowed on a one-node cluster only. An "
+        "operator setting, like `address`.",
+    )
 
     def validate(self) -> None:
         check(float(self.memory_gb) >= 0, "executor.memory_gb must be >= 0")
         check(self.kind in EXECUTOR_KINDS, f"executor.kind must be one of {EXECUTOR_KINDS}")
-        check(1 <= int(self.cpus_per_arm) <= 512, "executor.cpus_per_arm must be in 1..512")
+        check(0 <= int(self.cpus_per_arm) <= 512, "executor.cpus_per_arm must be in 0..512")
+        check(float(self.num_gpus) >= 0, "executor.num_gpus must be >= 0")
+        check(
+            float(self.num_gpus) <= 1 or float(self.num_gpus).is_integer(),
+            "executor.num_gpus above 1 must be a whole number",
+        )
+        check(0 <= float(self.untrained_gpus) <= 1, "executor.untrained_gpus must be in 0..1")
+        check(0 <= int(self.worker_niceness) <= 19, "executor.worker_niceness must be in 0..19")
+        scheme = self.storage.partition("://")[0] if "://" in self.storage else ""
+        check(
+            scheme in ("", "s3", "gs", "file"),
+            f"executor.storage: unsupported scheme {scheme!r} (a folder, s3:// or gs://)",
+        )
 
 
 @dataclass

@@ -325,6 +325,12 @@ class Placement:
     load_s: float = 0.0
     driver_wall_s: float | None = None
     overhead_s: float | None = None
+    # The worker process while it measured the arm: its nice value, its threads, and how often
+    # the kernel took a CPU from one of them (involuntary context switches, all threads).
+    nice: int | None = None
+    threads: int | None = None
+    involuntary_switches: int | None = None
+    storage: str = ""  # where the worker put the arm's files (executor.storage), if set
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON the store keeps."""

@@ -12,6 +12,7 @@ from core.untrusted.allowlist import LocationRefused, check_run_settings
 from eval.config import RunConfig
 from eval.records import Placement, ResultExtras
 from eval.run.executor import EXECUTORS, LocalExecutor
+from eval.store.rows import RunMeta
 from service.cluster.ray_executor import RayExecutor
 from service.cluster.settings import ExecutorConfig, load_cluster_settings, where_ran
 from service.cluster.slots import RunSlots, with_operator_executor
@@ -26,7 +27,7 @@ def test_executor_settings_are_validated():
     with pytest.raises(ConfigError):
         ExecutorConfig(kind="slurm")
     with pytest.raises(ConfigError):
-        ExecutorConfig(kind="ray", cpus_per_arm=0)
+        ExecutorConfig(kind="ray", cpus_per_arm=-1)
     got = RunConfig.from_yaml("executor: {kind: ray, address: 'head:6379', cpus_per_arm: 2}")
     assert (got.executor.kind, got.executor.address, got.executor.cpus_per_arm) == (
         "ray",
@@ -67,15 +68,18 @@ def test_a_browser_never_names_a_cluster_address(tmp_path):
 
 
 def test_where_ran_reads_the_stored_placement():
-    assert where_ran({}, []) == "local"
-    local = {"executor": {"kind": "local", "node": "laptop"}}
+    meta = RunMeta.from_dict  # where_ran reads the run's typed meta
+    assert where_ran(meta({}), []) == "local"
+    local = meta({"executor": {"kind": "local", "node": "laptop"}})
     assert where_ran(local, [ResultExtras()]) == "local (laptop)"
     placed = [
         ResultExtras(placement=Placement(node="gpu-2", device="cuda")),
         ResultExtras(placement=Placement(node="cpu-1", device="cpu")),
     ]
-    assert where_ran({"executor": {"kind": "ray"}}, placed) == "ray: cpu-1 (cpu), gpu-2 (cuda)"
-    assert where_ran({"executor": {"kind": "ray", "nodes": 4}}, []) == "ray (4 node(s))"
+    assert (
+        where_ran(meta({"executor": {"kind": "ray"}}), placed) == "ray: cpu-1 (cpu), gpu-2 (cuda)"
+    )
+    assert where_ran(meta({"executor": {"kind": "ray", "nodes": 4}}), []) == "ray (4 node(s))"
 
 
 def test_run_slots_hold_at_most_their_size():

@@ -228,6 +228,8 @@ def estimate_table(est: Estimate) -> None:
     resplits_s = sum(e.resplits_s for e in est.strategies)
     if resplits_s:
         st.caption(f"Of which re-splits (stability): about {duration(resplits_s)}.")
+    if est.cluster:  # the Ray placement plan, before the run starts
+        st.caption(hide_paths(est.cluster))
 
 
 @st.fragment(run_every=1.0)

@@ -34,6 +34,12 @@ class Executor:
     def __init__(self, config: RunConfig, bench: Workbench, measurement: StrategyMeasurement):
         self.config, self.bench, self.measurement = config, bench, measurement
 
+    @classmethod
+    def carries_files(cls, config: RunConfig) -> bool:
+        """Whether an arm run with `config` can load files this process made (a tuning trial's
+        adapter): `local_files`, or an executor that ships them (Ray with `storage`)."""
+        return cls.local_files
+
     def evaluate(self, arm: Arm) -> Measured:
         """The arm measured; raises RunCancelled when the run is cancelled meanwhile."""
         raise NotImplementedError

@@ -124,6 +124,8 @@ def run_summary(run: Run) -> dict[str, Any]:
                 "error": r.error,
             }
             | ({"judge_cost": r.extras.judge.to_dict()} if r.extras.judge else {})
+            # Where a Ray arm ran: node, CPUs, GPUs, the worker's seconds, the storage used.
+            | ({"placement": r.extras.placement.to_dict()} if r.extras.placement else {})
             for r in run.results
         },
     }

@@ -12,12 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eval.config import RunConfig
-from eval.records import Placement
+from eval.config import ExecutorConfig, RunConfig
+from eval.records import Placement, PreparedRecord
 from eval.run.executor import ArmLost, Executor, register_executor
 from eval.run.measurement import Arm, Measured, StrategyMeasurement
 from eval.run.workbench import Workbench
+from eval.store.artifacts import label_folder
+from service.cluster.plan import ArmRequest, ClusterShape, arm_request, placement_plan
 from service.cluster.ray_worker import ArmWorker
+from service.cluster.storage import Storage, check_reachable, from_placeholder, to_placeholder
 from strategies.base import RunCancelled
 
 ROOT = Path(__file__).resolve().parents[2]  # the project folder, importable by Ray workers
@@ -49,6 +52,21 @@ def connect(address: str) -> Any:
     return ray
 
 
+def worker_env(executor: ExecutorConfig) -> dict[str, Any]:
+    """The runtime environment of a worker measuring arms or trials: the project on its path,
+    and the operator's nice value. Ray nices its workers to 15 by default; beside Ray's own
+    services (nice 0, in the same scheduling group) a niced torch thread loses its CPU at each
+    of their wake-ups and its sibling OpenMP threads then wait at the next barrier
+    (bench/bench_ray_stages.py measures it). RAY_worker_niceness is read by each worker as it
+    starts, as Ray's job supervisor sets it for its own actor."""
+    return {
+        "env_vars": {
+            "PYTHONPATH": str(ROOT),
+            "RAY_worker_niceness": str(int(executor.worker_niceness)),
+        }
+    }
+
+
 @register_executor("ray")
 class RayExecutor(Executor):
     """Each arm measured by the run's `ArmWorker` actor, placed by Ray, which loads the
@@ -60,62 +78,83 @@ class RayExecutor(Executor):
 
     local_files = False
 
+    @classmethod
+    def carries_files(cls, config: RunConfig) -> bool:
+        return bool(config.executor.storage)  # a trial's adapter travels through storage
+
     def __init__(self, config: RunConfig, bench: Workbench, measurement: StrategyMeasurement):
         super().__init__(config, bench, measurement)
         self.ray = connect(config.executor.address)
+        self.shape = ClusterShape.of(self.ray)
+        check_reachable(config.executor.storage, len(self.shape.nodes))
+        self.storage = Storage(config.executor.storage) if config.executor.storage else None
+        # With storage a tuning trial's adapter travels to the arm's worker through it.
+        self.local_files = self.carries_files(config)
         self._actor_class = self.ray.remote(ArmWorker)
         self.inputs_ref = self.ray.put(bench.inputs)
-        self.worker: Any = None  # the run's ArmWorker: arms run one after the other
+        # The run's ArmWorkers, one per request (a trained arm's asks for a GPU where there
+        # is one, an untrained arm's for `untrained_gpus`); each loads the models once.
+        self.workers: dict[ArmRequest, Any] = {}
 
     def describe(self) -> dict[str, Any]:
-        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         return {
             "kind": "ray",
             "node": socket.gethostname(),
-            "nodes": len(nodes),
+            "nodes": len(self.shape.nodes),
             "cluster": {
                 k: float(v)
                 for k, v in self.ray.cluster_resources().items()
                 if k in ("CPU", "GPU", "memory")
             },
+            "plan": placement_plan(self.config.executor, self.config.strategies, self.shape),
         }
 
-    def _options(self) -> dict[str, Any]:
-        """What the arm worker declares: CPUs, a GPU when the cluster has any (trained arms
-        and generation want it) and the memory the operator set. Ray places it (spread, so
-        the runs of a busy app land on different nodes)."""
-        gpus = 1 if self.ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    def _options(self, request: ArmRequest) -> dict[str, Any]:
+        """What an arm worker declares: `request`'s CPUs and GPUs and the memory the operator
+        set. Ray places it (spread, so the runs of a busy app land on different nodes)."""
         memory = int(float(self.config.executor.memory_gb) * 2**30)
         return {
             **({"memory": memory} if memory else {}),
-            "num_cpus": self.config.executor.cpus_per_arm,
-            "num_gpus": gpus,
+            "num_cpus": request.cpus,
+            "num_gpus": request.gpus,
             "max_concurrency": 4,  # drain/stop are answered while evaluate runs
             "max_restarts": 0,  # a dead worker's arm is interrupted, not silently redone
             "scheduling_strategy": "SPREAD",
+            "runtime_env": worker_env(self.config.executor),
         }
 
-    def _actor(self) -> Any:
-        """The run's arm worker, started on first use (again after one was lost)."""
-        if self.worker is None:
-            self.worker = self._actor_class.options(**self._options()).remote(
-                self.config, self.config.executor.cpus_per_arm
+    def _actor(self, arm: Arm) -> Any:
+        """The worker for `arm`'s request, started on first use (again after one was lost)."""
+        request = arm_request(self.config.executor, arm.name, self.shape)
+        if request not in self.workers:
+            self.workers[request] = self._actor_class.options(**self._options(request)).remote(
+                self.config, request.cpus
             )
-        return self.worker
+        return self.workers[request]
 
     def evaluate(self, arm: Arm) -> Measured:
         ray = self.ray
-        actor = self._actor()
+        actor = self._actor(arm)
         t0 = time.perf_counter()
         inputs = self.inputs_ref if arm.inputs is None else self.ray.put(arm.inputs)
+        settings, key = arm.settings, self._key(arm)
+        if self.storage is not None:
+            # What the arm starts from (a chosen trial's adapter) goes to storage, and its
+            # settings name it against the placeholder: the worker never sees our folders.
+            if any(arm.workdir.iterdir()):  # else storage is written by the workers alone
+                self.storage.put(arm.workdir, key)
+            if settings is not None:
+                settings = type(settings).from_dict(to_placeholder(settings.to_dict(), arm.workdir))
         ref = actor.evaluate.remote(
             inputs,
             arm.name,
             arm.label,
             arm.train,
             arm.general,
-            str(arm.workdir.resolve()),
-            arm.settings,
+            "" if self.storage is not None else str(arm.workdir.resolve()),
+            settings,
+            self.config.executor.storage,
+            key,
         )
         try:
             self._follow(actor, ref)
@@ -128,8 +167,31 @@ class RayExecutor(Executor):
             ) from None
         if measured is None:
             raise RunCancelled
+        if self.storage is not None:
+            self._fetch(measured, arm, key)
         self._account(measured, time.perf_counter() - t0)
         return measured
+
+    def _key(self, arm: Arm) -> str:
+        """Where the arm's files go in storage: the run's folder under the workdir, then the
+        arm's label (not the temporary name it is built under here)."""
+        try:
+            rel = arm.workdir.resolve().parent.relative_to(Path(self.config.workdir).resolve())
+        except ValueError:
+            rel = Path(arm.workdir.parent.name)
+        return (rel / label_folder(arm.label)).as_posix()
+
+    def _fetch(self, measured: Measured, arm: Arm, key: str) -> None:
+        """The arm's files copied from storage into its folder here, and the result's paths
+        pointed at that copy (the harness then publishes the folder as for a local arm)."""
+        self.storage.get(key, arm.workdir)
+        result = measured.result
+        result.prepare = PreparedRecord.from_dict(
+            from_placeholder(result.prepare.to_dict(), arm.workdir)
+        )
+        result.config = from_placeholder(result.config, arm.workdir)
+        if result.extras.placement is not None:
+            result.extras.placement.storage = self.storage.location(key)
 
     def _follow(self, actor: Any, ref: Any) -> None:
         """Relay the arm's progress until it ends; stop it when the run is cancelled. Never
@@ -171,11 +233,10 @@ class RayExecutor(Executor):
 
     def _drop(self, actor: Any) -> None:
         """Kill `actor` and forget it (the next arm starts a fresh one)."""
-        if actor is self.worker:
-            self.worker = None
+        self.workers = {k: a for k, a in self.workers.items() if a is not actor}
         with contextlib.suppress(Exception):  # already dead
             self.ray.kill(actor)
 
     def close(self) -> None:
-        if self.worker is not None:
-            self._drop(self.worker)
+        for actor in list(self.workers.values()):
+            self._drop(actor)

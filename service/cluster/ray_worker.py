@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,10 +22,12 @@ from core.engines.in_process import load_embedder, load_generator, resolve_devic
 from core.types import QAPair
 from eval.config import RunConfig
 from eval.events import ProgressEvent
-from eval.records import Placement
+from eval.records import Placement, PreparedRecord
 from eval.run.inputs import Inputs, needs_models
 from eval.run.measurement import Arm, Measured, StrategyMeasurement, measure_arm
 from eval.run.workbench import Workbench
+from service.cluster.process_figures import ProcessFigures
+from service.cluster.storage import Storage, clear, from_placeholder, to_placeholder
 from strategies.base import RunCancelled
 
 
@@ -52,12 +55,15 @@ class ArmWorker:
         self._events: list[ProgressEvent] = []
         self._lock = threading.Lock()
 
-    def placement(self, worker_s: float, load_s: float) -> Placement:
-        """Which node, process and device this worker measured on, and for how long (stored
-        with each arm)."""
-        import ray
+    def placement(
+        self, worker_s: float, load_s: float, before: ProcessFigures | None = None
+    ) -> Placement:
+        """Which node, process and device this worker measured on, for how long, and at what
+        nice value, threads and involuntary switches since `before` (stored with each arm)."""
+        import ray  # only inside a Ray worker
 
         ctx = ray.get_runtime_context()
+        now = ProcessFigures.read()
         return Placement(
             node=socket.gethostname(),
             node_id=ctx.get_node_id(),
@@ -67,6 +73,9 @@ class ArmWorker:
             gpus=[str(g) for g in ctx.get_accelerator_ids().get("GPU", [])],
             worker_s=worker_s,
             load_s=load_s,
+            nice=now.nice,
+            threads=now.threads,
+            involuntary_switches=now.since(before) if before is not None else None,
         )
 
     def warm(self, names: list[str]) -> float:
@@ -87,10 +96,52 @@ class ArmWorker:
         general: list[QAPair],
         workdir: str,
         settings: ConfigBase | None = None,
+        storage: str = "",
+        key: str = "",
     ) -> Measured | None:
-        """One arm measured here, its files written under `workdir` (a shared folder); None
-        when the driver stopped it (cancelled)."""
+        """One arm measured here; None when the driver stopped it (cancelled).
+
+        Without `storage` its files are written under `workdir` (the driver's folder: one
+        machine). With it, `workdir` is ignored: the arm is built in a scratch folder of this
+        node, seeded from `<storage>/<key>` (a tuning trial's adapter the arm reuses), copied
+        back there afterwards, and every path in the settings and the result is written
+        against storage.ARM_FOLDER."""
+        before = ProcessFigures.read()
         load_s = self.warm([name])
+        scratch = None
+        if storage:
+            scratch = Path(tempfile.mkdtemp(prefix="adaptlab-arm-"))
+            Storage(storage).get(key, scratch)
+            workdir = str(scratch)
+            if settings is not None:
+                settings = type(settings).from_dict(from_placeholder(settings.to_dict(), scratch))
+        try:
+            measured = self._measure(inputs, name, label, train, general, workdir, settings)
+            if measured is not None and scratch is not None:
+                result = measured.result
+                result.prepare = PreparedRecord.from_dict(
+                    to_placeholder(result.prepare.to_dict(), scratch)
+                )
+                result.config = to_placeholder(result.config, scratch)
+                Storage(storage).put(scratch, key)
+        finally:
+            if scratch is not None:
+                clear(scratch)
+        if measured is not None:
+            worker_s = measured.result.extras.placement.worker_s
+            measured.result.extras.placement = self.placement(worker_s, round(load_s, 3), before)
+        return measured
+
+    def _measure(
+        self,
+        inputs: Inputs,
+        name: str,
+        label: str,
+        train: list[QAPair],
+        general: list[QAPair],
+        workdir: str,
+        settings: ConfigBase | None,
+    ) -> Measured | None:
         bench = Workbench(self.config, inputs, self.device)
         measurement = StrategyMeasurement(
             self.config.batch_size,
@@ -106,9 +157,8 @@ class ArmWorker:
             measured = measure_arm(bench, measurement, arm, inputs)
         except RunCancelled:
             return None
-        # The worker's own time, and its one-off model load, apart from the driver's wait.
-        worker_s = round(time.perf_counter() - t0, 3)
-        measured.result.extras.placement = self.placement(worker_s, round(load_s, 3))
+        # The worker's own time apart from the driver's wait (the placement is filled above).
+        measured.result.extras.placement = Placement(worker_s=round(time.perf_counter() - t0, 3))
         return measured
 
     def _push(self, event: ProgressEvent) -> None:

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from core.config import ConfigBase
+from core.config import ConfigBase, ConfigError
 from core.engines.in_process import load_generator
 from core.types import Corpus
 from eval.config import RunConfig
@@ -29,6 +29,9 @@ from eval.run.retention import load_general_set
 from eval.run.workbench import Workbench
 from eval.tuning.arm import tuning_pairs
 from eval.tuning.engine import planned_trials
+from service.cluster.plan import ClusterShape, placement_plan, plan_line
+from service.cluster.ray_executor import connect
+from service.cluster.storage import check_reachable
 from service.estimate.records import Estimate, StrategyEstimate
 from strategies import get_strategy_class, make_config
 from strategies.base import StrategyContext
@@ -94,7 +97,7 @@ def tuning_seconds(
     if n_val < 2:  # the search is skipped: too few pairs to compare settings on
         return 0.0, ""
     trial_s = trial_prepare_s + per_q * n_val
-    reused = own and EXECUTORS[config.executor.kind].local_files
+    reused = own and EXECUTORS[config.executor.kind].carries_files(config)
     rest = (trials - 1) * trial_s
     cap = tuning.budget_for(kind.trains).seconds_after_default(trial_s)
     if cap is not None:
@@ -139,7 +142,22 @@ def estimate_run(
         load_s=bench.load_s,
         strategies=out,
         total_s=bench.load_s + sum(e.total_s for e in out),
+        cluster=cluster_line(config),
     )
+
+
+def cluster_line(config: RunConfig) -> str:
+    """Where a Ray run's arms would go, in one line ("" for a local run): each arm's CPUs and
+    GPUs, the cluster's, the storage; or why the cluster cannot take the run."""
+    if config.executor.kind != "ray":
+        return ""
+    try:
+        ray = connect(config.executor.address)
+        shape = ClusterShape.of(ray)
+        check_reachable(config.executor.storage, len(shape.nodes))
+    except (ImportError, ConfigError, ConnectionError) as e:
+        return f"Ray: {e}"
+    return plan_line(placement_plan(config.executor, config.strategies, shape))
 
 
 def _warm_up(bench: Workbench) -> None:

@@ -43,6 +43,7 @@ class Estimate:
     load_s: float = 0.0
     strategies: list[StrategyEstimate] = field(default_factory=list)
     total_s: float = 0.0
+    cluster: str = ""  # the Ray placement plan in words (executor `ray`); "" for a local run
 
     def measured(self) -> dict[str, StrategyEstimate]:
         """Strategy -> its estimate, for the strategies whose probe ran (no error)."""

@@ -87,6 +87,8 @@ def estimate(queue: JobQueue, job: Job, progress: JobProgress) -> str:
     """A dry-run estimate of the job's run config into `queue.result_path(job id, "estimate")`.
     Models loaded here stay loaded in the worker for the run that follows."""
 
-    result = estimate_run(RunConfig.from_dict(job.config), progress=progress)
+    # The operator's executor, as the run will have: the estimate shows its placement plan.
+    config = with_operator_executor(RunConfig.from_dict(job.config), queue.path)
+    result = estimate_run(config, progress=progress)
     write_text_atomic(queue.result_path(job.id, "estimate"), json.dumps(result.to_dict()))
     return "done"
