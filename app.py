@@ -8,8 +8,10 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.common import init_state, owner_switch_prompt
+from ui.signin import door
 
 st.set_page_config(page_title="AdaptLab", layout="wide")
+door()  # shared mode: the signed-in account, or the sign-in page and nothing else
 init_state()
 owner_switch_prompt()
 

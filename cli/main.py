@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -394,7 +395,10 @@ def _cmd_app(args: argparse.Namespace) -> int:
                 text = str(value).lower() if isinstance(value, bool) else str(value)
                 flags.append(f"--{section}.{key}={text}")
     flags += [f"--server.address={args.address}", f"--server.port={args.port}"]
-    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(script), *flags])
+    env = dict(os.environ)
+    if args.shared:  # service.accounts.server_settings reads it over server.yaml's mode
+        env["ADAPTLAB_MODE"] = "shared"
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(script), *flags], env=env)
 
 
 def _cmd_generate_qa(args: argparse.Namespace) -> int:

@@ -12,9 +12,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from core.config import ConfigBase, ConfigError, check, option
+from core.config import ConfigBase, check, option
+from service.operator import load_operator
 
 LIMITS_FILE = "worker_limits.yaml"
 
@@ -73,14 +72,9 @@ class WorkerLimits(ConfigBase):
 
 def load_worker_limits(home: str | Path) -> WorkerLimits:
     """The limits of `<home>/worker_limits.yaml`, or the defaults when there is no such file.
-    Raises ConfigError naming the file for one that does not parse or holds bad values."""
-    path = Path(home) / LIMITS_FILE
-    if not path.is_file():
-        return WorkerLimits()
-    try:
-        return WorkerLimits.from_yaml(path.read_text(encoding="utf-8"))
-    except (ValueError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: {e}") from e
+    Raises ConfigError naming the file and line for one that does not parse or holds bad
+    values (service.operator)."""
+    return load_operator(home, LIMITS_FILE, WorkerLimits)
 
 
 def check_submit(conn: sqlite3.Connection, owner: str, limits: WorkerLimits) -> None:

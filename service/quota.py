@@ -9,12 +9,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.access import Access, upload_folder, upload_roots
+from core.access import Access
 from core.untrusted.paths import confined
 from eval.store.artifacts import disk_usage, folder_bytes, human_bytes
 from eval.store.runs import RunStore
 from service.corpora import CorpusLibrary
 from service.limits import load_worker_limits
+from service.owners import upload_folder, upload_roots
 from strategies.lora.deploy import MAX_ADAPTER_ZIP_BYTES, unpack_adapter_zip
 
 
@@ -50,7 +51,7 @@ class DiskUse:
 
 def adapter_uploads_dir(home: str | Path, owner: str) -> Path:
     """The folder holding `owner`'s uploaded adapters (one subfolder per adapter name), named
-    by a hash of the token, never the token (core.access.upload_folder)."""
+    by a hash of the token, never the token (service.owners.upload_folder)."""
     return upload_folder(home, owner)
 
 

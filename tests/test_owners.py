@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.access import Access, AccessDenied, new_owner, valid_owner, workspace_mode
+from core.access import Access, AccessDenied
 from eval.store.artifacts import run_dir
 from eval.store.runs import RunNotFound, RunStore, StrategyResult
 from service.corpora import CorpusLibrary, CorpusNotFound
 from service.jobs import JobNotFound, JobQueue, worker_pid
+from service.owners import new_owner, valid_owner, workspace_mode
 from service.uploads import UploadLimits
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[2]  # the repository: core/untrusted/ is two down
 _HEADER = struct.Struct(">Q")
 ZIP_FORMATS = (".docx",)
 # Children of this process at once (each may take ParseLimits.memory_mb): the operator's
