@@ -1,0 +1,236 @@
+"""A shared server in a real browser: sign-in through a real OpenID Connect provider (the
+`oidc-provider-mock` package, started here), and sign-in through a trusted proxy's header.
+
+Two accounts sign in and neither sees the other's corpora, runs or disk use; an anonymous
+visitor sees only the sign-in; an `?owner=` link does nothing; signing out ends the session; a
+proxy header is believed only from the proxy's address. Skipped without Chromium or Playwright
+(an error under CI=true), like the other browser tests.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from eval.store.artifacts import run_dir
+from eval.store.runs import RunStore, StrategyResult
+from service.accounts import PROXY_ISSUER, account_owner
+from service.corpora import CorpusLibrary
+from tests.browser_support import (
+    CHROMIUM_ARGS,
+    VIEWPORT,
+    browser_unavailable,
+    chromium_path,
+    dataframe_rows,
+    free_port,
+    go_to_page,
+    only_localhost,
+    serve_app,
+    wait_for_text,
+    wait_until_idle,
+)
+
+pytestmark = pytest.mark.browser
+FILES = [("a.txt", b"Aspirin thins the blood."), ("b.txt", b"Insulin lowers blood sugar.")]
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[str]:
+    """A real OpenID Connect provider on localhost; yields its issuer URL."""
+    if browser_unavailable():
+        pytest.skip(browser_unavailable())
+    # The provider and Streamlit's client speak plain HTTP on loopback in this test only.
+    os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
+    from oidc_provider_mock import run_server_in_thread
+
+    with run_server_in_thread() as server:
+        yield f"http://localhost:{server.server_port}"
+
+
+@pytest.fixture(scope="module")
+def shared_app(provider, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """The app in shared mode (`adaptlab app --shared` sets ADAPTLAB_MODE), signing in with
+    the provider through `[auth]` in a secrets file; yields (URL, home)."""
+    tmp = tmp_path_factory.mktemp("shared")
+    port = free_port()
+    secrets_file = tmp / "secrets.toml"
+    secrets_file.write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+        f'cookie_secret = "{secrets.token_hex(16)}"\n'
+        'client_id = "adaptlab"\n'
+        'client_secret = "not-a-secret-in-a-test"\n'
+        f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n'
+    )
+    home = tmp / "home"
+    env = {"ADAPTLAB_MODE": "shared", "AUTHLIB_INSECURE_TRANSPORT": "1"}
+    args = ("--secrets.files", str(secrets_file))
+    for url in serve_app(home, tmp / "streamlit.log", env=env, port=port, args=args):
+        yield url, home
+
+
+@pytest.fixture(scope="module")
+def proxy_app(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """The app in shared mode behind a sign-in proxy on this machine; yields (URL, home)."""
+    if browser_unavailable():
+        pytest.skip(browser_unavailable())
+    tmp = tmp_path_factory.mktemp("proxy")
+    home = tmp / "home"
+    home.mkdir()
+    write_server_yaml(home, "127.0.0.1")
+    yield from ((url, home) for url in serve_app(home, tmp / "streamlit.log"))
+
+
+def write_server_yaml(home: Path, proxy: str) -> None:
+    (home / "server.yaml").write_text(
+        f"mode: shared\nsign_in: proxy\nproxy_addresses: [{proxy}]\n"
+        "proxy_header: X-Forwarded-Email\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def new_page(chromium, headers: dict[str, str] | None = None):
+    """A page in a fresh browser context (its own cookies: one person), reaching localhost."""
+    context = chromium.new_context(viewport=VIEWPORT, extra_http_headers=headers or {})
+    context.route("**/*", only_localhost)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    return page
+
+
+def seed(home: Path, owner: str, who: str) -> str:
+    """A saved corpus `<who>-notes` and a finished run `<who>-run` with 2 KB of files, owned by
+    `owner`; returns the run's id."""
+    CorpusLibrary(home / "corpora").save(f"{who}-notes", FILES, owner=owner)
+    store = RunStore(home / "runs.sqlite")
+    run_id = store.create_run(
+        {"strategies": ["fake"], "workdir": str(home / "work")}, f"{who}-run", owner=owner
+    )
+    store.save_strategy(run_id, StrategyResult("fake", "done"))
+    store.finish_run(run_id, "done")
+    run_dir(home / "work", run_id).mkdir(parents=True)
+    (run_dir(home / "work", run_id) / "adapter.bin").write_bytes(b"0" * 2048)
+    return run_id
+
+
+def sees_only_the_sign_in(page) -> None:
+    wait_for_text(page, "sign in", 90)
+    wait_until_idle(page, 90)
+    assert page.locator('[data-testid="stSidebarNav"]').count() == 0  # no pages at all
+    assert page.get_by_text("History", exact=True).count() == 0
+
+
+def sign_in(page, url: str, subject: str) -> None:
+    """Sign in on the app's page through the provider's form as `subject`."""
+    page.goto(url)
+    sees_only_the_sign_in(page)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.locator('input[name="sub"]').wait_for()  # the provider's own page
+    page.locator('input[name="sub"]').fill(subject)
+    page.get_by_role("button", name="Authorize", exact=True).click()
+    wait_for_text(page, f"Signed in as {subject}", 90)
+    wait_until_idle(page, 90)
+
+
+def corpus_options(page) -> list[str]:
+    """The corpora the Corpus page offers (its picker opened)."""
+    go_to_page(page, "Corpus", "Corpus")
+    box = page.get_by_role("combobox", name="Corpus").first
+    box.click()
+    page.get_by_role("option").first.wait_for()
+    options = page.get_by_role("option").all_inner_texts()
+    box.press("Escape")
+    page.get_by_role("listbox").wait_for(state="detached")
+    wait_until_idle(page)
+    return options
+
+
+def history_runs_and_disk(page) -> tuple[set[str], str]:
+    """The run ids History lists, and its disk caption."""
+    go_to_page(page, "History", "History")
+    rows = dataframe_rows(page, 0)
+    column = rows[0].index("Run")
+    caption = page.get_by_text("Disk:", exact=False).first.inner_text()
+    return {r[column] for r in rows[1:]}, caption
+
+
+def test_two_accounts_sign_in_and_see_only_their_own_work(shared_app, provider, chromium):
+    url, home = shared_app
+    alice_run = seed(home, account_owner(provider, "alice@example.com"), "alice")
+    bob_run = seed(home, account_owner(provider, "bob@example.com"), "bob")
+
+    anonymous = new_page(chromium)
+    anonymous.goto(url + "?owner=" + "x" * 22)  # a link names nobody on a shared server
+    sees_only_the_sign_in(anonymous)
+
+    alice = new_page(chromium)
+    sign_in(alice, url, "alice@example.com")
+    offered = corpus_options(alice)
+    assert any(o.startswith("alice-notes") for o in offered)
+    assert not [o for o in offered if "bob" in o]
+    runs, disk = history_runs_and_disk(alice)
+    assert runs == {alice_run}
+    assert "2.0 KB" in disk and "every run" not in disk  # Bob's 2 KB are not hers to see
+
+    bob = new_page(chromium)
+    sign_in(bob, url, "bob@example.com")
+    runs, _ = history_runs_and_disk(bob)
+    assert runs == {bob_run}
+    assert not [o for o in corpus_options(bob) if "alice" in o]
+
+    # A link naming another workspace changes nothing: Alice stays Alice, the URL loses it.
+    for name in (account_owner(provider, "bob@example.com"), "bob-token-000000000002"):
+        alice.goto(url + "?owner=" + name)
+        wait_for_text(alice, "Signed in as alice@example.com", 90)
+        wait_until_idle(alice, 90)
+        assert "owner=" not in alice.url
+        assert history_runs_and_disk(alice)[0] == {alice_run}
+
+    # Signing out ends the session: the next visit in that browser sees only the sign-in.
+    alice.locator('[data-testid="stSidebar"]').get_by_role("button", name="Sign out").click()
+    alice.wait_for_timeout(2000)
+    alice.goto(url)
+    sees_only_the_sign_in(alice)
+    alice.goto(url + "history_page")
+    sees_only_the_sign_in(alice)
+
+
+def test_proxy_header_is_believed_only_from_the_proxy(proxy_app, chromium):
+    url, home = proxy_app
+    carol_run = seed(home, account_owner(PROXY_ISSUER, "carol@example.com"), "carol")
+    seed(home, account_owner(PROXY_ISSUER, "dave@example.com"), "dave")
+
+    carol = new_page(chromium, {"X-Forwarded-Email": "carol@example.com"})
+    carol.goto(url)
+    wait_for_text(carol, "Signed in as carol@example.com", 90)
+    wait_until_idle(carol, 90)
+    assert history_runs_and_disk(carol)[0] == {carol_run}
+
+    nobody = new_page(chromium)  # past the proxy without its header: nobody
+    nobody.goto(url)
+    sees_only_the_sign_in(nobody)
+
+    # The operator names another proxy: this machine's connections are no longer the proxy's,
+    # so the same header is a forgery and is refused, not believed.
+    write_server_yaml(home, "10.9.9.9")
+    forger = new_page(chromium, {"X-Forwarded-Email": "dave@example.com"})
+    forger.goto(url)
+    wait_for_text(forger, "not the sign-in proxy", 90)
+    wait_until_idle(forger, 90)
+    assert forger.get_by_text("Signed in as", exact=False).count() == 0
+    assert forger.locator('[data-testid="stSidebarNav"]').count() == 0
