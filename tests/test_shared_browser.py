@@ -9,8 +9,11 @@ proxy header is believed only from the proxy's address. Skipped without Chromium
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,9 +107,9 @@ def chromium():
             b.close()
 
 
-def new_page(chromium, headers: dict[str, str] | None = None):
+def new_page(chromium):
     """A page in a fresh browser context (its own cookies: one person), reaching localhost."""
-    context = chromium.new_context(viewport=VIEWPORT, extra_http_headers=headers or {})
+    context = chromium.new_context(viewport=VIEWPORT)
     context.route("**/*", only_localhost)
     page = context.new_page()
     page.set_default_timeout(60_000)
@@ -210,27 +213,85 @@ def test_two_accounts_sign_in_and_see_only_their_own_work(shared_app, provider, 
     sees_only_the_sign_in(alice)
 
 
+class HeaderProxy:
+    """A stand-in for oauth2-proxy on this machine: forwards each TCP connection to the app and
+    sets `header: value` on its first request (a WebSocket's handshake is one: that is where
+    Streamlit reads headers), dropping any copy the client sent, as a real sign-in proxy does.
+    Playwright's extra headers never reach a WebSocket, hence a proxy and not a browser option.
+    """
+
+    def __init__(self, target: str, header: str, value: str):
+        host, port = target.split("//")[1].split("/")[0].split(":")
+        self.target, self.header, self.value = (host, int(port)), header, value
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(65536)
+            if not chunk:
+                client.close()
+                return
+            head += chunk
+        top, rest = head.split(b"\r\n\r\n", 1)
+        name = self.header.lower().encode() + b":"
+        lines = [line for line in top.split(b"\r\n") if not line.lower().startswith(name)]
+        lines.insert(1, f"{self.header}: {self.value}".encode())
+        upstream = socket.create_connection(self.target)
+        upstream.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + rest)
+        threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
+        _pump(client, upstream)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while chunk := src.recv(65536):
+            dst.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
 def test_proxy_header_is_believed_only_from_the_proxy(proxy_app, chromium):
     url, home = proxy_app
     carol_run = seed(home, account_owner(PROXY_ISSUER, "carol@example.com"), "carol")
     seed(home, account_owner(PROXY_ISSUER, "dave@example.com"), "dave")
+    proxy = HeaderProxy(url, "X-Forwarded-Email", "carol@example.com")
+    try:
+        carol = new_page(chromium)
+        carol.goto(proxy.url)
+        wait_for_text(carol, "Signed in as carol@example.com", 90)
+        wait_until_idle(carol, 90)
+        assert history_runs_and_disk(carol)[0] == {carol_run}
 
-    carol = new_page(chromium, {"X-Forwarded-Email": "carol@example.com"})
-    carol.goto(url)
-    wait_for_text(carol, "Signed in as carol@example.com", 90)
-    wait_until_idle(carol, 90)
-    assert history_runs_and_disk(carol)[0] == {carol_run}
+        nobody = new_page(chromium)  # straight to the app, no header: nobody
+        nobody.goto(url)
+        sees_only_the_sign_in(nobody)
 
-    nobody = new_page(chromium)  # past the proxy without its header: nobody
-    nobody.goto(url)
-    sees_only_the_sign_in(nobody)
-
-    # The operator names another proxy: this machine's connections are no longer the proxy's,
-    # so the same header is a forgery and is refused, not believed.
-    write_server_yaml(home, "10.9.9.9")
-    forger = new_page(chromium, {"X-Forwarded-Email": "dave@example.com"})
-    forger.goto(url)
-    wait_for_text(forger, "not the sign-in proxy", 90)
-    wait_until_idle(forger, 90)
-    assert forger.get_by_text("Signed in as", exact=False).count() == 0
-    assert forger.locator('[data-testid="stSidebarNav"]').count() == 0
+        # The operator names another proxy: this machine's connections are no longer the
+        # proxy's, so the same header is a forgery and is refused, not believed.
+        write_server_yaml(home, "10.9.9.9")
+        forger = new_page(chromium)
+        forger.goto(proxy.url)
+        wait_for_text(forger, "not the sign-in proxy", 90)
+        wait_until_idle(forger, 90)
+        assert forger.get_by_text("Signed in as", exact=False).count() == 0
+        assert forger.locator('[data-testid="stSidebarNav"]').count() == 0
+    finally:
+        proxy.close()
