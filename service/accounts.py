@@ -20,10 +20,11 @@ import contextlib
 import hashlib
 import ipaddress
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import ConfigBase, check, option
@@ -33,6 +34,7 @@ MODE_ENV = "ADAPTLAB_MODE"
 SERVER_FILE = "server.yaml"
 PROXY_ISSUER = "proxy"  # the issuer recorded for accounts a proxy vouched for
 _LOOPBACK = ("127.0.0.1", "::1")
+_ACCOUNT = re.compile(r"a-[0-9a-f]{32}")  # account_owner's shape (never a valid link token)
 
 
 @dataclass
@@ -109,6 +111,12 @@ def account_owner(issuer: str, subject: str) -> str:
     return "a-" + digest[:32]
 
 
+def is_account(owner: str | None) -> bool:
+    """Whether `owner` is a signed-in account's id (account_owner), not a link token or the
+    operator: accounts are vouched for by a provider, tokens cost nothing to make."""
+    return bool(owner) and bool(_ACCOUNT.fullmatch(owner))
+
+
 @dataclass(frozen=True)
 class Account:
     """A signed-in person: who vouched (issuer), their stable id there (subject) and a label to
@@ -131,7 +139,6 @@ class SignIn:
 
     account: Account | None = None
     refused: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def from_oidc(user: Mapping | None) -> SignIn:

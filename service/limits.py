@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import ConfigBase, check, option
+from service.accounts import is_account
 from service.operator import load_operator
 
 LIMITS_FILE = "worker_limits.yaml"
@@ -79,18 +80,26 @@ def load_worker_limits(home: str | Path) -> WorkerLimits:
 
 def check_submit(conn: sqlite3.Connection, owner: str, limits: WorkerLimits) -> None:
     """Refuse one more job when its owner already has `owner_jobs` queued or running, or the
-    queue already holds `queued_jobs`. Owner "" (the operator's scripts and CLI) has only the
-    global cap. Raises JobRefused."""
+    queue already holds `queued_jobs` (except an account's first: see below). Owner "" (the
+    operator's scripts and CLI) has only the global cap. Raises JobRefused."""
     queued = conn.execute("SELECT COUNT(*) FROM jobs WHERE status='queued'").fetchone()[0]
-    if queued >= int(limits.queued_jobs):
+    mine = (
+        conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE owner=? AND status IN ('queued', 'running')", (owner,)
+        ).fetchone()[0]
+        if owner
+        else 0
+    )
+    # A signed-in account with nothing queued or running always gets one job in: a dozen
+    # accounts filling the queue cannot lock a colleague out. Link tokens cost nothing to
+    # make, so they get no such seat (else fresh tokens would grow the queue without end).
+    seat = is_account(owner) and mine == 0
+    if queued >= int(limits.queued_jobs) and not seat:
         raise JobRefused(
             f"the server's queue is full ({queued} jobs waiting); try again when some finished"
         )
     if not owner:
         return
-    mine = conn.execute(
-        "SELECT COUNT(*) FROM jobs WHERE owner=? AND status IN ('queued', 'running')", (owner,)
-    ).fetchone()[0]
     if mine >= int(limits.owner_jobs):
         raise JobRefused(
             f"you already have {mine} jobs queued or running (at most {limits.owner_jobs}); "
