@@ -89,3 +89,21 @@ def test_an_owner_past_their_quota_can_neither_upload_nor_queue_a_run(tmp_path, 
         queue.submit(config, owner="hog")
     queue.submit(config, owner="someone else")  # others are not blocked
     assert owner_disk_use(tmp_path, "someone else", store).used == 0
+
+
+def test_corpus_uploads_count_against_the_disk_quota(tmp_path):
+    """Issue 32: 8.6 MB of corpus was saved against a 1 MB quota. Now a corpus is refused from
+    its declared size before a byte is written, and a saved one counts in the owner's use."""
+    from service.quota import save_corpus_upload
+
+    (tmp_path / "worker_limits.yaml").write_text("owner_disk_mb: 1\n")
+    store = RunStore(tmp_path / "runs.sqlite")
+    big = [(f"d{i}.txt", b"word " * 100_000) for i in range(2)]  # 1,000,000 bytes
+    with pytest.raises(QuotaExceeded, match="this corpus would take your files past"):
+        save_corpus_upload(tmp_path, "owner1", store, "big", big + [("d3.txt", b"x" * 200_000)])
+    assert not list((tmp_path / "corpora").glob("*/docs/*"))  # nothing written
+    save_corpus_upload(tmp_path, "owner1", store, "fits", big)
+    assert owner_disk_use(tmp_path, "owner1", store).used >= 1_000_000
+    with pytest.raises(QuotaExceeded):
+        save_corpus_upload(tmp_path, "owner1", store, "second", [("e.txt", b"y" * 100_000)])
+    save_corpus_upload(tmp_path, "owner2", store, "theirs", [("e.txt", b"y" * 100_000)])

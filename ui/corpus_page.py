@@ -20,6 +20,7 @@ from core.untrusted.markup import escape_markdown
 from eval.run.inputs import preview_corpus, preview_split, read_corpus
 from service.corpora import CorpusLibrary
 from service.jobs import JobQueue, ensure_worker, serve_queued
+from service.quota import save_corpus_upload
 from service.uploads import DOC_TYPES, QA_TYPES
 from ui.common import (
     access,
@@ -32,6 +33,7 @@ from ui.common import (
     remember,
     remembered,
     selected_corpus,
+    store,
     store_path,
     upload_limits,
 )
@@ -141,8 +143,15 @@ with upload:
             known = {e.id for e in library.list(access())}
             try:
                 # Upload objects, not bytes: the limits are checked on their sizes first.
-                entry = library.save(
-                    name.strip() or docs[0].name, docs, qa_upload, LIMITS, owner=current_owner()
+                # Counted against the owner's disk quota first, like adapters and runs.
+                entry = save_corpus_upload(
+                    home(),
+                    current_owner(),
+                    store(),
+                    name.strip() or docs[0].name,
+                    docs,
+                    qa_upload,
+                    LIMITS,
                 )
             except ValueError as e:
                 st.error(f"Refused: {escape_markdown(hide_paths(e))}. Nothing was saved.")
