@@ -42,9 +42,15 @@ class WorkerLimits(ConfigBase):
     )
     worker_memory_mb: int = option(
         -1,
-        "Memory limit (RLIMIT_DATA: heap and writable mappings) of the worker process in MB; "
-        "-1: the machine's physical memory, or none on a machine with an NVIDIA GPU (CUDA's "
-        "driver maps memory of its own); 0: none.",
+        "Memory limit (RLIMIT_DATA: heap and writable mappings) of the worker process in MB, "
+        "set again before each job (the worker runs one job at a time, so it is the job's "
+        "cap); -1: the machine's physical memory, or none on a machine with an NVIDIA GPU (CUDA's "
+        "driver maps memory of its own: gpu_memory_fraction caps the GPU); 0: none.",
+    )
+    gpu_memory_fraction: float = option(
+        0.9,
+        "Share of each GPU's memory one job may allocate through PyTorch "
+        "(torch.cuda.set_per_process_memory_fraction), set before each job; 1: all of it.",
     )
     owner_disk_mb: float = option(
         2048.0, "Disk one owner's runs and adapter uploads may take, in MB."
@@ -58,6 +64,7 @@ class WorkerLimits(ConfigBase):
         check(int(self.queued_jobs) >= 1, "queued_jobs must be >= 1")
         check(int(self.worker_memory_mb) >= -1, "worker_memory_mb must be -1, 0 or a size")
         check(float(self.owner_disk_mb) > 0, "owner_disk_mb must be > 0")
+        check(0 < float(self.gpu_memory_fraction) <= 1, "gpu_memory_fraction must be in (0, 1]")
 
     def memory_cap_bytes(self) -> int | None:
         """The RLIMIT_DATA to set on the worker, or None for no limit."""
@@ -76,6 +83,25 @@ def load_worker_limits(home: str | Path) -> WorkerLimits:
     Raises ConfigError naming the file and line for one that does not parse or holds bad
     values (service.operator)."""
     return load_operator(home, LIMITS_FILE, WorkerLimits)
+
+
+def limit_gpu_memory(limits: WorkerLimits) -> float | None:
+    """Cap what this process may allocate on each CUDA device at `gpu_memory_fraction` of it,
+    so one job cannot take a GPU that the next job (or another service) needs; an allocation
+    past it raises torch's OutOfMemoryError in that job. Returns the fraction set, or None
+    where there is no NVIDIA GPU or no torch (nothing to cap)."""
+    if not Path("/dev/nvidiactl").exists():  # no NVIDIA driver: do not pay for importing torch
+        return None
+    try:
+        import torch  # heavy and optional: only on a machine with an NVIDIA driver
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    fraction = float(limits.gpu_memory_fraction)
+    for device in range(torch.cuda.device_count()):
+        torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return fraction
 
 
 def check_submit(conn: sqlite3.Connection, owner: str, limits: WorkerLimits) -> None:
