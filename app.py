@@ -22,4 +22,6 @@ pages = [
     st.Page("ui/playground_page.py", title="Playground", icon=":material/chat:"),
     st.Page("ui/history_page.py", title="History", icon=":material/history:"),
 ]
+if st.session_state.get("admin"):  # the admins of server.yaml only (ui.signin.door)
+    pages.append(st.Page("ui/operator_page.py", title="Operator", icon=":material/shield:"))
 st.navigation(pages).run()

@@ -23,6 +23,7 @@ from eval.store.artifacts import run_dir
 from eval.store.runs import RunStore, StrategyResult
 from service.accounts import PROXY_ISSUER, account_owner
 from service.corpora import CorpusLibrary
+from service.jobs import JobQueue
 from tests.browser_support import (
     CHROMIUM_ARGS,
     VIEWPORT,
@@ -70,6 +71,8 @@ def shared_app(provider, tmp_path_factory) -> Iterator[tuple[str, Path]]:
         f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n'
     )
     home = tmp / "home"
+    home.mkdir()
+    (home / "server.yaml").write_text("admins: [alice@example.com]\n")  # mode: from the env
     env = {"ADAPTLAB_MODE": "shared", "AUTHLIB_INSECURE_TRANSPORT": "1"}
     args = ("--secrets.files", str(secrets_file))
     for url in serve_app(home, tmp / "streamlit.log", env=env, port=port, args=args):
@@ -175,7 +178,8 @@ def history_runs_and_disk(page) -> tuple[set[str], str]:
 def test_two_accounts_sign_in_and_see_only_their_own_work(shared_app, provider, chromium):
     url, home = shared_app
     alice_run = seed(home, account_owner(provider, "alice@example.com"), "alice")
-    bob_run = seed(home, account_owner(provider, "bob@example.com"), "bob")
+    bob_owner = account_owner(provider, "bob@example.com")
+    bob_run = seed(home, bob_owner, "bob")
 
     anonymous = new_page(chromium)
     anonymous.goto(url + "?owner=" + "x" * 22)  # a link names nobody on a shared server
@@ -188,13 +192,29 @@ def test_two_accounts_sign_in_and_see_only_their_own_work(shared_app, provider, 
     assert not [o for o in offered if "bob" in o]
     runs, disk = history_runs_and_disk(alice)
     assert runs == {alice_run}
-    assert "2.0 KB" in disk and "every run" not in disk  # Bob's 2 KB are not hers to see
+    assert "2.0 KB for the files of these runs" in disk
+    assert "4.0 KB for every run" in disk  # she is an admin (server.yaml): she sees the total
 
     bob = new_page(chromium)
     sign_in(bob, url, "bob@example.com")
-    runs, _ = history_runs_and_disk(bob)
+    runs, disk = history_runs_and_disk(bob)
     assert runs == {bob_run}
+    assert "2.0 KB" in disk and "every run" not in disk  # Alice's 2 KB are not his to see
     assert not [o for o in corpus_options(bob) if "alice" in o]
+
+    assert bob.locator('[data-testid="stSidebarNav"]').get_by_text("Operator").count() == 0
+
+    # Alice is an admin (server.yaml): her Operator page lists every account and the queue
+    # with owners, and cancels Bob's job.
+    job = JobQueue(home / "runs.sqlite").submit_task("qagen", {}, owner=bob_owner)
+    go_to_page(alice, "Operator", "Accounts")
+    accounts = {r[0] for r in dataframe_rows(alice, 1)[1:]}
+    assert {"alice@example.com", "bob@example.com"} <= accounts
+    queue_rows = dataframe_rows(alice, 0)
+    assert [job, "bob@example.com"] == queue_rows[1][:2]
+    alice.get_by_role("button", name="Cancel this job").click()
+    wait_for_text(alice, f"Cancelled {job}")
+    assert JobQueue(home / "runs.sqlite").get(job).status == "cancelled"
 
     # A link naming another workspace changes nothing: Alice stays Alice, the URL loses it.
     for name in (account_owner(provider, "bob@example.com"), "bob-token-000000000002"):
