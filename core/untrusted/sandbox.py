@@ -19,11 +19,13 @@ run at once in one process, however many sessions upload: the others wait for a 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import os
 import re
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -44,7 +46,12 @@ ZIP_FORMATS = (".docx",)
 PARSER_CHILDREN = max(1, int(os.environ.get("ADAPTLAB_PARSER_CHILDREN", "2") or 2))
 _SLOTS = threading.BoundedSemaphore(PARSER_CHILDREN)
 # What a parser may see of the server's environment: no API keys, tokens or passwords.
-_KEEP_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT")
+# No HOME: libraries look for credentials under it (~/.cache/huggingface/token); the child gets
+# a home that does not exist instead.
+_KEEP_ENV = ("PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT")
+CHILD_HOME = "/nonexistent"
+CHILD_FILE_BYTES = 16 * 2**20  # RLIMIT_FSIZE: a parser writes nothing; a bug or exploit little
+CHILD_PROCESSES = 0  # RLIMIT_NPROC: no fork, no thread (not enforced for root)
 
 
 class ParseRefused(Exception):
@@ -175,6 +182,11 @@ def _child_main() -> None:
     memory_mb = int(os.environ.get("ADAPTLAB_PARSE_MEMORY_MB", "0"))
     if memory_mb:
         resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
+    # A write past the cap fails with EFBIG instead of killing the child with SIGXFSZ.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (CHILD_FILE_BYTES, CHILD_FILE_BYTES))
+    with contextlib.suppress(ValueError, OSError):  # a platform without it keeps the others
+        resource.setrlimit(resource.RLIMIT_NPROC, (CHILD_PROCESSES, CHILD_PROCESSES))
     sys.setrecursionlimit(10_000)
     while True:
         request = _recv_blocking(stdin)
@@ -187,9 +199,31 @@ def _child_main() -> None:
 
 
 def child_environment() -> dict[str, str]:
-    """The environment a parser child starts with: locale, paths and temp folders only, so
-    a parser (or a file exploiting one) finds no secret of the server's."""
-    return {k: v for k, v in os.environ.items() if k in _KEEP_ENV or k.startswith("LC_")}
+    """The environment a parser child starts with: locale, paths and temp folders only, and a
+    home that does not exist, so a parser (or a file exploiting one) finds no secret of the
+    server's through its environment or a library's default paths."""
+    env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV or k.startswith("LC_")}
+    env.update(HOME=CHILD_HOME, PYTHONDONTWRITEBYTECODE="1")  # writes are capped (FSIZE)
+    return env
+
+
+@functools.cache
+def no_network_prefix() -> tuple[str, ...]:
+    """The `unshare` command that starts the child in a network namespace of its own (no
+    network at all: only a loopback that is down), or () where the platform does not allow it;
+    then the child has the server's network (README, Security). Probed once per process."""
+    exe = shutil.which("unshare")
+    if exe is None:
+        return ()
+    # As root a network namespace needs nothing more; otherwise inside a user namespace (-r).
+    for flags in (("-n",), ("-rn",)) if os.geteuid() == 0 else (("-rn",),):
+        try:
+            probe = subprocess.run([exe, *flags, "true"], capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return (exe, *flags)
+    return ()
 
 
 class FileParser:
@@ -221,7 +255,7 @@ class FileParser:
         # Parsers need one thread; BLAS and tokenizer pools would only inflate the address space.
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
         return subprocess.Popen(
-            [sys.executable, "-m", "core.untrusted.sandbox"],
+            [*no_network_prefix(), sys.executable, "-m", "core.untrusted.sandbox"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
