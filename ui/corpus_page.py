@@ -218,6 +218,11 @@ if selection is not None:
                 f"Skipped **{escape_markdown(err['name'])}**: "
                 f"{escape_markdown(hide_paths(err['reason']))}"
             )
+        for doubt in docs.get("warnings", []):  # read, but the user should look at it
+            st.warning(
+                f"Read **{escape_markdown(doubt['name'])}**, but: "
+                f"{escape_markdown(hide_paths(doubt['reason']))}"
+            )
         with st.expander("Documents"):
             st.dataframe(pd.DataFrame({"Document": docs["names"]}), hide_index=True)
     if pre["problem"]:

@@ -149,10 +149,12 @@ def _child_read(request: dict) -> dict:
             fn = getattr(fn, part)
         if "args" in request:  # FileParser.call: any JSON value comes back
             return {"value": fn(Path(path), *request["args"])}
-        text = fn(Path(path))
+        text, warning = fn(Path(path)), ""
+        if isinstance(text, tuple):  # a reader that read the file with a doubt says it
+            text, warning = text
         if len(text) > limits.max_chars:
             return {"error": f"more than {limits.max_chars:,} characters of text"}
-        return {"text": normalise(text)}
+        return {"text": normalise(text), "warning": str(warning or "")}
     except ParseRefused as e:
         return {"error": str(e)}
     except MemoryError:
@@ -285,7 +287,13 @@ class FileParser:
 
     def read(self, path: str | Path, reader: Callable[[Path], str]) -> str:
         """The normalised text `reader(path)` returns in the child; raises ParseRefused."""
-        return self._ask(path, reader)["text"]
+        return self.read_doubt(path, reader)[0]
+
+    def read_doubt(self, path: str | Path, reader: Callable) -> tuple[str, str]:
+        """(normalised text, warning) of `reader(path)` in the child: a reader may return
+        (text, warning) when it read the file with a doubt (""; none). Raises ParseRefused."""
+        reply = self._ask(path, reader)
+        return reply["text"], reply.get("warning", "")
 
     def call(self, fn: Callable[..., Any], path: str | Path, *args: Any) -> Any:
         """What `fn(path, *args)` (a module-level function; JSON arguments) returns in the
