@@ -107,3 +107,44 @@ def test_corpus_uploads_count_against_the_disk_quota(tmp_path):
     with pytest.raises(QuotaExceeded):
         save_corpus_upload(tmp_path, "owner1", store, "second", [("e.txt", b"y" * 100_000)])
     save_corpus_upload(tmp_path, "owner2", store, "theirs", [("e.txt", b"y" * 100_000)])
+
+
+def _stored_zip(weights: bytes) -> bytearray:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("adapter_config.json", CONFIG)
+        zf.writestr("adapter_model.safetensors", weights)
+    return bytearray(buf.getvalue())
+
+
+def _set_encrypted(data: bytearray) -> bytes:
+    for sig, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.find(sig)
+        while at >= 0:
+            data[at + flag_at] |= 1
+            at = data.find(sig, at + 4)
+    return bytes(data)
+
+
+def _bad_crc(data: bytearray) -> bytes:
+    at = data.find(b"WEIGHTS")
+    data[at] ^= 0xFF  # the stored bytes change, their CRC-32 does not
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "name, data, words",
+    [
+        ("encrypted", _set_encrypted(_stored_zip(b"WEIGHTS" * 10)), "password-protected"),
+        ("bad CRC", _bad_crc(_stored_zip(b"WEIGHTS" * 10)), "damaged"),
+        ("not a zip", b"PK\x03\x04 and then nothing", "not a zip file"),
+        ("cut short", bytes(_stored_zip(b"WEIGHTS" * 10))[:-30], "not a zip file"),
+    ],
+)
+def test_every_broken_adapter_zip_is_a_clear_refusal(tmp_path, name, data, words):
+    """Issue 32: an encrypted or bad-CRC zip raised RuntimeError/BadZipFile past the page's
+    ValueError handler (a traceback). Each is now a ValueError saying what is wrong, and
+    nothing is left on disk."""
+    with pytest.raises(ValueError, match=words):
+        save_adapter_upload(tmp_path, "owner1", RunStore(tmp_path / "runs.sqlite"), "x", data)
+    assert not [p for p in (tmp_path / "adapters").rglob("*") if p.is_file()]
