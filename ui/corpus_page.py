@@ -108,13 +108,13 @@ def qagen_progress() -> None:
         try:
             result = queue.qagen_result(job.id)
         except (KeyError, ValueError, OSError) as e:  # its file removed or damaged meanwhile
-            state.gen_notice = ("error", f"The generated pairs cannot be read: {e}")
+            state.gen_notice = ("error", f"The generated pairs cannot be read: {md(hide_paths(e))}")
         else:
             show_generated(result["records"], result["stats"], state.qagen_for)
     elif job.status == "cancelled":
         state.gen_notice = ("info", "Generation cancelled; nothing was kept.")
     else:
-        state.gen_notice = ("error", f"Generation {job.status}: {job.error}")
+        state.gen_notice = ("error", f"Generation {job.status}: {md(hide_paths(job.error or ''))}")
     st.rerun()
 
 
