@@ -62,28 +62,40 @@ def test_every_file_is_read_or_named_with_the_reason(tmp_path):
 def test_a_100m_character_corpus_is_refused_and_the_process_stays_small(tmp_path):
     """Issue 32: a 10M-character document added ~317 MB to the web process, chunked there.
     Ten documents of 10M characters (100M) are refused with a message, from the app's own
-    preview call, in a process whose peak memory stays under 600 MB."""
+    preview call, adding little to the process's peak memory (nothing is chunked)."""
     docs = tmp_path / "docs"
     docs.mkdir()
     line = b"Aspirin thins the blood and lowers the risk of stroke in some patients.\n"
     for i in range(10):
         (docs / f"d{i}.txt").write_bytes(line * (10_000_000 // len(line) + 1))
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "a.txt").write_bytes(line * 100)
+    # The preview of a small corpus first (tokenizer loaded, parser child started), then the
+    # huge one: what the huge one adds to the peak is what the corpus costs the web process.
     code = (
         "import resource, sys\n"
         "from eval.run.inputs import preview_corpus\n"
+        "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
+        "assert preview_corpus(sys.argv[2])['problem'] is None\n"
+        "before = peak()\n"
         "print(preview_corpus(sys.argv[1])['problem'])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "print(before, peak())\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(docs)],
+        [sys.executable, "-c", code, str(docs), str(small)],
         capture_output=True,
         text=True,
         timeout=600,
         cwd=ROOT,
     )
-    problem, peak_mb = out.stdout.strip().splitlines()[-2:]
+    problem, peaks = out.stdout.strip().splitlines()[-2:]
     assert "more than 10,000,000 characters" in problem, out.stderr[-2000:]
-    assert int(peak_mb) < 600, f"peak {peak_mb} MB"
+    before, after = map(int, peaks.split())
+    # One 10M-character document read before the refusal (its text and its JSON), no chunks.
+    # (Measured alone: 366 MB -> 382 MB. The absolute figure depends on what the process
+    # loaded before, so the test bounds what the corpus adds.)
+    assert after - before < 150, f"peak {before} MB -> {after} MB"
 
 
 def test_the_cap_is_checked_before_chunking(tmp_path):
