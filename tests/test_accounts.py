@@ -175,3 +175,25 @@ def test_cli_app_shared_flag(monkeypatch):
 
     assert parser().parse_args(["app", "--shared"]).shared
     assert not parser().parse_args(["app"]).shared
+
+
+def test_operator_overview_and_cli_name_accounts(tmp_path, capsys):
+    """What an admin sees: every owner's disk and jobs, accounts by the label they signed in
+    with (service.admin for the Operator page, `adaptlab jobs` for the CLI)."""
+    from cli.main import main as cli_main
+    from service.admin import account_uses
+    from service.corpora import CorpusLibrary
+    from service.jobs import JobQueue
+
+    store = tmp_path / "runs.sqlite"
+    alice = Account(ISSUER, "1", "alice@x.org")
+    AccountBook(store).seen(alice)
+    CorpusLibrary(tmp_path / "corpora").save("notes", [("a.txt", b"x" * 5000)], owner=alice.owner)
+    queue = JobQueue(store)
+    queue.submit_task("qagen", {}, owner=alice.owner)
+    queue.submit_task("qagen", {}, owner="link-token-0000000001")
+    uses = {u.label: u for u in account_uses(tmp_path, store)}
+    assert uses["alice@x.org"].used_bytes >= 5000 and uses["alice@x.org"].queued == 1
+    assert "link link…" in uses  # a link token is shown cut short: it is that owner's key
+    assert cli_main(["jobs", "--store", str(store)]) == 0
+    assert f"{alice.owner} (alice@x.org)" in capsys.readouterr().out
