@@ -14,6 +14,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,6 +154,11 @@ def sign_in(page, url: str, subject: str) -> None:
     wait_until_idle(page, 90)
 
 
+def signed_in_cookie(page) -> bool:
+    """Whether the browser holds Streamlit's identity cookie (`_streamlit_user...`)."""
+    return any(c["name"].startswith("_streamlit_user") for c in page.context.cookies())
+
+
 def corpus_options(page) -> list[str]:
     """The corpora the Corpus page offers (its picker opened)."""
     go_to_page(page, "Corpus", "Corpus")
@@ -225,8 +231,12 @@ def test_two_accounts_sign_in_and_see_only_their_own_work(shared_app, provider, 
         assert history_runs_and_disk(alice)[0] == {alice_run}
 
     # Signing out ends the session: the next visit in that browser sees only the sign-in.
+    assert signed_in_cookie(alice)
     alice.locator('[data-testid="stSidebar"]').get_by_role("button", name="Sign out").click()
-    alice.wait_for_timeout(2000)
+    deadline = time.monotonic() + 90  # the logout is a redirect: wait for it, however slow
+    while signed_in_cookie(alice) and time.monotonic() < deadline:
+        alice.wait_for_timeout(500)
+    assert not signed_in_cookie(alice)
     alice.goto(url)
     sees_only_the_sign_in(alice)
     alice.goto(url + "history_page")
