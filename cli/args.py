@@ -216,6 +216,12 @@ def _app(sub: argparse._SubParsersAction) -> None:
     # Loopback by default, as `make run`: see README "Security" before changing it.
     ap.add_argument("--address", default="127.0.0.1", help="address the server listens on")
     ap.add_argument("--port", type=int, default=8501)
+    ap.add_argument(
+        "--shared",
+        action="store_true",
+        help="shared mode: sign-in required, one workspace per account, no owner links "
+        "(README: Shared server); the default is personal mode, or <home>/server.yaml's mode",
+    )
 
 
 def tracking_flags(p: argparse.ArgumentParser, default: str | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ from eval.views.verdict.confidence import render_decision
 from eval.views.verdict.decision import decide
 from eval.views.verdict.diagnostics import diagnose, render_diagnostics
 from eval.views.verdict.export import decision_data
+from service.accounts import AccountBook
 from service.jobs import JobQueue, main_worker
 from service.jobs.job import Job
 from service.tracking import log_run, run_and_track
@@ -254,7 +256,8 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
                     return 2
                 print(f"job {args.job_id}: {queue.get(args.job_id).status}, cancel requested")
                 return 0
-            print(render_jobs(queue.list_jobs(args.owner, limit=10_000)))
+            labels = AccountBook(queue.path).labels()
+            print(render_jobs(queue.list_jobs(args.owner, limit=10_000), labels))
             return 0
         store = RunStore(args.store)
         if args.command == "show":
@@ -394,7 +397,10 @@ def _cmd_app(args: argparse.Namespace) -> int:
                 text = str(value).lower() if isinstance(value, bool) else str(value)
                 flags.append(f"--{section}.{key}={text}")
     flags += [f"--server.address={args.address}", f"--server.port={args.port}"]
-    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(script), *flags])
+    env = dict(os.environ)
+    if args.shared:  # service.accounts.server_settings reads it over server.yaml's mode
+        env["ADAPTLAB_MODE"] = "shared"
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(script), *flags], env=env)
 
 
 def _cmd_generate_qa(args: argparse.Namespace) -> int:
@@ -422,8 +428,10 @@ def _cmd_generate_qa(args: argparse.Namespace) -> int:
     return 0 if result.pairs else 1
 
 
-def render_jobs(jobs: list[Job]) -> str:
-    """One line per job (for `adaptlab jobs`)."""
+def render_jobs(jobs: list[Job], labels: dict[str, str] | None = None) -> str:
+    """One line per job (for `adaptlab jobs`); an account's owner id is followed by the label
+    it signed in with (`labels`: service.accounts.AccountBook)."""
+    labels = labels or {}
     lines = []
     for j in jobs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created_at))
@@ -432,7 +440,10 @@ def render_jobs(jobs: list[Job]) -> str:
             where += f" {j.done}/{j.total}"
         lines.append(
             f"{j.id}  {when}  {j.status:<11}  {j.run_id or j.kind}  "
-            f"{j.owner or '-'}  {where}" + (f"  {j.error}" if j.error else "")
+            f"{j.owner or '-'}"
+            + (f" ({labels[j.owner]})" if j.owner in labels else "")
+            + f"  {where}"
+            + (f"  {j.error}" if j.error else "")
         )
     return "\n".join(lines) or "no jobs"
 

@@ -31,6 +31,15 @@ READERS: Registry[Reader] = Registry("reader", unique=False)  # by file extensio
 CHUNKER_VERSION = 2
 
 
+# Characters of text one corpus may hold (~2.5M tokens): far beyond what a comparison on this
+# kind of machine can use, and what the web process can chunk and preview in a few hundred MB.
+MAX_CORPUS_CHARS = 10_000_000
+
+
+class CorpusTooLarge(ValueError):
+    """A corpus with more text than MAX_CORPUS_CHARS; the message says so and where."""
+
+
 class Unreadable(Exception):
     """A reader's verdict that a file cannot be used; the message is shown to the user."""
 
@@ -61,19 +70,34 @@ def _refuse_binary(text: str) -> str:
 
 
 @register_reader(".txt", ".md", ".markdown")
-def read_text(path: Path) -> str:
-    """UTF-8 text (UTF-16 with a BOM, else cp1252 as a tolerant fallback); refuses binaries."""
+def read_text(path: Path) -> str | tuple[str, str]:
+    """UTF-8 text (UTF-16 with a BOM; lines that are not UTF-8 read as cp1252, with a warning
+    returned beside the text); refuses binaries."""
     data = path.read_bytes()
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return _refuse_binary(data.decode("utf-16", errors="replace"))
     if b"\x00" in data:  # never in real UTF-8/cp1252 text, always in executables and images
         raise Unreadable("binary data, not text")
     try:
-        text = data.decode("utf-8-sig")
+        return _refuse_binary(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
-        # Legacy encodings are common in exported notes; cp1252 maps nearly every byte.
-        text = data.decode("cp1252", errors="replace")
-    return _refuse_binary(text)
+        pass
+    # Line by line: UTF-8 where a line is UTF-8, cp1252 (common in exported notes; it maps
+    # nearly every byte) where it is not, so one legacy paragraph does not garble the rest.
+    lines, legacy = [], 0
+    for line in data.removeprefix(codecs.BOM_UTF8).split(b"\n"):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(line.decode("cp1252", errors="replace"))
+            legacy += 1
+    text = _refuse_binary("\n".join(lines))
+    if legacy == len(lines):
+        return text, "not UTF-8: read as Windows-1252 (cp1252); check its accents"
+    return text, (
+        f"mixed encodings: {legacy} of {len(lines)} lines are not UTF-8 and were read as "
+        "Windows-1252 (cp1252); check their accents"
+    )
 
 
 @register_reader(".pdf")
@@ -278,25 +302,43 @@ def fingerprint(documents: Iterable[Document], settings: dict[str, Any]) -> str:
     return h.hexdigest()[:16]
 
 
-def _list_files(source: str | Path | list[Path]) -> tuple[Path | None, list[Path]]:
+def _list_files(
+    source: str | Path | list[Path],
+) -> tuple[Path | None, list[Path], list[IngestError]]:
+    """(root, files to read, files not read with the reason): every entry of a folder is one
+    or the other, never dropped without a word. Hidden files are named and skipped; a link
+    (or a file under a linked folder) that leads outside the folder is refused, not read."""
     if isinstance(source, (list, tuple)):
-        return None, [Path(p) for p in source]
+        return None, [Path(p) for p in source], []
     root = Path(source)
     if root.is_file():
-        return root.parent, [root]
+        return root.parent, [root], []
     if not root.is_dir():
         raise FileNotFoundError(f"corpus not found: {root}")
-    files = [
-        p
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    ]
-    return root, files
+    real_root = root.resolve()
+    files, skipped = [], []
+    for p in sorted(root.rglob("*")):
+        name = p.relative_to(root).as_posix()
+        if p.is_dir() and not p.is_symlink():
+            continue
+        if any(part.startswith(".") for part in p.relative_to(root).parts):
+            skipped.append(IngestError(name, "hidden file: skipped"))
+        elif p.is_symlink() and not p.exists():
+            skipped.append(IngestError(name, "a link to nothing"))
+        elif not p.resolve().is_relative_to(real_root):
+            skipped.append(IngestError(name, "a link to something outside the corpus folder"))
+        elif p.is_dir():
+            skipped.append(IngestError(name, "a link to a folder: its files were not read"))
+        elif not p.is_file():
+            skipped.append(IngestError(name, "not a regular file"))
+        else:
+            files.append(p)
+    return root, files, skipped
 
 
-def _read(path: Path, max_file_bytes: int, parser: FileParser) -> str:
-    """Normalised text of one file, read in the bounded child, or Unreadable with the reason.
-    The size is checked before a byte is read."""
+def _read(path: Path, max_file_bytes: int, parser: FileParser) -> tuple[str, str]:
+    """(normalised text, warning or "") of one file, read in the bounded child, or Unreadable
+    with the reason. The size is checked before a byte is read."""
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise Unreadable(f"unsupported file type {path.suffix.lower() or '(no extension)'}")
@@ -306,12 +348,12 @@ def _read(path: Path, max_file_bytes: int, parser: FileParser) -> str:
     if size > max_file_bytes:
         raise Unreadable(f"file too large ({size / 1e6:.1f} MB > {max_file_bytes / 1e6:g} MB)")
     try:
-        text = parser.read(path, reader)
+        text, warning = parser.read_doubt(path, reader)
     except ParseRefused as e:
         raise Unreadable(str(e)) from e
     if not text:
         raise Unreadable("no extractable text")
-    return text
+    return text, warning
 
 
 def ingest(
@@ -322,6 +364,7 @@ def ingest(
     max_file_bytes: int = 50_000_000,
     fingerprint_extra: dict[str, Any] | None = None,
     limits: ParseLimits | None = None,
+    max_total_chars: int = MAX_CORPUS_CHARS,
 ) -> Corpus:
     """Read a folder (recursively, hidden files skipped) or a list of files into a chunked,
     fingerprinted Corpus. Names are posix paths relative to the folder, or file names.
@@ -329,25 +372,44 @@ def ingest(
     Files are parsed in one bounded child process (core.untrusted.sandbox, `limits`): a bomb or a
     hang
     becomes an IngestError, never a crash here. Never raises for a bad file: it becomes an
-    IngestError and the others are still used. A missing folder raises FileNotFoundError.
+    IngestError and the others are still used; a doubtful one (a duplicate, text not all UTF-8)
+    is used and listed in `warnings`. A missing folder raises FileNotFoundError, a corpus of more
+    than `max_total_chars` characters CorpusTooLarge (checked as files are read, before any
+    chunking, so the calling process never holds the chunks of a huge corpus).
     """
-    root, files = _list_files(source)
+    root, files, errors = _list_files(source)
     documents: list[Document] = []
-    errors: list[IngestError] = []
+    warnings: list[IngestError] = []
     seen: set[str] = set()
+    texts: dict[str, str] = {}  # sha256 of a text -> the first document that had it
+    total = 0
     with FileParser(limits) as parser:
         for path in files:
             name = path.relative_to(root).as_posix() if root else path.name
             try:
                 if name in seen:  # only possible for a list of files from different folders
                     raise Unreadable("another file with the same name was already read")
-                text = _read(path, max_file_bytes, parser)
+                text, warning = _read(path, max_file_bytes, parser)
             except Unreadable as e:
                 errors.append(IngestError(name, str(e)))
                 continue
+            total += len(text)
+            if total > max_total_chars:  # before any chunking: the caller stays small
+                raise CorpusTooLarge(
+                    f"the corpus has more than {max_total_chars:,} characters of text (at "
+                    f"{name}); use fewer or shorter documents"
+                )
             seen.add(name)
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            if digest in texts:
+                warning = "; ".join(
+                    w for w in (warning, f"the same text as {texts[digest]}: read twice") if w
+                )
+            texts.setdefault(digest, name)
+            if warning:
+                warnings.append(IngestError(name, warning))
             documents.append(Document(name, text))
 
     chunks = [c for d in documents for c in chunk_document(d, chunking, token_spans)]
     settings = {**chunking.to_dict(), "chunker": CHUNKER_VERSION, **(fingerprint_extra or {})}
-    return Corpus(documents, chunks, errors, fingerprint(documents, settings))
+    return Corpus(documents, chunks, errors, fingerprint(documents, settings), warnings)

@@ -51,6 +51,8 @@ class Corpus:
     chunks: list[Chunk]
     errors: list[IngestError] = field(default_factory=list)
     fingerprint: str = ""
+    # Files read but doubtful (a duplicate, bytes that were not valid text): said, not dropped.
+    warnings: list[IngestError] = field(default_factory=list)
 
     @property
     def n_tokens(self) -> int:

@@ -12,9 +12,9 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from core.config import ConfigBase, ConfigError, check, option
+from core.config import ConfigBase, check, option
+from service.accounts import is_account
+from service.operator import load_operator
 
 LIMITS_FILE = "worker_limits.yaml"
 
@@ -42,9 +42,15 @@ class WorkerLimits(ConfigBase):
     )
     worker_memory_mb: int = option(
         -1,
-        "Memory limit (RLIMIT_DATA: heap and writable mappings) of the worker process in MB; "
-        "-1: the machine's physical memory, or none on a machine with an NVIDIA GPU (CUDA's "
-        "driver maps memory of its own); 0: none.",
+        "Memory limit (RLIMIT_DATA: heap and writable mappings) of the worker process in MB, "
+        "set again before each job (the worker runs one job at a time, so it is the job's "
+        "cap); -1: the machine's physical memory, or none on a machine with an NVIDIA GPU (CUDA's "
+        "driver maps memory of its own: gpu_memory_fraction caps the GPU); 0: none.",
+    )
+    gpu_memory_fraction: float = option(
+        0.9,
+        "Share of each GPU's memory one job may allocate through PyTorch "
+        "(torch.cuda.set_per_process_memory_fraction), set before each job; 1: all of it.",
     )
     owner_disk_mb: float = option(
         2048.0, "Disk one owner's runs and adapter uploads may take, in MB."
@@ -58,6 +64,7 @@ class WorkerLimits(ConfigBase):
         check(int(self.queued_jobs) >= 1, "queued_jobs must be >= 1")
         check(int(self.worker_memory_mb) >= -1, "worker_memory_mb must be -1, 0 or a size")
         check(float(self.owner_disk_mb) > 0, "owner_disk_mb must be > 0")
+        check(0 < float(self.gpu_memory_fraction) <= 1, "gpu_memory_fraction must be in (0, 1]")
 
     def memory_cap_bytes(self) -> int | None:
         """The RLIMIT_DATA to set on the worker, or None for no limit."""
@@ -73,30 +80,52 @@ class WorkerLimits(ConfigBase):
 
 def load_worker_limits(home: str | Path) -> WorkerLimits:
     """The limits of `<home>/worker_limits.yaml`, or the defaults when there is no such file.
-    Raises ConfigError naming the file for one that does not parse or holds bad values."""
-    path = Path(home) / LIMITS_FILE
-    if not path.is_file():
-        return WorkerLimits()
+    Raises ConfigError naming the file and line for one that does not parse or holds bad
+    values (service.operator)."""
+    return load_operator(home, LIMITS_FILE, WorkerLimits)
+
+
+def limit_gpu_memory(limits: WorkerLimits) -> float | None:
+    """Cap what this process may allocate on each CUDA device at `gpu_memory_fraction` of it,
+    so one job cannot take a GPU that the next job (or another service) needs; an allocation
+    past it raises torch's OutOfMemoryError in that job. Returns the fraction set, or None
+    where there is no NVIDIA GPU or no torch (nothing to cap)."""
+    if not Path("/dev/nvidiactl").exists():  # no NVIDIA driver: do not pay for importing torch
+        return None
     try:
-        return WorkerLimits.from_yaml(path.read_text(encoding="utf-8"))
-    except (ValueError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: {e}") from e
+        import torch  # heavy and optional: only on a machine with an NVIDIA driver
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    fraction = float(limits.gpu_memory_fraction)
+    for device in range(torch.cuda.device_count()):
+        torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return fraction
 
 
 def check_submit(conn: sqlite3.Connection, owner: str, limits: WorkerLimits) -> None:
     """Refuse one more job when its owner already has `owner_jobs` queued or running, or the
-    queue already holds `queued_jobs`. Owner "" (the operator's scripts and CLI) has only the
-    global cap. Raises JobRefused."""
+    queue already holds `queued_jobs` (except an account's first: see below). Owner "" (the
+    operator's scripts and CLI) has only the global cap. Raises JobRefused."""
     queued = conn.execute("SELECT COUNT(*) FROM jobs WHERE status='queued'").fetchone()[0]
-    if queued >= int(limits.queued_jobs):
+    mine = (
+        conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE owner=? AND status IN ('queued', 'running')", (owner,)
+        ).fetchone()[0]
+        if owner
+        else 0
+    )
+    # A signed-in account with nothing queued or running always gets one job in: a dozen
+    # accounts filling the queue cannot lock a colleague out. Link tokens cost nothing to
+    # make, so they get no such seat (else fresh tokens would grow the queue without end).
+    seat = is_account(owner) and mine == 0
+    if queued >= int(limits.queued_jobs) and not seat:
         raise JobRefused(
             f"the server's queue is full ({queued} jobs waiting); try again when some finished"
         )
     if not owner:
         return
-    mine = conn.execute(
-        "SELECT COUNT(*) FROM jobs WHERE owner=? AND status IN ('queued', 'running')", (owner,)
-    ).fetchone()[0]
     if mine >= int(limits.owner_jobs):
         raise JobRefused(
             f"you already have {mine} jobs queued or running (at most {limits.owner_jobs}); "

@@ -8,13 +8,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from core.access import Access, upload_folder, upload_roots
+from core.access import Access
 from core.untrusted.paths import confined
 from eval.store.artifacts import disk_usage, folder_bytes, human_bytes
 from eval.store.runs import RunStore
-from service.corpora import CorpusLibrary
+from service.corpora import CorpusLibrary, SavedCorpus
 from service.limits import load_worker_limits
+from service.owners import upload_folder, upload_roots
+from service.uploads import UploadLimits
 from strategies.lora.deploy import MAX_ADAPTER_ZIP_BYTES, unpack_adapter_zip
 
 
@@ -50,7 +53,7 @@ class DiskUse:
 
 def adapter_uploads_dir(home: str | Path, owner: str) -> Path:
     """The folder holding `owner`'s uploaded adapters (one subfolder per adapter name), named
-    by a hash of the token, never the token (core.access.upload_folder)."""
+    by a hash of the token, never the token (service.owners.upload_folder)."""
     return upload_folder(home, owner)
 
 
@@ -72,6 +75,33 @@ def owner_disk_use(
     used += sum(folder_bytes(f) for f in upload_roots(home, mine))
     used += sum(folder_bytes(f) for f in folders)
     return DiskUse(used, quota)
+
+
+def _declared_size(item: Any) -> int:
+    """Bytes of one upload from what it declares (an upload object's `size`, or the length of
+    a (name, bytes) pair's bytes), before anything is copied."""
+    if isinstance(item, tuple):
+        return len(item[1])
+    return int(getattr(item, "size", 0) or 0)
+
+
+def save_corpus_upload(
+    home: str | Path,
+    owner: str,
+    store: RunStore,
+    name: str,
+    documents: list[Any],
+    qa: Any = None,
+    limits: UploadLimits | None = None,
+) -> SavedCorpus:
+    """Save an uploaded corpus as `owner`'s (CorpusLibrary.save) once its declared size fits
+    what is left of the owner's disk quota: corpora count against it like runs and adapters.
+    Raises QuotaExceeded (a ValueError) before any byte is written, ValueError as save does."""
+    size = sum(_declared_size(d) for d in documents)
+    if qa is not None:
+        size += _declared_size(qa)
+    owner_disk_use(home, owner, store).check(size, "this corpus")
+    return CorpusLibrary(Path(home) / "corpora").save(name, documents, qa, limits, owner=owner)
 
 
 def save_adapter_upload(

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from core.config import ConfigBase, ConfigError, check, option
+from core.config import ConfigBase, check, option
 from core.files import write_bytes_atomic
 from core.types import IngestError
 from core.untrusted.paths import confined, safe_filename
+from service.operator import load_operator
 
 DOC_TYPES = ("txt", "md", "pdf", "docx", "html", "htm")
 QA_TYPES = ("jsonl", "json", "csv")
@@ -43,14 +42,9 @@ LIMITS_FILE = "upload_limits.yaml"
 def load_limits(path: str | Path) -> UploadLimits:
     """The operator's limits from a YAML file of UploadLimits fields (any subset), or the
     defaults when there is no such file. Raises ConfigError for a file that does not parse or
-    holds bad values, naming the file."""
+    holds bad values, naming the file and line (service.operator)."""
     path = Path(path)
-    if not path.is_file():
-        return UploadLimits()
-    try:
-        return UploadLimits.from_yaml(path.read_text(encoding="utf-8"))
-    except (ValueError, yaml.YAMLError) as e:  # ConfigError, float("abc"), bad UTF-8
-        raise ConfigError(f"{path}: {e}") from e
+    return load_operator(path.parent, path.name, UploadLimits)
 
 
 def safe_name(name: str) -> str:

@@ -90,13 +90,19 @@ def _answers(url: str) -> bool:
 
 
 def serve_app(
-    home: Path, log_path: Path, app: str = "app.py", env: dict[str, str] | None = None
+    home: Path,
+    log_path: Path,
+    app: str = "app.py",
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    args: tuple[str, ...] = (),
 ) -> Iterator[str]:
-    """Run `streamlit run app` on a free port with ADAPTLAB_HOME=home (and `env`); yields its URL.
+    """Run `streamlit run app` on `port` (default: a free one) with ADAPTLAB_HOME=home (and
+    `env`, and more streamlit `args`); yields its URL.
 
     Waits for both the page and /_stcore/health; always kills the server's process group.
     """
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}/"
     env = {
         **os.environ,
@@ -119,6 +125,7 @@ def serve_app(
         "true",
         "--server.fileWatcherType",
         "none",  # other engineers edit the tree while tests run
+        *args,
     ]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(

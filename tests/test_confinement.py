@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.access import Access, owner_folder, upload_folder, upload_roots
+from core.access import Access
 from core.untrusted.allowlist import LocationRefused, check_location
 from eval.records import CostSummary, PreparedRecord
 from eval.store.artifacts import run_dir
 from eval.store.runs import RunStore, StrategyResult
 from service.jobs import worker_pid
+from service.owners import owner_folder, upload_folder, upload_roots
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 ALICE, BOB = "alice-token-000000001", "bob-token-00000000002"

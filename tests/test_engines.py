@@ -423,3 +423,15 @@ def test_an_error_reply_is_not_echoed(stub):
     with pytest.raises(EngineError) as e:
         engine(stub.url).generate([CONV])
     assert "not JSON" in str(e.value) and "token=abc" not in str(e.value)
+
+
+def test_a_reply_without_choices_is_not_echoed_and_a_huge_reply_is_not_read(stub):
+    """Issue 32: a 200 reply without `choices` had its body quoted into the error History
+    shows; replies were read whatever their size."""
+    stub.script["/v1/chat/completions"] = [(200, {"secret": "db-password-123"}, {})]
+    with pytest.raises(EngineError, match="no choices") as e:
+        engine(stub.url).generate([CONV])
+    assert "db-password-123" not in str(e.value)
+    stub.script["/v1/chat/completions"] = [(200, completion("x" * (17 * 2**20)), {})]
+    with pytest.raises(EngineError, match="longer than 16 MB") as e:
+        engine(stub.url).generate([CONV])

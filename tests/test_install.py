@@ -80,10 +80,19 @@ def test_app_verb_serves_app_py_on_loopback_with_the_checkout_settings(tmp_path,
     from cli.main import main
 
     called = {}
-    monkeypatch.setattr(subprocess, "call", lambda argv: called.setdefault("argv", argv) and 0)
+
+    def call(argv, env=None):
+        called.update(argv=argv, env=env)
+        return 0
+
+    monkeypatch.setattr(subprocess, "call", call)
+    monkeypatch.delenv("ADAPTLAB_MODE", raising=False)
     monkeypatch.chdir(tmp_path)  # elsewhere: no .streamlit/ here, the checkout's applies
     assert main(["app", "--port", "8600"]) == 0
     argv = called["argv"]
     assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4] == str(ROOT / "app.py")
     assert "--server.address=127.0.0.1" in argv and "--server.port=8600" in argv
     assert "--client.showErrorDetails=none" in argv and "--server.maxUploadSize=200" in argv
+    assert "ADAPTLAB_MODE" not in called["env"]  # personal mode unless asked
+    assert main(["app", "--shared"]) == 0
+    assert called["env"]["ADAPTLAB_MODE"] == "shared"  # service.accounts reads it

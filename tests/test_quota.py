@@ -89,3 +89,62 @@ def test_an_owner_past_their_quota_can_neither_upload_nor_queue_a_run(tmp_path, 
         queue.submit(config, owner="hog")
     queue.submit(config, owner="someone else")  # others are not blocked
     assert owner_disk_use(tmp_path, "someone else", store).used == 0
+
+
+def test_corpus_uploads_count_against_the_disk_quota(tmp_path):
+    """Issue 32: 8.6 MB of corpus was saved against a 1 MB quota. Now a corpus is refused from
+    its declared size before a byte is written, and a saved one counts in the owner's use."""
+    from service.quota import save_corpus_upload
+
+    (tmp_path / "worker_limits.yaml").write_text("owner_disk_mb: 1\n")
+    store = RunStore(tmp_path / "runs.sqlite")
+    big = [(f"d{i}.txt", b"word " * 100_000) for i in range(2)]  # 1,000,000 bytes
+    with pytest.raises(QuotaExceeded, match="this corpus would take your files past"):
+        save_corpus_upload(tmp_path, "owner1", store, "big", big + [("d3.txt", b"x" * 200_000)])
+    assert not list((tmp_path / "corpora").glob("*/docs/*"))  # nothing written
+    save_corpus_upload(tmp_path, "owner1", store, "fits", big)
+    assert owner_disk_use(tmp_path, "owner1", store).used >= 1_000_000
+    with pytest.raises(QuotaExceeded):
+        save_corpus_upload(tmp_path, "owner1", store, "second", [("e.txt", b"y" * 100_000)])
+    save_corpus_upload(tmp_path, "owner2", store, "theirs", [("e.txt", b"y" * 100_000)])
+
+
+def _stored_zip(weights: bytes) -> bytearray:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("adapter_config.json", CONFIG)
+        zf.writestr("adapter_model.safetensors", weights)
+    return bytearray(buf.getvalue())
+
+
+def _set_encrypted(data: bytearray) -> bytes:
+    for sig, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.find(sig)
+        while at >= 0:
+            data[at + flag_at] |= 1
+            at = data.find(sig, at + 4)
+    return bytes(data)
+
+
+def _bad_crc(data: bytearray) -> bytes:
+    at = data.find(b"WEIGHTS")
+    data[at] ^= 0xFF  # the stored bytes change, their CRC-32 does not
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "name, data, words",
+    [
+        ("encrypted", _set_encrypted(_stored_zip(b"WEIGHTS" * 10)), "password-protected"),
+        ("bad CRC", _bad_crc(_stored_zip(b"WEIGHTS" * 10)), "damaged"),
+        ("not a zip", b"PK\x03\x04 and then nothing", "not a zip file"),
+        ("cut short", bytes(_stored_zip(b"WEIGHTS" * 10))[:-30], "not a zip file"),
+    ],
+)
+def test_every_broken_adapter_zip_is_a_clear_refusal(tmp_path, name, data, words):
+    """Issue 32: an encrypted or bad-CRC zip raised RuntimeError/BadZipFile past the page's
+    ValueError handler (a traceback). Each is now a ValueError saying what is wrong, and
+    nothing is left on disk."""
+    with pytest.raises(ValueError, match=words):
+        save_adapter_upload(tmp_path, "owner1", RunStore(tmp_path / "runs.sqlite"), "x", data)
+    assert not [p for p in (tmp_path / "adapters").rglob("*") if p.is_file()]

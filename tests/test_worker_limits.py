@@ -3,6 +3,7 @@ operator's `python -m eval jobs` (issue 18). Each test is written as the attack.
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -175,3 +176,49 @@ def test_a_run_over_its_budget_is_marked_failed_with_the_reason(tmp_path, mini_c
     run = queue.store.get_run(job.run_id)
     assert job.status == "failed" and "wall-clock budget" in job.error
     assert run.status == "failed" and "wall-clock budget" in run.error
+
+
+def test_fair_share_is_by_worker_time_not_by_last_start(tmp_path):
+    """Issue 32: ordering by an owner's last start let whoever started longest ago (or a fresh
+    identity) go first however much worker time they had had. Now the owner who used the
+    least worker time in the window goes first."""
+    queue = JobQueue(tmp_path / "runs.sqlite")
+    now = time.time()
+    for owner, started, finished in (("heavy", now - 7200, now - 3600), ("light", now - 60, now)):
+        old = queue.submit_task("test_record", {}, owner=owner)
+        queue.update(old, status="done", started_at=started, finished_at=finished)
+    queue.submit_task("test_record", {}, owner="heavy")  # queued first
+    queue.submit_task("test_record", {}, owner="light")
+    ORDER.clear()
+    work(queue.path, once=True)
+    assert ORDER == ["light", "heavy"]  # 60 s used goes before 3600 s, though it started last
+    # A running job counts its time so far: its owner's next job waits behind others.
+    hog = queue.submit_task("test_record", {}, owner="hog")
+    queue.update(hog, status="running", started_at=now - 600, worker_pid=os.getpid(), heartbeat=now)
+    queue.submit_task("test_record", {}, owner="hog")
+    queue.submit_task("test_record", {}, owner="light")
+    assert queue.claim().owner == "light"
+
+
+def test_fresh_accounts_cannot_lock_a_colleague_out_of_the_queue(tmp_path):
+    """Issue 32: 12 identities x 3 jobs filled the 30-job queue and the next person was refused.
+    A signed-in account with nothing queued always gets one job in; tokens (free to make) and
+    accounts that already have a job still meet the global cap."""
+    from service.accounts import account_owner
+
+    queue = JobQueue(limits_file(tmp_path, "queued_jobs: 6\nowner_jobs: 3\n"))
+    for who in ("mallory1", "mallory2"):
+        for _ in range(3):
+            queue.submit_task("test_record", {}, owner=account_owner("https://idp", who))
+    colleague = account_owner("https://idp", "colleague")
+    queue.submit_task("test_record", {}, owner=colleague)  # the full queue still takes her first
+    with pytest.raises(JobRefused, match="queue is full"):
+        queue.submit_task("test_record", {}, owner=colleague)  # but not a second
+    mallory = account_owner("https://idp", "mallory1")
+    queue.cancel(queue.list_jobs(owner=mallory)[0].id)  # under her own cap, not empty-handed
+    with pytest.raises(JobRefused, match="queue is full"):
+        queue.submit_task("test_record", {}, owner=mallory)
+    with pytest.raises(JobRefused, match="queue is full"):
+        queue.submit_task("test_record", {}, owner="fresh-link-token-0001")  # free: no seat
+    with pytest.raises(JobRefused, match="queue is full"):
+        queue.submit_task("test_record", {}, owner="a-" + "Z" * 32)  # not an account's shape

@@ -14,13 +14,14 @@ from typing import Any
 
 import streamlit as st
 
-from core.access import Access, new_owner, upload_roots, valid_owner
+from core.access import Access
 from core.config import ConfigBase, ConfigError
 from core.untrusted.markup import escape_markdown
 from eval.metrics import metric_label
 from eval.store.runs import RunStore
 from service.corpora import CorpusLibrary, CorpusNotFound
 from service.owner_state import OwnerState, OwnerStates
+from service.owners import access_for, new_owner, upload_roots, valid_owner
 from service.uploads import LIMITS_FILE, UploadLimits, load_limits
 from strategies import get_strategy_class
 
@@ -48,7 +49,9 @@ def upload_limits() -> UploadLimits:
 
 
 def current_owner() -> str:
-    """This visitor's owner token, kept in the page URL (`?owner=...`) so it survives reloads.
+    """This visitor's owner: in shared mode the signed-in account's (ui.signin.door sets it;
+    links are ignored), in personal mode a token kept in the page URL (`?owner=...`) so it
+    survives reloads.
 
     Created on the first visit, or taken from the link a new session opens with. The URL is
     then a private link: whoever opens it sees and changes this owner's runs, jobs and corpora.
@@ -58,6 +61,10 @@ def current_owner() -> str:
     their workspace): it is kept as an offer that `owner_switch_prompt` asks about.
     """
     state = st.session_state
+    if state.get("shared"):
+        if not state.get("owner"):  # never reached past door(): no workspace without an account
+            st.stop()
+        return state.owner
     linked = st.query_params.get("owner")
     mine = state.get("owner") if valid_owner(state.get("owner")) else None
     if mine is None:
@@ -81,8 +88,9 @@ def _accept_owner_offer() -> None:
 
 
 def owner_switch_prompt() -> None:
-    """When a link named another owner than this session's: ask before switching to it."""
-    if not valid_owner(st.session_state.get("owner_offer")):
+    """When a link named another owner than this session's: ask before switching to it
+    (personal mode only: in shared mode links name nobody)."""
+    if st.session_state.get("shared") or not valid_owner(st.session_state.get("owner_offer")):
         return
     st.warning(
         "This link opens another workspace. You stay in your own unless you switch: after "
@@ -102,7 +110,7 @@ def access() -> Access:
 
     A broken workspace setting stops the page: guessing either way would be wrong."""
     try:
-        return Access.for_owner(current_owner(), home())
+        return access_for(current_owner(), home())
     except ValueError as e:
         st.error(md(hide_paths(f"Workspace setting: {e}")))
         st.stop()

@@ -20,6 +20,7 @@ from core.untrusted.markup import escape_markdown
 from eval.run.inputs import preview_corpus, preview_split, read_corpus
 from service.corpora import CorpusLibrary
 from service.jobs import JobQueue, ensure_worker, serve_queued
+from service.quota import save_corpus_upload
 from service.uploads import DOC_TYPES, QA_TYPES
 from ui.common import (
     access,
@@ -32,6 +33,7 @@ from ui.common import (
     remember,
     remembered,
     selected_corpus,
+    store,
     store_path,
     upload_limits,
 )
@@ -106,13 +108,13 @@ def qagen_progress() -> None:
         try:
             result = queue.qagen_result(job.id)
         except (KeyError, ValueError, OSError) as e:  # its file removed or damaged meanwhile
-            state.gen_notice = ("error", f"The generated pairs cannot be read: {e}")
+            state.gen_notice = ("error", f"The generated pairs cannot be read: {md(hide_paths(e))}")
         else:
             show_generated(result["records"], result["stats"], state.qagen_for)
     elif job.status == "cancelled":
         state.gen_notice = ("info", "Generation cancelled; nothing was kept.")
     else:
-        state.gen_notice = ("error", f"Generation {job.status}: {job.error}")
+        state.gen_notice = ("error", f"Generation {job.status}: {md(hide_paths(job.error or ''))}")
     st.rerun()
 
 
@@ -141,8 +143,15 @@ with upload:
             known = {e.id for e in library.list(access())}
             try:
                 # Upload objects, not bytes: the limits are checked on their sizes first.
-                entry = library.save(
-                    name.strip() or docs[0].name, docs, qa_upload, LIMITS, owner=current_owner()
+                # Counted against the owner's disk quota first, like adapters and runs.
+                entry = save_corpus_upload(
+                    home(),
+                    current_owner(),
+                    store(),
+                    name.strip() or docs[0].name,
+                    docs,
+                    qa_upload,
+                    LIMITS,
                 )
             except ValueError as e:
                 st.error(f"Refused: {escape_markdown(hide_paths(e))}. Nothing was saved.")
@@ -208,6 +217,11 @@ if selection is not None:
             st.warning(
                 f"Skipped **{escape_markdown(err['name'])}**: "
                 f"{escape_markdown(hide_paths(err['reason']))}"
+            )
+        for doubt in docs.get("warnings", []):  # read, but the user should look at it
+            st.warning(
+                f"Read **{escape_markdown(doubt['name'])}**, but: "
+                f"{escape_markdown(hide_paths(doubt['reason']))}"
             )
         with st.expander("Documents"):
             st.dataframe(pd.DataFrame({"Document": docs["names"]}), hide_index=True)

@@ -43,11 +43,17 @@ every = s.list_runs(access=access())
 if not every:
     st.info("No runs yet.")
     st.stop()
-mine, everyone = disk_usage(s.run_folders(access())), disk_usage(s.run_folders())
+mine = disk_usage(s.run_folders(access()))
 quota = owner_disk_use(home(), current_owner(), s)  # per-owner quota: worker_limits.yaml
+# Other owners' disk use is theirs: only a team workspace or an admin sees the server's total.
+everyone = (
+    f"{human_bytes(disk_usage(s.run_folders()))} for every run on this server. "
+    if access().everything or st.session_state.get("admin")
+    else ""
+)
 st.caption(
-    f"Disk: {human_bytes(mine)} for the files of these runs (adapters, indexes, merged models), "
-    f"{human_bytes(everyone)} for every run on this server. Deleting a run deletes its files. "
+    f"Disk: {human_bytes(mine)} for the files of these runs (adapters, indexes, merged models)"
+    f"{', ' + everyone if everyone else '. '}Deleting a run deletes its files. "
     f"Your files (runs, saved corpora, adapter uploads): {quota.describe()}."
 )
 

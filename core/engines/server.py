@@ -42,7 +42,13 @@ from core.engines.in_process import (
     load_tokenizer,
     resolve_device,
 )
-from core.untrusted.http_client import RedirectRefused, open_url, status_text
+from core.untrusted.http_client import (
+    RedirectRefused,
+    ReplyTooLarge,
+    open_url,
+    read_capped,
+    status_text,
+)
 
 _LOCK = threading.Lock()
 _ENGINES: dict[tuple, OpenAIGenerator] = {}
@@ -133,7 +139,7 @@ class OpenAIGenerator:
         root = self.base_url.removesuffix("/v1")
         try:
             with open_url(root + "/version", timeout=5) as r:
-                return str(json.loads(r.read() or b"{}").get("version") or "") or None
+                return str(json.loads(read_capped(r, 65536) or b"{}").get("version") or "") or None
         except (OSError, ValueError, AttributeError):
             return None
 
@@ -188,9 +194,10 @@ class OpenAIGenerator:
             choice = reply["choices"][0]
             text = choice["message"].get("content") or ""
         except (KeyError, IndexError, TypeError, AttributeError) as e:
+            # The reply itself is not quoted: it is whatever answered at that address.
             raise EngineError(
-                f"{self.base_url}/chat/completions returned no choices[0].message: "
-                f"{str(reply)[:200]}"
+                f"{self.base_url}/chat/completions returned no choices[0].message (not an "
+                "OpenAI-style chat completion; the reply is not shown)"
             ) from e
         usage = reply.get("usage") or {}
         return Generation(
@@ -231,7 +238,10 @@ class OpenAIGenerator:
             wait: float | None = None
             try:
                 with open_url(req, timeout=float(self.config.timeout_s)) as r:
-                    raw = r.read()
+                    try:
+                        raw = read_capped(r)
+                    except ReplyTooLarge as e:
+                        raise EngineError(f"{method} {url}: {e}") from e
                 if not json_reply:
                     return {"text": raw.decode("utf-8", "replace")}
                 try:

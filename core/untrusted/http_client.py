@@ -5,7 +5,8 @@ far as the allow-list goes. urllib's default opener follows a redirect to any ho
 request's headers along, the Authorization key included, so one redirecting server escapes the
 allow-list and leaks the key. And an error that quotes the reply turns the app into a reader of
 whatever local service the URL reaches. So here a redirect is an error naming its target, and
-an error says the status code and its reason, never the body.
+an error says the status code and its reason, never the body. A reply is read up to
+MAX_REPLY_BYTES: a server (or what sits at its address) cannot fill the app's memory.
 """
 
 from __future__ import annotations
@@ -39,6 +40,21 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 _OPENER = urllib.request.build_opener(_NoRedirect)
+# A chat completion of thousands of tokens is tens of KB; a model list a few hundred.
+MAX_REPLY_BYTES = 16 * 2**20
+
+
+class ReplyTooLarge(ValueError):
+    """A reply longer than the cap; nothing of it is kept."""
+
+
+def read_capped(response: Any, limit: int = MAX_REPLY_BYTES) -> bytes:
+    """The body of `response`, refused (ReplyTooLarge) past `limit` bytes: read at most one
+    byte more than the cap, whatever Content-Length claims."""
+    data = response.read(limit + 1)
+    if len(data) > limit:
+        raise ReplyTooLarge(f"the reply is longer than {limit // 2**20} MB; it was not read")
+    return data
 
 
 def open_url(request: urllib.request.Request | str, timeout: float) -> Any:

@@ -19,11 +19,13 @@ run at once in one process, however many sessions upload: the others wait for a 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import os
 import re
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -36,7 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[2]  # the repository: core/untrusted/ is two down
 _HEADER = struct.Struct(">Q")
 ZIP_FORMATS = (".docx",)
 # Children of this process at once (each may take ParseLimits.memory_mb): the operator's
@@ -44,7 +46,12 @@ ZIP_FORMATS = (".docx",)
 PARSER_CHILDREN = max(1, int(os.environ.get("ADAPTLAB_PARSER_CHILDREN", "2") or 2))
 _SLOTS = threading.BoundedSemaphore(PARSER_CHILDREN)
 # What a parser may see of the server's environment: no API keys, tokens or passwords.
-_KEEP_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT")
+# No HOME: libraries look for credentials under it (~/.cache/huggingface/token); the child gets
+# a home that does not exist instead.
+_KEEP_ENV = ("PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT")
+CHILD_HOME = "/nonexistent"
+CHILD_FILE_BYTES = 16 * 2**20  # RLIMIT_FSIZE: a parser writes nothing; a bug or exploit little
+CHILD_PROCESSES = 0  # RLIMIT_NPROC: no fork, no thread (not enforced for root)
 
 
 class ParseRefused(Exception):
@@ -142,10 +149,12 @@ def _child_read(request: dict) -> dict:
             fn = getattr(fn, part)
         if "args" in request:  # FileParser.call: any JSON value comes back
             return {"value": fn(Path(path), *request["args"])}
-        text = fn(Path(path))
+        text, warning = fn(Path(path)), ""
+        if isinstance(text, tuple):  # a reader that read the file with a doubt says it
+            text, warning = text
         if len(text) > limits.max_chars:
             return {"error": f"more than {limits.max_chars:,} characters of text"}
-        return {"text": normalise(text)}
+        return {"text": normalise(text), "warning": str(warning or "")}
     except ParseRefused as e:
         return {"error": str(e)}
     except MemoryError:
@@ -175,6 +184,11 @@ def _child_main() -> None:
     memory_mb = int(os.environ.get("ADAPTLAB_PARSE_MEMORY_MB", "0"))
     if memory_mb:
         resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
+    # A write past the cap fails with EFBIG instead of killing the child with SIGXFSZ.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (CHILD_FILE_BYTES, CHILD_FILE_BYTES))
+    with contextlib.suppress(ValueError, OSError):  # a platform without it keeps the others
+        resource.setrlimit(resource.RLIMIT_NPROC, (CHILD_PROCESSES, CHILD_PROCESSES))
     sys.setrecursionlimit(10_000)
     while True:
         request = _recv_blocking(stdin)
@@ -187,9 +201,31 @@ def _child_main() -> None:
 
 
 def child_environment() -> dict[str, str]:
-    """The environment a parser child starts with: locale, paths and temp folders only, so
-    a parser (or a file exploiting one) finds no secret of the server's."""
-    return {k: v for k, v in os.environ.items() if k in _KEEP_ENV or k.startswith("LC_")}
+    """The environment a parser child starts with: locale, paths and temp folders only, and a
+    home that does not exist, so a parser (or a file exploiting one) finds no secret of the
+    server's through its environment or a library's default paths."""
+    env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV or k.startswith("LC_")}
+    env.update(HOME=CHILD_HOME, PYTHONDONTWRITEBYTECODE="1")  # writes are capped (FSIZE)
+    return env
+
+
+@functools.cache
+def no_network_prefix() -> tuple[str, ...]:
+    """The `unshare` command that starts the child in a network namespace of its own (no
+    network at all: only a loopback that is down), or () where the platform does not allow it;
+    then the child has the server's network (README, Security). Probed once per process."""
+    exe = shutil.which("unshare")
+    if exe is None:
+        return ()
+    # As root a network namespace needs nothing more; otherwise inside a user namespace (-r).
+    for flags in (("-n",), ("-rn",)) if os.geteuid() == 0 else (("-rn",),):
+        try:
+            probe = subprocess.run([exe, *flags, "true"], capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return (exe, *flags)
+    return ()
 
 
 class FileParser:
@@ -221,7 +257,7 @@ class FileParser:
         # Parsers need one thread; BLAS and tokenizer pools would only inflate the address space.
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
         return subprocess.Popen(
-            [sys.executable, "-m", "core.untrusted.sandbox"],
+            [*no_network_prefix(), sys.executable, "-m", "core.untrusted.sandbox"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -251,7 +287,13 @@ class FileParser:
 
     def read(self, path: str | Path, reader: Callable[[Path], str]) -> str:
         """The normalised text `reader(path)` returns in the child; raises ParseRefused."""
-        return self._ask(path, reader)["text"]
+        return self.read_doubt(path, reader)[0]
+
+    def read_doubt(self, path: str | Path, reader: Callable) -> tuple[str, str]:
+        """(normalised text, warning) of `reader(path)` in the child: a reader may return
+        (text, warning) when it read the file with a doubt (""; none). Raises ParseRefused."""
+        reply = self._ask(path, reader)
+        return reply["text"], reply.get("warning", "")
 
     def call(self, fn: Callable[..., Any], path: str | Path, *args: Any) -> Any:
         """What `fn(path, *args)` (a module-level function; JSON arguments) returns in the

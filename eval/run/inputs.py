@@ -55,6 +55,7 @@ def corpus_summary(corpus: Corpus) -> dict[str, Any]:
         "chunks": len(corpus.chunks),
         "tokens": corpus.n_tokens,
         "errors": [asdict(e) for e in corpus.errors],
+        "warnings": [asdict(e) for e in corpus.warnings],
         "names": [d.name for d in corpus.documents],
     }
 

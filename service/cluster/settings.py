@@ -6,12 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from core.config import ConfigBase, ConfigError, check, option
+from core.config import ConfigBase, check, option
 from eval.config import ExecutorConfig
 from eval.records import ResultExtras
 from eval.store.rows import RunMeta
+from service.operator import load_operator
 
 SETTINGS_FILE = "cluster.yaml"
 
@@ -38,17 +37,8 @@ def settings_path(home: str | Path) -> Path:
 
 def load_cluster_settings(home: str | Path) -> ClusterSettings:
     """The operator's cluster settings under `home`; the defaults (local, one run at a time)
-    when there is no file. A malformed file is a ConfigError naming it."""
-    path = settings_path(home)
-    if not path.is_file():
-        return ClusterSettings()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping")
-    return ClusterSettings.from_dict(data)
+    when there is no file. A malformed file is a ConfigError naming it and the line."""
+    return load_operator(home, SETTINGS_FILE, ClusterSettings)
 
 
 def where_ran(meta: RunMeta, extras: list[ResultExtras]) -> str:

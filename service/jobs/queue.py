@@ -35,6 +35,7 @@ FINISHED = ("done", "failed", "cancelled", "interrupted")
 STALE_S = 30.0  # a running job's heartbeat older than this means its worker is gone
 LOG_LINES = 50  # the stored log keeps this many last lines
 KEEP_JOBS_S = 30 * 86400  # finished jobs (not their runs) are forgotten after this
+FAIR_WINDOW_S = 24 * 3600.0  # worker time an owner used in this window decides who goes next
 RUN_KINDS = ("run", "resume")  # job kinds that make or continue a comparison run
 
 JOBS_SCHEMA = """
@@ -333,16 +334,20 @@ class JobQueue:
     # --- used by the worker ------------------------------------------------------------------
     def claim(self) -> Job | None:
         """Take the next queued job for this process (atomically), or None; its `config`
-        holds the kind's payload. Round-robin between owners (the owner served longest ago
-        first, then the oldest job), so one owner's many jobs never keep another's waiting
-        behind them."""
+        holds the kind's payload. Fair share between owners: the owner who has had the least
+        worker time in the last FAIR_WINDOW_S goes first (then the oldest job), so one owner's
+        many or long jobs never keep another's waiting, and starting often buys nothing (the
+        order is by time used, not by when an owner last started)."""
         now, pid = time.time(), os.getpid()
+        since = now - FAIR_WINDOW_S
         with self._conn() as c:
             c.execute("BEGIN IMMEDIATE")
             row = c.execute(
                 "SELECT q.id FROM jobs q WHERE q.status='queued' ORDER BY "
-                "(SELECT COALESCE(MAX(s.started_at), 0) FROM jobs s WHERE s.owner=q.owner), "
-                "q.created_at LIMIT 1"
+                "(SELECT COALESCE(SUM(COALESCE(s.finished_at, :now) - MAX(s.started_at, :since)),"
+                " 0) FROM jobs s WHERE s.owner=q.owner AND s.started_at IS NOT NULL "
+                "AND COALESCE(s.finished_at, :now) > :since), q.created_at LIMIT 1",
+                {"now": now, "since": since},
             ).fetchone()
             if row is None:
                 return None

@@ -28,7 +28,7 @@ from service.jobs.kinds import job_body
 from service.jobs.progress import JobProgress, heartbeat
 from service.jobs.queue import JobQueue
 from service.jobs.watchdog import Watchdog
-from service.limits import WorkerLimits, load_worker_limits
+from service.limits import WorkerLimits, limit_gpu_memory, load_worker_limits
 
 ROOT = Path(__file__).resolve().parents[2]  # where the packages are, put on the worker's path
 PROBE_PATIENCE_S = 0.5  # longer than a worker_pid probe holds the lock, far shorter than a worker
@@ -57,6 +57,9 @@ def _execute(queue: JobQueue, job: Job, limits: WorkerLimits | None = None) -> N
     status, error = "failed", None
     if job.kind != page_kinds.PLAYGROUND:  # its adapters and indexes would sit idle
         page_kinds.release_playground()
+    # The operator's caps as they are now, for this job: memory (RLIMIT_DATA) and each GPU.
+    _limit_memory(limits or WorkerLimits())
+    limit_gpu_memory(limits or WorkerLimits())
     try:
         status = job_body(job.kind)(queue, job, progress)
         if dog.reason:  # it stopped at the cancel the watchdog asked for: History says why

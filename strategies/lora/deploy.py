@@ -11,6 +11,7 @@ import io
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from core.config import ModelConfig
@@ -106,10 +107,12 @@ def unpack_adapter_zip(
             raise ValueError(f"the adapter destination {str(dest)!r} is outside {root}") from e
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as e:
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as e:
         raise ValueError(f"the adapter upload is not a zip file ({e})") from e
     with zf:
         infos = zf.infolist()
+        if any(i.flag_bits & 0x1 for i in infos):  # bit 0: the member is encrypted
+            raise ValueError("the adapter zip is password-protected; upload it without a password")
         configs = _checked_members(infos, max_members, max_bytes)
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=dest.parent))
@@ -130,6 +133,13 @@ def unpack_adapter_zip(
             staging.rename(dest)
         except UnsafePath as e:
             raise ValueError(f"the adapter zip has an unsafe path: {e}") from e
+        # What zipfile raises for a damaged archive: a bad CRC, a truncated or corrupt member,
+        # a compression it cannot read, or (RuntimeError) an encryption the check above missed.
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
+            raise ValueError(
+                f"the adapter zip is damaged or unreadable ({type(e).__name__}: {e}); "
+                "nothing was saved"
+            ) from e
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return (dest / configs[0].filename.replace("\\", "/")).parent
