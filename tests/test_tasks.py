@@ -314,9 +314,10 @@ def test_every_strategy_runs_each_task_kind_on_the_tiny_model(
         tmp_path,
         strategies=ALL,
         strategy_configs={
-            "lora": {"epochs": 1, "batch_size": 4},
-            "lora+rag": {"lora": {"epochs": 1, "batch_size": 4}},
-            "few_shot": {"k": 2},
+            # The tiny model's tokens are near characters: room for the schema in the prompt.
+            "lora": {"epochs": 1, "batch_size": 4, "max_seq_tokens": 1024},
+            "lora+rag": {"lora": {"epochs": 1, "batch_size": 4, "max_seq_tokens": 2048}},
+            "few_shot": {"k": 2, "max_shot_tokens": 2000},
         },
         task=kind,
         retention_questions=0,
@@ -380,8 +381,9 @@ def test_a_format_run_from_the_cli_writes_the_metrics_and_refuses_bad_files(
     out = tmp_path / "summary.json"
     args = [*base, "--qa", str(qa), "--task", "format", "--schema", str(schema)]
     args += ["--generator", "tiny", "--strategies", "system_prompt,rag", "--n-test", "3"]
-    args += ["--set", "retention_questions=0", "--set", "verdict.oracle=false"]
-    args += ["--set", "models.max_new_tokens=8", "--json", str(out)]
+    config = tmp_path / "run.yaml"
+    config.write_text("retention_questions: 0\nverdict: {oracle: false}\n")
+    args += ["--config", str(config), "--set", "models.max_new_tokens=8", "--json", str(out)]
     assert main(args) in (0, 1)
     data = json.loads(out.read_text())
     for name in ("system_prompt", "rag"):
