@@ -419,3 +419,47 @@ def test_rescoring_a_stored_format_run_needs_no_files(mini_corpus, tiny_models, 
     rescore(store, run_id, ["format_valid", "field_f1"])
     got = store.get_run(run_id).results[0].metrics
     assert got["format_valid"]["n"] == len(store.get_answers(run_id, "system_prompt"))
+
+
+def test_the_verdict_names_what_fine_tuning_bought_on_format_validity(tmp_path):
+    from eval.views import RunView
+    from eval.views.task_verdict import fine_tuning_bought
+    from tests.test_dashboards import _result
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    run_id = store.create_run({"strategies": ["few_shot", "rag", "lora"]}, "format")
+    valid = {"few_shot": [1.0] * 7 + [0.0] * 3, "rag": [1.0] * 5 + [0.0] * 5, "lora": [1.0] * 10}
+    for name, v in valid.items():
+        store.save_strategy(run_id, _result(name, {"f1": [0.5] * 10, "format_valid": v}), [])
+    store.finish_run(run_id, "done")
+    view = RunView.load(store, run_id)
+    (sentence,) = fine_tuning_bought(view)
+    # lora costs $0.02 per 1k questions, few_shot $0.08 (tests.test_dashboards.COSTS).
+    assert sentence.startswith("LoRA")
+    assert "100% valid format against 70% for Few-shot examples" in sentence
+    assert "-$0.06 per 1,000 questions" in sentence
+    # A prompt-only lead buys nothing to name.
+    store.save_strategy(run_id, _result("few_shot", {"format_valid": [1.0] * 10}), [])
+    assert fine_tuning_bought(RunView.load(store, run_id)) == []
+
+
+def test_run_page_offers_the_task_kinds_from_the_config_field(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from eval.config import RunConfig
+    from tests.test_app import APP, OWNER, goto, texts
+
+    monkeypatch.setenv("ADAPTLAB_HOME", str(tmp_path / "home"))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["owner"] = OWNER
+    at.session_state["show_hidden_strategies"] = True
+    at.run()
+    goto(at, "run")
+    at.multiselect(key="run.strategies").set_value(["fake"]).run()
+    task = at.selectbox(key="run.task")
+    assert tuple(task.options) == RunConfig.choices_of("task") and task.value == "qa"
+    for kind in ("format", "style"):
+        at.selectbox(key="run.task").set_value(kind).run()
+        assert not at.exception and not at.error, texts(at.error)
+        assert "What a right answer is" in texts(at.caption)
+        assert not at.button(key="run").disabled  # the sample's schema and style are found
