@@ -463,3 +463,49 @@ def test_run_page_offers_the_task_kinds_from_the_config_field(tmp_path, monkeypa
         assert not at.exception and not at.error, texts(at.error)
         assert "What a right answer is" in texts(at.caption)
         assert not at.button(key="run").disabled  # the sample's schema and style are found
+
+
+def test_a_style_rubric_reaches_the_judge_prompt():
+    from eval.judge import Judge
+
+    judge = Judge(None)
+    task = TaskSpec("style", style=StyleRules(max_words=5, rubric="Name the source document."))
+    styled = judge.prompt_for(item("thymus", "the thymus", task))
+    assert styled.startswith("House style every answer must keep: Name the source document.")
+    assert "Candidate answer: thymus" in styled
+    assert "House style" not in judge.prompt_for(item("thymus", "the thymus", None))
+
+
+def test_a_format_run_opens_on_the_compare_page_with_its_metrics(
+    mini_corpus, tiny_models, tmp_path, monkeypatch
+):
+    from streamlit.testing.v1 import AppTest
+
+    from eval.run.harness import run_comparison
+    from tests.test_app import APP, OWNER, goto
+    from tests.test_harness import make_config
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("ADAPTLAB_HOME", str(home))
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps(SCHEMA))
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        strategies=["system_prompt", "rag"],
+        task="format",
+        qa=str(format_corpus(mini_corpus)),
+        schema=str(schema),
+        retention_questions=0,
+        store_path=str(home / "runs.sqlite"),
+        workdir=str(home / "work"),
+    )
+    run_comparison(cfg, owner=OWNER)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["owner"] = OWNER
+    at.run()
+    goto(at, "compare")
+    assert not at.exception
+    columns = {c for df in at.dataframe for c in df.value.columns}  # field names, labels aside
+    assert {"format_valid", "field_f1", "content_f1", "consistency"} <= columns
