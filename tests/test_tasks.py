@@ -374,10 +374,15 @@ def test_a_format_run_from_the_cli_writes_the_metrics_and_refuses_bad_files(
     style.write_text("max_words: 9\nshout: true\n")
     assert main([*base, "--task", "style", "--style", str(style)]) == 2
     assert "house.yaml line 2: unknown rule 'shout'" in capsys.readouterr().err
-    assert not store.exists() or not RunStore(store).list_runs()  # refused before any run
-
+    wrong = tmp_path / "wrong_golds.jsonl"
+    wrong.write_text(json.dumps({"question": "Q?", "answers": [{"answer": "x"}]}) + "\n")
     schema = tmp_path / "schema.json"
     schema.write_text(json.dumps(SCHEMA))
+    assert main([*base, "--qa", str(wrong), "--task", "format", "--schema", str(schema)]) == 2
+    err = capsys.readouterr().err
+    assert "wrong_golds.jsonl line 1: the gold answer does not validate" in err
+    assert not store.exists() or not RunStore(store).list_runs()  # refused before any run
+
     out = tmp_path / "summary.json"
     args = [*base, "--qa", str(qa), "--task", "format", "--schema", str(schema)]
     args += ["--generator", "tiny", "--strategies", "system_prompt,rag", "--n-test", "3"]
@@ -392,6 +397,9 @@ def test_a_format_run_from_the_cli_writes_the_metrics_and_refuses_bad_files(
             assert set(metrics[key]) == {"mean", "low", "high", "n"}
     printed = capsys.readouterr().out
     assert "Valid format" in printed and "Content F1" in printed
+    html = tmp_path / "report.html"
+    assert main(["compare", data["run_id"], "--store", str(store), "--html", str(html)]) == 0
+    assert "Valid format" in html.read_text()
 
 
 def test_rescoring_a_stored_format_run_needs_no_files(mini_corpus, tiny_models, tmp_path):
