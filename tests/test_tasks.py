@@ -82,6 +82,10 @@ def test_the_sample_schema_and_style_load_and_the_format_golds_validate():
     assert all(task.valid(a) for p in pairs for a in p.answers)
     style = load_task("style", style=str(SAMPLE / "style" / "style.yaml"))
     assert set(style.style.active()) >= {"max_words", "citation", "closing"}
+    # The gold answers written in the style (what shots show, LoRA learns) mostly keep it.
+    plain = load_qa(SAMPLE / "qa.jsonl")
+    kept = sum(all(style.style.checks(style.target(p)).values()) for p in plain)
+    assert kept >= 0.9 * len(plain)
 
 
 def test_json_gold_answers_load_only_under_a_json_format_task(tmp_path):
