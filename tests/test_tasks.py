@@ -340,7 +340,7 @@ def test_every_strategy_runs_each_task_kind_on_the_tiny_model(
         metrics = summary[name]["metrics"]
         if kind == "format":
             assert set(metrics["format_valid"]) == {"mean", "low", "high", "n"}
-            assert metrics["format_valid"]["n"] == len(run.meta["split"]["test_ids"])
+            assert metrics["format_valid"]["n"] == len(run.meta.split.test_ids)
             assert "consistency" in metrics and "field_f1" in metrics
         elif kind == "style":
             assert metrics["style_pass"]["n"] > 0 and "style_max_words" in metrics
@@ -348,7 +348,7 @@ def test_every_strategy_runs_each_task_kind_on_the_tiny_model(
             assert not {"format_valid", "style_pass", "consistency"} & set(metrics)
     if kind == "qa":
         return
-    assert run.meta["task"]["kind"] == kind
+    assert run.meta.task["kind"] == kind
     # The system prompt carries the schema or the rules, the shots are formatted.
     system = run.results[0].prepare.details["system_prompt"]
     assert ('"additionalProperties"' in system) if kind == "format" else ("at most 8" in system)
@@ -356,7 +356,7 @@ def test_every_strategy_runs_each_task_kind_on_the_tiny_model(
     want = '{"answer"' if kind == "format" else "(Source: "
     assert shots and all(want in c.text for c in shots if c.kind == "shot")
     if kind == "format":  # declared groups in the test split are scored, over groups
-        groups = set(run.meta.get("groups", {}).values())
+        groups = set(run.meta.paraphrases.values())
         assert summary["rag"]["metrics"]["consistency"]["n"] == len(groups)
 
 
