@@ -521,3 +521,22 @@ def test_a_format_run_opens_on_the_compare_page_with_its_metrics(
     assert not at.exception
     columns = {c for df in at.dataframe for c in df.value.columns}  # field names, labels aside
     assert {"format_valid", "field_f1", "content_f1", "consistency"} <= columns
+
+
+def test_stored_runs_without_a_task_read_as_qa_and_a_task_needs_its_file():
+    from core.config import ConfigError
+    from eval.config import RunConfig
+
+    old = {k: v for k, v in RunConfig().to_dict().items() if k not in ("task", "schema", "style")}
+    assert RunConfig.from_stored(old).task == "qa"
+    with pytest.raises(ConfigError, match="needs a JSON Schema file"):
+        RunConfig(task="format")
+    with pytest.raises(ConfigError, match="needs a style file"):
+        RunConfig(task="style")
+    with pytest.raises(ConfigError, match="task must be one of qa, format, style"):
+        RunConfig(task="tone")
+    # A format or style run judges right answers by its own metric unless told otherwise.
+    data = RunConfig.with_task_defaults({"task": "format", "verdict": {"right_metric": "f1"}})
+    assert data["verdict"]["right_metric"] == "content_f1"
+    kept = {"task": "style", "verdict": {"right_metric": "rouge_l"}}
+    assert RunConfig.with_task_defaults(kept) == kept
