@@ -39,6 +39,15 @@ def _run(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--qa", help="question/answer file (.jsonl, .json or .csv)")
     run.add_argument(
+        "--task",
+        choices=RunConfig.choices_of("task"),
+        help="qa (the default: facts), format (answers follow --schema or --pattern) or style "
+        "(answers keep the rules of --style)",
+    )
+    run.add_argument("--schema", metavar="FILE.json", help="format task: a JSON Schema file")
+    run.add_argument("--pattern", help="format task without a schema: a regular expression")
+    run.add_argument("--style", metavar="FILE.yaml", help="style task: a YAML file of rules")
+    run.add_argument(
         "--generate-qa",
         nargs="?",
         const=METHODS[0],

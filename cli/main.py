@@ -22,7 +22,7 @@ from core.tuning_space import describe_spaces
 from eval.config import RunConfig, TrackingConfig
 from eval.events import ProgressEvent
 from eval.metrics import default_metrics
-from eval.run.inputs import read_corpus
+from eval.run.inputs import check_task_inputs, read_corpus
 from eval.run.scoring import rescore
 from eval.stats.calibration import Settings, Synthetic, calibrate_scores, calibrate_synthetic
 from eval.stats.decision import is_binary
@@ -101,7 +101,11 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         if args.judge:
             data["judge"]["model"] = args.judge
     data["tracking"] = _tracking_settings(args, data["tracking"])
-    for key in ("corpus", "qa"):
+    for key in ("task", "schema", "pattern", "style"):
+        if getattr(args, key):
+            data[key] = getattr(args, key)
+    data = RunConfig.with_task_defaults(data)
+    for key in ("corpus", "qa", "schema", "style"):
         if data[key]:
             data[key] = str(bundled_fallback(data[key]))
     if args.executor:
@@ -343,6 +347,9 @@ def _compare_runs(store: RunStore, args: argparse.Namespace) -> str:
 def _cmd_run(args: argparse.Namespace) -> int:
 
     config = build_config(args)
+    # A bad schema, style file or gold answer is refused here, before a run is stored.
+    for warning in check_task_inputs(config):
+        print(f"warning: {warning}", file=sys.stderr)
     store = RunStore(config.store_path)
     t0 = time.perf_counter()
     progress = _Progress(args.quiet)

@@ -23,3 +23,18 @@ def bundled_fallback(path: str | Path) -> Path:
         return given
     packaged = PACKAGE_ROOT / given
     return packaged if packaged.exists() else given
+
+
+def sample_task_files(task: str) -> dict[str, str]:
+    """The RunConfig settings that give the bundled sample's `task` its files: the format
+    task's Q/A file with JSON answers and its schema, the style task's rules ({} for qa)."""
+    files = {
+        "format": {"qa": "format/qa.jsonl", "schema": "format/schema.json"},
+        "style": {"style": "style/style.yaml"},
+    }.get(task, {})
+    return {key: str(SAMPLE_DIR / rel) for key, rel in files.items()}
+
+
+def is_sample_qa(path: str | Path | None) -> bool:
+    """Whether `path` is the bundled sample's Q/A file."""
+    return path is not None and Path(path).resolve() == (SAMPLE_DIR / "qa.jsonl").resolve()

@@ -55,14 +55,17 @@ def answer_messages(
     *,
     passages: Sequence[Context] = (),
     shots: Sequence[QAPair] = (),
+    instruction: str = CONTEXT_INSTRUCTION,
 ) -> list[dict[str, str]]:
-    """Chat messages for one question: system, optional shots as past turns, then the question."""
+    """Chat messages for one question: system, optional shots as past turns, then the question.
+
+    `instruction` heads the passages (a format or style task keeps its format over them)."""
     messages = [{"role": "system", "content": system}]
     for shot in shots:
         messages.append({"role": "user", "content": f"Question: {shot.question}"})
         messages.append({"role": "assistant", "content": shot.answers[0]})
     if passages:
-        user = f"{CONTEXT_INSTRUCTION}\n\n{format_contexts(passages)}\n\nQuestion: {question}"
+        user = f"{instruction}\n\n{format_contexts(passages)}\n\nQuestion: {question}"
     else:
         user = f"Question: {question}"
     messages.append({"role": "user", "content": user})

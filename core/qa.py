@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import SplitConfig
+from core.tasks import TaskSpec, gold_problem
 from core.types import QAPair
 from core.untrusted.caps import MAX_QUESTION_CHARS
 from core.untrusted.sandbox import FileParser, ParseRefused
@@ -25,7 +26,7 @@ class QAFormatError(ValueError):
     """The Q/A file cannot be used; the message names the file, the line and the problem."""
 
 
-def _answers(raw: dict[str, Any], where: str) -> tuple[str, ...]:
+def _answers(raw: dict[str, Any], where: str, json_answers: bool = False) -> tuple[str, ...]:
     value = raw.get("answers")
     if value in (None, ""):  # a CSV may carry both columns with one of them empty
         value = raw.get("answer")
@@ -45,6 +46,9 @@ def _answers(raw: dict[str, Any], where: str) -> tuple[str, ...]:
         raise QAFormatError(f"{where}: 'answers' must be a list of strings or 'answer' a string")
     kept: list[str] = []
     for a in value or []:
+        # Format tasks: a gold answer may be a JSON object, kept as its JSON text.
+        if json_answers and isinstance(a, dict):
+            a = json.dumps(a, ensure_ascii=False)
         a = _scalar(a, "an answer", where)
         if a and a not in kept:
             kept.append(a)
@@ -65,7 +69,7 @@ def _scalar(value: Any, what: str, where: str) -> str:
     raise QAFormatError(f"{where}: {what} must be text, not {json.dumps(value)[:60]}")
 
 
-def _pair(raw: Any, n: int, where: str) -> QAPair:
+def _pair(raw: Any, n: int, where: str, json_answers: bool = False) -> QAPair:
     if not isinstance(raw, dict):
         raise QAFormatError(f"{where}: expected an object with 'question' and 'answers'")
     if None in raw:  # csv.DictReader puts the cells beyond the header under None
@@ -78,7 +82,9 @@ def _pair(raw: Any, n: int, where: str) -> QAPair:
     pid = _scalar(raw.get("id"), "'id'", where)
     source = _scalar(raw.get("source"), "'source'", where)
     passage = _scalar(raw.get("passage"), "'passage'", where)
-    return QAPair(pid or f"q{n}", question, _answers(raw, where), source or None, passage or None)
+    group = _scalar(raw.get("group"), "'group'", where)
+    answers = _answers(raw, where, json_answers)
+    return QAPair(pid or f"q{n}", question, answers, source or None, passage or None, group or None)
 
 
 def _rows(path: Path, text: str) -> list[tuple[str, Any]]:
@@ -130,13 +136,15 @@ def _rows(path: Path, text: str) -> list[tuple[str, Any]]:
     return rows
 
 
-def load_qa(path: str | Path) -> list[QAPair]:
+def load_qa(path: str | Path, task: TaskSpec | None = None) -> list[QAPair]:
     """Read Q/A pairs: .jsonl (one object a line), .json (a list of objects, or JSON lines) or
     .csv (with a header).
 
     Fields: question; answers (a list, in CSV a JSON list or one string) or answer (a string);
-    optional id (default q<n>), source and passage (the text a generated pair came from).
-    Raises QAFormatError naming the line of the problem.
+    optional id (default q<n>), source, passage (the text a generated pair came from) and
+    group (paraphrases of one question). Under a JSON format `task` an answer may be a JSON
+    object, kept as its JSON text; under any format task every gold answer must follow the
+    format. Raises QAFormatError naming the line of the problem.
     """
     path = Path(path)
     if not path.is_file():
@@ -147,8 +155,13 @@ def load_qa(path: str | Path) -> list[QAPair]:
         raise QAFormatError(f"{path.name}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     pairs: list[QAPair] = []
     first_seen: dict[str, str] = {}
+    json_answers = task is not None and task.is_json
     for where, raw in _rows(path, text):
-        pair = _pair(raw, len(pairs) + 1, where)
+        pair = _pair(raw, len(pairs) + 1, where, json_answers)
+        for answer in pair.answers if task is not None else ():
+            problem = gold_problem(task, answer)
+            if problem:
+                raise QAFormatError(f"{where}: {problem}")
         if pair.id in first_seen:
             raise QAFormatError(
                 f"{where}: duplicate id {pair.id!r} (first at {first_seen[pair.id]})"
@@ -252,6 +265,7 @@ def near_duplicate_groups(
     same_text: dict[str, int] = {}
     same_words: dict[frozenset[str], int] = {}
     same_passage: dict[str, int] = {}
+    same_group: dict[str, int] = {}
     words = [content_words(p.question) for p in pairs]
     for i, p in enumerate(pairs):
         union(i, same_text.setdefault(_normalised(p.question), i))
@@ -259,6 +273,8 @@ def near_duplicate_groups(
             union(i, same_words.setdefault(words[i], i))
         if p.passage:  # pairs drawn from one passage would leak it across the split
             union(i, same_passage.setdefault(" ".join(p.passage.split()), i))
+        if p.group:  # declared paraphrases: one side of the split, like near-duplicates
+            union(i, same_group.setdefault(p.group, i))
 
     distinct = list(same_words.values())  # one question per set of content words
     index = SimilarQuestions(Counter(w for i in distinct for w in words[i]), threshold)
@@ -378,10 +394,11 @@ def qa_records(path: Path) -> list[dict[str, Any]]:
     return [dataclasses.asdict(p) for p in load_qa(path)]
 
 
-def split_ids(path: Path, split: dict[str, Any]) -> dict[str, Any]:
+def split_ids(path: Path, split: dict[str, Any], task: dict | None = None) -> dict[str, Any]:
     """The pairs of `path` split by `split` (a SplitConfig dict): {"pairs": n, "train": ids,
-    "test": ids}. Parsing and the near-duplicate grouping both run where this is called."""
-    pairs = load_qa(path)
+    "test": ids}; gold answers checked against `task` (a TaskSpec dict) when given. Parsing
+    and the near-duplicate grouping both run where this is called."""
+    pairs = load_qa(path, TaskSpec.from_dict(task))
     train, test = split_pairs(pairs, SplitConfig.from_dict(split))
     return {"pairs": len(pairs), "train": [p.id for p in train], "test": [p.id for p in test]}
 
@@ -403,12 +420,16 @@ def load_qa_bounded(path: str | Path) -> list[QAPair]:
     """`load_qa` in the bounded parser child (memory, CPU and wall time capped), for files a
     browser uploaded. Raises QAFormatError with the reason."""
     return [
-        QAPair(r["id"], r["question"], tuple(r["answers"]), r["source"], r["passage"])
+        QAPair(
+            r["id"], r["question"], tuple(r["answers"]), r["source"], r["passage"], r.get("group")
+        )
         for r in _in_child(qa_records, path)
     ]
 
 
-def split_ids_bounded(path: str | Path, config: SplitConfig) -> dict[str, Any]:
+def split_ids_bounded(
+    path: str | Path, config: SplitConfig, task: TaskSpec | None = None
+) -> dict[str, Any]:
     """`split_ids` in the bounded parser child: a hostile file's parsing or grouping costs the
     child's time, never the web process's. Raises QAFormatError."""
-    return _in_child(split_ids, path, config.to_dict())
+    return _in_child(split_ids, path, config.to_dict(), task.to_dict() if task else None)

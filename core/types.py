@@ -68,6 +68,7 @@ class QAPair:
     answers: tuple[str, ...]
     source: str | None = None
     passage: str | None = None  # the text a generated pair was drawn from (its answer is in it)
+    group: str | None = None  # paraphrases of one question share a group (consistency)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from core.config import (
     option,
 )
 from core.qagen import QAGenConfig
+from core.tasks import TASK_KINDS
 from core.untrusted import caps
 from eval.attribution import VerdictConfig
 from eval.judge import JudgeConfig
@@ -25,6 +26,10 @@ from eval.tuning.config import TuningConfig
 from strategies import default_strategies, get_strategy_class, make_config
 
 EXECUTOR_KINDS = ("local", "ray")
+# The metric that decides a right answer (cost per right answer) when a format or style run
+# leaves the verdict's at its default: content F1 is 0 for an answer that breaks the format,
+# so "valid and content F1 >= threshold"; style: passes every rule.
+TASK_RIGHT_METRIC = {"format": "content_f1", "style": "style_pass"}
 TRACKERS = ("mlflow",)
 DEFAULT_EXPERIMENT = "adaptlab"
 
@@ -187,6 +192,35 @@ class RunConfig(ConfigBase):
     executor: ExecutorConfig = option(
         ExecutorConfig, "Where arms run: in this process (local) or as Ray work (ray)."
     )
+    task: str = option(
+        "qa",
+        "What a right answer is: 'qa' (the facts, scored against the gold answers), 'format' "
+        "(also a given structure: a JSON Schema file, or a regular expression) or 'style' "
+        "(also a house style: rules in a YAML file). Format and style answers get at least 96 "
+        "new tokens.",
+        choices=TASK_KINDS,
+        label="Task",
+    )
+    schema: str = option("", "format task: the JSON Schema file every answer must validate.")
+    pattern: str = option(
+        "", "format task without a schema: a regular expression every answer must match."
+    )
+    style: str = option(
+        "",
+        "style task: a YAML file of rules (max_words, required, forbidden, max_grade, closing, "
+        "citation; optional rubric and example).",
+    )
+
+    @staticmethod
+    def with_task_defaults(data: dict[str, Any]) -> dict[str, Any]:
+        """RunConfig settings `data` with the verdict judging right answers by the task's
+        metric (TASK_RIGHT_METRIC) when the task is format or style and it is left at f1."""
+        verdict = dict(data.get("verdict") or {})
+        right = TASK_RIGHT_METRIC.get(data.get("task") or "qa")
+        if right and verdict.get("right_metric", "f1") == "f1":
+            verdict["right_metric"] = right
+            return {**data, "verdict": verdict}
+        return data
 
     def validate(self) -> None:
 
@@ -222,3 +256,8 @@ class RunConfig(ConfigBase):
             all(0 < float(f) < 1 for f in self.learning_curve),
             "learning_curve fractions must be between 0 and 1 (1 is the main run)",
         )
+        check(
+            self.task != "format" or bool(self.schema or self.pattern),
+            "task 'format' needs a JSON Schema file (schema) or a regular expression (pattern)",
+        )
+        check(self.task != "style" or bool(self.style), "task 'style' needs a style file")

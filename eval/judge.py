@@ -249,8 +249,12 @@ class Judge:
         self.progress: Callable[[int, int], None] | None = None
 
     def prompt_for(self, item: ScoringItem) -> str:
-        """The filled-in judge prompt for one scoring item."""
-        return render_prompt(self.config.prompt, item.question, item.golds, item.prediction)
+        """The filled-in judge prompt for one scoring item (a style task's rubric first)."""
+        prompt = render_prompt(self.config.prompt, item.question, item.golds, item.prediction)
+        rubric = getattr(getattr(item.task, "style", None), "rubric", "")
+        if rubric:  # the style file's rubric: the judge grades the house style as well
+            prompt = f"House style every answer must keep: {rubric}\n\n{prompt}"
+        return prompt
 
     def grade(self, items: list[ScoringItem]) -> list[float | None]:
         """Scores (1, 0, 0.5 or None) for `items`, keeping their verdicts and cost."""

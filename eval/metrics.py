@@ -30,6 +30,8 @@ class ScoringItem:
     golds: tuple[str, ...]
     contexts: list[Context] = field(default_factory=list)
     question: str = ""  # the judge reads it; string metrics do not
+    task: Any = None  # the run's core.tasks.TaskSpec (format and style metrics read it)
+    group: str = ""  # the paraphrase group of the question ("" = none): consistency reads it
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Metric:
     help: str = ""
     needs_judge: bool = False  # fn receives a judge (eval.judge.Judge) instead of the embedder
     default: bool = True  # scored when a run names no metrics (the judge costs generations)
+    # Task kinds (core.tasks.TASK_KINDS) whose runs score it by default; () = every kind.
+    tasks: tuple[str, ...] = ()
 
 
 METRICS: Registry[Metric] = Registry("metric", unique=False)
@@ -57,10 +61,12 @@ def register_metric(
     help: str = "",
     needs_judge: bool = False,
     default: bool = True,
+    tasks: tuple[str, ...] = (),
 ):
     """Decorator: add a batched metric `fn(items, embedder or judge) -> scores` to the registry.
 
-    `default=False` keeps a metric out of runs that name no metrics (it is scored when asked).
+    `default=False` keeps a metric out of runs that name no metrics (it is scored when asked);
+    `tasks` limits the default to runs of those task kinds (format and style metrics).
     """
 
     def deco(fn):
@@ -76,6 +82,7 @@ def register_metric(
                 help,
                 needs_judge,
                 default,
+                tuple(tasks),
             ),
         )
         return fn
@@ -83,9 +90,9 @@ def register_metric(
     return deco
 
 
-def default_metrics() -> list[str]:
-    """The metrics a run scores when its config names none."""
-    return [m.name for m in METRICS.values() if m.default]
+def default_metrics(task: str = "qa") -> list[str]:
+    """The metrics a run of task kind `task` scores when its config names none."""
+    return [m.name for m in METRICS.values() if m.default and (not m.tasks or task in m.tasks)]
 
 
 # --- SQuAD v1.1 normalisation (copied in behaviour from the official evaluate-v1.1.py) --------
@@ -267,3 +274,7 @@ def score_items(
 def metric_label(metric: str) -> str:
     """The metric's label for people (its registered label; an unknown name as it is)."""
     return METRICS[metric].label if metric in METRICS else metric
+
+
+# The format, style and consistency metrics register themselves beside these (one registry).
+import eval.task_metrics  # noqa: E402, F401

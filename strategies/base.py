@@ -7,6 +7,7 @@ and measures both steps, so every strategy is measured the same way.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,12 +23,14 @@ from core.engines.in_process import (
     resolve_device,
 )
 from core.prompts import (
+    CONTEXT_INSTRUCTION,
     DEFAULT_SYSTEM_TEMPLATE,
     answer_messages,
     clean_answer,
     describe_domain,
     system_message,
 )
+from core.tasks import TaskSpec
 from core.tuning_space import Categorical
 from core.types import Answer, Context, Corpus, Cost, PrepareReport, QAPair
 from core.untrusted.caps import MAX_PROMPT_CHARS, check_length
@@ -60,6 +63,9 @@ class StrategyContext:
     # scores an arm on its own training pairs, each answered without itself and its
     # near-duplicates (few-shot's pool). Honoured by strategies whose `leaves_out` is True.
     leave_out: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # The run's format or style task (None: factual Q/A): the system prompt carries its
+    # instruction, shots and training targets are formatted, answers are read by its rules.
+    task: TaskSpec | None = None
 
     @property
     def generator(self) -> Generator:
@@ -210,10 +216,34 @@ class GenerativeStrategy(Strategy):
     system: str = ""
 
     def set_system_prompt(self, corpus: Corpus) -> None:
-        """Fill the configured template with the domain (given, or made from the corpus)."""
+        """Fill the configured template with the domain (given, or made from the corpus), then
+        add the run's task instruction (the schema or the style rules) when it has one."""
         self.system = system_message(
             self.config.template, describe_domain(corpus, self.config.domain)
         )
+        instruction = self.ctx.task.instruction() if self.ctx.task is not None else ""
+        if instruction:
+            self.system = f"{self.system}\n\n{instruction}"
+
+    @property
+    def context_instruction(self) -> str:
+        """The line heading retrieved passages (the task's, so passages keep the format)."""
+        task = self.ctx.task
+        return task.context_instruction() if task is not None else CONTEXT_INSTRUCTION
+
+    def targets(self, pairs: Sequence[QAPair]) -> list[QAPair]:
+        """`pairs` with their first answer written as the task wants it (a JSON object, a
+        styled sentence): what shots show and training learns. Unchanged for factual Q/A."""
+        task = self.ctx.task
+        if task is None or task.kind == "qa":
+            return list(pairs)
+        out = []
+        for p in pairs:
+            first = task.target(p)
+            out.append(
+                dataclasses.replace(p, answers=(first, *(a for a in p.answers if a != first)))
+            )
+        return out
 
     def generate_answers(
         self,
@@ -226,13 +256,13 @@ class GenerativeStrategy(Strategy):
         n = len(questions)
         passages = passages or [()] * n
         shots = shots or [()] * n
+        task = self.ctx.task
         convs = [
-            answer_messages(q, system, passages=p, shots=s)
+            answer_messages(q, system, passages=p, shots=s, instruction=self.context_instruction)
             for q, p, s in zip(questions, passages, shots, strict=True)
         ]
-        gens = self.ctx.generator.generate(
-            convs, max_new_tokens=self.ctx.models.max_new_tokens, adapter=self.adapter
-        )
+        room = max(self.ctx.models.max_new_tokens, task.min_new_tokens if task else 0)
+        gens = self.ctx.generator.generate(convs, max_new_tokens=room, adapter=self.adapter)
         answers = []
         for q, p, s, g in zip(questions, passages, shots, gens, strict=True):
             contexts = list(p) + [
@@ -242,7 +272,11 @@ class GenerativeStrategy(Strategy):
             answers.append(
                 Answer(
                     question=q,
-                    text=clean_answer(g.text),
+                    text=(
+                        task.extract(g.text, clean_answer(g.text))
+                        if task is not None
+                        else clean_answer(g.text)
+                    ),
                     contexts=contexts,
                     cost=Cost(prompt_tokens=g.prompt_tokens, output_tokens=g.output_tokens),
                     raw=g.text,

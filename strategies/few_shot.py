@@ -48,7 +48,7 @@ class FewShotStrategy(GenerativeStrategy):
             raise ValueError("few_shot needs training Q/A pairs to draw examples from")
         cfg = self.config
         self.set_system_prompt(corpus)
-        self.pool = list(train)
+        self.pool = self.targets(train)  # shots show answers formatted as the task wants
         gen = self.ctx.generator
         # Cost of each shot once, so per-question selection is a sum, not re-tokenising.
         self.shot_tokens = [

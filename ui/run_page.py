@@ -12,6 +12,7 @@ import json
 import pandas as pd
 import streamlit as st
 
+from core.bundled import is_sample_qa, sample_task_files
 from core.engines.in_process import resolve_device
 from core.tuning_space import describe_spaces
 from core.untrusted.allowlist import (
@@ -133,8 +134,15 @@ page_defaults = RunConfig(
     store_path=str(store_path()),
     workdir=str(home() / "work"),
 )
+# What a right answer is: the facts (qa), a format or a house style. Its choices are the
+# RunConfig field's own.
+task = config_form(page_defaults, "run", only=["task"])["task"]
+task_files = sample_task_files(task)
+if task != "qa":
+    st.caption(f"{md(RunConfig.help()['task'])}")
 with st.expander("Run settings"):
     run_settings = config_form(page_defaults, "run", only=RUN_PAGE_FIELDS)
+run_settings = RunConfig.with_task_defaults({**run_settings, "task": task, **task_files})
 with st.expander("Judge and experiment tracking"):
     run_settings.update(judge_and_tracking_settings(run_settings, home()))
 
@@ -164,6 +172,13 @@ except ValueError as e:  # ConfigError is a ValueError; so is a fraction that is
     problem = f"Settings: {hide_paths(e)}"
 if not chosen:
     problem = "Choose at least one strategy."
+if task != "qa" and not is_sample_qa(qa_path):
+    # The sample ships a schema and a style file; a user's own come through the CLI for now.
+    problem = (
+        f"The {task} task runs on the sample from this page; for your own corpus give its "
+        f"files on the command line: `adaptlab run --task {task} "
+        + ("--schema FILE.json`." if task == "format" else "--style FILE.yaml`.")
+    )
 if inputs_problem:
     problem = f"The question/answer file cannot be used: {hide_paths(inputs_problem)}"
 if config is not None and not problem:

@@ -141,8 +141,11 @@ class _Comparison:
         self._store_meta(stamp)
         if not self.bench.inputs.test:
             raise ValueError("the test split is empty: add Q/A pairs or raise test_fraction")
-        self.embedder = load_embedder(config.models) if needs_embedder(config.metrics) else None
-        self.judge = scoring.load_judge(config) if needs_judge(config.metrics) else None
+        task = config.task
+        self.embedder = (
+            load_embedder(config.models) if needs_embedder(config.metrics, task) else None
+        )
+        self.judge = scoring.load_judge(config) if needs_judge(config.metrics, task) else None
         uses_models = self.bench.models is not None
         self.general = load_general_set(config.retention_questions) if uses_models else []
         self.measurement = StrategyMeasurement(
@@ -262,6 +265,7 @@ class _Comparison:
             self.judge.progress = lambda done, total: self.emit(
                 ProgressEvent("judge", strategy=label, done=done, total=total)
             )
+        inputs = self.bench.inputs
         measured.result.metrics = score(
             measured.answers,
             config.metrics,
@@ -269,7 +273,9 @@ class _Comparison:
             resamples,
             seed,
             self.judge,
-            self.bench.inputs.groups,  # whole source-passage / near-duplicate groups resampled
+            inputs.groups,  # whole source-passage / near-duplicate groups resampled
+            task=inputs.task,
+            paraphrases=inputs.paraphrases,
         )
         if self.judge is not None:  # the judge's cost, apart from the strategy's own
             measured.result.extras.judge = attach_verdicts(self.judge, measured.answers)

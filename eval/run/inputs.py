@@ -11,8 +11,10 @@ from core.corpus import hf_token_spans, ingest, whitespace_token_spans
 from core.engines.in_process import load_tokenizer
 from core.qa import load_qa, split_ids_bounded, split_pairs_grouped
 from core.qagen import generated_qa_file
+from core.tasks import TaskSpec, load_task
 from core.types import Corpus, QAPair
 from eval.config import RunConfig
+from eval.run.groups import group_warnings, paraphrase_groups
 from strategies import get_strategy_class
 
 
@@ -29,10 +31,20 @@ class Inputs:
     # qid -> group id (core.qa.group_ids): questions of one source passage or near-duplicates
     # share one, and the statistics resample or flip a group as one unit
     groups: dict[str, str] = field(default_factory=dict)
+    task: TaskSpec | None = None  # the format or style asked for (None: factual Q/A)
+    paraphrases: dict[str, str] = field(default_factory=dict)  # test qid -> paraphrase group
+    warnings: list[str] = field(default_factory=list)  # said before the run, stored with it
 
-    def summary(self) -> dict[str, dict[str, Any]]:
+    def summary(self) -> dict[str, Any]:
         """What was read and how it was split, as stored with a run and shown in previews."""
-        return {
+        extra: dict[str, Any] = {}
+        if self.task is not None:  # stored so that stored answers can be scored again
+            extra["task"] = self.task.to_dict()
+        if self.paraphrases:
+            extra["paraphrases"] = self.paraphrases
+        if self.warnings:
+            extra["input_warnings"] = self.warnings
+        return extra | {
             "corpus": corpus_summary(self.corpus),
             "split": {
                 "pairs": self.n_pairs,
@@ -91,11 +103,33 @@ def load_inputs(
     if qa_path is None:  # no Q/A file: generated from the corpus, kept with the run's files
         folder = Path(config.workdir) / "generated_qa"
         qa_path = generated_qa_file(corpus, config.qa_generation, config.models, folder)
-    pairs = load_qa(qa_path)
+    task = run_task(config)
+    pairs = load_qa(qa_path, task)
     train, test, groups = split_pairs_grouped(pairs, config.split, check)
     inputs = Inputs(corpus, train, test[: config.n_test or None], len(pairs), len(test))
     inputs.qa_file, inputs.groups = str(qa_path), groups
+    inputs.task = task
+    inputs.paraphrases = paraphrase_groups(inputs.test, config.split.near_duplicate_jaccard)
+    inputs.warnings = group_warnings(pairs)
     return inputs
+
+
+def check_task_inputs(config: RunConfig) -> list[str]:
+    """Read the task's files and the Q/A file under the task before a run starts; raise
+    (TaskFileError, QAFormatError: both ValueErrors naming file, line and reason) when one
+    cannot be used; return the warnings (paraphrase groups with different gold answers)."""
+    task = run_task(config)
+    if not config.qa:  # generated pairs: checked when they are made
+        return []
+    return group_warnings(load_qa(config.qa, task))
+
+
+def run_task(config: RunConfig) -> TaskSpec | None:
+    """The config's format or style task, its files read and checked (None for factual Q/A).
+    Raises core.tasks.TaskFileError naming the file, the line and the reason."""
+    if config.task == "qa":
+        return None
+    return load_task(config.task, config.schema, config.pattern, config.style)
 
 
 def preview_inputs(config: RunConfig) -> dict[str, Any]:
@@ -110,7 +144,7 @@ def preview_inputs(config: RunConfig) -> dict[str, Any]:
             return {"problem": None, "fingerprint": inputs.corpus.fingerprint, **inputs.summary()}
         corpus = _ingest(config, tokenizer)
         # Parsing and grouping an uploaded Q/A file run in the bounded child, not this process.
-        split = split_ids_bounded(config.qa, config.split)
+        split = split_ids_bounded(config.qa, config.split, run_task(config))
     except Exception as e:  # every user-caused problem is reported, not raised
         return {"problem": str(e)}
     test_ids = split["test"][: config.n_test or None]

@@ -17,7 +17,7 @@ from typing import Any
 
 from core.types import Answer, Context, Corpus, PrepareReport, QAPair
 from eval.attribution import GoldPassage
-from eval.metrics import METRICS, ScoringItem, score_items
+from eval.metrics import METRICS, ScoringItem, default_metrics, score_items
 from eval.run.contention import cpu_clock, tokens_per_s
 from eval.run.costs import price
 from eval.stats.intervals import bootstrap_ci
@@ -204,7 +204,8 @@ def measure_oracle(
     record = oracle_reading(asked, answers, gold, cost)
     return rescore_oracle(
         record,
-        config.metrics or list(METRICS),
+        # The factual metrics: the oracle reads in the Q/A layout, whatever the run's task.
+        config.metrics or default_metrics(),
         embedder,
         n_resamples=config.bootstrap_resamples,
         seed=config.split.seed,

@@ -15,6 +15,7 @@ from typing import Any
 
 from core.qa import load_qa
 from eval.events import ProgressEvent
+from eval.run.groups import paraphrase_groups
 from eval.run.measurement import Arm
 from eval.run.scoring import score
 from eval.stats.stability import (
@@ -33,7 +34,7 @@ def run_resplits(cmp: Any) -> None:
     config = cmp.config
     cfg = config.stability
     inputs = cmp.bench.inputs
-    pairs = load_qa(inputs.qa_file)
+    pairs = load_qa(inputs.qa_file, inputs.task)
     names = planned(config.strategies, cfg.include_trained)
     previous = StabilityRecord.from_dict(cmp.store.get_run(cmp.run_id).meta.stability)
     kept = {s.k: s for s in (previous.splits if previous else []) if s.seed is not None}
@@ -80,6 +81,8 @@ def _one(cmp: Any, name: str, split: Any, inputs: Any) -> SplitResult:
                 split.seed,
                 cmp.judge,
                 cmp.bench.inputs.groups,  # group ids cover every pair, whichever the split
+                task=inputs.task,
+                paraphrases=paraphrase_groups(split.test, cmp.config.split.near_duplicate_jaccard),
             )
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # an adapter per split is not kept

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.engines.in_process import load_embedder
+from core.tasks import TaskSpec
 from eval.config import RunConfig
 from eval.judge import attach_verdicts
 from eval.judge import load_judge as load
@@ -16,14 +17,14 @@ from eval.stats.intervals import bootstrap_ci
 from eval.store.runs import RunStore, StoredAnswer
 
 
-def needs_embedder(metrics: list[str]) -> bool:
-    """Whether scoring `metrics` (empty = the default metrics) needs the embedder."""
-    return any(METRICS[m].needs_embedder for m in metrics or default_metrics())
+def needs_embedder(metrics: list[str], task: str = "qa") -> bool:
+    """Whether scoring `metrics` (empty = the task's default metrics) needs the embedder."""
+    return any(METRICS[m].needs_embedder for m in metrics or default_metrics(task))
 
 
-def needs_judge(metrics: list[str]) -> bool:
-    """Whether scoring `metrics` (empty = the default metrics) needs a judge model."""
-    return any(METRICS[m].needs_judge for m in metrics or default_metrics())
+def needs_judge(metrics: list[str], task: str = "qa") -> bool:
+    """Whether scoring `metrics` (empty = the task's default metrics) needs a judge model."""
+    return any(METRICS[m].needs_judge for m in metrics or default_metrics(task))
 
 
 def load_judge(config: RunConfig):
@@ -40,16 +41,30 @@ def score(
     seed: int,
     judge: Any = None,
     groups: dict[str, str] | None = None,
+    *,
+    task: TaskSpec | None = None,
+    paraphrases: dict[str, str] | None = None,
 ) -> dict[str, dict]:
     """Per-question scores into each StoredAnswer, and each metric's mean with its 95% CI.
 
-    `metrics` empty means the default metrics. With a judge, its verdicts go into each answer's
-    `details["judge"]`. `groups` (qid -> group id, core.qa.group_ids) makes the interval a
-    cluster bootstrap over whole groups."""
+    `metrics` empty means the default metrics of the `task` kind. With a judge, its verdicts go
+    into each answer's `details["judge"]`. `groups` (qid -> group id, core.qa.group_ids) makes
+    the interval a cluster bootstrap over whole groups; `paraphrases` (qid -> paraphrase group)
+    is what the consistency metrics score over."""
+    paraphrases = paraphrases or {}
     items = [
-        ScoringItem(a.answer.text, tuple(a.golds), a.answer.contexts, a.question) for a in answers
+        ScoringItem(
+            a.answer.text,
+            tuple(a.golds),
+            a.answer.contexts,
+            a.question,
+            task=task,
+            group=paraphrases.get(a.qid, ""),
+        )
+        for a in answers
     ]
-    per_metric = score_items(items, metrics or default_metrics(), embedder, judge)
+    kind = task.kind if task is not None else "qa"
+    per_metric = score_items(items, metrics or default_metrics(kind), embedder, judge)
     summary = {}
     labels = labels_of([a.qid for a in answers], groups)
     for metric, values in per_metric.items():
@@ -76,12 +91,24 @@ def rescore(
     embedder = load_embedder(models) if needs_embedder(metrics) else None
     judge = load_judge(config) if needs_judge(metrics) else None
     resamples, seed = config.bootstrap_resamples, config.split.seed
+    # The task and groups the run stored: scoring again needs neither the files nor the split.
+    task, paraphrases = TaskSpec.from_dict(run.meta.task), run.meta.paraphrases
     for result in run.results:
         if result.status != "done":
             continue
         answers = store.get_answers(run_id, result.strategy)
         groups = run.meta.split.groups  # empty for runs stored before: singletons
-        summary = score(answers, metrics, embedder, resamples, seed, judge, groups)
+        summary = score(
+            answers,
+            metrics,
+            embedder,
+            resamples,
+            seed,
+            judge,
+            groups,
+            task=task,
+            paraphrases=paraphrases,
+        )
         per_q = {m: {a.qid: a.scores[m] for a in answers} for m in metrics}
         details = None
         if judge is not None:

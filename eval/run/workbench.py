@@ -83,6 +83,7 @@ class Workbench:
             models=self.config.models,
             workdir=Path(self.config.workdir) if workdir is None else workdir,
             seed=self.config.split.seed,
+            task=self.inputs.task,
             **hooks,
         )
 

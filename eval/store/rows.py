@@ -166,6 +166,9 @@ class RunMeta:
     stability: dict[str, Any] | None = None  # eval.stats.stability.StabilityRecord
     estimate: dict[str, Any] | None = None  # service.estimate.records.Estimate
     tracking: dict[str, Any] | None = None  # service.tracking.TrackingResult
+    task: dict[str, Any] | None = None  # core.tasks.TaskSpec of a format or style run
+    paraphrases: dict[str, str] = field(default_factory=dict)  # test qid -> paraphrase group
+    input_warnings: list[str] = field(default_factory=list)  # said before the run started
     other: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
 
     @classmethod

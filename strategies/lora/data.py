@@ -11,7 +11,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from core.prompts import answer_messages
+from core.prompts import CONTEXT_INSTRUCTION, answer_messages
 from core.types import Chunk, Context, Corpus, QAPair
 from strategies.lora.batches import IGNORE, Example
 
@@ -105,14 +105,22 @@ def raft_passages(
 
 
 def raft_example(
-    gen, question: str, answer: str, system: str, passages: list[Context], max_tokens: int
+    gen,
+    question: str,
+    answer: str,
+    system: str,
+    passages: list[Context],
+    max_tokens: int,
+    instruction: str = CONTEXT_INSTRUCTION,
 ) -> Example | None:
-    """A Q/A example whose prompt carries `passages` in the layout RAG answers with; while it
-    is too long, distractors are dropped (last first), so the answer is not truncated away.
+    """A Q/A example whose prompt carries `passages` in the layout RAG answers with (headed by
+    `instruction`, as at answer time); while it is too long, distractors are dropped (last
+    first), so the answer is not truncated away.
     """
     passages = list(passages)
     while True:
-        ex = qa_example(gen, answer_messages(question, system, passages=passages), answer, 10**9)
+        messages = answer_messages(question, system, passages=passages, instruction=instruction)
+        ex = qa_example(gen, messages, answer, 10**9)
         if ex is None or len(ex[0]) <= max_tokens or len(passages) <= 1:
             break
         passages.pop()

@@ -61,8 +61,11 @@ class LoraStrategy(GenerativeStrategy):
         self.set_system_prompt(corpus)
         fit, held = _validation_split(cfg, train)
         generated = self._corpus_pairs(corpus, train) if mode != "cpt" else []
-        examples, info = self._examples(corpus, fit + generated, mode)
-        val_examples, _ = self._examples(corpus, held, "raft" if mode == "raft" else "qa")
+        # A format or style task trains on its formatted targets (the JSON object, the styled
+        # sentence), under the system prompt carrying the task's instruction.
+        examples, info = self._examples(corpus, self.targets(fit + generated), mode)
+        val_mode = "raft" if mode == "raft" else "qa"
+        val_examples, _ = self._examples(corpus, self.targets(held), val_mode)
         if not examples:
             raise ValueError("lora: no training example survived tokenisation")
 
@@ -175,7 +178,13 @@ class LoraStrategy(GenerativeStrategy):
             if not has_oracle and not drop:
                 stats.no_oracle_found += 1
             ex = raft_example(
-                gen, pair.question, pair.answers[0], self.system, passages, cfg.max_seq_tokens
+                gen,
+                pair.question,
+                pair.answers[0],
+                self.system,
+                passages,
+                cfg.max_seq_tokens,
+                instruction=self.context_instruction,
             )
             if ex is None:
                 continue

@@ -18,6 +18,7 @@ from eval.views.run_view import (
     higher_is_better,
     money,
 )
+from eval.views.task_verdict import fine_tuning_bought
 from eval.views.verdict.confidence import RANK_BY, per_right_reason, with_per_right
 
 
@@ -233,6 +234,7 @@ def verdict(
         )
     if not be.pays_off.empty:
         out.append("Fine-tuning: " + " ".join(be.pays_off["sentence"]))
+    out += fine_tuning_bought(view)  # format or style: what training bought on behaviour
     return " ".join(out)
 
 

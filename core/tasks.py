@@ -1,0 +1,387 @@
+"""Task kinds beyond factual Q/A: answers in a given format, or in a house style.
+
+A run's `task` is `qa` (today's factual questions), `format` (each answer must follow a JSON
+Schema or, for plain text, a regular expression) or `style` (each answer must keep checkable
+rules read from a small YAML file). A `TaskSpec` is what every layer shares about the task:
+the instruction the system prompt carries, how an answer is read out of a generation, the
+formatted target a shot shows and LoRA trains on, and whether an answer keeps the format or
+the rules. It is loaded once, checked before a run starts, and stored with the run so stored
+answers can be scored again without the files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from core.prompts import CONTEXT_INSTRUCTION
+from core.types import QAPair
+
+TASK_KINDS = ("qa", "format", "style")
+MAX_TASK_FILE_BYTES = 256_000  # a schema or style file is a few hundred bytes; refuse a dump
+
+
+class TaskFileError(ValueError):
+    """A schema, pattern or style file cannot be used; the message names the file, the line
+    (where known) and the reason."""
+
+
+# --- style rules ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StyleRules:
+    """A house style as checkable rules; a rule left at its default is not checked."""
+
+    max_words: int | None = None  # most words in an answer
+    required: tuple[str, ...] = ()  # phrases every answer must contain (case-insensitive)
+    forbidden: tuple[str, ...] = ()  # phrases no answer may contain (case-insensitive)
+    max_grade: float | None = None  # highest Flesch-Kincaid grade level allowed
+    closing: str = ""  # a regular expression the answer must end with
+    citation: str = ""  # a regular expression that must occur somewhere in the answer
+    rubric: str = ""  # free text for the judge model; not checked by rule
+    example: str = ""  # how a gold answer is written in the style: "{answer} (Source: {source})"
+
+    # The rules `checks` scores, in this order (rubric and example are not rules).
+    RULES = ("max_words", "required", "forbidden", "max_grade", "closing", "citation")
+
+    def active(self) -> list[str]:
+        """The rules this style sets."""
+        return [r for r in self.RULES if getattr(self, r) not in (None, (), "")]
+
+    def checks(self, text: str) -> dict[str, bool]:
+        """Each set rule -> whether `text` keeps it."""
+        low = text.lower()
+        out: dict[str, bool] = {}
+        for rule in self.active():
+            if rule == "max_words":
+                out[rule] = len(text.split()) <= int(self.max_words)
+            elif rule == "required":
+                out[rule] = all(p.lower() in low for p in self.required)
+            elif rule == "forbidden":
+                out[rule] = not any(p.lower() in low for p in self.forbidden)
+            elif rule == "max_grade":
+                out[rule] = flesch_kincaid_grade(text) <= float(self.max_grade)
+            elif rule == "closing":
+                out[rule] = re.search(f"(?:{self.closing})\\s*$", text) is not None
+            else:
+                out[rule] = re.search(self.citation, text) is not None
+        return out
+
+    def instruction(self) -> str:
+        """The rules in words, for the system prompt."""
+        lines = []
+        if self.max_words:
+            lines.append(f"Use at most {self.max_words} words.")
+        if self.required:
+            lines.append("Always include: " + "; ".join(f'"{p}"' for p in self.required) + ".")
+        if self.forbidden:
+            lines.append("Never write: " + "; ".join(f'"{p}"' for p in self.forbidden) + ".")
+        if self.max_grade is not None:
+            lines.append(f"Write plainly (reading grade {self.max_grade:g} or below).")
+        if self.example:
+            lines.append("Write each answer like this: " + self.example)
+        elif self.citation or self.closing:
+            lines.append("End each answer with its source, as the examples do.")
+        return " ".join(lines)
+
+
+# A word's syllables: its groups of vowels, a silent final "e" dropped, at least one. The
+# textstat package (0.7.13) needs NLTK's cmudict downloaded at first use, which an offline
+# machine cannot do, so the grade is computed here with the usual vowel-group estimate.
+_VOWELS = re.compile(r"[aeiouy]+")
+
+
+def syllables(word: str) -> int:
+    """Estimated syllables of one word (vowel groups; a silent final 'e' dropped)."""
+    w = re.sub(r"[^a-z]", "", word.lower())
+    if not w:
+        return 0
+    n = len(_VOWELS.findall(w))
+    if w.endswith("e") and not w.endswith(("le", "ee")) and n > 1:
+        n -= 1
+    return max(1, n)
+
+
+def flesch_kincaid_grade(text: str) -> float:
+    """Flesch-Kincaid grade level: 0.39 words/sentence + 11.8 syllables/word - 15.59 (0 for
+    text without words)."""
+    words = [w for w in re.findall(r"[A-Za-z][A-Za-z'-]*", text)]
+    if not words:
+        return 0.0
+    sentences = max(1, len(re.findall(r"[.!?]+(?:\s|$)", text.strip())))
+    syl = sum(syllables(w) for w in words)
+    return 0.39 * len(words) / sentences + 11.8 * syl / len(words) - 15.59
+
+
+# --- the task --------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskSpec:
+    """What a run asks for beyond the facts: the kind, and its schema, pattern or style."""
+
+    kind: str = "qa"
+    schema: dict[str, Any] | None = None
+    pattern: str = ""
+    style: StyleRules | None = None
+    source: str = ""  # the file the schema or style was read from (for messages)
+    _validator: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def is_json(self) -> bool:
+        return self.kind == "format" and self.schema is not None
+
+    @property
+    def min_new_tokens(self) -> int:
+        """The fewest generated tokens an answer of this kind needs: a JSON object or a styled
+        sentence cut at 32 tokens would fail the format for want of room, not of skill."""
+        return {"format": 96, "style": 96}.get(self.kind, 0)
+
+    def instruction(self) -> str:
+        """What the system prompt adds for this task ('' for qa)."""
+        if self.is_json:
+            schema = json.dumps(self.schema, ensure_ascii=False, separators=(",", ":"))
+            fields = ", ".join(f'"{k}"' for k in (self.schema.get("properties") or {}))
+            return (
+                "Reply with one JSON object only, no other text"
+                + (f", with the fields {fields}" if fields else "")
+                + f". It must validate against this JSON Schema: {schema}"
+            )
+        if self.kind == "format":
+            return f"Reply with one line matching this regular expression: {self.pattern}"
+        if self.kind == "style":
+            return self.style.instruction() if self.style else ""
+        return ""
+
+    def context_instruction(self) -> str:
+        """The line before retrieved passages: the task's format survives the passages."""
+        if self.kind == "format":
+            return "Read the passages and answer the question in the required format."
+        if self.kind == "style":
+            return "Read the passages and answer the question in the house style."
+        return CONTEXT_INSTRUCTION
+
+    def extract(self, raw: str, cleaned: str) -> str:
+        """The answer in a generation `raw` (`cleaned`: the Q/A clean-up of it).
+
+        JSON: the first JSON object in it, re-serialised (code fences and chatter around it
+        dropped), else the text as it is (and invalid). Pattern: the cleaned first line. Style:
+        the whole reply, since the rules (length, closing) read all of it."""
+        if self.is_json:
+            obj = first_json_object(raw)
+            return json.dumps(obj, ensure_ascii=False) if obj is not None else raw.strip()
+        if self.kind == "style":
+            return raw.strip()
+        return cleaned
+
+    def valid(self, text: str) -> bool:
+        """Whether `text` follows the format (True for kinds without one)."""
+        if self.is_json:
+            try:
+                obj = json.loads(text)
+            except (json.JSONDecodeError, TypeError):
+                return False
+            return self.validator().is_valid(obj)
+        if self.kind == "format":
+            return re.fullmatch(self.pattern, text.strip()) is not None
+        return True
+
+    def validator(self):
+        if self._validator is None:
+            cls = jsonschema.validators.validator_for(self.schema)
+            self._validator = cls(self.schema)
+        return self._validator
+
+    def target(self, pair: QAPair) -> str:
+        """The answer a shot shows and LoRA trains on: the gold answer, formatted.
+
+        A JSON gold stays as it is; a text answer (pairs LoRA generates from the corpus) is put
+        into the schema's `answer`/`source`/`quote` fields when that validates; a style's
+        `example` template writes the gold answer in the style."""
+        first = pair.answers[0]
+        if self.is_json and first_json_object(first) is None:
+            props = self.schema.get("properties") or {}
+            values = {"answer": first, "source": pair.source or "", "quote": pair.passage or ""}
+            obj = {k: v for k, v in values.items() if k in props}
+            made = json.dumps(obj, ensure_ascii=False)
+            return made if obj and self.valid(made) else first
+        if self.kind == "style" and self.style and self.style.example:
+            return self.style.example.replace("{answer}", first).replace(
+                "{source}", (pair.source or "the documents").rsplit(".", 1)[0]
+            )
+        return first
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "schema": self.schema,
+            "pattern": self.pattern,
+            "style": asdict(self.style) if self.style else None,
+            "source": self.source,
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any] | None) -> TaskSpec | None:
+        if not d:
+            return None
+        style = d.get("style")
+        if style:
+            style = StyleRules(
+                **{
+                    k: tuple(v) if isinstance(v, list) else v
+                    for k, v in style.items()
+                    if k in StyleRules.__dataclass_fields__
+                }
+            )
+        return TaskSpec(
+            d.get("kind", "qa"), d.get("schema"), d.get("pattern", ""), style, d.get("source", "")
+        )
+
+
+def first_json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in `text` (a reply may wrap it in a code fence), or None."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start != -1:
+        try:
+            obj, _ = decoder.raw_decode(text, start)
+        except (json.JSONDecodeError, RecursionError):
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(obj, dict):
+            return obj
+        start = text.find("{", start + 1)
+    return None
+
+
+# --- reading the task's files ----------------------------------------------------------------
+
+
+def _read(path: str | Path, what: str) -> tuple[str, str]:
+    p = Path(path)
+    if not p.is_file():
+        raise TaskFileError(f"{what} file not found: {p}")
+    if p.stat().st_size > MAX_TASK_FILE_BYTES:
+        raise TaskFileError(f"{p.name}: over {MAX_TASK_FILE_BYTES:,} bytes; not a {what} file")
+    try:
+        return p.name, p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TaskFileError(f"{p.name}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+
+
+def load_schema(path: str | Path) -> dict[str, Any]:
+    """A JSON Schema file, checked against its metaschema. Raises TaskFileError naming the
+    line (bad JSON) or the place in the schema (not a valid schema)."""
+    name, text = _read(path, "schema")
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TaskFileError(f"{name} line {e.lineno}: invalid JSON ({e.msg})") from None
+    if not isinstance(schema, dict):
+        raise TaskFileError(f"{name} line 1: a JSON Schema must be an object")
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as e:
+        where = e.json_path if e.path else "the top level"
+        raise TaskFileError(f"{name}: not a valid JSON Schema at {where}: {e.message}") from None
+    return schema
+
+
+def check_pattern(pattern: str) -> str:
+    """`pattern` when it compiles as a regular expression, else TaskFileError."""
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise TaskFileError(f"format pattern {pattern!r}: not a regular expression ({e})") from None
+    return pattern
+
+
+def load_style(path: str | Path) -> StyleRules:
+    """A style YAML file as StyleRules. Raises TaskFileError naming the line of an unknown rule
+    or a value of the wrong kind."""
+    name, text = _read(path, "style")
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        at = f" line {line + 1}" if line is not None else ""
+        raise TaskFileError(f"{name}{at}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
+        raise TaskFileError(f"{name} line 1: a style file is a mapping of rules")
+    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value}
+    known = set(StyleRules.__dataclass_fields__)
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{name} line {lines.get(str(key), '?')}"
+        if key not in known:
+            raise TaskFileError(f"{where}: unknown rule {key!r}; known: {', '.join(sorted(known))}")
+        values[key] = _style_value(key, value, where)
+    rules = StyleRules(**values)
+    if not rules.active():
+        raise TaskFileError(f"{name}: no checkable rule ({', '.join(StyleRules.RULES)})")
+    return rules
+
+
+def _style_value(key: str, value: Any, where: str) -> Any:
+    if key == "max_words":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise TaskFileError(f"{where}: max_words must be a whole number >= 1")
+        return value
+    if key == "max_grade":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TaskFileError(f"{where}: max_grade must be a number")
+        return float(value)
+    if key in ("required", "forbidden"):
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise TaskFileError(f"{where}: {key} must be a list of phrases")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise TaskFileError(f"{where}: {key} must be text")
+    if key in ("closing", "citation"):
+        try:
+            re.compile(value)
+        except re.error as e:
+            raise TaskFileError(f"{where}: {key} is not a regular expression ({e})") from None
+    return value
+
+
+def load_task(kind: str, schema: str = "", pattern: str = "", style: str = "") -> TaskSpec:
+    """The task a run's config names, its files read and checked. Raises TaskFileError."""
+    if kind == "format":
+        if schema:
+            return TaskSpec("format", schema=load_schema(schema), source=Path(schema).name)
+        if pattern:
+            return TaskSpec("format", pattern=check_pattern(pattern))
+        raise TaskFileError("a format task needs a JSON Schema file (--schema) or a pattern")
+    if kind == "style":
+        if not style:
+            raise TaskFileError("a style task needs a style file (--style FILE.yaml)")
+        return TaskSpec("style", style=load_style(style), source=Path(style).name)
+    return TaskSpec(kind)
+
+
+def gold_problem(task: TaskSpec, answer: str) -> str | None:
+    """Why a gold answer does not follow the task's format (None when it does)."""
+    if task.is_json:
+        try:
+            obj = json.loads(answer)
+        except json.JSONDecodeError:
+            return "the gold answer is not a JSON object"
+        errors = sorted(task.validator().iter_errors(obj), key=lambda e: list(e.path))
+        if errors:
+            e = errors[0]
+            at = f" at {e.json_path}" if e.path else ""
+            return f"the gold answer does not validate against the schema{at}: {e.message}"
+        return None
+    if task.kind == "format" and not task.valid(answer):
+        return f"the gold answer {answer[:60]!r} does not match the pattern {task.pattern!r}"
+    return None
