@@ -274,7 +274,3 @@ def score_items(
 def metric_label(metric: str) -> str:
     """The metric's label for people (its registered label; an unknown name as it is)."""
     return METRICS[metric].label if metric in METRICS else metric
-
-
-# The format, style and consistency metrics register themselves beside these (one registry).
-import eval.task_metrics  # noqa: E402, F401

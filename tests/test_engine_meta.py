@@ -79,7 +79,7 @@ def test_in_process_run_judged_by_an_endpoint(stub, mini_corpus, tmp_path, monke
     assert "Candidate answer:" in first["body"]["messages"][-1]["content"]
     assert first["headers"]["Authorization"] == "Bearer sk-test"
     assert "sk-test" not in str(run.config)  # only the variable's name is stored
-    assert "models" not in run.meta  # the fake strategy loads no model; the judge is apart
+    assert not run.meta.models  # the fake strategy loads no model; the judge is apart
 
 
 def test_run_page_says_a_server_cannot_serve_adapters_before_the_run(stub, tmp_path, monkeypatch):
