@@ -232,6 +232,7 @@ def estimate_table(est: Estimate) -> None:
         column_config={
             "Seconds per question": st.column_config.NumberColumn(format="%.2f"),
             "Preparation (s)": st.column_config.NumberColumn(format="%.0f"),
+            "How": st.column_config.TextColumn(width="large"),  # a sentence: not clipped
         },
     )
     st.write(
