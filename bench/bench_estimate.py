@@ -11,9 +11,13 @@ The models are loaded first and timed apart, as the worker holds them between jo
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+# This checkout's packages, not whichever one the shared venv's editable install points at.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
