@@ -5,20 +5,26 @@ per question against those a real run of the same questions measured (ratio actu
 The models are loaded first and timed apart, as the worker holds them between jobs.
 
     .venv/bin/python bench/bench_estimate.py [--strategies system_prompt,few_shot,rag] [--n-test 16]
+        [--tuning off]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+# This checkout's packages, not whichever one the shared venv's editable install points at.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategies", default="system_prompt,few_shot,rag")
     parser.add_argument("--n-test", type=int, default=16)
+    parser.add_argument("--tuning", default="quick", help="the run's tuning budget (off, quick)")
     args = parser.parse_args()
 
     from core.engines.in_process import load_embedder, load_generator
@@ -32,6 +38,7 @@ def main() -> None:
         strategies=args.strategies.split(","),
         n_test=args.n_test,
         retention_questions=0,
+        tuning={"budget": args.tuning},
         store_path=str(tmp / "runs.sqlite"),
         workdir=str(tmp / "work"),
     )
@@ -42,7 +49,9 @@ def main() -> None:
     t = time.perf_counter()
     est = estimate_run(config)
     print(f"estimate: {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
     run_id = run_comparison(config)
+    took = time.perf_counter() - t
     run = RunStore(config.store_path).get_run(run_id)
     actual = {r.strategy: r.cost for r in run.results if r.status == "done"}
     print(f"{'strategy':<16}{'predicted s/q':>15}{'measured s/q':>14}{'ratio':>8}")
@@ -53,6 +62,14 @@ def main() -> None:
             f"{e.strategy:<16}{e.seconds_per_question:>15.2f}"
             f"{(got or float('nan')):>14.2f}{ratio:>8}"
         )
+    print(f"run: {took:.0f} s, estimated {est.total_s:.0f} s (ratio {took / est.total_s:.2f})")
+    # The next estimate on this machine: the probes above are reused (service.estimate.reuse).
+    t = time.perf_counter()
+    again = estimate_run(config)
+    print(
+        f"second estimate: {time.perf_counter() - t:.1f} s, reused {len(again.reused)} of "
+        f"{len(config.strategies)} strategies, {again.total_s:.0f} s estimated"
+    )
 
 
 if __name__ == "__main__":

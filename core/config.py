@@ -289,15 +289,22 @@ class ModelConfig(ConfigBase):
         "smollm2-135m-instruct",
         "Generator: 'smollm2-135m-instruct' (bundled), 'tiny' (test model), a Hugging Face id "
         "or a local model folder.",
+        label="Generator model",
     )
     embedder: str = option(
         "all-minilm-l6-v2",
         "Embedder: 'all-minilm-l6-v2' (bundled), a sentence-transformers id or a local folder.",
+        label="Embedding model (for retrieval)",
     )
     device: str = option(
-        "auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'.", choices=DEVICES
+        "auto",
+        "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'.",
+        choices=DEVICES,
+        label="Device (CPU or GPU)",
     )
-    max_new_tokens: int = option(32, "Most tokens generated per answer.")
+    max_new_tokens: int = option(
+        32, "Most tokens generated per answer.", label="Longest answer (tokens)"
+    )
     cache_dir: str = option(
         str(default_cache_dir()), "Where converted models and other caches are kept."
     )
@@ -309,24 +316,37 @@ class ModelConfig(ConfigBase):
         "token budgets and the model trained in-process for fine-tuned arms; empty = none "
         "(budgets counted in words, fine-tuned arms unavailable).",
         choices=ENGINES,
+        label="Generation engine",
     )
     base_url: str = option(
-        "", "openai engine: the server's API root, e.g. http://127.0.0.1:8000/v1."
+        "",
+        "openai engine: the server's API root, e.g. http://127.0.0.1:8000/v1.",
+        label="Server address (URL)",
     )
     api_model: str = option(
-        "", "openai engine: model name sent to the server (empty = the first one it lists)."
+        "",
+        "openai engine: model name sent to the server (empty = the first one it lists).",
+        label="Model name on the server",
     )
     api_key_env: str = option(
         "",
         "openai engine: name of the environment variable holding the API key (the key itself "
         "is never stored; empty = no key sent).",
+        label="API key: name of its environment variable",
     )
-    concurrency: int = option(4, "openai engine: requests in flight at once.")
-    timeout_s: float = option(120.0, "openai engine: seconds to wait for one response.")
+    concurrency: int = option(
+        4, "openai engine: requests in flight at once.", label="Requests at once (server)"
+    )
+    timeout_s: float = option(
+        120.0,
+        "openai engine: seconds to wait for one response.",
+        label="Time to wait for an answer (s)",
+    )
     retries: int = option(
         3,
         "openai engine: retries of a request after a connection error, 429 or 5xx, with "
         "exponential backoff.",
+        label="Retries of a failed request",
     )
 
     def validate(self) -> None:
@@ -369,7 +389,7 @@ class SplitConfig(ConfigBase):
     """How Q/A pairs are divided into train (shots, fine-tuning) and test."""
 
     test_fraction: float = option(0.2, "Share of Q/A pairs held out for testing.")
-    seed: int = option(0, "Seed of the split.")
+    seed: int = option(0, "Seed of the split.", label="Seed of the train/test split")
     near_duplicate_jaccard: float = option(
         0.6,
         "Questions whose content-word overlap (Jaccard) reaches this are kept on one side.",
@@ -387,9 +407,17 @@ class SplitConfig(ConfigBase):
 class PriceTable(ConfigBase):
     """Hourly prices used to turn measured time into money. Edit to match your provider."""
 
-    currency: str = option("USD", "Currency label shown next to prices.")
-    cpu_per_hour: float = option(0.10, "Price of one hour of the CPU machine running a job.")
-    gpu_per_hour: float = option(2.50, "Price of one hour of a GPU machine running a job.")
+    currency: str = option("USD", "Currency label shown next to prices.", label="Currency")
+    cpu_per_hour: float = option(
+        0.10,
+        "Price of one hour of the CPU machine running a job.",
+        label="CPU price per hour (USD)",
+    )
+    gpu_per_hour: float = option(
+        2.50,
+        "Price of one hour of a GPU machine running a job.",
+        label="GPU price per hour (USD)",
+    )
 
     def validate(self) -> None:
         check(float(self.cpu_per_hour) >= 0, "cpu_per_hour must be >= 0")

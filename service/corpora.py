@@ -64,6 +64,14 @@ class SavedCorpus:
     refused: list[dict[str, str]] = field(default_factory=list)  # IngestError as dicts
     builtin: bool = False  # the bundled sample: registered by reference, read-only
     owner: str = ""  # core.access token of whoever saved it
+    # Documents with usable text, once read (`set_usable`): saved files can still be skipped
+    # when read (a scanned PDF, an empty page), and a count of files would overstate them.
+    n_usable: int | None = None
+
+    @property
+    def usable_docs(self) -> int:
+        """Documents with text when that was counted, else the saved files."""
+        return self.n_docs if self.n_usable is None else self.n_usable
 
     @property
     def has_qa(self) -> bool:
@@ -117,6 +125,7 @@ class CorpusLibrary:
             refused=list(meta.get("refused", [])),
             builtin=bool(meta.get("builtin")),
             owner=str(meta.get("owner") or ""),
+            n_usable=meta.get("usable_documents"),
         )
 
     # --- public --------------------------------------------------------------------------------
@@ -230,6 +239,15 @@ class CorpusLibrary:
                 "then delete the corpus"
             )
         shutil.rmtree(folder)
+
+    def set_usable(self, corpus_id: str, n: int, access: Access = Access()) -> SavedCorpus:
+        """Record how many of the entry's documents have usable text (read by the caller)."""
+        self._changeable(corpus_id, access)
+        folder = self._dir(corpus_id)
+        meta = self._read_meta(folder)
+        meta["usable_documents"] = int(n)
+        self._write_meta(folder, meta)
+        return self._entry(folder, meta)
 
     def set_qa(
         self, corpus_id: str, qa: list[QAPair] | str | Path | None, access: Access = Access()

@@ -88,7 +88,8 @@ def save_documents(
         mb = upload.size / 2**20
         ext = Path(name).suffix.lower().lstrip(".")
         if i >= limits.max_files:
-            refused.append(IngestError(name, f"more than {limits.max_files} files in one upload"))
+            unit = "file" if limits.max_files == 1 else "files"
+            refused.append(IngestError(name, f"more than {limits.max_files} {unit} in one upload"))
         elif ext not in DOC_TYPES:
             refused.append(IngestError(name, f"unsupported file type .{ext or '?'}"))
         elif mb > limits.max_file_mb:

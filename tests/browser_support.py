@@ -303,6 +303,19 @@ def choose_strategies(page, names: list[str], label: str = "Strategies") -> None
         page.wait_for_timeout(200)
 
 
+def selected_option(page, label: str) -> str:
+    """The option the selectbox labelled `label` shows as chosen (its combobox's value)."""
+    return page.get_by_role("combobox", name=label, exact=True).first.input_value()
+
+
+def choose_option(page, label: str, option: str) -> None:
+    """Pick `option` (its full label) in the selectbox labelled `label`."""
+    wait_until_idle(page)
+    page.get_by_role("combobox", name=label, exact=True).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_until_idle(page)
+
+
 def open_expander(page, title: str) -> None:
     """Open the expander titled `title` unless it is open (after the current script run: an
     expander opened while a rerun redraws the page can close again)."""

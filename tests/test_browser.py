@@ -12,12 +12,14 @@ import os
 import re
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from eval.views.format import display_name
 from tests.browser_support import (
     ROOT,
+    choose_option,
     choose_strategies,
     chosen_strategies,
     click_button,
@@ -29,6 +31,7 @@ from tests.browser_support import (
     open_expander,
     open_tab,
     save_screenshot,
+    selected_option,
     set_number,
     upload_files,
     visible_frames,
@@ -47,7 +50,7 @@ RUN_TIMEOUT_S = 1200
 
 def option(name: str) -> str:
     """How the Run page lists strategy `name`."""
-    return f"{display_name(name)} ({name})"
+    return display_name(name)
 
 
 def shoot(page, tmp_path: Path, name: str) -> None:
@@ -76,9 +79,9 @@ def test_upload_run_and_compare_in_the_browser(app_url, page, tmp_path):
     wait_for_text(page, "Health articles")
     strategies = ["system_prompt", "few_shot"]
     choose_strategies(page, [option(n) for n in strategies])
-    open_expander(page, "Run settings")
+    open_expander(page, "What to run")
     set_number(page, "Test questions", 3)
-    open_expander(page, "Run settings")
+    open_expander(page, "What to run")
     set_number(page, "General-knowledge questions", 4)
     click_button(page, "Estimate")  # probed in the worker; stored with the run launched next
     wait_for_any(page, ["in all."], fail=["The estimate failed"], timeout=RUN_TIMEOUT_S)
@@ -144,16 +147,16 @@ def test_reload_mid_run_page_changes_refusals_and_the_first_screen(fake_app_url,
 
     go_to_page(page, "Run", ready_text="Strategies")
     choose_strategies(page, [option("fake"), option("fake2")])
-    open_expander(page, "Run settings")
+    open_expander(page, "What to run")
     set_number(page, "Test questions", 4)
-    open_expander(page, "Run settings")
+    open_expander(page, "What to run")
     set_number(page, "General-knowledge questions", 0)
     open_expander(page, f"{display_name('fake')} settings")
-    set_number(page, "Delay (s)", 90)  # each answered batch waits: a run long enough to reload
+    set_number(page, "Delay (s)", 90)  # each answered batch waits: long enough to look around
     go_to_page(page, "History", ready_text="History")
     go_to_page(page, "Run", ready_text="Strategies")
     assert sorted(chosen_strategies(page)) == sorted([option("fake"), option("fake2")])
-    open_expander(page, "Run settings")
+    open_expander(page, "What to run")
     assert number_value(page, "Test questions") == "4"
 
     click_button(page, "Run comparison")
@@ -164,8 +167,38 @@ def test_reload_mid_run_page_changes_refusals_and_the_first_screen(fake_app_url,
     cancel.wait_for(state="visible")
     shoot(page, tmp_path, "page-run-progress")
     assert page.get_by_role("button", name="Run comparison").is_disabled()
+
+    # Meanwhile another tab of the same owner saves a corpus without Q/A pairs: the picker
+    # shows it at once, and the Run page keeps the running run's bar and Cancel.
+    token = parse_qs(urlsplit(page.url).query)["owner"][0]
+    other = page.context.new_page()
+    open_app(other, f"{fake_app_url}?owner={token}", ready_text="Saved corpora")
+    sample_label = selected_option(other, "Corpus")
+    docs = []
+    for i in (1, 2):
+        doc = tmp_path / f"note{i}.txt"
+        doc.write_text(f"Note {i}. The clinic opens at {8 + i} in the morning on weekdays.\n")
+        docs.append(doc)
+    open_tab(other, "Upload a new one")
+    fill_text(other, "Name", "No pairs yet", commit=False)
+    upload_files(other, 0, docs)
+    click_button(other, "Save corpus")
+    wait_for_text(other, "it is now the selected corpus", timeout=60)
+    wait_until_idle(other)
+    assert other.get_by_role("textbox", name="Name").first.input_value() == ""  # form emptied
+    open_tab(other, "Saved corpora")
+    assert selected_option(other, "Corpus").startswith("No pairs yet (2 documents")
+    page.reload()
+    wait_for_text(page, "has no question/answer pairs yet", timeout=60)
+    wait_for_any(page, ["Strategy 1 of 2", "Strategy 2 of 2"], fail=[], timeout=60)
+    cancel = page.get_by_role("button", name="Cancel", exact=True).first
+    cancel.wait_for(state="visible")
     cancel.click()
-    wait_for_text(page, "was cancelled", timeout=90)
+    wait_for_text(page, "Cancelling", timeout=30)  # the worker stops after the batch it is in
+    choose_option(other, "Corpus", sample_label)  # back to the sample, which has pairs
+    other.close()
+    page.reload()
+    wait_for_text(page, "was cancelled", timeout=180)
 
     open_expander(page, f"{display_name('fake')} settings")
     set_number(page, "Delay (s)", 0)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
+import sqlite3
 
 import numpy as np
 import pytest
@@ -314,6 +317,25 @@ def test_html_report_self_contained(synthetic):
     named = html_report(store, run_id, corpus_name="Health articles")
     assert "Corpus: Health articles — " in named  # the name, not the folder (the YAML keeps it)
     assert "<h2>Why strategies lost</h2>" in page and "Detectable gap (MDD)" in page
+
+
+def test_html_report_caveats_warn_tables_scroll_and_no_server_path(synthetic, tmp_path):
+    store, run_id, view = synthetic
+    folders = {k: str(tmp_path / "srv" / k) for k in ("corpus", "qa", "workdir", "store_path")}
+    config = {**store.get_run(run_id).config, **folders}
+    with sqlite3.connect(tmp_path / "runs.sqlite") as c:  # a run made on a server's folders
+        c.execute("UPDATE runs SET config_json=? WHERE id=?", (json.dumps(config), run_id))
+    page = html_report(store, run_id)
+    assert str(tmp_path) not in page  # not in the header, the YAML nor any message
+    assert "<h2>Reproduce</h2>" in page and "corpus: corpus" in page
+    caveats = diagnose(view).headline
+    assert caveats  # this run's test set cannot tell every strategy apart
+    for text in caveats:
+        assert f"<p class='caution'><b>{html.escape(text)}</b></p>" in page
+    assert ".caution{" in page and "#eef7ee" not in page.split(".caution{")[1].split("}")[0]
+    assert page.count("<table") == page.count("<div class='wide'><table")  # wide ones scroll
+    headers = re.findall(r"<th>(.*?)</th>", page)
+    assert headers and not [h for h in headers if re.search(r"\b[a-z][a-z0-9]*_[a-z0-9_]+\b", h)]
 
 
 def test_yaml_round_trips_and_command_is_accepted(synthetic, tmp_path):

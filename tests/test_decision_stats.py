@@ -157,6 +157,10 @@ def test_decision_says_the_chance_and_can_rank_by_cost_per_right_answer(view):
     assert per.choice == table.per_right.idxmin()
     assert "per right answer" in per.headline
     assert table.loc["rag", "per_right"] == pytest.approx((0.10 / 1000 + 0.01 / 120_000) / 0.75)
+    # 5 right of 20 is few: one question either way moves the cost per right answer by 20%
+    caution = next(r for r in per.reasons if r.startswith("Caution: this ranking rests on few"))
+    assert "5 of 20" in caution and "20% or more" in caution and "15 of 20" not in caution
+    assert not [r for r in d.reasons if r.startswith("Caution")]  # ranked a month: not said
     with pytest.raises(ValueError, match="unknown ranking"):
         decide(view, 10_000, "f1", by="cheapest")
 

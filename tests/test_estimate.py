@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from eval.config import RunConfig
 from eval.store.runs import RunStore
-from service.estimate.probe import estimate_run
+from service.estimate.probe import estimate_run, oracle_seconds
+from service.estimate.records import StrategyEstimate
 from tests.test_harness import make_config
 
 
@@ -127,3 +129,49 @@ def test_a_tuned_runs_estimate_includes_the_search_in_preparation(
     )
     assert t["system_prompt"].prepare_s >= t["system_prompt"].tuning_s
     assert t["fake"].tuning_s == 0  # nothing of it has a search space
+
+
+def test_the_oracle_reading_is_estimated_only_when_a_strategy_retrieves():
+    measured = [
+        StrategyEstimate("system_prompt", seconds_per_question=1.0),
+        StrategyEstimate("rag", seconds_per_question=3.0),
+    ]
+    assert oracle_seconds(RunConfig(strategies=["system_prompt", "rag"]), measured, 20) == 60.0
+    closed = RunConfig(strategies=["system_prompt"])
+    assert oracle_seconds(closed, measured[:1], 20) == 0.0
+    off = RunConfig(strategies=["rag"], verdict={"oracle": False})
+    assert oracle_seconds(off, measured, 20) == 0.0
+
+
+def test_a_second_estimate_reuses_earlier_probes_and_probes_only_what_is_new(
+    mini_corpus, tiny_models, tmp_path, monkeypatch
+):
+    import service.estimate.probe as probe
+
+    cfg = make_config(
+        mini_corpus, tiny_models, tmp_path, strategies=["system_prompt", "rag"], n_test=3
+    )
+    first = estimate_run(cfg)
+    assert first.reused == [] and first.load_s > 0
+    probed = []
+    real = probe._measure
+    monkeypatch.setattr(probe, "_measure", lambda b, n, c, q: probed.append(n) or real(b, n, c, q))
+    # Other counts, same machine, models, settings and files: nothing probed, nothing loaded.
+    fewer = RunConfig.from_dict({**cfg.to_dict(), "retention_questions": 0})
+    again = estimate_run(fewer)
+    assert probed == [] and again.reused == ["system_prompt", "rag"]
+    before = {e.strategy: e for e in first.strategies}
+    for e in again.strategies:
+        assert e.seconds_per_question == before[e.strategy].seconds_per_question
+        assert "reused: probed" in e.prepare_note
+        assert e.answer_s == e.seconds_per_question * again.questions  # no general set now
+    assert again.load_s == first.load_s  # the loading measured before
+    # One strategy's settings changed: only that one is probed.
+    changed = RunConfig.from_dict({**cfg.to_dict(), "strategy_configs": {"rag": {"top_k": 1}}})
+    third = estimate_run(changed)
+    assert probed == ["rag"] and third.reused == ["system_prompt"]
+    # An edited document is new input: everything is probed again.
+    doc = next(p for p in sorted(mini_corpus[0].iterdir()) if p.is_file())
+    doc.write_text(doc.read_text() + "\nOne more sentence.\n")
+    probed.clear()
+    assert estimate_run(cfg).reused == [] and probed == ["system_prompt", "rag"]

@@ -77,7 +77,7 @@ def test_time_left_from_elapsed_time_and_from_the_stored_estimate_before():
     }
     estimate = Estimate.from_dict(estimate)  # the JSON kept with the run
     line = describe_job(early, plan, 1001.0, estimate)
-    assert line.eta_s == 310.0 and "about 5 min left" in line.text
+    assert line.eta_s == 309.0 and "about 5 min left" in line.text  # 1 s of 310 spent
     # weights from the estimate: the end of system_prompt is a third of the way
     mid = describe_job(job("score", "system_prompt"), plan, 1001.0, estimate)
     assert abs(mid.fraction - 110 / 310) < 1e-6
@@ -141,3 +141,47 @@ def test_estimate_accuracy_is_actual_over_predicted_per_strategy():
     assert df.attrs["total"] == (100.0, 150.0)
     run.meta = {}
     assert estimate_accuracy(run).empty
+
+
+def test_time_left_counts_down_through_a_slow_set_up():
+    estimate = Estimate.from_dict(
+        {
+            "load_s": 10.0,
+            "total_s": 600.0,
+            "strategies": [{"strategy": "rag", "answer_s": 590.0, "total_s": 590.0}],
+        }
+    )
+    loading = job("load_models", started=1000.0)
+    lefts = [describe_job(loading, ["rag"], now, estimate).eta_s for now in (1001, 1100, 1300)]
+    assert lefts[0] > lefts[1] > lefts[2] > 0, lefts  # the same stage, less time left
+
+
+def test_the_oracle_stage_is_counted_after_the_strategies_with_its_share():
+    plan = ["system_prompt", "rag"]
+    estimate = Estimate.from_dict(
+        {
+            "total_s": 400.0,
+            "oracle_s": 100.0,
+            "strategies": [
+                {"strategy": "system_prompt", "answer_s": 100.0, "total_s": 100.0},
+                {"strategy": "rag", "answer_s": 200.0, "total_s": 200.0},
+            ],
+        }
+    )
+    last = describe_job(job("score", "rag"), plan, 1001.0, estimate, oracle=True)
+    reading = describe_job(job("oracle", done=3, total=20), plan, 1001.0, estimate, oracle=True)
+    assert reading.text.startswith("After the strategies: reading each test question with its")
+    assert "3/20" in reading.text and "Setting up" not in reading.text
+    assert last.fraction < reading.fraction < 1.0
+    assert abs(last.fraction - 300 / 400) < 0.01  # the oracle's 100 s are still to come
+    # Without an oracle reading the strategies fill the bar.
+    assert describe_job(job("score", "rag"), plan, 1001.0, estimate).fraction > 0.99
+
+
+def test_the_oracle_is_read_only_when_a_strategy_retrieves():
+    from service.jobs.progress_view import reads_oracle
+
+    assert not reads_oracle({"strategies": ["system_prompt", "few_shot", "lora"]})
+    assert reads_oracle({"strategies": ["system_prompt", "rag"]})
+    assert not reads_oracle({"strategies": ["rag"], "verdict": {"oracle": False}})
+    assert not reads_oracle({"strategies": ["no_longer_registered"]})

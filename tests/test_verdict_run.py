@@ -30,6 +30,7 @@ def test_oracle_and_gold_passages_are_stored_and_rescored(mini_corpus, tiny_mode
     assert oracle["summary"]["exact_match"]["n"] == 3
     assert oracle["cost"]["wall_s"] > 0 and "contended" in oracle["cost"]
     assert ProgressEvent("oracle") in events
+    assert ProgressEvent("oracle", done=3, total=3) in events  # counted, for the progress bar
     # Strategies' costs do not include the oracle: it is a run-level record.
     assert all("oracle" not in r.cost.to_dict() for r in run.results)
 
@@ -63,6 +64,21 @@ def test_oracle_switch(mini_corpus, tiny_models, tmp_path):
     )
     run = RunStore(cfg.store_path).get_run(run_comparison(cfg))
     assert run.meta.oracle is None and run.meta.gold_passages
+
+
+def test_no_oracle_reading_when_no_strategy_retrieves(mini_corpus, tiny_models, tmp_path):
+    cfg = make_config(
+        mini_corpus,
+        tiny_models,
+        tmp_path,
+        strategies=["system_prompt"],  # switched on, but nothing retrieves: nothing to bound
+        metrics=["exact_match"],
+        retention_questions=0,
+    )
+    events = []
+    run = RunStore(cfg.store_path).get_run(run_comparison(cfg, progress=events.append))
+    assert run.meta.oracle is None and run.meta.gold_passages
+    assert not [e for e in events if e.stage == "oracle"]
 
 
 def test_cli_prints_and_writes_the_diagnostics(mini_corpus, tiny_models, tmp_path, capsys):

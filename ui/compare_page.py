@@ -9,7 +9,13 @@ from eval import views
 from eval.config import RunConfig
 from eval.store.artifacts import merged_dir
 from eval.views import charts
-from eval.views.display import cost_table, quality_table
+from eval.views.display import (
+    cost_table,
+    knowledge_table,
+    quality_table,
+    significance_table,
+    stability_table,
+)
 from eval.views.format import display_name
 from eval.views.html_report import cli_command, html_report, run_config_yaml
 from eval.views.tables import failures, server_line
@@ -33,12 +39,13 @@ from ui.common import (
     store,
     store_path,
 )
+from ui.jobs_panel import POLL_S
 from ui.judge_tracking import judge_section, tracking_note
 from ui.tables import show_frame, show_table
 from ui.tuning_tab import show_tuning
 
 
-@st.fragment(run_every=1.0)
+@st.fragment(run_every=POLL_S)
 def merge_progress(job_key: str) -> None:
     """Polls the merge job in session state `job_key`; when it ends, the page reruns to show
     the merged model's size."""
@@ -147,23 +154,21 @@ with overview:
     against = sbs.significance[sbs.significance.metric == metric]
     if not against.empty:
         with st.expander(f"Each strategy against the best on {label}"):
-            st.dataframe(
-                against.drop(columns=["metric"]), hide_index=True, key="against_best_table"
-            )
+            show_table(significance_table(against), "against_best_table")
             st.caption(
-                "diff = strategy − best, with its 95% bootstrap interval; d_z = mean difference "
-                "/ SD of the differences. McNemar's test for right/wrong scores, the sign-flip "
-                "test otherwise, both over whole groups of questions (one source passage or "
-                "near-duplicates); p_holm corrects over every pair of strategies, the same "
-                "tests the headline reads."
+                "Difference = strategy − best, with its 95% bootstrap interval; effect size = "
+                "mean difference / SD of the differences. McNemar's test for right/wrong "
+                "scores, the sign-flip test otherwise, both over whole groups of questions (one "
+                "source passage or near-duplicates); the corrected p-value (Holm) allows for "
+                "every pair of strategies, the same tests the headline reads."
             )
     st_split = stability(view, metric)
     if st_split is not None:
         st.subheader("Across re-drawn train/test splits")
-        st.dataframe(stability_frame(st_split), hide_index=True, key="stability_table")
+        show_table(stability_table(stability_frame(st_split)), "stability_table")
         st.caption(
-            "wins: splits on which the strategy had the best mean (ties shared); split 0 is the "
-            "run's own. mean, sd, min, max: its score across the splits."
+            "Splits won: those on which the strategy had the best mean (ties shared). Mean, "
+            "spread, lowest and highest: its score across the splits."
         )
     judge_section(view)  # the judge against F1, when the run was judged
     st.subheader("Cost")
@@ -253,32 +258,27 @@ with fine_tuning_tab:
         st.info(ks.reason)
     else:
         st.caption(ks.reason)
-        show_frame(
-            ks.table,
-            {
-                "strategy": ("Strategy", ""),
-                "known_n": ("Known questions", "%d"),
-                "known_mean": (f"{label} on known", "%.3f"),
-                "new_n": ("New questions", "%d"),
-                "new_mean": (f"{label} on new", "%.3f"),
-                "regressions": ("Known, now missed", "%d"),
-            },
-            "slices_table",
+        show_table(knowledge_table(ks.table, label), "slices_table")
+
+    st.subheader("Training")
+    if not view.with_role("trains"):  # said, rather than empty charts
+        st.info(
+            "No strategy of this run trains, so there is no learning curve, training loss or "
+            "throughput to show. Choose a fine-tuning strategy on the Run page to see them."
         )
-
-    st.subheader("Learning curve")
-    lc = views.learning_curve(view, metric)
-    if lc.empty:
-        st.info("No learning curve in this run: set fractions under Run settings on the Run page.")
     else:
-        st.altair_chart(charts.learning_curve_chart(lc), width="stretch")
-
-    st.subheader("Training loss")
-    st.altair_chart(charts.loss_curve_chart(views.loss_curves(view)), width="stretch")
-    trained = views.throughput_rows(run)
-    if trained:
-        st.caption("Throughput of each training run (— where its log does not record it).")
-        st.dataframe(trained, hide_index=True, key="throughput_table")
+        st.markdown("**Learning curve**")
+        lc = views.learning_curve(view, metric)
+        if lc.empty:
+            st.info("No learning curve in this run: set fractions under What to run.")
+        else:
+            st.altair_chart(charts.learning_curve_chart(lc), width="stretch")
+        st.markdown("**Training loss**")
+        st.altair_chart(charts.loss_curve_chart(views.loss_curves(view)), width="stretch")
+        trained = views.throughput_rows(run)
+        if trained:
+            st.caption("Throughput of each training run (— where its log does not record it).")
+            st.dataframe(trained, hide_index=True, key="throughput_table")
 
     st.subheader("Retrieval recall@k")
     st.altair_chart(charts.recall_chart(views.retrieval_recall(view)), width="stretch")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import streamlit as st
 
@@ -18,6 +20,7 @@ from core.qagen import (
 from core.untrusted.allowlist import check_model, load_allowlist
 from core.untrusted.markup import escape_markdown
 from eval.run.inputs import preview_corpus, preview_split, read_corpus
+from eval.views.format import count, noun
 from service.corpora import CorpusLibrary
 from service.jobs import JobQueue, ensure_worker, serve_queued
 from service.quota import save_corpus_upload
@@ -37,6 +40,7 @@ from ui.common import (
     store_path,
     upload_limits,
 )
+from ui.jobs_panel import POLL_S
 
 state = st.session_state
 LIMITS = upload_limits()
@@ -51,24 +55,24 @@ st.caption(
 st.header("Corpus")
 
 
-def why_unusable(entry) -> str | None:
+def why_unusable(entry) -> tuple[str | None, int]:
     """Why a just-saved corpus cannot be used (no document with text, a Q/A file that does not
-    parse or holds no pairs), or None when it can."""
-
+    parse or holds no pairs), or None when it can; and how many documents have usable text."""
     pre = preview_corpus(entry.docs_path)
     read = pre.get("corpus") or {}
+    usable = int(read.get("documents") or 0)
     if pre.get("problem") or not read.get("chunks"):
         skipped = "; ".join(f"{e['name']}: {e['reason']}" for e in read.get("errors", []))
-        return "no document has usable text" + (f" ({skipped})" if skipped else "")
+        return "no document has usable text" + (f" ({skipped})" if skipped else ""), 0
     if entry.uploaded_qa:
         name = entry.uploaded_qa.replace("\\", "/").rsplit("/", 1)[-1]
         try:
             pairs = load_qa_bounded(entry.uploaded_qa)  # in the bounded parser child
         except Exception as e:  # every parse problem is the upload's, said on the page
-            return f"the question/answer file {name} cannot be read: {e}"
+            return f"the question/answer file {name} cannot be read: {e}", usable
         if not pairs:
-            return f"the question/answer file {name} holds no pairs"
-    return None
+            return f"the question/answer file {name} holds no pairs", usable
+    return None, usable
 
 
 @st.cache_data(show_spinner="Reading the corpus...", max_entries=16)
@@ -87,7 +91,7 @@ def show_generated(records: list[dict], stats: dict, corpus_id: str) -> None:
     state.gen_notice = ("success" if records else "warning", msg)
 
 
-@st.fragment(run_every=1.0)
+@st.fragment(run_every=POLL_S)
 def qagen_progress() -> None:
     """Polls the background generation; when it ends, the whole page reruns to show it."""
     job = queue.get(state.qagen_job)
@@ -118,22 +122,34 @@ def qagen_progress() -> None:
     st.rerun()
 
 
+# The uploader's own "Limit ... per file" and the label say the app's limit: one source, the
+# operator's upload_limits.yaml (server.maxUploadSize in .streamlit/config.toml only caps it).
+PER_FILE_MB = max(1, math.ceil(LIMITS.max_file_mb))
+# A form cleared only after a successful save: a refused upload keeps the name and files to fix
+# (clear_on_submit would empty it on every submit). New keys make fresh, empty widgets.
+upload_round = state.setdefault("upload_round", 0)
+suffix = f"_{upload_round}" if upload_round else ""
+
 pick, upload = st.tabs(["Saved corpora", "Upload a new one"])
 with upload:
-    with st.form("upload_form", clear_on_submit=True):
-        name = st.text_input("Name", placeholder="e.g. Support handbook", key="up_name")
+    for kind, text in state.pop("upload_notes", []):
+        getattr(st, kind)(text)
+    with st.form(f"upload_form{suffix}"):
+        name = st.text_input("Name", placeholder="e.g. Support handbook", key=f"up_name{suffix}")
         docs = st.file_uploader(
-            f"Documents ({', '.join(DOC_TYPES)}; up to {LIMITS.max_files} files, "
+            f"Documents ({', '.join(DOC_TYPES)}; up to {count(LIMITS.max_files, 'file')}, "
             f"{LIMITS.max_file_mb:g} MB each, {LIMITS.max_total_mb:g} MB in all)",
             type=list(DOC_TYPES),
             accept_multiple_files=True,
-            key="docs",
+            max_upload_size=PER_FILE_MB,
+            key=f"docs{suffix}",
         )
         qa_upload = st.file_uploader(
             "Question/answer file, optional (JSONL or CSV with `question` and `answers` or "
-            "`answer`); without one, generate pairs below",
+            f"`answer`, up to {LIMITS.max_file_mb:g} MB); without one, generate pairs below",
             type=list(QA_TYPES),
-            key="qa",
+            max_upload_size=PER_FILE_MB,
+            key=f"qa{suffix}",
         )
         saved = st.form_submit_button("Save corpus", type="primary")
     if saved:
@@ -156,32 +172,49 @@ with upload:
             except ValueError as e:
                 st.error(f"Refused: {escape_markdown(hide_paths(e))}. Nothing was saved.")
             else:
-                for err in entry.refused:
-                    name_md, reason_md = (
-                        escape_markdown(err["name"]),
-                        escape_markdown(hide_paths(err["reason"])),
+                notes = [
+                    (
+                        "warning",
+                        f"Refused **{escape_markdown(err['name'])}**: "
+                        f"{escape_markdown(hide_paths(err['reason']))}",
                     )
-                    st.warning(f"Refused **{name_md}**: {reason_md}")
-                why = why_unusable(entry)
+                    for err in entry.refused
+                ]
+                why, usable = why_unusable(entry)
                 if why is not None:
                     if entry.id not in known:  # saved a moment ago: take it back
                         library.delete(entry.id)
+                    for kind, text in notes:
+                        getattr(st, kind)(text)
                     st.error(f"Refused: {escape_markdown(hide_paths(why))}. Nothing was saved.")
                 else:
-                    # The selector below is drawn after this: point it at the new entry.
+                    library.set_usable(entry.id, usable, access())
                     remember(corpus_id=entry.id)
-                    state.pop("corpus_pick", None)
-                    st.success(
-                        f"Saved **{escape_markdown(entry.name)}**; it is now the selected corpus."
+                    # The picker has not been drawn in this run: its key set now selects the
+                    # new entry (a key set after its widget is drawn would raise).
+                    state.corpus_pick = entry.id
+                    state.upload_round = upload_round + 1  # fresh keys: an empty form
+                    notes.append(
+                        (
+                            "success",
+                            f"Saved **{escape_markdown(entry.name)}**; it is now the selected "
+                            "corpus.",
+                        )
                     )
+                    state.upload_notes = notes  # said after the rerun that empties the form
+                    st.rerun()
 
 with pick:
     entries = library.list(access())
     ids = [e.id for e in entries]
-    names = {e.id: f"{e.name} ({e.n_docs} documents{', Q/A' if e.has_qa else ''})" for e in entries}
+    names = {
+        e.id: f"{e.name} ({count(e.usable_docs, 'document')}{', Q/A' if e.has_qa else ''})"
+        for e in entries
+    }
     current = remembered().corpus_id
-    index = ids.index(current) if current in ids else ids.index("sample") if "sample" in ids else 0
-    chosen = st.selectbox("Corpus", ids, index=index, format_func=names.get, key="corpus_pick")
+    if state.get("corpus_pick") not in ids:  # first draw, or its corpus deleted meanwhile
+        state.corpus_pick = current if current in ids else "sample" if "sample" in ids else ids[0]
+    chosen = st.selectbox("Corpus", ids, format_func=names.get, key="corpus_pick")
     if chosen != current:
         remember(corpus_id=chosen)
     entry = library.get(chosen, access())
@@ -201,15 +234,20 @@ selection = selected_corpus()
 if selection is not None:
     corpus_path, qa_path, corpus_name = selection
     pre = cached_preview(str(corpus_path), str(qa_path) if qa_path else None)
+    # Named: under the upload form these figures would otherwise read as a preview of the
+    # files chosen there, which are only read once saved.
+    st.subheader(f"Selected corpus: {md(corpus_name)}")
     if pre.get("corpus"):
         docs, split = pre["corpus"], pre.get("split")
         line = (
-            f"**{docs['documents']}** documents, **{docs['chunks']}** chunks, "
-            f"**{docs['tokens']:,}** tokens."
+            f"**{docs['documents']}** {noun(docs['documents'], 'document')}, "
+            f"**{docs['chunks']}** {noun(docs['chunks'], 'chunk')}, "
+            f"**{docs['tokens']:,}** {noun(docs['tokens'], 'token')}."
         )
         if qa_path is not None:
             line += (
-                f" **{split['pairs']}** Q/A pairs: **{split['train']}** train, "
+                f" **{split['pairs']}** {noun(split['pairs'], 'Q/A pair')}: "
+                f"**{split['train']}** train, "
                 f"**{split['test_split']}** test."
             )
         st.write(line)

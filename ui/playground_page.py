@@ -131,12 +131,16 @@ if run_id is not None:
         else:
             st.error("Type a question first.")
 
-    @st.fragment(run_every=1.0)
     def answers_panel() -> None:
-        """Polls this session's playground job; answers appear one by one as they come."""
+        """This session's playground job; answers appear one by one as they come (polled
+        every second while it runs, not after: a finished panel costs nothing)."""
         job = queue.get(state.pg_job) if state.pg_job else None
         if job is None:
             return
+        if job.status in ("queued", "running"):
+            state.pg_polled = True
+        elif state.pop("pg_polled", False):
+            st.rerun(scope="app")  # it ended while polled: the page redraws once, unpolled
         serve_queued(queue, [job])  # a worker that died or went idle is started again
         result = job_result(queue, job.id, access()) or {}
         for w in result.get("warnings", []):
@@ -158,4 +162,6 @@ if run_id is not None:
                 with col:
                     show_answer(a)
 
-    answers_panel()
+    pg_job = queue.get(state.pg_job) if state.pg_job else None
+    live = pg_job is not None and pg_job.status in ("queued", "running")
+    st.fragment(answers_panel, run_every=1.0 if live else None)()

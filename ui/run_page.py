@@ -42,31 +42,40 @@ from ui.common import (
     store,
     store_path,
 )
-from ui.jobs_panel import active_runs, runs_in_progress
+from ui.jobs_panel import POLL_S, active_runs, runs_in_progress
 from ui.judge_tracking import judge_and_tracking_settings, unservable
 
-# RunConfig fields the Run page offers (dotted: inside a section); the others keep defaults.
-RUN_PAGE_FIELDS = [
-    "n_test",
-    "split.seed",
-    "retention_questions",
-    "learning_curve",
-    "tuning.budget",
-    "tuning.n_trials",
-    "tuning.max_seconds",
-    "models.generator",
-    "models.embedder",
-    "models.device",
-    "models.engine",
-    "models.base_url",
-    "models.api_model",
-    "models.api_key_env",
-    "prices.cpu_per_hour",
-    "prices.gpu_per_hour",
-    "stability.resplits",
-    "stability.include_trained",
-    "name",
-]
+# RunConfig fields the Run page offers (dotted: inside a section), in the groups a user looks
+# for them in; the others keep their defaults. Labels and help come from the fields' option().
+SETTING_GROUPS = {
+    "What to run": ["n_test", "retention_questions", "learning_curve", "name"],
+    "Model and engine": [
+        "models.generator",
+        "models.embedder",
+        "models.device",
+        "models.engine",
+        "models.base_url",
+        "models.api_model",
+        "models.api_key_env",
+    ],
+    "Budget and prices": [
+        "tuning.budget",
+        "tuning.n_trials",
+        "tuning.max_seconds",
+        "prices.cpu_per_hour",
+        "prices.gpu_per_hour",
+    ],
+    "Advanced": ["split.seed", "stability.resplits", "stability.include_trained"],
+}
+
+
+def _dotted(d: dict, dotted: str) -> tuple[dict, str]:
+    """The dict holding field `dotted` ("models.engine") inside the nested `d`, and its key."""
+    *sections, key = dotted.split(".")
+    for section in sections:
+        d = d[section]
+    return d, key
+
 
 state = st.session_state
 st.title("Run")
@@ -79,6 +88,8 @@ if qa_path is None:
         f"**{md(corpus_name)}** has no question/answer pairs yet: generate them on the Corpus page."
     )
     st.page_link("ui/corpus_page.py", label="Go to Corpus", icon=":material/folder_open:")
+    # A run already going keeps its bar and Cancel whatever corpus is selected now.
+    runs_in_progress("run")
     st.stop()
 st.caption(f"Corpus: **{md(corpus_name)}**")
 
@@ -106,7 +117,7 @@ hints = {n: training_seconds(RunConfig(), n, n_train) if device == "cpu" else No
 
 
 def option_label(name: str) -> str:
-    label = f"{display_name(name)} ({name})"
+    label = display_name(name)  # the name users know; the registry name is for the CLI
     if hints.get(name):
         label += f" · trains, about {duration(hints[name])} on this CPU"
     return label
@@ -117,7 +128,7 @@ chosen = st.multiselect(
     "Strategies", offered, default=start, format_func=option_label, key="run.strategies"
 )
 for name in chosen:
-    st.caption(f"**{display_name(name)}** (`{name}`): {get_strategy_class(name).description}")
+    st.caption(f"**{display_name(name)}**: {get_strategy_class(name).description}")
 slow = [n for n in chosen if hints.get(n)]
 if slow:
     st.warning(
@@ -140,8 +151,14 @@ task = config_form(page_defaults, "run", only=["task"])["task"]
 task_files = sample_task_files(task)
 if task != "qa":
     st.caption(f"{md(RunConfig.help()['task'])}")
-with st.expander("Run settings"):
-    run_settings = config_form(page_defaults, "run", only=RUN_PAGE_FIELDS)
+run_settings = page_defaults.to_dict()
+for title, fields in SETTING_GROUPS.items():
+    with st.expander(title):
+        drawn = config_form(page_defaults, "run", only=fields)
+    for dotted in fields:  # each group's values into the one settings dict
+        target, key = _dotted(run_settings, dotted)
+        source, _ = _dotted(drawn, dotted)
+        target[key] = source[key]
 run_settings = RunConfig.with_task_defaults({**run_settings, "task": task, **task_files})
 with st.expander("Judge and experiment tracking"):
     run_settings.update(judge_and_tracking_settings(run_settings, home()))
@@ -153,7 +170,9 @@ for strategy in chosen:
         strategy_settings[strategy] = config_form(cls.config_class(), f"run.{strategy}")
         spaces = describe_spaces(cls.config_class)
         if spaces:  # read from the config's fields: what a tuning budget other than off searches
-            st.caption("Searched on validation pairs when Run settings › Tuning budget is not off:")
+            st.caption(
+                "Searched on validation pairs when Budget and prices › Tuning budget is not off:"
+            )
             st.dataframe(spaces, hide_index=True, key=f"run.{strategy}.spaces")
 keep_widgets("run.")
 
@@ -228,12 +247,26 @@ def estimate_table(est: Estimate) -> None:
         column_config={
             "Seconds per question": st.column_config.NumberColumn(format="%.2f"),
             "Preparation (s)": st.column_config.NumberColumn(format="%.0f"),
+            "How": st.column_config.TextColumn(width="large"),  # a sentence: not clipped
         },
     )
     st.write(
         f"{est.questions} test questions, {est.train} training pairs, "
         f"{est.retention_questions} general questions on {est.device}: about "
         f"**{duration(est.total_s)}** in all."
+    )
+    if est.reused:
+        fresh = [display_name(e.strategy) for e in est.strategies if e.strategy not in est.reused]
+        st.caption(
+            "Reused, not probed again: "
+            + ", ".join(display_name(n) for n in est.reused)
+            + " (measured before on this machine with the same models, settings and files)"
+            + (f"; probed now: {', '.join(fresh)}." if fresh else ".")
+        )
+    st.caption(
+        "How sure: each strategy is timed on one batch of questions (one training step for "
+        "one that trains) and scaled up; a busy machine stretches both. History shows, for "
+        "each run launched with an estimate, how close it came."
     )
     tuning_s = sum(e.tuning_s for e in est.strategies)
     if tuning_s:
@@ -245,15 +278,27 @@ def estimate_table(est: Estimate) -> None:
         st.caption(f"Of which re-splits (stability): about {duration(resplits_s)}.")
     if est.cluster:  # the Ray placement plan, before the run starts
         st.caption(hide_paths(est.cluster))
+    if est.oracle_s:
+        st.caption(
+            "Of which the oracle reading (each test question with its gold passage, the "
+            f"ceiling of retrieval): about {duration(est.oracle_s)}."
+        )
 
 
-@st.fragment(run_every=1.0)
 def estimate_panel() -> Estimate | None:
-    """The owner's last estimate: progress while the worker probes, the figures after."""
+    """The owner's last estimate: progress while the worker probes (polled every POLL_S
+    seconds, only then), the figures after."""
     saved = remembered()
-    if not saved.estimate_job:
+    job = queue.get(saved.estimate_job) if saved.estimate_job else None
+    if job is None:
         return None
-    job = queue.get(saved.estimate_job)
+    probing = job.status in ("queued", "running")
+    return st.fragment(_estimate_fragment, run_every=POLL_S if probing else None)(job.id)
+
+
+def _estimate_fragment(job_id: str) -> Estimate | None:
+    saved = remembered()
+    job = queue.get(job_id)
     if job is None:
         return None
     serve_queued(queue, [job])  # a worker that died or went idle is started again
@@ -263,7 +308,10 @@ def estimate_panel() -> Estimate | None:
         if job.strategy:
             text = f"Estimating {done + 1} of {total}: {display_name(job.strategy)}"
         st.progress(done / total if total else 0.0, text=text)
+        state[f"_estimate_polled_{job_id}"] = True
         return None
+    if state.pop(f"_estimate_polled_{job_id}", False):
+        st.rerun(scope="app")  # it ended while polled: the page redraws once, unpolled
     if job.status != "done":
         st.error(f"The estimate {job.status}: {md(hide_paths(job.error or ''))}")
         return None

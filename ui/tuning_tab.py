@@ -22,7 +22,7 @@ def show_tuning(run: Run) -> None:
     if table.empty:
         st.info(
             f"Tuning budget **{md(budget_of(run))}**: every strategy ran with its default "
-            "settings. Set Run settings › Tuning budget on the Run page to search them first."
+            "settings. Set Budget and prices › Tuning budget on the Run page to search them first."
         )
         return
     st.caption(

@@ -26,7 +26,7 @@ from eval.records import PreparedRecord, ResultExtras, Retention
 from eval.run import scoring
 from eval.run.executor import ArmLost, make_executor
 from eval.run.measurement import Arm, Measured, StrategyMeasurement, answer_all
-from eval.run.oracle import measure_oracle
+from eval.run.oracle import measure_oracle, oracle_planned
 from eval.run.provenance import git_hash, package_versions
 from eval.run.resplit import run_resplits
 from eval.run.retention import load_general_set, retention, retention_scores
@@ -168,7 +168,11 @@ class _Comparison:
                     name, self.bench.inputs.train, config.learning_curve, config.split.seed
                 ):
                     self._one(name, label, train, extras)
-            if uses_models and not self.oracle_done:
+            if (
+                uses_models
+                and not self.oracle_done
+                and oracle_planned(config.strategies, config.verdict.oracle)
+            ):
                 self._oracle()
             if config.stability.resplits:  # the same strategies on re-drawn splits (resumable)
                 run_resplits(self)
@@ -294,7 +298,14 @@ class _Comparison:
         inputs = self.bench.inputs
         ctx = self.bench.context(cancelled=self.cancelled)
         record = measure_oracle(
-            self.config, ctx, inputs.corpus, inputs.test, self.gold, self.embedder, inputs.groups
+            self.config,
+            ctx,
+            inputs.corpus,
+            inputs.test,
+            self.gold,
+            self.embedder,
+            inputs.groups,
+            counted=lambda done, total: self.emit(ProgressEvent("oracle", done=done, total=total)),
         )
         if record is not None:
             self.store.update_run(self.run_id, oracle=record.to_dict())

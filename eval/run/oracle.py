@@ -75,6 +75,22 @@ class OracleReading:
         return OracleReading(**d) if d else None
 
 
+def oracle_planned(strategies: Sequence[str], switched_on: bool = True) -> bool:
+    """Whether a run of `strategies` reads the oracle: switched on (`verdict.oracle`) and some
+    strategy has the `retrieves` role. The reading is the ceiling of retrieval; a run where no
+    strategy retrieves would pay a generation per test question for a figure nobody compares.
+    A strategy no longer registered counts as not retrieving."""
+    if not switched_on:
+        return False
+    for name in strategies:
+        try:
+            if get_strategy_class(name).retrieves:
+                return True
+        except KeyError:
+            continue
+    return False
+
+
 def oracle_contexts(test: Sequence[QAPair], gold: Mapping[str, GoldPassage]) -> dict[str, Context]:
     """qid -> the gold passage as a retrieved chunk, for the questions that have one."""
     return {
@@ -93,9 +109,11 @@ def read_gold(
     *,
     batch_size: int = 8,
     cancelled: Callable[[], bool] = lambda: False,
+    counted: Callable[[int, int], None] | None = None,
 ) -> tuple[list[QAPair], list[Answer], dict[str, Any]]:
     """Answer every test question that has a gold passage with it; returns (the pairs asked,
-    their answers, cost: wall and CPU seconds, contention, token means and throughput)."""
+    their answers, cost: wall and CPU seconds, contention, token means and throughput).
+    `counted(done, total)` is told after each batch (progress)."""
 
     contexts = oracle_contexts(test, gold)
     asked = [p for p in test if p.id in contexts]
@@ -107,6 +125,8 @@ def read_gold(
             if cancelled():
                 raise RunCancelled
             answers.extend(reader.answer([p.question for p in asked[start : start + batch_size]]))
+            if counted is not None:
+                counted(len(answers), len(asked))
     n = max(1, len(answers))
     out_tokens = sum(a.cost.output_tokens for a in answers)
     cost = {
@@ -190,15 +210,26 @@ def measure_oracle(
     gold: Mapping[str, GoldPassage],
     embedder: Any = None,
     groups: Mapping[str, str] | None = None,
+    counted: Callable[[int, int], None] | None = None,
 ) -> OracleReading | None:
     """Answer, cost and score the oracle reading of a run (`config` is its RunConfig); None
-    when it is switched off or no test question has a gold passage."""
+    when it is switched off, no strategy of the run retrieves (`oracle_planned`) or no test
+    question has a gold passage."""
 
-    if not config.verdict.oracle or not oracle_contexts(test, gold):
+    if not oracle_planned(config.strategies, config.verdict.oracle):
+        return None
+    if not oracle_contexts(test, gold):
         return None
     prompt = reader_prompt(config.strategy_configs, config.strategies)
     asked, answers, cost = read_gold(
-        ctx, prompt, corpus, test, gold, batch_size=config.batch_size, cancelled=ctx.cancelled
+        ctx,
+        prompt,
+        corpus,
+        test,
+        gold,
+        batch_size=config.batch_size,
+        cancelled=ctx.cancelled,
+        counted=counted,
     )
     cost["price"] = price(cost["wall_s"], ctx.device, config.prices)
     record = oracle_reading(asked, answers, gold, cost)

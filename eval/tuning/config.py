@@ -50,9 +50,15 @@ class TuningConfig(ConfigBase):
         choices=BUDGETS,
         label="Tuning budget",
     )
-    n_trials: int = option(0, "Trials per arm, the default settings' included (0 = budget's).")
+    n_trials: int = option(
+        0,
+        "Trials per arm, the default settings' included (0 = budget's).",
+        label="Settings tried per strategy (0 = the budget's)",
+    )
     max_seconds: float = option(
-        0.0, "Most seconds of tuning per arm after the default trial (0 = the budget's cap)."
+        0.0,
+        "Most seconds of tuning per arm after the default trial (0 = the budget's cap).",
+        label="Tuning time per strategy (s, 0 = the budget's)",
     )
     val_fraction: float = option(
         0.1,

@@ -11,7 +11,14 @@ import numpy as np
 import pandas as pd
 
 from eval.metrics import DEFAULT_METRIC
-from eval.views.run_view import RunView, check_cost, check_metric, higher_is_better, money
+from eval.views.run_view import (
+    RunView,
+    check_cost,
+    check_metric,
+    higher_is_better,
+    money,
+    priced,
+)
 from eval.views.verdict.confidence import per_right_costs
 
 
@@ -108,15 +115,12 @@ def break_even(  # ~60 lines: lines, crossings, curve and pay-off built in one p
     crossing is visible.
     """
     cur = view.currency()
+    prices = {r.strategy: priced(r.cost)[:2] for r in view.main}  # CPU time when contended
     lines = pd.DataFrame(
         [
-            {
-                "strategy": r.strategy,
-                "fixed": float(r.cost.price_prepare),
-                "per_question": float(r.cost.price_per_1k) / 1000.0,
-            }
-            for r in view.main
-            if r.cost.price_prepare is not None and r.cost.price_per_1k is not None
+            {"strategy": s, "fixed": float(prep), "per_question": float(per_1k) / 1000.0}
+            for s, (per_1k, prep) in prices.items()
+            if prep is not None and per_1k is not None
         ],
         columns=["strategy", "fixed", "per_question"],
     )

@@ -13,7 +13,7 @@ from eval.records import COST_COLUMNS
 from eval.views.format import ColumnSpec, display_name
 from eval.views.knowledge import retention_vs_gain
 from eval.views.quality import SideBySide
-from eval.views.run_view import CONTENDED_LABEL, RunView, contended_mark
+from eval.views.run_view import CONTENDED_LABEL, RunView, contended_mark, priced
 from eval.views.verdict.confidence import add_cost_per_right, add_prob_best
 
 NUMBER_COSTS = [c for c in COST_COLUMNS if c.unit != "currency"]
@@ -36,7 +36,7 @@ class StrategyTable:
         return out
 
 
-STRATEGY_HELP = "Strategy as it is usually called; the registry name (for the CLI) is in brackets."
+STRATEGY_HELP = "Strategy as it is usually called (the Quality table also gives its registry name)."
 
 
 def _strategy_columns(view: RunView) -> dict[str, list[str]]:
@@ -148,8 +148,10 @@ def cost_table(view: RunView, monthly_volume: int, months: int) -> StrategyTable
     cur = view.currency()
     data: dict[str, Any] = _strategy_columns(view)
     results = {r.strategy: r.cost for r in view.main}
-    per_1k = [results[n].price_per_1k for n in data["name"]]
-    prep = [results[n].price_prepare for n in data["name"]]
+    # Priced from CPU seconds where the machine was busy (run_view.priced), as the decision is.
+    pricing = {n: priced(results[n]) for n in data["name"]}
+    per_1k = [pricing[n][0] for n in data["name"]]
+    prep = [pricing[n][1] for n in data["name"]]
     data["monthly"] = [
         None if p is None else p / 1000 * monthly_volume + (q or 0.0) / months
         for p, q in zip(per_1k, prep, strict=True)
@@ -191,5 +193,109 @@ def cost_table(view: RunView, monthly_volume: int, months: int) -> StrategyTable
             )
         )
         if any(data["contended"]):
-            notes.append("Contended: costs measured while other work kept the machine busy.")
+            notes.append(
+                "Contended: measured while other work kept the machine busy; their money "
+                "columns are priced from CPU seconds per thread, not the stretched wall time."
+            )
     return StrategyTable(pd.DataFrame(data), cols, cur, notes)
+
+
+# "Each strategy against the best" (verdict.confidence COMPARISON_COLUMNS) as a reader sees it.
+SIGNIFICANCE_COLUMNS = [
+    ColumnSpec("strategy", "Strategy", "text", help=STRATEGY_HELP),
+    ColumnSpec("best", "Best strategy", "text"),
+    ColumnSpec("n", "Questions", "number", "%d"),
+    ColumnSpec(
+        "groups",
+        "Groups of questions",
+        "number",
+        "%d",
+        help="Independent groups (source passage or near-duplicates) the test flips whole.",
+    ),
+    ColumnSpec(
+        "test",
+        "Test",
+        "text",
+        help="McNemar's exact test for right/wrong scores, the "
+        "sign-flip permutation test otherwise.",
+    ),  # fmt: skip
+    ColumnSpec(
+        "diff",
+        "Difference from the best",
+        "number",
+        "%+.3f",
+        help="Mean of strategy − best over the same questions.",
+    ),  # fmt: skip
+    ColumnSpec("diff_low", "Difference: 95% low", "number", "%+.3f"),
+    ColumnSpec("diff_high", "Difference: 95% high", "number", "%+.3f"),
+    ColumnSpec(
+        "d_z",
+        "Effect size",
+        "number",
+        "%+.2f",
+        help="Mean difference / SD of the differences (Cohen's dz).",
+    ),  # fmt: skip
+    ColumnSpec("d_z_low", "Effect size: 95% low", "number", "%+.2f"),
+    ColumnSpec("d_z_high", "Effect size: 95% high", "number", "%+.2f"),
+    ColumnSpec("p_value", "p-value", "number", "%.3f"),
+    ColumnSpec(
+        "p_holm",
+        "p-value, corrected",
+        "number",
+        "%.3f",
+        help="Holm's step-down correction for the number of comparisons.",
+    ),  # fmt: skip
+    ColumnSpec("significant", "Significantly below the best", "text"),
+]
+
+
+def significance_table(frame: pd.DataFrame) -> StrategyTable:
+    """The comparisons against the best (rows of one metric) with labelled columns, strategies
+    by their display names and the verdict as yes/no."""
+    data = frame.copy()
+    for col in ("strategy", "best"):
+        if col in data:
+            data[col] = [display_name(x) for x in data[col]]
+    if "significant" in data:
+        data["significant"] = ["yes" if bool(x) else "no" for x in data["significant"]]
+    cols = [c for c in SIGNIFICANCE_COLUMNS if c.key in data]
+    return StrategyTable(data.reset_index(drop=True), cols)
+
+
+def stability_table(frame: pd.DataFrame) -> StrategyTable:
+    """`verdict.stability.stability_frame` with labelled columns: wins, the spread of the
+    score across splits, then the score on each split (split 0 is the run's own)."""
+    data = frame.copy()
+    data["strategy"] = [display_name(x) for x in data["strategy"]]
+    fixed = {
+        "strategy": ColumnSpec("strategy", "Strategy", "text", help=STRATEGY_HELP),
+        "wins": ColumnSpec("wins", "Splits won", "number", "%.1f", help="Ties are shared."),
+        "mean": ColumnSpec("mean", "Mean across splits"),
+        "sd": ColumnSpec("sd", "Spread (SD)"),
+        "min": ColumnSpec("min", "Lowest"),
+        "max": ColumnSpec("max", "Highest"),
+    }
+    cols = []
+    for key in data.columns:
+        if key in fixed:
+            cols.append(fixed[key])
+        elif str(key).startswith("split "):
+            k = str(key).split()[1]
+            cols.append(ColumnSpec(key, "Run's own split" if k == "0" else f"Split {k}"))
+    return StrategyTable(data.reset_index(drop=True), cols)
+
+
+def knowledge_table(frame: pd.DataFrame, label: str) -> StrategyTable:
+    """`views.knowledge.knowledge_slices(...).table` with labelled columns: per strategy, the
+    questions the base model knew and those it did not, with the score (`label`) on each."""
+    data = frame.copy()
+    data["strategy"] = [display_name(x) for x in data["strategy"]]
+    specs = [
+        ColumnSpec("strategy", "Strategy", "text", help=STRATEGY_HELP),
+        ColumnSpec("known_n", "Known questions", "number", "%d"),
+        ColumnSpec("known_mean", f"{label} on known", "number", "%.3f"),
+        ColumnSpec("new_n", "New questions", "number", "%d"),
+        ColumnSpec("new_mean", f"{label} on new", "number", "%.3f"),
+        ColumnSpec("regressions", "Known, now missed", "number", "%d"),
+    ]
+    return StrategyTable(data.reset_index(drop=True), [c for c in specs if c.key in data])

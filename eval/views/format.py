@@ -72,3 +72,16 @@ class ColumnSpec:
         if self.kind == "number":
             return f"{int(value):,}" if self.fmt == "%d" else self.fmt % value
         return str(value)
+
+
+def noun(n: Any, word: str, plural: str | None = None) -> str:
+    """`word` as it goes with the count `n`: 'document' for 1, 'documents' otherwise (also for
+    a count that is not a number, such as '?')."""
+    one = not isinstance(n, bool) and isinstance(n, (int, float)) and n == 1
+    return word if one else plural or f"{word}s"
+
+
+def count(n: Any, word: str, plural: str | None = None) -> str:
+    """'1 document', '3 documents', '1,200 chunks', '? documents'."""
+    shown = f"{n:,}" if isinstance(n, (int, float)) and not isinstance(n, bool) else str(n)
+    return f"{shown} {noun(n, word, plural)}"

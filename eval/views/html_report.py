@@ -19,7 +19,14 @@ from eval.store.exports import portable, run_folder
 from eval.store.rows import SplitSummary
 from eval.store.runs import Run, RunStore
 from eval.views import charts
-from eval.views.display import StrategyTable, cost_table, quality_table
+from eval.views.display import (
+    StrategyTable,
+    cost_table,
+    knowledge_table,
+    quality_table,
+    significance_table,
+    stability_table,
+)
 from eval.views.judge import (
     agreement_frame,
     disagreement_frame,
@@ -78,7 +85,11 @@ th{white-space:normal;vertical-align:bottom;max-width:9em}.wide{overflow-x:auto}
 th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}
 td.best{font-weight:bold;background:#eef7ee}.meta{color:#555;font-size:.9em}
 .chart{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}.note{color:#666}
+.caution{font-size:1.05em;background:#fff4e0;border-left:4px solid #d98c00;padding:.6em .8em;
+border-radius:4px}pre{overflow-x:auto;background:#f8f8f8;padding:.5em}
 """
+# Caveats (what the test set cannot tell apart, the generator's ceiling) are warnings: amber,
+# never the green of the recommendation. Wide tables scroll sideways inside `.wide`.
 
 
 def _table(df: pd.DataFrame, best_cells: bool = False) -> str:
@@ -91,7 +102,8 @@ def _table(df: pd.DataFrame, best_cells: bool = False) -> str:
             cls = ' class="best"' if best_cells and text.startswith("★") else ""
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<div class='wide'>{table}</div>"
 
 
 def _fmt_frame(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
@@ -149,8 +161,8 @@ def html_report(
         sections.append("<p>No strategy finished in this run.</p>")
     else:
         sections += _findings(view, metric, monthly_volume, threshold, months)
-    for name, err in failures(run):
-        sections.append(f"<p class='note'>{esc(name)} failed: {esc(err)}</p>")
+    for name, err in failures(run):  # server folders in a message stay on the server
+        sections.append(f"<p class='caution'>{esc(name)} failed: {esc(portable(err, None))}</p>")
     sections.append(
         f"<h2>Reproduce</h2><p>Save the config below as run.yaml, then run "
         f"<code>{esc(cli_command(run))}</code>.</p><pre>{esc(_config_text(run))}</pre>"
@@ -212,7 +224,7 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
     decision = decide(view, monthly_volume, metric, threshold, months)
 
     # What the test set cannot tell apart, or the generator's ceiling, is said before any ranking.
-    sections += [f"<p class='headline'><b>{esc(h)}</b></p>" for h in diagnose(view).headline]
+    sections += [f"<p class='caution'><b>{esc(h)}</b></p>" for h in diagnose(view).headline]
     sections.append(
         f"<h2>Decision</h2><p class='note'>{monthly_volume:,} questions a month, "
         f"{esc(views.metric_label(metric))} ≥ {threshold:g}, preparation spread over "
@@ -233,9 +245,8 @@ def _findings(view, metric: str, monthly_volume: int, threshold: float, months: 
     if slices.table is None:
         sections.append(f"<p class='note'>{esc(slices.reason)}.</p>")
     else:
-        sections.append(
-            f"<p class='note'>{esc(slices.reason)}.</p>" + _table(_fmt_frame(slices.table))
-        )
+        known = knowledge_table(slices.table, views.metric_label(metric))
+        sections.append(f"<p class='note'>{esc(slices.reason)}.</p>" + _rows_table(known))
     ret = views.retention_vs_gain(view, metric)
     trained = throughput_rows(run)
     if trained:
@@ -272,19 +283,18 @@ def _confidence_sections(view: views.RunView, sbs: views.SideBySide, metric: str
     out = []
     sig = sbs.significance[sbs.significance.metric == metric]
     if not sig.empty:
-        cols = ["strategy", "best", "n", "groups", "test", "diff", "diff_low", "diff_high", "d_z"]
         out.append(
             "<h3>Against the best</h3><p class='note'>McNemar's test for right/wrong scores, the "
             "sign-flip permutation test otherwise, both flipping whole groups of questions; "
             "Holm's correction over every pair of strategies (the same tests the headline "
-            "reads); diff = strategy − best with its 95% bootstrap interval.</p>"
-            + _table(_fmt_frame(sig[[*cols, "p_value", "p_holm", "significant"]]))
+            "reads); difference = strategy − best with its 95% bootstrap interval.</p>"
+            + _rows_table(significance_table(sig))
         )
     st = stability(view, metric)
     if st is not None:
         out.append(
-            "<h3>Across re-drawn train/test splits</h3><p class='note'>Split 0 is the run's "
-            "own; wins are shared on a tie.</p>" + _table(_fmt_frame(stability_frame(st)))
+            "<h3>Across re-drawn train/test splits</h3><p class='note'>Splits won are shared "
+            "on a tie.</p>" + _rows_table(stability_table(stability_frame(st)))
         )
     return out
 
@@ -347,12 +357,17 @@ def _judge_sections(view, shown: int = 50) -> list[str]:
 
 
 def _config_text(run: Run) -> str:
+    """The run's YAML with the server's folders cut (a report is passed around; the app hides
+    server paths everywhere else): paths inside the run's folder relative, others by name."""
     try:
-        return run_config_yaml(run)
+        return run_config_yaml(run, portable_paths=True)
     except ValueError as e:  # a stale config still shows in the report, with the reason
         import yaml
 
-        return f"# this stored config no longer validates: {e}\n" + yaml.safe_dump(run.config)
+        shown = portable(run.config, run_folder(run))
+        return f"# this stored config no longer validates: {portable(str(e), None)}\n" + (
+            yaml.safe_dump(shown)
+        )
 
 
 def _strip_xml_decl(svg: str) -> str:

@@ -168,3 +168,24 @@ def check_cost(cost: str) -> None:
 def seed_of(view: RunView) -> int:
     """The run's split seed: paired tests on its questions are seeded with it."""
     return int(view.settings.split.seed)
+
+
+def priced(cost: CostSummary) -> tuple[float | None, float | None, bool]:
+    """(price per 1,000 questions, preparation price, whether from CPU time) of a strategy.
+
+    From wall time as measured, unless the measurement was contended (eval.run.contention):
+    then other work stretched the wall clock, and the price follows the CPU seconds per thread
+    the strategy itself used (what an idle machine would have taken), never above the
+    wall-time price. Runs measured before CPU time was recorded keep their wall-time prices."""
+    per_1k, prep = cost.price_per_1k, cost.price_prepare
+    threads = cost.threads or 0
+    if not cost.contended or threads < 1:
+        return per_1k, prep, False
+    used = False
+    if per_1k is not None and cost.cpu_mean_s and cost.latency_mean_s:
+        per_1k *= min(1.0, cost.cpu_mean_s / threads / cost.latency_mean_s)
+        used = True
+    if prep and cost.contended_prepare and cost.prepare_cpu_s is not None and cost.prepare_s:
+        prep *= min(1.0, cost.prepare_cpu_s / threads / cost.prepare_s)
+        used = True
+    return per_1k, prep, used

@@ -25,6 +25,8 @@ from eval.config import RunConfig
 from eval.events import ProgressEvent, ProgressFn
 from eval.records import training_log
 from eval.run.executor import EXECUTORS
+from eval.run.inputs import Inputs, needs_models
+from eval.run.oracle import oracle_planned
 from eval.run.retention import load_general_set
 from eval.run.workbench import Workbench
 from eval.tuning.arm import tuning_pairs
@@ -33,6 +35,7 @@ from service.cluster.plan import ClusterShape, placement_plan, plan_line
 from service.cluster.ray_executor import connect
 from service.cluster.storage import check_reachable
 from service.estimate.records import Estimate, StrategyEstimate
+from service.estimate.reuse import ProbeCache, ProbeMeasure, models_key, probe_key
 from strategies import get_strategy_class, make_config
 from strategies.base import StrategyContext
 from strategies.lora.loop import planned_steps
@@ -110,39 +113,68 @@ def estimate_run(
     config: RunConfig,
     probe_questions: int | None = None,
     progress: ProgressFn | None = None,
+    reuse: bool = True,
 ) -> Estimate:
     """Questions, prompt tokens and expected seconds per strategy, from a short measured probe.
 
     `probe_questions` defaults to the run's batch size (what one batch of the run holds);
-    `progress` receives ProgressEvent("probe", strategy, done, total) events.
+    `progress` receives ProgressEvent("probe", strategy, done, total) events. With `reuse`, a
+    strategy probed before on this machine with the same models, settings and input files
+    (service.estimate.reuse) is not probed again: its measurement is taken from the cache
+    beside the store, and the models are loaded only when something is probed.
     Raises ValueError (with the reason) when the inputs cannot be read.
     """
     emit = progress or (lambda event: None)
-    bench = Workbench.open(config, emit=emit)
+    cache = ProbeCache(config.store_path) if reuse else None
+    settings = {
+        n: make_config(n, config.strategy_configs.get(n)).to_dict() for n in config.strategies
+    }
+    keys = {n: probe_key(config, n, settings[n]) for n in config.strategies}
+    known = {}
+    if cache is not None:
+        known = {n: m for n in config.strategies if (m := cache.get(keys[n])) is not None}
+    to_probe = [n for n in config.strategies if n not in known]
+    bench = Workbench.open(config, strategies=to_probe, emit=emit)
     inputs = bench.inputs
     if not inputs.test:
         raise ValueError("the test split is empty: add Q/A pairs or raise test_fraction")
     size = probe_questions or config.batch_size
     probe = [p.question for p in inputs.test[: max(1, min(size, config.batch_size))]]
-    uses_models = bench.models is not None
+    uses_models = needs_models(config.strategies)
     n_general = len(load_general_set(config.retention_questions)) if uses_models else 0
-    if uses_models:
+    load_key = models_key(config)
+    load_s = bench.load_s
+    if bench.models is not None:
         _warm_up(bench)
-    out = []
+    elif uses_models and cache is not None:  # nothing probed: loading as measured before
+        load_s = cache.load_s(load_key) or 0.0
+    out, fresh = [], {}
     with tempfile.TemporaryDirectory(prefix="adaptlab-probe-") as tmp:
         ctx = bench.context(workdir=Path(tmp))
         for i, name in enumerate(config.strategies):
             emit(ProgressEvent("probe", strategy=name, done=i, total=len(config.strategies)))
-            out.append(_probe(bench, name, ctx, probe, n_general))
+            measure = known.get(name)
+            if measure is None:
+                measure = _measure(bench, name, ctx, probe)
+                if isinstance(measure, str):  # the strategy's problem, reported as the run would
+                    out.append(StrategyEstimate(name, error=measure))
+                    continue
+                fresh[keys[name]] = measure
+            out.append(_derive(config, inputs, name, measure, n_general, name in known))
+    if cache is not None and (fresh or bench.models is not None):
+        cache.put(fresh, (load_key, load_s) if bench.models is not None else None)
+    oracle_s = oracle_seconds(config, out, len(inputs.test)) if uses_models else 0.0
     return Estimate(
         device=bench.device,
         questions=len(inputs.test),
         train=len(inputs.train),
         retention_questions=n_general,
-        load_s=bench.load_s,
+        load_s=load_s,
         strategies=out,
-        total_s=bench.load_s + sum(e.total_s for e in out),
+        total_s=load_s + sum(e.total_s for e in out) + oracle_s,
         cluster=cluster_line(config),
+        oracle_s=oracle_s,
+        reused=[n for n in config.strategies if n in known],
     )
 
 
@@ -176,11 +208,11 @@ def _sample(corpus: Corpus, train: list, n: int) -> tuple[Corpus, list, float]:
     return small, pairs, scale
 
 
-def _probe(
-    bench: Workbench, name: str, ctx: StrategyContext, probe: list[str], n_general: int
-) -> StrategyEstimate:
+def _measure(
+    bench: Workbench, name: str, ctx: StrategyContext, probe: list[str]
+) -> ProbeMeasure | str:
     """One strategy prepared (one training step if it trains, a sample of the corpus and pairs
-    if not) and timed on one batch of the probe questions."""
+    if not) and timed on one batch of the probe questions; the error as text if it fails."""
     config, inputs = bench.config, bench.inputs
     trains = get_strategy_class(name).trains
     cfg = make_config(name, config.strategy_configs.get(name))
@@ -196,22 +228,46 @@ def _probe(
         answers = strategy.answer(probe)
         per_q = (time.perf_counter() - t) / len(probe)
     except Exception as e:  # the estimate reports a strategy's problem, the run would too
-        return StrategyEstimate(name, error=f"{type(e).__name__}: {e}")
+        return f"{type(e).__name__}: {e}"
     finally:
         strategy.close()
-    sampled = scale > 1 and prep > SAMPLED_NOTE_S
-    note = f"measured on a sample, scaled {scale:.1f}x" if sampled else "measured"
-    variants_s = 0.0
+    measure = ProbeMeasure(
+        per_q=per_q,
+        prompt_tokens_mean=sum(a.cost.prompt_tokens for a in answers) / len(answers),
+        scale=scale,
+        measured_at=time.time(),
+    )
+    if not trains:
+        measure.prepare_s = prep
+        return measure
     log = training_log(report)
+    # The probe also ran one validation pass; counted once, not once per step.
+    measure.eval_s = log.eval_s if log else 0.0
+    measure.step_s = max(prep - measure.eval_s, 0.0)
+    measure.examples = log.examples if log else 0
+    return measure
+
+
+def _derive(
+    config: RunConfig, inputs: Inputs, name: str, m: ProbeMeasure, n_general: int, reused: bool
+) -> StrategyEstimate:
+    """What strategy `name` would take in the run of `config`, from its probe measurement."""
+    trains = get_strategy_class(name).trains
+    cfg = make_config(name, config.strategy_configs.get(name))
+    per_q, variants_s = m.per_q, 0.0
     if trains:
-        steps = _planned_steps(name, cfg, log.examples if log else 0)
-        # The probe also ran one validation pass; count it once, not once per step.
-        eval_s = log.eval_s if log else 0.0
-        step_s = max(prep - eval_s, 0.0)
-        note = f"1 training step took {step_s:.1f} s; the run trains {steps} steps"
-        prep = step_s * steps + eval_s
+        steps = _planned_steps(name, cfg, m.examples)
+        note = f"1 training step took {m.step_s:.1f} s; the run trains {steps} steps"
+        prep = m.step_s * steps + m.eval_s
         curve = config.learning_curve
         variants_s = sum(prep * f for f in curve) + per_q * len(inputs.test) * len(curve)
+    else:
+        prep = m.prepare_s
+        sampled = m.scale > 1 and prep > SAMPLED_NOTE_S
+        note = f"measured on a sample, scaled {m.scale:.1f}x" if sampled else "measured"
+    if reused:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(m.measured_at))
+        note = f"{note} (reused: probed {when} on this machine, same models and settings)"
     answer_s = per_q * (len(inputs.test) + n_general)
     rerun = config.stability.include_trained or not trains
     # Re-splits and learning-curve points reuse the tuned settings: no search of their own.
@@ -222,7 +278,7 @@ def _probe(
         note = f"{note}; {tune_note}"
     return StrategyEstimate(
         strategy=name,
-        prompt_tokens_mean=sum(a.cost.prompt_tokens for a in answers) / len(answers),
+        prompt_tokens_mean=m.prompt_tokens_mean,
         seconds_per_question=per_q,
         prepare_s=prep,
         prepare_note=note,
@@ -232,3 +288,17 @@ def _probe(
         total_s=prep + answer_s + variants_s + resplits_s,
         resplits_s=resplits_s,
     )
+
+
+def oracle_seconds(config: RunConfig, measured: list[StrategyEstimate], n_test: int) -> float:
+    """The oracle reading's time: every test question read with one gold passage, priced at
+    the slowest measured retrieving strategy's seconds per question (its prompts are laid out
+    the same way, with more passages); 0 when the run reads no oracle."""
+    if not oracle_planned(config.strategies, config.verdict.oracle):
+        return 0.0
+    per_q = [
+        e.seconds_per_question
+        for e in measured
+        if not e.error and get_strategy_class(e.strategy).retrieves
+    ]
+    return max(per_q, default=0.0) * n_test

@@ -44,6 +44,11 @@ class Estimate:
     strategies: list[StrategyEstimate] = field(default_factory=list)
     total_s: float = 0.0
     cluster: str = ""  # the Ray placement plan in words (executor `ray`); "" for a local run
+    # The oracle reading after the strategies (0 when the run reads none: no strategy
+    # retrieves, or it is switched off), counted in total_s.
+    oracle_s: float = 0.0
+    # Strategies whose figures came from an earlier probe (service.estimate.reuse), not probed.
+    reused: list[str] = field(default_factory=list)
 
     def measured(self) -> dict[str, StrategyEstimate]:
         """Strategy -> its estimate, for the strategies whose probe ran (no error)."""

@@ -17,7 +17,7 @@ WRITE_EVERY_S = 0.25  # progress snapshots at most this often (stage changes alw
 CANCEL_POLL_S = 0.2  # the cancel flag is read from the DB at most this often
 # Stages whose events count done/total items (the general-knowledge questions too, so the
 # bar moves in every stage).
-COUNTED = ("answer", "generate", "retention", "retention_base", "probe", "judge")
+COUNTED = ("answer", "generate", "retention", "retention_base", "probe", "judge", "oracle")
 
 
 class JobProgress:

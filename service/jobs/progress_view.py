@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from eval.run.oracle import oracle_planned
 from eval.stats.stability import SPLIT_MARK, plan_labels
 from eval.views.format import display_name
 from service.estimate.records import Estimate, StrategyEstimate
@@ -36,7 +37,11 @@ STAGE_WORDS: dict[str, str] = {
     "read corpus": "reading the documents",
     "generate": "writing question/answer pairs",
     "probe": "probing",
+    "oracle": "reading each test question with its gold passage (the retrieval ceiling)",
+    "judge": "judging the answers",
 }
+# Stages whose job rows carry done/total counts, shown as "3/20".
+COUNTED_STAGES = ("train", "answer", "retention", "retention_base", "oracle", "judge")
 SETUP_STAGES = ("queued", "starting", "load_models", "ingest", "retention_base")
 # Share of a strategy's time spent preparing when no estimate says better: training dominates.
 PREPARE_SHARE = {True: 0.6, False: 0.1}
@@ -65,8 +70,13 @@ def _base(label: str) -> str:
     return label.partition(SPLIT_MARK)[0].partition("@")[0]
 
 
-def _trains(label: str) -> bool:
+def reads_oracle(config: dict[str, Any]) -> bool:
+    """Whether the run with this stored config reads the oracle after its strategies."""
+    verdict = config.get("verdict") or {}
+    return oracle_planned(config.get("strategies") or [], bool(verdict.get("oracle", True)))
 
+
+def _trains(label: str) -> bool:
     try:
         return bool(get_strategy_class(_base(label)).trains)
     except KeyError:  # a strategy no longer registered: shown, never counted as training
@@ -125,20 +135,31 @@ def describe_job(
     plan: list[str],
     now: float,
     estimate: Estimate | None = None,
+    oracle: bool = False,
 ) -> ProgressLine:
     """The progress line of a queued or running run job (a `JobQueue.get` Job).
 
     `plan` is `run_plan(config)`; `estimate` the estimate stored with the run (optional: it
-    weights the strategies and gives a time left before any was measured). The time left is
-    the run's elapsed time scaled by what is left once a fifth is done, the estimate's
-    remainder before that.
+    weights the strategies and gives a time left before any was measured); `oracle` whether
+    the run reads the oracle after its strategies (`reads_oracle(config)`). The time left is
+    the run's elapsed time scaled by what is left once a fifth is done; before that, the
+    estimate's remainder, less the time spent beyond what the estimate gave the work done
+    (so it counts down through a slow set-up).
     """
     stage, strategy = job.stage or "queued", job.strategy
     setup_w, weights = _weights(plan, estimate)
-    total_w = setup_w + sum(weights.values()) or 1.0
+    oracle_w = 0.0
+    if oracle or stage == "oracle":
+        oracle_w = (estimate.oracle_s if estimate is not None else 0.0) or (
+            sum(weights.values()) / max(1, len(weights)) / 2
+        )
+    total_w = setup_w + sum(weights.values()) + oracle_w or 1.0
     position = plan.index(strategy) + 1 if strategy in plan else 0
     per = {e.strategy: e for e in estimate.strategies} if estimate is not None else {}
-    if position == 0:
+    counted = min(1.0, (job.done or 0) / job.total) if job.total else 0.0
+    if stage == "oracle":
+        done_w = setup_w + sum(weights.values()) + oracle_w * counted
+    elif position == 0:
         done_w = setup_w * (0.9 if stage == "retention_base" else 0.5 if stage == "ingest" else 0)
         if stage == "retention_base" and job.total:
             done_w = setup_w * (0.5 + 0.5 * min(1.0, (job.done or 0) / job.total))
@@ -150,11 +171,13 @@ def describe_job(
     fraction = max(0.0, min(1.0, done_w / total_w))
 
     words = stage_words(stage)
-    if job.total and stage in ("train", "answer", "retention", "retention_base"):
+    if job.total and stage in COUNTED_STAGES:
         words += f" {job.done or 0}/{job.total}"
     if stage == "train" and job.loss is not None:
         words += f", loss {job.loss:.3f}"
-    if position:
+    if stage == "oracle":
+        text = f"After the strategies: {words}"
+    elif position:
         text = f"Strategy {position} of {len(plan)}: {display_name(strategy)}, {words}"
     else:
         text = f"Setting up: {words}"
@@ -164,7 +187,10 @@ def describe_job(
     if started and fraction >= 0.2:
         eta = (now - started) * (1 - fraction) / fraction
     elif estimate is not None and estimate.total_s:
-        eta = float(estimate.total_s) * (1 - fraction)
+        total_s = float(estimate.total_s)
+        left = total_s * (1 - fraction)
+        late = max(0.0, now - started - total_s * fraction) if started else 0.0
+        eta = max(left - late, 0.1 * left)  # never below a tenth of the work left
     if eta is not None:
         text += f" · about {duration(eta)} left"
     return ProgressLine(text, fraction, eta, position, len(plan))

@@ -33,7 +33,7 @@ from eval.stats.decision import (
 )
 from eval.stats.groups import labels_of
 from eval.views.format import ColumnSpec
-from eval.views.run_view import RunView, higher_is_better, metric_names, seed_of
+from eval.views.run_view import RunView, higher_is_better, metric_names, priced, seed_of
 from eval.views.run_view import money as short_money
 from eval.views.verdict.stability import stability, stability_frame, stability_sentences
 
@@ -191,14 +191,15 @@ def cost_per_right_frame(
         scored = [
             a for a in view.answers_of(r.strategy).values() if a.scores.get(metric) is not None
         ]
-        if cost.price_per_1k is None or not scored:
+        per_1k, prep, _ = priced(cost)  # from CPU time when contended, as the monthly cost
+        if per_1k is None or not scored:
             continue
         got = cost_per_right(
             [float(a.scores[metric]) >= threshold for a in scored],
             [a.answer.cost.latency_s for a in scored],
             groups=labels_of([a.qid for a in scored], view.groups()),
-            money_per_question=cost.price_per_1k / 1000.0,
-            money_fixed=(cost.price_prepare or 0.0) / volume if volume else 0.0,
+            money_per_question=per_1k / 1000.0,
+            money_fixed=(prep or 0.0) / volume if volume else 0.0,
             seconds_fixed=(cost.prepare_s or 0.0) / volume if volume else 0.0,
             n_resamples=_resamples(view),
             seed=seed_of(view),

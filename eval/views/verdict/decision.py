@@ -13,12 +13,20 @@ from eval.metrics import DEFAULT_METRIC, metric_label
 from eval.views.cost import BreakEven, break_even
 from eval.views.format import display_name, money, times
 from eval.views.knowledge import retention_vs_gain
-from eval.views.run_view import RunView, higher_is_better
-from eval.views.verdict.confidence import best_sentence, pair_result, per_right_text
+from eval.views.run_view import RunView, higher_is_better, priced
+from eval.views.verdict.confidence import (
+    best_sentence,
+    cost_per_right_frame,
+    pair_result,
+    per_right_text,
+)
 from eval.views.verdict.narrative import Recommendation, recommend
 from eval.views.verdict.stability import stability_sentences
 
 NOTABLE_DROP = 0.05  # a general-knowledge change below -5 points is worth a sentence
+# Below this many right answers, one question more or less right moves a cost per right answer
+# by a tenth or more: a ranking by it (e.g. 3 against 2 of 20) is said with a caution.
+FEW_RIGHT = 10
 
 
 @dataclass
@@ -112,12 +120,21 @@ def decide(
         reasons.append(f"Chance of being best: {chance}")
     if by == "per_right":
         reasons.append(rec.reasons[0])
-    prep = view.result(c).cost.price_prepare or 0.0
+        caution = _few_right(view, rec, monthly_volume, months)
+        if caution:
+            reasons.append(caution)
+    _, prep, on_cpu = priced(view.result(c).cost)
+    prep = prep or 0.0
     prep_s = view.result(c).cost.prepare_s or 0.0
     reasons.append(
         f"Cost: {money(row.per_question * 1000, cur)} per 1,000 questions; preparing it took "
         f"{prep_s:.0f} s ({money(prep, cur)}), spread over {months} months."
     )
+    if on_cpu:
+        reasons.append(
+            "Its price comes from the CPU seconds it used: the machine was busy while it was "
+            "measured, so its wall time (and a price from it) reads high."
+        )
     general = _general(ret, c)
     if general:
         reasons.append(general)
@@ -129,9 +146,27 @@ def decide(
     figures["per_right"] = float(row.per_right)
     figures["prepare_cost"] = float(prep)
     runner_up = _runner_up(rec, c, label, cur)
-    striking = _striking(ret, skip=c if general and "loses" in general else None)
+    striking = _striking(ret, skip=c if general and "drops by" in general else None)
     fine = _fine_tuning(be, cur, monthly_volume)
     return Decision(c, headline, reasons, runner_up, fine, striking, rec, figures)
+
+
+def _few_right(view: RunView, rec: Recommendation, monthly_volume: int, months: int) -> str | None:
+    """A caution when the strategies ranked by cost per right answer (those meeting the bar)
+    rest on fewer than FEW_RIGHT right answers; None otherwise."""
+    frame = cost_per_right_frame(view, monthly_volume, months).set_index("strategy")
+    meets = [s for s in rec.table[rec.table.status == "meets"].strategy if s in frame.index]
+    few = [(s, int(frame.loc[s, "right"]), int(frame.loc[s, "n"])) for s in meets]
+    few = [(s, r, n) for s, r, n in few if r < FEW_RIGHT]
+    if not few:
+        return None
+    counts = ", ".join(f"{display_name(s)} {r} of {n}" for s, r, n in few)
+    swing = 1 / max(1, min(r for _, r, _ in few))
+    return (
+        f"Caution: this ranking rests on few right answers ({counts}); one question more or "
+        f"less right moves a cost per right answer by {swing:.0%} or more, so the order may "
+        "not hold. More test questions would settle it."
+    )
 
 
 def _general(ret, name: str) -> str | None:
@@ -140,9 +175,10 @@ def _general(ret, name: str) -> str | None:
     score, base = ret.loc[name, "retention_score"], ret.loc[name, "retention_base"]
     delta = ret.loc[name, "retention_delta"]
     if delta <= -NOTABLE_DROP:
+        share = f", {-delta / base:.0%} of it" if base > 0 else ""
         return (
-            f"General knowledge: it loses some, from {base:.3f} to {score:.3f} on questions "
-            "outside your documents (the base model's score first)."
+            f"General knowledge: it drops by {-delta:.3f}{share}, from {base:.3f} to {score:.3f} "
+            "on questions outside your documents (the base model's score first)."
         )
     return f"General knowledge: {score:.0%} of the general questions right ({base:.0%} before)."
 
@@ -189,9 +225,20 @@ def _runner_up(rec: Recommendation, choice: str, label: str, cur: str) -> str | 
     mine = t[t.strategy == choice].iloc[0]
     return (
         f"Runner-up: {display_name(r.strategy)} also meets the bar ({label} {_num(r['mean'])}) but "
-        f"costs {money(r.monthly_cost, cur)} a month, {times(r.monthly_cost, mine.monthly_cost)} "
-        "as much."
+        f"costs {money(r.monthly_cost, cur)} a month, "
+        f"{as_much(r.monthly_cost, mine.monthly_cost)}."
     )
+
+
+def as_much(a: float, b: float) -> str:
+    """`a` against `b` as a phrase that ends a sentence: '3.0 times as much', 'half the cost',
+    '91% of the cost' (`times` alone reads '91% of')."""
+    ratio = times(a, b)
+    if ratio == "no comparable":
+        return "a cost that cannot be compared"
+    if "times" in ratio:
+        return f"{ratio} as much"
+    return f"{ratio} the cost"
 
 
 def _fine_tuning(be: BreakEven, cur: str, monthly_volume: int) -> str | None:

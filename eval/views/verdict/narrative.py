@@ -17,6 +17,7 @@ from eval.views.run_view import (
     format_interval,
     higher_is_better,
     money,
+    priced,
 )
 from eval.views.task_verdict import fine_tuning_bought
 from eval.views.verdict.confidence import RANK_BY, per_right_reason, with_per_right
@@ -96,10 +97,11 @@ def _monthly_table(
     rows = []
     for r in view.main:
         iv = r.metrics.get(metric) or {}
-        if iv.get("mean") is None or r.cost.price_per_1k is None:
+        per_1k, prep, _ = priced(r.cost)  # from CPU time when contended
+        if iv.get("mean") is None or per_1k is None:
             continue
-        per_q = float(r.cost.price_per_1k) / 1000.0
-        monthly = per_q * volume + float(r.cost.price_prepare or 0.0) / months
+        per_q = float(per_1k) / 1000.0
+        monthly = per_q * volume + float(prep or 0.0) / months
         favourable = iv.get("high") if hib else iv.get("low")
         status = (
             "meets"
