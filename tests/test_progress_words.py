@@ -117,6 +117,7 @@ def test_a_damaged_owner_record_gives_the_defaults(tmp_path):
 
 
 def test_estimate_accuracy_is_actual_over_predicted_per_strategy():
+    from eval.store.rows import RunMeta
     from eval.store.runs import Run, StrategyResult
     from service.estimate.check import estimate_accuracy
 
@@ -133,13 +134,13 @@ def test_estimate_accuracy_is_actual_over_predicted_per_strategy():
         StrategyResult("lora", "done", cost=CostSummary(latency_mean_s=1.0, prepare_s=7.0)),
         StrategyResult("few_shot", "done", cost=CostSummary(latency_mean_s=1.0)),
     ]
-    run = Run("r1", "", "done", 1000.0, 1150.0, {}, None, {"estimate": est}, None, results)
+    run = Run("r1", "", "done", 1000.0, 1150.0, {}, None, RunMeta(estimate=est), None, results)
     df = estimate_accuracy(run).set_index("strategy")
     assert list(df.index) == ["rag", "lora"]
     assert df.loc["rag", "answer_ratio"] == 1.5 and df.loc["rag", "prepare_ratio"] == 0.5
     assert pd.isna(df.loc["lora", "prepare_ratio"])  # nothing predicted: no ratio
     assert df.attrs["total"] == (100.0, 150.0)
-    run.meta = {}
+    run.meta = RunMeta()
     assert estimate_accuracy(run).empty
 
 
