@@ -29,6 +29,7 @@ from eval.stats.decision import is_binary
 from eval.store.runs import RunNotFound, RunStore
 from eval.views.html_report import html_report
 from eval.views.judge import agreement_summary, judge_summary
+from eval.views.quality import retrieval_recall
 from eval.views.run_compare import compare_data, render_compare
 from eval.views.run_view import RunView, check_metric
 from eval.views.tables import render_run, run_summary
@@ -60,6 +61,9 @@ def summary_with_diagnostics(store: RunStore, run_id: str) -> dict:
     view = RunView.load(store, run_id)
     tuning = {label: rec.to_dict() for label, rec in tuning_records(view.run).items()}
     summary = {**run_summary(view.run), "verdict": diagnose(view).to_dict(), "tuning": tuning}
+    # Retrieval on its own (recall@k, MRR, the retriever) per strategy that retrieved.
+    recall = retrieval_recall(view).astype(object)
+    summary["retrieval"] = recall.where(recall.notna(), None).to_dict(orient="records")
     return summary | decision_data(view)
 
 

@@ -221,23 +221,40 @@ def groundedness(items: list[ScoringItem], _embedder: Any = None) -> list[float 
     return out
 
 
+def gold_rank(item: ScoringItem) -> int | None:
+    """Rank (from 1) of the first retrieved chunk holding a gold answer as whole words; 0 when
+    none holds one, None when the answer used no retrieved chunk (closed book, shots only)."""
+    chunks = [c for c in item.contexts if c.kind == "chunk"]
+    if not chunks:
+        return None
+    # Padded with spaces so "pharma" does not match inside "pharmacy".
+    golds = [f" {n} " for n in map(normalize_answer, item.golds) if n]
+    for rank, c in enumerate(chunks, start=1):
+        hay = f" {normalize_answer(c.text)} "
+        if any(g in hay for g in golds):
+            return rank
+    return 0
+
+
 @register_metric(
     "recall_at_k",
     "Recall@k",
     help="1 if a gold answer appears in a retrieved chunk (retrieval strategies only).",
 )
 def recall_at_k(items: list[ScoringItem], _embedder: Any = None) -> list[float | None]:
-    out: list[float | None] = []
-    for it in items:
-        chunks = [c for c in it.contexts if c.kind == "chunk"]
-        if not chunks:
-            out.append(None)
-            continue
-        # Padded with spaces so "pharma" does not match inside "pharmacy".
-        hay = [f" {normalize_answer(c.text)} " for c in chunks]
-        golds = [f" {normalize_answer(g)} " for g in it.golds if normalize_answer(g)]
-        out.append(float(any(g in h for g in golds for h in hay)))
-    return out
+    ranks = map(gold_rank, items)
+    return [None if r is None else float(r > 0) for r in ranks]
+
+
+@register_metric(
+    "mrr",
+    "MRR",
+    help="1 / the rank of the first retrieved chunk holding a gold answer, 0 if none does "
+    "(mean reciprocal rank; retrieval strategies only).",
+)
+def mean_reciprocal_rank(items: list[ScoringItem], _embedder: Any = None) -> list[float | None]:
+    ranks = map(gold_rank, items)
+    return [None if r is None else (1.0 / r if r else 0.0) for r in ranks]
 
 
 @register_metric(

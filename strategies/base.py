@@ -181,6 +181,12 @@ class Strategy(ABC):
         """Chunks retrieved per question under the stored `config` (None: does not retrieve)."""
         return None
 
+    @classmethod
+    def retriever(cls, config: dict[str, Any]) -> str | None:
+        """How it retrieves under the stored `config` ("dense", "bm25", "hybrid"; None: it
+        does not retrieve)."""
+        return None
+
 
 # The instructions tuning tries (`tuning.extra_choices: {template: [...]}` adds a user's own):
 # the shipped one, a concise-answer one (token F1 punishes extra words) and a plainer one.

@@ -122,6 +122,14 @@ class CompositeStrategy(GenerativeStrategy):
         ]
         return next((d for d in depths if d is not None), None)
 
+    @classmethod
+    def retriever(cls, config):
+        found = (
+            get_strategy_class(name).retriever((config or {}).get(field) or {})
+            for field, name in cls.parts.items()
+        )
+        return next((r for r in found if r is not None), None)
+
 
 def _raft_lora() -> LoraStrategyConfig:
     # Room for the passages RAG will show at answer time (3 chunks of 192 tokens by default);

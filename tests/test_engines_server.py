@@ -136,3 +136,29 @@ def test_chroma_host_needs_the_chroma_backend():
 
     with pytest.raises(ConfigError, match="chroma_host applies to backend chroma"):
         RagConfig(backend="faiss", chroma_host="localhost")
+
+
+def test_hybrid_rag_through_a_chroma_server_keeps_its_lexical_index_local(
+    chroma_server, chunked_mini, tiny_models, tmp_path
+):
+    from strategies.lexical import LexicalIndex
+
+    corpus, _ = chunked_mini
+    host, port = chroma_server
+    rag = RagStrategy(
+        RagConfig(
+            backend="chroma", chroma_host=host, chroma_port=port, top_k=2, retriever="hybrid"
+        ),
+        StrategyContext(models=tiny_models, workdir=tmp_path),
+    )
+    report = rag.prepare(corpus, [])
+    assert report.details["server"] == f"{host}:{port}" and report.details["retriever"] == "hybrid"
+    lexical = report.details["lexical_index"]
+    assert lexical.startswith(str(tmp_path))  # on this machine, beside the vector store's path
+    assert LexicalIndex.load(lexical).ids == [c.id for c in corpus.chunks]
+    assert report.artifact_bytes == LexicalIndex.size_bytes(lexical) > 0  # vectors: the server's
+    [hits] = rag.retrieve(["Where do T cells mature?"])
+    assert any("thymus" in c.text for c in hits)
+    # Rebuilt with the vector collection: a second prepare answers the same.
+    rag.prepare(corpus, [])
+    assert [c.text for c in rag.retrieve(["Where do T cells mature?"])[0]] == [c.text for c in hits]

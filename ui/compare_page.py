@@ -281,7 +281,14 @@ with fine_tuning_tab:
             st.dataframe(trained, hide_index=True, key="throughput_table")
 
     st.subheader("Retrieval recall@k")
-    st.altair_chart(charts.recall_chart(views.retrieval_recall(view)), width="stretch")
+    recall = views.retrieval_recall(view)
+    st.altair_chart(charts.recall_chart(recall), width="stretch")
+    if not recall.empty:
+        st.caption(
+            "Retrieval on its own: was a chunk holding a gold answer among the passages "
+            "(recall@k), and how high it ranked (MRR = mean of 1 / its rank, 0 when absent)."
+        )
+        st.dataframe(recall, hide_index=True, key="retrieval_table")
 
 with tuning_tab:
     show_tuning(run)

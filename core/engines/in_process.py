@@ -34,6 +34,7 @@ _LOCK = threading.RLock()
 _GENERATORS: dict[tuple, TransformersGenerator] = {}
 _EMBEDDERS: dict[tuple, Embedder] = {}
 _TOKENIZERS: dict[tuple, Any] = {}
+_RERANKERS: dict[tuple, Reranker] = {}
 GENERATE_TOKEN_BUDGET = 8192  # default TransformersGenerator.generate_token_budget
 
 
@@ -380,6 +381,45 @@ def _load_embedder(name: str, device: str, cache_dir: Path) -> Embedder:
     return Embedder(name, model, device)
 
 
+class Reranker:
+    """A cross-encoder that scores (question, passage) pairs jointly: slower than comparing
+    embeddings, and often better at ordering a short list of candidates."""
+
+    def __init__(self, name: str, model: Any):
+        self.name = name
+        self.model = model
+        self.lock = threading.Lock()
+
+    def scores(self, question: str, passages: list[str]):
+        """One relevance score per passage (higher is more relevant), as a float32 array."""
+        import numpy as np
+
+        if not passages:
+            return np.zeros(0, dtype=np.float32)
+        with self.lock:
+            out = self.model.predict(
+                [(question, p) for p in passages], show_progress_bar=False, convert_to_numpy=True
+            )
+        return np.asarray(out, dtype=np.float32).reshape(len(passages), -1)[:, 0]
+
+
+def load_reranker(config: ModelConfig, name: str) -> Reranker:
+    """The shared cross-encoder `name` (a local folder or a Hugging Face id), loaded once."""
+    return _shared(_RERANKERS, name, config, _load_reranker)
+
+
+def _load_reranker(name: str, device: str, cache_dir: Path) -> Reranker:
+    from sentence_transformers import CrossEncoder
+
+    quiet_transformers()
+    path = str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+    try:
+        model = CrossEncoder(path, device=device, num_labels=1)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"could not load reranker {name!r}: {e}") from e
+    return Reranker(name, model)
+
+
 __all__ = [
     "BUNDLED_EMBEDDERS",
     "BUNDLED_GENERATORS",
@@ -387,10 +427,12 @@ __all__ = [
     "Generation",
     "Generator",
     "ModelLoadError",
+    "Reranker",
     "TransformersGenerator",
     "generator_path",
     "load_embedder",
     "load_generator",
+    "load_reranker",
     "load_tokenizer",
     "resolve_device",
     "torch_dtype",

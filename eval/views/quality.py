@@ -206,28 +206,51 @@ def learning_curve(view: RunView, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
     return df
 
 
-def _retrieval_depth(r: StrategyResult) -> int | None:
+def _retrieval_setting(r: StrategyResult, ask: str) -> Any:
+    """The strategy's `retrieval_depth` or `retriever` under its stored config (None when it
+    is no longer registered)."""
     try:
-        return get_strategy_class(r.strategy).retrieval_depth(r.config or {})
-    except KeyError:  # a strategy no longer registered: its depth is unknown
+        return getattr(get_strategy_class(r.strategy), ask)(r.config or {})
+    except KeyError:  # a strategy no longer registered: unknown
         return None
 
 
+RECALL_COLUMNS = [
+    "strategy",
+    "retriever",
+    "mean",
+    "low",
+    "high",
+    "n",
+    "top_k",
+    "mrr",
+    "mrr_low",
+    "mrr_high",
+]
+
+
 def retrieval_recall(view: RunView) -> pd.DataFrame:
-    """Recall@k for strategies that retrieved: strategy, mean, low, high, n, top_k (if set)."""
+    """Retrieval on its own, for strategies that retrieved: strategy, retriever (dense, bm25,
+    hybrid), recall@k (mean, low, high over n questions), top_k, and MRR with its interval
+    (None for runs stored before MRR was scored)."""
     rows = []
     for r in view.main:
         iv = r.metrics.get("recall_at_k") or {}
         if iv.get("mean") is None:
             continue
+        mrr = r.metrics.get("mrr") or {}
         rows.append(
             {
                 "strategy": r.strategy,
+                "retriever": _retrieval_setting(r, "retriever"),
                 "mean": iv["mean"],
                 "low": iv.get("low"),
                 "high": iv.get("high"),
                 "n": iv.get("n"),
-                "top_k": _retrieval_depth(r),
+                "top_k": _retrieval_setting(r, "retrieval_depth"),
+                "mrr": mrr.get("mean"),
+                "mrr_low": mrr.get("low"),
+                "mrr_high": mrr.get("high"),
             }
         )
-    return pd.DataFrame(rows, columns=["strategy", "mean", "low", "high", "n", "top_k"])
+    return pd.DataFrame(rows, columns=RECALL_COLUMNS)
