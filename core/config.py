@@ -140,18 +140,25 @@ class ConfigBase:
         return cls.from_dict(_known_options(cls, data or {}))
 
     @classmethod
+    def setting_path(cls, key: str) -> str:
+        """Where option `key` lives now: a config whose options moved into a section maps the
+        old flat name to its dotted path (its from_dict moves the value the same way)."""
+        return key
+
+    @classmethod
     def parse_setting(cls, key: str, text: str) -> Any:
         """The value `text` means for the field at dotted `key` (e.g. "training.epochs"), read
         against the field's declared type, as `--set KEY=VALUE` gives it: a str field takes the
         text as it is ("off", "no"), a bool one yes/no/true/false/on/off/1/0, numbers accept
         "1e-3", a list "[a, b]" or "a,b". ConfigError names an unknown key or a bad value."""
-        owner: type[ConfigBase] = cls
-        *inner, last = key.split(".")
-        for part in inner:
-            sub = _config_class(typing.get_type_hints(owner).get(part))
+        key = cls.setting_path(key)
+        head, dot, rest = key.partition(".")
+        if dot:  # a section's option: that section's class reads the rest
+            sub = _config_class(typing.get_type_hints(cls).get(head))
             if sub is None:
-                raise ConfigError(f"{part} is not a section of {owner.__name__}")
-            owner = sub
+                raise ConfigError(f"{head} is not a section of {cls.__name__}")
+            return sub.parse_setting(rest, text)
+        owner, last = cls, key
         hints = typing.get_type_hints(owner)
         if last not in {f.name for f in fields(owner)}:
             known = ", ".join(f.name for f in fields(owner))

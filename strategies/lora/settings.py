@@ -143,6 +143,10 @@ class LoraStrategyConfig(PromptConfig):
     )
 
     @classmethod
+    def setting_path(cls, key: str) -> str:
+        return f"training.{key}" if key in TRAINING_KEYS else key
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> LoraStrategyConfig:
         """As ConfigBase.from_dict, with the training fields of a flat (older) config moved
         into the `training` section; a key given both ways keeps the section's value."""
