@@ -288,7 +288,21 @@ with fine_tuning_tab:
             "Retrieval on its own: was a chunk holding a gold answer among the passages "
             "(recall@k), and how high it ranked (MRR = mean of 1 / its rank, 0 when absent)."
         )
-        st.dataframe(recall, hide_index=True, key="retrieval_table")
+        shown = recall.assign(strategy=recall["strategy"].map(display_name)).rename(
+            columns={
+                "strategy": "Strategy",
+                "retriever": "Retriever",
+                "mean": "Recall@k",
+                "low": "Recall low (95%)",
+                "high": "Recall high (95%)",
+                "n": "Questions",
+                "top_k": "Passages (k)",
+                "mrr": "MRR",
+                "mrr_low": "MRR low (95%)",
+                "mrr_high": "MRR high (95%)",
+            }
+        )
+        st.dataframe(shown, hide_index=True, key="retrieval_table")
 
 with tuning_tab:
     show_tuning(run)
