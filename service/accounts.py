@@ -16,18 +16,17 @@ Streamlit saw (`st.user`, `st.context.headers`, `st.context.ip_address`).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import ipaddress
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import ConfigBase, check, option
+from eval.store.db import connect
 from service.operator import load_operator
 
 MODE_ENV = "ADAPTLAB_MODE"
@@ -216,14 +215,8 @@ class AccountBook:
         with self._conn() as c:
             c.execute(self.SCHEMA)
 
-    @contextlib.contextmanager
     def _conn(self):
-        conn = sqlite3.connect(self.path, timeout=30)
-        try:
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+        return connect(self.path)  # the store file's one way in (WAL, lock wait, one transaction)
 
     def seen(self, account: Account) -> None:
         """Record (or refresh) an account's label and when it was last seen."""

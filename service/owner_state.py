@@ -7,7 +7,6 @@ settings. It lives in its own table of the run store's SQLite file, one row per 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.types import known_fields
+from eval.store.db import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS owner_state (
@@ -60,14 +60,8 @@ class OwnerStates:
         with self._conn() as c:
             c.executescript(SCHEMA)
 
-    @contextlib.contextmanager
     def _conn(self):
-        conn = sqlite3.connect(self.path, timeout=30)
-        try:
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+        return connect(self.path)  # the store file's one way in (WAL, lock wait, one transaction)
 
     def get(self, owner: str) -> OwnerState:
         """The owner's record (the defaults for an owner never seen)."""
