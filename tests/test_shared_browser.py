@@ -26,10 +26,8 @@ from service.accounts import PROXY_ISSUER, account_owner
 from service.corpora import CorpusLibrary
 from service.jobs import JobQueue
 from tests.browser_support import (
-    CHROMIUM_ARGS,
     VIEWPORT,
     browser_unavailable,
-    chromium_path,
     dataframe_rows,
     free_port,
     go_to_page,
@@ -99,25 +97,23 @@ def write_server_yaml(home: Path, proxy: str) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
+@pytest.fixture
+def new_page(browser):
+    """Makes pages, each in a fresh browser context (its own cookies: one person) reaching
+    localhost only; closes them after the test (the browser is the session's, shared)."""
+    contexts = []
 
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    def make():
+        context = browser.new_context(viewport=VIEWPORT)
+        contexts.append(context)
+        context.route("**/*", only_localhost)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        return page
 
-
-def new_page(chromium):
-    """A page in a fresh browser context (its own cookies: one person), reaching localhost."""
-    context = chromium.new_context(viewport=VIEWPORT)
-    context.route("**/*", only_localhost)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    return page
+    yield make
+    for context in contexts:
+        context.close()
 
 
 def seed(home: Path, owner: str, who: str) -> str:
@@ -181,17 +177,17 @@ def history_runs_and_disk(page) -> tuple[set[str], str]:
     return {r[column] for r in rows[1:]}, caption
 
 
-def test_two_accounts_sign_in_and_see_only_their_own_work(shared_app, provider, chromium):
+def test_two_accounts_sign_in_and_see_only_their_own_work(shared_app, provider, new_page):
     url, home = shared_app
     alice_run = seed(home, account_owner(provider, "alice@example.com"), "alice")
     bob_owner = account_owner(provider, "bob@example.com")
     bob_run = seed(home, bob_owner, "bob")
 
-    anonymous = new_page(chromium)
+    anonymous = new_page()
     anonymous.goto(url + "?owner=" + "x" * 22)  # a link names nobody on a shared server
     sees_only_the_sign_in(anonymous)
 
-    alice = new_page(chromium)
+    alice = new_page()
     sign_in(alice, url, "alice@example.com")
     offered = corpus_options(alice)
     assert any(o.startswith("alice-notes") for o in offered)
@@ -201,7 +197,7 @@ def test_two_accounts_sign_in_and_see_only_their_own_work(shared_app, provider, 
     assert "2.0 KB for the files of these runs" in disk
     assert "4.0 KB for every run" in disk  # she is an admin (server.yaml): she sees the total
 
-    bob = new_page(chromium)
+    bob = new_page()
     sign_in(bob, url, "bob@example.com")
     runs, disk = history_runs_and_disk(bob)
     assert runs == {bob_run}
@@ -298,26 +294,26 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
                 s.shutdown(socket.SHUT_RDWR)
 
 
-def test_proxy_header_is_believed_only_from_the_proxy(proxy_app, chromium):
+def test_proxy_header_is_believed_only_from_the_proxy(proxy_app, new_page):
     url, home = proxy_app
     carol_run = seed(home, account_owner(PROXY_ISSUER, "carol@example.com"), "carol")
     seed(home, account_owner(PROXY_ISSUER, "dave@example.com"), "dave")
     proxy = HeaderProxy(url, "X-Forwarded-Email", "carol@example.com")
     try:
-        carol = new_page(chromium)
+        carol = new_page()
         carol.goto(proxy.url)
         wait_for_text(carol, "Signed in as carol@example.com", 90)
         wait_until_idle(carol, 90)
         assert history_runs_and_disk(carol)[0] == {carol_run}
 
-        nobody = new_page(chromium)  # straight to the app, no header: nobody
+        nobody = new_page()  # straight to the app, no header: nobody
         nobody.goto(url)
         sees_only_the_sign_in(nobody)
 
         # The operator names another proxy: this machine's connections are no longer the
         # proxy's, so the same header is a forgery and is refused, not believed.
         write_server_yaml(home, "10.9.9.9")
-        forger = new_page(chromium)
+        forger = new_page()
         forger.goto(proxy.url)
         wait_for_text(forger, "not the sign-in proxy", 90)
         wait_until_idle(forger, 90)
