@@ -88,9 +88,16 @@ def test_the_estimate_counts_each_arms_search_within_its_budget():
 
     quick = RunConfig.from_dict({"tuning": {"budget": "quick", "val_fraction": 0.25}})
     # Four instructions, each tried once at most (2 s to prepare + 20 validation answers at
-    # 1 s): the system prompt learns nothing from the training pairs, so all 20 validate.
+    # 1 s): the system prompt learns nothing from the training pairs, so all 20 validate. The
+    # default answers all 20; racing stops each other trial at 16 half the time: 18 answers.
     s, note = tuning_seconds(quick, "system_prompt", prompt, train, 2.0, 1.0)
-    assert s == 4 * 22.0 and "4 trials on 20 validation pairs" in note
+    assert s == 22.0 + 3 * (2.0 + 18.0) and "4 trials on 20 validation pairs" in note
+    assert "about 18 answers a trial" in note
+    # Racing only what is clearly behind: every trial counted on every pair.
+    clear = RunConfig.from_dict(
+        {"tuning": {"budget": "quick", "val_fraction": 0.25, "racing": "clear"}}
+    )
+    assert tuning_seconds(clear, "system_prompt", prompt, train, 2.0, 1.0)[0] == 4 * 22.0
     # A seconds cap stops the trials after the default one.
     capped = RunConfig.from_dict(
         {"tuning": {"budget": "quick", "val_fraction": 0.25, "max_seconds": 10}}

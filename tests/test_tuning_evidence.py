@@ -19,7 +19,7 @@ from eval.tuning.arm import ALL_LEFT_OUT, ALL_PAIRS, HELD_OUT, OWN_PAIRS, tuning
 from eval.tuning.config import TuningConfig
 from eval.tuning.engine import TuningJob, study_name, tune
 from eval.tuning.evidence import crossfit_diffs, halves
-from eval.tuning.racing import clearly_behind
+from eval.tuning.racing import clearly_behind, expected_answers, not_ahead, rung_between
 from eval.views.tuning import tuning_table
 from strategies import create_strategy, get_strategy_class, register_strategy
 from strategies.base import Strategy, StrategyContext
@@ -331,7 +331,7 @@ def test_a_clearly_worse_setting_is_raced_out_and_the_finalists_see_every_pair(t
     val = _pairs(64)
     _modes(val, {"base": (val[5].question,), "lucky": ()})
     job = _job(tmp_path, "ev_mode", val)
-    _, rec = tune(job, TuningConfig(budget="quick", n_trials=4))
+    _, rec = tune(job, TuningConfig(budget="quick", n_trials=4, racing="clear"))
     by_mode = {t.values["mode"]: t for t in rec.trials}
     assert set(by_mode) == set(MODES)  # four settings, each tried once
     wrong = by_mode["wrong"]
@@ -346,6 +346,41 @@ def test_a_clearly_worse_setting_is_raced_out_and_the_finalists_see_every_pair(t
     raced = next(t for t in study.trials if t.number == wrong.number)
     assert sorted(raced.intermediate_values) == [4, 8, 12, 16]
     assert all(v == 0.0 for v in raced.intermediate_values.values())
+
+
+def test_rungs_stop_a_setting_that_is_not_ahead_and_let_the_better_one_finish(tmp_path):
+    val = _pairs(64)
+    # base misses pair 5 (inside the first rung of 16); "right" and "lucky" answer alike.
+    _modes(val, {"base": (val[5].question,), "lucky": ()})
+    job = _job(tmp_path, "ev_mode", val)
+    _, rec = tune(job, TuningConfig(budget="quick", n_trials=4))
+    by_mode = {t.values["mode"]: t for t in rec.trials}
+    assert by_mode["base"].state == "complete" and by_mode["base"].answered == 64  # the default
+    assert by_mode["wrong"].state == "pruned" and by_mode["wrong"].answered == 16
+    # Of the two settings that answer alike, the first one tried is ahead of the default at
+    # every rung and answers all 64; the second only ties it (the new leader) at 16 and stops.
+    first, second = sorted((by_mode["right"], by_mode["lucky"]), key=lambda t: t.number)
+    assert first.state == "complete" and first.answered == 64
+    assert second.state == "pruned" and second.answered == 16
+    answered = len(ModeStrategy.answered)
+    assert answered == 64 + 16 + 64 + 16  # against 64 * 3 + 16 racing only when clearly behind
+
+
+def test_rung_arithmetic():
+    assert [rung_between(b, n) for b, n in ((0, 8), (8, 16), (16, 24), (40, 48), (48, 56))] == [
+        None,
+        16,
+        None,
+        48,
+        None,
+    ]
+    assert rung_between(0, 20) == 16 and rung_between(140, 150) == 144
+    assert rung_between(10, 20, first=5) == 15  # batches that skip past a rung still meet it
+    assert not_ahead([1.0, 0.0], [1.0, 0.0, 1.0]) and not_ahead([0.5, 0.5], [1.0, 0.0])
+    assert not not_ahead([1.0, 0.5], [1.0, 0.0, 0.0])
+    # 16 for sure, half of the trials on to 48, a quarter to 144, an eighth to the end.
+    assert expected_answers(294) == 16 + 32 / 2 + 96 / 4 + 150 / 8
+    assert expected_answers(10) == 10 and expected_answers(30) == 16 + 14 / 2
 
 
 def test_racing_stops_only_a_trial_behind_beyond_noise():

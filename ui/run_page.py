@@ -65,7 +65,13 @@ SETTING_GROUPS = {
         "prices.cpu_per_hour",
         "prices.gpu_per_hour",
     ],
-    "Advanced": ["split.seed", "stability.resplits", "stability.include_trained"],
+    "Advanced": [
+        "split.seed",
+        "stability.resplits",
+        "stability.include_trained",
+        "tuning.adopt",
+        "tuning.racing",
+    ],
 }
 
 

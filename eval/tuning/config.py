@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.config import ConfigBase, check, option
+from eval.tuning.racing import RACING
 
 BUDGETS = ("off", "quick", "thorough")
 # evidence: the best setting replaces the default only when its paired gain on validation has a
@@ -74,6 +75,15 @@ class TuningConfig(ConfigBase):
         "choose it) or 'best' (the highest validation score, however small its lead).",
         choices=ADOPT_RULES,
         label="Adopt a tuned setting",
+    )
+    racing: str = option(
+        "rungs",
+        "How an untrained arm's trials are stopped early: 'rungs' (at 16, 48, 144... pairs a "
+        "trial goes on only while ahead of the best finished trial on the same pairs; at any "
+        "batch it stops once clearly behind) or 'clear' (only once clearly behind: a setting "
+        "about as good as the default answers every validation pair, which costs more).",
+        choices=RACING,
+        label="Stop settings early",
     )
     extra_choices: dict[str, list[Any]] = option(
         {},

@@ -105,7 +105,7 @@ def tune(
     budget = tuning.budget_for(job.trains)
     size = objective.size()
     exhaustive = size is not None and size <= budget.n_trials and not objective.off_grid()
-    study = _study(job, pruner, exhaustive=exhaustive)
+    study = _study(job, pruner, exhaustive=exhaustive, rungs=tuning.racing == "rungs")
     # Trials of an earlier, killed attempt were paid for too: their time counts.
     before = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study))
     import optuna
@@ -151,10 +151,11 @@ def study_name(job: TuningJob) -> str:
     return f"{job.label}@{hashlib.sha256(ids.encode('utf-8')).hexdigest()[:12]}"
 
 
-def _study(job: TuningJob, pruner: Any, exhaustive: bool = False):
+def _study(job: TuningJob, pruner: Any, exhaustive: bool = False, rungs: bool = True):
     """The arm's study in the journal: created, or loaded with its trials (a resumed run).
 
-    `exhaustive`: every setting of the space fits the budget, so each is tried once.
+    `exhaustive`: every setting of the space fits the budget, so each is tried once. `rungs`:
+    untrained trials also stop at a rung where they are not ahead of the leader (racing).
     """
     import optuna
     from optuna.storages import JournalStorage
@@ -179,6 +180,7 @@ def _study(job: TuningJob, pruner: Any, exhaustive: bool = False):
             optuna.pruners.SuccessiveHalvingPruner(min_resource=1),
             seed=job.seed,
             groups=group_labels(job.val, job.jaccard),  # near-duplicates resampled together
+            rungs=rungs,
         ),
         load_if_exists=True,
     )

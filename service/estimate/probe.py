@@ -31,6 +31,7 @@ from eval.run.retention import load_general_set
 from eval.run.workbench import Workbench
 from eval.tuning.arm import tuning_pairs
 from eval.tuning.engine import planned_trials
+from eval.tuning.racing import expected_answers
 from service.cluster.plan import ClusterShape, placement_plan, plan_line
 from service.cluster.ray_executor import connect
 from service.cluster.storage import check_reachable
@@ -81,9 +82,9 @@ def tuning_seconds(
     to its preparation, and how that was counted ("" when nothing is searched).
 
     Every trial prepares as the arm does (`trial_prepare_s`) and answers the validation pairs
-    (`per_q` each); the trials after the default one stop at the budget's seconds cap. An upper
-    bound for an arm that does not train: racing stops its clearly worse trials after a few
-    batches (eval.tuning.racing). An arm
+    (`per_q` each); the trials after the default one stop at the budget's seconds cap. For an
+    arm that does not train, racing's rungs stop a trial not ahead of the leader at 16, 48,
+    144... pairs: counted as going on past each rung half the time (eval.tuning.racing). An arm
     that validates on pairs of its own answers with its default trial's training when that is
     kept, so that training is not counted twice."""
 
@@ -101,12 +102,18 @@ def tuning_seconds(
         return 0.0, ""
     trial_s = trial_prepare_s + per_q * n_val
     reused = own and EXECUTORS[config.executor.kind].carries_files(config)
-    rest = (trials - 1) * trial_s
+    note = f"tuning: up to {trials} trials on {n_val} validation pairs"
+    raced_s = trial_s
+    if not kind.trains and tuning.racing == "rungs":
+        answers = expected_answers(n_val)
+        raced_s = trial_prepare_s + per_q * answers
+        note += f" (after the default, about {answers:.0f} answers a trial: racing)"
+    rest = (trials - 1) * raced_s
     cap = tuning.budget_for(kind.trains).seconds_after_default(trial_s)
     if cap is not None:
         rest = min(rest, cap)
     first = per_q * n_val if reused else trial_s
-    return first + rest, f"tuning: up to {trials} trials on {n_val} validation pairs"
+    return first + rest, note
 
 
 def estimate_run(
