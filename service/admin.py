@@ -12,7 +12,7 @@ from pathlib import Path
 
 from eval.store.runs import RunStore
 from service.accounts import AccountBook
-from service.corpora import CorpusLibrary
+from service.corpus_library import CorpusLibrary
 from service.jobs.queue import JobQueue
 from service.quota import owner_disk_use
 

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from core.access import Access, AccessDenied
 from eval.store.artifacts import run_dir
 from eval.store.runs import RunNotFound, RunStore, StrategyResult
-from service.corpora import CorpusLibrary, CorpusNotFound
+from service.corpus_library import CorpusLibrary, CorpusNotFound
 from service.jobs import JobNotFound, JobQueue, worker_pid
 from service.owners import new_owner, valid_owner, workspace_mode
 from service.uploads import UploadLimits

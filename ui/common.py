@@ -19,7 +19,7 @@ from core.config import ConfigBase, ConfigError
 from core.untrusted.markup import escape_markdown
 from eval.metrics import metric_label
 from eval.store.runs import RunStore, RunSummary
-from service.corpora import CorpusLibrary, CorpusNotFound
+from service.corpus_library import CorpusLibrary, CorpusNotFound
 from service.owner_state import OwnerState, OwnerStates
 from service.owners import access_for, new_owner, upload_roots, valid_owner
 from service.uploads import LIMITS_FILE, UploadLimits, load_limits
