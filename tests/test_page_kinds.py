@@ -5,6 +5,7 @@ run's folder, deleted with the run); both only for the run's owner."""
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
@@ -56,12 +57,27 @@ def test_playground_job_answers_each_strategy_and_keeps_the_run_prepared(fake_ru
     assert [a.strategy for a in answers] == ["fake", "fake2"]
     assert "antibodies" in answers[0].answer.text and answers[0].latency_s >= 0
     # The file keeps the JSON form pages read before the record: answers as plain mappings.
-    stored = json.loads(queue.result_path(ask).read_text())
+    stored = json.loads(queue.result_path(ask, "playground").read_text())
     assert stored["strategies"] == ["fake", "fake2"] and stored["warnings"] == []
     assert [a["strategy"] for a in stored["answers"]] == ["fake", "fake2"]
     assert stored["answers"][0]["answer"]["text"] == answers[0].answer.text
     assert PlaygroundResult.from_dict(stored) == job_result(queue, ask)
     assert queue.store.get_run(run_id).status == "done"  # the run itself is untouched
+    # The result file goes with the job when it is pruned (a week after it finished).
+    with sqlite3.connect(queue.path) as c:
+        c.execute("UPDATE jobs SET finished_at = finished_at - ? WHERE id=?", (7 * 86400, ask))
+    assert queue.prune(older_than_s=3 * 86400) == 1
+    assert not queue.result_path(ask, "playground").exists() and queue.get(ask) is None
+    assert not queue.result_path(ask).exists()  # nor left where results once went
+
+
+def test_a_result_written_where_versions_before_wrote_it_still_reads(fake_run):
+    queue, run_id = fake_run
+    job = submit_playground(queue, run_id, owner=ALICE)
+    old = queue.result_path(job)  # the qagen folder, where page results went before
+    old.parent.mkdir(parents=True, exist_ok=True)
+    old.write_text(json.dumps({"strategies": ["fake"], "warnings": [], "answers": []}))
+    assert job_result(queue, job, Access(ALICE)) == PlaygroundResult(strategies=["fake"])
 
 
 def test_playground_and_merge_are_the_owners_only(fake_run):
@@ -103,7 +119,7 @@ def test_merge_job_builds_the_model_in_the_runs_folder(mini_corpus, tiny_models,
     assert isinstance(result, MergeResult)
     assert result.path == str(final) and (final / "config.json").is_file()
     assert result.sizes.merged_bytes > result.sizes.adapter_bytes > 0
-    assert json.loads(queue.result_path(job_id).read_text())["sizes"]["merged_bytes"] > 0
+    assert json.loads(queue.result_path(job_id, "merge").read_text())["sizes"]["merged_bytes"] > 0
     assert not [p for p in final.parent.iterdir() if p.name.startswith(".")]  # no temp left
     queue.store.delete_run(run_id)
     assert not run_dir(cfg.workdir, run_id).exists()  # adapter and merged model went with it

@@ -3,7 +3,8 @@ question with each ("playground"), and folding a trained adapter into a full mod
 ("merge"). Like comparison runs, they run in the worker with progress, so a reload neither
 kills nor repeats them, and the page's script thread never loads a model.
 
-A job's outcome is a JSON file (`JobQueue.result_path`), rewritten as it grows: a playground
+A job's outcome is a JSON file (`JobQueue.result_path` of its kind, removed when the job is
+pruned), rewritten as it grows: a playground
 job adds each strategy's answer as soon as it has it, so a page can show answers one by one.
 """
 
@@ -137,7 +138,11 @@ def job_result(
     record = RESULTS.get(job.kind) if job is not None else None
     if job is None or record is None or not access.sees(job.owner):
         raise JobNotFound(job_id)
-    path = queue.result_path(job_id)
+    path = queue.result_path(job_id, job.kind)
+    if not path.is_file():
+        # Versions before wrote page results under the qagen folder, where pruning never
+        # looked; a job still listed from then reads from there.
+        path = queue.result_path(job_id)
     if not path.is_file():
         return None
     return record.from_dict(json.loads(path.read_text(encoding="utf-8")))
@@ -191,7 +196,7 @@ def playground(queue: JobQueue, job: Job, progress: JobProgress) -> str:
     payload, cancel = job.config, CancelFlag(queue, job.id)
     pg = _Prepared.get(queue, payload, progress)
     out = PlaygroundResult(list(pg.strategies), list(pg.warnings))
-    path = queue.result_path(job.id)
+    path = queue.result_path(job.id, job.kind)
     write_text_atomic(path, json.dumps(out.to_dict()))
     question = payload["question"]
     if not question:
@@ -224,5 +229,5 @@ def merge(queue: JobQueue, job: Job, progress: JobProgress) -> str:
         deploy.merge_adapter(models, adapter, staged.path)
         staged.publish()
     result = MergeResult(str(final), ModelSizes.from_dict(deploy.sizes(models, adapter, final)))
-    write_text_atomic(queue.result_path(job.id), json.dumps(result.to_dict()))
+    write_text_atomic(queue.result_path(job.id, job.kind), json.dumps(result.to_dict()))
     return "done"
