@@ -18,7 +18,8 @@ from core.access import Access
 from core.config import ConfigBase, ConfigError
 from core.untrusted.markup import escape_markdown
 from eval.metrics import metric_label
-from eval.store.runs import RunStore, RunSummary
+from eval.store.rows import RunSummary
+from eval.store.runs import RunStore
 from service.corpus_library import CorpusLibrary, CorpusNotFound
 from service.owner_state import OwnerState, OwnerStates
 from service.owners import access_for, new_owner, upload_roots, valid_owner
