@@ -65,7 +65,7 @@ def run_once(kind: str, args, work: Path, address: str = "") -> dict:
     if status != 0:
         raise SystemExit(f"{kind} run failed:\n{out[-3000:]}")
     runs = RunStore(store)
-    run = runs.get_run(runs.list_runs()[0]["id"])
+    run = runs.get_run(runs.list_runs()[0].id)
     answers = {(a.strategy, a.qid): a.answer.text for a in runs.get_answers(run.id)}
     return {
         "wall_s": wall,

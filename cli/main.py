@@ -273,8 +273,8 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
             print(render_with_diagnostics(store, args.run_id) + _judge_lines(store, run))
         elif args.command == "list":
             for r in store.list_runs():
-                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
-                print(f"{r['id']}  {when}  {r['status']:<9}  {r['strategies'] or ''}  {r['name']}")
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
+                print(f"{r.id}  {when}  {r.status:<9}  {','.join(r.strategies)}  {r.name}")
         elif args.command == "tuned":
             text = tuned_config_yaml(store.get_run(args.run_id))
             if args.output:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from eval.store.runs import RunStore
 from service.accounts import AccountBook
-from service.corpora import CorpusLibrary
+from service.corpus_library import CorpusLibrary
 from service.jobs.queue import JobQueue
 from service.quota import owner_disk_use
 
@@ -42,7 +42,7 @@ def account_uses(home: str | Path, store_path: str | Path) -> list[AccountUse]:
     store, queue = RunStore(store_path), JobQueue(store_path)
     labels = AccountBook(store_path).labels()
     jobs = queue.list_jobs(limit=100_000)
-    owners = set(labels) | {r["owner"] for r in store.list_runs(limit=100_000)}
+    owners = set(labels) | {r.owner for r in store.list_runs(limit=100_000)}
     owners |= {j.owner for j in jobs}
     owners |= {c.owner for c in CorpusLibrary(Path(home) / "corpora").list() if not c.builtin}
     uses = []

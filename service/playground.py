@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from core.corpus import fingerprint
 from core.types import Answer, PrepareReport
@@ -30,6 +31,18 @@ class PlaygroundAnswer:
     strategy: str
     answer: Answer
     latency_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form a playground job's result file holds."""
+        return {
+            "strategy": self.strategy,
+            "answer": self.answer.to_dict(),
+            "latency_s": self.latency_s,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PlaygroundAnswer:
+        return cls(d["strategy"], Answer.from_dict(d["answer"]), float(d["latency_s"]))
 
 
 @dataclass

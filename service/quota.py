@@ -14,7 +14,7 @@ from core.access import Access
 from core.untrusted.paths import confined
 from eval.store.artifacts import disk_usage, folder_bytes, human_bytes
 from eval.store.runs import RunStore
-from service.corpora import CorpusLibrary, SavedCorpus
+from service.corpus_library import CorpusLibrary, SavedCorpus
 from service.limits import load_worker_limits
 from service.owners import upload_folder, upload_roots
 from service.uploads import UploadLimits

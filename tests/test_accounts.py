@@ -182,7 +182,7 @@ def test_operator_overview_and_cli_name_accounts(tmp_path, capsys):
     with (service.admin for the Operator page, `adaptlab jobs` for the CLI)."""
     from cli.main import main as cli_main
     from service.admin import account_uses
-    from service.corpora import CorpusLibrary
+    from service.corpus_library import CorpusLibrary
     from service.jobs import JobQueue
 
     store = tmp_path / "runs.sqlite"

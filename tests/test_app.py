@@ -499,4 +499,4 @@ def test_history_filters_compares_and_deletes(
     app.selectbox(key="hist_pick").set_value(other).run()
     app.button(key="hist_delete").click().run()
     assert not app.exception
-    assert [r["id"] for r in RunStore(home / "runs.sqlite").list_runs()] == [stored_run]
+    assert [r.id for r in RunStore(home / "runs.sqlite").list_runs()] == [stored_run]

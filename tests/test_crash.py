@@ -145,17 +145,17 @@ def test_killed_cli_run_is_interrupted_then_deletable(mini_corpus, store_path, t
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         runs = queue.store.list_runs()
-        if runs and runs[0]["status"] == "running" and runs[0].get("process"):
+        if runs and runs[0].status == "running" and runs[0].process:
             break
         time.sleep(0.1)
-    run = queue.store.get_run(runs[0]["id"])
+    run = queue.store.get_run(runs[0].id)
     assert run.status == "running" and run.process["pid"] == proc.pid  # pid and host recorded
     with pytest.raises(ValueError, match="still running"):
         queue.store.delete_run(run.id)
     proc.kill()
     proc.wait()
     listed = queue.store.list_runs()[0]  # listing notices the process is gone
-    assert listed["status"] == "interrupted"
+    assert listed.status == "interrupted"
     assert "stopped" in queue.store.get_run(run.id).error
     queue.store.delete_run(run.id)
     assert queue.store.list_runs() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from eval import views
@@ -26,6 +27,8 @@ def test_money_reads_as_money():
     assert money(0) == "$0"
     assert money(None) == "—"
     assert money(1.5, "EUR") == "1.50 EUR"
+    assert money(0.05) == "$0.05" and money(0.00004) == "< $0.0001"
+    assert money(0.00004, "EUR") == "< 0.0001 EUR"
     assert [times(1, 3), times(1, 2), times(3, 1), times(0.28, 1)] == [
         "a third of",
         "half",
@@ -120,3 +123,27 @@ def test_a_contended_strategy_is_priced_from_its_cpu_seconds_everywhere(view):
     monthly = table.frame.set_index("name").loc["lora", "monthly"]
     assert monthly == pytest.approx(after.figures["monthly_cost"])  # the table says the same
     assert any("priced from CPU seconds" in n for n in table.notes)
+
+
+def test_every_view_writes_money_the_same_way(view):
+    """One formatter: the cost-per-right-answer cells, the verdict's sentences and the tables
+    read money as eval.views.format.money writes it (no second one with other digits)."""
+    from eval.views.verdict.confidence import (
+        cost_per_right_frame,
+        per_right_cells,
+        per_right_reason,
+        per_right_text,
+    )
+
+    assert views.money is money
+    assert per_right_text(0.05, False) == "$0.05" and per_right_text(0.05, False, "EUR") == (
+        "0.05 EUR"
+    )
+    row = {"money": 0.05, "money_low": 0.0, "money_high": 0.2, "none_right": False}
+    row |= {"seconds": 1.0, "seconds_low": 0.5, "seconds_high": 2.0}
+    assert per_right_cells(row)[0].startswith("$0.05") and "$0" in per_right_cells(row)[0]
+    table = pd.DataFrame({"strategy": ["rag"], "per_right": [0.05]})
+    assert "rag costs $0.05 per right answer" in per_right_reason(table, "rag")
+    stored = cost_per_right_frame(view, 10_000, 12).set_index("strategy").loc["rag", "money"]
+    cell = cost_table(view, 10_000, 12).frame.set_index("name").loc["rag", "money_per_right"]
+    assert cell.startswith(money(float(stored)) + " [")

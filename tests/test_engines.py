@@ -366,7 +366,7 @@ def test_trained_arm_on_a_plain_server_fails_the_run_before_any_strategy(
         run_comparison(cfg)
     store = RunStore(cfg.store_path)
     [listed] = store.list_runs()
-    run = store.get_run(listed["id"])
+    run = store.get_run(listed.id)
     assert run.status == "failed" and "lora" in (run.error or "") and not run.results
     assert not stub.calls("/v1/chat/completions")
 

@@ -117,7 +117,7 @@ def test_bad_inputs_fail_the_run_with_a_clear_message(mini_corpus, tiny_models, 
     with pytest.raises(Exception, match="missing.jsonl"):
         run_comparison(cfg)
     runs = RunStore(cfg.store_path).list_runs()
-    assert runs[0]["status"] == "failed"
+    assert runs[0].status == "failed"
 
 
 def test_cancel_stops_between_batches(mini_corpus, tiny_models, tmp_path):
@@ -184,7 +184,7 @@ def test_delete_run_removes_everything(mini_corpus, tiny_models, tmp_path):
     store = RunStore(cfg.store_path)
     keep, gone = run_comparison(cfg, store=store), run_comparison(cfg, store=store)
     store.delete_run(gone)
-    assert [r["id"] for r in store.list_runs()] == [keep]
+    assert [r.id for r in store.list_runs()] == [keep]
     with sqlite3.connect(cfg.store_path) as c:
         for table in ("strategy_results", "answers", "scores"):
             ids = {r[0] for r in c.execute(f"SELECT DISTINCT run_id FROM {table}")}

@@ -31,7 +31,7 @@ from core.untrusted.allowlist import (
 from core.untrusted.markup import escape_markdown
 from core.untrusted.paths import UnsafePath, confined, find_file, safe_filename
 from core.untrusted.sandbox import FileParser, ParseLimits, ParseRefused
-from service.corpora import CorpusLibrary
+from service.corpus_library import CorpusLibrary
 from service.uploads import Upload, UploadLimits, save_documents
 from strategies.lora.deploy import unpack_adapter_zip
 from tests import hostile_readers  # noqa: F401 (registers .slowtest and .crashtest)

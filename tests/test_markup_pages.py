@@ -12,7 +12,7 @@ import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from service.corpora import CorpusLibrary
+from service.corpus_library import CorpusLibrary
 from service.jobs import worker_pid
 from service.owner_state import OwnerStates
 from ui.common import md

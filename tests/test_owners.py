@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from core.access import Access, AccessDenied
 from eval.store.artifacts import run_dir
 from eval.store.runs import RunNotFound, RunStore, StrategyResult
-from service.corpora import CorpusLibrary, CorpusNotFound
+from service.corpus_library import CorpusLibrary, CorpusNotFound
 from service.jobs import JobNotFound, JobQueue, worker_pid
 from service.owners import new_owner, valid_owner, workspace_mode
 from service.uploads import UploadLimits
@@ -65,9 +65,9 @@ def test_store_lists_opens_and_deletes_only_the_owners_runs(tmp_path):
     cli = store.create_run({"strategies": []}, "cli")
     for run_id in (a, b, cli):
         store.finish_run(run_id, "done")
-    assert [r["id"] for r in store.list_runs(access=Access(ALICE))] == [a]
-    assert {r["id"] for r in store.list_runs()} == {a, b, cli}  # the operator sees all
-    assert {r["id"] for r in store.list_runs(access=Access(ALICE, team=True))} == {a, b, cli}
+    assert [r.id for r in store.list_runs(access=Access(ALICE))] == [a]
+    assert {r.id for r in store.list_runs()} == {a, b, cli}  # the operator sees all
+    assert {r.id for r in store.list_runs(access=Access(ALICE, team=True))} == {a, b, cli}
     assert store.get_run(a, Access(ALICE)).owner == ALICE
     with pytest.raises(RunNotFound):
         store.get_run(b, Access(ALICE))
@@ -222,7 +222,7 @@ def test_two_owners_neither_see_nor_delete_each_others_runs(home):
     assert shown_runs(bob) == {b}
     bob.button(key="hist_delete").click().run()  # Bob deletes the only run he can pick
     assert not bob.exception
-    assert [r["id"] for r in store.list_runs()] == [a]  # Alice's run is untouched
+    assert [r.id for r in store.list_runs()] == [a]  # Alice's run is untouched
     assert not run_dir(home / "work", b).exists() and run_dir(home / "work", a).exists()
     stranger = history(visit(new_owner()))
     assert "No runs yet" in " ".join(i.value for i in stranger.info)
@@ -250,7 +250,7 @@ def test_cli_files_a_run_under_an_owner(tmp_path, mini_corpus, capsys):
     assert main(["run", "--config", str(config), "--quiet"]) == 0
     store = RunStore(path)
     assert len(store.list_runs(access=Access(ALICE))) == 1  # the operator's run is not hers
-    assert {r["owner"] for r in store.list_runs()} == {ALICE, ""}
+    assert {r.owner for r in store.list_runs()} == {ALICE, ""}
 
 
 def test_a_link_to_another_owner_does_not_take_over_the_session(home):

@@ -23,7 +23,7 @@ import pytest
 from eval.store.artifacts import run_dir
 from eval.store.runs import RunStore, StrategyResult
 from service.accounts import PROXY_ISSUER, account_owner
-from service.corpora import CorpusLibrary
+from service.corpus_library import CorpusLibrary
 from service.jobs import JobQueue
 from tests.browser_support import (
     VIEWPORT,

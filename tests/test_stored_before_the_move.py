@@ -32,7 +32,7 @@ def old_store(tmp_path):
     shutil.copy(FIXTURE, path)  # opening may upgrade the schema in place: never the fixture
     store = RunStore(path)
     (run_row,) = store.list_runs()
-    return store, run_row["id"]
+    return store, run_row.id
 
 
 def test_the_old_run_reads_into_todays_typed_records(old_store):
@@ -41,6 +41,8 @@ def test_the_old_run_reads_into_todays_typed_records(old_store):
     assert run.status == "done" and [r.strategy for r in run.results] == ["fake", "fake2"]
     assert run.meta.split.test == 12 and len(run.meta.split.test_ids) == 12
     assert run.meta.corpus.documents == 2 and run.meta.stability is not None
+    (listed,) = store.list_runs()
+    assert listed.strategies == listed.finished == ["fake", "fake2"] and listed.status == "done"
     view = views.RunView.load(store, run_id)
     assert view.settings.strategies == ["fake", "fake2"] and view.settings.n_test == 12
     assert view.currency() == "USD"

@@ -162,7 +162,7 @@ def test_cli_track_and_run_track_flag(mini_corpus, tmp_path, capsys, monkeypatch
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "mlflow: logged run" in err and str(tmp_path / "mlruns") in err
-    run_id = RunStore(store).list_runs()[0]["id"]
+    run_id = RunStore(store).list_runs()[0].id
     tracked = RunStore(store).get_run(run_id).meta.tracking
     assert tracked["ok"] and tracked["strategy_ids"].keys() == {"fake"}
     # Logged again afterwards, to a second experiment; a broken URI is a warning and rc 1.

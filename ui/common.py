@@ -18,8 +18,9 @@ from core.access import Access
 from core.config import ConfigBase, ConfigError
 from core.untrusted.markup import escape_markdown
 from eval.metrics import metric_label
+from eval.store.rows import RunSummary
 from eval.store.runs import RunStore
-from service.corpora import CorpusLibrary, CorpusNotFound
+from service.corpus_library import CorpusLibrary, CorpusNotFound
 from service.owner_state import OwnerState, OwnerStates
 from service.owners import access_for, new_owner, upload_roots, valid_owner
 from service.uploads import LIMITS_FILE, UploadLimits, load_limits
@@ -193,16 +194,10 @@ def corpus_name(config: dict[str, Any], names: dict[str, str] | None = None) -> 
     return names.get(str(Path(path).resolve()), Path(path).name)
 
 
-def run_label(r: dict) -> str:
-    """'a1b2c3 · label · done · system_prompt, rag' for a `list_runs` row."""
-    name = f" · {r['name']}" if r.get("name") else ""
-    strategies = (r.get("strategies") or "").replace(",", ", ")
-    return f"{r['id']}{name} · {r['status']} · {strategies}"
-
-
-def usable(r: dict) -> bool:
-    """Whether a `list_runs` row has at least one finished strategy to show."""
-    return bool(r.get("finished"))
+def run_label(r: RunSummary) -> str:
+    """'a1b2c3 · label · done · system_prompt, rag' for a listed run."""
+    name = f" · {r.name}" if r.name else ""
+    return f"{r.id}{name} · {r.status} · {', '.join(r.strategies)}"
 
 
 def pick_run(key: str) -> str | None:
@@ -216,7 +211,7 @@ def pick_run(key: str) -> str | None:
         key=f"{key}_all",
         help="Cancelled, failed or running runs whose strategies have not finished yet.",
     )
-    runs = every if show_all else [r for r in every if usable(r)]
+    runs = every if show_all else [r for r in every if r.has_finished]
     if not runs:
         hidden = len(every) - len(runs)
         st.info(
@@ -224,8 +219,8 @@ def pick_run(key: str) -> str | None:
             + (f" ({hidden} without a finished strategy are hidden.)" if hidden else "")
         )
         return None
-    ids = [r["id"] for r in runs]
-    labels = {r["id"]: run_label(r) for r in runs}
+    ids = [r.id for r in runs]
+    labels = {r.id: run_label(r) for r in runs}
     index = ids.index(saved.run_id) if saved.run_id in ids else 0
     chosen = st.selectbox("Run", ids, index=index, format_func=labels.get, key=key)
     if chosen != saved.run_id or show_all != saved.show_all_runs:

@@ -21,7 +21,7 @@ from core.untrusted.allowlist import check_model, load_allowlist
 from core.untrusted.markup import escape_markdown
 from eval.run.inputs import preview_corpus, preview_split, read_corpus
 from eval.views.format import count, noun
-from service.corpora import CorpusLibrary
+from service.corpus_library import CorpusLibrary
 from service.jobs import JobQueue, ensure_worker, serve_queued
 from service.quota import save_corpus_upload
 from service.uploads import DOC_TYPES, QA_TYPES

@@ -12,6 +12,7 @@ from core.untrusted.markup import escape_markdown
 from eval import views
 from eval.config import RunConfig
 from eval.store.artifacts import disk_usage, human_bytes
+from eval.store.rows import RunSummary
 from eval.views import metric_names
 from eval.views.format import display_name
 from service.cluster.settings import where_ran
@@ -32,7 +33,6 @@ from ui.common import (
     run_label,
     store,
     store_path,
-    usable,
 )
 from ui.jobs_panel import runs_in_progress
 
@@ -59,7 +59,7 @@ st.caption(
 
 saved = remembered()
 c1, c2, c3 = st.columns([1, 2, 1], vertical_alignment="bottom")
-statuses = sorted({r["status"] for r in every})
+statuses = sorted({r.status for r in every})
 shown_status = c1.multiselect("Status", statuses, default=statuses, key="hist_status")
 text = c2.text_input("Filter by id, label, corpus or strategy", key="hist_text").strip().lower()
 show_all = c3.toggle(
@@ -72,46 +72,44 @@ if show_all != saved.show_all_runs:
     remember(show_all_runs=show_all)
 
 names = corpus_names()
-configs = {r["id"]: s.get_run(r["id"]) for r in every}
+configs = {r.id: s.get_run(r.id) for r in every}
 
 
-def words(r: dict) -> str:
-    run = configs[r["id"]]
-    return " ".join(
-        [r["id"], r.get("name") or "", r.get("strategies") or "", corpus_name(run.config, names)]
-    ).lower()
+def words(r: RunSummary) -> str:
+    run = configs[r.id]
+    return " ".join([r.id, r.name, ",".join(r.strategies), corpus_name(run.config, names)]).lower()
 
 
 rows = [
     r
     for r in every
-    if r["status"] in shown_status and (show_all or usable(r)) and (not text or text in words(r))
+    if r.status in shown_status and (show_all or r.has_finished) and (not text or text in words(r))
 ]
-hidden = sum(1 for r in every if not usable(r)) if not show_all else 0
+hidden = sum(1 for r in every if not r.has_finished) if not show_all else 0
 if hidden:
     st.caption(f"{hidden} run(s) with nothing finished are hidden.")
 
 
-def took(r: dict) -> str:
-    if not r.get("finished_at"):
-        return "running" if r["status"] in ("queued", "running") else "—"
-    return duration(r["finished_at"] - r["created_at"])
+def took(r: RunSummary) -> str:
+    if r.took_s is None:
+        return "running" if r.status in ("queued", "running") else "—"
+    return duration(r.took_s)
 
 
 table = pd.DataFrame(
     [
         {
-            "Run": r["id"],
-            "Label": r["name"] or "",
-            "Corpus": corpus_name(configs[r["id"]].config, names),
+            "Run": r.id,
+            "Label": r.name,
+            "Corpus": corpus_name(configs[r.id].config, names),
             "Strategies": ", ".join(
-                display_name(x) for x in RunConfig.from_stored(configs[r["id"]].config).strategies
+                display_name(x) for x in RunConfig.from_stored(configs[r.id].config).strategies
             ),
-            "Status": r["status"],
-            "Started": dt.datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M"),
+            "Status": r.status,
+            "Started": dt.datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M"),
             "Took": took(r),
-            "Where": where_ran(configs[r["id"]].meta, [x.extras for x in configs[r["id"]].results]),
-            "Error": hide_paths(configs[r["id"]].error or "") if r["status"] == "failed" else "",
+            "Where": where_ran(configs[r.id].meta, [x.extras for x in configs[r.id].results]),
+            "Error": hide_paths(configs[r.id].error or "") if r.status == "failed" else "",
         }
         for r in rows
     ],
@@ -129,8 +127,8 @@ st.dataframe(
 if not rows:
     st.stop()
 
-ids = [r["id"] for r in rows]
-labels = {r["id"]: run_label(r) for r in rows}
+ids = [r.id for r in rows]
+labels = {r.id: run_label(r) for r in rows}
 index = ids.index(saved.run_id) if saved.run_id in ids else 0
 picked = st.selectbox("Run", ids, index=index, format_func=labels.get, key="hist_pick")
 run = configs[picked]
@@ -200,7 +198,7 @@ if not acc.empty:
     )
 
 st.subheader("Compare two runs")
-comparable = [i for i in ids if usable(next(r for r in rows if r["id"] == i))]
+comparable = [r.id for r in rows if r.has_finished]
 if len(comparable) < 2:
     st.info("Two runs with finished strategies are needed.")
     st.stop()

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.types import Answer
 from core.untrusted.allowlist import check_location, load_allowlist
 from core.untrusted.markup import escape_markdown
 from core.untrusted.paths import safe_filename
 from eval.views.format import display_name
 from service.jobs import JobQueue, ensure_worker, serve_queued
-from service.jobs.page_kinds import job_result, submit_playground
+from service.jobs.page_kinds import PlaygroundResult, job_result, submit_playground
 from service.playground import PlaygroundAnswer
 from service.quota import save_adapter_upload
 from strategies.lora.deploy import MAX_ADAPTER_ZIP_BYTES, adapter_folder
@@ -51,13 +50,10 @@ def adapter_location(upload, folder: str) -> tuple[Path, str]:
     return adapter_folder(allowed), safe_filename(Path(allowed).name, default="adapter")
 
 
-def show_answer(record: dict) -> None:
+def show_answer(a: PlaygroundAnswer) -> None:
     """One strategy's answer from a playground job's result: its text as plain text (a Markdown
     image in it would be fetched by the viewer's browser), marked when the token limit cut it,
     its cost and the contexts it used."""
-    a = PlaygroundAnswer(
-        record["strategy"], Answer.from_dict(record["answer"]), record["latency_s"]
-    )
     # A registry display name, or an uploaded adapter's safe file name (no URL).
     st.markdown(f"**{display_name(a.strategy)}**", help=f"`{a.strategy}`")
     st.text(a.answer.text or "(empty answer)")
@@ -142,8 +138,8 @@ if run_id is not None:
         elif state.pop("pg_polled", False):
             st.rerun(scope="app")  # it ended while polled: the page redraws once, unpolled
         serve_queued(queue, [job])  # a worker that died or went idle is started again
-        result = job_result(queue, job.id, access()) or {}
-        for w in result.get("warnings", []):
+        result = job_result(queue, job.id, access()) or PlaygroundResult()
+        for w in result.warnings:
             st.warning(escape_markdown(hide_paths(w)))
         if job.status in ("queued", "running"):
             what = {"prepare": "preparing", "answer": "answering"}.get(job.stage, job.stage)
@@ -153,12 +149,11 @@ if run_id is not None:
                 queue.cancel(job.id, access())
         elif job.status == "failed":
             st.error(escape_markdown(hide_paths(f"The playground stopped: {job.error}")))
-        elif job.status == "done" and not result.get("answers"):
-            ready = ", ".join(display_name(n) for n in result.get("strategies", []))
+        elif job.status == "done" and not result.answers:
+            ready = ", ".join(display_name(n) for n in result.strategies)
             st.success(f"Ready: {ready or 'no strategy'}.")
-        answers = result.get("answers", [])
-        if answers:
-            for col, a in zip(st.columns(len(answers)), answers, strict=True):
+        if result.answers:
+            for col, a in zip(st.columns(len(result.answers)), result.answers, strict=True):
                 with col:
                     show_answer(a)
 

@@ -207,6 +207,33 @@ class Run:
     process: dict[str, Any] | None = None  # ProcessRef.to_dict() of whoever last ran it
 
 
+@dataclass(frozen=True)
+class RunSummary:
+    """One run as the store lists it (`RunStore.list_runs`): enough to label, filter and pick
+    it without loading its config or results (`RunStore.get_run` does that)."""
+
+    id: str
+    name: str
+    status: str
+    created_at: float
+    finished_at: float | None
+    fingerprint: str | None
+    owner: str
+    process: dict[str, Any] | None  # ProcessRef.to_dict() of whoever last ran it
+    strategies: list[str]  # every stored result, in the order they were stored
+    finished: list[str]  # those that are done
+
+    @property
+    def has_finished(self) -> bool:
+        """Whether at least one strategy finished: a run with something to show."""
+        return bool(self.finished)
+
+    @property
+    def took_s(self) -> float | None:
+        """Seconds from creation to its end; None while it has not ended."""
+        return None if self.finished_at is None else self.finished_at - self.created_at
+
+
 class RunNotFound(KeyError):
     def __str__(self) -> str:
         return f"no run {self.args[0]!r} in the store"

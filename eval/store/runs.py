@@ -26,6 +26,7 @@ from eval.store.rows import (
     Run,
     RunMeta,
     RunNotFound,
+    RunSummary,
     StoredAnswer,
     StrategyResult,
     create_schema,
@@ -284,29 +285,46 @@ class RunStore:
         return out
 
     # --- reading -----------------------------------------------------------------------------
-    def list_runs(self, limit: int = 200, access: Access = Access()) -> list[dict[str, Any]]:
-        """Newest first: id, name, status, times, fingerprint, owner, process, strategies (every
-        stored result) and finished (those that are done), both comma-separated; only the runs
-        `access` sees (every run by default). Runs whose process died are marked interrupted
-        first."""
+    def list_runs(self, limit: int = 200, access: Access = Access()) -> list[RunSummary]:
+        """Newest first, only the runs `access` sees (every run by default), each with its
+        stored strategies and those that are done. Runs whose process died are marked
+        interrupted first."""
         self.mark_orphans()
         where, args = ("", []) if access.only is None else ("WHERE r.owner=?", [access.only])
         with self._conn() as c:
             rows = c.execute(
                 "SELECT r.id, r.name, r.status, r.created_at, r.finished_at, r.fingerprint, "
-                "r.owner, r.process_json, group_concat(s.strategy) AS strategies, "
-                "group_concat(CASE WHEN s.status = 'done' THEN s.strategy END) AS finished "
-                "FROM runs r "
-                f"LEFT JOIN strategy_results s ON s.run_id = r.id {where} "
-                "GROUP BY r.id ORDER BY r.created_at DESC LIMIT ?",
+                "r.owner, r.process_json, s.strategy, s.status AS result_status "
+                "FROM (SELECT * FROM runs r "
+                f"{where} ORDER BY r.created_at DESC LIMIT ?) r "
+                "LEFT JOIN strategy_results s ON s.run_id = r.id "
+                "ORDER BY r.created_at DESC, r.id, s.position",
                 (*args, limit),
             ).fetchall()
-        out = []
+        # One row per (run, stored result), grouped here rather than with group_concat: that
+        # joins names with commas in no promised order, and a list needs neither.
+        grouped: dict[str, tuple[sqlite3.Row, list[str], list[str]]] = {}
         for r in rows:
-            row = dict(r)
-            process = row.pop("process_json")
-            out.append({**row, "process": json.loads(process) if process else None})
-        return out
+            _, every, done = grouped.setdefault(r["id"], (r, [], []))
+            if r["strategy"] is not None:
+                every.append(r["strategy"])
+                if r["result_status"] == "done":
+                    done.append(r["strategy"])
+        return [
+            RunSummary(
+                id=r["id"],
+                name=r["name"] or "",
+                status=r["status"],
+                created_at=r["created_at"],
+                finished_at=r["finished_at"],
+                fingerprint=r["fingerprint"],
+                owner=r["owner"],
+                process=json.loads(r["process_json"]) if r["process_json"] else None,
+                strategies=every,
+                finished=done,
+            )
+            for r, every, done in grouped.values()
+        ]
 
     def get_run(self, run_id: str, access: Access = Access()) -> Run:
         """The stored run; raises RunNotFound when there is none that `access` sees."""

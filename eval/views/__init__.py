@@ -18,6 +18,7 @@ from eval.views.cost import (
     pareto_mask,
     quality_vs_cost,
 )
+from eval.views.format import money
 from eval.views.knowledge import KnowledgeSlices, knowledge_slices, retention_vs_gain
 from eval.views.quality import (
     SideBySide,
@@ -34,7 +35,6 @@ from eval.views.run_view import (
     has_role,
     higher_is_better,
     metric_names,
-    money,
 )
 from eval.views.significance import compare_runs, compare_strategies
 from eval.views.training import loss_curves, throughput, throughput_rows

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 
 from eval.metrics import DEFAULT_METRIC
+from eval.views.format import money
 from eval.views.run_view import (
     RunView,
     check_cost,
     check_metric,
     higher_is_better,
-    money,
     priced,
 )
 from eval.views.verdict.confidence import per_right_costs

@@ -1,9 +1,8 @@
 """A stored run loaded once for every view, and the helpers all views share: metric labels and
-directions, roles of the stored strategies, money and interval formatting, argument checks."""
+directions, roles of the stored strategies, interval formatting, argument checks."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,15 +115,6 @@ def baseline_name(base: str | None = None) -> str:
 def higher_is_better(metric: str) -> bool:
     """The metric's direction from the registry (unknown metrics: higher is better)."""
     return METRICS[metric].higher_is_better if metric in METRICS else True
-
-
-def money(value: float | None, currency: str = "USD") -> str:
-    """'$0.46' for USD, '0.46 EUR' otherwise; small amounts keep significant digits."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    digits = 2 if abs(value) >= 0.1 or value == 0 else 4
-    text = f"{value:,.{digits}f}"
-    return f"${text}" if currency == "USD" else f"{text} {currency}"
 
 
 CONTENDED_LABEL = "Contended"

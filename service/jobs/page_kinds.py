@@ -3,18 +3,21 @@ question with each ("playground"), and folding a trained adapter into a full mod
 ("merge"). Like comparison runs, they run in the worker with progress, so a reload neither
 kills nor repeats them, and the page's script thread never loads a model.
 
-A job's outcome is a JSON file (`JobQueue.result_path`), rewritten as it grows: a playground
+A job's outcome is a JSON file (`JobQueue.result_path` of its kind, removed when the job is
+pruned), rewritten as it grows: a playground
 job adds each strategy's answer as soon as it has it, so a page can show answers one by one.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.access import Access
 from core.files import write_text_atomic
+from core.types import known_fields
 from core.untrusted.caps import MAX_QUESTION_CHARS, check_length
 from eval.config import RunConfig
 from eval.events import ProgressEvent
@@ -23,10 +26,70 @@ from service.jobs.job import Job
 from service.jobs.kinds import register_job_kind
 from service.jobs.progress import CancelFlag, JobProgress
 from service.jobs.queue import JobNotFound, JobQueue
-from service.playground import Playground
+from service.playground import Playground, PlaygroundAnswer
 from strategies.lora import deploy
 
 PLAYGROUND, MERGE = "playground", "merge"
+
+
+# --- what the jobs write -----------------------------------------------------------------------
+@dataclass
+class PlaygroundResult:
+    """A playground job's result so far: the strategies it prepared (and adapters, by label),
+    what preparing warned about, and the answers given yet, in the strategies' order."""
+
+    strategies: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    answers: list[PlaygroundAnswer] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strategies": list(self.strategies),
+            "warnings": list(self.warnings),
+            "answers": [a.to_dict() for a in self.answers],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> PlaygroundResult:
+        known = known_fields(cls, d, skip=("answers",))
+        answers = [PlaygroundAnswer.from_dict(a) for a in (d or {}).get("answers") or []]
+        return cls(**known, answers=answers)
+
+
+@dataclass
+class ModelSizes:
+    """Bytes on disk of a merged model and what it was built from (strategies.lora.deploy.sizes);
+    None where not known (a hub base model, no merged model yet)."""
+
+    base_bytes: int | None = None
+    adapter_bytes: int | None = None
+    merged_bytes: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> ModelSizes:
+        return cls(**known_fields(cls, d))
+
+
+@dataclass
+class MergeResult:
+    """A merge job's result: where the merged model was saved and the sizes on disk."""
+
+    path: str
+    sizes: ModelSizes = field(default_factory=ModelSizes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "sizes": asdict(self.sizes)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MergeResult:
+        return cls(path=d["path"], sizes=ModelSizes.from_dict(d.get("sizes")))
+
+
+# Each page kind's result record, read back by `job_result` from the job's kind.
+RESULTS: dict[str, type[PlaygroundResult] | type[MergeResult]] = {
+    PLAYGROUND: PlaygroundResult,
+    MERGE: MergeResult,
+}
 
 
 # --- submitting and reading ------------------------------------------------------------------
@@ -65,14 +128,24 @@ def submit_merge(
     return queue.submit_task(MERGE, {"run_id": run_id, "strategy": strategy}, owner)
 
 
-def job_result(queue: JobQueue, job_id: str, access: Access = Access()) -> dict[str, Any] | None:
-    """What a playground or merge job has written so far (None before anything); raises
-    JobNotFound for a job `access` does not see."""
+def job_result(
+    queue: JobQueue, job_id: str, access: Access = Access()
+) -> PlaygroundResult | MergeResult | None:
+    """What a playground or merge job has written so far, as its kind's record (`RESULTS`);
+    None before anything. Raises JobNotFound for a job `access` does not see or that is no
+    page job."""
     job = queue.get(job_id)
-    if job is None or not access.sees(job.owner):
+    record = RESULTS.get(job.kind) if job is not None else None
+    if job is None or record is None or not access.sees(job.owner):
         raise JobNotFound(job_id)
-    path = queue.result_path(job_id)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    path = queue.result_path(job_id, job.kind)
+    if not path.is_file():
+        # Versions before wrote page results under the qagen folder, where pruning never
+        # looked; a job still listed from then reads from there.
+        path = queue.result_path(job_id)
+    if not path.is_file():
+        return None
+    return record.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def _adapter_of(run, strategy: str) -> str:
@@ -122,20 +195,17 @@ def playground(queue: JobQueue, job: Job, progress: JobProgress) -> str:
     every answer to the result file as it comes."""
     payload, cancel = job.config, CancelFlag(queue, job.id)
     pg = _Prepared.get(queue, payload, progress)
-    out: dict[str, Any] = {"strategies": list(pg.strategies), "warnings": pg.warnings}
-    out["answers"] = []
-    path = queue.result_path(job.id)
-    write_text_atomic(path, json.dumps(out))
+    out = PlaygroundResult(list(pg.strategies), list(pg.warnings))
+    path = queue.result_path(job.id, job.kind)
+    write_text_atomic(path, json.dumps(out.to_dict()))
     question = payload["question"]
     if not question:
         return "done"
     total = len(pg.strategies)
     progress(ProgressEvent("answer", done=0, total=total))
     for i, a in enumerate(pg.ask_each(question), start=1):
-        out["answers"].append(
-            {"strategy": a.strategy, "answer": a.answer.to_dict(), "latency_s": a.latency_s}
-        )
-        write_text_atomic(path, json.dumps(out))
+        out.answers.append(a)
+        write_text_atomic(path, json.dumps(out.to_dict()))
         progress(ProgressEvent("answer", strategy=a.strategy, done=i, total=total))
         if cancel.is_set():
             return "cancelled"
@@ -158,6 +228,6 @@ def merge(queue: JobQueue, job: Job, progress: JobProgress) -> str:
     with Staged(final) as staged:
         deploy.merge_adapter(models, adapter, staged.path)
         staged.publish()
-    sizes = deploy.sizes(models, adapter, final)
-    write_text_atomic(queue.result_path(job.id), json.dumps({"path": str(final), "sizes": sizes}))
+    result = MergeResult(str(final), ModelSizes.from_dict(deploy.sizes(models, adapter, final)))
+    write_text_atomic(queue.result_path(job.id, job.kind), json.dumps(result.to_dict()))
     return "done"

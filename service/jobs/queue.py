@@ -169,7 +169,8 @@ class JobQueue:
         return json.loads(self.result_path(job_id, kind).read_text(encoding="utf-8"))
 
     def result_path(self, job_id: str, kind: str = "qagen") -> Path:
-        """Where a job of `kind` writes its result (qagen: the pairs; estimate: the figures)."""
+        """Where a job of `kind` writes its result (qagen: the pairs; estimate: the figures;
+        playground, merge: service.jobs.page_kinds)."""
         return self.path.parent / kind / f"{job_id}.json"
 
     def _insert(
@@ -317,8 +318,9 @@ class JobQueue:
 
     def prune(self, older_than_s: float = KEEP_JOBS_S) -> int:
         """Forget jobs that finished more than `older_than_s` seconds ago, and the result file
-        of a qagen or estimate job among them; the runs they made stay in the store (History
-        shows them). Returns how many jobs were removed. The worker prunes when it starts."""
+        of a qagen, estimate, playground or merge job among them; the runs they made stay in
+        the store (History shows them). Returns how many jobs were removed. The worker prunes
+        when it starts."""
         cutoff = time.time() - older_than_s
         marks = ",".join("?" * len(FINISHED))
         with self._conn() as c:
@@ -327,7 +329,7 @@ class JobQueue:
                 [*FINISHED, cutoff],
             ).fetchall()
             c.executemany("DELETE FROM jobs WHERE id=?", [(r["id"],) for r in rows])
-        for r in rows:  # qagen and estimate jobs leave a result file; the others have none
+        for r in rows:  # qagen, estimate and page jobs leave a result file; runs have none
             self.result_path(r["id"], r["kind"]).unlink(missing_ok=True)
         return len(rows)
 

@@ -32,9 +32,8 @@ from eval.stats.decision import (
     prob_best,
 )
 from eval.stats.groups import labels_of
-from eval.views.format import ColumnSpec
+from eval.views.format import ColumnSpec, money
 from eval.views.run_view import RunView, higher_is_better, metric_names, priced, seed_of
-from eval.views.run_view import money as short_money
 from eval.views.verdict.stability import stability, stability_frame, stability_sentences
 
 # Axes of the quality-cost chart beyond the stored costs (key -> title); lower is better.
@@ -212,12 +211,12 @@ def cost_per_right_frame(
     return df
 
 
-def per_right_text(money: float | None, none_right: bool, currency: str = "USD") -> str:
+def per_right_text(amount: float | None, none_right: bool, currency: str = "USD") -> str:
     """A cost per right answer as text: money, or "none right" where nothing was right."""
-    bad = money is None or (isinstance(money, float) and not math.isfinite(money))
+    bad = amount is None or (isinstance(amount, float) and not math.isfinite(amount))
     if none_right or bad:
         return NONE_RIGHT
-    return short_money(float(money), currency)
+    return money(float(amount), currency)
 
 
 def decision_figures(
@@ -285,9 +284,7 @@ def per_right_cells(row: dict[str, Any], currency: str = "USD") -> tuple[str, st
     if row.get("none_right") or row.get("money") is None:
         return NONE_RIGHT, NONE_RIGHT
     return (
-        _span(
-            row["money"], row["money_low"], row["money_high"], lambda x: short_money(x, currency)
-        ),
+        _span(row["money"], row["money_low"], row["money_high"], lambda x: money(x, currency)),
         _span(row["seconds"], row["seconds_low"], row["seconds_high"], lambda x: f"{x:.2f} s"),
     )
 
@@ -343,12 +340,12 @@ def with_per_right(
     """The recommendation's table with `per_right` (money per right answer, inf where none is
     right) added; sorted by it when `by` is "per_right", else left in its order."""
     frame = cost_per_right_frame(view, monthly_volume, months)
-    money = {  # nothing right: an infinite cost per right answer, ranked last
+    amounts = {  # nothing right: an infinite cost per right answer, ranked last
         s: math.inf if v is None or pd.isna(v) else float(v)
         for s, v in zip(frame.strategy, frame.money, strict=True)
     }
     table = table.copy()
-    table["per_right"] = [money.get(s, math.nan) for s in table.strategy]
+    table["per_right"] = [amounts.get(s, math.nan) for s in table.strategy]
     if by == "per_right":
         table = table.sort_values(["per_right", "monthly_cost"], kind="stable")
     return table.reset_index(drop=True)
@@ -359,7 +356,7 @@ def per_right_reason(table: pd.DataFrame, choice: str | None, currency: str = "U
     if choice is None:
         return "Ranked by cost per right answer: no strategy meets the bar."
     value = float(table.set_index("strategy").loc[choice, "per_right"])
-    cost = NONE_RIGHT if math.isinf(value) or math.isnan(value) else short_money(value, currency)
+    cost = NONE_RIGHT if math.isinf(value) or math.isnan(value) else money(value, currency)
     return (
         f"Ranked by cost per right answer: {choice} costs {cost} per right answer, the least "
         "among the strategies meeting the bar."
@@ -419,8 +416,8 @@ def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 1
         f"{monthly_volume:,} questions a month for {months} months):"
     )
     for s, row in per["strategies"].items():
-        money, secs = per_right_cells(row, view.currency())
-        cost = NONE_RIGHT if row["none_right"] else f"{money}, {secs}"
+        amount, secs = per_right_cells(row, view.currency())
+        cost = NONE_RIGHT if row["none_right"] else f"{amount}, {secs}"
         lines.append(f"  {s}: {cost} ({row['right']} of {row['n']} right)")
     st = stability(view, first) if first else None
     if st is not None:

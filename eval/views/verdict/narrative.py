@@ -9,6 +9,7 @@ import pandas as pd
 
 from eval.metrics import DEFAULT_METRIC, metric_label
 from eval.views.cost import BreakEven
+from eval.views.format import money
 from eval.views.quality import SideBySide
 from eval.views.run_view import (
     RunView,
@@ -16,7 +17,6 @@ from eval.views.run_view import (
     check_metric,
     format_interval,
     higher_is_better,
-    money,
     priced,
 )
 from eval.views.task_verdict import fine_tuning_bought

@@ -12,7 +12,7 @@ from core.config import ChunkingConfig
 from core.corpus import ingest, whitespace_token_spans
 from core.qa import QAFormatError, load_qa
 from core.types import QAPair
-from service.corpora import GENERATED_QA, CorpusLibrary, CorpusNotFound
+from service.corpus_library import GENERATED_QA, CorpusLibrary, CorpusNotFound
 from service.uploads import UploadLimits
 from tests.conftest import DOCS, QA
 
