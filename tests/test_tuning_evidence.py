@@ -10,16 +10,22 @@ import pytest
 from cli.main import summary_with_diagnostics
 from core.config import ConfigBase, check, option
 from core.qa import near_duplicate_groups, split_validation
-from core.tuning_space import Categorical, IntRange
+from core.tuning_space import Categorical, IntRange, spaces_of
 from core.types import Answer, Corpus, Cost, PrepareReport, QAPair
 from eval.records import TuningRecord
 from eval.run.harness import run_comparison
 from eval.store.runs import RunStore
 from eval.tuning.arm import ALL_LEFT_OUT, ALL_PAIRS, HELD_OUT, OWN_PAIRS, tuning_pairs
 from eval.tuning.config import TuningConfig
-from eval.tuning.engine import TuningJob, study_name, tune
+from eval.tuning.engine import _FAILED, TuningJob, _Objective, study_name, tune
 from eval.tuning.evidence import crossfit_diffs, halves
-from eval.tuning.racing import clearly_behind, expected_answers, not_ahead, rung_between
+from eval.tuning.racing import (
+    RacePruner,
+    clearly_behind,
+    expected_answers,
+    not_ahead,
+    rung_between,
+)
 from eval.views.tuning import tuning_table
 from strategies import create_strategy, get_strategy_class, register_strategy
 from strategies.base import Strategy, StrategyContext
@@ -587,3 +593,23 @@ def test_a_tuning_record_stored_before_these_fields_still_reads():
     assert rec.val_pairs == 15 and rec.validation == "" and rec.crossfit_gain is None
     assert rec.trials[0].answered is None and rec.trials[0].error == ""
     assert rec.within_noise is True and rec.n_failed == 0
+
+
+def test_a_redraw_of_a_pruned_setting_is_pruned_not_complete(tmp_path):
+    import optuna
+
+    val = _pairs(32)
+    _modes(val, {})
+    job = _job(tmp_path, "ev_mode", val)
+    objective = _Objective(job, spaces_of(ModeConfig), {})
+    study = optuna.create_study(direction="maximize", pruner=RacePruner(None))
+    study.enqueue_trial(objective.default_params(), user_attrs={"default": True})
+    study.enqueue_trial({"mode": "wrong"})
+    study.enqueue_trial({"mode": "wrong"})  # drawn again: the first outcome stands
+    study.optimize(objective, n_trials=3, catch=_FAILED)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "PRUNED", "PRUNED"]
+    # Optuna keeps the pruned trial's running score (0 on 16 pairs) as its value; the repeat
+    # does not turn it into a complete trial that could be chosen on 16 pairs.
+    assert study.trials[2].user_attrs["repeat_of"] == 1
+    assert study.best_trial.number == 0

@@ -393,7 +393,9 @@ class _Objective:
             if earlier.state == optuna.trial.TrialState.FAIL:
                 trial.set_user_attr("error", earlier.user_attrs.get("error", ""))
                 raise _TrialFailed(f"the settings of failed trial {earlier.number}")
-            if earlier.value is None:
+            # Optuna stores a pruned trial's last running score as its value: a repeat of it
+            # is pruned too, never a complete trial scored on the few pairs it answered.
+            if earlier.state == optuna.trial.TrialState.PRUNED or earlier.value is None:
                 raise optuna.TrialPruned(f"the settings of pruned trial {earlier.number}")
             trial.set_user_attr("scores", earlier.user_attrs.get("scores", []))
             return float(earlier.value)
