@@ -71,13 +71,13 @@ def test_all_strategies_end_to_end_are_stored(mini_corpus, tiny_models, tmp_path
             assert set(a.scores) == set(default_metrics())
             assert a.answer.cost.latency_s > 0
         for m in ("exact_match", "f1", "rouge_l", "semantic_similarity"):
-            assert r.metrics[m]["n"] == 3
-            assert r.metrics[m]["low"] <= r.metrics[m]["mean"] <= r.metrics[m]["high"]
+            assert r.metrics[m].n == 3
+            assert r.metrics[m].low <= r.metrics[m].mean <= r.metrics[m].high
         for key in COST_KEYS:
             assert r.cost.value(key) is not None, (r.strategy, key)
     by = {r.strategy: r for r in run.results}
-    assert by["rag"].metrics["recall_at_k"]["n"] == 3
-    assert by["system_prompt"].metrics["recall_at_k"]["n"] == 0  # closed book: not applicable
+    assert by["rag"].metrics["recall_at_k"].n == 3
+    assert by["system_prompt"].metrics["recall_at_k"].n == 0  # closed book: not applicable
     assert by["lora"].cost.trainable_params > 0
     assert by["lora"].prepare.training.step_log
     assert by["rag"].cost.artifact_mb > 0

@@ -81,10 +81,10 @@ def retention_vs_gain(
     base = baseline_name(base)
     base_mean = None
     if view.has(base):
-        base_mean = (view.result(base).metrics.get(metric) or {}).get("mean")
+        base_mean = view.result(base).mean(metric)
     rows = []
     for r in view.main:
-        mean = (r.metrics.get(metric) or {}).get("mean")
+        mean = r.mean(metric)
         ret = r.extras.retention
         rows.append(
             {

@@ -7,6 +7,7 @@ from typing import Any
 
 from eval.metrics import METRICS
 from eval.records import COST_COLUMNS
+from eval.stats.intervals import intervals_to_dict
 from eval.store.runs import Run
 from eval.views.run_view import CONTENDED_LABEL, contended_mark, format_interval, metric_names
 from eval.views.training import throughput_rows
@@ -119,7 +120,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "strategies": {
             r.strategy: {
                 "status": r.status,
-                "metrics": r.metrics,
+                "metrics": intervals_to_dict(r.metrics),
                 "cost": r.cost.to_dict(),
                 "error": r.error,
             }

@@ -24,6 +24,7 @@ from eval.attribution import (
 )
 from eval.metrics import metric_label
 from eval.run.oracle import OracleReading
+from eval.stats.intervals import Interval
 from eval.stats.power import PowerLine, power_line
 from eval.store.rows import RunMeta
 from eval.views.run_view import baseline_name, format_interval, has_role, higher_is_better, seed_of
@@ -145,8 +146,8 @@ def _gap_words(row: dict[str, Any], label: str, hib: bool) -> str:
     )
 
 
-def _overlap(a: dict, b: dict) -> bool:
-    return a["low"] <= b["high"] and b["low"] <= a["high"]
+def _overlap(a: Interval, b: Interval) -> bool:
+    return a.low <= b.high and b.low <= a.high
 
 
 def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
@@ -154,8 +155,8 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
     config = config or verdict_config(view.run.config)
     metric = config.right_metric
     label = metric_label(metric)
-    results = [r for r in view.main if (r.metrics.get(metric) or {}).get("mean") is not None]
-    n = max((int((r.metrics.get(metric) or {}).get("n") or 0) for r in results), default=0)
+    results = [r for r in view.main if r.mean(metric) is not None]
+    n = max((r.interval(metric).n for r in results), default=0)
     d = Diagnostics(metric, config.right_threshold, n)
     d.groups = view.n_groups()
 
@@ -172,7 +173,7 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
 
     if results:
         ivs = {r.strategy: r.metrics[metric] for r in results}
-        best = max(ivs, key=lambda s: ivs[s]["mean"])
+        best = max(ivs, key=lambda s: ivs[s].mean)
         for r in results:
             if r.strategy != best:
                 # simulated for the sign-flip test (about a second): once per view
@@ -222,7 +223,7 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
     if ceiling is not None and ceiling < config.low_ceiling:
         # A trained arm (RAFT) can read better than the base model reads the gold passage:
         # then the base generator limits the other strategies, not every score.
-        above = [s for s in ivs if ivs[s]["low"] > ceiling] if results else []
+        above = [s for s in ivs if ivs[s].low > ceiling] if results else []
         d.generator_limited = not above
         reading = (
             f"Even reading the gold passage the generator scores {label} {ceiling:.2f} "
@@ -287,9 +288,10 @@ def render_diagnostics(d: Diagnostics) -> str:
     out = [f"Verdict diagnostics (an answer is right when {label} >= {d.threshold:g})"]
     out += [f"! {h}" for h in d.headline]
     if d.oracle:
+        ceiling = Interval.from_dict(d.oracle)
         out.append(
             f"Oracle reading (gold passage, same generator, RAG layout): {label} "
-            f"{format_interval(d.oracle)} on {d.oracle.get('n')} questions: the ceiling of "
+            f"{format_interval(ceiling)} on {d.oracle.get('n')} questions: the ceiling of "
             "any retrieval strategy with this generator."
         )
     else:
