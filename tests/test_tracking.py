@@ -54,7 +54,7 @@ def test_strategy_metrics_reads_intervals_costs_retention_and_judge_cost():
             "recall_at_k": Interval(None, None, None, 0),
         },
         extras=ResultExtras(
-            retention=Retention(score={"mean": 0.6}, base={"mean": 0.7}, delta=-0.1),
+            retention=Retention(score=Interval(0.6), base=Interval(0.7), delta=-0.1),
             judge=JudgeCost("tiny", verdicts=10, prompt_tokens=900, seconds=2.5),
         ),
     )

@@ -123,14 +123,16 @@ def test_records_round_trip_through_the_store(tmp_path):
         {"f1": Interval(0.5, 0.4, 0.6, 2)},
         extras=ResultExtras(
             judge=JudgeCost("j", 2),
-            retention=Retention(n=2, score={"mean": 1.0}, base={"mean": 0.5}, delta=0.5),
+            retention=Retention(
+                n=2, score=Interval(1.0, 1.0, 1.0, 2), base=Interval(0.5), delta=0.5
+            ),
             tuning=TuningRecord(
                 "tuned",
                 "quick",
                 space={"top_k": "integer 1..8"},
                 default={"top_k": 3},
                 chosen={"top_k": 5},
-                gain={"mean": 0.1, "low": -0.05, "high": 0.2, "n": 4},
+                gain=Interval(0.1, -0.05, 0.2, 4),
                 trials=[TrialRow(0, "complete", 0.4, {"top_k": 3}, 1.5, default=True)],
             ),
             placement=Placement(node="n1", pid=7, device="cuda", gpus=["0"], overhead_s=0.2),
@@ -181,6 +183,34 @@ def test_metric_intervals_stored_as_json_read_typed_and_write_back_the_same_byte
         ).fetchone()
     added = ', "rouge_l": {"mean": 0.2, "low": 0.1, "high": 0.3, "n": 12}}'
     assert written == STORED_METRICS[:-1] + added  # byte for byte, the rescored one appended
+
+
+def test_retention_tuning_and_oracle_intervals_read_typed_and_write_the_stored_json():
+    from eval.run.oracle import OracleReading
+
+    iv = {"mean": 0.5, "low": 0.25, "high": 0.75, "n": 8}
+    none = {"mean": None, "low": None, "high": None, "n": 0}
+    retention = {
+        "metric": "contains", "n": 8, "score": iv, "f1": none, "per_question": {"g1": 1.0},
+        "answers": {"g1": "Paris"}, "base": iv, "delta": 0.0, "forgotten": [],
+    }  # fmt: skip
+    ret = Retention.from_dict(retention)
+    assert ret.score == Interval(0.5, 0.25, 0.75, 8) and ret.mean == 0.5 and ret.f1 == Interval()
+    assert ret.to_dict() == retention
+    base_only = {k: v for k, v in retention.items() if k not in ("base", "delta", "forgotten")}
+    assert Retention.from_dict(base_only).base is None
+    assert Retention.from_dict(base_only).to_dict() == base_only
+
+    tuning = TuningRecord("tuned", "quick", default_score=Interval(0.5, 0.25, 0.75, 8)).to_dict()
+    assert tuning["default_score"] == iv and tuning["gain"] is None
+    rec = TuningRecord.from_dict({**tuning, "gain": iv, "crossfit_gain": none})
+    assert rec.gain == Interval(0.5, 0.25, 0.75, 8) and rec.tuned_score is None
+    assert rec.within_noise is None  # the cross-fitted gain was not measured: no bound to read
+    assert json.dumps(rec.to_dict()) == json.dumps({**tuning, "gain": iv, "crossfit_gain": none})
+
+    oracle = OracleReading.from_dict({"n": 8, "summary": {"f1": iv}})
+    assert oracle.summary == {"f1": Interval(0.5, 0.25, 0.75, 8)} and oracle.mean("f1") == 0.5
+    assert oracle.to_dict()["summary"] == {"f1": iv} and oracle.mean("rouge_l") is None
 
 
 # --- no dict[str, Any] at the seams ---------------------------------------------------------------

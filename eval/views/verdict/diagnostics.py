@@ -163,7 +163,7 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
     oracle = OracleReading.from_dict(view.run.meta.oracle)
     ceiling = oracle.mean(metric) if oracle else None
     if oracle and ceiling is not None:
-        d.oracle = {**oracle.summary[metric], "metric": metric, "cost": oracle.cost}
+        d.oracle = {**oracle.summary[metric].to_dict(), "metric": metric, "cost": oracle.cost}
 
     d.cells = attribution(view, config)
     d.advice = {
