@@ -94,7 +94,10 @@ def test_cells_advice_and_oracle():
     assert cells["lora"].qids["known_wrong"] == ["q2"] and cells["lora"].qids["new_right"] == ["q3"]
     assert d.advice["rag"].startswith("62% of rag's misses are reading failures")
     assert "F1 0.30" in d.advice["rag"]
-    assert d.oracle["mean"] == 0.3 and d.oracle["cost"] == {"wall_s": 3.0}
+    assert d.oracle.mean == 0.3 and d.oracle_cost == {"wall_s": 3.0}
+    assert d.to_dict()["oracle"] == {
+        "mean": 0.3, "low": 0.1, "high": 0.5, "n": 10, "metric": "f1", "cost": {"wall_s": 3.0}
+    }  # fmt: skip
 
 
 def test_headline_says_no_winner_and_generator_limit_first():

@@ -94,7 +94,7 @@ def _display(results, metrics, best, significance) -> pd.DataFrame:
     for r in results:
         row = {"Strategy": r.strategy}
         for m in metrics:
-            text = format_interval(r.metrics.get(m))
+            text = format_interval(r.interval(m))
             if best.get(m) == r.strategy:
                 text = "★ " + text
             elif (m, r.strategy) in not_sig:

@@ -21,7 +21,7 @@ def quality_rows(run: Run) -> list[dict[str, str]]:
         row = {"Strategy": r.strategy}
         for m in names:
             label = METRICS[m].label if m in METRICS else m
-            row[label] = format_interval(r.metrics.get(m)) if r.status == "done" else "failed"
+            row[label] = format_interval(r.interval(m)) if r.status == "done" else "failed"
         rows.append(row)
     return rows
 

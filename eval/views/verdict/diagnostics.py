@@ -42,7 +42,8 @@ class Diagnostics:
         paired differences whose marginal intervals overlap (both read the Holm-adjusted paired
         tests of eval.views.verdict.confidence.paired_family); generator-limited.
     cells: per main strategy (except the base), its attribution cells; advice: its sentence.
-    oracle: the oracle-reading mean, interval and n on `metric` (None when not measured).
+    oracle: the oracle-reading mean, interval and n on `metric` (None when not measured);
+        oracle_cost: what reading it cost (wall and CPU seconds, tokens).
     power: one PowerLine per strategy against the best on `metric`.
     contended: strategy -> whether its cost figures were taken on a contended machine.
     """
@@ -53,7 +54,8 @@ class Diagnostics:
     headline: list[str] = field(default_factory=list)
     cells: list[Cells] = field(default_factory=list)
     advice: dict[str, str] = field(default_factory=dict)
-    oracle: dict[str, Any] | None = None
+    oracle: Interval | None = None
+    oracle_cost: dict[str, Any] = field(default_factory=dict)
     power: list[PowerLine] = field(default_factory=list)
     contended: dict[str, bool] = field(default_factory=dict)
     all_overlap: bool = False  # context only: the verdict is the paired tests
@@ -70,7 +72,9 @@ class Diagnostics:
             "headline": self.headline,
             "attribution": [c.to_dict() for c in self.cells],
             "advice": self.advice,
-            "oracle": self.oracle,
+            "oracle": None
+            if self.oracle is None
+            else {**self.oracle.to_dict(), "metric": self.metric, "cost": self.oracle_cost},
             "power": [p.to_dict() for p in self.power],
             "contended": self.contended,
             "all_overlap": self.all_overlap,
@@ -163,7 +167,7 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
     oracle = OracleReading.from_dict(view.run.meta.oracle)
     ceiling = oracle.mean(metric) if oracle else None
     if oracle and ceiling is not None:
-        d.oracle = {**oracle.summary[metric].to_dict(), "metric": metric, "cost": oracle.cost}
+        d.oracle, d.oracle_cost = oracle.summary[metric], oracle.cost
 
     d.cells = attribution(view, config)
     d.advice = {
@@ -287,11 +291,10 @@ def render_diagnostics(d: Diagnostics) -> str:
     label = metric_label(d.metric)
     out = [f"Verdict diagnostics (an answer is right when {label} >= {d.threshold:g})"]
     out += [f"! {h}" for h in d.headline]
-    if d.oracle:
-        ceiling = Interval.from_dict(d.oracle)
+    if d.oracle is not None:
         out.append(
             f"Oracle reading (gold passage, same generator, RAG layout): {label} "
-            f"{format_interval(ceiling)} on {d.oracle.get('n')} questions: the ceiling of "
+            f"{format_interval(d.oracle)} on {d.oracle.n} questions: the ceiling of "
             "any retrieval strategy with this generator."
         )
     else:
