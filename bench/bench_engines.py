@@ -79,9 +79,9 @@ def measure(models: dict, args, work: Path, label: str) -> dict[str, dict[str, f
         f1 = r.metrics["f1"]
         out[r.strategy] = {
             "s_per_q": (r.cost.answer_s or 0.0) / max(1, r.cost.questions or 0),
-            "f1": f1["mean"],
-            "low": f1["low"],
-            "high": f1["high"],
+            "f1": f1.mean,
+            "low": f1.low,
+            "high": f1.high,
             "prompt_tok": r.cost.prompt_tokens_mean,
         }
     out["_load_s"] = {"s": run.meta.models["load_s"]}

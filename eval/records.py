@@ -18,10 +18,8 @@ from typing import Any
 
 from core.types import PrepareReport, TrainingLog, TrainStep, known_fields
 from eval.judge import JudgeCost
+from eval.stats.intervals import Interval
 
-# An interval as the store keeps it: {"mean", "low", "high", "n"}
-# (eval.stats.intervals.Interval.to_dict).
-IntervalDict = dict[str, float | None]
 # A CPU sample as the store keeps it (eval.run.contention.CpuSample.to_dict): seconds, counts
 # and the contended flag.
 CpuDict = dict[str, float | bool | None]
@@ -185,18 +183,18 @@ class Retention:
 
     metric: str = "contains"
     n: int = 0
-    score: IntervalDict = field(default_factory=dict)
-    f1: IntervalDict = field(default_factory=dict)
+    score: Interval = field(default_factory=Interval)
+    f1: Interval = field(default_factory=Interval)
     per_question: dict[str, float | None] = field(default_factory=dict)
     answers: dict[str, str] = field(default_factory=dict)
-    base: IntervalDict | None = None
+    base: Interval | None = None
     delta: float | None = None
     forgotten: list[str] = field(default_factory=list)
 
     @property
     def mean(self) -> float | None:
         """The retention score's mean."""
-        return self.score.get("mean")
+        return self.score.mean
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON the store keeps; the base model's record has no base, delta or forgotten."""
@@ -211,7 +209,10 @@ class Retention:
         """From a stored retention dict; None for none."""
         if not d:
             return None
-        return cls(**known_fields(cls, d))
+        fields = known_fields(cls, d, skip=("score", "f1", "base"))
+        base = Interval.from_dict(d["base"]) if d.get("base") else None
+        score, f1 = Interval.from_dict(d.get("score")), Interval.from_dict(d.get("f1"))
+        return cls(**fields, score=score, f1=f1, base=base)
 
 
 # A tuned setting's value as a config field holds it: a number, a flag, a text or a list.
@@ -254,9 +255,9 @@ class TuningRecord:
     space: dict[str, str] = field(default_factory=dict)  # path -> the space in words
     default: dict[str, Setting] = field(default_factory=dict)
     chosen: dict[str, Setting] = field(default_factory=dict)
-    default_score: IntervalDict | None = None
-    tuned_score: IntervalDict | None = None  # the best trial's, adopted or not
-    gain: IntervalDict | None = None
+    default_score: Interval | None = None
+    tuned_score: Interval | None = None  # the best trial's, adopted or not
+    gain: Interval | None = None
     val_pairs: int = 0
     seconds: float = 0.0
     trials: list[TrialRow] = field(default_factory=list)
@@ -265,7 +266,7 @@ class TuningRecord:
     reused_trial: int | None = None
     validation: str = ""  # which pairs validated, in words (eval.tuning.arm.tuning_pairs)
     adopt: str = ""  # the rule that decided: evidence | best ("" before the rule existed)
-    crossfit_gain: IntervalDict | None = None
+    crossfit_gain: Interval | None = None
     best: dict[str, Setting] = field(default_factory=dict)  # the best trial's settings
     best_trial: int | None = None
 
@@ -291,9 +292,9 @@ class TuningRecord:
         """True when the gain's interval reaches zero, the cross-fitted one when measured
         (None: nothing to compare)."""
         gain = self.crossfit_gain or self.gain
-        if not gain or gain.get("low") is None:
+        if gain is None or gain.low is None:
             return None
-        return float(gain["low"]) <= 0.0
+        return float(gain.low) <= 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON the store keeps."""
@@ -305,7 +306,9 @@ class TuningRecord:
         if not d:
             return None
         trials = [TrialRow(**known_fields(TrialRow, t)) for t in d.get("trials") or []]
-        return cls(**known_fields(cls, d, skip=("trials",)), trials=trials)
+        scores = ("default_score", "tuned_score", "gain", "crossfit_gain")
+        intervals = {k: Interval.from_dict(d[k]) if d.get(k) else None for k in scores}
+        return cls(**known_fields(cls, d, skip=("trials", *scores)), trials=trials, **intervals)
 
 
 @dataclass

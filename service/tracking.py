@@ -27,7 +27,7 @@ from eval.events import ProgressEvent, ProgressFn
 from eval.run.harness import (
     run_comparison,  # the harness loads torch-heavy modules on first use
 )
-from eval.store.runs import RunStore
+from eval.store.runs import RunStore, StrategyResult
 from eval.views import RunView
 from eval.views.html_report import html_report
 from eval.views.verdict.export import decision_data, decision_metrics
@@ -114,13 +114,12 @@ def _text(v: Any) -> str:
     return text[:PARAM_CHARS]
 
 
-def strategy_metrics(result: Any) -> dict[str, float]:
+def strategy_metrics(result: StrategyResult) -> dict[str, float]:
     """A stored strategy result as MLflow metrics: each metric's mean, `_low`, `_high` and `_n`,
     every numeric cost (`cost.<key>`), retention and the judge's cost (`judge_cost.<key>`)."""
     out: dict[str, float] = {}
-    for name, interval in (result.metrics or {}).items():
-        for part, suffix in (("mean", ""), ("low", "_low"), ("high", "_high"), ("n", "_n")):
-            value = (interval or {}).get(part)
+    for name, iv in result.metrics.items():
+        for suffix, value in (("", iv.mean), ("_low", iv.low), ("_high", iv.high), ("_n", iv.n)):
             if _number(value):
                 out[name + suffix] = float(value)
     for key, value in result.cost.to_dict().items():

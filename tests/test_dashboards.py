@@ -17,7 +17,7 @@ from eval import views
 from eval.config import RunConfig
 from eval.metrics import METRICS, Metric
 from eval.records import CostSummary, PreparedRecord, ResultExtras
-from eval.stats.intervals import bootstrap_ci
+from eval.stats.intervals import Interval, bootstrap_ci
 from eval.store.runs import RunStore, StoredAnswer, StrategyResult
 from eval.views import charts
 from eval.views.format import display_name
@@ -53,7 +53,7 @@ COSTS = {
 
 def _result(name: str, scores: dict[str, list[float | None]]) -> StrategyResult:
     prep_s, p50, pp, p1k = COSTS[name]
-    metrics = {m: bootstrap_ci(v, n_resamples=500).to_dict() for m, v in scores.items()}
+    metrics = {m: bootstrap_ci(v, n_resamples=500) for m, v in scores.items()}
     extras: dict = {}
     details: dict = {}
     if name.startswith("lora"):
@@ -130,7 +130,7 @@ def test_side_by_side_marks_best_per_direction_and_excludes_variants(synthetic, 
     monkeypatch.setitem(METRICS, "err", Metric("err", "Err", lambda i, e: [], False))
     for s, v in {"system_prompt": 0.3, "few_shot": 0.1, "rag": 0.5, "lora": 0.2}.items():
         store.save_scores(
-            run_id, s, {"err": dict.fromkeys(QIDS, v)}, {"err": {"mean": v, "low": v, "high": v}}
+            run_id, s, {"err": dict.fromkeys(QIDS, v)}, {"err": Interval(v, v, v, len(QIDS))}
         )
     sbs = views.side_by_side(views.RunView.load(store, run_id))
     assert list(sbs.table.index) == ["system_prompt", "few_shot", "rag", "lora"]  # no lora@50%

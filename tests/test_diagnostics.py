@@ -5,6 +5,7 @@ import pytest
 from core.types import Answer, Context
 from eval.attribution import VerdictConfig
 from eval.records import CostSummary, PreparedRecord
+from eval.stats.intervals import Interval
 from eval.store.rows import RunMeta
 from eval.store.runs import Run, StoredAnswer, StrategyResult
 from eval.views import RunView
@@ -23,7 +24,7 @@ def _result(name, scores, cost=None):
         {},
         PreparedRecord(),
         CostSummary.from_dict(cost),
-        {"f1": {"mean": mean, "low": mean - 0.2, "high": mean + 0.2, "n": n}},
+        {"f1": Interval(mean, mean - 0.2, mean + 0.2, n)},
     )
 
 
@@ -93,7 +94,10 @@ def test_cells_advice_and_oracle():
     assert cells["lora"].qids["known_wrong"] == ["q2"] and cells["lora"].qids["new_right"] == ["q3"]
     assert d.advice["rag"].startswith("62% of rag's misses are reading failures")
     assert "F1 0.30" in d.advice["rag"]
-    assert d.oracle["mean"] == 0.3 and d.oracle["cost"] == {"wall_s": 3.0}
+    assert d.oracle.mean == 0.3 and d.oracle_cost == {"wall_s": 3.0}
+    assert d.to_dict()["oracle"] == {
+        "mean": 0.3, "low": 0.1, "high": 0.5, "n": 10, "metric": "f1", "cost": {"wall_s": 3.0}
+    }  # fmt: skip
 
 
 def test_headline_says_no_winner_and_generator_limit_first():
@@ -119,7 +123,7 @@ def test_headline_reads_the_paired_tests_not_the_intervals_and_ceiling_high():
     view = _view(oracle_mean=0.9)
     for r in view.run.results:  # narrow, separated intervals
         m = r.metrics["f1"]
-        m["low"], m["high"] = m["mean"] - 0.01, m["mean"] + 0.01
+        m.low, m.high = m.mean - 0.01, m.mean + 0.01
     d = diagnose(view)
     assert not d.all_overlap and not d.generator_limited
     # ten questions: no paired test is significant after Holm, separated intervals or not

@@ -60,8 +60,8 @@ def test_run_on_a_server_records_it_and_is_judged_there(stub, mini_corpus, tmp_p
     assert f"Engine: openai, model stub-model at {stub.url}" in render_run(run)
     # The judge asked the same server: its tokens are the server's usage counts.
     result = run.results[0]
-    n = result.metrics["f1"]["n"]
-    assert result.metrics["judge"]["mean"] == 0.0
+    n = result.metrics["f1"].n
+    assert result.metrics["judge"].mean == 0.0
     assert result.extras.judge.prompt_tokens == 20 * n
     assert len(stub.calls("/v1/chat/completions")) == 2 * n  # answers, then verdicts
 
@@ -73,7 +73,7 @@ def test_in_process_run_judged_by_an_endpoint(stub, mini_corpus, tmp_path, monke
     cfg = config(mini_corpus, tmp_path, strategies=["fake"], metrics=["judge"], judge=judge)
     run_id = run_comparison(cfg)
     run = RunStore(cfg.store_path).get_run(run_id)
-    assert run.results[0].metrics["judge"]["mean"] == 0.5
+    assert run.results[0].metrics["judge"].mean == 0.5
     assert run.results[0].extras.judge.model == "stub-model"
     first = stub.calls("/v1/chat/completions")[0]
     assert "Candidate answer:" in first["body"]["messages"][-1]["content"]

@@ -40,9 +40,9 @@ def test_default_models_on_fixed_questions(tmp_path):
     run = store.get_run(run_comparison(cfg, store=store))
     got = {
         r.strategy: {
-            "f1": r.metrics["f1"]["mean"],
-            "exact_match": r.metrics["exact_match"]["mean"],
-            "recall_at_k": r.metrics["recall_at_k"]["mean"],
+            "f1": r.metrics["f1"].mean,
+            "exact_match": r.metrics["exact_match"].mean,
+            "recall_at_k": r.metrics["recall_at_k"].mean,
             "answers": [a.answer.text for a in store.get_answers(run.id, r.strategy)],
         }
         for r in run.results

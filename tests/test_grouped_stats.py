@@ -337,4 +337,4 @@ def test_a_run_stores_its_test_groups_and_its_intervals_resample_them(mini_corpu
     scores = view.scores("fake", "f1")
     labels = [split["groups"][q] for q in scores]
     want = bootstrap_ci(list(scores.values()), groups=labels, n_resamples=300, seed=3)
-    assert view.result("fake").metrics["f1"] == want.to_dict()
+    assert view.result("fake").metrics["f1"] == want

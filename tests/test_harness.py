@@ -12,6 +12,7 @@ from eval.events import ProgressEvent
 from eval.metrics import default_metrics
 from eval.run.harness import run_comparison
 from eval.run.scoring import rescore
+from eval.stats.intervals import Interval
 from eval.store.runs import RunStore
 from eval.views.tables import cost_rows, quality_rows, render_run, run_summary
 
@@ -71,13 +72,13 @@ def test_all_strategies_end_to_end_are_stored(mini_corpus, tiny_models, tmp_path
             assert set(a.scores) == set(default_metrics())
             assert a.answer.cost.latency_s > 0
         for m in ("exact_match", "f1", "rouge_l", "semantic_similarity"):
-            assert r.metrics[m]["n"] == 3
-            assert r.metrics[m]["low"] <= r.metrics[m]["mean"] <= r.metrics[m]["high"]
+            assert r.metrics[m].n == 3
+            assert r.metrics[m].low <= r.metrics[m].mean <= r.metrics[m].high
         for key in COST_KEYS:
             assert r.cost.value(key) is not None, (r.strategy, key)
     by = {r.strategy: r for r in run.results}
-    assert by["rag"].metrics["recall_at_k"]["n"] == 3
-    assert by["system_prompt"].metrics["recall_at_k"]["n"] == 0  # closed book: not applicable
+    assert by["rag"].metrics["recall_at_k"].n == 3
+    assert by["system_prompt"].metrics["recall_at_k"].n == 0  # closed book: not applicable
     assert by["lora"].cost.trainable_params > 0
     assert by["lora"].prepare.training.step_log
     assert by["rag"].cost.artifact_mb > 0
@@ -218,8 +219,8 @@ def test_retention_and_learning_curve_are_stored_with_the_run(mini_corpus, tiny_
     # the closed-book strategy with default settings is the base model: no change
     assert by["system_prompt"].extras.retention.delta == pytest.approx(0.0)
     lora = by["lora"].extras.retention
-    assert lora.n == 6 and lora.base == base["score"]
-    assert lora.delta == pytest.approx(lora.score["mean"] - base["score"]["mean"])
+    assert lora.n == 6 and lora.base == Interval.from_dict(base["score"])
+    assert lora.delta == pytest.approx(lora.score.mean - base["score"]["mean"])
     assert variant.extras.retention is None  # only the model trained on everything
 
 
@@ -253,9 +254,9 @@ def test_retention_counts_facts_not_brevity_and_rescores_from_stored_answers(
     store = RunStore(cfg.store_path)
     run_id = run_comparison(cfg, store=store)
     stored = store.get_run(run_id).results[0].extras.retention
-    assert stored.metric == "contains" and stored.f1 and stored.answers
+    assert stored.metric == "contains" and stored.f1.n and stored.answers
     # answers kept with the run are enough to score again, without generating
-    spoiled = dataclasses.replace(stored, score={"mean": -1})
+    spoiled = dataclasses.replace(stored, score=Interval(-1.0))
     store.update_extras(run_id, "system_prompt", retention=spoiled)
     assert rescore_retention(store, run_id)
     again = store.get_run(run_id).results[0].extras.retention

@@ -89,8 +89,8 @@ def test_run_scores_judge_and_stores_rationales_and_cost(mini_corpus, tmp_path, 
     n_unreadable = len(unreadable)
     assert all(a.scores["judge"] is None for a in unreadable)
     judged = [a.scores["judge"] for a in answers if a.scores["judge"] is not None]
-    assert result.metrics["judge"]["n"] == len(judged)
-    assert result.metrics["judge"]["mean"] == pytest.approx(sum(judged) / len(judged))
+    assert result.metrics["judge"].n == len(judged)
+    assert result.metrics["judge"].mean == pytest.approx(sum(judged) / len(judged))
     # Judging cost is kept apart from the strategy's: its tokens are the judge's own.
     cost = result.extras.judge
     assert cost.model == "scripted" and cost.verdicts == len(answers)
@@ -151,7 +151,7 @@ def test_cli_judge_with_the_tiny_model(mini_corpus, tmp_path, capsys):
     run = RunStore(store).get_run(run_id)
     assert run.config["metrics"] == ["f1", "judge"]
     verdicts = run.results[0].extras.judge.verdicts
-    assert verdicts == run.results[0].metrics["f1"]["n"]
+    assert verdicts == run.results[0].metrics["f1"].n
     # Rescored by another model name (here the same tiny one) on the stored answers.
     rc = main(
         ["rescore", run_id, "--metrics", "judge", "--judge-model", "tiny", "--store", str(store)]

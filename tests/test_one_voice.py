@@ -47,7 +47,7 @@ def _store(tmp_path, groups: dict[str, str] | None = GROUPS):
     store.update_run(run_id, split=split | ({"groups": groups} if groups else {}))
     labels = [(groups or {}).get(q, q) for q in QIDS]
     for name, f1 in _scores().items():
-        iv = bootstrap_ci(f1, groups=labels, n_resamples=1000).to_dict()
+        iv = bootstrap_ci(f1, groups=labels, n_resamples=1000)
         result = StrategyResult(
             name,
             "done",
@@ -68,7 +68,7 @@ def _store(tmp_path, groups: dict[str, str] | None = GROUPS):
 def test_a_significant_paired_gap_with_overlapping_intervals_is_the_headline(tmp_path):
     view, store = _store(tmp_path)
     rag, sp = view.result("rag").metrics["f1"], view.result("system_prompt").metrics["f1"]
-    assert rag["low"] <= sp["high"]  # the marginal intervals overlap
+    assert rag.low <= sp.high  # the marginal intervals overlap
     family = paired_family(view, "f1")
     assert len(family) == 3 and set(family.holm_over) == {3}
     assert set(family.groups) == {20}  # 40 questions, 20 passages
@@ -112,7 +112,7 @@ def test_no_significant_pair_is_said_whatever_the_intervals(tmp_path):
     view, _ = _store(tmp_path)
     for r in view.run.results:  # narrow intervals that do not overlap
         m = r.metrics["f1"]
-        m["low"], m["high"] = m["mean"] - 1e-4, m["mean"] + 1e-4
+        m.low, m.high = m.mean - 1e-4, m.mean + 1e-4
     d = diagnose(view)
     # few_shot and system_prompt differ by noise only: that pair is not significant, the
     # others are; the headline names no false difference and says nothing of overlap

@@ -37,9 +37,9 @@ def test_oracle_reads_the_gold_passage_in_the_rag_layout(chunked_mini, tiny_mode
     assert record.found == {"answer": 9, "none": 1}
     rescore_oracle(record, ["exact_match", "f1"], n_resamples=200)
     assert set(record.scores) == {"exact_match", "f1"}
-    assert record.summary["f1"]["n"] == len(asked)
+    assert record.summary["f1"].n == len(asked)
     again = OracleReading.from_dict(record.to_dict())
-    assert again == record and again.mean("f1") == record.summary["f1"]["mean"]
+    assert again == record and again.mean("f1") == record.summary["f1"].mean
 
 
 def test_rescore_scores_stored_answers():

@@ -215,7 +215,7 @@ def test_resplits_run_as_ray_work_on_their_own_splits(ray_head, tmp_path, mini_c
             for s in record.splits
             for name, r in s.strategies.items()
         }
-        main_f1 = {r.strategy: r.metrics["f1"]["mean"] for r in store.get_run(run_id).results}
+        main_f1 = {r.strategy: r.metrics["f1"].mean for r in store.get_run(run_id).results}
     assert len(got["ray"]) == 4 and all(st == "done" for st, _ in got["ray"].values())
     assert got["ray"] == got["local"]
     # A split answered on the run's own test questions would repeat the main split's scores.

@@ -218,15 +218,15 @@ def test_hybrid_index_survives_a_resume(mini_corpus, tiny_models, tmp_path):
     assert combo.status == "done", combo.error
     assert Path(combo.prepare.details["rag"]["lexical_index"]).exists()  # rebuilt with it
     # Retrieval on its own is stored with the run: recall@k and MRR over the 3 test questions.
-    assert by["rag"].metrics["mrr"]["n"] == by["rag"].metrics["recall_at_k"]["n"] == 3
-    assert by["rag"].metrics["mrr"]["mean"] <= by["rag"].metrics["recall_at_k"]["mean"]
+    assert by["rag"].metrics["mrr"].n == by["rag"].metrics["recall_at_k"].n == 3
+    assert by["rag"].metrics["mrr"].mean <= by["rag"].metrics["recall_at_k"].mean
     # ... and shown per retriever in the Compare page's retrieval view and in --json.
     table = retrieval_recall(RunView.load(store, run_id)).set_index("strategy")
     assert table.loc["rag", "retriever"] == "hybrid"
     assert table.loc["few_shot+rag", "retriever"] == RagConfig().retriever  # its default
-    assert table.loc["rag", "mrr"] == by["rag"].metrics["mrr"]["mean"]
+    assert table.loc["rag", "mrr"] == by["rag"].metrics["mrr"].mean
     assert table.loc["rag", "top_k"] == 2
     summary = summary_with_diagnostics(store, run_id)["retrieval"]
     assert [row["strategy"] for row in summary] == ["rag", "few_shot+rag"]
-    assert summary[0]["mrr"] == by["rag"].metrics["mrr"]["mean"]
+    assert summary[0]["mrr"] == by["rag"].metrics["mrr"].mean
     json.dumps(summary)  # plain data

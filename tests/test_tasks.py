@@ -430,7 +430,7 @@ def test_rescoring_a_stored_format_run_needs_no_files(mini_corpus, tiny_models, 
     store = RunStore(cfg.store_path)
     rescore(store, run_id, ["format_valid", "field_f1"])
     got = store.get_run(run_id).results[0].metrics
-    assert got["format_valid"]["n"] == len(store.get_answers(run_id, "system_prompt"))
+    assert got["format_valid"].n == len(store.get_answers(run_id, "system_prompt"))
 
 
 def test_the_verdict_names_what_fine_tuning_bought_on_format_validity(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from eval.config import RunConfig
 from eval.judge import JudgeCost
 from eval.records import CostSummary, PreparedRecord, ResultExtras, Retention
+from eval.stats.intervals import Interval
 from eval.store.runs import RunStore, StrategyResult
 from service.tracking import (
     flatten,
@@ -49,11 +50,11 @@ def test_strategy_metrics_reads_intervals_costs_retention_and_judge_cost():
         PreparedRecord(),
         CostSummary(latency_p50_s=0.5, device="cpu", price_per_1k=None),
         {
-            "f1": {"mean": 0.4, "low": 0.3, "high": 0.5, "n": 10},
-            "recall_at_k": {"mean": None, "low": None, "high": None, "n": 0},
+            "f1": Interval(0.4, 0.3, 0.5, 10),
+            "recall_at_k": Interval(None, None, None, 0),
         },
         extras=ResultExtras(
-            retention=Retention(score={"mean": 0.6}, base={"mean": 0.7}, delta=-0.1),
+            retention=Retention(score=Interval(0.6), base=Interval(0.7), delta=-0.1),
             judge=JudgeCost("tiny", verdicts=10, prompt_tokens=900, seconds=2.5),
         ),
     )
@@ -139,7 +140,7 @@ def test_log_run_reads_back_with_mlflow_client(mini_corpus, tmp_path, monkeypatc
     assert child.data.params["answer_words"] == "3"
 
     stored = store.get_run(run_id).results[0]
-    assert child.data.metrics["f1"] == pytest.approx(stored.metrics["f1"]["mean"])
+    assert child.data.metrics["f1"] == pytest.approx(stored.metrics["f1"].mean)
     assert child.data.metrics["f1_low"] <= child.data.metrics["f1"] <= child.data.metrics["f1_high"]
     assert child.data.metrics["cost.latency_p50_s"] == pytest.approx(stored.cost.latency_p50_s)
     names = {a.path for a in client.list_artifacts(parent.info.run_id)}

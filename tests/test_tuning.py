@@ -474,7 +474,7 @@ def test_a_throwaway_strategy_is_tuned_charged_and_shown(
     by = {r.strategy: r for r in run.results}
     rec = by["tuning_dial"].extras.tuning
     assert rec.status == "tuned" and rec.n_trials == 6 and rec.space == {"words": "integer 1..6"}
-    assert rec.default == {"words": 1} and rec.default_score["mean"] is not None
+    assert rec.default == {"words": 1} and rec.default_score.mean is not None
     prepared = by["tuning_dial"].prepare.seconds
     assert rec.seconds > 0  # paid for in the cost columns: preparation plus the search
     assert by["tuning_dial"].cost.prepare_s == pytest.approx(prepared + rec.seconds)

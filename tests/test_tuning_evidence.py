@@ -410,8 +410,8 @@ def test_a_setting_better_beyond_noise_replaces_the_default(tmp_path):
     _modes(val, {"base": tuple(p.question for p in val[::2])})  # base misses half
     _, rec = tune(_job(tmp_path, "ev_mode", val), TuningConfig(budget="quick", n_trials=4))
     assert rec.adopt == "evidence" and rec.chosen["mode"] in ("right", "lucky")
-    assert rec.gain["low"] > 0 and rec.crossfit_gain["low"] > 0
-    assert rec.crossfit_gain["mean"] == pytest.approx(0.5)
+    assert rec.gain.low > 0 and rec.crossfit_gain.low > 0
+    assert rec.crossfit_gain.mean == pytest.approx(0.5)
     assert rec.note.startswith("replaced on evidence")
 
 
@@ -423,8 +423,8 @@ def test_a_lead_within_noise_keeps_the_default_and_says_why(tmp_path):
     quick = TuningConfig(budget="quick", n_trials=4)
     chosen, rec = tune(_job(tmp_path / "e", "ev_mode", val), quick)
     assert chosen.mode == "base" and rec.chosen == {"mode": "base"} and not rec.changed
-    assert rec.best == {"mode": "lucky"} and rec.gain["mean"] == pytest.approx(1 / 40)
-    assert rec.gain["low"] <= 0
+    assert rec.best == {"mode": "lucky"} and rec.gain.mean == pytest.approx(1 / 40)
+    assert rec.gain.low <= 0
     assert rec.note.startswith("default kept") and "lower bound not above 0" in rec.note
     assert rec.chosen_trial == 0  # the default trial (its artifacts would serve the arm)
     row = tuning_table_row(rec)

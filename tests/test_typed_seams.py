@@ -18,6 +18,7 @@ from eval.records import (
     TrialRow,
     TuningRecord,
 )
+from eval.stats.intervals import Interval
 from eval.store.db import connect
 from eval.store.runs import RunStore
 from eval.views import RunView, learning_curve, quality_vs_cost, retention_vs_gain, throughput
@@ -119,17 +120,19 @@ def test_records_round_trip_through_the_store(tmp_path):
         {"top_k": 3},
         PreparedRecord(artifact_bytes=10, seconds=1.0, cpu={"wall_s": 1.0, "contended": False}),
         CostSummary(prepare_s=1.0, contended=False),
-        {"f1": {"mean": 0.5, "low": 0.4, "high": 0.6, "n": 2}},
+        {"f1": Interval(0.5, 0.4, 0.6, 2)},
         extras=ResultExtras(
             judge=JudgeCost("j", 2),
-            retention=Retention(n=2, score={"mean": 1.0}, base={"mean": 0.5}, delta=0.5),
+            retention=Retention(
+                n=2, score=Interval(1.0, 1.0, 1.0, 2), base=Interval(0.5), delta=0.5
+            ),
             tuning=TuningRecord(
                 "tuned",
                 "quick",
                 space={"top_k": "integer 1..8"},
                 default={"top_k": 3},
                 chosen={"top_k": 5},
-                gain={"mean": 0.1, "low": -0.05, "high": 0.2, "n": 4},
+                gain=Interval(0.1, -0.05, 0.2, 4),
                 trials=[TrialRow(0, "complete", 0.4, {"top_k": 3}, 1.5, default=True)],
             ),
             placement=Placement(node="n1", pid=7, device="cuda", gpus=["0"], overhead_s=0.2),
@@ -145,15 +148,76 @@ def test_records_round_trip_through_the_store(tmp_path):
         store.update_extras(run_id, "rag", slices=3)  # extras are the record's fields
 
 
+# metrics_json exactly as RunStore wrote it before the intervals were typed (json.dumps of
+# Interval.to_dict per metric): a scored metric and one that does not apply (closed book).
+STORED_METRICS = (
+    '{"f1": {"mean": 0.4125, "low": 0.3511, "high": 0.47, "n": 12}, '
+    '"recall_at_k": {"mean": null, "low": null, "high": null, "n": 0}}'
+)
+
+
+def test_metric_intervals_stored_as_json_read_typed_and_write_back_the_same_bytes(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    run_id = store.create_run({"strategies": ["system_prompt"]}, "stored")
+    with connect(store.path) as c:
+        c.execute(
+            "INSERT INTO strategy_results (run_id, strategy, position, status, config_json, "
+            "metrics_json) VALUES (?,?,?,?,?,?)",
+            (run_id, "system_prompt", 0, "done", "{}", STORED_METRICS),
+        )
+    (result,) = store.get_run(run_id).results
+    assert result.metrics == {"f1": Interval(0.4125, 0.3511, 0.47, 12), "recall_at_k": Interval()}
+    assert result.interval("f1").low == 0.3511 and result.mean("recall_at_k") is None
+    assert result.interval("rouge_l") == Interval() and result.mean("rouge_l") is None
+    # `--json` and the export write the stored shape, key for key.
+    stored = json.loads(STORED_METRICS)
+    assert run_summary(store.get_run(run_id))["strategies"]["system_prompt"]["metrics"] == stored
+    assert json.loads(store.export_json(run_id))["results"][0]["metrics"] == stored
+
+    again = store.create_run({}, "again")
+    store.save_strategy(again, result)
+    store.save_scores(again, "system_prompt", {}, {"rouge_l": Interval(0.2, 0.1, 0.3, 12)})
+    with connect(store.path) as c:
+        (written,) = c.execute(
+            "SELECT metrics_json FROM strategy_results WHERE run_id=?", (again,)
+        ).fetchone()
+    added = ', "rouge_l": {"mean": 0.2, "low": 0.1, "high": 0.3, "n": 12}}'
+    assert written == STORED_METRICS[:-1] + added  # byte for byte, the rescored one appended
+
+
+def test_retention_tuning_and_oracle_intervals_read_typed_and_write_the_stored_json():
+    from eval.run.oracle import OracleReading
+
+    iv = {"mean": 0.5, "low": 0.25, "high": 0.75, "n": 8}
+    none = {"mean": None, "low": None, "high": None, "n": 0}
+    retention = {
+        "metric": "contains", "n": 8, "score": iv, "f1": none, "per_question": {"g1": 1.0},
+        "answers": {"g1": "Paris"}, "base": iv, "delta": 0.0, "forgotten": [],
+    }  # fmt: skip
+    ret = Retention.from_dict(retention)
+    assert ret.score == Interval(0.5, 0.25, 0.75, 8) and ret.mean == 0.5 and ret.f1 == Interval()
+    assert ret.to_dict() == retention
+    base_only = {k: v for k, v in retention.items() if k not in ("base", "delta", "forgotten")}
+    assert Retention.from_dict(base_only).base is None
+    assert Retention.from_dict(base_only).to_dict() == base_only
+
+    tuning = TuningRecord("tuned", "quick", default_score=Interval(0.5, 0.25, 0.75, 8)).to_dict()
+    assert tuning["default_score"] == iv and tuning["gain"] is None
+    rec = TuningRecord.from_dict({**tuning, "gain": iv, "crossfit_gain": none})
+    assert rec.gain == Interval(0.5, 0.25, 0.75, 8) and rec.tuned_score is None
+    assert rec.within_noise is None  # the cross-fitted gain was not measured: no bound to read
+    assert json.dumps(rec.to_dict()) == json.dumps({**tuning, "gain": iv, "crossfit_gain": none})
+
+    oracle = OracleReading.from_dict({"n": 8, "summary": {"f1": iv}})
+    assert oracle.summary == {"f1": Interval(0.5, 0.25, 0.75, 8)} and oracle.mean("f1") == 0.5
+    assert oracle.to_dict()["summary"] == {"f1": iv} and oracle.mean("rouge_l") is None
+
+
 # --- no dict[str, Any] at the seams ---------------------------------------------------------------
 
 # Fields that stay JSON-shaped dicts, each for a reason: what they hold is open-ended by design.
 OPEN_FIELDS = {
     ("StrategyResult", "config"): "the strategy config's JSON form (each strategy its own)",
-    (
-        "StrategyResult",
-        "metrics",
-    ): "metric intervals by metric name (eval.stats.intervals.Interval shape)",
     ("PreparedRecord", "details"): "strategy-specific figures each strategy reports",
     ("StoredAnswer", "details"): "per-metric detail records (the judge's verdict)",
     ("Run", "config"): "the RunConfig's JSON form, as stored",
@@ -213,10 +277,11 @@ def test_records_at_the_seams_hold_no_untyped_dicts():
     from eval.store.rows import StrategyResult
 
     hints = typing.get_type_hints(StrategyResult)
-    assert (hints["prepare"], hints["cost"], hints["extras"]) == (
+    assert (hints["prepare"], hints["cost"], hints["extras"], hints["metrics"]) == (
         PreparedRecord,
         CostSummary,
         ResultExtras,
+        dict[str, Interval],
     )
 
 

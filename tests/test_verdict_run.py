@@ -49,7 +49,7 @@ def test_oracle_and_gold_passages_are_stored_and_rescored(mini_corpus, tiny_mode
 
     d = diagnose(RunView.load(store, run_id))
     assert [c.strategy for c in d.cells] == ["rag"] and d.cells[0].n == 3
-    assert d.oracle["n"] == 3 and d.power[0].n == 3
+    assert d.oracle.n == 3 and d.power[0].n == 3
 
 
 def test_oracle_switch(mini_corpus, tiny_models, tmp_path):

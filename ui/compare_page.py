@@ -183,12 +183,12 @@ with why:
     for sentence in diag.headline:
         st.warning(prose(sentence))
     st.subheader("Oracle reading: the generator's ceiling")
-    if diag.oracle:
+    if diag.oracle is not None:
         o = diag.oracle
         st.markdown(
             f"Reading each question's gold passage (RAG's layout, the same generator), it scores "
-            f"**{views.metric_label(diag.metric)} {o['mean']:.3f} [{o['low']:.3f}, "
-            f"{o['high']:.3f}]** on {o['n']} questions: the most any retrieval strategy can reach "
+            f"**{views.metric_label(diag.metric)} {o.mean:.3f} [{o.low:.3f}, "
+            f"{o.high:.3f}]** on {o.n} questions: the most any retrieval strategy can reach "
             "with this generator.",
             help="Measured once per run; its time is not charged to any strategy.",
         )
@@ -196,7 +196,7 @@ with why:
         st.info("Not measured in this run (switched off, or no test question has a passage).")
     st.subheader("Why answers were wrong")
     st.altair_chart(
-        charts.attribution_chart(diag.cells, diag.oracle["mean"] if diag.oracle else None),
+        charts.attribution_chart(diag.cells, diag.oracle.mean if diag.oracle else None),
         width="stretch",
         key="attribution_chart",
     )

@@ -20,7 +20,7 @@ from eval.attribution import GoldPassage
 from eval.metrics import METRICS, ScoringItem, default_metrics, score_items
 from eval.run.contention import cpu_clock, tokens_per_s
 from eval.run.costs import price
-from eval.stats.intervals import bootstrap_ci
+from eval.stats.intervals import Interval, bootstrap_ci, intervals_from_dict
 from strategies import get_strategy_class, make_config
 from strategies.base import GenerativeStrategy, PromptConfig, RunCancelled, StrategyContext
 
@@ -61,18 +61,21 @@ class OracleReading:
     golds: dict[str, list[str]] = field(default_factory=dict)  # qid -> gold answers
     passages: dict[str, str] = field(default_factory=dict)  # qid -> the passage read
     scores: dict[str, dict[str, float | None]] = field(default_factory=dict)  # metric -> qid ->
-    summary: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> interval
+    summary: dict[str, Interval] = field(default_factory=dict)  # metric -> mean and its CI
     cost: dict[str, Any] = field(default_factory=dict)
 
     def mean(self, metric: str) -> float | None:
-        return (self.summary.get(metric) or {}).get("mean")
+        iv = self.summary.get(metric)
+        return None if iv is None else iv.mean
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @staticmethod
     def from_dict(d: Mapping[str, Any] | None) -> OracleReading | None:
-        return OracleReading(**d) if d else None
+        if not d:
+            return None
+        return OracleReading(**{**d, "summary": intervals_from_dict(d.get("summary"))})
 
 
 def oracle_planned(strategies: Sequence[str], switched_on: bool = True) -> bool:
@@ -186,8 +189,9 @@ def rescore_oracle(
     labels = [groups.get(q, q) for q in qids] if groups else None
     for metric, values in score_items(items, metrics, embedder).items():
         record.scores[metric] = dict(zip(qids, values, strict=True))
-        iv = bootstrap_ci(values, groups=labels, n_resamples=n_resamples, seed=seed)
-        record.summary[metric] = iv.to_dict()
+        record.summary[metric] = bootstrap_ci(
+            values, groups=labels, n_resamples=n_resamples, seed=seed
+        )
     return record
 
 

@@ -45,8 +45,8 @@ def retention_scores(
     return Retention(
         metric="contains",
         n=len(general),
-        score=ci["contains"].to_dict(),
-        f1=ci["f1"].to_dict(),
+        score=ci["contains"],
+        f1=ci["f1"],
         per_question={p.id: v for p, v in zip(general, per["contains"], strict=True)},
         answers={p.id: t for p, t in zip(general, texts, strict=True)},
     )

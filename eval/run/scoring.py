@@ -13,7 +13,7 @@ from eval.metrics import METRICS, ScoringItem, default_metrics, score_items
 from eval.run.oracle import OracleReading, rescore_oracle
 from eval.run.retention import rescore_retention
 from eval.stats.groups import labels_of
-from eval.stats.intervals import bootstrap_ci
+from eval.stats.intervals import Interval, bootstrap_ci
 from eval.store.runs import RunStore, StoredAnswer
 
 
@@ -44,7 +44,7 @@ def score(
     *,
     task: TaskSpec | None = None,
     paraphrases: dict[str, str] | None = None,
-) -> dict[str, dict]:
+) -> dict[str, Interval]:
     """Per-question scores into each StoredAnswer, and each metric's mean with its 95% CI.
 
     `metrics` empty means the default metrics of the `task` kind. With a judge, its verdicts go
@@ -70,8 +70,7 @@ def score(
     for metric, values in per_metric.items():
         for a, v in zip(answers, values, strict=True):
             a.scores[metric] = v
-        iv = bootstrap_ci(values, groups=labels, n_resamples=resamples, seed=seed)
-        summary[metric] = iv.to_dict()
+        summary[metric] = bootstrap_ci(values, groups=labels, n_resamples=resamples, seed=seed)
     return summary
 
 

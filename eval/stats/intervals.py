@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -12,13 +13,32 @@ from eval.stats.groups import group_codes, group_sums, n_groups, small_sample_sc
 
 @dataclass
 class Interval:
-    mean: float | None
-    low: float | None
-    high: float | None
-    n: int
+    """A mean over `n` scored questions and its 95% interval; all None when no question was
+    scored (the metric does not apply). The store keeps it as {"mean", "low", "high", "n"}."""
+
+    mean: float | None = None
+    low: float | None = None
+    high: float | None = None
+    n: int = 0
 
     def to_dict(self) -> dict:
         return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Interval:
+        """The interval from its stored form; missing keys (or no dict) read as not measured."""
+        d = d or {}
+        return cls(d.get("mean"), d.get("low"), d.get("high"), int(d.get("n") or 0))
+
+
+def intervals_from_dict(d: Mapping[str, Any] | None) -> dict[str, Interval]:
+    """{metric: Interval} from the stored {metric: {"mean", "low", "high", "n"}}."""
+    return {m: Interval.from_dict(iv) for m, iv in (d or {}).items()}
+
+
+def intervals_to_dict(intervals: Mapping[str, Interval]) -> dict[str, dict]:
+    """The stored form of {metric: Interval}: the inverse of `intervals_from_dict`."""
+    return {m: iv.to_dict() for m, iv in intervals.items()}
 
 
 def bootstrap_ci(

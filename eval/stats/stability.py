@@ -110,7 +110,7 @@ class SplitResult:
         return cls(
             status=result.status,
             error=result.error,
-            metrics={m: iv.get("mean") for m, iv in (result.metrics or {}).items()},
+            metrics={m: iv.mean for m, iv in result.metrics.items()},
             price_per_1k=cost.price_per_1k,
             price_prepare=cost.price_prepare,
             prepare_s=cost.prepare_s,

@@ -8,6 +8,7 @@ from typing import Any
 
 from core.types import Answer, known_fields
 from eval.records import CostSummary, PreparedRecord, ResultExtras
+from eval.stats.intervals import Interval, intervals_to_dict
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -78,9 +79,17 @@ class StrategyResult:
     config: dict[str, Any] = field(default_factory=dict)
     prepare: PreparedRecord = field(default_factory=PreparedRecord)
     cost: CostSummary = field(default_factory=CostSummary)
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics: dict[str, Interval] = field(default_factory=dict)  # metric -> mean and its CI
     error: str | None = None
     extras: ResultExtras = field(default_factory=ResultExtras)
+
+    def interval(self, metric: str) -> Interval:
+        """The metric's interval; an empty one (all None, n=0) when the run did not score it."""
+        return self.metrics.get(metric) or Interval()
+
+    def mean(self, metric: str) -> float | None:
+        """The metric's mean, None when not scored or not applicable (e.g. closed-book recall)."""
+        return self.interval(metric).mean
 
     def to_dict(self) -> dict[str, Any]:
         """The result as the JSON export and `--json` write it (the stored shapes)."""
@@ -90,7 +99,7 @@ class StrategyResult:
             "config": self.config,
             "prepare": self.prepare.to_dict(),
             "cost": self.cost.to_dict(),
-            "metrics": self.metrics,
+            "metrics": intervals_to_dict(self.metrics),
             "error": self.error,
             "extras": self.extras.to_dict(),
         }

@@ -19,6 +19,7 @@ from core.procs import GONE, ProcessRef
 from core.types import Answer
 from eval.judge import JudgeCost
 from eval.records import CostSummary, PreparedRecord, ResultExtras, Retention
+from eval.stats.intervals import Interval, intervals_from_dict, intervals_to_dict
 from eval.store.artifacts import delete_run_files, run_dir
 from eval.store.db import connect
 from eval.store.exports import answers_csv, run_json
@@ -163,7 +164,7 @@ class RunStore:
                     json.dumps(result.config),
                     json.dumps(result.prepare.to_dict()),
                     json.dumps(result.cost.to_dict()),
-                    json.dumps(result.metrics),
+                    json.dumps(intervals_to_dict(result.metrics)),
                     result.error,
                     json.dumps(result.extras.to_dict()),
                 ),
@@ -201,7 +202,7 @@ class RunStore:
         run_id: str,
         strategy: str,
         scores: dict[str, dict[str, float | None]],
-        metrics: dict[str, dict[str, Any]],
+        metrics: dict[str, Interval],
         details: dict[str, dict[str, dict[str, Any]]] | None = None,
     ) -> None:
         """Add or replace per-question scores ({metric: {qid: value}}), their aggregates and
@@ -228,7 +229,7 @@ class RunStore:
                 "SELECT metrics_json FROM strategy_results WHERE run_id=? AND strategy=?",
                 (run_id, strategy),
             ).fetchone()
-            merged = {**json.loads(row["metrics_json"]), **metrics}
+            merged = {**json.loads(row["metrics_json"]), **intervals_to_dict(metrics)}
             c.execute(
                 "UPDATE strategy_results SET metrics_json=? WHERE run_id=? AND strategy=?",
                 (json.dumps(merged), run_id, strategy),
@@ -343,7 +344,7 @@ class RunStore:
                 config=json.loads(s["config_json"]),
                 prepare=PreparedRecord.from_dict(json.loads(s["prepare_json"])),
                 cost=CostSummary.from_dict(json.loads(s["cost_json"])),
-                metrics=json.loads(s["metrics_json"]),
+                metrics=intervals_from_dict(json.loads(s["metrics_json"])),
                 error=s["error"],
                 extras=ResultExtras.from_dict(json.loads(s["extras_json"] or "{}")),
             )

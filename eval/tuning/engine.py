@@ -246,8 +246,8 @@ def _choose(
     record.chosen_trial = default.number
     d_scores, b_scores = default.user_attrs["scores"], best.user_attrs["scores"]
     groups = group_labels(job.val, job.jaccard)
-    record.default_score = bootstrap_ci(d_scores, groups=groups, seed=job.seed).to_dict()
-    record.tuned_score = bootstrap_ci(b_scores, groups=groups, seed=job.seed).to_dict()
+    record.default_score = bootstrap_ci(d_scores, groups=groups, seed=job.seed)
+    record.tuned_score = bootstrap_ci(b_scores, groups=groups, seed=job.seed)
     record.best = {**record.default, **best.user_attrs["values"]}
     # Every finished setting once (redraws repeat one), the default first: the cross-fit's
     # candidates.
@@ -255,8 +255,8 @@ def _choose(
     candidates = [d_scores] + [t.user_attrs["scores"] for t in others]
     split = halves(job.val, job.jaccard, job.seed)
     evidence = weigh(d_scores, b_scores, candidates, split, seed=job.seed, groups=groups)
-    record.gain = evidence.gain.to_dict()
-    record.crossfit_gain = None if evidence.crossfit is None else evidence.crossfit.to_dict()
+    record.gain = evidence.gain
+    record.crossfit_gain = evidence.crossfit
     if best is default:
         record.note = "default kept: no other setting scored higher on the validation pairs"
         return job.base, record

@@ -57,16 +57,16 @@ def quality_vs_cost(
         check_cost(cost)
     rows = []
     for r in view.main:
-        iv = r.metrics.get(metric) or {}
+        iv = r.interval(metric)
         c = r.cost.value(cost) if per_right is None else per_right.get(r.strategy)
-        if iv.get("mean") is None or c is None:
+        if iv.mean is None or c is None:
             continue
         rows.append(
             {
                 "strategy": r.strategy,
-                "quality": float(iv["mean"]),
-                "low": iv.get("low"),
-                "high": iv.get("high"),
+                "quality": float(iv.mean),
+                "low": iv.low,
+                "high": iv.high,
                 "cost": float(c),
             }
         )

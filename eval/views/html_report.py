@@ -308,14 +308,14 @@ def _diagnostics_section(view: views.RunView) -> str:
     out = ["<h2>Why strategies lost</h2>"]
     out += [f"<p><b>{esc(h)}</b></p>" for h in d.headline]
     label = views.metric_label(d.metric)
-    if d.oracle:
+    if d.oracle is not None:
         o = d.oracle
         out.append(
             f"<p>Oracle reading (the gold passage in RAG's layout, same generator): {esc(label)} "
-            f"{o['mean']:.3f} [{o['low']:.3f}, {o['high']:.3f}] on {o['n']} questions, the "
+            f"{o.mean:.3f} [{o.low:.3f}, {o.high:.3f}] on {o.n} questions, the "
             "ceiling of any retrieval strategy with this generator.</p>"
         )
-    chart = charts.attribution_chart(d.cells, d.oracle["mean"] if d.oracle else None)
+    chart = charts.attribution_chart(d.cells, d.oracle.mean if d.oracle else None)
     out.append(f"<div class='chart' title='Attribution'>{_strip_xml_decl(chart_svg(chart))}</div>")
     out.append(
         f"<p class='note'>Right = {esc(label)} ≥ {d.threshold:g}.</p><ul>"

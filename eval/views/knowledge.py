@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from eval.metrics import DEFAULT_METRIC, metric_label
+from eval.stats.intervals import Interval
 from eval.views.run_view import RunView, baseline_name, check_metric
 
 
@@ -70,6 +71,10 @@ def knowledge_slices(
     return KnowledgeSlices(pd.DataFrame(rows), reason, known, new)
 
 
+def _mean_or_nan(iv: Interval | None) -> float:
+    return math.nan if iv is None or iv.mean is None else iv.mean
+
+
 def retention_vs_gain(
     view: RunView, metric: str = DEFAULT_METRIC, base: str | None = None
 ) -> pd.DataFrame:
@@ -81,10 +86,10 @@ def retention_vs_gain(
     base = baseline_name(base)
     base_mean = None
     if view.has(base):
-        base_mean = (view.result(base).metrics.get(metric) or {}).get("mean")
+        base_mean = view.result(base).mean(metric)
     rows = []
     for r in view.main:
-        mean = (r.metrics.get(metric) or {}).get("mean")
+        mean = r.mean(metric)
         ret = r.extras.retention
         rows.append(
             {
@@ -92,8 +97,8 @@ def retention_vs_gain(
                 "mean": math.nan if mean is None else mean,
                 "domain_gain": math.nan if mean is None or base_mean is None else mean - base_mean,
                 "retention_metric": ret.metric if ret else None,
-                "retention_score": ret.score.get("mean", math.nan) if ret else math.nan,
-                "retention_base": (ret.base or {}).get("mean", math.nan) if ret else math.nan,
+                "retention_score": _mean_or_nan(ret.score if ret else None),
+                "retention_base": _mean_or_nan(ret.base if ret else None),
                 "retention_delta": math.nan if ret is None or ret.delta is None else ret.delta,
             }
         )

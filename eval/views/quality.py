@@ -59,12 +59,8 @@ def side_by_side(view: RunView, *, alpha: float = 0.05) -> SideBySide:
     for r in results:
         row: dict[str, Any] = {"strategy": r.strategy}
         for m in metrics:
-            iv = r.metrics.get(m) or {}
-            row[m], row[f"{m}_low"], row[f"{m}_high"] = (
-                iv.get("mean"),
-                iv.get("low"),
-                iv.get("high"),
-            )
+            iv = r.interval(m)
+            row[m], row[f"{m}_low"], row[f"{m}_high"] = iv.mean, iv.low, iv.high
         for k in costs:
             row[k] = r.cost.value(k)
         rows.append(row)
@@ -98,7 +94,7 @@ def _display(results, metrics, best, significance) -> pd.DataFrame:
     for r in results:
         row = {"Strategy": r.strategy}
         for m in metrics:
-            text = format_interval(r.metrics.get(m))
+            text = format_interval(r.interval(m))
             if best.get(m) == r.strategy:
                 text = "★ " + text
             elif (m, r.strategy) in not_sig:
@@ -186,16 +182,16 @@ def learning_curve(view: RunView, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
         owner = ex.variant_of or r.strategy
         if owner not in trainers or ex.train_pairs is None:
             continue
-        iv = r.metrics.get(metric) or {}
+        iv = r.interval(metric)
         rows.append(
             {
                 "strategy": owner,
                 "label": r.strategy,
                 "train_fraction": float(1.0 if ex.train_fraction is None else ex.train_fraction),
                 "train_pairs": int(ex.train_pairs),
-                "mean": iv.get("mean"),
-                "low": iv.get("low"),
-                "high": iv.get("high"),
+                "mean": iv.mean,
+                "low": iv.low,
+                "high": iv.high,
                 "prepare_s": r.cost.prepare_s,
             }
         )
@@ -235,22 +231,22 @@ def retrieval_recall(view: RunView) -> pd.DataFrame:
     (None for runs stored before MRR was scored)."""
     rows = []
     for r in view.main:
-        iv = r.metrics.get("recall_at_k") or {}
-        if iv.get("mean") is None:
+        iv = r.interval("recall_at_k")
+        if iv.mean is None:
             continue
-        mrr = r.metrics.get("mrr") or {}
+        mrr = r.interval("mrr")
         rows.append(
             {
                 "strategy": r.strategy,
                 "retriever": _retrieval_setting(r, "retriever"),
-                "mean": iv["mean"],
-                "low": iv.get("low"),
-                "high": iv.get("high"),
-                "n": iv.get("n"),
+                "mean": iv.mean,
+                "low": iv.low,
+                "high": iv.high,
+                "n": iv.n,
                 "top_k": _retrieval_setting(r, "retrieval_depth"),
-                "mrr": mrr.get("mean"),
-                "mrr_low": mrr.get("low"),
-                "mrr_high": mrr.get("high"),
+                "mrr": mrr.mean,
+                "mrr_low": mrr.low,
+                "mrr_high": mrr.high,
             }
         )
     return pd.DataFrame(rows, columns=RECALL_COLUMNS)

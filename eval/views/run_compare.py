@@ -55,8 +55,8 @@ def compare_two(
             {
                 "strategy": name,
                 "n": len(shared),
-                "mean_a": (r.metrics.get(metric) or {}).get("mean"),
-                "mean_b": (b.result(name).metrics.get(metric) or {}).get("mean"),
+                "mean_a": r.mean(metric),
+                "mean_b": b.result(name).mean(metric),
                 "diff": test["diff"],
                 "diff_low": test["diff_low"],
                 "diff_high": test["diff_high"],

@@ -9,6 +9,7 @@ from typing import Any
 from eval.config import RunConfig
 from eval.metrics import METRICS
 from eval.records import COST_COLUMNS, CostSummary
+from eval.stats.intervals import Interval
 from eval.store.runs import Run, RunStore, StoredAnswer, StrategyResult
 from strategies import baseline_strategy, get_strategy_class
 
@@ -128,11 +129,11 @@ def contended_mark(cost: CostSummary) -> str:
     return "yes" if cost.contended else ""
 
 
-def format_interval(m: dict[str, Any] | None) -> str:
+def format_interval(iv: Interval | None) -> str:
     """'0.412 [0.351, 0.470]', or '—' where the metric does not apply."""
-    if not m or m.get("mean") is None:
+    if iv is None or iv.mean is None:
         return "—"
-    return f"{m['mean']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
+    return f"{iv.mean:.3f} [{iv.low:.3f}, {iv.high:.3f}]"
 
 
 def metric_names(run: Run) -> list[str]:

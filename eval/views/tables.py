@@ -7,6 +7,7 @@ from typing import Any
 
 from eval.metrics import METRICS
 from eval.records import COST_COLUMNS
+from eval.stats.intervals import intervals_to_dict
 from eval.store.runs import Run
 from eval.views.run_view import CONTENDED_LABEL, contended_mark, format_interval, metric_names
 from eval.views.training import throughput_rows
@@ -20,7 +21,7 @@ def quality_rows(run: Run) -> list[dict[str, str]]:
         row = {"Strategy": r.strategy}
         for m in names:
             label = METRICS[m].label if m in METRICS else m
-            row[label] = format_interval(r.metrics.get(m)) if r.status == "done" else "failed"
+            row[label] = format_interval(r.interval(m)) if r.status == "done" else "failed"
         rows.append(row)
     return rows
 
@@ -119,7 +120,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "strategies": {
             r.strategy: {
                 "status": r.status,
-                "metrics": r.metrics,
+                "metrics": intervals_to_dict(r.metrics),
                 "cost": r.cost.to_dict(),
                 "error": r.error,
             }

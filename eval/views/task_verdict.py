@@ -18,7 +18,7 @@ BEHAVIOUR_METRICS = ("format_valid", "style_pass")
 
 
 def _mean(r: StrategyResult, metric: str) -> float | None:
-    return (r.metrics.get(metric) or {}).get("mean")
+    return r.mean(metric)
 
 
 def fine_tuning_bought(view: RunView) -> list[str]:

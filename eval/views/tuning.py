@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 
 from eval.config import RunConfig
-from eval.records import IntervalDict, TuningRecord
+from eval.records import TuningRecord
+from eval.stats.intervals import Interval
 from eval.store.runs import Run
 
 
@@ -28,10 +29,10 @@ def budget_of(run: Run) -> str:
     return RunConfig.from_stored(run.config).tuning.budget
 
 
-def _interval(score: IntervalDict | None) -> str:
-    if not score or score.get("mean") is None:
+def _interval(score: Interval | None) -> str:
+    if score is None or score.mean is None:
         return "—"
-    return f"{score['mean']:.3f} [{score['low']:.3f}, {score['high']:.3f}]"
+    return f"{score.mean:.3f} [{score.low:.3f}, {score.high:.3f}]"
 
 
 def _setting(value: Any) -> str:

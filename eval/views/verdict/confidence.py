@@ -239,7 +239,7 @@ def decision_figures(
         if not chances:
             continue
         out["prob_best"][m] = {k: None if math.isnan(v) else v for k, v in chances.items()}
-        means = {r.strategy: (r.metrics.get(m) or {}).get("mean") for r in view.main}
+        means = {r.strategy: r.mean(m) for r in view.main}
         means = {k: v for k, v in means.items() if v is not None}
         if len(means) > 1:
             pick = max if higher_is_better(m) else min

@@ -24,6 +24,7 @@ from eval.attribution import (
 )
 from eval.metrics import metric_label
 from eval.run.oracle import OracleReading
+from eval.stats.intervals import Interval
 from eval.stats.power import PowerLine, power_line
 from eval.store.rows import RunMeta
 from eval.views.run_view import baseline_name, format_interval, has_role, higher_is_better, seed_of
@@ -41,7 +42,8 @@ class Diagnostics:
         paired differences whose marginal intervals overlap (both read the Holm-adjusted paired
         tests of eval.views.verdict.confidence.paired_family); generator-limited.
     cells: per main strategy (except the base), its attribution cells; advice: its sentence.
-    oracle: the oracle-reading mean, interval and n on `metric` (None when not measured).
+    oracle: the oracle-reading mean, interval and n on `metric` (None when not measured);
+        oracle_cost: what reading it cost (wall and CPU seconds, tokens).
     power: one PowerLine per strategy against the best on `metric`.
     contended: strategy -> whether its cost figures were taken on a contended machine.
     """
@@ -52,7 +54,8 @@ class Diagnostics:
     headline: list[str] = field(default_factory=list)
     cells: list[Cells] = field(default_factory=list)
     advice: dict[str, str] = field(default_factory=dict)
-    oracle: dict[str, Any] | None = None
+    oracle: Interval | None = None
+    oracle_cost: dict[str, Any] = field(default_factory=dict)
     power: list[PowerLine] = field(default_factory=list)
     contended: dict[str, bool] = field(default_factory=dict)
     all_overlap: bool = False  # context only: the verdict is the paired tests
@@ -69,7 +72,9 @@ class Diagnostics:
             "headline": self.headline,
             "attribution": [c.to_dict() for c in self.cells],
             "advice": self.advice,
-            "oracle": self.oracle,
+            "oracle": None
+            if self.oracle is None
+            else {**self.oracle.to_dict(), "metric": self.metric, "cost": self.oracle_cost},
             "power": [p.to_dict() for p in self.power],
             "contended": self.contended,
             "all_overlap": self.all_overlap,
@@ -145,8 +150,8 @@ def _gap_words(row: dict[str, Any], label: str, hib: bool) -> str:
     )
 
 
-def _overlap(a: dict, b: dict) -> bool:
-    return a["low"] <= b["high"] and b["low"] <= a["high"]
+def _overlap(a: Interval, b: Interval) -> bool:
+    return a.low <= b.high and b.low <= a.high
 
 
 def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
@@ -154,15 +159,15 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
     config = config or verdict_config(view.run.config)
     metric = config.right_metric
     label = metric_label(metric)
-    results = [r for r in view.main if (r.metrics.get(metric) or {}).get("mean") is not None]
-    n = max((int((r.metrics.get(metric) or {}).get("n") or 0) for r in results), default=0)
+    results = [r for r in view.main if r.mean(metric) is not None]
+    n = max((r.interval(metric).n for r in results), default=0)
     d = Diagnostics(metric, config.right_threshold, n)
     d.groups = view.n_groups()
 
     oracle = OracleReading.from_dict(view.run.meta.oracle)
     ceiling = oracle.mean(metric) if oracle else None
     if oracle and ceiling is not None:
-        d.oracle = {**oracle.summary[metric], "metric": metric, "cost": oracle.cost}
+        d.oracle, d.oracle_cost = oracle.summary[metric], oracle.cost
 
     d.cells = attribution(view, config)
     d.advice = {
@@ -172,7 +177,7 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
 
     if results:
         ivs = {r.strategy: r.metrics[metric] for r in results}
-        best = max(ivs, key=lambda s: ivs[s]["mean"])
+        best = max(ivs, key=lambda s: ivs[s].mean)
         for r in results:
             if r.strategy != best:
                 # simulated for the sign-flip test (about a second): once per view
@@ -222,7 +227,7 @@ def diagnose(view, config: VerdictConfig | None = None) -> Diagnostics:
     if ceiling is not None and ceiling < config.low_ceiling:
         # A trained arm (RAFT) can read better than the base model reads the gold passage:
         # then the base generator limits the other strategies, not every score.
-        above = [s for s in ivs if ivs[s]["low"] > ceiling] if results else []
+        above = [s for s in ivs if ivs[s].low > ceiling] if results else []
         d.generator_limited = not above
         reading = (
             f"Even reading the gold passage the generator scores {label} {ceiling:.2f} "
@@ -286,10 +291,10 @@ def render_diagnostics(d: Diagnostics) -> str:
     label = metric_label(d.metric)
     out = [f"Verdict diagnostics (an answer is right when {label} >= {d.threshold:g})"]
     out += [f"! {h}" for h in d.headline]
-    if d.oracle:
+    if d.oracle is not None:
         out.append(
             f"Oracle reading (gold passage, same generator, RAG layout): {label} "
-            f"{format_interval(d.oracle)} on {d.oracle.get('n')} questions: the ceiling of "
+            f"{format_interval(d.oracle)} on {d.oracle.n} questions: the ceiling of "
             "any retrieval strategy with this generator."
         )
     else:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from eval.metrics import DEFAULT_METRIC, metric_label
+from eval.stats.intervals import Interval
 from eval.views.cost import BreakEven
 from eval.views.format import money
 from eval.views.quality import SideBySide
@@ -96,16 +97,16 @@ def _monthly_table(
 
     rows = []
     for r in view.main:
-        iv = r.metrics.get(metric) or {}
+        iv = r.interval(metric)
         per_1k, prep, _ = priced(r.cost)  # from CPU time when contended
-        if iv.get("mean") is None or per_1k is None:
+        if iv.mean is None or per_1k is None:
             continue
         per_q = float(per_1k) / 1000.0
         monthly = per_q * volume + float(prep or 0.0) / months
-        favourable = iv.get("high") if hib else iv.get("low")
+        favourable = iv.high if hib else iv.low
         status = (
             "meets"
-            if ok(iv["mean"])
+            if ok(iv.mean)
             else "upper bound only"
             if favourable is not None and ok(favourable)
             else "below"
@@ -113,9 +114,9 @@ def _monthly_table(
         rows.append(
             {
                 "strategy": r.strategy,
-                "mean": iv["mean"],
-                "low": iv.get("low"),
-                "high": iv.get("high"),
+                "mean": iv.mean,
+                "low": iv.low,
+                "high": iv.high,
                 "status": status,
                 "per_question": per_q,
                 "monthly_cost": monthly,
@@ -128,7 +129,7 @@ def _monthly_table(
 def _figure(row) -> str:
     # Rows are Series (where .mean is a method) or itertuples namedtuples.
     get = row.__getitem__ if isinstance(row, pd.Series) else row.__getattribute__
-    return format_interval({k: get(k) for k in ("mean", "low", "high")})
+    return format_interval(Interval(get("mean"), get("low"), get("high")))
 
 
 @dataclass

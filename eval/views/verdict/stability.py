@@ -14,11 +14,7 @@ from eval.views.run_view import RunView, higher_is_better
 
 def stability(view: RunView, metric: str) -> Stability | None:
     """The run's stability on `metric`, None when it stored no finished re-split."""
-    own = {
-        r.strategy: float(r.metrics[metric]["mean"])
-        for r in view.main
-        if (r.metrics.get(metric) or {}).get("mean") is not None
-    }
+    own = {r.strategy: float(r.mean(metric)) for r in view.main if r.mean(metric) is not None}
     return summarize(own, stored_stability(view), metric, higher_is_better(metric))
 
 
