@@ -281,6 +281,14 @@ def load_tokenizer(config: ModelConfig) -> Any:
     return _shared(_TOKENIZERS, config.generator, config, _load_tokenizer)
 
 
+def prepare_tokenizer_files(config: ModelConfig) -> None:
+    """Convert a bundled generator into its cache folder once, if never done (a one-off that
+    loads the model), so that a process that may not write large files (the bounded corpus
+    child) can load its tokenizer. Once done, a check that the folder exists."""
+    if config.generator:
+        resolve_name(config.generator, BUNDLED_GENERATORS, Path(config.cache_dir))
+
+
 def _load_tokenizer(name: str, device: str, cache_dir: Path) -> Any:
     from transformers import AutoTokenizer
 

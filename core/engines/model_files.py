@@ -108,6 +108,15 @@ def resolve_name(name: str, bundled: dict[str, Callable[[Path], Path]], cache_di
     return name  # a hub id: transformers/sentence-transformers fetch it if a hub is reachable
 
 
+def hub_cache_env() -> dict[str, str]:
+    """The environment that lets a process without HOME (the bounded corpus child) find the
+    models this process would find in the Hugging Face cache, offline: the cache folder only,
+    never the token kept beside it."""
+    from huggingface_hub import constants  # heavy-ish; only where a child is started
+
+    return {"HF_HUB_CACHE": str(Path(constants.HF_HUB_CACHE).resolve()), "HF_HUB_OFFLINE": "1"}
+
+
 def quiet_transformers() -> None:
     """No per-shard progress bars or info logs from transformers."""
     from transformers.utils import logging as hf_logging
