@@ -1,10 +1,11 @@
 """Benchmark: the web process's peak memory when the Corpus page saves a large text file.
 
 Does what the Corpus page does on "Save corpus" (service.corpora.CorpusLibrary.save, then the
-page's checks and preview through eval.run.inputs.preview_corpus, chunked in the default
-generator's tokens) for one text file of --chars characters of English (the bundled sample repeated), in this
-process, and prints this process's peak RSS (children's memory not counted: the parser
-children are bounded on their own). Run it under `/usr/bin/time -v` for a second opinion:
+page's check of the saved corpus, eval.run.inputs.preview_corpus, chunked in the default
+generator's tokens) for one text file of --chars characters of English (the bundled sample's
+articles repeated), in this process, and prints this process's own peak RSS. Under
+`/usr/bin/time -v`, "Maximum resident set size" is the largest of this process and the children
+it waited for: since the corpus is read in the bounded corpus child, that is the child's peak.
 
     /usr/bin/time -v .venv/bin/python bench/bench_corpus_save_memory.py --chars 9000000
 
@@ -53,7 +54,8 @@ def main() -> None:
         seconds = time.monotonic() - t0
     corpus = pre.get("corpus") or {}
     print(f"problem: {pre.get('problem')}")
-    print(f"documents {corpus.get('documents')}, chunks {corpus.get('chunks')}, tokens {corpus.get('tokens')}")
+    shown = ("documents", "chunks", "tokens")
+    print(", ".join(f"{corpus.get(k)} {k}" for k in shown))
     print(f"save + preview: {seconds:.1f} s")
     print(f"peak RSS before saving (text built, modules imported): {before:.0f} MB")
     print(f"peak RSS of this process: {peak_mb():.0f} MB")

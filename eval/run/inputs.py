@@ -195,6 +195,8 @@ def _preview_inputs_here(corpus: Path, config: dict[str, Any]) -> dict[str, Any]
         corpus = _ingest(config, tokenizer)
         # Parsing and grouping an uploaded Q/A file run in the bounded child, not this process.
         split = split_ids_bounded(config.qa, config.split, run_task(config))
+    except MemoryError:
+        raise  # the child says how much memory it had
     except Exception as e:  # every user-caused problem is reported, not raised
         return {"problem": str(e)}
     test_ids = split["test"][: config.n_test or None]
@@ -242,6 +244,8 @@ def _preview_corpus_here(corpus: Path, config: dict[str, Any]) -> dict[str, Any]
     """`preview_corpus` in this process (the corpus child)."""
     try:
         c = read_corpus(corpus, RunConfig.from_dict(config))
+    except MemoryError:
+        raise  # the child says how much memory it had
     except Exception as e:  # every user-caused problem is reported, not raised
         return {"problem": str(e)}
     problem = None if c.chunks else f"the corpus at {corpus} has no usable text"
