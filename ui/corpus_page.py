@@ -56,7 +56,11 @@ st.header("Corpus")
 def why_unusable(entry) -> tuple[str | None, int]:
     """Why a just-saved corpus cannot be used (no document with text, a Q/A file that does not
     parse or holds no pairs), or None when it can; and how many documents have usable text."""
-    pre = preview_corpus(entry.docs_path)  # read and chunked in the bounded corpus child
+    # Read and chunked in the bounded corpus child (seconds: it loads the tokenizer), cached:
+    # the page shows this same preview once the saved corpus is selected.
+    pre = cached_preview(entry.docs_path, None)
+    if pre.get("problem"):
+        cached_preview.clear()  # a refusal may be passing (the server busy): not kept
     read = pre.get("corpus") or {}
     usable = int(read.get("documents") or 0)
     if pre.get("problem") and not read:  # refused as a whole: too much text, too much memory
