@@ -69,6 +69,8 @@ def test_quick_pairs_are_made_in_the_child_and_equal_those_made_here(mini_corpus
     assert 0 < len(made["records"]) <= 6 and made["stats"] == expected.stats
     with pytest.raises(ValueError, match="worker"):
         generate_pairs_bounded(corpus, QAGenConfig(method="model"))
+    with pytest.raises(ValueError, match="^corpus not found"):  # the child's reason, as is
+        generate_pairs_bounded(corpus.parent / "missing", config)
 
 
 def test_relative_paths_are_read_from_the_callers_folder(mini_corpus, monkeypatch):

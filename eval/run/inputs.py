@@ -261,14 +261,21 @@ def generate_pairs_bounded(corpus: str | Path, qagen: QAGenConfig) -> dict[str, 
         raise ValueError("generation with a model runs in the worker (a qagen job)")
     config = RunConfig(corpus=str(corpus))
     try:
-        return in_corpus_child(_generate_pairs_here, config, qagen.to_dict())
+        made = in_corpus_child(_generate_pairs_here, config, qagen.to_dict())
     except (ParseRefused, ModelLoadError) as e:
         raise ValueError(f"the corpus could not be read: {e}") from e
+    if made.get("problem"):
+        raise ValueError(made["problem"])
+    return made
 
 
 def _generate_pairs_here(corpus: Path, config: dict[str, Any], qagen: dict) -> dict[str, Any]:
     """`generate_pairs_bounded` in this process (the corpus child)."""
-    result = generate_qa(
-        read_corpus(corpus, RunConfig.from_dict(config)), QAGenConfig.from_dict(qagen)
-    )
+    try:
+        read = read_corpus(corpus, RunConfig.from_dict(config))
+        result = generate_qa(read, QAGenConfig.from_dict(qagen))
+    except MemoryError:
+        raise  # the child says how much memory it had
+    except Exception as e:  # every user-caused problem is reported, not raised
+        return {"problem": str(e)}
     return {"records": pairs_to_records(result.pairs), "stats": result.stats}
