@@ -17,7 +17,11 @@ import pytest
 
 import core.corpus
 import eval.run.inputs as inputs
+from core.config import ModelConfig
+from core.engines import model_files
+from core.engines.in_process import prepare_tokenizer_files
 from core.engines.model_files import hub_cache_env
+from core.engines.tiny import TINY_VERSION
 from core.qagen import QAGenConfig, generate_qa, pairs_to_records
 from core.untrusted.sandbox import CHILD_HOME, FileParser, ParseLimits
 from eval.config import RunConfig
@@ -71,6 +75,21 @@ def test_quick_pairs_are_made_in_the_child_and_equal_those_made_here(mini_corpus
         generate_pairs_bounded(corpus, QAGenConfig(method="model"))
     with pytest.raises(ValueError, match="^corpus not found"):  # the child's reason, as is
         generate_pairs_bounded(corpus.parent / "missing", config)
+
+
+def test_a_bundled_model_never_made_is_made_apart_then_only_checked(
+    tmp_path, mini_corpus, monkeypatch
+):
+    corpus, _ = mini_corpus
+    cache = tmp_path / "cache"
+    models = ModelConfig(generator="tiny", cache_dir=str(cache))
+    monkeypatch.setattr(model_files, "build_tiny_model", _never)  # not in this process
+    preview = preview_corpus(corpus, RunConfig(models=models))
+    assert preview["problem"] is None, preview["problem"]
+    assert preview["corpus"]["documents"] == 2
+    assert (cache / "models" / f"tiny-{TINY_VERSION}" / "config.json").is_file()
+    monkeypatch.setattr(model_files.subprocess, "run", _never)
+    prepare_tokenizer_files(models)  # made: a look at the folder, no process
 
 
 def test_relative_paths_are_read_from_the_callers_folder(mini_corpus, monkeypatch):
