@@ -1,6 +1,6 @@
 """Benchmark: the web process's peak memory when the Corpus page saves a large text file.
 
-Does what the Corpus page does on "Save corpus" (service.corpora.CorpusLibrary.save, then the
+Does what the Corpus page does on "Save corpus" (service.corpus_library.CorpusLibrary.save, then the
 page's check of the saved corpus, eval.run.inputs.preview_corpus, chunked in the default
 generator's tokens) for one text file of --chars characters of English (the bundled sample's
 articles repeated), in this process, and prints this process's own peak RSS. Under
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 SAMPLE = ROOT / "sample_data" / "corpus"
 
 from eval.run.inputs import preview_corpus  # noqa: E402
-from service.corpora import CorpusLibrary  # noqa: E402
+from service.corpus_library import CorpusLibrary  # noqa: E402
 
 
 def english_text(n_chars: int) -> str:
