@@ -13,13 +13,11 @@ from core.qagen import (
     METHODS,
     QAGenConfig,
     check_records,
-    generate_qa,
-    pairs_to_records,
     records_to_pairs,
 )
 from core.untrusted.allowlist import check_model, load_allowlist
 from core.untrusted.markup import escape_markdown
-from eval.run.inputs import preview_corpus, preview_split, read_corpus
+from eval.run.inputs import generate_pairs_bounded, preview_corpus, preview_split
 from eval.views.format import count, noun
 from service.corpus_library import CorpusLibrary
 from service.jobs import JobQueue, ensure_worker, serve_queued
@@ -58,9 +56,15 @@ st.header("Corpus")
 def why_unusable(entry) -> tuple[str | None, int]:
     """Why a just-saved corpus cannot be used (no document with text, a Q/A file that does not
     parse or holds no pairs), or None when it can; and how many documents have usable text."""
-    pre = preview_corpus(entry.docs_path)
+    # Read and chunked in the bounded corpus child (seconds: it loads the tokenizer), cached:
+    # the page shows this same preview once the saved corpus is selected.
+    pre = cached_preview(entry.docs_path, None)
+    if pre.get("problem"):
+        cached_preview.clear()  # a refusal may be passing (the server busy): not kept
     read = pre.get("corpus") or {}
     usable = int(read.get("documents") or 0)
+    if pre.get("problem") and not read:  # refused as a whole: too much text, too much memory
+        return pre["problem"], 0
     if pre.get("problem") or not read.get("chunks"):
         skipped = "; ".join(f"{e['name']}: {e['reason']}" for e in read.get("errors", []))
         return "no document has usable text" + (f" ({skipped})" if skipped else ""), 0
@@ -311,13 +315,13 @@ if selection is not None:
                 else:
                     state.qagen_for = chosen
                     ensure_worker(store_path())
-            else:  # no model, a fraction of a second
+            else:  # no model: seconds, in the bounded corpus child (never the corpus here)
                 try:
-                    result = generate_qa(read_corpus(corpus_path), config)
+                    result = generate_pairs_bounded(corpus_path, config)
                 except (ValueError, RuntimeError) as e:
                     st.error(md(hide_paths(e)))
                 else:
-                    show_generated(pairs_to_records(result.pairs), result.stats, chosen)
+                    show_generated(result["records"], result["stats"], chosen)
     if state.get("qagen_job"):
         qagen_progress()
     notice = state.pop("gen_notice", None)

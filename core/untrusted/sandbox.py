@@ -13,7 +13,9 @@ fork of a
 process holding torch threads) speaking length-prefixed JSON over its stdin and stdout. It gets
 a scrubbed environment (no keys or tokens of the server's), and at most PARSER_CHILDREN children
 run at once in one process, however many sessions upload: the others wait for a slot.
-`FileParser.call` runs any function of a file (Q/A parsing and grouping) the same way.
+`FileParser.call` runs any function of a file (Q/A parsing and grouping) the same way, and with
+`spawns=True` any work on a whole corpus (reading, chunking, counting for the Corpus page), so
+that the web process gets counts, never the corpus text or its chunks.
 """
 
 from __future__ import annotations
@@ -183,12 +185,16 @@ def _child_main() -> None:
     stdin = sys.stdin.buffer
     memory_mb = int(os.environ.get("ADAPTLAB_PARSE_MEMORY_MB", "0"))
     if memory_mb:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
+        # A child of a corpus child inherits its cap: never ask for more (setrlimit would fail).
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = memory_mb * 2**20 if hard == resource.RLIM_INFINITY else min(memory_mb * 2**20, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     # A write past the cap fails with EFBIG instead of killing the child with SIGXFSZ.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (CHILD_FILE_BYTES, CHILD_FILE_BYTES))
-    with contextlib.suppress(ValueError, OSError):  # a platform without it keeps the others
-        resource.setrlimit(resource.RLIMIT_NPROC, (CHILD_PROCESSES, CHILD_PROCESSES))
+    if not os.environ.get("ADAPTLAB_PARSE_SPAWNS"):  # a corpus child starts parser children
+        with contextlib.suppress(ValueError, OSError):  # a platform without it keeps the others
+            resource.setrlimit(resource.RLIMIT_NPROC, (CHILD_PROCESSES, CHILD_PROCESSES))
     sys.setrecursionlimit(10_000)
     while True:
         request = _recv_blocking(stdin)
@@ -233,10 +239,22 @@ class FileParser:
 
     Use as a context manager (or call `close`). `read(path, reader)` returns the normalised
     text or raises ParseRefused with the reason; the parent never parses the file itself.
+
+    `spawns=True` makes a corpus child: work on a whole corpus (read, chunk, count) whose own
+    parser children read the files one by one, so that a bomb still costs only its file. It
+    keeps every limit but RLIMIT_NPROC; its children take theirs (at most its memory).
     """
 
-    def __init__(self, limits: ParseLimits | None = None):
+    def __init__(
+        self,
+        limits: ParseLimits | None = None,
+        *,
+        spawns: bool = False,
+        env: dict[str, str] | None = None,
+    ):
         self.limits = limits or ParseLimits()
+        self.spawns = spawns
+        self.env = dict(env or {})  # added to the scrubbed environment: folders, never secrets
         self._proc: subprocess.Popen | None = None
         self._slot = False  # holds one of the process's PARSER_CHILDREN slots
 
@@ -256,6 +274,12 @@ class FileParser:
         env["ADAPTLAB_PARSE_MEMORY_MB"] = str(self.limits.memory_mb)
         # Parsers need one thread; BLAS and tokenizer pools would only inflate the address space.
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        env.update(RAYON_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+        # No GPU: nothing here needs one, and a CUDA context maps more than RLIMIT_AS allows.
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        if self.spawns:
+            env["ADAPTLAB_PARSE_SPAWNS"] = "1"
+        env.update(self.env)
         return subprocess.Popen(
             [*no_network_prefix(), sys.executable, "-m", "core.untrusted.sandbox"],
             stdin=subprocess.PIPE,
