@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.config import ConfigBase, check, option
-from eval.tuning.racing import RACING
 
 BUDGETS = ("off", "quick", "thorough")
 # evidence: the best setting replaces the default only when its paired gain on validation has a
 # 95% lower bound above 0 (measured on the pairs that chose it and, cross-fitted, on pairs that
 # did not); best: the highest validation mean wins, however small its lead.
 ADOPT_RULES = ("evidence", "best")
+# rungs: successive halving against the best trial, besides stopping what is clearly behind
+# (eval.tuning.racing); clear: only what is clearly behind.
+RACING = ("rungs", "clear")
 
 
 @dataclass(frozen=True)

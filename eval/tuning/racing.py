@@ -34,7 +34,6 @@ RACE_ATTR = "racing"  # a running trial's per-pair validation scores so far
 # narrow to trust (it underestimates the spread of a mean of a handful of scores).
 MIN_RACE_PAIRS = 16
 RUNG_FACTOR = 3  # rungs at MIN_RACE_PAIRS x 3^k pairs
-RACING = ("rungs", "clear")
 
 
 def rung_between(before: int, now: int, first: int = MIN_RACE_PAIRS) -> int | None:
