@@ -31,10 +31,7 @@ def test_default_models_on_fixed_questions(tmp_path):
         metrics=["exact_match", "f1", "recall_at_k"],
         store_path=str(tmp_path / "runs.sqlite"),
         workdir=str(tmp_path / "work"),
-        tuning={"budget": "off"},  # the shipped settings are what the golden file holds
-        # ... except retrieval: the file was recorded with dense search, before hybrid became
-        # rag's default; regenerate it (see above) and drop this line to hold the default.
-        strategy_configs={"rag": {"retriever": "dense"}},
+        tuning={"budget": "off"},  # the shipped settings (hybrid retrieval included) are held
     )
     store = RunStore(cfg.store_path)
     run = store.get_run(run_comparison(cfg, store=store))
