@@ -25,12 +25,21 @@ from eval.stats.intervals import Interval
 CpuDict = dict[str, float | bool | None]
 
 
-def cost(label: str = "", unit: str = "", fmt: str = "", axis: str = "", title: str = "") -> Any:
+def cost(
+    label: str = "",
+    unit: str = "",
+    fmt: str = "",
+    axis: str = "",
+    title: str = "",
+    detail: bool = False,
+) -> Any:
     """A CostSummary field: shown as a table column when `label` is set (formatted with `fmt`;
     `label` is the terse CLI heading, `title` the words the app and the report show), offered
-    as a chart axis when `axis` is set. Every cost is better lower."""
+    as a chart axis when `axis` is set. A `detail` column is left out of the app's first view
+    of the cost table (its column menu shows it). Every cost is better lower."""
     meta = {"label": label, "unit": unit, "format": fmt, "axis": axis, "higher_is_better": False}
     meta["title"] = title or label
+    meta["detail"] = detail
     return field(default=None, metadata=meta)
 
 
@@ -43,20 +52,22 @@ class CostSummary:
     prepare_s: float | None = cost(
         "Prep s", "s", "{:.1f}", "Preparation time (s)", "Preparation time"
     )
-    prepare_added_mb: float | None = cost("Prep +MB", "MB", "{:.0f}", title="Preparation memory")
+    prepare_added_mb: float | None = cost(
+        "Prep +MB", "MB", "{:.0f}", title="Preparation memory", detail=True
+    )
     answer_s: float | None = cost()
     answer_added_mb: float | None = cost()
     peak_rss_mb: float | None = cost()
     peak_gpu_mb: float | None = cost()
     latency_mean_s: float | None = cost()
     latency_p50_s: float | None = cost(
-        "p50 s/q", "s", "{:.2f}", "Median latency (s/question)", "Median latency per question"
+        "p50 s/q", "s", "{:.2f}", "Median latency (s/question)", "Median latency"
     )
-    latency_p95_s: float | None = cost("p95 s/q", "s", "{:.2f}", title="Latency, slowest 5%")
+    latency_p95_s: float | None = cost(
+        "p95 s/q", "s", "{:.2f}", title="Latency, slowest 5%", detail=True
+    )
     # CPU time beside wall time: it holds on a contended machine, where latency does not.
-    cpu_mean_s: float | None = cost(
-        "CPU s/q", "s", "{:.2f}", "CPU time (s/question)", "CPU time per question"
-    )
+    cpu_mean_s: float | None = cost("CPU s/q", "s", "{:.2f}", "CPU time (s/question)", "CPU time")
     prepare_cpu_s: float | None = cost()
     answer_cpu_s: float | None = cost()
     threads: int | None = cost()
@@ -67,15 +78,17 @@ class CostSummary:
     contended_answer: bool | None = cost()
     contended: bool | None = cost()  # see eval.run.contention; shown as its own column
     prompt_tokens_mean: float | None = cost(
-        "Prompt tok", "tokens", "{:.0f}", title="Prompt tokens per question"
+        "Prompt tok", "tokens", "{:.0f}", title="Prompt tokens per question", detail=True
     )
     output_tokens_mean: float | None = cost(
-        "Out tok", "tokens", "{:.1f}", title="Answer tokens per question"
+        "Out tok", "tokens", "{:.1f}", title="Answer tokens per question", detail=True
     )
     trainable_params: int | None = cost(
-        "Trainable", "parameters", "{:,}", title="Trained parameters"
+        "Trainable", "parameters", "{:,}", title="Trained parameters", detail=True
     )
-    artifact_mb: float | None = cost("Artifact MB", "MB", "{:.2f}", title="Artifact size (MB)")
+    artifact_mb: float | None = cost(
+        "Artifact MB", "MB", "{:.2f}", title="Artifact size (MB)", detail=True
+    )
     price_prepare: float | None = cost("Prep $", "currency", "{:.4f}", title="Preparation cost")
     price_per_1k: float | None = cost(
         "$/1k q", "currency", "{:.4f}", "Price per 1,000 questions", "Cost per 1,000 questions"
@@ -111,6 +124,7 @@ class Column:
     fmt: str
     higher_is_better: bool = False
     title: str = ""  # the heading in words (app, report); the terse `label` suits the CLI
+    detail: bool = False  # left out of the app's first view (cost() says why)
 
     def format(self, value: Any) -> str:
         return "—" if value is None else self.fmt.format(value)
@@ -123,6 +137,7 @@ COST_COLUMNS: list[Column] = [
         f.metadata["unit"],
         f.metadata["format"],
         title=f.metadata["title"],
+        detail=f.metadata["detail"],
     )
     for f in dataclasses.fields(CostSummary)
     if f.metadata["label"]

@@ -101,7 +101,8 @@ def test_upload_run_and_compare_in_the_browser(app_url, page, tmp_path):
     shoot(page, tmp_path, "page-compare")
     table = dataframe_rows(page, 0)
     assert "F1" in table[0] and "F1 95% interval" in table[0], table[0]
-    assert sorted(r[1] for r in table[1:]) == sorted(strategies), table
+    # The registry name is a detail column (the table's column menu): rows by display name.
+    assert sorted(r[0] for r in table[1:]) == sorted(display_name(s) for s in strategies), table
     open_tab(page, "Cost")
     # Every tab's charts are in the page; only the open tab's are visible.
     page.locator('[data-testid="stVegaLiteChart"]:visible').first.wait_for()
@@ -215,7 +216,7 @@ def test_reload_mid_run_page_changes_refusals_and_the_first_screen(fake_app_url,
     quality_line = next(r for r in reasons if r.startswith("Quality:"))
     monthly = headline.split("lowest cost, ")[1].split(" a month")[0]
     quality = dataframe_rows(page, 0)
-    row = next(r for r in quality[1:] if r[1] == chosen)
+    row = next(r for r in quality[1:] if r[0] == display_name(chosen))
     said = float(re.search(r"F1 ([0-9.]+) ", quality_line).group(1))
     assert said == round(float(row[quality[0].index("F1")]), 3), (quality_line, row)
     cost = dataframe_rows(page, visible_frames(page)[1])

@@ -172,7 +172,15 @@ with overview:
         )
     judge_section(view)  # the judge against F1, when the run was judged
     st.subheader("Cost")
-    show_table(cost_table(view, int(volume), int(months)), "cost_table")
+    # Ranked per right answer, that column is the reason: it takes the place of the cost per
+    # 1,000 questions (in the column menu then), so the table still fits the page.
+    per_right = rank_by == "per_right"
+    show_table(
+        cost_table(view, int(volume), int(months)),
+        "cost_table",
+        show=("money_per_right",) if per_right else (),
+        hide=("price_per_1k",) if per_right else (),
+    )
 
 be = views.break_even(view)
 if be.x_max < volume:  # the axis covers the volume the decision is made for
@@ -320,10 +328,14 @@ with questions:
         qx = views.disagreements(qx)
     elif which == "All wrong":
         qx = views.all_wrong(qx)
-    st.caption(f"{len(qx)} questions. Right/wrong at {label} ≥ 0.5.")
+    st.caption(
+        f"{len(qx)} questions. Right/wrong at {label} ≥ 0.5. Each strategy's column is its "
+        f"{label}; its answers are under the table's “Show/hide columns” button, and every "
+        "answer of one question is in full below."
+    )
     strategies = qx.attrs.get("strategies", [])
     config = {
-        "question": st.column_config.TextColumn("Question", pinned=True, width="large"),
+        "question": st.column_config.TextColumn("Question", pinned=True, width=320),
         "golds": st.column_config.TextColumn("Gold answers", width="medium"),
     }
     for name in strategies:
@@ -331,15 +343,18 @@ with questions:
             f"{display_name(name)}: answer", width="large"
         )
         config[f"{name} score"] = st.column_config.NumberColumn(
-            f"{display_name(name)}: {label}", format="%.2f"
+            display_name(name), format="%.2f", help=f"{label} of its answer."
         )
     order = ["question", "golds"] + [
         c for name in strategies for c in (f"{name} answer", f"{name} score")
     ]
+    # A score per strategy fits the page where answer and score per strategy did not (3
+    # strategies: 8 columns, 5 off-screen); the answers wait in the column menu.
     st.dataframe(
         qx[order] if not qx.empty else qx,
         hide_index=True,
         column_config=config,
+        column_order=["question", "golds"] + [f"{name} score" for name in strategies],
         key="explorer",
     )
     if not qx.empty:

@@ -118,11 +118,17 @@ table = pd.DataFrame(
         "Error",
     ],
 )
+# Error is long text and empty but for failed runs: behind the column menu, and in full under
+# the table for the run picked, so the other columns fit the page.
 st.dataframe(
     table,
     hide_index=True,
     key="hist_table",
-    column_config={"Run": st.column_config.TextColumn(pinned=True)},
+    column_order=[c for c in table.columns if c != "Error"],
+    column_config={
+        "Run": st.column_config.TextColumn(pinned=True),
+        "Strategies": st.column_config.TextColumn(width="medium"),
+    },
 )
 if not rows:
     st.stop()

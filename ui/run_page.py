@@ -246,16 +246,25 @@ def estimate_table(est: Estimate) -> None:
         }
         for e in est.strategies
     ]
+    table = pd.DataFrame(rows)
+    # "How" is a sentence: a grid cell clips it, so it is written out under the table (the
+    # column stays in the data, for the table's column menu and its CSV download).
     st.dataframe(
-        pd.DataFrame(rows),
+        table,
         hide_index=True,
         key="estimate_table",
+        column_order=[c for c in table.columns if c != "How"],
         column_config={
+            "Prompt tokens per question": st.column_config.NumberColumn(
+                "Prompt tokens", help="Mean prompt length per question, in the model's tokens."
+            ),
             "Seconds per question": st.column_config.NumberColumn(format="%.2f"),
             "Preparation (s)": st.column_config.NumberColumn(format="%.0f"),
-            "How": st.column_config.TextColumn(width="large"),  # a sentence: not clipped
         },
     )
+    for row in rows:
+        if row["How"]:
+            st.caption(f"{md(row['Strategy'])}: {md(row['How'])}")
     st.write(
         f"{est.questions} test questions, {est.train} training pairs, "
         f"{est.retention_questions} general questions on {est.device}: about "

@@ -1,5 +1,6 @@
 """Strategy tables on a page: the view's column specs (label, unit, format, help) become
-`st.column_config`, money cells become text in the run's currency, the strategy column is pinned."""
+`st.column_config`, money cells become text in the run's currency, the strategy column is pinned,
+detail columns wait behind the table's column menu."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from eval.views.display import StrategyTable
 from eval.views.format import display_name
 
 
-def show_table(table: StrategyTable, key: str) -> None:
-    """Draw `table` with labelled, formatted columns; the first (the strategy) stays pinned."""
+def show_table(
+    table: StrategyTable, key: str, show: tuple[str, ...] = (), hide: tuple[str, ...] = ()
+) -> None:
+    """Draw `table` with labelled, formatted columns; the first (the strategy) stays pinned.
+    Detail columns wait in the column menu, as do those whose keys are in `hide`, except those
+    whose keys are in `show`."""
     frame = pd.DataFrame(index=table.frame.index)
     config = {}
     for i, c in enumerate(table.columns):
@@ -30,7 +35,15 @@ def show_table(table: StrategyTable, key: str) -> None:
         else:
             frame[c.key] = values
             config[c.key] = st.column_config.TextColumn(c.label, help=c.help or None, pinned=i == 0)
-    st.dataframe(frame, hide_index=True, column_config=config, key=key)
+    # Details stay out of the first view so the table fits the page; the toolbar's column menu
+    # (Streamlit lists every configured column there) brings them in.
+    shown = [c.key for c in table.columns if c.key in show or not (c.more or c.key in hide)]
+    st.dataframe(frame, hide_index=True, column_config=config, column_order=shown, key=key)
+    more = [c.label for c in table.columns if c.key not in shown]
+    if more:
+        st.caption(
+            "More columns under the table's “Show/hide columns” button: " + ", ".join(more) + "."
+        )
     for note in table.notes:
         st.caption(note)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from eval.metrics import metric_label
-from eval.records import COST_COLUMNS
+from eval.records import COST_AXES, COST_COLUMNS
 from eval.views.format import ColumnSpec, display_name
 from eval.views.knowledge import retention_vs_gain
 from eval.views.quality import SideBySide
@@ -51,7 +51,9 @@ def quality_table(view: RunView, sbs: SideBySide, metric: str | None = None) -> 
     data: dict[str, Any] = _strategy_columns(view)
     cols = [
         ColumnSpec("strategy", "Strategy", "text", help=STRATEGY_HELP),
-        ColumnSpec("name", "Registry name", "text", help="The name the CLI and configs use."),
+        ColumnSpec(
+            "name", "Registry name", "text", help="The name the CLI and configs use.", more=True
+        ),
     ]
     main = metric if metric in sbs.metrics else (sbs.metrics[0] if sbs.metrics else None)
     for m in ([main] if main else []) + [m for m in sbs.metrics if m != main]:
@@ -72,7 +74,9 @@ def _add_metric(
     """The metric's mean per strategy, and its bootstrap interval as text when asked."""
     t, label = sbs.table, metric_label(m)
     data[m] = [t.loc[n, m] for n in data["name"]]
-    cols.append(ColumnSpec(m, label, help=f"{label}, mean over the test questions."))
+    # The other metrics are details: the chosen one, its interval and standing lead the table.
+    more = not with_interval
+    cols.append(ColumnSpec(m, label, help=f"{label}, mean over the test questions.", more=more))
     if not with_interval:
         return
     data[f"{m}_ci"] = [
@@ -129,6 +133,7 @@ def _add_retention(data: dict[str, Any], cols: list[ColumnSpec], view: RunView, 
             "general",
             "General knowledge",
             help="Share of the shipped general-knowledge questions answered right.",
+            more=True,  # its change against the base model, next, is what a decision reads
         )
     )
     cols.append(
@@ -165,7 +170,9 @@ def cost_table(view: RunView, monthly_volume: int, months: int) -> StrategyTable
             "money",
             help=f"{monthly_volume:,} questions a month, preparation spread over {months} months.",
         ),
-        ColumnSpec("price_prepare", "Preparation cost", "money", help="Once, before answering."),
+        ColumnSpec(
+            "price_prepare", "Preparation cost", "money", help="Once, before answering.", more=True
+        ),
         ColumnSpec("price_per_1k", "Cost per 1,000 questions", "money"),
     ]
     for c in NUMBER_COSTS:
@@ -176,7 +183,9 @@ def cost_table(view: RunView, monthly_volume: int, months: int) -> StrategyTable
         title = c.title or c.label
         unit = f" ({c.unit})" if c.unit in ("s", "MB") and "(" not in title else ""
         printf = c.fmt.replace("{:,}", "%d").replace("{:", "%").replace("}", "")
-        cols.append(ColumnSpec(c.key, title + unit, "number", printf))
+        # The chart axis says what the short title leaves out ("(s/question)").
+        why = COST_AXES.get(c.key, "")
+        cols.append(ColumnSpec(c.key, title + unit, "number", printf, why, more=c.detail))
     add_cost_per_right(data, cols, view, monthly_volume, months)
     notes = [f"Prices from the run's price table, in {cur}."]
     # Wall-clock figures taken on a busy machine overstate the cost: flagged wherever the run

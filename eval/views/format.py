@@ -55,13 +55,16 @@ def times(a: float, b: float) -> str:
 @dataclass(frozen=True)
 class ColumnSpec:
     """One shown column: the frame's key, its label, the kind of value ("text", "number",
-    "money") with a printf format for numbers, and a help text."""
+    "money") with a printf format for numbers, a help text, and whether it is a detail (`more`):
+    the app leaves details out of the first view, behind the table's column menu, so the table
+    fits a laptop screen; the HTML report and the CLI print every column."""
 
     key: str
     label: str
     kind: str = "number"
     fmt: str = "%.3f"
     help: str = ""
+    more: bool = False
 
     def text(self, value: Any, currency: str = "USD") -> str:
         """The cell as text (the HTML report); '—' where there is no value."""

@@ -307,9 +307,16 @@ def add_cost_per_right(
         f"(preparation spread over {monthly_volume:,} questions a month for {months} months) "
         "divided by the share answered right, with its 95% bootstrap interval."
     )
-    cols.append(ColumnSpec("money_per_right", PER_RIGHT_AXES["money_per_right"], "text", help=why))
+    # Details, with their intervals wide cells: the page shows the money one when it ranks by it.
     cols.append(
-        ColumnSpec("seconds_per_right", PER_RIGHT_AXES["seconds_per_right"], "text", help=why)
+        ColumnSpec(
+            "money_per_right", PER_RIGHT_AXES["money_per_right"], "text", help=why, more=True
+        )
+    )
+    cols.append(
+        ColumnSpec(
+            "seconds_per_right", PER_RIGHT_AXES["seconds_per_right"], "text", help=why, more=True
+        )
     )
 
 
