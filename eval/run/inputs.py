@@ -161,14 +161,17 @@ def in_corpus_child(
     fn: Callable[..., Any], config: RunConfig, *args: Any, tokenizer: bool = True
 ) -> Any:
     """`fn(corpus path, config as a dict, *args)` run in a bounded corpus child, its JSON
-    result returned here; `tokenizer`: whether `fn` loads the generator's tokenizer. Raises
-    ParseRefused when the child refused or did not survive, ModelLoadError when the bundled
-    generator cannot be found."""
+    result (a dict, with "problem" for bad input) returned here; `tokenizer`: whether `fn`
+    loads the generator's tokenizer. A child that refused or did not survive, or a bundled
+    generator that cannot be found, comes back as {"problem": ...} too."""
     config = _absolute(config)
-    if tokenizer:
-        prepare_tokenizer_files(config.models)  # the child may not write a converted model
-    with FileParser(CORPUS_LIMITS, spawns=True, env=hub_cache_env()) as child:
-        return child.call(fn, config.corpus, config.to_dict(), *args)
+    try:
+        if tokenizer:
+            prepare_tokenizer_files(config.models)  # the child may not write a converted model
+        with FileParser(CORPUS_LIMITS, spawns=True, env=hub_cache_env()) as child:
+            return child.call(fn, config.corpus, config.to_dict(), *args)
+    except (ParseRefused, ModelLoadError) as e:
+        return {"problem": f"the corpus could not be read: {e}"}
 
 
 def preview_inputs(config: RunConfig) -> dict[str, Any]:
@@ -177,11 +180,8 @@ def preview_inputs(config: RunConfig) -> dict[str, Any]:
     Read and counted in the bounded corpus child; never raises for bad input: problems come
     back under "problem" for the page to show.
     """
-    try:
-        tokenizer = needs_models(config.strategies)
-        return in_corpus_child(_preview_inputs_here, config, tokenizer=tokenizer)
-    except (ParseRefused, ModelLoadError) as e:
-        return {"problem": f"the corpus could not be read: {e}"}
+    tokenizer = needs_models(config.strategies)
+    return in_corpus_child(_preview_inputs_here, config, tokenizer=tokenizer)
 
 
 def _preview_inputs_here(corpus: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -234,10 +234,7 @@ def preview_corpus(corpus: str | Path, config: RunConfig | None = None) -> dict[
     raises: see `preview_inputs`.
     """
     config = replace(config or RunConfig(), corpus=str(corpus))
-    try:
-        return in_corpus_child(_preview_corpus_here, config)
-    except (ParseRefused, ModelLoadError) as e:
-        return {"problem": f"the corpus could not be read: {e}"}
+    return in_corpus_child(_preview_corpus_here, config)
 
 
 def _preview_corpus_here(corpus: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -260,10 +257,7 @@ def generate_pairs_bounded(corpus: str | Path, qagen: QAGenConfig) -> dict[str, 
     if qagen.method == "model":
         raise ValueError("generation with a model runs in the worker (a qagen job)")
     config = RunConfig(corpus=str(corpus))
-    try:
-        made = in_corpus_child(_generate_pairs_here, config, qagen.to_dict())
-    except (ParseRefused, ModelLoadError) as e:
-        raise ValueError(f"the corpus could not be read: {e}") from e
+    made = in_corpus_child(_generate_pairs_here, config, qagen.to_dict())
     if made.get("problem"):
         raise ValueError(made["problem"])
     return made
