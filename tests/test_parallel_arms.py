@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from eval.events import ProgressEvent
 from eval.records import ResultExtras
 from eval.run.arms import ArmJob, in_order
 from eval.run.executor import ArmLost, LocalExecutor
@@ -16,6 +17,7 @@ from eval.run.harness import run_comparison
 from eval.store.runs import RunStore
 from service.cluster.plan import ArmRequest, ClusterShape
 from service.cluster.worker_pool import WorkerPool
+from service.jobs.progress import JobProgress
 from strategies.base import RunCancelled
 from tests.test_harness import make_config
 
@@ -162,12 +164,20 @@ def test_a_run_with_arms_at_once_stores_what_one_at_a_time_does(
         "strategy_configs": {"fake2": {"delay_s": 0.5}},
         "retention_questions": 2,
     }
-    got = {}
+    got, inside, overlapped = {}, threading.Lock(), []
+
+    def progress(event) -> None:  # never entered by two arms' threads at once
+        if not inside.acquire(blocking=False):
+            overlapped.append(event)
+            return
+        time.sleep(0.001)
+        inside.release()
+
     for at_once in (1, 3):
         monkeypatch.setattr(LocalExecutor, "arms_at_once", at_once)
         cfg = make_config(mini_corpus, tiny_models, tmp_path / str(at_once), **over)
         store = RunStore(cfg.store_path)
-        run = store.get_run(run_comparison(cfg, store=store))
+        run = store.get_run(run_comparison(cfg, store=store, progress=progress))
         assert run.status == "done"
         got[at_once] = (
             run,
@@ -181,3 +191,22 @@ def test_a_run_with_arms_at_once_stores_what_one_at_a_time_does(
         assert a.metrics == b.metrics
         assert a.extras.retention.to_dict() == b.extras.retention.to_dict()
     assert three.meta.retention_base == one.meta.retention_base
+    assert overlapped == []
+
+
+def test_the_job_log_gets_one_line_per_arm_stage_when_arms_interleave():
+    writes = []
+
+    class Recorder:
+        def update(self, job_id, **fields):
+            writes.append(fields)
+
+    progress = JobProgress(Recorder(), "j", [])
+    for i in range(1, 6):  # two arms answering at once, their events alternating
+        progress(ProgressEvent("answer", strategy="rag", done=i, total=5))
+        progress(ProgressEvent("train", strategy="lora", step=i, steps=5, loss=1 / i))
+    progress(ProgressEvent("score", strategy="rag"))
+    log = [line.split(" ", 1)[1] for line in writes[-1]["log"]]
+    assert log == ["rag: answer", "lora: train", "rag: score"]
+    # The fields follow the latest event's arm, without the other's loss.
+    assert writes[-1]["strategy"] == "rag" and writes[-1]["loss"] is None

@@ -118,7 +118,9 @@ class _Comparison:
 
     def __init__(self, config, store, run_id, emit, cancelled, previous: Run | None):
         self.config, self.store, self.run_id = config, store, run_id
-        self.emit, self._user_cancelled = emit, cancelled
+        self._emit, self._user_cancelled = emit, cancelled
+        # Arms running at once report from their own threads; the callback sees one at a time.
+        self._emit_lock = threading.RLock()
         # Set when one arm fails beyond its own result: the arms running beside it stop too.
         self.halt = threading.Event()
         # Trials run in this process, on its models and cores: one arm's search at a time.
@@ -135,6 +137,11 @@ class _Comparison:
         # Every file a strategy writes goes under this run's own folder (eval.store.artifacts).
         self.folder = run_dir(config.workdir, run_id)
         self.oracle_done = bool(previous and previous.meta.oracle)
+
+    def emit(self, event: ProgressEvent) -> None:
+        """Hand `event` to the run's progress callback (from any arm's thread)."""
+        with self._emit_lock:
+            self._emit(event)
 
     def cancelled(self) -> bool:
         """Whether the run should stop: the user cancelled it, or another arm failed it."""
