@@ -1,7 +1,7 @@
-"""The Ray actor that measures a run's arms where Ray placed it: it loads the shared generator
-once (core.engines.in_process keeps it, keyed by its settings) for all of them, and measures each
-with the
-same code as a local run (`StrategyMeasurement.evaluate`).
+"""The Ray actor that measures a run's arms where Ray placed it, one at a time: it loads the
+shared generator once (core.engines.in_process keeps it, keyed by its settings) for every arm
+the run lends it (service.cluster.worker_pool), and measures each with the same code as a local
+run (`StrategyMeasurement.evaluate`).
 
 Kept free of `import ray` at module level: the class is wrapped by `ray.remote` in
 `service.cluster.ray_executor`, so importing this module costs nothing without a cluster.
