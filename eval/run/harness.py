@@ -11,6 +11,7 @@ stay in this thread, in the config's order.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import threading
@@ -286,8 +287,10 @@ class _Comparison:
             # Variants (learning-curve points) skip the retention set: it measures the model
             # a user would deploy, the one trained on all the data.
             asked = self.general if not extras.is_variant else []
+            # A variant searches nothing (it takes its strategy's choice): it need not queue.
+            searching = contextlib.nullcontext() if extras.is_variant else self._tuning_lock
             try:
-                with self._tuning_lock:
+                with searching:
                     settings, tuning = self.tuner.settings_for(name, label, train, extras)
             except TuningFailed as e:  # the arm's failure, like one in its preparation
                 failed, tuning = e.result()
