@@ -349,6 +349,11 @@ class Placement:
     threads: int | None = None
     involuntary_switches: int | None = None
     storage: str = ""  # where the worker put the arm's files (executor.storage), if set
+    # When the worker began the arm (loading models it had not loaded yet included) and ended
+    # it, on its wall clock (Unix seconds), so a reader sees which of a run's arms ran at once;
+    # None in runs stored before they were kept.
+    started_at: float | None = None
+    ended_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON the store keeps."""

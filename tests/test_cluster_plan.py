@@ -46,8 +46,13 @@ def test_the_plan_counts_what_fits_and_says_what_cannot_be_placed():
     assert plan["arms"]["lora"] == {"cpus": 4, "gpus": 1.0, "fit_at_once": 1}
     assert plan["arms"]["rag"] == {"cpus": 4, "gpus": 0.5, "fit_at_once": 2}
     assert (plan["nodes"], plan["cpus"], plan["gpus"]) == (2, 12.0, 1.0)
+    # Arms at once: as many as the most plentiful request fits (two rag arms).
+    assert plan["at_once"] == 2
     line = plan_line(plan)
     assert "lora 4 CPUs + 1 GPU" in line and "storage /mnt/s" in line
+    assert line.endswith("up to 2 arm(s) at once")
+    del plan["at_once"]  # a plan stored before arms ran at once: one at a time
+    assert plan_line(plan).endswith("up to 1 arm(s) at once")
     too_big = placement_plan(ExecutorConfig(kind="ray", cpus_per_arm=16), ["rag"], GPU_NODES)
     assert "cannot be placed" in plan_line(too_big)
 

@@ -221,3 +221,133 @@ def test_resplits_run_as_ray_work_on_their_own_splits(ray_head, tmp_path, mini_c
     # A split answered on the run's own test questions would repeat the main split's scores.
     splits = {k: m["f1"] for (k, name), (_, m) in got["ray"].items() if name == "fake"}
     assert len(set(splits.values()) | {main_f1["fake"]}) > 1
+
+
+def _overlap(a: Placement, b: Placement) -> float:
+    """Seconds the two arms' measurements overlapped on their workers (negative: apart)."""
+    return min(a.ended_at, b.ended_at) - max(a.started_at, b.started_at)
+
+
+def test_arms_run_at_once_on_workers_of_their_own(ray_head, tmp_path, mini_corpus):
+    """Two 1-CPU arms on the 2-CPU head are measured at once, each by its own worker; a third
+    waits and reuses a freed worker; answers and scores are the local run's."""
+    from eval.run.harness import run_comparison
+
+    strategies = ["fake", "fake2", "system_prompt"]
+    slow = {"fake": {"delay_s": 2.5}, "fake2": {"delay_s": 2.5}}
+    got = {}
+    for kind in ("local", "ray"):
+        config = _config(
+            tmp_path / kind,
+            mini_corpus,
+            strategies,
+            kind,
+            ray_head,
+            batch_size=1,
+            # The local run needs no delay: it changes no answer.
+            strategy_configs=slow if kind == "ray" else {},
+        )
+        if kind == "ray":
+            config = config.replace(executor=config.executor.replace(cpus_per_arm=1))
+        store = RunStore(config.store_path)
+        got[kind] = (store, run_comparison(config, store=store))
+    (local, local_id), (remote, remote_id) = got["local"], got["ray"]
+    run = remote.get_run(remote_id)
+    assert run.status == "done"
+    assert run.meta.executor["plan"]["at_once"] == 2
+    assert [r.strategy for r in run.results] == strategies  # stored in the config's order
+    assert _answers(remote, remote_id) == _answers(local, local_id)
+    by_local = {r.strategy: r for r in local.get_run(local_id).results}
+    placed = {}
+    for r in run.results:
+        assert r.status == "done", r.error
+        assert r.metrics == by_local[r.strategy].metrics
+        placed[r.strategy] = r.extras.placement
+        assert placed[r.strategy].cpus == 1
+    fake, fake2, system_prompt = placed["fake"], placed["fake2"], placed["system_prompt"]
+    assert fake.pid != fake2.pid  # a worker each
+    assert _overlap(fake, fake2) > 0, (fake, fake2)  # measured at the same time
+    # The third arm took a worker the first two had loaded, once it was free.
+    assert system_prompt.pid in (fake.pid, fake2.pid)
+    assert system_prompt.started_at >= min(fake.ended_at, fake2.ended_at)
+
+
+def test_cancel_stops_every_arm_running_at_once(ray_head, tmp_path, mini_corpus):
+    from eval.run.harness import run_comparison
+
+    steps = 600  # 60 s of pretend training each, stopped between steps
+    config = _config(
+        tmp_path,
+        mini_corpus,
+        ["fake", "fake2"],
+        "ray",
+        ray_head,
+        strategy_configs={n: {"train_steps": steps, "step_s": 0.1} for n in ("fake", "fake2")},
+    )
+    config = config.replace(executor=config.executor.replace(cpus_per_arm=1))
+    store, cancel = RunStore(config.store_path), threading.Event()
+    last: dict[str, int] = {}
+
+    def progress(event: ProgressEvent) -> None:
+        if event.stage == "train":
+            last[event.strategy] = event.step
+            if set(last) == {"fake", "fake2"}:  # both training at once
+                cancel.set()
+
+    t0 = time.monotonic()
+    run_id = run_comparison(config, store=store, progress=progress, cancel=cancel)
+    assert store.get_run(run_id).status == "cancelled"
+    assert store.get_run(run_id).results == []
+    # Both stopped long before their training would have ended.
+    assert set(last) == {"fake", "fake2"} and max(last.values()) < steps
+    assert time.monotonic() - t0 < 45
+
+
+def test_a_lost_worker_keeps_the_arm_running_beside_it_and_resume_completes(
+    ray_head, tmp_path, mini_corpus, monkeypatch
+):
+    from eval.run.executor import ArmLost
+    from eval.run.harness import run_comparison
+    from service.cluster.ray_executor import RayExecutor
+
+    config = _config(
+        tmp_path,
+        mini_corpus,
+        ["fake", "fake2"],
+        "ray",
+        ray_head,
+        batch_size=1,
+        strategy_configs={"fake": {"delay_s": 1.0}, "fake2": {"delay_s": 1.0}},
+    )
+    config = config.replace(executor=config.executor.replace(cpus_per_arm=1))
+    store = RunStore(config.store_path)
+    run_id = store.create_run(config.to_dict(), "")
+    workers, killed = {}, []
+    measure = RayExecutor._evaluate
+
+    def remember(self, actor, arm):  # which worker each arm was lent
+        workers[arm.label] = actor
+        return measure(self, actor, arm)
+
+    monkeypatch.setattr(RayExecutor, "_evaluate", remember)
+
+    def progress(event: ProgressEvent) -> None:
+        if event.strategy == "fake2" and event.stage == "answer" and not killed:
+            pid = ray.get(workers["fake2"].pid.remote())
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    with pytest.raises(ArmLost):
+        run_comparison(config, store=store, progress=progress, run_id=run_id)
+    run = store.get_run(run_id)
+    assert killed and run.status == "interrupted"
+    # fake ran beside it, on a worker of its own, and finished: kept.
+    assert [(r.strategy, r.status) for r in run.results] == [("fake", "done")]
+    assert run.results[0].extras.placement.pid != killed[0]
+    events: list[ProgressEvent] = []
+    run_comparison(config, store=store, progress=events.append, run_id=run_id, resume=True)
+    run = store.get_run(run_id)
+    assert run.status == "done"
+    assert {r.strategy: r.status for r in run.results} == {"fake": "done", "fake2": "done"}
+    assert ProgressEvent("strategy_done", strategy="fake", status="kept") in events
+    assert run.results[1].extras.placement.pid != killed[0]

@@ -30,6 +30,9 @@ class Executor:
     # Arms are measured where this process's files are (a tuning trial's adapter can be
     # loaded from its folder); not so for workers that may run on other nodes.
     local_files: ClassVar[bool] = True
+    # How many of a run's arms it measures at once (the harness drives that many threads);
+    # an executor whose workers are placed on a cluster sets it from its placement plan.
+    arms_at_once: int = 1
 
     def __init__(self, config: RunConfig, bench: Workbench, measurement: StrategyMeasurement):
         self.config, self.bench, self.measurement = config, bench, measurement
@@ -41,7 +44,8 @@ class Executor:
         return cls.local_files
 
     def evaluate(self, arm: Arm) -> Measured:
-        """The arm measured; raises RunCancelled when the run is cancelled meanwhile."""
+        """The arm measured; raises RunCancelled when the run is cancelled meanwhile. Called
+        from up to `arms_at_once` threads at a time."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:

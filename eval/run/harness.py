@@ -4,11 +4,14 @@
 call. It opens a `Workbench` (models and inputs), measures each strategy the same way
 (`measurement`), scores its answers (`scoring`) and its general-knowledge answers
 (`retention`), and stores each strategy's results as soon as it finishes, so one crashing
-strategy never loses the others.
+strategy never loses the others. Arms run as many at once as the executor measures
+(`eval.run.arms`: one after the other here, several on a Ray cluster); scoring and the store
+stay in this thread, in the config's order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import threading
@@ -24,6 +27,7 @@ from eval.events import ProgressEvent, ProgressFn
 from eval.judge import attach_verdicts
 from eval.records import PreparedRecord, ResultExtras, Retention
 from eval.run import scoring
+from eval.run.arms import ArmJob, in_order
 from eval.run.executor import ArmLost, make_executor
 from eval.run.measurement import Arm, Measured, StrategyMeasurement, answer_all
 from eval.run.oracle import measure_oracle, oracle_planned
@@ -115,7 +119,14 @@ class _Comparison:
 
     def __init__(self, config, store, run_id, emit, cancelled, previous: Run | None):
         self.config, self.store, self.run_id = config, store, run_id
-        self.emit, self.cancelled = emit, cancelled
+        self._emit, self._user_cancelled = emit, cancelled
+        # Arms running at once report from their own threads; the callback sees one at a time.
+        self._emit_lock = threading.RLock()
+        # Set when one arm fails beyond its own result: the arms running beside it stop too.
+        self.halt = threading.Event()
+        # Trials run in this process, on its models and cores: one arm's search at a time.
+        self._tuning_lock = threading.Lock()
+        self._tuned: dict[str, threading.Event] = {}  # strategy -> its choice is known
         # Resuming keeps what an interrupted run already measured: those results are not redone.
         done = previous.results if previous else []
         # label -> its stored tuning record (None when untuned): the arm's choice stands.
@@ -127,6 +138,15 @@ class _Comparison:
         # Every file a strategy writes goes under this run's own folder (eval.store.artifacts).
         self.folder = run_dir(config.workdir, run_id)
         self.oracle_done = bool(previous and previous.meta.oracle)
+
+    def emit(self, event: ProgressEvent) -> None:
+        """Hand `event` to the run's progress callback (from any arm's thread)."""
+        with self._emit_lock:
+            self._emit(event)
+
+    def cancelled(self) -> bool:
+        """Whether the run should stop: the user cancelled it, or another arm failed it."""
+        return self.halt.is_set() or self._user_cancelled()
 
     def run(self) -> None:
         config = self.config
@@ -163,11 +183,16 @@ class _Comparison:
         )
         try:
             self.store.update_run(self.run_id, executor=self.executor.describe())
-            for name in config.strategies:
+            jobs = [
+                ArmJob(name, label, train, extras)
+                for name in config.strategies
                 for label, train, extras in variants(
                     name, self.bench.inputs.train, config.learning_curve, config.split.seed
-                ):
-                    self._one(name, label, train, extras)
+                )
+            ]
+            self._tuned = {name: threading.Event() for name in config.strategies}
+            self._retention_first(jobs)
+            in_order(jobs, self.executor.arms_at_once, self._measure, self._finish, self._failed)
             if (
                 uses_models
                 and not self.oracle_done
@@ -207,12 +232,53 @@ class _Comparison:
         meta["gold_passages"] = {q: g.to_dict() for q, g in self.gold.items()}
         self.store.update_run(self.run_id, fingerprint=stamp.fingerprint, **meta)
 
-    def _one(self, name: str, label: str, train: list[QAPair], extras: ResultExtras) -> None:
-        if label in self.kept:
-            if label == name:  # the arm itself (not a variant): its tuned choice stands
-                self.tuner.restore(name, self.kept[label])
-            self.emit(ProgressEvent("strategy_done", strategy=label, status="kept"))
+    def _retention_first(self, jobs: list[ArmJob]) -> None:
+        """The closed-book reference on the general set, before any arm starts (arms running
+        at once all compare with it), when an arm to measure asks those questions."""
+        if self.retention_base is not None or not self.general:
             return
+        # Variants skip the retention set; kept arms were scored against the stored base.
+        if all(job.label in self.kept or job.extras.is_variant for job in jobs):
+            return
+        if self.cancelled():
+            raise RunCancelled
+        with Staged(self.folder / ".retention-base") as staged:  # nothing of it is kept
+            ctx = self.bench.context(
+                workdir=staged.path,
+                progress=lambda ev: self.emit(ProgressEvent.from_dict(ev)),
+                cancelled=self.cancelled,
+                held_out=tuple(self.bench.inputs.test),
+            )
+            self.retention_base = self._retention_base(ctx)
+        self.store.update_run(self.run_id, retention_base=self.retention_base.to_dict())
+
+    def _failed(self, error: BaseException) -> None:
+        """One arm raised: a lost worker leaves the arms running beside it to finish (they
+        are kept for the resume); anything else stops them."""
+        if not isinstance(error, ArmLost):
+            self.halt.set()
+
+    def _measure(self, job: ArmJob) -> tuple[Measured, list[QAPair]] | None:
+        """Tune and measure one arm (in an arm thread when several run at once); None for
+        one kept from before an interruption. A learning-curve point waits for its
+        strategy's tuned choice."""
+        tuned = self._tuned[job.name]
+        if job.extras.is_variant:
+            tuned.wait()  # set by the strategy's own arm, which started before this one
+            return self._measure_arm(job, None)
+        try:
+            return self._measure_arm(job, tuned)
+        finally:
+            tuned.set()  # whatever happened: its variants must not wait forever
+
+    def _measure_arm(
+        self, job: ArmJob, tuned: threading.Event | None
+    ) -> tuple[Measured, list[QAPair]] | None:
+        name, label, train, extras = job.name, job.label, job.train, job.extras
+        if label in self.kept:
+            if tuned is not None:  # the arm itself (not a variant): its tuned choice stands
+                self.tuner.restore(name, self.kept[label])
+            return None
         if self.cancelled():
             raise RunCancelled
         # Built in a temporary folder, renamed into place once the strategy is done: a reader
@@ -221,24 +287,18 @@ class _Comparison:
             # Variants (learning-curve points) skip the retention set: it measures the model
             # a user would deploy, the one trained on all the data.
             asked = self.general if not extras.is_variant else []
-            if asked and self.retention_base is None:
-                ctx = self.bench.context(
-                    workdir=staged.path,
-                    progress=lambda ev, label=label: self.emit(
-                        ProgressEvent.from_dict(ev, strategy=label)
-                    ),
-                    cancelled=self.cancelled,
-                    held_out=tuple(self.bench.inputs.test),
-                )
-                self.retention_base = self._retention_base(ctx)
-                self.store.update_run(self.run_id, retention_base=self.retention_base.to_dict())
+            # A variant searches nothing (it takes its strategy's choice): it need not queue.
+            searching = contextlib.nullcontext() if extras.is_variant else self._tuning_lock
             try:
-                settings, tuning = self.tuner.settings_for(name, label, train, extras)
+                with searching:
+                    settings, tuning = self.tuner.settings_for(name, label, train, extras)
             except TuningFailed as e:  # the arm's failure, like one in its preparation
                 failed, tuning = e.result()
                 self.emit(ProgressEvent("strategy_failed", strategy=label, error=failed.error))
                 measured = Measured(failed)
             else:
+                if tuned is not None:
+                    tuned.set()  # its variants may start while it is measured
                 # A trained arm answers with the adapter its chosen trial trained (same data,
                 # same settings), not a second training.
                 ready = settings and self.tuner.prepared(name, label, settings, staged.path)
@@ -256,6 +316,15 @@ class _Comparison:
         )
         if tuning is not None:
             charge(measured.result, tuning, self.bench.device, self.config.prices)
+        return measured, asked
+
+    def _finish(self, job: ArmJob, out: tuple[Measured, list[QAPair]] | None) -> None:
+        """Score and store one measured arm (in this thread, in the config's order)."""
+        label = job.label
+        if out is None:
+            self.emit(ProgressEvent("strategy_done", strategy=label, status="kept"))
+            return
+        measured, asked = out
         if measured.result.status == "done":
             self._score(label, measured, asked)
         self.store.save_strategy(self.run_id, measured.result, measured.answers)

@@ -81,8 +81,9 @@ def arm_request(executor: ExecutorConfig, strategy: str, shape: ClusterShape) ->
 def placement_plan(
     executor: ExecutorConfig, strategies: list[str], shape: ClusterShape
 ) -> dict[str, Any]:
-    """Per strategy its request and how many such workers fit at once, with the cluster's
-    totals (stored with the run as meta `executor.plan`)."""
+    """Per strategy its request and how many such workers fit at once, the cluster's totals,
+    and how many of the run's arms are measured at once (`at_once`: as many as the most
+    plentiful request fits, at least one), stored with the run as meta `executor.plan`."""
     arms = {}
     for name in strategies:
         request = arm_request(executor, name, shape)
@@ -93,12 +94,13 @@ def placement_plan(
         "gpus": shape.gpus,
         "storage": executor.storage,
         "arms": arms,
+        "at_once": max([1, *(a["fit_at_once"] for a in arms.values())]),
     }
 
 
 def plan_line(plan: dict[str, Any]) -> str:
     """The plan in one line, e.g. "Ray: 2 nodes, 4 CPUs, 0 GPUs; storage /mnt/x; rag 2 CPUs;
-    lora 2 CPUs + 1 GPU (cannot be placed)"."""
+    lora 2 CPUs + 1 GPU (cannot be placed); up to 2 arms at once"."""
     parts = []
     for name, a in plan["arms"].items():
         gpu = f" + {a['gpus']:g} GPU" if a["gpus"] else ""
@@ -108,4 +110,6 @@ def plan_line(plan: dict[str, Any]) -> str:
     return (
         f"Ray: {plan['nodes']} node(s), {plan['cpus']:g} CPUs, {plan['gpus']:g} GPUs; "
         f"storage {storage}; per arm: {', '.join(parts)}"
+        # Plans stored before arms ran in parallel have no `at_once`: one at a time.
+        f"; up to {plan.get('at_once', 1)} arm(s) at once"
     )

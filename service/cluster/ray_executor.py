@@ -21,6 +21,7 @@ from eval.store.artifacts import label_folder
 from service.cluster.plan import ArmRequest, ClusterShape, arm_request, placement_plan
 from service.cluster.ray_worker import ArmWorker
 from service.cluster.storage import Storage, check_reachable, from_placeholder, to_placeholder
+from service.cluster.worker_pool import WorkerPool
 from strategies.base import RunCancelled
 
 ROOT = Path(__file__).resolve().parents[2]  # the project folder, importable by Ray workers
@@ -69,8 +70,9 @@ def worker_env(executor: ExecutorConfig) -> dict[str, Any]:
 
 @register_executor("ray")
 class RayExecutor(Executor):
-    """Each arm measured by the run's `ArmWorker` actor, placed by Ray, which loads the
-    shared models once and keeps them for the run's later arms.
+    """Each arm measured by an `ArmWorker` actor of the run, placed by Ray, which loads the
+    shared models once and keeps them for the run's later arms. As many arms run at once as
+    the placement plan fits (`arms_at_once`), each on a worker of its own (`WorkerPool`).
 
     The run's inputs are put in the object store once; progress is relayed from the actor every
     POLL_S; a cancel stops the arm at its next batch (or kills its worker after STOP_GRACE_S);
@@ -92,9 +94,12 @@ class RayExecutor(Executor):
         self.local_files = self.carries_files(config)
         self._actor_class = self.ray.remote(ArmWorker)
         self.inputs_ref = self.ray.put(bench.inputs)
-        # The run's ArmWorkers, one per request (a trained arm's asks for a GPU where there
-        # is one, an untrained arm's for `untrained_gpus`); each loads the models once.
-        self.workers: dict[ArmRequest, Any] = {}
+        self.plan = placement_plan(config.executor, config.strategies, self.shape)
+        self.arms_at_once = int(self.plan["at_once"])
+        # The run's ArmWorkers, per request (a trained arm's asks for a GPU where there is
+        # one, an untrained arm's for `untrained_gpus`), one per arm running; each loads the
+        # models once.
+        self.workers = WorkerPool(self.shape, self._start, self._kill)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -106,7 +111,7 @@ class RayExecutor(Executor):
                 for k, v in self.ray.cluster_resources().items()
                 if k in ("CPU", "GPU", "memory")
             },
-            "plan": placement_plan(self.config.executor, self.config.strategies, self.shape),
+            "plan": self.plan,
         }
 
     def _options(self, request: ArmRequest) -> dict[str, Any]:
@@ -123,19 +128,32 @@ class RayExecutor(Executor):
             "runtime_env": worker_env(self.config.executor),
         }
 
-    def _actor(self, arm: Arm) -> Any:
-        """The worker for `arm`'s request, started on first use (again after one was lost)."""
-        request = arm_request(self.config.executor, arm.name, self.shape)
-        if request not in self.workers:
-            self.workers[request] = self._actor_class.options(**self._options(request)).remote(
-                self.config, request.cpus
-            )
-        return self.workers[request]
+    def _start(self, request: ArmRequest) -> Any:
+        """A new worker asking `request` (Ray starts it where there is room)."""
+        return self._actor_class.options(**self._options(request)).remote(self.config, request.cpus)
+
+    def _kill(self, actor: Any) -> None:
+        with contextlib.suppress(Exception):  # already dead
+            self.ray.kill(actor)
 
     def evaluate(self, arm: Arm) -> Measured:
-        ray = self.ray
-        actor = self._actor(arm)
         t0 = time.perf_counter()
+        request = arm_request(self.config.executor, arm.name, self.shape)
+        actor = self.workers.lease(request, self.measurement.cancelled)
+        done = False
+        try:
+            measured = self._evaluate(actor, arm)
+            done = True
+        finally:
+            if done:  # loaded and free: the run's next arm of its request takes it
+                self.workers.release(actor)
+            else:  # lost, stopped mid-arm (its cancel flag stays set) or failing: not reused
+                self.workers.drop(actor)
+        self._account(measured, time.perf_counter() - t0)
+        return measured
+
+    def _evaluate(self, actor: Any, arm: Arm) -> Measured:
+        ray = self.ray
         inputs = self.inputs_ref if arm.inputs is None else self.ray.put(arm.inputs)
         settings, key = arm.settings, self._key(arm)
         if self.storage is not None:
@@ -160,7 +178,6 @@ class RayExecutor(Executor):
             self._follow(actor, ref)
             measured = ray.get(ref)
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
-            self._drop(actor)
             raise ArmLost(
                 f"interrupted: the Ray worker measuring {arm.label} stopped "
                 f"({type(e).__name__}); resume the run to continue"
@@ -169,7 +186,6 @@ class RayExecutor(Executor):
             raise RunCancelled
         if self.storage is not None:
             self._fetch(measured, arm, key)
-        self._account(measured, time.perf_counter() - t0)
         return measured
 
     def _key(self, arm: Arm) -> str:
@@ -229,14 +245,7 @@ class RayExecutor(Executor):
         ray.cancel(ref)  # sets Ray's own flag too; the arm checks ours between batches
         ready, _ = ray.wait([ref], timeout=STOP_GRACE_S)
         if not ready:
-            self._drop(actor)
-
-    def _drop(self, actor: Any) -> None:
-        """Kill `actor` and forget it (the next arm starts a fresh one)."""
-        self.workers = {k: a for k, a in self.workers.items() if a is not actor}
-        with contextlib.suppress(Exception):  # already dead
-            self.ray.kill(actor)
+            self.workers.drop(actor)
 
     def close(self) -> None:
-        for actor in list(self.workers.values()):
-            self._drop(actor)
+        self.workers.close()

@@ -1,7 +1,7 @@
-"""The Ray actor that measures a run's arms where Ray placed it: it loads the shared generator
-once (core.engines.in_process keeps it, keyed by its settings) for all of them, and measures each
-with the
-same code as a local run (`StrategyMeasurement.evaluate`).
+"""The Ray actor that measures a run's arms where Ray placed it, one at a time: it loads the
+shared generator once (core.engines.in_process keeps it, keyed by its settings) for every arm
+the run lends it (service.cluster.worker_pool), and measures each with the same code as a local
+run (`StrategyMeasurement.evaluate`).
 
 Kept free of `import ray` at module level: the class is wrapped by `ray.remote` in
 `service.cluster.ray_executor`, so importing this module costs nothing without a cluster.
@@ -56,10 +56,15 @@ class ArmWorker:
         self._lock = threading.Lock()
 
     def placement(
-        self, worker_s: float, load_s: float, before: ProcessFigures | None = None
+        self,
+        worker_s: float,
+        load_s: float,
+        before: ProcessFigures | None = None,
+        started_at: float | None = None,
     ) -> Placement:
-        """Which node, process and device this worker measured on, for how long, and at what
-        nice value, threads and involuntary switches since `before` (stored with each arm)."""
+        """Which node, process and device this worker measured on, for how long, from
+        `started_at` until now (wall clock), and at what nice value, threads and involuntary
+        switches since `before` (stored with each arm)."""
         import ray  # only inside a Ray worker
 
         ctx = ray.get_runtime_context()
@@ -76,6 +81,8 @@ class ArmWorker:
             nice=now.nice,
             threads=now.threads,
             involuntary_switches=now.since(before) if before is not None else None,
+            started_at=started_at,
+            ended_at=time.time(),
         )
 
     def warm(self, names: list[str]) -> float:
@@ -106,6 +113,7 @@ class ArmWorker:
         node, seeded from `<storage>/<key>` (a tuning trial's adapter the arm reuses), copied
         back there afterwards, and every path in the settings and the result is written
         against storage.ARM_FOLDER."""
+        started_at = time.time()  # wall clock: compared with other workers' arms
         before = ProcessFigures.read()
         load_s = self.warm([name])
         scratch = None
@@ -129,7 +137,9 @@ class ArmWorker:
                 clear(scratch)
         if measured is not None:
             worker_s = measured.result.extras.placement.worker_s
-            measured.result.extras.placement = self.placement(worker_s, round(load_s, 3), before)
+            measured.result.extras.placement = self.placement(
+                worker_s, round(load_s, 3), before, started_at
+            )
         return measured
 
     def _measure(

@@ -29,18 +29,25 @@ class JobProgress:
         self.log = list(log)
         self.key: tuple[Any, Any] = (None, None)
         self.last_write = 0.0
-        self.answer_t0: float | None = None
+        # Per strategy its stage, and per (strategy, stage) when its counting began: the
+        # events of arms running at once interleave, and each arm's stage changes are logged
+        # once, not at every switch between them.
+        self.stages: dict[Any, str] = {}
+        self.t0: dict[tuple[Any, Any], float] = {}
 
     def __call__(self, ev: ProgressEvent) -> None:
         stage, strategy = ev.stage, ev.strategy
-        changed = (strategy, stage) != self.key
+        changed = self.stages.get(strategy, object()) != stage
         if changed:
             note = f" ({ev.error})" if ev.error is not None else ""
             note += f" ({ev.status})" if ev.status else ""
             self.log.append(f"{time.strftime('%H:%M:%S')} {strategy or 'run'}: {stage}{note}")
+            self.stages[strategy] = stage
+            self.t0[(strategy, stage)] = time.monotonic()
+        if (strategy, stage) != self.key:  # the fields now describe another arm or stage
             self.key = (strategy, stage)
             self.fields.update(done=0, total=0, loss=None, eta_s=None)
-            self.answer_t0 = time.monotonic() if stage in COUNTED else None
+        answer_t0 = self.t0.get((strategy, stage)) if stage in COUNTED else None
         self.fields.update(stage=stage, strategy=strategy)
         if stage == "train":
             self.fields.update(
@@ -52,8 +59,8 @@ class JobProgress:
         elif stage in COUNTED:
             done, total = ev.done or 0, ev.total or 0
             self.fields.update(done=done, total=total)
-            if done and self.answer_t0 is not None:  # no ETA comes with these events
-                rate = (time.monotonic() - self.answer_t0) / done
+            if done and answer_t0 is not None:  # no ETA comes with these events
+                rate = (time.monotonic() - answer_t0) / done
                 self.fields["eta_s"] = rate * (total - done)
         self.flush(force=changed)
 
