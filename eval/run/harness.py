@@ -179,7 +179,12 @@ class _Comparison:
         )
         self.executor = make_executor(config, self.bench, self.measurement)
         self.tuner = ArmTuner(
-            self.bench, self.folder, self.emit, self.cancelled, reuse=self.executor.local_files
+            self.bench,
+            self.folder,
+            self.emit,
+            self.cancelled,
+            reuse=self.executor.local_files,
+            runner=self.executor.trial_runner,  # Ray Tune trials on a cluster
         )
         try:
             self.store.update_run(self.run_id, executor=self.executor.describe())
