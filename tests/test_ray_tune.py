@@ -206,3 +206,35 @@ def test_a_resumed_run_runs_no_finished_trial_again(two_nodes, tmp_path, mini_co
     assert len([t for t in rec.trials if t.state == "complete"]) == 4
     ran = [t for n, t in rows.items() if n not in finished and t.placement is not None]
     assert ran and all(t.placement.pid not in {p["pid"] for p in finished.values()} for t in ran)
+
+
+def test_successive_halving_starts_with_the_default_trial_as_the_bar():
+    """ASHA at racing's rungs gets the default trial's running scores first, so the first
+    trial behind the default at a rung stops (as in the local search), not only once other
+    trials have reached it."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    from service.cluster.ray_tune import METRIC, STEP, _seeded
+
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"x": 1}, user_attrs={"default": True})
+    default = study.ask()
+    default.suggest_int("x", 0, 3)
+    for step, value in ((8, 0.5), (16, 0.4), (24, 0.45), (48, 0.3)):
+        default.report(value, step)
+    study.tell(default, 0.3)
+    scheduler = _seeded(
+        ASHAScheduler(STEP, METRIC, "max", max_t=100, grace_period=16, reduction_factor=3), study
+    )
+    (bracket,) = scheduler._brackets
+    assert [(m, dict(r)) for m, r in bracket._rungs] == [
+        (48, {"default": 0.3}),
+        (16, {"default": 0.4}),
+    ]
+
+    class Trial:
+        trial_id = "t1"
+
+    assert bracket.on_result(Trial(), 16, 0.35) == "STOP"  # behind the default at 16 pairs
+    Trial.trial_id = "t2"
+    assert bracket.on_result(Trial(), 16, 0.5) == "CONTINUE"

@@ -124,13 +124,13 @@ def tune(
     before = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study))
     import optuna
 
-    if not any(_is_default(t) for t in _finished(study)):
+    if not any(is_default(t) for t in _finished(study)):
         waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
         if not waiting:  # a killed run may have left the default queued already
             study.enqueue_trial(objective.default_params(), user_attrs={"default": True})
         runner.optimize(study, objective, 1, None)
-    default_s = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if _is_default(t))
-    spent = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if not _is_default(t))
+    default_s = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if is_default(t))
+    spent = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if not is_default(t))
     left = budget.n_trials - len(_finished(study))
     cap = budget.seconds_after_default(default_s)
     if left > 0 and (cap is None or cap - spent > 0) and not objective.exhausted(_finished(study)):
@@ -225,7 +225,8 @@ def _finished(study) -> list:
     return [t for t in trials if t.state != TrialState.FAIL or "error" in t.user_attrs]
 
 
-def _is_default(trial) -> bool:
+def is_default(trial) -> bool:
+    """Whether `trial` is the one that runs the arm's own settings."""
     return bool(trial.user_attrs.get("default"))
 
 
@@ -237,7 +238,7 @@ def _row(t) -> TrialRow:
         values=dict(t.user_attrs.get("values") or {}),
         seconds=round(float(t.user_attrs.get("seconds", 0.0)), 3),
         steps=t.user_attrs.get("steps"),
-        default=_is_default(t),
+        default=is_default(t),
         answered=t.user_attrs.get("answered"),
         error=str(t.user_attrs.get("error", "")),
         placement=Placement.from_dict(t.user_attrs.get("placement")),  # a Ray Tune trial's
@@ -252,11 +253,11 @@ def _choose(
     from optuna.trial import TrialState
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    default = next((t for t in done if _is_default(t)), None)
+    default = next((t for t in done if is_default(t)), None)
     if default is None:
         record.status, record.note = "skipped", "the default settings could not be scored"
         return job.base, record
-    best = max(done, key=lambda t: (t.value, _is_default(t)))  # ties keep the default
+    best = max(done, key=lambda t: (t.value, is_default(t)))  # ties keep the default
     # A redrawn setting's trial prepared nothing: the one it repeats holds the artifacts.
     record.best_trial = best.user_attrs.get("repeat_of", best.number)
     record.chosen_trial = default.number
@@ -267,7 +268,7 @@ def _choose(
     record.best = {**record.default, **best.user_attrs["values"]}
     # Every finished setting once (redraws repeat one), the default first: the cross-fit's
     # candidates.
-    others = [t for t in done if not _is_default(t) and "repeat_of" not in t.user_attrs]
+    others = [t for t in done if not is_default(t) and "repeat_of" not in t.user_attrs]
     candidates = [d_scores] + [t.user_attrs["scores"] for t in others]
     split = halves(job.val, job.jaccard, job.seed)
     evidence = weigh(d_scores, b_scores, candidates, split, seed=job.seed, groups=groups)
@@ -427,7 +428,7 @@ class Objective:
             path: space.suggest(trial, path, self.extra.get(path, ()))
             for path, space in self.spaces.items()
         }
-        if _is_default(trial):
+        if is_default(trial):
             values = dict(self.defaults)
         trial.set_user_attr("values", values)
         return values
@@ -450,7 +451,7 @@ class Objective:
         import optuna
 
         values = self.draw(trial)
-        default = _is_default(trial)
+        default = is_default(trial)
         earlier = same_as(trial.study, values)
         if earlier is not None and not default:
             return repeat(trial, earlier)

@@ -46,6 +46,7 @@ from eval.tuning.arm import ArmTuner
 from eval.tuning.engine import (
     Objective,
     TuningJob,
+    is_default,
     journal_storage,
     repeat_outcome,
     same_as,
@@ -222,7 +223,7 @@ class RayTrials:
                 trainable,
                 tune_config=tune.TuneConfig(
                     search_alg=searcher,
-                    scheduler=self._scheduler(job),
+                    scheduler=_seeded(self._scheduler(job), study),
                     num_samples=n_trials,
                     max_concurrent_trials=self.at_once,
                     time_budget_s=timeout,
@@ -294,6 +295,23 @@ class RayTrials:
         storage.delete(key)
 
 
+def _seeded(scheduler: Any, study: Any) -> Any:
+    """`scheduler` (ASHA) with the default trial's running values already at its rungs, so
+    the default is the bar from the first trial on, as in the local search (a trial behind
+    it at a rung stops). Nothing to do for another scheduler, or before the default ran."""
+    default = next((t for t in study.get_trials(deepcopy=False) if is_default(t)), None)
+    if default is None or not default.intermediate_values:
+        return scheduler
+    steps = sorted(default.intermediate_values.items())
+    # ASHA keeps each rung's values by trial id in its brackets (Ray 2.60's layout).
+    for bracket in getattr(scheduler, "_brackets", ()):
+        for milestone, recorded in bracket._rungs:
+            reached = [value for step, value in steps if step >= milestone]
+            if reached:
+                recorded["default"] = reached[0]
+    return scheduler
+
+
 def placement_of(result: dict[str, Any]) -> dict[str, Any]:
     """The Placement (as stored on the trial) a trial's last report describes."""
     return Placement(
@@ -361,8 +379,8 @@ def _tune_classes() -> tuple[type, type]:
             trial = self._ot_trials.get(trial_id)
             if trial is None or trial_id in self._completed_trials:
                 return
-            # Intermediate values as a local trial reports them (a pruned trial's value).
-            trial.report(float(result[METRIC]), int(result[STEP]))
+            if not result.get("final"):  # intermediate values as a local trial reports them
+                trial.report(float(result[METRIC]), int(result[STEP]))
             phase = "train" if self.objective.job.trains else "answer"
             self.objective.job.emit(
                 {
