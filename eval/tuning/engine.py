@@ -13,6 +13,9 @@ on. Settings drawn a second time keep the first trial's outcome instead of anoth
 finite space stops its search once every setting has been tried: the system prompt's four
 instructions cost four passes, not twelve. The default is replaced only as `tuning.adopt` says
 (eval.tuning.evidence). With `keep`, the chosen trial's folder (its adapter) is kept for the arm.
+The trials themselves run through a runner: `InProcess` (Optuna's loop here) by default, or
+the executor's (service.cluster.ray_tune: Ray Tune trials over the same study); everything
+around them (the default first, the budget, the record and the choice) is this module's.
 """
 
 from __future__ import annotations

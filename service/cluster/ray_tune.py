@@ -400,10 +400,11 @@ def _tune_classes() -> tuple[type, type]:
             trial = self._ot_trials.get(trial_id)
             if trial is None or trial_id in self._completed_trials:
                 return
-            if self.runner.cancelled():  # stopped by the run's cancel: run anew on resume
+            result = result or {}
+            if self.runner.cancelled() and not result.get("final"):
+                # Stopped by the run's cancel: no outcome, so a resumed run runs it anew.
                 self._tell(trial_id, None, TrialState.FAIL)
                 return
-            result = result or {}
             for name in ("seconds", "steps", "answered"):
                 if name in result:
                     trial.set_user_attr(name, result[name])
