@@ -208,6 +208,30 @@ def test_a_resumed_run_runs_no_finished_trial_again(two_nodes, tmp_path, mini_co
     assert ran and all(t.placement.pid not in {p["pid"] for p in finished.values()} for t in ran)
 
 
+def test_two_arms_tuned_at_once_from_threads(two_nodes, tmp_path, mini_corpus):
+    """Parallel arms (or the app's parallel runs) tune from threads of one driver: each arm's
+    search keeps to its own trials (Ray Tune's trainable registry is process-wide)."""
+    from eval.run.harness import run_comparison
+
+    address, _ = two_nodes
+    got: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        config = _config(tmp_path / name, mini_corpus, _ray(tmp_path / name, address))
+        store = RunStore(config.store_path)
+        got[name] = store.get_run(run_comparison(config, store=store)).results[0]
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    a, b = got["a"], got["b"]
+    assert a.status == b.status == "done", (a.error, b.error)
+    assert _trials(a.extras.tuning) == _trials(b.extras.tuning)  # same inputs, same outcomes
+    assert all(t.placement for t in a.extras.tuning.trials + b.extras.tuning.trials)
+
+
 def test_successive_halving_starts_with_the_default_trial_as_the_bar():
     """ASHA at racing's rungs gets the default trial's running scores first, so the first
     trial behind the default at a rung stops (as in the local search), not only once other

@@ -29,6 +29,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -212,9 +213,11 @@ class RayTrials:
         search_class, stopper_class = _tune_classes()
         key = self._key(job)
         spec = dataclasses.replace(self.spec, folder=str(job.workdir.parents[1]), key=key)
-        trainable = tune.with_resources(
-            tune.with_parameters(run_trial, spec=spec),
-            {"cpu": self.request.cpus, "gpu": self.request.gpus},
+        trainable = _registered(
+            tune.with_resources(
+                tune.with_parameters(run_trial, spec=spec),
+                {"cpu": self.request.cpus, "gpu": self.request.gpus},
+            )
         )
         experiments, remove = self._experiments(key)
         searcher = search_class(objective, study, self)
@@ -293,6 +296,23 @@ class RayTrials:
             details=from_placeholder(report.details, folder),
         )
         storage.delete(key)
+
+
+# Ray Tune registers a trainable under its function's name in one process-wide registry, and
+# two arms tuned at once from threads (parallel arms, the app's runs) broke it: "dictionary
+# changed size during iteration", and one name for two arms' trainables.
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _registered(trainable: Any) -> str:
+    """`trainable` registered with Ray Tune under a name of its own (what the Tuner is given,
+    so it registers nothing itself)."""
+    from ray.tune import register_trainable  # only with a cluster
+
+    name = f"adaptlab-trial-{uuid.uuid4().hex}"
+    with _REGISTRY_LOCK:
+        register_trainable(name, trainable)
+    return name
 
 
 def _seeded(scheduler: Any, study: Any) -> Any:
