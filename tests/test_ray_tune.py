@@ -208,6 +208,27 @@ def test_a_resumed_run_runs_no_finished_trial_again(two_nodes, tmp_path, mini_co
     assert ran and all(t.placement.pid not in {p["pid"] for p in finished.values()} for t in ran)
 
 
+def test_trials_past_the_time_budget_are_stopped_and_recorded_as_pruned(
+    two_nodes, tmp_path, mini_corpus
+):
+    from eval.run.harness import run_comparison
+
+    address, _ = two_nodes
+    config = _config(tmp_path, mini_corpus, _ray(tmp_path, address), batch_size=1)
+    # Half a second for the trials after the default: they are stopped as Tune's budget ends.
+    config = config.replace(tuning=config.tuning.replace(max_seconds=0.5))
+    store = RunStore(config.store_path)
+    run_id = run_comparison(config, store=store)
+    (result,) = store.get_run(run_id).results
+    assert result.status == "done", result.error
+    rec = result.extras.tuning
+    states = [t.state for t in rec.trials if not t.default]
+    assert states and "pruned" in states and "fail" not in states
+    # None is left running in the journal (a resume would count it as killed).
+    study = optuna.load_study(study_name=None, storage=_journal(config, run_id))
+    assert TrialState.RUNNING not in {t.state for t in study.trials}
+
+
 def test_two_arms_tuned_at_once_from_threads(two_nodes, tmp_path, mini_corpus):
     """Parallel arms (or the app's parallel runs) tune from threads of one driver: each arm's
     search keeps to its own trials (Ray Tune's trainable registry is process-wide)."""

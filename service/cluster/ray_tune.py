@@ -243,8 +243,8 @@ class RayTrials:
             tuner.fit()
         finally:
             remove()
+        searcher.finish_stopped()
         if self.cancelled():
-            searcher.abandon()
             raise RunCancelled
 
     def _scheduler(self, job: TuningJob) -> Any:
@@ -360,6 +360,7 @@ def _tune_classes() -> tuple[type, type]:
 
         def __init__(self, objective: Objective, study: Any, runner: RayTrials):
             self.objective, self.runner = objective, runner
+            self._last: dict[str, dict[str, Any]] = {}  # each trial's last report
             super().__init__(
                 space=objective.draw,  # define-by-run: the same draw as in process
                 metric=METRIC,
@@ -399,6 +400,7 @@ def _tune_classes() -> tuple[type, type]:
             trial = self._ot_trials.get(trial_id)
             if trial is None or trial_id in self._completed_trials:
                 return
+            self._last[trial_id] = result
             if not result.get("final"):  # intermediate values as a local trial reports them
                 trial.report(float(result[METRIC]), int(result[STEP]))
             phase = "train" if self.objective.job.trains else "answer"
@@ -417,10 +419,18 @@ def _tune_classes() -> tuple[type, type]:
         def on_trial_complete(
             self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
         ) -> None:
-            trial = self._ot_trials.get(trial_id)
-            if trial is None or trial_id in self._completed_trials:
-                return
-            result = result or {}
+            if trial_id in self._ot_trials and trial_id not in self._completed_trials:
+                self._finish(trial_id, result or self._last.get(trial_id, {}), error)
+
+        def finish_stopped(self) -> None:
+            """Tell the trials Tune stopped as its experiment ended (the run's cancel, the
+            time budget), of which it tells the searcher nothing, with their last reports."""
+            for trial_id in list(self._ot_trials):
+                if trial_id not in self._completed_trials:
+                    self._finish(trial_id, self._last.get(trial_id, {}), False)
+
+        def _finish(self, trial_id: str, result: dict[str, Any], error: bool) -> None:
+            trial = self._ot_trials[trial_id]
             if self.runner.cancelled() and not result.get("final"):
                 # Stopped by the run's cancel: no outcome, so a resumed run runs it anew.
                 self._tell(trial_id, None, TrialState.FAIL)
@@ -441,14 +451,6 @@ def _tune_classes() -> tuple[type, type]:
                 self._tell(trial_id, float(result[METRIC]), TrialState.COMPLETE)
             else:  # stopped by the scheduler at a rung, or the time budget ran out
                 self._tell(trial_id, None, TrialState.PRUNED)
-
-        def abandon(self) -> None:
-            """Fail the trials a cancel stopped (Tune tells the searcher nothing of them),
-            without an error of their own: a resumed run runs them again, as a local
-            search does a trial its cancel stopped."""
-            for trial_id in list(self._ot_trials):
-                if trial_id not in self._completed_trials:
-                    self._tell(trial_id, None, TrialState.FAIL)
 
         def _tell(self, trial_id: str, value: float | None, state: Any) -> None:
             self._completed_trials.add(trial_id)
