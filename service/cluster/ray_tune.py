@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.engines.in_process import resolve_device
+from core.engines.in_process import load_embedder, load_generator, resolve_device
 from core.tuning_space import spaces_of, with_values
 from core.types import PrepareReport, QAPair
 from eval.config import RunConfig
 from eval.records import Placement
-from eval.run.inputs import Inputs
+from eval.run.inputs import Inputs, needs_models
 from eval.run.workbench import Workbench
 from eval.tuning.arm import ArmTuner
 from eval.tuning.engine import (
@@ -132,13 +132,19 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     settings, whether it is the default trial, whether it repeats a finished one)."""
     from ray import tune  # only inside a Ray Tune trial
 
-    t0 = time.perf_counter()
     device = resolve_device(spec.run.models.device)
-    watch = TuneReporter(_where(spec, device), t0)
     if config["repeat"]:  # settled by the searcher from the trial it repeats
-        tune.report({METRIC: 0.0, STEP: 0, "final": True, **watch.figures()})
+        tune.report({METRIC: 0.0, STEP: 0, "final": True})
         return
     limit_threads(spec.cpus)
+    # The models load apart from the trial's time, as a local search has them loaded before
+    # its trials (once per worker: the in-process cache keeps them for its later trials).
+    t0 = time.perf_counter()
+    if needs_models([spec.name]):
+        load_generator(spec.run.models)
+        load_embedder(spec.run.models)
+    where = {**_where(spec, device), "load_s": round(time.perf_counter() - t0, 3)}
+    watch = TuneReporter(where, time.perf_counter())
     bench = Workbench(spec.run, spec.inputs, device)
     # With storage no path of the driver's is used: the trial works in a folder of this node.
     scratch = Path(tempfile.mkdtemp(prefix="adaptlab-trial-")) if spec.storage else None
@@ -342,6 +348,7 @@ def placement_of(result: dict[str, Any]) -> dict[str, Any]:
         cpus=int(result.get("cpus", 0)),
         gpus=list(result.get("gpus", [])),
         worker_s=float(result.get("seconds", 0.0)),
+        load_s=float(result.get("load_s", 0.0)),
     ).to_dict()
 
 
