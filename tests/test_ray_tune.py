@@ -253,6 +253,28 @@ def test_two_arms_tuned_at_once_from_threads(two_nodes, tmp_path, mini_corpus):
     assert all(t.placement for t in a.extras.tuning.trials + b.extras.tuning.trials)
 
 
+def test_an_arm_tunes_while_another_is_measured(two_nodes, tmp_path, mini_corpus):
+    """Arms run at once: fake is measured on one node's CPU while system_prompt's trials take
+    the other; once fake is done its idle worker gives its CPU back to the trials."""
+    from eval.run.harness import run_comparison
+
+    address, _ = two_nodes
+    config = _config(
+        tmp_path,
+        mini_corpus,
+        _ray(tmp_path, address),
+        strategies=["fake", "system_prompt"],
+        strategy_configs={"fake": {"delay_s": 0.5}},
+    )
+    store = RunStore(config.store_path)
+    run = store.get_run(run_comparison(config, store=store))
+    by = {r.strategy: r for r in run.results}
+    assert run.status == "done"
+    assert all(r.status == "done" for r in by.values()), [r.error for r in by.values()]
+    rec = by["system_prompt"].extras.tuning
+    assert len(rec.trials) == 4 and all(t.placement for t in rec.trials)
+
+
 def test_successive_halving_starts_with_the_default_trial_as_the_bar():
     """ASHA at racing's rungs gets the default trial's running scores first, so the first
     trial behind the default at a rung stops (as in the local search), not only once other

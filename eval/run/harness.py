@@ -124,7 +124,8 @@ class _Comparison:
         self._emit_lock = threading.RLock()
         # Set when one arm fails beyond its own result: the arms running beside it stop too.
         self.halt = threading.Event()
-        # Trials run in this process, on its models and cores: one arm's search at a time.
+        # Trials run in this process, on its models and cores (or, on Ray, as Tune trials that
+        # take the cluster's CPUs beside the arms): one arm's search at a time.
         self._tuning_lock = threading.Lock()
         self._tuned: dict[str, threading.Event] = {}  # strategy -> its choice is known
         # Resuming keeps what an interrupted run already measured: those results are not redone.

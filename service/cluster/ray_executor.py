@@ -125,7 +125,14 @@ class RayExecutor(Executor):
             keep,
             storage=self.config.executor.storage,
         )
-        return RayTrials(spec, request, at_once, self.measurement.cancelled, self.config.workdir)
+        return RayTrials(
+            spec,
+            request,
+            at_once,
+            self.measurement.cancelled,
+            self.config.workdir,
+            make_room=self.workers.drop_idle,  # an arm done meanwhile leaves its worker idle
+        )
 
     def describe(self) -> dict[str, Any]:
         return {

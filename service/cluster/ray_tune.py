@@ -198,9 +198,13 @@ class RayTrials:
         at_once: int,
         cancelled: Any,
         workdir: Path,
+        make_room: Any = None,
     ):
         self.spec, self.request, self.at_once = spec, request, max(1, at_once)
         self.cancelled, self.workdir = cancelled, Path(workdir)
+        # Called while trials run: frees what idle arm workers of the run hold (an arm that
+        # finishes meanwhile leaves its worker idle, holding CPUs the trials wait for).
+        self.make_room = make_room or (lambda: None)
         self.prepared: dict[int, PrepareReport] = {}  # kept trials' reports (placeholders)
 
     def _key(self, job: TuningJob) -> str:
@@ -242,7 +246,7 @@ class RayTrials:
                     name=f"trials-{uuid.uuid4().hex[:8]}",  # the default's, then the others
                     storage_path=experiments,
                     failure_config=tune.FailureConfig(max_failures=1),  # a dead worker: retried
-                    stop=stopper_class(self.cancelled),
+                    stop=stopper_class(self.cancelled, self.make_room),
                     verbose=0,
                 ),
             )
@@ -467,10 +471,11 @@ def _tune_classes() -> tuple[type, type]:
                 self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
 
     class CancelStopper(Stopper):
-        """Stops every trial once the run is cancelled."""
+        """Stops every trial once the run is cancelled; asked at every step of Tune's loop,
+        it also makes room for waiting trials (`make_room`)."""
 
-        def __init__(self, cancelled: Any):
-            self.cancelled = cancelled
+        def __init__(self, cancelled: Any, make_room: Any):
+            self.cancelled, self.make_room = cancelled, make_room
 
         def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
             return False
@@ -479,6 +484,7 @@ def _tune_classes() -> tuple[type, type]:
             return {}  # Tune's snapshot of the tuner: the run's cancel does not pickle
 
         def stop_all(self) -> bool:
+            self.make_room()
             return bool(self.cancelled())
 
     return ArmSearch, CancelStopper
