@@ -219,6 +219,9 @@ class RayTrials:
         cluster holds, for `timeout` seconds at most; RunCancelled when the run is."""
         from ray import tune  # only with a cluster
 
+        # Tune's result files (CSV, JSON, TensorBoard) would land in the experiment folder
+        # removed below: the journal keeps the trials. Read by Tune at each fit, this process's.
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         job = objective.job
         search_class, stopper_class = _tune_classes()
         key = self._key(job)
