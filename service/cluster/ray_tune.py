@@ -13,9 +13,11 @@ the rungs racing uses (16, 48, 144 pairs). The searcher writes each finished tri
 study with its settings, scores, seconds and where it ran (`placement`).
 
 Failures: a trial whose worker dies is retried once (`FailureConfig(max_failures=1)`); one
-that raises is failed with its error and the search goes on; a cancelled run stops every trial
-(a Stopper polling the run's cancel) and leaves them to run again on resume, while finished
-trials stay in the journal and are not run again.
+that raises is failed with its error and the search goes on; trials running when the time
+budget ends are stopped and told as pruned; a cancelled run stops every trial (a Stopper
+polling the run's cancel) and leaves them unfinished (failed without an error of their own, as
+a local search leaves a trial its cancel stopped: a resumed run does not count them), while
+finished trials stay in the journal and are not run again.
 
 Kept free of `import ray` at module level (imported inside functions, as the executor does).
 """
