@@ -249,6 +249,15 @@ class TrialRow:
     # (None: stored before racing).
     answered: int | None = None
     error: str = ""  # why a failed trial failed (an out-of-memory, a refused setting)
+    # Where a Ray Tune trial ran (node, CPUs, GPUs, seconds); None in process (and stored
+    # before trials ran on a cluster).
+    placement: Placement | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialRow:
+        """From a stored trial dict; unknown keys ignored."""
+        placement = Placement.from_dict(d.get("placement"))
+        return cls(**known_fields(cls, d, skip=("placement",)), placement=placement)
 
 
 @dataclass
@@ -320,7 +329,7 @@ class TuningRecord:
         """From a stored tuning dict; None for none."""
         if not d:
             return None
-        trials = [TrialRow(**known_fields(TrialRow, t)) for t in d.get("trials") or []]
+        trials = [TrialRow.from_dict(t) for t in d.get("trials") or []]
         scores = ("default_score", "tuned_score", "gain", "crossfit_gain")
         intervals = {k: Interval.from_dict(d[k]) if d.get(k) else None for k in scores}
         return cls(**known_fields(cls, d, skip=("trials", *scores)), trials=trials, **intervals)

@@ -17,7 +17,7 @@ from eval.run.harness import run_comparison
 from eval.store.runs import RunStore
 from eval.tuning.arm import ALL_LEFT_OUT, ALL_PAIRS, HELD_OUT, OWN_PAIRS, tuning_pairs
 from eval.tuning.config import TuningConfig
-from eval.tuning.engine import _FAILED, TuningJob, _Objective, study_name, tune
+from eval.tuning.engine import _FAILED, Objective, TuningJob, study_name, tune
 from eval.tuning.evidence import crossfit_diffs, halves
 from eval.tuning.racing import (
     RacePruner,
@@ -601,7 +601,7 @@ def test_a_redraw_of_a_pruned_setting_is_pruned_not_complete(tmp_path):
     val = _pairs(32)
     _modes(val, {})
     job = _job(tmp_path, "ev_mode", val)
-    objective = _Objective(job, spaces_of(ModeConfig), {})
+    objective = Objective(job, spaces_of(ModeConfig), {})
     study = optuna.create_study(direction="maximize", pruner=RacePruner(None))
     study.enqueue_trial(objective.default_params(), user_attrs={"default": True})
     study.enqueue_trial({"mode": "wrong"})

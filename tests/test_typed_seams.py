@@ -133,7 +133,11 @@ def test_records_round_trip_through_the_store(tmp_path):
                 default={"top_k": 3},
                 chosen={"top_k": 5},
                 gain=Interval(0.1, -0.05, 0.2, 4),
-                trials=[TrialRow(0, "complete", 0.4, {"top_k": 3}, 1.5, default=True)],
+                trials=[
+                    TrialRow(0, "complete", 0.4, {"top_k": 3}, 1.5, default=True),
+                    # A Ray Tune trial: where it ran comes back typed.
+                    TrialRow(1, "pruned", 0.2, {"top_k": 5}, 0.7, placement=Placement(cpus=2)),
+                ],
             ),
             placement=Placement(node="n1", pid=7, device="cuda", gpus=["0"], overhead_s=0.2),
         ),
@@ -146,6 +150,18 @@ def test_records_round_trip_through_the_store(tmp_path):
     assert again.tuning == result.extras.tuning and again.tuning.changed == {"top_k": 5}
     with pytest.raises(TypeError):
         store.update_extras(run_id, "rag", slices=3)  # extras are the record's fields
+
+
+def test_a_trial_stored_before_placements_reads_without_one():
+    old = {"number": 0, "state": "complete", "value": 0.4, "values": {"k": 3}, "seconds": 1.5}
+    rec = TuningRecord.from_dict({"status": "tuned", "budget": "quick", "trials": [old]})
+    assert rec.trials == [TrialRow(0, "complete", 0.4, {"k": 3}, 1.5)]
+    assert rec.trials[0].placement is None
+    placed = {**old, "placement": {"node_id": "n2", "cpus": 1, "worker_s": 2.5}}
+    (row,) = TuningRecord.from_dict(
+        {"status": "tuned", "budget": "quick", "trials": [placed]}
+    ).trials
+    assert row.placement == Placement(node_id="n2", cpus=1, worker_s=2.5)
 
 
 # metrics_json exactly as RunStore wrote it before the intervals were typed (json.dumps of

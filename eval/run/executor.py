@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from core.config import ConfigError
 from core.registry import Registry
+from core.types import QAPair
 from eval.config import RunConfig
 from eval.run.measurement import Arm, Measured, StrategyMeasurement, measure_arm
 from eval.run.workbench import Workbench
@@ -47,6 +48,12 @@ class Executor:
         """The arm measured; raises RunCancelled when the run is cancelled meanwhile. Called
         from up to `arms_at_once` threads at a time."""
         raise NotImplementedError
+
+    def trial_runner(self, name: str, label: str, train: list[QAPair], keep: bool) -> Any:
+        """What runs the tuning trials of arm `label` (strategy `name` on `train`; `keep`: its
+        chosen trial's folder is kept for the arm): None for Optuna's loop in this process
+        (eval.tuning.engine.InProcess), else an object with its `optimize` and `fetch`."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Where this run's arms run, as stored with the run (History's "Where" column)."""

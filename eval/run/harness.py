@@ -124,7 +124,8 @@ class _Comparison:
         self._emit_lock = threading.RLock()
         # Set when one arm fails beyond its own result: the arms running beside it stop too.
         self.halt = threading.Event()
-        # Trials run in this process, on its models and cores: one arm's search at a time.
+        # Trials run in this process, on its models and cores (or, on Ray, as Tune trials that
+        # take the cluster's CPUs beside the arms): one arm's search at a time.
         self._tuning_lock = threading.Lock()
         self._tuned: dict[str, threading.Event] = {}  # strategy -> its choice is known
         # Resuming keeps what an interrupted run already measured: those results are not redone.
@@ -179,7 +180,12 @@ class _Comparison:
         )
         self.executor = make_executor(config, self.bench, self.measurement)
         self.tuner = ArmTuner(
-            self.bench, self.folder, self.emit, self.cancelled, reuse=self.executor.local_files
+            self.bench,
+            self.folder,
+            self.emit,
+            self.cancelled,
+            reuse=self.executor.local_files,
+            runner=self.executor.trial_runner,  # Ray Tune trials on a cluster
         )
         try:
             self.store.update_run(self.run_id, executor=self.executor.describe())

@@ -110,12 +110,16 @@ class ArmTuner:
         emit: ProgressFn,
         cancelled: Callable[[], bool],
         reuse: bool = True,
+        runner: Callable[[str, str, list[QAPair], bool], Any] | None = None,
     ):
         self.bench, self.folder = bench, Path(folder)
         self.emit, self.cancelled = emit, cancelled
         # Whether an arm may answer with a trial's artifacts: they are files on this machine,
         # so not when the arm is measured elsewhere (a Ray worker on another node).
         self.reuse = reuse
+        # (strategy, label, training pairs, keep) -> what runs the arm's trials (the
+        # executor's: Ray Tune trials on a cluster); None: in this process.
+        self.runner = runner
         self.chosen: dict[str, ConfigBase] = {}
         self.kept: dict[str, tuple[int, Path, PrepareReport]] = {}  # label -> chosen trial's
 
@@ -143,6 +147,25 @@ class ArmTuner:
             return None, None
         if extras.is_variant:
             return self.chosen.get(name), None
+        job = self.job(name, label, train)
+        runner = self.runner(name, label, train, job.keep) if self.runner else None
+        self.emit(ProgressEvent("tune", strategy=label, figures={"budget": self.tuning.budget}))
+        try:
+            # In process unless the executor runs trials elsewhere (Ray Tune on a cluster).
+            chosen, record = tune(job, self.tuning, **({"runner": runner} if runner else {}))
+        except RunCancelled:
+            raise
+        except Exception as e:  # noqa: BLE001 - the arm fails with the error, the run goes on
+            raise TuningFailed(label, job.base, self.tuning.budget, e) from e
+        self.chosen[name] = chosen
+        if job.kept is not None:
+            self.kept[label] = job.kept
+        return chosen, record
+
+    def job(self, name: str, label: str, train: list[QAPair]) -> TuningJob:
+        """Arm `label`'s search (strategy `name` on `train`): its pairs, where its trials work,
+        how each trial builds the strategy. A Ray Tune trial rebuilds the same job on its
+        worker from the same inputs."""
         config = self.bench.strategy(name, None, self.bench.context()).config
         kind = get_strategy_class(name)
         split = self.bench.config.split
@@ -168,7 +191,7 @@ class ArmTuner:
             )
             return self.bench.strategy(name, cfg, ctx)
 
-        job = TuningJob(
+        return TuningJob(
             label=label,
             base=config,
             trains=bool(get_strategy_class(name).trains),
@@ -186,17 +209,6 @@ class ArmTuner:
             emit=lambda ev: self.emit(ProgressEvent.from_dict(ev, strategy=label)),
             keep=own and self.reuse,
         )
-        self.emit(ProgressEvent("tune", strategy=label, figures={"budget": self.tuning.budget}))
-        try:
-            chosen, record = tune(job, self.tuning)
-        except RunCancelled:
-            raise
-        except Exception as e:  # noqa: BLE001 - the arm fails with the error, the run goes on
-            raise TuningFailed(label, config, self.tuning.budget, e) from e
-        self.chosen[name] = chosen
-        if job.kept is not None:
-            self.kept[label] = job.kept
-        return chosen, record
 
     def prepared(self, name: str, label: str, settings: ConfigBase, into: Path) -> ConfigBase:
         """`settings` pointing at the chosen trial's artifacts, moved under `into` (the arm's

@@ -13,6 +13,9 @@ on. Settings drawn a second time keep the first trial's outcome instead of anoth
 finite space stops its search once every setting has been tried: the system prompt's four
 instructions cost four passes, not twelve. The default is replaced only as `tuning.adopt` says
 (eval.tuning.evidence). With `keep`, the chosen trial's folder (its adapter) is kept for the arm.
+The trials themselves run through a runner: `InProcess` (Optuna's loop here) by default, or
+the executor's (service.cluster.ray_tune: Ray Tune trials over the same study); everything
+around them (the default first, the budget, the record and the choice) is this module's.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from core.qa import DEFAULT_JACCARD
 from core.tuning_space import Categorical, spaces_of, value_at, with_values
 from core.types import Corpus, PrepareReport, QAPair
 from eval.metrics import f1_score
-from eval.records import TrialRow, TuningRecord
+from eval.records import Placement, TrialRow, TuningRecord
 from eval.stats.intervals import bootstrap_ci
 from eval.tuning.config import TuningConfig
 from eval.tuning.evidence import group_labels, halves, weigh
@@ -71,17 +74,31 @@ class TuningJob:
     kept: tuple[int, Path, PrepareReport] | None = None
 
 
+class InProcess:
+    """Runs an arm's trials in this process, one after the other (Optuna's own loop): the
+    default. Another runner (service.cluster.ray_tune's, Ray Tune trials on a cluster) runs
+    them elsewhere, writing the same trials into the same study."""
+
+    def optimize(self, study: Any, objective: Objective, n_trials: int, timeout: float | None):
+        """Run up to `n_trials` more trials of `study` (for `timeout` seconds at most)."""
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=_FAILED)
+
+    def fetch(self, job: TuningJob, number: int, prepared: dict[int, PrepareReport]) -> None:
+        """Bring kept trial `number`'s folder to `job.workdir` (here: it is there already)."""
+
+
 def tune(
-    job: TuningJob, tuning: TuningConfig, pruner: Any = None
+    job: TuningJob, tuning: TuningConfig, pruner: Any = None, runner: Any = None
 ) -> tuple[ConfigBase, TuningRecord]:
     """Search `job`'s spaces under `tuning`'s budget; (chosen config, record).
 
     The chosen config is the default unless the best trial replaces it under `tuning.adopt`
     (by default: only on evidence, eval.tuning.evidence). `pruner` replaces the default one
-    (racing for untrained trials, successive halving for trained ones; tests). A trial's own
-    error fails that trial only; RunCancelled from the run propagates; the trials done so far
-    stay in the journal.
+    (racing for untrained trials, successive halving for trained ones; tests). `runner` runs
+    the trials (InProcess by default). A trial's own error fails that trial only; RunCancelled
+    from the run propagates; the trials done so far stay in the journal.
     """
+    runner = runner or InProcess()
     spaces = spaces_of(type(job.base))
     record = TuningRecord(
         status="tuned",
@@ -101,7 +118,7 @@ def tune(
         record.note = f"{len(job.val)} validation pair(s): too few to compare settings on"
         return job.base, record
     t0 = time.perf_counter()
-    objective = _Objective(job, spaces, tuning.extra_choices)
+    objective = Objective(job, spaces, tuning.extra_choices)
     budget = tuning.budget_for(job.trains)
     size = objective.size()
     exhaustive = size is not None and size <= budget.n_trials and not objective.off_grid()
@@ -110,31 +127,35 @@ def tune(
     before = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study))
     import optuna
 
-    if not any(_is_default(t) for t in _finished(study)):
+    if not any(is_default(t) for t in _finished(study)):
         waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
         if not waiting:  # a killed run may have left the default queued already
             study.enqueue_trial(objective.default_params(), user_attrs={"default": True})
-        study.optimize(objective, n_trials=1, catch=_FAILED)
-    default_s = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if _is_default(t))
-    spent = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if not _is_default(t))
+        runner.optimize(study, objective, 1, None)
+    default_s = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if is_default(t))
+    spent = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if not is_default(t))
     left = budget.n_trials - len(_finished(study))
     cap = budget.seconds_after_default(default_s)
     if left > 0 and (cap is None or cap - spent > 0) and not objective.exhausted(_finished(study)):
         timeout = None if cap is None else cap - spent
         # Optuna's timeout only stops new trials; the deadline also stops the running one.
         objective.deadline = None if timeout is None else time.perf_counter() + timeout
-        study.optimize(objective, n_trials=left, timeout=timeout, catch=_FAILED)
+        runner.optimize(study, objective, left, timeout)
     record.trials = [_row(t) for t in study.trials if t.state != optuna.trial.TrialState.RUNNING]
     record.seconds = round(before + time.perf_counter() - t0, 4)
     chosen = _choose(job, study, record, tuning.adopt)
-    _keep_chosen(job, objective.prepared, record.chosen_trial)
+    _keep_chosen(job, objective.prepared, record.chosen_trial, runner)
     return chosen
 
 
-def _keep_chosen(job: TuningJob, prepared: dict[int, PrepareReport], number: int | None) -> None:
+def _keep_chosen(
+    job: TuningJob, prepared: dict[int, PrepareReport], number: int | None, runner: Any
+) -> None:
     """Remove every trial folder but the chosen one's, which `job.kept` then names."""
     if not job.keep:
         return
+    if number is not None:
+        runner.fetch(job, number, prepared)
     folder = job.workdir / f"trial-{number}"
     if number in prepared and folder.is_dir():
         job.kept = (number, folder, prepared[number])
@@ -158,13 +179,10 @@ def _study(job: TuningJob, pruner: Any, exhaustive: bool = False, rungs: bool = 
     untrained trials also stop at a rung where they are not ahead of the leader (racing).
     """
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    job.journal.parent.mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(job.journal)))
+    storage = journal_storage(job)
     study = optuna.create_study(
         study_name=study_name(job),
         storage=storage,
@@ -210,7 +228,8 @@ def _finished(study) -> list:
     return [t for t in trials if t.state != TrialState.FAIL or "error" in t.user_attrs]
 
 
-def _is_default(trial) -> bool:
+def is_default(trial) -> bool:
+    """Whether `trial` is the one that runs the arm's own settings."""
     return bool(trial.user_attrs.get("default"))
 
 
@@ -222,9 +241,10 @@ def _row(t) -> TrialRow:
         values=dict(t.user_attrs.get("values") or {}),
         seconds=round(float(t.user_attrs.get("seconds", 0.0)), 3),
         steps=t.user_attrs.get("steps"),
-        default=_is_default(t),
+        default=is_default(t),
         answered=t.user_attrs.get("answered"),
         error=str(t.user_attrs.get("error", "")),
+        placement=Placement.from_dict(t.user_attrs.get("placement")),  # a Ray Tune trial's
     )
 
 
@@ -236,11 +256,11 @@ def _choose(
     from optuna.trial import TrialState
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    default = next((t for t in done if _is_default(t)), None)
+    default = next((t for t in done if is_default(t)), None)
     if default is None:
         record.status, record.note = "skipped", "the default settings could not be scored"
         return job.base, record
-    best = max(done, key=lambda t: (t.value, _is_default(t)))  # ties keep the default
+    best = max(done, key=lambda t: (t.value, is_default(t)))  # ties keep the default
     # A redrawn setting's trial prepared nothing: the one it repeats holds the artifacts.
     record.best_trial = best.user_attrs.get("repeat_of", best.number)
     record.chosen_trial = default.number
@@ -251,7 +271,7 @@ def _choose(
     record.best = {**record.default, **best.user_attrs["values"]}
     # Every finished setting once (redraws repeat one), the default first: the cross-fit's
     # candidates.
-    others = [t for t in done if not _is_default(t) and "repeat_of" not in t.user_attrs]
+    others = [t for t in done if not is_default(t) and "repeat_of" not in t.user_attrs]
     candidates = [d_scores] + [t.user_attrs["scores"] for t in others]
     split = halves(job.val, job.jaccard, job.seed)
     evidence = weigh(d_scores, b_scores, candidates, split, seed=job.seed, groups=groups)
@@ -330,6 +350,29 @@ def planned_trials(base: ConfigBase, tuning: TuningConfig, trains: bool) -> int:
     return n if size is None else min(n, size)
 
 
+def repeat_outcome(trial: Any, earlier: Any) -> tuple[Any, float | None]:
+    """`repeat` as the Optuna state and value to tell the study (for a runner that tells it
+    itself, as Ray Tune's searcher does)."""
+    import optuna
+
+    state = optuna.trial.TrialState
+    try:
+        return state.COMPLETE, repeat(trial, earlier)
+    except optuna.TrialPruned:
+        return state.PRUNED, None
+    except _TrialFailed:
+        return state.FAIL, None
+
+
+def journal_storage(job: TuningJob) -> Any:
+    """The Optuna storage of `job`'s journal file (created with its folder)."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    job.journal.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(job.journal)))
+
+
 class _TrialFailed(Exception):
     """A trial's own error (an out-of-memory, a refused setting), already recorded on it: Optuna
     marks the trial failed and the search goes on."""
@@ -343,7 +386,34 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-class _Objective:
+def same_as(study: Any, values: dict[str, Any]) -> Any:
+    """The finished trial of `study` that tried `values` already, or None."""
+    finished = _finished(study)
+    return next((t for t in finished if _same(t.user_attrs.get("values", {}), values)), None)
+
+
+def repeat(trial: Any, earlier: Any) -> float:
+    """Trial `trial` redrew `earlier`'s settings: TPE redraws small spaces, and a second pass
+    over the validation pairs would cost a whole trial and say the same, so the earlier
+    outcome stands (its value; _TrialFailed or TrialPruned when it failed or was pruned)."""
+    import optuna
+
+    trial.set_user_attr("seconds", 0.0)
+    trial.set_user_attr("steps", 0)
+    trial.set_user_attr("answered", earlier.user_attrs.get("answered"))
+    trial.set_user_attr("repeat_of", earlier.number)
+    if earlier.state == optuna.trial.TrialState.FAIL:
+        trial.set_user_attr("error", earlier.user_attrs.get("error", ""))
+        raise _TrialFailed(f"the settings of failed trial {earlier.number}")
+    # Optuna stores a pruned trial's last running score as its value: a repeat of it is
+    # pruned too, never a complete trial scored on the few pairs it answered.
+    if earlier.state == optuna.trial.TrialState.PRUNED or earlier.value is None:
+        raise optuna.TrialPruned(f"the settings of pruned trial {earlier.number}")
+    trial.set_user_attr("scores", earlier.user_attrs.get("scores", []))
+    return float(earlier.value)
+
+
+class Objective:
     """One trial: build the arm with the suggested settings, prepare it on the fit pairs,
     answer the validation pairs, return their mean token F1."""
 
@@ -353,6 +423,18 @@ class _Objective:
         self.deadline: float | None = None  # perf_counter time the budget runs out at
         self.extra = _extras(job.base, spaces, extra_choices)
         self.defaults = {p: value_at(job.base, p) for p in spaces}
+
+    def draw(self, trial: Any) -> dict[str, Any]:
+        """The settings `trial` tries, drawn from the spaces (the default trial: the arm's
+        settings as configured, not the grid point standing for them); stored on the trial."""
+        values = {
+            path: space.suggest(trial, path, self.extra.get(path, ()))
+            for path, space in self.spaces.items()
+        }
+        if is_default(trial):
+            values = dict(self.defaults)
+        trial.set_user_attr("values", values)
+        return values
 
     def default_params(self) -> dict[str, Any]:
         """The trial parameters that stand for the arm's own settings: the nearest point of
@@ -371,34 +453,11 @@ class _Objective:
     def __call__(self, trial) -> float:
         import optuna
 
-        values = {
-            path: space.suggest(trial, path, self.extra.get(path, ()))
-            for path, space in self.spaces.items()
-        }
-        default = _is_default(trial)
-        if default:  # the arm's settings as configured, not the grid point standing for them
-            values = dict(self.defaults)
-        trial.set_user_attr("values", values)
-        earlier = next(
-            (t for t in _finished(trial.study) if _same(t.user_attrs.get("values", {}), values)),
-            None,
-        )
+        values = self.draw(trial)
+        default = is_default(trial)
+        earlier = same_as(trial.study, values)
         if earlier is not None and not default:
-            # TPE redraws small spaces; a second pass over the validation pairs would cost a
-            # whole trial and say the same, so the earlier outcome stands.
-            trial.set_user_attr("seconds", 0.0)
-            trial.set_user_attr("steps", 0)
-            trial.set_user_attr("answered", earlier.user_attrs.get("answered"))
-            trial.set_user_attr("repeat_of", earlier.number)
-            if earlier.state == optuna.trial.TrialState.FAIL:
-                trial.set_user_attr("error", earlier.user_attrs.get("error", ""))
-                raise _TrialFailed(f"the settings of failed trial {earlier.number}")
-            # Optuna stores a pruned trial's last running score as its value: a repeat of it
-            # is pruned too, never a complete trial scored on the few pairs it answered.
-            if earlier.state == optuna.trial.TrialState.PRUNED or earlier.value is None:
-                raise optuna.TrialPruned(f"the settings of pruned trial {earlier.number}")
-            trial.set_user_attr("scores", earlier.user_attrs.get("scores", []))
-            return float(earlier.value)
+            return repeat(trial, earlier)
         try:
             config = self.job.base if default else with_values(self.job.base, values)
         except ConfigError as e:  # a combination of values the config refuses
@@ -407,7 +466,7 @@ class _Objective:
         watch = _Watch(trial, self.job, self.deadline)
         t0 = time.perf_counter()
         try:
-            scores = self._score(config, watch, trial.number)
+            scores = self.score(config, watch, trial.number)
         except RunCancelled:
             self._spent(trial, watch, t0)
             if self.job.cancelled():  # the run's cancel wins over a prune or the deadline
@@ -440,7 +499,10 @@ class _Objective:
         seen = {json.dumps(t.user_attrs.get("values", {}), sort_keys=True) for t in finished}
         return len(seen) >= size + self.off_grid()
 
-    def _score(self, config: ConfigBase, watch: _Watch, number: int) -> list[float]:
+    def score(self, config: ConfigBase, watch: Any, number: int) -> list[float]:
+        """Per-pair validation F1 of `config`, prepared in `job.workdir/trial-<number>`.
+        `watch` (a _Watch here, a Ray Tune reporter on a cluster) hears the running scores and
+        training progress and may stop the trial; RunCancelled when it does."""
         job = self.job
         folder = job.workdir / f"trial-{number}"
         strategy = job.build(config, folder, watch.progress, watch.cancelled)

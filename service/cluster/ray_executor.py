@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.config import ConfigError
+from core.types import QAPair
 from eval.config import ExecutorConfig, RunConfig
 from eval.records import Placement, PreparedRecord
 from eval.run.executor import ArmLost, Executor, register_executor
@@ -19,6 +21,7 @@ from eval.run.measurement import Arm, Measured, StrategyMeasurement
 from eval.run.workbench import Workbench
 from eval.store.artifacts import label_folder
 from service.cluster.plan import ArmRequest, ClusterShape, arm_request, placement_plan
+from service.cluster.ray_tune import RayTrials, TrialSpec
 from service.cluster.ray_worker import ArmWorker
 from service.cluster.storage import Storage, check_reachable, from_placeholder, to_placeholder
 from service.cluster.worker_pool import WorkerPool
@@ -100,6 +103,36 @@ class RayExecutor(Executor):
         # one, an untrained arm's for `untrained_gpus`), one per arm running; each loads the
         # models once.
         self.workers = WorkerPool(self.shape, self._start, self._kill)
+
+    def trial_runner(self, name: str, label: str, train: list[QAPair], keep: bool) -> RayTrials:
+        """The arm's tuning trials as Ray Tune trials, each asking what the arm would (CPUs, a
+        GPU for a trained arm where the cluster has one), as many at once as fit."""
+        self.workers.drop_idle()  # the trials need the CPUs an idle arm worker holds
+        request = arm_request(self.config.executor, name, self.shape)
+        at_once = self.shape.fits(request)
+        if not at_once:  # Tune would wait for such a node for ever
+            raise ConfigError(
+                f"no node of the Ray cluster has {request.cpus} CPU(s) and {request.gpus:g} "
+                f"GPU(s) free for a trial of {label}; lower executor.cpus_per_arm or num_gpus"
+            )
+        spec = TrialSpec(
+            self.config,
+            self.bench.inputs,
+            name,
+            label,
+            list(train),
+            request.cpus,
+            keep,
+            storage=self.config.executor.storage,
+        )
+        return RayTrials(
+            spec,
+            request,
+            at_once,
+            self.measurement.cancelled,
+            self.config.workdir,
+            make_room=self.workers.drop_idle,  # an arm done meanwhile leaves its worker idle
+        )
 
     def describe(self) -> dict[str, Any]:
         return {

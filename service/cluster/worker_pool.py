@@ -72,6 +72,13 @@ class WorkerPool:
         with self._cond:
             self._forget(actor)
 
+    def drop_idle(self) -> None:
+        """Kill the idle workers: what they hold is wanted elsewhere (an arm's tuning trials
+        on the cluster); later arms start fresh ones."""
+        with self._cond:
+            for _, actor in list(self._idle):
+                self._forget(actor)
+
     def live(self) -> list[Any]:
         """The workers started and not dropped, idle or busy."""
         with self._cond:
