@@ -1,0 +1,100 @@
+"""Format-task pairs made from factual Q/A pairs: each gold answer becomes the JSON object
+{"answer": ..., "source": ..., "quote": ...} that a JSON Schema written beside them describes.
+
+`answer` is the pair's answer text, `source` the document's name without its extension, and
+`quote` the sentence holding the answer: looked for in the pair's passage (generated pairs keep
+the sentence they came from), else in the text of the document the pair names. A field some
+answers lack (no source named, no sentence found) stays out of the schema's `required`.
+The sample's format task (sample_data/build_tasks.py) is built with the same `format_record`,
+without quotes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from core.qagen.heuristics import split_sentences
+from core.types import QAPair
+
+FIELDS = ("answer", "source", "quote")
+# A `source` enum names every document; past this many names it would swell every prompt that
+# carries the schema (the system prompt does), so the field is then plain text.
+MAX_ENUM = 50
+
+
+def document_key(name: str) -> str:
+    """A document's name as `source` gives it: its base name without the extension."""
+    return Path(str(name).replace("\\", "/")).stem
+
+
+def quote_for(answer: str, texts: Iterable[str | None]) -> str | None:
+    """The first sentence holding `answer` (case-insensitive) in the first of `texts` that has
+    one, else None."""
+    needle = answer.strip().lower()
+    if not needle:
+        return None
+    for text in texts:
+        if not text or needle not in text.lower():
+            continue
+        for a, b in split_sentences(text):
+            if needle in text[a:b].lower():
+                return text[a:b]
+    return None
+
+
+def format_record(
+    pair: QAPair, documents: Mapping[str, str] | None = None, quotes: bool = True
+) -> dict[str, Any]:
+    """`pair` as a Q/A file record whose answers are JSON objects. `documents`: document key
+    (`document_key`) -> text, where a quote is looked for when the passage has none; `quotes`
+    False leaves quotes out (the sample's task)."""
+    source = document_key(pair.source) if pair.source else None
+    texts = (pair.passage, (documents or {}).get(source or ""))
+    answers = []
+    for text in pair.answers:
+        obj: dict[str, Any] = {"answer": text}
+        if source:
+            obj["source"] = source
+        quote = quote_for(text, texts) if quotes else None
+        if quote:
+            obj["quote"] = quote
+        answers.append(obj)
+    record: dict[str, Any] = {"id": pair.id, "question": pair.question, "answers": answers}
+    for key in ("source", "passage", "group"):
+        if getattr(pair, key):
+            record[key] = getattr(pair, key)
+    return record
+
+
+def format_schema(records: list[dict[str, Any]], documents: Iterable[str] = ()) -> dict[str, Any]:
+    """The JSON Schema the records' answers validate against: `answer` always required,
+    `source` and `quote` required when every answer has them; `source` an enum of the
+    documents' keys and the sources used (at most MAX_ENUM names, else any text)."""
+    answers = [a for r in records for a in r["answers"]]
+    present = [f for f in FIELDS if any(f in a for a in answers)]
+    required = [f for f in present if all(f in a for a in answers)]
+    properties: dict[str, Any] = {f: {"type": "string", "minLength": 1} for f in present}
+    used = {a["source"] for a in answers if "source" in a}
+    names = sorted({*map(document_key, documents), *used})
+    if "source" in properties and 0 < len(names) <= MAX_ENUM:
+        properties["source"] = {"type": "string", "enum": names}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "A sourced answer",
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+def build_format_task(
+    pairs: list[QAPair], documents: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(records, schema) of the format task made from `pairs` over a corpus whose documents
+    are `documents` (document name -> text)."""
+    texts = {document_key(name): text for name, text in documents.items()}
+    records = [format_record(p, texts) for p in pairs]
+    return records, format_schema(records, documents)
