@@ -11,6 +11,7 @@ without quotes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,17 +31,21 @@ def document_key(name: str) -> str:
 
 
 def quote_for(answer: str, texts: Iterable[str | None]) -> str | None:
-    """The first sentence holding `answer` (case-insensitive) in the first of `texts` that has
-    one, else None."""
+    """The first sentence holding `answer` (case-insensitive; as whole words where a sentence
+    has it so, else anywhere: "pharma" is quoted from "...from pharma." before "Pharmacy is...")
+    in the first of `texts` that holds it, else None."""
     needle = answer.strip().lower()
     if not needle:
         return None
+    whole = re.compile(rf"(?<!\w){re.escape(needle)}(?!\w)")
     for text in texts:
         if not text or needle not in text.lower():
             continue
-        for a, b in split_sentences(text):
-            if needle in text[a:b].lower():
-                return text[a:b]
+        sentences = [text[a:b] for a, b in split_sentences(text)]
+        for found in (whole.search, lambda s: needle in s):
+            for sentence in sentences:
+                if found(sentence.lower()):
+                    return sentence
     return None
 
 

@@ -133,6 +133,17 @@ def check_task_inputs(config: RunConfig) -> list[str]:
     return group_warnings(load_qa(config.qa, task))
 
 
+def task_inputs_problem(config: RunConfig) -> str | None:
+    """Why the config's Q/A file cannot be read under its task (a gold answer off the format,
+    a task file that does not load), naming file, line and reason; None when it can. The Q/A
+    file is read in the bounded parser child (a page's check of an uploaded file)."""
+    try:
+        split_ids_bounded(config.qa, config.split, run_task(config))
+    except ValueError as e:  # TaskFileError, QAFormatError
+        return str(e)
+    return None
+
+
 def run_task(config: RunConfig) -> TaskSpec | None:
     """The config's format or style task, its files read and checked (None for factual Q/A).
     Raises core.tasks.TaskFileError naming the file, the line and the reason."""
@@ -216,11 +227,9 @@ def _preview_inputs_here(corpus: Path, config: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def preview_split(corpus: str | Path, qa: str | Path, **task: str) -> dict[str, Any]:
-    """`preview_inputs` for a corpus and its Q/A file under the default strategies; `task`:
-    the RunConfig task settings (task, schema, pattern, style) the gold answers are read and
-    checked under, as a run would refuse them."""
-    return preview_inputs(RunConfig(corpus=str(corpus), qa=str(qa), **task))
+def preview_split(corpus: str | Path, qa: str | Path) -> dict[str, Any]:
+    """`preview_inputs` for a corpus and its Q/A file under the default strategies."""
+    return preview_inputs(RunConfig(corpus=str(corpus), qa=str(qa)))
 
 
 def read_corpus(corpus: str | Path, config: RunConfig | None = None) -> Corpus:
