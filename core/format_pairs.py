@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +96,28 @@ def format_schema(records: list[dict[str, Any]], documents: Iterable[str] = ()) 
     }
 
 
-def build_format_task(
-    pairs: list[QAPair], documents: Mapping[str, str]
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(records, schema) of the format task made from `pairs` over a corpus whose documents
-    are `documents` (document name -> text)."""
+@dataclass(frozen=True)
+class FormatTask:
+    """A format task made from Q/A pairs: the Q/A file's records (answers as JSON objects) and
+    the JSON Schema they validate against."""
+
+    records: list[dict[str, Any]]  # Q/A file records, as written to the file
+    schema: dict[str, Any]  # a JSON Schema document
+
+    @property
+    def answers(self) -> int:
+        """Gold answers in all."""
+        return sum(len(r["answers"]) for r in self.records)
+
+    @property
+    def quoted(self) -> int:
+        """Gold answers given a quote."""
+        return sum("quote" in a for r in self.records for a in r["answers"])
+
+
+def build_format_task(pairs: list[QAPair], documents: Mapping[str, str]) -> FormatTask:
+    """The format task made from `pairs` over a corpus whose documents are `documents`
+    (document name -> text)."""
     texts = {document_key(name): text for name, text in documents.items()}
     records = [format_record(p, texts) for p in pairs]
-    return records, format_schema(records, documents)
+    return FormatTask(records, format_schema(records, documents))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.access import Access
+from core.format_pairs import FormatTask
 from core.untrusted.paths import confined
 from eval.store.artifacts import disk_usage, folder_bytes, human_bytes
 from eval.store.runs import RunStore
@@ -128,15 +129,15 @@ def save_format_task(
     owner: str,
     store: RunStore,
     corpus_id: str,
-    made: dict[str, Any],
+    made: FormatTask,
     access: Access,
 ) -> SavedCorpus:
-    """Keep a corpus's format pairs and schema (eval.run.inputs.format_pairs_bounded's `made`)
-    in the library once their size fits `owner`'s disk quota. Raises ValueError."""
-    size = len(json.dumps(made["records"], ensure_ascii=False).encode()) + 4096
+    """Keep a corpus's format pairs and schema (eval.run.inputs.format_pairs_bounded) in the
+    library once their size fits `owner`'s disk quota. Raises ValueError."""
+    size = len(json.dumps(made.records, ensure_ascii=False).encode()) + 4096
     owner_disk_use(home, owner, store).check(size, "these format pairs")
     library = CorpusLibrary(Path(home) / "corpora")
-    return library.set_format_task(corpus_id, made["records"], made["schema"], access)
+    return library.set_format_task(corpus_id, made.records, made.schema, access)
 
 
 def save_adapter_upload(

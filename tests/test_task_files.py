@@ -56,7 +56,8 @@ def test_format_records_and_schema_on_known_pairs():
         QAPair("b", "Where from?", ("pharma",), "notes/pharmacy.txt", group="g"),
         QAPair("c", "What rises?", ("temperature",), None, "It said the temperature rises."),
     ]
-    records, schema = build_format_task(pairs, DOCUMENTS)
+    made = build_format_task(pairs, DOCUMENTS)
+    records, schema = made.records, made.schema
     assert records[0] == {
         "id": "a",
         "question": "Where do T cells mature?",
@@ -83,6 +84,7 @@ def test_format_records_and_schema_on_known_pairs():
         {"answer": "temperature", "quote": "It said the temperature rises."}
     ]
     assert records[2]["passage"] == "It said the temperature rises."
+    assert (made.answers, made.quoted) == (4, 4)
     assert schema["required"] == ["answer", "quote"]
     assert schema["properties"]["source"] == {"type": "string", "enum": ["immune", "pharmacy"]}
     jsonschema.validators.validator_for(schema).check_schema(schema)
@@ -106,6 +108,20 @@ def test_the_sample_format_file_is_what_the_shared_builder_writes():
     lines = (SAMPLE_DIR / "format" / "qa.jsonl").read_text(encoding="utf-8").splitlines()
     made = [format_record(p, quotes=False) for p in load_qa(SAMPLE_DIR / "qa.jsonl")]
     assert [json.dumps(r, ensure_ascii=False) for r in made] == lines
+
+
+def test_the_library_keeps_format_pairs_beside_the_pairs_and_not_for_the_sample(tmp_path):
+    from core.access import AccessDenied
+
+    library = CorpusLibrary(tmp_path)
+    entry = library.save("Mini", [("a.txt", b"The thymus is where T cells mature.")], owner="o")
+    assert entry.format_qa is None and entry.format_schema is None
+    made = build_format_task([QAPair("q1", "Where?", ("thymus",), "a.txt")], {"a.txt": "x"})
+    kept = library.set_format_task(entry.id, made.records, made.schema)
+    assert Path(kept.format_qa).name == "qa_format.jsonl" and kept.qa_path is None
+    assert json.loads(Path(kept.format_schema).read_text()) == made.schema
+    with pytest.raises(AccessDenied):
+        library.set_format_task(library.sample().id, made.records, made.schema)
 
 
 # --- uploads ---------------------------------------------------------------------------------

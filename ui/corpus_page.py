@@ -118,8 +118,8 @@ def format_pairs(entry, corpus_path, qa_path) -> None:
         st.error(md(hide_paths(e)))
         return
     st.success(
-        f"Wrote {count(len(made['records']), 'format pair')} ({made['quoted']} of "
-        f"{made['answers']} answers with a quote) and their schema: pick the format task on "
+        f"Wrote {count(len(made.records), 'format pair')} ({made.quoted} of "
+        f"{made.answers} answers with a quote) and their schema: pick the format task on "
         "the Run page."
     )
 

@@ -15,7 +15,7 @@ import streamlit as st
 
 from core.bundled import is_sample_qa, sample_task_files
 from core.engines.in_process import resolve_device
-from core.tasks import TaskFileError, check_pattern
+from core.tasks import MAX_TASK_FILE_BYTES, TaskFileError, check_pattern
 from core.tuning_space import describe_spaces
 from core.untrusted.allowlist import (
     check_run_settings,
@@ -181,7 +181,7 @@ def task_upload(kind: str) -> str | None:
     what = {"format": "JSON Schema", "style": "Style rules"}[kind]
     types = TASK_FILE_TYPES[kind]
     upload = st.file_uploader(
-        f"{what} ({', '.join('.' + t for t in types)}, up to 256 KB)",
+        f"{what} ({', '.join('.' + t for t in types)}, up to {MAX_TASK_FILE_BYTES // 1000} KB)",
         type=list(types),
         max_upload_size=1,
         key=f"task_upload_{kind}",

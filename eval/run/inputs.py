@@ -16,7 +16,7 @@ from typing import Any
 from core.corpus import hf_token_spans, ingest, whitespace_token_spans
 from core.engines.in_process import load_tokenizer, prepare_tokenizer_files
 from core.engines.model_files import ModelLoadError, hub_cache_env
-from core.format_pairs import build_format_task
+from core.format_pairs import FormatTask, build_format_task
 from core.qa import load_qa, split_ids_bounded, split_pairs_grouped
 from core.qagen import QAGenConfig, generate_qa, generated_qa_file, pairs_to_records
 from core.tasks import TaskSpec, load_task
@@ -287,17 +287,15 @@ def _generate_pairs_here(corpus: Path, config: dict[str, Any], qagen: dict) -> d
     return {"records": pairs_to_records(result.pairs), "stats": result.stats}
 
 
-def format_pairs_bounded(corpus: str | Path, qa: str | Path) -> dict[str, Any]:
+def format_pairs_bounded(corpus: str | Path, qa: str | Path) -> FormatTask:
     """The format task made from a corpus's Q/A file (core.format_pairs.build_format_task),
-    read in the bounded corpus child (quotes need the documents' text): {"records": Q/A
-    records with JSON answers, "schema": their JSON Schema, "quoted": answers given a quote,
-    "answers": answers in all}. Raises ValueError with the reason when the corpus or the Q/A
-    file cannot be read."""
+    read in the bounded corpus child (quotes need the documents' text). Raises ValueError with
+    the reason when the corpus or the Q/A file cannot be read."""
     config = RunConfig(corpus=str(corpus), qa=str(qa))
     made = in_corpus_child(_format_pairs_here, config, tokenizer=False)
     if made.get("problem"):
         raise ValueError(made["problem"])
-    return made
+    return FormatTask(made["records"], made["schema"])
 
 
 def _format_pairs_here(corpus: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -305,13 +303,9 @@ def _format_pairs_here(corpus: Path, config: dict[str, Any]) -> dict[str, Any]:
     config = RunConfig.from_dict(config)
     try:
         read = ingest(Path(corpus), config.chunking, whitespace_token_spans)
-        records, schema = build_format_task(
-            load_qa(config.qa), {d.name: d.text for d in read.documents}
-        )
+        made = build_format_task(load_qa(config.qa), {d.name: d.text for d in read.documents})
     except MemoryError:
         raise  # the child says how much memory it had
     except Exception as e:  # every user-caused problem is reported, not raised
         return {"problem": str(e)}
-    answers = [a for r in records for a in r["answers"]]
-    quoted = sum("quote" in a for a in answers)
-    return {"records": records, "schema": schema, "quoted": quoted, "answers": len(answers)}
+    return {"records": made.records, "schema": made.schema}
