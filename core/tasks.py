@@ -354,6 +354,19 @@ def _style_value(key: str, value: Any, where: str) -> Any:
     return value
 
 
+def check_task_file(path: str | Path, kind: str) -> dict[str, str]:
+    """Read and check an uploaded schema (`kind` "format") or style file ("style") as a run
+    would; run in the bounded parser child (core.untrusted.sandbox) for files from a browser.
+    Returns {"kind": kind}; raises TaskFileError naming the file, the line and the reason."""
+    if kind == "format":
+        load_schema(path)
+    elif kind == "style":
+        load_style(path)
+    else:
+        raise TaskFileError(f"the {kind!r} task takes no file")
+    return {"kind": kind}
+
+
 def load_task(kind: str, schema: str = "", pattern: str = "", style: str = "") -> TaskSpec:
     """The task a run's config names, its files read and checked. Raises TaskFileError."""
     if kind == "format":

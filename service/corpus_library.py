@@ -5,6 +5,8 @@ Layout under the root (the app uses `.adaptlab/corpora`):
     <id>/docs/              the saved documents (names made safe by service.uploads)
     <id>/qa/<uploaded>      the uploaded Q/A file, if any
     <id>/qa_generated.jsonl generated or edited pairs attached with `set_qa`
+    <id>/qa_format.jsonl    format-task pairs made from the Q/A pairs (`set_format_task`)
+    <id>/format_schema.json the JSON Schema their answers validate against
 
 The id is a hash of the owner and of the saved documents' names and bytes (and the Q/A file's),
 so one owner saving the same files twice gets the same entry and two owners never share one.
@@ -35,6 +37,8 @@ from service.uploads import UploadLimits, save_documents, save_qa
 
 META = "corpus.json"
 GENERATED_QA = "qa_generated.jsonl"
+FORMAT_QA = "qa_format.jsonl"
+FORMAT_SCHEMA = "format_schema.json"
 SAMPLE_ID = "sample"
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _SAMPLE_DIR = SAMPLE_DIR
@@ -67,6 +71,9 @@ class SavedCorpus:
     # Documents with usable text, once read (`set_usable`): saved files can still be skipped
     # when read (a scanned PDF, an empty page), and a count of files would overstate them.
     n_usable: int | None = None
+    # The format task made from the pairs (core.format_pairs): its Q/A file and its schema.
+    format_qa: str | None = None
+    format_schema: str | None = None
 
     @property
     def usable_docs(self) -> int:
@@ -112,6 +119,7 @@ class CorpusLibrary:
         uploaded = str(base / meta["uploaded_qa"]) if meta.get("uploaded_qa") else None
         generated = folder / GENERATED_QA
         gen = str(generated) if generated.is_file() else None
+        made = all((folder / f).is_file() for f in (FORMAT_QA, FORMAT_SCHEMA))
         return SavedCorpus(
             id=meta["id"],
             name=meta["name"],
@@ -126,6 +134,8 @@ class CorpusLibrary:
             builtin=bool(meta.get("builtin")),
             owner=str(meta.get("owner") or ""),
             n_usable=meta.get("usable_documents"),
+            format_qa=str(folder / FORMAT_QA) if made else None,
+            format_schema=str(folder / FORMAT_SCHEMA) if made else None,
         )
 
     # --- public --------------------------------------------------------------------------------
@@ -268,6 +278,26 @@ class CorpusLibrary:
         if not pairs:
             raise ValueError(f"{entry.name}: no Q/A pairs to attach")
         save_qa_jsonl(pairs, target)
+        return self.get(corpus_id)
+
+    def set_format_task(
+        self,
+        corpus_id: str,
+        records: list[dict[str, Any]],
+        schema: dict[str, Any],
+        access: Access = Access(),
+    ) -> SavedCorpus:
+        """Keep format-task pairs (Q/A records with JSON answers, core.format_pairs) and their
+        schema beside the entry's other Q/A files, replacing earlier ones; the pairs in use
+        stay. Raises ValueError for no records, AccessDenied for the sample (it ships its own)."""
+        entry = self._changeable(corpus_id, access)
+        if not records:
+            raise ValueError(f"{entry.name}: no Q/A pairs to make format pairs from")
+        folder = self._dir(corpus_id)
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        # The schema first: an entry lists the pair only when both files are there.
+        write_text_atomic(folder / FORMAT_SCHEMA, json.dumps(schema, indent=2, ensure_ascii=False))
+        write_text_atomic(folder / FORMAT_QA, lines)
         return self.get(corpus_id)
 
     def sample(self) -> SavedCorpus:

@@ -5,19 +5,21 @@ corpora take, against the operator's per-owner quota (`owner_disk_mb` in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.access import Access
+from core.format_pairs import FormatTask
 from core.untrusted.paths import confined
 from eval.store.artifacts import disk_usage, folder_bytes, human_bytes
 from eval.store.runs import RunStore
 from service.corpus_library import CorpusLibrary, SavedCorpus
 from service.limits import load_worker_limits
 from service.owners import upload_folder, upload_roots
-from service.uploads import UploadLimits
+from service.uploads import UploadLimits, save_task_file
 from strategies.lora.deploy import MAX_ADAPTER_ZIP_BYTES, unpack_adapter_zip
 
 
@@ -102,6 +104,40 @@ def save_corpus_upload(
         size += _declared_size(qa)
     owner_disk_use(home, owner, store).check(size, "this corpus")
     return CorpusLibrary(Path(home) / "corpora").save(name, documents, qa, limits, owner=owner)
+
+
+# Beside an owner's adapters, under a name an adapter upload cannot take (safe names never
+# start with a dot), so uploading an adapter never replaces these files.
+TASK_FILES = ".task-files"
+
+
+def task_files_dir(home: str | Path, owner: str) -> Path:
+    """Where `owner`'s uploaded schemas and style files are kept: inside their upload folder,
+    so the Run page's confinement (my_folders) accepts them and the quota counts them."""
+    return upload_folder(home, owner) / TASK_FILES
+
+
+def save_task_upload(home: str | Path, owner: str, store: RunStore, upload: Any, kind: str) -> Path:
+    """Save an uploaded schema or style file as `owner`'s (service.uploads.save_task_file)
+    once its declared size fits their disk quota. Raises ValueError (QuotaExceeded too)."""
+    owner_disk_use(home, owner, store).check(_declared_size(upload), "this file")
+    return save_task_file(upload, kind, task_files_dir(home, owner))
+
+
+def save_format_task(
+    home: str | Path,
+    owner: str,
+    store: RunStore,
+    corpus_id: str,
+    made: FormatTask,
+    access: Access,
+) -> SavedCorpus:
+    """Keep a corpus's format pairs and schema (eval.run.inputs.format_pairs_bounded) in the
+    library once their size fits `owner`'s disk quota. Raises ValueError."""
+    size = len(json.dumps(made.records, ensure_ascii=False).encode()) + 4096
+    owner_disk_use(home, owner, store).check(size, "these format pairs")
+    library = CorpusLibrary(Path(home) / "corpora")
+    return library.set_format_task(corpus_id, made.records, made.schema, access)
 
 
 def save_adapter_upload(

@@ -9,6 +9,10 @@ bytes are copied out of it.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +20,17 @@ from typing import Any
 
 from core.config import ConfigBase, check, option
 from core.files import write_bytes_atomic
+from core.tasks import MAX_TASK_FILE_BYTES, check_task_file
 from core.types import IngestError
 from core.untrusted.paths import confined, safe_filename
+from core.untrusted.sandbox import FileParser, ParseRefused
 from service.operator import load_operator
 
 DOC_TYPES = ("txt", "md", "pdf", "docx", "html", "htm")
 QA_TYPES = ("jsonl", "json", "csv")
+# A format task's JSON Schema, a style task's rules: the file each task kind takes.
+TASK_FILE_TYPES = {"format": ("json",), "style": ("yaml", "yml")}
+TASK_FILE_WORDS = {"format": "a JSON Schema", "style": "a style file"}
 
 
 @dataclass
@@ -126,3 +135,47 @@ def save_qa(upload: Any, dest: Path, limits: UploadLimits) -> Path:
         raise ValueError(f"{name}: file too large (over {limits.max_file_mb} MB)")
     dest.mkdir(parents=True, exist_ok=True)
     return write_bytes_atomic(confined(dest, safe_name(name)), upload.read())
+
+
+def save_task_file(upload: Any, kind: str, dest: Path) -> Path:
+    """Check an uploaded schema (`kind` "format") or style file ("style") and keep it in
+    `dest` under a name made of its content hash (`format-<hash>.json`), never the browser's
+    name. Type and size (at most core.tasks.MAX_TASK_FILE_BYTES) are checked before the bytes
+    are read; the file is then read with the code a run uses (core.tasks) in the bounded
+    parser child. Raises ValueError naming the file and the reason (line where known); a
+    refused file leaves nothing behind."""
+    upload = Upload.of(upload)
+    name = safe_name(upload.name)
+    ext = Path(name).suffix.lower().lstrip(".")
+    types = TASK_FILE_TYPES.get(kind)
+    if types is None:
+        raise ValueError(f"the {kind} task takes no file")
+    if ext not in types:
+        wanted = " or ".join(f".{t}" for t in types)
+        raise ValueError(f"{name}: {TASK_FILE_WORDS[kind]} must be a {wanted} file")
+    if upload.size > MAX_TASK_FILE_BYTES:
+        raise ValueError(
+            f"{name}: file too large ({upload.size:,} bytes > {MAX_TASK_FILE_BYTES:,}); "
+            f"{TASK_FILE_WORDS[kind]} is a few hundred bytes"
+        )
+    data = upload.read()
+    if len(data) != upload.size:  # the reported size is what the limit was checked on
+        raise ValueError(f"{name}: its size changed while it was read")
+    dest.mkdir(parents=True, exist_ok=True)
+    # Checked under its own (safe) name, so messages name the file the user chose; kept under
+    # its hash, so two uploads of one file are one file and a name never becomes a path.
+    staging = Path(tempfile.mkdtemp(prefix=".checking-", dir=dest))
+    try:
+        path = confined(staging, name)
+        path.write_bytes(data)
+        with FileParser() as parser:
+            try:
+                parser.call(check_task_file, path, kind)
+            except ParseRefused as e:  # a TaskFileError's message, or the limit it went over
+                text = str(e)
+                raise ValueError(text if name in text else f"{name}: {text}") from None
+        target = confined(dest, f"{kind}-{hashlib.sha256(data).hexdigest()[:16]}.{ext}")
+        os.replace(path, target)
+        return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

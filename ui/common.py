@@ -20,7 +20,7 @@ from core.untrusted.markup import escape_markdown
 from eval.metrics import metric_label
 from eval.store.rows import RunSummary
 from eval.store.runs import RunStore
-from service.corpus_library import CorpusLibrary, CorpusNotFound
+from service.corpus_library import CorpusLibrary, CorpusNotFound, SavedCorpus
 from service.owner_state import OwnerState, OwnerStates
 from service.owners import access_for, new_owner, upload_roots, valid_owner
 from service.uploads import LIMITS_FILE, UploadLimits, load_limits
@@ -349,14 +349,18 @@ def corpus_library():
     return library
 
 
-def selected_corpus() -> tuple[Path, Path | None, str] | None:
-    """(documents folder, Q/A file or None, name) of the owner's corpus (the sample at first)."""
-
+def selected_entry() -> SavedCorpus:
+    """The owner's selected corpus in the library (the sample at first)."""
     library = corpus_library()
     try:
-        entry = library.get(remembered().corpus_id or "sample", access())
+        return library.get(remembered().corpus_id or "sample", access())
     except CorpusNotFound:  # deleted in another tab
         remember(corpus_id=None)
-        entry = library.sample()
+        return library.sample()
+
+
+def selected_corpus() -> tuple[Path, Path | None, str] | None:
+    """(documents folder, Q/A file or None, name) of the owner's corpus (the sample at first)."""
+    entry = selected_entry()
     qa = Path(entry.qa_path) if entry.qa_path else None
     return Path(entry.docs_path), qa, entry.name

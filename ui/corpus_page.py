@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -17,11 +18,16 @@ from core.qagen import (
 )
 from core.untrusted.allowlist import check_model, load_allowlist
 from core.untrusted.markup import escape_markdown
-from eval.run.inputs import generate_pairs_bounded, preview_corpus, preview_split
+from eval.run.inputs import (
+    format_pairs_bounded,
+    generate_pairs_bounded,
+    preview_corpus,
+    preview_split,
+)
 from eval.views.format import count, noun
 from service.corpus_library import CorpusLibrary
 from service.jobs import JobQueue, ensure_worker, serve_queued
-from service.quota import save_corpus_upload
+from service.quota import save_corpus_upload, save_format_task
 from service.uploads import DOC_TYPES, QA_TYPES
 from ui.common import (
     access,
@@ -84,6 +90,38 @@ def cached_preview(corpus: str, qa: str | None) -> dict:
     if qa is None:
         return preview_corpus(corpus)
     return preview_split(corpus, qa)
+
+
+def format_pairs(entry, corpus_path, qa_path) -> None:
+    """The format task made from the pairs in use: each gold answer as a JSON object
+    {"answer", "source", "quote"} with the JSON Schema they validate against, kept with the
+    corpus for the Run page's format task. The sample ships its own."""
+    if entry.builtin:
+        return
+    if entry.format_qa:
+        st.caption(
+            f"Format pairs: `{Path(entry.format_qa).name}` with its schema "
+            f"`{Path(entry.format_schema).name}`; the Run page's format task offers them."
+        )
+    label = "Make format pairs again" if entry.format_qa else "Make format pairs"
+    if not st.button(
+        label,
+        key="make_format",
+        help="Write these pairs again with JSON answers {answer, source, quote} (quote: the "
+        "sentence holding the answer) and a JSON Schema for them, for the format task.",
+    ):
+        return
+    try:  # the Q/A file and the documents are read in the bounded corpus child
+        made = format_pairs_bounded(corpus_path, qa_path)
+        save_format_task(home(), current_owner(), store(), entry.id, made, access())
+    except ValueError as e:  # unreadable files, over the quota
+        st.error(md(hide_paths(e)))
+        return
+    st.success(
+        f"Wrote {count(len(made.records), 'format pair')} ({made.quoted} of "
+        f"{made.answers} answers with a quote) and their schema: pick the format task on "
+        "the Run page."
+    )
 
 
 def show_generated(records: list[dict], stats: dict, corpus_id: str) -> None:
@@ -275,6 +313,7 @@ if selection is not None:
         st.info("This corpus has no Q/A pairs: generate them from the documents, review, save.")
     else:
         st.caption(f"Using `{qa_path.name}`. Generating new pairs replaces generated ones.")
+        format_pairs(library.get(chosen, access()), corpus_path, qa_path)
     with st.form("gen_form"):
         help_ = QAGenConfig.help()
         c1, c2, c3 = st.columns(3)

@@ -8,12 +8,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from core.bundled import is_sample_qa, sample_task_files
 from core.engines.in_process import resolve_device
+from core.tasks import MAX_TASK_FILE_BYTES, TaskFileError, check_pattern
 from core.tuning_space import describe_spaces
 from core.untrusted.allowlist import (
     check_run_settings,
@@ -21,11 +23,13 @@ from core.untrusted.allowlist import (
     load_allowlist,
 )
 from eval.config import RunConfig
-from eval.run.inputs import preview_split
+from eval.run.inputs import preview_split, task_inputs_problem
 from eval.views.format import display_name
 from service.estimate.probe import Estimate, training_seconds
 from service.jobs import JobQueue, ensure_worker, serve_queued
 from service.jobs.progress_view import duration, stage_words
+from service.quota import save_task_upload
+from service.uploads import TASK_FILE_TYPES
 from strategies import default_strategies, get_strategy_class, strategy_names
 from ui.common import (
     config_form,
@@ -39,6 +43,7 @@ from ui.common import (
     remember,
     remembered,
     selected_corpus,
+    selected_entry,
     store,
     store_path,
 )
@@ -105,6 +110,16 @@ def split_preview(corpus: str, qa: str) -> dict:
     return preview_split(corpus, qa)
 
 
+@st.cache_data(show_spinner="Reading the questions under the task...", max_entries=16)
+def task_check(stamp: tuple, **task: str) -> str | None:
+    # `stamp`: the files' modification times, so a file made again is read again
+    return task_inputs_problem(RunConfig(**task))
+
+
+def stamp(*paths: str) -> tuple:
+    return tuple(Path(p).stat().st_mtime_ns if p and Path(p).is_file() else 0 for p in paths)
+
+
 preview = split_preview(str(corpus_path), str(qa_path))
 inputs_problem = preview.get("problem")
 n_train = (preview.get("split") or {}).get("train", 0)
@@ -154,9 +169,97 @@ page_defaults = RunConfig(
 # What a right answer is: the facts (qa), a format or a house style. Its choices are the
 # RunConfig field's own.
 task = config_form(page_defaults, "run", only=["task"])["task"]
-task_files = sample_task_files(task)
 if task != "qa":
     st.caption(f"{md(RunConfig.help()['task'])}")
+
+
+def task_upload(kind: str) -> str | None:
+    """An upload of the `kind` task's file (format: a JSON Schema, style: rules in YAML),
+    checked and saved in the owner's own folder once per file; its saved path, or None (with
+    the refusal said) when none is uploaded or it is refused. The last accepted file stays
+    chosen when the upload is cleared or the page changes."""
+    what = {"format": "JSON Schema", "style": "Style rules"}[kind]
+    types = TASK_FILE_TYPES[kind]
+    upload = st.file_uploader(
+        f"{what} ({', '.join('.' + t for t in types)}, up to {MAX_TASK_FILE_BYTES // 1000} KB)",
+        type=list(types),
+        max_upload_size=1,
+        key=f"task_upload_{kind}",
+    )
+    seen = state.get(f"task_file_{kind}")  # (upload id, saved path or None, refusal, name)
+    if upload is not None and (seen is None or seen[0] != upload.file_id):
+        try:  # the size first, then read with the run's own code in the parser child
+            saved = save_task_upload(home(), current_owner(), store(), upload, kind)
+            seen = (upload.file_id, str(saved), None, upload.name)
+        except ValueError as e:  # refused: wrong type, too large, not valid, over the quota
+            seen = (upload.file_id, None, hide_paths(e), upload.name)
+        state[f"task_file_{kind}"] = seen
+    if seen and seen[2]:
+        st.error(f"Refused: {md(seen[2])}. Nothing was saved.")
+    elif seen and seen[1]:
+        st.caption(f"Using **{md(seen[3])}** (checked).")
+    return seen[1] if seen and Path(seen[1] or "").is_file() else None
+
+
+def own_task_files(task: str) -> tuple[dict[str, str], str | None]:
+    """The RunConfig settings giving `task` its files on the owner's own corpus (Q/A file,
+    schema, pattern or style), and why it cannot run yet (None when it can)."""
+    entry = selected_entry()
+    if task == "style":
+        style = task_upload("style")
+        if style is None:
+            return {}, "Upload the style rules (a YAML file) for the style task."
+        return {"style": style}, None
+    files: dict[str, str] = {}
+    if entry.format_qa:  # made on the Corpus page: its pairs come with their schema
+        pick = st.selectbox(
+            "Question/answer pairs",
+            ["format", "pairs"],
+            index=0 if initial("run.format_qa", "format") == "format" else 1,
+            format_func=lambda v: {
+                "format": f"{Path(entry.format_qa).name} (format pairs made on the Corpus page)",
+                "pairs": f"{qa_path.name} (answers as text)",
+            }[v],
+            key="run.format_qa",
+        )
+        if pick == "format":
+            files["qa"] = entry.format_qa
+    by = st.radio(
+        "The format",
+        ["schema", "pattern"],
+        index=0 if initial("run.format_by", "schema") == "schema" else 1,
+        format_func={"schema": "A JSON Schema", "pattern": "A regular expression"}.get,
+        horizontal=True,
+        key="run.format_by",
+    )
+    if by == "pattern":
+        pattern = st.text_input(
+            "Regular expression every answer must match",
+            value=initial("run.pattern", "", lambda v: isinstance(v, str)),
+            key="run.pattern",
+        )
+        if not pattern:
+            return files, "Type the regular expression every answer must match."
+        try:
+            return {**files, "pattern": check_pattern(pattern)}, None
+        except TaskFileError as e:
+            return files, str(e)
+    schema = task_upload("format")
+    if schema is None and files.get("qa") and not state.get("task_file_format"):
+        schema = entry.format_schema  # the format pairs' own, unless another was uploaded
+        st.caption(f"Schema: `{Path(schema).name}`, made with the format pairs.")
+    if schema is None:
+        return files, "Upload the JSON Schema every answer must validate against."
+    return {**files, "schema": schema}, None
+
+
+# The sample ships its format pairs, schema and style; a corpus of one's own takes them here.
+task_files, task_problem = {}, None
+if task != "qa":
+    if is_sample_qa(qa_path):
+        task_files = sample_task_files(task)
+    else:
+        task_files, task_problem = own_task_files(task)
 run_settings = page_defaults.to_dict()
 for title, fields in SETTING_GROUPS.items():
     with st.expander(title):
@@ -187,7 +290,9 @@ try:
     # Locations typed in the browser: only models, adapters and servers this server allows.
     allow = load_allowlist(home())
     mine = my_folders()  # this owner's uploads and runs' files, never the whole home
-    check_run_settings(run_settings, home(), allow, mine)
+    # and their corpus's folder, where its format pairs' schema is kept
+    corpus_folder = [Path(selected_entry().docs_path).parent] if task_files else []
+    check_run_settings(run_settings, home(), allow, [*mine, *corpus_folder])
     for settings in strategy_settings.values():
         check_strategy_settings(settings, mine, allow)
     config = RunConfig.from_dict(
@@ -197,13 +302,13 @@ except ValueError as e:  # ConfigError is a ValueError; so is a fraction that is
     problem = f"Settings: {hide_paths(e)}"
 if not chosen:
     problem = "Choose at least one strategy."
-if task != "qa" and not is_sample_qa(qa_path):
-    # The sample ships a schema and a style file; a user's own come through the CLI for now.
-    problem = (
-        f"The {task} task runs on the sample from this page; for your own corpus give its "
-        f"files on the command line: `adaptlab run --task {task} "
-        + ("--schema FILE.json`." if task == "format" else "--style FILE.yaml`.")
-    )
+if task_problem:
+    problem = task_problem
+elif config is not None and task != "qa" and not problem:
+    # The gold answers read under the task, as the run would: each must follow the format.
+    # Its Q/A file replaces the one previewed above (the format pairs, say).
+    task_settings = {k: getattr(config, k) for k in ("qa", "task", "schema", "pattern", "style")}
+    inputs_problem = task_check(stamp(config.qa, config.schema, config.style), **task_settings)
 if inputs_problem:
     problem = f"The question/answer file cannot be used: {hide_paths(inputs_problem)}"
 if config is not None and not problem:

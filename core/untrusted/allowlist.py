@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from core.bundled import SAMPLE_DIR
 from core.config import ConfigBase, ConfigError, ModelConfig, check, option
 from core.engines.base import engine_class, engine_names
 from core.engines.in_process import BUNDLED_EMBEDDERS, BUNDLED_GENERATORS
@@ -235,8 +236,8 @@ def check_run_settings(
     """Check, in RunConfig settings typed in the browser, every location: the generator and
     embedder (bundled, or in the user's own `roots` or the allow-list), server URLs, API-key
     variables, the judge's model and the tracking URI (under `<home>/mlruns`); a cluster address
-    is refused outright. Checked values are written back (resolved); LocationRefused names the
-    first refused."""
+    is refused outright; a task's schema or style file must be the sample's or lie in `roots`.
+    Checked values are written back (resolved); LocationRefused names the first refused."""
     allow = allow or AllowList()
     roots = list(roots)
     models = settings.setdefault("models", {})
@@ -256,6 +257,11 @@ def check_run_settings(
         tracking["uri"] = check_tracking_uri(tracking["uri"], home, allow)
     if (settings.get("executor") or {}).get("address"):  # the operator's cluster.yaml says
         raise LocationRefused("a cluster address is an operator setting (cluster.yaml)")
+    for key, what in (("schema", "schema file"), ("style", "style file")):
+        if settings.get(key):  # a run reads it: the sample's, or one of the user's own files
+            settings[key] = check_location(
+                settings[key], roots=[*roots, SAMPLE_DIR], allow=allow, what=what
+            )
 
 
 def check_strategy_settings(

@@ -165,7 +165,7 @@ def _child_read(request: dict) -> dict:
         return {"error": "nested too deeply to read"}
     except Exception as e:
         # core.corpus.Unreadable carries the message for the user; other errors name their type.
-        if type(e).__name__ in ("Unreadable", "QAFormatError", "ConfigError"):
+        if type(e).__name__ in ("Unreadable", "QAFormatError", "ConfigError", "TaskFileError"):
             return {"error": str(e)}
         # C parsers (lxml) report running out of memory as a syntax error: say what happened.
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -16,6 +16,7 @@ from typing import Any
 from core.corpus import hf_token_spans, ingest, whitespace_token_spans
 from core.engines.in_process import load_tokenizer, prepare_tokenizer_files
 from core.engines.model_files import ModelLoadError, hub_cache_env
+from core.format_pairs import FormatTask, build_format_task
 from core.qa import load_qa, split_ids_bounded, split_pairs_grouped
 from core.qagen import QAGenConfig, generate_qa, generated_qa_file, pairs_to_records
 from core.tasks import TaskSpec, load_task
@@ -130,6 +131,17 @@ def check_task_inputs(config: RunConfig) -> list[str]:
     if not config.qa:  # generated pairs: checked when they are made
         return []
     return group_warnings(load_qa(config.qa, task))
+
+
+def task_inputs_problem(config: RunConfig) -> str | None:
+    """Why the config's Q/A file cannot be read under its task (a gold answer off the format,
+    a task file that does not load), naming file, line and reason; None when it can. The Q/A
+    file is read in the bounded parser child (a page's check of an uploaded file)."""
+    try:
+        split_ids_bounded(config.qa, config.split, run_task(config))
+    except ValueError as e:  # TaskFileError, QAFormatError
+        return str(e)
+    return None
 
 
 def run_task(config: RunConfig) -> TaskSpec | None:
@@ -273,3 +285,27 @@ def _generate_pairs_here(corpus: Path, config: dict[str, Any], qagen: dict) -> d
     except Exception as e:  # every user-caused problem is reported, not raised
         return {"problem": str(e)}
     return {"records": pairs_to_records(result.pairs), "stats": result.stats}
+
+
+def format_pairs_bounded(corpus: str | Path, qa: str | Path) -> FormatTask:
+    """The format task made from a corpus's Q/A file (core.format_pairs.build_format_task),
+    read in the bounded corpus child (quotes need the documents' text). Raises ValueError with
+    the reason when the corpus or the Q/A file cannot be read."""
+    config = RunConfig(corpus=str(corpus), qa=str(qa))
+    made = in_corpus_child(_format_pairs_here, config, tokenizer=False)
+    if made.get("problem"):
+        raise ValueError(made["problem"])
+    return FormatTask(made["records"], made["schema"])
+
+
+def _format_pairs_here(corpus: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """`format_pairs_bounded` in this process (the corpus child)."""
+    config = RunConfig.from_dict(config)
+    try:
+        read = ingest(Path(corpus), config.chunking, whitespace_token_spans)
+        made = build_format_task(load_qa(config.qa), {d.name: d.text for d in read.documents})
+    except MemoryError:
+        raise  # the child says how much memory it had
+    except Exception as e:  # every user-caused problem is reported, not raised
+        return {"problem": str(e)}
+    return {"records": made.records, "schema": made.schema}
