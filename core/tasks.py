@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import regex  # a user's patterns run with a time limit, which the stdlib `re` has not
 import yaml
 
 from core.prompts import CONTEXT_INSTRUCTION
@@ -25,6 +26,10 @@ from core.types import QAPair
 
 TASK_KINDS = ("qa", "format", "style")
 MAX_TASK_FILE_BYTES = 256_000  # a schema or style file is a few hundred bytes; refuse a dump
+MAX_PATTERN_CHARS = 2_000  # a format pattern, closing or citation rule, typed or uploaded
+# A pattern from a browser can backtrack for hours on one answer ("(a|aa)+$"); a match that
+# takes longer than this counts as no match, so the answer is scored invalid, not the run hung.
+MATCH_TIMEOUT_S = 0.5
 
 
 class TaskFileError(ValueError):
@@ -69,9 +74,9 @@ class StyleRules:
             elif rule == "max_grade":
                 out[rule] = flesch_kincaid_grade(text) <= float(self.max_grade)
             elif rule == "closing":
-                out[rule] = re.search(f"(?:{self.closing})\\s*$", text) is not None
+                out[rule] = user_match(f"(?:{self.closing})\\s*$", text)
             else:
-                out[rule] = re.search(self.citation, text) is not None
+                out[rule] = user_match(self.citation, text)
         return out
 
     def instruction(self) -> str:
@@ -190,13 +195,13 @@ class TaskSpec:
                 return False
             return self.validator().is_valid(obj)
         if self.kind == "format":
-            return re.fullmatch(self.pattern, text.strip()) is not None
+            return user_match(self.pattern, text.strip(), whole=True)
         return True
 
     def validator(self):
         if self._validator is None:
             cls = jsonschema.validators.validator_for(self.schema)
-            self._validator = cls(self.schema)
+            self._validator = _bounded(cls)(self.schema)
         return self._validator
 
     def target(self, pair: QAPair) -> str:
@@ -296,11 +301,71 @@ def load_schema(path: str | Path) -> dict[str, Any]:
 
 def check_pattern(pattern: str) -> str:
     """`pattern` when it compiles as a regular expression, else TaskFileError."""
-    try:
-        re.compile(pattern)
-    except re.error as e:
-        raise TaskFileError(f"format pattern {pattern!r}: not a regular expression ({e})") from None
+    problem = pattern_problem(pattern)
+    if problem:
+        raise TaskFileError(f"format pattern {pattern[:80]!r}: {problem}")
     return pattern
+
+
+def pattern_problem(pattern: str) -> str:
+    """Why `pattern` cannot be a user's rule ("" when it can): too long, or not a regular
+    expression."""
+    if len(pattern) > MAX_PATTERN_CHARS:
+        return f"{len(pattern):,} characters, more than {MAX_PATTERN_CHARS:,}"
+    try:
+        regex.compile(pattern)
+    except regex.error as e:
+        return f"not a regular expression ({e})"
+    return ""
+
+
+def user_match(pattern: str, text: str, whole: bool = False) -> bool:
+    """Whether `text` matches a user's `pattern` (whole: all of it); a match that outlasts
+    MATCH_TIMEOUT_S counts as none."""
+    find = regex.fullmatch if whole else regex.search
+    try:
+        return find(pattern, text, timeout=MATCH_TIMEOUT_S) is not None
+    except TimeoutError:
+        return False
+
+
+def _bounded(cls: type) -> type:
+    """JSON Schema validator class `cls` whose `pattern`, `patternProperties` and the
+    pattern side of `additionalProperties` match with `user_match` (a schema is the user's)."""
+
+    def pattern(validator, patrn, instance, schema):
+        if validator.is_type(instance, "string") and not user_match(patrn, instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {patrn!r}")
+
+    def pattern_properties(validator, patterns, instance, schema):
+        if validator.is_type(instance, "object"):
+            for patrn, sub in patterns.items():
+                for key, value in instance.items():
+                    if user_match(patrn, key):
+                        yield from validator.descend(value, sub, path=key, schema_path=patrn)
+
+    def additional_properties(validator, extra, instance, schema):
+        if not validator.is_type(instance, "object"):
+            return
+        named, patterns = schema.get("properties", {}), schema.get("patternProperties", {})
+        extras = [
+            k for k in instance if k not in named and not any(user_match(p, k) for p in patterns)
+        ]
+        if validator.is_type(extra, "object"):
+            for key in extras:
+                yield from validator.descend(instance[key], extra, path=key)
+        elif not extra and extras:
+            listed = ", ".join(repr(k) for k in sorted(extras))
+            yield jsonschema.ValidationError(f"Additional properties are not allowed ({listed})")
+
+    return jsonschema.validators.extend(
+        cls,
+        {
+            "pattern": pattern,
+            "patternProperties": pattern_properties,
+            "additionalProperties": additional_properties,
+        },
+    )
 
 
 def load_style(path: str | Path) -> StyleRules:
@@ -347,10 +412,9 @@ def _style_value(key: str, value: Any, where: str) -> Any:
     if not isinstance(value, str):
         raise TaskFileError(f"{where}: {key} must be text")
     if key in ("closing", "citation"):
-        try:
-            re.compile(value)
-        except re.error as e:
-            raise TaskFileError(f"{where}: {key} is not a regular expression ({e})") from None
+        problem = pattern_problem(value)
+        if problem:
+            raise TaskFileError(f"{where}: {key} is {problem}")
     return value
 
 

@@ -5,6 +5,7 @@ every strategy on the tiny model for each kind."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import pytest
 from core.config import SplitConfig
 from core.qa import QAFormatError, load_qa, split_pairs
 from core.tasks import (
+    MATCH_TIMEOUT_S,
+    MAX_PATTERN_CHARS,
     StyleRules,
     TaskFileError,
     TaskSpec,
@@ -134,6 +137,38 @@ def test_style_file_unknown_rule_and_bad_values_are_refused_with_their_line(tmp_
         load_style(style)
     with pytest.raises(TaskFileError, match="not a regular expression"):
         load_task("format", pattern="([")
+
+
+def test_a_backtracking_pattern_scores_invalid_instead_of_hanging_the_run():
+    """A pattern from a browser that backtracks exponentially ("(a|aa)+$" on 40 a's and a "!"
+    takes minutes with the stdlib) counts as no match after MATCH_TIMEOUT_S, in every place a
+    user's pattern is matched: the format pattern, a style rule and a schema's own patterns."""
+    slow = "(a|aa)+$"
+    text = "a" * 40 + "!"
+    t0 = time.perf_counter()
+    assert not TaskSpec("format", pattern=slow).valid(text)
+    assert StyleRules(citation=slow).checks(text) == {"citation": False}
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": slow}}}
+    assert not TaskSpec("format", schema=schema).valid(json.dumps({"a": text}))
+    by_key = {"type": "object", "patternProperties": {slow: {"type": "integer"}}}
+    closed = {**by_key, "additionalProperties": False}
+    assert TaskSpec("format", schema=by_key).valid(json.dumps({text: "not checked"}))
+    assert not TaskSpec("format", schema=closed).valid(json.dumps({text: 1}))
+    assert time.perf_counter() - t0 < 12 * MATCH_TIMEOUT_S
+    # The same checks still match what they should.
+    assert TaskSpec("format", pattern="(a|aa)+!").valid(text)
+    assert TaskSpec("format", schema=closed).valid(json.dumps({"aa": 1}))
+    assert not TaskSpec("format", schema=closed).valid(json.dumps({"aa": "x"}))
+    assert not TaskSpec("format", schema=closed).valid(json.dumps({"b": 1}))
+
+
+def test_a_pattern_longer_than_the_cap_is_refused(tmp_path):
+    with pytest.raises(TaskFileError, match="more than 2,000"):
+        load_task("format", pattern="a" * (MAX_PATTERN_CHARS + 1))
+    style = tmp_path / "style.yaml"
+    style.write_text(f"closing: '{'b' * (MAX_PATTERN_CHARS + 1)}'\n")
+    with pytest.raises(TaskFileError, match=r"line 1: closing is .* characters, more than"):
+        load_style(style)
 
 
 # --- reading answers and scoring them ------------------------------------------------------
