@@ -29,7 +29,6 @@ import dataclasses
 import functools
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -38,12 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.engines.in_process import load_embedder, load_generator, resolve_device
+from core.engines.in_process import resolve_device
 from core.tuning_space import spaces_of, with_values
 from core.types import PrepareReport, QAPair
 from eval.config import RunConfig
 from eval.records import Placement
-from eval.run.inputs import Inputs, needs_models
+from eval.run.inputs import Inputs
 from eval.run.workbench import Workbench
 from eval.tuning.arm import ArmTuner
 from eval.tuning.engine import (
@@ -56,7 +55,7 @@ from eval.tuning.engine import (
 )
 from eval.tuning.racing import MIN_RACE_PAIRS, RUNG_FACTOR
 from service.cluster.plan import ArmRequest
-from service.cluster.ray_worker import limit_threads
+from service.cluster.ray_worker import limit_threads, warm_models, where_here
 from service.cluster.storage import Storage, clear, from_placeholder, to_placeholder
 from strategies.base import RunCancelled
 
@@ -114,21 +113,6 @@ class TuneReporter:
         return False  # Tune stops a trial (pruned, out of time, cancelled) by ending it
 
 
-def _where(spec: TrialSpec, device: str) -> dict[str, Any]:
-    import ray  # only inside a Ray worker
-
-    ctx = ray.get_runtime_context()
-    gpus = [str(g) for g in ctx.get_accelerator_ids().get("GPU", [])]
-    return {
-        "node": socket.gethostname(),
-        "node_id": ctx.get_node_id(),
-        "pid": os.getpid(),
-        "device": device,
-        "cpus": spec.cpus,
-        "gpus": gpus,
-    }
-
-
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     """One trial on a Ray worker: `config` is what the searcher suggested (its number, the
     settings, whether it is the default trial, whether it repeats a finished one)."""
@@ -141,11 +125,8 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     limit_threads(spec.cpus)
     # The models load apart from the trial's time, as a local search has them loaded before
     # its trials (once per worker: the in-process cache keeps them for its later trials).
-    t0 = time.perf_counter()
-    if needs_models([spec.name]):
-        load_generator(spec.run.models)
-        load_embedder(spec.run.models)
-    where = {**_where(spec, device), "load_s": round(time.perf_counter() - t0, 3)}
+    load_s = warm_models(spec.run.models, [spec.name])
+    where = {**where_here(device, spec.cpus), "load_s": round(load_s, 3)}
     watch = TuneReporter(where, time.perf_counter())
     bench = Workbench(spec.run, spec.inputs, device)
     # With storage no path of the driver's is used: the trial works in a folder of this node.

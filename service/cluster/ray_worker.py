@@ -15,8 +15,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-from core.config import ConfigBase
+from core.config import ConfigBase, ModelConfig
 from core.engines.base import engine_class
 from core.engines.in_process import load_embedder, load_generator, resolve_device
 from core.types import QAPair
@@ -39,6 +40,32 @@ def limit_threads(cpus: int) -> None:
     import torch
 
     torch.set_num_threads(cpus)
+
+
+def where_here(device: str, cpus: int) -> dict[str, Any]:
+    """This Ray worker's node, node id, process, device, CPUs and GPUs (an arm's or a trial's
+    Placement fields)."""
+    import ray  # only inside a Ray worker
+
+    ctx = ray.get_runtime_context()
+    return {
+        "node": socket.gethostname(),
+        "node_id": ctx.get_node_id(),
+        "pid": os.getpid(),
+        "device": device,
+        "cpus": cpus,
+        "gpus": [str(g) for g in ctx.get_accelerator_ids().get("GPU", [])],
+    }
+
+
+def warm_models(models: ModelConfig, names: list[str]) -> float:
+    """Load the shared models strategies `names` need (once per process: core.engines.in_process
+    keeps them); the seconds it took, 0 when they were loaded already or not needed."""
+    t0 = time.perf_counter()
+    if needs_models(names):
+        load_generator(models)
+        load_embedder(models)
+    return time.perf_counter() - t0
 
 
 class ArmWorker:
@@ -65,17 +92,9 @@ class ArmWorker:
         """Which node, process and device this worker measured on, for how long, from
         `started_at` until now (wall clock), and at what nice value, threads and involuntary
         switches since `before` (stored with each arm)."""
-        import ray  # only inside a Ray worker
-
-        ctx = ray.get_runtime_context()
         now = ProcessFigures.read()
         return Placement(
-            node=socket.gethostname(),
-            node_id=ctx.get_node_id(),
-            pid=os.getpid(),
-            device=self.device,
-            cpus=self.cpus,
-            gpus=[str(g) for g in ctx.get_accelerator_ids().get("GPU", [])],
+            **where_here(self.device, self.cpus),
             worker_s=worker_s,
             load_s=load_s,
             nice=now.nice,
@@ -88,11 +107,7 @@ class ArmWorker:
     def warm(self, names: list[str]) -> float:
         """Load the shared models `names` need (once per worker: core.engines.in_process keeps
         them); returns the seconds it took, 0 when they were loaded already or not needed."""
-        t0 = time.perf_counter()
-        if needs_models(names):
-            load_generator(self.config.models)
-            load_embedder(self.config.models)
-        return time.perf_counter() - t0
+        return warm_models(self.config.models, names)
 
     def evaluate(
         self,
