@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -209,3 +210,16 @@ def chroma_server(tmp_path_factory) -> tuple[str, int]:
     proc = _serve(cmd, f"http://127.0.0.1:{port}/api/v2/heartbeat", data / "server.log")
     yield "127.0.0.1", port
     _stop(proc)
+
+
+def require_ray():
+    """The `ray` module for a cluster test module; skips the module where Ray is not installed
+    (requirements-cluster.txt), except under CI=true, where a missing Ray is a failure: CI
+    installs it (.ci/run)."""
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("ray is not installed (requirements-cluster.txt)", allow_module_level=True)
+    return ray

@@ -17,13 +17,9 @@ from eval.config import RunConfig
 from eval.events import ProgressEvent
 from eval.records import CostSummary, Placement, PreparedRecord, ResultExtras
 from eval.store.runs import RunStore
+from tests.conftest import require_ray
 
-try:
-    import ray
-except ImportError:
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("ray is not installed (requirements-cluster.txt)", allow_module_level=True)
+ray = require_ray()
 
 pytestmark = pytest.mark.cluster
 

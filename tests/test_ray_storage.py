@@ -20,13 +20,9 @@ from eval.config import RunConfig
 from eval.store.artifacts import label_folder, run_dir
 from eval.store.runs import RunStore
 from eval.views.tables import run_summary
+from tests.conftest import require_ray
 
-try:
-    import ray
-except ImportError:
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("ray is not installed (requirements-cluster.txt)", allow_module_level=True)
+ray = require_ray()
 
 pytestmark = pytest.mark.cluster
 
