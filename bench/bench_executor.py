@@ -102,6 +102,17 @@ def stages_line(local: dict, remote: dict) -> str:
         a = sum(float(getattr(r.cost, stage) or 0) for r in local["results"])
         b = sum(float(getattr(r.cost, stage) or 0) for r in remote["results"])
         out.append(f"{stage[:-2]} {a:.1f} vs {b:.1f} s")
+    remote_by_name = {r.strategy: r for r in remote["results"]}
+    for r in local["results"]:  # per arm, to see which arm's stage the difference is in
+        other = remote_by_name.get(r.strategy)
+        if other is not None:
+            out.append(
+                f"{r.strategy} "
+                + " / ".join(
+                    f"{float(getattr(r.cost, s) or 0):.1f} vs {float(getattr(other.cost, s) or 0):.1f}"
+                    for s in ("prepare_s", "answer_s")
+                )
+            )
     return ", ".join(out)
 
 

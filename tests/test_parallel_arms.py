@@ -210,3 +210,36 @@ def test_the_job_log_gets_one_line_per_arm_stage_when_arms_interleave():
     assert log == ["rag: answer", "lora: train", "rag: score"]
     # The fields follow the latest event's arm, without the other's loss.
     assert writes[-1]["strategy"] == "rag" and writes[-1]["loss"] is None
+
+
+def test_an_arm_worker_does_all_its_model_work_on_one_thread(
+    mini_corpus, tiny_models, tmp_path, monkeypatch
+):
+    # Ray hands an actor's calls to whichever of its threads is free; each thread that starts
+    # torch work keeps an OpenMP team, and two teams on the arm's CPUs slowed a LoRA arm after a
+    # RAG arm by 30%. So warm-ups and arms, called from any thread, run on the same one.
+    from service.cluster import ray_worker
+
+    used = []
+    monkeypatch.setattr(ray_worker, "limit_threads", lambda cpus: None)  # this process's own
+    monkeypatch.setattr(
+        ray_worker, "warm_models", lambda models, names: used.append(threading.get_ident()) or 0.0
+    )
+    monkeypatch.setattr(
+        ray_worker.ArmWorker,
+        "_measure",
+        lambda self, *args: used.append(threading.get_ident()),  # None: as if cancelled
+    )
+    worker = ray_worker.ArmWorker(make_config(mini_corpus, tiny_models, tmp_path), cpus=2)
+    calls = [
+        threading.Thread(target=worker.warm, args=(["rag"],)),
+        threading.Thread(target=worker.evaluate, args=(None, "rag", "rag", [], [], str(tmp_path))),
+        threading.Thread(
+            target=worker.evaluate, args=(None, "lora", "lora", [], [], str(tmp_path))
+        ),
+    ]
+    for call in calls:  # one after another, each from a thread of its own, as Ray would
+        call.start()
+        call.join()
+    assert len(used) == 5 and len(set(used)) == 1
+    assert used[0] not in {call.ident for call in calls}
