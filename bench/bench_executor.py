@@ -106,13 +106,11 @@ def stages_line(local: dict, remote: dict) -> str:
     for r in local["results"]:  # per arm, to see which arm's stage the difference is in
         other = remote_by_name.get(r.strategy)
         if other is not None:
-            out.append(
-                f"{r.strategy} "
-                + " / ".join(
-                    f"{float(getattr(r.cost, s) or 0):.1f} vs {float(getattr(other.cost, s) or 0):.1f}"
-                    for s in ("prepare_s", "answer_s")
-                )
-            )
+            pairs = [
+                (float(getattr(r.cost, s) or 0), float(getattr(other.cost, s) or 0))
+                for s in ("prepare_s", "answer_s")
+            ]
+            out.append(f"{r.strategy} " + " / ".join(f"{a:.1f} vs {b:.1f}" for a, b in pairs))
     return ", ".join(out)
 
 

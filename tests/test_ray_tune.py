@@ -100,6 +100,8 @@ def test_trials_run_on_both_nodes_and_choose_as_a_local_run(two_nodes, tmp_path,
     placed = [t.placement for t in rec.trials]
     assert all(p is not None and p.pid != os.getpid() and p.cpus == 1 for p in placed)
     assert {p.node_id for p in placed} == node_ids
+    # At the executor's nice value (0), not Ray's default 15 for the workers it starts.
+    assert {p.nice for p in placed} == {0}
     assert all(t.placement is None for t in local_rec.trials)
     # --json: tuning.<arm>.trials[].placement
     summary = summary_with_diagnostics(remote, remote_id)

@@ -36,9 +36,13 @@ INSTALL_HINT = "pip install -r requirements-cluster.txt"
 _INIT_LOCK = threading.Lock()  # the app's worker drives several runs from threads
 
 
-def connect(address: str) -> Any:
+def connect(address: str, executor: ExecutorConfig | None = None) -> Any:
     """The `ray` module, connected to the cluster at `address` (once per process); an empty
-    address means RAY_ADDRESS, else a Ray started here. ImportError says what to install."""
+    address means RAY_ADDRESS, else a Ray started here. ImportError says what to install.
+
+    The job's runtime environment is `worker_env(executor)`: Ray Tune starts its trial actors
+    with the job's, so they run at the operator's nice value as the arm workers do (Ray's
+    default, 15, otherwise)."""
     try:
         import ray
     except ImportError as e:
@@ -50,19 +54,18 @@ def connect(address: str) -> Any:
                 include_dashboard=False,
                 log_to_driver=False,
                 configure_logging=False,
-                # Workers import the project from its folder (the same path on every node).
-                runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+                runtime_env=worker_env(executor or ExecutorConfig()),
             )
     return ray
 
 
 def worker_env(executor: ExecutorConfig) -> dict[str, Any]:
-    """The runtime environment of a worker measuring arms or trials: the project on its path,
-    and the operator's nice value. Ray nices its workers to 15 by default; beside Ray's own
-    services (nice 0, in the same scheduling group) a niced torch thread loses its CPU at each
-    of their wake-ups and its sibling OpenMP threads then wait at the next barrier
-    (bench/bench_ray_stages.py measures it). RAY_worker_niceness is read by each worker as it
-    starts, as Ray's job supervisor sets it for its own actor."""
+    """The runtime environment of a worker measuring arms or trials: the project on its path
+    (the same folder on every node), and the operator's nice value. Ray nices its workers to 15
+    by default; beside Ray's own services (nice 0, in the same scheduling group) a niced torch
+    thread loses its CPU at each of their wake-ups and its sibling OpenMP threads then wait at
+    the next barrier (bench/bench_ray_stages.py measures it). RAY_worker_niceness is read by
+    each worker as it starts, as Ray's job supervisor sets it for its own actor."""
     return {
         "env_vars": {
             "PYTHONPATH": str(ROOT),
@@ -89,7 +92,7 @@ class RayExecutor(Executor):
 
     def __init__(self, config: RunConfig, bench: Workbench, measurement: StrategyMeasurement):
         super().__init__(config, bench, measurement)
-        self.ray = connect(config.executor.address)
+        self.ray = connect(config.executor.address, config.executor)
         self.shape = ClusterShape.of(self.ray)
         check_reachable(config.executor.storage, len(self.shape.nodes))
         self.storage = Storage(config.executor.storage) if config.executor.storage else None

@@ -126,7 +126,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     # The models load apart from the trial's time, as a local search has them loaded before
     # its trials (once per worker: the in-process cache keeps them for its later trials).
     load_s = warm_models(spec.run.models, [spec.name])
-    where = {**where_here(device, spec.cpus), "load_s": round(load_s, 3)}
+    where = {**where_here(device, spec.cpus), "load_s": round(load_s, 3), "nice": os.nice(0)}
     watch = TuneReporter(where, time.perf_counter())
     bench = Workbench(spec.run, spec.inputs, device)
     # With storage no path of the driver's is used: the trial works in a folder of this node.
@@ -339,6 +339,7 @@ def placement_of(result: dict[str, Any]) -> dict[str, Any]:
         gpus=list(result.get("gpus", [])),
         worker_s=float(result.get("seconds", 0.0)),
         load_s=float(result.get("load_s", 0.0)),
+        nice=result.get("nice"),
     ).to_dict()
 
 

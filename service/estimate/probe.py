@@ -191,7 +191,7 @@ def cluster_line(config: RunConfig) -> str:
     if config.executor.kind != "ray":
         return ""
     try:
-        ray = connect(config.executor.address)
+        ray = connect(config.executor.address, config.executor)
         shape = ClusterShape.of(ray)
         check_reachable(config.executor.storage, len(shape.nodes))
     except (ImportError, ConfigError, ConnectionError) as e:
