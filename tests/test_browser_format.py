@@ -50,7 +50,7 @@ def test_a_format_task_run_from_the_run_page_opens_on_compare(app_url, page, tmp
     started = time.monotonic()
     open_app(page, app_url, ready_text="Saved corpora")
 
-    go_to_page(page, "Run", ready_text="Strategies")
+    go_to_page(page, "Run", ready_text="Strategies", timeout=120)
     choose_option(page, "Task", "format")
     wait_for_text(page, "What a right answer is")  # the task's caption: the sample's files found
     choose_strategies(page, [display_name(n) for n in STRATEGIES])
@@ -73,7 +73,7 @@ def test_a_format_task_run_from_the_run_page_opens_on_compare(app_url, page, tmp
     )
     ran = time.monotonic() - started
 
-    go_to_page(page, "Compare", ready_text="Quality")
+    go_to_page(page, "Compare", ready_text="Quality", timeout=120)
     page.locator('[data-testid="stDataFrame"]:visible').nth(1).wait_for()  # quality, cost
     # Before reading the table: reading focuses the grid, which draws a focus ring.
     paths = [tmp_path / "page-compare-format.png"]
