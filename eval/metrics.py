@@ -47,6 +47,9 @@ class Metric:
     default: bool = True  # scored when a run names no metrics (the judge costs generations)
     # Task kinds (core.tasks.TASK_KINDS) whose runs score it by default; () = every kind.
     tasks: tuple[str, ...] = ()
+    # In a run of one of `tasks`, a column of the quality table's first view (not a detail
+    # behind its column menu): what that task is judged by, beside the chosen metric.
+    headline: bool = False
 
 
 METRICS: Registry[Metric] = Registry("metric", unique=False)
@@ -62,11 +65,13 @@ def register_metric(
     needs_judge: bool = False,
     default: bool = True,
     tasks: tuple[str, ...] = (),
+    headline: bool = False,
 ):
     """Decorator: add a batched metric `fn(items, embedder or judge) -> scores` to the registry.
 
     `default=False` keeps a metric out of runs that name no metrics (it is scored when asked);
-    `tasks` limits the default to runs of those task kinds (format and style metrics).
+    `tasks` limits the default to runs of those task kinds (format and style metrics);
+    `headline` shows it in the quality table's first view in runs of those kinds.
     """
 
     def deco(fn):
@@ -83,11 +88,19 @@ def register_metric(
                 needs_judge,
                 default,
                 tuple(tasks),
+                headline,
             ),
         )
         return fn
 
     return deco
+
+
+def headline_metric(metric: str, task: str) -> bool:
+    """Whether `metric` leads the quality table in a run of task kind `task` (its `headline`
+    flag, for the kinds in its `tasks`)."""
+    m = METRICS.get(metric)
+    return bool(m and m.headline and task in m.tasks)
 
 
 def default_metrics(task: str = "qa") -> list[str]:

@@ -90,6 +90,7 @@ def _applies(item: ScoringItem, kinds: tuple[str, ...]) -> bool:
     "format_valid",
     "Valid format",
     tasks=FORMAT,
+    headline=True,
     help="1 if the answer follows the format: validates against the JSON Schema, or matches "
     "the regular expression.",
 )
@@ -126,6 +127,7 @@ register_metric(
     "field_f1",
     "Field F1",
     tasks=FORMAT,
+    headline=True,
     help="JSON format: token F1 of each field of the gold object, mean over its fields "
     "(best gold answer).",
 )(_field_metric(1))
@@ -135,6 +137,7 @@ register_metric(
     "content_f1",
     "Content F1",
     tasks=BOTH,
+    headline=True,
     help="Token F1 of the answer's content with the best gold answer's: the values of a JSON "
     "answer, a styled answer without its citation and closing; 0 for an answer that breaks the "
     "format.",
@@ -163,6 +166,7 @@ def _style_checks(item: ScoringItem) -> dict[str, bool] | None:
     "style_pass",
     "Style pass",
     tasks=STYLE,
+    headline=True,
     help="1 if the answer keeps every rule of the style file.",
 )
 def style_pass(items: list[ScoringItem], _r: Any = None) -> list[float | None]:
@@ -234,6 +238,7 @@ def group_scores(items: list[ScoringItem], agree) -> list[float | None]:
     "consistency",
     "Consistency",
     tasks=BOTH,
+    headline=True,
     help="Share of paraphrase groups (the Q/A file's 'group', else near-duplicate questions) "
     "whose answers agree after normalisation; interval over groups. Scored for a Q/A run when "
     "named.",

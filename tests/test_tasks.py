@@ -529,6 +529,9 @@ def test_a_format_run_opens_on_the_compare_page_with_its_metrics(
     from streamlit.testing.v1 import AppTest
 
     from eval.run.harness import run_comparison
+    from eval.views.display import quality_table
+    from eval.views.quality import side_by_side
+    from eval.views.run_view import RunView
     from tests.test_app import APP, OWNER, goto
     from tests.test_harness import make_config
 
@@ -548,7 +551,7 @@ def test_a_format_run_opens_on_the_compare_page_with_its_metrics(
         store_path=str(home / "runs.sqlite"),
         workdir=str(home / "work"),
     )
-    run_comparison(cfg, owner=OWNER)
+    run_id = run_comparison(cfg, owner=OWNER)
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["owner"] = OWNER
     at.run()
@@ -556,6 +559,28 @@ def test_a_format_run_opens_on_the_compare_page_with_its_metrics(
     assert not at.exception
     columns = {c for df in at.dataframe for c in df.value.columns}  # field names, labels aside
     assert {"format_valid", "field_f1", "content_f1", "consistency"} <= columns
+    # What a format run is judged by is in the quality table's first view, beside the chosen
+    # metric; the other metrics (field EM, format consistency, EM...) wait in its column menu.
+    view = RunView.load(RunStore(home / "runs.sqlite"), run_id)
+    table = quality_table(view, side_by_side(view), "f1")
+    first_view = {c.key for c in table.columns if not c.more}
+    assert first_view & set(default_metrics("format")) == {
+        "f1",
+        "format_valid",
+        "field_f1",
+        "content_f1",
+        "consistency",
+    }
+
+
+def test_a_task_s_headline_metrics_lead_only_in_runs_of_that_task():
+    from eval.metrics import headline_metric
+
+    assert headline_metric("format_valid", "format") and headline_metric("style_pass", "style")
+    assert headline_metric("consistency", "style") and headline_metric("content_f1", "format")
+    assert not headline_metric("consistency", "qa")  # scored in a Q/A run only when named
+    assert not headline_metric("field_em", "format") and not headline_metric("f1", "format")
+    assert not headline_metric("format_valid", "style") and not headline_metric("unknown", "qa")
 
 
 def test_stored_runs_without_a_task_read_as_qa_and_a_task_needs_its_file():

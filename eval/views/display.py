@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from eval.metrics import metric_label
+from eval.metrics import headline_metric, metric_label
 from eval.records import COST_AXES, COST_COLUMNS
 from eval.views.format import ColumnSpec, display_name
 from eval.views.knowledge import retention_vs_gain
@@ -46,8 +46,9 @@ def _strategy_columns(view: RunView) -> dict[str, list[str]]:
 
 def quality_table(view: RunView, sbs: SideBySide, metric: str | None = None) -> StrategyTable:
     """Per main strategy: `metric` (default the run's first) with its 95% interval and whether it
-    is the best or not significantly below it, the other metrics' means, and general knowledge
-    kept (score, change against the base model)."""
+    is the best or not significantly below it, the other metrics' means (the run's task's
+    headline metrics shown, the rest details), and general knowledge kept (score, change
+    against the base model)."""
     data: dict[str, Any] = _strategy_columns(view)
     cols = [
         ColumnSpec("strategy", "Strategy", "text", help=STRATEGY_HELP),
@@ -57,7 +58,7 @@ def quality_table(view: RunView, sbs: SideBySide, metric: str | None = None) -> 
     ]
     main = metric if metric in sbs.metrics else (sbs.metrics[0] if sbs.metrics else None)
     for m in ([main] if main else []) + [m for m in sbs.metrics if m != main]:
-        _add_metric(data, cols, sbs, m, with_interval=m == main)
+        _add_metric(data, cols, sbs, m, with_interval=m == main, task=view.settings.task)
     if main in sbs.prob_best:
         add_prob_best(data, cols, sbs.prob_best[main], main)
     first = sbs.metrics[0] if sbs.metrics else None
@@ -69,13 +70,19 @@ def quality_table(view: RunView, sbs: SideBySide, metric: str | None = None) -> 
 
 
 def _add_metric(
-    data: dict[str, Any], cols: list[ColumnSpec], sbs: SideBySide, m: str, with_interval: bool
+    data: dict[str, Any],
+    cols: list[ColumnSpec],
+    sbs: SideBySide,
+    m: str,
+    with_interval: bool,
+    task: str = "qa",
 ) -> None:
     """The metric's mean per strategy, and its bootstrap interval as text when asked."""
     t, label = sbs.table, metric_label(m)
     data[m] = [t.loc[n, m] for n in data["name"]]
-    # The other metrics are details: the chosen one, its interval and standing lead the table.
-    more = not with_interval
+    # The other metrics are details: the chosen one, its interval and standing lead the table,
+    # with what a format or style run is judged by (validity, content F1, consistency...).
+    more = not (with_interval or headline_metric(m, task))
     cols.append(ColumnSpec(m, label, help=f"{label}, mean over the test questions.", more=more))
     if not with_interval:
         return
