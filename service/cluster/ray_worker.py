@@ -9,6 +9,7 @@ Kept free of `import ray` at module level: the class is wrapped by `ray.remote` 
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import tempfile
@@ -69,16 +70,28 @@ def warm_models(models: ModelConfig, names: list[str]) -> float:
     return time.perf_counter() - t0
 
 
+def _on_model_thread(method):
+    """Run an ArmWorker method on the worker's one model thread, whichever actor thread Ray
+    called it on (the class says why)."""
+
+    @functools.wraps(method)
+    def on_model_thread(self, *args, **kwargs):
+        return self._model_thread.submit(method, self, *args, **kwargs).result()
+
+    return on_model_thread
+
+
 class ArmWorker:
     """Measures the arms of one run; progress events wait in a list the driver drains.
 
     Run as a threaded actor (max_concurrency > 1), so `drain` and `stop` are answered while
     `evaluate` works. The model work itself (`warm`, `evaluate`) runs on one thread of its own:
     Ray hands each call to whichever actor thread is free, and every thread that starts torch
-    work keeps an OpenMP team of its own, so a second arm on another thread left two teams
-    on the arm's CPUs, and OpenMP then sleeps between parallel regions instead of spinning: the
-    bundled model's LoRA arm after a RAG arm trained 30% slower than in a plain process, its two
-    threads using 1.5 of the 2 CPUs (bench/bench_executor.py --strategies rag,lora)."""
+    work keeps an OpenMP team of its own, so a second arm on another thread left two teams on
+    the arm's CPUs (most likely then waiting by sleeping, not spinning, between parallel
+    regions): the bundled model's LoRA arm after a RAG arm trained 30% slower than in a plain
+    process, its two threads using 1.5 of the 2 CPUs (bench/bench_executor.py --strategies
+    rag,lora)."""
 
     def __init__(self, config: RunConfig, cpus: int):
         limit_threads(cpus)
@@ -111,11 +124,13 @@ class ArmWorker:
             ended_at=time.time(),
         )
 
+    @_on_model_thread
     def warm(self, names: list[str]) -> float:
         """Load the shared models `names` need (once per worker: core.engines.in_process keeps
         them); returns the seconds it took, 0 when they were loaded already or not needed."""
-        return self._model_thread.submit(warm_models, self.config.models, names).result()
+        return warm_models(self.config.models, names)
 
+    @_on_model_thread
     def evaluate(
         self,
         inputs: Inputs,
@@ -135,25 +150,9 @@ class ArmWorker:
         node, seeded from `<storage>/<key>` (a tuning trial's adapter the arm reuses), copied
         back there afterwards, and every path in the settings and the result is written
         against storage.ARM_FOLDER."""
-        return self._model_thread.submit(
-            self._evaluate, inputs, name, label, train, general, workdir, settings, storage, key
-        ).result()
-
-    def _evaluate(
-        self,
-        inputs: Inputs,
-        name: str,
-        label: str,
-        train: list[QAPair],
-        general: list[QAPair],
-        workdir: str,
-        settings: ConfigBase | None,
-        storage: str,
-        key: str,
-    ) -> Measured | None:
         started_at = time.time()  # wall clock: compared with other workers' arms
         before = ProcessFigures.read()
-        load_s = warm_models(self.config.models, [name])
+        load_s = warm_models(self.config.models, [name])  # not self.warm: on this thread
         scratch = None
         if storage:
             scratch = Path(tempfile.mkdtemp(prefix="adaptlab-arm-"))
