@@ -74,14 +74,31 @@ class TuningJob:
     kept: tuple[int, Path, PrepareReport] | None = None
 
 
+@dataclass
+class Plan:
+    """The trials a runner runs of an arm's search: the default trial first, alone, when it
+    has not run yet (`default_first`); then `rest()` (asked once the default is done) gives
+    how many more trials and the seconds they may take (None: no cap), or None for none.
+    `most` bounds the trials of both parts together."""
+
+    default_first: bool
+    most: int
+    rest: Callable[[], tuple[int, float | None] | None]
+
+
 class InProcess:
     """Runs an arm's trials in this process, one after the other (Optuna's own loop): the
     default. Another runner (service.cluster.ray_tune's, Ray Tune trials on a cluster) runs
     them elsewhere, writing the same trials into the same study."""
 
-    def optimize(self, study: Any, objective: Objective, n_trials: int, timeout: float | None):
-        """Run up to `n_trials` more trials of `study` (for `timeout` seconds at most)."""
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=_FAILED)
+    def search(self, study: Any, objective: Objective, plan: Plan) -> None:
+        """Run `plan`'s trials of `study`: the default alone first, then the rest."""
+        if plan.default_first:
+            study.optimize(objective, n_trials=1, catch=_FAILED)
+        after = plan.rest()
+        if after is not None:
+            n_trials, timeout = after
+            study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=_FAILED)
 
     def fetch(self, job: TuningJob, number: int, prepared: dict[int, PrepareReport]) -> None:
         """Bring kept trial `number`'s folder to `job.workdir` (here: it is there already)."""
@@ -127,20 +144,28 @@ def tune(
     before = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study))
     import optuna
 
-    if not any(is_default(t) for t in _finished(study)):
+    default_first = not any(is_default(t) for t in _finished(study))
+    if default_first:
         waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
         if not waiting:  # a killed run may have left the default queued already
             study.enqueue_trial(objective.default_params(), user_attrs={"default": True})
-        runner.optimize(study, objective, 1, None)
-    default_s = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if is_default(t))
-    spent = sum(t.user_attrs.get("seconds", 0.0) for t in _finished(study) if not is_default(t))
-    left = budget.n_trials - len(_finished(study))
-    cap = budget.seconds_after_default(default_s)
-    if left > 0 and (cap is None or cap - spent > 0) and not objective.exhausted(_finished(study)):
+
+    def rest() -> tuple[int, float | None] | None:
+        """The trials after the default, under the budget (its time counted from now)."""
+        finished = _finished(study)
+        default_s = sum(t.user_attrs.get("seconds", 0.0) for t in finished if is_default(t))
+        spent = sum(t.user_attrs.get("seconds", 0.0) for t in finished if not is_default(t))
+        left = budget.n_trials - len(finished)
+        cap = budget.seconds_after_default(default_s)
+        if left <= 0 or (cap is not None and cap - spent <= 0) or objective.exhausted(finished):
+            return None
         timeout = None if cap is None else cap - spent
         # Optuna's timeout only stops new trials; the deadline also stops the running one.
         objective.deadline = None if timeout is None else time.perf_counter() + timeout
-        runner.optimize(study, objective, left, timeout)
+        return left, timeout
+
+    most = max(1, budget.n_trials - len(_finished(study)))
+    runner.search(study, objective, Plan(default_first, most, rest))
     record.trials = [_row(t) for t in study.trials if t.state != optuna.trial.TrialState.RUNNING]
     record.seconds = round(before + time.perf_counter() - t0, 4)
     chosen = _choose(job, study, record, tuning.adopt)

@@ -47,6 +47,7 @@ from eval.run.workbench import Workbench
 from eval.tuning.arm import ArmTuner
 from eval.tuning.engine import (
     Objective,
+    Plan,
     TuningJob,
     is_default,
     journal_storage,
@@ -197,9 +198,11 @@ class RayTrials:
         except ValueError:
             return f"tuning/{job.workdir.name}"
 
-    def optimize(self, study: Any, objective: Objective, n_trials: int, timeout: float | None):
-        """Run up to `n_trials` more trials of `study` as Tune trials, as many at once as the
-        cluster holds, for `timeout` seconds at most; RunCancelled when the run is."""
+    def search(self, study: Any, objective: Objective, plan: Plan) -> None:
+        """Run `plan`'s trials of `study` as the Tune trials of one experiment, as many at
+        once as the cluster holds: the default alone, then the rest under the time `plan`
+        gives them (one experiment, so its trial actors load the generator once, not once
+        for the default and again for the rest); RunCancelled when the run is cancelled."""
         from ray import tune  # only with a cluster
 
         # Tune's result files (CSV, JSON, TensorBoard) would land in the experiment folder
@@ -216,23 +219,22 @@ class RayTrials:
             )
         )
         experiments, remove = self._experiments(key)
-        searcher = search_class(objective, study, self)
+        searcher = search_class(objective, study, self, plan)
         try:
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
                     search_alg=searcher,
                     scheduler=_seeded(self._scheduler(job), study),
-                    num_samples=n_trials,
+                    num_samples=plan.most,
                     max_concurrent_trials=self.at_once,
-                    time_budget_s=timeout,
                     reuse_actors=True,  # a worker keeps its loaded generator for the next trial
                 ),
                 run_config=tune.RunConfig(
-                    name=f"trials-{uuid.uuid4().hex[:8]}",  # the default's, then the others
+                    name=f"trials-{uuid.uuid4().hex[:8]}",
                     storage_path=experiments,
                     failure_config=tune.FailureConfig(max_failures=1),  # a dead worker: retried
-                    stop=stopper_class(self.cancelled, self.make_room),
+                    stop=stopper_class(self.cancelled, self.make_room, searcher.out_of_time),
                     verbose=0,
                 ),
             )
@@ -348,17 +350,23 @@ def _tune_classes() -> tuple[type, type]:
     """(the arm's searcher, the cancel stopper): subclasses of Ray Tune's, defined on first
     use so that importing this module needs no Ray."""
     from optuna.trial import TrialState
+    from ray.tune.search import Searcher
     from ray.tune.search.optuna import OptunaSearch
     from ray.tune.stopper import Stopper
 
     class ArmSearch(OptunaSearch):
         """OptunaSearch over the arm's own study: trials draw their settings as a local
         trial does (`Objective.draw`), repeats are settled from the trial they repeat, and
-        each finished trial is told with its settings, scores, time and placement."""
+        each finished trial is told with its settings, scores, time and placement. It keeps
+        to the engine's plan: the default trial alone first (no other is suggested while it
+        runs), then as many as `plan.rest()` allows, until its deadline."""
 
-        def __init__(self, objective: Objective, study: Any, runner: RayTrials):
-            self.objective, self.runner = objective, runner
+        def __init__(self, objective: Objective, study: Any, runner: RayTrials, plan: Plan):
+            self.objective, self.runner, self.plan = objective, runner, plan
             self._last: dict[str, dict[str, Any]] = {}  # each trial's last report
+            self._default_id: str | None = None  # the default trial's, until it finishes
+            self._left: int | None = None  # trials the rest may still start (None: not asked)
+            self._deadline: float | None = None  # perf_counter time the rest's budget ends
             super().__init__(
                 space=objective.draw,  # define-by-run: the same draw as in process
                 metric=METRIC,
@@ -377,7 +385,27 @@ def _tune_classes() -> tuple[type, type]:
         def __getstate__(self) -> dict[str, Any]:
             return {}
 
-        def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        def out_of_time(self) -> bool:
+            return self._deadline is not None and time.perf_counter() > self._deadline
+
+        def _rest_started(self) -> None:
+            """The rest's trials and deadline, asked of the plan once the default is done."""
+            after = self.plan.rest()
+            self._left, timeout = after if after is not None else (0, None)
+            if timeout is not None:
+                self._deadline = time.perf_counter() + timeout
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+            if self.plan.default_first and self._default_id is None and self._left is None:
+                self._default_id = trial_id  # the study's queued default comes first
+            elif self._default_id is not None:
+                return None  # asked again once the default is done
+            else:
+                if self._left is None:
+                    self._rest_started()
+                if self._left <= 0 or self.out_of_time():
+                    return Searcher.FINISHED
+                self._left -= 1
             if super().suggest(trial_id) is None:
                 return None
             trial = self._ot_trials[trial_id]
@@ -449,6 +477,9 @@ def _tune_classes() -> tuple[type, type]:
                 self._tell(trial_id, float(result[METRIC]), TrialState.COMPLETE)
             else:  # stopped by the scheduler at a rung, or the time budget ran out
                 self._tell(trial_id, None, TrialState.PRUNED)
+            if trial_id == self._default_id:
+                self._default_id = None
+                self._rest_started()
 
         def _tell(self, trial_id: str, value: float | None, state: Any) -> None:
             self._completed_trials.add(trial_id)
@@ -458,11 +489,11 @@ def _tune_classes() -> tuple[type, type]:
                 self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
 
     class CancelStopper(Stopper):
-        """Stops every trial once the run is cancelled; asked at every step of Tune's loop,
-        it also makes room for waiting trials (`make_room`)."""
+        """Stops every trial once the run is cancelled or the search's time is up; asked at
+        every step of Tune's loop, it also makes room for waiting trials (`make_room`)."""
 
-        def __init__(self, cancelled: Any, make_room: Any):
-            self.cancelled, self.make_room = cancelled, make_room
+        def __init__(self, cancelled: Any, make_room: Any, out_of_time: Any):
+            self.cancelled, self.make_room, self.out_of_time = cancelled, make_room, out_of_time
 
         def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
             return False
@@ -472,6 +503,6 @@ def _tune_classes() -> tuple[type, type]:
 
         def stop_all(self) -> bool:
             self.make_room()
-            return bool(self.cancelled())
+            return bool(self.cancelled() or self.out_of_time())
 
     return ArmSearch, CancelStopper
