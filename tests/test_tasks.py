@@ -559,6 +559,8 @@ def test_a_format_run_opens_on_the_compare_page_with_its_metrics(
     assert not at.exception
     columns = {c for df in at.dataframe for c in df.value.columns}  # field names, labels aside
     assert {"format_valid", "field_f1", "content_f1", "consistency"} <= columns
+    # The page opens on what a format run is judged by, not on F1.
+    assert at.selectbox(key="cmp_metric").value == "format_valid"
     # What a format run is judged by is in the quality table's first view, beside the chosen
     # metric; the other metrics (field EM, format consistency, EM...) wait in its column menu.
     view = RunView.load(RunStore(home / "runs.sqlite"), run_id)
@@ -581,6 +583,18 @@ def test_a_task_s_headline_metrics_lead_only_in_runs_of_that_task():
     assert not headline_metric("consistency", "qa")  # scored in a Q/A run only when named
     assert not headline_metric("field_em", "format") and not headline_metric("f1", "format")
     assert not headline_metric("format_valid", "style") and not headline_metric("unknown", "qa")
+
+
+def test_views_open_on_the_metric_a_run_of_its_task_is_judged_by():
+    from eval.views.run_view import lead_metric
+
+    fmt = ["exact_match", "f1", "format_valid", "field_f1", "content_f1", "consistency"]
+    assert lead_metric(fmt, "format") == "format_valid"
+    style = ["exact_match", "f1", "content_f1", "style_pass", "consistency"]
+    assert lead_metric(style, "style") == "style_pass"
+    assert lead_metric(["exact_match", "f1", "consistency"], "qa") == "f1"
+    assert lead_metric(["exact_match", "rouge_l"], "qa") == "exact_match"
+    assert lead_metric(["f1", "content_f1"], "style") == "f1"  # no style metric scored
 
 
 def test_stored_runs_without_a_task_read_as_qa_and_a_task_needs_its_file():

@@ -20,6 +20,7 @@ from core.untrusted.markup import escape_markdown
 from eval.metrics import metric_label
 from eval.store.rows import RunSummary
 from eval.store.runs import RunStore
+from eval.views.run_view import lead_metric
 from service.corpus_library import CorpusLibrary, CorpusNotFound, SavedCorpus
 from service.owner_state import OwnerState, OwnerStates
 from service.owners import access_for, new_owner, upload_roots, valid_owner
@@ -253,9 +254,11 @@ def prose(text: str) -> str:
     return str(text).replace("$", "\\$")
 
 
-def metric_select(metrics: list[str], label: str, key: str) -> str:
-    """A metric chooser (F1 first when present), showing the metrics' labels."""
-    index = metrics.index("f1") if "f1" in metrics else 0
+def metric_select(metrics: list[str], label: str, key: str, task: str = "qa") -> str:
+    """A metric chooser opening on what a run of task kind `task` is judged by (F1 for Q/A),
+    showing the metrics' labels."""
+    lead = lead_metric(metrics, task)
+    index = metrics.index(lead) if lead in metrics else 0
     return st.selectbox(label, metrics, index=index, format_func=metric_label, key=key)
 
 

@@ -93,7 +93,7 @@ if not view.main:
     st.stop()
 
 metrics = views.metric_names(run)
-metric = metric_select(metrics, "Quality metric", "cmp_metric")
+metric = metric_select(metrics, "Quality metric", "cmp_metric", view.settings.task)
 label = views.metric_label(metric)
 
 overview, why, cost_tab, fine_tuning_tab, tuning_tab, questions, exports = st.tabs(

@@ -34,6 +34,7 @@ from eval.views.run_view import (
     format_interval,
     has_role,
     higher_is_better,
+    lead_metric,
     metric_names,
 )
 from eval.views.significance import compare_runs, compare_strategies
@@ -64,6 +65,7 @@ __all__ = [
     "learning_curve",
     "loss_curves",
     "metric_label",
+    "lead_metric",
     "metric_names",
     "money",
     "paired_test",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eval.config import RunConfig
-from eval.metrics import METRICS
+from eval.metrics import METRICS, headline_metric
 from eval.records import COST_COLUMNS, CostSummary
 from eval.stats.intervals import Interval
 from eval.store.runs import Run, RunStore, StoredAnswer, StrategyResult
@@ -140,6 +140,15 @@ def metric_names(run: Run) -> list[str]:
     """Metrics present in the run, in registry order (unknown ones last)."""
     seen = {m for r in run.results for m in r.metrics}
     return [m for m in METRICS if m in seen] + sorted(seen - set(METRICS))
+
+
+def lead_metric(metrics: list[str], task: str) -> str:
+    """The metric a view opens on: in a format or style run the first that only runs of its
+    kind score and lead with (valid format, style pass), else F1, else the first present."""
+    own = [m for m in metrics if headline_metric(m, task) and set(METRICS[m].tasks) == {task}]
+    if own:
+        return own[0]
+    return "f1" if "f1" in metrics or not metrics else metrics[0]
 
 
 def check_metric(view: RunView, metric: str) -> None:
