@@ -219,7 +219,9 @@ elif not common:
     st.info("These runs share no finished strategy.")
 else:
     shared_metrics = [m for m in metric_names(va.run) if m in metric_names(vb.run)]
-    metric = metric_select(shared_metrics, "Metric", "hist_metric")
+    # Runs of one task kind open on what that kind is judged by; mixed kinds on F1.
+    task = va.settings.task if va.settings.task == vb.settings.task else "qa"
+    metric = metric_select(shared_metrics, "Metric", "hist_metric", task)
     out = []
     for name in common:
         try:
