@@ -114,6 +114,26 @@ def stages_line(local: dict, remote: dict) -> str:
     return ", ".join(out)
 
 
+def tuning_lines(local: dict, remote: dict) -> list[str]:
+    """Per tuned arm, local vs Ray: its trials, the search's seconds and the seconds inside
+    the trials, so the difference shows as in the trials or between them."""
+    remote_by_name = {r.strategy: r for r in remote["results"]}
+    out = []
+    for r in local["results"]:
+        other = remote_by_name.get(r.strategy)
+        a, b = r.extras.tuning, other.extras.tuning if other is not None else None
+        if a is None or b is None or not a.trials:
+            continue
+        cells = []
+        for rec in (a, b):
+            inside = sum(float(t.seconds or 0) for t in rec.trials)
+            cells.append(
+                f"{len(rec.trials)} trials, search {rec.seconds:.1f} s, in trials {inside:.1f} s"
+            )
+        out.append(f"tuning {r.strategy}: local {cells[0]}; ray {cells[1]}")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--strategies", default="system_prompt,few_shot,rag,lora")
@@ -169,6 +189,8 @@ def main() -> None:
     print(f"scheduling overhead per arm (s; driver wall - worker's work - model load): {shown}")
     loads = ", ".join(f"{name} {load:.1f}" for name, _, load in overheads)
     print(f"model load on the Ray worker per arm (s; once per run): {loads}")
+    for line in tuning_lines(local, remote):
+        print(line)
     diff = differing(local, remote)
     print(
         "answers differing from local, per strategy: "
