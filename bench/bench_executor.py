@@ -115,8 +115,9 @@ def stages_line(local: dict, remote: dict) -> str:
 
 
 def tuning_lines(local: dict, remote: dict) -> list[str]:
-    """Per tuned arm, local vs Ray: its trials, the search's seconds and the seconds inside
-    the trials, so the difference shows as in the trials or between them."""
+    """Per tuned arm, local vs Ray: its trials (pruned, validation answers: the two searches
+    prune differently), the search's seconds and the seconds inside the trials, so the
+    difference shows as in the trials or between them."""
     remote_by_name = {r.strategy: r for r in remote["results"]}
     out = []
     for r in local["results"]:
@@ -127,8 +128,11 @@ def tuning_lines(local: dict, remote: dict) -> list[str]:
         cells = []
         for rec in (a, b):
             inside = sum(float(t.seconds or 0) for t in rec.trials)
+            answered = sum(int(t.answered or 0) for t in rec.trials)
+            pruned = sum(t.state == "pruned" for t in rec.trials)
             cells.append(
-                f"{len(rec.trials)} trials, search {rec.seconds:.1f} s, in trials {inside:.1f} s"
+                f"{len(rec.trials)} trials ({pruned} pruned, {answered} validation answers), "
+                f"search {rec.seconds:.1f} s, in trials {inside:.1f} s"
             )
         out.append(f"tuning {r.strategy}: local {cells[0]}; ray {cells[1]}")
     return out

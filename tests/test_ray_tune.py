@@ -232,8 +232,10 @@ def test_trials_past_the_time_budget_are_stopped_and_recorded_as_pruned(
     from eval.run.harness import run_comparison
 
     address, _ = two_nodes
-    config = _config(tmp_path, mini_corpus, _ray(tmp_path, address), batch_size=1)
-    # Half a second for the trials after the default: they are stopped as Tune's budget ends.
+    # Trials of some seconds; half a second for those after the default: they are stopped
+    # as the budget ends.
+    models = ModelConfig(generator="tiny", max_new_tokens=512).to_dict()
+    config = _config(tmp_path, mini_corpus, _ray(tmp_path, address), models=models, batch_size=1)
     config = config.replace(tuning=config.tuning.replace(max_seconds=0.5))
     store = RunStore(config.store_path)
     run_id = run_comparison(config, store=store)
@@ -293,33 +295,38 @@ def test_an_arm_tunes_while_another_is_measured(two_nodes, tmp_path, mini_corpus
     assert len(rec.trials) == 4 and all(t.placement for t in rec.trials)
 
 
-def test_successive_halving_starts_with_the_default_trial_as_the_bar():
-    """ASHA at racing's rungs gets the default trial's running scores first, so the first
-    trial behind the default at a rung stops (as in the local search), not only once other
-    trials have reached it."""
-    from ray.tune.schedulers import ASHAScheduler
+def test_trials_are_raced_out_as_in_a_local_search(two_nodes, tmp_path):
+    """On enough validation pairs to race (the sample's 294 training pairs), the trials on the
+    cluster stop where the local search's stop (the same pruner on the same running scores):
+    the tiny model scores 0 everywhere, so each trial after the default ties it at the first
+    rung, 16 pairs, and stops there."""
+    from eval.run.harness import run_comparison
 
-    from service.cluster.ray_tune import METRIC, STEP, _seeded
-
-    study = optuna.create_study(direction="maximize")
-    study.enqueue_trial({"x": 1}, user_attrs={"default": True})
-    default = study.ask()
-    default.suggest_int("x", 0, 3)
-    for step, value in ((8, 0.5), (16, 0.4), (24, 0.45), (48, 0.3)):
-        default.report(value, step)
-    study.tell(default, 0.3)
-    scheduler = _seeded(
-        ASHAScheduler(STEP, METRIC, "max", max_t=100, grace_period=16, reduction_factor=3), study
-    )
-    (bracket,) = scheduler._brackets
-    assert [(m, dict(r)) for m, r in bracket._rungs] == [
-        (48, {"default": 0.3}),
-        (16, {"default": 0.4}),
-    ]
-
-    class Trial:
-        trial_id = "t1"
-
-    assert bracket.on_result(Trial(), 16, 0.35) == "STOP"  # behind the default at 16 pairs
-    Trial.trial_id = "t2"
-    assert bracket.on_result(Trial(), 16, 0.5) == "CONTINUE"
+    address, _ = two_nodes
+    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    got = {}
+    for kind, executor in (("local", {"kind": "local"}), ("ray", _ray(tmp_path, address))):
+        config = RunConfig.from_dict(
+            {
+                "corpus": str(sample / "corpus"),
+                "qa": str(sample / "qa.jsonl"),
+                "strategies": ["system_prompt"],
+                "models": ModelConfig(generator="tiny", max_new_tokens=4).to_dict(),
+                "store_path": str(tmp_path / kind / "runs.sqlite"),
+                "workdir": str(tmp_path / kind / "work"),
+                "n_test": 4,
+                "bootstrap_resamples": 100,
+                "retention_questions": 0,
+                "executor": executor,
+                "tuning": {"budget": "quick", "n_trials": 4},
+            }
+        )
+        store = RunStore(config.store_path)
+        (result,) = store.get_run(run_comparison(config, store=store)).results
+        assert result.status == "done", result.error
+        got[kind] = result.extras.tuning
+    local, remote = got["local"], got["ray"]
+    assert _trials(remote) == _trials(local)
+    answered = sorted(t.answered for t in remote.trials)
+    assert answered == [16, 16, 16, remote.val_pairs] and remote.val_pairs == 294
+    assert [t.state for t in remote.trials if not t.default] == ["pruned"] * 3

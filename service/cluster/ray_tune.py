@@ -7,10 +7,13 @@ its evidence rule, resume) is the in-process search's own code.
 Each trial runs `run_trial` on a Ray worker: it rebuilds the arm's job there from the run's
 config and inputs (the generator loads in that worker, kept per process), scores the settings
 with the same `Objective.score` as a local trial, and reports its running validation score
-(untrained arms, step = pairs answered) or negated validation loss (trained arms, step =
-training step) to Tune, whose successive-halving scheduler (ASHA) stops the trials behind at
-the rungs racing uses (16, 48, 144 pairs). The searcher writes each finished trial into the
-study with its settings, scores, seconds and where it ran (`placement`).
+with its per-pair scores (untrained arms, step = pairs answered) or negated validation loss
+(trained arms, step = training step) to Tune. The scheduler (`PrunerScheduler`) stops a trial
+when the study's own pruner says so on the same values, as in a local search: racing
+(clearly behind the leader, or not ahead at a rung of 16, 48, 144 pairs) for untrained arms,
+successive halving on the loss for trained ones; so both searches run the same trials to the
+same depth. The searcher writes each finished trial into the study with its settings, scores,
+seconds and where it ran (`placement`).
 
 Failures: a trial whose worker dies is retried once (`FailureConfig(max_failures=1)`); one
 that raises is failed with its error and the search goes on; trials running when the time
@@ -33,6 +36,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,12 +53,11 @@ from eval.tuning.engine import (
     Objective,
     Plan,
     TuningJob,
-    is_default,
     journal_storage,
     repeat_outcome,
     same_as,
 )
-from eval.tuning.racing import MIN_RACE_PAIRS, RUNG_FACTOR
+from eval.tuning.racing import RACE_ATTR
 from service.cluster.plan import ArmRequest
 from service.cluster.ray_worker import limit_threads, warm_models, where_here
 from service.cluster.storage import Storage, clear, from_placeholder, to_placeholder
@@ -62,7 +65,6 @@ from strategies.base import RunCancelled
 
 METRIC = "score"  # what a trial reports: running validation F1, or -validation loss
 STEP = "step"  # pairs answered (untrained arms) or training steps (trained arms)
-TRAINED_RUNG_FACTOR = 4  # as Optuna's SuccessiveHalvingPruner the local search uses
 
 
 @dataclass
@@ -102,7 +104,8 @@ class TuneReporter:
         tune.report({METRIC: score, STEP: step, "final": False, **self.figures(), **extra})
 
     def race(self, scores: list[float]) -> None:
-        self.report(sum(scores) / len(scores), len(scores))
+        # The per-pair scores travel too: racing compares them pair by pair with the leader's.
+        self.report(sum(scores) / len(scores), len(scores), race=list(scores))
 
     def progress(self, event: dict[str, Any]) -> None:
         if isinstance(event.get("step"), int):
@@ -116,7 +119,22 @@ class TuneReporter:
 
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     """One trial on a Ray worker: `config` is what the searcher suggested (its number, the
-    settings, whether it is the default trial, whether it repeats a finished one)."""
+    settings, whether it is the default trial, whether it repeats a finished one).
+
+    Tune runs each trial on a thread of its own; the trial's work goes to the process's one
+    model thread instead, so every trial a reused worker runs shares one OpenMP team (a
+    second team makes libgomp wait by sleeping: the same torch loop measured 4x slower on a
+    new thread of a process whose first thread had run it)."""
+    _model_thread().submit(_run_trial, config, spec).result()
+
+
+@functools.cache
+def _model_thread() -> ThreadPoolExecutor:
+    """The thread this worker process runs its trials' model work on."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="adaptlab-trial")
+
+
+def _run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     from ray import tune  # only inside a Ray Tune trial
 
     device = resolve_device(spec.run.models.device)
@@ -209,7 +227,7 @@ class RayTrials:
         # removed below: the journal keeps the trials. Read by Tune at each fit, this process's.
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         job = objective.job
-        search_class, stopper_class = _tune_classes()
+        search_class, stopper_class, scheduler_class = _tune_classes()
         key = self._key(job)
         spec = dataclasses.replace(self.spec, folder=str(job.workdir.parents[1]), key=key)
         trainable = _registered(
@@ -225,7 +243,7 @@ class RayTrials:
                 trainable,
                 tune_config=tune.TuneConfig(
                     search_alg=searcher,
-                    scheduler=_seeded(self._scheduler(job), study),
+                    scheduler=scheduler_class(searcher),
                     num_samples=plan.most,
                     max_concurrent_trials=self.at_once,
                     reuse_actors=True,  # a worker keeps its loaded generator for the next trial
@@ -244,26 +262,6 @@ class RayTrials:
         searcher.finish_stopped()
         if self.cancelled():
             raise RunCancelled
-
-    def _scheduler(self, job: TuningJob) -> Any:
-        """Successive halving (ASHA): on pairs answered at racing's rungs for an untrained arm
-        (with `racing: rungs` and enough pairs), on training steps for a trained one."""
-        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-        common = {"time_attr": STEP, "metric": METRIC, "mode": "max"}
-        if job.trains:
-            return ASHAScheduler(
-                **common, max_t=10**9, grace_period=1, reduction_factor=TRAINED_RUNG_FACTOR
-            )
-        rungs = self.spec.run.tuning.racing == "rungs"
-        if rungs and len(job.val) >= MIN_RACE_PAIRS:
-            return ASHAScheduler(
-                **common,
-                max_t=len(job.val),
-                grace_period=MIN_RACE_PAIRS,
-                reduction_factor=RUNG_FACTOR,
-            )
-        return FIFOScheduler()
 
     def _experiments(self, key: str) -> tuple[str, Any]:
         """Where Tune keeps its experiment state (in storage, else a temp folder here), and
@@ -313,23 +311,6 @@ def _registered(trainable: Any) -> str:
     return name
 
 
-def _seeded(scheduler: Any, study: Any) -> Any:
-    """`scheduler` (ASHA) with the default trial's running values already at its rungs, so
-    the default is the bar from the first trial on, as in the local search (a trial behind
-    it at a rung stops). Nothing to do for another scheduler, or before the default ran."""
-    default = next((t for t in study.get_trials(deepcopy=False) if is_default(t)), None)
-    if default is None or not default.intermediate_values:
-        return scheduler
-    steps = sorted(default.intermediate_values.items())
-    # ASHA keeps each rung's values by trial id in its brackets (Ray 2.60's layout).
-    for bracket in getattr(scheduler, "_brackets", ()):
-        for milestone, recorded in bracket._rungs:
-            reached = [value for step, value in steps if step >= milestone]
-            if reached:
-                recorded["default"] = reached[0]
-    return scheduler
-
-
 def placement_of(result: dict[str, Any]) -> dict[str, Any]:
     """The Placement (as stored on the trial) a trial's last report describes."""
     return Placement(
@@ -347,9 +328,10 @@ def placement_of(result: dict[str, Any]) -> dict[str, Any]:
 
 @functools.cache
 def _tune_classes() -> tuple[type, type]:
-    """(the arm's searcher, the cancel stopper): subclasses of Ray Tune's, defined on first
-    use so that importing this module needs no Ray."""
+    """(the arm's searcher, the cancel stopper, the pruning scheduler): subclasses of Ray
+    Tune's, defined on first use so that importing this module needs no Ray."""
     from optuna.trial import TrialState
+    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
     from ray.tune.search import Searcher
     from ray.tune.search.optuna import OptunaSearch
     from ray.tune.stopper import Stopper
@@ -363,6 +345,7 @@ def _tune_classes() -> tuple[type, type]:
 
         def __init__(self, objective: Objective, study: Any, runner: RayTrials, plan: Plan):
             self.objective, self.runner, self.plan = objective, runner, plan
+            self.pruner = study.pruner  # the local search's own (racing, successive halving)
             self._last: dict[str, dict[str, Any]] = {}  # each trial's last report
             self._default_id: str | None = None  # the default trial's, until it finishes
             self._left: int | None = None  # trials the rest may still start (None: not asked)
@@ -422,13 +405,24 @@ def _tune_classes() -> tuple[type, type]:
                 "repeat": earlier is not None,
             }
 
+        def should_prune(self, trial_id: str, result: dict[str, Any]) -> bool:
+            """Record a running result as a local trial does (its intermediate value and
+            racing's per-pair scores), then ask the study's pruner whether to stop it."""
+            trial = self._ot_trials.get(trial_id)
+            if trial is None or trial_id in self._completed_trials or result.get("final"):
+                return False
+            self._last[trial_id] = result
+            if result.get("race") is not None:
+                trial.set_user_attr(RACE_ATTR, list(result["race"]))
+            trial.report(float(result[METRIC]), int(result[STEP]))
+            frozen = self._ot_study._storage.get_trial(trial._trial_id)
+            return bool(self.pruner.prune(self._ot_study, frozen))
+
         def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
             trial = self._ot_trials.get(trial_id)
             if trial is None or trial_id in self._completed_trials:
                 return
             self._last[trial_id] = result
-            if not result.get("final"):  # intermediate values as a local trial reports them
-                trial.report(float(result[METRIC]), int(result[STEP]))
             phase = "train" if self.objective.job.trains else "answer"
             self.objective.job.emit(
                 {
@@ -505,4 +499,20 @@ def _tune_classes() -> tuple[type, type]:
             self.make_room()
             return bool(self.cancelled() or self.out_of_time())
 
-    return ArmSearch, CancelStopper
+    class PrunerScheduler(FIFOScheduler):
+        """Trials in the order they come; a running one stops when the searcher's pruner
+        (the local search's) says so on its latest result."""
+
+        def __init__(self, searcher: ArmSearch):
+            super().__init__()
+            self.searcher = searcher
+
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+            if self.searcher.should_prune(trial.trial_id, result):
+                return TrialScheduler.STOP
+            return TrialScheduler.CONTINUE
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {}  # Tune's snapshot of the tuner: the searcher lives in this process
+
+    return ArmSearch, CancelStopper, PrunerScheduler
