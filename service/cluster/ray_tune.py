@@ -36,7 +36,6 @@ import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,22 +118,7 @@ class TuneReporter:
 
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     """One trial on a Ray worker: `config` is what the searcher suggested (its number, the
-    settings, whether it is the default trial, whether it repeats a finished one).
-
-    Tune runs each trial on a thread of its own; the trial's work goes to the process's one
-    model thread instead, so every trial a reused worker runs shares one OpenMP team (a
-    second team makes libgomp wait by sleeping: the same torch loop measured 4x slower on a
-    new thread of a process whose first thread had run it)."""
-    _model_thread().submit(_run_trial, config, spec).result()
-
-
-@functools.cache
-def _model_thread() -> ThreadPoolExecutor:
-    """The thread this worker process runs its trials' model work on."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="adaptlab-trial")
-
-
-def _run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
+    settings, whether it is the default trial, whether it repeats a finished one)."""
     from ray import tune  # only inside a Ray Tune trial
 
     device = resolve_device(spec.run.models.device)
