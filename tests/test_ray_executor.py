@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -347,3 +348,33 @@ def test_a_lost_worker_keeps_the_arm_running_beside_it_and_resume_completes(
     assert {r.strategy: r.status for r in run.results} == {"fake": "done", "fake2": "done"}
     assert ProgressEvent("strategy_done", strategy="fake", status="kept") in events
     assert run.results[1].extras.placement.pid != killed[0]
+
+
+def test_a_tuned_arm_on_a_one_node_cluster_answers_with_its_trial_adapter(
+    ray_head, tmp_path, mini_corpus
+):
+    """Without storage, on one node of this machine, the chosen trial's adapter is where the
+    trial left it, in the run's folder: the arm loads it instead of training again."""
+    from eval.run.harness import run_comparison
+
+    config = _config(
+        tmp_path,
+        mini_corpus,
+        ["lora"],
+        "ray",
+        ray_head,
+        strategy_configs={
+            "lora": {
+                "training": {"max_steps": 2, "batch_size": 4, "eval_every": 1},
+                "val_fraction": 0.3,  # its own validation: the trials prepare as the arm will
+            },
+        },
+        tuning={"budget": "quick", "n_trials": 2},
+    )
+    store = RunStore(config.store_path)
+    (result,) = store.get_run(run_comparison(config, store=store)).results
+    assert result.status == "done", result.error
+    rec = result.extras.tuning
+    assert all(t.placement is not None for t in rec.trials)  # the trials ran on the cluster
+    assert rec.reused_trial == rec.chosen_trial == result.prepare.details["tuning_trial"]
+    assert result.extras.placement is not None and Path(result.prepare.artifact_path).is_dir()

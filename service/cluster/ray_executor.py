@@ -96,8 +96,9 @@ class RayExecutor(Executor):
         self.shape = ClusterShape.of(self.ray)
         check_reachable(config.executor.storage, len(self.shape.nodes))
         self.storage = Storage(config.executor.storage) if config.executor.storage else None
-        # With storage a tuning trial's adapter travels to the arm's worker through it.
-        self.local_files = self.carries_files(config)
+        # With storage a tuning trial's adapter travels to the arm's worker through it; on a
+        # one-node cluster of this machine the worker reads it where the trial left it.
+        self.local_files = self.carries_files(config) or self._one_node_here()
         self._actor_class = self.ray.remote(ArmWorker)
         self.inputs_ref = self.ray.put(bench.inputs)
         self.plan = placement_plan(config.executor, config.strategies, self.shape)
@@ -106,6 +107,15 @@ class RayExecutor(Executor):
         # one, an untrained arm's for `untrained_gpus`), one per arm running; each loads the
         # models once.
         self.workers = WorkerPool(self.shape, self._start, self._kill)
+
+    def _one_node_here(self) -> bool:
+        """Whether the cluster is one node on this machine (its workers see this process's
+        files; not through Ray Client, whose driver runs on the head)."""
+        if self.config.executor.address.startswith("ray://") or len(self.shape.nodes) != 1:
+            return False
+        alive = [n for n in self.ray.nodes() if n.get("Alive")]
+        here = self.ray.get_runtime_context().get_node_id()
+        return len(alive) == 1 and alive[0].get("NodeID") == here
 
     def trial_runner(self, name: str, label: str, train: list[QAPair], keep: bool) -> RayTrials:
         """The arm's tuning trials as Ray Tune trials, each asking what the arm would (CPUs, a

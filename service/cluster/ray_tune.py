@@ -143,8 +143,9 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
         settings = job.base if config["default"] else with_values(job.base, config["values"])
         scores = objective.score(settings, watch, number)
         outcome = {METRIC: sum(scores) / len(scores), "scores": scores}
-        if number in objective.prepared and scratch is not None:
-            outcome["prepared"] = _put(spec, job, number, objective.prepared[number])
+        if number in objective.prepared:  # kept: in storage, or where it is (one node)
+            report = objective.prepared[number]
+            outcome["prepared"] = _put(spec, job, number, report) if scratch else report
     except Exception as e:  # noqa: BLE001 - any trial's own error fails that trial only
         outcome["error"] = f"{type(e).__name__}: {e}"[:500]
     finally:
@@ -261,11 +262,15 @@ class RayTrials:
         return temp, lambda: shutil.rmtree(temp, ignore_errors=True)
 
     def fetch(self, job: TuningJob, number: int, prepared: dict[int, PrepareReport]) -> None:
-        """The chosen trial's folder copied from storage to `job.workdir/trial-<number>` and
-        its report pointed there (the arm then answers with its adapter, no second training);
-        every trial folder of the arm then removed from storage."""
+        """The chosen trial's report in `prepared`, so the arm answers with its adapter (no
+        second training): on one node without storage as the trial left it, in the driver's
+        folder; with storage its folder copied to `job.workdir/trial-<number>`, the report
+        pointed there, and every trial folder of the arm then removed from storage."""
         report = self.prepared.get(number)
-        if report is None or not self.spec.storage:
+        if report is None:
+            return
+        if not self.spec.storage:  # one node: the trial's folder is the driver's already
+            prepared[number] = report
             return
         storage, key = Storage(self.spec.storage), self._key(job)
         folder = job.workdir / f"trial-{number}"
