@@ -52,7 +52,7 @@ class Executor:
     def trial_runner(self, name: str, label: str, train: list[QAPair], keep: bool) -> Any:
         """What runs the tuning trials of arm `label` (strategy `name` on `train`; `keep`: its
         chosen trial's folder is kept for the arm): None for Optuna's loop in this process
-        (eval.tuning.engine.InProcess), else an object with its `optimize` and `fetch`."""
+        (eval.tuning.engine.InProcess), else an object with its `search` and `fetch`."""
         return None
 
     def describe(self) -> dict[str, Any]:

@@ -378,7 +378,11 @@ def _tune_classes() -> tuple[type, type]:
                 if self._left <= 0 or self.out_of_time():
                     return Searcher.FINISHED
                 self._left -= 1
-            if super().suggest(trial_id) is None:
+            if super().suggest(trial_id) is None:  # not drawn: the next ask starts it again
+                if self._default_id == trial_id:
+                    self._default_id = None
+                elif self._left is not None:
+                    self._left += 1
                 return None
             trial = self._ot_trials[trial_id]
             attrs = trial.user_attrs
