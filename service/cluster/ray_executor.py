@@ -111,9 +111,9 @@ class RayExecutor(Executor):
     def _one_node_here(self) -> bool:
         """Whether the cluster is one node on this machine (its workers see this process's
         files; not through Ray Client, whose driver runs on the head)."""
-        if self.config.executor.address.startswith("ray://") or len(self.shape.nodes) != 1:
+        if self.config.executor.address.startswith("ray://"):
             return False
-        alive = [n for n in self.ray.nodes() if n.get("Alive")]
+        alive = [n for n in self.ray.nodes() if n.get("Alive")]  # the shape's nodes, with ids
         here = self.ray.get_runtime_context().get_node_id()
         return len(alive) == 1 and alive[0].get("NodeID") == here
 

@@ -316,7 +316,7 @@ def placement_of(result: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.cache
-def _tune_classes() -> tuple[type, type]:
+def _tune_classes() -> tuple[type, type, type]:
     """(the arm's searcher, the cancel stopper, the pruning scheduler): subclasses of Ray
     Tune's, defined on first use so that importing this module needs no Ray."""
     from optuna.trial import TrialState
@@ -462,7 +462,7 @@ def _tune_classes() -> tuple[type, type]:
                 if result.get("prepared") is not None:
                     self.runner.prepared[trial.number] = result["prepared"]
                 self._tell(trial_id, float(result[METRIC]), TrialState.COMPLETE)
-            else:  # stopped by the scheduler at a rung, or the time budget ran out
+            else:  # stopped by the study's pruner, or the time budget ran out
                 self._tell(trial_id, None, TrialState.PRUNED)
             if trial_id == self._default_id:
                 self._default_id = None
