@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -94,6 +95,12 @@ def arm_overheads(results) -> list[tuple[str, float, float]]:
     return out
 
 
+def paired_results(local: dict, remote: dict) -> list[tuple[Any, Any]]:
+    """Each local arm's result with the Ray run's of the same strategy (None if it has none)."""
+    remote_by_name = {r.strategy: r for r in remote["results"]}
+    return [(r, remote_by_name.get(r.strategy)) for r in local["results"]]
+
+
 def stages_line(local: dict, remote: dict) -> str:
     """Per stage, summed over the arms: prepare and answer seconds (the harness's own
     measurement, taken where the arm ran), local vs Ray."""
@@ -102,9 +109,7 @@ def stages_line(local: dict, remote: dict) -> str:
         a = sum(float(getattr(r.cost, stage) or 0) for r in local["results"])
         b = sum(float(getattr(r.cost, stage) or 0) for r in remote["results"])
         out.append(f"{stage[:-2]} {a:.1f} vs {b:.1f} s")
-    remote_by_name = {r.strategy: r for r in remote["results"]}
-    for r in local["results"]:  # per arm, to see which arm's stage the difference is in
-        other = remote_by_name.get(r.strategy)
+    for r, other in paired_results(local, remote):  # per arm: which arm's stage differs
         if other is not None:
             pairs = [
                 (float(getattr(r.cost, s) or 0), float(getattr(other.cost, s) or 0))
@@ -118,10 +123,8 @@ def tuning_lines(local: dict, remote: dict) -> list[str]:
     """Per tuned arm, local vs Ray: its trials (pruned, validation answers: the two searches
     prune differently), the search's seconds and the seconds inside the trials, so the
     difference shows as in the trials or between them."""
-    remote_by_name = {r.strategy: r for r in remote["results"]}
     out = []
-    for r in local["results"]:
-        other = remote_by_name.get(r.strategy)
+    for r, other in paired_results(local, remote):
         a, b = r.extras.tuning, other.extras.tuning if other is not None else None
         if a is None or b is None or not a.trials:
             continue
