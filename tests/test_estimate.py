@@ -88,11 +88,12 @@ def test_the_estimate_counts_each_arms_search_within_its_budget():
 
     quick = RunConfig.from_dict({"tuning": {"budget": "quick", "val_fraction": 0.25}})
     # Four instructions, each tried once at most (2 s to prepare + 20 validation answers at
-    # 1 s): the system prompt learns nothing from the training pairs, so all 20 validate. The
-    # default answers all 20; racing stops each other trial at 16 half the time: 18 answers.
+    # 1 s): the system prompt learns nothing from the training pairs, so all 20 validate.
+    # Racing stops each trial after the default at 16 half the time (18 answers), and the
+    # default answers as far as they go: 18 answers each.
     s, note = tuning_seconds(quick, "system_prompt", prompt, train, 2.0, 1.0)
-    assert s == 22.0 + 3 * (2.0 + 18.0) and "4 trials on 20 validation pairs" in note
-    assert "about 18 answers a trial" in note
+    assert s == 4 * (2.0 + 18.0) and "4 trials on 20 validation pairs" in note
+    assert "about 18 answers a trial, the default's included" in note
     # Racing only what is clearly behind: every trial counted on every pair.
     clear = RunConfig.from_dict(
         {"tuning": {"budget": "quick", "val_fraction": 0.25, "racing": "clear"}}
@@ -102,7 +103,7 @@ def test_the_estimate_counts_each_arms_search_within_its_budget():
     capped = RunConfig.from_dict(
         {"tuning": {"budget": "quick", "val_fraction": 0.25, "max_seconds": 10}}
     )
-    assert tuning_seconds(capped, "system_prompt", prompt, train, 2.0, 1.0)[0] == 22.0 + 10.0
+    assert tuning_seconds(capped, "system_prompt", prompt, train, 2.0, 1.0)[0] == 20.0 + 10.0
     # LoRA validates on its own 4 pairs and keeps its default trial's training: that training
     # is the arm's, so the search adds its 4 validation answers and about one more training.
     s, note = tuning_seconds(quick, "lora", lora, train, 100.0, 1.0)

@@ -295,11 +295,14 @@ def test_an_arm_tunes_while_another_is_measured(two_nodes, tmp_path, mini_corpus
     assert len(rec.trials) == 4 and all(t.placement for t in rec.trials)
 
 
-def test_trials_are_raced_out_as_in_a_local_search(two_nodes, tmp_path):
+@pytest.mark.parametrize("racing", ["rungs", "clear"])
+def test_trials_are_raced_out_as_in_a_local_search(two_nodes, tmp_path, racing):
     """On enough validation pairs to race (the sample's 294 training pairs), the trials on the
     cluster stop where the local search's stop (the same pruner on the same running scores):
-    the tiny model scores 0 everywhere, so each trial after the default ties it at the first
-    rung, 16 pairs, and stops there."""
+    the tiny model scores 0 everywhere, so with rungs each trial after the default ties it at
+    the first rung, 16 pairs, and stops there, and the default is asked no further. Racing
+    only what is clearly behind, every tie answers all 294, and the default with them: the
+    rivals answer it on the pairs past its first rung, on the cluster as in process."""
     from eval.run.harness import run_comparison
 
     address, _ = two_nodes
@@ -318,7 +321,7 @@ def test_trials_are_raced_out_as_in_a_local_search(two_nodes, tmp_path):
                 "bootstrap_resamples": 100,
                 "retention_questions": 0,
                 "executor": executor,
-                "tuning": {"budget": "quick", "n_trials": 4},
+                "tuning": {"budget": "quick", "n_trials": 4, "racing": racing},
             }
         )
         store = RunStore(config.store_path)
@@ -328,5 +331,10 @@ def test_trials_are_raced_out_as_in_a_local_search(two_nodes, tmp_path):
     local, remote = got["local"], got["ray"]
     assert _trials(remote) == _trials(local)
     answered = sorted(t.answered for t in remote.trials)
-    assert answered == [16, 16, 16, remote.val_pairs] and remote.val_pairs == 294
-    assert [t.state for t in remote.trials if not t.default] == ["pruned"] * 3
+    assert remote.val_pairs == 294
+    if racing == "rungs":
+        assert answered == [16, 16, 16, 16]
+        assert [t.state for t in remote.trials if not t.default] == ["pruned"] * 3
+    else:
+        assert answered == [294] * 4 and remote.default_score.n == 294
+        assert [t.state for t in remote.trials] == ["complete"] * 4

@@ -370,6 +370,31 @@ def test_rungs_stop_a_setting_that_is_not_ahead_and_let_the_better_one_finish(tm
     assert second.state == "pruned" and second.answered == 16
     answered = len(ModeStrategy.answered)
     assert answered == 64 + 16 + 64 + 16  # against 64 * 3 + 16 racing only when clearly behind
+    # The default answered its first rung in its own trial, the rest for the rival that went
+    # on (each pair before that rival was raced on it); its row counts them all.
+    base = [q for m, q in ModeStrategy.answered if m == "base"]
+    assert base == [p.question for p in val]
+    assert [m for m, _ in ModeStrategy.answered[:16]] == ["base"] * 16
+    assert rec.default_score.n == 64 and rec.gain.n == 64
+
+
+def test_the_default_answers_only_as_far_as_a_rival_goes(tmp_path):
+    val = _pairs(64)
+    # Every rival is behind the default by the first rung (16 pairs): none goes on, so the
+    # default is never asked past it.
+    _modes(val, {"base": (val[5].question,), "right": (val[3].question, val[5].question)})
+    ModeStrategy.misses["lucky"] = (val[3].question, val[5].question, val[9].question)
+    chosen, rec = tune(_job(tmp_path, "ev_mode", val), TuningConfig(budget="quick", n_trials=4))
+    assert chosen.mode == "base" and rec.chosen_trial == 0 and not rec.changed
+    assert [(t.default, t.state, t.answered) for t in rec.trials] == [(True, "complete", 16)] + [
+        (False, "pruned", 16)
+    ] * 3
+    assert len(ModeStrategy.answered) == 4 * 16  # against 64 + 3 * 16 with a default on all
+    assert rec.val_pairs == 64 and rec.default_score.n == 16
+    assert rec.note == (
+        "default kept: no other setting stayed ahead of it; it answered 16 of the 64 "
+        "validation pairs, as far as the other settings went"
+    )
 
 
 def test_rung_arithmetic():

@@ -7,7 +7,9 @@ default-vs-tuned comparison on the same validation pairs. A trained arm reports 
 loss at each validation point; the pruner (successive halving) stops a bad trial through the
 strategy's own cancel hook (`cancelled()` is polled between steps), and the `RunCancelled` it
 raises becomes `optuna.TrialPruned`. An untrained arm reports its running validation score after
-each batch and is raced against the best finished trial (eval.tuning.racing). A trial that
+each batch and is raced against the best finished trial (eval.tuning.racing); its default
+answers only as far as a rival needs (a rival answers the default's settings on the pairs it
+goes past). A trial that
 raises (an out-of-memory at a large rank) is marked failed with its error, and the search goes
 on. Settings drawn a second time keep the first trial's outcome instead of another pass, and a
 finite space stops its search once every setting has been tried: the system prompt's four
@@ -39,7 +41,14 @@ from eval.records import Placement, TrialRow, TuningRecord
 from eval.stats.intervals import bootstrap_ci
 from eval.tuning.config import TuningConfig
 from eval.tuning.evidence import group_labels, halves, weigh
-from eval.tuning.racing import RACE_ATTR, RacePruner
+from eval.tuning.racing import (
+    DEFAULT_ATTR,
+    MIN_RACE_PAIRS,
+    RACE_ATTR,
+    RacePruner,
+    contenders,
+    default_scores,
+)
 from strategies.base import RunCancelled, Strategy
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -165,8 +174,14 @@ def tune(
         return left, timeout
 
     most = max(1, budget.n_trials - len(_finished(study)))
-    runner.search(study, objective, Plan(default_first, most, rest))
-    record.trials = [_row(t) for t in study.trials if t.state != optuna.trial.TrialState.RUNNING]
+    try:
+        runner.search(study, objective, Plan(default_first, most, rest))
+    finally:
+        objective.close()
+    reach = len(default_scores(study) or ())
+    record.trials = [
+        _row(t, reach) for t in study.trials if t.state != optuna.trial.TrialState.RUNNING
+    ]
     record.seconds = round(before + time.perf_counter() - t0, 4)
     chosen = _choose(job, study, record, tuning.adopt)
     _keep_chosen(job, objective.prepared, record.chosen_trial, runner)
@@ -258,7 +273,12 @@ def is_default(trial) -> bool:
     return bool(trial.user_attrs.get("default"))
 
 
-def _row(t) -> TrialRow:
+def _row(t, reach: int = 0) -> TrialRow:
+    """`t` as the record's row; the default's `answered` counts the pairs rivals answered for
+    it too (`reach`)."""
+    answered = t.user_attrs.get("answered")
+    if is_default(t) and answered is not None:
+        answered = max(int(answered), reach)
     return TrialRow(
         number=t.number,
         state=t.state.name.lower(),
@@ -267,7 +287,7 @@ def _row(t) -> TrialRow:
         seconds=round(float(t.user_attrs.get("seconds", 0.0)), 3),
         steps=t.user_attrs.get("steps"),
         default=is_default(t),
-        answered=t.user_attrs.get("answered"),
+        answered=answered,
         error=str(t.user_attrs.get("error", "")),
         placement=Placement.from_dict(t.user_attrs.get("placement")),  # a Ray Tune trial's
     )
@@ -278,32 +298,36 @@ def _choose(
 ) -> tuple[ConfigBase, TuningRecord]:
     """The best complete trial's settings when they replace the default under `adopt`
     (eval.tuning.evidence); else the default. Intervals for both, the gains and why."""
-    from optuna.trial import TrialState
-
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    default = next((t for t in done if is_default(t)), None)
+    # Every setting once (a redraw repeats one), with its per-pair scores: the default's as
+    # far as rivals needed them, which is every pair once a rival answered every pair.
+    done = contenders(study)
+    default = next((t for t, _ in done if is_default(t)), None)
     if default is None:
         record.status, record.note = "skipped", "the default settings could not be scored"
         return job.base, record
-    best = max(done, key=lambda t: (t.value, is_default(t)))  # ties keep the default
-    # A redrawn setting's trial prepared nothing: the one it repeats holds the artifacts.
-    record.best_trial = best.user_attrs.get("repeat_of", best.number)
+    d_scores = next(s for t, s in done if t is default)
+    n = len(d_scores)
+    done = [(t, s) for t, s in done if len(s) == n]  # a rival from an older run's journal
+    best, b_scores = max(done, key=lambda ts: (sum(ts[1]) / n, is_default(ts[0])))  # ties: default
+    record.best_trial = best.number
     record.chosen_trial = default.number
-    d_scores, b_scores = default.user_attrs["scores"], best.user_attrs["scores"]
-    groups = group_labels(job.val, job.jaccard)
+    val = job.val[:n]
+    groups = group_labels(val, job.jaccard)
     record.default_score = bootstrap_ci(d_scores, groups=groups, seed=job.seed)
     record.tuned_score = bootstrap_ci(b_scores, groups=groups, seed=job.seed)
     record.best = {**record.default, **best.user_attrs["values"]}
-    # Every finished setting once (redraws repeat one), the default first: the cross-fit's
-    # candidates.
-    others = [t for t in done if not is_default(t) and "repeat_of" not in t.user_attrs]
-    candidates = [d_scores] + [t.user_attrs["scores"] for t in others]
-    split = halves(job.val, job.jaccard, job.seed)
+    candidates = [d_scores] + [s for t, s in done if t is not default]  # the cross-fit's
+    split = halves(val, job.jaccard, job.seed)
     evidence = weigh(d_scores, b_scores, candidates, split, seed=job.seed, groups=groups)
     record.gain = evidence.gain
     record.crossfit_gain = evidence.crossfit
     if best is default:
         record.note = "default kept: no other setting scored higher on the validation pairs"
+        if n < len(job.val):
+            record.note = (
+                f"default kept: no other setting stayed ahead of it; it answered {n} of the "
+                f"{len(job.val)} validation pairs, as far as the other settings went"
+            )
         return job.base, record
     changes = _changes(record.default, record.best)
     gains = (
@@ -448,6 +472,16 @@ class Objective:
         self.deadline: float | None = None  # perf_counter time the budget runs out at
         self.extra = _extras(job.base, spaces, extra_choices)
         self.defaults = {p: value_at(job.base, p) for p in spaces}
+        self._default: Strategy | None = None  # the default, prepared to answer for rivals
+        self._default_dir: Path | None = None  # its folder (named after the trial needing it)
+
+    def close(self) -> None:
+        """Release the default prepared for rivals (its model state and its folder)."""
+        if self._default is not None:
+            self._default.close()
+            self._default = None
+        if self._default_dir is not None:
+            shutil.rmtree(self._default_dir, ignore_errors=True)
 
     def draw(self, trial: Any) -> dict[str, Any]:
         """The settings `trial` tries, drawn from the spaces (the default trial: the arm's
@@ -489,9 +523,10 @@ class Objective:
             trial.set_user_attr("error", f"ConfigError: {e}"[:500])
             raise
         watch = _Watch(trial, self.job, self.deadline)
+        lead = None if default or self.job.trains else default_scores(trial.study)
         t0 = time.perf_counter()
         try:
-            scores = self.score(config, watch, trial.number)
+            scores = self.score(config, watch, trial.number, default=default, lead=lead)
         except RunCancelled:
             self._spent(trial, watch, t0)
             if self.job.cancelled():  # the run's cancel wins over a prune or the deadline
@@ -524,27 +559,40 @@ class Objective:
         seen = {json.dumps(t.user_attrs.get("values", {}), sort_keys=True) for t in finished}
         return len(seen) >= size + self.off_grid()
 
-    def score(self, config: ConfigBase, watch: Any, number: int) -> list[float]:
+    def score(
+        self,
+        config: ConfigBase,
+        watch: Any,
+        number: int,
+        default: bool = False,
+        lead: list[float] | None = None,
+    ) -> list[float]:
         """Per-pair validation F1 of `config`, prepared in `job.workdir/trial-<number>`.
         `watch` (a _Watch here, a Ray Tune reporter on a cluster) hears the running scores and
-        training progress and may stop the trial; RunCancelled when it does."""
+        training progress and may stop the trial; RunCancelled when it does.
+
+        An untrained arm's `default` trial answers the first rung's pairs only; a rival given
+        the default's scores so far (`lead`) answers the default on each pair it reaches
+        beyond them before it is raced, and `watch.lead` hears the longer list."""
         job = self.job
+        upto = len(job.val)
+        if default and not job.trains:
+            upto = min(upto, MIN_RACE_PAIRS)
         folder = job.workdir / f"trial-{number}"
         strategy = job.build(config, folder, watch.progress, watch.cancelled)
         try:
             report = strategy.prepare(job.corpus, list(job.fit))
             scores: list[float] = []
-            for start in range(0, len(job.val), job.batch_size):
+            while len(scores) < upto:
                 # A trained trial past its training is answered to the end: that was the cost.
                 if job.cancelled() or (not job.trains and watch.cancelled()):
                     raise RunCancelled
-                batch = job.val[start : start + job.batch_size]
-                answers = strategy.answer([p.question for p in batch])
-                scores += [
-                    max(f1_score(a.text, g) for g in p.answers)
-                    for a, p in zip(answers, batch, strict=True)
-                ]
+                batch = job.val[len(scores) : len(scores) + job.batch_size]
+                scores += self._answer(strategy, batch)
                 watch.answered = len(scores)
+                if lead is not None and len(lead) < len(scores):
+                    lead = lead + self._as_default(len(lead), len(scores), watch, number)
+                    watch.lead(lead)
                 if not job.trains and len(scores) < len(job.val):
                     watch.race(scores)  # sets `pruned` when clearly behind the leader
             if job.keep:
@@ -555,6 +603,34 @@ class Objective:
             if number not in self.prepared:
                 shutil.rmtree(folder, ignore_errors=True)  # adapters and indexes of a trial
 
+    @staticmethod
+    def _answer(strategy: Strategy, batch: list[QAPair]) -> list[float]:
+        answers = strategy.answer([p.question for p in batch])
+        pairs = zip(answers, batch, strict=True)
+        return [max(f1_score(a.text, g) for g in p.answers) for a, p in pairs]
+
+    def _as_default(self, start: int, end: int, watch: Any, number: int) -> list[float]:
+        """The default's scores on validation pairs start..end, for rival trial `number` that
+        reached them (in the rival's batches: the default's own trial stopped at a batch
+        boundary). Prepared once per search here, once per trial on a Ray worker; a folder of
+        the rival's own, as Ray trials on one node may share the run's folder."""
+        job = self.job
+        if self._default is None:
+            self._default_dir = job.workdir / f"default-for-trial-{number}"
+            self._default = job.build(job.base, self._default_dir, _quiet, job.cancelled)
+            self._default.prepare(job.corpus, list(job.fit))
+        out: list[float] = []
+        while start + len(out) < end:
+            if job.cancelled() or watch.cancelled():
+                raise RunCancelled
+            at = start + len(out)
+            out += self._answer(self._default, job.val[at : min(end, at + job.batch_size)])
+        return out
+
+
+def _quiet(event: dict[str, Any]) -> None:
+    """The progress sink of the default answering for a rival: its trial's progress shows."""
+
 
 class _Watch:
     """A trial's progress sink and cancel poll: validation losses go to the pruner, and past
@@ -564,6 +640,10 @@ class _Watch:
         self.trial, self.job, self.deadline = trial, job, deadline
         self.pruned, self.out_of_time, self.steps = False, False, 0
         self.answered = 0  # validation pairs answered so far
+
+    def lead(self, scores: list[float]) -> None:
+        """The default's scores as far as this trial answered them for it (racing reads them)."""
+        self.trial.set_user_attr(DEFAULT_ATTR, list(scores))
 
     def race(self, scores: list[float]) -> None:
         """Report the running validation score (step = pairs answered) with the per-pair

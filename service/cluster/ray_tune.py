@@ -56,7 +56,7 @@ from eval.tuning.engine import (
     repeat_outcome,
     same_as,
 )
-from eval.tuning.racing import RACE_ATTR
+from eval.tuning.racing import DEFAULT_ATTR, RACE_ATTR, default_scores
 from service.cluster.plan import ArmRequest
 from service.cluster.ray_worker import limit_threads, warm_models, where_here
 from service.cluster.storage import Storage, clear, from_placeholder, to_placeholder
@@ -89,6 +89,7 @@ class TuneReporter:
     def __init__(self, where: dict[str, Any], t0: float):
         self.where, self.t0 = where, t0
         self.pruned, self.steps, self.answered, self.step = False, 0, 0, 0
+        self.default: list[float] | None = None  # the default's scores answered here for it
 
     def figures(self) -> dict[str, Any]:
         """Seconds, steps, answered pairs and where it runs: in every report, so the last
@@ -102,9 +103,16 @@ class TuneReporter:
         self.step = step
         tune.report({METRIC: score, STEP: step, "final": False, **self.figures(), **extra})
 
+    def lead(self, scores: list[float]) -> None:
+        self.default = list(scores)  # sent with the next report, and with the last one
+
     def race(self, scores: list[float]) -> None:
-        # The per-pair scores travel too: racing compares them pair by pair with the leader's.
-        self.report(sum(scores) / len(scores), len(scores), race=list(scores))
+        # The per-pair scores travel too: racing compares them pair by pair with the leader's
+        # (the default's, as far as this trial answered them for it, among them).
+        extra: dict[str, Any] = {"race": list(scores)}
+        if self.default is not None:
+            extra[DEFAULT_ATTR] = self.default
+        self.report(sum(scores) / len(scores), len(scores), **extra)
 
     def progress(self, event: dict[str, Any]) -> None:
         if isinstance(event.get("step"), int):
@@ -141,7 +149,8 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     outcome: dict[str, Any] = {METRIC: 0.0}
     try:
         settings = job.base if config["default"] else with_values(job.base, config["values"])
-        scores = objective.score(settings, watch, number)
+        lead = config.get("lead")
+        scores = objective.score(settings, watch, number, default=config["default"], lead=lead)
         outcome = {METRIC: sum(scores) / len(scores), "scores": scores}
         if number in objective.prepared:  # kept: in storage, or where it is (one node)
             report = objective.prepared[number]
@@ -149,8 +158,11 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     except Exception as e:  # noqa: BLE001 - any trial's own error fails that trial only
         outcome["error"] = f"{type(e).__name__}: {e}"[:500]
     finally:
+        objective.close()
         if scratch is not None:
             clear(scratch)
+    if watch.default is not None:
+        outcome[DEFAULT_ATTR] = watch.default
     # The last step reported, so the final score never lands on a rung of its own.
     tune.report({**outcome, STEP: watch.step, "final": True, **watch.figures()})
 
@@ -391,11 +403,14 @@ def _tune_classes() -> tuple[type, type, type]:
             if earlier is not None:
                 state, value = repeat_outcome(trial, earlier)
                 self._tell(trial_id, value, state)
+            job = self.objective.job
             return {
                 "number": trial.number,
                 "values": attrs["values"],
                 "default": default,
                 "repeat": earlier is not None,
+                # The default's scores so far: a rival answers the default on pairs past them.
+                "lead": None if default or job.trains else default_scores(self._ot_study),
             }
 
         def should_prune(self, trial_id: str, result: dict[str, Any]) -> bool:
@@ -407,6 +422,8 @@ def _tune_classes() -> tuple[type, type, type]:
             self._last[trial_id] = result
             if result.get("race") is not None:
                 trial.set_user_attr(RACE_ATTR, list(result["race"]))
+            if result.get(DEFAULT_ATTR) is not None:
+                trial.set_user_attr(DEFAULT_ATTR, list(result[DEFAULT_ATTR]))
             trial.report(float(result[METRIC]), int(result[STEP]))
             frozen = self._ot_study._storage.get_trial(trial._trial_id)
             return bool(self.pruner.prune(self._ot_study, frozen))
@@ -448,7 +465,7 @@ def _tune_classes() -> tuple[type, type, type]:
                 # Stopped by the run's cancel: no outcome, so a resumed run runs it anew.
                 self._tell(trial_id, None, TrialState.FAIL)
                 return
-            for name in ("seconds", "steps", "answered"):
+            for name in ("seconds", "steps", "answered", DEFAULT_ATTR):
                 if name in result:
                     trial.set_user_attr(name, result[name])
             if result.get("node_id"):

@@ -84,9 +84,10 @@ def tuning_seconds(
     Every trial prepares as the arm does (`trial_prepare_s`) and answers the validation pairs
     (`per_q` each); the trials after the default one stop at the budget's seconds cap. For an
     arm that does not train, racing's rungs stop a trial not ahead of the leader at 16, 48,
-    144... pairs: counted as going on past each rung half the time (eval.tuning.racing). An arm
-    that validates on pairs of its own answers with its default trial's training when that is
-    kept, so that training is not counted twice."""
+    144... pairs: counted as going on past each rung half the time (eval.tuning.racing), and
+    its default, which answers only as far as a rival needs, as answering as much as one of
+    them. An arm that validates on pairs of its own answers with its default trial's training
+    when that is kept, so that training is not counted twice."""
 
     kind = get_strategy_class(name)
     tuning = config.tuning
@@ -106,8 +107,8 @@ def tuning_seconds(
     raced_s = trial_s
     if not kind.trains and tuning.racing == "rungs":
         answers = expected_answers(n_val)
-        raced_s = trial_prepare_s + per_q * answers
-        note += f" (after the default, about {answers:.0f} answers a trial: racing)"
+        raced_s = trial_s = trial_prepare_s + per_q * answers
+        note += f" (about {answers:.0f} answers a trial, the default's included: racing)"
     rest = (trials - 1) * raced_s
     cap = tuning.budget_for(kind.trains).seconds_after_default(trial_s)
     if cap is not None:
