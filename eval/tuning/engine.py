@@ -46,6 +46,7 @@ from eval.tuning.racing import (
     MIN_RACE_PAIRS,
     RACE_ATTR,
     RacePruner,
+    best_of,
     contenders,
     default_scores,
 )
@@ -308,7 +309,7 @@ def _choose(
     d_scores = next(s for t, s in done if t is default)
     n = len(d_scores)
     done = [(t, s) for t, s in done if len(s) == n]  # a rival from an older run's journal
-    best, b_scores = max(done, key=lambda ts: (sum(ts[1]) / n, is_default(ts[0])))  # ties: default
+    best, b_scores = best_of(done)
     record.best_trial = best.number
     record.chosen_trial = default.number
     val = job.val[:n]

@@ -107,17 +107,20 @@ def contenders(study: Any) -> list[tuple[Any, list[float]]]:
     return out
 
 
-def leader_scores(study: Any) -> list[float] | None:
-    """Per-pair scores of the study's best complete setting (ties: the default), or None. A
-    rival that finished answered every pair, and so did the default then (for it)."""
-    done = contenders(study)
-    if not done:
-        return None
+def best_of(done: list[tuple[Any, list[float]]]) -> tuple[Any, list[float]]:
+    """The contender with the highest mean score (ties: the default)."""
 
     def rank(ts: tuple[Any, list[float]]) -> tuple[float, bool]:
         return sum(ts[1]) / len(ts[1]), bool(ts[0].user_attrs.get("default"))
 
-    return max(done, key=rank)[1]
+    return max(done, key=rank)
+
+
+def leader_scores(study: Any) -> list[float] | None:
+    """Per-pair scores of the study's best complete setting (ties: the default), or None. A
+    rival that finished answered every pair, and so did the default then (for it)."""
+    done = contenders(study)
+    return best_of(done)[1] if done else None
 
 
 def clearly_behind(

@@ -104,12 +104,11 @@ def tuning_seconds(
     trial_s = trial_prepare_s + per_q * n_val
     reused = own and EXECUTORS[config.executor.kind].carries_files(config)
     note = f"tuning: up to {trials} trials on {n_val} validation pairs"
-    raced_s = trial_s
     if not kind.trains and tuning.racing == "rungs":
         answers = expected_answers(n_val)
-        raced_s = trial_s = trial_prepare_s + per_q * answers
+        trial_s = trial_prepare_s + per_q * answers
         note += f" (about {answers:.0f} answers a trial, the default's included: racing)"
-    rest = (trials - 1) * raced_s
+    rest = (trials - 1) * trial_s
     cap = tuning.budget_for(kind.trains).seconds_after_default(trial_s)
     if cap is not None:
         rest = min(rest, cap)
