@@ -197,6 +197,7 @@ class _Progress:
         self.quiet = quiet
         self.bar = None
         self.key = None
+        self.postfix: dict[str, str] = {}  # the bar's figures: training loss, validation loss
 
     def __call__(self, ev: ProgressEvent) -> None:
         stage, name = ev.stage, ev.strategy or ""
@@ -205,6 +206,14 @@ class _Progress:
             print(("" if ev.ok else "warning: ") + (ev.message or ""), file=sys.stderr)
             return
         if self.quiet:
+            return
+        if stage == "validate" and self.key == (name, "train"):
+            # Training goes on after its validation loss: a new bar here would restart the
+            # clock at the current step and show an absurd rate.
+            loss = ev.figures.get("eval_loss")
+            if loss is not None:
+                self.postfix["val_loss"] = f"{float(loss):.3f}"
+                self.bar.set_postfix(self.postfix, refresh=False)
             return
         if stage in ("answer", "train", "judge"):
             total = ev.total or ev.steps
@@ -215,9 +224,10 @@ class _Progress:
                 doing = {"answer": "answering", "train": "training", "judge": "judging"}[stage]
                 label = f"{name}: {doing}"
                 self.bar = self.tqdm(total=total, desc=label, file=sys.stderr, leave=True)
-                self.key = key
+                self.key, self.postfix = key, {}
             if ev.loss is not None:
-                self.bar.set_postfix(loss=f"{ev.loss:.3f}", refresh=False)
+                self.postfix["loss"] = f"{ev.loss:.3f}"
+                self.bar.set_postfix(self.postfix, refresh=False)
             if done != self.bar.n:
                 self.bar.update(done - self.bar.n)
         else:

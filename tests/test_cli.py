@@ -80,3 +80,25 @@ def test_python_dash_m_eval_help():
         [sys.executable, "-m", "eval", "run", "--help"], cwd=ROOT, capture_output=True, text=True
     )
     assert out.returncode == 0 and "--strategies" in out.stdout
+
+
+def test_training_keeps_one_bar_across_its_validation_losses(capsys):
+    from cli.main import _Progress
+    from eval.events import ProgressEvent
+
+    progress = _Progress(quiet=False)
+    for step in range(1, 7):
+        progress(ProgressEvent(stage="train", strategy="lora", step=step, steps=6, loss=2.0 / step))
+        if step % 3 == 0:  # a validation loss between steps, as the LoRA loop reports it
+            progress(
+                ProgressEvent.from_dict(
+                    {"stage": "validate", "step": step, "steps": 6, "eval_loss": 1.25},
+                    strategy="lora",
+                )
+            )
+    progress(ProgressEvent(stage="score", strategy="lora"))
+    err = capsys.readouterr().err
+    # One bar for the whole training (a bar made anew after each validation restarted its clock
+    # at the current step), carrying the last validation loss beside the training loss.
+    assert err.count("0/6") == 1 and "6/6" in err and "val_loss=1.250" in err
+    assert "lora: score..." in err

@@ -600,6 +600,7 @@ def test_a_run_shows_each_arms_validation_size_and_decision(mini_corpus, tiny_mo
     assert rec.val_pairs == run.meta.split.train >= 2 and rec.validation == ALL_PAIRS
     (row,) = tuning_table(run).to_dict("records")
     assert row["validation pairs"] == rec.val_pairs and row["validated on"] == ALL_PAIRS
+    assert row["default answered"] == rec.default_score.n
     assert row["decision"] == rec.note
     summary = summary_with_diagnostics(store, run_id)
     assert summary["tuning"]["ev_mode"]["val_pairs"] == rec.val_pairs

@@ -35,6 +35,10 @@ def _interval(score: Interval | None) -> str:
     return f"{score.mean:.3f} [{score.low:.3f}, {score.high:.3f}]"
 
 
+def _answered(score: Interval | None) -> int | None:
+    return None if score is None or score.mean is None else score.n
+
+
 def _setting(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -42,10 +46,10 @@ def _setting(value: Any) -> str:
 
 def tuning_table(run: Run) -> pd.DataFrame:
     """One row per tuned arm: status, trials (pruned, failed), seconds, which validation pairs
-    and how many, validation F1 of the default and of the best setting (95% intervals), the
-    best's paired gain on the pairs that chose it and, cross-fitted, on pairs that did not,
-    the decision (replaced or kept, and why), the settings that changed and the trial whose
-    prepared artifacts the arm answered with."""
+    and how many, how many of them the default answered, validation F1 of the default and of
+    the best setting (95% intervals), the best's paired gain on the pairs that chose it and,
+    cross-fitted, on pairs that did not, the decision (replaced or kept, and why), the settings
+    that changed and the trial whose prepared artifacts the arm answered with."""
     rows = []
     for label, rec in tuning_records(run).items():
         changed = "; ".join(
@@ -61,6 +65,9 @@ def tuning_table(run: Run) -> pd.DataFrame:
                 "tuning s": round(rec.seconds, 1),
                 "validation pairs": rec.val_pairs,
                 "validated on": rec.validation or "—",
+                # A default nothing outran answered only as far as its rivals went: its score
+                # rests on fewer pairs than the arm validated on.
+                "default answered": _answered(rec.default_score),
                 f"default {rec.metric}": _interval(rec.default_score),
                 f"best {rec.metric}": _interval(rec.tuned_score),
                 "gain (choosing pairs)": _interval(rec.gain),
