@@ -145,6 +145,30 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig.from_dict(data)
 
 
+def unread_settings(config: RunConfig, sets: list[str]) -> list[str]:
+    """A warning per `--set` that no strategy of the run reads: it names a strategy not in the
+    run (`rag.retriever` with only lora+rag, whose retrieval is `lora+rag.rag.retriever`). A
+    config file may hold every strategy's settings; a flag given for this run should act."""
+    sections = set(config.to_dict()) - {"strategy_configs"}
+    warnings = []
+    for item in sets:
+        target = item.partition("=")[0]
+        name = target.partition(".")[0]
+        if name in sections or name in config.strategies:
+            continue
+        hosts = [
+            s
+            for s in config.strategies
+            if name in {f.name for f in dataclasses.fields(get_strategy_class(s).config_class)}
+        ]
+        hint = "".join(f"; {s} takes it as {s}.{target}" for s in hosts)
+        warnings.append(
+            f"--set {item}: {name} is not among this run's strategies "
+            f"({', '.join(config.strategies)}), so nothing reads it{hint}"
+        )
+    return warnings
+
+
 def _tracking_settings(args: argparse.Namespace, current: dict) -> dict:
     """The tracking section with --track, --track-uri and --experiment applied."""
     out = dict(current)
@@ -362,7 +386,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     # A bad schema, style file or gold answer is refused here, before a run is stored.
-    for warning in check_task_inputs(config):
+    for warning in [*unread_settings(config, args.set), *check_task_inputs(config)]:
         print(f"warning: {warning}", file=sys.stderr)
     store = RunStore(config.store_path)
     t0 = time.perf_counter()

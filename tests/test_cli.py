@@ -102,3 +102,19 @@ def test_training_keeps_one_bar_across_its_validation_losses(capsys):
     # at the current step), carrying the last validation loss beside the training loss.
     assert err.count("0/6") == 1 and "6/6" in err and "val_loss=1.250" in err
     assert "lora: score..." in err
+
+
+def test_a_set_for_a_strategy_not_in_the_run_is_named():
+    from cli.args import parser as _parser
+    from cli.main import build_config, unread_settings
+
+    sets = ["rag.retriever=dense", "lora+rag.rag.top_k=2", "tuning.budget=off"]
+    argv = ["run", "--strategies", "lora+rag,system_prompt"]
+    config = build_config(_parser().parse_args([*argv, *(a for s in sets for a in ("--set", s))]))
+    # rag is not in the run: lora+rag reads its own retrieval settings, and says where.
+    assert unread_settings(config, sets) == [
+        "--set rag.retriever=dense: rag is not among this run's strategies (lora+rag, "
+        "system_prompt), so nothing reads it; lora+rag takes it as lora+rag.rag.retriever"
+    ]
+    config = build_config(_parser().parse_args(["run", "--strategies", "rag", "--set", sets[0]]))
+    assert unread_settings(config, sets[:1]) == []
