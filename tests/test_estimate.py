@@ -111,6 +111,9 @@ def test_the_estimate_counts_each_arms_search_within_its_budget():
     # On Ray the arm trains again: the default trial is a training of its own.
     ray = RunConfig.from_dict({"tuning": {"budget": "quick"}, "executor": {"kind": "ray"}})
     assert tuning_seconds(ray, "lora", lora, train, 100.0, 1.0)[0] == 104.0 + 104.0
+    # A training longer than quick's ten minutes: nothing is trained after the default.
+    s, note = tuning_seconds(quick, "lora", lora, train, 1000.0, 1.0)
+    assert s == 4.0 and "only the default runs" in note
     # Too few validation pairs: the run skips the search, the estimate counts none.
     assert tuning_seconds(quick, "system_prompt", prompt, _pairs(1), 2.0, 1.0) == (0.0, "")
 

@@ -182,6 +182,9 @@ def test_budgets_resolve_per_arm_and_explicit_settings_win():
     assert quick.budget_for(False).n_trials == 12
     trained = quick.budget_for(True)
     assert trained.n_trials == 6 and trained.seconds_after_default(100.0) == 100.0
+    # Ten minutes at most, and a training longer than that is not searched at all.
+    assert trained.seconds_after_default(2000.0) == 600.0 and trained.too_short(2000.0) == 600.0
+    assert trained.too_short(100.0) is None
     own = TuningConfig(budget="quick", n_trials=3, max_seconds=5)
     assert own.budget_for(True).n_trials == 3
     assert own.budget_for(True).seconds_after_default(100.0) == 5
@@ -253,7 +256,8 @@ def test_a_trial_still_running_when_the_budget_runs_out_is_stopped(tmp_path, mon
         for step in range(1, self.config.steps + 1):
             if self.ctx.cancelled():
                 raise RunCancelled
-            time.sleep(0.02)
+            # The default trains inside the cap (else nothing more is tried); the others not.
+            time.sleep(0.001 if self.config.lr == 0.1 else 0.02)
             self.ctx.progress({"stage": "validate", "step": step, "eval_loss": self.config.lr})
         return PrepareReport()
 
@@ -264,6 +268,27 @@ def test_a_trial_still_running_when_the_budget_runs_out_is_stopped(tmp_path, mon
     assert default.default and default.state == "complete" and default.steps == 20
     assert others and all(t.state == "pruned" and t.steps < 20 for t in others)
     assert chosen.lr == 0.1
+
+
+def test_a_trained_arm_whose_training_outlasts_the_cap_trains_nothing_more(tmp_path, monkeypatch):
+    # A trial cut off before it finishes cannot win, so a training longer than the whole cap is
+    # not begun: the default stands, and the note says why rather than "no setting scored higher".
+    import time
+
+    real = SlopeStrategy.prepare
+
+    def slow(self, corpus, train):
+        time.sleep(0.2)
+        return real(self, corpus, train)
+
+    monkeypatch.setattr(SlopeStrategy, "prepare", slow)
+    SlopeStrategy.prepared = 0
+    settings = TuningConfig(budget="quick", n_trials=4, max_seconds=0.1)
+    chosen, rec = tune(_job(tmp_path, "tuning_slope"), settings, _never_prune())
+    assert SlopeStrategy.prepared == 1 and [t.default for t in rec.trials] == [True]
+    assert chosen.lr == 0.1 and rec.status == "tuned"
+    assert rec.note.startswith("default kept: no other setting was trained")
+    assert "than the 0.1 s the 'quick' budget" in rec.note
 
 
 def test_a_cancelled_run_is_not_taken_for_a_trial_out_of_time(tmp_path):

@@ -30,12 +30,21 @@ class Budget:
         caps = [c for c in (self.max_seconds, self.default_runs * default_s) if c > 0]
         return min(caps) if caps else None
 
+    def too_short(self, default_s: float) -> float | None:
+        """For a trained arm whose default trial took `default_s`: the cap, when it is
+        shorter than one more such training (no other trial could finish in it), else None."""
+        cap = self.seconds_after_default(default_s)
+        return cap if cap is not None and cap < default_s else None
 
-# quick: a trained arm's other trials together cost about one more full training (pruning
-# cuts the bad ones short); the prompt-side arms get a real search in minutes.
+
+# quick: each arm's other trials take at most ten minutes, and a trained arm's at most one
+# more training (pruning cuts the bad ones short). A trained arm whose one training takes longer
+# than the cap searches nothing more: a trial cut off before it finishes cannot win. On the 2-core
+# sample that is RAFT (about 2,000 s a training, its search most of a tuned run's extra time
+# and never ahead of the shipped settings); on a GPU it trains in minutes and is searched.
 _PRESETS = {
     ("quick", False): Budget(12, 600.0),
-    ("quick", True): Budget(6, 0.0, default_runs=1.0),
+    ("quick", True): Budget(6, 600.0, default_runs=1.0),
     ("thorough", False): Budget(40, 3600.0),
     ("thorough", True): Budget(16, 0.0, default_runs=4.0),
 }
@@ -48,8 +57,10 @@ class TuningConfig(ConfigBase):
     budget: str = option(
         "quick",
         "Search each arm's tunable settings on validation pairs first: 'off', 'quick' (12 "
-        "trials for arms that do not train, 6 for those that do, about one extra training's "
-        "time), 'thorough' (40 and 16, four trainings' time).",
+        "trials for arms that do not train, 6 for those that do; at most 10 minutes an arm "
+        "after its default, and one more training's time: an arm whose training takes longer "
+        "keeps its defaults), 'thorough' (40 and 16; an hour an arm that does not train, four "
+        "trainings' time one that does).",
         choices=BUDGETS,
         label="Tuning budget",
     )

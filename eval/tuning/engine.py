@@ -160,6 +160,8 @@ def tune(
         if not waiting:  # a killed run may have left the default queued already
             study.enqueue_trial(objective.default_params(), user_attrs={"default": True})
 
+    short: list[str] = []  # why a trained arm searched nothing after its default
+
     def rest() -> tuple[int, float | None] | None:
         """The trials after the default, under the budget (its time counted from now)."""
         finished = _finished(study)
@@ -167,6 +169,12 @@ def tune(
         spent = sum(t.user_attrs.get("seconds", 0.0) for t in finished if not is_default(t))
         left = budget.n_trials - len(finished)
         cap = budget.seconds_after_default(default_s)
+        if job.trains and left > 0 and (too := budget.too_short(default_s)) is not None:
+            short.append(
+                f"no other setting was trained: one training took {_secs(default_s)}, more "
+                f"than the {_secs(too)} the '{tuning.budget}' budget gives the search"
+            )
+            return None
         if left <= 0 or (cap is not None and cap - spent <= 0) or objective.exhausted(finished):
             return None
         timeout = None if cap is None else cap - spent
@@ -185,6 +193,9 @@ def tune(
     ]
     record.seconds = round(before + time.perf_counter() - t0, 4)
     chosen = _choose(job, study, record, tuning.adopt)
+    if short:  # said instead of "no other setting scored higher": none other was tried
+        kept = record.note.startswith("default kept")
+        record.note = f"default kept: {short[0]}" if kept else f"{record.note}; {short[0]}"
     _keep_chosen(job, objective.prepared, record.chosen_trial, runner)
     return chosen
 
@@ -347,6 +358,10 @@ def _choose(
     record.chosen_trial = record.best_trial
     record.chosen = dict(record.best)
     return with_values(job.base, best.user_attrs["values"]), record
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:,.0f} s" if seconds >= 10 else f"{seconds:.2g} s"
 
 
 def _changes(default: dict[str, Any], chosen: dict[str, Any]) -> str:

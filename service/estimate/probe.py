@@ -109,9 +109,13 @@ def tuning_seconds(
         trial_s = trial_prepare_s + per_q * answers
         note += f" (about {answers:.0f} answers a trial, the default's included: racing)"
     rest = (trials - 1) * trial_s
-    cap = tuning.budget_for(kind.trains).seconds_after_default(trial_s)
+    budget = tuning.budget_for(kind.trains)
+    cap = budget.seconds_after_default(trial_s)
     if cap is not None:
         rest = min(rest, cap)
+    if kind.trains and budget.too_short(trial_s) is not None:
+        rest = 0.0  # one more training would not fit: the search stops at the default
+        note += "; its training is longer than the budget's cap, so only the default runs"
     first = per_q * n_val if reused else trial_s
     return first + rest, note
 
