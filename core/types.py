@@ -166,8 +166,9 @@ class TrainingLog:
     val_examples: int = 0
     step_log: list[TrainStep] = field(default_factory=list)
     eval_curve: list[dict[str, float]] = field(default_factory=list)  # [{"step", "loss"}]
-    best_step: int | None = None
-    best_eval_loss: float | None = None
+    best_step: int | None = None  # the validated step whose weights the adapter keeps
+    best_eval_loss: float | None = None  # that step's validation loss
+    checkpoint_note: str = ""  # why those weights (and not the lowest loss's), in words
     stopped_early: bool = False
     eval_s: float = 0.0  # time spent on validation
     train_s: float = 0.0  # time spent in optimisation steps

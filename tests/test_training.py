@@ -104,6 +104,7 @@ def test_early_stopping_keeps_the_best_checkpoint(setup):
     events = []
     ctx.progress = events.append
     cfg = {"learning_rate": 0.5, "val_fraction": 0.3, "eval_every": 1, "patience": 1}
+    cfg["restore"] = "lowest"  # the lowest loss however small its lead (evidence: below)
     lora = create_strategy("lora", {**cfg, "max_steps": 40, "batch_size": 2, "epochs": 50}, ctx)
     try:
         log = lora.prepare(corpus, pairs).training
@@ -254,3 +255,54 @@ def test_unpack_rejects_unsafe_or_incomplete_zips(tmp_path):
         )
     nested = unpack_adapter_zip(zip_bytes({"run/adapter_config.json": b"{}"}), tmp_path / "e")
     assert nested == tmp_path / "e" / "run"
+
+
+def test_an_earlier_checkpoint_is_restored_only_on_evidence():
+    from strategies.lora.loop import earlier_is_better
+
+    tokens = [10] * 30
+    last = [20.0 + (i % 3) for i in range(30)]
+    # Lower on every example by 0.1 a token: restored.
+    better, (diff, low, high) = earlier_is_better([x - 1.0 for x in last], last, tokens, seed=0)
+    assert better and diff == pytest.approx(0.1) and low == pytest.approx(0.1) == high
+    # The sample's case: lower on average by 0.001 a token, example losses scattered around it.
+    noisy = [x - 0.01 + (0.5 if i % 2 else -0.5) for i, x in enumerate(last)]
+    better, (diff, low, high) = earlier_is_better(noisy, last, tokens, seed=0)
+    assert not better and diff == pytest.approx(0.001) and low < 0 < high
+    assert earlier_is_better([1.0], [2.0], [1], seed=0)[0] is False  # one example: no interval
+
+
+@pytest.mark.parametrize("lead", [0.001, 0.5])
+def test_the_loop_keeps_the_last_weights_unless_the_lowest_loss_leads_beyond_noise(
+    setup, monkeypatch, lead
+):
+    # Scripted validation losses per example (the first validation lowest by `lead` a token,
+    # the examples scattered): the adapter keeps the last weights on a lead of 0.001, and the
+    # first validation's on 0.5; the log and its note say which and why.
+    import strategies.lora.loop as loop
+
+    corpus, pairs, ctx = setup
+    calls: list[int] = []
+
+    def scripted(loss_fn, shard, pad_id, acc, max_tokens):
+        calls.append(1)
+        first = len(calls) == 1
+        spread = [0.3, -0.3, 0.2, -0.2, 0.1, -0.1]
+        if first:  # the same examples, each a different amount lower or higher
+            return [2.0 + s - lead for s in reversed(spread)], [1] * 6
+        return [2.0 + s for s in spread], [1] * 6
+
+    monkeypatch.setattr(loop, "example_losses", scripted)
+    cfg = {"val_fraction": 0.3, "eval_every": 1, "max_steps": 3, "batch_size": 2}
+    lora = create_strategy("lora", cfg, ctx)
+    try:
+        log = lora.prepare(corpus, pairs).training
+    finally:
+        lora.close()
+    assert [p["step"] for p in log.eval_curve] == [1, 2, 3]
+    if lead < 0.01:
+        assert log.best_step == 3 and log.checkpoint_note.startswith("kept step 3's weights")
+        assert "within noise" in log.checkpoint_note
+    else:
+        assert log.best_step == 1 and log.checkpoint_note.startswith("restored step 1's")
+        assert log.best_eval_loss == pytest.approx(1.5)

@@ -39,18 +39,20 @@ def loss_curves(view: RunView) -> pd.DataFrame:
 THROUGHPUT_COLUMNS: list[tuple[str, str, str]] = [
     ("steps", "Steps", "{}"),
     ("final_loss", "Final loss", "{:.3f}"),
-    ("best_step", "Best step", "{}"),
+    ("best_step", "Weights from step", "{}"),
     ("useful_tokens_per_s", "Useful tok/s", "{:,.0f}"),
     ("padding_share", "Padding", "{:.0%}"),
     ("peak_memory_mb", "Peak MB", "{:,.0f}"),
     ("checkpointing", "Checkpointing", "{}"),
+    ("checkpoint_note", "Why those weights", "{}"),
 ]
 
 
 def throughput(run: Run) -> pd.DataFrame:
-    """One row per finished result that trained: steps done/planned, final loss, best step, and
-    the throughput figures its log has (useful tokens/s, padding share, peak memory,
-    activation checkpointing); NaN/None where a log does not record them (older runs)."""
+    """One row per finished result that trained: steps done/planned, final loss, the step whose
+    weights it kept and why, and the throughput figures its log has (useful tokens/s, padding
+    share, peak memory, activation checkpointing); NaN/None where a log does not record them
+    (older runs)."""
     rows: list[dict[str, Any]] = []
     for r in run.results:
         log = training_log(r.prepare) if r.status == "done" else None
@@ -67,6 +69,7 @@ def throughput(run: Run) -> pd.DataFrame:
                 "padding_share": log.padding_share if timed else math.nan,
                 "peak_memory_mb": log.peak_memory_mb,
                 "checkpointing": log.checkpointing if timed else None,
+                "checkpoint_note": log.checkpoint_note or None,
             }
         )
     return pd.DataFrame(rows, columns=["strategy", *(k for k, _, _ in THROUGHPUT_COLUMNS)])

@@ -61,12 +61,33 @@ class AnswerLoss(nn.Module):
         loss = F.cross_entropy(logits.float(), target[keep], reduction="sum")
         return loss, keep.sum()
 
+    def per_row(self, input_ids, labels, attention_mask):
+        """(summed loss, loss tokens) of each row: the paired comparison of two checkpoints
+        on the same validation examples needs each example's loss, not only their sum."""
+        target = labels[:, 1:]
+        keep = target != IGNORE
+        if self.gathered:
+            decoder, head = self._parts
+            hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)[0]
+            logits = head(hidden[:, :-1][keep])
+        else:
+            logits = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+            ).logits
+            logits = logits[:, :-1][keep]
+        tokens = F.cross_entropy(logits.float(), target[keep], reduction="none")
+        rows = torch.arange(keep.shape[0], device=keep.device)[:, None].expand_as(keep)[keep]
+        sums = torch.zeros(keep.shape[0], dtype=torch.float64, device=tokens.device)
+        return sums.index_add_(0, rows, tokens.double()), keep.sum(dim=1)
+
 
 @torch.no_grad()
-def summed_loss(loss_fn: AnswerLoss, batches, device) -> torch.Tensor:
-    """[summed loss, loss tokens] (float64) over (ids, labels, mask) batches, without gradients."""
-    total = torch.zeros(2, dtype=torch.float64, device=device)
+def row_losses(loss_fn: AnswerLoss, batches, device) -> tuple[list[float], list[int]]:
+    """Each example's summed loss and loss tokens (float64), batch after batch, in order."""
+    sums: list[float] = []
+    counts: list[int] = []
     for ids, labels, mask in batches:
-        loss, n = loss_fn(ids.to(device), labels.to(device), mask.to(device))
-        total += torch.stack([loss.double(), n.double()])
-    return total
+        loss, n = loss_fn.per_row(ids.to(device), labels.to(device), mask.to(device))
+        sums += loss.tolist()
+        counts += n.tolist()
+    return sums, counts

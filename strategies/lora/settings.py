@@ -43,6 +43,13 @@ class TrainingSettings(ConfigBase):
     patience: int = option(
         0, "Stop after this many validations without improvement (0 = never stop early)."
     )
+    restore: str = option(
+        "evidence",
+        "Which validated weights the adapter keeps: 'evidence' (the last, unless an earlier "
+        "validation's loss is lower with a paired 95% bound over the validation examples) or "
+        "'lowest' (the lowest validation loss, however small its lead).",
+        choices=("evidence", "lowest"),
+    )
     gradient_checkpointing: bool = option(
         True,
         "Allow activation checkpointing (recompute instead of store) when one longest example "
