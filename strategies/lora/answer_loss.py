@@ -46,6 +46,13 @@ class AnswerLoss(nn.Module):
         )
 
     def forward(self, input_ids, labels, attention_mask):
+        logits, target, keep = self._answer_logits(input_ids, labels, attention_mask)
+        loss = F.cross_entropy(logits.float(), target, reduction="sum")
+        return loss, keep.sum()
+
+    def _answer_logits(self, input_ids, labels, attention_mask):
+        """(logits at the label positions, their target tokens, the [rows, positions] mask of
+        those positions), shifted as causal LMs predict the next token."""
         target = labels[:, 1:]
         keep = target != IGNORE
         if self.gathered:
@@ -58,24 +65,13 @@ class AnswerLoss(nn.Module):
                 input_ids=input_ids, attention_mask=attention_mask, use_cache=False
             ).logits
             logits = logits[:, :-1][keep]
-        loss = F.cross_entropy(logits.float(), target[keep], reduction="sum")
-        return loss, keep.sum()
+        return logits, target[keep], keep
 
     def per_row(self, input_ids, labels, attention_mask):
         """(summed loss, loss tokens) of each row: the paired comparison of two checkpoints
         on the same validation examples needs each example's loss, not only their sum."""
-        target = labels[:, 1:]
-        keep = target != IGNORE
-        if self.gathered:
-            decoder, head = self._parts
-            hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)[0]
-            logits = head(hidden[:, :-1][keep])
-        else:
-            logits = self.model(
-                input_ids=input_ids, attention_mask=attention_mask, use_cache=False
-            ).logits
-            logits = logits[:, :-1][keep]
-        tokens = F.cross_entropy(logits.float(), target[keep], reduction="none")
+        logits, target, keep = self._answer_logits(input_ids, labels, attention_mask)
+        tokens = F.cross_entropy(logits.float(), target, reduction="none")
         rows = torch.arange(keep.shape[0], device=keep.device)[:, None].expand_as(keep)[keep]
         sums = torch.zeros(keep.shape[0], dtype=torch.float64, device=tokens.device)
         return sums.index_add_(0, rows, tokens.double()), keep.sum(dim=1)

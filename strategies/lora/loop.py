@@ -283,7 +283,7 @@ class _Run:
             return
         (step, loss, sums), (last_step, last_loss, last_sums, tokens) = self.lowest, self.last
         self.log.best_step, self.log.best_eval_loss = last_step, last_loss
-        if step == last_step or self.best_state is None:
+        if step == last_step:
             return
         if self.cfg.restore == "evidence":
             better, (diff, low, high) = earlier_is_better(sums, last_sums, tokens, self.cfg.seed)
