@@ -264,8 +264,9 @@ class TrialRow:
 class TuningRecord:
     """An arm's tuning (eval.tuning): the spaces searched, every trial, the chosen settings.
 
-    Scores are mean validation token F1 with 95% bootstrap intervals; `gain` is the paired
-    best-minus-default difference on the validation pairs (the ones that chose the best, so
+    Scores are means of `metric` over the validation pairs (token F1 for Q/A; content F1 of answers
+    that keep the format or style for those tasks) with 95% bootstrap intervals; `gain` is the
+    paired best-minus-default difference on the validation pairs (the ones that chose the best, so
     flattered by the choice); `crossfit_gain` the same gain measured on pairs that did not
     choose it (chosen on one half of the validation pairs, measured on the other, both ways).
     Under the `evidence` rule the best setting replaces the default only when both gains'
@@ -274,7 +275,7 @@ class TuningRecord:
 
     status: str  # tuned | off | no_space | skipped | failed
     budget: str
-    metric: str = "f1"
+    metric: str = "f1"  # eval.task_metrics.TUNING_METRIC of the run's task
     note: str = ""
     space: dict[str, str] = field(default_factory=dict)  # path -> the space in words
     default: dict[str, Setting] = field(default_factory=dict)

@@ -177,6 +177,30 @@ def style_pass(items: list[ScoringItem], _r: Any = None) -> list[float | None]:
     return out
 
 
+@register_metric(
+    "style_content_f1",
+    "Content F1, style kept",
+    tasks=STYLE,
+    help="Content F1 of an answer that keeps every rule of the style file, 0 for one that "
+    "breaks a rule: what tuning maximises in a style run.",
+)
+def style_content_f1(items: list[ScoringItem], _r: Any = None) -> list[float | None]:
+    kept = style_pass(items)
+    f1s = content_f1(items)
+    return [None if k is None else k * (f or 0.0) for k, f in zip(kept, f1s, strict=True)]
+
+
+# What an arm's search maximises per validation answer: the task's right answer, graded. For
+# format and style the content of an answer that breaks the form scores 0, so a search cannot
+# buy facts with the format (plain F1 against a styled or JSON gold rewards dropping the form).
+TUNING_METRIC = {"qa": "f1", "format": "content_f1", "style": "style_content_f1"}
+
+
+def tuning_metric(task: Any) -> str:
+    """The metric an arm's settings are tuned on in a run of `task` (None: factual Q/A)."""
+    return TUNING_METRIC[task.kind if task is not None else "qa"]
+
+
 def _rule_metric(rule: str):
     def batched(items: list[ScoringItem], _r: Any = None) -> list[float | None]:
         out: list[float | None] = []

@@ -223,6 +223,10 @@ def test_style_rules_are_scored_one_by_one_and_together(tmp_path):
     assert scores("style_required", items) == [None, None, None]  # the file sets no such rule
     # Content F1 reads the answer without its citation: "The thymus." against "the thymus".
     assert scores("content_f1", items)[0] == pytest.approx(1.0)
+    # What tuning maximises: the content of an answer that keeps every rule; the bare answer
+    # has the right words (content F1 1.0) but breaks two rules, so it scores 0.
+    assert scores("content_f1", items)[2] == pytest.approx(1.0)
+    assert scores("style_content_f1", items) == pytest.approx([1.0, 0.0, 0.0])
 
 
 def test_reading_grade_orders_plain_and_dense_text():

@@ -86,6 +86,31 @@ class SlopeStrategy(Strategy):
         ]
 
 
+@dataclass
+class FormConfig(ConfigBase):
+    form: str = option("loose", "How the answer is written.", tune=Categorical(("loose", "json")))
+
+
+class FormStrategy(Strategy):
+    """'loose': every word of the gold object, not JSON; 'json': a valid object, half of its
+    content wrong. Plain F1 prefers the first, a format task's content F1 the second."""
+
+    config_class = FormConfig
+    hidden = True
+    uses_models = False
+
+    def prepare(self, corpus: Corpus, train: list[QAPair]) -> PrepareReport:
+        return PrepareReport()
+
+    def answer(self, questions: list[str]) -> list[Answer]:
+        text = (
+            "answer: antibodies, source: Immune_system"
+            if self.config.form == "loose"
+            else json.dumps({"answer": "antibodies", "source": "Pharmacy"})
+        )
+        return [Answer(q, text, [], Cost()) for q in questions]
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _throwaways():
     """Registered for this module's tests only, then removed so no other test sees them."""
@@ -93,8 +118,9 @@ def _throwaways():
 
     register_strategy("tuning_dial")(DialStrategy)
     register_strategy("tuning_slope")(SlopeStrategy)
+    register_strategy("tuning_form")(FormStrategy)
     yield
-    for name in ("tuning_dial", "tuning_slope"):
+    for name in ("tuning_dial", "tuning_slope", "tuning_form"):
         strategies.registry._REGISTRY.pop(name, None)
 
 
@@ -245,6 +271,28 @@ def test_every_setting_of_a_space_the_budget_covers_is_tried(tmp_path, monkeypat
     _, rec = tune(_job(tmp_path, "tuning_dial"), TuningConfig(budget="quick", n_trials=8))
     assert sorted(t.values["words"] for t in rec.trials) == list(range(1, 9))
     assert rec.trials[0].default and rec.trials[0].values["words"] == 1
+
+
+def test_a_format_run_tunes_on_the_content_of_valid_answers_not_on_plain_f1(tmp_path):
+    from core.tasks import TaskSpec
+
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}, "source": {"type": "string"}},
+        "required": ["answer", "source"],
+    }
+    gold = json.dumps({"answer": "antibodies", "source": "Immune_system"})
+    val = [QAPair(f"v{i}", f"Question{i} about topic{i}?", [gold]) for i in range(32)]
+    budget = TuningConfig(budget="quick", n_trials=2)
+    job = _job(tmp_path / "qa", "tuning_form", val=val)
+    _, plain = tune(job, budget)  # Q/A: the loose answer has every gold word
+    assert plain.metric == "f1" and plain.chosen == {"form": "loose"}
+    task = TaskSpec("format", schema=schema)
+    job = _job(tmp_path / "format", "tuning_form", val=val, task=task)
+    _, rec = tune(job, budget)
+    # The loose answer is invalid (content F1 0); the JSON one gets "antibodies" right (0.5).
+    assert rec.metric == "content_f1" and rec.chosen == {"form": "json"}
+    assert rec.default_score.mean == 0.0 and rec.tuned_score.mean == pytest.approx(0.5)
 
 
 def test_a_trial_still_running_when_the_budget_runs_out_is_stopped(tmp_path, monkeypatch):

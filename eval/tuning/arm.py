@@ -199,6 +199,7 @@ class ArmTuner:
             val=val,
             scheme=pairs.scheme,
             jaccard=split.near_duplicate_jaccard,
+            task=self.bench.inputs.task,
             corpus=self.bench.inputs.corpus,
             build=build,
             workdir=folder / label_folder(label),

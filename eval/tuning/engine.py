@@ -36,9 +36,10 @@ from core.config import ConfigBase, ConfigError
 from core.qa import DEFAULT_JACCARD
 from core.tuning_space import Categorical, spaces_of, value_at, with_values
 from core.types import Corpus, PrepareReport, QAPair
-from eval.metrics import f1_score
+from eval.metrics import METRICS, ScoringItem
 from eval.records import Placement, TrialRow, TuningRecord
 from eval.stats.intervals import bootstrap_ci
+from eval.task_metrics import tuning_metric
 from eval.tuning.config import TuningConfig
 from eval.tuning.evidence import group_labels, halves, weigh
 from eval.tuning.racing import (
@@ -79,6 +80,7 @@ class TuningJob:
     keep: bool = False
     scheme: str = ""  # which pairs `val` is, in words (eval.tuning.arm.tuning_pairs)
     jaccard: float = DEFAULT_JACCARD  # near-duplicate threshold: the cross-fit halves' groups
+    task: Any = None  # the run's core.tasks.TaskSpec: what a validation answer is scored on
     # Filled by `tune` when `keep`: the chosen trial's number, folder and PrepareReport, when
     # this process ran it (a trial of a killed attempt left no report to reuse).
     kept: tuple[int, Path, PrepareReport] | None = None
@@ -130,6 +132,7 @@ def tune(
     record = TuningRecord(
         status="tuned",
         budget=tuning.budget,
+        metric=tuning_metric(job.task),
         val_pairs=len(job.val),
         validation=job.scheme,
         adopt=tuning.adopt,
@@ -480,7 +483,7 @@ def repeat(trial: Any, earlier: Any) -> float:
 
 class Objective:
     """One trial: build the arm with the suggested settings, prepare it on the fit pairs,
-    answer the validation pairs, return their mean token F1."""
+    answer the validation pairs, return their mean score on the task's tuning metric."""
 
     def __init__(self, job: TuningJob, spaces: dict, extra_choices: dict[str, list[Any]]):
         self.job, self.spaces = job, spaces
@@ -583,9 +586,10 @@ class Objective:
         default: bool = False,
         lead: list[float] | None = None,
     ) -> list[float]:
-        """Per-pair validation F1 of `config`, prepared in `job.workdir/trial-<number>`.
-        `watch` (a _Watch here, a Ray Tune reporter on a cluster) hears the running scores and
-        training progress and may stop the trial; RunCancelled when it does.
+        """Per-pair validation scores of `config` (the task's tuning metric), prepared in
+        `job.workdir/trial-<number>`. `watch` (a _Watch here, a Ray Tune reporter on a cluster)
+        hears the running scores and training progress and may stop the trial; RunCancelled when it
+        does.
 
         An untrained arm's `default` trial answers the first rung's pairs only; a rival given
         the default's scores so far (`lead`) answers the default on each pair it reaches
@@ -619,11 +623,15 @@ class Objective:
             if number not in self.prepared:
                 shutil.rmtree(folder, ignore_errors=True)  # adapters and indexes of a trial
 
-    @staticmethod
-    def _answer(strategy: Strategy, batch: list[QAPair]) -> list[float]:
+    def _answer(self, strategy: Strategy, batch: list[QAPair]) -> list[float]:
+        """Each answer's score on the task's tuning metric (F1 for Q/A)."""
+        task = self.job.task
         answers = strategy.answer([p.question for p in batch])
-        pairs = zip(answers, batch, strict=True)
-        return [max(f1_score(a.text, g) for g in p.answers) for a, p in pairs]
+        items = [
+            ScoringItem(a.text, tuple(p.answers), a.contexts, p.question, task=task)
+            for a, p in zip(answers, batch, strict=True)
+        ]
+        return [s or 0.0 for s in METRICS[tuning_metric(task)].fn(items, None)]
 
     def _as_default(self, start: int, end: int, watch: Any, number: int) -> list[float]:
         """The default's scores on validation pairs start..end, for rival trial `number` that

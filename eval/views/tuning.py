@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from eval.config import RunConfig
+from eval.metrics import metric_label
 from eval.records import TuningRecord
 from eval.stats.intervals import Interval
 from eval.store.runs import Run
@@ -45,11 +46,11 @@ def _setting(value: Any) -> str:
 
 
 def tuning_table(run: Run) -> pd.DataFrame:
-    """One row per tuned arm: status, trials (pruned, failed), seconds, which validation pairs
-    and how many, how many of them the default answered, validation F1 of the default and of
-    the best setting (95% intervals), the best's paired gain on the pairs that chose it and,
-    cross-fitted, on pairs that did not, the decision (replaced or kept, and why), the settings
-    that changed and the trial whose prepared artifacts the arm answered with."""
+    """One row per tuned arm: status, trials (pruned, failed), seconds, which validation pairs and
+    how many, how many of them the default answered, the validation score (the task's tuning metric)
+    of the default and of the best setting (95% intervals), the best's paired gain on the pairs that
+    chose it and, cross-fitted, on pairs that did not, the decision (replaced or kept, and why), the
+    settings that changed and the trial whose prepared artifacts the arm answered with."""
     rows = []
     for label, rec in tuning_records(run).items():
         changed = "; ".join(
@@ -68,8 +69,8 @@ def tuning_table(run: Run) -> pd.DataFrame:
                 # A default nothing outran answered only as far as its rivals went: its score
                 # rests on fewer pairs than the arm validated on.
                 "default answered": _answered(rec.default_score),
-                f"default {rec.metric}": _interval(rec.default_score),
-                f"best {rec.metric}": _interval(rec.tuned_score),
+                f"default {metric_label(rec.metric)}": _interval(rec.default_score),
+                f"best {metric_label(rec.metric)}": _interval(rec.tuned_score),
                 "gain (choosing pairs)": _interval(rec.gain),
                 "gain (other pairs)": _interval(rec.crossfit_gain),
                 "decision": decision(rec),
@@ -149,7 +150,7 @@ def tuning_notes(run: Run) -> list[str]:
         elif rec.within_noise and rec.changed:
             gain = rec.crossfit_gain or rec.gain
             notes.append(
-                f"Tuning {r.strategy} gained {rec.metric} {_interval(gain)} on the "
+                f"Tuning {r.strategy} gained {metric_label(rec.metric)} {_interval(gain)} on the "
                 "validation pairs: within noise, so its tuned settings may be no better."
             )
     return notes

@@ -62,7 +62,9 @@ from service.cluster.ray_worker import limit_threads, warm_models, where_here
 from service.cluster.storage import Storage, clear, from_placeholder, to_placeholder
 from strategies.base import RunCancelled
 
-METRIC = "score"  # what a trial reports: running validation F1, or -validation loss
+# What a trial reports: its running validation score (the task's tuning metric), or minus its
+# validation loss.
+METRIC = "score"
 STEP = "step"  # pairs answered (untrained arms) or training steps (trained arms)
 
 
