@@ -36,7 +36,7 @@ from core.config import ConfigBase, ConfigError
 from core.qa import DEFAULT_JACCARD
 from core.tuning_space import Categorical, spaces_of, value_at, with_values
 from core.types import Corpus, PrepareReport, QAPair
-from eval.metrics import METRICS, ScoringItem
+from eval.metrics import ScoringItem, score_items
 from eval.records import Placement, TrialRow, TuningRecord
 from eval.stats.intervals import bootstrap_ci
 from eval.task_metrics import tuning_metric
@@ -625,13 +625,13 @@ class Objective:
 
     def _answer(self, strategy: Strategy, batch: list[QAPair]) -> list[float]:
         """Each answer's score on the task's tuning metric (F1 for Q/A)."""
-        task = self.job.task
+        task, metric = self.job.task, tuning_metric(self.job.task)
         answers = strategy.answer([p.question for p in batch])
         items = [
             ScoringItem(a.text, tuple(p.answers), a.contexts, p.question, task=task)
             for a, p in zip(answers, batch, strict=True)
         ]
-        return [s or 0.0 for s in METRICS[tuning_metric(task)].fn(items, None)]
+        return [s or 0.0 for s in score_items(items, [metric])[metric]]
 
     def _as_default(self, start: int, end: int, watch: Any, number: int) -> list[float]:
         """The default's scores on validation pairs start..end, for rival trial `number` that
