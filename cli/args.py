@@ -159,7 +159,11 @@ def _compare(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("--threshold", type=float, default=0.1, help="the quality bar")
     cp.add_argument("--months", type=int, default=12, help="months the preparation is spread over")
     cp.add_argument("--html", metavar="FILE", help="also write the HTML report there (one run)")
-    cp.add_argument("--metric", default="f1", help="metric two runs are compared on (default: f1)")
+    cp.add_argument(
+        "--metric",
+        help="metric the decision (and two runs' comparison) is made on (default: what the "
+        "run's task is judged by first, as on the Compare page: F1, valid format, style pass)",
+    )
     cp.add_argument("--json", help="two runs: also write the comparison as JSON to this file")
 
 

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ from eval.views.html_report import html_report
 from eval.views.judge import agreement_summary, judge_summary
 from eval.views.quality import retrieval_recall
 from eval.views.run_compare import compare_data, render_compare
-from eval.views.run_view import RunView, check_metric
+from eval.views.run_view import RunView, check_metric, run_lead_metric
 from eval.views.tables import render_run, run_summary
 from eval.views.tuning import tuned_config_yaml, tuning_records
 from eval.views.verdict.confidence import render_decision
@@ -271,6 +272,9 @@ class _Progress:
 def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
     """Parse `argv` (default: the process's arguments), run the command, return its exit code."""
     args = parser(prog).parse_args(argv)
+    if getattr(args, "store", None) and Path(args.store).is_dir():
+        # `--store .adaptlab` names the folder the app keeps; the runs are in its SQLite file
+        args.store = str(Path(args.store) / Path(RunConfig().store_path).name)
     try:
         if args.command == "run":
             return _cmd_run(args)
@@ -341,6 +345,10 @@ def main(argv: list[str] | None = None, prog: str = "adaptlab") -> int:
     except (ConfigError, RunNotFound, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except sqlite3.DatabaseError as e:  # --store names a file that is not a runs database
+        where = getattr(args, "store", None) or "the store"
+        print(f"error: {where}: not a runs database ({e})", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -375,9 +383,10 @@ def _compare_runs(store: RunStore, args: argparse.Namespace) -> str:
     if args.html:
         raise ConfigError("--html reports one run: give a single RUN_ID")
     a, b = RunView.load(store, args.run_id), RunView.load(store, args.run_b)
-    text = render_compare(a, b, args.metric)
+    metric = args.metric or run_lead_metric(a)
+    text = render_compare(a, b, metric)
     if args.json:
-        data = compare_data(a, b, args.metric)
+        data = compare_data(a, b, metric)
         Path(args.json).write_text(json.dumps(data, indent=2), encoding="utf-8")
     return text
 
@@ -412,11 +421,14 @@ def compare_text(store: RunStore, args: argparse.Namespace) -> str:
     view = RunView.load(store, args.run_id)
     if not view.results:
         return f"run {args.run_id} has no results to compare"
-    decision = decide(view, args.volume, threshold=args.threshold, months=args.months)
+    metric = args.metric or run_lead_metric(view)
+    check_metric(view, metric)
+    decision = decide(view, args.volume, metric, args.threshold, args.months)
     if args.html:
         report = html_report(
             store,
             args.run_id,
+            metric=metric,
             monthly_volume=args.volume,
             threshold=args.threshold,
             months=args.months,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,25 @@ class TaskSpec:
             )
         return first
 
+    def answer_phrases(self, answer: str) -> list[str]:
+        """The words of gold answer `answer` to look for in a passage (which passage holds the
+        answer, whether a retrieved chunk does): the answer itself, or for a JSON gold the
+        string values of its fields, longest first. A field the schema limits to `enum` or
+        `const` values is a label (a document's name, a category) that any passage of the
+        document may hold, so it is left out while a free-text field remains."""
+        obj = first_json_object(answer) if self.is_json else None
+        if obj is None:
+            return [answer]
+        props = self.schema.get("properties") or {}
+
+        def label(key: str) -> bool:
+            spec = props.get(key)
+            return isinstance(spec, dict) and ("enum" in spec or "const" in spec)
+
+        free = [t for k, v in obj.items() if not label(k) for t in _strings(v)]
+        phrases = {t.strip() for t in free or [t for v in obj.values() for t in _strings(v)]}
+        return sorted((t for t in phrases if t), key=len, reverse=True) or [answer]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -248,6 +268,26 @@ class TaskSpec:
         return TaskSpec(
             d.get("kind", "qa"), d.get("schema"), d.get("pattern", ""), style, d.get("source", "")
         )
+
+
+def _strings(value: Any) -> list[str]:
+    """The texts a JSON value holds: strings and numbers, inside lists and objects too."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, int | float):
+        return [str(value)]
+    items = value.values() if isinstance(value, dict) else value
+    return [t for v in items for t in _strings(v)]
+
+
+def gold_phrases(task: TaskSpec | None, answers: Iterable[str]) -> list[str]:
+    """Every gold answer of a pair as the phrases a passage holding it contains
+    (TaskSpec.answer_phrases; the answers as they are for a Q/A run)."""
+    if task is None:
+        return list(answers)
+    return [t for a in answers for t in task.answer_phrases(a)]
 
 
 def first_json_object(text: str) -> dict[str, Any] | None:

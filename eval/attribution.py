@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from core.config import ConfigBase, check, option
+from core.tasks import TaskSpec, gold_phrases
 from core.types import Context, Corpus, QAPair
 from eval.metrics import METRICS, normalize_answer
 from strategies.lora.data import oracle_passage
@@ -89,12 +90,14 @@ class GoldPassage:
         return asdict(self)
 
 
-def gold_passages(pairs: Iterable[QAPair], corpus: Corpus) -> dict[str, GoldPassage]:
+def gold_passages(
+    pairs: Iterable[QAPair], corpus: Corpus, task: TaskSpec | None = None
+) -> dict[str, GoldPassage]:
     """qid -> gold passage of each pair (the oracle RAFT training uses, `oracle_passage`)."""
 
     out = {}
     for p in pairs:
-        ctx = oracle_passage(p, corpus)
+        ctx = oracle_passage(p, corpus, task)
         how = "passage" if p.passage else ("answer" if ctx is not None else "none")
         out[p.id] = GoldPassage(ctx.text if ctx else None, ctx.source if ctx else p.source, how)
     return out
@@ -105,13 +108,17 @@ def _squash(text: str) -> str:
 
 
 def passage_retrieved(
-    gold: GoldPassage | None, golds: Iterable[str], contexts: Iterable[Context]
+    gold: GoldPassage | None,
+    golds: Iterable[str],
+    contexts: Iterable[Context],
+    task: TaskSpec | None = None,
 ) -> bool | None:
     """Whether the gold passage is among the retrieved chunks (None: the answer used none).
 
     With the pair's own passage: it lies inside a chunk, or a chunk inside it (a passage longer
     than a chunk). Otherwise: a chunk holds a gold answer as whole words, as recall@k counts,
-    since any chunk holding the answer puts it in the model's hands.
+    since any chunk holding the answer puts it in the model's hands (a JSON gold of a format
+    `task` by the text of its fields, TaskSpec.answer_phrases).
     """
 
     chunks = [c for c in contexts if c.kind == "chunk"]
@@ -121,7 +128,7 @@ def passage_retrieved(
         g = _squash(gold.text)
         return any(g in _squash(c.text) or _squash(c.text) in g for c in chunks)
     hay = [f" {normalize_answer(c.text)} " for c in chunks]
-    needles = [f" {n} " for n in map(normalize_answer, golds) if n]
+    needles = [f" {n} " for n in map(normalize_answer, gold_phrases(task, golds)) if n]
     return any(n in h for n in needles for h in hay)
 
 

@@ -120,3 +120,49 @@ def test_verdict_config_round_trip_and_validation():
         VerdictConfig(power_target=0)
     with pytest.raises(ConfigError, match="right_metric"):
         VerdictConfig(right_metric="bleu")
+
+
+def test_a_json_gold_is_found_in_passages_by_its_free_text_fields_not_its_labels():
+    from core.tasks import TaskSpec
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "answer": {"type": "string"},
+            "source": {"type": "string", "enum": ["a", "b"]},
+        },
+    }
+    task = TaskSpec("format", schema)
+    gold = '{"answer": "antibodies", "source": "a"}'
+    assert task.answer_phrases(gold) == ["antibodies"]  # the enum label "a" locates nothing
+    assert task.answer_phrases('{"answer": "x y", "n": 3}') == ["x y", "3"]
+    assert TaskSpec("style").answer_phrases("Antibodies (Source: a).") == [
+        "Antibodies (Source: a)."
+    ]
+    pair = QAPair("j", "What do B cells make?", (gold,), "a.md")
+    # The JSON text is in no chunk; without the task the pair has no gold passage at all.
+    assert gold_passages([pair], CORPUS)["j"].found_by == "none"
+    found = gold_passages([pair], CORPUS, task)["j"]
+    assert found.found_by == "answer" and found.text == CHUNKS[1].text
+    hit, miss = [Context(CHUNKS[1].text)], [Context(CHUNKS[2].text)]
+    assert passage_retrieved(found, (gold,), hit, task) is True
+    assert passage_retrieved(found, (gold,), miss, task) is False
+    assert passage_retrieved(found, (gold,), hit) is False  # read as plain text: never found
+
+
+def test_raft_puts_the_passage_of_a_json_gold_in_its_training_example():
+    import random
+
+    from core.tasks import TaskSpec
+    from strategies.lora.data import raft_passages
+
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    pair = QAPair("j", "What do B cells make?", ('{"answer": "antibodies"}',), "a.md")
+    retrieved = [Context(CHUNKS[0].text), Context(CHUNKS[2].text)]
+    rng = random.Random(0)
+    passages, oracle = raft_passages(
+        pair, retrieved, CORPUS, 2, False, rng, TaskSpec("format", schema)
+    )
+    assert oracle and CHUNKS[1].text in [p.text for p in passages]
+    # Before the task was passed, a format run's RAFT trained on distractors alone.
+    assert raft_passages(pair, retrieved, CORPUS, 2, False, rng) == (retrieved[:2], False)

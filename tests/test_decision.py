@@ -147,3 +147,25 @@ def test_every_view_writes_money_the_same_way(view):
     stored = cost_per_right_frame(view, 10_000, 12).set_index("strategy").loc["rag", "money"]
     cell = cost_table(view, 10_000, 12).frame.set_index("name").loc["rag", "money_per_right"]
     assert cell.startswith(money(float(stored)) + " [")
+
+
+def test_fine_tuning_is_said_per_trainer_against_the_others_never_against_itself():
+    from eval.views.cost import BreakEven, _pays_off
+    from eval.views.verdict.decision import _fine_tuning
+
+    lines = pd.DataFrame(
+        [
+            {"strategy": "few_shot", "fixed": 0.0, "per_question": 0.0002},
+            {"strategy": "rag", "fixed": 0.01, "per_question": 0.0003},
+            {"strategy": "lora", "fixed": 1.0, "per_question": 0.0001},
+            {"strategy": "lora+rag", "fixed": 3.0, "per_question": 0.00015},
+        ]
+    )
+    pays = pd.concat([_pays_off(lines, t, "USD") for t in ("lora", "lora+rag")])
+    be = BreakEven(lines, pd.DataFrame(), pd.DataFrame(), pays, 1000.0, "USD")
+    text = _fine_tuning(be, "USD", 10_000)
+    few, rag, lora, raft = map(display_name, ("few_shot", "rag", "lora", "lora+rag"))
+    _, mine, raft_s = text.split("Fine-tuning (")
+    assert mine.startswith(f"{lora}) pays off against {few}, {rag}, {raft} from ")
+    assert raft_s.startswith(f"{raft}) pays off against {few}, {rag} from ")
+    assert raft_s.endswith(f"It never pays off against {lora}: those cost less per question.")

@@ -494,6 +494,40 @@ def test_the_verdict_names_what_fine_tuning_bought_on_format_validity(tmp_path):
     assert fine_tuning_bought(RunView.load(store, run_id)) == []
 
 
+def test_compare_decides_a_format_run_on_its_metric_and_says_what_training_bought(tmp_path, capsys):
+    from cli.main import main
+    from eval.views import RunView
+    from eval.views.verdict.export import decision_data
+    from tests.test_dashboards import _result
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    config = {"strategies": ["few_shot", "rag", "lora"], "task": "format", "schema": "s.json"}
+    run_id = store.create_run(config, "format")
+    valid = {"few_shot": [1.0] * 7 + [0.0] * 3, "rag": [0.0] * 10, "lora": [1.0] * 10}
+    for name, v in valid.items():
+        store.save_strategy(run_id, _result(name, {"f1": [0.5] * 10, "format_valid": v}), [])
+    store.finish_run(run_id, "done")
+    # --store may name the folder the runs file lies in, as the app keeps it (.adaptlab).
+    assert main(["compare", run_id, "--store", str(tmp_path), "--threshold", "0.9"]) == 0
+    out = capsys.readouterr().out
+    # The bar is on what a format run is judged by (as the Compare page opens), not plain F1:
+    # few-shot's 70% valid misses 0.9 though its F1 equals LoRA's.
+    assert "Use **LoRA fine-tune**: it meets your bar (Valid format ≥ 0.9)" in out
+    assert "100% valid format against 70% for Few-shot examples" in out
+    assert main(["compare", run_id, "--store", str(tmp_path), "--metric", "f1"]) == 0
+    assert "(F1 ≥ 0.1)" in capsys.readouterr().out
+    html = tmp_path / "report.html"
+    assert main(["compare", run_id, "--store", str(tmp_path), "--html", str(html)]) == 0
+    assert "Valid format ≥ 0.1" in html.read_text()
+    assert main(["compare", run_id, "--store", str(tmp_path), "--metric", "rouge"]) == 2
+    assert "metric 'rouge' is not in run" in capsys.readouterr().err
+    # `show` and the --json figures say it too.
+    assert main(["show", run_id, "--store", str(tmp_path)]) == 0
+    assert "100% valid format against 70%" in capsys.readouterr().out
+    figures = decision_data(RunView.load(store, run_id))["decision"]
+    assert figures["fine_tuning_bought"][0].startswith("LoRA fine-tune: 100% valid format")
+
+
 def test_run_page_offers_the_task_kinds_from_the_config_field(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 

@@ -234,7 +234,8 @@ class _Comparison:
         meta.update(self.bench.inputs.summary())
         meta["inputs"] = stamp.to_dict()
         # Each test question's gold passage, for the attribution cells and the oracle reading.
-        self.gold = gold_passages(self.bench.inputs.test, self.bench.inputs.corpus)
+        inputs = self.bench.inputs
+        self.gold = gold_passages(inputs.test, inputs.corpus, inputs.task)
         meta["gold_passages"] = {q: g.to_dict() for q, g in self.gold.items()}
         self.store.update_run(self.run_id, fingerprint=stamp.fingerprint, **meta)
 

@@ -36,6 +36,7 @@ from eval.views.run_view import (
     higher_is_better,
     lead_metric,
     metric_names,
+    run_lead_metric,
 )
 from eval.views.significance import compare_runs, compare_strategies
 from eval.views.training import loss_curves, throughput, throughput_rows
@@ -67,6 +68,7 @@ __all__ = [
     "metric_label",
     "lead_metric",
     "metric_names",
+    "run_lead_metric",
     "money",
     "paired_test",
     "pareto_mask",

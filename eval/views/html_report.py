@@ -135,7 +135,7 @@ def html_report(
     store: RunStore,
     run_id: str,
     *,
-    metric: str = views.DEFAULT_METRIC,
+    metric: str | None = None,
     monthly_volume: int = DEFAULT_MONTHLY_VOLUME,
     threshold: float = DEFAULT_THRESHOLD,
     months: int = DEFAULT_MONTHS,
@@ -146,13 +146,14 @@ def html_report(
     decision of the Compare page for the given volume and bar, the quality and cost tables, the
     charts as inline SVG and the reproduce command. No external scripts, styles or fonts.
 
-    `metric` falls back to the run's first metric when the run lacks it.
+    `metric` defaults to what the run's task is judged by first (the Compare page's opening
+    metric) and falls back to it when the run lacks it.
     """
     view = views.RunView.load(store, run_id)
     run = view.run
     names = views.metric_names(run)
-    if metric not in names and names:
-        metric = names[0]
+    if metric not in names:
+        metric = views.run_lead_metric(view)
     esc = html.escape
     sections = [
         f"<h1>AdaptLab comparison</h1><p class='meta'>{'<br>'.join(_header(run, corpus_name))}</p>"

@@ -151,6 +151,12 @@ def lead_metric(metrics: list[str], task: str) -> str:
     return "f1" if "f1" in metrics or not metrics else metrics[0]
 
 
+def run_lead_metric(view: RunView) -> str:
+    """The metric `view`'s run is judged by first (lead_metric of its task): what the Compare
+    page opens on, and what `compare`, the report and `show` decide on unless told otherwise."""
+    return lead_metric(metric_names(view.run), view.settings.task)
+
+
 def check_metric(view: RunView, metric: str) -> None:
     present = metric_names(view.run)
     if metric not in present:

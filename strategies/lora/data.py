@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.prompts import CONTEXT_INSTRUCTION, answer_messages
+from core.tasks import TaskSpec, gold_phrases
 from core.types import Chunk, Context, Corpus, QAPair
 from strategies.lora.batches import IGNORE, Example
 
@@ -45,14 +46,15 @@ def chunk_examples(gen, chunks: Sequence[Chunk], max_tokens: int) -> list[Exampl
     return out
 
 
-def oracle_passage(pair: QAPair, corpus: Corpus) -> Context | None:
+def oracle_passage(pair: QAPair, corpus: Corpus, task: TaskSpec | None = None) -> Context | None:
     """The passage that holds the answer: the pair's own `passage` field when it has one, else
-    the first chunk (of the pair's `source` document if given) containing a gold answer.
+    the first chunk (of the pair's `source` document if given) containing a gold answer (for a
+    JSON gold of a format `task`, the text of its fields: a chunk never holds the JSON itself).
     """
     given = getattr(pair, "passage", None)  # optional field, added to QAPair separately
     if given:
         return Context(given, source=pair.source)
-    answers = [a.lower() for a in pair.answers if a.strip()]
+    answers = [a.lower() for a in gold_phrases(task, pair.answers) if a.strip()]
 
     def holds(chunk: Chunk) -> bool:
         text = chunk.text.lower()
@@ -90,11 +92,12 @@ def raft_passages(
     n_passages: int,
     drop_oracle: bool,
     rng: random.Random,
+    task: TaskSpec | None = None,
 ) -> tuple[list[Context], bool]:
     """Passages for one RAFT example: the oracle plus distractors (retrieved chunks that are not
     the oracle), shuffled; or distractors only when `drop_oracle`. Returns (passages, has_oracle).
     """
-    oracle = oracle_passage(pair, corpus)
+    oracle = oracle_passage(pair, corpus, task)
     key = oracle.text.strip() if oracle else None
     distractors = [c for c in retrieved if c.text.strip() != key]
     if oracle is None or drop_oracle:

@@ -174,7 +174,9 @@ class LoraStrategy(GenerativeStrategy):
         out = []
         for pair, hits in zip(pairs, retrieved, strict=True):
             drop = rng.random() < cfg.raft_no_oracle
-            passages, has_oracle = raft_passages(pair, hits, corpus, cfg.raft_passages, drop, rng)
+            passages, has_oracle = raft_passages(
+                pair, hits, corpus, cfg.raft_passages, drop, rng, self.ctx.task
+            )
             if not has_oracle and not drop:
                 stats.no_oracle_found += 1
             ex = raft_example(

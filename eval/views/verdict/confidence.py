@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from eval.metrics import DEFAULT_METRIC, metric_label
+from eval.metrics import metric_label
 from eval.stats.decision import (
     cost_per_right,
     pairwise_family,
@@ -33,7 +33,15 @@ from eval.stats.decision import (
 )
 from eval.stats.groups import labels_of
 from eval.views.format import ColumnSpec, money
-from eval.views.run_view import RunView, higher_is_better, metric_names, priced, seed_of
+from eval.views.run_view import (
+    RunView,
+    higher_is_better,
+    metric_names,
+    priced,
+    run_lead_metric,
+    seed_of,
+)
+from eval.views.task_verdict import fine_tuning_bought
 from eval.views.verdict.stability import stability, stability_frame, stability_sentences
 
 # Axes of the quality-cost chart beyond the stored costs (key -> title); lower is better.
@@ -223,8 +231,8 @@ def decision_figures(
     view: RunView, monthly_volume: int | None = None, months: int = 12
 ) -> dict[str, Any]:
     """The figures above as plain data, for `--json`, MLflow and the report: per metric the
-    chance of being best and the corrected comparisons with the best, and the cost per right
-    answer."""
+    chance of being best and the corrected comparisons with the best, the cost per right
+    answer, and (format or style) what fine-tuning bought on behaviour, in words."""
     n = len(view.qids())
     out: dict[str, Any] = {
         "questions": n,
@@ -256,6 +264,7 @@ def decision_figures(
             for row in per_right.astype(object).where(per_right.notna(), None).to_dict("records")
         },
     }
+    out["fine_tuning_bought"] = fine_tuning_bought(view)
     return out
 
 
@@ -388,10 +397,12 @@ def per_right_costs(
 
 def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 12) -> str:
     """The figures above as text for `python -m eval show`: per metric the chance of being
-    best, on the main metric (F1, else the first) the corrected comparisons with the best;
-    then the cost per right answer and the stability across re-splits."""
+    best, on the metric the run's task is judged by first (F1 for Q/A, valid format, style
+    pass; else the first) the corrected comparisons with the best; then the cost per right
+    answer and the stability across re-splits."""
     figures = decision_figures(view, monthly_volume, months)
-    first = DEFAULT_METRIC if DEFAULT_METRIC in figures["prob_best"] else None
+    lead = run_lead_metric(view)
+    first = lead if lead in figures["prob_best"] else None
     first = first or next(iter(figures["prob_best"]), None)
     n, g = figures["questions"], figures["groups"]
     lines = [
@@ -417,6 +428,7 @@ def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 1
                 f"p = {row['p_value']:.3g}, Holm p = {row['p_holm']:.3g} over "
                 f"{row['holm_over']} pair{'s' if row['holm_over'] != 1 else ''} ({verdict})"
             )
+    lines += figures["fine_tuning_bought"]
     per = figures["cost_per_right"]
     lines.append(
         f"Cost per right answer (right = {per['basis']}; preparation spread over "

@@ -14,6 +14,7 @@ from eval.views.cost import BreakEven, break_even
 from eval.views.format import display_name, money, times
 from eval.views.knowledge import retention_vs_gain
 from eval.views.run_view import RunView, higher_is_better, priced
+from eval.views.task_verdict import fine_tuning_bought
 from eval.views.verdict.confidence import (
     best_sentence,
     cost_per_right_frame,
@@ -43,10 +44,12 @@ class Decision:
     striking: str | None
     recommendation: Recommendation
     figures: dict[str, float] = field(default_factory=dict)
+    # format or style: what training bought on behaviour (eval.views.task_verdict)
+    behaviour: list[str] = field(default_factory=list)
 
     def sentences(self) -> list[str]:
         """Every sentence in reading order (the HTML report prints these)."""
-        rest = [self.runner_up, self.fine_tuning, self.striking]
+        rest = [self.runner_up, self.fine_tuning, *self.behaviour, self.striking]
         return [self.headline, *self.reasons, *[s for s in rest if s]]
 
 
@@ -96,7 +99,8 @@ def decide(
             "or try a stronger generator."
         )
         fine = _fine_tuning(be, cur, monthly_volume)
-        return Decision(None, headline, [], None, fine, _striking(ret), rec, {})
+        bought = fine_tuning_bought(view)
+        return Decision(None, headline, [], None, fine, _striking(ret), rec, {}, bought)
 
     c = rec.choice
     row = table.loc[c]
@@ -148,7 +152,8 @@ def decide(
     runner_up = _runner_up(rec, c, label, cur)
     striking = _striking(ret, skip=c if general and "drops by" in general else None)
     fine = _fine_tuning(be, cur, monthly_volume)
-    return Decision(c, headline, reasons, runner_up, fine, striking, rec, figures)
+    bought = fine_tuning_bought(view)
+    return Decision(c, headline, reasons, runner_up, fine, striking, rec, figures, bought)
 
 
 def _few_right(view: RunView, rec: Recommendation, monthly_volume: int, months: int) -> str | None:
@@ -242,11 +247,18 @@ def as_much(a: float, b: float) -> str:
 
 
 def _fine_tuning(be: BreakEven, cur: str, monthly_volume: int) -> str | None:
-    """When training pays off against the cheapest other strategy, in one sentence."""
+    """When each strategy that trains pays off against the others, one sentence per trainer
+    (a run with LoRA and RAFT says each against the rest, never one against itself)."""
     pays = be.pays_off
     if pays.empty:
         return None
-    trainer = str(pays.iloc[0].trainer)
+    return " ".join(
+        _pays_off_sentence(str(trainer), rows, monthly_volume)
+        for trainer, rows in pays.groupby("trainer", sort=False)
+    )
+
+
+def _pays_off_sentence(trainer: str, pays, monthly_volume: int) -> str:
     never = pays[pays.from_volume.isna()]
     finite = pays.dropna(subset=["from_volume"])
     name = display_name(trainer)

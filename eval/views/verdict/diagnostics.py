@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.tasks import TaskSpec
 from eval.attribution import (
     CELL_LABELS,
     Cells,
@@ -116,6 +117,7 @@ def attribution(view, config: VerdictConfig, base: str | None = None) -> list[Ce
     passages, closed-book ones against the base model's scores (when the run has the base)."""
     base = baseline_name(base)
     gold = stored_gold(view.run.meta)
+    task = TaskSpec.from_dict(view.run.meta.task)  # a JSON gold is looked for by its fields
     metric, thr = config.right_metric, config.right_threshold
     base_scores = view.scores(base, metric) if view.has(base) else None
     out = []
@@ -125,7 +127,7 @@ def attribution(view, config: VerdictConfig, base: str | None = None) -> list[Ce
         scores = view.scores(r.strategy, metric)
         if retrieves(view, r.strategy):
             flags = {
-                q: passage_retrieved(gold.get(q), a.golds, a.answer.contexts)
+                q: passage_retrieved(gold.get(q), a.golds, a.answer.contexts, task)
                 for q, a in view.answers_of(r.strategy).items()
             }
             out.append(retrieval_cells(r.strategy, scores, flags, thr))
