@@ -34,6 +34,7 @@ from eval.views.quality import retrieval_recall
 from eval.views.run_compare import compare_data, render_compare
 from eval.views.run_view import RunView, check_metric, run_lead_metric
 from eval.views.tables import render_run, run_summary
+from eval.views.task_verdict import fine_tuning_bought
 from eval.views.tuning import tuned_config_yaml, tuning_records
 from eval.views.verdict.confidence import render_decision
 from eval.views.verdict.decision import decide
@@ -53,7 +54,8 @@ def render_with_diagnostics(store: RunStore, run_id: str) -> str:
     text = render_run(view.run)
     if not view.results:
         return text
-    return f"{text}\n\n{render_decision(view)}\n\n{render_diagnostics(diagnose(view))}"
+    decision = "\n".join([render_decision(view), *fine_tuning_bought(view)])
+    return f"{text}\n\n{decision}\n\n{render_diagnostics(diagnose(view))}"
 
 
 def summary_with_diagnostics(store: RunStore, run_id: str) -> dict:

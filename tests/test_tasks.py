@@ -472,6 +472,26 @@ def test_rescoring_a_stored_format_run_needs_no_files(mini_corpus, tiny_models, 
     assert got["format_valid"].n == len(store.get_answers(run_id, "system_prompt"))
 
 
+def _scored(name: str, scores: dict[str, list[float]]) -> list:
+    """Stored answers of `name` to questions q0, q1, ... carrying `scores` per question (the
+    paired tests read them)."""
+    from core.types import Answer, Cost
+    from eval.store.runs import StoredAnswer
+
+    n = len(next(iter(scores.values())))
+    return [
+        StoredAnswer(
+            name,
+            f"q{i}",
+            f"Question {i}?",
+            ["gold"],
+            Answer(f"Question {i}?", "{}", [], Cost(10, 3, 0.1)),
+            {m: v[i] for m, v in scores.items()},
+        )
+        for i in range(n)
+    ]
+
+
 def test_the_verdict_names_what_fine_tuning_bought_on_format_validity(tmp_path):
     from eval.views import RunView
     from eval.views.task_verdict import fine_tuning_bought
@@ -479,18 +499,31 @@ def test_the_verdict_names_what_fine_tuning_bought_on_format_validity(tmp_path):
 
     store = RunStore(tmp_path / "runs.sqlite")
     run_id = store.create_run({"strategies": ["few_shot", "rag", "lora"]}, "format")
-    valid = {"few_shot": [1.0] * 7 + [0.0] * 3, "rag": [1.0] * 5 + [0.0] * 5, "lora": [1.0] * 10}
-    for name, v in valid.items():
-        store.save_strategy(run_id, _result(name, {"f1": [0.5] * 10, "format_valid": v}), [])
+
+    def save(name: str, valid: list[float]) -> None:
+        scores = {"f1": [0.5] * len(valid), "format_valid": valid}
+        store.save_strategy(run_id, _result(name, scores), _scored(name, scores))
+
+    save("few_shot", [1.0] * 7 + [0.0] * 3)
+    save("rag", [1.0] * 5 + [0.0] * 5)
+    save("lora", [1.0] * 10)
     store.finish_run(run_id, "done")
-    view = RunView.load(store, run_id)
-    (sentence,) = fine_tuning_bought(view)
+    (sentence,) = fine_tuning_bought(RunView.load(store, run_id))
     # lora costs $0.02 per 1k questions, few_shot $0.08 (tests.test_dashboards.COSTS).
     assert sentence.startswith("LoRA")
     assert "100% valid format against 70% for Few-shot examples" in sentence
     assert "-$0.06 per 1,000 questions" in sentence
+    # 3 questions of 10 apart: said with the paired test, which cannot tell them apart.
+    assert "the paired test cannot tell them apart (Holm-adjusted p = " in sentence
+    # 30 questions of 40 apart: a purchase.
+    save("few_shot", [1.0] * 10 + [0.0] * 30)
+    save("rag", [0.0] * 40)
+    save("lora", [1.0] * 40)
+    (sentence,) = fine_tuning_bought(RunView.load(store, run_id))
+    assert "100% valid format against 25%" in sentence
+    assert "; a significant difference (paired test, Holm-adjusted p = " in sentence
     # A prompt-only lead buys nothing to name.
-    store.save_strategy(run_id, _result("few_shot", {"format_valid": [1.0] * 10}), [])
+    save("few_shot", [1.0] * 40)
     assert fine_tuning_bought(RunView.load(store, run_id)) == []
 
 

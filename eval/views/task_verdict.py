@@ -3,7 +3,8 @@
 Fine-tuning is said to be weakest at adding facts and strongest at behaviour: a fixed output
 format, a house style. When a strategy that trains leads on format validity (or on keeping
 every style rule), the verdict says by how much against the best strategy that does not
-train, and at what extra price per 1,000 questions.
+train, whether the paired test (the run's Holm-corrected family) tells the two apart, and at
+what extra price per 1,000 questions: a lead of one question is not a purchase.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from eval.metrics import metric_label
 from eval.store.rows import StrategyResult
 from eval.views.format import display_name, money
 from eval.views.run_view import RunView
+from eval.views.verdict.confidence import pair_result
 
 # The behaviour metrics a trained strategy may lead on, in the order the verdict reads them.
 BEHAVIOUR_METRICS = ("format_valid", "style_pass")
@@ -45,6 +47,19 @@ def fine_tuning_bought(view: RunView) -> list[str]:
         out.append(
             f"{display_name(lead.strategy)}: {_mean(lead, metric):.0%} {label.lower()} against "
             f"{_mean(other, metric):.0%} for {display_name(other.strategy)} (the best without "
-            f"training){price}."
+            f"training){price}{_test_words(view, metric, lead.strategy, other.strategy)}."
         )
     return out
+
+
+def _test_words(view: RunView, metric: str, lead: str, other: str) -> str:
+    """'; a significant difference (paired test, Holm-adjusted p = 0.003)', or that the test
+    cannot tell them apart; '' when the pair was not tested."""
+    test = pair_result(view, metric, lead, other)
+    p_holm = None if test is None else test.get("p_holm")
+    if p_holm is None or p_holm != p_holm:  # not tested, or NaN
+        return ""
+    p = f"Holm-adjusted p = {p_holm:.3f}"
+    if test["significant"]:
+        return f"; a significant difference (paired test, {p})"
+    return f"; the paired test cannot tell them apart ({p})"

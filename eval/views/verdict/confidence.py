@@ -41,7 +41,6 @@ from eval.views.run_view import (
     run_lead_metric,
     seed_of,
 )
-from eval.views.task_verdict import fine_tuning_bought
 from eval.views.verdict.stability import stability, stability_frame, stability_sentences
 
 # Axes of the quality-cost chart beyond the stored costs (key -> title); lower is better.
@@ -232,7 +231,7 @@ def decision_figures(
 ) -> dict[str, Any]:
     """The figures above as plain data, for `--json`, MLflow and the report: per metric the
     chance of being best and the corrected comparisons with the best, the cost per right
-    answer, and (format or style) what fine-tuning bought on behaviour, in words."""
+    answer."""
     n = len(view.qids())
     out: dict[str, Any] = {
         "questions": n,
@@ -264,7 +263,6 @@ def decision_figures(
             for row in per_right.astype(object).where(per_right.notna(), None).to_dict("records")
         },
     }
-    out["fine_tuning_bought"] = fine_tuning_bought(view)
     return out
 
 
@@ -428,7 +426,6 @@ def render_decision(view: RunView, monthly_volume: int = 10_000, months: int = 1
                 f"p = {row['p_value']:.3g}, Holm p = {row['p_holm']:.3g} over "
                 f"{row['holm_over']} pair{'s' if row['holm_over'] != 1 else ''} ({verdict})"
             )
-    lines += figures["fine_tuning_bought"]
     per = figures["cost_per_right"]
     lines.append(
         f"Cost per right answer (right = {per['basis']}; preparation spread over "

@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from eval.views.run_view import RunView
+from eval.views.task_verdict import fine_tuning_bought
 from eval.views.verdict.confidence import decision_figures
 from eval.views.verdict.stability import stability_figures
 
@@ -17,11 +18,11 @@ DEFAULT_VOLUME, DEFAULT_MONTHS = 10_000, 12  # the Compare page's starting value
 def decision_data(
     view: RunView, monthly_volume: int = DEFAULT_VOLUME, months: int = DEFAULT_MONTHS
 ) -> dict[str, Any]:
-    """{"decision": decision_figures, "stability": stability_figures or None}."""
-    return {
-        "decision": decision_figures(view, monthly_volume, months),
-        "stability": stability_figures(view),
-    }
+    """{"decision": decision_figures with "fine_tuning_bought" (format or style: what training
+    bought on behaviour, in words), "stability": stability_figures or None}."""
+    figures = decision_figures(view, monthly_volume, months)
+    figures["fine_tuning_bought"] = fine_tuning_bought(view)
+    return {"decision": figures, "stability": stability_figures(view)}
 
 
 def _num(v: Any) -> bool:
