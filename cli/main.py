@@ -423,8 +423,7 @@ def compare_text(store: RunStore, args: argparse.Namespace) -> str:
     view = RunView.load(store, args.run_id)
     if not view.results:
         return f"run {args.run_id} has no results to compare"
-    metric = args.metric or run_lead_metric(view)
-    check_metric(view, metric)
+    metric = args.metric or run_lead_metric(view)  # decide refuses one the run lacks
     decision = decide(view, args.volume, metric, args.threshold, args.months)
     if args.html:
         report = html_report(

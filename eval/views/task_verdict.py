@@ -9,6 +9,8 @@ what extra price per 1,000 questions: a lead of one question is not a purchase.
 
 from __future__ import annotations
 
+import math
+
 from eval.metrics import metric_label
 from eval.store.rows import StrategyResult
 from eval.views.format import display_name, money
@@ -57,7 +59,7 @@ def _test_words(view: RunView, metric: str, lead: str, other: str) -> str:
     cannot tell them apart; '' when the pair was not tested."""
     test = pair_result(view, metric, lead, other)
     p_holm = None if test is None else test.get("p_holm")
-    if p_holm is None or p_holm != p_holm:  # not tested, or NaN
+    if p_holm is None or math.isnan(p_holm):  # not tested
         return ""
     p = f"Holm-adjusted p = {p_holm:.3f}"
     if test["significant"]:

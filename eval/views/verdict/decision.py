@@ -81,6 +81,7 @@ def decide(
     n_questions = int(view.run.meta.split.test or len(view.qids()))
     ret = retention_vs_gain(view, metric).set_index("strategy")
     be = break_even(view)
+    bought = fine_tuning_bought(view)  # format or style: what training bought on behaviour
 
     def quality(name: str) -> str:
         row = table.loc[name]
@@ -99,7 +100,6 @@ def decide(
             "or try a stronger generator."
         )
         fine = _fine_tuning(be, cur, monthly_volume)
-        bought = fine_tuning_bought(view)
         return Decision(None, headline, [], None, fine, _striking(ret), rec, {}, bought)
 
     c = rec.choice
@@ -152,7 +152,6 @@ def decide(
     runner_up = _runner_up(rec, c, label, cur)
     striking = _striking(ret, skip=c if general and "drops by" in general else None)
     fine = _fine_tuning(be, cur, monthly_volume)
-    bought = fine_tuning_bought(view)
     return Decision(c, headline, reasons, runner_up, fine, striking, rec, figures, bought)
 
 
